@@ -1,0 +1,44 @@
+/**
+ * A Finding is one thing an oracle saw wrong (or tolerably odd) in a crash
+ * image or a log. Oracles produce them from images and logs only, never from
+ * a live VM, so a finding means the same whatever produced the image.
+ */
+export const findingClasses = ['leak', 'corruption', 'data', 'kernel'] as const;
+export type FindingClass = (typeof findingClasses)[number];
+
+/** Which oracle produced the finding. */
+export type FindingSource = 'e2fsck' | 'repair' | 'content' | 'durability' | 'console';
+
+export type RecoveryModeName = 'e2fsck' | 'kernel';
+
+export interface Finding {
+  class: FindingClass;
+  source: FindingSource;
+  /** e2fsck problem code ("0x010004"), or an oracle's code ("content-mismatch", "oops"). */
+  code: string;
+  /** Short stable name: e2fsck's PR_* name or the oracle code. */
+  name: string;
+  /** One line a human reads. */
+  message: string;
+  /** Recovery mode after which it was seen (absent for no-recovery oracles such as the console of the workload boot). */
+  recovery?: RecoveryModeName;
+  ino?: number;
+  block?: number;
+  group?: number;
+  path?: string;
+  /** Extra text: a stack trace, e2fsck's text for the problem, expected vs actual hashes. */
+  detail?: string;
+}
+
+/** What a scenario tolerates. The default allows only `leak`. */
+export interface Allowance {
+  classes: FindingClass[];
+  /** e2fsck problem codes or oracle codes allowed regardless of class. */
+  codes: string[];
+}
+
+export const defaultAllowance: Allowance = { classes: ['leak'], codes: [] };
+
+export function isAllowed(f: Finding, allow: Allowance): boolean {
+  return allow.classes.includes(f.class) || allow.codes.includes(f.code) || allow.codes.includes(f.name);
+}

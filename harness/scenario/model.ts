@@ -1,0 +1,106 @@
+import type { Allowance, RecoveryModeName } from '../findings/finding.ts';
+
+/**
+ * A Step is one thing the guest agent does on the test filesystem. The host
+ * sends steps one at a time; the agent announces the start of each (a marker
+ * the host may wait on) and acknowledges its end with an exit status.
+ */
+export type Step =
+  | { kind: 'mount'; name: string; options: string[] }
+  | { kind: 'umount'; name: string }
+  /** chattr +e on each path; `recursive` migrates a tree (chattr -R +e). */
+  | { kind: 'migrate'; name: string; paths: string[]; recursive: boolean }
+  /** Write `size` pseudo-random bytes (seeded by the host) at `offset`; `append` ignores offset. */
+  | { kind: 'write'; name: string; path: string; size: number; offset: number; append: boolean; seed: number }
+  | { kind: 'fsync'; name: string; path: string }
+  | { kind: 'sync'; name: string }
+  | { kind: 'drop-caches'; name: string }
+  /** A background `while :; do sync; done` loop, started and stopped by name. */
+  | { kind: 'sync-loop'; name: string; action: 'start' | 'stop' }
+  /** Background writers beside a migration: O_DIRECT or mmap writes to a file. */
+  | { kind: 'writer'; name: string; mode: 'odirect' | 'mmap'; path: string; size: number; action: 'start' | 'stop' }
+  | { kind: 'sleep'; name: string; ms: number };
+
+export type StepKind = Step['kind'];
+
+/**
+ * Where a case kills the VM. Agent points are timed against step markers;
+ * kernel points (gdbstub) stop the guest inside the kernel; `none` lets the
+ * workload finish and shuts down cleanly (the oracles still run: a migration
+ * that corrupts data without any crash is the worst finding).
+ */
+export type CrashPoint =
+  | { kind: 'none' }
+  | { kind: 'before'; step: string }
+  | { kind: 'after'; step: string }
+  /** Kill `delayMs` after the step's start marker (a fixed delay). */
+  | { kind: 'delay'; step: string; delayMs: number }
+  /** Kill at a host-seeded random time in [0, windowMs) after the step's start marker. */
+  | { kind: 'during'; step: string; windowMs: number }
+  /** Stop at a kernel symbol through the gdbstub, armed only inside `step`'s window. */
+  | {
+      kind: 'kernel';
+      step: string;
+      symbol: string;
+      offset: number;
+      hit: number;
+      /** After the stop: let this many further hits happen, or wait delayMs of guest run time. */
+      thenHits: number;
+      delayMs: number;
+    }
+  /** Kill right after the k-th jbd2 commit that completes inside `step`'s window. */
+  | { kind: 'commit'; step: string; k: number };
+
+export type RecoveryMode = RecoveryModeName;
+
+/** One scenario file after parsing and validation. */
+export interface Scenario {
+  name: string;
+  file: string;
+  /** sha256 of the file's bytes, recorded in summary.json. */
+  hash: string;
+  description?: string;
+  recipe: string;
+  /** Kernel command-line additions for the workload boot. */
+  steps: Step[];
+  crashPoints: CrashPoint[];
+  repeat: number;
+  recovery: RecoveryMode[];
+  allow: Allowance;
+  /** Suite label for grouping (e.g. "known-bugs"). */
+  suite: string;
+}
+
+/** One scenario x crash point x repetition: the unit that runs in one VM. */
+export interface CaseSpec {
+  /** Stable id: "<scenario>/<point-label>/r<rep>"; the same on every machine for the same inputs. */
+  id: string;
+  scenario: Scenario;
+  crashPoint: CrashPoint;
+  pointLabel: string;
+  repetition: number;
+  /** Derived from the run seed and the case id, so a case is reproducible alone. */
+  seed: number;
+}
+
+export function crashPointLabel(p: CrashPoint): string {
+  switch (p.kind) {
+    case 'none':
+      return 'no-kill';
+    case 'before':
+    case 'after':
+      return `${p.kind}-${p.step}`;
+    case 'delay':
+      return `delay-${p.step}-${p.delayMs}ms`;
+    case 'during':
+      return `during-${p.step}-${p.windowMs}ms`;
+    case 'kernel': {
+      let s = `kernel-${p.step}-${p.symbol}${p.offset ? `+0x${p.offset.toString(16)}` : ''}-hit${p.hit}`;
+      if (p.thenHits) s += `-then${p.thenHits}`;
+      if (p.delayMs) s += `-delay${p.delayMs}ms`;
+      return s;
+    }
+    case 'commit':
+      return `commit-${p.step}-${p.k}`;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Process-wide teardown. Every VM and temp dir registers a cleanup here so
+ * that Ctrl-C, SIGTERM, a timeout or an uncaught error takes them down;
+ * `await using` handles the ordinary path, this handles the abrupt ones.
+ * (SIGKILL cannot be caught: QEMU is started with a parent-death signal and
+ * the next run sweeps the dead run's temp dir, see tempdir.ts.)
+ */
+type Cleanup = () => Promise<void> | void;
+
+const cleanups = new Set<Cleanup>();
+let installed = false;
+let exiting = false;
+
+export function onCleanup(fn: Cleanup): () => void {
+  installSignalHandlers();
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+/** Run every registered cleanup, newest first, each isolated from the others' failures. */
+export async function runAllCleanups(): Promise<void> {
+  const all = [...cleanups].reverse();
+  cleanups.clear();
+  await Promise.allSettled(all.map(async (fn) => fn()));
+}
+
+/** Listeners that want to know a run is being interrupted (e.g. to reset a git bisect). */
+const interruptListeners = new Set<(signal: NodeJS.Signals) => void>();
+export function onInterrupt(fn: (signal: NodeJS.Signals) => void): () => void {
+  installSignalHandlers();
+  interruptListeners.add(fn);
+  return () => interruptListeners.delete(fn);
+}
+
+function installSignalHandlers(): void {
+  if (installed) return;
+  installed = true;
+  const handler = (signal: NodeJS.Signals) => {
+    if (exiting) return;
+    exiting = true;
+    for (const l of interruptListeners) {
+      try {
+        l(signal);
+      } catch {
+        /* an interrupt listener must not stop the teardown */
+      }
+    }
+    process.stderr.write(`\nqcrash: ${signal} received, stopping VMs and removing temp files...\n`);
+    const code = signal === 'SIGINT' ? 130 : 143;
+    // Hard deadline: teardown must not hang the user's terminal.
+    setTimeout(() => process.exit(code), 10_000).unref();
+    void runAllCleanups().finally(() => process.exit(code));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  process.on('SIGHUP', handler);
+}

@@ -1,0 +1,126 @@
+import { readdir } from 'node:fs/promises';
+import { run } from '../util/exec.ts';
+import { findProgram, hostTools, type HostTool } from '../util/tools.ts';
+import { detectAccel } from './accel.ts';
+
+/** One line of `qcrash doctor`: a program or package, whether it is there, its version, and how to get it. */
+export interface DoctorCheck {
+  name: string;
+  debianPackage: string;
+  ok: boolean;
+  version?: string;
+  path?: string;
+  /** Needed for every run, or only for building patched kernels. */
+  neededFor: 'run' | 'kernel-build';
+  note?: string;
+}
+
+const versionArgs: Partial<Record<HostTool, string[]>> = {
+  'qemu-system-x86_64': ['--version'],
+  'qemu-img': ['--version'],
+  e2fsck: ['-V'],
+  debugfs: ['-V'],
+  'mkfs.ext4': ['-V'],
+  tune2fs: [],
+  busybox: [],
+  cpio: ['--version'],
+  setpriv: ['--version'],
+  git: ['--version'],
+  make: ['--version'],
+  gcc: ['--version'],
+  bc: ['--version'],
+  flex: ['--version'],
+  bison: ['--version'],
+  ccache: ['--version'],
+};
+
+const runTools: HostTool[] = ['qemu-system-x86_64', 'qemu-img', 'e2fsck', 'debugfs', 'mkfs.ext4', 'tune2fs', 'dumpe2fs', 'busybox', 'cpio', 'setpriv'];
+const buildTools: HostTool[] = ['git', 'make', 'gcc', 'bc', 'flex', 'bison', 'ccache'];
+
+/** Every Debian package the project uses: `doctor --install` and .ci/run install this list. */
+export const debianPackages = [
+  'qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'busybox-static', 'cpio', 'util-linux',
+  'linux-image-cloud-amd64', 'linux-source-6.1', 'build-essential', 'bc', 'flex', 'bison',
+  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl',
+];
+
+function firstVersionLine(text: string): string | undefined {
+  const line = text.split('\n').map((l) => l.trim()).find((l) => /\d+\.\d+/.test(l));
+  return line?.slice(0, 100);
+}
+
+async function checkTool(t: HostTool, neededFor: DoctorCheck['neededFor']): Promise<DoctorCheck> {
+  const path = await findProgram(t);
+  const base: DoctorCheck = { name: t, debianPackage: hostTools[t], ok: Boolean(path), neededFor };
+  if (!path) return base;
+  const r = await run(path, versionArgs[t] ?? ['--version'], { timeoutMs: 10_000 });
+  const version = firstVersionLine(`${r.stdout}\n${r.stderr}`);
+  if (t === 'busybox') {
+    // Only the static build works inside the guest without its libraries.
+    const l = await run('ldd', [path]);
+    const isStatic = /not a dynamic executable|statically linked/.test(l.stdout + l.stderr);
+    if (!isStatic) return { ...base, ok: false, path, version, note: 'busybox is dynamically linked: install busybox-static' };
+  }
+  return { ...base, path, ...(version ? { version } : {}) };
+}
+
+async function checkStockKernel(): Promise<DoctorCheck> {
+  const base: DoctorCheck = { name: 'stock kernel (vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', ok: false, neededFor: 'run' };
+  const boot = await readdir('/boot').catch(() => [] as string[]);
+  const images = boot.filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f)).sort();
+  const newest = images.at(-1);
+  if (!newest) return base;
+  const release = newest.slice('vmlinuz-'.length);
+  const mods = await readdir(`/lib/modules/${release}`).catch(() => undefined);
+  if (!mods) return { ...base, version: release, note: `/lib/modules/${release} missing: reinstall linux-image-${release}` };
+  return { ...base, ok: true, version: release, path: `/boot/${newest}` };
+}
+
+async function checkKernelSource(): Promise<DoctorCheck> {
+  const base: DoctorCheck = { name: 'linux-source-6.1 tarball', debianPackage: 'linux-source-6.1', ok: false, neededFor: 'kernel-build' };
+  const src = await readdir('/usr/src').catch(() => [] as string[]);
+  const tar = src.find((f) => /^linux-source-6\.1\.tar\.xz$/.test(f));
+  return tar ? { ...base, ok: true, path: `/usr/src/${tar}` } : base;
+}
+
+export async function runDoctor(): Promise<{ checks: DoctorCheck[]; accel: Awaited<ReturnType<typeof detectAccel>> }> {
+  const checks = await Promise.all([
+    ...runTools.map((t) => checkTool(t, 'run')),
+    checkStockKernel(),
+    ...buildTools.map((t) => checkTool(t, 'kernel-build')),
+    checkKernelSource(),
+  ]);
+  return { checks, accel: await detectAccel() };
+}
+
+export function formatDoctor(r: Awaited<ReturnType<typeof runDoctor>>): string {
+  const lines: string[] = [];
+  for (const group of ['run', 'kernel-build'] as const) {
+    lines.push(group === 'run' ? 'Needed for every run:' : 'Needed to build patched kernels (validate, bisect, kernel build):');
+    for (const c of r.checks.filter((x) => x.neededFor === group)) {
+      const status = c.ok ? 'ok     ' : 'MISSING';
+      const detail = c.ok ? (c.version ?? c.path ?? '') : `apt-get install ${c.debianPackage}`;
+      lines.push(`  ${status} ${c.name.padEnd(38)} ${detail}${c.note ? `  (${c.note})` : ''}`);
+    }
+  }
+  lines.push(`Accelerator: ${r.accel.accel} (${r.accel.reason})`);
+  const missing = r.checks.filter((c) => !c.ok);
+  if (missing.length) {
+    const pkgs = [...new Set(missing.map((c) => c.debianPackage))];
+    lines.push(`Missing: ${missing.length}. Fix with: apt-get install ${pkgs.join(' ')}  (or: qcrash doctor --install)`);
+  } else lines.push('Everything qcrash needs is installed.');
+  return lines.join('\n');
+}
+
+/** apt-get update + install of the project's package list; only as root. */
+export async function installPackages(packages: readonly string[] = debianPackages): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    throw new Error(`qcrash doctor --install needs root. Run: sudo apt-get install ${packages.join(' ')}`);
+  }
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update', '-q'], ['install', '-y', '-q', '--no-install-recommends', ...packages]]) {
+    const r = await run('apt-get', args, { env, timeoutMs: 30 * 60_000 });
+    process.stderr.write(r.stdout.split('\n').slice(-5).join('\n'));
+    if (r.failed) throw new Error(`apt-get ${args[0]} failed (exit ${r.exitCode}):\n${r.stderr.trim().split('\n').slice(-10).join('\n')}`);
+  }
+}

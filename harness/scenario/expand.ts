@@ -1,0 +1,25 @@
+import { sha256 } from '../util/hash.ts';
+import { crashPointLabel, type CaseSpec, type Scenario } from './model.ts';
+
+/** Derive a case's seed from the run seed and the case id: a case reruns alone with the same randomness. */
+export function caseSeed(runSeed: number, caseId: string): number {
+  return parseInt(sha256(`${runSeed}/${caseId}`).slice(0, 8), 16);
+}
+
+/** Scenario x crash point x repetition -> cases, in a stable order. */
+export function expandCases(scenarios: readonly Scenario[], runSeed: number): CaseSpec[] {
+  const cases: CaseSpec[] = [];
+  for (const s of scenarios) {
+    const labels = new Set<string>();
+    for (const p of s.crashPoints) {
+      const label = crashPointLabel(p);
+      if (labels.has(label)) continue; // a generator and an explicit point may name the same state
+      labels.add(label);
+      for (let rep = 1; rep <= s.repeat; rep++) {
+        const id = `${s.name}/${label}/r${rep}`;
+        cases.push({ id, scenario: s, crashPoint: p, pointLabel: label, repetition: rep, seed: caseSeed(runSeed, id) });
+      }
+    }
+  }
+  return cases;
+}

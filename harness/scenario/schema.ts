@@ -1,0 +1,99 @@
+import { z } from 'zod';
+import { findingClasses } from '../findings/finding.ts';
+
+/**
+ * The scenario file format. Steps and crash points are written as
+ * one-key maps (`- migrate: /shapes/f`) or bare words (`- sync`); this file
+ * holds the shapes of their arguments, parse.ts turns them into the model.
+ */
+const nonNegInt = z.number().int().nonnegative();
+const posInt = z.number().int().positive();
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" or "-"');
+const absPath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute path inside the test filesystem (e.g. /shapes/f)');
+const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
+
+export const stepArgs = {
+  mount: z.strictObject({ name: name.optional(), options: z.union([mountOption, z.array(mountOption)]).optional() }),
+  umount: z.strictObject({ name: name.optional() }),
+  migrate: z.strictObject({
+    name: name.optional(),
+    paths: z.union([absPath, z.array(absPath).min(1)]),
+    recursive: z.boolean().optional(),
+  }),
+  write: z.strictObject({
+    name: name.optional(),
+    path: absPath,
+    size: posInt,
+    offset: nonNegInt.optional(),
+    append: z.boolean().optional(),
+  }),
+  fsync: z.strictObject({ name: name.optional(), path: absPath }),
+  sync: z.strictObject({ name: name.optional() }),
+  'drop-caches': z.strictObject({ name: name.optional() }),
+  'sync-loop': z.strictObject({ name: name.optional(), action: z.enum(['start', 'stop']) }),
+  writer: z.strictObject({
+    name: name.optional(),
+    mode: z.enum(['odirect', 'mmap']),
+    path: absPath,
+    size: posInt.optional(),
+    action: z.enum(['start', 'stop']),
+  }),
+  sleep: z.strictObject({ name: name.optional(), ms: nonNegInt }),
+} as const;
+export type StepArgKind = keyof typeof stepArgs;
+
+/** What a bare scalar after a step keyword means (`- migrate: /f`, `- sleep: 50`). */
+export const stepScalarKey: Partial<Record<StepArgKind, string>> = {
+  migrate: 'paths',
+  fsync: 'path',
+  sleep: 'ms',
+  mount: 'options',
+  'sync-loop': 'action',
+};
+
+export const pointArgs = {
+  none: z.strictObject({}),
+  before: z.strictObject({ step: name }),
+  after: z.strictObject({ step: name }),
+  delay: z.strictObject({ step: name, ms: nonNegInt }),
+  during: z.strictObject({ step: name, window_ms: posInt }),
+  kernel: z.strictObject({
+    step: name,
+    symbol: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*(\+(0x[0-9a-fA-F]+|[0-9]+))?$/, 'a kernel symbol, optionally +offset'),
+    hit: posInt.optional(),
+    then_hits: nonNegInt.optional(),
+    delay_ms: nonNegInt.optional(),
+  }),
+  commit: z.strictObject({ step: name, k: posInt }),
+  /** Generator: one point per journal commit k = 1..max completed during the step. */
+  commits: z.strictObject({ step: name, max: posInt }),
+  /** Generator: the first `first` hits of a symbol (hit 1..first), or `sample` seeded hits among the first `first`. */
+  'kernel-hits': z.strictObject({
+    step: name,
+    symbol: z.string(),
+    first: posInt,
+    sample: posInt.optional(),
+  }),
+} as const;
+export type PointArgKind = keyof typeof pointArgs;
+
+export const pointScalarKey: Partial<Record<PointArgKind, string>> = { before: 'step', after: 'step' };
+
+export const recoveryModes = ['e2fsck', 'kernel'] as const;
+
+export const scenarioTop = z.strictObject({
+  name: name.optional(),
+  description: z.string().optional(),
+  suite: name.optional(),
+  recipe: z.string().min(1),
+  steps: z.array(z.unknown()).min(1),
+  kill: z.array(z.unknown()).min(1),
+  repeat: posInt.max(1000).optional(),
+  recovery: z.union([z.enum(recoveryModes), z.array(z.enum(recoveryModes)).min(1)]).optional(),
+  allow: z
+    .strictObject({
+      classes: z.array(z.enum(findingClasses)).optional(),
+      codes: z.array(z.string()).optional(),
+    })
+    .optional(),
+});

@@ -1,0 +1,85 @@
+import t from 'tap';
+import { parseScenario } from '../../harness/scenario/parse.ts';
+import { expandCases } from '../../harness/scenario/expand.ts';
+import { ConfigError } from '../../harness/util/errors.ts';
+
+// The recipe must exist in vm-images/recipes; small-4k is the shipped test recipe.
+const good = `name: demo
+recipe: small-4k
+steps:
+  - mount: [commit=1, noatime]
+  - migrate: /shapes/direct-12
+  - sync
+  - umount
+kill:
+  - none
+  - before: migrate
+  - after: migrate
+  - delay: { step: migrate, ms: 5 }
+  - commits: { step: migrate, max: 3 }
+repeat: 2
+`;
+
+async function errorOf(text: string): Promise<ConfigError> {
+  try {
+    await parseScenario('scenarios/bad.yaml', text);
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+t.test('a good scenario parses into steps and crash points', async (t) => {
+  const s = await parseScenario('scenarios/demo.yaml', good);
+  t.equal(s.name, 'demo');
+  t.same(s.steps.map((x) => x.kind), ['mount', 'migrate', 'sync', 'umount']);
+  t.same(s.steps[0], { kind: 'mount', name: 'mount', options: ['commit=1', 'noatime'] });
+  t.same(s.steps[1], { kind: 'migrate', name: 'migrate', paths: ['/shapes/direct-12'], recursive: false });
+  t.same(s.recovery, ['e2fsck', 'kernel'], 'both recoveries by default');
+  t.same(s.allow.classes, ['leak'], 'only leaks allowed by default');
+  t.equal(s.crashPoints.length, 4 + 3, 'the commits generator expands to k=1..3');
+  const cases = expandCases([s], 7);
+  t.equal(cases.length, 7 * 2, 'every point twice (repeat: 2)');
+  t.equal(new Set(cases.map((c) => c.id)).size, cases.length, 'case ids are unique');
+  t.ok(cases.some((c) => c.id === 'demo/commit-migrate-2/r1'));
+  t.same(expandCases([s], 7).map((c) => c.seed), cases.map((c) => c.seed), 'seeds are reproducible');
+  t.not(expandCases([s], 8)[0]!.seed, cases[0]!.seed, 'seeds depend on the run seed');
+});
+
+t.test('a YAML syntax error names file and line', async (t) => {
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - sync\n   - umount: [\n');
+  t.match(e.message, /^scenarios\/bad\.yaml:4(:\d+)?: YAML syntax error/);
+  t.equal(e.exitCode, 2);
+});
+
+t.test('an unknown recipe names the line and close matches', async (t) => {
+  const e = await errorOf('steps:\n  - sync\nkill:\n  - none\nrecipe: smal-4k\n');
+  t.match(e.message, /bad\.yaml:5: unknown recipe "smal-4k"/);
+  t.match(e.message, /Did you mean: .*small-4k/);
+});
+
+t.test('an unknown step names the line and close matches', async (t) => {
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - mount\n  - migrat: /f\nkill:\n  - none\n');
+  t.match(e.message, /bad\.yaml:4: unknown step "migrat"\. Did you mean: migrate\?/);
+});
+
+t.test('a negative delay names the line', async (t) => {
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /f\nkill:\n  - delay:\n      step: migrate\n      ms: -5\n');
+  t.match(e.message, /bad\.yaml:7: .*>=0.* at "kill\.0\.delay\.ms"/);
+});
+
+t.test('a kill point naming a missing step lists the steps', async (t) => {
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /f\nkill:\n  - after: migarte\n');
+  t.match(e.message, /bad\.yaml:5: kill point refers to unknown step "migarte"\. Did you mean: migrate\?/);
+});
+
+t.test('an unknown key is named with the allowed ones', async (t) => {
+  const e = await errorOf('recipe: small-4k\nrepat: 3\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.match(e.message, /bad\.yaml:2: unknown key "repat".*Did you mean: repeat\?/);
+});
+
+t.test('a relative path in migrate is refused', async (t) => {
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: shapes/f\nkill:\n  - none\n');
+  t.match(e.message, /bad\.yaml:3: must be an absolute path/);
+});

@@ -1,0 +1,45 @@
+import { Command, CommanderError, Option } from 'commander';
+import { ExitCode, QcrashError, errorMessage } from '../util/errors.ts';
+import { runAllCleanups } from '../util/cleanup.ts';
+import { registerDoctor } from './doctor-command.ts';
+
+/**
+ * qcrash's command line. Each command lives in its own module and registers
+ * itself here; this file only maps errors to exit codes:
+ * 0 pass, 1 a case failed, 2 usage/configuration, 3 infrastructure.
+ */
+export function buildProgram(): Command {
+  const program = new Command('qcrash')
+    .description('Crash-test ext4 block-map-to-extent migration (chattr +e) in QEMU.')
+    .version('0.1.0')
+    .showHelpAfterError('(run qcrash --help for usage)')
+    .exitOverride();
+  registerDoctor(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; every other commander error is a usage error.
+      return e.exitCode === 0 ? 0 : ExitCode.usage;
+    }
+    if (e instanceof QcrashError) {
+      process.stderr.write(`qcrash: ${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`qcrash: internal error: ${e instanceof Error ? (e.stack ?? e.message) : errorMessage(e)}\n`);
+    return ExitCode.infrastructure;
+  } finally {
+    await runAllCleanups();
+  }
+}
+
+export { Option };
+
+const code = await main(process.argv);
+process.exit(code);

@@ -1,0 +1,124 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve, basename, extname } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../util/errors.ts';
+import { didYouMean } from '../util/suggest.ts';
+import { sha256 } from '../util/hash.ts';
+import { recipesDir } from '../util/paths.ts';
+import { YamlSource } from '../scenario/yaml-source.ts';
+import { listRecipeNames } from '../scenario/parse.ts';
+
+/**
+ * An image recipe: the filesystem variant and the entries it holds, by
+ * shape. Block counts may be written relative to the block map's boundaries
+ * (`ind-last`, `dind-first`, `tind-first`, `+N`/`-N`), so one recipe text
+ * means the same boundary on 1 KiB and 4 KiB blocks.
+ */
+const blockCount = z.union([z.number().int().nonnegative(), z.string().regex(/^(direct|ind-first|ind-last|dind-first|dind-last|tind-first)([+-]\d+)?$|^\d+$/, 'a block count: a number or direct|ind-first|ind-last|dind-first|dind-last|tind-first, optionally +N/-N')]);
+const range = z.tuple([blockCount, blockCount]);
+const path = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, 'an absolute path of letters, digits, ".", "_", "-"');
+
+const entry = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('file'),
+    path,
+    /** File length in blocks. */
+    blocks: blockCount,
+    /** Extra bytes after the last whole block (a partial tail block). */
+    extra_bytes: z.number().int().nonnegative().optional(),
+    /** Block ranges [from, to) that hold data; everything else is a hole. Default: all. */
+    data: z.array(range).optional(),
+    /** Interleave filler allocation so the file's blocks are scattered. */
+    fragmented: z.boolean().optional(),
+  }),
+  z.strictObject({ kind: z.literal('dir'), path, entries: z.number().int().nonnegative() }),
+  z.strictObject({ kind: z.literal('symlink'), path, target_length: z.number().int().positive().max(4000) }),
+  z.strictObject({ kind: z.literal('small-files'), path, count: z.number().int().positive().max(10000), size: z.number().int().positive() }),
+]);
+
+const recipeSchema = z.strictObject({
+  description: z.string().optional(),
+  filesystem: z.strictObject({
+    block_size: z.union([z.literal(1024), z.literal(4096)]),
+    /** ext3: 128-byte inodes, no metadata_csum (what real chattr +e users convert). modern: 256-byte inodes, metadata_csum. */
+    style: z.enum(['ext3', 'modern']),
+    fast_commit: z.boolean().optional(),
+    size_mb: z.number().int().min(8).max(4096),
+  }),
+  seed: z.number().int().nonnegative().optional(),
+  entries: z.array(entry).min(1),
+});
+
+export type RecipeEntry = z.infer<typeof entry>;
+export interface Recipe {
+  name: string;
+  file: string;
+  hash: string;
+  text: string;
+  description?: string;
+  blockSize: 1024 | 4096;
+  style: 'ext3' | 'modern';
+  fastCommit: boolean;
+  sizeMb: number;
+  seed: number;
+  entries: RecipeEntry[];
+}
+
+/** A recipe by name (vm-images/recipes/NAME.yaml) or by path. */
+export async function loadRecipe(nameOrPath: string): Promise<Recipe> {
+  const isPath = nameOrPath.includes('/') || nameOrPath.endsWith('.yaml');
+  const file = isPath ? resolve(nameOrPath) : join(recipesDir, `${nameOrPath}.yaml`);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    const names = await listRecipeNames();
+    throw new ConfigError(`unknown recipe "${nameOrPath}".${didYouMean(nameOrPath, names)} Recipes: ${names.join(', ')}`);
+  }
+  return parseRecipe(file, text);
+}
+
+export function parseRecipe(file: string, text: string): Recipe {
+  const src = YamlSource.parse(file, text);
+  const r = recipeSchema.safeParse(src.value());
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw src.error(issue.path as Array<string | number>, `${issue.message} at "${issue.path.join('.')}"`);
+  }
+  const d = r.data;
+  const paths = new Set<string>();
+  d.entries.forEach((e, i) => {
+    if (paths.has(e.path)) throw src.error(['entries', i, 'path'], `duplicate path ${e.path}`);
+    paths.add(e.path);
+  });
+  return {
+    name: basename(file, extname(file)),
+    file,
+    hash: sha256(text),
+    text,
+    ...(d.description ? { description: d.description } : {}),
+    blockSize: d.filesystem.block_size,
+    style: d.filesystem.style,
+    fastCommit: d.filesystem.fast_commit ?? false,
+    sizeMb: d.filesystem.size_mb,
+    seed: d.seed ?? 1,
+    entries: d.entries,
+  };
+}
+
+/** Resolve a block count against the block map of a block size. */
+export function resolveBlocks(v: number | string, blockSize: number): number {
+  if (typeof v === 'number') return v;
+  if (/^\d+$/.test(v)) return Number(v);
+  const p = blockSize / 4;
+  const m = /^([a-z-]+?)([+-]\d+)?$/.exec(v)!;
+  const base: Record<string, number> = {
+    direct: 12,
+    'ind-first': 13,
+    'ind-last': 12 + p,
+    'dind-first': 12 + p + 1,
+    'dind-last': 12 + p + p * p,
+    'tind-first': 12 + p + p * p + 1,
+  };
+  return base[m[1]!]! + Number(m[2] ?? 0);
+}

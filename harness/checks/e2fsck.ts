@@ -1,0 +1,121 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { XMLParser } from 'fast-xml-parser';
+import { run } from '../util/exec.ts';
+import { tool } from '../util/tools.ts';
+import { InfraError } from '../util/errors.ts';
+import { TempDir } from '../util/tempdir.ts';
+
+/** One <problem/> of e2fsck's problem log, every attribute kept. */
+export interface Problem {
+  code: number;
+  /** Hex form as e2fsck writes it, e.g. "0x010004". */
+  codeHex: string;
+  pass: number;
+  ino?: number;
+  ino2?: number;
+  dir?: number;
+  blk?: number;
+  blk2?: number;
+  blkcount?: number;
+  group?: number;
+  num?: number;
+  str?: string;
+  attrs: Record<string, string>;
+}
+
+/** e2fsck's exit status is a bitmask; 8, 16 and 128 mean e2fsck itself could not do its job. */
+export interface E2fsckExit {
+  code: number;
+  fixed: boolean;
+  reboot: boolean;
+  uncorrected: boolean;
+  operationalError: boolean;
+  usageError: boolean;
+  cancelled: boolean;
+  libraryError: boolean;
+}
+
+export function decodeExit(code: number): E2fsckExit {
+  return {
+    code,
+    fixed: (code & 1) !== 0,
+    reboot: (code & 2) !== 0,
+    uncorrected: (code & 4) !== 0,
+    operationalError: (code & 8) !== 0,
+    usageError: (code & 16) !== 0,
+    cancelled: (code & 32) !== 0,
+    libraryError: (code & 128) !== 0,
+  };
+}
+
+export type E2fsckMode = 'journal-only' | 'check' | 'repair';
+
+export interface E2fsckRun {
+  mode: E2fsckMode;
+  argv: string[];
+  exit: E2fsckExit;
+  /** stdout and stderr as e2fsck printed them. */
+  text: string;
+  xml: string;
+  problems: Problem[];
+}
+
+const modeArgs: Record<E2fsckMode, string[]> = {
+  // -y: replaying the journal is e2fsck's own question; journal_only stops right after it.
+  'journal-only': ['-y', '-E', 'journal_only'],
+  check: ['-f', '-n'],
+  repair: ['-f', '-y'],
+};
+
+/**
+ * Run the real e2fsck on an image with a generated config that turns on its
+ * XML problem log; findings come from that log, not from scraping the text.
+ */
+export async function runE2fsck(image: string, mode: E2fsckMode): Promise<E2fsckRun> {
+  await using tmp = await TempDir.create('e2fsck');
+  const log = tmp.join('problems.xml');
+  const conf = tmp.join('e2fsck.conf');
+  await writeFile(conf, `[options]\n\tproblem_log_filename = ${log}\n`);
+  const argv = [...modeArgs[mode], image];
+  const r = await run(await tool('e2fsck'), argv, {
+    env: { E2FSCK_CONFIG: conf, LANG: 'C', LC_ALL: 'C' },
+    timeoutMs: 10 * 60_000,
+  });
+  const code = r.exitCode ?? 8;
+  const exit = decodeExit(code);
+  const text = r.stdout + (r.stderr ? `\n${r.stderr}` : '');
+  if (exit.operationalError || exit.usageError || exit.libraryError || r.exitCode === undefined) {
+    throw new InfraError(`e2fsck ${argv.join(' ')} could not check the image (exit ${code}):\n${text.trim().split('\n').slice(-10).join('\n')}`);
+  }
+  const xml = await readFile(log, 'utf8').catch(() => '');
+  return { mode, argv: ['e2fsck', ...argv], exit, text, xml, problems: parseProblemLog(xml) };
+}
+
+const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (name) => name === 'problem' || name === 'header' });
+
+/** Parse e2fsck's problem log (problem_log_filename). An empty log means no problems. */
+export function parseProblemLog(xml: string): Problem[] {
+  if (!xml.trim()) return [];
+  const doc = parser.parse(xml) as { problem_log?: { problem?: Array<Record<string, string>> } };
+  const list = doc.problem_log?.problem ?? [];
+  return list.map((attrs) => {
+    const code = parseInt(attrs.code ?? '0', 16);
+    const num = (k: string) => (attrs[k] !== undefined ? Number(attrs[k]) : undefined);
+    const p: Problem = { code, codeHex: attrs.code ?? '', pass: code >> 16, attrs };
+    for (const k of ['ino', 'ino2', 'dir', 'blk', 'blk2', 'blkcount', 'group', 'num'] as const) {
+      const v = num(k);
+      if (v !== undefined && Number.isFinite(v)) p[k] = v;
+    }
+    if (attrs.str !== undefined) p.str = attrs.str;
+    return p;
+  });
+}
+
+/** "Inode 14, i_blocks is 200, should be 96." lines: the current value is only in the text. */
+export function iBlocksFromText(text: string): Map<number, { is: number; should: number }> {
+  const m = new Map<number, { is: number; should: number }>();
+  for (const x of text.matchAll(/Inode (\d+), i_blocks is (\d+), should be (\d+)/g)) {
+    m.set(Number(x[1]), { is: Number(x[2]), should: Number(x[3]) });
+  }
+  return m;
+}

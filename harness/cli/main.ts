@@ -2,6 +2,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, QcrashError, errorMessage } from '../util/errors.ts';
 import { runAllCleanups } from '../util/cleanup.ts';
 import { registerDoctor } from './doctor-command.ts';
+import { registerRun } from './run-command.ts';
+import { registerCheck } from './check-command.ts';
+import { registerCompare } from './compare-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -14,6 +17,9 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run qcrash --help for usage)')
     .exitOverride();
+  registerRun(program);
+  registerCheck(program);
+  registerCompare(program);
   registerDoctor(program);
   return program;
 }

@@ -51,6 +51,16 @@ function installSignalHandlers(): void {
     setTimeout(() => process.exit(code), 10_000).unref();
     void runAllCleanups().finally(() => process.exit(code));
   };
+  // A harness crash must take its VMs down too: clean up, then die loudly.
+  const fatal = (e: unknown) => {
+    if (exiting) return;
+    exiting = true;
+    process.stderr.write(`qcrash: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    setTimeout(() => process.exit(3), 10_000).unref();
+    void runAllCleanups().finally(() => process.exit(3));
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   process.on('SIGHUP', handler);

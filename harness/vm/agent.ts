@@ -118,6 +118,7 @@ export class AgentClient {
     });
     // Callers often await only `done`; keep the other promises from raising unhandled rejections.
     held.catch(() => {});
+    done.catch(() => {});
     started.catch(() => {});
     const cmd: AgentCommand = {
       id,

@@ -1,0 +1,43 @@
+import { access, readdir, readFile } from 'node:fs/promises';
+import { join, resolve, dirname } from 'node:path';
+import { ConfigError } from '../util/errors.ts';
+import { cacheDir } from '../util/paths.ts';
+import { didYouMean } from '../util/suggest.ts';
+import type { KernelInfo } from './kernel.ts';
+import { stockKernel } from './stock.ts';
+
+/** Kernels qcrash built, from the cache (each folder holds kernel.json). */
+export async function listBuiltKernels(): Promise<KernelInfo[]> {
+  const root = cacheDir('kernels');
+  const out: KernelInfo[] = [];
+  for (const d of await readdir(root).catch(() => [] as string[])) {
+    try {
+      out.push(JSON.parse(await readFile(join(root, d, 'kernel.json'), 'utf8')) as KernelInfo);
+    } catch {
+      /* a half-written or foreign folder */
+    }
+  }
+  return out;
+}
+
+/**
+ * `--kernel`: "stock" (Debian's cloud kernel), a kernel id (or unique prefix)
+ * from `qcrash kernel list`, or a path to a bzImage (a System.map beside it is
+ * used for kernel crash points). A bzImage given by path is assumed to have
+ * virtio and ext4 built in, as the minimal config fragment does.
+ */
+export async function resolveKernel(spec: string): Promise<KernelInfo> {
+  if (spec === 'stock') return stockKernel();
+  if (spec.includes('/') || spec.endsWith('bzImage')) {
+    const p = resolve(spec);
+    if (!(await access(p).then(() => true, () => false))) throw new ConfigError(`--kernel ${spec}: no such file`);
+    const map = join(dirname(p), 'System.map');
+    const hasMap = await access(map).then(() => true, () => false);
+    return { id: `path-${p}`, kind: 'path', release: 'unknown', bzImage: p, ...(hasMap ? { systemMap: map } : {}), builtinDrivers: true, acpi: true };
+  }
+  const built = await listBuiltKernels();
+  const matches = built.filter((k) => k.id === spec || k.id.startsWith(spec));
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length > 1) throw new ConfigError(`--kernel ${spec} is ambiguous: ${matches.map((k) => k.id).join(', ')}`);
+  throw new ConfigError(`--kernel ${spec}: not "stock", not a bzImage path and not a built kernel id.${didYouMean(spec, ['stock', ...built.map((k) => k.id)])} See: qcrash kernel list`);
+}

@@ -1,0 +1,48 @@
+import type { Finding } from '../findings/finding.ts';
+import type { RunSummary } from '../run/result.ts';
+
+/**
+ * A plain-text summary short enough to paste into a mail: what ran where,
+ * the counts, and each failing case with its findings, lines under 72
+ * columns where the data allows.
+ */
+export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFindings?: number } = {}): string {
+  const md = opts.markdown ?? false;
+  const out: string[] = [];
+  const h = (t: string) => out.push(md ? `### ${t}` : t, ...(md ? [] : ['-'.repeat(Math.min(t.length, 72))]));
+  h(`qcrash run ${s.runId}`);
+  out.push(`kernel:    ${s.kernel.release} (${s.kernel.id})`);
+  out.push(`qemu:      ${s.versions.qemu} (${s.accel})`);
+  out.push(`e2fsprogs: ${s.versions.e2fsprogs}`);
+  out.push(`seed:      ${s.seed}`);
+  out.push(`scenarios: ${s.scenarios.map((x) => x.name).join(', ')}`);
+  const c = s.counts;
+  out.push(`cases:     ${c.total} total, ${c.pass} passed, ${c.fail} failed, ${c.error} errors, ${c.notReached} not reached`);
+  const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
+  if (leaks) out.push(`allowed:   ${leaks} leak finding(s) (what an interrupted migration may leave)`);
+  const bad = s.cases.filter((x) => x.status !== 'pass');
+  if (bad.length) {
+    out.push('');
+    h('Failing cases');
+    for (const x of bad) {
+      out.push(`${md ? '- ' : ''}${x.status.toUpperCase()} ${x.id}`);
+      if (x.error) out.push(`    ${x.error.split('\n')[0]}`);
+      for (const line of groupFindings(x.failing).slice(0, opts.maxFindings ?? 8)) out.push(`    ${line}`);
+    }
+  }
+  out.push('');
+  out.push(c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
+  return out.join('\n') + '\n';
+}
+
+/** "corruption PR_5_BLOCK_USED x3 [e2fsck]": one line per kind of finding. */
+export function groupFindings(fs: readonly Finding[]): string[] {
+  const m = new Map<string, { f: Finding; n: number }>();
+  for (const f of fs) {
+    const k = `${f.class} ${f.name} ${f.recovery ?? ''}`;
+    const e = m.get(k);
+    if (e) e.n++;
+    else m.set(k, { f, n: 1 });
+  }
+  return [...m.values()].map(({ f, n }) => `${f.class} ${f.code === f.name ? f.name : `${f.name} (${f.code})`}${n > 1 ? ` x${n}` : ''}${f.recovery ? ` [${f.recovery}]` : ''}: ${f.message.slice(0, 100)}`);
+}

@@ -1,7 +1,12 @@
 import type { CaseSpec, CrashPoint } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { FiredPoint } from '../run/result.ts';
-import type { Vm } from '../vm/vm.ts';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Vm } from '../vm/vm.ts';
+import { cacheDir } from '../util/paths.ts';
+import { TempDir } from '../util/tempdir.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import { GdbClient, type StopReply } from '../vm/gdb.ts';
 import { SymbolTable } from '../vm/symbols.ts';
 import { InfraError } from '../util/errors.ts';
@@ -9,25 +14,55 @@ import type { KernelPointDriver } from './workload.ts';
 
 const symbolTables = new Map<string, Promise<SymbolTable>>();
 
-/** The kernel's symbol table (System.map; the guest is booted with nokaslr so addresses match). */
-export function kernelSymbols(kernel: KernelInfo): Promise<SymbolTable> {
-  if (!kernel.systemMap) return Promise.reject(new InfraError(`kernel ${kernel.id} has no System.map: kernel crash points need one`));
-  let t = symbolTables.get(kernel.systemMap);
+/**
+ * The kernel's text symbols. A real System.map when there is one; Debian's
+ * /boot/System.map is a one-line placeholder, so for the stock kernel the
+ * guest's /proc/kallsyms is read once through the agent and cached. The
+ * guest boots with nokaslr, so the addresses hold for every later boot.
+ */
+export function kernelSymbols(kernel: KernelInfo, initrd: string): Promise<SymbolTable> {
+  let t = symbolTables.get(kernel.id);
   if (!t) {
-    t = SymbolTable.load(kernel.systemMap);
-    symbolTables.set(kernel.systemMap, t);
+    t = loadSymbols(kernel, initrd);
+    symbolTables.set(kernel.id, t);
+    t.catch(() => symbolTables.delete(kernel.id));
   }
   return t;
+}
+
+async function loadSymbols(kernel: KernelInfo, initrd: string): Promise<SymbolTable> {
+  if (kernel.systemMap) {
+    const table = SymbolTable.parse(await readFile(kernel.systemMap, 'utf8'));
+    if (table.size > 1000) return table;
+  }
+  const file = cacheDir('symbols', `${kernel.id.replace(/[^A-Za-z0-9._-]/g, '_')}.kallsyms`);
+  const cached = await readFile(file, 'utf8').catch(() => undefined);
+  if (cached) return SymbolTable.parse(cached);
+  await using tmp = await TempDir.create('kallsyms');
+  const disk = tmp.join('empty.img');
+  await writeFile(disk, Buffer.alloc(1 << 20));
+  let text: string;
+  {
+    await using vm = await Vm.launch({ kernel, initrd, disk: { path: disk, format: 'raw' }, name: 'qcrash-kallsyms' });
+    const r = await vm.agent.call('kallsyms', [], 120_000);
+    if (r.exitCode !== 0 || !r.output) throw new InfraError(`could not read /proc/kallsyms in the guest (exit ${r.exitCode})`);
+    text = r.output;
+  }
+  const table = SymbolTable.parse(text);
+  if (table.size < 1000) throw new InfraError(`the guest's /proc/kallsyms has only ${table.size} text symbols (kptr_restrict?)`);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFileAtomic(file, text);
+  return table;
 }
 
 /** The function whose completed calls mark the end of a jbd2 commit. */
 export const commitFunction = 'jbd2_journal_commit_transaction';
 
 /** Check every kernel crash point's symbol before any VM boots: unknown symbols are exit 2 with suggestions. */
-export async function validateKernelPoints(kernel: KernelInfo, points: Array<{ point: CrashPoint; file: string }>): Promise<void> {
+export async function validateKernelPoints(kernel: KernelInfo, initrd: string, points: Array<{ point: CrashPoint; file: string }>): Promise<void> {
   const needed = points.filter((p) => p.point.kind === 'kernel' || p.point.kind === 'commit');
   if (!needed.length) return;
-  const syms = await kernelSymbols(kernel);
+  const syms = await kernelSymbols(kernel, initrd);
   for (const { point, file } of needed) syms.resolve(point.kind === 'kernel' ? point.symbol : commitFunction, { file });
 }
 
@@ -65,13 +100,13 @@ class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
       for (let hits = 1; ; hits++) {
         const s = await stop();
         if (s === 'done') return undefined;
+        const { rip } = await gdb.registers();
         if (hits < wanted) {
-          gdb.continue();
+          await gdb.continueFrom([this.bp!], rip);
           continue;
         }
-        const { rip } = await gdb.registers();
         if (point.delayMs) {
-          gdb.continue();
+          await gdb.continueFrom([this.bp!], rip);
           await new Promise((r) => setTimeout(r, point.delayMs));
         }
         return { kind: 'kernel', hits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip) };
@@ -89,7 +124,7 @@ class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
           const ret = (await gdb.readMemory(rsp, 8)).readBigUInt64LE(0);
           await gdb.insertBreakpoint(ret);
           this.returnBp = ret;
-          gdb.continue();
+          await gdb.continueFrom([this.bp], rip);
           continue;
         }
         if (this.returnBp !== undefined && rip === this.returnBp) {
@@ -98,7 +133,7 @@ class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
           this.returnBp = undefined;
           if (commits >= point.k) return { kind: 'commit', hits: commits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip) };
         }
-        gdb.continue();
+        await gdb.continueFrom([this.bp!], rip);
       }
     }
     return undefined;
@@ -114,15 +149,20 @@ class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
     if (this.bp !== undefined) await gdb.removeBreakpoint(this.bp).catch(() => {});
     if (this.returnBp !== undefined) await gdb.removeBreakpoint(this.returnBp).catch(() => {});
     await gdb.detach();
+    this.transcript.push(...gdb.transcript);
     gdb.close();
     this.gdb = undefined;
   }
 
+  /** Every packet exchanged with the gdbstub, kept with the case. */
+  readonly transcript: string[] = [];
+
   async [Symbol.asyncDispose](): Promise<void> {
+    if (this.gdb) this.transcript.push(...this.gdb.transcript);
     this.gdb?.close();
   }
 }
 
-export function kernelPointDriverFactory(kernel: KernelInfo) {
-  return async (vm: Vm, _spec: CaseSpec) => new GdbPointDriver(vm, await kernelSymbols(kernel));
+export function kernelPointDriverFactory(kernel: KernelInfo, initrd: string) {
+  return async (vm: Vm, _spec: CaseSpec) => new GdbPointDriver(vm, await kernelSymbols(kernel, initrd));
 }

@@ -22,6 +22,7 @@ export interface KernelPointDriver {
   /** Resolves when the point fired and the guest is stopped, or undefined when `stepDone` settled first. */
   wait(stepDone: Promise<unknown>): Promise<FiredPoint | undefined>;
   disarm(): Promise<void>;
+  readonly transcript?: string[];
 }
 
 const stepTimeoutMs = 180_000;

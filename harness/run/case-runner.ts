@@ -111,8 +111,13 @@ async function produceCrashImage(spec: CaseSpec, env: CaseEnv, base: BaseImage, 
     vm.acpiLess = !env.kernel.acpi;
     try {
       if (needsGdb && env.kernelDriver) {
-        await using driver = await env.kernelDriver(vm, spec);
-        outcome = await runWorkload(vm, spec.scenario.steps, spec.crashPoint, spec.seed, driver);
+        const driver = await env.kernelDriver(vm, spec);
+        try {
+          outcome = await runWorkload(vm, spec.scenario.steps, spec.crashPoint, spec.seed, driver);
+        } finally {
+          await driver[Symbol.asyncDispose]();
+          await writeFile(join(caseDir, 'workload-gdb.log'), (driver.transcript ?? []).join('\n') + '\n');
+        }
       } else {
         outcome = await runWorkload(vm, spec.scenario.steps, spec.crashPoint, spec.seed);
       }

@@ -44,11 +44,11 @@ export async function prepareRun(opts: RunOptions): Promise<{ scenarios: Scenari
   let scenarios = await Promise.all(files.map((f) => loadScenario(f.file, { suite: f.suite })));
   if (opts.recovery) scenarios = scenarios.map((s) => ({ ...s, recovery: opts.recovery! }));
   const kernel = typeof opts.kernel === 'string' ? await resolveKernel(opts.kernel) : opts.kernel;
-  await validateKernelPoints(kernel, scenarios.flatMap((s) => s.crashPoints.map((point) => ({ point, file: s.file }))));
   const initrd = await buildInitramfs(kernel);
+  await validateKernelPoints(kernel, initrd.path, scenarios.flatMap((s) => s.crashPoints.map((point) => ({ point, file: s.file }))));
   const images = new Map<string, BaseImage>();
   for (const r of new Set(scenarios.map((s) => s.recipe))) images.set(r, await buildImage(await loadRecipe(r)));
-  const env: CaseEnv = { kernel, initrd: initrd.path, images, keep: opts.keep ?? 'failed', kernelDriver: kernelPointDriverFactory(kernel) };
+  const env: CaseEnv = { kernel, initrd: initrd.path, images, keep: opts.keep ?? 'failed', kernelDriver: kernelPointDriverFactory(kernel, initrd.path) };
   return { scenarios, kernel, env };
 }
 

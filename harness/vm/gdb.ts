@@ -69,8 +69,15 @@ export class GdbClient {
       this.waiters = [];
     });
     s.on('error', () => {});
-    // No-ack mode halves the round trips; QEMU supports it.
-    const sup = await this.request('qSupported:swbreak+;hwbreak+');
+    // QEMU stops the guest when a debugger attaches and may announce it with
+    // an unsolicited stop reply ("T02thread:01;") before answering anything.
+    this.send('qSupported:swbreak+;hwbreak+');
+    let sup = await this.next(10_000, 'qSupported');
+    if (/^[ST][0-9a-fA-F]{2}/.test(sup)) {
+      this.attachStop = parseStop(sup);
+      sup = await this.next(10_000, 'qSupported');
+    }
+    // No-ack mode halves the round trips where the stub offers it.
     if (sup.includes('QStartNoAckMode+')) {
       await this.request('QStartNoAckMode');
       this.noAck = true;
@@ -78,6 +85,8 @@ export class GdbClient {
   }
 
   private noAck = false;
+  /** The stop QEMU reported when we attached, if it sent one. */
+  attachStop?: StopReply;
 
   private onData(d: string): void {
     this.buf += d;
@@ -153,6 +162,21 @@ export class GdbClient {
   /** Resume; the stop reply comes later through waitStop(). */
   continue(): void {
     this.send('c');
+  }
+
+  /**
+   * Continue from a stop at one of our breakpoints. The stub does not step
+   * over it by itself (continuing would hit it again at once), so do what
+   * gdb does: remove it, single-step, put it back, continue.
+   */
+  async continueFrom(breakpoints: readonly bigint[], rip: bigint): Promise<void> {
+    if (breakpoints.includes(rip)) {
+      await this.removeBreakpoint(rip);
+      this.send('s');
+      await this.waitStop(10_000);
+      await this.insertBreakpoint(rip);
+    }
+    this.continue();
   }
 
   waitStop(timeoutMs: number): Promise<StopReply> {

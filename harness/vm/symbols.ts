@@ -26,6 +26,10 @@ export class SymbolTable {
     return SymbolTable.parse(await readFile(path, 'utf8'));
   }
 
+  get size(): number {
+    return this.addrs.size;
+  }
+
   has(name: string): boolean {
     return this.addrs.has(name);
   }

@@ -1,4 +1,5 @@
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { connectUnix } from './qmp-client.ts';
 import { EventEmitter } from 'node:events';
 import { InfraError } from '../util/errors.ts';
 
@@ -51,13 +52,9 @@ export class AgentClient {
   readonly transcript: string[] = [];
 
   async connect(path: string): Promise<void> {
-    const socket = createConnection(path);
+    const socket = await connectUnix(path, 10_000);
     this.socket = socket;
     socket.setEncoding('utf8');
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
     socket.on('data', (c: string) => this.onData(c));
     socket.on('close', () => this.onClose());
     socket.on('error', () => {

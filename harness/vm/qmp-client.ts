@@ -8,6 +8,30 @@ import {
   QmpTimeoutError,
 } from './qmp-errors.ts';
 
+/**
+ * Connect to a unix socket QEMU is about to listen on: the socket file
+ * appears at bind(), a moment before listen(), so ECONNREFUSED is retried.
+ */
+export async function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const s = createConnection(path);
+        s.once('connect', () => {
+          s.removeAllListeners('error');
+          resolve(s);
+        });
+        s.once('error', reject);
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
 export interface QmpEvent {
   event: string;
   data?: Record<string, unknown>;
@@ -49,7 +73,7 @@ export class QmpClient {
   async connect(path: string, timeoutMs = 10_000): Promise<void> {
     if (this.state !== 'idle') throw new QmpStateError(`connect() in state ${this.state}`);
     this.state = 'connecting';
-    const socket = createConnection(path);
+    const socket = await connectUnix(path, timeoutMs);
     this.socket = socket;
     socket.setEncoding('utf8');
     const greeting = new Promise<void>((resolve, reject) => {

@@ -16,7 +16,8 @@ kill:
 repeat: 2
 `;
 
-async function startRun(t: Tap.Test) {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function startRun(t: { teardown(fn: () => unknown): void; equal(...a: any[]): unknown }) {
   const tmp = await mkdtemp(join(tmpdir(), 'signals-test-'));
   t.teardown(() => rm(tmp, { recursive: true, force: true }));
   const file = join(tmp, 'long.yaml');

@@ -1,0 +1,258 @@
+import { access, copyFile, mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { ConfigError, InfraError } from '../util/errors.ts';
+import { cacheDir, kernelConfigsDir } from '../util/paths.ts';
+import { hashJson, sha256 } from '../util/hash.ts';
+import { writeJsonAtomic } from '../util/atomic.ts';
+import { closeMatches } from '../util/suggest.ts';
+import { tool } from '../util/tools.ts';
+import { onInterrupt } from '../util/cleanup.ts';
+import type { KernelInfo } from './kernel.ts';
+import { git, gitTreeSource, tarballSource, type KernelSource } from './source.ts';
+
+const BUILDER_VERSION = 1;
+
+/** A tree that does not build: keeps the compiler's error lines and the log. */
+export class KernelBuildError extends ConfigError {
+  constructor(message: string, readonly errorLines: string[], readonly logPath: string) {
+    super(`${message}\n${errorLines.slice(0, 20).join('\n')}\n(full log: ${logPath})`);
+  }
+}
+
+export interface BuildOptions {
+  /** A kernel tree (git); default: Debian's linux-source-6.1 tarball. */
+  tree?: string;
+  /** Revision of `tree` to build (default HEAD). */
+  rev?: string;
+  /** Patches applied in order: git format-patch/mbox files (git am) or plain diffs (git apply). */
+  patches?: string[];
+  /** Config fragments on top of tinyconfig; default kernels/configs/minimal.config. */
+  configs?: string[];
+  jobs?: number;
+  onProgress?: (line: string) => void;
+}
+
+interface Patch {
+  file: string;
+  subject: string;
+  sha256: string;
+  text: string;
+}
+
+async function readPatch(file: string): Promise<Patch> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new ConfigError(`patch not found: ${file}`);
+  }
+  const subject = /^Subject:\s*(.+)$/m.exec(text)?.[1]?.trim() ?? text.split('\n').find((l) => l.trim())?.trim() ?? basename(file);
+  return { file: resolve(file), subject, sha256: sha256(text), text };
+}
+
+/** One option per line of a fragment, with its line for error messages. */
+async function readFragment(file: string): Promise<Array<{ name: string; value: string; line: number; file: string }>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new ConfigError(`config fragment not found: ${file}`);
+  }
+  const out: Array<{ name: string; value: string; line: number; file: string }> = [];
+  text.split('\n').forEach((l, i) => {
+    const set = /^(CONFIG_[A-Za-z0-9_]+)=(.*)$/.exec(l.trim());
+    const unset = /^# (CONFIG_[A-Za-z0-9_]+) is not set$/.exec(l.trim());
+    if (set) out.push({ name: set[1]!, value: set[2]!, line: i + 1, file });
+    else if (unset) out.push({ name: unset[1]!, value: 'n', line: i + 1, file });
+  });
+  return out;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(() => true, () => false);
+}
+
+/** Serialize builds of one source: they share its work tree and object dir. */
+async function lock(dir: string): Promise<() => Promise<void>> {
+  const l = `${dir}.lock`;
+  for (let i = 0; ; i++) {
+    try {
+      await mkdir(l, { recursive: false });
+      await writeFile(join(l, 'pid'), String(process.pid));
+      return () => rm(l, { recursive: true, force: true });
+    } catch {
+      const pid = Number(await readFile(join(l, 'pid'), 'utf8').catch(() => '0'));
+      let alive = false;
+      try {
+        if (pid > 0) process.kill(pid, 0);
+        alive = pid > 0;
+      } catch {
+        alive = false;
+      }
+      if (!alive) await rm(l, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
+/**
+ * Build (or fetch from the cache) a kernel: source + ordered patches +
+ * config fragments. The identity hashes all of them; the output folder
+ * holds bzImage, System.map, .config, build.log and kernel.json.
+ */
+export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
+  const source: KernelSource = o.tree ? await gitTreeSource(o.tree, o.rev) : await tarballSource();
+  const patches = await Promise.all((o.patches ?? []).map(readPatch));
+  const fragFiles = (o.configs?.length ? o.configs : [join(kernelConfigsDir, 'minimal.config')]).map((f) => resolve(f.includes('/') || f.endsWith('.config') ? f : join(kernelConfigsDir, `${f}.config`)));
+  const fragments = await Promise.all(fragFiles.map(readFragment));
+  const fragTexts = await Promise.all(fragFiles.map((f) => readFile(f, 'utf8')));
+  const id = `build-${hashJson({ BUILDER_VERSION, source: source.id, base: source.base, patches: patches.map((p) => p.sha256), fragTexts }).slice(0, 16)}`;
+  const out = cacheDir('kernels', id);
+  if (await exists(join(out, 'kernel.json'))) return JSON.parse(await readFile(join(out, 'kernel.json'), 'utf8')) as KernelInfo;
+
+  const unlock = await lock(source.work);
+  try {
+    return await buildLocked(o, source, patches, fragFiles, fragments.flat(), id, out);
+  } finally {
+    await unlock();
+  }
+}
+
+async function buildLocked(
+  o: BuildOptions,
+  source: KernelSource,
+  patches: Patch[],
+  fragFiles: string[],
+  options: Array<{ name: string; value: string; line: number; file: string }>,
+  id: string,
+  out: string,
+): Promise<KernelInfo> {
+  const progress = o.onProgress ?? (() => {});
+  const w = source.work;
+  // Back to the pristine base. git checkout only rewrites files that differ,
+  // so unchanged sources keep their timestamps and make rebuilds only what changed.
+  await git(w, ['am', '--abort'], false);
+  await git(w, ['checkout', '-q', '-f', '--detach', source.base]);
+  await git(w, ['clean', '-fdq']);
+  for (const p of patches) {
+    const isMail = /^From [0-9a-f]{40} /m.test(p.text) || /^Subject: /m.test(p.text);
+    const r = isMail ? await git(w, ['am', '-q', '--3way', p.file], false) : await git(w, ['apply', '--index', p.file], false);
+    if (r.failed) {
+      await git(w, ['am', '--abort'], false);
+      await git(w, ['checkout', '-q', '-f', source.base]);
+      throw new ConfigError(`patch does not apply: ${p.file} ("${p.subject}")\n${(r.stderr || r.stdout).trim().split('\n').slice(0, 15).join('\n')}`);
+    }
+    progress(`applied ${basename(p.file)}: ${p.subject}`);
+  }
+
+  await mkdir(source.obj, { recursive: true });
+  const make = await tool('make');
+  const ccache = await tool('ccache');
+  const env = { CCACHE_DIR: cacheDir('ccache'), KBUILD_BUILD_TIMESTAMP: '2026-01-01', KBUILD_BUILD_USER: 'qcrash', KBUILD_BUILD_HOST: 'qcrash' };
+  const jobs = String(o.jobs ?? availableParallelism());
+  const logPath = join(source.obj, 'build.log');
+  const log: string[] = [];
+  const runMake = async (args: string[], what: string) => {
+    const child = execa(make, ['-C', w, `O=${source.obj}`, `CC=${ccache} gcc`, ...args], { env, reject: false, all: true, buffer: false, stdin: 'ignore' });
+    const stop = onInterrupt(() => child.kill('SIGTERM'));
+    let tail = '';
+    child.all?.on('data', (d: Buffer) => {
+      const text = tail + d.toString();
+      const lines = text.split('\n');
+      tail = lines.pop() ?? '';
+      for (const l of lines) {
+        log.push(l);
+        if (/^\s+(CC|LD|AR|AS|GEN|HOSTCC|OBJCOPY|BUILD)\s/.test(l) || /error/i.test(l)) progress(l);
+      }
+    });
+    const r = await child;
+    stop();
+    if (tail) log.push(tail);
+    await writeFile(logPath, log.join('\n') + '\n');
+    if (r.exitCode !== 0) {
+      const errs = log.filter((l) => /\berror\b|Error \d+/.test(l));
+      throw new KernelBuildError(`kernel ${what} failed (make exit ${r.exitCode})`, errs.length ? errs : log.slice(-20), logPath);
+    }
+  };
+
+  await runMake(['tinyconfig'], 'tinyconfig');
+  const merge = await execa(join(w, 'scripts/kconfig/merge_config.sh'), ['-m', '-O', source.obj, join(source.obj, '.config'), ...fragFiles], { cwd: w, reject: false, all: true });
+  if (merge.exitCode !== 0) throw new InfraError(`merge_config.sh failed:\n${String(merge.all).slice(-2000)}`);
+  await runMake(['olddefconfig'], 'olddefconfig');
+  await verifyConfig(join(source.obj, '.config'), options, w);
+
+  await runMake(['-j', jobs, 'bzImage'], 'build');
+  const release = (await execa(make, ['-s', '-C', w, `O=${source.obj}`, 'kernelrelease'], { reject: false })).stdout.trim();
+
+  const tmpOut = `${out}.tmp-${process.pid}`;
+  await rm(tmpOut, { recursive: true, force: true });
+  await mkdir(tmpOut, { recursive: true });
+  await copyFile(join(source.obj, 'arch/x86/boot/bzImage'), join(tmpOut, 'bzImage'));
+  await copyFile(join(source.obj, 'System.map'), join(tmpOut, 'System.map'));
+  await copyFile(join(source.obj, '.config'), join(tmpOut, 'config'));
+  await copyFile(logPath, join(tmpOut, 'build.log'));
+  const config = await readFile(join(source.obj, '.config'), 'utf8');
+  const info: KernelInfo = {
+    id,
+    kind: 'built',
+    release: release || 'unknown',
+    bzImage: join(out, 'bzImage'),
+    systemMap: join(out, 'System.map'),
+    builtinDrivers: true,
+    acpi: /^CONFIG_ACPI=y$/m.test(config),
+    provenance: {
+      source: source.describe,
+      base: source.base,
+      patches: patches.map((p) => ({ file: p.file, subject: p.subject, sha256: p.sha256 })),
+      configs: fragFiles,
+      configHash: sha256(config).slice(0, 16),
+    },
+  };
+  await writeJsonAtomic(join(tmpOut, 'kernel.json'), info);
+  await mkdir(cacheDir('kernels'), { recursive: true });
+  await rm(out, { recursive: true, force: true });
+  await rename(tmpOut, out);
+  progress(`built ${id} (${info.release})`);
+  return info;
+}
+
+/** Every fragment option must be in .config with its value; otherwise name it, its line, and close matches. */
+async function verifyConfig(dotConfig: string, options: Array<{ name: string; value: string; line: number; file: string }>, tree: string): Promise<void> {
+  const text = await readFile(dotConfig, 'utf8');
+  const actual = new Map<string, string>();
+  for (const l of text.split('\n')) {
+    const m = /^(CONFIG_[A-Za-z0-9_]+)=(.*)$/.exec(l);
+    if (m) actual.set(m[1]!, m[2]!);
+  }
+  for (const opt of options) {
+    const got = actual.get(opt.name) ?? 'n';
+    if (got === opt.value) continue;
+    const known = await kconfigSymbols(tree);
+    const bare = opt.name.slice('CONFIG_'.length);
+    if (!known.has(bare)) {
+      const m = closeMatches(bare, known, 5).map((x) => `CONFIG_${x}`);
+      throw new ConfigError(`unknown kernel config option ${opt.name}${m.length ? `. Close matches: ${m.join(', ')}` : ''}`, { file: opt.file, line: opt.line });
+    }
+    throw new ConfigError(`${opt.name}=${opt.value} was dropped by Kconfig (it is ${got === 'n' ? 'not set' : got}); a dependency is missing`, { file: opt.file, line: opt.line });
+  }
+}
+
+const kconfigCache = new Map<string, Set<string>>();
+async function kconfigSymbols(tree: string): Promise<Set<string>> {
+  let s = kconfigCache.get(tree);
+  if (s) return s;
+  s = new Set<string>();
+  const r = await execa('git', ['grep', '-h', '-E', '^\\s*(menu)?config [A-Z0-9_]+', '--', '*Kconfig*'], { cwd: tree, reject: false });
+  for (const l of String(r.stdout).split('\n')) {
+    const m = /^\s*(?:menu)?config ([A-Z0-9_]+)/.exec(l);
+    if (m) s.add(m[1]!);
+  }
+  kconfigCache.set(tree, s);
+  return s;
+}
+
+export async function listKernelIds(): Promise<string[]> {
+  return (await readdir(cacheDir('kernels')).catch(() => [] as string[])).filter((d) => d.startsWith('build-') && !d.includes('.tmp-'));
+}

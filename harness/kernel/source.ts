@@ -1,0 +1,93 @@
+import { access, mkdir, rename, readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { runOk, run } from '../util/exec.ts';
+import { tool } from '../util/tools.ts';
+import { cacheDir } from '../util/paths.ts';
+import { ConfigError, MissingToolError } from '../util/errors.ts';
+import { TempDir } from '../util/tempdir.ts';
+
+export const defaultTarball = '/usr/src/linux-source-6.1.tar.xz';
+
+/**
+ * A kernel source as a git work tree in the cache, where qcrash may reset,
+ * patch and build freely: the user's own tree is never touched.
+ *  - the Debian tarball: unpacked once and committed as the base;
+ *  - a user git tree: a shared clone, checked out at the requested revision.
+ * Object files live in a separate persistent O= directory per source, so a
+ * change to one file rebuilds one file.
+ */
+export interface KernelSource {
+  /** Stable id of the source (tarball hash, or the user tree's path hash). */
+  id: string;
+  /** Git work tree qcrash owns. */
+  work: string;
+  /** Persistent object directory (make O=...). */
+  obj: string;
+  /** The commit every build starts from. */
+  base: string;
+  describe: string;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(() => true, () => false);
+}
+
+async function fileHash(p: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(p)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+const gitEnv = { GIT_AUTHOR_NAME: 'qcrash', GIT_AUTHOR_EMAIL: 'qcrash@localhost', GIT_COMMITTER_NAME: 'qcrash', GIT_COMMITTER_EMAIL: 'qcrash@localhost' };
+
+export async function git(cwd: string, args: string[], ok = true) {
+  const g = await tool('git');
+  return ok ? runOk(g, args, { cwd, env: gitEnv }) : run(g, args, { cwd, env: gitEnv });
+}
+
+/** The Debian linux-source tarball, unpacked and committed once. */
+export async function tarballSource(tarball = defaultTarball): Promise<KernelSource> {
+  if (!(await exists(tarball))) throw new MissingToolError(tarball, 'linux-source-6.1');
+  const id = `tar-${(await fileHash(tarball)).slice(0, 12)}`;
+  const work = cacheDir('kernel-work', id);
+  if (!(await exists(join(work, '.git', 'qcrash-ready')))) {
+    await using tmp = await TempDir.create('kernel-src');
+    await runOk('tar', ['-xf', tarball, '-C', tmp.path], { timeoutMs: 30 * 60_000 });
+    const top = (await readdir(tmp.path)).find((d) => d.startsWith('linux'));
+    if (!top) throw new ConfigError(`${tarball} does not contain a linux-* directory`);
+    const src = join(tmp.path, top);
+    await git(src, ['init', '-q']);
+    await git(src, ['add', '-A']);
+    await git(src, ['commit', '-q', '-m', `base: ${top} from ${tarball}`]);
+    await runOk('touch', [join(src, '.git', 'qcrash-ready')]);
+    await mkdir(cacheDir('kernel-work'), { recursive: true });
+    await rename(src, work).catch(async (e) => {
+      if (!(await exists(join(work, '.git', 'qcrash-ready')))) throw e;
+    });
+  }
+  const base = (await git(work, ['rev-parse', 'HEAD~0'])).stdout.trim();
+  const root = (await git(work, ['rev-list', '--max-parents=0', 'HEAD'])).stdout.trim().split('\n')[0]!;
+  return { id, work, obj: cacheDir('kernel-obj', id), base: root || base, describe: `${tarball}` };
+}
+
+/** A user's git tree at a revision (default HEAD), through a shared clone in the cache. */
+export async function gitTreeSource(tree: string, rev = 'HEAD'): Promise<KernelSource> {
+  const dir = resolve(tree);
+  const top = await git(dir, ['rev-parse', '--show-toplevel'], false);
+  if (top.failed) throw new ConfigError(`--tree ${tree} is not a git tree (git rev-parse failed: ${top.stderr.trim()})`);
+  const commit = await git(dir, ['rev-parse', '--verify', `${rev}^{commit}`], false);
+  if (commit.failed) throw new ConfigError(`unknown revision "${rev}" in ${tree}`);
+  const id = `git-${createHash('sha256').update(top.stdout.trim()).digest('hex').slice(0, 12)}`;
+  const work = cacheDir('kernel-work', id);
+  if (!(await exists(join(work, '.git')))) {
+    await mkdir(cacheDir('kernel-work'), { recursive: true });
+    await git(cacheDir('kernel-work'), ['clone', '-q', '--shared', '--no-checkout', top.stdout.trim(), work]);
+  } else {
+    await git(work, ['fetch', '-q', top.stdout.trim(), '+refs/heads/*:refs/remotes/origin/*']);
+  }
+  const sha = commit.stdout.trim();
+  await git(work, ['fetch', '-q', top.stdout.trim(), sha], false);
+  return { id, work, obj: cacheDir('kernel-obj', id), base: sha, describe: `${dir}@${sha.slice(0, 12)}` };
+}

@@ -34,9 +34,12 @@ export function scanConsole(log: string, opts: { boot?: string; recovery?: Recov
     const trace = [line];
     let j = i + 1;
     // Collect the trace: a bounded number of following lines, stopping at its end marker.
-    const hasTrace = /WARNING|BUG|Oops|panic|fault|blocked for more|lock/.test(line);
+    // Only these print a stack trace after their first line; an ext4 or
+    // jbd2 error is a single line.
+    const hasTrace = !['ext4-error', 'ext4-warning', 'jbd2-error'].includes(hit.code);
     if (hasTrace) {
       for (; j < lines.length && j < i + 80; j++) {
+        if (patterns.some((p) => p.re.test(lines[j]!))) break;
         trace.push(lines[j]!);
         if (endOfTrace.test(lines[j]!)) {
           j++;

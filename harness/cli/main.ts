@@ -5,6 +5,8 @@ import { registerDoctor } from './doctor-command.ts';
 import { registerRun } from './run-command.ts';
 import { registerCheck } from './check-command.ts';
 import { registerCompare } from './compare-command.ts';
+import { registerKernelCommands } from './kernel-commands.ts';
+import { registerValidate } from './validate-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -20,6 +22,8 @@ export function buildProgram(): Command {
   registerRun(program);
   registerCheck(program);
   registerCompare(program);
+  registerValidate(program);
+  registerKernelCommands(program);
   registerDoctor(program);
   return program;
 }

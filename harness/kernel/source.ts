@@ -59,7 +59,8 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
     if (!top) throw new ConfigError(`${tarball} does not contain a linux-* directory`);
     const src = join(tmp.path, top);
     await git(src, ['init', '-q']);
-    await git(src, ['add', '-A']);
+    // -f: Debian's linux-source ships a .gitignore that ignores everything (/*).
+    await git(src, ['add', '-A', '-f']);
     await git(src, ['commit', '-q', '-m', `base: ${top} from ${tarball}`]);
     await runOk('touch', [join(src, '.git', 'qcrash-ready')]);
     await mkdir(cacheDir('kernel-work'), { recursive: true });

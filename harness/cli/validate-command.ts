@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { validatePatch, validateReport } from '../validate/validate.ts';
+import { ProgressReporter } from '../report/progress.ts';
+import { ExitCode, ConfigError } from '../util/errors.ts';
+import { intArg } from './run-command.ts';
+
+export function registerValidate(program: Command): void {
+  program
+    .command('validate')
+    .description('build baseline and patched kernels, run the same cases on both, report what the patch changed (exit 1 if it introduced a finding)')
+    .argument('[scenarios...]', 'scenario files or directories (default: scenarios/)')
+    .option('--patch <file...>', 'patches to test, applied in order')
+    .option('--mutants <dir>', 'validate every *.patch in DIR, one at a time (e.g. ../shared/mutants)')
+    .option('--tree <dir>', 'kernel git tree (default: Debian linux-source-6.1)')
+    .option('--config <frag...>', 'config fragments (default: kernels/configs/minimal.config)')
+    .option('--seed <n>', 'seed for both runs', intArg('--seed'), 1)
+    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
+    .option('--confirm <n>', 'reruns to confirm a new finding', intArg('--confirm'), 2)
+    .option('-o, --out <dir>', 'output directory')
+    .action(async (scenarios: string[], o: { patch?: string[]; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string }) => {
+      const sets: string[][] = [];
+      if (o.mutants) {
+        const files = (await readdir(o.mutants).catch(() => [] as string[])).filter((f) => f.endsWith('.patch')).sort();
+        if (!files.length) throw new ConfigError(`no *.patch files in ${o.mutants}`);
+        for (const f of files) sets.push([resolve(join(o.mutants, f))]);
+      } else if (o.patch?.length) sets.push(o.patch);
+      else throw new ConfigError('give --patch FILE... (or --mutants DIR)');
+      let code: number = ExitCode.pass;
+      for (const patches of sets) {
+        const r = await validatePatch({
+          patches,
+          scenarios,
+          seed: o.seed,
+          confirmRuns: o.confirm,
+          ...(o.tree ? { tree: o.tree } : {}),
+          ...(o.config ? { configs: o.config } : {}),
+          ...(o.jobs ? { jobs: o.jobs } : {}),
+          ...(o.out ? { out: sets.length > 1 ? join(o.out, patches[0]!.split('/').pop()!) : o.out } : {}),
+          reporters: [new ProgressReporter()],
+          onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`),
+        });
+        process.stdout.write(validateReport(r));
+        process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
+        if (o.mutants && !r.introduced.length) {
+          process.stdout.write(`MISSED: ${patches[0]} introduced no finding\n`);
+          code = ExitCode.failed;
+        }
+        if (!o.mutants && r.introduced.length) code = ExitCode.failed;
+      }
+      process.exitCode = code;
+    });
+}

@@ -7,6 +7,7 @@ import { registerCheck } from './check-command.ts';
 import { registerCompare } from './compare-command.ts';
 import { registerKernelCommands } from './kernel-commands.ts';
 import { registerValidate } from './validate-command.ts';
+import { registerBench } from './bench-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerCompare(program);
   registerValidate(program);
   registerKernelCommands(program);
+  registerBench(program);
   registerDoctor(program);
   return program;
 }

@@ -31,8 +31,9 @@ export function registerRun(program: Command): void {
     .option('--resume <dir>', 'resume an interrupted run: cases already written are not run again')
     .addOption(new Option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel'))
     .option('--filter <text...>', 'only cases whose id contains one of these')
+    .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices(['text', 'markdown', 'tap', 'junit', 'json', 'none']).default('text'))
-    .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: string }) => {
+    .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: string; snapshot: boolean }) => {
       const reporters: Reporter[] = [new ProgressReporter()];
       if (o.format === 'tap') reporters.push(new TapReporter(process.stdout));
       const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
@@ -46,6 +47,7 @@ export function registerRun(program: Command): void {
         ...(o.resume ? { resume: o.resume } : {}),
         ...(recovery ? { recovery } : {}),
         ...(o.filter ? { filter: o.filter } : {}),
+        snapshots: o.snapshot,
         reporters,
       });
       if (o.format === 'text' || o.format === 'markdown') process.stdout.write(textReport(summary, { markdown: o.format === 'markdown' }));

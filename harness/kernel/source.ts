@@ -59,6 +59,8 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
     if (!top) throw new ConfigError(`${tarball} does not contain a linux-* directory`);
     const src = join(tmp.path, top);
     await git(src, ['init', '-q']);
+    // 75k files: an automatic gc after every build would cost minutes.
+    await git(src, ['config', 'gc.auto', '0']);
     // -f: Debian's linux-source ships a .gitignore that ignores everything (/*).
     await git(src, ['add', '-A', '-f']);
     await git(src, ['commit', '-q', '-m', `base: ${top} from ${tarball}`]);

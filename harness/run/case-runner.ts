@@ -23,6 +23,8 @@ export interface CaseEnv {
   initrd: string;
   images: Map<string, BaseImage>;
   keep: KeepPolicy;
+  /** Saved "agent ready" VM states by recipe: workload VMs restore instead of booting. */
+  snapshots?: Map<string, string>;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
   kernelDriver?: (vm: Vm, spec: CaseSpec) => Promise<KernelPointDriver & AsyncDisposable>;
 }
@@ -107,7 +109,8 @@ async function produceCrashImage(spec: CaseSpec, env: CaseEnv, base: BaseImage, 
   const needsGdb = spec.crashPoint.kind === 'kernel' || spec.crashPoint.kind === 'commit';
   let outcome: WorkloadOutcome;
   {
-    await using vm = await Vm.launch({ kernel: env.kernel, initrd: env.initrd, disk, name: 'qcrash-workload', gdb: needsGdb });
+    const restoreFrom = env.snapshots?.get(spec.scenario.recipe);
+    await using vm = await Vm.launch({ kernel: env.kernel, initrd: env.initrd, disk, name: 'qcrash-workload', gdb: needsGdb, ...(restoreFrom ? { restoreFrom } : {}) });
     vm.acpiLess = !env.kernel.acpi;
     try {
       if (needsGdb && env.kernelDriver) {

@@ -22,6 +22,7 @@ import { newRunId, RunStore, type RunMeta } from './store.ts';
 import type { CaseResult, RunSummary } from './result.ts';
 import { toolVersions } from './versions.ts';
 import { kernelPointDriverFactory, validateKernelPoints } from '../crash/kernel-driver.ts';
+import { agentReadySnapshot } from '../vm/snapshot-cache.ts';
 
 export interface RunOptions {
   inputs: string[];
@@ -36,6 +37,8 @@ export interface RunOptions {
   /** Only cases whose id contains one of these strings. */
   filter?: string[];
   reporters?: Reporter[];
+  /** Start workload VMs from a saved agent-ready state (default true); false boots every VM. */
+  snapshots?: boolean;
 }
 
 /** Everything a run needs before the first case: scenarios, kernel, initramfs, images. */
@@ -48,7 +51,13 @@ export async function prepareRun(opts: RunOptions): Promise<{ scenarios: Scenari
   await validateKernelPoints(kernel, initrd.path, scenarios.flatMap((s) => s.crashPoints.map((point) => ({ point, file: s.file }))));
   const images = new Map<string, BaseImage>();
   for (const r of new Set(scenarios.map((s) => s.recipe))) images.set(r, await buildImage(await loadRecipe(r)));
-  const env: CaseEnv = { kernel, initrd: initrd.path, images, keep: opts.keep ?? 'failed', kernelDriver: kernelPointDriverFactory(kernel, initrd.path) };
+  const snapshots = new Map<string, string>();
+  if (opts.snapshots !== false) {
+    const accel = (await detectAccel()).accel;
+    const qemu = (await toolVersions(kernel.release)).qemu;
+    for (const [recipe, base] of images) snapshots.set(recipe, await agentReadySnapshot(kernel, initrd.path, base, accel, qemu));
+  }
+  const env: CaseEnv = { kernel, initrd: initrd.path, images, keep: opts.keep ?? 'failed', snapshots, kernelDriver: kernelPointDriverFactory(kernel, initrd.path) };
   return { scenarios, kernel, env };
 }
 

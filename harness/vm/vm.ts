@@ -9,6 +9,7 @@ import { tool } from '../util/tools.ts';
 import { QmpClient, type QmpEvent } from './qmp-client.ts';
 import { AgentClient } from './agent.ts';
 import { qemuArgv, type VmPaths } from './argv.ts';
+import { restoreVmState, snapshotSocket } from './snapshot.ts';
 
 /** QEMU did not come up: keeps argv, exit code and the console's last lines. */
 export class VmLaunchError extends InfraError {
@@ -32,7 +33,8 @@ export interface VmOptions {
   append?: string[];
   /** Expose the gdbstub on a unix socket in the VM's private dir. */
   gdb?: boolean;
-  incoming?: string;
+  /** Restore this saved VM state (vm/snapshot.ts) instead of booting. */
+  restoreFrom?: string;
   /** Start with vCPUs stopped (-S); the caller resumes with QMP `cont`. */
   startStopped?: boolean;
   /** Wait for the guest agent's hello (default true). */
@@ -96,7 +98,7 @@ export class Vm implements AsyncDisposable {
       memoryMb: o.memoryMb ?? 256,
       name: o.name ?? 'qcrash',
       ...(o.append ? { append: o.append } : {}),
-      ...(o.incoming ? { incoming: o.incoming } : {}),
+      ...(o.restoreFrom ? { incoming: `unix:${snapshotSocket(dir.path)}` } : {}),
       ...(o.startStopped ? { startStopped: true } : {}),
     });
     const qemu = await tool('qemu-system-x86_64');
@@ -113,7 +115,7 @@ export class Vm implements AsyncDisposable {
     });
     const vm = new Vm(full, dir, paths, accel, proc, startedAt);
     try {
-      await vm.connect(o.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 90_000), o.waitAgent ?? true);
+      await vm.connect(o.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 90_000), o.waitAgent ?? true, o.restoreFrom);
     } catch (e) {
       const err = await vm.launchError(e);
       await vm.shutdown();
@@ -122,10 +124,11 @@ export class Vm implements AsyncDisposable {
     return vm;
   }
 
-  private async connect(timeoutMs: number, waitAgent: boolean): Promise<void> {
+  private async connect(timeoutMs: number, waitAgent: boolean, restoreFrom?: string): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     await this.waitForSocket(this.paths.qmp, deadline);
     await this.qmp.connect(this.paths.qmp);
+    if (restoreFrom) await restoreVmState(this.qmp, snapshotSocket(this.dir.path), restoreFrom, timeoutMs);
     await this.waitForSocket(this.paths.agent, deadline);
     await this.agent.connect(this.paths.agent);
     if (!waitAgent) return;

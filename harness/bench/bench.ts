@@ -1,0 +1,121 @@
+import { copyFile, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { stockKernel } from '../kernel/stock.ts';
+import { buildInitramfs } from '../guest/initramfs.ts';
+import { loadRecipe } from '../image/recipe.ts';
+import { buildImage } from '../image/build.ts';
+import { createCaseDisk } from '../image/disk.ts';
+import { Vm } from '../vm/vm.ts';
+import { runWorkload } from '../crash/workload.ts';
+import { runE2fsck } from '../checks/e2fsck.ts';
+import { runSuite } from '../run/runner.ts';
+import { agentReadySnapshot } from '../vm/snapshot-cache.ts';
+import { detectAccel } from '../doctor/accel.ts';
+import { toolVersions } from '../run/versions.ts';
+import { TempDir } from '../util/tempdir.ts';
+import { writeJsonAtomic } from '../util/atomic.ts';
+import { defaultResultsDir } from '../util/paths.ts';
+import type { CrashPoint, Step } from '../scenario/model.ts';
+
+/**
+ * `npm run bench`: the same crash cases run two ways in one invocation.
+ * (a) what a developer scripts by hand: per case a full image copy, a boot
+ * from scratch, the workload, the kill, e2fsck; one at a time.
+ * (b) qcrash: VMs restored from the agent-ready snapshot on qcow2 overlays,
+ * up to --jobs at once, through the real runner (store, reports).
+ * Both use e2fsck recovery only, so they do the same oracle work.
+ */
+export async function runBench(o: { cases?: number; jobs?: number; out?: string } = {}): Promise<Record<string, unknown>> {
+  const n = o.cases ?? 24;
+  const jobs = o.jobs ?? availableParallelism();
+  const kernel = await stockKernel();
+  const initrd = (await buildInitramfs(kernel)).path;
+  const recipe = await loadRecipe('small-4k');
+  const base = await buildImage(recipe);
+  const accel = (await detectAccel()).accel;
+  const versions = await toolVersions(kernel.release);
+  const steps: Step[] = [
+    { kind: 'mount', name: 'mount', options: ['commit=1'] },
+    { kind: 'migrate', name: 'migrate', paths: ['/shapes'], recursive: true },
+    { kind: 'sync', name: 'sync' },
+  ];
+  const points: CrashPoint[] = Array.from({ length: n }, (_, i) => ({ kind: 'delay', step: 'migrate', delayMs: i * 10 }));
+  await using tmp = await TempDir.create('bench');
+
+  // (a) the naive loop.
+  const naive = { boot: [] as number[], e2fsck: [] as number[], perCase: [] as number[] };
+  const naiveStart = performance.now();
+  for (const [i, point] of points.entries()) {
+    const t0 = performance.now();
+    const img = tmp.join(`naive-${i}.img`);
+    await copyFile(base.path, img);
+    {
+      await using vm = await Vm.launch({ kernel, initrd, disk: { path: img, format: 'raw' }, accel });
+      naive.boot.push(vm.hello!.bootMs);
+      await runWorkload(vm, steps, point, i);
+    }
+    const f0 = performance.now();
+    await runE2fsck(img, 'journal-only');
+    await runE2fsck(img, 'check');
+    naive.e2fsck.push(performance.now() - f0);
+    naive.perCase.push(performance.now() - t0);
+  }
+  const naiveMs = performance.now() - naiveStart;
+
+  // Snapshot restore time, measured on its own (the runner builds or reuses the same snapshot).
+  const snap = await agentReadySnapshot(kernel, initrd, base, accel, versions.qemu);
+  const restore: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const disk = await createCaseDisk(base.path, tmp.join(`restore-${i}.qcow2`));
+    await using vm = await Vm.launch({ kernel, initrd, disk, accel, restoreFrom: snap, name: 'qcrash-workload' });
+    restore.push(vm.hello!.bootMs);
+  }
+
+  // (b) qcrash's path: the runner, snapshots, overlays, parallel VMs.
+  const scenario = tmp.join('bench.yaml');
+  await writeFile(scenario, [
+    'recipe: small-4k',
+    'recovery: [e2fsck]',
+    'steps:',
+    '  - mount: [commit=1]',
+    '  - migrate: { paths: [/shapes], recursive: true }',
+    '  - sync',
+    'kill:',
+    ...points.map((p) => `  - delay: { step: migrate, ms: ${(p as { delayMs: number }).delayMs} }`),
+    '',
+  ].join('\n'));
+  const fastStart = performance.now();
+  const { summary } = await runSuite({ inputs: [scenario], kernel, jobs, seed: 1, out: tmp.join('fast'), keep: 'none', snapshots: true });
+  const fastMs = performance.now() - fastStart;
+
+  const perMin = (count: number, ms: number) => (count / ms) * 60_000;
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const result = {
+    date: new Date().toISOString(),
+    accel,
+    cores: availableParallelism(),
+    jobs,
+    cases: n,
+    qemu: versions.qemu,
+    kernel: kernel.release,
+    naive: { totalMs: Math.round(naiveMs), casesPerMin: +perMin(n, naiveMs).toFixed(2), bootToReadyMedianMs: Math.round(median(naive.boot)), perCaseMedianMs: Math.round(median(naive.perCase)), e2fsckMedianMs: Math.round(median(naive.e2fsck)) },
+    qcrash: { totalMs: Math.round(fastMs), casesPerMin: +perMin(n, fastMs).toFixed(2), restoreToReadyMedianMs: Math.round(median(restore)), perCaseMedianMs: Math.round(median(summary.cases.map((c) => c.durationMs))), passed: summary.counts.pass },
+    ratio: +(perMin(n, fastMs) / perMin(n, naiveMs)).toFixed(2),
+    harnessPeakRssMiB: +(process.resourceUsage().maxRSS / 1024).toFixed(1),
+  };
+  await writeJsonAtomic(o.out ?? join(defaultResultsDir, `bench-${result.date.replace(/[:.]/g, '')}.json`), result);
+  return result;
+}
+
+export function formatBench(r: Record<string, unknown>): string {
+  const a = r.naive as Record<string, number>;
+  const b = r.qcrash as Record<string, number>;
+  return [
+    `qcrash bench: ${r.cases} crash cases, ${r.accel}, ${r.cores} cores, jobs ${r.jobs}, QEMU ${r.qemu}, kernel ${r.kernel}`,
+    `  naive loop   : ${a.casesPerMin} cases/min  (total ${(a.totalMs! / 1000).toFixed(1)} s, boot-to-ready ${a.bootToReadyMedianMs} ms, per case ${a.perCaseMedianMs} ms, e2fsck ${a.e2fsckMedianMs} ms)`,
+    `  qcrash       : ${b.casesPerMin} cases/min  (total ${(b.totalMs! / 1000).toFixed(1)} s, restore-to-ready ${b.restoreToReadyMedianMs} ms, per case ${b.perCaseMedianMs} ms, ${b.passed}/${r.cases} passed)`,
+    `  ratio        : ${r.ratio}x`,
+    `  harness peak RSS: ${r.harnessPeakRssMiB} MiB`,
+  ].join('\n') + '\n';
+}

@@ -8,6 +8,7 @@ import { registerCompare } from './compare-command.ts';
 import { registerKernelCommands } from './kernel-commands.ts';
 import { registerValidate } from './validate-command.ts';
 import { registerBench } from './bench-command.ts';
+import { registerBisect } from './bisect-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerValidate(program);
   registerKernelCommands(program);
   registerBench(program);
+  registerBisect(program);
   registerDoctor(program);
   return program;
 }

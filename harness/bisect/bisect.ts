@@ -1,0 +1,157 @@
+import { join, resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { ConfigError, InfraError, QcrashError, ExitCode } from '../util/errors.ts';
+import { cacheDir, projectRoot } from '../util/paths.ts';
+import { onInterrupt } from '../util/cleanup.ts';
+import { hashJson } from '../util/hash.ts';
+import { run } from '../util/exec.ts';
+import { git } from '../kernel/source.ts';
+import { buildKernel, KernelBuildError } from '../kernel/build.ts';
+import { runSuite } from '../run/runner.ts';
+import type { RunSummary } from '../run/result.ts';
+import { findingSignature } from '../compare/signature.ts';
+
+export interface StepOptions {
+  tree: string;
+  rev?: string;
+  scenarios: string[];
+  configs?: string[];
+  /** Substring of a finding signature ("scenario | point | recovery | class | code"); default: any failing finding. */
+  finding?: string;
+  retries?: number;
+  seed?: number;
+  jobs?: number;
+  out?: string;
+}
+
+export type StepVerdict = { verdict: 'good' | 'bad' | 'skip'; exitCode: 0 | 1 | 125; reason: string; flaky?: boolean; ms: number };
+
+function matches(s: RunSummary, finding?: string): string[] {
+  const out: string[] = [];
+  for (const c of s.cases) for (const f of c.failing) {
+    const sig = findingSignature(c, f);
+    if (!finding || sig.includes(finding)) out.push(sig);
+  }
+  return out;
+}
+
+/**
+ * One bisect step on the revision checked out in `tree`: build it
+ * (incrementally), run the cases, and say good (0), bad (1: the finding is
+ * present on at least one of `retries` runs; present on only some is flaky,
+ * still bad), or skip (125: it does not build, or a case could not run).
+ */
+export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
+  const t0 = Date.now();
+  let kernel;
+  try {
+    kernel = await buildKernel({ tree: o.tree, rev: o.rev ?? 'HEAD', ...(o.configs ? { configs: o.configs } : {}) });
+  } catch (e) {
+    if (e instanceof KernelBuildError) return { verdict: 'skip', exitCode: 125, reason: `does not build: ${e.errorLines[0] ?? ''}`, ms: Date.now() - t0 };
+    throw e;
+  }
+  const retries = Math.max(1, o.retries ?? 1);
+  let seen = 0;
+  let firstSig = '';
+  for (let i = 0; i < retries; i++) {
+    let summary: RunSummary;
+    try {
+      ({ summary } = await runSuite({ inputs: o.scenarios, kernel, seed: (o.seed ?? 1) + i, keep: 'failed', ...(o.jobs ? { jobs: o.jobs } : {}), ...(o.out ? { out: join(o.out, `${kernel.id}-${i}`) } : {}) }));
+    } catch (e) {
+      if (e instanceof InfraError) return { verdict: 'skip', exitCode: 125, reason: `could not run: ${e.message}`, ms: Date.now() - t0 };
+      throw e;
+    }
+    const m = matches(summary, o.finding);
+    if (m.length) {
+      seen++;
+      firstSig ||= m[0]!;
+    } else if (summary.counts.error > 0) {
+      return { verdict: 'skip', exitCode: 125, reason: `${summary.counts.error} case(s) could not run (VM did not boot?)`, ms: Date.now() - t0 };
+    }
+  }
+  if (seen) return { verdict: 'bad', exitCode: 1, reason: firstSig, flaky: seen < retries, ms: Date.now() - t0 };
+  return { verdict: 'good', exitCode: 0, reason: 'no matching finding', ms: Date.now() - t0 };
+}
+
+export interface BisectOptions extends Omit<StepOptions, 'rev'> {
+  good: string;
+  bad: string;
+  onProgress?: (l: string) => void;
+}
+
+export interface BisectResult {
+  firstBad: { commit: string; subject: string };
+  finding: string;
+  tested: Array<{ commit: string; subject: string; verdict: string; reason: string; seconds: number }>;
+}
+
+/**
+ * `git bisect run` over a kernel tree, keyed on a finding. The bisect runs in
+ * a clone qcrash owns in the cache (the user's checkout and its bisect state
+ * are never touched); each step builds incrementally and runs only the given
+ * cases. The bad and good ends are verified first.
+ */
+export async function bisect(o: BisectOptions): Promise<BisectResult> {
+  const progress = o.onProgress ?? (() => {});
+  const tree = resolve(o.tree);
+  const top = await git(tree, ['rev-parse', '--show-toplevel'], false);
+  if (top.failed) throw new ConfigError(`--tree ${o.tree} is not a git tree`);
+  const rev = async (r: string) => {
+    const x = await git(tree, ['rev-parse', '--verify', `${r}^{commit}`], false);
+    if (x.failed) throw new ConfigError(`unknown revision "${r}" in ${o.tree}`);
+    return x.stdout.trim();
+  };
+  const good = await rev(o.good);
+  const bad = await rev(o.bad);
+  if ((await git(tree, ['merge-base', '--is-ancestor', good, bad], false)).exitCode !== 0) {
+    throw new ConfigError(`--good ${o.good} is not an ancestor of --bad ${o.bad}`);
+  }
+  const clone = cacheDir('bisect', hashJson({ tree: top.stdout.trim() }).slice(0, 12));
+  await rm(clone, { recursive: true, force: true });
+  await git(tree, ['clone', '-q', '--shared', '--no-checkout', top.stdout.trim(), clone]);
+  const stepArgs = (extra: string[] = []) => [
+    'bisect-step', '--tree', clone, ...(o.finding ? ['--finding', o.finding] : []), '--retries', String(o.retries ?? 1),
+    '--seed', String(o.seed ?? 1), ...(o.jobs ? ['--jobs', String(o.jobs)] : []), ...(o.configs ?? []).flatMap((c) => ['--config', c]), ...extra, ...o.scenarios.map((s) => resolve(s)),
+  ];
+  const subject = async (c: string) => (await git(clone, ['log', '-1', '--format=%s', c])).stdout.trim();
+  const tested: BisectResult['tested'] = [];
+  const check = async (c: string, want: 'good' | 'bad') => {
+    await git(clone, ['checkout', '-q', '-f', c]);
+    const v = await bisectStep({ ...o, tree: clone, rev: 'HEAD' });
+    tested.push({ commit: c, subject: await subject(c), verdict: v.verdict, reason: v.reason, seconds: Math.round(v.ms / 1000) });
+    progress(`${c.slice(0, 12)} ${v.verdict}: ${v.reason}`);
+    if (v.verdict !== want) throw new ConfigError(`--${want} ${want === 'bad' ? o.bad : o.good} is ${v.verdict} (${v.reason}): nothing to bisect`);
+    return v;
+  };
+  const badVerdict = await check(bad, 'bad');
+  await check(good, 'good');
+
+  const stop = onInterrupt(() => void git(clone, ['bisect', 'reset'], false));
+  try {
+    await git(clone, ['bisect', 'start', bad, good]);
+    const node = process.execPath;
+    const bin = join(projectRoot, 'bin', 'qcrash.js');
+    const r = await run(await import('../util/tools.ts').then((m) => m.tool('git')), ['bisect', 'run', node, bin, ...stepArgs()], { cwd: clone, timeoutMs: 24 * 3600_000 });
+    const log = r.stdout + r.stderr;
+    for (const m of log.matchAll(/^qcrash bisect-step: ([0-9a-f]{40}) (good|bad|skip) (\d+)s: (.*)$/gm)) {
+      tested.push({ commit: m[1]!, subject: await subject(m[1]!), verdict: m[2]!, reason: m[4]!, seconds: Number(m[3]) });
+    }
+    const first = /^([0-9a-f]{40}) is the first bad commit/m.exec(log)?.[1];
+    if (!first) throw new QcrashError(`git bisect run did not name a first bad commit:\n${log.slice(-2000)}`);
+    return { firstBad: { commit: first, subject: await subject(first) }, finding: badVerdict.reason, tested };
+  } finally {
+    stop();
+    await git(clone, ['bisect', 'reset'], false);
+  }
+}
+
+export function formatBisect(r: BisectResult): string {
+  return [
+    `first bad commit: ${r.firstBad.commit} ${r.firstBad.subject}`,
+    `finding: ${r.finding}`,
+    'tested:',
+    ...r.tested.map((t) => `  ${t.commit.slice(0, 12)} ${t.verdict.padEnd(4)} ${String(t.seconds).padStart(4)}s  ${t.subject}  (${t.reason})`),
+  ].join('\n') + '\n';
+}
+
+export const bisectExit = { good: ExitCode.pass, bad: ExitCode.failed, skip: ExitCode.bisectSkip } as const;

@@ -1,0 +1,53 @@
+import type { Command } from 'commander';
+import { execSync } from 'node:child_process';
+import { bisect, bisectStep, formatBisect } from '../bisect/bisect.ts';
+import { QcrashError } from '../util/errors.ts';
+import { intArg } from './run-command.ts';
+
+export function registerBisect(program: Command): void {
+  program
+    .command('bisect')
+    .description('find the commit that introduced a finding: verifies both ends, then git bisect run with qcrash bisect-step')
+    .argument('<scenarios...>', 'scenario files or directories whose cases show the finding')
+    .requiredOption('--tree <dir>', 'kernel git tree')
+    .requiredOption('--good <rev>', 'a revision without the finding')
+    .requiredOption('--bad <rev>', 'a revision with the finding')
+    .option('--finding <signature>', 'substring of the finding signature (scenario | point | recovery | class | code)')
+    .option('--retries <n>', 'runs per revision; a finding on any of them is present (reported flaky if not on all)', intArg('--retries', 1), 1)
+    .option('--config <frag...>', 'config fragments (default: kernels/configs/minimal.config)')
+    .option('--seed <n>', 'seed', intArg('--seed'), 1)
+    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
+    .action(async (scenarios: string[], o: { tree: string; good: string; bad: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number }) => {
+      const r = await bisect({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}), onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`) });
+      process.stdout.write(formatBisect(r));
+    });
+
+  program
+    .command('bisect-step')
+    .description('for git bisect run: build the checked-out revision, run the cases; exit 0 good, 1 bad, 125 skip')
+    .argument('<scenarios...>', 'scenario files or directories')
+    .option('--tree <dir>', 'kernel git tree (default: the current directory)', '.')
+    .option('--finding <signature>', 'substring of the finding signature that marks a revision bad')
+    .option('--retries <n>', 'runs per revision', intArg('--retries', 1), 1)
+    .option('--config <frag...>', 'config fragments')
+    .option('--seed <n>', 'seed', intArg('--seed'), 1)
+    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
+    .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number }) => {
+      let head = '';
+      try {
+        head = execSync('git rev-parse HEAD', { cwd: o.tree, encoding: 'utf8' }).trim();
+      } catch {
+        /* reported by the step itself */
+      }
+      try {
+        const v = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
+        process.stdout.write(`qcrash bisect-step: ${head} ${v.verdict} ${Math.round(v.ms / 1000)}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
+        process.exitCode = v.exitCode;
+      } catch (e) {
+        // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
+        process.stdout.write(`qcrash bisect-step: ${head} skip 0s: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}\n`);
+        if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
+        process.exitCode = 125;
+      }
+    });
+}

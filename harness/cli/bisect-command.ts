@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { execSync } from 'node:child_process';
 import { bisect, bisectStep, formatBisect } from '../bisect/bisect.ts';
 import { QcrashError } from '../util/errors.ts';
-import { intArg } from './run-command.ts';
+import { collect, intArg } from './run-command.ts';
 
 export function registerBisect(program: Command): void {
   program
@@ -14,7 +14,7 @@ export function registerBisect(program: Command): void {
     .requiredOption('--bad <rev>', 'a revision with the finding')
     .option('--finding <signature>', 'substring of the finding signature (scenario | point | recovery | class | code)')
     .option('--retries <n>', 'runs per revision; a finding on any of them is present (reported flaky if not on all)', intArg('--retries', 1), 1)
-    .option('--config <frag...>', 'config fragments (default: kernels/configs/minimal.config)')
+    .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
     .option('--seed <n>', 'seed', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .action(async (scenarios: string[], o: { tree: string; good: string; bad: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number }) => {
@@ -29,7 +29,7 @@ export function registerBisect(program: Command): void {
     .option('--tree <dir>', 'kernel git tree (default: the current directory)', '.')
     .option('--finding <signature>', 'substring of the finding signature that marks a revision bad')
     .option('--retries <n>', 'runs per revision', intArg('--retries', 1), 1)
-    .option('--config <frag...>', 'config fragments')
+    .option('--config <frag>', 'config fragments (repeatable)', collect)
     .option('--seed <n>', 'seed', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number }) => {

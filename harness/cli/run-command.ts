@@ -10,6 +10,11 @@ import type { Reporter } from '../report/reporter.ts';
 import { ConfigError } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 
+/** A repeatable option: --patch a --patch b (a variadic option would swallow the positional arguments after it). */
+export function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
 export function intArg(name: string, min = 0) {
   return (v: string): number => {
     const n = Number(v);
@@ -30,7 +35,7 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--keep <what>', 'crash images to keep').choices(['failed', 'all', 'none']).default('failed'))
     .option('--resume <dir>', 'resume an interrupted run: cases already written are not run again')
     .addOption(new Option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel'))
-    .option('--filter <text...>', 'only cases whose id contains one of these')
+    .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices(['text', 'markdown', 'tap', 'junit', 'json', 'none']).default('text'))
     .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: string; snapshot: boolean }) => {

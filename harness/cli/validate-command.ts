@@ -4,17 +4,17 @@ import { join, resolve } from 'node:path';
 import { validatePatch, validateReport } from '../validate/validate.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
-import { intArg } from './run-command.ts';
+import { collect, intArg } from './run-command.ts';
 
 export function registerValidate(program: Command): void {
   program
     .command('validate')
     .description('build baseline and patched kernels, run the same cases on both, report what the patch changed (exit 1 if it introduced a finding)')
     .argument('[scenarios...]', 'scenario files or directories (default: scenarios/)')
-    .option('--patch <file...>', 'patches to test, applied in order')
+    .option('--patch <file>', 'patches to test, applied in order (repeatable)', collect)
     .option('--mutants <dir>', 'validate every *.patch in DIR, one at a time (e.g. ../shared/mutants)')
     .option('--tree <dir>', 'kernel git tree (default: Debian linux-source-6.1)')
-    .option('--config <frag...>', 'config fragments (default: kernels/configs/minimal.config)')
+    .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
     .option('--seed <n>', 'seed for both runs', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns to confirm a new finding', intArg('--confirm'), 2)

@@ -16,6 +16,8 @@ export class ProgressReporter implements Reporter {
 
   onRunStart(meta: RunMeta, total: number) {
     this.total = total;
+    this.done = 0;
+    this.failing = 0;
     this.started = performance.now();
     this.out.write(`qcrash: run ${meta.runId}: ${total} case(s) on ${meta.kernel.release} (${meta.accel})\n`);
   }

@@ -105,16 +105,40 @@ class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
           await gdb.continueFrom([this.bp!], rip);
           continue;
         }
+        const fired = { kind: 'kernel', hits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip) };
+        if (point.thenCommits) {
+          // Make the state at the stop durable: run on until that many commits
+          // complete, then kill (the stop alone only exposes older commits).
+          await gdb.removeBreakpoint(this.bp!);
+          this.bp = this.syms.resolve(commitFunction);
+          await gdb.insertBreakpoint(this.bp);
+          gdb.continue();
+          // The commit that makes the stopped state durable may complete after
+          // the step returns: wait for it regardless, within a bound.
+          const bound = new Promise<'done'>((r) => setTimeout(() => r('done'), 60_000).unref());
+          const done = await this.waitCommits(point.thenCommits, bound);
+          return done ? { ...fired, kind: 'kernel+commit', symbol: `${fired.symbol} then ${done.symbol}` } : undefined;
+        }
         if (point.delayMs) {
           await gdb.continueFrom([this.bp!], rip);
           await new Promise((r) => setTimeout(r, point.delayMs));
         }
-        return { kind: 'kernel', hits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip) };
+        return fired;
       }
     }
-    if (point.kind === 'commit') {
-      // Entry of the commit function: put a one-shot breakpoint on its return
-      // address; when that fires, the k-th commit has completed.
+    if (point.kind === 'commit') return this.waitCommits(point.k, settled);
+    return undefined;
+  }
+
+  /**
+   * Count completed jbd2 commits: at the commit function's entry put a
+   * one-shot breakpoint on its return address; when that fires, a commit
+   * has completed. Returns at the k-th, or undefined if the step ended first.
+   */
+  private async waitCommits(k: number, settled: Promise<'done'>): Promise<FiredPoint | undefined> {
+    const gdb = this.gdb!;
+    const stop = async (): Promise<StopReply | 'done'> => Promise.race([gdb.waitStop(24 * 3600_000), settled]);
+    {
       let commits = 0;
       for (;;) {
         const s = await stop();
@@ -131,12 +155,11 @@ class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
           commits++;
           await gdb.removeBreakpoint(this.returnBp);
           this.returnBp = undefined;
-          if (commits >= point.k) return { kind: 'commit', hits: commits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip) };
+          if (commits >= k) return { kind: 'commit', hits: commits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip) };
         }
         await gdb.continueFrom([this.bp!], rip);
       }
     }
-    return undefined;
   }
 
   private returnBp?: bigint;

@@ -47,6 +47,8 @@ export type CrashPoint =
       /** After the stop: let this many further hits happen, or wait delayMs of guest run time. */
       thenHits: number;
       delayMs: number;
+      /** After the stop, run on until this many more jbd2 commits have completed (0: kill at the stop). */
+      thenCommits?: number;
     }
   /** Kill right after the k-th jbd2 commit that completes inside `step`'s window. */
   | { kind: 'commit'; step: string; k: number };
@@ -98,6 +100,7 @@ export function crashPointLabel(p: CrashPoint): string {
       let s = `kernel-${p.step}-${p.symbol}${p.offset ? `+0x${p.offset.toString(16)}` : ''}-hit${p.hit}`;
       if (p.thenHits) s += `-then${p.thenHits}`;
       if (p.delayMs) s += `-delay${p.delayMs}ms`;
+      if (p.thenCommits) s += `-commit${p.thenCommits}`;
       return s;
     }
     case 'commit':

@@ -199,7 +199,7 @@ function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[]): Cr
       return [{ kind: 'during', step, windowMs: a.window_ms as number }];
     case 'kernel': {
       const [symbol, off] = splitSymbol(a.symbol as string);
-      return [{ kind: 'kernel', step, symbol, offset: off, hit: (a.hit as number) ?? 1, thenHits: (a.then_hits as number) ?? 0, delayMs: (a.delay_ms as number) ?? 0 }];
+      return [{ kind: 'kernel', step, symbol, offset: off, hit: (a.hit as number) ?? 1, thenHits: (a.then_hits as number) ?? 0, delayMs: (a.delay_ms as number) ?? 0, ...(a.then_commits ? { thenCommits: a.then_commits as number } : {}) }];
     }
     case 'commit':
       return [{ kind: 'commit', step, k: a.k as number }];

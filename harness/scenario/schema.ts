@@ -63,6 +63,8 @@ export const pointArgs = {
     hit: posInt.optional(),
     then_hits: nonNegInt.optional(),
     delay_ms: nonNegInt.optional(),
+    /** Then run on until this many jbd2 commits complete: makes the state at the stop durable. */
+    then_commits: nonNegInt.optional(),
   }),
   commit: z.strictObject({ step: name, k: posInt }),
   /** Generator: one point per journal commit k = 1..max completed during the step. */

@@ -47,7 +47,7 @@ function failingSignatures(s: RunSummary): Map<string, string[]> {
   for (const c of s.cases) {
     // A case that errored or never reached its point on one kernel says nothing about findings.
     const sigs = c.status === 'error' || c.status === 'not-reached' ? [`${c.scenario} | ${c.pointLabel} | status | ${c.status}`] : c.failing.map((f) => findingSignature(c, f));
-    for (const sig of sigs) m.set(sig, [...(m.get(sig) ?? []), c.id]);
+    for (const sig of sigs) m.set(sig, [...new Set([...(m.get(sig) ?? []), c.id])]);
   }
   return m;
 }
@@ -76,7 +76,9 @@ export async function validatePatch(o: ValidateOptions): Promise<ValidateResult>
 
   const before = failingSignatures(baseline.summary);
   const after = failingSignatures(patched.summary);
-  const fresh = [...after.entries()].filter(([sig]) => !before.has(sig));
+  // A case that errored or was not reached is not a finding of the patch: only real findings are judged.
+  const isStatus = (sig: string) => sig.includes(' | status | ');
+  const fresh = [...after.entries()].filter(([sig]) => !before.has(sig) && !isStatus(sig));
   const verdicts: SignatureVerdict[] = [];
   const reruns = o.confirmRuns ?? 2;
   for (let i = 0; i < reruns && fresh.length; i++) {

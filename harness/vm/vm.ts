@@ -128,9 +128,11 @@ export class Vm implements AsyncDisposable {
     const deadline = performance.now() + timeoutMs;
     await this.waitForSocket(this.paths.qmp, deadline);
     await this.qmp.connect(this.paths.qmp);
-    if (restoreFrom) await restoreVmState(this.qmp, snapshotSocket(this.dir.path), restoreFrom, timeoutMs);
+    // The agent's host side is connected before a restored guest resumes, so
+    // the guest never sees its port without a peer.
     await this.waitForSocket(this.paths.agent, deadline);
     await this.agent.connect(this.paths.agent);
+    if (restoreFrom) await restoreVmState(this.qmp, snapshotSocket(this.dir.path), restoreFrom, timeoutMs);
     if (!waitAgent) return;
     const left = Math.max(1000, deadline - performance.now());
     const r = await this.agent.call('hello', [], left);

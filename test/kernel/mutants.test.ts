@@ -1,0 +1,58 @@
+import t from 'tap';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { validatePatch } from '../../harness/validate/validate.ts';
+import { scenariosDir } from '../../harness/util/paths.ts';
+
+// `qcrash validate` against the planted bugs in ../shared/mutants, on the
+// minimal 6.1 kernel built from linux-source-6.1, with the targeted suite in
+// scenarios/validate. Mutant 04 (indirect blocks freed before the swap) is
+// not caught yet: see the issue notes; `npm run mutants` reports it as MISSED.
+const dir = await mkdtemp(join(tmpdir(), 'mutants-test-'));
+t.teardown(() => rm(dir, { recursive: true, force: true }));
+const mutants = new URL('../../../shared/mutants/', import.meta.url).pathname;
+const scenarios = [join(scenariosDir, 'validate')];
+
+for (const [file, expected] of [
+  ['03-no-mark-dirty-after-swap.patch', /durability \| .* \| data \| not-durable/],
+  ['02-tmp-inode-nlink-late.patch', /commit-states \| .* \| e2fsck \| corruption \| 0x011002/],
+] as const) {
+  t.test(`validate flags ${file}`, { timeout: 1800_000 }, async (t) => {
+    const r = await validatePatch({ patches: [join(mutants, file)], scenarios, seed: 1, confirmRuns: 1, out: join(dir, file) });
+    // Mutant 02 shows only when a commit lands while the temporary inode
+    // holds the file's blocks: which crash states catch it varies with commit
+    // timing, so a signature may come back as flaky on its confirmation rerun.
+    // Either way it is a finding the baseline does not have.
+    const fresh = [...r.introduced, ...r.flaky].map((v) => v.signature);
+    t.ok(fresh.length > 0, `new findings: ${fresh.join('; ')}`);
+    t.ok(fresh.some((s) => expected.test(s)), `a new finding matching ${expected}`);
+    if (file.startsWith('03')) t.ok(r.introduced.some((v) => expected.test(v.signature)), 'confirmed on rerun');
+    const baselineFindings = r.baseline.summary.cases.flatMap((c) => c.failing);
+    t.same(baselineFindings, [], 'the baseline kernel has no failing finding');
+  });
+}
+
+t.test('a comment-only patch comes out clean, three times over', { timeout: 1800_000 }, async (t) => {
+  const patch = join(dir, 'comment.patch');
+  await writeFile(patch, [
+    'From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001',
+    'From: qcrash <qcrash@localhost>',
+    'Date: Tue, 24 Nov 2026 12:00:00 +0000',
+    'Subject: [PATCH] ext4: comment the migration entry point',
+    '',
+    '---',
+    '--- a/fs/ext4/migrate.c',
+    '+++ b/fs/ext4/migrate.c',
+    '@@ -1,3 +1,4 @@',
+    ' // SPDX-License-Identifier: LGPL-2.1',
+    '+/* qcrash: a comment-only change */',
+    ' /*',
+    '  * Copyright IBM Corporation, 2007',
+    '',
+  ].join('\n'));
+  for (const seed of [1, 2, 3]) {
+    const r = await validatePatch({ patches: [patch], scenarios, seed, confirmRuns: 1, out: join(dir, `comment-${seed}`) });
+    t.same(r.introduced.map((v) => v.signature), [], `seed ${seed}: nothing introduced`);
+  }
+});

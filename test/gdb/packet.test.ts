@@ -27,7 +27,7 @@ t.test('escaping: # $ } * become } and the byte xor 0x20, and come back', async 
 
 t.test('run-length encoding: X*N repeats X code(N)-29 more times', async (t) => {
   t.equal(expandRunLength('0* '), '0000', "' ' (32) = 3 more");
-  t.equal(expandRunLength('a*"b'), 'aaaaab');
+  t.equal(expandRunLength('a*"b'), 'aaaaaab', 'a double quote (34) = 5 more');
   t.equal(expandRunLength('no stars'), 'no stars');
   t.throws(() => expandRunLength('*!'), GdbProtocolError, 'nothing to repeat');
   t.throws(() => expandRunLength('0*'), GdbProtocolError, 'missing count');

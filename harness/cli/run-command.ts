@@ -32,7 +32,7 @@ export function registerRun(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1), availableParallelism())
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
     .option('-o, --out <dir>', 'result directory (default: results/<run-id>)')
-    .addOption(new Option('--keep <what>', 'crash images to keep').choices(['failed', 'all', 'none']).default('failed'))
+    .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default('all'))
     .option('--resume <dir>', 'resume an interrupted run: cases already written are not run again')
     .addOption(new Option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel'))
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)

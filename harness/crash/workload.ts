@@ -25,7 +25,7 @@ export interface KernelPointDriver {
   readonly transcript?: string[];
 }
 
-const stepTimeoutMs = 180_000;
+const stepTimeoutMs = 120_000;
 
 /**
  * Drive the steps through the agent and kill the VM where the crash point
@@ -64,7 +64,9 @@ export async function runWorkload(vm: Vm, steps: readonly Step[], point: CrashPo
       await sent.held;
       await kernelDriver!.arm(point);
       sent.go();
-      const fired = await kernelDriver!.wait(finished);
+      // A point that neither fires nor lets the step finish (a lost stop
+      // reply, a wedged guest) must not hang the run: bound it like a step.
+      const fired = await withTimeout(kernelDriver!.wait(finished), stepTimeoutMs, `${step.name} (waiting for ${point.kind} point)`);
       if (fired) return kill(fired);
       await kernelDriver!.disarm();
       await withTimeout(finished, stepTimeoutMs, step.name);

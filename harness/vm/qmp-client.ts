@@ -27,7 +27,7 @@ export async function connectUnix(path: string, timeoutMs: number): Promise<Sock
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 3));
     }
   }
 }

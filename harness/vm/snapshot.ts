@@ -53,7 +53,7 @@ export async function restoreVmState(qmp: QmpClient, incomingSock: string, file:
     const st = await qmp.execute<{ status: string }>('query-status');
     if (st.status !== 'inmigrate') break;
     if (Date.now() > deadline) throw new InfraError(`restoring the VM state (${size} bytes) did not finish in ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 2));
   }
   await qmp.execute('cont');
 }

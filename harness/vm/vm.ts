@@ -144,7 +144,9 @@ export class Vm implements AsyncDisposable {
     while (performance.now() < deadline) {
       if (this.exitInfo) throw new InfraError(`QEMU exited (code ${this.exitInfo.exitCode ?? this.exitInfo.signal}) before it opened ${path}`);
       if (await access(path).then(() => true, () => false)) return;
-      await new Promise((r) => setTimeout(r, 10));
+      // Short polls: QEMU creates its sockets within milliseconds, and a
+      // restored VM is ready in a few hundred.
+      await new Promise((r) => setTimeout(r, 2));
     }
     throw new InfraError(`QEMU did not create ${path} in time`);
   }

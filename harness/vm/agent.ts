@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { connectUnix } from './qmp-client.ts';
+import { connectUnix } from './unix-socket.ts';
 import { EventEmitter } from 'node:events';
 import { InfraError } from '../util/errors.ts';
 

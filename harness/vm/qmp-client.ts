@@ -1,241 +1,241 @@
-import { createConnection, type Socket } from 'node:net';
-import { EventEmitter } from 'node:events';
-import {
-  QmpCommandError,
-  QmpDisconnectedError,
-  QmpProtocolError,
-  QmpStateError,
-  QmpTimeoutError,
-} from './qmp-errors.ts';
+import type { Socket } from 'node:net';
+import { connectUnix, LineSplitter } from './unix-socket.ts';
+import { commandMessage, encodeMessage, parseQmpLine, type QmpEvent, type QmpGreeting, type QmpMessage } from './qmp-protocol.ts';
+import { QmpCommandError, QmpDisconnectedError, QmpProtocolError, QmpStateError, QmpTimeoutError } from './qmp-errors.ts';
+import { QmpEventLog } from './qmp-events.ts';
+import { QmpTranscript } from './qmp-transcript.ts';
+
+export { connectUnix } from './unix-socket.ts';
+export type { QmpEvent } from './qmp-protocol.ts';
+export type { QmpTranscriptEntry } from './qmp-transcript.ts';
 
 /**
- * Connect to a unix socket QEMU is about to listen on: the socket file
- * appears at bind(), a moment before listen(), so ECONNREFUSED is retried.
+ * The connection's life: commands are only sent while `running`; the
+ * greeting and qmp_capabilities happen in `connecting`; after `closed`
+ * nothing is sent again (a new connection needs a new client).
  */
-export async function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await new Promise<Socket>((resolve, reject) => {
-        const s = createConnection(path);
-        s.once('connect', () => {
-          s.removeAllListeners('error');
-          resolve(s);
-        });
-        s.once('error', reject);
-      });
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 3));
-    }
-  }
-}
-
-export interface QmpEvent {
-  event: string;
-  data?: Record<string, unknown>;
-  timestamp?: { seconds: number; microseconds: number };
-}
-
-/** One line of the transcript: what went over the socket, with host time. */
-export interface QmpTranscriptEntry {
-  t: number;
-  dir: 'send' | 'recv';
-  msg: unknown;
-}
-
-type RunState = 'idle' | 'connecting' | 'ready' | 'closed';
+export type QmpRunState = 'idle' | 'connecting' | 'running' | 'disconnecting' | 'closed';
 
 interface Pending {
   command: string;
-  args: unknown;
+  args: Record<string, unknown> | undefined;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
 }
 
 /**
- * A QMP client: greeting, qmp_capabilities, id-matched replies, events.
- * Pending calls fail with QmpDisconnectedError when the socket drops, which is
- * what `quit` does by design, so `quit` treats a drop as success.
+ * A QMP client in the shape of python's qemu.qmp: greeting, capabilities
+ * negotiation, replies matched by id (so they may arrive in any order),
+ * events kept in a log with waiters and a stream, and every message recorded
+ * in a transcript. When the socket drops, every pending call fails with
+ * QmpDisconnectedError; that is what `quit` does by design, so `quit`
+ * counts a drop as success.
  */
 export class QmpClient {
   private socket?: Socket;
-  private state: RunState = 'idle';
+  private runState: QmpRunState = 'idle';
   private nextId = 1;
-  private pending = new Map<string, Pending>();
-  private buffer = '';
-  private readonly emitter = new EventEmitter();
-  private readonly events: QmpEvent[] = [];
-  readonly transcript: QmpTranscriptEntry[] = [];
-  greeting?: unknown;
+  private readonly pending = new Map<string, Pending>();
+  private readonly lines = new LineSplitter();
+  private greetingWaiter?: { resolve: () => void; reject: (e: Error) => void };
+  private closeWaiters: Array<() => void> = [];
+  readonly events = new QmpEventLog();
+  readonly transcript = new QmpTranscript();
+  greeting?: QmpGreeting;
+  /** Why the connection ended: undefined while open or after a plain close. */
+  disconnectCause?: Error;
 
-  async connect(path: string, timeoutMs = 10_000): Promise<void> {
-    if (this.state !== 'idle') throw new QmpStateError(`connect() in state ${this.state}`);
-    this.state = 'connecting';
-    const socket = await connectUnix(path, timeoutMs);
-    this.socket = socket;
-    socket.setEncoding('utf8');
-    const greeting = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new QmpTimeoutError('greeting', timeoutMs)), timeoutMs);
-      this.emitter.once('greeting', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.emitter.once('closed', () => {
-        clearTimeout(timer);
-        reject(new QmpDisconnectedError('greeting'));
-      });
-      socket.once('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
-    socket.on('data', (chunk: string) => this.onData(chunk));
-    socket.on('close', () => this.onClose());
-    socket.on('error', () => {
-      /* 'close' follows and fails the pending calls */
-    });
-    await greeting;
-    this.state = 'ready';
-    await this.execute('qmp_capabilities');
-  }
-
-  private onData(chunk: string): void {
-    this.buffer += chunk;
-    let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, nl).trim();
-      this.buffer = this.buffer.slice(nl + 1);
-      if (line) this.onLine(line);
-    }
-  }
-
-  private onLine(line: string): void {
-    let msg: Record<string, unknown>;
-    try {
-      msg = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      this.transcript.push({ t: Date.now(), dir: 'recv', msg: line });
-      this.emitter.emit('protocol-error', new QmpProtocolError('not JSON', line));
-      return;
-    }
-    this.transcript.push({ t: Date.now(), dir: 'recv', msg });
-    if ('QMP' in msg) {
-      this.greeting = msg;
-      this.emitter.emit('greeting');
-    } else if ('event' in msg) {
-      const ev = msg as unknown as QmpEvent;
-      this.events.push(ev);
-      this.emitter.emit('event', ev);
-    } else if ('return' in msg || 'error' in msg) {
-      const id = String(msg.id ?? '');
-      const p = this.pending.get(id);
-      if (!p) return; // a reply to a call we gave up on
-      this.pending.delete(id);
-      if ('error' in msg) p.reject(new QmpCommandError(p.command, p.args, msg.error as { class: string; desc: string }));
-      else p.resolve(msg.return);
-    }
-  }
-
-  private onClose(): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    for (const p of this.pending.values()) p.reject(new QmpDisconnectedError(p.command));
-    this.pending.clear();
-    this.emitter.emit('closed');
+  get state(): QmpRunState {
+    return this.runState;
   }
 
   get closed(): boolean {
-    return this.state === 'closed';
+    return this.runState === 'closed';
   }
 
-  async execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
-    if (this.state !== 'ready' && !(this.state === 'connecting' && command === 'qmp_capabilities')) {
-      throw new QmpStateError(`cannot execute ${command}: connection is ${this.state}`);
+  /** Connect, read the greeting, negotiate capabilities. The deadline covers all three. */
+  async connect(path: string, timeoutMs = 10_000): Promise<void> {
+    if (this.runState !== 'idle') throw new QmpStateError(`connect() on a QMP client in state ${this.runState}`);
+    this.runState = 'connecting';
+    const deadline = Date.now() + timeoutMs;
+    let socket: Socket;
+    try {
+      socket = await connectUnix(path, timeoutMs);
+    } catch (e) {
+      this.runState = 'closed';
+      throw e;
     }
-    const id = `q${this.nextId++}`;
-    const msg = { execute: command, ...(args ? { arguments: args } : {}), id };
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new QmpTimeoutError(`reply to ${command}`, timeoutMs));
-      }, timeoutMs);
-      this.pending.set(id, {
-        command,
-        args,
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v as T);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
-      this.transcript.push({ t: Date.now(), dir: 'send', msg });
-      this.socket!.write(JSON.stringify(msg) + '\n');
+    this.socket = socket;
+    socket.setEncoding('utf8');
+    const greeted = new Promise<void>((resolve, reject) => (this.greetingWaiter = { resolve, reject }));
+    socket.on('data', (chunk: string) => {
+      for (const line of this.lines.push(chunk)) if (line.trim()) this.onLine(line);
+    });
+    socket.on('error', (e) => {
+      this.disconnectCause ??= e;
+    });
+    socket.on('close', () => this.onClose());
+    await withTimeout(greeted, deadline - Date.now(), () => {
+      const e = new QmpTimeoutError('greeting', timeoutMs);
+      this.fail(e);
+      return e;
+    });
+    await this.send('qmp_capabilities', undefined, Math.max(1, deadline - Date.now()));
+    this.runState = 'running';
+  }
+
+  private onLine(line: string): void {
+    let msg: QmpMessage;
+    try {
+      msg = parseQmpLine(line);
+    } catch (e) {
+      this.transcript.received(line, undefined);
+      this.fail(e as QmpProtocolError);
+      return;
+    }
+    this.transcript.received(line, JSON.parse(line));
+    if (this.runState === 'connecting' && !this.greeting && msg.kind !== 'greeting') {
+      this.fail(new QmpProtocolError('expected the greeting first', line));
+      return;
+    }
+    switch (msg.kind) {
+      case 'greeting':
+        if (this.greeting) return this.fail(new QmpProtocolError('a second greeting', line));
+        this.greeting = msg.greeting;
+        this.greetingWaiter?.resolve();
+        return;
+      case 'event':
+        this.events.push(msg.event);
+        return;
+      case 'return':
+      case 'error': {
+        // QEMU answers without an id only when it could not parse what we
+        // sent; then no pending call can be told apart from another.
+        if (msg.id === undefined) return this.fail(new QmpProtocolError('a reply without an id', line));
+        const p = this.pending.get(msg.id);
+        if (!p) return; // a late reply to a call that timed out: kept in the transcript only
+        this.pending.delete(msg.id);
+        if (msg.kind === 'error') p.reject(new QmpCommandError(p.command, p.args, msg.error));
+        else p.resolve(msg.value);
+        return;
+      }
+    }
+  }
+
+  /** A protocol violation or a timeout during connect: nothing on this connection can be trusted. */
+  private fail(cause: Error): void {
+    this.disconnectCause ??= cause;
+    this.greetingWaiter?.reject(new QmpDisconnectedError('the greeting', cause));
+    this.socket?.destroy();
+    this.onClose();
+  }
+
+  private onClose(): void {
+    if (this.runState === 'closed') return;
+    this.runState = 'closed';
+    const cause = this.disconnectCause;
+    this.greetingWaiter?.reject(new QmpDisconnectedError('the greeting', cause));
+    for (const p of this.pending.values()) p.reject(new QmpDisconnectedError(`the reply to ${p.command}`, cause));
+    this.pending.clear();
+    this.events.close(new QmpDisconnectedError(undefined, cause));
+    for (const w of this.closeWaiters) w();
+    this.closeWaiters = [];
+  }
+
+  /** Run a command; resolves with its "return" value, rejects with a QmpError child. */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
+    if (this.runState === 'closed' || this.runState === 'disconnecting') {
+      return Promise.reject(new QmpDisconnectedError(`the reply to ${command} (not sent: the connection is ${this.runState})`, this.disconnectCause));
+    }
+    if (this.runState !== 'running') return Promise.reject(new QmpStateError(`cannot execute ${command}: the QMP connection is ${this.runState}`));
+    return this.send<T>(command, args, timeoutMs);
+  }
+
+  private send<T>(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<T> {
+    const id = `qcrash-${this.nextId++}`;
+    const msg = commandMessage(id, command, args);
+    const reply = new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { command, args, resolve: resolve as (v: unknown) => void, reject });
+    });
+    this.transcript.sent(msg);
+    this.socket!.write(encodeMessage(msg));
+    return withTimeout(reply, timeoutMs, () => {
+      this.pending.delete(id);
+      return new QmpTimeoutError(`reply to ${command}`, timeoutMs);
     });
   }
 
-  /** Wait for an event, including one that already arrived after `since` (an index into the event log). */
+  /** Wait for an event at or after log position `since` (default 0: one already received counts). */
   waitEvent(name: string, timeoutMs: number, since = 0): Promise<QmpEvent> {
-    const seen = this.events.slice(since).find((e) => e.event === name);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new QmpTimeoutError(`${name} event`, timeoutMs));
-      }, timeoutMs);
-      const onEvent = (e: QmpEvent) => {
-        if (e.event !== name) return;
-        cleanup();
-        resolve(e);
-      };
-      const onClosed = () => {
-        // QEMU sends SHUTDOWN before closing: look once more, then fail.
-        const late = this.events.slice(since).find((e) => e.event === name);
-        cleanup();
-        if (late) resolve(late);
-        else reject(new QmpDisconnectedError(`${name} event`));
-      };
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.emitter.off('event', onEvent);
-        this.emitter.off('closed', onClosed);
-      };
-      this.emitter.on('event', onEvent);
-      this.emitter.once('closed', onClosed);
-    });
+    return this.events.wait(name, timeoutMs, since);
+  }
+
+  /** Events from now on, until the connection closes. */
+  eventStream(): AsyncIterableIterator<QmpEvent> {
+    return this.events.stream();
   }
 
   get eventLog(): readonly QmpEvent[] {
-    return this.events;
+    return this.events.all;
   }
 
   onEvent(fn: (e: QmpEvent) => void): () => void {
-    this.emitter.on('event', fn);
-    return () => this.emitter.off('event', fn);
+    return this.events.on(fn);
   }
 
-  /** `quit` closes the socket before or instead of replying; both are success. */
-  async quit(timeoutMs = 10_000): Promise<void> {
-    if (this.state !== 'ready') return;
-    const closed = new Promise<void>((r) => this.emitter.once('closed', r));
+  /** Resolves once the socket is closed (immediately if it is), or after timeoutMs. */
+  waitClosed(timeoutMs: number): Promise<boolean> {
+    if (this.runState === 'closed') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.closeWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /**
+   * Ask QEMU to exit. QEMU replies, sends SHUTDOWN and closes the socket,
+   * but may close before the reply is read: a drop counts as success.
+   * Returns whether the socket closed within timeoutMs.
+   */
+  async quit(timeoutMs = 10_000): Promise<boolean> {
+    if (this.runState !== 'running') return this.runState === 'closed';
     try {
       await this.execute('quit', undefined, timeoutMs);
     } catch (e) {
       if (!(e instanceof QmpDisconnectedError)) throw e;
     }
-    await Promise.race([closed, new Promise((r) => setTimeout(r, timeoutMs))]);
+    return this.waitClosed(timeoutMs);
   }
 
+  /** Close our end. Pending calls fail with QmpDisconnectedError. Idempotent. */
   close(): void {
+    if (this.runState === 'closed') return;
+    this.runState = 'disconnecting';
     this.socket?.destroy();
     this.onClose();
   }
 
   transcriptJsonl(): string {
-    return this.transcript.map((e) => JSON.stringify(e)).join('\n') + '\n';
+    return this.transcript.toJsonl();
   }
+}
+
+/** Race a promise against a timer whose error comes from onTimeout (which may also clean up). */
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), Math.max(0, ms));
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
 }

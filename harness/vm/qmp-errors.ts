@@ -1,4 +1,5 @@
 import { InfraError } from '../util/errors.ts';
+import type { QmpErrorBody } from './qmp-protocol.ts';
 
 /** Root of QMP failures; each child keeps what was sent and what came back. */
 export class QmpError extends InfraError {}
@@ -7,32 +8,53 @@ export class QmpError extends InfraError {}
 export class QmpCommandError extends QmpError {
   constructor(
     readonly command: string,
-    readonly args: unknown,
-    readonly reply: { class: string; desc: string },
+    readonly args: Record<string, unknown> | undefined,
+    readonly reply: QmpErrorBody,
   ) {
-    super(`QMP ${command} failed: ${reply.class}: ${reply.desc}`);
+    super(`QMP ${command}${args ? ` ${JSON.stringify(args)}` : ''} failed: ${reply.class}: ${reply.desc}`);
   }
 }
 
-/** The socket closed while calls were pending (QEMU exited or crashed). */
+/**
+ * The connection is gone: pending calls fail with this when the socket drops
+ * (QEMU exited, was killed, or closed the monitor), and so do calls made after.
+ */
 export class QmpDisconnectedError extends QmpError {
-  constructor(readonly pendingCommand?: string) {
-    super(pendingCommand ? `QMP connection closed while waiting for the reply to ${pendingCommand}` : 'QMP connection closed');
+  constructor(
+    readonly pendingCommand?: string,
+    cause?: Error,
+  ) {
+    super(
+      pendingCommand ? `QMP connection closed while waiting for ${pendingCommand}` : 'QMP connection closed',
+      cause ? { cause } : undefined,
+    );
   }
 }
 
+/** No reply, greeting or event within the time allowed. */
 export class QmpTimeoutError extends QmpError {
-  constructor(readonly what: string, readonly timeoutMs: number) {
+  constructor(
+    readonly what: string,
+    readonly timeoutMs: number,
+  ) {
     super(`QMP: no ${what} within ${timeoutMs} ms`);
   }
 }
 
-/** A line that is not JSON, or a greeting/reply of the wrong shape. */
+/**
+ * The server sent something that is not QMP (not JSON, a reply without an
+ * id, a missing greeting). The connection cannot be trusted after that, so
+ * the client disconnects and fails every pending call with a
+ * QmpDisconnectedError whose cause is this error.
+ */
 export class QmpProtocolError extends QmpError {
-  constructor(message: string, readonly received: string) {
+  constructor(
+    message: string,
+    readonly received: string,
+  ) {
     super(`QMP protocol error: ${message}: ${received.slice(0, 200)}`);
   }
 }
 
-/** A call made in a state that does not allow it (before connect, after close). */
+/** A call made in a state that does not allow it (before connect, twice connect). */
 export class QmpStateError extends QmpError {}

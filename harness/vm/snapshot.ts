@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { InfraError } from '../util/errors.ts';
 import { TempDir } from '../util/tempdir.ts';
 import type { QmpClient } from './qmp-client.ts';
-import { connectUnix } from './qmp-client.ts';
+import { connectUnix } from './unix-socket.ts';
 
 /**
  * VM snapshots through QEMU migration over a unix socket that qcrash itself

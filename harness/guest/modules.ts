@@ -6,8 +6,9 @@ export const guestModules = ['virtio_pci', 'virtio_blk', 'virtio_console', 'ext4
 
 /**
  * Module files (relative to /lib/modules/<release>) in load order, dependencies
- * first, resolved from modules.dep. Modules listed in modules.builtin are
- * skipped: they are part of the kernel image.
+ * first, resolved from modules.dep in the order `modprobe --show-depends`
+ * gives (depmod lists a module's dependencies so that the last loads first).
+ * Modules listed in modules.builtin are skipped: they are part of the kernel.
  */
 export async function resolveModules(modulesDir: string, wanted = guestModules): Promise<string[]> {
   const dep = await readFile(`${modulesDir}/modules.dep`, 'utf8').catch(() => {
@@ -32,7 +33,7 @@ export async function resolveModules(modulesDir: string, wanted = guestModules):
   const visit = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
-    for (const d of deps.get(file) ?? []) visit(d);
+    for (const d of [...(deps.get(file) ?? [])].reverse()) visit(d);
     order.push(file);
   };
   for (const w of wanted) {

@@ -54,13 +54,13 @@ export class QmpClient {
   }
 
   /** Connect, read the greeting, negotiate capabilities. The deadline covers all three. */
-  async connect(path: string, timeoutMs = 10_000): Promise<void> {
+  async connect(path: string, timeoutMs = 10_000, signal?: AbortSignal): Promise<void> {
     if (this.runState !== 'idle') throw new QmpStateError(`connect() on a QMP client in state ${this.runState}`);
     this.runState = 'connecting';
     const deadline = Date.now() + timeoutMs;
     let socket: Socket;
     try {
-      socket = await connectUnix(path, timeoutMs);
+      socket = await connectUnix(path, timeoutMs, signal);
     } catch (e) {
       this.runState = 'closed';
       throw e;

@@ -11,7 +11,7 @@ import { Vm } from './vm.ts';
 import { saveVmState } from './snapshot.ts';
 
 /** Bump when the VM's argv changes shape: a saved state only restores into the same machine. */
-const MACHINE_VERSION = 1;
+const MACHINE_VERSION = 2;
 
 /**
  * The saved "agent ready" state for a kernel, initramfs and base image:

@@ -43,10 +43,10 @@ export async function saveVmState(qmp: QmpClient, file: string): Promise<void> {
 }
 
 /** Feed a saved state to a QEMU started with `-incoming unix:SOCK`, then resume it. */
-export async function restoreVmState(qmp: QmpClient, incomingSock: string, file: string, timeoutMs = 60_000): Promise<void> {
+export async function restoreVmState(qmp: QmpClient, incomingSock: string, file: string, timeoutMs = 60_000, signal?: AbortSignal): Promise<void> {
   await access(file);
   const size = (await stat(file)).size;
-  const s = await connectUnix(incomingSock, timeoutMs);
+  const s = await connectUnix(incomingSock, timeoutMs, signal);
   await pipeline(createReadStream(file), s);
   const deadline = Date.now() + timeoutMs;
   for (;;) {

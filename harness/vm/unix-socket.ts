@@ -3,11 +3,13 @@ import { createConnection, type Socket } from 'node:net';
 /**
  * Connect to a unix socket QEMU is about to listen on: the socket file
  * appears at bind(), a moment before listen(), so ECONNREFUSED and ENOENT
- * are retried until the deadline.
+ * are retried until the deadline. A dead QEMU leaves its socket file behind
+ * (ECONNREFUSED forever): `signal` ends the retries when the caller knows.
  */
-export async function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
+export async function connectUnix(path: string, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    signal?.throwIfAborted();
     try {
       return await new Promise<Socket>((resolve, reject) => {
         const s = createConnection(path);
@@ -20,7 +22,7 @@ export async function connectUnix(path: string, timeoutMs: number): Promise<Sock
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if ((code !== 'ECONNREFUSED' && code !== 'ENOENT') || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 3));
     }
   }
 }

@@ -56,7 +56,7 @@ t.test('the VM boots to the agent and goes away on dispose', async (t) => {
     t.equal(vm.hello?.release, kernel.release, 'the agent reports the booted kernel');
     t.ok((vm.hello?.bootMs ?? 0) > 0);
     t.ok(qemuPids(dir).length > 0, 'QEMU runs while the VM is alive');
-    t.match(await vm.consoleText(), /qcrash-init: agent on \/dev\/vport/, 'the console log captured the guest init');
+    t.match(await vm.consoleText(), /qcrash-init: kernel \S+, agent on \/dev\/vport/, 'the console log captured the guest init');
   }
   t.same(qemuPids(dir), [], 'no QEMU left after dispose');
 });

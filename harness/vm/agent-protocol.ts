@@ -1,0 +1,78 @@
+import type { Step } from '../scenario/model.ts';
+
+/**
+ * The guest agent's line protocol (vm-images/guest/qcrash-agent), one
+ * message per line over the virtio-serial port `qcrash.agent`:
+ *
+ *   guest -> host  "ready <b64 uname -r \n /proc/uptime>"   once, when the agent starts
+ *   host -> guest  "<id> [hold] <command> <b64 arg>..."      every argument base64 ("=" for empty)
+ *   guest -> host  "<id> held"                               hold: waiting for "<id> go"
+ *   host -> guest  "<id> go"
+ *   guest -> host  "<id> start"                              the step is about to run (a marker)
+ *   guest -> host  "<id> done <exit status> <b64 output>"    stdout+stderr, at most 16 MiB
+ *
+ * Base64 arguments mean no byte of a path or an option is ever seen by the
+ * guest shell's parser.
+ */
+export type AgentArg = string | number;
+
+export function encodeCommand(id: number, command: string, args: readonly AgentArg[], hold: boolean): string {
+  const encoded = args.map((a) => Buffer.from(String(a)).toString('base64') || '=');
+  return [String(id), ...(hold ? ['hold'] : []), command, ...encoded].join(' ');
+}
+
+export type AgentMessage =
+  | { kind: 'ready'; info: string }
+  | { kind: 'held'; id: number }
+  | { kind: 'start'; id: number }
+  | { kind: 'done'; id: number; exitCode: number; output: string }
+  | { kind: 'unknown'; line: string };
+
+export function parseAgentLine(line: string): AgentMessage {
+  const [first = '', kind, code, b64] = line.split(' ');
+  if (first === 'ready') return { kind: 'ready', info: decode(kind) };
+  const id = Number(first);
+  if (!Number.isInteger(id) || id <= 0) return { kind: 'unknown', line };
+  if (kind === 'held' || kind === 'start') return { kind, id };
+  if (kind === 'done' && code !== undefined && /^\d+$/.test(code)) return { kind: 'done', id, exitCode: Number(code), output: decode(b64) };
+  return { kind: 'unknown', line };
+}
+
+function decode(b64: string | undefined): string {
+  return Buffer.from(b64 ?? '', 'base64').toString('utf8');
+}
+
+/** The agent's "ready"/"hello" output: `uname -r`, then /proc/uptime. */
+export function parseHello(info: string): { release: string; uptime: number } {
+  const [release = '', uptime = '0'] = info.trim().split('\n');
+  return { release: release.trim(), uptime: Number(uptime.split(' ')[0]) };
+}
+
+/**
+ * The agent command for a scenario step. Writers' content varies per case
+ * (they race the migration and are never checked byte for byte), so they
+ * take the case seed; `write` steps carry their own seed so the host can
+ * recompute the bytes (harness/guest/content.ts).
+ */
+export function stepCommand(step: Step, caseSeed: number): [string, AgentArg[]] {
+  switch (step.kind) {
+    case 'mount':
+      return ['mount', [step.options.length ? step.options.join(',') : 'defaults']];
+    case 'umount':
+    case 'sync':
+    case 'drop-caches':
+      return [step.kind, []];
+    case 'migrate':
+      return ['migrate', [step.recursive ? '1' : '0', ...step.paths]];
+    case 'write':
+      return ['write', [step.path, step.offset, step.size, step.seed, step.append ? 1 : 0]];
+    case 'fsync':
+      return ['fsync', [step.path]];
+    case 'sync-loop':
+      return ['sync-loop', [step.action]];
+    case 'writer':
+      return ['writer', [step.name.replace(/-(start|stop)$/, ''), step.mode, step.path, step.size, step.action, caseSeed]];
+    case 'sleep':
+      return ['sleep', [step.ms]];
+  }
+}

@@ -2,7 +2,7 @@ import type { CrashPoint, Step } from '../scenario/model.ts';
 import type { FiredPoint } from '../run/result.ts';
 import type { Vm } from '../vm/vm.ts';
 import { InfraError } from '../util/errors.ts';
-import { stepCommand } from './step-command.ts';
+import { stepCommand } from '../vm/agent-protocol.ts';
 import type { StepRecord } from './expectations.ts';
 import { seededFraction } from './random.ts';
 

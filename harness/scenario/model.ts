@@ -17,11 +17,17 @@ export type Step =
   | { kind: 'drop-caches'; name: string }
   /** A background `while :; do sync; done` loop, started and stopped by name. */
   | { kind: 'sync-loop'; name: string; action: 'start' | 'stop' }
-  /** Background writers beside a migration: O_DIRECT or mmap writes to a file. */
-  | { kind: 'writer'; name: string; mode: 'odirect' | 'mmap'; path: string; size: number; action: 'start' | 'stop' }
+  /**
+   * Background writers beside a migration: O_DIRECT or mmap rewrites of a
+   * file of `size` bytes, or `mmap-holes`: one store into each hole page of
+   * an existing file, `paceUs` apart (block allocation racing chattr).
+   */
+  | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; paceUs: number; action: 'start' | 'stop' }
   | { kind: 'sleep'; name: string; ms: number };
 
 export type StepKind = Step['kind'];
+export const writerModes = ['odirect', 'mmap', 'mmap-holes'] as const;
+export type WriterMode = (typeof writerModes)[number];
 
 /**
  * Where a case kills the VM. Agent points are timed against step markers;

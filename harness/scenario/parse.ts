@@ -6,7 +6,7 @@ import { closeMatches, didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
 import { recipesDir } from '../util/paths.ts';
 import { defaultAllowance } from '../findings/finding.ts';
-import type { CrashPoint, RecoveryMode, Scenario, Step } from './model.ts';
+import type { CrashPoint, RecoveryMode, Scenario, Step, WriterMode } from './model.ts';
 import { YamlSource } from './yaml-source.ts';
 import {
   pointArgs,
@@ -162,9 +162,10 @@ function toStep(kind: StepArgKind, name: string, a: Record<string, unknown>, sce
       return {
         kind,
         name,
-        mode: a.mode as 'odirect' | 'mmap',
+        mode: a.mode as WriterMode,
         path: a.path as string,
         size: (a.size as number | undefined) ?? 1 << 20,
+        paceUs: (a.pace_us as number | undefined) ?? 500,
         action: a.action as 'start' | 'stop',
       };
     case 'sleep':

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { findingClasses } from '../findings/finding.ts';
+import { writerModes } from './model.ts';
 
 /**
  * The scenario file format. Steps and crash points are written as
@@ -33,9 +34,11 @@ export const stepArgs = {
   'sync-loop': z.strictObject({ name: name.optional(), action: z.enum(['start', 'stop']) }),
   writer: z.strictObject({
     name: name.optional(),
-    mode: z.enum(['odirect', 'mmap']),
+    mode: z.enum(writerModes),
     path: absPath,
     size: posInt.optional(),
+    /** mmap-holes: microseconds between stores. */
+    pace_us: nonNegInt.optional(),
     action: z.enum(['start', 'stop']),
   }),
   sleep: z.strictObject({ name: name.optional(), ms: nonNegInt }),

@@ -71,7 +71,8 @@ export function stepCommand(step: Step, caseSeed: number): [string, AgentArg[]] 
     case 'sync-loop':
       return ['sync-loop', [step.action]];
     case 'writer':
-      return ['writer', [step.name.replace(/-(start|stop)$/, ''), step.mode, step.path, step.size, step.action, caseSeed]];
+      // The agent passes the third value through to qcrash-io: a size, or for mmap-holes the pace.
+      return ['writer', [step.name.replace(/-(start|stop)$/, ''), step.mode, step.path, step.mode === 'mmap-holes' ? step.paceUs : step.size, step.action, caseSeed]];
     case 'sleep':
       return ['sleep', [step.ms]];
   }

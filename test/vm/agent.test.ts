@@ -60,11 +60,17 @@ t.test('every step kind, markers and holds, with the results checked on the imag
     t.match(await run({ ...sl, action: 'stop' }), { exitCode: 1, output: /not running/ });
 
     for (const mode of ['odirect', 'mmap'] as const) {
-      const w: Step = { kind: 'writer', name: `${mode}-start`, mode, path: `/${mode}`, size: 65536, action: 'start' };
+      const w: Step = { kind: 'writer', name: `${mode}-start`, mode, path: `/${mode}`, size: 65536, paceUs: 0, action: 'start' };
       t.equal((await run(w)).exitCode, 0, `${mode} writer started`);
       await run({ kind: 'sleep', name: 'let it write', ms: 300 });
       t.equal((await run({ ...w, name: `${mode}-stop`, action: 'stop' })).exitCode, 0, `${mode} writer stopped`);
     }
+    // A 1 MiB hole then one written page: the hole writer fills each of the 256 hole pages once, then exits.
+    t.equal((await run({ kind: 'write', name: 'sparse', path: '/sparse', size: 4096, offset: 1 << 20, append: false, seed: 7 })).exitCode, 0);
+    const holes: Step = { kind: 'writer', name: 'holes-start', mode: 'mmap-holes', path: '/sparse', size: 0, paceUs: 100, action: 'start' };
+    t.equal((await run(holes)).exitCode, 0, 'hole writer started');
+    await run({ kind: 'sleep', name: 'let it fill', ms: 1500 });
+    t.equal((await run({ ...holes, name: 'holes-stop', action: 'stop' })).exitCode, 0, 'hole writer stopped (or already done)');
     t.equal((await run({ kind: 'drop-caches', name: 'dc' })).exitCode, 0, 'drop caches');
 
     let marker = 0;
@@ -94,6 +100,9 @@ t.test('every step kind, markers and holds, with the results checked on the imag
   const root = await debugfs(img.path, 'ls -l /');
   t.ok(root.includes(debugfsEscaped(weirdName.slice(1))), 'a name with spaces, quotes, $() and UTF-8 reached the guest literally');
   for (const mode of ['odirect', 'mmap']) t.match(await debugfs(img.path, `stat /${mode}`), /Size: 65536/, `the ${mode} writer's file`);
+  const sparse = await debugfs(img.path, 'stat /sparse');
+  const sectors = Number(/Blockcount: (\d+)/.exec(sparse)?.[1]);
+  t.ok(sectors >= 257 * 8, `every hole page of /sparse got a block (${sectors} sectors of 512 bytes, 257 pages need ${257 * 8})`);
 });
 
 t.test('a kill a fixed delay after a step starts', async (t) => {

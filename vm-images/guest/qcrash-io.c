@@ -7,6 +7,14 @@
  *   qcrash-io fsync PATH
  *   qcrash-io odirect PATH SIZE SEED               O_DIRECT rewrites until killed
  *   qcrash-io mmap PATH SIZE SEED                  mmap stores + msync until killed
+ *   qcrash-io mmap-holes PATH PACE_US SEED         one store into each hole page of an
+ *                                                  existing file, PACE_US apart, then exits
+ *
+ * mmap-holes is the race ext4_ext_migrate() guards against with
+ * EXT4_STATE_EXT_MIGRATE: chattr holds i_rwsem, but a store through a shared
+ * mapping into a hole still allocates a block (page_mkwrite; with -o
+ * nodelalloc at once), and the migration must notice and fail with EAGAIN
+ * without having touched the old map.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -94,6 +102,32 @@ int main(int argc, char **argv) {
         if (msync(map, size, MS_SYNC)) return die("msync");
       }
     }
+  }
+  if (!strcmp(op, "mmap-holes") && argc == 5) {
+    useconds_t pace = (useconds_t)strtoul(argv[3], 0, 10);
+    uint64_t seed = strtoull(argv[4], 0, 10);
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return die("open");
+    struct stat st;
+    if (fstat(fd, &st)) return die("fstat");
+    off_t size = st.st_size & ~(off_t)4095;
+    if (size <= 0) return 0;
+    unsigned char *map = mmap(0, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) return die("mmap");
+    uint64_t s = seed;
+    /* Holes as the file has them now (SEEK_HOLE), touched in file order. */
+    for (off_t pos = 0; pos < size;) {
+      off_t hole = lseek(fd, pos, SEEK_HOLE);
+      if (hole < 0 || hole >= size) break;
+      off_t data = lseek(fd, hole, SEEK_DATA);
+      if (data < 0 || data > size) data = size;
+      for (off_t page = (hole + 4095) & ~(off_t)4095; page + 4096 <= data; page += 4096) {
+        map[page] = (unsigned char)splitmix64(&s) | 1;
+        if (pace) usleep(pace);
+      }
+      pos = data;
+    }
+    return munmap(map, (size_t)size) || close(fd) ? die("close") : 0;
   }
   fprintf(stderr, "qcrash-io: bad arguments\n");
   return 2;

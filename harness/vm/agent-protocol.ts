@@ -9,7 +9,10 @@ import type { Step } from '../scenario/model.ts';
  *   guest -> host  "<id> held"                               hold: waiting for "<id> go"
  *   host -> guest  "<id> go"
  *   guest -> host  "<id> start"                              the step is about to run (a marker)
- *   guest -> host  "<id> done <exit status> <b64 output>"    stdout+stderr, at most 16 MiB
+ *   guest -> host  "<id> done <exit status> [<b64 output>]"  stdout+stderr, at most 16 MiB; absent when empty
+ *
+ * `hello` answers with what the agent said in its "ready" line (uptime as
+ * of the agent's start): after a snapshot restore it costs no fork.
  *
  * Base64 arguments mean no byte of a path or an option is ever seen by the
  * guest shell's parser.

@@ -35,7 +35,7 @@ export interface AgentReply {
 /** What the agent says when it starts (and answers to `hello`). */
 export interface AgentReadyInfo {
   release: string;
-  /** Guest uptime in seconds (/proc/uptime). */
+  /** Guest uptime in seconds (/proc/uptime) when the agent started. */
   uptime: number;
 }
 

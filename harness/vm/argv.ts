@@ -61,6 +61,11 @@ export function kernelCommandLine(extra: readonly string[] = []): string {
     'i8042.noaux',
     'i8042.nokbd',
     'i8042.nopnp',
+    // Freed pages are zeroed, and QEMU's migration stream carries a zero page
+    // as a flag: the agent-ready snapshot holds only live memory (the
+    // unpacked initrd's buffer and boot-time garbage are not saved), so every
+    // case restores faster.
+    'init_on_free=1',
     ...extra,
   ].join(' ');
 }

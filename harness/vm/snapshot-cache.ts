@@ -9,6 +9,7 @@ import { hashJson } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { Vm } from './vm.ts';
 import { saveVmState } from './snapshot.ts';
+import { kernelCommandLine } from './argv.ts';
 
 /** Bump when the VM's argv changes shape: a saved state only restores into the same machine. */
 const MACHINE_VERSION = 2;
@@ -19,7 +20,8 @@ const MACHINE_VERSION = 2;
  * instead of 2-4 s under TCG). Cached across runs.
  */
 export async function agentReadySnapshot(kernel: KernelInfo, initrd: string, base: BaseImage, accel: Accel, qemuVersion: string): Promise<string> {
-  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion }).slice(0, 16);
+  // The command line is part of the saved guest (the kernel parsed it at boot).
+  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine() }).slice(0, 16);
   const file = join(cacheDir('snapshots'), `${key}.state`);
   if (await access(file).then(() => true, () => false)) return file;
   await using tmp = await TempDir.create('snapshot-boot');

@@ -1,5 +1,5 @@
 import { execa, type ResultPromise } from 'execa';
-import { readFile, access, copyFile, writeFile } from 'node:fs/promises';
+import { readFile, access, copyFile, writeFile, open } from 'node:fs/promises';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import { detectAccel, type Accel } from '../doctor/accel.ts';
 import { InfraError } from '../util/errors.ts';
@@ -10,7 +10,7 @@ import { QmpClient, type QmpEvent } from './qmp-client.ts';
 import { QmpDisconnectedError } from './qmp-errors.ts';
 import { AgentClient } from './agent.ts';
 import { qemuArgv, type MachineName, type VmPaths } from './argv.ts';
-import { restoreVmState, snapshotSocket } from './snapshot.ts';
+import { finishRestore, incomingFd } from './snapshot.ts';
 
 /** QEMU did not come up: keeps argv, exit code, QEMU's stderr and the console's last lines. */
 export class VmLaunchError extends InfraError {
@@ -55,10 +55,16 @@ export interface VmOptions {
 
 export interface AgentHello {
   release: string;
-  /** Guest uptime in seconds when the agent answered. */
+  /** Guest uptime in seconds when the agent started (a restored guest reports the snapshot's). */
   uptime: number;
   /** Host milliseconds from starting QEMU to the agent being ready. */
   bootMs: number;
+  /**
+   * Where bootMs went, in host milliseconds since QEMU was started: QMP
+   * answered, the agent port connected, the saved state streamed in and the
+   * guest resumed (restores only), the agent answered.
+   */
+  phases: { qmp: number; agentPort: number; restored?: number; ready: number };
 }
 
 export interface ShutdownOptions {
@@ -138,21 +144,29 @@ export class Vm implements AsyncDisposable {
         ...(o.machine ? { machine: o.machine } : {}),
         ...(o.append ? { append: o.append } : {}),
         ...(o.extraArgs ? { extraArgs: o.extraArgs } : {}),
-        ...(o.restoreFrom ? { incoming: `unix:${snapshotSocket(dir.path)}` } : {}),
+        // A restore reads the saved state from an inherited descriptor while
+        // QEMU starts, and stays paused (-S) until the agent's port is connected.
+        ...(o.restoreFrom ? { incoming: `fd:${incomingFd}`, startStopped: true } : {}),
         ...(o.startStopped ? { startStopped: true } : {}),
       }),
     ];
+    const state = o.restoreFrom ? await open(o.restoreFrom, 'r').catch((e: Error) => {
+      throw new InfraError(`cannot read the saved VM state ${o.restoreFrom}: ${e.message}`);
+    }) : undefined;
+    // execa hands a descriptor number to the child as is (node's spawn does);
+    // its types only admit numbers for fds 0-2.
+    const inherited = (state ? [state.fd] : []) as unknown as Array<'ignore'>;
     const startedAt = performance.now();
     // setpriv execs QEMU, so the child's pid is QEMU's.
     const proc = execa(setpriv, ['--pdeathsig', 'KILL', '--', ...argv], {
       reject: false,
-      stdin: 'ignore',
-      stdout: 'ignore',
-      stderr: 'pipe',
+      stdio: ['ignore', 'ignore', 'pipe', ...inherited],
       encoding: 'utf8',
       buffer: false,
       cleanup: true,
     });
+    // QEMU holds its own copy of the descriptor.
+    await state?.close();
     const vm = new Vm(argv, dir, paths, accel, o.kernel, proc, startedAt);
     try {
       await vm.connect(o.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 120_000), o.waitAgent ?? true, o.restoreFrom);
@@ -170,15 +184,19 @@ export class Vm implements AsyncDisposable {
     await this.waitForSocket(this.paths.qmp, deadline);
     const signal = this.exitSignal.signal;
     await this.qmp.connect(this.paths.qmp, left(), signal);
+    const qmpAt = performance.now() - this.startedAt;
     // The agent's host side connects before the guest can write to the port
     // (its writes block until then), and before a restored guest resumes.
     await this.waitForSocket(this.paths.agent, deadline);
     await this.agent.connect(this.paths.agent, left(), signal);
-    if (restoreFrom) await restoreVmState(this.qmp, snapshotSocket(this.dir.path), restoreFrom, left(), signal);
+    const agentAt = performance.now() - this.startedAt;
+    if (restoreFrom) await finishRestore(this.qmp, restoreFrom, left());
+    const restoredAt = performance.now() - this.startedAt;
     if (!waitAgent) return;
     // A restored guest's agent said "ready" before the snapshot: ask it instead.
     const info = restoreFrom ? await this.agent.hello(left()) : await this.agent.waitReady(left());
-    this.hello = { ...info, bootMs: performance.now() - this.startedAt };
+    const bootMs = performance.now() - this.startedAt;
+    this.hello = { ...info, bootMs, phases: { qmp: qmpAt, agentPort: agentAt, ...(restoreFrom ? { restored: restoredAt } : {}), ready: bootMs } };
   }
 
   private async waitForSocket(path: string, deadline: number): Promise<void> {

@@ -21,6 +21,7 @@ export interface KernelPointDriver {
   arm(point: CrashPoint): Promise<void>;
   /** Resolves when the point fired and the guest is stopped, or undefined when `stepDone` settled first. */
   wait(stepDone: Promise<unknown>): Promise<FiredPoint | undefined>;
+  /** The step finished first (a point not reached): let go of the guest; the VM is killed next. */
   disarm(): Promise<void>;
   readonly transcript?: string[];
 }

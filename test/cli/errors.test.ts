@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qcrashBin } from '../helpers/env.ts';
@@ -66,4 +66,31 @@ t.test('unknown option and bad --jobs are usage errors', async (t) => {
   const j = await qcrash(['run', '--jobs', 'many']);
   t.equal(j.code, 2);
   t.match(j.stderr, /--jobs must be a whole number/);
+});
+
+t.test('bisect: bad trees and revisions are exit 2 with what is wrong', async (t) => {
+  const repo = join(dir, 'history');
+  const git = (args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile('git', args, { cwd: repo, env: { ...process.env, GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@b', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@b' } }, (e, out) => (e ? reject(e) : resolve(out.trim()))),
+    );
+  await mkdir(repo);
+  await git(['init', '-q']);
+  await git(['commit', '-q', '--allow-empty', '-m', 'one']);
+  const one = await git(['rev-parse', 'HEAD']);
+  await git(['commit', '-q', '--allow-empty', '-m', 'two']);
+  const scenario = join(dir, 'bisect.yaml');
+  await writeFile(scenario, 'recipe: small-4k\nsteps:\n  - migrate: /shapes/direct-12\nkill:\n  - none\n');
+  const bisect = (args: string[]) => qcrash(['bisect', ...args, scenario]);
+
+  const notGit = await bisect(['--tree', dir, '--good', 'HEAD~1', '--bad', 'HEAD']);
+  t.equal(notGit.code, 2);
+  t.match(notGit.stderr, /--tree .* is not a git tree/);
+  const unknown = await bisect(['--tree', repo, '--good', 'v0.0-nope', '--bad', 'HEAD']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /unknown revision "v0\.0-nope"/);
+  const reversed = await bisect(['--tree', repo, '--good', 'HEAD', '--bad', one]);
+  t.equal(reversed.code, 2);
+  t.match(reversed.stderr, /--good HEAD is not an ancestor of --bad/);
+  t.equal(await git(['log', '-1', '--format=%s']), 'two', "the user's tree is left as it was");
 });

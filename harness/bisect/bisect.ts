@@ -5,7 +5,7 @@ import { cacheDir, projectRoot } from '../util/paths.ts';
 import { onInterrupt } from '../util/cleanup.ts';
 import { hashJson } from '../util/hash.ts';
 import { run } from '../util/exec.ts';
-import { git } from '../kernel/source.ts';
+import { git, markOwnedTree } from '../kernel/source.ts';
 import { buildKernel, KernelBuildError } from '../kernel/build.ts';
 import { runSuite } from '../run/runner.ts';
 import type { RunSummary } from '../run/result.ts';
@@ -109,9 +109,11 @@ export async function bisect(o: BisectOptions): Promise<BisectResult> {
   const clone = cacheDir('bisect', hashJson({ tree: top.stdout.trim() }).slice(0, 12));
   await rm(clone, { recursive: true, force: true });
   await git(tree, ['clone', '-q', '--shared', '--no-checkout', top.stdout.trim(), clone]);
+  // Built in place (no second clone); its object dir starts empty, but ccache hits across trees.
+  await markOwnedTree(clone);
   const stepArgs = (extra: string[] = []) => [
     'bisect-step', '--tree', clone, ...(o.finding ? ['--finding', o.finding] : []), '--retries', String(o.retries ?? 1),
-    '--seed', String(o.seed ?? 1), ...(o.jobs ? ['--jobs', String(o.jobs)] : []), ...(o.configs ?? []).flatMap((c) => ['--config', c]), ...extra, ...o.scenarios.map((s) => resolve(s)),
+    '--seed', String(o.seed ?? 1), ...(o.jobs ? ['--jobs', String(o.jobs)] : []), ...(o.out ? ['--out', resolve(o.out)] : []), ...(o.configs ?? []).flatMap((c) => ['--config', c]), ...extra, ...o.scenarios.map((s) => resolve(s)),
   ];
   const subject = async (c: string) => (await git(clone, ['log', '-1', '--format=%s', c])).stdout.trim();
   const tested: BisectResult['tested'] = [];

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { execSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { bisect, bisectStep, formatBisect } from '../bisect/bisect.ts';
 import { QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
@@ -17,7 +17,8 @@ export function registerBisect(program: Command): void {
     .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
     .option('--seed <n>', 'seed', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
-    .action(async (scenarios: string[], o: { tree: string; good: string; bad: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number }) => {
+    .option('--out <dir>', 'keep each tested revision\'s run under this folder (default: results/)')
+    .action(async (scenarios: string[], o: { tree: string; good: string; bad: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string }) => {
       const r = await bisect({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}), onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`) });
       process.stdout.write(formatBisect(r));
     });
@@ -32,10 +33,11 @@ export function registerBisect(program: Command): void {
     .option('--config <frag>', 'config fragments (repeatable)', collect)
     .option('--seed <n>', 'seed', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
-    .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number }) => {
+    .option('--out <dir>', 'keep the run under this folder (default: results/)')
+    .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string }) => {
       let head = '';
       try {
-        head = execSync('git rev-parse HEAD', { cwd: o.tree, encoding: 'utf8' }).trim();
+        head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: o.tree, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
       } catch {
         /* reported by the step itself */
       }

@@ -150,7 +150,8 @@ async function buildLocked(
   await mkdir(source.obj, { recursive: true });
   const make = await tool('make');
   const ccache = await tool('ccache');
-  const env = { CCACHE_DIR: cacheDir('ccache'), KBUILD_BUILD_TIMESTAMP: '2026-01-01', KBUILD_BUILD_USER: 'qcrash', KBUILD_BUILD_HOST: 'qcrash' };
+  // CCACHE_BASEDIR: any absolute path left under the work tree is hashed as a relative one.
+  const env = { CCACHE_DIR: cacheDir('ccache'), CCACHE_BASEDIR: w, KBUILD_BUILD_TIMESTAMP: '2026-01-01', KBUILD_BUILD_USER: 'qcrash', KBUILD_BUILD_HOST: 'qcrash' };
   const jobs = String(o.jobs ?? availableParallelism());
   const logPath = join(source.obj, 'build.log');
   const log: string[] = [];

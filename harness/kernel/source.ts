@@ -1,4 +1,4 @@
-import { access, mkdir, rename, readdir } from 'node:fs/promises';
+import { access, appendFile, mkdir, readFile, rename, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -15,19 +15,36 @@ export const defaultTarball = '/usr/src/linux-source-6.1.tar.xz';
  * patch and build freely: the user's own tree is never touched.
  *  - the Debian tarball: unpacked once and committed as the base;
  *  - a user git tree: a shared clone, checked out at the requested revision.
- * Object files live in a separate persistent O= directory per source, so a
- * change to one file rebuilds one file.
+ * Object files live in a persistent O= directory per source, so a change to
+ * one file rebuilds one file. That directory sits directly inside the work
+ * tree (git-ignored there): kbuild then names sources by the relative path
+ * "../fs/ext4/..." instead of an absolute one, so the compiler command lines
+ * are the same in every tree and ccache hits across trees (a bisect clone's
+ * first build costs minutes, not a cold build).
  */
 export interface KernelSource {
   /** Stable id of the source (tarball hash, or the user tree's path hash). */
   id: string;
   /** Git work tree qcrash owns. */
   work: string;
-  /** Persistent object directory (make O=...). */
+  /** Persistent object directory (make O=...), `objDirName` inside `work`. */
   obj: string;
   /** The commit every build starts from. */
   base: string;
   describe: string;
+}
+
+export const objDirName = 'qcrash-obj';
+
+/** The object directory of a work tree, kept out of git's sight so checkouts and `git clean -fd` leave it alone. */
+async function objDir(work: string): Promise<string> {
+  const exclude = join(work, '.git', 'info', 'exclude');
+  const text = await readFile(exclude, 'utf8').catch(() => '');
+  if (!text.split('\n').includes(`/${objDirName}/`)) {
+    await mkdir(join(work, '.git', 'info'), { recursive: true });
+    await appendFile(exclude, `${text && !text.endsWith('\n') ? '\n' : ''}/${objDirName}/\n`);
+  }
+  return join(work, objDirName);
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -72,7 +89,18 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
   }
   const base = (await git(work, ['rev-parse', 'HEAD~0'])).stdout.trim();
   const root = (await git(work, ['rev-list', '--max-parents=0', 'HEAD'])).stdout.trim().split('\n')[0]!;
-  return { id, work, obj: cacheDir('kernel-obj', id), base: root || base, describe: `${tarball}` };
+  return { id, work, obj: await objDir(work), base: root || base, describe: `${tarball}` };
+}
+
+/**
+ * Marks a clone qcrash made for itself (the bisect clone): it is built in
+ * place, at the revision it has checked out, instead of through a second
+ * clone. A user's tree never has it, so it is never modified.
+ */
+export const ownedTreeMarker = 'qcrash-owned';
+
+export async function markOwnedTree(work: string): Promise<void> {
+  await writeFile(join(work, '.git', ownedTreeMarker), 'this clone belongs to qcrash: it builds here and may reset it\n');
 }
 
 /** A user's git tree at a revision (default HEAD), through a shared clone in the cache. */
@@ -82,6 +110,12 @@ export async function gitTreeSource(tree: string, rev = 'HEAD'): Promise<KernelS
   if (top.failed) throw new ConfigError(`--tree ${tree} is not a git tree (git rev-parse failed: ${top.stderr.trim()})`);
   const commit = await git(dir, ['rev-parse', '--verify', `${rev}^{commit}`], false);
   if (commit.failed) throw new ConfigError(`unknown revision "${rev}" in ${tree}`);
+  const root = top.stdout.trim();
+  if (await exists(join(root, '.git', ownedTreeMarker))) {
+    const sha = commit.stdout.trim();
+    const id = `own-${createHash('sha256').update(root).digest('hex').slice(0, 12)}`;
+    return { id, work: root, obj: await objDir(root), base: sha, describe: `${root}@${sha.slice(0, 12)}` };
+  }
   const id = `git-${createHash('sha256').update(top.stdout.trim()).digest('hex').slice(0, 12)}`;
   const work = cacheDir('kernel-work', id);
   if (!(await exists(join(work, '.git')))) {
@@ -92,5 +126,5 @@ export async function gitTreeSource(tree: string, rev = 'HEAD'): Promise<KernelS
   }
   const sha = commit.stdout.trim();
   await git(work, ['fetch', '-q', top.stdout.trim(), sha], false);
-  return { id, work, obj: cacheDir('kernel-obj', id), base: sha, describe: `${dir}@${sha.slice(0, 12)}` };
+  return { id, work, obj: await objDir(work), base: sha, describe: `${dir}@${sha.slice(0, 12)}` };
 }

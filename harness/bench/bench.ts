@@ -10,6 +10,7 @@ import { Vm } from '../vm/vm.ts';
 import { runWorkload } from '../crash/workload.ts';
 import { runE2fsck } from '../checks/e2fsck.ts';
 import { runSuite } from '../run/runner.ts';
+import { defaultJobs } from '../run/jobs.ts';
 import { agentReadySnapshot } from '../vm/snapshot-cache.ts';
 import { detectAccel } from '../doctor/accel.ts';
 import { toolVersions } from '../run/versions.ts';
@@ -28,7 +29,7 @@ import type { CrashPoint, Step } from '../scenario/model.ts';
  */
 export async function runBench(o: { cases?: number; jobs?: number; out?: string } = {}): Promise<Record<string, unknown>> {
   const n = o.cases ?? 24;
-  const jobs = o.jobs ?? availableParallelism();
+  const jobs = o.jobs ?? defaultJobs();
   const kernel = await stockKernel();
   const initrd = (await buildInitramfs(kernel)).path;
   const recipe = await loadRecipe('small-4k');

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import { availableParallelism } from 'node:os';
+import { defaultJobs } from '../run/jobs.ts';
 import { runSuite } from '../run/runner.ts';
 import { exitCodeFor } from '../report/exit-code.ts';
 import { ProgressReporter } from '../report/progress.ts';
@@ -29,7 +29,7 @@ export function registerRun(program: Command): void {
     .description('run scenarios (default: scenarios/*.yaml) on a kernel and report findings')
     .argument('[scenarios...]', 'scenario files or directories (a directory runs its *.yaml; scenarios/known-bugs/ runs only when named)')
     .option('--kernel <spec>', 'stock, a built kernel id (qcrash kernel list), or a bzImage path', 'stock')
-    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1), availableParallelism())
+    .option('-j, --jobs <n>', 'VMs at once (default: one per core, as many as free memory holds)', intArg('--jobs', 1), defaultJobs())
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
     .option('-o, --out <dir>', 'result directory (default: results/<run-id>)')
     .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default('all'))

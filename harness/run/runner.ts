@@ -1,4 +1,5 @@
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
+import { defaultJobs } from './jobs.ts';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -99,7 +100,7 @@ export async function runSuite(opts: RunOptions): Promise<{ summary: RunSummary;
 
   const hub = new ReporterHub(opts.reporters ?? []);
   await hub.onRunStart(store.meta, todo.length);
-  const limit = pLimit(Math.max(1, opts.jobs ?? availableParallelism()));
+  const limit = pLimit(Math.max(1, opts.jobs ?? defaultJobs()));
   const results: CaseResult[] = [...previous];
   await Promise.all(
     todo.map((spec: CaseSpec) =>

@@ -69,7 +69,7 @@ export async function runBench(o: { cases?: number; jobs?: number; out?: string 
   const restore: number[] = [];
   const restorePhases: Array<{ qmp: number; restored: number }> = [];
   for (let i = 0; i < 5; i++) {
-    const disk = await createCaseDisk(base.path, tmp.join(`restore-${i}.qcow2`));
+    const disk = await createCaseDisk(base.path, tmp.join(`restore-${i}.img`));
     await using vm = await Vm.launch({ kernel, initrd, disk, accel, restoreFrom: snap, name: 'qcrash-workload' });
     restore.push(vm.hello!.bootMs);
     restorePhases.push({ qmp: vm.hello!.phases.qmp, restored: vm.hello!.phases.restored ?? 0 });

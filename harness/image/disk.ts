@@ -3,15 +3,18 @@ import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
 
 /**
- * A case's own disk: a qcow2 overlay on the cached base (about 70 ms, a few
- * KiB) or a full copy (reflink where the filesystem can). The base is never
- * written.
+ * A case's own disk: a sparse raw copy of the cached base (a reflink where
+ * the filesystem can), or a qcow2 overlay on it. The base is never written.
+ * Raw is what cases use: the disk is the crash image as soon as QEMU is
+ * gone, and copying a 32 MiB base sparsely (about 20 ms) costs less than
+ * creating an overlay and flattening it for e2fsck afterwards (about 100 ms).
  */
-export async function createCaseDisk(basePath: string, dest: string, format: 'qcow2' | 'raw' = 'qcow2'): Promise<{ path: string; format: 'qcow2' | 'raw' }> {
+export async function createCaseDisk(basePath: string, dest: string, format: 'qcow2' | 'raw' = 'raw'): Promise<{ path: string; format: 'qcow2' | 'raw' }> {
   if (format === 'qcow2') {
     await runOk(await tool('qemu-img'), ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', basePath, dest]);
   } else {
-    await copyFile(basePath, dest, constants.COPYFILE_FICLONE);
+    // cp keeps the holes (copy_file_range would write them out as zeros).
+    await runOk('cp', ['--sparse=always', '--reflink=auto', '--', basePath, dest]);
   }
   return { path: dest, format };
 }

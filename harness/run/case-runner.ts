@@ -5,7 +5,7 @@ import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import type { Finding } from '../findings/finding.ts';
 import { isAllowed } from '../findings/finding.ts';
-import { createCaseDisk, flattenToRaw } from '../image/disk.ts';
+import { createCaseDisk } from '../image/disk.ts';
 import { Vm } from '../vm/vm.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { errorMessage } from '../util/errors.ts';
@@ -63,7 +63,7 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
   let keepImage = false;
   try {
     await using tmp = await TempDir.create('case');
-    const crash = await produceCrashImage(spec, env, base, tmp, caseDir, crashPath);
+    const crash = await produceCrashImage(spec, env, base, caseDir, crashPath);
     result.fired = crash.outcome.fired;
     result.steps = crash.outcome.records.map((r) => ({
       name: r.name,
@@ -104,8 +104,9 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
   return result;
 }
 
-async function produceCrashImage(spec: CaseSpec, env: CaseEnv, base: BaseImage, tmp: TempDir, caseDir: string, crashPath: string): Promise<CrashImage> {
-  const disk = await createCaseDisk(base.path, tmp.join('disk.qcow2'), 'qcow2');
+async function produceCrashImage(spec: CaseSpec, env: CaseEnv, base: BaseImage, caseDir: string, crashPath: string): Promise<CrashImage> {
+  // The case's disk is written where the crash image belongs: once QEMU is gone it is the crash image.
+  const disk = await createCaseDisk(base.path, crashPath, 'raw');
   const needsGdb = spec.crashPoint.kind === 'kernel' || spec.crashPoint.kind === 'commit';
   let outcome: WorkloadOutcome;
   {
@@ -128,7 +129,6 @@ async function produceCrashImage(spec: CaseSpec, env: CaseEnv, base: BaseImage, 
       await vm.saveArtefacts(join(caseDir, 'workload-'));
     }
   }
-  await flattenToRaw(disk, crashPath);
   return { rawPath: crashPath, outcome };
 }
 

@@ -25,7 +25,8 @@ export async function agentReadySnapshot(kernel: KernelInfo, initrd: string, bas
   const file = join(cacheDir('snapshots'), `${key}.state`);
   if (await access(file).then(() => true, () => false)) return file;
   await using tmp = await TempDir.create('snapshot-boot');
-  const disk = await createCaseDisk(base.path, tmp.join('disk.qcow2'));
+  // Raw, as the cases' disks are: the saved device state then matches theirs exactly.
+  const disk = await createCaseDisk(base.path, tmp.join('disk.img'), 'raw');
   await using vm = await Vm.launch({ kernel, initrd, disk, accel, name: 'qcrash-workload' });
   await saveVmState(vm.qmp, file);
   return file;

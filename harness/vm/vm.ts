@@ -61,7 +61,7 @@ export interface AgentHello {
   bootMs: number;
   /**
    * Where bootMs went, in host milliseconds since QEMU was started: QMP
-   * answered, the agent port connected, the saved state streamed in and the
+   * answered, the agent port connected, the saved state loaded and the
    * guest resumed (restores only), the agent answered.
    */
   phases: { qmp: number; agentPort: number; restored?: number; ready: number };
@@ -123,6 +123,10 @@ export class Vm implements AsyncDisposable {
     const accel = o.accel ?? (await detectAccel()).accel;
     const qemu = await tool('qemu-system-x86_64');
     const setpriv = await tool('setpriv');
+    // Opened before the VM's temp dir exists, so a missing state file leaves nothing behind.
+    const state = o.restoreFrom ? await open(o.restoreFrom, 'r').catch((e: Error) => {
+      throw new InfraError(`cannot read the saved VM state ${o.restoreFrom}: ${e.message}`);
+    }) : undefined;
     const dir = await TempDir.create('vm');
     const paths: VmPaths = {
       qmp: dir.join('qmp.sock'),
@@ -150,9 +154,6 @@ export class Vm implements AsyncDisposable {
         ...(o.startStopped ? { startStopped: true } : {}),
       }),
     ];
-    const state = o.restoreFrom ? await open(o.restoreFrom, 'r').catch((e: Error) => {
-      throw new InfraError(`cannot read the saved VM state ${o.restoreFrom}: ${e.message}`);
-    }) : undefined;
     // execa hands a descriptor number to the child as is (node's spawn does);
     // its types only admit numbers for fds 0-2.
     const inherited = (state ? [state.fd] : []) as unknown as Array<'ignore'>;

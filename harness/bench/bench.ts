@@ -109,7 +109,10 @@ export async function runBench(o: { cases?: number; jobs?: number; out?: string 
       restoreToReadyMedianMs: Math.round(median(restore)),
       // Where a restore's time goes: QEMU up to QMP, the saved state loaded, then the agent's answer.
       restoreQmpMedianMs: Math.round(median(restorePhases.map((p) => p.qmp))),
-      restoreLoadedMedianMs: Math.round(median(restorePhases.map((p) => p.restored))), perCaseMedianMs: Math.round(median(summary.cases.map((c) => c.durationMs))), passed: summary.counts.pass },
+      restoreLoadedMedianMs: Math.round(median(restorePhases.map((p) => p.restored))),
+      perCaseMedianMs: Math.round(median(summary.cases.map((c) => c.durationMs))),
+      passed: summary.counts.pass,
+    },
     ratio: +(perMin(n, fastMs) / perMin(n, naiveMs)).toFixed(2),
     harnessPeakRssMiB: +(process.resourceUsage().maxRSS / 1024).toFixed(1),
   };

@@ -32,11 +32,8 @@ export async function checkContent(
 ): Promise<Finding[]> {
   const volatile = new Set(exp.volatile);
   const written = new Map(exp.written.map((w) => [w.path, w]));
-  // A volatile file's bytes are not checked, but its block map is: a writer
-  // changes what the file holds, never whether it is block- or extent-mapped.
-  const entries = manifest.entries;
   const extra = exp.written.filter((w) => !manifest.entries.some((e) => e.path === w.path)).map((w) => w.path);
-  const paths = [...entries.map((e) => e.path), ...extra];
+  const paths = [...manifest.entries.map((e) => e.path), ...extra];
   const states = new Map((await readEntryState(image, paths)).map((s) => [s.path, s]));
   const findings: Finding[] = [];
   const base = (code: string, path: string, message: string, detail?: string, ino?: number): Finding => ({
@@ -51,7 +48,9 @@ export async function checkContent(
     ...(detail ? { detail } : {}),
   });
 
-  for (const e of entries) {
+  // A volatile file's bytes are not checked, but its block map is: a writer
+  // changes what the file holds, never whether it is block- or extent-mapped.
+  for (const e of manifest.entries) {
     const s = states.get(e.path)!;
     if (!s.exists || !s.stat) {
       findings.push(base('missing', e.path, `${e.type} is missing after recovery`, undefined, e.ino));
@@ -77,11 +76,10 @@ export async function checkContent(
       findings.push(base('content-changed', p, 'durable write did not survive', `expected ${want.size} bytes sha256 ${want.sha256}\nactual ${s.size} bytes sha256 ${s.sha256}`, s.stat?.ino));
     }
   }
-  const mustExtents = exp.mustBeExtents;
-  if (mustExtents.length) {
-    const extraStates = await readEntryState(image, mustExtents.filter((p) => !states.has(p)));
+  if (exp.mustBeExtents.length) {
+    const extraStates = await readEntryState(image, exp.mustBeExtents.filter((p) => !states.has(p)));
     for (const s of extraStates) states.set(s.path, s);
-    for (const p of mustExtents) {
+    for (const p of exp.mustBeExtents) {
       const s = states.get(p);
       if (s?.stat && s.stat.mapping !== 'extents') {
         findings.push(base('not-durable', p, `chattr +e reported success and a sync, fsync or umount completed after it, but the file is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));

@@ -28,7 +28,7 @@ const steps: Step[] = [
 ];
 
 async function crashAt(name: string, point: CrashPoint) {
-  const disk = await createCaseDisk(base.path, tmp.join(`${name}.qcow2`));
+  const disk = await createCaseDisk(base.path, tmp.join(`${name}.img`));
   let outcome;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk, gdb: true });

@@ -32,7 +32,7 @@ t.test('the default tree builds with the minimal fragment, boots, and migrates a
 
   const initrd = (await buildInitramfs(k)).path;
   const base = await buildImage(await loadRecipe('small-4k'));
-  const disk = await createCaseDisk(base.path, join(dir, 'd.qcow2'));
+  const disk = await createCaseDisk(base.path, join(dir, 'd.img'));
   {
     await using vm = await Vm.launch({ kernel: k, initrd, disk });
     vm.acpiLess = !k.acpi;

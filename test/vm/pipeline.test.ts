@@ -31,7 +31,7 @@ const steps: Step[] = [
 
 /** Boot on an overlay, run the steps with the crash point, return the crash image after e2fsck's journal replay. */
 async function crashAndReplay(name: string, point: Parameters<typeof runWorkload>[2]) {
-  const disk = await createCaseDisk(base.path, tmp.join(`${name}.qcow2`));
+  const disk = await createCaseDisk(base.path, tmp.join(`${name}.img`));
   let transcript = '';
   let pid: number | undefined;
   let outcome;
@@ -48,7 +48,7 @@ async function crashAndReplay(name: string, point: Parameters<typeof runWorkload
 }
 
 t.test('the VM boots to the agent and goes away on dispose', async (t) => {
-  const disk = await createCaseDisk(base.path, tmp.join('boot.qcow2'));
+  const disk = await createCaseDisk(base.path, tmp.join('boot.img'));
   let dir = '';
   {
     await using vm = await Vm.launch({ kernel, initrd, disk });
@@ -62,7 +62,7 @@ t.test('the VM boots to the agent and goes away on dispose', async (t) => {
 });
 
 t.test('chattr +e migrates the file: extent-mapped, bytes unchanged', async (t) => {
-  const disk = await createCaseDisk(base.path, tmp.join('migrate.qcow2'));
+  const disk = await createCaseDisk(base.path, tmp.join('migrate.img'));
   {
     await using vm = await Vm.launch({ kernel, initrd, disk });
     const out = await runWorkload(vm, steps, { kind: 'none' }, 1);

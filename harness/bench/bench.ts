@@ -6,13 +6,12 @@ import { buildInitramfs } from '../guest/initramfs.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { buildImage } from '../image/build.ts';
 import { createCaseDisk } from '../image/disk.ts';
-import { Vm } from '../vm/vm.ts';
+import { MachinePool, defaultJobs } from '../vm/machine/pool.ts';
 import { runWorkload } from '../crash/workload.ts';
-import { runE2fsck } from '../checks/e2fsck.ts';
+import { runE2fsck } from '../image/e2fsck.ts';
 import { runSuite } from '../run/runner.ts';
-import { defaultJobs } from '../run/jobs.ts';
-import { agentReadySnapshot } from '../vm/snapshot-cache.ts';
-import { detectAccel } from '../doctor/accel.ts';
+import { agentReadySnapshot } from '../vm/machine/snapshot-cache.ts';
+import { detectAccel } from '../vm/machine/accel.ts';
 import { toolVersions } from '../run/versions.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
@@ -43,6 +42,8 @@ export async function runBench(o: { cases?: number; jobs?: number; out?: string 
   ];
   const points: CrashPoint[] = Array.from({ length: n }, (_, i) => ({ kind: 'delay', step: 'migrate', delayMs: i * 10 }));
   await using tmp = await TempDir.create('bench');
+  // The naive loop and the restore measurements run one machine at a time.
+  const one = new MachinePool({ slots: 1 });
 
   // (a) the naive loop.
   const naive = { boot: [] as number[], e2fsck: [] as number[], perCase: [] as number[] };
@@ -52,7 +53,7 @@ export async function runBench(o: { cases?: number; jobs?: number; out?: string 
     const img = tmp.join(`naive-${i}.img`);
     await copyFile(base.path, img);
     {
-      await using vm = await Vm.launch({ kernel, initrd, disk: { path: img, format: 'raw' }, accel });
+      await using vm = await one.launch({ role: 'bench', kernel, initrd, disk: { path: img, format: 'raw' }, accel });
       naive.boot.push(vm.hello!.bootMs);
       await runWorkload(vm, steps, point, i);
     }
@@ -65,12 +66,12 @@ export async function runBench(o: { cases?: number; jobs?: number; out?: string 
   const naiveMs = performance.now() - naiveStart;
 
   // Snapshot restore time, measured on its own (the runner builds or reuses the same snapshot).
-  const snap = await agentReadySnapshot(kernel, initrd, base, accel, versions.qemu);
+  const snap = await agentReadySnapshot(one, kernel, initrd, base, accel, versions.qemu);
   const restore: number[] = [];
   const restorePhases: Array<{ qmp: number; restored: number }> = [];
   for (let i = 0; i < 5; i++) {
     const disk = await createCaseDisk(base.path, tmp.join(`restore-${i}.img`));
-    await using vm = await Vm.launch({ kernel, initrd, disk, accel, restoreFrom: snap, name: 'qcrash-workload' });
+    await using vm = await one.launch({ role: 'workload', kernel, initrd, disk, accel, restoreFrom: snap });
     restore.push(vm.hello!.bootMs);
     restorePhases.push({ qmp: vm.hello!.phases.qmp, restored: vm.hello!.phases.restored ?? 0 });
   }

@@ -8,8 +8,8 @@ import { run } from '../util/exec.ts';
 import { git, markOwnedTree } from '../kernel/source.ts';
 import { buildKernel, KernelBuildError } from '../kernel/build.ts';
 import { runSuite } from '../run/runner.ts';
-import type { RunSummary } from '../run/result.ts';
-import { findingSignature } from '../compare/signature.ts';
+import type { RunSummary } from '../results/run.ts';
+import { formatSignature, signatureMatches, signatureOf, type Signature } from '../results/signature.ts';
 
 export interface StepOptions {
   tree: string;
@@ -24,13 +24,44 @@ export interface StepOptions {
   out?: string;
 }
 
-export type StepVerdict = { verdict: 'good' | 'bad' | 'skip'; exitCode: 0 | 1 | 125; reason: string; flaky?: boolean; ms: number };
+export interface StepVerdict {
+  verdict: 'good' | 'bad' | 'skip';
+  exitCode: 0 | 1 | 125;
+  reason: string;
+  /** The finding that made the revision bad. */
+  signature?: Signature;
+  flaky?: boolean;
+  ms: number;
+}
 
-function matches(s: RunSummary, finding?: string): string[] {
-  const out: string[] = [];
-  for (const c of s.cases) for (const f of c.failing) {
-    const sig = findingSignature(c, f);
-    if (!finding || sig.includes(finding)) out.push(sig);
+/** The line `bisect-step` prints on stdout for `bisect` (and scripts) to read back: one JSON object. */
+export interface StepReport extends Omit<StepVerdict, 'ms'> {
+  qcrash: 'bisect-step';
+  commit: string;
+  seconds: number;
+}
+
+export function parseStepReports(log: string): StepReport[] {
+  const out: StepReport[] = [];
+  for (const line of log.split('\n')) {
+    if (!line.startsWith('{"qcrash":"bisect-step"')) continue;
+    try {
+      out.push(JSON.parse(line) as StepReport);
+    } catch {
+      /* a line cut by a kill: the step is missing from the list, git bisect's log still has it */
+    }
+  }
+  return out;
+}
+
+function matches(s: RunSummary, finding?: string): Signature[] {
+  const out: Signature[] = [];
+  for (const c of s.cases) {
+    if (c.status === 'error' || c.status === 'not-reached') continue;
+    for (const f of c.failing) {
+      const sig = signatureOf(c, f);
+      if (signatureMatches(sig, finding)) out.push(sig);
+    }
   }
   return out;
 }
@@ -52,7 +83,7 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
   }
   const retries = Math.max(1, o.retries ?? 1);
   let seen = 0;
-  let firstSig = '';
+  let firstSig: Signature | undefined;
   for (let i = 0; i < retries; i++) {
     let summary: RunSummary;
     try {
@@ -64,12 +95,12 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
     const m = matches(summary, o.finding);
     if (m.length) {
       seen++;
-      firstSig ||= m[0]!;
+      firstSig ??= m[0]!;
     } else if (summary.counts.error > 0) {
       return { verdict: 'skip', exitCode: 125, reason: `${summary.counts.error} case(s) could not run (VM did not boot?)`, ms: Date.now() - t0 };
     }
   }
-  if (seen) return { verdict: 'bad', exitCode: 1, reason: firstSig, flaky: seen < retries, ms: Date.now() - t0 };
+  if (seen) return { verdict: 'bad', exitCode: 1, reason: formatSignature(firstSig!), signature: firstSig!, flaky: seen < retries, ms: Date.now() - t0 };
   return { verdict: 'good', exitCode: 0, reason: 'no matching finding', ms: Date.now() - t0 };
 }
 
@@ -135,8 +166,8 @@ export async function bisect(o: BisectOptions): Promise<BisectResult> {
     const bin = join(projectRoot, 'bin', 'qcrash.js');
     const r = await run(await import('../util/tools.ts').then((m) => m.tool('git')), ['bisect', 'run', node, bin, ...stepArgs()], { cwd: clone, timeoutMs: 24 * 3600_000 });
     const log = r.stdout + r.stderr;
-    for (const m of log.matchAll(/^qcrash bisect-step: ([0-9a-f]{40}) (good|bad|skip) (\d+)s: (.*)$/gm)) {
-      tested.push({ commit: m[1]!, subject: await subject(m[1]!), verdict: m[2]!, reason: m[4]!, seconds: Number(m[3]) });
+    for (const step of parseStepReports(log)) {
+      tested.push({ commit: step.commit, subject: await subject(step.commit), verdict: step.verdict, reason: step.reason, seconds: step.seconds });
     }
     const first = /^([0-9a-f]{40}) is the first bad commit/m.exec(log)?.[1];
     if (!first) throw new QcrashError(`git bisect run did not name a first bad commit:\n${log.slice(-2000)}`);

@@ -3,15 +3,16 @@ import type { Finding } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
 import { ConfigError } from '../util/errors.ts';
 import { TempDir } from '../util/tempdir.ts';
-import { recoverWithE2fsck, type RecoveryOutcome } from '../recovery/e2fsck.ts';
-import { noExpectations } from './content.ts';
+import { noExpectations } from '../crash/expectations.ts';
+import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
+import { runOracles, type OracleOutcome } from './oracle.ts';
 
 /**
- * `qcrash check IMAGE`: the oracle on an image a user brings. Works on a
+ * `qcrash check IMAGE`: the oracles on an image a user brings. Works on a
  * copy; the user's image is never modified. Without a manifest only the
  * e2fsck oracle runs (no content to compare against).
  */
-export async function checkImage(image: string, opts: { manifestFile?: string; migrated?: string[] } = {}): Promise<RecoveryOutcome> {
+export async function checkImage(image: string, opts: { manifestFile?: string } = {}): Promise<OracleOutcome> {
   let manifest: Manifest | undefined;
   if (opts.manifestFile) {
     try {
@@ -21,9 +22,9 @@ export async function checkImage(image: string, opts: { manifestFile?: string; m
     }
   }
   await using tmp = await TempDir.create('check');
-  // Every manifest file may have been migrated by whoever made the image.
-  const migratedPaths = opts.migrated ?? (manifest ? manifest.entries.map((e) => e.path) : []);
-  return await recoverWithE2fsck(image, tmp.join('work.img'), { ...(manifest ? { manifest } : {}), migratedPaths, expectations: noExpectations });
+  const recovered = await recoverWithE2fsck(image, tmp.join('work.img'));
+  // Whoever made the image may have migrated any file on it.
+  return await runOracles(recovered, { ...(manifest ? { manifest } : {}), migrated: [{ path: '/', recursive: true }], expectations: noExpectations });
 }
 
 export function findingsSummary(findings: readonly Finding[]): string {

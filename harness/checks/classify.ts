@@ -1,6 +1,6 @@
 import type { Finding, FindingClass, RecoveryModeName } from '../findings/finding.ts';
-import type { Problem } from './e2fsck.ts';
-import { iBlocksFromText } from './e2fsck.ts';
+import type { Problem } from '../image/e2fsck.ts';
+import { iBlocksFromText } from '../image/e2fsck.ts';
 import { codeHex, problemInfo } from './problem-codes.ts';
 
 export interface ClassifyContext {

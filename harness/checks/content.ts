@@ -1,21 +1,8 @@
 import type { Finding, RecoveryModeName } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
 import { readEntryState } from '../image/debugfs.ts';
+import { noExpectations, type DurabilityExpectations } from '../crash/expectations.ts';
 
-/**
- * What the workload made durable before the kill, derived from the steps
- * the agent acknowledged (see harness/crash/expectations.ts).
- */
-export interface DurabilityExpectations {
-  /** chattr +e reported success and a sync, fsync of the file, or umount completed after it. */
-  mustBeExtents: string[];
-  /** Files written by the workload and made durable: their exact expected bytes. */
-  written: Array<{ path: string; size: number; sha256: string }>;
-  /** Files the workload touched without making the change durable: content may be old or new. */
-  volatile: string[];
-}
-
-export const noExpectations: DurabilityExpectations = { mustBeExtents: [], written: [], volatile: [] };
 
 /**
  * The content oracle: every manifest file reads back (on the host, with

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { execFileSync } from 'node:child_process';
-import { bisect, bisectStep, formatBisect } from '../bisect/bisect.ts';
+import { bisect, bisectStep, formatBisect, type StepReport } from '../bisect/bisect.ts';
 import { QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 
@@ -41,13 +41,18 @@ export function registerBisect(program: Command): void {
       } catch {
         /* reported by the step itself */
       }
+      const report = (v: Omit<StepReport, 'qcrash' | 'commit'>) => {
+        // One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr.
+        process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
+        process.stderr.write(`qcrash bisect-step: ${head.slice(0, 12)} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
+      };
       try {
-        const v = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
-        process.stdout.write(`qcrash bisect-step: ${head} ${v.verdict} ${Math.round(v.ms / 1000)}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
+        const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
+        report({ ...v, seconds: Math.round(ms / 1000) });
         process.exitCode = v.exitCode;
       } catch (e) {
         // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
-        process.stdout.write(`qcrash bisect-step: ${head} skip 0s: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}\n`);
+        report({ verdict: 'skip', exitCode: 125, reason: e instanceof Error ? e.message.split('\n')[0]! : String(e), seconds: 0 });
         if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
         process.exitCode = 125;
       }

@@ -9,7 +9,6 @@ export function registerCheck(program: Command): void {
     .description('run the oracles (e2fsck problem log, content against a manifest) on an ext4 image you bring; the image is not modified')
     .argument('<image>', 'raw ext4 image')
     .option('--manifest <file>', 'manifest.json of the recipe the image was made from (enables the content oracle)')
-    .option('--recovery <mode>', 'recovery mode (only e2fsck for an image without a VM)', 'e2fsck')
     .option('--json', 'print findings as JSON')
     .action(async (image: string, o: { manifest?: string; json?: boolean }) => {
       const r = await checkImage(image, o.manifest ? { manifestFile: o.manifest } : {});

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { loadSummary } from '../run/store.ts';
+import { loadSummary } from '../results/store.ts';
 import { compareRuns, formatComparison } from '../compare/compare.ts';
 import { ExitCode } from '../util/errors.ts';
 

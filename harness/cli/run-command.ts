@@ -1,13 +1,11 @@
 import { Option, type Command } from 'commander';
-import { defaultJobs } from '../run/jobs.ts';
+import { defaultJobs } from '../vm/machine/pool.ts';
 import { runSuite } from '../run/runner.ts';
-import { exitCodeFor } from '../report/exit-code.ts';
+import { defaultKeep } from '../run/case-runner.ts';
+import { exitCodeFor } from '../results/verdict.ts';
 import { ProgressReporter } from '../report/progress.ts';
-import { TapReporter } from '../report/tap.ts';
-import { textReport } from '../report/text.ts';
-import { junitDocument } from '../report/junit.ts';
-import type { Reporter } from '../report/reporter.ts';
-import { ConfigError } from '../util/errors.ts';
+import { StdoutReporter, stdoutFormats, type StdoutFormat } from '../report/stdout.ts';
+import { ConfigError, ExitCode } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 
 /** A repeatable option: --patch a --patch b (a variadic option would swallow the positional arguments after it). */
@@ -32,17 +30,16 @@ export function registerRun(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once (default: one per core, as many as free memory holds)', intArg('--jobs', 1), defaultJobs())
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
     .option('-o, --out <dir>', 'result directory (default: results/<run-id>)')
-    .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default('all'))
+    .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default(defaultKeep))
     .option('--resume <dir>', 'resume an interrupted run: cases already written are not run again')
     .addOption(new Option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel'))
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
-    .addOption(new Option('--format <fmt>', 'what to print on stdout').choices(['text', 'markdown', 'tap', 'junit', 'json', 'none']).default('text'))
-    .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: string; snapshot: boolean }) => {
-      const reporters: Reporter[] = [new ProgressReporter()];
-      if (o.format === 'tap') reporters.push(new TapReporter(process.stdout));
+    .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
+    .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean }) => {
+      const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
       const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
-      const { summary, dir } = await runSuite({
+      const { summary, dir, reporterFailures } = await runSuite({
         inputs,
         kernel: o.kernel,
         jobs: o.jobs,
@@ -55,11 +52,13 @@ export function registerRun(program: Command): void {
         snapshots: o.snapshot,
         reporters,
       });
-      if (o.format === 'text' || o.format === 'markdown') process.stdout.write(textReport(summary, { markdown: o.format === 'markdown' }));
-      else if (o.format === 'junit') process.stdout.write(junitDocument(summary));
-      else if (o.format === 'json') process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       process.stderr.write(`qcrash: results in ${dir}\n`);
       process.exitCode = exitCodeFor(summary);
+      if (reporterFailures.length && process.exitCode === ExitCode.pass) {
+        // An output that could not be written is not a green run.
+        process.stderr.write(`qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`);
+        process.exitCode = ExitCode.infrastructure;
+      }
     });
 }
 

@@ -1,5 +1,5 @@
-import type { RunSummary } from '../run/result.ts';
-import { findingSignature } from './signature.ts';
+import type { RunSummary } from '../results/run.ts';
+import { findingSignature } from '../results/signature.ts';
 
 export interface Comparison {
   a: string;

@@ -1,8 +1,41 @@
 import type { Step } from '../scenario/model.ts';
 import type { Manifest } from '../image/manifest.ts';
-import type { DurabilityExpectations } from '../checks/content.ts';
 import { generatedBytes } from '../guest/content.ts';
 import { sha256 } from '../util/hash.ts';
+
+/**
+ * What the workload made durable before the kill, derived from the steps
+ * the agent acknowledged; the content oracle (checks/content.ts) holds the
+ * image to it.
+ */
+export interface DurabilityExpectations {
+  /** chattr +e reported success and a sync, fsync of the file, or umount completed after it. */
+  mustBeExtents: string[];
+  /** Files written by the workload and made durable: their exact expected bytes. */
+  written: Array<{ path: string; size: number; sha256: string }>;
+  /** Files the workload touched without making the change durable: content may be old or new. */
+  volatile: string[];
+}
+
+export const noExpectations: DurabilityExpectations = { mustBeExtents: [], written: [], volatile: [] };
+
+/** What a migrate step names: a path, and with `recursive` everything below it. */
+export interface MigrateTarget {
+  path: string;
+  recursive: boolean;
+}
+
+/** The one answer to "does this migrate target cover this path": the path itself, or below it when recursive. */
+export function coveredBy(path: string, t: MigrateTarget): boolean {
+  if (path === t.path) return true;
+  if (!t.recursive) return false;
+  const dir = t.path.endsWith('/') ? t.path : `${t.path}/`;
+  return path.startsWith(dir);
+}
+
+export function migrateTargets(steps: readonly Step[]): MigrateTarget[] {
+  return steps.flatMap((s) => (s.kind === 'migrate' ? s.paths.map((path) => ({ path, recursive: s.recursive })) : []));
+}
 
 /** One step as the agent reported it. */
 export interface StepRecord {
@@ -26,11 +59,10 @@ export function deriveExpectations(
   records: readonly StepRecord[],
   manifest: Manifest | undefined,
   cleanShutdown: boolean,
-): { expectations: DurabilityExpectations; migratedPaths: string[] } {
+): { expectations: DurabilityExpectations; migrated: MigrateTarget[] } {
   const done = new Map(records.filter((r) => r.exitCode !== undefined).map((r) => [r.name, r]));
   const pendingExtents = new Set<string>();
   const durableExtents = new Set<string>();
-  const migratedPaths: string[] = [];
   const volatile = new Set<string>();
   // New files the workload wrote: their content so far, and whether it is durable.
   const newFiles = new Map<string, { bytes: Buffer; durable: boolean }>();
@@ -42,7 +74,6 @@ export function deriveExpectations(
   };
 
   for (const step of steps) {
-    if (step.kind === 'migrate') migratedPaths.push(...step.paths);
     const r = done.get(step.name);
     if (!r) {
       // Started but not finished when the VM died: its files may be in any state.
@@ -91,7 +122,7 @@ export function deriveExpectations(
   }
   return {
     expectations: { mustBeExtents: [...durableExtents].sort(), written, volatile: [...volatile].sort() },
-    migratedPaths,
+    migrated: migrateTargets(steps),
   };
 }
 
@@ -105,7 +136,7 @@ function expandMigrated(paths: readonly string[], recursive: boolean, manifest: 
   if (!manifest) return [...paths];
   const out: string[] = [];
   for (const p of paths) {
-    const under = manifest.entries.filter((e) => e.path === p || (recursive && e.path.startsWith(p.endsWith('/') ? p : `${p}/`)));
+    const under = manifest.entries.filter((e) => coveredBy(e.path, { path: p, recursive }));
     for (const e of under) if ((e.type === 'file' || e.type === 'dir') && e.mapping === 'blocks') out.push(e.path);
     if (!under.length) out.push(p);
   }

@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { run } from '../util/exec.ts';
 import { findProgram, hostTools, type HostTool } from '../util/tools.ts';
-import { detectAccel } from './accel.ts';
+import { detectAccel } from '../vm/machine/accel.ts';
 
 /** One line of `qcrash doctor`: a program or package, whether it is there, its version, and how to get it. */
 export interface DoctorCheck {
@@ -41,7 +41,7 @@ const buildTools: HostTool[] = ['git', 'make', 'gcc', 'bc', 'flex', 'bison', 'cc
 export const debianPackages = [
   'qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'busybox-static', 'cpio', 'util-linux',
   'linux-image-cloud-amd64', 'linux-source-6.1', 'build-essential', 'bc', 'flex', 'bison',
-  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl',
+  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc',
 ];
 
 function firstVersionLine(text: string): string | undefined {

@@ -20,6 +20,12 @@ export interface Finding {
   name: string;
   /** One line a human reads. */
   message: string;
+  /**
+   * For kernel console findings: the kind and the first meaningful frame,
+   * as syzkaller titles a crash ("WARNING in ext4_ext_migrate"); part of the
+   * finding's signature, so different bugs of one kind stay apart.
+   */
+  title?: string;
   /** Recovery mode after which it was seen (absent for no-recovery oracles such as the console of the workload boot). */
   recovery?: RecoveryModeName;
   ino?: number;

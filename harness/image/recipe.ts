@@ -1,12 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join, resolve, basename, extname } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../util/errors.ts';
 import { didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
 import { recipesDir } from '../util/paths.ts';
-import { YamlSource } from '../scenario/yaml-source.ts';
-import { listRecipeNames } from '../scenario/parse.ts';
+import { YamlSource } from '../util/yaml-source.ts';
 
 /**
  * An image recipe: the filesystem variant and the entries it holds, by
@@ -121,4 +120,13 @@ export function resolveBlocks(v: number | string, blockSize: number): number {
     'tind-first': 12 + p + p * p + 1,
   };
   return base[m[1]!]! + Number(m[2] ?? 0);
+}
+
+/** The recipes there are: vm-images/recipes/*.yaml by name. */
+export async function listRecipeNames(): Promise<string[]> {
+  try {
+    return (await readdir(recipesDir)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)).sort();
+  } catch {
+    return [];
+  }
 }

@@ -12,8 +12,8 @@ export interface KernelInfo {
   modulesDir?: string;
   /** True when virtio-pci/blk/console and ext4 are built in (no modules needed). */
   builtinDrivers: boolean;
-  /** Whether the kernel powers off with ACPI; minimal kernels use reboot -f with -no-reboot. */
-  acpi: boolean;
+  /** Whether the kernel has ACPI (from its config, when known): informational; machines power off with reboot -f on every kernel. */
+  acpi?: boolean;
   /** Free-form provenance for reports: source tree, base commit, patch subjects, config hash. */
   provenance?: Record<string, unknown>;
 }

@@ -33,7 +33,7 @@ export async function resolveKernel(spec: string): Promise<KernelInfo> {
     if (!(await access(p).then(() => true, () => false))) throw new ConfigError(`--kernel ${spec}: no such file`);
     const map = join(dirname(p), 'System.map');
     const hasMap = await access(map).then(() => true, () => false);
-    return { id: `path-${p}`, kind: 'path', release: 'unknown', bzImage: p, ...(hasMap ? { systemMap: map } : {}), builtinDrivers: true, acpi: true };
+    return { id: `path-${p}`, kind: 'path', release: 'unknown', bzImage: p, ...(hasMap ? { systemMap: map } : {}), builtinDrivers: true };
   }
   const built = await listBuiltKernels();
   const matches = built.filter((k) => k.id === spec || k.id.startsWith(spec));

@@ -1,60 +1,36 @@
-import { copyFile, constants, writeFile } from 'node:fs/promises';
-import type { Finding } from '../findings/finding.ts';
+import { copyFile, constants } from 'node:fs/promises';
 import type { KernelInfo } from '../kernel/kernel.ts';
-import { Vm } from '../vm/vm.ts';
-import { scanConsole } from '../checks/console.ts';
-import { checkReplayedImage, type OracleContext, type RecoveryOutcome } from './e2fsck.ts';
+import type { MachineLauncher } from '../vm/machine/machine.ts';
+import type { RecoveredImage } from './recovery.ts';
+
+export interface KernelRecoveryEnv {
+  machines: MachineLauncher;
+  kernel: KernelInfo;
+  initrd: string;
+  /** Where the recovery boot's console and transcripts go: `${prefix}console.log` etc. */
+  artefactPrefix: string;
+}
 
 /**
  * The `kernel` recovery mode: boot the kernel under test on a copy of the
  * crash image, mount (journal replay and orphan cleanup by that kernel),
- * unmount, power off; then the same oracles on the host. A mount the kernel
- * refuses is itself a finding.
+ * unmount, power off. A mount the kernel refuses is recorded, not judged.
  */
-export async function recoverWithKernel(
-  crashImage: string,
-  workCopy: string,
-  kernel: KernelInfo,
-  initrd: string,
-  ctx: OracleContext,
-  artefactPrefix: string,
-): Promise<RecoveryOutcome> {
+export async function recoverWithKernel(crashImage: string, workCopy: string, env: KernelRecoveryEnv): Promise<RecoveredImage> {
+  const t0 = performance.now();
   await copyFile(crashImage, workCopy, constants.COPYFILE_FICLONE);
-  const findings: Finding[] = [];
-  {
-    await using vm = await Vm.launch({ kernel, initrd, disk: { path: workCopy, format: 'raw' }, name: 'qcrash-recovery' });
-    vm.acpiLess = !kernel.acpi;
-    const mount = await vm.agent.call('mount', ['defaults'], 120_000);
-    if (mount.exitCode !== 0) {
-      findings.push({
-        class: 'corruption',
-        source: 'console',
-        code: 'mount-failed',
-        name: 'mount-failed',
-        message: `the kernel refused to mount the crash image: ${mount.output.trim().split('\n').pop() ?? ''}`,
-        recovery: 'kernel',
-        detail: mount.output,
-      });
-    } else {
-      const umount = await vm.agent.call('umount', [], 120_000);
-      if (umount.exitCode !== 0) {
-        findings.push({ class: 'kernel', source: 'console', code: 'umount-failed', name: 'umount-failed', message: `umount failed: ${umount.output.trim()}`, recovery: 'kernel' });
-      }
-    }
-    await vm.powerOff();
-    await vm.saveArtefacts(artefactPrefix);
-    findings.push(...scanConsole(await vm.consoleText(), { boot: 'recovery boot', recovery: 'kernel' }));
-  }
-  const outcome = await checkReplayedImage(workCopy, 'kernel', ctx);
-  return { ...outcome, findings: [...findings, ...outcome.findings] };
-}
-
-export async function writeRunLogs(outcome: RecoveryOutcome, prefix: string): Promise<void> {
-  let i = 0;
-  for (const r of outcome.runs) {
-    i++;
-    const base = `${prefix}${outcome.mode}-${i}-${r.mode}`;
-    await writeFile(`${base}.txt`, `$ ${r.argv.join(' ')}\n${r.text}\n(exit ${r.exit.code})\n`);
-    if (r.xml) await writeFile(`${base}.xml`, r.xml);
-  }
+  await using machine = await env.machines.launch({ role: 'recovery', kernel: env.kernel, initrd: env.initrd, disk: { path: workCopy, format: 'raw' } });
+  const mount = await machine.agent.call('mount', ['defaults'], 120_000);
+  const umount = mount.exitCode === 0 ? await machine.agent.call('umount', [], 120_000) : undefined;
+  await machine.powerOff();
+  await machine.saveArtefacts(env.artefactPrefix);
+  return {
+    mode: 'kernel',
+    image: workCopy,
+    runs: [],
+    console: await machine.consoleText(),
+    mount,
+    ...(umount ? { umount } : {}),
+    durationMs: performance.now() - t0,
+  };
 }

@@ -1,4 +1,5 @@
-import type { CaseResult, RunSummary } from '../run/result.ts';
+import type { CaseResult } from '../results/case.ts';
+import type { RunSummary } from '../results/run.ts';
 
 function esc(s: string): string {
   return s

@@ -1,5 +1,5 @@
-import type { CaseResult } from '../run/result.ts';
-import type { RunMeta } from '../run/store.ts';
+import type { CaseResult } from '../results/case.ts';
+import type { RunMeta } from '../results/run.ts';
 import type { Reporter } from './reporter.ts';
 
 /**

@@ -1,24 +1,34 @@
 import type { CaseSpec } from '../scenario/model.ts';
-import type { CaseResult, RunSummary } from '../run/result.ts';
-import type { RunMeta } from '../run/store.ts';
+import type { CaseResult } from '../results/case.ts';
+import type { RunMeta, RunSummary } from '../results/run.ts';
 
-/** A reporter is an object of optional hooks; the runner never knows which ones exist. */
+/**
+ * Every output of a run is a reporter: an object of optional hooks (the
+ * live progress line, TAP on stdout, the files in the run folder, the HTML
+ * page). The runner only knows the multiplexer below.
+ */
 export interface Reporter {
   name: string;
   onRunStart?(meta: RunMeta, total: number): void | Promise<void>;
   onCaseStart?(spec: CaseSpec): void | Promise<void>;
   onCaseEnd?(result: CaseResult): void | Promise<void>;
-  onRunEnd?(summary: RunSummary): void | Promise<void>;
+  /** `dir` is the run's results folder. */
+  onRunEnd?(summary: RunSummary, dir: string): void | Promise<void>;
 }
 
 /**
- * Calls every reporter's hook; a reporter that throws is reported once on
- * stderr and skipped from then on, so one broken reporter cannot lose the
- * others' output or the run's results.
+ * Calls every reporter's hook in order; a reporter that throws is reported
+ * once on stderr and skipped from then on, so one broken reporter cannot
+ * lose the others' output or the run's results. `failed` names them, so the
+ * run cannot end green with an output missing.
  */
 export class ReporterHub {
-  private broken = new Set<string>();
+  private readonly broken = new Map<string, string>();
   constructor(private readonly reporters: Reporter[]) {}
+
+  get failed(): Array<{ reporter: string; error: string }> {
+    return [...this.broken].map(([reporter, error]) => ({ reporter, error }));
+  }
 
   private async call<K extends Exclude<keyof Reporter, 'name'>>(hook: K, ...args: Parameters<NonNullable<Reporter[K]>>): Promise<void> {
     for (const r of this.reporters) {
@@ -28,8 +38,9 @@ export class ReporterHub {
       try {
         await fn.apply(r, args);
       } catch (e) {
-        this.broken.add(r.name);
-        process.stderr.write(`qcrash: reporter ${r.name} failed in ${hook} and is disabled: ${e instanceof Error ? e.message : String(e)}\n`);
+        const msg = e instanceof Error ? e.message : String(e);
+        this.broken.set(r.name, `${hook}: ${msg}`);
+        process.stderr.write(`qcrash: reporter ${r.name} failed in ${hook} and is disabled: ${msg}\n`);
       }
     }
   }
@@ -43,7 +54,7 @@ export class ReporterHub {
   onCaseEnd(result: CaseResult) {
     return this.call('onCaseEnd', result);
   }
-  onRunEnd(summary: RunSummary) {
-    return this.call('onRunEnd', summary);
+  onRunEnd(summary: RunSummary, dir: string) {
+    return this.call('onRunEnd', summary, dir);
   }
 }

@@ -1,5 +1,6 @@
 import { stringify } from 'yaml';
-import type { CaseResult, RunSummary } from '../run/result.ts';
+import { firedSummary, type CaseResult } from '../results/case.ts';
+import type { RunSummary } from '../results/run.ts';
 import type { Reporter } from './reporter.ts';
 
 /** TAP 14 for one case: errors and not-reached cases are `not ok`, never skipped. */
@@ -8,7 +9,10 @@ export function tapCase(n: number, r: CaseResult): string {
   const lines = [`${ok ? 'ok' : 'not ok'} ${n} - ${r.id}`];
   const diag: Record<string, unknown> = { status: r.status, scenario: r.scenario, point: r.pointLabel, seed: r.seed, duration_ms: r.durationMs };
   if (r.error) diag.error = r.error;
-  if (r.fired) diag.fired = { kind: r.fired.kind, ...(r.fired.atMs !== undefined ? { at_ms: Math.round(r.fired.atMs) } : {}), ...(r.fired.symbol ? { symbol: r.fired.symbol } : {}), ...(r.fired.hits ? { hits: r.fired.hits } : {}) };
+  if (r.fired) {
+    const f = firedSummary(r.fired);
+    diag.fired = { kind: f.kind, ...(f.atMs !== undefined ? { at_ms: Math.round(f.atMs) } : {}), ...(f.symbol ? { symbol: f.symbol } : {}), ...(f.hits ? { hits: f.hits } : {}) };
+  }
   const shown = ok ? r.findings : r.failing.length ? r.failing : r.findings;
   if (shown.length) {
     diag.findings = shown.map((f) => ({

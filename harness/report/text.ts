@@ -1,5 +1,5 @@
 import type { Finding } from '../findings/finding.ts';
-import type { RunSummary } from '../run/result.ts';
+import type { RunSummary } from '../results/run.ts';
 
 /**
  * A plain-text summary short enough to paste into a mail: what ran where,

@@ -4,21 +4,27 @@ import type { CaseSpec } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import type { Finding } from '../findings/finding.ts';
-import { isAllowed } from '../findings/finding.ts';
-import { createCaseDisk } from '../image/disk.ts';
-import { Vm } from '../vm/vm.ts';
+import type { Machine, MachineLauncher } from '../vm/machine/machine.ts';
 import { TempDir } from '../util/tempdir.ts';
-import { errorMessage } from '../util/errors.ts';
-import { scanConsole } from '../checks/console.ts';
-import { runWorkload, type KernelPointDriver, type WorkloadOutcome } from '../crash/workload.ts';
+import { describeError } from '../util/errors.ts';
+import type { CrashState, CrashStateSource } from '../crash/crash-state.ts';
+import { KillPointSource } from '../crash/kill-source.ts';
 import { deriveExpectations } from '../crash/expectations.ts';
+import type { KernelPointDriver } from '../crash/points/index.ts';
 import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
-import { recoverWithKernel, writeRunLogs } from '../recovery/kernel.ts';
-import type { CaseResult } from './result.ts';
+import { recoverWithKernel } from '../recovery/kernel.ts';
+import { scanConsole } from '../checks/console.ts';
+import { runOracles, writeE2fsckLogs } from '../checks/oracle.ts';
+import type { CaseResult } from '../results/case.ts';
+import { caseVerdict } from '../results/verdict.ts';
 
 export type KeepPolicy = 'failed' | 'all' | 'none';
 
+/** The one default for every entry point (CLI, validate, bisect, library callers). */
+export const defaultKeep: KeepPolicy = 'all';
+
 export interface CaseEnv {
+  machines: MachineLauncher;
   kernel: KernelInfo;
   initrd: string;
   images: Map<string, BaseImage>;
@@ -26,25 +32,61 @@ export interface CaseEnv {
   /** Saved "agent ready" VM states by recipe: workload VMs restore instead of booting. */
   snapshots?: Map<string, string>;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
-  kernelDriver?: (vm: Vm, spec: CaseSpec) => Promise<KernelPointDriver & AsyncDisposable>;
+  kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
+  /**
+   * Fault injection for tests: alter a crash image before any recovery
+   * (e.g. damage it with debugfs) to prove the oracles and reports see it.
+   */
+  beforeOracle?: (crashImage: string, spec: CaseSpec) => Promise<void>;
+  stepTimeoutMs?: number;
 }
 
-/** A crash image, however it was produced: the seam for write-log replay later. */
-export interface CrashImage {
-  rawPath: string;
-  outcome: WorkloadOutcome;
+/** Where a case's crash states come from: today the kill point's VM run. */
+export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string): CrashStateSource {
+  const base = env.images.get(spec.scenario.recipe)!;
+  const restoreFrom = env.snapshots?.get(spec.scenario.recipe);
+  return new KillPointSource(spec.scenario.steps, spec.crashPoint, spec.seed, {
+    machines: env.machines,
+    kernel: env.kernel,
+    initrd: env.initrd,
+    base,
+    ...(restoreFrom ? { restoreFrom } : {}),
+    ...(env.kernelDriver ? { kernelDriver: env.kernelDriver } : {}),
+    ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
+  }, caseDir);
 }
 
 /**
- * One case through the whole pipeline: VM on an overlay of the base image,
- * workload with its crash point, the crash image flattened, each recovery
- * mode, every oracle. Artefacts go to `caseDir`. Never throws: a case that
- * could not run is an `error` result.
+ * One case through the whole pipeline: its crash state (a VM run to the
+ * kill point), each recovery mode, every oracle, the verdict. Artefacts go
+ * to `caseDir`. Never throws: a case that could not run is an `error`.
  */
 export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Promise<CaseResult> {
   const started = performance.now();
-  const base = env.images.get(spec.scenario.recipe)!;
-  const result: CaseResult = {
+  const result = emptyResult(spec, caseDir);
+  await mkdir(caseDir, { recursive: true });
+  const crashPath = join(caseDir, 'crash.img');
+  let keepImage = env.keep !== 'none';
+  try {
+    let state: CrashState | undefined;
+    for await (const s of crashStateSource(spec, env, caseDir).states()) state = s;
+    if (!state) throw new Error('the crash state source produced no state');
+    Object.assign(result, await checkCrashState(state, spec, env, caseDir));
+    keepImage = env.keep === 'all' || (env.keep === 'failed' && result.status !== 'pass');
+  } catch (e) {
+    result.status = 'error';
+    const d = describeError(e);
+    result.error = d.message;
+    result.errorKind = d.kind;
+  } finally {
+    if (!keepImage) await rm(crashPath, { force: true });
+    result.durationMs = Math.round(performance.now() - started);
+  }
+  return result;
+}
+
+function emptyResult(spec: CaseSpec, caseDir: string): CaseResult {
+  return {
     id: spec.id,
     scenario: spec.scenario.name,
     suite: spec.scenario.suite,
@@ -58,81 +100,54 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
     durationMs: 0,
     dir: caseDir,
   };
-  await mkdir(caseDir, { recursive: true });
-  const crashPath = join(caseDir, 'crash.img');
-  let keepImage = false;
-  try {
-    await using tmp = await TempDir.create('case');
-    const crash = await produceCrashImage(spec, env, base, caseDir, crashPath);
-    result.fired = crash.outcome.fired;
-    result.steps = crash.outcome.records.map((r) => ({
+}
+
+/**
+ * Recoveries, oracles and verdict for one crash state, however it was
+ * produced: the seam where write-log states will come in.
+ */
+export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string): Promise<Partial<CaseResult>> {
+  const base = env.images.get(spec.scenario.recipe)!;
+  await using tmp = await TempDir.create('case');
+  if (env.beforeOracle) await env.beforeOracle(state.image, spec);
+  const findings: Finding[] = [];
+  for (const c of state.consoles) findings.push(...scanConsole(c.text, { boot: c.boot }));
+  const { expectations, migrated } = deriveExpectations(spec.scenario.steps, state.records, base.manifest, state.ending === 'clean');
+  await writeFile(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
+  const ctx = { manifest: base.manifest, migrated, expectations };
+  let recoveryMs = 0;
+  let oraclesMs = 0;
+  for (const mode of spec.scenario.recovery) {
+    const recovered =
+      mode === 'e2fsck'
+        ? await recoverWithE2fsck(state.image, tmp.join('e2fsck.img'))
+        : await recoverWithKernel(state.image, tmp.join('kernel.img'), { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(caseDir, 'recovery-') });
+    recoveryMs += recovered.durationMs;
+    const t0 = performance.now();
+    const outcome = await runOracles(recovered, ctx);
+    oraclesMs += performance.now() - t0;
+    await writeE2fsckLogs(mode, outcome.runs, join(caseDir, 'e2fsck-'));
+    findings.push(...outcome.findings);
+  }
+  const verdict = caseVerdict(findings, spec.scenario.allow, state.reached);
+  return {
+    fired: state.fired,
+    steps: state.records.map((r) => ({
       name: r.name,
       kind: r.kind,
       ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
       ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
       ...(r.output ? { output: r.output.slice(0, 2000) } : {}),
-    }));
-    const findings: Finding[] = [];
-    findings.push(...scanConsole(await readText(join(caseDir, 'workload-console.log')), { boot: 'workload boot' }));
-
-    const { expectations, migratedPaths } = deriveExpectations(spec.scenario.steps, crash.outcome.records, base.manifest, crash.outcome.ending === 'clean');
-    await writeFile(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
-    const ctx = { manifest: base.manifest, migratedPaths, expectations };
-    for (const mode of spec.scenario.recovery) {
-      const outcome =
-        mode === 'e2fsck'
-          ? await recoverWithE2fsck(crash.rawPath, tmp.join('e2fsck.img'), ctx)
-          : await recoverWithKernel(crash.rawPath, tmp.join('kernel.img'), env.kernel, env.initrd, ctx, join(caseDir, 'recovery-'));
-      await writeRunLogs(outcome, join(caseDir, 'e2fsck-'));
-      findings.push(...outcome.findings);
-    }
-    result.findings = findings;
-    result.failing = findings.filter((f) => !isAllowed(f, spec.scenario.allow));
-    if (!crash.outcome.reached) {
-      result.status = 'not-reached';
-      result.error = `crash point ${spec.pointLabel} never fired: the workload did not reach it`;
-    } else result.status = result.failing.length ? 'fail' : 'pass';
-    keepImage = env.keep === 'all' || (env.keep === 'failed' && result.status !== 'pass');
-  } catch (e) {
-    result.status = 'error';
-    result.error = errorMessage(e);
-    keepImage = env.keep !== 'none';
-  } finally {
-    if (!keepImage) await rm(crashPath, { force: true });
-    result.durationMs = Math.round(performance.now() - started);
-  }
-  return result;
-}
-
-async function produceCrashImage(spec: CaseSpec, env: CaseEnv, base: BaseImage, caseDir: string, crashPath: string): Promise<CrashImage> {
-  // The case's disk is written where the crash image belongs: once QEMU is gone it is the crash image.
-  const disk = await createCaseDisk(base.path, crashPath, 'raw');
-  const needsGdb = spec.crashPoint.kind === 'kernel' || spec.crashPoint.kind === 'commit';
-  let outcome: WorkloadOutcome;
-  {
-    const restoreFrom = env.snapshots?.get(spec.scenario.recipe);
-    await using vm = await Vm.launch({ kernel: env.kernel, initrd: env.initrd, disk, name: 'qcrash-workload', gdb: needsGdb, ...(restoreFrom ? { restoreFrom } : {}) });
-    vm.acpiLess = !env.kernel.acpi;
-    try {
-      if (needsGdb && env.kernelDriver) {
-        const driver = await env.kernelDriver(vm, spec);
-        try {
-          outcome = await runWorkload(vm, spec.scenario.steps, spec.crashPoint, spec.seed, driver);
-        } finally {
-          await driver[Symbol.asyncDispose]();
-          await writeFile(join(caseDir, 'workload-gdb.log'), (driver.transcript ?? []).join('\n') + '\n');
-        }
-      } else {
-        outcome = await runWorkload(vm, spec.scenario.steps, spec.crashPoint, spec.seed);
-      }
-    } finally {
-      await vm.saveArtefacts(join(caseDir, 'workload-'));
-    }
-  }
-  return { rawPath: crashPath, outcome };
-}
-
-async function readText(p: string): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  return readFile(p, 'utf8').catch(() => '');
+    })),
+    findings,
+    failing: verdict.failing,
+    status: verdict.status,
+    ...(verdict.status === 'not-reached' ? { error: `crash point ${spec.pointLabel} never fired: ${state.fired.kind === 'not-reached' ? state.fired.why : 'the workload did not reach it'}` } : {}),
+    phases: {
+      ...(state.phases.machineMs !== undefined ? { machineMs: Math.round(state.phases.machineMs) } : {}),
+      ...(state.phases.workloadMs !== undefined ? { workloadMs: Math.round(state.phases.workloadMs) } : {}),
+      recoveryMs: Math.round(recoveryMs),
+      oraclesMs: Math.round(oraclesMs),
+    },
+  };
 }

@@ -1,29 +1,22 @@
 import { hostname } from 'node:os';
-import { defaultJobs } from './jobs.ts';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { writeFileAtomic } from '../util/atomic.ts';
-import { defaultResultsDir, scenariosDir } from '../util/paths.ts';
+import { defaultResultsDir } from '../util/paths.ts';
 import { sweepStaleTempDirs } from '../util/tempdir.ts';
-import { detectAccel } from '../doctor/accel.ts';
-import { findScenarioFiles, loadScenario } from '../scenario/parse.ts';
 import { expandCases } from '../scenario/expand.ts';
-import type { CaseSpec, RecoveryMode, Scenario } from '../scenario/model.ts';
-import { resolveKernel } from '../kernel/resolve.ts';
+import type { CaseSpec, RecoveryMode } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
-import { buildInitramfs } from '../guest/initramfs.ts';
-import { loadRecipe } from '../image/recipe.ts';
-import { buildImage, type BaseImage } from '../image/build.ts';
+import type { MachineLauncher } from '../vm/machine/machine.ts';
+import { MachinePool } from '../vm/machine/pool.ts';
+import { detectAccel } from '../vm/machine/accel.ts';
+import type { CaseResult } from '../results/case.ts';
+import type { RunMeta, RunSummary } from '../results/run.ts';
+import { newRunId, RunStore } from '../results/store.ts';
 import { ReporterHub, type Reporter } from '../report/reporter.ts';
-import { tapDocument } from '../report/tap.ts';
-import { junitDocument } from '../report/junit.ts';
-import { textReport } from '../report/text.ts';
-import { runCase, type CaseEnv, type KeepPolicy } from './case-runner.ts';
-import { newRunId, RunStore, type RunMeta } from './store.ts';
-import type { CaseResult, RunSummary } from './result.ts';
+import { RunFilesReporter } from '../report/files.ts';
+import { defaultKeep, runCase, type CaseEnv, type KeepPolicy } from './case-runner.ts';
+import { prepareRun } from './prepare.ts';
 import { toolVersions } from './versions.ts';
-import { kernelPointDriverFactory, validateKernelPoints } from '../crash/kernel-driver.ts';
-import { agentReadySnapshot } from '../vm/snapshot-cache.ts';
 
 export interface RunOptions {
   inputs: string[];
@@ -37,42 +30,45 @@ export interface RunOptions {
   recovery?: RecoveryMode[];
   /** Only cases whose id contains one of these strings. */
   filter?: string[];
+  /** Reporters besides the run folder's files (which every run writes). */
   reporters?: Reporter[];
   /** Start workload VMs from a saved agent-ready state (default true); false boots every VM. */
   snapshots?: boolean;
+  /** Where machines come from (default: a MachinePool of QEMU VMs with `jobs` slots); tests pass a fake. */
+  machines?: MachineLauncher;
+  /** Test seam: see CaseEnv.beforeOracle. */
+  beforeOracle?: CaseEnv['beforeOracle'];
 }
 
-/** Everything a run needs before the first case: scenarios, kernel, initramfs, images. */
-export async function prepareRun(opts: RunOptions): Promise<{ scenarios: Scenario[]; kernel: KernelInfo; env: CaseEnv }> {
-  const files = await findScenarioFiles(opts.inputs.length ? opts.inputs : [scenariosDir]);
-  let scenarios = await Promise.all(files.map((f) => loadScenario(f.file, { suite: f.suite })));
-  if (opts.recovery) scenarios = scenarios.map((s) => ({ ...s, recovery: opts.recovery! }));
-  const kernel = typeof opts.kernel === 'string' ? await resolveKernel(opts.kernel) : opts.kernel;
-  const initrd = await buildInitramfs(kernel);
-  await validateKernelPoints(kernel, initrd.path, scenarios.flatMap((s) => s.crashPoints.map((point) => ({ point, file: s.file }))));
-  const images = new Map<string, BaseImage>();
-  for (const r of new Set(scenarios.map((s) => s.recipe))) images.set(r, await buildImage(await loadRecipe(r)));
-  const snapshots = new Map<string, string>();
-  if (opts.snapshots !== false) {
-    const accel = (await detectAccel()).accel;
-    const qemu = (await toolVersions(kernel.release)).qemu;
-    for (const [recipe, base] of images) snapshots.set(recipe, await agentReadySnapshot(kernel, initrd.path, base, accel, qemu));
-  }
-  const env: CaseEnv = { kernel, initrd: initrd.path, images, keep: opts.keep ?? 'failed', snapshots, kernelDriver: kernelPointDriverFactory(kernel, initrd.path) };
-  return { scenarios, kernel, env };
+export interface RunOutcome {
+  summary: RunSummary;
+  dir: string;
+  /** Reporters that failed (their output is missing): the run is not green. */
+  reporterFailures: Array<{ reporter: string; error: string }>;
 }
 
 /**
- * Run a suite: expand scenarios into cases, run up to `jobs` at once, write
- * each case as it finishes (so an interrupted run resumes where it stopped),
- * then the summary and the reports.
+ * Run a suite: expand scenarios into cases, run up to `jobs` at once (each
+ * machine comes from the pool, which holds the jobs and memory budget),
+ * write each case as it finishes (so an interrupted run resumes where it
+ * stopped), then the summary; every output goes through the reporters.
  */
-export async function runSuite(opts: RunOptions): Promise<{ summary: RunSummary; dir: string }> {
+export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   await sweepStaleTempDirs();
   const resumed = opts.resume ? await RunStore.open(opts.resume) : undefined;
   const seed = resumed?.meta.seed ?? opts.seed ?? Math.floor(Math.random() * 1e9);
   const inputs = resumed ? resumed.meta.scenarios.map((s) => s.file) : opts.inputs;
-  const { scenarios, kernel, env } = await prepareRun({ ...opts, inputs });
+  const jobs = Math.max(1, opts.jobs ?? (opts.machines ? 1 : new MachinePool().slots));
+  const machines = opts.machines ?? new MachinePool({ slots: jobs });
+  const { scenarios, kernel, env } = await prepareRun({
+    inputs,
+    kernel: opts.kernel,
+    machines,
+    keep: opts.keep ?? defaultKeep,
+    ...(opts.recovery ? { recovery: opts.recovery } : {}),
+    ...(opts.snapshots !== undefined ? { snapshots: opts.snapshots } : {}),
+  });
+  if (opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
   let cases = expandCases(scenarios, seed);
   if (opts.filter?.length) cases = cases.filter((c) => opts.filter!.some((f) => c.id.includes(f)));
   const accel = (await detectAccel()).accel;
@@ -98,9 +94,9 @@ export async function runSuite(opts: RunOptions): Promise<{ summary: RunSummary;
   const previous = resumed ? (await store.loadCases()).filter((c) => cases.some((x) => x.id === c.id)) : [];
   const todo = cases.filter((c) => !done.has(c.id));
 
-  const hub = new ReporterHub(opts.reporters ?? []);
+  const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter()]);
   await hub.onRunStart(store.meta, todo.length);
-  const limit = pLimit(Math.max(1, opts.jobs ?? defaultJobs()));
+  const limit = pLimit(jobs);
   const results: CaseResult[] = [...previous];
   await Promise.all(
     todo.map((spec: CaseSpec) =>
@@ -115,9 +111,6 @@ export async function runSuite(opts: RunOptions): Promise<{ summary: RunSummary;
   );
   const summary = store.summary(results, true);
   await store.writeSummary(summary);
-  await writeFileAtomic(join(store.dir, 'results.tap'), tapDocument(summary));
-  await writeFileAtomic(join(store.dir, 'junit.xml'), junitDocument(summary));
-  await writeFileAtomic(join(store.dir, 'report.txt'), textReport(summary));
-  await hub.onRunEnd(summary);
-  return { summary, dir: store.dir };
+  await hub.onRunEnd(summary, store.dir);
+  return { summary, dir: store.dir, reporterFailures: hub.failed };
 }

@@ -1,6 +1,6 @@
 import { run } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
-import type { ToolVersions } from './result.ts';
+import type { ToolVersions } from '../results/run.ts';
 
 export async function toolVersions(kernelRelease: string): Promise<ToolVersions> {
   const q = await run(await tool('qemu-system-x86_64'), ['--version']);

@@ -4,10 +4,10 @@ import type { z } from 'zod';
 import { ConfigError } from '../util/errors.ts';
 import { closeMatches, didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
-import { recipesDir } from '../util/paths.ts';
 import { defaultAllowance } from '../findings/finding.ts';
 import type { CrashPoint, RecoveryMode, Scenario, Step, WriterMode } from './model.ts';
-import { YamlSource } from './yaml-source.ts';
+import { YamlSource } from '../util/yaml-source.ts';
+import { listRecipeNames } from '../image/recipe.ts';
 import {
   pointArgs,
   pointScalarKey,
@@ -227,13 +227,6 @@ function seededSample(items: number[], n: number, key: string): number[] {
   return scored.sort((a, b) => a[0] - b[0]).slice(0, n).map(([, v]) => v).sort((a, b) => a - b);
 }
 
-export async function listRecipeNames(): Promise<string[]> {
-  try {
-    return (await readdir(recipesDir)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)).sort();
-  } catch {
-    return [];
-  }
-}
 
 /** Expand FILES|DIRS into scenario files; a directory contributes its *.yaml (not subdirectories, so known-bugs/ runs only when named). */
 export async function findScenarioFiles(inputs: string[]): Promise<Array<{ file: string; suite: string }>> {

@@ -75,3 +75,18 @@ export function formatWhere(where: { file?: string; line?: number; column?: numb
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/**
+ * An error as a case records it: its message and its kind (the class name).
+ * `await using` wraps an error thrown while disposing after another error
+ * in a SuppressedError; both halves are kept, the body's error first.
+ */
+export function describeError(e: unknown): { message: string; kind: string } {
+  if (typeof SuppressedError !== 'undefined' && e instanceof SuppressedError) {
+    const body = describeError(e.suppressed);
+    const teardown = describeError(e.error);
+    return { message: `${body.message}\n(and then, tearing down: ${teardown.message})`, kind: body.kind };
+  }
+  if (e instanceof Error) return { message: e.message, kind: e.name || e.constructor.name };
+  return { message: String(e), kind: 'unknown' };
+}

@@ -3,11 +3,12 @@ import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.ts';
 import { defaultResultsDir } from '../util/paths.ts';
 import { buildKernel } from '../kernel/build.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
-import { runSuite } from '../run/runner.ts';
+import type { MachineLauncher } from '../vm/machine/machine.ts';
+import type { RunSummary } from '../results/run.ts';
+import { formatSignature, signatureOf, type Signature } from '../results/signature.ts';
+import { newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
-import type { RunSummary } from '../run/result.ts';
-import { findingSignature } from '../compare/signature.ts';
-import { newRunId } from '../run/store.ts';
+import { runSuite } from '../run/runner.ts';
 
 export interface ValidateOptions {
   patches: string[];
@@ -21,11 +22,20 @@ export interface ValidateOptions {
   out?: string;
   reporters?: Reporter[];
   onProgress?: (line: string) => void;
+  /** Where machines come from (tests pass a fake). */
+  machines?: MachineLauncher;
+  /** Restore workload VMs from agent-ready snapshots (default true). */
+  snapshots?: boolean;
 }
 
-export interface SignatureVerdict {
+/** The failing findings of one signature in one run, and the cases that showed it. */
+export interface SignatureCases {
   signature: string;
+  sig: Signature;
   caseIds: string[];
+}
+
+export interface SignatureVerdict extends SignatureCases {
   /** Seen in this many of the confirmation reruns. */
   confirmed: number;
   reruns: number;
@@ -39,74 +49,120 @@ export interface ValidateResult {
   flaky: SignatureVerdict[];
   removed: string[];
   unchanged: string[];
+  /** Cases that errored or never reached their point: they judged nothing, on either kernel. */
+  notJudged: { baseline: string[]; patched: string[] };
   dir: string;
 }
 
-function failingSignatures(s: RunSummary): Map<string, string[]> {
-  const m = new Map<string, string[]>();
+/**
+ * The failing signatures of a run. Only cases that ran count: a case that
+ * errored or did not reach its point on one kernel says nothing about the
+ * patch (it is listed in notJudged instead).
+ */
+export function failingSignatures(s: RunSummary): Map<string, SignatureCases> {
+  const m = new Map<string, SignatureCases>();
   for (const c of s.cases) {
-    // A case that errored or never reached its point on one kernel says nothing about findings.
-    const sigs = c.status === 'error' || c.status === 'not-reached' ? [`${c.scenario} | ${c.pointLabel} | status | ${c.status}`] : c.failing.map((f) => findingSignature(c, f));
-    for (const sig of sigs) m.set(sig, [...new Set([...(m.get(sig) ?? []), c.id])]);
+    if (c.status === 'error' || c.status === 'not-reached') continue;
+    for (const f of c.failing) {
+      const sig = signatureOf(c, f);
+      const key = formatSignature(sig);
+      const e = m.get(key) ?? { signature: key, sig, caseIds: [] };
+      if (!e.caseIds.includes(c.id)) e.caseIds.push(c.id);
+      m.set(key, e);
+    }
   }
   return m;
 }
 
+export function notJudged(s: RunSummary): string[] {
+  return s.cases.filter((c) => c.status === 'error' || c.status === 'not-reached').map((c) => c.id).sort();
+}
+
+/** Baseline against patched, by signature: new on the patched kernel, gone from it, or on both. */
+export function judge(baseline: RunSummary, patched: RunSummary): { fresh: SignatureCases[]; removed: string[]; unchanged: string[] } {
+  const before = failingSignatures(baseline);
+  const after = failingSignatures(patched);
+  return {
+    fresh: [...after.values()].filter((x) => !before.has(x.signature)),
+    removed: [...before.keys()].filter((k) => !after.has(k)).sort(),
+    unchanged: [...before.keys()].filter((k) => after.has(k)).sort(),
+  };
+}
+
 /**
- * Baseline versus patched: build both kernels, run the same cases with the
- * same seed on each, and judge per finding signature. A signature new on the
- * patched kernel is rerun `confirmRuns` times on the patched kernel: seen
- * every time it is `introduced`, some of the time `flaky`.
+ * Rerun the cases of each new signature `reruns` times on the patched
+ * kernel: seen on every rerun it is `introduced`, on some of them `flaky`.
+ * With no reruns, every new signature counts as introduced.
  */
-export async function validatePatch(o: ValidateOptions): Promise<ValidateResult> {
+export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (caseIds: string[], i: number) => Promise<RunSummary>): Promise<SignatureVerdict[]> {
+  const verdicts: SignatureVerdict[] = fresh.map((f) => ({ ...f, confirmed: 0, reruns, verdict: 'introduced' }));
+  if (!fresh.length) return verdicts;
+  for (let i = 0; i < reruns; i++) {
+    const seen = failingSignatures(await rerun([...new Set(fresh.flatMap((f) => f.caseIds))], i));
+    for (const v of verdicts) if (seen.has(v.signature)) v.confirmed++;
+  }
+  for (const v of verdicts) v.verdict = v.confirmed === v.reruns ? 'introduced' : 'flaky';
+  return verdicts;
+}
+
+/**
+ * Baseline versus patched on two given kernels: the same cases with the
+ * same seed on each, judged per finding signature, new ones confirmed by
+ * rerunning them on the patched kernel.
+ */
+export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo }): Promise<ValidateResult> {
   const progress = o.onProgress ?? (() => {});
   const seed = o.seed ?? 1;
   const dir = o.out ?? join(defaultResultsDir, `validate-${newRunId()}`);
-  const common = { ...(o.tree ? { tree: o.tree } : {}), ...(o.configs ? { configs: o.configs } : {}), onProgress: progress };
-  progress('building the baseline kernel');
-  const baseKernel = await buildKernel(common);
-  progress('building the patched kernel');
-  const patchedKernel = await buildKernel({ ...common, patches: o.patches });
-  const run = (kernel: KernelInfo, out: string, filter?: string[]) =>
-    runSuite({ inputs: o.scenarios, kernel, seed, out, ...(o.jobs ? { jobs: o.jobs } : {}), ...(filter ? { filter } : {}), ...(o.reporters ? { reporters: o.reporters } : {}), keep: 'failed' });
-  progress(`baseline run on ${baseKernel.id}`);
-  const baseline = await run(baseKernel, join(dir, 'baseline'));
-  progress(`patched run on ${patchedKernel.id}`);
-  const patched = await run(patchedKernel, join(dir, 'patched'));
-
-  const before = failingSignatures(baseline.summary);
-  const after = failingSignatures(patched.summary);
-  // A case that errored or was not reached is not a finding of the patch: only real findings are judged.
-  const isStatus = (sig: string) => sig.includes(' | status | ');
-  const fresh = [...after.entries()].filter(([sig]) => !before.has(sig) && !isStatus(sig));
-  const verdicts: SignatureVerdict[] = [];
+  const run = async (kernel: KernelInfo, out: string, filter?: string[]) =>
+    (
+      await runSuite({
+        inputs: o.scenarios,
+        kernel,
+        seed,
+        out,
+        keep: 'failed',
+        ...(o.jobs ? { jobs: o.jobs } : {}),
+        ...(filter ? { filter } : {}),
+        ...(o.reporters ? { reporters: o.reporters } : {}),
+        ...(o.machines ? { machines: o.machines } : {}),
+        ...(o.snapshots !== undefined ? { snapshots: o.snapshots } : {}),
+      })
+    );
+  progress(`baseline run on ${o.baseline.id}`);
+  const baseline = await run(o.baseline, join(dir, 'baseline'));
+  progress(`patched run on ${o.patched.id}`);
+  const patched = await run(o.patched, join(dir, 'patched'));
+  const j = judge(baseline.summary, patched.summary);
   const reruns = o.confirmRuns ?? 2;
-  for (let i = 0; i < reruns && fresh.length; i++) {
-    progress(`confirmation rerun ${i + 1}/${reruns} of ${fresh.length} new signature(s)`);
-    const ids = [...new Set(fresh.flatMap(([, ids]) => ids))];
-    const again = await run(patchedKernel, join(dir, `confirm-${i + 1}`), ids);
-    const seen = failingSignatures(again.summary);
-    for (const [sig, caseIds] of fresh) {
-      let v = verdicts.find((x) => x.signature === sig);
-      if (!v) verdicts.push((v = { signature: sig, caseIds, confirmed: 0, reruns, verdict: 'introduced' }));
-      if (seen.has(sig)) v.confirmed++;
-    }
-  }
-  for (const v of verdicts) v.verdict = v.confirmed === v.reruns ? 'introduced' : 'flaky';
-  if (!reruns) for (const [sig, caseIds] of fresh) verdicts.push({ signature: sig, caseIds, confirmed: 0, reruns: 0, verdict: 'introduced' });
-
+  const verdicts = await confirm(j.fresh, reruns, async (ids, i) => {
+    progress(`confirmation rerun ${i + 1}/${reruns} of ${j.fresh.length} new signature(s)`);
+    return (await run(o.patched, join(dir, `confirm-${i + 1}`), ids)).summary;
+  });
   const result: ValidateResult = {
-    baseline: { kernel: baseKernel, ...baseline },
-    patched: { kernel: patchedKernel, ...patched },
+    baseline: { kernel: o.baseline, summary: baseline.summary, dir: baseline.dir },
+    patched: { kernel: o.patched, summary: patched.summary, dir: patched.dir },
     introduced: verdicts.filter((v) => v.verdict === 'introduced'),
     flaky: verdicts.filter((v) => v.verdict === 'flaky'),
-    removed: [...before.keys()].filter((s) => !after.has(s)).sort(),
-    unchanged: [...before.keys()].filter((s) => after.has(s)).sort(),
+    removed: j.removed,
+    unchanged: j.unchanged,
+    notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
     dir,
   };
-  await writeJsonAtomic(join(dir, 'validate.json'), { ...result, baseline: { kernel: baseKernel, dir: baseline.dir }, patched: { kernel: patchedKernel, dir: patched.dir } });
+  await writeJsonAtomic(join(dir, 'validate.json'), { ...result, baseline: { kernel: o.baseline, dir: baseline.dir }, patched: { kernel: o.patched, dir: patched.dir } });
   await writeFileAtomic(join(dir, 'validate.txt'), validateReport(result));
   return result;
+}
+
+/** Build the baseline and patched kernels (incrementally, from the cache), then validate them. */
+export async function validatePatch(o: ValidateOptions): Promise<ValidateResult> {
+  const progress = o.onProgress ?? (() => {});
+  const common = { ...(o.tree ? { tree: o.tree } : {}), ...(o.configs ? { configs: o.configs } : {}), onProgress: progress };
+  progress('building the baseline kernel');
+  const baseline = await buildKernel(common);
+  progress('building the patched kernel');
+  const patched = await buildKernel({ ...common, patches: o.patches });
+  return validateKernels({ ...o, baseline, patched });
 }
 
 /** The plain-text report for the mail; the Tested-by style line only when nothing regressed. */
@@ -132,6 +188,7 @@ export function validateReport(r: ValidateResult): string {
   section('flaky (new, not seen on every rerun)', r.flaky.map((v) => `${v.signature}  (${v.confirmed}/${v.reruns} reruns)`));
   section('removed by the patch', r.removed);
   section('unchanged', r.unchanged);
+  if (r.notJudged.patched.length) section('not judged on the patched kernel (error or not reached)', r.notJudged.patched);
   out.push('');
   if (!r.introduced.length) {
     out.push(`Result: no regression. ${s.counts.total} crash cases, ${s.scenarios.length} scenario(s), seed ${s.seed}:`);

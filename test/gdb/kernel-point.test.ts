@@ -5,12 +5,14 @@ import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { createCaseDisk, flattenToRaw } from '../../harness/image/disk.ts';
 import { readEntryState } from '../../harness/image/debugfs.ts';
-import { runE2fsck } from '../../harness/checks/e2fsck.ts';
-import { Vm } from '../../harness/vm/vm.ts';
+import { runE2fsck } from '../../harness/image/e2fsck.ts';
+import { Vm } from '../../harness/vm/machine/vm.ts';
 import { runWorkload } from '../../harness/crash/workload.ts';
-import { kernelPointDriverFactory } from '../../harness/crash/kernel-driver.ts';
+import { gdbDriverFactory } from '../../harness/crash/points/gdb-driver.ts';
+import { kernelSymbols } from '../../harness/crash/kernel-symbols.ts';
+import { MachinePool } from '../../harness/vm/machine/pool.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
-import type { CaseSpec, CrashPoint, Step } from '../../harness/scenario/model.ts';
+import type { CrashPoint, Step } from '../../harness/scenario/model.ts';
 
 // Kernel crash points on the real stock kernel through QEMU's gdbstub.
 const kernel = await stockKernel();
@@ -19,7 +21,7 @@ const base = await buildImage(await loadRecipe('small-4k'));
 const file = '/shapes/dind-first';
 const tmp = await TempDir.create('kernel-point-test');
 t.teardown(() => tmp.remove());
-const makeDriver = kernelPointDriverFactory(kernel, initrd);
+const makeDriver = gdbDriverFactory(() => kernelSymbols(new MachinePool({ slots: 1 }), kernel, initrd));
 
 const steps: Step[] = [
   { kind: 'mount', name: 'mount', options: ['commit=5'] },
@@ -32,8 +34,8 @@ async function crashAt(name: string, point: CrashPoint) {
   let outcome;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk, gdb: true });
-    await using driver = await makeDriver(vm, {} as CaseSpec);
-    outcome = await runWorkload(vm, steps, point, 1, driver);
+    await using driver = await makeDriver(vm);
+    outcome = await runWorkload(vm, steps, point, 1, { kernelDriver: driver });
   }
   const raw = await flattenToRaw(disk, tmp.join(`${name}.raw`));
   await runE2fsck(raw, 'journal-only');
@@ -45,7 +47,7 @@ t.test('a breakpoint at ext4_ext_migrate (hit 1) stops the VM before the file is
   const r = await crashAt('entry', { kind: 'kernel', step: 'migrate', symbol: 'ext4_ext_migrate', offset: 0, hit: 1, thenHits: 0, delayMs: 0 });
   t.equal(r.outcome.reached, true);
   t.equal(r.outcome.fired?.kind, 'kernel');
-  t.equal(r.outcome.fired?.symbol, 'ext4_ext_migrate', 'the guest stopped exactly at the symbol');
+  t.match(r.outcome.fired, { kind: 'kernel', symbol: 'ext4_ext_migrate' }, 'the guest stopped exactly at the symbol');
   t.equal(r.outcome.records.find((x) => x.name === 'migrate')?.exitCode, undefined, 'chattr had not returned');
   t.equal(r.state.stat?.mapping, 'blocks', 'block-mapped after journal replay');
 });
@@ -53,7 +55,7 @@ t.test('a breakpoint at ext4_ext_migrate (hit 1) stops the VM before the file is
 t.test('a kill at the end of the jbd2 commit forced by sync leaves the file extent-mapped', async (t) => {
   const r = await crashAt('commit', { kind: 'commit', step: 'sync', k: 1 });
   t.equal(r.outcome.fired?.kind, 'commit');
-  t.match(r.outcome.fired?.symbol ?? '', /^kjournald2\+/, 'stopped on the return into kjournald2');
+  t.match(r.outcome.fired, { kind: 'commit', symbol: /^kjournald2\+/ }, 'stopped on the return into kjournald2');
   t.equal(r.state.stat?.mapping, 'extents');
 });
 

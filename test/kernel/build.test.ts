@@ -9,7 +9,7 @@ import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { createCaseDisk, flattenToRaw } from '../../harness/image/disk.ts';
 import { readEntryState } from '../../harness/image/debugfs.ts';
-import { Vm } from '../../harness/vm/vm.ts';
+import { Vm } from '../../harness/vm/machine/vm.ts';
 import { runWorkload } from '../../harness/crash/workload.ts';
 
 // Real kernel builds from Debian's linux-source-6.1 with the minimal
@@ -35,7 +35,6 @@ t.test('the default tree builds with the minimal fragment, boots, and migrates a
   const disk = await createCaseDisk(base.path, join(dir, 'd.img'));
   {
     await using vm = await Vm.launch({ kernel: k, initrd, disk });
-    vm.acpiLess = !k.acpi;
     t.equal(vm.hello?.release, k.release, 'the built kernel boots to the agent');
     const out = await runWorkload(vm, [
       { kind: 'mount', name: 'mount', options: [] },

@@ -7,9 +7,9 @@ import { dirname, join } from 'node:path';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { checkImage } from '../../harness/checks/check-image.ts';
-import { RunStore } from '../../harness/run/store.ts';
+import { RunStore } from '../../harness/results/store.ts';
 import { isAllowed, defaultAllowance } from '../../harness/findings/finding.ts';
-import type { CaseResult } from '../../harness/run/result.ts';
+import type { CaseResult } from '../../harness/results/case.ts';
 import { qcrashBin } from '../helpers/env.ts';
 
 // Two "nightly" runs of one case, the second on an image damaged with

@@ -10,9 +10,9 @@ import { junitDocument } from '../../harness/report/junit.ts';
 import { textReport } from '../../harness/report/text.ts';
 import { compareRuns, formatComparison } from '../../harness/compare/compare.ts';
 import { ReporterHub } from '../../harness/report/reporter.ts';
-import { RunStore, loadSummary, mergeRuns } from '../../harness/run/store.ts';
-import { exitCodeFor } from '../../harness/report/exit-code.ts';
-import type { RunSummary } from '../../harness/run/result.ts';
+import { RunStore, loadSummary, mergeRuns } from '../../harness/results/store.ts';
+import { exitCodeFor } from '../../harness/results/verdict.ts';
+import type { RunSummary } from '../../harness/results/run.ts';
 
 // summary.json of a real run of the default suite (trimmed to ten cases). It
 // holds a real failing case (a superblock-time problem code from the kernel

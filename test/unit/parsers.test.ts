@@ -1,10 +1,10 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
-import { parseProblemLog, iBlocksFromText, decodeExit } from '../../harness/checks/e2fsck.ts';
+import { parseProblemLog, iBlocksFromText, decodeExit } from '../../harness/image/e2fsck.ts';
 import { classifyProblems } from '../../harness/checks/classify.ts';
 import { scanConsole } from '../../harness/checks/console.ts';
 import { parseDebugfsStat } from '../../harness/image/debugfs.ts';
-import { SymbolTable } from '../../harness/vm/symbols.ts';
+import { SymbolTable } from '../../harness/vm/gdb/symbols.ts';
 import { generatedBytes } from '../../harness/guest/content.ts';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -2,8 +2,9 @@ import t from 'tap';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
 import { generatedBytes } from '../../harness/guest/content.ts';
-import { Vm } from '../../harness/vm/vm.ts';
-import { killAfterStart } from '../../harness/vm/kill-points.ts';
+import { Vm } from '../../harness/vm/machine/vm.ts';
+import { runWorkload } from '../../harness/crash/workload.ts';
+import { stepCommand } from '../../harness/crash/step-command.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import type { Step } from '../../harness/scenario/model.ts';
 import { qemuPids } from '../helpers/env.ts';
@@ -42,7 +43,8 @@ t.test('every step kind, markers and holds, with the results checked on the imag
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
-    const run = (s: Step, seed = 7) => vm.agent.run(s, { seed });
+    // The workload's own step commands, one at a time, to check each one's effect.
+    const run = (s: Step, seed = 7) => vm.agent.call(...stepCommand(s, seed), 120_000);
 
     t.equal((await run({ kind: 'mount', name: 'm', options: ['commit=1', 'data=journal', 'noatime'] })).exitCode, 0);
     t.match((await vm.agent.call('mounts')).output, /^\/dev\/vda \/mnt ext4 rw,noatime,.*commit=1.*data=journal/m, 'mounted with the options given');
@@ -73,13 +75,14 @@ t.test('every step kind, markers and holds, with the results checked on the imag
     t.equal((await run({ ...holes, name: 'holes-stop', action: 'stop' })).exitCode, 0, 'hole writer stopped (or already done)');
     t.equal((await run({ kind: 'drop-caches', name: 'dc' })).exitCode, 0, 'drop caches');
 
-    let marker = 0;
-    const slept = await vm.agent.run({ kind: 'sleep', name: 's', ms: 400 }, { onStart: (at) => (marker = at) });
+    const sleeping = vm.agent.send(...stepCommand({ kind: 'sleep', name: 's', ms: 400 }, 7));
+    const marker = await sleeping.started;
+    const slept = await sleeping.done;
     const doneAt = performance.now();
     t.equal(slept.exitCode, 0);
     t.ok(marker > 0 && doneAt - marker >= 380, `the start marker came ${Math.round(doneAt - marker)} ms before the reply to a 400 ms sleep`);
 
-    const held = vm.agent.begin({ kind: 'sync', name: 'held' }, { hold: true });
+    const held = vm.agent.send(...stepCommand({ kind: 'sync', name: 'held' }, 7), { hold: true });
     await held.held;
     const early = await Promise.race([held.started.then(() => 'started'), new Promise((r) => setTimeout(() => r('waiting'), 500))]);
     t.equal(early, 'waiting', 'a held step does not start before go');
@@ -111,11 +114,12 @@ t.test('a kill a fixed delay after a step starts', async (t) => {
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
-    const k = await killAfterStart(vm, { kind: 'sleep', name: 'long', ms: 30_000 }, 300);
-    t.ok(k.started);
-    t.ok(k.afterStartMs >= 300 && k.afterStartMs < 1500, `killed ${Math.round(k.afterStartMs)} ms after the start marker`);
-    t.equal(k.reply, undefined, 'the step had not finished');
-    t.match(k.shutdown, { event: 'SHUTDOWN', data: { reason: 'host-qmp-quit' } });
+    const out = await runWorkload(vm, [{ kind: 'sleep', name: 'long', ms: 30_000 }], { kind: 'delay', step: 'long', delayMs: 300 }, 7);
+    const fired = out.fired as Extract<typeof out.fired, { kind: 'delay' }>;
+    t.equal(fired.kind, 'delay');
+    t.ok(fired.atMs >= 300 && fired.atMs < 1500, `killed ${Math.round(fired.atMs)} ms after the start marker`);
+    t.equal(out.records[0]?.exitCode, undefined, 'the step had not finished');
+    t.match(fired.shutdownEvent, { event: 'SHUTDOWN', data: { reason: 'host-qmp-quit' } });
     t.ok(vm.exited);
   }
   t.same(qemuPids(dir), [], 'no QEMU left');

@@ -2,8 +2,8 @@ import t from 'tap';
 import { readFile, access, writeFile } from 'node:fs/promises';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
-import { Vm, VmLaunchError } from '../../harness/vm/vm.ts';
-import { saveVmState } from '../../harness/vm/snapshot.ts';
+import { Vm, VmLaunchError, AbnormalShutdownError } from '../../harness/vm/machine/vm.ts';
+import { saveVmState } from '../../harness/vm/machine/snapshot.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { qemuPids } from '../helpers/env.ts';
 
@@ -52,7 +52,10 @@ t.test('shutdown escalates to SIGTERM when QMP is unusable', async (t) => {
   const dir = vm.dir.path;
   vm.qmp.close();
   const started = performance.now();
-  await vm.shutdown();
+  const err = await vm.shutdown().then(() => undefined, (e: unknown) => e);
+  t.type(err, AbnormalShutdownError, 'the teardown says QEMU had to be stopped hard');
+  t.equal((err as AbnormalShutdownError).escalation, 'SIGTERM');
+  t.match((err as Error).message, /did not exit on QMP quit and was stopped with SIGTERM/);
   t.ok(vm.exited, 'QEMU is gone');
   t.ok(performance.now() - started >= 2500, 'after waiting for a quit that could not be sent');
   t.same(qemuPids(dir), []);
@@ -61,7 +64,8 @@ t.test('shutdown escalates to SIGTERM when QMP is unusable', async (t) => {
 
 t.test('a graceful shutdown powers the guest off first', async (t) => {
   const vm = await Vm.launch({ kernel, initrd, disk });
-  await vm.shutdown({ poweroff: true });
+  await vm.powerOff();
+  await vm.shutdown();
   t.match(vm.qmp.eventLog.find((e) => e.event === 'SHUTDOWN'), { data: { guest: true } }, 'the guest shut itself down');
   t.notOk(vm.qmp.transcript.entries.some((e) => e.dir === 'send' && (e.msg as { execute: string }).execute === 'quit'), 'no quit was needed');
   t.equal(vm.exitCode, 0);

@@ -1,8 +1,9 @@
 import t from 'tap';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
-import { Vm } from '../../harness/vm/vm.ts';
-import { killAfterStep, killBeforeStep } from '../../harness/vm/kill-points.ts';
+import { Vm } from '../../harness/vm/machine/vm.ts';
+import { runWorkload } from '../../harness/crash/workload.ts';
+import { stepCommand } from '../../harness/crash/step-command.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { run } from '../../harness/util/exec.ts';
 import { tool } from '../../harness/util/tools.ts';
@@ -35,12 +36,14 @@ t.test('chattr +e, sync and a clean poweroff: extent-mapped, same bytes, e2fsck 
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
-    t.equal((await vm.agent.run(mount)).exitCode, 0, 'mounted');
-    t.equal((await vm.agent.run(migrate)).exitCode, 0, 'chattr +e /f succeeded');
-    const tree = await vm.agent.run({ kind: 'migrate', name: 'tree', paths: ['/tree'], recursive: true });
+    // The workload's own step commands, one at a time, to look around in between.
+    const run = (s: Step) => vm.agent.call(...stepCommand(s, 7));
+    t.equal((await run(mount)).exitCode, 0, 'mounted');
+    t.equal((await run(migrate)).exitCode, 0, 'chattr +e /f succeeded');
+    const tree = await run({ kind: 'migrate', name: 'tree', paths: ['/tree'], recursive: true });
     t.equal(tree.exitCode, 0, 'chattr -R +e /tree succeeded');
     t.match((await vm.agent.call('lsattr', ['/f'])).output, /^-+e-* \/mnt\/f$/m, 'lsattr in the guest shows the e flag');
-    t.equal((await vm.agent.run(sync)).exitCode, 0);
+    t.equal((await run(sync)).exitCode, 0);
     const ev = await vm.powerOff();
     t.match(ev, { event: 'SHUTDOWN', data: { guest: true } }, 'the guest powered itself off');
   }
@@ -60,11 +63,10 @@ t.test('a kill exactly before the migrate step leaves the file block-mapped', as
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
-    await vm.agent.run(mount);
-    const k = await killBeforeStep(vm, migrate);
-    t.equal(k.started, false, 'the step never started');
-    t.match(k.shutdown, { event: 'SHUTDOWN', data: { reason: 'host-qmp-quit' } });
-    t.match(vm.agent.transcript.join('\n'), / held$/m, 'the agent announced the step and waited');
+    const out = await runWorkload(vm, [mount, migrate], { kind: 'before', step: 'migrate' }, 7);
+    t.match(out.fired, { kind: 'before', step: 'migrate', shutdownEvent: { event: 'SHUTDOWN', data: { reason: 'host-qmp-quit' } } });
+    t.same(out.records.map((r) => [r.name, r.exitCode]), [['mount', 0]], 'mount was acknowledged and migrate never sent');
+    t.notMatch(vm.agent.transcript.toText(), / migrate /, 'the agent never saw the migrate step');
     transcript = vm.qmpTranscript();
   }
   t.same(qemuPids(dir), [], 'no QEMU left');
@@ -85,10 +87,9 @@ t.test('a kill right after migrate-then-sync leaves the file extent-mapped once 
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
-    await vm.agent.run(mount);
-    t.equal((await vm.agent.run(migrate)).exitCode, 0);
-    const k = await killAfterStep(vm, sync);
-    t.equal(k.reply?.exitCode, 0, 'sync finished before the kill');
+    const out = await runWorkload(vm, [mount, migrate, sync], { kind: 'after', step: 'sync' }, 7);
+    t.same(out.records.map((r) => r.exitCode), [0, 0, 0], 'mount, chattr and sync finished before the kill');
+    t.equal(out.fired.kind, 'after');
     transcript = vm.qmpTranscript();
   }
   t.same(qemuPids(dir), [], 'no QEMU left');

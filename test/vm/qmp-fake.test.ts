@@ -1,5 +1,5 @@
 import t from 'tap';
-import { QmpClient } from '../../harness/vm/qmp-client.ts';
+import { QmpClient } from '../../harness/vm/qmp/client.ts';
 import {
   QmpCommandError,
   QmpDisconnectedError,
@@ -7,7 +7,7 @@ import {
   QmpProtocolError,
   QmpStateError,
   QmpTimeoutError,
-} from '../../harness/vm/qmp-errors.ts';
+} from '../../harness/vm/qmp/errors.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeQmpServer, type FakeQmpOptions } from './fake-qmp-server.ts';
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
-import { parseQmpLine } from '../../harness/vm/qmp-protocol.ts';
-import { QmpProtocolError } from '../../harness/vm/qmp-errors.ts';
+import { parseQmpLine } from '../../harness/vm/qmp/protocol.ts';
+import { QmpProtocolError } from '../../harness/vm/qmp/errors.ts';
 
 // Lines QEMU 7.2 sent in a real session (captured by qmp-real.test.ts with
 // QCRASH_CAPTURE_FIXTURES=1), classified line by line.

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { execa } from 'execa';
-import { QmpClient } from '../../harness/vm/qmp-client.ts';
-import { QmpCommandError } from '../../harness/vm/qmp-errors.ts';
+import { QmpClient } from '../../harness/vm/qmp/client.ts';
+import { QmpCommandError } from '../../harness/vm/qmp/errors.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { tool } from '../../harness/util/tools.ts';
 import { qemuPids } from '../helpers/env.ts';

@@ -3,14 +3,15 @@ import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
-import { detectAccel } from '../../harness/doctor/accel.ts';
+import { detectAccel } from '../../harness/vm/machine/accel.ts';
 import { toolVersions } from '../../harness/run/versions.ts';
-import { agentReadySnapshot } from '../../harness/vm/snapshot-cache.ts';
+import { agentReadySnapshot } from '../../harness/vm/machine/snapshot-cache.ts';
 import { runCase } from '../../harness/run/case-runner.ts';
+import { MachinePool } from '../../harness/vm/machine/pool.ts';
 import { parseScenario } from '../../harness/scenario/parse.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { statPaths } from '../../harness/image/debugfs.ts';
-import { runE2fsck } from '../../harness/checks/e2fsck.ts';
+import { runE2fsck } from '../../harness/image/e2fsck.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { join } from 'node:path';
 
@@ -20,7 +21,8 @@ const kernel = await stockKernel();
 const initrd = (await buildInitramfs(kernel)).path;
 const base = await buildImage(await loadRecipe('small-4k'));
 const accel = (await detectAccel()).accel;
-const snapshot = await agentReadySnapshot(kernel, initrd, base, accel, (await toolVersions(kernel.release)).qemu);
+const machines = new MachinePool({ slots: 1 });
+const snapshot = await agentReadySnapshot(machines, kernel, initrd, base, accel, (await toolVersions(kernel.release)).qemu);
 const tmp = await TempDir.create('snapshot-test');
 t.teardown(() => tmp.remove());
 
@@ -38,7 +40,7 @@ const paths = base.manifest.entries.map((e) => e.path);
 
 async function run(name: string, snapshots?: Map<string, string>) {
   const dir = join(tmp.path, name);
-  const env = { kernel, initrd, images: new Map([['small-4k', base]]), keep: 'all' as const, ...(snapshots ? { snapshots } : {}) };
+  const env = { machines, kernel, initrd, images: new Map([['small-4k', base]]), keep: 'all' as const, ...(snapshots ? { snapshots } : {}) };
   const r = await runCase(spec!, env, dir);
   const img = join(dir, 'crash.img');
   await runE2fsck(img, 'journal-only');

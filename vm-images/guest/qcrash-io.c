@@ -81,9 +81,10 @@ int main(int argc, char **argv) {
   if ((!strcmp(op, "odirect") || !strcmp(op, "mmap")) && argc == 5) {
     size_t size = strtoull(argv[3], 0, 10);
     uint64_t seed = strtoull(argv[4], 0, 10);
-    size = (size + 4095) & ~(size_t)4095;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size = (size + page - 1) & ~(page - 1);
     unsigned char *buf;
-    if (posix_memalign((void **)&buf, 4096, size)) return die("posix_memalign");
+    if (posix_memalign((void **)&buf, page, size)) return die("posix_memalign");
     int direct = !strcmp(op, "odirect");
     int fd = open(path, O_RDWR | O_CREAT | (direct ? O_DIRECT : 0), 0644);
     if (fd < 0) return die("open");
@@ -96,7 +97,13 @@ int main(int argc, char **argv) {
     for (uint64_t round = 0;; round++) {
       fill(buf, size, seed + round);
       if (direct) {
-        if (pwrite(fd, buf, size, 0) < 0) return die("pwrite");
+        /* A short O_DIRECT write is legal (e.g. on a full disk): finish it, never skip the rest. */
+        for (size_t done = 0; done < size;) {
+          ssize_t w = pwrite(fd, buf + done, size - done, (off_t)done);
+          if (w < 0) return die("pwrite");
+          if (w == 0) { errno = ENOSPC; return die("pwrite"); }
+          done += (size_t)w;
+        }
       } else {
         memcpy(map, buf, size);
         if (msync(map, size, MS_SYNC)) return die("msync");
@@ -110,7 +117,8 @@ int main(int argc, char **argv) {
     if (fd < 0) return die("open");
     struct stat st;
     if (fstat(fd, &st)) return die("fstat");
-    off_t size = st.st_size & ~(off_t)4095;
+    off_t page = (off_t)sysconf(_SC_PAGESIZE);
+    off_t size = st.st_size & ~(page - 1);
     if (size <= 0) return 0;
     unsigned char *map = mmap(0, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) return die("mmap");
@@ -121,8 +129,8 @@ int main(int argc, char **argv) {
       if (hole < 0 || hole >= size) break;
       off_t data = lseek(fd, hole, SEEK_DATA);
       if (data < 0 || data > size) data = size;
-      for (off_t page = (hole + 4095) & ~(off_t)4095; page + 4096 <= data; page += 4096) {
-        map[page] = (unsigned char)splitmix64(&s) | 1;
+      for (off_t at = (hole + page - 1) & ~(page - 1); at + page <= data; at += page) {
+        map[at] = (unsigned char)splitmix64(&s) | 1;
         if (pace) usleep(pace);
       }
       pos = data;

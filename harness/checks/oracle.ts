@@ -1,0 +1,89 @@
+import { writeFile } from 'node:fs/promises';
+import type { Finding } from '../findings/finding.ts';
+import type { Manifest } from '../image/manifest.ts';
+import { runE2fsck, type E2fsckRun } from '../image/e2fsck.ts';
+import { coveredBy, type DurabilityExpectations, type MigrateTarget } from '../crash/expectations.ts';
+import type { RecoveredImage } from '../recovery/recovery.ts';
+import { classifyProblems } from './classify.ts';
+import { checkContent } from './content.ts';
+import { problemInfo } from './problem-codes.ts';
+import { scanConsole } from './console.ts';
+
+export interface OracleContext {
+  manifest?: Manifest;
+  /** What the workload asked to migrate (their i_blocks may legitimately be too high). */
+  migrated: MigrateTarget[];
+  expectations: DurabilityExpectations;
+}
+
+export interface OracleOutcome {
+  findings: Finding[];
+  /** Every e2fsck run, the recovery's own first, with its text and XML log. */
+  runs: E2fsckRun[];
+}
+
+/**
+ * Every oracle on one recovered image, in order: what the recovery itself
+ * showed (a mount the kernel refused, the recovery boot's console), the
+ * content oracle (on the image as the recovery left it, before any repair:
+ * what the kernel would see), `e2fsck -fn` for what the crash left, `-fy`
+ * to repair, and a second `-fn` that must be clean: a repair that does not
+ * converge is itself corruption. Works on `recovered.image` in place.
+ */
+export async function runOracles(recovered: RecoveredImage, ctx: OracleContext): Promise<OracleOutcome> {
+  const mode = recovered.mode;
+  const findings: Finding[] = [];
+  const runs = [...recovered.runs];
+  if (recovered.mount && recovered.mount.exitCode !== 0) {
+    findings.push({
+      class: 'corruption',
+      source: 'console',
+      code: 'mount-failed',
+      name: 'mount-failed',
+      message: `the kernel refused to mount the crash image: ${recovered.mount.output.trim().split('\n').pop() ?? ''}`,
+      recovery: mode,
+      detail: recovered.mount.output,
+    });
+  }
+  if (recovered.umount && recovered.umount.exitCode !== 0) {
+    findings.push({ class: 'kernel', source: 'console', code: 'umount-failed', name: 'umount-failed', message: `umount failed: ${recovered.umount.output.trim()}`, recovery: mode });
+  }
+  if (recovered.console !== undefined) findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
+  if (ctx.manifest) findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode)));
+
+  const entries = ctx.manifest?.entries ?? [];
+  const manifestInodes = new Map(entries.map((e) => [e.ino, e.path]));
+  const migratedInodes = new Set(entries.filter((e) => ctx.migrated.some((t) => coveredBy(e.path, t))).map((e) => e.ino));
+  const check = await runE2fsck(recovered.image, 'check');
+  runs.push(check);
+  findings.push(...classifyProblems(check.problems, check.text, { manifestInodes, migratedInodes, recovery: mode }));
+  if (check.problems.some((p) => !problemInfo(p.code).header) || check.exit.code !== 0) {
+    runs.push(await runE2fsck(recovered.image, 'repair'));
+    const again = await runE2fsck(recovered.image, 'check');
+    runs.push(again);
+    const left = again.problems.filter((p) => !problemInfo(p.code).header);
+    if (left.length || again.exit.uncorrected) {
+      findings.push({
+        class: 'corruption',
+        source: 'repair',
+        code: 'repair-not-converged',
+        name: 'repair-not-converged',
+        message: `e2fsck -fy did not leave a clean filesystem: ${left.map((p) => problemInfo(p.code).name).join(', ') || `exit ${again.exit.code}`}`,
+        recovery: mode,
+        detail: again.text.slice(0, 4000),
+      });
+    }
+  }
+  return { findings, runs };
+}
+
+/** e2fsck's text and XML logs into the case folder: `${prefix}<mode>-<n>-<e2fsck mode>.txt|.xml`. */
+export async function writeE2fsckLogs(mode: string, runs: readonly E2fsckRun[], prefix: string): Promise<void> {
+  let i = 0;
+  for (const r of runs) {
+    i++;
+    const base = `${prefix}${mode}-${i}-${r.mode}`;
+    await writeFile(`${base}.txt`, `$ ${r.argv.join(' ')}\n${r.text}\n(exit ${r.exit.code})\n`);
+    if (r.xml) await writeFile(`${base}.xml`, r.xml);
+  }
+}

@@ -1,0 +1,85 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CrashPoint, Step } from '../scenario/model.ts';
+import type { KernelInfo } from '../kernel/kernel.ts';
+import type { BaseImage } from '../image/build.ts';
+import { createCaseDisk } from '../image/disk.ts';
+import type { Machine, MachineLauncher } from '../vm/machine/machine.ts';
+import type { CrashState, CrashStateSource } from './crash-state.ts';
+import { runWorkload, type WorkloadOutcome } from './workload.ts';
+import type { KernelPointDriver } from './points/index.ts';
+
+export interface KillRunEnv {
+  machines: MachineLauncher;
+  kernel: KernelInfo;
+  initrd: string;
+  base: BaseImage;
+  /** A saved agent-ready state to restore instead of booting. */
+  restoreFrom?: string;
+  /** Makes the gdbstub driver for kernel and commit points. */
+  kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
+  stepTimeoutMs?: number;
+}
+
+/**
+ * The crash states of a kill point: one VM run, one state. The case's disk
+ * is a sparse raw copy of the base written where the crash image belongs
+ * (`<caseDir>/crash.img`): once QEMU is gone it is the crash image. The
+ * console, QMP, agent and gdb transcripts go to the case folder.
+ */
+export class KillPointSource implements CrashStateSource {
+  constructor(
+    private readonly steps: readonly Step[],
+    private readonly point: CrashPoint,
+    private readonly seed: number,
+    private readonly env: KillRunEnv,
+    private readonly caseDir: string,
+  ) {}
+
+  async *states(): AsyncIterable<CrashState> {
+    const image = join(this.caseDir, 'crash.img');
+    const disk = await createCaseDisk(this.env.base.path, image, 'raw');
+    const needsGdb = this.point.kind === 'kernel' || this.point.kind === 'commit';
+    const t0 = performance.now();
+    let machineMs = 0;
+    let outcome: WorkloadOutcome;
+    {
+      await using machine = await this.env.machines.launch({
+        role: 'workload',
+        kernel: this.env.kernel,
+        initrd: this.env.initrd,
+        disk,
+        gdb: needsGdb,
+        ...(this.env.restoreFrom ? { restoreFrom: this.env.restoreFrom } : {}),
+      });
+      machineMs = performance.now() - t0;
+      try {
+        const opts = this.env.stepTimeoutMs ? { stepTimeoutMs: this.env.stepTimeoutMs } : {};
+        if (needsGdb && this.env.kernelDriver) {
+          const driver = await this.env.kernelDriver(machine);
+          try {
+            outcome = await runWorkload(machine, this.steps, this.point, this.seed, { ...opts, kernelDriver: driver });
+          } finally {
+            await driver[Symbol.asyncDispose]();
+            await writeFile(join(this.caseDir, 'workload-gdb.log'), (driver.transcript ?? []).join('\n') + '\n');
+          }
+        } else {
+          outcome = await runWorkload(machine, this.steps, this.point, this.seed, opts);
+        }
+      } finally {
+        await machine.saveArtefacts(join(this.caseDir, 'workload-'));
+      }
+    }
+    const console = await readFile(join(this.caseDir, 'workload-console.log'), 'utf8').catch(() => '');
+    yield {
+      label: '',
+      image,
+      fired: outcome.fired,
+      reached: outcome.reached,
+      ending: outcome.ending,
+      records: outcome.records,
+      consoles: [{ boot: 'workload boot', text: console }],
+      phases: { machineMs, workloadMs: performance.now() - t0 - machineMs },
+    };
+  }
+}

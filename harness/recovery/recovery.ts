@@ -1,0 +1,22 @@
+import type { RecoveryModeName } from '../findings/finding.ts';
+import type { E2fsckRun } from '../image/e2fsck.ts';
+
+/**
+ * A crash image after one recovery mode: what the oracles check. Recoveries
+ * only recover and report what happened on the way (the journal replay's
+ * e2fsck run, the kernel's console and what mount said); turning that into
+ * findings is the oracles' job (harness/checks/oracle.ts).
+ */
+export interface RecoveredImage {
+  mode: RecoveryModeName;
+  /** The recovered image: a work copy; the crash image itself is never modified. */
+  image: string;
+  /** e2fsck runs made by the recovery itself (the user-space journal replay). */
+  runs: E2fsckRun[];
+  /** Kernel recovery: the recovery boot's console. */
+  console?: string;
+  /** Kernel recovery: what mount and umount said in the guest. */
+  mount?: { exitCode: number; output: string };
+  umount?: { exitCode: number; output: string };
+  durationMs: number;
+}

@@ -1,0 +1,66 @@
+import type { Finding, Allowance } from '../findings/finding.ts';
+import type { FiredPoint } from '../crash/crash-state.ts';
+
+export type { FiredPoint } from '../crash/crash-state.ts';
+
+/**
+ * pass: ran, every finding allowed. fail: a finding outside the allowance.
+ * error: the case could not run (VM did not boot, tool failed): never a pass.
+ * not-reached: the crash point never fired (the workload did not get there).
+ */
+export type CaseStatus = 'pass' | 'fail' | 'error' | 'not-reached';
+
+/** One step as the case recorded it (chattr's exit status etc.). */
+export interface StepSummary {
+  name: string;
+  kind: string;
+  exitCode?: number;
+  durationMs?: number;
+  output?: string;
+}
+
+/** Where a case's time went, host milliseconds. */
+export interface CasePhases {
+  /** Launching or restoring the workload machine. */
+  machineMs?: number;
+  workloadMs?: number;
+  /** Every recovery mode together. */
+  recoveryMs?: number;
+  /** The oracles on every recovered image. */
+  oraclesMs?: number;
+}
+
+export interface CaseResult {
+  id: string;
+  scenario: string;
+  suite: string;
+  pointLabel: string;
+  repetition: number;
+  seed: number;
+  status: CaseStatus;
+  findings: Finding[];
+  /** Findings that made the case fail (outside the allowance). */
+  failing: Finding[];
+  allow: Allowance;
+  fired?: FiredPoint;
+  /** Why the case is an error or not reached. */
+  error?: string;
+  /** The kind of error (its class: VmLaunchError, AgentTimeoutError, CommandError, ...), so reports can group them. */
+  errorKind?: string;
+  durationMs: number;
+  phases?: CasePhases;
+  /** Directory with this case's artefacts, relative to the run directory. */
+  dir: string;
+  steps?: StepSummary[];
+}
+
+/** The fields of a fired point a report shows, whatever its kind. */
+export function firedSummary(f: FiredPoint): { kind: string; atMs?: number; symbol?: string; hits?: number; step?: string } {
+  return {
+    kind: f.kind,
+    ...('step' in f && f.step ? { step: f.step } : {}),
+    ...('atMs' in f && f.atMs !== undefined ? { atMs: f.atMs } : {}),
+    ...('symbol' in f ? { symbol: f.symbol } : {}),
+    ...('hits' in f ? { hits: f.hits } : f.kind === 'commit' ? { hits: f.k } : {}),
+  };
+}

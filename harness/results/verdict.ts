@@ -1,0 +1,28 @@
+import type { Finding, Allowance } from '../findings/finding.ts';
+import { isAllowed } from '../findings/finding.ts';
+import { ExitCode } from '../util/errors.ts';
+import type { CaseStatus } from './case.ts';
+import type { RunSummary } from './run.ts';
+
+/**
+ * A case's verdict from what the oracles found: not reached beats
+ * everything (nothing was proven), then a finding outside the allowance
+ * fails it.
+ */
+export function caseVerdict(findings: readonly Finding[], allow: Allowance, reached: boolean): { status: CaseStatus; failing: Finding[] } {
+  const failing = findings.filter((f) => !isAllowed(f, allow));
+  if (!reached) return { status: 'not-reached', failing };
+  return { status: failing.length ? 'fail' : 'pass', failing };
+}
+
+/**
+ * 1 when any case failed (a finding outside its allowance): a real result
+ * beats an infrastructure problem. Otherwise 3 when any case could not run
+ * or its crash point was never reached: nothing was proven for it, so it is
+ * never a pass. Otherwise 0.
+ */
+export function exitCodeFor(s: RunSummary): number {
+  if (s.counts.fail > 0) return ExitCode.failed;
+  if (s.counts.error > 0 || s.counts.notReached > 0) return ExitCode.infrastructure;
+  return ExitCode.pass;
+}

@@ -1,0 +1,117 @@
+import type { KernelInfo } from '../../kernel/kernel.ts';
+import type { Accel } from './accel.ts';
+
+export interface VmPaths {
+  qmp: string;
+  agent: string;
+  console: string;
+  pidfile: string;
+  gdb?: string;
+}
+
+/**
+ * The machine type and the names of the devices on it. q35 and pc put
+ * virtio on PCI; a `microvm` row (virtio-*-device on virtio-mmio) would need
+ * virtio_mmio in the initramfs's module list and has not been tried yet.
+ */
+export const machineProfiles = {
+  q35: { machine: 'q35', blockDevice: 'virtio-blk-pci', serialBus: 'virtio-serial-pci' },
+  pc: { machine: 'pc', blockDevice: 'virtio-blk-pci', serialBus: 'virtio-serial-pci' },
+} as const;
+export type MachineName = keyof typeof machineProfiles;
+
+export interface QemuArgvOptions {
+  kernel: KernelInfo;
+  initrd: string;
+  disk: { path: string; format: 'qcow2' | 'raw' };
+  paths: VmPaths;
+  accel: Accel;
+  memoryMb: number;
+  name: string;
+  machine?: MachineName;
+  /** Extra kernel command-line words (e.g. ext4 debug switches). */
+  append?: string[];
+  /** `-incoming` URI to restore a saved VM state instead of booting. */
+  incoming?: string;
+  /** Start with the CPU stopped (-S), e.g. to arm a breakpoint before the first instruction. */
+  startStopped?: boolean;
+  /** Appended verbatim, each element one argument. */
+  extraArgs?: readonly string[];
+}
+
+/** QEMU option values separate keys with commas; a literal comma is written twice. */
+export function optValue(s: string): string {
+  return s.replace(/,/g, ',,');
+}
+
+/** The guest kernel's command line. */
+export function kernelCommandLine(extra: readonly string[] = []): string {
+  return [
+    'console=ttyS0',
+    // Level 5 prints warnings and worse (WARNING:, EXT4-fs error) and skips the
+    // chatty info lines that slow a TCG boot down.
+    'loglevel=5',
+    // A panic reboots at once, and -no-reboot turns the reboot into QEMU's exit.
+    'panic=-1',
+    // Fixed kernel addresses: symbols read once from kallsyms hold for every boot.
+    'nokaslr',
+    'rdinit=/init',
+    'tsc=reliable',
+    'no_timer_check',
+    'i8042.noaux',
+    'i8042.nokbd',
+    'i8042.nopnp',
+    // Freed pages are zeroed, and QEMU's migration stream carries a zero page
+    // as a flag: the agent-ready snapshot holds only live memory (the
+    // unpacked initrd's buffer and boot-time garbage are not saved), so every
+    // case restores faster.
+    'init_on_free=1',
+    ...extra,
+  ].join(' ');
+}
+
+/**
+ * QEMU's argv for one qcrash VM. Every path is an argument of its own (no
+ * shell is involved) with commas doubled inside option values.
+ *
+ * The test disk uses cache=writeback, never cache=unsafe. Both put QEMU's
+ * writes in the host page cache, so after `stop` + `quit` every write the
+ * guest saw complete is in the image file either way. But unsafe answers the
+ * guest's flushes without running any node's flush-to-disk (block/io.c
+ * bdrv_co_flush skips it under BDRV_O_NO_FLUSH): no fdatasync of the image,
+ * and a blklogwrites node, which records flushes in that hook, would log
+ * none, so the power-cut model (replay up to a flush) would have nothing to
+ * cut at. writeback shows the guest a volatile cache and performs every
+ * flush it sends. (cache=none would also do but needs O_DIRECT, which tmpfs
+ * lacks.)
+ */
+export function qemuArgv(o: QemuArgvOptions): string[] {
+  const profile = machineProfiles[o.machine ?? 'q35'];
+  const argv = [
+    '-name', o.name,
+    '-machine', profile.machine,
+    '-accel', o.accel,
+    ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
+    '-m', String(o.memoryMb),
+    '-smp', '1',
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    '-kernel', o.kernel.bzImage,
+    '-initrd', o.initrd,
+    '-append', kernelCommandLine(o.append),
+    '-chardev', `file,id=con,path=${optValue(o.paths.console)}`,
+    '-serial', 'chardev:con',
+    '-chardev', `socket,id=qmp,path=${optValue(o.paths.qmp)},server=on,wait=off`,
+    '-mon', 'chardev=qmp,mode=control',
+    '-device', `${profile.serialBus},id=vser0`,
+    '-chardev', `socket,id=agent,path=${optValue(o.paths.agent)},server=on,wait=off`,
+    '-device', 'virtserialport,bus=vser0.0,chardev=agent,name=qcrash.agent',
+    '-drive', `file=${optValue(o.disk.path)},format=${o.disk.format},if=none,id=disk0,cache=writeback,discard=unmap`,
+    '-device', `${profile.blockDevice},drive=disk0`,
+    '-pidfile', o.paths.pidfile,
+  ];
+  if (o.paths.gdb) argv.push('-chardev', `socket,id=gdb0,path=${optValue(o.paths.gdb)},server=on,wait=off`, '-gdb', 'chardev:gdb0');
+  if (o.incoming) argv.push('-incoming', o.incoming);
+  if (o.startStopped) argv.push('-S');
+  if (o.extraArgs) argv.push(...o.extraArgs);
+  return argv;
+}

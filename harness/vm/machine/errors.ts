@@ -1,0 +1,38 @@
+import { InfraError } from '../../util/errors.ts';
+
+/** QEMU did not come up: keeps argv, exit code, QEMU's stderr and the console's last lines. */
+export class VmLaunchError extends InfraError {
+  constructor(
+    message: string,
+    readonly argv: string[],
+    readonly qemuExitCode: number | undefined,
+    readonly consoleTail: string,
+    readonly stderr: string,
+    cause?: unknown,
+  ) {
+    super(
+      `${message}${stderr ? `\nqemu stderr: ${stderr.trim().slice(-600)}` : ''}${consoleTail ? `\nconsole tail:\n${consoleTail}` : ''}`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
+/**
+ * QEMU did not end when asked (QMP quit) and had to be terminated or killed,
+ * as qemu.machine's AbnormalShutdown: the teardown still completed (no
+ * process or temp dir is left), but whatever the caller was doing with the
+ * VM cannot be trusted. Keeps why the orderly path failed.
+ */
+export class AbnormalShutdownError extends InfraError {
+  constructor(
+    readonly pid: number | undefined,
+    readonly escalation: 'SIGTERM' | 'SIGKILL',
+    readonly stderr: string,
+    cause?: unknown,
+  ) {
+    super(
+      `QEMU (pid ${pid}) did not exit on QMP quit and was stopped with ${escalation}${cause instanceof Error ? `: ${cause.message}` : ''}${stderr ? `\nqemu stderr: ${stderr.trim().slice(-400)}` : ''}`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}

@@ -1,0 +1,133 @@
+import { availableParallelism, freemem } from 'node:os';
+import type { Machine, MachineLauncher, MachineSpec } from './machine.ts';
+import { Vm } from './vm.ts';
+
+/**
+ * Host memory one VM takes: the guest's 256 MiB plus QEMU and TCG's
+ * translation buffers: a running qcrash VM showed about 310 MiB RSS here,
+ * rounded up for headroom.
+ */
+export const vmMemoryMiB = 512;
+
+/** VMs at once when the user does not say: one per core, but no more than free memory holds. */
+export function defaultJobs(): number {
+  return Math.max(1, Math.min(availableParallelism(), memorySlots()));
+}
+
+/** How many VMs free memory holds now. */
+export function memorySlots(): number {
+  return Math.max(1, Math.floor(freemem() / (vmMemoryMiB * 1024 * 1024)));
+}
+
+/**
+ * The machine layer's front door: every VM of a run (workloads, kernel
+ * recoveries, the symbol lookup boot, snapshot boots) is launched or
+ * restored here, at most `slots` at once, so the jobs and memory budget
+ * holds whoever asks. A slot is held from launch until the machine's
+ * shutdown (or dispose) and released exactly once, also when the launch
+ * fails. `launch` in the options replaces QEMU (tests pass a fake).
+ */
+export class MachinePool implements MachineLauncher {
+  readonly slots: number;
+  private active = 0;
+  private queue: Array<() => void> = [];
+  /** Most machines alive at once so far (bench and tests read it). */
+  peak = 0;
+  launched = 0;
+  private readonly launchFn: (spec: MachineSpec) => Promise<Machine>;
+
+  constructor(opts: { slots?: number; launch?: (spec: MachineSpec) => Promise<Machine> } = {}) {
+    this.slots = Math.max(1, opts.slots ?? defaultJobs());
+    this.launchFn = opts.launch ?? ((spec) => Vm.launch(spec));
+  }
+
+  async launch(spec: MachineSpec): Promise<Machine> {
+    await this.acquire();
+    let machine: Machine;
+    try {
+      machine = await this.launchFn(spec);
+    } catch (e) {
+      this.release();
+      throw e;
+    }
+    this.launched++;
+    return new PooledMachine(machine, () => this.release());
+  }
+
+  private acquire(): Promise<void> {
+    if (this.active < this.slots) {
+      this.active++;
+      this.peak = Math.max(this.peak, this.active);
+      return Promise.resolve();
+    }
+    return new Promise((resolve) =>
+      this.queue.push(() => {
+        this.active++;
+        this.peak = Math.max(this.peak, this.active);
+        resolve();
+      }),
+    );
+  }
+
+  private release(): void {
+    this.active--;
+    this.queue.shift()?.();
+  }
+
+  /** Machines alive now. */
+  get busy(): number {
+    return this.active;
+  }
+}
+
+/** A machine that gives its pool slot back when it is shut down, whichever way. */
+class PooledMachine implements Machine {
+  private released = false;
+  constructor(
+    readonly inner: Machine,
+    private readonly onRelease: () => void,
+  ) {}
+
+  get spec() {
+    return this.inner.spec;
+  }
+  get agent() {
+    return this.inner.agent;
+  }
+  get hello() {
+    return this.inner.hello;
+  }
+  get gdbSocket() {
+    return this.inner.gdbSocket;
+  }
+  kill() {
+    return this.inner.kill();
+  }
+  powerOff() {
+    return this.inner.powerOff();
+  }
+  saveState(file: string) {
+    return this.inner.saveState(file);
+  }
+  consoleText() {
+    return this.inner.consoleText();
+  }
+  saveArtefacts(prefix: string) {
+    return this.inner.saveArtefacts(prefix);
+  }
+
+  async shutdown(): Promise<void> {
+    try {
+      await this.inner.shutdown();
+    } finally {
+      if (!this.released) {
+        this.released = true;
+        this.onRelease();
+      }
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+}

@@ -1,0 +1,64 @@
+import { createServer, type Socket } from 'node:net';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { InfraError } from '../../util/errors.ts';
+import { TempDir } from '../../util/tempdir.ts';
+import type { QmpClient } from '../qmp/client.ts';
+
+/**
+ * VM snapshots through QEMU migration over a unix socket that qcrash itself
+ * serves, so no shell ever sees a path (QEMU 7.2's exec: URIs would run
+ * sh -c). Saved at "agent ready" with the test disk not yet mounted, so every
+ * case restored from it starts from the same guest state on a fresh overlay
+ * of the same base image. Per-case randomness must come from the host: the
+ * guest's RNG state is the same after every restore.
+ */
+export async function saveVmState(qmp: QmpClient, file: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await using tmp = await TempDir.create('snapshot');
+  const sock = tmp.join('migrate.sock');
+  const partial = `${file}.${process.pid}.partial`;
+  const received = new Promise<void>((resolve, reject) => {
+    const server = createServer((s: Socket) => {
+      server.close();
+      pipeline(s, createWriteStream(partial)).then(resolve, reject);
+    });
+    server.on('error', reject);
+    server.listen(sock);
+  });
+  await new Promise((r) => setTimeout(r, 10));
+  await qmp.execute('stop');
+  await qmp.execute('migrate', { uri: `unix:${sock}` });
+  for (;;) {
+    const s = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+    if (s.status === 'completed') break;
+    if (s.status === 'failed' || s.status === 'cancelled') throw new InfraError(`saving the VM state failed: ${s['error-desc'] ?? s.status}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await received;
+  await rename(partial, file);
+}
+
+/**
+ * The descriptor a restoring QEMU reads its saved state from (`-incoming
+ * fd:3`, the file opened by the harness and inherited): QEMU reads the file
+ * itself from the moment it starts, with no socket or copy in between, which
+ * halved restore time against streaming it through a unix socket.
+ */
+export const incomingFd = 3;
+
+/** Wait until a QEMU started with `-incoming fd:N -S` has loaded the saved state, then resume it. */
+export async function finishRestore(qmp: QmpClient, file: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await qmp.execute<{ status: string }>('query-status');
+    if (st.status !== 'inmigrate') break;
+    if (Date.now() > deadline) throw new InfraError(`restoring the VM state from ${file} (${(await stat(file)).size} bytes) did not finish in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const m = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+  if (m.status && m.status !== 'completed') throw new InfraError(`restoring the VM state from ${file} failed: ${m['error-desc'] ?? m.status}`);
+  await qmp.execute('cont');
+}

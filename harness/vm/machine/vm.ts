@@ -1,0 +1,322 @@
+import { execa, type ResultPromise } from 'execa';
+import { readFile, access, copyFile, writeFile, open } from 'node:fs/promises';
+import { InfraError } from '../../util/errors.ts';
+import { onCleanup } from '../../util/cleanup.ts';
+import { TempDir } from '../../util/tempdir.ts';
+import { tool } from '../../util/tools.ts';
+import { QmpClient } from '../qmp/client.ts';
+import type { QmpEvent } from '../qmp/protocol.ts';
+import { QmpDisconnectedError } from '../qmp/errors.ts';
+import { AgentClient } from '../agent/client.ts';
+import { detectAccel, type Accel } from './accel.ts';
+import { qemuArgv, type VmPaths } from './argv.ts';
+import { finishRestore, incomingFd, saveVmState } from './snapshot.ts';
+import { AbnormalShutdownError, VmLaunchError } from './errors.ts';
+import type { AgentHello, Machine, MachineSpec, ShutdownEvent } from './machine.ts';
+
+export { VmLaunchError, AbnormalShutdownError } from './errors.ts';
+export type { AgentHello, MachineSpec } from './machine.ts';
+
+/** `Vm.launch` takes a machine spec; the role defaults to a test machine for direct use. */
+export type VmOptions = Omit<MachineSpec, 'role'> & { role?: MachineSpec['role']; name?: string };
+
+/**
+ * One QEMU VM, the real Machine. `launch` builds argv, starts QEMU under
+ * `setpriv --pdeathsig KILL` (so a SIGKILLed harness takes QEMU with it),
+ * connects QMP and the agent and waits until the agent is ready. `kill()` is
+ * the crash; `powerOff()` the clean end; `shutdown()` (also `await using`,
+ * and process signals through onCleanup) always runs the same teardown and
+ * removes the VM's private dir.
+ */
+export class Vm implements Machine {
+  readonly qmp = new QmpClient();
+  readonly agent = new AgentClient();
+  hello?: AgentHello;
+  private exitInfo?: { exitCode?: number; signal?: string };
+  private stderrText = '';
+  /** Aborted when QEMU exits: ends connection retries on sockets a dead QEMU left behind. */
+  private readonly exitSignal = new AbortController();
+  private disposed = false;
+  private readonly unregister: () => void;
+
+  private constructor(
+    readonly spec: MachineSpec,
+    readonly argv: string[],
+    readonly dir: TempDir,
+    readonly paths: VmPaths,
+    readonly accel: Accel,
+    private readonly proc: ResultPromise,
+    readonly startedAt: number,
+  ) {
+    this.unregister = onCleanup(async () => {
+      await this.teardown();
+    });
+    proc.stderr?.on('data', (d: Buffer | string) => {
+      this.stderrText = (this.stderrText + String(d)).slice(-8192);
+    });
+    const exited = (info: { exitCode?: number; signal?: string }) => {
+      this.exitInfo = info;
+      this.exitSignal.abort(new InfraError(`QEMU exited (${this.exitDescription()})`));
+    };
+    proc.then(
+      (r) => exited({ exitCode: r.exitCode, signal: r.signal }),
+      (e: { exitCode?: number; signal?: string }) => exited({ exitCode: e.exitCode, signal: e.signal }),
+    );
+  }
+
+  get kernel() {
+    return this.spec.kernel;
+  }
+
+  get gdbSocket(): string | undefined {
+    return this.paths.gdb;
+  }
+
+  static async launch(o: VmOptions): Promise<Vm> {
+    const spec: MachineSpec = { ...o, role: o.role ?? 'test' };
+    const accel = spec.accel ?? (await detectAccel()).accel;
+    const qemu = await tool('qemu-system-x86_64');
+    const setpriv = await tool('setpriv');
+    // Opened before the VM's temp dir exists, so a missing state file leaves nothing behind.
+    const state = spec.restoreFrom
+      ? await open(spec.restoreFrom, 'r').catch((e: Error) => {
+          throw new InfraError(`cannot read the saved VM state ${spec.restoreFrom}: ${e.message}`);
+        })
+      : undefined;
+    const dir = await TempDir.create('vm');
+    const paths: VmPaths = {
+      qmp: dir.join('qmp.sock'),
+      agent: dir.join('agent.sock'),
+      console: dir.join('console.log'),
+      pidfile: dir.join('qemu.pid'),
+      ...(spec.gdb ? { gdb: dir.join('gdb.sock') } : {}),
+    };
+    const argv = [
+      qemu,
+      ...qemuArgv({
+        kernel: spec.kernel,
+        initrd: spec.initrd,
+        disk: spec.disk,
+        paths,
+        accel,
+        memoryMb: spec.memoryMb ?? 256,
+        name: o.name ?? `qcrash-${spec.role}`,
+        ...(spec.append ? { append: spec.append } : {}),
+        ...(spec.extraArgs ? { extraArgs: spec.extraArgs } : {}),
+        // A restore reads the saved state from an inherited descriptor while
+        // QEMU starts, and stays paused (-S) until the agent's port is connected.
+        ...(spec.restoreFrom ? { incoming: `fd:${incomingFd}`, startStopped: true } : {}),
+        ...(spec.startStopped ? { startStopped: true } : {}),
+      }),
+    ];
+    // execa hands a descriptor number to the child as is (node's spawn does);
+    // its types only admit numbers for fds 0-2.
+    const inherited = (state ? [state.fd] : []) as unknown as Array<'ignore'>;
+    const startedAt = performance.now();
+    // setpriv execs QEMU, so the child's pid is QEMU's.
+    const proc = execa(setpriv, ['--pdeathsig', 'KILL', '--', ...argv], {
+      reject: false,
+      stdio: ['ignore', 'ignore', 'pipe', ...inherited],
+      encoding: 'utf8',
+      buffer: false,
+      cleanup: true,
+    });
+    // QEMU holds its own copy of the descriptor.
+    await state?.close();
+    const vm = new Vm(spec, argv, dir, paths, accel, proc, startedAt);
+    try {
+      await vm.connect(spec.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 120_000), spec.waitAgent ?? true, spec.restoreFrom);
+    } catch (e) {
+      const err = await vm.launchError(e);
+      // The launch error says what went wrong; a hard kill on the way out adds nothing to it.
+      await vm.teardown();
+      throw err;
+    }
+    return vm;
+  }
+
+  private async connect(timeoutMs: number, waitAgent: boolean, restoreFrom?: string): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    const left = () => Math.max(1000, deadline - performance.now());
+    await this.waitForSocket(this.paths.qmp, deadline);
+    const signal = this.exitSignal.signal;
+    await this.qmp.connect(this.paths.qmp, left(), signal);
+    const qmpAt = performance.now() - this.startedAt;
+    // The agent's host side connects before the guest can write to the port
+    // (its writes block until then), and before a restored guest resumes.
+    await this.waitForSocket(this.paths.agent, deadline);
+    await this.agent.connect(this.paths.agent, left(), signal);
+    const agentAt = performance.now() - this.startedAt;
+    if (restoreFrom) await finishRestore(this.qmp, restoreFrom, left());
+    const restoredAt = performance.now() - this.startedAt;
+    if (!waitAgent) return;
+    // A restored guest's agent said "ready" before the snapshot: ask it instead.
+    const info = restoreFrom ? await this.agent.hello(left()) : await this.agent.waitReady(left());
+    const bootMs = performance.now() - this.startedAt;
+    this.hello = { ...info, bootMs, phases: { qmp: qmpAt, agentPort: agentAt, ...(restoreFrom ? { restored: restoredAt } : {}), ready: bootMs } };
+  }
+
+  private async waitForSocket(path: string, deadline: number): Promise<void> {
+    while (performance.now() < deadline) {
+      if (this.exitInfo) throw new InfraError(`QEMU exited (${this.exitDescription()}) before it opened ${path}`);
+      if (await access(path).then(() => true, () => false)) return;
+      // Short polls: QEMU creates its sockets within milliseconds, and a
+      // restored VM is ready in a few hundred.
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    throw new InfraError(`QEMU did not create ${path} in time`);
+  }
+
+  private async launchError(cause: unknown): Promise<VmLaunchError> {
+    // Give QEMU a moment to exit and print why.
+    await this.waitExit(500);
+    return new VmLaunchError(
+      `VM did not start${this.exitInfo ? ` (QEMU ${this.exitDescription()})` : ''}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      this.argv,
+      this.exitInfo?.exitCode,
+      await this.consoleTail(),
+      this.stderrText,
+      cause,
+    );
+  }
+
+  private exitDescription(): string {
+    return this.exitInfo?.signal ? `killed by ${this.exitInfo.signal}` : `exit code ${this.exitInfo?.exitCode}`;
+  }
+
+  /** QEMU's pid (setpriv exec'ed it). */
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  get exited(): boolean {
+    return this.exitInfo !== undefined;
+  }
+
+  get exitCode(): number | undefined {
+    return this.exitInfo?.exitCode;
+  }
+
+  /** QEMU's stderr so far (the last 8 KiB). */
+  get stderr(): string {
+    return this.stderrText;
+  }
+
+  get consoleLogPath(): string {
+    return this.paths.console;
+  }
+
+  async consoleText(): Promise<string> {
+    return readFile(this.paths.console, 'utf8').catch(() => '');
+  }
+
+  async consoleTail(lines = 30): Promise<string> {
+    return (await this.consoleText()).split('\n').slice(-lines).join('\n');
+  }
+
+  /** Every QMP message sent and received, as JSONL. */
+  qmpTranscript(): string {
+    return this.qmp.transcriptJsonl();
+  }
+
+  /**
+   * The crash: freeze the vCPUs (`stop`) so nothing more reaches the disk,
+   * then `quit`. Returns the SHUTDOWN event (reason host-qmp-quit). If the
+   * guest already ended the VM (a panic with -no-reboot), returns that
+   * earlier SHUTDOWN instead, whose data says guest: true.
+   */
+  async kill(timeoutMs = 10_000): Promise<ShutdownEvent> {
+    if (!this.exitInfo && !this.qmp.closed) {
+      try {
+        await this.qmp.execute('stop', undefined, timeoutMs);
+        await this.qmp.quit(timeoutMs);
+      } catch (e) {
+        if (!(e instanceof QmpDisconnectedError)) throw e;
+      }
+    }
+    if (!(await this.waitExit(timeoutMs))) throw new InfraError(`QEMU (pid ${this.pid}) did not exit after quit`);
+    return this.qmp.eventLog.findLast((e) => e.event === 'SHUTDOWN');
+  }
+
+  /**
+   * Clean power-off through the agent: sync, umount, then `reboot -f`,
+   * which ends QEMU because it runs with -no-reboot. That works on every
+   * kernel, with or without ACPI (a minimal kernel hangs in `poweroff -f`).
+   * Returns the SHUTDOWN event.
+   */
+  async powerOff(timeoutMs = 60_000): Promise<ShutdownEvent> {
+    const since = this.qmp.eventLog.length;
+    const shutdown = this.qmp.waitEvent('SHUTDOWN', timeoutMs, since).catch(() => undefined);
+    this.agent.send('poweroff', []);
+    const ev = await shutdown;
+    await this.waitExit(timeoutMs);
+    return ev ?? this.qmp.eventLog.slice(since).find((e) => e.event === 'SHUTDOWN');
+  }
+
+  async saveState(file: string): Promise<void> {
+    await saveVmState(this.qmp, file);
+  }
+
+  async waitExit(timeoutMs: number): Promise<boolean> {
+    if (this.exitInfo) return true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.proc, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    return this.exitInfo !== undefined;
+  }
+
+  /** Copy the console log and the QMP and agent transcripts into a case folder: `${prefix}console.log` etc. */
+  async saveArtefacts(prefix: string): Promise<void> {
+    await copyFile(this.paths.console, `${prefix}console.log`).catch(() => writeFile(`${prefix}console.log`, ''));
+    await this.qmp.transcript.save(`${prefix}qmp.jsonl`);
+    await this.agent.transcript.save(`${prefix}agent.log`, 'text');
+  }
+
+  /**
+   * The one teardown, whatever state the VM is in: QMP quit, then SIGTERM,
+   * then SIGKILL, each only if QEMU still runs; then close the channels and
+   * remove the private dir. Idempotent. Raises AbnormalShutdownError (after
+   * the cleanup) when QEMU had to be terminated or killed.
+   */
+  async shutdown(opts: { stageTimeoutMs?: number } = {}): Promise<void> {
+    const abnormal = await this.teardown(opts.stageTimeoutMs);
+    if (abnormal) throw abnormal;
+  }
+
+  private teardownDone?: Promise<AbnormalShutdownError | undefined>;
+
+  private teardown(stageTimeoutMs = 3000): Promise<AbnormalShutdownError | undefined> {
+    if (this.disposed) return this.teardownDone!;
+    this.disposed = true;
+    this.unregister();
+    this.teardownDone = (async () => {
+      let abnormal: AbnormalShutdownError | undefined;
+      let quitFailure: unknown;
+      try {
+        if (!this.exitInfo && !this.qmp.closed) await this.qmp.quit(stageTimeoutMs).catch((e: unknown) => (quitFailure = e));
+        if (!(await this.waitExit(stageTimeoutMs))) {
+          this.proc.kill('SIGTERM');
+          let escalation: 'SIGTERM' | 'SIGKILL' = 'SIGTERM';
+          if (!(await this.waitExit(stageTimeoutMs))) {
+            escalation = 'SIGKILL';
+            this.proc.kill('SIGKILL');
+            await this.waitExit(5000);
+          }
+          abnormal = new AbnormalShutdownError(this.pid, escalation, this.stderrText, quitFailure ?? (this.qmp.closed ? this.qmp.disconnectCause ?? new Error('the QMP connection was closed') : undefined));
+        }
+      } finally {
+        this.qmp.close();
+        this.agent.close();
+        await this.dir.remove();
+      }
+      return abnormal;
+    })();
+    return this.teardownDone;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+  }
+}
+
+export type { QmpEvent };

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
-import { defaultJobs } from '../vm/machine/pool.ts';
+import { availableParallelism } from 'node:os';
+import { defaultJobs, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
 import { runSuite } from '../run/runner.ts';
 import { defaultKeep } from '../run/case-runner.ts';
 import { exitCodeFor } from '../results/verdict.ts';
@@ -36,7 +37,15 @@ export function registerRun(program: Command): void {
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
-    .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean }) => {
+    .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean }, cmd: Command) => {
+      if (o.resume) {
+        // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
+        const given = ['kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        if (inputs.length || given.length) {
+          throw new ConfigError(`--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`);
+        }
+      }
+      checkJobs(o.jobs);
       const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
       const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
       const { summary, dir, reporterFailures } = await runSuite({
@@ -60,6 +69,17 @@ export function registerRun(program: Command): void {
         process.exitCode = ExitCode.infrastructure;
       }
     });
+}
+
+/**
+ * More VMs than free memory holds would be killed by the OOM killer halfway
+ * through a run; more than a few per core only queue up behind each other.
+ */
+export function checkJobs(jobs: number): void {
+  const max = Math.min(memorySlots(), availableParallelism() * 8);
+  if (jobs > max) {
+    throw new ConfigError(`--jobs ${jobs}: this machine holds at most ${max} VMs at once (${availableParallelism()} cores, free memory for ${memorySlots()} at ${vmMemoryMiB} MiB each); give --jobs ${Math.min(max, availableParallelism())} or leave it out`);
+  }
 }
 
 export function parseRecovery(v: string): RecoveryMode[] {

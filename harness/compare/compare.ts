@@ -1,3 +1,4 @@
+import type { CaseStatus } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
 import { findingSignature } from '../results/signature.ts';
 
@@ -10,10 +11,18 @@ export interface Comparison {
   gone: string[];
   unchanged: string[];
   /** Cases whose status changed, e.g. pass -> fail. */
-  statusChanges: Array<{ id: string; from: string; to: string }>;
+  statusChanges: Array<{ id: string; from: CaseStatus; to: CaseStatus }>;
+  /** Cases that got worse: a pass (or not-reached) that failed or errored, a failure that became an error. */
+  worse: Array<{ id: string; from: CaseStatus; to: CaseStatus }>;
+  /** Cases that ran and now did not reach their crash point: coverage lost, not a finding. */
+  lostCoverage: Array<{ id: string; from: CaseStatus }>;
+  /** Cases of A that B does not have at all. */
   onlyInA: string[];
   onlyInB: string[];
 }
+
+/** How bad a status is, for "got worse": a failure and an error both mean the newer run is not as good. */
+const badness: Record<CaseStatus, number> = { pass: 0, 'not-reached': 1, fail: 2, error: 2 };
 
 function signatures(s: RunSummary, failingOnly: boolean): Set<string> {
   const out = new Set<string>();
@@ -21,29 +30,42 @@ function signatures(s: RunSummary, failingOnly: boolean): Set<string> {
   return out;
 }
 
-/** Compare two runs by finding signature; `failingOnly` ignores allowed findings (leaks) by default. */
+/** Compare two runs by finding signature and by case; `failingOnly` ignores allowed findings (leaks) by default. */
 export function compareRuns(a: RunSummary, b: RunSummary, opts: { failingOnly?: boolean } = {}): Comparison {
   const failingOnly = opts.failingOnly ?? true;
   const sa = signatures(a, failingOnly);
   const sb = signatures(b, failingOnly);
   const casesA = new Map(a.cases.map((c) => [c.id, c]));
   const casesB = new Map(b.cases.map((c) => [c.id, c]));
+  const changes = [...casesB.values()]
+    .filter((c) => casesA.has(c.id) && casesA.get(c.id)!.status !== c.status)
+    .map((c) => ({ id: c.id, from: casesA.get(c.id)!.status, to: c.status }));
   return {
     a: a.runId,
     b: b.runId,
     added: [...sb].filter((x) => !sa.has(x)).sort(),
     gone: [...sa].filter((x) => !sb.has(x)).sort(),
     unchanged: [...sa].filter((x) => sb.has(x)).sort(),
-    statusChanges: [...casesB.values()]
-      .filter((c) => casesA.has(c.id) && casesA.get(c.id)!.status !== c.status)
-      .map((c) => ({ id: c.id, from: casesA.get(c.id)!.status, to: c.status })),
+    statusChanges: changes,
+    worse: changes.filter((c) => (c.to !== 'not-reached' && badness[c.to] > badness[c.from]) || (c.from === 'fail' && c.to === 'error')),
+    lostCoverage: changes.filter((c) => c.to === 'not-reached').map(({ id, from }) => ({ id, from })),
     onlyInA: [...casesA.keys()].filter((k) => !casesB.has(k)).sort(),
     onlyInB: [...casesB.keys()].filter((k) => !casesA.has(k)).sort(),
   };
 }
 
+/**
+ * The nightly verdict: 1 when B has new failing findings, a case got worse,
+ * or a case of A is missing from B; with `strict`, lost coverage too.
+ */
+export function comparisonExitCode(c: Comparison, strict = false): 0 | 1 {
+  if (c.added.length || c.worse.length || c.onlyInA.length) return 1;
+  if (strict && c.lostCoverage.length) return 1;
+  return 0;
+}
+
 export function formatComparison(c: Comparison): string {
-  const out = [`qcrash compare ${c.a} -> ${c.b}`, `(signature: scenario | crash point | recovery | class | code)`, ''];
+  const out = [`qcrash compare ${c.a} -> ${c.b}`, `(signature: scenario | crash point | recovery | class | code[ | title])`, ''];
   const section = (title: string, items: string[]) => {
     out.push(`${title}: ${items.length}`);
     for (const i of items) out.push(`  ${i}`);
@@ -51,8 +73,10 @@ export function formatComparison(c: Comparison): string {
   section('NEW findings', c.added);
   section('GONE findings', c.gone);
   section('unchanged findings', c.unchanged);
+  if (c.worse.length) section('WORSE cases', c.worse.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
+  if (c.onlyInA.length) section(`MISSING cases (in ${c.a}, not in ${c.b})`, c.onlyInA);
+  if (c.lostCoverage.length) section('lost coverage (crash point not reached)', c.lostCoverage.map((s) => `${s.id}: ${s.from} -> not-reached`));
   if (c.statusChanges.length) section('status changes', c.statusChanges.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
-  if (c.onlyInA.length) section(`cases only in ${c.a}`, c.onlyInA);
   if (c.onlyInB.length) section(`cases only in ${c.b}`, c.onlyInB);
   return out.join('\n') + '\n';
 }

@@ -1,4 +1,4 @@
-import type { CrashPoint, Step } from '../scenario/model.ts';
+import { stepTimeoutMs, type CrashPoint, type Step } from '../scenario/model.ts';
 import type { Machine } from '../vm/machine/machine.ts';
 import type { AgentReply } from '../vm/agent/client.ts';
 import { InfraError } from '../util/errors.ts';
@@ -23,7 +23,7 @@ export interface WorkloadOptions {
   stepTimeoutMs?: number;
 }
 
-export const defaultStepTimeoutMs = 120_000;
+export const defaultStepTimeoutMs = stepTimeoutMs;
 
 /**
  * Drive the steps through the agent and end the machine where the crash

@@ -130,3 +130,24 @@ export async function listRecipeNames(): Promise<string[]> {
     return [];
   }
 }
+
+/** What a recipe's filesystem holds, by kind: scenarios check the paths their steps name against it. */
+export function recipePaths(recipe: Recipe): { files: Set<string>; dirs: Set<string>; symlinks: Set<string> } {
+  const files = new Set<string>();
+  const dirs = new Set<string>(['/']);
+  const symlinks = new Set<string>();
+  const addParents = (p: string) => {
+    for (let d = p.slice(0, p.lastIndexOf('/')); d; d = d.slice(0, d.lastIndexOf('/'))) dirs.add(d);
+  };
+  for (const e of recipe.entries) {
+    addParents(e.path);
+    if (e.kind === 'file') files.add(e.path);
+    else if (e.kind === 'dir') dirs.add(e.path);
+    else if (e.kind === 'symlink') symlinks.add(e.path);
+    else {
+      dirs.add(e.path);
+      for (let i = 0; i < e.count; i++) files.add(`${e.path}/f${i}`);
+    }
+  }
+  return { files, dirs, symlinks };
+}

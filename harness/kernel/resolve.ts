@@ -1,4 +1,4 @@
-import { access, readdir, readFile } from 'node:fs/promises';
+import { access, open, readdir, readFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { ConfigError } from '../util/errors.ts';
 import { cacheDir } from '../util/paths.ts';
@@ -31,6 +31,9 @@ export async function resolveKernel(spec: string): Promise<KernelInfo> {
   if (spec.includes('/') || spec.endsWith('bzImage')) {
     const p = resolve(spec);
     if (!(await access(p).then(() => true, () => false))) throw new ConfigError(`--kernel ${spec}: no such file`);
+    if (!(await isBzImage(p))) {
+      throw new ConfigError(`--kernel ${spec} is not a bzImage (no "HdrS" x86 boot header at byte 0x202): give arch/x86/boot/bzImage of a build, "stock", or a kernel id from qcrash kernel list`);
+    }
     const map = join(dirname(p), 'System.map');
     const hasMap = await access(map).then(() => true, () => false);
     return { id: `path-${p}`, kind: 'path', release: 'unknown', bzImage: p, ...(hasMap ? { systemMap: map } : {}), builtinDrivers: true };
@@ -40,4 +43,19 @@ export async function resolveKernel(spec: string): Promise<KernelInfo> {
   if (matches.length === 1) return matches[0]!;
   if (matches.length > 1) throw new ConfigError(`--kernel ${spec} is ambiguous: ${matches.map((k) => k.id).join(', ')}`);
   throw new ConfigError(`--kernel ${spec}: not "stock", not a bzImage path and not a built kernel id.${didYouMean(spec, ['stock', ...built.map((k) => k.id)])} See: qcrash kernel list`);
+}
+
+/** The x86 boot protocol's header signature, which every bzImage carries at 0x202. */
+async function isBzImage(path: string): Promise<boolean> {
+  const fh = await open(path, 'r').catch(() => undefined);
+  if (!fh) return false;
+  try {
+    const b = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(b, 0, 4, 0x202);
+    return bytesRead === 4 && b.toString('latin1') === 'HdrS';
+  } catch {
+    return false;
+  } finally {
+    await fh.close();
+  }
 }

@@ -1,4 +1,22 @@
 import type { CaseResult } from './case.ts';
+import type { RecoveryMode } from '../scenario/model.ts';
+
+export type KeepPolicy = 'failed' | 'all' | 'none';
+
+/**
+ * Everything that decides what a run tests, as given: kept in run.json so
+ * that --resume finishes the same run, never a mix of two configurations.
+ */
+export interface RunConfig {
+  /** Scenario files and folders, absolute. */
+  inputs: string[];
+  /** --kernel as given: stock, a built kernel id, or a bzImage path (absolute). */
+  kernel: string;
+  filter?: string[];
+  recovery?: RecoveryMode[];
+  keep: KeepPolicy;
+  snapshots: boolean;
+}
 
 export interface ToolVersions {
   qemu: string;
@@ -18,6 +36,10 @@ export interface RunSummary {
   seed: number;
   accel: 'kvm' | 'tcg';
   scenarios: Array<{ name: string; file: string; hash: string; suite: string }>;
+  /** Absent in runs made before qcrash recorded it (they cannot be resumed). */
+  config?: RunConfig;
+  /** The qcrash that made the run: a hash of its sources (the package version never changes). */
+  qcrash?: { version: string; build: string };
   counts: { total: number; pass: number; fail: number; error: number; notReached: number };
   cases: CaseResult[];
 }

@@ -40,11 +40,17 @@ export class RunStore {
   }
 
   static async open(dir: string): Promise<RunStore> {
+    let text: string;
+    try {
+      text = await readFile(join(dir, 'run.json'), 'utf8');
+    } catch {
+      throw new ConfigError(`${dir} is not a qcrash run folder (no run.json)`);
+    }
     let meta: RunMeta;
     try {
-      meta = JSON.parse(await readFile(join(dir, 'run.json'), 'utf8')) as RunMeta;
-    } catch {
-      throw new ConfigError(`${dir} is not a qcrash run directory (no run.json)`);
+      meta = JSON.parse(text) as RunMeta;
+    } catch (e) {
+      throw new ConfigError(`${join(dir, 'run.json')} is damaged (${(e as Error).message}): the run cannot be read or resumed`);
     }
     return new RunStore(resolve(dir), meta);
   }
@@ -60,8 +66,15 @@ export class RunStore {
     await writeJsonAtomic(join(dir, 'case.json'), { ...r, dir: caseRelDir(r.id) });
   }
 
+  /**
+   * The cases written so far. For --resume an unreadable case.json is a case
+   * to run again (said on stderr); readers that must not lose a case use
+   * readCases() and refuse.
+   */
   async loadCases(): Promise<CaseResult[]> {
-    return loadCaseFiles(this.dir);
+    const { cases, unreadable } = await readCaseFiles(this.dir);
+    for (const u of unreadable) process.stderr.write(`qcrash: ${u.file} is unreadable (${u.error}): that case runs again\n`);
+    return cases;
   }
 
   async completedCaseIds(): Promise<Set<string>> {
@@ -78,32 +91,69 @@ export class RunStore {
   }
 }
 
-async function loadCaseFiles(dir: string): Promise<CaseResult[]> {
+const statuses = new Set(['pass', 'fail', 'error', 'not-reached']);
+
+function isCase(v: unknown): v is CaseResult {
+  const c = v as Partial<CaseResult> | null;
+  return !!c && typeof c.id === 'string' && statuses.has(c.status as string) && Array.isArray(c.findings) && Array.isArray(c.failing);
+}
+
+/** Every case.json under a run folder, and the ones that could not be read. */
+export async function readCaseFiles(dir: string): Promise<{ cases: CaseResult[]; unreadable: Array<{ file: string; error: string }> }> {
   let files: string[];
   try {
     files = (await readdir(join(dir, 'cases'), { recursive: true })) as string[];
   } catch {
-    return [];
+    return { cases: [], unreadable: [] };
   }
-  const out: CaseResult[] = [];
-  for (const f of files.filter((x) => x.endsWith('case.json'))) {
+  const cases: CaseResult[] = [];
+  const unreadable: Array<{ file: string; error: string }> = [];
+  for (const f of files.filter((x) => x.endsWith('case.json')).sort()) {
+    const file = join(dir, 'cases', f);
     try {
-      out.push(JSON.parse(await readFile(join(dir, 'cases', f), 'utf8')) as CaseResult);
-    } catch {
-      /* an unreadable case file is a case to run again */
+      const v: unknown = JSON.parse(await readFile(file, 'utf8'));
+      if (!isCase(v)) throw new Error('not a case record');
+      cases.push(v);
+    } catch (e) {
+      unreadable.push({ file, error: (e as Error).message });
     }
   }
-  return out;
+  return { cases, unreadable };
 }
 
-/** Load a run's summary; rebuilds it from the case files when summary.json is missing (an interrupted run). */
+/**
+ * A run's summary, for readers (compare, merge, reports): summary.json, or
+ * rebuilt from the case files when the run was interrupted before writing
+ * it. A damaged summary.json or case.json, or a run without a single case,
+ * is refused: a comparison that silently drops cases would call a lost case
+ * "unchanged".
+ */
 export async function loadSummary(dir: string): Promise<RunSummary> {
+  const file = join(dir, 'summary.json');
+  let text: string | undefined;
   try {
-    return JSON.parse(await readFile(join(dir, 'summary.json'), 'utf8')) as RunSummary;
+    text = await readFile(file, 'utf8');
   } catch {
-    const store = await RunStore.open(dir);
-    return store.summary(await store.loadCases(), false);
+    text = undefined;
   }
+  let summary: RunSummary;
+  if (text !== undefined) {
+    try {
+      summary = JSON.parse(text) as RunSummary;
+    } catch (e) {
+      throw new ConfigError(`${file} is damaged (${(e as Error).message}): the run cannot be read`);
+    }
+    if (!summary || typeof summary.runId !== 'string' || !Array.isArray(summary.cases) || !summary.cases.every(isCase)) {
+      throw new ConfigError(`${file} is not a qcrash run summary (no runId, or a case without id and status)`);
+    }
+  } else {
+    const store = await RunStore.open(dir);
+    const { cases, unreadable } = await readCaseFiles(dir);
+    if (unreadable.length) throw new ConfigError(`${unreadable[0]!.file} is damaged (${unreadable[0]!.error})${unreadable.length > 1 ? ` and ${unreadable.length - 1} more case file(s)` : ''}: the run cannot be read`);
+    summary = store.summary(cases, false);
+  }
+  if (!summary.cases.length) throw new ConfigError(`${dir} holds no case: there is nothing to read (did the run start?)`);
+  return summary;
 }
 
 /**

@@ -18,7 +18,9 @@ import { runOracles, writeE2fsckLogs } from '../checks/oracle.ts';
 import type { CaseResult } from '../results/case.ts';
 import { caseVerdict } from '../results/verdict.ts';
 
-export type KeepPolicy = 'failed' | 'all' | 'none';
+import type { KeepPolicy } from '../results/run.ts';
+
+export type { KeepPolicy } from '../results/run.ts';
 
 /** The one default for every entry point (CLI, validate, bisect, library callers). */
 export const defaultKeep: KeepPolicy = 'all';

@@ -1,4 +1,5 @@
 import { sha256 } from '../util/hash.ts';
+import { ConfigError } from '../util/errors.ts';
 import { crashPointLabel, type CaseSpec, type Scenario } from './model.ts';
 
 /** Derive a case's seed from the run seed and the case id: a case reruns alone with the same randomness. */
@@ -8,6 +9,13 @@ export function caseSeed(runSeed: number, caseId: string): number {
 
 /** Scenario x crash point x repetition -> cases, in a stable order. */
 export function expandCases(scenarios: readonly Scenario[], runSeed: number): CaseSpec[] {
+  const byName = new Map<string, Scenario>();
+  for (const s of scenarios) {
+    const other = byName.get(s.name);
+    // Two scenarios with one id would write the same case folders (and race on them with --jobs > 1).
+    if (other) throw new ConfigError(`two scenarios have the id "${s.name}": ${other.file} and ${s.file}; give one of them a distinct \`name:\``);
+    byName.set(s.name, s);
+  }
   const cases: CaseSpec[] = [];
   for (const s of scenarios) {
     const labels = new Set<string>();

@@ -61,6 +61,9 @@ export type CrashPoint =
 
 export type RecoveryMode = RecoveryModeName;
 
+/** Bound on each workload step and each wait for a crash point: a wedged guest must not hang a run. */
+export const stepTimeoutMs = 120_000;
+
 /** One scenario file after parsing and validation. */
 export interface Scenario {
   name: string;
@@ -72,6 +75,8 @@ export interface Scenario {
   /** Kernel command-line additions for the workload boot. */
   steps: Step[];
   crashPoints: CrashPoint[];
+  /** The line of each crash point's `kill:` item (for errors found later, such as an unknown kernel symbol). */
+  pointLines?: Array<number | undefined>;
   repeat: number;
   recovery: RecoveryMode[];
   allow: Allowance;
@@ -81,7 +86,7 @@ export interface Scenario {
 
 /** One scenario x crash point x repetition: the unit that runs in one VM. */
 export interface CaseSpec {
-  /** Stable id: "<scenario>/<point-label>/r<rep>"; the same on every machine for the same inputs. */
+  /** Stable id: "<scenario id>/<point-label>/r<rep>"; the same on every machine for the same inputs. */
   id: string;
   scenario: Scenario;
   crashPoint: CrashPoint;

@@ -1,13 +1,14 @@
 import { readFile, stat, readdir } from 'node:fs/promises';
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, extname, join, relative, resolve, sep } from 'node:path';
 import type { z } from 'zod';
 import { ConfigError } from '../util/errors.ts';
+import { scenariosDir } from '../util/paths.ts';
 import { closeMatches, didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
 import { defaultAllowance } from '../findings/finding.ts';
-import type { CrashPoint, RecoveryMode, Scenario, Step, WriterMode } from './model.ts';
+import { stepTimeoutMs, type CrashPoint, type RecoveryMode, type Scenario, type Step, type WriterMode } from './model.ts';
 import { YamlSource } from '../util/yaml-source.ts';
-import { listRecipeNames } from '../image/recipe.ts';
+import { listRecipeNames, loadRecipe, recipePaths } from '../image/recipe.ts';
 import {
   pointArgs,
   pointScalarKey,
@@ -20,12 +21,37 @@ import {
 
 type Path = Array<string | number>;
 
+/**
+ * A scenario is a page of YAML; a file far larger is a mistake (a log
+ * pasted in, a generator gone wrong) that would otherwise take minutes and
+ * gigabytes to reject.
+ */
+export const maxScenarioBytes = 1 << 20;
+
+/**
+ * The id a scenario's cases are named by: its `name:`, else its path below
+ * the project's scenarios/ folder without .yaml (`validate/durability`),
+ * else the file's base name. Two scenarios of one run may not share one.
+ */
+export function scenarioId(file: string, name?: string): string {
+  if (name) return name;
+  const rel = relative(scenariosDir, resolve(file));
+  if (!rel.startsWith('..') && !rel.startsWith(sep) && rel !== '') return rel.slice(0, -extname(rel).length).split(sep).join('/');
+  return basename(file, extname(file));
+}
+
 /** Read and validate one scenario file; every error names file:line. */
 export async function loadScenario(file: string, opts: { suite?: string } = {}): Promise<Scenario> {
   let text: string;
   try {
+    const st = await stat(file);
+    if (st.isDirectory()) throw new ConfigError('is a directory, not a scenario file', { file });
+    if (st.size > maxScenarioBytes) {
+      throw new ConfigError(`scenario file is ${(st.size / (1 << 20)).toFixed(1)} MiB; the limit is ${maxScenarioBytes >> 20} MiB (a scenario is a page of YAML)`, { file });
+    }
     text = await readFile(file, 'utf8');
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError(`cannot read scenario file: ${(e as Error).message}`, { file });
   }
   return parseScenario(file, text, opts);
@@ -44,9 +70,17 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
     throw src.error(['recipe'], `unknown recipe "${top.recipe}" (recipes live in vm-images/recipes/).${didYouMean(top.recipe, recipes)}`);
   }
 
-  const name = top.name ?? basename(file, extname(file));
+  const name = scenarioId(file, top.name);
   const steps = parseSteps(src, top.steps, name);
-  const crashPoints = top.kill.flatMap((item, i) => parsePoint(src, ['kill', i], item, steps));
+  checkPaths(src, steps, recipePaths(await loadRecipe(top.recipe)));
+  const stepNames = new Set(steps.map((s) => s.name));
+  const pointLines: Array<number | undefined> = [];
+  const crashPoints = top.kill.flatMap((item, i) => {
+    const points = parsePoint(src, ['kill', i], item, steps, stepNames);
+    const line = src.lineOf(['kill', i]);
+    for (const _ of points) pointLines.push(line);
+    return points;
+  });
   const recovery: RecoveryMode[] = top.recovery === undefined ? ['e2fsck', 'kernel'] : Array.isArray(top.recovery) ? top.recovery : [top.recovery];
 
   return {
@@ -57,6 +91,7 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
     recipe: top.recipe,
     steps,
     crashPoints,
+    pointLines,
     repeat: top.repeat ?? 1,
     recovery: [...new Set(recovery)],
     allow: {
@@ -107,9 +142,13 @@ function argsObject(kindScalarKey: string | undefined, value: unknown): unknown 
   return value;
 }
 
+/** Where each step was written, for errors about its arguments. */
+const stepPaths = new WeakMap<Step, Path>();
+
 function parseSteps(src: YamlSource, items: unknown[], scenarioName: string): Step[] {
   const kinds = Object.keys(stepArgs) as StepArgKind[];
   const used = new Map<string, number>();
+  const names = new Set<string>();
   const steps: Step[] = [];
   items.forEach((item, i) => {
     const at: Path = ['steps', i];
@@ -126,8 +165,15 @@ function parseSteps(src: YamlSource, items: unknown[], scenarioName: string): St
       used.set(kind, n);
       if (n > 1) stepName = `${kind}-${n}`;
     }
-    if (steps.some((s) => s.name === stepName)) fail(src, argPath, `duplicate step name "${stepName}"`);
-    steps.push(toStep(k, stepName, args, scenarioName));
+    // A set, not a scan of the steps so far: validation stays linear in the file's size.
+    if (names.has(stepName)) fail(src, argPath, `duplicate step name "${stepName}"`);
+    names.add(stepName);
+    if (k === 'sleep' && (args.ms as number) >= stepTimeoutMs) {
+      fail(src, [...argPath, 'ms'], `a sleep of ${args.ms} ms would outlast the step timeout (${stepTimeoutMs / 1000} s): the case would end as an error`);
+    }
+    const step = toStep(k, stepName, args, scenarioName);
+    stepPaths.set(step, argPath);
+    steps.push(step);
   });
   return steps;
 }
@@ -173,7 +219,52 @@ function toStep(kind: StepArgKind, name: string, a: Record<string, unknown>, sce
   }
 }
 
-function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[]): CrashPoint[] {
+/**
+ * Every path a step names must be there when the step runs: in the recipe,
+ * or made by an earlier `write` or writer. Otherwise chattr or fsync fails
+ * in the guest and the case would test nothing; better a file:line now.
+ */
+function checkPaths(src: YamlSource, steps: readonly Step[], recipe: { files: Set<string>; dirs: Set<string>; symlinks: Set<string> }): void {
+  const created = new Set<string>();
+  const exists = (p: string) => recipe.files.has(p) || recipe.dirs.has(p) || recipe.symlinks.has(p) || created.has(p);
+  const parent = (p: string) => p.slice(0, p.lastIndexOf('/')) || '/';
+  const where = (step: Step, ...more: Path) => [...(stepPaths.get(step) ?? []), ...more];
+  const missing = (p: string) => {
+    const near = closeMatches(p, [...recipe.files, ...recipe.dirs, ...created], 3);
+    return `"${p}" is not in the recipe's filesystem${near.length ? ` (close: ${near.join(', ')})` : ''}`;
+  };
+  for (const step of steps) {
+    switch (step.kind) {
+      case 'migrate':
+        step.paths.forEach((p, j) => {
+          if (!exists(p)) fail(src, where(step, 'paths', j), `migrate: ${missing(p)}`);
+          if (recipe.symlinks.has(p)) fail(src, where(step, 'paths', j), `migrate: "${p}" is a symlink; chattr +e does not migrate symlinks`);
+        });
+        break;
+      case 'fsync':
+        if (!exists(step.path)) fail(src, where(step, 'path'), `fsync: ${missing(step.path)}`);
+        break;
+      case 'write':
+        if (recipe.dirs.has(step.path)) fail(src, where(step, 'path'), `write: "${step.path}" is a directory`);
+        if (!recipe.dirs.has(parent(step.path))) fail(src, where(step, 'path'), `write: the directory "${parent(step.path)}" is not in the recipe's filesystem (write creates files, not directories)`);
+        created.add(step.path);
+        break;
+      case 'writer':
+        if (step.action !== 'start') break;
+        if (step.mode === 'mmap-holes') {
+          if (!recipe.files.has(step.path) && !created.has(step.path)) fail(src, where(step, 'path'), `writer mmap-holes: ${missing(step.path)} (it stores into the holes of an existing file)`);
+        } else {
+          if (!recipe.dirs.has(parent(step.path))) fail(src, where(step, 'path'), `writer: the directory "${parent(step.path)}" is not in the recipe's filesystem`);
+          created.add(step.path);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], stepNames: Set<string>): CrashPoint[] {
   const kinds = Object.keys(pointArgs) as PointArgKind[];
   const [kind, value] = splitKeyword(src, at, item, 'kill point');
   if (!(kind in pointArgs)) {
@@ -182,7 +273,7 @@ function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[]): Cr
   const k = kind as PointArgKind;
   const argPath = typeof item === 'string' ? at : [...at, kind];
   const a = check(src, argPath, pointArgs[k], argsObject(pointScalarKey[k], value)) as Record<string, unknown>;
-  if (typeof a.step === 'string' && !steps.some((s) => s.name === a.step)) {
+  if (typeof a.step === 'string' && !stepNames.has(a.step)) {
     const names = steps.map((s) => s.name);
     const m = closeMatches(a.step, names);
     fail(src, [...argPath, 'step'], `kill point refers to unknown step "${a.step}".${m.length ? ` Did you mean: ${m.join(', ')}?` : ''} Steps of this scenario: ${names.join(', ')}`);

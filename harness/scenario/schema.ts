@@ -10,7 +10,11 @@ import { writerModes } from './model.ts';
 const nonNegInt = z.number().int().nonnegative();
 const posInt = z.number().int().positive();
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" or "-"');
-const absPath = z.string().regex(/^\/[^\0]*$/, 'must be an absolute path inside the test filesystem (e.g. /shapes/f)');
+/** Absolute and normal: no "." or ".." parts, no "//", no trailing "/" (a path that leaves /mnt must not reach the guest). */
+const absPath = z
+  .string()
+  .regex(/^(\/[^/\0]+)+$/, 'must be an absolute path inside the test filesystem (e.g. /shapes/f), without "//" or a trailing "/"')
+  .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
 
 export const stepArgs = {

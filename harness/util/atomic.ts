@@ -1,4 +1,4 @@
-import { mkdir, rename, writeFile, open } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile, open } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -11,12 +11,18 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(tmp, 'w');
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    // A full disk must not leave half a file behind (the target is untouched).
+    await rm(tmp, { force: true });
+    throw e;
   }
-  await rename(tmp, path);
 }
 
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {

@@ -169,9 +169,10 @@ export abstract class SocketChannel {
     });
   }
 
-  /** Close our end. Pending requests fail with the disconnect error. Idempotent. */
-  close(): void {
+  /** Close our end. Pending requests fail with the disconnect error, carrying `cause` when one is given. Idempotent. */
+  close(cause?: Error): void {
     if (this.runState === 'closed') return;
+    if (cause) this.disconnectCause ??= cause;
     this.runState = 'disconnecting';
     this.socket?.destroy();
     this.handleClose();

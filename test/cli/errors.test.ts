@@ -51,7 +51,7 @@ t.test('negative delay: line', async (t) => {
 t.test('unknown kernel symbol: exit 2 with suggestions', async (t) => {
   const r = await runScenario('sym.yaml', 'recipe: small-4k\nsteps:\n  - mount\n  - migrate: /shapes/direct-12\nkill:\n  - kernel: { step: migrate, symbol: ext4_migrate }\n');
   t.equal(r.code, 2);
-  t.match(r.stderr, /unknown kernel symbol "ext4_migrate"/);
+  t.match(r.stderr, /sym\.yaml:6: unknown kernel symbol "ext4_migrate"/, 'with the line of its kill point');
   t.match(r.stderr, /Close matches: .*ext4_ext_migrate/);
 });
 

@@ -82,3 +82,10 @@ t.test('a step still running at the kill leaves its file volatile', async (t) =>
   t.same(r.volatile, ['/new']);
   t.same(r.written, []);
 });
+
+t.test('a write that failed in the guest expects no exact bytes', async (t) => {
+  const write: Step = { kind: 'write', name: 'w', path: '/new', size: 1000, offset: 0, append: false, seed: 7 };
+  const r = deriveExpectations([mount, write, sync], [...ok('mount'), { name: 'w', kind: 'write', exitCode: 1, output: 'qcrash-io: write: No space left on device' }, ...ok('sync')], manifest, false).expectations;
+  t.same(r.written, []);
+  t.same(r.volatile, ['/new']);
+});

@@ -66,12 +66,12 @@ t.test('an unknown step names the line and close matches', async (t) => {
 });
 
 t.test('a negative delay names the line', async (t) => {
-  const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /f\nkill:\n  - delay:\n      step: migrate\n      ms: -5\n');
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /shapes/direct-12\nkill:\n  - delay:\n      step: migrate\n      ms: -5\n');
   t.match(e.message, /bad\.yaml:7: .*>=0.* at "kill\.0\.delay\.ms"/);
 });
 
 t.test('a kill point naming a missing step lists the steps', async (t) => {
-  const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /f\nkill:\n  - after: migarte\n');
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /shapes/direct-12\nkill:\n  - after: migarte\n');
   t.match(e.message, /bad\.yaml:5: kill point refers to unknown step "migarte"\. Did you mean: migrate\?/);
 });
 
@@ -83,4 +83,48 @@ t.test('an unknown key is named with the allowed ones', async (t) => {
 t.test('a relative path in migrate is refused', async (t) => {
   const e = await errorOf('recipe: small-4k\nsteps:\n  - migrate: shapes/f\nkill:\n  - none\n');
   t.match(e.message, /bad\.yaml:3: must be an absolute path/);
+});
+
+t.test('paths a step names must be in the recipe, normal, and not a symlink', async (t) => {
+  const missing = await errorOf('recipe: small-4k\nsteps:\n  - mount\n  - migrate: { paths: [/shapes/direct-12, /shapes/direct-13] }\nkill:\n  - none\n');
+  t.match(missing.message, /^scenarios\/bad\.yaml:4: migrate: "\/shapes\/direct-13" is not in the recipe's filesystem \(close: .*\/shapes\/direct-12/);
+  const escape = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /../../etc/passwd\nkill:\n  - none\n');
+  t.match(escape.message, /bad\.yaml:3: .*must not contain "\." or "\.\." parts/);
+  const link = await errorOf('recipe: small-4k\nsteps:\n  - migrate: /shapes/slow-link\nkill:\n  - none\n');
+  t.match(link.message, /bad\.yaml:3: migrate: "\/shapes\/slow-link" is a symlink/);
+  const fsync = await errorOf('recipe: small-4k\nsteps:\n  - fsync: /nope\nkill:\n  - none\n');
+  t.match(fsync.message, /bad\.yaml:3: fsync: "\/nope" is not in the recipe's filesystem/);
+  const dir = await errorOf('recipe: small-4k\nsteps:\n  - write: { path: /no/such/dir/f, size: 10 }\nkill:\n  - none\n');
+  t.match(dir.message, /bad\.yaml:3: write: the directory "\/no\/such\/dir" is not in the recipe's filesystem/);
+  const ok = await parseScenario('scenarios/ok.yaml', 'recipe: small-4k\nsteps:\n  - write: { path: /new, size: 10 }\n  - fsync: /new\n  - migrate: /new\nkill:\n  - none\n');
+  t.equal(ok.steps.length, 3, 'a file an earlier write made may be fsynced and migrated');
+});
+
+t.test('a sleep longer than the step timeout is refused at its line', async (t) => {
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - mount\n  - sleep: 200000\nkill:\n  - none\n');
+  t.match(e.message, /bad\.yaml:4: a sleep of 200000 ms would outlast the step timeout \(120 s\)/);
+});
+
+t.test('scenario ids: the path below scenarios/, the name: when given, else the base name; collisions refused', async (t) => {
+  const { scenarioId } = await import('../../harness/scenario/parse.ts');
+  const { scenariosDir } = await import('../../harness/util/paths.ts');
+  t.equal(scenarioId(`${scenariosDir}/validate/durability.yaml`), 'validate/durability');
+  t.equal(scenarioId(`${scenariosDir}/durability.yaml`), 'durability');
+  t.equal(scenarioId('/tmp/x/durability.yaml'), 'durability');
+  t.equal(scenarioId(`${scenariosDir}/validate/durability.yaml`, 'mine'), 'mine');
+  const a = await parseScenario(`${scenariosDir}/durability.yaml`, good.replace('name: demo\n', ''));
+  const b = await parseScenario(`${scenariosDir}/validate/durability.yaml`, good.replace('name: demo\n', ''));
+  t.not(expandCases([a, b], 1)[0]!.id, expandCases([b], 1)[0]!.id, 'the shipped suites no longer collide');
+  const c = await parseScenario('/tmp/elsewhere/durability.yaml', good.replace('name: demo\n', ''));
+  t.throws(() => expandCases([a, c], 1), { message: /two scenarios have the id "durability": .*scenarios\/durability\.yaml and \/tmp\/elsewhere\/durability\.yaml; give one of them a distinct `name:`/ });
+});
+
+t.test('validation is linear: a file of many steps parses in one pass', async (t) => {
+  // Not a timed test: the duplicate-name check is a Set lookup, so this only
+  // has to finish; the old scan made 80k steps take minutes.
+  const n = 20_000;
+  const text = `recipe: small-4k\nsteps:\n${Array.from({ length: n }, () => '  - sync\n').join('')}kill:\n  - none\n`;
+  const s = await parseScenario('scenarios/many.yaml', text);
+  t.equal(s.steps.length, n);
+  t.equal(s.steps.at(-1)!.name, `sync-${n}`);
 });

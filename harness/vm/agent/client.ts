@@ -84,7 +84,8 @@ export class AgentClient extends SocketChannel implements AgentPort {
   private readyWaiters: Array<{ resolve: (i: AgentReadyInfo) => void; reject: (e: Error) => void }> = [];
 
   protected disconnected(what: string | undefined, cause: Error | undefined): Error {
-    return new AgentError(what ? `agent channel closed during "${what}"` : 'agent channel closed (the VM stopped or the guest died)', what, undefined, cause ? { cause } : undefined);
+    const why = cause ? `: ${cause.message}` : '';
+    return new AgentError(what ? `agent channel closed during "${what}"${why}` : `agent channel closed (the VM stopped or the guest died)${why}`, what, undefined, cause ? { cause } : undefined);
   }
 
   protected stateError(message: string): Error {

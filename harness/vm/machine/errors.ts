@@ -36,3 +36,15 @@ export class AbnormalShutdownError extends InfraError {
     );
   }
 }
+
+/**
+ * QEMU stopped the guest on its own: a write to the disk failed (ENOSPC on
+ * the host: QEMU's default werror=enospc pauses the VM) or the VM paused
+ * for another reason. Nothing the workload waits for will come; the case
+ * ends at once with this as its cause.
+ */
+export class VmFaultError extends InfraError {
+  constructor(message: string, readonly event: unknown) {
+    super(message);
+  }
+}

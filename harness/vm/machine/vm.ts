@@ -11,10 +11,10 @@ import { AgentClient } from '../agent/client.ts';
 import { detectAccel, type Accel } from './accel.ts';
 import { qemuArgv, type VmPaths } from './argv.ts';
 import { finishRestore, incomingFd, saveVmState } from './snapshot.ts';
-import { AbnormalShutdownError, VmLaunchError } from './errors.ts';
+import { AbnormalShutdownError, VmFaultError, VmLaunchError } from './errors.ts';
 import type { AgentHello, Machine, MachineSpec, ShutdownEvent } from './machine.ts';
 
-export { VmLaunchError, AbnormalShutdownError } from './errors.ts';
+export { VmLaunchError, AbnormalShutdownError, VmFaultError } from './errors.ts';
 export type { AgentHello, MachineSpec } from './machine.ts';
 
 /** `Vm.launch` takes a machine spec; the role defaults to a test machine for direct use. */
@@ -38,6 +38,10 @@ export class Vm implements Machine {
   private readonly exitSignal = new AbortController();
   private disposed = false;
   private readonly unregister: () => void;
+  /** Set while we stop the vCPUs ourselves (the kill, a snapshot save): that STOP is expected. */
+  private stopping = false;
+  /** Why QEMU stopped the guest on its own, once it has. */
+  fault?: VmFaultError;
 
   private constructor(
     readonly spec: MachineSpec,
@@ -113,14 +117,23 @@ export class Vm implements Machine {
     // its types only admit numbers for fds 0-2.
     const inherited = (state ? [state.fd] : []) as unknown as Array<'ignore'>;
     const startedAt = performance.now();
-    // setpriv execs QEMU, so the child's pid is QEMU's.
-    const proc = execa(setpriv, ['--pdeathsig', 'KILL', '--', ...argv], {
-      reject: false,
-      stdio: ['ignore', 'ignore', 'pipe', ...inherited],
-      encoding: 'utf8',
-      buffer: false,
-      cleanup: true,
-    });
+    // QEMU creates its sockets and console log with the umask it inherits:
+    // 077, so nothing in the VM's private dir is open to other users even
+    // for a moment. spawn() is synchronous, so the umask is back at once.
+    const umask = process.umask(0o077);
+    let proc: ResultPromise;
+    try {
+      // setpriv execs QEMU, so the child's pid is QEMU's.
+      proc = execa(setpriv, ['--pdeathsig', 'KILL', '--', ...argv], {
+        reject: false,
+        stdio: ['ignore', 'ignore', 'pipe', ...inherited],
+        encoding: 'utf8',
+        buffer: false,
+        cleanup: true,
+      });
+    } finally {
+      process.umask(umask);
+    }
     // QEMU holds its own copy of the descriptor.
     await state?.close();
     const vm = new Vm(spec, argv, dir, paths, accel, proc, startedAt);
@@ -141,6 +154,7 @@ export class Vm implements Machine {
     await this.waitForSocket(this.paths.qmp, deadline);
     const signal = this.exitSignal.signal;
     await this.qmp.connect(this.paths.qmp, left(), signal);
+    this.qmp.onEvent((e) => this.watch(e));
     const qmpAt = performance.now() - this.startedAt;
     // The agent's host side connects before the guest can write to the port
     // (its writes block until then), and before a restored guest resumes.
@@ -154,6 +168,29 @@ export class Vm implements Machine {
     const info = restoreFrom ? await this.agent.hello(left()) : await this.agent.waitReady(left());
     const bootMs = performance.now() - this.startedAt;
     this.hello = { ...info, bootMs, phases: { qmp: qmpAt, agentPort: agentAt, ...(restoreFrom ? { restored: restoredAt } : {}), ready: bootMs } };
+  }
+
+  /**
+   * A disk error or a pause we did not ask for ends what runs in the guest at
+   * once, with the cause, instead of leaving the workload to wait out its
+   * step timeout on a frozen VM. A gdbstub stops the VM too (attach,
+   * breakpoints): machines with one only watch for disk errors.
+   */
+  private watch(e: QmpEvent): void {
+    if (this.fault || this.stopping) return;
+    if (e.event === 'BLOCK_IO_ERROR') {
+      const d = (e.data ?? {}) as { reason?: string; nospace?: boolean; action?: string; operation?: string };
+      const where = this.spec.disk.path;
+      this.fault = new VmFaultError(
+        d.nospace
+          ? `host disk full: QEMU could not ${d.operation ?? 'write'} ${where} (${d.reason ?? 'No space left on device'}) and paused the VM; free space under ${where.slice(0, where.lastIndexOf('/')) || '/'}`
+          : `QEMU could not ${d.operation ?? 'write'} the test disk ${where}: ${d.reason ?? 'I/O error'} (action ${d.action ?? '?'})`,
+        e,
+      );
+    } else if (e.event === 'STOP' && !this.spec.gdb && this.hello) {
+      this.fault = new VmFaultError('QEMU paused the VM on its own (a STOP event nobody asked for)', e);
+    } else return;
+    this.agent.close(this.fault);
   }
 
   private async waitForSocket(path: string, deadline: number): Promise<void> {
@@ -227,6 +264,7 @@ export class Vm implements Machine {
    */
   async kill(timeoutMs = 10_000): Promise<ShutdownEvent> {
     if (!this.exitInfo && !this.qmp.closed) {
+      this.stopping = true;
       try {
         await this.qmp.execute('stop', undefined, timeoutMs);
         await this.qmp.quit(timeoutMs);
@@ -254,6 +292,7 @@ export class Vm implements Machine {
   }
 
   async saveState(file: string): Promise<void> {
+    this.stopping = true;
     await saveVmState(this.qmp, file);
   }
 

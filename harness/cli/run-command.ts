@@ -7,6 +7,7 @@ import { TapReporter } from '../report/tap.ts';
 import { textReport } from '../report/text.ts';
 import { junitDocument } from '../report/junit.ts';
 import type { Reporter } from '../report/reporter.ts';
+import { HtmlReportReporter } from '../report/html/run-report.ts';
 import { ConfigError } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 
@@ -39,7 +40,7 @@ export function registerRun(program: Command): void {
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices(['text', 'markdown', 'tap', 'junit', 'json', 'none']).default('text'))
     .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: string; snapshot: boolean }) => {
-      const reporters: Reporter[] = [new ProgressReporter()];
+      const reporters: Reporter[] = [new ProgressReporter(), new HtmlReportReporter()];
       if (o.format === 'tap') reporters.push(new TapReporter(process.stdout));
       const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
       const { summary, dir } = await runSuite({

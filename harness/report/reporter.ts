@@ -8,7 +8,8 @@ export interface Reporter {
   onRunStart?(meta: RunMeta, total: number): void | Promise<void>;
   onCaseStart?(spec: CaseSpec): void | Promise<void>;
   onCaseEnd?(result: CaseResult): void | Promise<void>;
-  onRunEnd?(summary: RunSummary): void | Promise<void>;
+  /** `runDir`: the run's result directory, for reporters that write files beside summary.json. */
+  onRunEnd?(summary: RunSummary, runDir: string): void | Promise<void>;
 }
 
 /**
@@ -43,7 +44,7 @@ export class ReporterHub {
   onCaseEnd(result: CaseResult) {
     return this.call('onCaseEnd', result);
   }
-  onRunEnd(summary: RunSummary) {
-    return this.call('onRunEnd', summary);
+  onRunEnd(summary: RunSummary, runDir: string) {
+    return this.call('onRunEnd', summary, runDir);
   }
 }

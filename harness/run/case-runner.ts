@@ -27,6 +27,13 @@ export interface CaseEnv {
   snapshots?: Map<string, string>;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
   kernelDriver?: (vm: Vm, spec: CaseSpec) => Promise<KernelPointDriver & AsyncDisposable>;
+  /**
+   * Fault-injection seam for tests: called with the crash image once the VM
+   * is gone and before any recovery or oracle reads it, so a test can damage
+   * it (debugfs) and get a real failing case through the whole pipeline.
+   * Never set by the CLI.
+   */
+  beforeOracle?: (crashImage: string, spec: CaseSpec) => Promise<void>;
 }
 
 /** A crash image, however it was produced: the seam for write-log replay later. */
@@ -65,6 +72,7 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
     await using tmp = await TempDir.create('case');
     const crash = await produceCrashImage(spec, env, base, caseDir, crashPath);
     result.fired = crash.outcome.fired;
+    if (env.beforeOracle) await env.beforeOracle(crash.rawPath, spec);
     result.steps = crash.outcome.records.map((r) => ({
       name: r.name,
       kind: r.kind,

@@ -40,6 +40,8 @@ export interface RunOptions {
   reporters?: Reporter[];
   /** Start workload VMs from a saved agent-ready state (default true); false boots every VM. */
   snapshots?: boolean;
+  /** Test seam, see CaseEnv.beforeOracle: damage a crash image before the oracles run. */
+  beforeOracle?: CaseEnv['beforeOracle'];
 }
 
 /** Everything a run needs before the first case: scenarios, kernel, initramfs, images. */
@@ -58,7 +60,7 @@ export async function prepareRun(opts: RunOptions): Promise<{ scenarios: Scenari
     const qemu = (await toolVersions(kernel.release)).qemu;
     for (const [recipe, base] of images) snapshots.set(recipe, await agentReadySnapshot(kernel, initrd.path, base, accel, qemu));
   }
-  const env: CaseEnv = { kernel, initrd: initrd.path, images, keep: opts.keep ?? 'failed', snapshots, kernelDriver: kernelPointDriverFactory(kernel, initrd.path) };
+  const env: CaseEnv = { kernel, initrd: initrd.path, images, keep: opts.keep ?? 'failed', snapshots, kernelDriver: kernelPointDriverFactory(kernel, initrd.path), ...(opts.beforeOracle ? { beforeOracle: opts.beforeOracle } : {}) };
   return { scenarios, kernel, env };
 }
 
@@ -118,6 +120,6 @@ export async function runSuite(opts: RunOptions): Promise<{ summary: RunSummary;
   await writeFileAtomic(join(store.dir, 'results.tap'), tapDocument(summary));
   await writeFileAtomic(join(store.dir, 'junit.xml'), junitDocument(summary));
   await writeFileAtomic(join(store.dir, 'report.txt'), textReport(summary));
-  await hub.onRunEnd(summary);
+  await hub.onRunEnd(summary, store.dir);
   return { summary, dir: store.dir };
 }

@@ -8,6 +8,7 @@ import type { Reporter } from '../report/reporter.ts';
 import type { RunSummary } from '../run/result.ts';
 import { findingSignature } from '../compare/signature.ts';
 import { newRunId } from '../run/store.ts';
+import { writeValidateReport } from '../report/html/validate-report.ts';
 
 export interface ValidateOptions {
   patches: string[];
@@ -106,6 +107,7 @@ export async function validatePatch(o: ValidateOptions): Promise<ValidateResult>
   };
   await writeJsonAtomic(join(dir, 'validate.json'), { ...result, baseline: { kernel: baseKernel, dir: baseline.dir }, patched: { kernel: patchedKernel, dir: patched.dir } });
   await writeFileAtomic(join(dir, 'validate.txt'), validateReport(result));
+  await writeValidateReport(result, validateReport(result));
   return result;
 }
 

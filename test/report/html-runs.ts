@@ -6,6 +6,7 @@ import { stockKernel } from '../../harness/kernel/stock.ts';
 import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import type { CaseSpec } from '../../harness/scenario/model.ts';
 import type { RunSummary } from '../../harness/run/result.ts';
+import { HtmlReportReporter } from '../../harness/report/html/run-report.ts';
 
 /**
  * Real runs for the HTML report tests: the stock kernel, the small-4k
@@ -35,7 +36,7 @@ recovery: [e2fsck]
 
 export const scenarioTexts = {
   'html-clean': `description: Migrate every shape, sync, umount; then a clean power-off or a kill right after umount.\nrecipe: small-4k\n${steps}kill:\n  - none\n  - after: umount\n`,
-  'html-kill': `description: Migrate every shape and kill 30 ms into the migration.\nrecipe: small-4k\n${steps}kill:\n  - delay: { step: migrate, ms: 30 }\n`,
+  'html-kill': `description: Migrate every shape; kill 30 ms into the migration, or at the second call of ext4_ext_migrate (gdbstub).\nrecipe: small-4k\n${steps}kill:\n  - delay: { step: migrate, ms: 30 }\n  - kernel: { step: migrate, symbol: ext4_ext_migrate, hit: 2 }\n`,
 };
 
 /** Case ids of the scenarios above (seed-independent). */
@@ -43,6 +44,7 @@ export const caseIds = {
   noKill: 'html-clean/no-kill/r1',
   afterUmount: 'html-clean/after-umount/r1',
   delay: 'html-kill/delay-migrate-30ms/r1',
+  kernel: 'html-kill/kernel-migrate-ext4_ext_migrate-hit2/r1',
 };
 
 export async function writeScenarios(dir: string): Promise<string[]> {
@@ -74,7 +76,7 @@ export interface RealRun {
 
 let kernel: KernelInfo | undefined;
 
-/** One real run of `scenarios` with the planted damage per case id. */
+/** One real run of `scenarios` with the planted damage per case id; report.html comes from the run's HTML reporter. */
 export async function realRun(scenarios: string[], out: string, plan: DamagePlan, opts: { filter?: string[]; seed?: number } = {}): Promise<RealRun> {
   kernel ??= await stockKernel();
   const { summary, dir } = await runSuite({
@@ -86,6 +88,7 @@ export async function realRun(scenarios: string[], out: string, plan: DamagePlan
     keep: 'failed',
     recovery: ['e2fsck'],
     ...(opts.filter ? { filter: opts.filter } : {}),
+    reporters: [new HtmlReportReporter()],
     beforeOracle: async (image: string, spec: CaseSpec) => {
       for (const d of plan[spec.id] ?? []) damage(image, d);
     },

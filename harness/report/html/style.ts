@@ -12,6 +12,7 @@ const verdictRules = Object.entries(verdictStyles)
 export const styleSheet = `
 :root{color-scheme:light;--fg:#1b1b1b;--muted:#5f6368;--line:#d0d7de;--bg-alt:#f6f8fa;--link:#0b57d0}
 *{box-sizing:border-box}
+[hidden]{display:none !important}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--fg);margin:0 auto;padding:0 1rem 3rem;max-width:78rem}
 header.page{border-bottom:1px solid var(--line);margin-bottom:1rem}
 h1{font-size:1.45rem;margin:1rem 0 .25rem;overflow-wrap:anywhere}

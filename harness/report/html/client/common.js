@@ -26,9 +26,9 @@ window.qcrash = (function () {
   }
 
   /** Longest label in pixels, roughly, for a left margin that fits the lane names. */
-  function marginFor(labels) {
+  function marginFor(labels, width) {
     var n = labels.reduce(function (m, s) { return Math.max(m, String(s).length); }, 0);
-    return Math.min(360, 12 + n * 6.5);
+    return Math.min(360, (width || 800) * 0.45, 12 + n * 6.8);
   }
 
   function draw(figureId, make) {

@@ -10,7 +10,7 @@
     var runs = d.runs.map(function (r) { return r.run; });
     var s = q.verdictScales(q.present(d.cells, 'verdict'));
     return Plot.plot({
-      width: width, height: 70 + 34 * scenarios.length, marginLeft: q.marginFor(scenarios), style: { fontSize: '12px' },
+      width: width, height: 70 + 34 * scenarios.length, marginLeft: q.marginFor(scenarios, width), style: { fontSize: '12px' },
       x: { label: 'run', domain: runs, axis: 'top' },
       y: { label: null, domain: scenarios },
       color: Object.assign({ legend: true, tickFormat: s.symbol.tickFormat }, s.color),

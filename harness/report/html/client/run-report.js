@@ -41,7 +41,7 @@
       var lanes = q.present(d.crashPoints.map(function (r) { return { l: lane(r) }; }), 'l');
       var s = q.verdictScales(q.present(d.crashPoints, 'verdict'));
       return Plot.plot({
-        width: width, height: 70 + 32 * lanes.length, marginLeft: q.marginFor(lanes), style: { fontSize: '12px' },
+        width: width, height: 70 + 32 * lanes.length, marginLeft: q.marginFor(lanes, width), style: { fontSize: '12px' },
         x: { label: "ms after the step's start marker", grid: true, zero: true },
         y: { label: null, domain: lanes },
         color: s.color, symbol: s.symbol,
@@ -56,11 +56,12 @@
   if (d.crashIndex && d.crashIndex.length) {
     q.draw('chart-crash-index', function (width) {
       var lane = function (r) { return r.scenario + ': ' + r.step + ' (' + r.indexKind + ')'; };
+      var maxIndex = Math.max.apply(null, d.crashIndex.map(function (r) { return r.index; }));
       var lanes = q.present(d.crashIndex.map(function (r) { return { l: lane(r) }; }), 'l');
       var s = q.verdictScales(q.present(d.crashIndex, 'verdict'));
       return Plot.plot({
-        width: width, height: 70 + 32 * lanes.length, marginLeft: q.marginFor(lanes), style: { fontSize: '12px' },
-        x: { label: 'breakpoint hit / jbd2 commit index', grid: true },
+        width: width, height: 70 + 32 * lanes.length, marginLeft: q.marginFor(lanes, width), style: { fontSize: '12px' },
+        x: { label: 'breakpoint hit / jbd2 commit index', grid: true, domain: [0, maxIndex + 1], ticks: Math.min(maxIndex + 1, 10), tickFormat: 'd' },
         y: { label: null, domain: lanes },
         color: s.color, symbol: s.symbol,
         marks: [Plot.dot(d.crashIndex, { x: 'index', y: lane, stroke: 'verdict', symbol: 'verdict', r: 6, strokeWidth: 2, title: function (r) { return caseTitle(r, ' at ' + r.indexKind + ' ' + r.index); } })],
@@ -74,9 +75,9 @@
       var totals = {};
       d.phases.forEach(function (r) { totals[r.caseId] = (totals[r.caseId] || 0) + r.ms; });
       var max = Math.max.apply(null, Object.keys(totals).map(function (k) { return totals[k]; }));
-      var abbr = function (r) { return r.ms >= max * 0.1 ? r.phase.split(' ')[0] : ''; };
+      var abbr = function (r) { return r.ms >= max * 0.15 ? r.phase.split(' ')[0] : ''; };
       return Plot.plot({
-        width: width, height: 70 + 26 * cases.length, marginLeft: q.marginFor(cases), style: { fontSize: '12px' },
+        width: width, height: 70 + 26 * cases.length, marginLeft: q.marginFor(cases, width), style: { fontSize: '12px' },
         x: { label: 'ms', grid: true },
         y: { label: null, domain: cases },
         color: { legend: true, scheme: 'tableau10' },
@@ -94,7 +95,7 @@
       var s = q.verdictScales(q.present(d.logStates, 'verdict'));
       return Plot.plot({
         width: width, height: 320, style: { fontSize: '12px' },
-        x: { label: 'flush epoch', grid: true },
+        x: { label: 'flush epoch', grid: true, tickFormat: 'd' },
         y: { label: 'states', grid: true },
         fy: { label: null },
         color: s.color, symbol: s.symbol,

@@ -9,9 +9,11 @@
     var scenarios = q.present(d.cells, 'scenario');
     var runs = d.runs.map(function (r) { return r.run; });
     var s = q.verdictScales(q.present(d.cells, 'verdict'));
+    var margin = q.marginFor(scenarios, width);
     return Plot.plot({
-      width: width, height: 70 + 34 * scenarios.length, marginLeft: q.marginFor(scenarios, width), style: { fontSize: '12px' },
-      x: { label: 'run', domain: runs, axis: 'top' },
+      // Cells no wider than a badge: a history of three runs should not fill the screen.
+      width: Math.min(width, margin + 40 + 140 * runs.length), height: 70 + 34 * scenarios.length, marginLeft: margin, style: { fontSize: '12px' },
+      x: { label: null, domain: runs, axis: 'top' },
       y: { label: null, domain: scenarios },
       color: Object.assign({ legend: true, tickFormat: s.symbol.tickFormat }, s.color),
       marks: [

@@ -9,6 +9,8 @@ import { registerKernelCommands } from './kernel-commands.ts';
 import { registerValidate } from './validate-command.ts';
 import { registerBench } from './bench-command.ts';
 import { registerBisect } from './bisect-command.ts';
+import { registerReport } from './report-command.ts';
+import { registerHistory } from './history-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -24,6 +26,8 @@ export function buildProgram(): Command {
   registerRun(program);
   registerCheck(program);
   registerCompare(program);
+  registerReport(program);
+  registerHistory(program);
   registerValidate(program);
   registerKernelCommands(program);
   registerBench(program);

@@ -10,8 +10,8 @@ export interface DoctorCheck {
   ok: boolean;
   version?: string;
   path?: string;
-  /** Needed for every run, or only for building patched kernels. */
-  neededFor: 'run' | 'kernel-build';
+  /** Needed for every run, only for building patched kernels, or only for the browser tests of the HTML reports. */
+  neededFor: 'run' | 'kernel-build' | 'browser-tests';
   note?: string;
 }
 
@@ -41,7 +41,7 @@ const buildTools: HostTool[] = ['git', 'make', 'gcc', 'bc', 'flex', 'bison', 'cc
 export const debianPackages = [
   'qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'busybox-static', 'cpio', 'util-linux',
   'linux-image-cloud-amd64', 'linux-source-6.1', 'build-essential', 'bc', 'flex', 'bison',
-  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc',
+  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc', 'chromium',
 ];
 
 function firstVersionLine(text: string): string | undefined {
@@ -83,20 +83,36 @@ async function checkKernelSource(): Promise<DoctorCheck> {
   return tar ? { ...base, ok: true, path: `/usr/src/${tar}` } : base;
 }
 
+/** Headless Chromium, driven by playwright-core, renders the HTML reports in the tests; runs never need it. */
+async function checkChromium(): Promise<DoctorCheck> {
+  const base: DoctorCheck = { name: 'chromium (HTML report tests)', debianPackage: 'chromium', ok: false, neededFor: 'browser-tests' };
+  const path = await findProgram('chromium');
+  if (!path) return base;
+  const r = await run(path, ['--version'], { timeoutMs: 20_000 });
+  const version = firstVersionLine(r.stdout);
+  return { ...base, ok: true, path, ...(version ? { version } : {}) };
+}
+
 export async function runDoctor(): Promise<{ checks: DoctorCheck[]; accel: Awaited<ReturnType<typeof detectAccel>> }> {
   const checks = await Promise.all([
     ...runTools.map((t) => checkTool(t, 'run')),
     checkStockKernel(),
     ...buildTools.map((t) => checkTool(t, 'kernel-build')),
     checkKernelSource(),
+    checkChromium(),
   ]);
   return { checks, accel: await detectAccel() };
 }
 
 export function formatDoctor(r: Awaited<ReturnType<typeof runDoctor>>): string {
   const lines: string[] = [];
-  for (const group of ['run', 'kernel-build'] as const) {
-    lines.push(group === 'run' ? 'Needed for every run:' : 'Needed to build patched kernels (validate, bisect, kernel build):');
+  const titles = {
+    run: 'Needed for every run:',
+    'kernel-build': 'Needed to build patched kernels (validate, bisect, kernel build):',
+    'browser-tests': 'Needed only by the tests of the HTML reports (npm test):',
+  } as const;
+  for (const group of ['run', 'kernel-build', 'browser-tests'] as const) {
+    lines.push(titles[group]);
     for (const c of r.checks.filter((x) => x.neededFor === group)) {
       const status = c.ok ? 'ok     ' : 'MISSING';
       const detail = c.ok ? (c.version ?? c.path ?? '') : `apt-get install ${c.debianPackage}`;

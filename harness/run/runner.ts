@@ -17,6 +17,7 @@ import type { RunConfig, RunMeta, RunSummary } from '../results/run.ts';
 import { newRunId, RunStore } from '../results/store.ts';
 import { ReporterHub, type Reporter } from '../report/reporter.ts';
 import { RunFilesReporter } from '../report/files.ts';
+import { HtmlReportReporter } from '../report/html/run-report.ts';
 import { defaultKeep, runCase, type CaseEnv, type KeepPolicy } from './case-runner.ts';
 import { allocatedBytes, loadScenarios, prepareRun } from './prepare.ts';
 import { qcrashBuild, toolVersions } from './versions.ts';
@@ -156,7 +157,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   const todo = cases.filter((c) => !done.has(c.id));
 
   const stopHint = onInterrupt(() => process.stderr.write(`qcrash: the cases written so far are kept; finish the run with: qcrash run --resume ${run.dir}\n`));
-  const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter()]);
+  const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter(), new HtmlReportReporter()]);
   try {
     await hub.onRunStart(run.meta, todo.length);
     const limit = pLimit(jobs);

@@ -9,6 +9,10 @@ import { formatSignature, signatureOf, type Signature } from '../results/signatu
 import { newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { runSuite } from '../run/runner.ts';
+import { writeValidateReport } from './validate-page.ts';
+import type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
+
+export type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
 
 export interface ValidateOptions {
   patches: string[];
@@ -26,32 +30,6 @@ export interface ValidateOptions {
   machines?: MachineLauncher;
   /** Restore workload VMs from agent-ready snapshots (default true). */
   snapshots?: boolean;
-}
-
-/** The failing findings of one signature in one run, and the cases that showed it. */
-export interface SignatureCases {
-  signature: string;
-  sig: Signature;
-  caseIds: string[];
-}
-
-export interface SignatureVerdict extends SignatureCases {
-  /** Seen in this many of the confirmation reruns. */
-  confirmed: number;
-  reruns: number;
-  verdict: 'introduced' | 'flaky';
-}
-
-export interface ValidateResult {
-  baseline: { kernel: KernelInfo; summary: RunSummary; dir: string };
-  patched: { kernel: KernelInfo; summary: RunSummary; dir: string };
-  introduced: SignatureVerdict[];
-  flaky: SignatureVerdict[];
-  removed: string[];
-  unchanged: string[];
-  /** Cases that errored or never reached their point: they judged nothing, on either kernel. */
-  notJudged: { baseline: string[]; patched: string[] };
-  dir: string;
 }
 
 /**
@@ -151,6 +129,7 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
   };
   await writeJsonAtomic(join(dir, 'validate.json'), { ...result, baseline: { kernel: o.baseline, dir: baseline.dir }, patched: { kernel: o.patched, dir: patched.dir } });
   await writeFileAtomic(join(dir, 'validate.txt'), validateReport(result));
+  await writeValidateReport(result, validateReport(result));
   return result;
 }
 

@@ -1,0 +1,268 @@
+import { join } from 'node:path';
+import type { CaseResult } from '../../results/case.ts';
+import type { RunSummary } from '../../results/run.ts';
+import type { Finding } from '../../findings/finding.ts';
+import { loadSummary } from '../../results/store.ts';
+import { writeFileAtomic } from '../../util/atomic.ts';
+import type { Reporter } from '../reporter.ts';
+import { esc, relHref, renderPage } from './page.ts';
+import { verdictOrder, verdictStyle } from './verdict.ts';
+import {
+  artefactKindLabels, buildMatrix, crashPointRows, e2fsckMeaning, groupFindings, isFailingFinding, listArtefacts, logStateRows,
+  phaseRows, readFired, reproduceCommand, type Artefact, type FindingGroup, type Matrix,
+} from './run-model.ts';
+
+/** The anchor of a case's section; case ids have no spaces, but a point label could. */
+export function caseAnchor(caseId: string): string {
+  return `case-${caseId.replace(/\s/g, '_')}`;
+}
+
+export function verdictBadge(status: string, opts: { href?: string; text?: string; attrs?: string; cls?: string } = {}): string {
+  const v = verdictStyle(status);
+  const cls = `${opts.cls ? `${opts.cls} ` : ''}verdict v-${esc(status)}`;
+  const inner = `<span class="sym" aria-hidden="true">${v.symbol}</span> ${esc(opts.text ?? v.label)}`;
+  const title = `title="${esc(v.label)}"`;
+  return opts.href
+    ? `<a class="${cls}" href="${esc(opts.href)}" ${title} ${opts.attrs ?? ''}>${inner}</a>`
+    : `<span class="${cls}" ${title} ${opts.attrs ?? ''}>${inner}</span>`;
+}
+
+const fmtMs = (ms: number | undefined) => (ms === undefined ? '' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
+const fmtBytes = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+
+function wallTime(s: RunSummary): string {
+  if (!s.finishedAt) return 'unfinished (summary rebuilt from the case files)';
+  const ms = Date.parse(s.finishedAt) - Date.parse(s.startedAt);
+  if (!Number.isFinite(ms)) return '';
+  const sec = Math.round(ms / 1000);
+  return sec >= 60 ? `${Math.floor(sec / 60)} min ${sec % 60} s` : `${sec} s`;
+}
+
+/** Release, source, patches, config hash: whatever the kernel's provenance records. */
+export function kernelFacts(k: RunSummary['kernel']): Array<[string, string]> {
+  const p = (k.provenance ?? {}) as Record<string, unknown>;
+  const facts: Array<[string, string]> = [['kernel', `${esc(k.release)} <span class="muted">(${esc(k.kind)}, id ${esc(k.id)})</span>`]];
+  const source = p.source ?? p.package;
+  if (source !== undefined) facts.push(['source', esc(String(source))]);
+  if (p.base !== undefined) facts.push(['base', `<code>${esc(String(p.base))}</code>`]);
+  const patches = Array.isArray(p.patches) ? (p.patches as Array<{ subject?: string; file?: string }>) : [];
+  facts.push(['patches', patches.length ? `<ul>${patches.map((x) => `<li>${esc(x.subject ?? x.file ?? '?')}</li>`).join('')}</ul>` : 'none']);
+  if (p.configHash !== undefined) facts.push(['config hash', `<code>${esc(String(p.configHash))}</code>`]);
+  if (Array.isArray(p.configs) && p.configs.length) facts.push(['config fragments', esc((p.configs as unknown[]).join(', '))]);
+  return facts;
+}
+
+function factsList(facts: Array<[string, string]>): string {
+  return `<dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>`;
+}
+
+export function countsTable(c: RunSummary['counts'], id = 'counts'): string {
+  const cols: Array<[string, keyof RunSummary['counts'], string]> = [
+    ['total', 'total', ''], ['passed', 'pass', 'pass'], ['failed', 'fail', 'fail'], ['errors', 'error', 'error'], ['not reached', 'notReached', 'not-reached'],
+  ];
+  return `<div class="scroll"><table id="${esc(id)}"><thead><tr>${cols.map(([l, , v]) => `<th class="num">${v ? `<span class="v-${v}"><span class="sym" style="color:var(--v)" aria-hidden="true">${verdictStyle(v).symbol}</span></span> ` : ''}${esc(l)}</th>`).join('')}</tr></thead><tbody><tr>${cols.map(([, k]) => `<td class="num" data-count="${k}">${c[k] ?? 0}</td>`).join('')}</tr></tbody></table></div>`;
+}
+
+function header(s: RunSummary): string {
+  const bad = s.counts.fail + s.counts.error + s.counts.notReached;
+  const facts: Array<[string, string]> = [
+    ...kernelFacts(s.kernel),
+    ['QEMU', `${esc(s.versions.qemu)} <span class="muted">(${esc(s.accel)})</span>`],
+    ['e2fsprogs', esc(s.versions.e2fsprogs)],
+    ['seed', `<code>${esc(s.seed)}</code>`],
+    ['host', esc(s.host)],
+    ['started', esc(s.startedAt)],
+    ['wall time', esc(wallTime(s))],
+    ['scenarios', s.scenarios.map((x) => `<code>${esc(x.name)}</code> <span class="muted">${esc(x.file)}</span>`).join('<br>')],
+  ];
+  return `<header class="page">
+<h1>qcrash run <span class="mono">${esc(s.runId)}</span></h1>
+<p>${verdictBadge(bad ? 'fail' : 'pass', { text: bad ? `FAIL: ${s.counts.fail} failed, ${s.counts.error} errors, ${s.counts.notReached} not reached of ${s.counts.total}` : `PASS: all ${s.counts.total} cases passed`, cls: 'banner', attrs: 'id="run-verdict"' })}</p>
+<nav class="toc" aria-label="sections"><a href="#run">Run</a><a href="#matrix-section">Matrix</a><a href="#charts">Charts</a><a href="#findings">Findings</a><a href="#cases">Cases</a></nav>
+</header>
+<section id="run"><h2>Run</h2>
+${factsList(facts)}
+${countsTable(s.counts)}
+<h3>Reproduce</h3>
+<p class="muted">From a qcrash checkout (<code>node bin/qcrash.js</code> for <code>qcrash</code>); add <code>--filter CASE-ID</code> for one case.</p>
+<pre id="reproduce"><code>${esc(reproduceCommand(s))}</code></pre>
+</section>`;
+}
+
+function matrixSection(m: Matrix, scenarios: string[]): string {
+  const verdicts = [...verdictOrder];
+  const head = `<tr><th scope="col">scenario</th><th scope="col">crash point</th>${m.recoveries.map((r) => `<th scope="col">${r === '-' ? 'no recovery' : `recovery: ${esc(r)}`}</th>`).join('')}</tr>`;
+  const body = m.rows
+    .map((row) => {
+      const all = Object.values(row.cells).flat();
+      const cells = m.recoveries
+        .map((r) => `<td>${(row.cells[r] ?? []).map((c) => verdictBadge(c.verdict, { href: `#${caseAnchor(c.caseId)}`, text: `${verdictStyle(c.verdict).label} r${c.repetition}`, attrs: `data-verdict="${esc(c.verdict)}" data-case="${esc(c.caseId)}"` })).join(' ') || '<span class="muted">—</span>'}</td>`)
+        .join('');
+      return `<tr data-scenario="${esc(row.scenario)}" data-verdicts="${esc([...new Set(all.map((c) => c.verdict))].join(' '))}"><th scope="row">${esc(row.scenario)}</th><td class="mono">${esc(row.point)}</td>${cells}</tr>`;
+    })
+    .join('\n');
+  const form = `<form id="matrix-filter" class="filters" hidden aria-controls="matrix">
+<fieldset><legend>verdict</legend>${verdicts.map((v) => `<label><input type="checkbox" name="verdict" value="${v}" checked> ${verdictStyle(v).symbol} ${esc(verdictStyle(v).label)}</label>`).join('')}</fieldset>
+<label>scenario <select name="scenario"><option value="">all scenarios</option>${scenarios.map((s) => `<option value="${esc(s)}">${esc(s)}</option>`).join('')}</select></label>
+<output id="matrix-count" aria-live="polite"></output>
+</form>`;
+  return `<section id="matrix-section"><h2>Matrix: scenario × crash point × recovery</h2>
+<p class="muted">Each cell is one case (r = repetition) and links to it. Under a recovery, a case that failed only through the other recovery's findings shows as passed.</p>
+${form}
+<div class="scroll"><table id="matrix"><thead>${head}</thead><tbody>
+${body}
+</tbody></table></div></section>`;
+}
+
+function dataTable(headers: string[], rows: string[][], id: string): string {
+  return `<details class="data"><summary>the same data as a table (${rows.length} rows)</summary><div class="scroll"><table id="${esc(id)}"><thead><tr>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('')}</tbody></table></div></details>`;
+}
+
+function chartsSection(s: RunSummary): { html: string; data: unknown } {
+  const points = crashPointRows(s.cases);
+  const phases = phaseRows(s.cases);
+  const states = logStateRows(s.cases);
+  const timed = points.filter((p) => p.atMs !== undefined);
+  const counted = points.filter((p) => p.index !== undefined);
+  const figures: string[] = [];
+  figures.push(`<figure class="chart" id="chart-crash-points" data-points="${timed.length}"><figcaption>Where the kills landed: milliseconds after the start marker of the step named in the crash point (an "after" point at the step's end), one mark per case; shape and colour give the verdict. ${timed.length ? '' : 'No timed crash points in this run.'}</figcaption><div class="plot-host"></div>
+${dataTable(['case', 'step', 'ms', 'verdict'], timed.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.step), esc(p.atMs), verdictBadge(p.verdict)]), 'chart-crash-points-data')}</figure>`);
+  if (counted.length)
+    figures.push(`<figure class="chart" id="chart-crash-index" data-points="${counted.length}"><figcaption>Kernel points: the breakpoint hit or jbd2 commit at which each case was killed, inside its step.</figcaption><div class="plot-host"></div>
+${dataTable(['case', 'step', 'index', 'of', 'verdict'], counted.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.step), esc(p.index), esc(p.indexKind), verdictBadge(p.verdict)]), 'chart-crash-index-data')}</figure>`);
+  figures.push(`<figure class="chart" id="chart-phases" data-points="${phases.length}"><figcaption>Time per case by phase (machine, workload, recovery, oracles); a run that recorded no phases shows each case's total.</figcaption><div class="plot-host"></div>
+${dataTable(['case', 'phase', 'ms'], phases.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.phase), esc(p.ms)]), 'chart-phases-data')}</figure>`);
+  if (states.length)
+    figures.push(`<figure class="chart" id="chart-log-epochs" data-points="${states.length}"><figcaption>Write-log crash states per flush epoch: one mark per state (prefix or power-loss), shape and colour give the verdict.</figcaption><div class="plot-host"></div>
+${dataTable(['case', 'epoch', 'state', 'verdict'], states.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.epoch), esc(p.stateKind), verdictBadge(p.verdict)]), 'chart-log-epochs-data')}</figure>`);
+  const html = `<section id="charts"><h2>Charts</h2><noscript><p>The charts need JavaScript; each has its data as a table below it.</p></noscript>${figures.join('\n')}</section>`;
+  return { html, data: { crashPoints: timed, crashIndex: counted, phases, logStates: states } };
+}
+
+function findingGroupRow(g: FindingGroup): string {
+  const links = g.caseIds.slice(0, 12).map((id) => `<a href="#${esc(caseAnchor(id))}">${esc(id)}</a>`).join('<br>') + (g.caseIds.length > 12 ? `<br><span class="muted">and ${g.caseIds.length - 12} more</span>` : '');
+  const where = [
+    g.inodes.length ? `inode ${g.inodes.slice(0, 6).join(', ')}${g.inodes.length > 6 ? ', …' : ''}` : '',
+    g.blocks.length ? `block ${g.blocks.slice(0, 6).join(', ')}${g.blocks.length > 6 ? ', …' : ''}` : '',
+    g.paths.length ? g.paths.slice(0, 4).map((p) => `<code>${esc(p)}</code>`).join(' ') : '',
+  ].filter(Boolean).join('<br>');
+  return `<tr data-signature="${esc(g.signature)}" data-cases="${g.caseIds.length}"><td>${esc(g.class)}</td><td class="mono">${esc(g.code)}${g.name !== g.code ? `<br><span class="muted">${esc(g.name)}</span>` : ''}</td><td>${esc(g.meaning ?? '')}<div class="muted">${esc(g.message)}</div></td><td>${where}</td><td>${esc(g.scenario)}<br><span class="mono">${esc(g.point)}</span><br>recovery: ${esc(g.recovery)}</td><td class="num">${g.caseIds.length}</td><td>${links}</td></tr>`;
+}
+
+function findingsTable(groups: FindingGroup[], id: string): string {
+  if (!groups.length) return `<p id="${esc(id)}" class="muted">None.</p>`;
+  return `<div class="scroll"><table id="${esc(id)}"><thead><tr><th>class</th><th>code</th><th>meaning / first message</th><th>inode / block / path</th><th>where</th><th class="num">cases</th><th>case list</th></tr></thead><tbody>${groups.map(findingGroupRow).join('\n')}</tbody></table></div>`;
+}
+
+function findingsSection(s: RunSummary): string {
+  const groups = groupFindings(s.cases);
+  const failing = groups.filter((g) => g.failing);
+  const allowed = groups.filter((g) => !g.failing);
+  return `<section id="findings"><h2>Findings by signature</h2>
+<p class="muted">A signature is scenario | crash point | recovery | class | code: the same bug seen again in another run has the same one. Codes 0x… are e2fsck problem codes (e2fsprogs' problem.h).</p>
+<h3>Failing (${failing.length})</h3>
+${findingsTable(failing, 'findings-failing')}
+<section class="allowed-findings" aria-label="allowed findings"><h3>Allowed by the scenarios (${allowed.length}): what an interrupted migration may leave</h3>
+${findingsTable(allowed, 'findings-allowed')}</section>
+</section>`;
+}
+
+function findingRows(c: CaseResult, fs: readonly Finding[]): string {
+  return fs
+    .map((f) => {
+      const failing = isFailingFinding(c, f);
+      const meaning = e2fsckMeaning(f.code);
+      const where = [f.ino !== undefined ? `inode ${f.ino}` : '', f.block !== undefined ? `block ${f.block}` : '', f.group !== undefined ? `group ${f.group}` : '', f.path ? `<code>${esc(f.path)}</code>` : ''].filter(Boolean).join(', ');
+      return `<tr data-code="${esc(f.code)}" data-failing="${failing}" class="${failing ? '' : 'allowed'}"><td>${failing ? verdictBadge('fail', { text: 'failing' }) : '<span class="muted">allowed</span>'}</td><td>${esc(f.class)}</td><td class="mono">${esc(f.code)}${f.name !== f.code ? `<br><span class="muted">${esc(f.name)}</span>` : ''}</td><td>${esc(meaning ?? '')}${meaning ? '<br>' : ''}<span class="finding-message">${esc(f.message)}</span>${f.detail ? `<details><summary>detail</summary><pre>${esc(f.detail)}</pre></details>` : ''}</td><td>${where}</td><td>${esc(f.recovery ?? '-')}</td><td>${esc(f.source)}</td></tr>`;
+    })
+    .join('\n');
+}
+
+function artefactList(arts: readonly Artefact[]): string {
+  if (!arts.length) return '<p class="muted">No files in the case folder.</p>';
+  return `<ul class="artefacts">${arts.map((a) => `<li><a class="artefact" data-kind="${a.kind}" href="${esc(relHref(a.rel))}">${esc(a.name)}</a> <span class="muted">${esc(artefactKindLabels[a.kind])}, ${fmtBytes(a.bytes)}</span></li>`).join('')}</ul>`;
+}
+
+function caseSection(s: RunSummary, c: CaseResult, arts: readonly Artefact[]): string {
+  const f = readFired(c.fired);
+  const firedFacts: Array<[string, string]> = f
+    ? [
+        ['kind', esc(f.kind)],
+        ...(f.symbol ? [['symbol', `<code>${esc(f.symbol)}</code>`] as [string, string]] : []),
+        ...(f.hits !== undefined ? [['hit', esc(f.hits)] as [string, string]] : []),
+        ...(f.commit !== undefined ? [['commit', esc(f.commit)] as [string, string]] : []),
+        ...(f.epoch !== undefined ? [['flush epoch', esc(f.epoch)] as [string, string]] : []),
+        ...(f.rip ? [['rip', `<code>${esc(f.rip)}</code>`] as [string, string]] : []),
+        ...(f.atMs !== undefined ? [['at', `${esc(Math.round(f.atMs * 10) / 10)} ms after the step's start marker`] as [string, string]] : []),
+      ]
+    : [['kind', '<span class="muted">not recorded</span>']];
+  const steps = c.steps ?? [];
+  const stepTable = steps.length
+    ? `<div class="scroll"><table class="steps"><thead><tr><th>step</th><th>kind</th><th class="num">exit</th><th class="num">started</th><th class="num">took</th><th>output</th></tr></thead><tbody>${steps
+        .map((st) => {
+          const started = (st as { startedAtMs?: number }).startedAtMs;
+          return `<tr><td>${esc(st.name)}</td><td>${esc(st.kind)}</td><td class="num">${st.exitCode ?? '<span class="muted">none (killed)</span>'}</td><td class="num">${started !== undefined ? fmtMs(started) : ''}</td><td class="num">${fmtMs(st.durationMs)}</td><td>${st.output ? `<pre>${esc(st.output.trim())}</pre>` : ''}</td></tr>`;
+        })
+        .join('')}</tbody></table></div>`
+    : '<p class="muted">No steps recorded.</p>';
+  const phases = (c as { phases?: Record<string, number> }).phases;
+  const facts: Array<[string, string]> = [
+    ['verdict', verdictBadge(c.status)],
+    ['scenario', esc(c.scenario)],
+    ['crash point', `<code>${esc(c.pointLabel)}</code>`],
+    ['repetition', esc(c.repetition)],
+    ['seed', `<code>${esc(c.seed)}</code>`],
+    ['duration', esc(fmtMs(c.durationMs))],
+    ...(phases && typeof phases === 'object' ? [['phases', esc(Object.entries(phases).map(([k, v]) => `${k.replace(/Ms$/, '')} ${fmtMs(Number(v))}`).join(', '))] as [string, string]] : []),
+    ...(c.error ? [['error', `<pre>${esc(c.error)}</pre>`] as [string, string]] : []),
+    ...(typeof (c as { errorKind?: unknown }).errorKind === 'string' ? [['error kind', esc((c as { errorKind?: string }).errorKind)] as [string, string]] : []),
+  ];
+  const findings = c.findings ?? [];
+  const sorted = [...findings].sort((a, b) => Number(isFailingFinding(c, b)) - Number(isFailingFinding(c, a)));
+  return `<details class="case v-${esc(c.status)}" id="${esc(caseAnchor(c.id))}" data-status="${esc(c.status)}"${c.status === 'pass' ? '' : ' open'}>
+<summary>${verdictBadge(c.status)} <span class="mono">${esc(c.id)}</span> <span class="muted">${esc(fmtMs(c.durationMs))}, ${(c.failing ?? []).length} failing / ${findings.length} findings</span></summary>
+${factsList(facts)}
+<h4>What fired</h4>${factsList(firedFacts)}
+<h4>Steps</h4>${stepTable}
+<h4>Findings (${findings.length})</h4>
+${findings.length ? `<div class="scroll"><table class="findings"><thead><tr><th></th><th>class</th><th>code</th><th>meaning / message</th><th>where</th><th>recovery</th><th>oracle</th></tr></thead><tbody>${findingRows(c, sorted)}</tbody></table></div>` : '<p class="muted">None.</p>'}
+<h4>Artefacts</h4>${artefactList(arts)}
+<h4>Reproduce this case</h4><pre><code>${esc(reproduceCommand(s, c.id))}</code></pre>
+</details>`;
+}
+
+/** The whole report.html for a run whose files are in `runDir`. */
+export async function runReportHtml(s: RunSummary, runDir: string): Promise<string> {
+  const artefacts = new Map<string, Artefact[]>();
+  for (const c of s.cases) artefacts.set(c.id, await listArtefacts(runDir, c.id));
+  const scenarios = [...new Set([...s.scenarios.map((x) => x.name), ...s.cases.map((c) => c.scenario)])];
+  const charts = chartsSection(s);
+  const order = (c: CaseResult) => verdictOrder.indexOf(c.status as (typeof verdictOrder)[number]);
+  const cases = [...s.cases].sort((a, b) => order(a) - order(b) || a.id.localeCompare(b.id));
+  const body = [
+    header(s),
+    matrixSection(buildMatrix(s.cases, artefacts), scenarios),
+    charts.html,
+    findingsSection(s),
+    `<section id="cases"><h2>Cases (${s.cases.length})</h2><p class="muted">Failing, erroring and unreached cases first, opened.</p>${cases.map((c) => caseSection(s, c, artefacts.get(c.id) ?? [])).join('\n')}</section>`,
+    `<footer class="muted"><p>Written by qcrash from ${esc('summary.json')} of run ${esc(s.runId)}. Links to artefacts are relative to this file: keep it in its run folder.</p></footer>`,
+  ].join('\n');
+  return renderPage({ title: `qcrash run ${s.runId}`, body, data: { runId: s.runId, ...(charts.data as object) }, scripts: ['common', 'run-report'], charts: true });
+}
+
+/** Write `<runDir>/report.html` atomically; loads summary.json when no summary is given. */
+export async function writeRunReport(runDir: string, summary?: RunSummary): Promise<string> {
+  const s = summary ?? (await loadSummary(runDir));
+  const file = join(runDir, 'report.html');
+  await writeFileAtomic(file, await runReportHtml(s, runDir));
+  return file;
+}
+
+/** Writes report.html into the run directory when the run ends. */
+export class HtmlReportReporter implements Reporter {
+  readonly name = 'html';
+  written?: string;
+  async onRunEnd(summary: RunSummary, runDir: string): Promise<void> {
+    this.written = await writeRunReport(runDir, summary);
+  }
+}

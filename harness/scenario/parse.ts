@@ -127,7 +127,8 @@ function parseSteps(src: YamlSource, items: unknown[], scenarioName: string): St
       if (n > 1) stepName = `${kind}-${n}`;
     }
     if (steps.some((s) => s.name === stepName)) fail(src, argPath, `duplicate step name "${stepName}"`);
-    steps.push(toStep(k, stepName, args, scenarioName));
+    const step = toStep(k, stepName, args, scenarioName);
+    steps.push(args.may_fail ? { ...step, mayFail: true } : step);
   });
   return steps;
 }

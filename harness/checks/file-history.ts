@@ -37,7 +37,9 @@ export interface HistoryVerdict {
 }
 
 /** The model of the file disagrees with what the guest reported (a harness problem, not a finding). */
-export class HistoryModelError extends Error {}
+export class HistoryModelError extends Error {
+  override name = 'HistoryModelError';
+}
 
 const PAGE = 4096;
 

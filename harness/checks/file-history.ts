@@ -104,15 +104,17 @@ function apply(v: Version, op: FileOp, i: number, blockSize: number): Version {
     case 'writer': {
       n.size = Math.max(n.size, op.size);
       const sectors = op.size / SECTOR;
+      // Stopped before its first round: it only grew the file (zeros).
+      if (op.rounds === 0) return n;
       for (let s = 0; s < sectors; s++) {
         n.writer[s] = i;
         if (op.rounds === undefined) n.known[s] = 0;
-        else if (op.rounds > 0) {
+        else {
           writerSector(op.seed, op.rounds - 1, s).copy(n.bytes, s * SECTOR);
           n.known[s] = 1;
         }
       }
-      if (op.rounds !== 0) allocate(0, op.size);
+      allocate(0, op.size);
       return n;
     }
     case 'mmap-holes': {
@@ -215,7 +217,7 @@ export function checkFileHistory(exp: FileExpectation, origin: FileOrigin, actua
       return origin.data.some(([a, b]) => off < b && off + SECTOR > a) ? "the recipe's bytes" : 'zeros (a hole of the recipe)';
     }
     const op = exp.ops[w]!;
-    if (op.kind === 'writer') return op.rounds ? `round ${op.rounds - 1} of writer step "${op.step}"` : `a round of writer step "${op.step}"`;
+    if (op.kind === 'writer') return op.rounds !== undefined ? `round ${op.rounds - 1} of writer step "${op.step}"` : `a round of writer step "${op.step}"`;
     if (op.kind === 'mmap-holes') return `the store of mmap-holes step "${op.step}"`;
     return `the bytes of write step "${op.step}"`;
   };

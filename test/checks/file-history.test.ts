@@ -131,3 +131,9 @@ t.test('mmap-holes over a recipe file with holes: stored pages hold their byte, 
   t.ok(thrown instanceof HistoryModelError, 'the guest and the host disagree about the holes: a harness problem, never a finding');
   t.match((thrown as Error).message, /found 5 hole pages \(first at 16384, last at 32768\) where the host's model of the file has 6 \(first at 16384, last at 36864\)/);
 });
+
+t.test('a rewriter stopped before its first round only grew the file', async (t) => {
+  const v = check(history([odirect(0)], 1), Buffer.alloc(16384));
+  t.same([v.exact, v.badCount, v.sizes], [true, 0, { min: 16384, max: 16384 }]);
+  t.match(check(history([odirect(0)], 1), writerRound(SEED, 0, 16384)).bad[0], { expected: 'zeros (before any write)', found: /round 0/ }, 'round 0 was never written');
+});

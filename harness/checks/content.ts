@@ -1,54 +1,105 @@
 import type { Finding, RecoveryModeName } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
-import { readEntryState } from '../image/debugfs.ts';
-import { noExpectations, type DurabilityExpectations } from '../crash/expectations.ts';
+import type { Recipe } from '../image/recipe.ts';
+import { readEntryState, type EntryState } from '../image/debugfs.ts';
+import { recipeFile } from '../image/recipe-content.ts';
+import { sha256 } from '../util/hash.ts';
+import { InfraError } from '../util/errors.ts';
+import { noExpectations, type DurabilityExpectations, type FileExpectation } from '../crash/expectations.ts';
+import { checkFileHistory, HistoryModelError, type FileOrigin } from './file-history.ts';
 
+const PAGE = 4096;
 
 /**
  * The content oracle: every manifest file reads back (on the host, with
  * debugfs, without mounting) with its size and sha256, fully block-mapped or
- * fully extent-mapped; what a completed sync made durable survived.
+ * fully extent-mapped; a file the workload wrote is held to its history
+ * sector by sector (checks/file-history.ts); what a completed sync made
+ * durable survived; a file the ioctl refused is still block-mapped.
  * Runs on the image after journal replay and before any e2fsck repair: that
  * is what the kernel would see, and a repair may delete or clone files.
+ * `recipe` regenerates the original bytes of recipe files the workload
+ * wrote into; without it such files cannot be checked and that is an error.
  */
 export async function checkContent(
   image: string,
   manifest: Manifest,
   exp: DurabilityExpectations = noExpectations,
   recovery?: RecoveryModeName,
+  recipe?: Recipe,
 ): Promise<Finding[]> {
-  const volatile = new Set(exp.volatile);
-  const written = new Map(exp.written.map((w) => [w.path, w]));
-  const extra = exp.written.filter((w) => !manifest.entries.some((e) => e.path === w.path)).map((w) => w.path);
+  const histories = new Map(exp.files.map((f) => [f.path, f]));
+  const inManifest = new Set(manifest.entries.map((e) => e.path));
+  const extra = exp.files.filter((f) => !inManifest.has(f.path)).map((f) => f.path);
   const paths = [...manifest.entries.map((e) => e.path), ...extra];
-  const states = new Map((await readEntryState(image, paths)).map((s) => [s.path, s]));
+  const keepBytes = new Set(exp.files.filter((f) => !f.unchecked).map((f) => f.path));
+  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes })).map((s) => [s.path, s]));
   const findings: Finding[] = [];
-  const base = (code: string, path: string, message: string, detail?: string, ino?: number): Finding => ({
+  const base = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number): Finding => ({
     class: 'data',
-    source: code === 'not-durable' ? 'durability' : 'content',
+    source: code === 'not-durable' || code === 'migrated-despite-error' ? 'durability' : 'content',
     code,
     name: code,
     message: `${path}: ${message}`,
     path,
     ...(ino !== undefined ? { ino } : {}),
+    ...(offset !== undefined ? { offset } : {}),
     ...(recovery ? { recovery } : {}),
     ...(detail ? { detail } : {}),
   });
 
-  // A volatile file's bytes are not checked, but its block map is: a writer
-  // changes what the file holds, never whether it is block- or extent-mapped.
+  const historyFindings = (h: FileExpectation, s: EntryState | undefined) => {
+    const origin = originOf(h, manifest, recipe);
+    let v;
+    try {
+      v = checkFileHistory(h, origin, s?.exists ? (s.bytes ?? Buffer.alloc(0)) : undefined, { blockSize: manifest.blockSize });
+    } catch (e) {
+      if (e instanceof HistoryModelError) throw new InfraError(`cannot check ${h.path}: ${e.message}`);
+      throw e;
+    }
+    const ino = s?.stat?.ino;
+    if (!s?.exists) {
+      if (!v.mayBeMissing) findings.push(base('missing', h.path, 'file written and made durable by the workload is missing'));
+      return;
+    }
+    const size = s.bytes?.length ?? s.size ?? 0;
+    if (size < v.sizes.min || size > v.sizes.max) {
+      const want = v.sizes.min === v.sizes.max ? `${v.sizes.min}` : `between ${v.sizes.min} and ${v.sizes.max}`;
+      findings.push(base('size-changed', h.path, `size ${size}, expected ${want}`, undefined, ino));
+    }
+    const first = v.bad[0];
+    if (first) {
+      const where = (b: { offset: number; sector: number }) =>
+        `offset ${b.offset} (sector ${b.sector}, page ${Math.floor(b.offset / PAGE)}, block ${Math.floor(b.offset / manifest.blockSize)})`;
+      const more = v.badCount > 1 ? `; ${v.badCount} sectors are wrong in all` : '';
+      findings.push(
+        base(
+          v.exact ? 'content-changed' : 'content-invalid',
+          h.path,
+          v.exact
+            ? `${where(first)} holds ${first.found}, expected ${first.expected}${more}`
+            : `${where(first)} holds ${first.found}, neither the old bytes nor new ones (${first.expected})${more}`,
+          v.bad.map((b) => `${where(b)}: found ${b.found}; expected ${b.expected}`).join('\n'),
+          ino,
+          first.offset,
+        ),
+      );
+    }
+  };
+
   for (const e of manifest.entries) {
     const s = states.get(e.path)!;
     if (!s.exists || !s.stat) {
       findings.push(base('missing', e.path, `${e.type} is missing after recovery`, undefined, e.ino));
       continue;
     }
-    const want = written.get(e.path) ?? { size: e.size, sha256: e.sha256 };
-    if (e.type !== 'dir' && !volatile.has(e.path)) {
-      if (s.size !== want.size) {
-        findings.push(base('size-changed', e.path, `size ${s.size}, expected ${want.size}`, undefined, s.stat.ino));
-      } else if (want.sha256 && s.sha256 !== want.sha256) {
-        findings.push(base('content-changed', e.path, 'bytes differ from before the migration', `expected sha256 ${want.sha256}\nactual   sha256 ${s.sha256 ?? '(unreadable)'}`, s.stat.ino));
+    const h = histories.get(e.path);
+    if (h && !h.unchecked) historyFindings(h, s);
+    else if (e.type !== 'dir' && !h) {
+      if (s.size !== e.size) {
+        findings.push(base('size-changed', e.path, `size ${s.size}, expected ${e.size}`, undefined, s.stat.ino));
+      } else if (e.sha256 && s.sha256 !== e.sha256) {
+        findings.push(base('content-changed', e.path, 'bytes differ from before the migration', `expected sha256 ${e.sha256}\nactual   sha256 ${s.sha256 ?? '(unreadable)'}`, s.stat.ino));
       }
     }
     if (!['blocks', 'extents', 'none', 'fast-symlink', 'inline'].includes(s.stat.mapping)) {
@@ -56,22 +107,39 @@ export async function checkContent(
     }
   }
   for (const p of extra) {
-    const s = states.get(p)!;
-    const want = written.get(p)!;
-    if (!s.exists) findings.push(base('missing', p, 'file written and made durable by the workload is missing'));
-    else if (s.size !== want.size || s.sha256 !== want.sha256) {
-      findings.push(base('content-changed', p, 'durable write did not survive', `expected ${want.size} bytes sha256 ${want.sha256}\nactual ${s.size} bytes sha256 ${s.sha256}`, s.stat?.ino));
+    const h = histories.get(p)!;
+    const s = states.get(p);
+    if (!h.unchecked) historyFindings(h, s);
+    else if (!s?.exists && h.durable > 0) findings.push(base('missing', p, 'file written and made durable by the workload is missing'));
+  }
+
+  const mapped = [...exp.mustBeExtents, ...exp.mustBeBlocks].filter((p) => !states.has(p));
+  if (mapped.length) for (const s of await readEntryState(image, mapped)) states.set(s.path, s);
+  for (const p of exp.mustBeExtents) {
+    const s = states.get(p);
+    if (s?.stat && s.stat.mapping !== 'extents') {
+      findings.push(base('not-durable', p, `the ioctl returned 0 and a sync, fsync or umount completed after it, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
     }
   }
-  if (exp.mustBeExtents.length) {
-    const extraStates = await readEntryState(image, exp.mustBeExtents.filter((p) => !states.has(p)));
-    for (const s of extraStates) states.set(s.path, s);
-    for (const p of exp.mustBeExtents) {
-      const s = states.get(p);
-      if (s?.stat && s.stat.mapping !== 'extents') {
-        findings.push(base('not-durable', p, `chattr +e reported success and a sync, fsync or umount completed after it, but the file is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
-      }
+  for (const p of exp.mustBeBlocks) {
+    const s = states.get(p);
+    if (s?.stat && s.stat.mapping === 'extents') {
+      const r = exp.migrations.findLast((m) => m.path === p);
+      findings.push(base('migrated-despite-error', p, `the ioctl refused the migration${r ? ` (errno ${r.errno})` : ''}, but the file is extent-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
     }
   }
   return findings;
+}
+
+/** The file before the workload: regenerated from the recipe (checked against the manifest), or nothing. */
+function originOf(h: FileExpectation, manifest: Manifest, recipe: Recipe | undefined): FileOrigin {
+  if (h.origin === 'new') return { bytes: Buffer.alloc(0), data: [] };
+  if (!recipe) throw new InfraError(`cannot check ${h.path}: the workload wrote into a file of the image and its recipe, which holds the original bytes, is not known here`);
+  const f = recipeFile(recipe, h.path);
+  const e = manifest.entries.find((x) => x.path === h.path);
+  if (!f) throw new InfraError(`cannot check ${h.path}: recipe ${recipe.name} has no regular file there`);
+  if (e?.sha256 && sha256(f.bytes) !== e.sha256) {
+    throw new InfraError(`cannot check ${h.path}: its bytes regenerated from recipe ${recipe.name} do not match the image's manifest (sha256 ${sha256(f.bytes)}, manifest ${e.sha256}): the base image or the generator changed`);
+  }
+  return f;
 }

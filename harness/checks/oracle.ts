@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { Finding } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
+import type { Recipe } from '../image/recipe.ts';
 import { runE2fsck, type E2fsckRun } from '../image/e2fsck.ts';
 import { coveredBy, type DurabilityExpectations, type MigrateTarget } from '../crash/expectations.ts';
 import type { RecoveredImage } from '../recovery/recovery.ts';
@@ -14,6 +15,8 @@ export interface OracleContext {
   /** What the workload asked to migrate (their i_blocks may legitimately be too high). */
   migrated: MigrateTarget[];
   expectations: DurabilityExpectations;
+  /** The image's recipe: the original bytes of recipe files the workload wrote into come from it. */
+  recipe?: Recipe;
 }
 
 export interface OracleOutcome {
@@ -49,7 +52,7 @@ export async function runOracles(recovered: RecoveredImage, ctx: OracleContext):
     findings.push({ class: 'kernel', source: 'console', code: 'umount-failed', name: 'umount-failed', message: `umount failed: ${recovered.umount.output.trim()}`, recovery: mode });
   }
   if (recovered.console !== undefined) findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
-  if (ctx.manifest) findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode)));
+  if (ctx.manifest) findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode, ctx.recipe)));
 
   const entries = ctx.manifest?.entries ?? [];
   const manifestInodes = new Map(entries.map((e) => [e.ino, e.path]));

@@ -7,7 +7,8 @@ export const findingClasses = ['leak', 'corruption', 'data', 'kernel'] as const;
 export type FindingClass = (typeof findingClasses)[number];
 
 /** Which oracle produced the finding. */
-export type FindingSource = 'e2fsck' | 'repair' | 'content' | 'durability' | 'console';
+/** `workload`: what the guest reported for a step (a step that failed, an ioctl return the ABI does not allow). */
+export type FindingSource = 'e2fsck' | 'repair' | 'content' | 'durability' | 'console' | 'workload';
 
 export type RecoveryModeName = 'e2fsck' | 'kernel';
 
@@ -32,6 +33,8 @@ export interface Finding {
   block?: number;
   group?: number;
   path?: string;
+  /** Byte offset in the file at `path` where the content oracle saw the first wrong sector. */
+  offset?: number;
   /** Extra text: a stack trace, e2fsck's text for the problem, expected vs actual hashes. */
   detail?: string;
 }

@@ -1,15 +1,19 @@
 /**
  * The bytes qcrash-io (vm-images/guest/qcrash-io.c) writes: splitmix64 from a
  * host-chosen seed, little-endian. The host computes them to know what a
- * completed write step left in a file.
+ * completed write step left in a file, what any round of a rewriter (odirect,
+ * mmap) put in a sector, and what mmap-holes stored in each hole page. Every
+ * function here has its twin in qcrash-io.c; test/checks/writer-content.test.ts
+ * holds them to bytes the guest wrote.
  */
 const MASK = (1n << 64n) - 1n;
+const GAMMA = 0x9e3779b97f4a7c15n;
 
 export function generatedBytes(seed: number | bigint, size: number): Buffer {
   const out = Buffer.alloc(size);
   let s = BigInt(seed) & MASK;
   for (let i = 0; i < size; i += 8) {
-    s = (s + 0x9e3779b97f4a7c15n) & MASK;
+    s = (s + GAMMA) & MASK;
     let z = s;
     z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK;
     z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK;
@@ -17,5 +21,49 @@ export function generatedBytes(seed: number | bigint, size: number): Buffer {
     if (i + 8 <= size) out.writeBigUInt64LE(z, i);
     else for (let j = 0; i + j < size; j++) out[i + j] = Number((z >> BigInt(8 * j)) & 0xffn);
   }
+  return out;
+}
+
+/** One generator output from state x (qcrash-io's mix()). */
+function mix(x: bigint): bigint {
+  return generatedBytes(x, 8).readBigUInt64LE(0);
+}
+
+export const SECTOR = 512;
+const HEADER = 16;
+const MAGIC = Buffer.from('QCRW');
+
+function sectorSeed(seed: number | bigint, round: number, index: number): bigint {
+  return mix((BigInt(seed) & MASK) ^ mix(((BigInt(round) << 40n) ^ BigInt(index)) & MASK));
+}
+
+/** Sector `index` (file offset index*512) of round `round` of a rewriter seeded with `seed`. */
+export function writerSector(seed: number | bigint, round: number, index: number): Buffer {
+  const b = Buffer.alloc(SECTOR);
+  MAGIC.copy(b, 0);
+  b.writeUInt32LE(round, 4);
+  b.writeBigUInt64LE(BigInt(index), 8);
+  generatedBytes(sectorSeed(seed, round, index), SECTOR - HEADER).copy(b, HEADER);
+  return b;
+}
+
+/** A whole round of a rewriter's file of `size` bytes (a multiple of 512). */
+export function writerRound(seed: number | bigint, round: number, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  for (let i = 0; i * SECTOR < size; i++) writerSector(seed, round, i).copy(out, i * SECTOR);
+  return out;
+}
+
+/** The header of a rewriter's sector, when the bytes start with one (the body is not checked here). */
+export function sectorHeader(b: Buffer): { round: number; index: number } | undefined {
+  if (b.length < HEADER || !b.subarray(0, 4).equals(MAGIC)) return undefined;
+  return { round: b.readUInt32LE(4), index: Number(b.readBigUInt64LE(8)) };
+}
+
+/** The byte mmap-holes stores at the start of its k-th hole page (k from 0), for k < n. */
+export function holeStoreValues(seed: number | bigint, n: number): Uint8Array {
+  const raw = generatedBytes(seed, 8 * n);
+  const out = new Uint8Array(n);
+  for (let k = 0; k < n; k++) out[k] = raw[8 * k]! | 1;
   return out;
 }

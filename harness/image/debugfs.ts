@@ -108,13 +108,15 @@ export interface EntryState {
   stat?: InodeStat;
   size?: number;
   sha256?: string;
+  /** The file's bytes, for the paths asked for in `keepBytes`. */
+  bytes?: Buffer;
 }
 
 /**
  * Read files' current state from an image without mounting it: one debugfs
  * run for the stats, one for dumping the bytes, hashes computed on the host.
  */
-export async function readEntryState(image: string, paths: string[], types?: Map<string, string>): Promise<EntryState[]> {
+export async function readEntryState(image: string, paths: string[], types?: Map<string, string>, opts: { keepBytes?: ReadonlySet<string> } = {}): Promise<EntryState[]> {
   // One debugfs run stats and dumps every path (a run costs about 30 ms);
   // only the regular files' dumps are read.
   await using tmp = await TempDir.create('dump');
@@ -137,6 +139,7 @@ export async function readEntryState(image: string, paths: string[], types?: Map
       stat: st,
       size: bytes ? bytes.length : st.size,
       ...(bytes ? { sha256: sha256(bytes) } : st.fastLinkTarget !== undefined ? { sha256: sha256(st.fastLinkTarget) } : {}),
+      ...(bytes && opts.keepBytes?.has(p) ? { bytes } : {}),
     });
   }
   return out;

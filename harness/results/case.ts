@@ -1,5 +1,6 @@
 import type { Finding, Allowance } from '../findings/finding.ts';
 import type { FiredPoint } from '../crash/crash-state.ts';
+import type { StepReport } from '../crash/step-report.ts';
 
 export type { FiredPoint } from '../crash/crash-state.ts';
 
@@ -10,13 +11,15 @@ export type { FiredPoint } from '../crash/crash-state.ts';
  */
 export type CaseStatus = 'pass' | 'fail' | 'error' | 'not-reached';
 
-/** One step as the case recorded it (chattr's exit status etc.). */
+/** One step as the case recorded it: the exit status, the start of its output, and what it reported. */
 export interface StepSummary {
   name: string;
   kind: string;
   exitCode?: number;
   durationMs?: number;
   output?: string;
+  /** Parsed from the whole output: a migrate's per-file ioctl results, a writer's rounds or stores. */
+  report?: StepReport;
 }
 
 /** Where a case's time went, host milliseconds. */

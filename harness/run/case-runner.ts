@@ -9,12 +9,14 @@ import { TempDir } from '../util/tempdir.ts';
 import { describeError } from '../util/errors.ts';
 import type { CrashState, CrashStateSource } from '../crash/crash-state.ts';
 import { KillPointSource } from '../crash/kill-source.ts';
-import { deriveExpectations } from '../crash/expectations.ts';
+import { deriveExpectations, stepReport } from '../crash/expectations.ts';
 import type { KernelPointDriver } from '../crash/points/index.ts';
 import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
 import { recoverWithKernel } from '../recovery/kernel.ts';
 import { scanConsole } from '../checks/console.ts';
 import { runOracles, writeE2fsckLogs } from '../checks/oracle.ts';
+import { workloadFindings } from '../checks/steps.ts';
+import { loadRecipe } from '../image/recipe.ts';
 import type { CaseResult } from '../results/case.ts';
 import { caseVerdict } from '../results/verdict.ts';
 
@@ -114,9 +116,12 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
   if (env.beforeOracle) await env.beforeOracle(state.image, spec);
   const findings: Finding[] = [];
   for (const c of state.consoles) findings.push(...scanConsole(c.text, { boot: c.boot }));
-  const { expectations, migrated } = deriveExpectations(spec.scenario.steps, state.records, base.manifest, state.ending === 'clean');
+  findings.push(...workloadFindings(spec.scenario.steps, state.records));
+  const { expectations, migrated } = deriveExpectations(spec.scenario.steps, state.records, base.manifest, state.ending === 'clean', { caseSeed: spec.seed });
   await writeFile(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
-  const ctx = { manifest: base.manifest, migrated, expectations };
+  // Only a write into a recipe file needs the recipe (its original bytes).
+  const recipe = expectations.files.some((f) => f.origin === 'recipe') ? await loadRecipe(spec.scenario.recipe) : undefined;
+  const ctx = { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}) };
   let recoveryMs = 0;
   let oraclesMs = 0;
   for (const mode of spec.scenario.recovery) {
@@ -134,13 +139,18 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
   const verdict = caseVerdict(findings, spec.scenario.allow, state.reached);
   return {
     fired: state.fired,
-    steps: state.records.map((r) => ({
-      name: r.name,
-      kind: r.kind,
-      ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
-      ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
-      ...(r.output ? { output: r.output.slice(0, 2000) } : {}),
-    })),
+    steps: state.records.map((r) => {
+      const step = spec.scenario.steps.find((s) => s.name === r.name);
+      const report = step && stepReport(step, r);
+      return {
+        name: r.name,
+        kind: r.kind,
+        ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
+        ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
+        ...(r.output ? { output: r.output.slice(0, 2000) } : {}),
+        ...(report ? { report } : {}),
+      };
+    }),
     findings,
     failing: verdict.failing,
     status: verdict.status,

@@ -5,25 +5,36 @@ import type { Allowance, RecoveryModeName } from '../findings/finding.ts';
  * sends steps one at a time; the agent announces the start of each (a marker
  * the host may wait on) and acknowledges its end with an exit status.
  */
-export type Step =
-  | { kind: 'mount'; name: string; options: string[] }
-  | { kind: 'umount'; name: string }
-  /** chattr +e on each path; `recursive` migrates a tree (chattr -R +e). */
-  | { kind: 'migrate'; name: string; paths: string[]; recursive: boolean }
-  /** Write `size` pseudo-random bytes (seeded by the host) at `offset`; `append` ignores offset. */
-  | { kind: 'write'; name: string; path: string; size: number; offset: number; append: boolean; seed: number }
-  | { kind: 'fsync'; name: string; path: string }
-  | { kind: 'sync'; name: string }
-  | { kind: 'drop-caches'; name: string }
-  /** A background `while :; do sync; done` loop, started and stopped by name. */
-  | { kind: 'sync-loop'; name: string; action: 'start' | 'stop' }
-  /**
-   * Background writers beside a migration: O_DIRECT or mmap rewrites of a
-   * file of `size` bytes, or `mmap-holes`: one store into each hole page of
-   * an existing file, `paceUs` apart (block allocation racing chattr).
-   */
-  | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; paceUs: number; action: 'start' | 'stop' }
-  | { kind: 'sleep'; name: string; ms: number };
+export type Step = StepCommon &
+  (
+    | { kind: 'mount'; name: string; options: string[] }
+    | { kind: 'umount'; name: string }
+    /** FS_IOC_SETFLAGS +EXTENTS_FL on each path, file by file with each result (qcrash-io migrate); `recursive` walks the tree as chattr -R does, skipping symlinks. */
+    | { kind: 'migrate'; name: string; paths: string[]; recursive: boolean }
+    /** Write `size` pseudo-random bytes (seeded by the host) at `offset`; `append` ignores offset. */
+    | { kind: 'write'; name: string; path: string; size: number; offset: number; append: boolean; seed: number }
+    | { kind: 'fsync'; name: string; path: string }
+    | { kind: 'sync'; name: string }
+    | { kind: 'drop-caches'; name: string }
+    /** A background `while :; do sync; done` loop, started and stopped by name. */
+    | { kind: 'sync-loop'; name: string; action: 'start' | 'stop' }
+    /**
+     * Background writers beside a migration: O_DIRECT or mmap rewrites of a
+     * file of `size` bytes, or `mmap-holes`: one store into each hole page of
+     * an existing file, `paceUs` apart (block allocation racing chattr).
+     */
+    | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; paceUs: number; action: 'start' | 'stop' }
+    | { kind: 'sleep'; name: string; ms: number }
+  );
+
+/**
+ * `mayFail`: the scenario expects the step may fail in the guest (exit
+ * status not 0); otherwise a failed step is a `step-failed` finding. A
+ * migrate whose ioctl refuses a file does not fail its step.
+ */
+export interface StepCommon {
+  mayFail?: boolean;
+}
 
 export type StepKind = Step['kind'];
 export const writerModes = ['odirect', 'mmap', 'mmap-holes'] as const;

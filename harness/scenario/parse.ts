@@ -171,7 +171,8 @@ function parseSteps(src: YamlSource, items: unknown[], scenarioName: string): St
     if (k === 'sleep' && (args.ms as number) >= stepTimeoutMs) {
       fail(src, [...argPath, 'ms'], `a sleep of ${args.ms} ms would outlast the step timeout (${stepTimeoutMs / 1000} s): the case would end as an error`);
     }
-    const step = toStep(k, stepName, args, scenarioName);
+    const parsed = toStep(k, stepName, args, scenarioName);
+    const step = args.may_fail ? { ...parsed, mayFail: true } : parsed;
     stepPaths.set(step, argPath);
     steps.push(step);
   });
@@ -234,6 +235,8 @@ function checkPaths(src: YamlSource, steps: readonly Step[], recipe: { files: Se
     return `"${p}" is not in the recipe's filesystem${near.length ? ` (close: ${near.join(', ')})` : ''}`;
   };
   for (const step of steps) {
+    // A step allowed to fail may name what is not there on purpose.
+    if (step.mayFail) continue;
     switch (step.kind) {
       case 'migrate':
         step.paths.forEach((p, j) => {

@@ -17,27 +17,30 @@ const absPath = z
   .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
 
+/** Every step takes a name and `may_fail: true` (a failure in the guest is then no finding). */
+const common = { name: name.optional(), may_fail: z.boolean().optional() };
+
 export const stepArgs = {
-  mount: z.strictObject({ name: name.optional(), options: z.union([mountOption, z.array(mountOption)]).optional() }),
-  umount: z.strictObject({ name: name.optional() }),
+  mount: z.strictObject({ ...common, options: z.union([mountOption, z.array(mountOption)]).optional() }),
+  umount: z.strictObject({ ...common }),
   migrate: z.strictObject({
-    name: name.optional(),
+    ...common,
     paths: z.union([absPath, z.array(absPath).min(1)]),
     recursive: z.boolean().optional(),
   }),
   write: z.strictObject({
-    name: name.optional(),
+    ...common,
     path: absPath,
     size: posInt,
     offset: nonNegInt.optional(),
     append: z.boolean().optional(),
   }),
-  fsync: z.strictObject({ name: name.optional(), path: absPath }),
-  sync: z.strictObject({ name: name.optional() }),
-  'drop-caches': z.strictObject({ name: name.optional() }),
-  'sync-loop': z.strictObject({ name: name.optional(), action: z.enum(['start', 'stop']) }),
+  fsync: z.strictObject({ ...common, path: absPath }),
+  sync: z.strictObject({ ...common }),
+  'drop-caches': z.strictObject({ ...common }),
+  'sync-loop': z.strictObject({ ...common, action: z.enum(['start', 'stop']) }),
   writer: z.strictObject({
-    name: name.optional(),
+    ...common,
     mode: z.enum(writerModes),
     path: absPath,
     size: posInt.optional(),
@@ -45,7 +48,7 @@ export const stepArgs = {
     pace_us: nonNegInt.optional(),
     action: z.enum(['start', 'stop']),
   }),
-  sleep: z.strictObject({ name: name.optional(), ms: nonNegInt }),
+  sleep: z.strictObject({ ...common, ms: nonNegInt }),
 } as const;
 export type StepArgKind = keyof typeof stepArgs;
 

@@ -128,3 +128,12 @@ t.test('validation is linear: a file of many steps parses in one pass', async (t
   t.equal(s.steps.length, n);
   t.equal(s.steps.at(-1)!.name, `sync-${n}`);
 });
+
+t.test('may_fail marks a step whose failure in the guest is no finding; a bad value names the line', async (t) => {
+  const s = await parseScenario('scenarios/demo.yaml', 'recipe: small-4k\nsteps:\n  - mount\n  - fsync: { path: /maybe, may_fail: true }\n  - migrate: { paths: /shapes/ind-13, may_fail: false }\n  - sync\nkill:\n  - none\n');
+  t.same(s.steps[1], { kind: 'fsync', name: 'fsync', path: '/maybe', mayFail: true });
+  t.same(s.steps[2], { kind: 'migrate', name: 'migrate', paths: ['/shapes/ind-13'], recursive: false }, 'may_fail: false is the default, not recorded');
+  t.notOk(s.steps[3]!.mayFail, 'a bare step may not fail');
+  const e = await errorOf('recipe: small-4k\nsteps:\n  - mount\n  - sync: { may_fail: yes please }\nkill:\n  - none\n');
+  t.match(e.message, /bad\.yaml:4(:\d+)?: .*boolean.*may_fail/);
+});

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
-import { generatedBytes } from '../../harness/guest/content.ts';
+import { generatedBytes, holeStoreValues, writerRound } from '../../harness/guest/content.ts';
+import { parseWriterOutput, type HolesReport, type WriterReport } from '../../harness/crash/step-report.ts';
 import { Vm } from '../../harness/vm/machine/vm.ts';
 import { runWorkload } from '../../harness/crash/workload.ts';
 import { stepCommand } from '../../harness/crash/step-command.ts';
@@ -40,6 +41,7 @@ function expectedNew(): Buffer {
 t.test('every step kind, markers and holds, with the results checked on the image', async (t) => {
   const img = await blockMappedImage(tmp, 'agent', { '/f': 100_000 });
   let dir = '';
+  const reports = new Map<string, WriterReport | HolesReport | undefined>();
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
@@ -65,14 +67,20 @@ t.test('every step kind, markers and holds, with the results checked on the imag
       const w: Step = { kind: 'writer', name: `${mode}-start`, mode, path: `/${mode}`, size: 65536, paceUs: 0, action: 'start' };
       t.equal((await run(w)).exitCode, 0, `${mode} writer started`);
       await run({ kind: 'sleep', name: 'let it write', ms: 300 });
-      t.equal((await run({ ...w, name: `${mode}-stop`, action: 'stop' })).exitCode, 0, `${mode} writer stopped`);
+      const stop = await run({ ...w, name: `${mode}-stop`, action: 'stop' });
+      t.equal(stop.exitCode, 0, `${mode} writer stopped`);
+      reports.set(mode, parseWriterOutput(stop.output));
+      t.match(reports.get(mode), { kind: 'writer', mode, size: 65536 }, `and reported its rounds: ${stop.output.trim()}`);
     }
     // A 1 MiB hole then one written page: the hole writer fills each of the 256 hole pages once, then exits.
     t.equal((await run({ kind: 'write', name: 'sparse', path: '/sparse', size: 4096, offset: 1 << 20, append: false, seed: 7 })).exitCode, 0);
     const holes: Step = { kind: 'writer', name: 'holes-start', mode: 'mmap-holes', path: '/sparse', size: 0, paceUs: 100, action: 'start' };
     t.equal((await run(holes)).exitCode, 0, 'hole writer started');
     await run({ kind: 'sleep', name: 'let it fill', ms: 1500 });
-    t.equal((await run({ ...holes, name: 'holes-stop', action: 'stop' })).exitCode, 0, 'hole writer stopped (or already done)');
+    const holesStop = await run({ ...holes, name: 'holes-stop', action: 'stop' });
+    t.equal(holesStop.exitCode, 0, 'hole writer stopped (or already done)');
+    reports.set('holes', parseWriterOutput(holesStop.output));
+    t.match(reports.get('holes'), { kind: 'mmap-holes', holes: 256, first: 0, last: 255 * 4096 }, `and reported its stores: ${holesStop.output.trim()}`);
     t.equal((await run({ kind: 'drop-caches', name: 'dc' })).exitCode, 0, 'drop caches');
 
     const sleeping = vm.agent.send(...stepCommand({ kind: 'sleep', name: 's', ms: 400 }, 7));
@@ -102,7 +110,20 @@ t.test('every step kind, markers and holds, with the results checked on the imag
   t.ok((await fileBytes(tmp, img.path, '/new')).equals(expectedNew()), 'writes, an overwrite and an append left the bytes the host computed');
   const root = await debugfs(img.path, 'ls -l /');
   t.ok(root.includes(debugfsEscaped(weirdName.slice(1))), 'a name with spaces, quotes, $() and UTF-8 reached the guest literally');
-  for (const mode of ['odirect', 'mmap']) t.match(await debugfs(img.path, `stat /${mode}`), /Size: 65536/, `the ${mode} writer's file`);
+  for (const mode of ['odirect', 'mmap']) {
+    t.match(await debugfs(img.path, `stat /${mode}`), /Size: 65536/, `the ${mode} writer's file`);
+    const rounds = (reports.get(mode) as WriterReport).rounds;
+    t.ok(rounds > 0, `${mode}: ${rounds} rounds in 300 ms`);
+    t.ok((await fileBytes(tmp, img.path, `/${mode}`)).equals(writerRound(7, rounds - 1, 65536)), `${mode}: every sector holds round ${rounds - 1}, as the host twin computes it`);
+  }
+  const holesReport = reports.get('holes') as HolesReport;
+  const sparseBytes = await fileBytes(tmp, img.path, '/sparse');
+  const values = holeStoreValues(7, 256);
+  const wrongPages = Array.from({ length: 256 }, (_, k) => k).filter((k) => {
+    const page = sparseBytes.subarray(k * 4096, (k + 1) * 4096);
+    return page[0] !== (k < holesReport.stored ? values[k] : 0) || page.subarray(1).some((b) => b !== 0);
+  });
+  t.same(wrongPages, [], `the first ${holesReport.stored} hole pages hold their store's byte as the host computes it, the rest zeros`);
   const sparse = await debugfs(img.path, 'stat /sparse');
   const sectors = Number(/Blockcount: (\d+)/.exec(sparse)?.[1]);
   t.ok(sectors >= 257 * 8, `every hole page of /sparse got a block (${sectors} sectors of 512 bytes, 257 pages need ${257 * 8})`);

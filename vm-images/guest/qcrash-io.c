@@ -1,14 +1,41 @@
 /*
- * qcrash-io: the guest's writer. Its bytes come from splitmix64 seeded by the
- * host, so the host can compute what a completed write left in a file
- * (harness/guest/content.ts implements the same generator).
+ * qcrash-io: the guest's writer and migrator. Its bytes come from splitmix64
+ * seeded by the host, so the host can compute what a write left in a file
+ * (harness/guest/content.ts implements the same generator and formats).
  *
  *   qcrash-io write PATH OFFSET SIZE SEED APPEND   one write (APPEND=1: O_APPEND)
  *   qcrash-io fsync PATH
- *   qcrash-io odirect PATH SIZE SEED               O_DIRECT rewrites until killed
- *   qcrash-io mmap PATH SIZE SEED                  mmap stores + msync until killed
+ *   qcrash-io migrate ROOT RECURSIVE PATH...       FS_IOC_SETFLAGS +EXTENTS_FL on each
+ *                                                  file and directory, one result line each
+ *   qcrash-io odirect PATH SIZE SEED               O_DIRECT rewrites of the file, round
+ *                                                  after round, until SIGTERM
+ *   qcrash-io mmap PATH SIZE SEED                  the same through a shared mapping + msync
  *   qcrash-io mmap-holes PATH PACE_US SEED         one store into each hole page of an
  *                                                  existing file, PACE_US apart, then exits
+ *
+ * migrate prints, per path (PATH relative to ROOT, bytes outside 0x21-0x7e
+ * and '%' as %XX):
+ *   migrate file|dir RET ERRNO PATH   RET: what syscall(SYS_ioctl, FS_IOC_SETFLAGS)
+ *                                     returned, so a positive value the kernel lets
+ *                                     out (ext4_ext_migrate) is seen; ERRNO when RET is -1
+ *   skip symlink|other PATH           not migrated, as chattr -R would not
+ *   error lstat|open|getflags|opendir ERRNO PATH   the walk itself failed (exit 1)
+ * An ioctl error is a result, not a failure: the exit status is 0 when every
+ * file could be asked.
+ *
+ * The rewriters (odirect, mmap) write rounds r = 0, 1, ... of the whole file;
+ * each 512-byte sector i of round r is a 16-byte header ("QCRW", r as u32,
+ * i as u64, little-endian) and 496 bytes of splitmix64 seeded by
+ * sector_seed(seed, r, i), so the host tells a sector of any round from
+ * anything else by reading its header. On SIGTERM a rewriter finishes the
+ * round it is in and prints "writer MODE rounds=N size=S" (rounds completed,
+ * the last one is N-1); it prints that line also when a write fails.
+ *
+ * mmap-holes lists the file's hole pages first (SEEK_HOLE, page-aligned,
+ * file order), then stores into the k-th one byte 0 = (k-th splitmix64
+ * output of SEED) | 1. It stops early on SIGTERM and prints
+ * "mmap-holes stored=N holes=M first=OFF last=OFF" (the first N of the M
+ * hole pages were stored; OFF of the first and last hole page, -1 if none).
  *
  * mmap-holes is the race ext4_ext_migrate() guards against with
  * EXT4_STATE_EXT_MIGRATE: chattr holds i_rwsem, but a store through a shared
@@ -17,15 +44,28 @@
  * without having touched the old map.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef FS_EXTENT_FL
+#define FS_EXTENT_FL 0x00080000
+#endif
+
+#define SECTOR 512
+#define HEADER 16
 
 static uint64_t splitmix64(uint64_t *s) {
   uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -33,6 +73,9 @@ static uint64_t splitmix64(uint64_t *s) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
+
+/* One generator output from state x: a mixing function. */
+static uint64_t mix(uint64_t x) { return splitmix64(&x); }
 
 /* Fill buf with the generator's little-endian output, starting at stream position 0. */
 static void fill(unsigned char *buf, size_t n, uint64_t seed) {
@@ -43,14 +86,122 @@ static void fill(unsigned char *buf, size_t n, uint64_t seed) {
   }
 }
 
+static void put_le(unsigned char *p, uint64_t v, int n) {
+  for (int j = 0; j < n; j++) p[j] = (unsigned char)(v >> (8 * j));
+}
+
+static uint64_t sector_seed(uint64_t seed, uint32_t round, uint64_t index) {
+  return mix(seed ^ mix(((uint64_t)round << 40) ^ index));
+}
+
+/* Round `round` of a rewriter's file of `size` bytes (a multiple of SECTOR). */
+static void fill_round(unsigned char *buf, size_t size, uint64_t seed, uint32_t round) {
+  for (size_t off = 0; off < size; off += SECTOR) {
+    uint64_t index = off / SECTOR;
+    memcpy(buf + off, "QCRW", 4);
+    put_le(buf + off + 4, round, 4);
+    put_le(buf + off + 8, index, 8);
+    fill(buf + off + HEADER, SECTOR - HEADER, sector_seed(seed, round, index));
+  }
+}
+
+static volatile sig_atomic_t stop_requested;
+static void on_term(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+/* SIGTERM asks for a graceful stop; SA_RESTART so that no write is cut short by it. */
+static void graceful_stop(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, 0);
+}
+
 static int die(const char *what) {
   fprintf(stderr, "qcrash-io: %s: %s\n", what, strerror(errno));
   return 1;
 }
 
+/* A path as one token: bytes outside 0x21-0x7e and '%' as %XX. */
+static void put_path(const char *p) {
+  for (; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x21 || c > 0x7e || c == '%') printf("%%%02X", c);
+    else putchar(c);
+  }
+}
+
+static const char *migrate_root;
+static int walk_failed;
+
+static void walk_error(const char *op, int err, const char *rel) {
+  printf("error %s %d ", op, err);
+  put_path(rel);
+  putchar('\n');
+  walk_failed = 1;
+}
+
+/*
+ * chattr -R's order: the path itself, then (directories, recursive) each
+ * entry in readdir order, depth first. Unlike chattr, a path that cannot be
+ * migrated never ends the walk of its directory.
+ */
+static void migrate_path(const char *rel, int recursive) {
+  char full[PATH_MAX];
+  snprintf(full, sizeof full, "%s%s", migrate_root, rel);
+  struct stat st;
+  if (lstat(full, &st)) {
+    walk_error("lstat", errno, rel);
+    return;
+  }
+  int dir = S_ISDIR(st.st_mode);
+  if (!dir && !S_ISREG(st.st_mode)) {
+    printf("skip %s ", S_ISLNK(st.st_mode) ? "symlink" : "other");
+    put_path(rel);
+    putchar('\n');
+    return;
+  }
+  int fd = open(full, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | (dir ? O_DIRECTORY : 0));
+  if (fd < 0) {
+    walk_error("open", errno, rel);
+    return;
+  }
+  int flags = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &flags)) {
+    walk_error("getflags", errno, rel);
+    close(fd);
+    return;
+  }
+  flags |= FS_EXTENT_FL;
+  errno = 0;
+  long ret = syscall(SYS_ioctl, fd, FS_IOC_SETFLAGS, &flags);
+  int err = ret == -1 ? errno : 0;
+  close(fd);
+  printf("migrate %s %ld %d ", dir ? "dir" : "file", ret, err);
+  put_path(rel);
+  putchar('\n');
+  if (!dir || !recursive) return;
+  DIR *d = opendir(full);
+  if (!d) {
+    walk_error("opendir", errno, rel);
+    return;
+  }
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    char child[PATH_MAX];
+    snprintf(child, sizeof child, "%s/%s", strcmp(rel, "/") ? rel : "", de->d_name);
+    migrate_path(child, recursive);
+  }
+  closedir(d);
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: qcrash-io write|fsync|odirect|mmap PATH ...\n");
+    fprintf(stderr, "usage: qcrash-io write|fsync|migrate|odirect|mmap|mmap-holes ...\n");
     return 2;
   }
   const char *op = argv[1], *path = argv[2];
@@ -59,6 +210,12 @@ int main(int argc, char **argv) {
     if (fd < 0) return die("open");
     if (fsync(fd)) return die("fsync");
     return close(fd) ? die("close") : 0;
+  }
+  if (!strcmp(op, "migrate") && argc >= 5) {
+    migrate_root = argv[2];
+    int recursive = atoi(argv[3]);
+    for (int i = 4; i < argc; i++) migrate_path(argv[i], recursive);
+    return fflush(stdout) || walk_failed ? 1 : 0;
   }
   if (!strcmp(op, "write") && argc == 7) {
     off_t off = strtoll(argv[3], 0, 10);
@@ -79,6 +236,7 @@ int main(int argc, char **argv) {
     return close(fd) ? die("close") : 0;
   }
   if ((!strcmp(op, "odirect") || !strcmp(op, "mmap")) && argc == 5) {
+    graceful_stop();
     size_t size = strtoull(argv[3], 0, 10);
     uint64_t seed = strtoull(argv[4], 0, 10);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -88,29 +246,39 @@ int main(int argc, char **argv) {
     int direct = !strcmp(op, "odirect");
     int fd = open(path, O_RDWR | O_CREAT | (direct ? O_DIRECT : 0), 0644);
     if (fd < 0) return die("open");
-    if (ftruncate(fd, (off_t)size)) return die("ftruncate");
+    /* Only ever grow the file: bytes past the rewritten range stay what they were. */
+    struct stat st;
+    if (fstat(fd, &st)) return die("fstat");
+    if ((size_t)st.st_size < size && ftruncate(fd, (off_t)size)) return die("ftruncate");
     unsigned char *map = 0;
     if (!direct) {
       map = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
       if (map == MAP_FAILED) return die("mmap");
     }
-    for (uint64_t round = 0;; round++) {
-      fill(buf, size, seed + round);
+    uint32_t rounds = 0;
+    int rc = 0;
+    while (!stop_requested) {
+      fill_round(buf, size, seed, rounds);
       if (direct) {
         /* A short O_DIRECT write is legal (e.g. on a full disk): finish it, never skip the rest. */
-        for (size_t done = 0; done < size;) {
+        for (size_t done = 0; done < size && !rc;) {
           ssize_t w = pwrite(fd, buf + done, size - done, (off_t)done);
-          if (w < 0) return die("pwrite");
-          if (w == 0) { errno = ENOSPC; return die("pwrite"); }
-          done += (size_t)w;
+          if (w == 0) errno = ENOSPC;
+          if (w <= 0) rc = die("pwrite");
+          else done += (size_t)w;
         }
       } else {
         memcpy(map, buf, size);
-        if (msync(map, size, MS_SYNC)) return die("msync");
+        if (msync(map, size, MS_SYNC)) rc = die("msync");
       }
+      if (rc) break;
+      rounds++;
     }
+    printf("writer %s rounds=%u size=%zu\n", op, rounds, size);
+    return fflush(stdout) ? 1 : rc;
   }
   if (!strcmp(op, "mmap-holes") && argc == 5) {
+    graceful_stop();
     useconds_t pace = (useconds_t)strtoul(argv[3], 0, 10);
     uint64_t seed = strtoull(argv[4], 0, 10);
     int fd = open(path, O_RDWR);
@@ -119,23 +287,38 @@ int main(int argc, char **argv) {
     if (fstat(fd, &st)) return die("fstat");
     off_t page = (off_t)sysconf(_SC_PAGESIZE);
     off_t size = st.st_size & ~(page - 1);
-    if (size <= 0) return 0;
-    unsigned char *map = mmap(0, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) return die("mmap");
-    uint64_t s = seed;
-    /* Holes as the file has them now (SEEK_HOLE), touched in file order. */
+    /* The hole pages as the file has them now (SEEK_HOLE), in file order, before any store. */
+    size_t nholes = 0, cap = 0;
+    off_t *holes = 0;
     for (off_t pos = 0; pos < size;) {
       off_t hole = lseek(fd, pos, SEEK_HOLE);
       if (hole < 0 || hole >= size) break;
       off_t data = lseek(fd, hole, SEEK_DATA);
       if (data < 0 || data > size) data = size;
       for (off_t at = (hole + page - 1) & ~(page - 1); at + page <= data; at += page) {
-        map[at] = (unsigned char)splitmix64(&s) | 1;
-        if (pace) usleep(pace);
+        if (nholes == cap) {
+          cap = cap ? 2 * cap : 1024;
+          holes = realloc(holes, cap * sizeof *holes);
+          if (!holes) return die("realloc");
+        }
+        holes[nholes++] = at;
       }
       pos = data;
     }
-    return munmap(map, (size_t)size) || close(fd) ? die("close") : 0;
+    size_t stored = 0;
+    if (nholes) {
+      unsigned char *map = mmap(0, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (map == MAP_FAILED) return die("mmap");
+      uint64_t s = seed;
+      for (; stored < nholes && !stop_requested; stored++) {
+        map[holes[stored]] = (unsigned char)splitmix64(&s) | 1;
+        if (pace) usleep(pace);
+      }
+      if (munmap(map, (size_t)size)) return die("munmap");
+    }
+    printf("mmap-holes stored=%zu holes=%zu first=%lld last=%lld\n", stored, nholes,
+           nholes ? (long long)holes[0] : -1LL, nholes ? (long long)holes[nholes - 1] : -1LL);
+    return close(fd) || fflush(stdout) ? die("close") : 0;
   }
   fprintf(stderr, "qcrash-io: bad arguments\n");
   return 2;

@@ -9,6 +9,7 @@ import { registerKernelCommands } from './kernel-commands.ts';
 import { registerValidate } from './validate-command.ts';
 import { registerBench } from './bench-command.ts';
 import { registerBisect } from './bisect-command.ts';
+import { registerCache } from './cache-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerBisect(program);
   registerDoctor(program);
+  registerCache(program);
   return program;
 }
 

@@ -267,9 +267,11 @@ async function interruptSave(t: Test, signal: 'SIGINT' | 'SIGKILL'): Promise<{ e
       const poll = async () => {
         for (let i = 0; i < 12_000 && child.exitCode === null; i++) {
           const p = (await readdir(snapshots).catch(() => [] as string[])).find((n) => n.endsWith('.partial'));
-          if (p) {
+          const size = p ? (await stat(join(snapshots, p)).catch(() => ({ size: 0 }))).size : 0;
+          // In the middle of the write, not at its first byte.
+          if (p && size >= 1 << 20) {
             partial = join(snapshots, p);
-            partialBytes = (await stat(partial).catch(() => ({ size: 0 }))).size;
+            partialBytes = size;
             child.kill(signal);
             return;
           }

@@ -11,6 +11,7 @@ import { registerBench } from './bench-command.ts';
 import { registerBisect } from './bisect-command.ts';
 import { registerReport } from './report-command.ts';
 import { registerHistory } from './history-command.ts';
+import { registerCache } from './cache-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerBench(program);
   registerBisect(program);
   registerDoctor(program);
+  registerCache(program);
   return program;
 }
 

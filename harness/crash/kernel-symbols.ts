@@ -8,6 +8,7 @@ import { cacheDir } from '../util/paths.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { InfraError } from '../util/errors.ts';
+import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
 
 const symbolTables = new Map<string, Promise<SymbolTable>>();
 
@@ -15,8 +16,8 @@ const symbolTables = new Map<string, Promise<SymbolTable>>();
  * The kernel's text symbols. A real System.map when there is one; Debian's
  * /boot/System.map is a one-line placeholder, so for the stock kernel the
  * guest's /proc/kallsyms is read once through the agent (one machine from
- * the pool) and cached. The guest boots with nokaslr, so the addresses hold
- * for every later boot.
+ * the pool) and cached (sealed by content: a damaged copy is read again).
+ * The guest boots with nokaslr, so the addresses hold for every later boot.
  */
 export function kernelSymbols(machines: MachineLauncher, kernel: KernelInfo, initrd: string): Promise<SymbolTable> {
   let t = symbolTables.get(kernel.id);
@@ -34,8 +35,16 @@ async function loadSymbols(machines: MachineLauncher, kernel: KernelInfo, initrd
     if (table.size > 1000) return table;
   }
   const file = cacheDir('symbols', `${kernel.id.replace(/[^A-Za-z0-9._-]/g, '_')}.kallsyms`);
-  const cached = await readFile(file, 'utf8').catch(() => undefined);
-  if (cached) return SymbolTable.parse(cached);
+  const entry = CacheEntry.file('kernel symbol table', file);
+  await useCacheEntry(entry, async () => {
+    await mkdir(dirname(file), { recursive: true });
+    await writeFileAtomic(file, await readGuestKallsyms(machines, kernel, initrd));
+    await entry.seal();
+  });
+  return SymbolTable.parse(await readFile(file, 'utf8'));
+}
+
+async function readGuestKallsyms(machines: MachineLauncher, kernel: KernelInfo, initrd: string): Promise<string> {
   await using tmp = await TempDir.create('kallsyms');
   const disk = tmp.join('empty.img');
   await writeFile(disk, Buffer.alloc(1 << 20));
@@ -48,9 +57,7 @@ async function loadSymbols(machines: MachineLauncher, kernel: KernelInfo, initrd
   }
   const table = SymbolTable.parse(text);
   if (table.size < 1000) throw new InfraError(`the guest's /proc/kallsyms has only ${table.size} text symbols (kptr_restrict?)`);
-  await mkdir(dirname(file), { recursive: true });
-  await writeFileAtomic(file, text);
-  return table;
+  return text;
 }
 
 /** The function whose completed calls mark the end of a jbd2 commit. */

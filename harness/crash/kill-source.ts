@@ -5,6 +5,7 @@ import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import { createCaseDisk } from '../image/disk.ts';
 import type { Machine, MachineLauncher } from '../vm/machine/machine.ts';
+import { launchRestoring } from '../vm/machine/snapshot-cache.ts';
 import type { CrashState, CrashStateSource } from './crash-state.ts';
 import { runWorkload, type WorkloadOutcome } from './workload.ts';
 import type { KernelPointDriver } from './points/index.ts';
@@ -14,7 +15,7 @@ export interface KillRunEnv {
   kernel: KernelInfo;
   initrd: string;
   base: BaseImage;
-  /** A saved agent-ready state to restore instead of booting. */
+  /** A saved agent-ready state to restore instead of booting (one that does not load is saved anew and the case boots). */
   restoreFrom?: string;
   /** Makes the gdbstub driver for kernel and commit points. */
   kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
@@ -44,7 +45,7 @@ export class KillPointSource implements CrashStateSource {
     let machineMs = 0;
     let outcome: WorkloadOutcome;
     {
-      await using machine = await this.env.machines.launch({
+      await using machine = await launchRestoring(this.env.machines, {
         role: 'workload',
         kernel: this.env.kernel,
         initrd: this.env.initrd,

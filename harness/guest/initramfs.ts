@@ -1,4 +1,4 @@
-import { access, chmod, copyFile, mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
+import { access, chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import { cacheDir, guestDir } from '../util/paths.ts';
@@ -9,6 +9,8 @@ import { TempDir } from '../util/tempdir.ts';
 import { resolveModules } from './modules.ts';
 import { findGuestUserland } from './userland.ts';
 import { writeNewcArchive } from './cpio.ts';
+import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
+import { PartialFile } from '../util/partial-file.ts';
 
 /** Bump when the layout changes so old cached archives are not reused. */
 const BUILDER_VERSION = 2;
@@ -31,7 +33,8 @@ export interface Initramfs {
  * modular kernel its virtio and ext4 modules with their dependencies under
  * /lib/modules/<release>/ (init loads only those matching `uname -r`, so the
  * archive also boots a kernel with the drivers built in). Cached by a hash of
- * every input: a changed agent script or kernel package rebuilds it.
+ * every input (a changed agent script or kernel package rebuilds it) and
+ * sealed by content: a damaged archive is rebuilt, never booted.
  */
 export async function buildInitramfs(kernel: KernelInfo): Promise<Initramfs> {
   const userland = await findGuestUserland();
@@ -47,8 +50,24 @@ export async function buildInitramfs(kernel: KernelInfo): Promise<Initramfs> {
   const hash = hashJson({ BUILDER_VERSION, inputs, modules, release, gcc }).slice(0, 16);
   const dir = cacheDir('initramfs', hash);
   const path = join(dir, 'initramfs.cpio');
-  if (await exists(path)) return { path, hash, modules };
+  const entry = CacheEntry.folder('initramfs', dir, ['initramfs.cpio']);
+  await useCacheEntry(entry, async () => {
+    await makeArchive(path, { kernel, userland, gcc, modular, modules, release });
+    await entry.seal();
+  });
+  return { path, hash, modules };
+}
 
+interface ArchiveInputs {
+  kernel: KernelInfo;
+  userland: Awaited<ReturnType<typeof findGuestUserland>>;
+  gcc: string;
+  modular: boolean;
+  modules: string[];
+  release: string;
+}
+
+async function makeArchive(path: string, { kernel, userland, gcc, modular, modules, release }: ArchiveInputs): Promise<void> {
   await using tmp = await TempDir.create('initramfs');
   const root = tmp.join('root');
   for (const d of ['bin', 'sbin', 'etc', 'lib', 'lib64', 'proc', 'sys', 'dev', 'mnt', 'tmp', 'run']) {
@@ -82,11 +101,14 @@ export async function buildInitramfs(kernel: KernelInfo): Promise<Initramfs> {
 
   // Written next to its final name (the temp dir may be another filesystem),
   // then renamed into place: a concurrent builder of the same hash writes the same content.
-  await mkdir(dir, { recursive: true });
-  const partial = `${path}.${process.pid}.partial`;
-  await writeNewcArchive(root, partial);
-  await rename(partial, path);
-  return { path, hash, modules };
+  await mkdir(dirname(path), { recursive: true });
+  const partial = new PartialFile(path);
+  try {
+    await writeNewcArchive(root, partial.path);
+    await partial.commit();
+  } finally {
+    await partial.discard();
+  }
 }
 
 async function exists(p: string): Promise<boolean> {

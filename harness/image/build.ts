@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, writeFile, readFile, access, symlink, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, writeFile, readFile, symlink, stat } from 'node:fs/promises';
 import { createCipheriv, createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { runOk } from '../util/exec.ts';
@@ -8,6 +8,7 @@ import { cacheDir } from '../util/paths.ts';
 import { hashJson } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
+import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
 import type { Manifest, ManifestEntry } from './manifest.ts';
 import { resolveBlocks, type Recipe, type RecipeEntry } from './recipe.ts';
 import { debugfsBatch, readEntryState } from './debugfs.ts';
@@ -20,7 +21,15 @@ export interface BaseImage {
   path: string;
   manifest: Manifest;
   recipeHash: string;
+  /**
+   * Content digest of base.img as sealed in the cache: a rebuilt image
+   * (mkfs picks new UUIDs) is another disk, so a saved VM state records it.
+   */
+  digest?: string;
 }
+
+/** The files of a base image's cache entry. */
+export const imageEntryFiles = ['base.img', 'manifest.json'] as const;
 
 /** Deterministic random bytes (AES-CTR keyed by seed and name): the same recipe builds the same image. */
 export function recipeBytes(seed: number, name: string, size: number): Buffer {
@@ -33,18 +42,22 @@ export function recipeBytes(seed: number, name: string, size: number): Buffer {
  * Build (or reuse) the base image of a recipe: populate a directory, mkfs
  * with the extent feature off so every file is block-mapped, add fragmented
  * files through debugfs, then turn the extent feature on. The fresh image
- * must be clean under e2fsck -fn. Cached by recipe hash; built in a temp dir
- * and renamed into place so a crash mid-build leaves nothing half made.
+ * must be clean under e2fsck -fn. Cached by recipe hash and sealed by
+ * content (cache-entry.ts): a changed, truncated or missing base.img or
+ * manifest is rebuilt, never used. Built in a temp dir and renamed into
+ * place with its seal inside, so a crash mid-build leaves nothing half made.
  */
 export async function buildImage(recipe: Recipe): Promise<BaseImage> {
   const recipeHash = hashJson({ BUILDER_VERSION, text: recipe.text }).slice(0, 16);
   const dir = cacheDir('images', `${recipe.name}-${recipeHash}`);
-  const imgPath = join(dir, 'base.img');
-  const manifestPath = join(dir, 'manifest.json');
-  if (await access(manifestPath).then(() => true, () => false)) {
-    return { path: imgPath, manifest: JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest, recipeHash };
-  }
+  const entry = CacheEntry.folder('base image', dir, imageEntryFiles);
+  await useCacheEntry(entry, () => buildImageInto(dir, recipe));
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+  const digest = (await entry.readSeal()).files['base.img']?.digest;
+  return { path: join(dir, 'base.img'), manifest, recipeHash, ...(digest ? { digest } : {}) };
+}
 
+async function buildImageInto(dir: string, recipe: Recipe): Promise<void> {
   await using tmp = await TempDir.create('image');
   const stage = tmp.join('root');
   const hostFiles = tmp.join('host');
@@ -103,13 +116,13 @@ export async function buildImage(recipe: Recipe): Promise<BaseImage> {
   await mkdir(staged);
   await rename(img, join(staged, 'base.img'));
   await writeJsonAtomic(join(staged, 'manifest.json'), manifest);
+  await CacheEntry.folder('base image', staged, imageEntryFiles).seal();
   try {
     await rename(staged, dir);
   } catch (e) {
-    // Another builder won the race with the same content: use theirs.
+    // Another builder won the race with the same recipe: use theirs.
     if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
   }
-  return { path: imgPath, manifest: JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest, recipeHash };
 }
 
 function shapeName(e: RecipeEntry): string {

@@ -1,4 +1,4 @@
-import { access, copyFile, mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -9,6 +9,7 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { closeMatches } from '../util/suggest.ts';
 import { tool } from '../util/tools.ts';
 import { onInterrupt } from '../util/cleanup.ts';
+import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
 import type { KernelInfo } from './kernel.ts';
 import { git, gitTreeSource, tarballSource, type KernelSource } from './source.ts';
 
@@ -70,10 +71,6 @@ async function readFragment(file: string): Promise<Array<{ name: string; value: 
   return out;
 }
 
-async function exists(p: string): Promise<boolean> {
-  return access(p).then(() => true, () => false);
-}
-
 /** Serialize builds of one source: they share its work tree and object dir. */
 async function lock(dir: string): Promise<() => Promise<void>> {
   const l = `${dir}.lock`;
@@ -97,10 +94,19 @@ async function lock(dir: string): Promise<() => Promise<void>> {
   }
 }
 
+/** The files of a built kernel's cache entry that its seal covers. */
+export const kernelEntryFiles = ['bzImage', 'System.map', 'kernel.json'] as const;
+
+/** A built kernel's cache folder as a sealed entry. */
+export function builtKernelEntry(dir: string): CacheEntry {
+  return CacheEntry.folder('built kernel', dir, kernelEntryFiles);
+}
+
 /**
  * Build (or fetch from the cache) a kernel: source + ordered patches +
  * config fragments. The identity hashes all of them; the output folder
- * holds bzImage, System.map, .config, build.log and kernel.json.
+ * holds bzImage, System.map, .config, build.log and kernel.json, sealed by
+ * content (a changed bzImage is rebuilt, never booted).
  */
 export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
   const source: KernelSource = o.tree ? await gitTreeSource(o.tree, o.rev) : await tarballSource();
@@ -110,14 +116,15 @@ export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
   const fragTexts = await Promise.all(fragFiles.map((f) => readFile(f, 'utf8')));
   const id = `build-${hashJson({ BUILDER_VERSION, source: source.id, base: source.base, patches: patches.map((p) => p.sha256), fragTexts }).slice(0, 16)}`;
   const out = cacheDir('kernels', id);
-  if (await exists(join(out, 'kernel.json'))) return JSON.parse(await readFile(join(out, 'kernel.json'), 'utf8')) as KernelInfo;
-
-  const unlock = await lock(source.work);
-  try {
-    return await buildLocked(o, source, patches, fragFiles, fragments.flat(), id, out);
-  } finally {
-    await unlock();
-  }
+  await useCacheEntry(builtKernelEntry(out), async () => {
+    const unlock = await lock(source.work);
+    try {
+      await buildLocked(o, source, patches, fragFiles, fragments.flat(), id, out);
+    } finally {
+      await unlock();
+    }
+  });
+  return JSON.parse(await readFile(join(out, 'kernel.json'), 'utf8')) as KernelInfo;
 }
 
 async function buildLocked(
@@ -212,6 +219,7 @@ async function buildLocked(
     },
   };
   await writeJsonAtomic(join(tmpOut, 'kernel.json'), info);
+  await builtKernelEntry(tmpOut).seal();
   await mkdir(cacheDir('kernels'), { recursive: true });
   await rm(out, { recursive: true, force: true });
   await rename(tmpOut, out);

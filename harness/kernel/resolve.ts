@@ -1,10 +1,11 @@
 import { access, open, readdir, readFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
-import { ConfigError } from '../util/errors.ts';
+import { ConfigError, InfraError } from '../util/errors.ts';
 import { cacheDir } from '../util/paths.ts';
 import { didYouMean } from '../util/suggest.ts';
 import type { KernelInfo } from './kernel.ts';
 import { stockKernel } from './stock.ts';
+import { builtKernelEntry, listKernelIds } from './build.ts';
 
 /** Kernels qcrash built, from the cache (each folder holds kernel.json). */
 export async function listBuiltKernels(): Promise<KernelInfo[]> {
@@ -38,11 +39,20 @@ export async function resolveKernel(spec: string): Promise<KernelInfo> {
     const hasMap = await access(map).then(() => true, () => false);
     return { id: `path-${p}`, kind: 'path', release: 'unknown', bzImage: p, ...(hasMap ? { systemMap: map } : {}), builtinDrivers: true };
   }
-  const built = await listBuiltKernels();
-  const matches = built.filter((k) => k.id === spec || k.id.startsWith(spec));
-  if (matches.length === 1) return matches[0]!;
-  if (matches.length > 1) throw new ConfigError(`--kernel ${spec} is ambiguous: ${matches.map((k) => k.id).join(', ')}`);
-  throw new ConfigError(`--kernel ${spec}: not "stock", not a bzImage path and not a built kernel id.${didYouMean(spec, ['stock', ...built.map((k) => k.id)])} See: qcrash kernel list`);
+  // By folder name, so that a kernel whose kernel.json was damaged is found and named, not "unknown".
+  const ids = await listKernelIds();
+  const matches = ids.includes(spec) ? [spec] : ids.filter((id) => id.startsWith(spec));
+  if (matches.length > 1) throw new ConfigError(`--kernel ${spec} is ambiguous: ${matches.join(', ')}`);
+  if (matches.length === 0) throw new ConfigError(`--kernel ${spec}: not "stock", not a bzImage path and not a built kernel id.${didYouMean(spec, ['stock', ...ids])} See: qcrash kernel list`);
+  const dir = cacheDir('kernels', matches[0]!);
+  const entry = builtKernelEntry(dir);
+  const found = await entry.check();
+  // A kernel id cannot be rebuilt from here (its sources and patches are the user's): say how.
+  if (found.state !== 'ok') {
+    const why = found.state === 'bad' ? found.reason : 'it is missing';
+    throw new InfraError(`built kernel ${matches[0]} in the cache is damaged (${why}): build it again with the same \`qcrash kernel build\` options, or remove it with \`qcrash cache clean --kernels\``);
+  }
+  return JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')) as KernelInfo;
 }
 
 /** The x86 boot protocol's header signature, which every bzImage carries at 0x202. */

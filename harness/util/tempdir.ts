@@ -2,6 +2,8 @@ import { mkdtemp, rm, readdir, readFile, writeFile, chmod } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onCleanup } from './cleanup.ts';
+import { sweepStalePartials } from './partial-file.ts';
+import { cacheNotice } from './cache-entry.ts';
 
 const PREFIX = 'qcrash-';
 const OWNER_FILE = 'owner.pid';
@@ -72,10 +74,19 @@ async function killPidfilesIn(dir: string): Promise<void> {
   }
 }
 
-/** Remove temp dirs left by qcrash processes that no longer exist. Returns what was removed. */
+/**
+ * Remove temp dirs left by qcrash processes that no longer exist, and the
+ * cache's partial files whose writer is gone (a SIGKILL while a VM state was
+ * being saved leaves up to 59 MB). Returns what was removed.
+ */
 export async function sweepStaleTempDirs(): Promise<string[]> {
   const base = process.env.QCRASH_TMPDIR || tmpdir();
-  const removed: string[] = [];
+  const partials = await sweepStalePartials();
+  if (partials.length) {
+    const mb = partials.reduce((n, p) => n + p.bytes, 0) / 2 ** 20;
+    cacheNotice(`removed ${partials.length} partial file(s) left by interrupted qcrash processes (${mb.toFixed(1)} MiB): ${partials.map((p) => p.path).join(', ')}`);
+  }
+  const removed: string[] = partials.map((p) => p.path);
   let entries: string[];
   try {
     entries = await readdir(base);

@@ -55,8 +55,10 @@ t.test('a QEMU killed under a case makes it an error; --resume runs just that ca
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child.on('exit', r));
-  const deadline = Date.now() + 120_000;
-  while (!qemuPids(tmp).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  // The run's folder exists once preparation (image, snapshot save) is over: a QEMU after that is a case's.
+  const deadline = Date.now() + 300_000;
+  const started = () => stat(join(out, 'run.json')).then(() => true, () => false);
+  while (!((await started()) && qemuPids(tmp).length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   // Let the case get into its workload (the 4 s sleep) before its QEMU dies.
   await new Promise((r) => setTimeout(r, 2500));
   const [victim] = qemuPids(tmp);
@@ -108,8 +110,9 @@ t.test('Ctrl-C says how to finish the run', async (t) => {
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child.on('exit', r));
-  const deadline = Date.now() + 120_000;
-  while (!qemuPids(tmp).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const deadline = Date.now() + 300_000;
+  const started = () => stat(join(out, 'run.json')).then(() => true, () => false);
+  while (!((await started()) && qemuPids(tmp).length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   child.kill('SIGINT');
   t.equal(await exited, 130);
   t.match(stderr, new RegExp(`finish the run with: qcrash run --resume ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));

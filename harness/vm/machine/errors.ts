@@ -18,6 +18,26 @@ export class VmLaunchError extends InfraError {
 }
 
 /**
+ * A saved VM state that could not be restored: QEMU refused to load it
+ * ("load of migration failed"), the load did not complete, the file could
+ * not be opened, or the restored guest's agent never answered. The state is
+ * what is wrong, not the kernel: the caller may discard it and boot instead.
+ */
+export class VmRestoreError extends VmLaunchError {
+  constructor(
+    message: string,
+    readonly stateFile: string,
+    argv: string[],
+    qemuExitCode: number | undefined,
+    consoleTail: string,
+    stderr: string,
+    cause?: unknown,
+  ) {
+    super(message, argv, qemuExitCode, consoleTail, stderr, cause);
+  }
+}
+
+/**
  * QEMU did not end when asked (QMP quit) and had to be terminated or killed,
  * as qemu.machine's AbnormalShutdown: the teardown still completed (no
  * process or temp dir is left), but whatever the caller was doing with the

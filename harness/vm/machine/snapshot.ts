@@ -1,10 +1,11 @@
 import { createServer, type Socket } from 'node:net';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { InfraError } from '../../util/errors.ts';
 import { TempDir } from '../../util/tempdir.ts';
+import { PartialFile } from '../../util/partial-file.ts';
 import type { QmpClient } from '../qmp/client.ts';
 
 /**
@@ -13,32 +14,42 @@ import type { QmpClient } from '../qmp/client.ts';
  * sh -c). Saved at "agent ready" with the test disk not yet mounted, so every
  * case restored from it starts from the same guest state on a fresh overlay
  * of the same base image. Per-case randomness must come from the host: the
- * guest's RNG state is the same after every restore.
+ * guest's RNG state is the same after every restore. The state is written
+ * as `<file>.<pid>.partial` and renamed into place when complete; a failed
+ * or interrupted save removes it (a SIGKILLed one is swept by the next run).
  */
 export async function saveVmState(qmp: QmpClient, file: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   await using tmp = await TempDir.create('snapshot');
   const sock = tmp.join('migrate.sock');
-  const partial = `${file}.${process.pid}.partial`;
-  const received = new Promise<void>((resolve, reject) => {
-    const server = createServer((s: Socket) => {
-      server.close();
-      pipeline(s, createWriteStream(partial)).then(resolve, reject);
+  const partial = new PartialFile(file);
+  const server = createServer();
+  try {
+    const received = new Promise<void>((resolve, reject) => {
+      server.on('connection', (s: Socket) => {
+        server.close();
+        pipeline(s, createWriteStream(partial.path)).then(resolve, reject);
+      });
+      server.on('error', reject);
+      server.listen(sock);
     });
-    server.on('error', reject);
-    server.listen(sock);
-  });
-  await new Promise((r) => setTimeout(r, 10));
-  await qmp.execute('stop');
-  await qmp.execute('migrate', { uri: `unix:${sock}` });
-  for (;;) {
-    const s = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-    if (s.status === 'completed') break;
-    if (s.status === 'failed' || s.status === 'cancelled') throw new InfraError(`saving the VM state failed: ${s['error-desc'] ?? s.status}`);
-    await new Promise((r) => setTimeout(r, 20));
+    // A failed migration never connects: do not leave this rejection unhandled.
+    received.catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    await qmp.execute('stop');
+    await qmp.execute('migrate', { uri: `unix:${sock}` });
+    for (;;) {
+      const s = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+      if (s.status === 'completed') break;
+      if (s.status === 'failed' || s.status === 'cancelled') throw new InfraError(`saving the VM state failed: ${s['error-desc'] ?? s.status}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await received;
+    await partial.commit();
+  } finally {
+    server.close();
+    await partial.discard();
   }
-  await received;
-  await rename(partial, file);
 }
 
 /**

@@ -11,11 +11,14 @@ import { AgentClient } from '../agent/client.ts';
 import { detectAccel, type Accel } from './accel.ts';
 import { qemuArgv, type VmPaths } from './argv.ts';
 import { finishRestore, incomingFd, saveVmState } from './snapshot.ts';
-import { AbnormalShutdownError, VmFaultError, VmLaunchError } from './errors.ts';
+import { AbnormalShutdownError, VmFaultError, VmLaunchError, VmRestoreError } from './errors.ts';
 import type { AgentHello, Machine, MachineSpec, ShutdownEvent } from './machine.ts';
 
-export { VmLaunchError, AbnormalShutdownError, VmFaultError } from './errors.ts';
+export { VmLaunchError, VmRestoreError, AbnormalShutdownError, VmFaultError } from './errors.ts';
 export type { AgentHello, MachineSpec } from './machine.ts';
+
+/** What QEMU prints when it cannot load a saved state (truncated, corrupt, or not a migration stream at all). */
+const restoreLoadFailure = /load of migration failed|Not a migration stream|error while loading state/;
 
 /** `Vm.launch` takes a machine spec; the role defaults to a test machine for direct use. */
 export type VmOptions = Omit<MachineSpec, 'role'> & { role?: MachineSpec['role']; name?: string };
@@ -42,6 +45,8 @@ export class Vm implements Machine {
   private stopping = false;
   /** Why QEMU stopped the guest on its own, once it has. */
   fault?: VmFaultError;
+  /** Set while a restore is being finished: a failure then is the saved state's. */
+  private restoreStage?: string;
 
   private constructor(
     readonly spec: MachineSpec,
@@ -84,7 +89,7 @@ export class Vm implements Machine {
     // Opened before the VM's temp dir exists, so a missing state file leaves nothing behind.
     const state = spec.restoreFrom
       ? await open(spec.restoreFrom, 'r').catch((e: Error) => {
-          throw new InfraError(`cannot read the saved VM state ${spec.restoreFrom}: ${e.message}`);
+          throw new VmRestoreError(`cannot read the saved VM state ${spec.restoreFrom}: ${e.message}`, spec.restoreFrom!, [], undefined, '', '', e);
         })
       : undefined;
     const dir = await TempDir.create('vm');
@@ -161,11 +166,19 @@ export class Vm implements Machine {
     await this.waitForSocket(this.paths.agent, deadline);
     await this.agent.connect(this.paths.agent, left(), signal);
     const agentAt = performance.now() - this.startedAt;
-    if (restoreFrom) await finishRestore(this.qmp, restoreFrom, left());
+    if (restoreFrom) {
+      this.restoreStage = 'loading the state';
+      await finishRestore(this.qmp, restoreFrom, left());
+      this.restoreStage = 'waiting for the restored guest\'s agent';
+    }
     const restoredAt = performance.now() - this.startedAt;
-    if (!waitAgent) return;
+    if (!waitAgent) {
+      this.restoreStage = undefined;
+      return;
+    }
     // A restored guest's agent said "ready" before the snapshot: ask it instead.
     const info = restoreFrom ? await this.agent.hello(left()) : await this.agent.waitReady(left());
+    this.restoreStage = undefined;
     const bootMs = performance.now() - this.startedAt;
     this.hello = { ...info, bootMs, phases: { qmp: qmpAt, agentPort: agentAt, ...(restoreFrom ? { restored: restoredAt } : {}), ready: bootMs } };
   }
@@ -207,14 +220,14 @@ export class Vm implements Machine {
   private async launchError(cause: unknown): Promise<VmLaunchError> {
     // Give QEMU a moment to exit and print why.
     await this.waitExit(500);
-    return new VmLaunchError(
-      `VM did not start${this.exitInfo ? ` (QEMU ${this.exitDescription()})` : ''}: ${cause instanceof Error ? cause.message : String(cause)}`,
-      this.argv,
-      this.exitInfo?.exitCode,
-      await this.consoleTail(),
-      this.stderrText,
-      cause,
-    );
+    const message = `VM did not start${this.exitInfo ? ` (QEMU ${this.exitDescription()})` : ''}: ${cause instanceof Error ? cause.message : String(cause)}`;
+    const restoreFrom = this.spec.restoreFrom;
+    // QEMU reads the state from its first moment, so a bad file surfaces as
+    // QEMU exiting with a load error on stderr, whatever the harness was waiting for.
+    if (restoreFrom && (this.restoreStage !== undefined || restoreLoadFailure.test(this.stderrText))) {
+      return new VmRestoreError(`${message} (restoring ${restoreFrom}${this.restoreStage ? `, ${this.restoreStage}` : ''})`, restoreFrom, this.argv, this.exitInfo?.exitCode, await this.consoleTail(), this.stderrText, cause);
+    }
+    return new VmLaunchError(message, this.argv, this.exitInfo?.exitCode, await this.consoleTail(), this.stderrText, cause);
   }
 
   private exitDescription(): string {

@@ -3,7 +3,9 @@ import { defaultJobs } from '../run/jobs.ts';
 import { runSuite } from '../run/runner.ts';
 import { exitCodeFor } from '../report/exit-code.ts';
 import { ProgressReporter } from '../report/progress.ts';
-import { TapReporter } from '../report/tap.ts';
+import { Tap13Reporter } from '../report/tap13.ts';
+import { Tap14Reporter } from '../report/tap.ts';
+import { KtapReporter } from '../report/ktap.ts';
 import { textReport } from '../report/text.ts';
 import { junitDocument } from '../report/junit.ts';
 import type { Reporter } from '../report/reporter.ts';
@@ -37,10 +39,13 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel'))
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
-    .addOption(new Option('--format <fmt>', 'what to print on stdout').choices(['text', 'markdown', 'tap', 'junit', 'json', 'none']).default('text'))
+    .addOption(new Option('--format <fmt>', 'what to print on stdout: tap is TAP 13 (what prove reads), tap14 is TAP version 14, ktap is KTAP version 1 (kunit.py, KernelCI)').choices(['text', 'markdown', 'tap', 'tap14', 'ktap', 'junit', 'json', 'none']).default('text'))
     .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: string; snapshot: boolean }) => {
       const reporters: Reporter[] = [new ProgressReporter()];
-      if (o.format === 'tap') reporters.push(new TapReporter(process.stdout));
+      // The streaming formats write as cases finish; the others print the summary at the end.
+      if (o.format === 'tap') reporters.push(new Tap13Reporter(process.stdout));
+      else if (o.format === 'tap14') reporters.push(new Tap14Reporter(process.stdout));
+      else if (o.format === 'ktap') reporters.push(new KtapReporter(process.stdout));
       const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
       const { summary, dir } = await runSuite({
         inputs,

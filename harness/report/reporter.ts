@@ -5,7 +5,8 @@ import type { RunMeta } from '../run/store.ts';
 /** A reporter is an object of optional hooks; the runner never knows which ones exist. */
 export interface Reporter {
   name: string;
-  onRunStart?(meta: RunMeta, total: number): void | Promise<void>;
+  /** `cases` are the cases this run will run (`total` of them), for reporters that plan per scenario. */
+  onRunStart?(meta: RunMeta, total: number, cases: readonly CaseSpec[]): void | Promise<void>;
   onCaseStart?(spec: CaseSpec): void | Promise<void>;
   onCaseEnd?(result: CaseResult): void | Promise<void>;
   onRunEnd?(summary: RunSummary): void | Promise<void>;
@@ -34,8 +35,8 @@ export class ReporterHub {
     }
   }
 
-  onRunStart(meta: RunMeta, total: number) {
-    return this.call('onRunStart', meta, total);
+  onRunStart(meta: RunMeta, total: number, cases: readonly CaseSpec[]) {
+    return this.call('onRunStart', meta, total, cases);
   }
   onCaseStart(spec: CaseSpec) {
     return this.call('onCaseStart', spec);

@@ -2,7 +2,6 @@ import { hostname } from 'node:os';
 import { defaultJobs } from './jobs.ts';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { writeFileAtomic } from '../util/atomic.ts';
 import { defaultResultsDir, scenariosDir } from '../util/paths.ts';
 import { sweepStaleTempDirs } from '../util/tempdir.ts';
 import { detectAccel } from '../doctor/accel.ts';
@@ -15,9 +14,7 @@ import { buildInitramfs } from '../guest/initramfs.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { buildImage, type BaseImage } from '../image/build.ts';
 import { ReporterHub, type Reporter } from '../report/reporter.ts';
-import { tapDocument } from '../report/tap.ts';
-import { junitDocument } from '../report/junit.ts';
-import { textReport } from '../report/text.ts';
+import { writeRunReports } from '../report/run-files.ts';
 import { runCase, type CaseEnv, type KeepPolicy } from './case-runner.ts';
 import { newRunId, RunStore, type RunMeta } from './store.ts';
 import type { CaseResult, RunSummary } from './result.ts';
@@ -99,7 +96,7 @@ export async function runSuite(opts: RunOptions): Promise<{ summary: RunSummary;
   const todo = cases.filter((c) => !done.has(c.id));
 
   const hub = new ReporterHub(opts.reporters ?? []);
-  await hub.onRunStart(store.meta, todo.length);
+  await hub.onRunStart(store.meta, todo.length, todo);
   const limit = pLimit(Math.max(1, opts.jobs ?? defaultJobs()));
   const results: CaseResult[] = [...previous];
   await Promise.all(
@@ -115,9 +112,7 @@ export async function runSuite(opts: RunOptions): Promise<{ summary: RunSummary;
   );
   const summary = store.summary(results, true);
   await store.writeSummary(summary);
-  await writeFileAtomic(join(store.dir, 'results.tap'), tapDocument(summary));
-  await writeFileAtomic(join(store.dir, 'junit.xml'), junitDocument(summary));
-  await writeFileAtomic(join(store.dir, 'report.txt'), textReport(summary));
+  await writeRunReports(store.dir, summary);
   await hub.onRunEnd(summary);
   return { summary, dir: store.dir };
 }

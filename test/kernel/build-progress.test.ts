@@ -1,12 +1,15 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
+import { defaultRelinkObjects } from '../../harness/kernel/build-estimate.ts';
 import { BuildProgress, compiledObject, dryRunCompiledObjects, formatDuration, streamProgressSink, type ProgressSink } from '../../harness/kernel/build-progress.ts';
 
 // build-6.1-minimal-full.log.gz: the make bzImage part of build.log from a
 // real first build of linux-source-6.1 with kernels/configs/minimal.config
 // (qcrash's own build, 2 cores, about 8 minutes), cut where the third make
 // (bzImage, after tinyconfig and olddefconfig) starts, gzipped.
+// build-6.1-minimal-incremental.log: the same cut of a real incremental
+// build (bisect test: only fs/ext4/migrate.c changed since the last build).
 // make-n-6.1-minimal-fresh.txt.gz: `make -n -k bzImage` in an empty object
 // dir with the same config, each command cut after its kbuild echo, other
 // lines dropped except make's own and the quiet lines of objtool (which the
@@ -14,6 +17,7 @@ import { BuildProgress, compiledObject, dryRunCompiledObjects, formatDuration, s
 const fixture = async (name: string) => gunzipSync(await readFile(new URL(`../fixtures/kernel/${name}`, import.meta.url))).toString('utf8').split('\n');
 const buildLog = await fixture('build-6.1-minimal-full.log.gz');
 const dryRun = await fixture('make-n-6.1-minimal-fresh.txt.gz');
+const incrementalLog = (await readFile(new URL('../fixtures/kernel/build-6.1-minimal-incremental.log', import.meta.url), 'utf8')).split('\n');
 const compileLine = /^ {2}(CC|AS|HOSTCC|HOSTCXX|LD|AR) +/;
 
 /** Plays the real log through a BuildProgress at an even pace over `buildMs`, like the real 8-minute build. */
@@ -112,6 +116,21 @@ t.test('on a terminal: one line rewritten in place at most every 250 ms, then a 
   pipe('a', 'progress');
   pipe('b', 'log');
   t.equal(plain, 'a\nb\n', 'not a terminal: every line on its own');
+});
+
+t.test('an incremental build: the changed object and the relink steps, as defaultRelinkObjects says', async (t) => {
+  const objects = incrementalLog.map(compiledObject).filter((x) => x !== undefined);
+  t.same(objects, [
+    'fs/ext4/migrate.o', 'init/version-timestamp.o', '.tmp_vmlinux.kallsyms1.o', '.tmp_vmlinux.kallsyms2.o',
+    'arch/x86/boot/version.o', 'arch/x86/boot/compressed/misc.o', 'arch/x86/boot/compressed/piggy.o', 'arch/x86/boot/header.o',
+  ]);
+  t.equal(objects.length, 1 + defaultRelinkObjects, 'one changed source + the relink steps');
+  const lines: string[] = [];
+  const p = new BuildProgress({ objects: 1 + defaultRelinkObjects, source: 'test' }, (l) => void lines.push(l), { now: () => 0 });
+  for (const l of incrementalLog) p.line(l);
+  p.finish(true);
+  t.equal(lines.at(-1), 'kernel build: 8/8 objects (100%), 0s');
+  t.notOk(lines.some((l) => compileLine.test(l)));
 });
 
 t.test('a failed build says how far it got', async (t) => {

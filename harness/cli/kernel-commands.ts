@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { buildKernel } from '../kernel/build.ts';
+import { streamProgressSink } from '../kernel/build-progress.ts';
 import { listBuiltKernels } from '../kernel/resolve.ts';
 import { collect, intArg } from './run-command.ts';
 
@@ -19,7 +20,7 @@ export function registerKernelCommands(program: Command): void {
         ...(o.patch ? { patches: o.patch } : {}),
         ...(o.config ? { configs: o.config } : {}),
         ...(o.jobs ? { jobs: o.jobs } : {}),
-        onProgress: (l) => process.stderr.write(`${l}\n`),
+        onProgress: streamProgressSink(process.stderr),
       });
       process.stdout.write(`${k.id}\t${k.release}\t${k.bzImage}\n`);
     });

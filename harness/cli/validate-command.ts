@@ -3,6 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { validatePatch, validateReport } from '../validate/validate.ts';
 import { ProgressReporter } from '../report/progress.ts';
+import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 
@@ -39,7 +40,8 @@ export function registerValidate(program: Command): void {
           ...(o.jobs ? { jobs: o.jobs } : {}),
           ...(o.out ? { out: sets.length > 1 ? join(o.out, patches[0]!.split('/').pop()!) : o.out } : {}),
           reporters: [new ProgressReporter()],
-          onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`),
+          // Kernel builds rewrite one progress line in place on a terminal.
+          onProgress: streamProgressSink(process.stderr, 'qcrash: '),
         });
         process.stdout.write(validateReport(r));
         process.stderr.write(`qcrash: validate results in ${r.dir}\n`);

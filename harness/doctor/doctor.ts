@@ -41,7 +41,7 @@ const buildTools: HostTool[] = ['git', 'make', 'gcc', 'bc', 'flex', 'bison', 'cc
 export const debianPackages = [
   'qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'busybox-static', 'cpio', 'util-linux',
   'linux-image-cloud-amd64', 'linux-source-6.1', 'build-essential', 'bc', 'flex', 'bison',
-  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc', 'chromium',
+  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc', 'chromium', 'python3',
 ];
 
 function firstVersionLine(text: string): string | undefined {

@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
+import { access, copyFile, mkdir, readFile, rename, rm, writeFile, readdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -12,8 +12,14 @@ import { onInterrupt } from '../util/cleanup.ts';
 import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
 import type { KernelInfo } from './kernel.ts';
 import { git, gitTreeSource, tarballSource, type KernelSource } from './source.ts';
+import { BuildProgress, type ProgressSink } from './build-progress.ts';
+import { dryRunCompileCount, estimateBuild, recordBuildStats } from './build-estimate.ts';
 
 const BUILDER_VERSION = 1;
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(() => true, () => false);
+}
 
 /** A tree that does not build: keeps the compiler's error lines and the log. */
 export class KernelBuildError extends ConfigError {
@@ -32,7 +38,8 @@ export interface BuildOptions {
   /** Config fragments on top of tinyconfig; default kernels/configs/minimal.config. */
   configs?: string[];
   jobs?: number;
-  onProgress?: (line: string) => void;
+  /** Progress text: patches applied, one line for the compile (see build-progress.ts), the result. */
+  onProgress?: ProgressSink;
 }
 
 interface Patch {
@@ -116,7 +123,7 @@ export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
   const fragTexts = await Promise.all(fragFiles.map((f) => readFile(f, 'utf8')));
   const id = `build-${hashJson({ BUILDER_VERSION, source: source.id, base: source.base, patches: patches.map((p) => p.sha256), fragTexts }).slice(0, 16)}`;
   const out = cacheDir('kernels', id);
-  await useCacheEntry(builtKernelEntry(out), async () => {
+  const outcome = await useCacheEntry(builtKernelEntry(out), async () => {
     const unlock = await lock(source.work);
     try {
       await buildLocked(o, source, patches, fragFiles, fragments.flat(), id, out);
@@ -124,6 +131,7 @@ export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
       await unlock();
     }
   });
+  if (outcome === 'hit') o.onProgress?.(`${id}: built before, taken from the cache`);
   return JSON.parse(await readFile(join(out, 'kernel.json'), 'utf8')) as KernelInfo;
 }
 
@@ -162,9 +170,13 @@ async function buildLocked(
   const jobs = String(o.jobs ?? availableParallelism());
   const logPath = join(source.obj, 'build.log');
   const log: string[] = [];
-  const runMake = async (args: string[], what: string) => {
-    const child = execa(make, ['-C', w, `O=${source.obj}`, `CC=${ccache} gcc`, ...args], { env, reject: false, all: true, buffer: false, stdin: 'ignore' });
+  const makeArgs = (args: string[]) => ['-C', w, `O=${source.obj}`, `CC=${ccache} gcc`, ...args];
+  // make's output goes to build.log only; a build shows one progress line instead of its CC lines.
+  const runMake = async (args: string[], what: string, meter?: BuildProgress) => {
+    const child = execa(make, makeArgs(args), { env, reject: false, all: true, buffer: false, stdin: 'ignore' });
     const stop = onInterrupt(() => child.kill('SIGTERM'));
+    const ticker = meter ? setInterval(() => meter.tick(), 1000) : undefined;
+    ticker?.unref();
     let tail = '';
     child.all?.on('data', (d: Buffer) => {
       const text = tail + d.toString();
@@ -172,12 +184,17 @@ async function buildLocked(
       tail = lines.pop() ?? '';
       for (const l of lines) {
         log.push(l);
-        if (/^\s+(CC|LD|AR|AS|GEN|HOSTCC|OBJCOPY|BUILD)\s/.test(l) || /error/i.test(l)) progress(l);
+        meter?.line(l);
       }
     });
     const r = await child;
     stop();
-    if (tail) log.push(tail);
+    clearInterval(ticker);
+    if (tail) {
+      log.push(tail);
+      meter?.line(tail);
+    }
+    meter?.finish(r.exitCode === 0);
     await writeFile(logPath, log.join('\n') + '\n');
     if (r.exitCode !== 0) {
       const errs = log.filter((l) => /\berror\b|Error \d+/.test(l));
@@ -190,8 +207,25 @@ async function buildLocked(
   if (merge.exitCode !== 0) throw new InfraError(`merge_config.sh failed:\n${String(merge.all).slice(-2000)}`);
   await runMake(['olddefconfig'], 'olddefconfig');
   await verifyConfig(join(source.obj, '.config'), options, w);
+  // What the build would do first anyway; done here so that include/config/*
+  // already say which options changed when the estimate reads them.
+  await runMake(['syncconfig'], 'syncconfig');
 
-  await runMake(['-j', jobs, 'bzImage'], 'build');
+  const configHash = sha256(await readFile(join(source.obj, '.config'), 'utf8')).slice(0, 16);
+  const hadBuild = await exists(join(source.obj, 'vmlinux'));
+  const plan = await estimateBuild({
+    objDir: source.obj,
+    configHash,
+    hadBuild,
+    dryRun: () => {
+      progress('kernel build: counting the objects to compile (make -n)');
+      return dryRunCompileCount(make, makeArgs(['bzImage']), { env, objDir: source.obj });
+    },
+  });
+  const meter = new BuildProgress(plan.estimate, progress);
+  await runMake(['-j', jobs, 'bzImage'], 'build', meter);
+  if (!hadBuild) await recordBuildStats(configHash, { fullBuildObjects: meter.compiled + (plan.builtByDryRun ?? 0) });
+  else if (plan.stale) await recordBuildStats(configHash, { relinkObjects: Math.max(0, meter.compiled - plan.stale) });
   const release = (await execa(make, ['-s', '-C', w, `O=${source.obj}`, 'kernelrelease'], { reject: false })).stdout.trim();
 
   const tmpOut = `${out}.tmp-${process.pid}`;

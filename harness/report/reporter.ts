@@ -9,7 +9,8 @@ import type { RunMeta, RunSummary } from '../results/run.ts';
  */
 export interface Reporter {
   name: string;
-  onRunStart?(meta: RunMeta, total: number): void | Promise<void>;
+  /** `cases` are the cases this run will run (`total` of them), for reporters that plan per scenario. */
+  onRunStart?(meta: RunMeta, total: number, cases: readonly CaseSpec[]): void | Promise<void>;
   onCaseStart?(spec: CaseSpec): void | Promise<void>;
   onCaseEnd?(result: CaseResult): void | Promise<void>;
   /** `dir` is the run's results folder. */
@@ -45,8 +46,8 @@ export class ReporterHub {
     }
   }
 
-  onRunStart(meta: RunMeta, total: number) {
-    return this.call('onRunStart', meta, total);
+  onRunStart(meta: RunMeta, total: number, cases: readonly CaseSpec[]) {
+    return this.call('onRunStart', meta, total, cases);
   }
   onCaseStart(spec: CaseSpec) {
     return this.call('onCaseStart', spec);

@@ -1,40 +1,50 @@
+import type { CaseSpec } from '../scenario/model.ts';
 import type { CaseResult } from '../results/case.ts';
 import type { RunMeta, RunSummary } from '../results/run.ts';
 import type { Reporter } from './reporter.ts';
-import { TapReporter } from './tap.ts';
+import { Tap13Reporter } from './tap13.ts';
+import { Tap14Reporter } from './tap.ts';
+import { KtapReporter } from './ktap.ts';
 import { junitDocument } from './junit.ts';
 import { textReport } from './text.ts';
 import { jsonDocument } from './json.ts';
 
-export const stdoutFormats = ['text', 'markdown', 'tap', 'junit', 'json', 'none'] as const;
+/**
+ * tap is TAP 13 (what prove and most CI plugins read), tap14 TAP version 14,
+ * ktap KTAP version 1 (kunit.py, KernelCI).
+ */
+export const stdoutFormats = ['text', 'markdown', 'tap', 'tap14', 'ktap', 'junit', 'json', 'none'] as const;
 export type StdoutFormat = (typeof stdoutFormats)[number];
 
 /**
  * What `--format` puts on stdout (progress goes to stderr, so stdout stays
- * a clean stream for prove, a CI parser or a mail): TAP streams as cases
- * finish; the others are written once the run has ended.
+ * a clean stream for prove, a KTAP parser, a CI parser or a mail): the
+ * streaming formats write as cases finish; the others once the run has ended.
  */
 export class StdoutReporter implements Reporter {
   readonly name: string;
-  private readonly tap?: TapReporter;
+  private readonly stream?: Reporter;
 
   constructor(
     private readonly format: StdoutFormat,
     private readonly out: NodeJS.WritableStream = process.stdout,
   ) {
     this.name = `stdout-${format}`;
-    if (format === 'tap') this.tap = new TapReporter(out);
+    if (format === 'tap') this.stream = new Tap13Reporter(out);
+    else if (format === 'tap14') this.stream = new Tap14Reporter(out);
+    else if (format === 'ktap') this.stream = new KtapReporter(out);
   }
 
-  onRunStart(meta: RunMeta, total: number) {
-    this.tap?.onRunStart(meta, total);
+  onRunStart(meta: RunMeta, total: number, cases: readonly CaseSpec[]) {
+    return this.stream?.onRunStart?.(meta, total, cases);
   }
 
   onCaseEnd(r: CaseResult) {
-    this.tap?.onCaseEnd(r);
+    return this.stream?.onCaseEnd?.(r);
   }
 
-  onRunEnd(s: RunSummary) {
+  onRunEnd(s: RunSummary, dir: string) {
+    if (this.stream) return this.stream.onRunEnd?.(s, dir);
     if (this.format === 'text' || this.format === 'markdown') this.out.write(textReport(s, { markdown: this.format === 'markdown' }));
     else if (this.format === 'junit') this.out.write(junitDocument(s));
     else if (this.format === 'json') this.out.write(jsonDocument(s));

@@ -159,7 +159,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   const stopHint = onInterrupt(() => process.stderr.write(`qcrash: the cases written so far are kept; finish the run with: qcrash run --resume ${run.dir}\n`));
   const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter(), new HtmlReportReporter()]);
   try {
-    await hub.onRunStart(run.meta, todo.length);
+    await hub.onRunStart(run.meta, todo.length, todo);
     const limit = pLimit(jobs);
     const results: CaseResult[] = [...previous];
     let writeFailure: Error | undefined;

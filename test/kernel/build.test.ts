@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,15 +19,40 @@ const dir = await mkdtemp(join(tmpdir(), 'kernel-test-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 const mutant03 = new URL('../../../shared/mutants/03-no-mark-dirty-after-swap.patch', import.meta.url).pathname;
 
+/** What a build printed through onProgress; kbuild's own lines must never be among them. */
+function progressCapture() {
+  const lines: string[] = [];
+  return { lines, onProgress: (l: string) => void lines.push(l) };
+}
+const makeOutput = /^\s+(CC|AS|HOSTCC|LD|AR|GEN|OBJCOPY|BUILD)\s/;
+
+/** A build shows one progress line that reaches 100% and no make output; a cache hit is said to be one, not passed as checked. */
+function checkProgress(t: Test, lines: string[], what: string): void {
+  const cached = lines.find((l) => /taken from the cache/.test(l));
+  if (cached) {
+    t.pass(`${what}: progress line not checked`, { skip: `no build ran (${cached}); remove that kernel from ~/.cache/qcrash/kernels to check it` });
+    return;
+  }
+  t.comment(`${what}, progress as printed:\n${lines.join('\n')}`);
+  t.notOk(lines.some((l) => makeOutput.test(l)), `${what}: no CC lines`);
+  const meter = lines.filter((l) => /^kernel build: \d+(\/\d+\+?)? objects/.test(l));
+  t.ok(meter.length >= 2, `${what}: a progress line while it compiles (${meter.length})`);
+  t.match(meter.at(-1), /^kernel build: (\d+)\/\1 objects \(100%\), /, `${what}: the progress line reaches 100%`);
+}
+
 t.test('the default tree builds with the minimal fragment, boots, and migrates a file', { timeout: 3600_000 }, async (t) => {
-  const k = await buildKernel({});
+  const first = progressCapture();
+  const k = await buildKernel({ onProgress: first.onProgress });
+  checkProgress(t, first.lines, 'the first build');
   t.equal(k.kind, 'built');
   t.match(await readFile(k.systemMap!, 'utf8'), / ext4_ext_migrate\n/, 'System.map has ext4_ext_migrate');
   const config = await readFile(join(k.bzImage, '..', 'config'), 'utf8');
   t.match(config, /^CONFIG_VIRTIO_BLK=y$/m);
   t.match(config, /^CONFIG_EXT4_FS=y$/m);
   const again = Date.now();
-  t.same(await buildKernel({}), k, 'a second build is a cache hit');
+  const second = progressCapture();
+  t.same(await buildKernel({ onProgress: second.onProgress }), k, 'a second build is a cache hit');
+  t.match(second.lines, [/built before, taken from the cache/], 'and says so');
   t.ok(Date.now() - again < 30_000, 'and fast');
 
   const initrd = (await buildInitramfs(k)).path;
@@ -48,7 +73,9 @@ t.test('the default tree builds with the minimal fragment, boots, and migrates a
 
 t.test('a one-file patch rebuilds incrementally', { timeout: 1800_000 }, async (t) => {
   const start = Date.now();
-  const k = await buildKernel({ patches: [mutant03] });
+  const progress = progressCapture();
+  const k = await buildKernel({ patches: [mutant03], onProgress: progress.onProgress });
+  checkProgress(t, progress.lines, 'the incremental build');
   const secs = (Date.now() - start) / 1000;
   t.comment(`incremental build with mutant 03: ${secs.toFixed(0)} s`);
   t.ok(secs < 600, 'well under a full build');

@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Parser } from 'tap-parser';
 import { XMLParser } from 'fast-xml-parser';
-import { tapDocument } from '../../harness/report/tap.ts';
+import { tap14Document } from '../../harness/report/tap.ts';
+import { tap13Document, Tap13Reporter } from '../../harness/report/tap13.ts';
+import { caseDiagnostics } from '../../harness/report/case-diagnostics.ts';
 import { junitDocument } from '../../harness/report/junit.ts';
 import { textReport } from '../../harness/report/text.ts';
 import { compareRuns, formatComparison } from '../../harness/compare/compare.ts';
@@ -22,35 +24,104 @@ const summary = JSON.parse(await readFile(new URL('../fixtures/report/summary.js
 const dir = await mkdtemp(join(tmpdir(), 'report-test-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 
-t.test('TAP 14 is accepted by tap-parser with the right counts', async (t) => {
-  const tap = tapDocument(summary);
-  const result = await new Promise<{ ok: boolean; count: number; pass: number; fail: number }>((resolve) => {
+async function tapParserResult(tap: string) {
+  return new Promise<{ ok: boolean; count: number; pass: number; fail: number }>((resolve) => {
     const p = new Parser((r) => resolve(r as unknown as { ok: boolean; count: number; pass: number; fail: number }));
     p.end(tap);
   });
+}
+
+/** prove on a TAP file: exit code and output. */
+function prove(file: string): { code: number; out: string } {
+  try {
+    return { code: 0, out: execFileSync('prove', ['-v', '--exec', 'cat', file], { encoding: 'utf8' }) };
+  } catch (e) {
+    const err = e as { status: number; stdout: string };
+    return { code: err.status, out: err.stdout };
+  }
+}
+
+/** What Perl's TAP::Parser (prove's parser) read from a TAP file, YAML blocks included (test/helpers/tap-yaml.pl). */
+function perlTap(file: string): { version: number; tests: Array<{ number: number; ok: boolean; description: string; yaml?: unknown }>; parse_errors: string[]; passed: number[]; failed: number[] } {
+  return JSON.parse(execFileSync('perl', [new URL('../helpers/tap-yaml.pl', import.meta.url).pathname, file], { encoding: 'utf8' }));
+}
+
+/** Perl's YAMLish reader gives every scalar as a string. */
+const asStrings = (v: unknown): unknown => (Array.isArray(v) ? v.map(asStrings) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asStrings(x)])) : v === null ? null : String(v));
+
+t.test('TAP 13 (--format tap, results.tap) is accepted by tap-parser with the right counts', async (t) => {
+  const tap = tap13Document(summary);
+  const result = await tapParserResult(tap);
   t.equal(result.count, summary.counts.total);
   t.equal(result.pass, summary.counts.pass);
   t.equal(result.fail, summary.counts.total - summary.counts.pass, 'fail, error and not-reached are all not ok');
   t.notOk(result.ok);
-  t.match(tap, /^TAP version 14\n1\.\.\d+\n/);
+  t.match(tap, /^TAP version 13\n1\.\.\d+\n/);
   t.match(tap, /not ok \d+ - .*\n {2}---\n(.*\n)* {2}\.\.\.\n/, 'findings as a YAML diagnostics block');
 });
 
-t.test("Perl's prove parses the TAP from a file", async (t) => {
+t.test("Perl's prove reads the TAP 13 file: counts, failing cases named, YAML blocks parsed", async (t) => {
   const f = join(dir, 'results.tap');
-  await writeFile(f, tapDocument(summary));
-  let out = '';
-  let code = 0;
-  try {
-    out = execFileSync('prove', ['--exec', 'cat', f], { encoding: 'utf8' });
-  } catch (e) {
-    const err = e as { status: number; stdout: string };
-    code = err.status;
-    out = err.stdout;
-  }
+  await writeFile(f, tap13Document(summary));
+  const { code, out } = prove(f);
   t.equal(code, 1, 'prove exits 1: there are failing tests');
+  t.notMatch(out, /Parse errors/);
   t.match(out, new RegExp(`Failed ${summary.counts.total - summary.counts.pass}/${summary.counts.total} subtests`));
+  for (const c of summary.cases.filter((x) => x.status !== 'pass')) t.match(out, `not ok ${summary.cases.indexOf(c) + 1} - ${c.id}\n`, `names ${c.status} case ${c.id}`);
   t.match(out, /Result: FAIL/);
+
+  const perl = perlTap(f);
+  t.equal(perl.version, 13);
+  t.same(perl.parse_errors, []);
+  t.equal(perl.tests.length, summary.counts.total);
+  t.same(perl.failed, summary.cases.flatMap((c, i) => (c.status === 'pass' ? [] : [i + 1])), 'TAP::Parser counts exactly the non-passing cases as failed');
+  summary.cases.forEach((c, i) => {
+    const got = perl.tests[i]!;
+    t.equal(got.description, `- ${c.id}`);
+    if (c.status !== 'pass' || c.findings.length) t.same(got.yaml, asStrings(caseDiagnostics(c)), `YAML of ${c.id} reads back as written`);
+    else t.equal(got.yaml, undefined);
+  });
+});
+
+t.test('TAP 13 survives strings that YAMLish cannot read unquoted: multi-line errors, colons, quotes, "#"', async (t) => {
+  // A real error case with the error text of a real QMP failure (a JSON reply spanning lines) and a "#" in its id.
+  const err = summary.cases.find((c) => c.status === 'error')!;
+  const odd = { ...err, id: `${err.id}#2`, error: 'QMP error: {"class": "GenericError",\n  "desc": "it\'s - gone: #1"}\n\tat qmp.ts' };
+  const f = join(dir, 'odd.tap');
+  await writeFile(f, tap13Document({ ...summary, cases: [odd], counts: { ...summary.counts, total: 1 } }));
+  const perl = perlTap(f);
+  t.same(perl.parse_errors, []);
+  t.equal(perl.tests[0]!.description, `- ${err.id}\\#2`, 'the "#" is escaped, not a directive');
+  t.same(perl.tests[0]!.yaml, asStrings(caseDiagnostics(odd)));
+});
+
+t.test('the streaming TAP 13 reporter writes the plan first and cases as they finish; prove reads it', async (t) => {
+  let text = '';
+  const out = { write: (s: string) => ((text += s), true) } as unknown as NodeJS.WritableStream;
+  const r = new Tap13Reporter(out);
+  const { cases, counts: _c, finishedAt: _f, ...meta } = summary;
+  r.onRunStart(meta, cases.length);
+  t.equal(text, `TAP version 13\n1..${cases.length}\n`, 'plan before any case');
+  const finished = [...cases].reverse();
+  for (const c of finished) r.onCaseEnd(c);
+  const f = join(dir, 'stream.tap');
+  await writeFile(f, text);
+  const perl = perlTap(f);
+  t.same(perl.parse_errors, []);
+  t.same(perl.tests.map((x) => x.description), finished.map((c) => `- ${c.id}`), 'numbered in completion order');
+  t.match(prove(f).out, /Result: FAIL/);
+});
+
+t.test("TAP 14 (--format tap14) stays as it was: tap-parser reads it, Debian's prove refuses it", async (t) => {
+  const tap = tap14Document(summary);
+  t.match(tap, /^TAP version 14\n1\.\.\d+\n/);
+  const result = await tapParserResult(tap);
+  t.equal(result.count, summary.counts.total);
+  t.equal(result.pass, summary.counts.pass);
+  const f = join(dir, 'results14.tap');
+  await writeFile(f, tap);
+  const { out } = prove(f);
+  t.match(out, /TAP specified version 14 but we don't know about versions later than 13/, 'why --format tap is TAP 13');
 });
 
 t.test('JUnit XML parses and its counts match summary.json', async (t) => {

@@ -6,6 +6,7 @@ import { ProgressReporter } from '../report/progress.ts';
 import { TapReporter } from '../report/tap.ts';
 import { textReport } from '../report/text.ts';
 import { junitDocument } from '../report/junit.ts';
+import { kcidbDocument } from '../report/kcidb.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { ConfigError } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
@@ -37,7 +38,7 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel'))
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
-    .addOption(new Option('--format <fmt>', 'what to print on stdout').choices(['text', 'markdown', 'tap', 'junit', 'json', 'none']).default('text'))
+    .addOption(new Option('--format <fmt>', 'what to print on stdout').choices(['text', 'markdown', 'tap', 'junit', 'json', 'kcidb', 'none']).default('text'))
     .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: string; snapshot: boolean }) => {
       const reporters: Reporter[] = [new ProgressReporter()];
       if (o.format === 'tap') reporters.push(new TapReporter(process.stdout));
@@ -58,6 +59,7 @@ export function registerRun(program: Command): void {
       if (o.format === 'text' || o.format === 'markdown') process.stdout.write(textReport(summary, { markdown: o.format === 'markdown' }));
       else if (o.format === 'junit') process.stdout.write(junitDocument(summary));
       else if (o.format === 'json') process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+      else if (o.format === 'kcidb') process.stdout.write(JSON.stringify(kcidbDocument(summary), null, 2) + '\n');
       process.stderr.write(`qcrash: results in ${dir}\n`);
       process.exitCode = exitCodeFor(summary);
     });

@@ -8,12 +8,14 @@ import { KtapReporter } from './ktap.ts';
 import { junitDocument } from './junit.ts';
 import { textReport } from './text.ts';
 import { jsonDocument } from './json.ts';
+import { kcidbDocument } from './kcidb.ts';
 
 /**
  * tap is TAP 13 (what prove and most CI plugins read), tap14 TAP version 14,
- * ktap KTAP version 1 (kunit.py, KernelCI).
+ * ktap KTAP version 1 (kunit.py, KernelCI), kcidb the run as KCIDB report
+ * data for a KernelCI-style dashboard.
  */
-export const stdoutFormats = ['text', 'markdown', 'tap', 'tap14', 'ktap', 'junit', 'json', 'none'] as const;
+export const stdoutFormats = ['text', 'markdown', 'tap', 'tap14', 'ktap', 'junit', 'json', 'kcidb', 'none'] as const;
 export type StdoutFormat = (typeof stdoutFormats)[number];
 
 /**
@@ -48,5 +50,6 @@ export class StdoutReporter implements Reporter {
     if (this.format === 'text' || this.format === 'markdown') this.out.write(textReport(s, { markdown: this.format === 'markdown' }));
     else if (this.format === 'junit') this.out.write(junitDocument(s));
     else if (this.format === 'json') this.out.write(jsonDocument(s));
+    else if (this.format === 'kcidb') this.out.write(JSON.stringify(kcidbDocument(s), null, 2) + '\n');
   }
 }

@@ -1,6 +1,7 @@
 import type { Finding, RecoveryModeName } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
 import { readEntryState } from '../image/debugfs.ts';
+import { diffDataMaps, parseBlockMap } from '../image/block-map.ts';
 
 /**
  * What the workload made durable before the kill, derived from the steps
@@ -66,6 +67,12 @@ export async function checkContent(
     }
     if (!['blocks', 'extents', 'none', 'fast-symlink', 'inline'].includes(s.stat.mapping)) {
       findings.push(base('half-converted', e.path, `mapping is ${s.stat.mapping}`, s.stat.map, s.stat.ino));
+    }
+    // Migration rewrites the map, never the data: every logical block must
+    // stay on the physical block it had (block map or extents alike).
+    if (e.blockMap && e.type !== 'dir' && !volatile.has(e.path) && !written.has(e.path)) {
+      const diff = diffDataMaps(e.blockMap, parseBlockMap(s.stat.map));
+      if (diff) findings.push(base('mapping-changed', e.path, `physical mapping changed: ${diff}`, s.stat.map.slice(0, 2000), s.stat.ino));
     }
   }
   for (const p of extra) {

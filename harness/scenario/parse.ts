@@ -1,5 +1,5 @@
 import { readFile, stat, readdir } from 'node:fs/promises';
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { z } from 'zod';
 import { ConfigError } from '../util/errors.ts';
 import { closeMatches, didYouMean } from '../util/suggest.ts';
@@ -39,9 +39,16 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
   }
   const top = check(src, [], scenarioTop, raw);
 
-  const recipes = await listRecipeNames();
-  if (!recipes.includes(top.recipe)) {
-    throw src.error(['recipe'], `unknown recipe "${top.recipe}" (recipes live in vm-images/recipes/).${didYouMean(top.recipe, recipes)}`);
+  // A recipe is a name from vm-images/recipes/ or a path (relative to the scenario file) to a recipe of one's own.
+  let recipe = top.recipe;
+  if (recipe.includes('/') || recipe.endsWith('.yaml')) {
+    recipe = resolve(dirname(file), recipe);
+    if (!(await stat(recipe).then((s) => s.isFile(), () => false))) throw src.error(['recipe'], `recipe file ${top.recipe} not found (looked for ${recipe})`);
+  } else {
+    const recipes = await listRecipeNames();
+    if (!recipes.includes(top.recipe)) {
+      throw src.error(['recipe'], `unknown recipe "${top.recipe}" (recipes live in vm-images/recipes/, or give a path ending in .yaml).${didYouMean(top.recipe, recipes)}`);
+    }
   }
 
   const name = top.name ?? basename(file, extname(file));
@@ -54,7 +61,7 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
     file,
     hash: sha256(text),
     ...(top.description !== undefined ? { description: top.description } : {}),
-    recipe: top.recipe,
+    recipe,
     steps,
     crashPoints,
     repeat: top.repeat ?? 1,

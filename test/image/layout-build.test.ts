@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { statPaths } from '../../harness/image/debugfs.ts';
-import { parseBlockMap, type BlockMap } from '../../harness/image/block-map.ts';
+import { parseBlockMap, type BlockMap, type DataRun } from '../../harness/image/block-map.ts';
 import { run } from '../../harness/util/exec.ts';
 import { ConfigError } from '../../harness/util/errors.ts';
 import { projectRoot } from '../../harness/util/paths.ts';
@@ -17,7 +17,7 @@ const dir = join(projectRoot, 'test', 'fixtures', 'image', 'layouts');
 const kinds = await buildImage(await loadRecipe(join(dir, 'kinds-1k.yaml')));
 const stats = await statPaths(kinds.path, kinds.manifest.entries.map((e) => e.path));
 const map = (p: string): BlockMap => parseBlockMap(stats.get(p)!.map);
-const runsOf = (p: string): number[][] => map(p).data;
+const runsOf = (p: string): DataRun[] => map(p).data;
 
 t.test('the image is clean and the manifest records what debugfs reads back', async (t) => {
   const fsck = await run('e2fsck', ['-fn', kinds.path]);

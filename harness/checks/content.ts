@@ -7,6 +7,7 @@ import { sha256 } from '../util/hash.ts';
 import { InfraError } from '../util/errors.ts';
 import { noExpectations, type DurabilityExpectations, type FileExpectation } from '../crash/expectations.ts';
 import { checkFileHistory, HistoryModelError, type FileOrigin } from './file-history.ts';
+import { diffDataMaps, parseBlockMap } from '../image/block-map.ts';
 
 const PAGE = 4096;
 
@@ -104,6 +105,13 @@ export async function checkContent(
     }
     if (!['blocks', 'extents', 'none', 'fast-symlink', 'inline'].includes(s.stat.mapping)) {
       findings.push(base('half-converted', e.path, `mapping is ${s.stat.mapping}`, s.stat.map, s.stat.ino));
+    }
+    // Migration rewrites the map, never the data: every logical block must
+    // stay on the physical block it had (block map or extents alike). Files
+    // the workload wrote may have gained blocks: their bytes are checked instead.
+    if (e.blockMap && e.type !== 'dir' && !h) {
+      const diff = diffDataMaps(e.blockMap, parseBlockMap(s.stat.map));
+      if (diff) findings.push(base('mapping-changed', e.path, `physical mapping changed: ${diff}`, s.stat.map.slice(0, 2000), s.stat.ino));
     }
   }
   for (const p of extra) {

@@ -1,7 +1,9 @@
 import { readdir } from 'node:fs/promises';
 import { run } from '../util/exec.ts';
 import { findProgram, hostTools, type HostTool } from '../util/tools.ts';
+import { access } from 'node:fs/promises';
 import { detectAccel } from '../vm/machine/accel.ts';
+import { layoutToolHeaders } from '../image/layout-tool.ts';
 
 /** One line of `qcrash doctor`: a program or package, whether it is there, its version, and how to get it. */
 export interface DoctorCheck {
@@ -42,6 +44,7 @@ export const debianPackages = [
   'qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'busybox-static', 'cpio', 'util-linux',
   'linux-image-cloud-amd64', 'linux-source-6.1', 'build-essential', 'bc', 'flex', 'bison',
   'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc', 'chromium', 'python3',
+  'libext2fs-dev', 'comerr-dev',
 ];
 
 function firstVersionLine(text: string): string | undefined {
@@ -76,6 +79,14 @@ async function checkStockKernel(): Promise<DoctorCheck> {
   return { ...base, ok: true, version: release, path: `/boot/${newest}` };
 }
 
+/** Recipes with a physical layout compile qcrash-layout against libext2fs at build time. */
+async function checkLayoutHeaders(): Promise<DoctorCheck[]> {
+  return Promise.all(layoutToolHeaders.map(async (h) => {
+    const ok = await access(h.header).then(() => true, () => false);
+    return { name: `${h.header.replace('/usr/include/', '')} (layout recipes)`, debianPackage: h.debianPackage, ok, neededFor: 'run' as const, ...(ok ? { path: h.header } : {}) };
+  }));
+}
+
 async function checkKernelSource(): Promise<DoctorCheck> {
   const base: DoctorCheck = { name: 'linux-source-6.1 tarball', debianPackage: 'linux-source-6.1', ok: false, neededFor: 'kernel-build' };
   const src = await readdir('/usr/src').catch(() => [] as string[]);
@@ -97,6 +108,7 @@ export async function runDoctor(): Promise<{ checks: DoctorCheck[]; accel: Await
   const checks = await Promise.all([
     ...runTools.map((t) => checkTool(t, 'run')),
     checkStockKernel(),
+    ...(await checkLayoutHeaders()),
     ...buildTools.map((t) => checkTool(t, 'kernel-build')),
     checkKernelSource(),
     checkChromium(),

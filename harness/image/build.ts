@@ -12,9 +12,11 @@ import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
 import type { Manifest, ManifestEntry } from './manifest.ts';
 import { resolveBlocks, type Recipe, type RecipeEntry } from './recipe.ts';
 import { debugfsBatch, readEntryState } from './debugfs.ts';
+import { parseBlockMap } from './block-map.ts';
+import { makeLayouts, type LayoutSource } from './make-layout.ts';
 
-/** Bump when the builder's output for the same recipe changes. */
-const BUILDER_VERSION = 2;
+/** Bump when the builder's output for the same recipe changes (3: manifests record block maps). */
+const BUILDER_VERSION = 3;
 
 export interface BaseImage {
   /** Raw ext4 image in the cache. Never written: cases use overlays or copies. */
@@ -65,15 +67,22 @@ async function buildImageInto(dir: string, recipe: Recipe): Promise<void> {
   await mkdir(hostFiles, { recursive: true });
   const B = recipe.blockSize;
   const late: Array<{ entry: Extract<RecipeEntry, { kind: 'file' }>; host: string }> = [];
+  const layouts: LayoutSource[] = [];
   const shapes = new Map<string, string>();
 
-  for (const e of recipe.entries) {
+  for (const [index, e] of recipe.entries.entries()) {
     shapes.set(e.path, shapeName(e));
     const target = join(stage, e.path);
     await mkdir(e.kind === 'dir' ? target : dirname(target), { recursive: true });
     switch (e.kind) {
       case 'file': {
-        if (e.fragmented) {
+        if (e.layout) {
+          // mkfs -d makes the inode empty; qcrash-layout gives it its blocks.
+          const host = join(hostFiles, `layout-${layouts.length}`);
+          await writeSparse(host, recipe, e);
+          await writeFile(target, '');
+          layouts.push({ entry: index, path: e.path, size: fileSize(recipe, e), data: dataRanges(recipe, e), layout: e.layout, host });
+        } else if (e.fragmented) {
           const host = join(hostFiles, `late-${late.length}`);
           await writeSparse(host, recipe, e);
           late.push({ entry: e, host });
@@ -98,12 +107,16 @@ async function buildImageInto(dir: string, recipe: Recipe): Promise<void> {
 
   const img = tmp.join('base.img');
   const features = ['^extent', '^64bit', ...(recipe.style === 'ext3' ? ['^metadata_csum', '^metadata_csum_seed', '^orphan_file'] : ['metadata_csum'])];
+  if (recipe.flexBg === false) features.push('^flex_bg');
   await runOk(await tool('mkfs.ext4'), [
     '-F', '-q', '-b', String(B), '-I', recipe.style === 'ext3' ? '128' : '256',
     '-O', features.join(','), '-E', 'root_owner=0:0,nodiscard',
+    ...(typeof recipe.flexBg === 'number' ? ['-G', String(recipe.flexBg)] : []),
     '-d', stage, img, `${recipe.sizeMb}M`,
   ], { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } });
 
+  // Layouts first: the fragmented files' first-fit allocation then goes around them.
+  if (layouts.length) await makeLayouts(img, recipe, layouts);
   if (late.length) await addFragmented(img, hostFiles, late, B);
 
   await runOk(await tool('tune2fs'), ['-O', recipe.fastCommit ? 'extent,fast_commit' : 'extent', img]);
@@ -127,6 +140,28 @@ async function buildImageInto(dir: string, recipe: Recipe): Promise<void> {
 
 function shapeName(e: RecipeEntry): string {
   return e.path.split('/').pop()!;
+}
+
+function fileSize(recipe: Recipe, e: Extract<RecipeEntry, { kind: 'file' }>): number {
+  return resolveBlocks(e.blocks, recipe.blockSize) * recipe.blockSize + (e.extra_bytes ?? 0);
+}
+
+/** The logical block ranges [from, to) that hold data, clipped to the file, sorted and merged. */
+function dataRanges(recipe: Recipe, e: Extract<RecipeEntry, { kind: 'file' }>): Array<[number, number]> {
+  const B = recipe.blockSize;
+  const blocks = resolveBlocks(e.blocks, B);
+  const end = Math.ceil(fileSize(recipe, e) / B);
+  const ranges = (e.data ?? [[0, blocks + (e.extra_bytes ? 1 : 0)]])
+    .map(([a, b]) => [resolveBlocks(a, B), Math.min(resolveBlocks(b, B), end)] as [number, number])
+    .filter(([a, b]) => b > a)
+    .sort((x, y) => x[0] - y[0]);
+  const out: Array<[number, number]> = [];
+  for (const r of ranges) {
+    const last = out.at(-1);
+    if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+    else out.push([...r]);
+  }
+  return out;
 }
 
 /** Write the file's data ranges with recipe bytes; the rest stays a hole (mkfs -d keeps holes). */
@@ -198,6 +233,7 @@ async function makeManifest(img: string, recipe: Recipe, shapes: Map<string, str
       ino: s.stat.ino,
       mapping: s.stat.mapping,
       dataBlocks: s.stat.dataBlocks,
+      ...(s.stat.map ? { blockMap: parseBlockMap(s.stat.map) } : {}),
     };
   });
   return { recipe: recipe.name, recipeHash: recipe.hash, blockSize: recipe.blockSize, features, entries };

@@ -2,6 +2,8 @@
  * What a base image holds, recorded when it is built: the content oracle
  * compares every recovered file against this.
  */
+import type { BlockMap } from './block-map.ts';
+
 export type MappingKind = 'blocks' | 'extents' | 'inline' | 'fast-symlink' | 'none';
 
 export interface ManifestEntry {
@@ -18,6 +20,8 @@ export interface ManifestEntry {
   mapping: MappingKind;
   /** Number of data blocks actually allocated (holes excluded), from debugfs. */
   dataBlocks?: number;
+  /** The physical block map debugfs read back from the built image (absent in manifests of builder version < 3). */
+  blockMap?: BlockMap;
 }
 
 export interface Manifest {

@@ -17,6 +17,41 @@ const blockCount = z.union([z.number().int().nonnegative(), z.string().regex(/^(
 const range = z.tuple([blockCount, blockCount]);
 const path = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, 'an absolute path of letters, digits, ".", "_", "-"');
 
+/**
+ * Physical layout of a file, made with libext2fs after mkfs (see
+ * harness/image/layout.ts). The file's data blocks, in logical order with
+ * holes skipped, are cut into physical runs: one per `data` range, or
+ * `split` into runs of N blocks, or the explicit `runs`.
+ */
+const layoutRun = z.union([
+  z.number().int().positive(),
+  z.strictObject({
+    blocks: z.number().int().positive(),
+    /** Physical block of the run's first block; default: after the previous run (plus its gap). */
+    at: z.number().int().nonnegative().optional(),
+    /** Free blocks left before this run; default 0 (1 with contiguous: false). */
+    gap: z.number().int().nonnegative().optional(),
+  }),
+]);
+const layout = z.strictObject({
+  /** Physical block of the file's first block, or "next": the first free stretch after the previous layout that holds it. */
+  start: z.union([z.number().int().nonnegative(), z.literal('next')]).optional(),
+  /** Runs follow each other with no free block between them (default true); false leaves one free block between runs. */
+  contiguous: z.boolean().optional(),
+  /** Cut the data into runs of `blocks` blocks, `gap` (default 1) free blocks apart. */
+  split: z.strictObject({ blocks: z.number().int().positive(), gap: z.number().int().nonnegative().optional() }).optional(),
+  /** Explicit physical runs, in logical order; their lengths add up to the file's data blocks. */
+  runs: z.array(layoutRun).min(1).optional(),
+  /**
+   * Where the indirect blocks go: inline (default, where libext2fs and the
+   * kernel put them: each just before the first data block it maps), separate
+   * (together, in the first free stretch after the file's data), or {at: N}.
+   */
+  indirect: z.union([z.enum(['inline', 'separate']), z.strictObject({ at: z.number().int().nonnegative() })]).optional(),
+  /** Alternate runs of `blocks` data blocks of this file and of `with` (a later layout file) in one stretch. */
+  interleave: z.strictObject({ with: z.string(), blocks: z.number().int().positive() }).optional(),
+});
+
 const entry = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('file'),
@@ -29,6 +64,8 @@ const entry = z.discriminatedUnion('kind', [
     data: z.array(range).optional(),
     /** Interleave filler allocation so the file's blocks are scattered. */
     fragmented: z.boolean().optional(),
+    /** Exact physical placement (instead of where mkfs -d puts the file). */
+    layout: layout.optional(),
   }),
   z.strictObject({ kind: z.literal('dir'), path, entries: z.number().int().nonnegative() }),
   z.strictObject({ kind: z.literal('symlink'), path, target_length: z.number().int().positive().max(4000) }),
@@ -43,12 +80,19 @@ const recipeSchema = z.strictObject({
     style: z.enum(['ext3', 'modern']),
     fast_commit: z.boolean().optional(),
     size_mb: z.number().int().min(8).max(4096),
+    /**
+     * false: no flex_bg (every group keeps its bitmaps and inode table, as on
+     * ext3); N: pack the metadata of N groups together (mkfs -G N). Default:
+     * mke2fs's (flex_bg, 16).
+     */
+    flex_bg: z.union([z.literal(false), z.number().int().min(2).max(1 << 20).refine((n) => (n & (n - 1)) === 0, 'a power of two')]).optional(),
   }),
   seed: z.number().int().nonnegative().optional(),
   entries: z.array(entry).min(1),
 });
 
 export type RecipeEntry = z.infer<typeof entry>;
+export type FileLayout = z.infer<typeof layout>;
 export interface Recipe {
   name: string;
   file: string;
@@ -59,8 +103,12 @@ export interface Recipe {
   style: 'ext3' | 'modern';
   fastCommit: boolean;
   sizeMb: number;
+  /** undefined: mke2fs's default; false: no flex_bg; N: groups per flex group. */
+  flexBg?: false | number;
   seed: number;
   entries: RecipeEntry[];
+  /** The parsed text, so that build-time errors (an impossible layout) can name file:line. */
+  source?: YamlSource;
 }
 
 /** A recipe by name (vm-images/recipes/NAME.yaml) or by path. */
@@ -89,6 +137,7 @@ export function parseRecipe(file: string, text: string): Recipe {
   d.entries.forEach((e, i) => {
     if (paths.has(e.path)) throw src.error(['entries', i, 'path'], `duplicate path ${e.path}`);
     paths.add(e.path);
+    if (e.kind === 'file' && e.layout && e.fragmented) throw src.error(['entries', i, 'layout'], `${e.path}: a file has either "fragmented" or "layout", not both (layout: { split: ... } scatters it exactly)`);
   });
   return {
     name: basename(file, extname(file)),
@@ -100,8 +149,10 @@ export function parseRecipe(file: string, text: string): Recipe {
     style: d.filesystem.style,
     fastCommit: d.filesystem.fast_commit ?? false,
     sizeMb: d.filesystem.size_mb,
+    ...(d.filesystem.flex_bg !== undefined ? { flexBg: d.filesystem.flex_bg } : {}),
     seed: d.seed ?? 1,
     entries: d.entries,
+    source: src,
   };
 }
 

@@ -1,5 +1,5 @@
 import { readFile, stat, readdir } from 'node:fs/promises';
-import { basename, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import type { z } from 'zod';
 import { ConfigError } from '../util/errors.ts';
 import { scenariosDir } from '../util/paths.ts';
@@ -65,14 +65,21 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
   }
   const top = check(src, [], scenarioTop, raw);
 
-  const recipes = await listRecipeNames();
-  if (!recipes.includes(top.recipe)) {
-    throw src.error(['recipe'], `unknown recipe "${top.recipe}" (recipes live in vm-images/recipes/).${didYouMean(top.recipe, recipes)}`);
+  // A recipe is a name from vm-images/recipes/ or a path (relative to the scenario file) to a recipe of one's own.
+  let recipe = top.recipe;
+  if (recipe.includes('/') || recipe.endsWith('.yaml')) {
+    recipe = resolve(dirname(file), recipe);
+    if (!(await stat(recipe).then((s) => s.isFile(), () => false))) throw src.error(['recipe'], `recipe file ${top.recipe} not found (looked for ${recipe})`);
+  } else {
+    const recipes = await listRecipeNames();
+    if (!recipes.includes(top.recipe)) {
+      throw src.error(['recipe'], `unknown recipe "${top.recipe}" (recipes live in vm-images/recipes/, or give a path ending in .yaml).${didYouMean(top.recipe, recipes)}`);
+    }
   }
 
   const name = scenarioId(file, top.name);
   const steps = parseSteps(src, top.steps, name);
-  checkPaths(src, steps, recipePaths(await loadRecipe(top.recipe)));
+  checkPaths(src, steps, recipePaths(await loadRecipe(recipe)));
   const stepNames = new Set(steps.map((s) => s.name));
   const pointLines: Array<number | undefined> = [];
   const crashPoints = top.kill.flatMap((item, i) => {
@@ -88,7 +95,7 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
     file,
     hash: sha256(text),
     ...(top.description !== undefined ? { description: top.description } : {}),
-    recipe: top.recipe,
+    recipe,
     steps,
     crashPoints,
     pointLines,

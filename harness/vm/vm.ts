@@ -9,7 +9,7 @@ import { tool } from '../util/tools.ts';
 import { QmpClient, type QmpEvent } from './qmp-client.ts';
 import { QmpDisconnectedError } from './qmp-errors.ts';
 import { AgentClient } from './agent.ts';
-import { qemuArgv, type MachineName, type VmPaths } from './argv.ts';
+import { qemuArgv, type MachineName, type VmDisk, type VmPaths } from './argv.ts';
 import { finishRestore, incomingFd } from './snapshot.ts';
 
 /** QEMU did not come up: keeps argv, exit code, QEMU's stderr and the console's last lines. */
@@ -32,7 +32,8 @@ export class VmLaunchError extends InfraError {
 export interface VmOptions {
   kernel: KernelInfo;
   initrd: string;
-  disk: { path: string; format: 'qcow2' | 'raw' };
+  /** With `writeLog`, every write and flush to the disk is recorded there (argv.ts). */
+  disk: VmDisk;
   name?: string;
   memoryMb?: number;
   machine?: MachineName;
@@ -127,6 +128,8 @@ export class Vm implements AsyncDisposable {
     const state = o.restoreFrom ? await open(o.restoreFrom, 'r').catch((e: Error) => {
       throw new InfraError(`cannot read the saved VM state ${o.restoreFrom}: ${e.message}`);
     }) : undefined;
+    // blklogwrites neither creates its log file nor cuts an old one short: start empty.
+    if (o.disk.writeLog) await writeFile(o.disk.writeLog, '');
     const dir = await TempDir.create('vm');
     const paths: VmPaths = {
       qmp: dir.join('qmp.sock'),

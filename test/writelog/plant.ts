@@ -48,7 +48,8 @@ export async function journalMap(image: string): Promise<JournalMap & { layout: 
  * `mergeNext` also removes the flush right after the commit, so the epoch
  * holds the writes that followed it too (the checkpoint of the transaction):
  * more writes a power-loss state can lose besides the one that matters,
- * which gives the minimiser something to discard.
+ * which gives the minimiser something to discard. (It is an ordering bug
+ * of its own: checkpoint writes that may land while their commit does not.)
  */
 export async function plantCommitBeforeJournalBlock(log: WriteLog, baseImage: string, dest: string, opts: { mergeNext?: boolean } = {}): Promise<PlantedLog> {
   const jm = await journalMap(baseImage);

@@ -12,6 +12,12 @@ import { entryKind, type LogEntry, type WriteLog } from './format.ts';
  * checks running in parallel keep being served.
  */
 
+/** Bytes of the working image a temporary write replaced. */
+export interface SavedBytes {
+  offset: number;
+  bytes: Buffer;
+}
+
 /** One write to apply; `keepSectors` applies only its first sectors (a torn write). */
 export interface ApplyWrite {
   entry: LogEntry;
@@ -178,6 +184,33 @@ export class ReplayCursor implements Disposable {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /**
+   * Apply `writes` on the working image itself and return what they
+   * overwrote, for `restore`: a state checked in place (materialize.ts)
+   * instead of on a copy.
+   */
+  applySaved(writes: readonly ApplyWrite[]): SavedBytes[] {
+    if (this.fd === undefined) throw new InfraError('replay cursor is closed');
+    const saved: SavedBytes[] = [];
+    const ss = this.log.sectorSize;
+    for (const w of writes) {
+      const kind = entryKind(w.entry);
+      if (kind !== 'write' && kind !== 'discard') continue;
+      const sectors = Math.min(w.entry.nrSectors, w.keepSectors ?? w.entry.nrSectors);
+      const before = Buffer.alloc(sectors * ss);
+      readSync(this.fd, before, 0, before.length, w.entry.sector * ss);
+      saved.push({ offset: w.entry.sector * ss, bytes: before });
+      applyWrites(this.log, this.fd, [w]);
+    }
+    return saved;
+  }
+
+  /** Put back what applySaved overwrote (latest first, so overlapping writes unwind right). */
+  restore(saved: readonly SavedBytes[]): void {
+    if (this.fd === undefined) throw new InfraError('replay cursor is closed');
+    for (const s of [...saved].reverse()) writeAll(this.fd, s.bytes, s.offset);
   }
 
   /** Write the working image's page cache out (only needed before handing the file to another host). */

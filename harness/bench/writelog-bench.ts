@@ -7,7 +7,7 @@ import { WriteLog, isFlush, isFua } from '../crash/writelog/format.ts';
 import { forEachState, type CheckScope, type ForkMode } from '../crash/writelog/materialize.ts';
 import { replayPrefix, ReplayCursor } from '../crash/writelog/replay.ts';
 import type { CrashState } from '../crash/writelog/states.ts';
-import { InfraError } from '../util/errors.ts';
+import { ConfigError, InfraError } from '../util/errors.ts';
 import { sha256File } from '../util/hash.ts';
 import { projectRoot } from '../util/paths.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -161,7 +161,8 @@ class ReplayPool implements AsyncDisposable {
 }
 
 export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBenchResult> {
-  const jobs = Math.max(1, o.jobs);
+  if (!Number.isInteger(o.jobs) || o.jobs < 1) throw new ConfigError(`bench jobs must be a positive integer, not ${o.jobs}`);
+  const jobs = o.jobs;
   await using log = await WriteLog.open(o.log);
   let positions = flushBoundaries(log);
   if (o.limit !== undefined) positions = positions.slice(0, o.limit);

@@ -92,6 +92,19 @@ t.test('every flush prefix passes the e2fsck recovery with only leak findings', 
   for (const o of beforeSync) t.notOk(o.result?.expectations.mustBeExtents.includes('/shapes/dind-first'), `${o.state.name}: expects nothing of it yet`);
 });
 
+t.test('explain names what the recorded writes held: journal blocks, fixed metadata, file data, directories', async (t) => {
+  const explainer = await WriteExplainer.create(log, disk.path, base.path);
+  const digest = await digestLog(log, base.path);
+  const all = epochWrites(digest, { base: 0, end: log.entries.length });
+  const ex = await explainer.explain(all);
+  const parts = ex.flatMap((e) => e.parts);
+  const kinds = new Set(parts.map((p) => p.role.kind));
+  for (const k of ['jbd2-superblock', 'jbd2-descriptor', 'jbd2-commit', 'journal-data', 'superblock', 'block-bitmap', 'inode-table', 'data', 'directory'] as const) t.ok(kinds.has(k), `some write holds a ${k} block`);
+  t.ok(parts.some((p) => p.role.kind === 'data' && p.role.path === '/new-file'), 'the new file\'s data, named by path (icheck + ncheck)');
+  t.notOk(kinds.has('unowned'), 'every block is accounted for');
+  t.ok(parts.filter((p) => p.role.kind === 'journal-data').every((p) => p.role.home !== undefined), 'every journal copy names its home block');
+});
+
 t.test('checks in place (e2undo) see the same images and give the same verdicts as checks on copies', async (t) => {
   const digest = await digestLog(log, base.path);
   const plan = generateStates(digest, acks, { perEpoch: 2, seed: 3 });

@@ -34,7 +34,7 @@ export interface MaterializeOptions {
   /** Checks in parallel. Default 1. */
   jobs?: number;
   fork?: ForkMode;
-  /** Keep the state image after the check (e.g. for a failing state); in-place, a copy is kept. */
+  /** Keep the state image (e.g. for a failing state): with copy, the image as the check left it; in place, a copy of the state once the check's writes are undone. */
   keep?: (state: CrashState, result: unknown) => boolean;
 }
 
@@ -66,7 +66,8 @@ export async function forEachState<T>(
   opts: MaterializeOptions,
   check: (state: CrashState, image: string, scope: CheckScope) => Promise<T>,
 ): Promise<Array<StateOutcome<T>>> {
-  const jobs = Math.max(1, opts.jobs ?? 1);
+  const jobs = opts.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new InfraError(`forEachState: jobs must be a positive integer, not ${jobs}`);
   const order = [...states].sort((a, b) => a.base - b.base);
   const outcomes = new Map<CrashState, StateOutcome<T>>();
   const applyOf = (state: CrashState) => state.apply.map((a) => ({ entry: log.entries[a.index]!, ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}) }));
@@ -123,16 +124,17 @@ export async function forEachState<T>(
             },
           };
           const out = await runCheck(state, cursor.workPath, scope, started);
-          if (opts.keep?.(state, out.result ?? out.error)) {
-            out.image = join(opts.workDir, `state-${n++}.img`);
-            await forkImage(cursor.workPath, out.image);
-          }
           for (const f of [...undoFiles].reverse()) {
             // A program that never opened its undo file wrote nothing.
             if (!(await access(f).then(() => true, () => false))) continue;
             const r = await run(e2undo, [f, cursor.workPath]);
             if (r.failed) throw new InfraError(`e2undo ${f} ${cursor.workPath} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-400)}; the working image cannot be trusted any more`);
             await rm(f, { force: true });
+          }
+          // Undone, the working image is the state again: what a kept image should be.
+          if (opts.keep?.(state, out.result ?? out.error)) {
+            out.image = join(opts.workDir, `state-${n++}.img`);
+            await forkImage(cursor.workPath, out.image);
           }
           cursor.restore(saved);
           outcomes.set(state, out);

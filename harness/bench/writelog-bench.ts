@@ -29,8 +29,10 @@ import { TempDir } from '../util/tempdir.ts';
  *
  * All replay with the same code (replay.ts); (a) and (b) copy with the same
  * `cp`. (a) replays O(k) entries per state, (b) and (c) each entry once (c:
- * once per job). Per state each path records e2fsck's exit codes and
- * problem codes, which must agree.
+ * once per job and round). Per state each path records e2fsck's exit codes
+ * and problem codes, which must agree. The paths take turns on interleaved
+ * slices of the states, so that load from other work on the machine falls
+ * on all three alike.
  */
 export interface WritelogBenchOptions {
   log: string;
@@ -40,6 +42,8 @@ export interface WritelogBenchOptions {
   limit?: number;
   /** States whose images both paths also hash (outside the timed runs) to show they are the same image. Default 3. */
   verifyImages?: number;
+  /** Interleaved slices the paths take turns on (against load drift on a shared machine). Default 4. */
+  rounds?: number;
 }
 
 export interface StateCheck {
@@ -60,6 +64,7 @@ export interface WritelogBenchResult {
   log: { path: string; entries: number; flushes: number; fuas: number; bytes: number };
   jobs: number;
   states: number;
+  rounds: number;
   fstestsLoop: PathFigures;
   /** Fork by copy (b). */
   incremental: PathFigures;
@@ -97,17 +102,30 @@ class ReplayPool implements AsyncDisposable {
   private readonly idle: Worker[] = [];
   private readonly queue: Array<(w: Worker) => void> = [];
 
+  /** Which request each worker is on: a worker that dies fails it instead of leaving it pending. */
+  private readonly current = new Map<Worker, number>();
+
   private constructor(private readonly workers: Worker[]) {
     for (const w of workers) {
       w.on('message', (m: { id?: number; error?: string }) => {
         if (m.id === undefined) return;
-        const p = this.waiting.get(m.id);
-        this.waiting.delete(m.id);
-        if (m.error) p?.reject(new InfraError(`replay worker: ${m.error}`));
-        else p?.resolve();
+        this.settle(m.id, m.error ? new InfraError(`replay worker: ${m.error}`) : undefined);
       });
+      const died = (why: string) => {
+        const id = this.current.get(w);
+        if (id !== undefined) this.settle(id, new InfraError(`replay worker ${why}`));
+      };
+      w.on('error', (e) => died(`failed: ${e.message}`));
+      w.on('exit', (code) => died(`exited (${code})`));
     }
     this.idle.push(...workers);
+  }
+
+  private settle(id: number, error?: Error): void {
+    const p = this.waiting.get(id);
+    this.waiting.delete(id);
+    if (error) p?.reject(error);
+    else p?.resolve();
   }
 
   static async create(n: number, logPath: string, basePath: string): Promise<ReplayPool> {
@@ -146,11 +164,13 @@ class ReplayPool implements AsyncDisposable {
     const w = await this.acquire();
     try {
       const id = this.next++;
+      this.current.set(w, id);
       await new Promise<void>((resolve, reject) => {
         this.waiting.set(id, { resolve, reject });
         w.postMessage({ id, dest, count });
       });
     } finally {
+      this.current.delete(w);
       this.release(w);
     }
   }
@@ -169,17 +189,27 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
   if (!positions.length) throw new InfraError(`${o.log}: no flush or FUA entries, so no prefix states to bench`);
   await using tmp = await TempDir.create('writelog-bench');
 
-  // (a) the fstests loop: jobs workers, each state from a fresh base copy and entry 0.
+  // The states go in `rounds` interleaved slices (every R-th boundary), and
+  // the paths take turns on each slice in alternating order, so that a load
+  // change on a shared machine during the run falls on all paths alike. A
+  // round costs the incremental paths a new working image and a replay up to
+  // its last state: counted against them.
+  const rounds = Math.max(1, Math.min(o.rounds ?? 4, positions.length));
+  const slices = Array.from({ length: rounds }, (_, r) => positions.filter((_, i) => i % rounds === r));
   const fstests: StateCheck[] = [];
-  let fstestsMs: number;
-  {
-    await using pool = await ReplayPool.create(jobs, o.log, o.base);
+  const copyResults: StateCheck[] = [];
+  const inPlaceResults: StateCheck[] = [];
+  const ms = { fstests: 0, copy: 0, inPlace: 0 };
+  await using pool = await ReplayPool.create(jobs, o.log, o.base);
+
+  // (a) the fstests loop: jobs workers, each state from a fresh base copy and entry 0.
+  const runFstests = async (slice: number[]) => {
     const t0 = performance.now();
     let next = 0;
     await Promise.all(
       Array.from({ length: jobs }, async (_, j) => {
-        while (next < positions.length) {
-          const position = positions[next++]!;
+        while (next < slice.length) {
+          const position = slice[next++]!;
           const img = tmp.join(`fstests-${j}.img`);
           await pool.replay(img, position);
           fstests.push(await checkImage(img, position));
@@ -187,23 +217,33 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
         }
       }),
     );
-    fstestsMs = performance.now() - t0;
-  }
+    ms.fstests += performance.now() - t0;
+  };
 
   // (b) and (c) the incremental path: the same states and checks, forked by copy or checked in place.
-  const states: CrashState[] = positions.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
-  const incremental = async (fork: ForkMode) => {
+  const incremental = async (fork: ForkMode, slice: number[]) => {
+    const states: CrashState[] = slice.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
     const t1 = performance.now();
     const outcomes = await forEachState(log, o.base, states, { workDir: tmp.path, jobs, fork }, (s, image, scope) => checkImage(image, s.position, scope));
-    const ms = performance.now() - t1;
     const failed = outcomes.find((x) => x.error);
     if (failed) throw new InfraError(`bench: the incremental path (${fork}) failed at position ${failed.state.position}: ${failed.error}`);
     await rm(tmp.join('work.img'), { force: true });
     for (let j = 0; j < jobs; j++) await rm(tmp.join(`work-${j}.img`), { force: true });
-    return { ms, results: outcomes.map((x) => x.result!) };
+    if (fork === 'copy') {
+      ms.copy += performance.now() - t1;
+      copyResults.push(...outcomes.map((x) => x.result!));
+    } else {
+      ms.inPlace += performance.now() - t1;
+      inPlaceResults.push(...outcomes.map((x) => x.result!));
+    }
   };
-  const copy = await incremental('copy');
-  const inPlace = await incremental('in-place');
+
+  for (const [r, slice] of slices.entries()) {
+    const turns = [() => runFstests(slice), () => incremental('copy', slice), () => incremental('in-place', slice)];
+    for (const turn of r % 2 ? turns.reverse() : turns) await turn();
+  }
+  const copy = { results: copyResults };
+  const inPlace = { results: inPlaceResults };
 
   const key = (c: StateCheck) => `${c.position}:${c.journalExit}:${c.checkExit}:${c.problems.join(',')}`;
   const a = new Set(fstests.map(key));
@@ -222,13 +262,14 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
     }
   }
 
-  const fa = figures(positions.length, fstestsMs);
-  const fb = figures(positions.length, copy.ms);
-  const fc = figures(positions.length, inPlace.ms);
+  const fa = figures(positions.length, ms.fstests);
+  const fb = figures(positions.length, ms.copy);
+  const fc = figures(positions.length, ms.inPlace);
   return {
     log: { path: o.log, entries: log.entries.length, flushes: log.entries.filter(isFlush).length, fuas: log.entries.filter(isFua).length, bytes: log.fileSize },
     jobs,
     states: positions.length,
+    rounds,
     fstestsLoop: fa,
     incremental: fb,
     inPlace: fc,

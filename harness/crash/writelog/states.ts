@@ -74,7 +74,7 @@ export interface StatePlan {
     powerLoss: number;
     /** Candidates identical to a state already planned (same blocks, same bytes). */
     duplicates: number;
-    /** Distinct candidates left out by the per-epoch or total budget. */
+    /** Candidates left out by the per-epoch or total budget (a candidate the per-epoch budget never examined may have been a duplicate). */
     overBudget: number;
   };
 }
@@ -219,40 +219,36 @@ export function generateStates(digest: LogDigest, acks: readonly AckPosition[], 
       }
     }
 
-    // Power-loss candidates: fork at the epoch's base, apply what survived.
-    const candidates: Candidate[] = [];
+    // Power-loss candidates: fork at the epoch's base, apply what survived. Each is only
+    // described here; its image identity (O(sectors of the epoch)) is computed when the
+    // budget reaches it, so an epoch of thousands of writes costs what its budget asks for.
+    interface Spec {
+      variant: StateVariant;
+      suffix: string;
+      position: number;
+      apply: () => Array<{ index: number; keepSectors?: number }>;
+      dropped: () => number[];
+      torn?: { index: number; kept: number };
+    }
+    const specs: Spec[] = [];
     const droppable = writeIdx.filter((i) => !isFua(entries[i]!));
     if (perEpoch > 0 && droppable.length) {
-      const mk = (variant: StateVariant, suffix: string, position: number, apply: Array<{ index: number; keepSectors?: number }>, dropped: number[], torn?: { index: number; kept: number }) => {
-        const k = identity.keyWith(apply);
-        candidates.push({
-          name: `${label}-${suffix}`,
-          kind: 'power-loss',
-          variant,
-          epoch,
-          position,
-          base,
-          apply,
-          dropped: dropped.map((i) => refs.get(i)!),
-          ...(torn ? { torn: { ...refs.get(torn.index)!, keptSectors: torn.kept } } : {}),
-          keyBig: k,
-        });
-      };
       // cut: power fails just before write i; everything from i on is lost.
       for (const i of droppable) {
         if (i === writeIdx[0]) continue; // nothing survives: the previous flush's prefix
-        const lost = writeIdx.filter((j) => j >= i);
-        mk('cut', `cut-${refs.get(i)!.id}`, i, kept(base, i), lost);
+        specs.push({ variant: 'cut', suffix: `cut-${refs.get(i)!.id}`, position: i, apply: () => kept(base, i), dropped: () => writeIdx.filter((j) => j >= i) });
       }
       // drop: one write lost, the rest of the epoch landed.
-      for (const i of droppable) mk('drop', `drop-${refs.get(i)!.id}`, end, writeIdx.filter((j) => j !== i).map((index) => ({ index })), [i]);
+      for (const i of droppable) {
+        specs.push({ variant: 'drop', suffix: `drop-${refs.get(i)!.id}`, position: end, apply: () => writeIdx.filter((j) => j !== i).map((index) => ({ index })), dropped: () => [i] });
+      }
       // subset: seeded random sets, each write lost with probability 1/2.
       const rnd = prng((seed * 0x9e3779b1) ^ epoch);
       for (let r = 0; r < subsets && droppable.length > 1; r++) {
         const lost = new Set(droppable.filter(() => rnd() < 0.5));
         if (lost.size === 0 || lost.size === droppable.length) continue;
         const lostIds = [...lost].map((i) => refs.get(i)!.id).sort();
-        mk('subset', `subset-${sha256(lostIds.join(',')).slice(0, 8)}`, end, writeIdx.filter((j) => !lost.has(j)).map((index) => ({ index })), [...lost]);
+        specs.push({ variant: 'subset', suffix: `subset-${sha256(lostIds.join(',')).slice(0, 8)}`, position: end, apply: () => writeIdx.filter((j) => !lost.has(j)).map((index) => ({ index })), dropped: () => [...lost] });
       }
       // torn: power fails inside a long write: its first sectors landed, nothing after it.
       if (opts.torn) {
@@ -261,24 +257,47 @@ export function generateStates(digest: LogDigest, acks: readonly AckPosition[], 
           if (n <= unit) continue;
           const keep = Math.max(unit, Math.floor(n / 2 / unit) * unit);
           if (keep >= n) continue;
-          mk('torn', `torn-${refs.get(i)!.id}-${keep}of${n}`, i, [...kept(base, i), { index: i, keepSectors: keep }], writeIdx.filter((j) => j > i), { index: i, kept: keep });
+          specs.push({
+            variant: 'torn',
+            suffix: `torn-${refs.get(i)!.id}-${keep}of${n}`,
+            position: i,
+            apply: () => [...kept(base, i), { index: i, keepSectors: keep }],
+            dropped: () => writeIdx.filter((j) => j > i),
+            torn: { index: i, kept: keep },
+          });
         }
       }
     }
-    // Distinct candidates (not a prefix either), then the epoch's budget: round robin over variants, each in seeded order.
-    const distinct = candidates.filter((c) => fresh(c.keyBig));
-    const byVariant = (['drop', 'cut', 'subset', 'torn'] as const).map((v) => shuffled(distinct.filter((c) => c.variant === v), prng(seed + epoch * 7919 + v.length)));
+    // The epoch's budget: round robin over the variants, each in seeded order; a candidate identical
+    // to a state already planned (a prefix, or another candidate) is skipped for the next.
+    const byVariant = (['drop', 'cut', 'subset', 'torn'] as const).map((v) => shuffled(specs.filter((c) => c.variant === v), prng(seed + epoch * 7919 + v.length)));
     const chosen: Candidate[] = [];
-    while (chosen.length < Math.min(perEpoch, distinct.length)) {
+    while (chosen.length < perEpoch && byVariant.some((l) => l.length)) {
       for (const list of byVariant) {
-        const c = list.shift();
-        if (c && chosen.length < perEpoch) chosen.push(c);
+        if (chosen.length >= perEpoch) break;
+        const spec = list.shift();
+        if (!spec) continue;
+        const apply = spec.apply();
+        const k = identity.keyWith(apply);
+        if (!fresh(k)) continue;
+        chosen.push({
+          name: `${label}-${spec.suffix}`,
+          kind: 'power-loss',
+          variant: spec.variant,
+          epoch,
+          position: spec.position,
+          base,
+          apply,
+          dropped: spec.dropped().map((i) => refs.get(i)!),
+          ...(spec.torn ? { torn: { ...refs.get(spec.torn.index)!, keptSectors: spec.torn.kept } } : {}),
+          keyBig: k,
+        });
       }
     }
-    overBudget += distinct.length - chosen.length;
-    // Unchosen candidates do not count as seen: a later identical one may still be picked.
-    if (dedupe) for (const c of distinct) if (!chosen.includes(c)) seen.delete(c.keyBig);
-    powerLossByEpoch.push(chosen.sort((a, b) => a.position - b.position || a.name.localeCompare(b.name)));
+    // Left unexamined (some may have been duplicates).
+    overBudget += byVariant.reduce((n, l) => n + l.length, 0);
+    // In the order chosen: a total budget takes each epoch's first choices first.
+    powerLossByEpoch.push(chosen);
 
     // Advance the identity over the epoch and its flush.
     for (const i of writeIdx) identity.apply(i);

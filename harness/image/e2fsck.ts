@@ -71,14 +71,15 @@ const modeArgs: Record<E2fsckMode, string[]> = {
  * Run the real e2fsck on an image with a generated config that turns on its
  * XML problem log; findings come from that log, not from scraping the text.
  */
-export async function runE2fsck(image: string, mode: E2fsckMode): Promise<E2fsckRun> {
+export async function runE2fsck(image: string, mode: E2fsckMode, opts: { undoFile?: string } = {}): Promise<E2fsckRun> {
   await using tmp = await TempDir.create('e2fsck');
   const log = tmp.join('problems.xml');
   const conf = tmp.join('e2fsck.conf');
   // broken_system_clock: the guest's clock is not the host's, and a
   // superblock "written in the future" says nothing about the migration.
   await writeFile(conf, `[options]\n\tproblem_log_filename = ${log}\n\tbroken_system_clock = true\n`);
-  const argv = [...modeArgs[mode], image];
+  // -z: record what e2fsck overwrites, so that e2undo can put the image back (writelog's in-place checks).
+  const argv = [...modeArgs[mode], ...(opts.undoFile ? ['-z', opts.undoFile] : []), image];
   const r = await run(await tool('e2fsck'), argv, {
     env: { E2FSCK_CONFIG: conf, LANG: 'C', LC_ALL: 'C' },
     timeoutMs: 10 * 60_000,

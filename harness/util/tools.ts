@@ -14,6 +14,7 @@ export const hostTools = {
   'mkfs.ext4': 'e2fsprogs',
   tune2fs: 'e2fsprogs',
   dumpe2fs: 'e2fsprogs',
+  e2undo: 'e2fsprogs',
   busybox: 'busybox-static',
   cpio: 'cpio',
   setpriv: 'util-linux',

@@ -20,10 +20,22 @@ export const machineProfiles = {
 } as const;
 export type MachineName = keyof typeof machineProfiles;
 
+/** The test disk. */
+export interface VmDisk {
+  path: string;
+  format: 'qcow2' | 'raw';
+  /**
+   * Record every write and flush the guest sends to this disk, in the
+   * dm-log-writes format, into this file (created or overwritten): the disk
+   * goes behind QEMU's blklogwrites driver (harness/crash/writelog/).
+   */
+  writeLog?: string;
+}
+
 export interface QemuArgvOptions {
   kernel: KernelInfo;
   initrd: string;
-  disk: { path: string; format: 'qcow2' | 'raw' };
+  disk: VmDisk;
   paths: VmPaths;
   accel: Accel;
   memoryMb: number;
@@ -105,8 +117,10 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
     '-device', `${profile.serialBus},id=vser0`,
     '-chardev', `socket,id=agent,path=${optValue(o.paths.agent)},server=on,wait=off`,
     '-device', 'virtserialport,bus=vser0.0,chardev=agent,name=qcrash.agent',
-    '-drive', `file=${optValue(o.disk.path)},format=${o.disk.format},if=none,id=disk0,cache=writeback,discard=unmap`,
-    '-device', `${profile.blockDevice},drive=disk0`,
+    ...(o.disk.writeLog ? loggedDiskArgv(o.disk, o.disk.writeLog, profile.blockDevice) : [
+      '-drive', `file=${optValue(o.disk.path)},format=${o.disk.format},if=none,id=disk0,cache=writeback,discard=unmap`,
+      '-device', `${profile.blockDevice},drive=disk0`,
+    ]),
     '-pidfile', o.paths.pidfile,
   ];
   if (o.paths.gdb) argv.push('-chardev', `socket,id=gdb0,path=${optValue(o.paths.gdb)},server=on,wait=off`, '-gdb', 'chardev:gdb0');
@@ -114,4 +128,27 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
   if (o.startStopped) argv.push('-S');
   if (o.extraArgs) argv.push(...o.extraArgs);
   return argv;
+}
+
+/**
+ * The test disk behind blklogwrites: the same cache=writeback as the plain
+ * drive (host page cache, every guest flush performed, so it is logged), the
+ * format node under the logger so the log holds guest sectors. The device
+ * offers neither write-zeroes nor discard: QEMU 7.2 logs a write-zeroes
+ * entry's header and its zeroed data in two steps another request can slip
+ * between, which breaks the log, and discards would only add entries whose
+ * data the replay must invent. The log file itself is never flushed to the
+ * host's disk (cache.no-flush): a kill keeps it in the page cache, and a
+ * flush per guest flush would only slow the run. The log superblock's entry
+ * count is rewritten after every entry (log-super-update-interval=1), so a
+ * reader can tell a torn tail from an entry damaged in the middle.
+ */
+function loggedDiskArgv(disk: VmDisk, log: string, blockDevice: string): string[] {
+  return [
+    '-blockdev', `driver=file,node-name=disk0-file,filename=${optValue(disk.path)},cache.direct=off,cache.no-flush=off`,
+    '-blockdev', `driver=${disk.format},node-name=disk0-format,file=disk0-file`,
+    '-blockdev', `driver=file,node-name=disk0-log,filename=${optValue(log)},cache.direct=off,cache.no-flush=on`,
+    '-blockdev', 'driver=blklogwrites,node-name=disk0,file=disk0-format,log=disk0-log,log-sector-size=512,log-super-update-interval=1',
+    '-device', `${blockDevice},drive=disk0,write-cache=on,discard=off,write-zeroes=off`,
+  ];
 }

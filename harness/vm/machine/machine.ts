@@ -2,12 +2,14 @@ import type { KernelInfo } from '../../kernel/kernel.ts';
 import type { AgentPort } from '../agent/client.ts';
 import type { QmpEvent } from '../qmp/protocol.ts';
 import type { Accel } from './accel.ts';
+import type { VmDisk as DiskSpec } from './argv.ts';
 
-/** The test disk a machine runs on: the crash image once the machine is gone. */
-export interface DiskSpec {
-  path: string;
-  format: 'qcow2' | 'raw';
-}
+/**
+ * The test disk a machine runs on: the crash image once the machine is gone.
+ * With `writeLog`, every write and flush the guest sends is also recorded
+ * there (QEMU's blklogwrites, see argv.ts and harness/crash/writelog/).
+ */
+export type { VmDisk as DiskSpec } from './argv.ts';
 
 /** What a machine is for: pools and reports tell them apart, QEMU does not. */
 export type MachineRole = 'workload' | 'recovery' | 'symbols' | 'snapshot' | 'bench' | 'test';

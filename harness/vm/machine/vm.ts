@@ -92,6 +92,8 @@ export class Vm implements Machine {
           throw new VmRestoreError(`cannot read the saved VM state ${spec.restoreFrom}: ${e.message}`, spec.restoreFrom!, [], undefined, '', '', e);
         })
       : undefined;
+    // blklogwrites neither creates its log file nor cuts an old one short: start empty.
+    if (spec.disk.writeLog) await writeFile(spec.disk.writeLog, '');
     const dir = await TempDir.create('vm');
     const paths: VmPaths = {
       qmp: dir.join('qmp.sock'),

@@ -1,0 +1,295 @@
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { rm } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import { runE2fsck } from '../image/e2fsck.ts';
+import { WriteLog, isFlush, isFua } from '../crash/writelog/format.ts';
+import { forEachState, type CheckScope, type ForkMode } from '../crash/writelog/materialize.ts';
+import { replayPrefix, ReplayCursor } from '../crash/writelog/replay.ts';
+import type { CrashState } from '../crash/writelog/states.ts';
+import { ConfigError, InfraError } from '../util/errors.ts';
+import { sha256File } from '../util/hash.ts';
+import { projectRoot } from '../util/paths.ts';
+import { TempDir } from '../util/tempdir.ts';
+
+/**
+ * The write-log bench, on one recorded log: the same prefix states (one at
+ * every flush and FUA entry), the same oracle on each (e2fsck -E
+ * journal_only, then e2fsck -fn) and the same number of jobs, two ways:
+ *
+ * (a) the fstests loop as common/dmlogwrites and generic/482 run it: for
+ *     each boundary k, a fresh copy of the base, entries 0..k replayed onto
+ *     it (replay-log --limit k+1), then the checks. Each job replays in its
+ *     own worker thread, as each replay-log is its own process.
+ * (b) qcrash's incremental path: one working image advanced along the log,
+ *     a sparse copy of it forked at each boundary, the checks on the fork
+ *     (materialize.ts forEachState, fork 'copy').
+ * (c) the same without copies: a working image per job, each state checked
+ *     in place and put back with e2undo (fork 'in-place').
+ *
+ * All replay with the same code (replay.ts); (a) and (b) copy with the same
+ * `cp`. (a) replays O(k) entries per state, (b) and (c) each entry once (c:
+ * once per job and round). Per state each path records e2fsck's exit codes
+ * and problem codes, which must agree. The paths take turns on interleaved
+ * slices of the states, so that load from other work on the machine falls
+ * on all three alike.
+ */
+export interface WritelogBenchOptions {
+  log: string;
+  base: string;
+  jobs: number;
+  /** Check only the first N boundaries (quick runs). */
+  limit?: number;
+  /** States whose images both paths also hash (outside the timed runs) to show they are the same image. Default 3. */
+  verifyImages?: number;
+  /** Interleaved slices the paths take turns on (against load drift on a shared machine). Default 4. */
+  rounds?: number;
+}
+
+export interface StateCheck {
+  position: number;
+  journalExit: number;
+  checkExit: number;
+  problems: string[];
+}
+
+export interface PathFigures {
+  states: number;
+  ms: number;
+  statesPerMinute: number;
+  msPerState: number;
+}
+
+export interface WritelogBenchResult {
+  log: { path: string; entries: number; flushes: number; fuas: number; bytes: number };
+  jobs: number;
+  states: number;
+  rounds: number;
+  fstestsLoop: PathFigures;
+  /** Fork by copy (b). */
+  incremental: PathFigures;
+  /** Check in place, undone with e2undo (c). */
+  inPlace: PathFigures;
+  /** (b) states/min over (a) states/min. */
+  ratio: number;
+  /** (c) states/min over (a) states/min. */
+  ratioInPlace: number;
+  /** Every state got the same e2fsck exit codes and problem codes on all paths. */
+  sameResults: boolean;
+  /** Positions whose images both paths built byte-identical (sha256), out of those hashed. */
+  imagesVerified: { checked: number; identical: number };
+}
+
+/** The boundaries fstests checks: just after every FLUSH entry and every FUA write. */
+export function flushBoundaries(log: WriteLog): number[] {
+  return log.entries.filter((e) => isFlush(e) || isFua(e)).map((e) => e.index + 1);
+}
+
+async function checkImage(image: string, position: number, scope?: CheckScope): Promise<StateCheck> {
+  const jo = await runE2fsck(image, 'journal-only', { undoFile: scope?.undoFile() });
+  const fn = await runE2fsck(image, 'check');
+  return { position, journalExit: jo.exit.code, checkExit: fn.exit.code, problems: fn.problems.map((p) => p.codeHex).sort() };
+}
+
+function figures(states: number, ms: number): PathFigures {
+  return { states, ms: Math.round(ms), statesPerMinute: Math.round((states / ms) * 60_000 * 10) / 10, msPerState: Math.round((ms / Math.max(1, states)) * 10) / 10 };
+}
+
+/** A pool of replay workers (writelog-replay-worker.ts), each with the log opened once. */
+class ReplayPool implements AsyncDisposable {
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private readonly idle: Worker[] = [];
+  private readonly queue: Array<(w: Worker) => void> = [];
+
+  /** Which request each worker is on: a worker that dies fails it instead of leaving it pending. */
+  private readonly current = new Map<Worker, number>();
+
+  private constructor(private readonly workers: Worker[]) {
+    for (const w of workers) {
+      w.on('message', (m: { id?: number; error?: string }) => {
+        if (m.id === undefined) return;
+        this.settle(m.id, m.error ? new InfraError(`replay worker: ${m.error}`) : undefined);
+      });
+      const died = (why: string) => {
+        const id = this.current.get(w);
+        if (id !== undefined) this.settle(id, new InfraError(`replay worker ${why}`));
+      };
+      w.on('error', (e) => died(`failed: ${e.message}`));
+      w.on('exit', (code) => died(`exited (${code})`));
+    }
+    this.idle.push(...workers);
+  }
+
+  private settle(id: number, error?: Error): void {
+    const p = this.waiting.get(id);
+    this.waiting.delete(id);
+    if (error) p?.reject(error);
+    else p?.resolve();
+  }
+
+  static async create(n: number, logPath: string, basePath: string): Promise<ReplayPool> {
+    // Workers get no module hooks from the parent: register tsx in each before loading the TypeScript entry.
+    const tsxApi = pathToFileURL(createRequire(`${projectRoot}/package.json`).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+    const entry = pathToFileURL(`${projectRoot}/harness/bench/writelog-replay-worker.ts`).href;
+    const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+    const workers = await Promise.all(
+      Array.from({ length: n }, () => new Promise<Worker>((resolve, reject) => {
+        const w = new Worker(code, { eval: true, workerData: { logPath, basePath } });
+        w.once('error', reject);
+        w.on('message', function ready(m: { ready?: boolean }) {
+          if (m.ready) {
+            w.off('message', ready);
+            resolve(w);
+          }
+        });
+      })),
+    );
+    return new ReplayPool(workers);
+  }
+
+  private async acquire(): Promise<Worker> {
+    const w = this.idle.pop();
+    if (w) return w;
+    return new Promise((r) => this.queue.push(r));
+  }
+
+  private release(w: Worker): void {
+    const q = this.queue.shift();
+    if (q) q(w);
+    else this.idle.push(w);
+  }
+
+  async replay(dest: string, count: number): Promise<void> {
+    const w = await this.acquire();
+    try {
+      const id = this.next++;
+      this.current.set(w, id);
+      await new Promise<void>((resolve, reject) => {
+        this.waiting.set(id, { resolve, reject });
+        w.postMessage({ id, dest, count });
+      });
+    } finally {
+      this.current.delete(w);
+      this.release(w);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBenchResult> {
+  if (!Number.isInteger(o.jobs) || o.jobs < 1) throw new ConfigError(`bench jobs must be a positive integer, not ${o.jobs}`);
+  const jobs = o.jobs;
+  await using log = await WriteLog.open(o.log);
+  let positions = flushBoundaries(log);
+  if (o.limit !== undefined) positions = positions.slice(0, o.limit);
+  if (!positions.length) throw new InfraError(`${o.log}: no flush or FUA entries, so no prefix states to bench`);
+  await using tmp = await TempDir.create('writelog-bench');
+
+  // The states go in `rounds` interleaved slices (every R-th boundary), and
+  // the paths take turns on each slice in alternating order, so that a load
+  // change on a shared machine during the run falls on all paths alike. A
+  // round costs the incremental paths a new working image and a replay up to
+  // its last state: counted against them.
+  const rounds = Math.max(1, Math.min(o.rounds ?? 4, positions.length));
+  const slices = Array.from({ length: rounds }, (_, r) => positions.filter((_, i) => i % rounds === r));
+  const fstests: StateCheck[] = [];
+  const copyResults: StateCheck[] = [];
+  const inPlaceResults: StateCheck[] = [];
+  const ms = { fstests: 0, copy: 0, inPlace: 0 };
+  await using pool = await ReplayPool.create(jobs, o.log, o.base);
+
+  // (a) the fstests loop: jobs workers, each state from a fresh base copy and entry 0.
+  const runFstests = async (slice: number[]) => {
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: jobs }, async (_, j) => {
+        while (next < slice.length) {
+          const position = slice[next++]!;
+          const img = tmp.join(`fstests-${j}.img`);
+          await pool.replay(img, position);
+          fstests.push(await checkImage(img, position));
+          await rm(img, { force: true });
+        }
+      }),
+    );
+    ms.fstests += performance.now() - t0;
+  };
+
+  // (b) and (c) the incremental path: the same states and checks, forked by copy or checked in place.
+  const incremental = async (fork: ForkMode, slice: number[]) => {
+    const states: CrashState[] = slice.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
+    const t1 = performance.now();
+    const outcomes = await forEachState(log, o.base, states, { workDir: tmp.path, jobs, fork }, (s, image, scope) => checkImage(image, s.position, scope));
+    const failed = outcomes.find((x) => x.error);
+    if (failed) throw new InfraError(`bench: the incremental path (${fork}) failed at position ${failed.state.position}: ${failed.error}`);
+    await rm(tmp.join('work.img'), { force: true });
+    for (let j = 0; j < jobs; j++) await rm(tmp.join(`work-${j}.img`), { force: true });
+    if (fork === 'copy') {
+      ms.copy += performance.now() - t1;
+      copyResults.push(...outcomes.map((x) => x.result!));
+    } else {
+      ms.inPlace += performance.now() - t1;
+      inPlaceResults.push(...outcomes.map((x) => x.result!));
+    }
+  };
+
+  for (const [r, slice] of slices.entries()) {
+    const turns = [() => runFstests(slice), () => incremental('copy', slice), () => incremental('in-place', slice)];
+    for (const turn of r % 2 ? turns.reverse() : turns) await turn();
+  }
+  const copy = { results: copyResults };
+  const inPlace = { results: inPlaceResults };
+
+  const key = (c: StateCheck) => `${c.position}:${c.journalExit}:${c.checkExit}:${c.problems.join(',')}`;
+  const a = new Set(fstests.map(key));
+  const sameResults = fstests.length === positions.length && [copy, inPlace].every((p) => p.results.length === positions.length && p.results.every((x) => a.has(key(x))));
+
+  // Outside the timings: a few states built both ways must be the same bytes.
+  const sample = pickEvenly(positions, o.verifyImages ?? 3);
+  let identical = 0;
+  {
+    using cursor = await ReplayCursor.create(log, o.base, tmp.join('verify-work.img'));
+    for (const p of sample) {
+      await replayPrefix(log, o.base, tmp.join('verify-a.img'), p);
+      await cursor.advanceTo(p);
+      await cursor.fork(tmp.join('verify-b.img'));
+      if ((await sha256File(tmp.join('verify-a.img'))) === (await sha256File(tmp.join('verify-b.img')))) identical++;
+    }
+  }
+
+  const fa = figures(positions.length, ms.fstests);
+  const fb = figures(positions.length, ms.copy);
+  const fc = figures(positions.length, ms.inPlace);
+  return {
+    log: { path: o.log, entries: log.entries.length, flushes: log.entries.filter(isFlush).length, fuas: log.entries.filter(isFua).length, bytes: log.fileSize },
+    jobs,
+    states: positions.length,
+    rounds,
+    fstestsLoop: fa,
+    incremental: fb,
+    inPlace: fc,
+    ratio: Math.round((fb.statesPerMinute / fa.statesPerMinute) * 100) / 100,
+    ratioInPlace: Math.round((fc.statesPerMinute / fa.statesPerMinute) * 100) / 100,
+    sameResults,
+    imagesVerified: { checked: sample.length, identical },
+  };
+}
+
+function pickEvenly<T>(xs: readonly T[], n: number): T[] {
+  if (n >= xs.length) return [...xs];
+  return Array.from({ length: n }, (_, i) => xs[Math.floor(((i + 1) * xs.length) / (n + 1))]!);
+}
+
+/** Lines for one result (the lead picks which log and which incremental path is the headline). */
+export function writelogBenchLines(r: WritelogBenchResult): string[] {
+  const what = `${r.states} prefix states, ${r.log.entries} entries, ${r.jobs} jobs`;
+  return [
+    `write-log (fork by copy) vs fstests loop: ${r.ratio.toFixed(2)}x (${what}; ${r.incremental.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
+    `write-log (in place, e2undo) vs fstests loop: ${r.ratioInPlace.toFixed(2)}x (${what}; ${r.inPlace.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
+  ];
+}

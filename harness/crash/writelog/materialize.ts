@@ -1,0 +1,194 @@
+import { access, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InfraError, errorMessage } from '../../util/errors.ts';
+import { run } from '../../util/exec.ts';
+import { tool } from '../../util/tools.ts';
+import type { WriteLog } from './format.ts';
+import { ReplayCursor, forkImage } from './replay.ts';
+import type { CrashState, WriteRef } from './states.ts';
+
+/**
+ * Crash-state images made from one pass over the log, two ways.
+ *
+ * `copy` (the default): the cursor advances to each state's base in log
+ * order, the state is forked (a sparse copy of the working image, its
+ * surviving epoch writes applied on the copy) and handed to `check`; up to
+ * `jobs` checks run while the cursor moves on. Each image is deleted when
+ * its check settles, unless `keep` says otherwise.
+ *
+ * `in-place`: no copy per state. Each job advances its own working image
+ * along the log; a state's writes are applied on it with the bytes they
+ * replace saved, the check runs on the working image itself, and then
+ * everything is put back: what e2fsck changed with e2undo (the check must
+ * pass `scope.undoFile()` to every program that writes, as `e2fsck -z`),
+ * the state's writes from the saved bytes. A copy costs time in proportion
+ * to the image's allocated bytes (tens of MiB for an image full of files);
+ * an undo file only what the check wrote. Kernel recovery (a VM writing
+ * the image) needs `copy`.
+ */
+export type ForkMode = 'copy' | 'in-place';
+
+export interface MaterializeOptions {
+  /** Where the working image(s) and the state images go (a TempDir's path). */
+  workDir: string;
+  /** Checks in parallel. Default 1. */
+  jobs?: number;
+  fork?: ForkMode;
+  /** Keep the state image (e.g. for a failing state): with copy, the image as the check left it; in place, a copy of the state once the check's writes are undone. */
+  keep?: (state: CrashState, result: unknown) => boolean;
+}
+
+/** What a check may need from the way its image was made. */
+export interface CheckScope {
+  /**
+   * In-place only: a fresh undo file for one program that writes the image
+   * (`e2fsck -z FILE`); undone in reverse order after the check. Undefined
+   * with `copy`, where the image is the check's own.
+   */
+  undoFile(): string | undefined;
+}
+
+export interface StateOutcome<T> {
+  state: CrashState;
+  /** The check's result, or the error it threw. */
+  result?: T;
+  error?: string;
+  /** Present when the image was kept. */
+  image?: string;
+  /** Milliseconds from fork start to check end. */
+  ms: number;
+}
+
+export async function forEachState<T>(
+  log: WriteLog,
+  basePath: string,
+  states: readonly CrashState[],
+  opts: MaterializeOptions,
+  check: (state: CrashState, image: string, scope: CheckScope) => Promise<T>,
+): Promise<Array<StateOutcome<T>>> {
+  const jobs = opts.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new InfraError(`forEachState: jobs must be a positive integer, not ${jobs}`);
+  const order = [...states].sort((a, b) => a.base - b.base);
+  const outcomes = new Map<CrashState, StateOutcome<T>>();
+  const applyOf = (state: CrashState) => state.apply.map((a) => ({ entry: log.entries[a.index]!, ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}) }));
+  const runCheck = async (state: CrashState, image: string, scope: CheckScope, started: number): Promise<StateOutcome<T>> => {
+    const out: StateOutcome<T> = { state, ms: 0 };
+    try {
+      out.result = await check(state, image, scope);
+    } catch (e) {
+      out.error = errorMessage(e);
+    }
+    out.ms = performance.now() - started;
+    return out;
+  };
+  let n = 0;
+
+  if ((opts.fork ?? 'copy') === 'copy') {
+    using cursor = await ReplayCursor.create(log, basePath, join(opts.workDir, 'work.img'));
+    const running = new Set<Promise<void>>();
+    const noUndo: CheckScope = { undoFile: () => undefined };
+    for (const state of order) {
+      while (running.size >= jobs) await Promise.race(running);
+      await cursor.advanceTo(state.base);
+      const image = join(opts.workDir, `state-${n++}.img`);
+      const started = performance.now();
+      await cursor.fork(image, applyOf(state));
+      const p = (async () => {
+        const out = await runCheck(state, image, noUndo, started);
+        if (opts.keep?.(state, out.result ?? out.error)) out.image = image;
+        else await rm(image, { force: true });
+        outcomes.set(state, out);
+      })();
+      running.add(p);
+      void p.finally(() => running.delete(p));
+    }
+    await Promise.all(running);
+  } else {
+    // Each job takes the next state in base order, so its own cursor only moves forward.
+    let next = 0;
+    const e2undo = await tool('e2undo');
+    await Promise.all(
+      Array.from({ length: Math.min(jobs, Math.max(1, order.length)) }, async (_, j) => {
+        using cursor = await ReplayCursor.create(log, basePath, join(opts.workDir, `work-${j}.img`));
+        while (next < order.length) {
+          const state = order[next++]!;
+          const started = performance.now();
+          await cursor.advanceTo(state.base);
+          const saved = cursor.applySaved(applyOf(state));
+          const undoFiles: string[] = [];
+          const scope: CheckScope = {
+            undoFile: () => {
+              const f = join(opts.workDir, `undo-${j}-${undoFiles.length}`);
+              undoFiles.push(f);
+              return f;
+            },
+          };
+          const out = await runCheck(state, cursor.workPath, scope, started);
+          for (const f of [...undoFiles].reverse()) {
+            // A program that never opened its undo file wrote nothing.
+            if (!(await access(f).then(() => true, () => false))) continue;
+            const r = await run(e2undo, [f, cursor.workPath]);
+            if (r.failed) throw new InfraError(`e2undo ${f} ${cursor.workPath} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-400)}; the working image cannot be trusted any more`);
+            await rm(f, { force: true });
+          }
+          // Undone, the working image is the state again: what a kept image should be.
+          if (opts.keep?.(state, out.result ?? out.error)) {
+            out.image = join(opts.workDir, `state-${n++}.img`);
+            await forkImage(cursor.workPath, out.image);
+          }
+          cursor.restore(saved);
+          outcomes.set(state, out);
+        }
+      }),
+    );
+  }
+  // In the caller's order.
+  return states.map((s) => outcomes.get(s)!);
+}
+
+/**
+ * Images of one epoch with chosen writes lost, for minimisation: the working
+ * image stays at the epoch's base, and each call forks it and applies the
+ * epoch's writes minus `dropped`.
+ */
+export class EpochStates implements AsyncDisposable {
+  private n = 0;
+  private constructor(
+    private readonly log: WriteLog,
+    private readonly cursor: ReplayCursor,
+    private readonly workDir: string,
+    readonly epochWrites: readonly WriteRef[],
+  ) {}
+
+  static async create(log: WriteLog, basePath: string, base: number, epochWrites: readonly WriteRef[], workDir: string): Promise<EpochStates> {
+    const cursor = await ReplayCursor.create(log, basePath, join(workDir, 'epoch-work.img'));
+    await cursor.advanceTo(base);
+    return new EpochStates(log, cursor, workDir, epochWrites);
+  }
+
+  /** Fork a state with exactly `dropped` of the epoch's writes lost; the caller removes the image. */
+  async image(dropped: readonly WriteRef[]): Promise<string> {
+    const lost = new Set(dropped.map((d) => d.index));
+    for (const d of dropped) if (!this.epochWrites.some((w) => w.index === d.index)) throw new InfraError(`write ${d.id} (entry ${d.index}) is not in this epoch`);
+    const dest = join(this.workDir, `epoch-state-${this.n++}.img`);
+    await this.cursor.fork(dest, this.epochWrites.filter((w) => !lost.has(w.index)).map((w) => ({ entry: this.log.entries[w.index]! })));
+    return dest;
+  }
+
+  /** The oracle over dropped sets that minimizeDropped wants: build the image, run `fails`, remove it. */
+  oracle(fails: (image: string, dropped: WriteRef[]) => Promise<boolean>): (dropped: WriteRef[]) => Promise<boolean> {
+    return async (dropped) => {
+      const image = await this.image(dropped);
+      try {
+        return await fails(image, dropped);
+      } finally {
+        await rm(image, { force: true });
+      }
+    };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.cursor.close();
+    await rm(join(this.workDir, 'epoch-work.img'), { force: true });
+  }
+}

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validatePatch } from '../../harness/validate/validate.ts';
 import { scenariosDir } from '../../harness/util/paths.ts';
+import { launchBrowser, openFile } from '../helpers/browser.ts';
 
 // `qcrash validate` against the planted bugs in ../shared/mutants, on the
 // minimal 6.1 kernel built from linux-source-6.1. Each mutant runs the
@@ -34,6 +35,17 @@ for (const [file, scenario, expected] of [
     if (!file.startsWith('02')) t.ok(r.introduced.some((v) => expected.test(v.signature)), 'confirmed on rerun');
     const baselineFindings = r.baseline.summary.cases.flatMap((c) => c.failing);
     t.same(baselineFindings, [], 'the baseline kernel has no failing finding');
+    if (file.startsWith('03')) {
+      // The page validate wrote for this real run, in a real browser: what it says is what validate judged.
+      await using browser = await launchBrowser();
+      const p = await openFile(browser.context, join(r.dir, 'validate.html'));
+      t.same([...p.consoleErrors, ...p.pageErrors, ...p.failedRequests], [], 'validate.html loads with no error and no failed request');
+      const shown = await p.page.locator('#introduced tr[data-signature]').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-signature')));
+      t.same(shown.sort(), r.introduced.map((v) => v.signature).sort(), 'the page lists the introduced signatures validate confirmed');
+      t.match(await p.page.textContent('#patch-subjects'), /Mutant 03/i, 'and the patch subject');
+      t.equal(await p.page.locator('#tested-by').count(), 0, 'no Tested-by line: the patch regressed');
+      await p.page.screenshot({ path: join(dir, 'validate-mutant-03.png'), fullPage: true });
+    }
   });
 }
 

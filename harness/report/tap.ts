@@ -25,15 +25,26 @@ export function tap14Document(s: RunSummary): string {
   return ['TAP version 14', `1..${s.cases.length}`, ...s.cases.map((c, i) => tap14Case(i + 1, c).trimEnd()), ''].join('\n');
 }
 
-/** Streams TAP 14 to a writable as cases finish (completion order), plan first. */
-export class Tap14Reporter implements Reporter {
-  readonly name = 'tap14';
+/** Streams TAP to a writable as cases finish (completion order), plan first; one class for both versions. */
+export class TapStreamReporter implements Reporter {
   private n = 0;
-  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {}
+  constructor(
+    readonly name: string,
+    private readonly version: 13 | 14,
+    private readonly render: (n: number, r: CaseResult) => string,
+    private readonly out: NodeJS.WritableStream = process.stdout,
+  ) {}
   onRunStart(_meta: unknown, total: number) {
-    this.out.write(`TAP version 14\n1..${total}\n`);
+    this.out.write(`TAP version ${this.version}\n1..${total}\n`);
   }
   onCaseEnd(r: CaseResult) {
-    this.out.write(tap14Case(++this.n, r));
+    this.out.write(this.render(++this.n, r));
+  }
+}
+
+/** TAP 14 as cases finish (`--format tap14`). */
+export class Tap14Reporter extends TapStreamReporter {
+  constructor(out: NodeJS.WritableStream = process.stdout) {
+    super('tap14', 14, tap14Case, out);
   }
 }

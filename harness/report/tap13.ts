@@ -1,6 +1,6 @@
 import type { CaseResult } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
-import type { Reporter } from './reporter.ts';
+import { TapStreamReporter } from './tap.ts';
 import { caseDiagnostics, hasDiagnostics } from './case-diagnostics.ts';
 import { yamlishBlock, type YamlishValue } from './yamlish.ts';
 
@@ -26,15 +26,9 @@ export function tap13Document(s: RunSummary): string {
   return `TAP version 13\n1..${s.cases.length}\n${s.cases.map((c, i) => tap13Case(i + 1, c)).join('')}`;
 }
 
-/** Streams TAP 13 as cases finish (completion order), plan first. */
-export class Tap13Reporter implements Reporter {
-  readonly name = 'tap';
-  private n = 0;
-  constructor(private readonly out: NodeJS.WritableStream = process.stdout) {}
-  onRunStart(_meta: unknown, total: number) {
-    this.out.write(`TAP version 13\n1..${total}\n`);
-  }
-  onCaseEnd(r: CaseResult) {
-    this.out.write(tap13Case(++this.n, r));
+/** TAP 13 as cases finish (`--format tap`), plan first. */
+export class Tap13Reporter extends TapStreamReporter {
+  constructor(out: NodeJS.WritableStream = process.stdout) {
+    super('tap', 13, tap13Case, out);
   }
 }

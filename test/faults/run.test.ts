@@ -37,6 +37,13 @@ async function cases(out: string): Promise<Array<{ id: string; status: string; e
   return Promise.all(files.sort().map(async (f) => JSON.parse(await readFile(join(out, 'cases', f), 'utf8'))));
 }
 
+/** Wait until the run has prepared (its folder exists) and a case's QEMU runs. */
+async function caseVmRunning(out: string): Promise<void> {
+  const deadline = Date.now() + 300_000;
+  const started = () => stat(join(out, 'run.json')).then(() => true, () => false);
+  while (!((await started()) && qemuPids(tmp).length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
 const two = `recipe: small-4k
 recovery: [e2fsck]
 steps:
@@ -56,9 +63,7 @@ t.test('a QEMU killed under a case makes it an error; --resume runs just that ca
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child.on('exit', r));
   // The run's folder exists once preparation (image, snapshot save) is over: a QEMU after that is a case's.
-  const deadline = Date.now() + 300_000;
-  const started = () => stat(join(out, 'run.json')).then(() => true, () => false);
-  while (!((await started()) && qemuPids(tmp).length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await caseVmRunning(out);
   // Let the case get into its workload (the 4 s sleep) before its QEMU dies.
   await new Promise((r) => setTimeout(r, 2500));
   const [victim] = qemuPids(tmp);
@@ -110,9 +115,7 @@ t.test('Ctrl-C says how to finish the run', async (t) => {
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child.on('exit', r));
-  const deadline = Date.now() + 300_000;
-  const started = () => stat(join(out, 'run.json')).then(() => true, () => false);
-  while (!((await started()) && qemuPids(tmp).length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await caseVmRunning(out);
   child.kill('SIGINT');
   t.equal(await exited, 130);
   t.match(stderr, new RegExp(`finish the run with: qcrash run --resume ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));

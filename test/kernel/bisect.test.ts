@@ -65,7 +65,7 @@ t.test('qcrash bisect names the planted commit and skips the one that does not b
     '--finding', 'not-durable', '--out', out, join(scenariosDir, 'validate', 'durability.yaml')], { reject: false, all: true });
   t.equal(r.exitCode, 0, `bisect succeeded:\n${r.all?.slice(-3000)}`);
   t.match(r.stdout, new RegExp(`^first bad commit: ${planted} ext4: migrate: skip marking the inode dirty after the swap$`, 'm'), 'names the planted commit and its subject');
-  t.match(r.stdout, /^finding: durability \| .* \| not-durable/m, 'and the finding that marked it');
+  t.match(r.stdout, /^finding: validate\/durability \| .* \| not-durable/m, 'and the finding that marked it (the scenario named by its path below scenarios/)');
   t.match(r.stdout, new RegExp(`^  ${broken.slice(0, 12)} skip .*\\(does not build: .*this commit does not build`, 'm'), 'the commit that does not build was skipped, with the compiler\'s error');
   t.match(r.stdout, new RegExp(`^  ${head.slice(0, 12)} bad `, 'm'), 'the bad end was verified');
   t.notMatch(r.stdout, new RegExp(`^  (${fixed.slice(0, 12)}|${later.slice(0, 12)}) good `, 'm'), 'no commit carrying the bug is judged good');

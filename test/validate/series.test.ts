@@ -113,8 +113,9 @@ t.test('a finding the middle patch introduces and the last one hides: the series
   ]);
   await mkdir(shots, { recursive: true });
   await p.page.screenshot({ path: join(shots, 'validate-series.png'), fullPage: true });
-  for (const href of await p.page.locator('a[href]:not([href^="#"])').evaluateAll((as) => as.map((a) => (a as HTMLAnchorElement).href))) {
-    t.ok(await readFile(new URL(href.replace(/#.*/, '')).pathname).then(() => true, () => false), `link resolves: ${href}`);
+  for (const raw of await p.page.locator('a[href]:not([href^="#"])').evaluateAll((as) => as.map((a) => a.getAttribute('href')!))) {
+    const file = new URL(raw, p.page.url()).pathname;
+    t.ok(await readFile(decodeURIComponent(file)).then(() => true, () => false), `link resolves: ${raw}`);
   }
 });
 

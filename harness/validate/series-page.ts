@@ -25,6 +25,8 @@ export async function seriesHtml(r: SeriesResult, text: string): Promise<string>
   const stepLinks = await Promise.all(r.steps.map((s) => reportLink(r.dir, s.dir)));
   const lines = text.split('\n');
   const resultLine = lines.find((l) => l.startsWith('Result:')) ?? '';
+  const hiddenLine = lines.find((l) => / hidden by a later patch: /.test(l));
+  const hiddenCount = r.findings.filter((f) => f.hidden && f.hidden.absentIn === f.hidden.reruns).length;
   // Each Tested-by line follows the line naming its patch.
   const testedBy = lines.flatMap((l, i) => (l.startsWith('Tested-by:') ? [{ patch: lines[i - 1] ?? '', line: l }] : []));
   const bad = r.steps.filter((s) => s.introduced.length);
@@ -67,12 +69,12 @@ ${s.notJudged.length ? `<h4>Not judged (${s.notJudged.length})</h4>${sigList(s.n
   }
 
   const body = `<header class="page"><h1>qcrash validate --series</h1>
-<p>${verdictBadge(bad.length ? 'fail' : 'pass', { text: bad.length ? `REGRESSION: introduced by ${bad.map((s) => `patch ${s.patch.index}/${total}`).join(', ')}` : 'no regression', cls: 'banner', attrs: 'id="validate-verdict"' })}</p>
+<p>${verdictBadge(bad.length ? 'fail' : 'pass', { text: bad.length ? `REGRESSION: introduced by ${bad.map((s) => `patch ${s.patch.index}/${total}`).join(', ')}${hiddenCount ? `, ${hiddenCount} finding(s) hidden by a later patch` : ''}` : 'no regression', cls: 'banner', attrs: 'id="validate-verdict"' })}</p>
 <nav class="toc" aria-label="sections"><a href="#patches">Patches</a><a href="#findings">Findings</a><a href="#steps">Each patch</a><a href="#result">Result</a><a href="#text">Text report</a></nav></header>
 ${patches}
 ${findings}
 <section id="steps"><h2>Each patch against the one before it</h2>${stepSections.join('\n')}</section>
-<section id="result"><h2>Result</h2><p id="validate-result">${esc(resultLine)}</p>
+<section id="result"><h2>Result</h2><p id="validate-result">${esc(resultLine)}</p>${hiddenLine ? `<p id="validate-hidden">${esc(hiddenLine)}</p>` : ''}
 ${testedBy.length ? `<div id="tested-by">${testedBy.map((t) => `<p class="tested-by mono"><span class="muted">${esc(t.patch)}</span><br>${esc(t.line)}</p>`).join('')}</div>` : '<p class="muted">No Tested-by: every patch introduced a finding.</p>'}</section>
 <section id="text"><h2>Text report</h2><details><summary>validate.txt</summary><pre>${esc(text)}</pre></details></section>`;
   return renderPage({ title: `qcrash validate --series: ${r.steps[0]?.patch.subject ?? ''}${total > 1 ? ` (+${total - 1})` : ''}`, body, data: {}, scripts: [] });

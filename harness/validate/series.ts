@@ -87,21 +87,27 @@ export async function validateSeriesKernels(o: SeriesRunOptions): Promise<Series
 
   const findings = followSignatures(base.summary, steps);
   // A finding one patch introduced that the whole series does not show: rerun
-  // its cases where it went away, so "hidden" does not rest on one run.
+  // its cases where it went away, so "hidden" does not rest on one run. The
+  // findings gone at the same patch are rechecked together.
+  const gone = new Map<number, SeriesFinding[]>();
   for (const f of findings) {
     if (f.introducedBy === undefined || f.seen[total]) continue;
     let by = total;
     while (by - 1 > f.introducedBy && !f.seen[by - 1]) by--;
-    const step = steps[by - 1]!;
-    const ids = steps[f.introducedBy - 1]!.introduced.find((v) => v.signature === f.signature)!.caseIds;
-    const hidden: NonNullable<SeriesFinding['hidden']> = { by, absentIn: 0, reruns, dirs: [] };
+    gone.set(by, [...(gone.get(by) ?? []), f]);
+    f.hidden = { by, absentIn: 0, reruns, dirs: [] };
+  }
+  for (const [by, group] of [...gone].sort((a, b) => a[0] - b[0])) {
+    const ids = [...new Set(group.flatMap((f) => steps[f.introducedBy! - 1]!.introduced.find((v) => v.signature === f.signature)!.caseIds))];
     for (let i = 0; i < reruns; i++) {
-      progress(`patch ${by}/${total}: rechecking a finding of patch ${f.introducedBy} that is gone (${i + 1}/${reruns})`);
-      const c = await run(step.kernel, join(o.out, `${stepDirName(by, total)}-recheck-${findings.indexOf(f) + 1}-${i + 1}`), ids);
-      hidden.dirs.push(c.dir);
-      if (!failingSignatures(c.summary).has(f.signature)) hidden.absentIn++;
+      progress(`patch ${by}/${total}: rechecking ${group.length} finding(s) of earlier patches that are gone with it (${i + 1}/${reruns})`);
+      const c = await run(steps[by - 1]!.kernel, join(o.out, `${stepDirName(by, total)}-recheck-${i + 1}`), ids);
+      const seen = failingSignatures(c.summary);
+      for (const f of group) {
+        f.hidden!.dirs.push(c.dir);
+        if (!seen.has(f.signature)) f.hidden!.absentIn++;
+      }
     }
-    f.hidden = hidden;
   }
 
   const result: SeriesResult = {
@@ -201,7 +207,7 @@ export function seriesReport(r: SeriesResult): string {
   if (!bad.length) out.push(`Result: no regression. ${total} patch(es), ${last.counts.total} crash cases on each, ${last.scenarios.length} scenario(s), seed ${last.seed}.`);
   else {
     out.push(`Result: REGRESSION: ${bad.map((s) => `patch ${s.patch.index}/${total}`).join(', ')} introduced findings (see above).`);
-    if (hidden.length) out.push(`${hidden.length} of them ${hidden.length === 1 ? 'is' : 'are'} hidden by a later patch: the series as a whole passes, one patch at a time it does not.`);
+    if (hidden.length) out.push(`${hidden.length} finding(s) introduced on the way are hidden by a later patch: the kernel with the whole series does not show them.`);
   }
   const good = r.steps.filter(patchPassed);
   out.push('');

@@ -81,6 +81,7 @@ t.test('a finding the middle patch introduces and the last one hides: the series
   t.match(text, /^ {2}removed by this patch: 1\n {4}series \| after-sync .* \(introduced by patch 2\/3\)$/m);
   t.match(text, /^ {2}series \| after-sync \| e2fsck \| corruption \| 0x050005: INTRODUCED by patch 2\/3, HIDDEN by patch 3\/3: absent from its run and 2\/2 rerun\(s\)/m);
   t.match(text, /^Result: REGRESSION: patch 2\/3 introduced findings/m);
+  t.match(text, /^1 finding\(s\) introduced on the way are hidden by a later patch: the kernel with the whole series does not show them\.$/m);
   t.match(text, /^ {2}skipped \(cover letter\): \[PATCH 0\/3\] ext4: a series$/m);
   // The mail ends with a Tested-by for patches 1 and 3 only, each under the patch it is for.
   const tail = text.slice(text.indexOf('Tested-by, for'));
@@ -99,7 +100,8 @@ t.test('a finding the middle patch introduces and the last one hides: the series
   await using browser = await launchBrowser();
   const p = await openFile(browser.context, join(out, 'validate.html'));
   t.same([p.consoleErrors, p.pageErrors, p.failedRequests], [[], [], []], 'the page loads cleanly');
-  t.match(await p.page.textContent('#validate-verdict'), /REGRESSION: introduced by patch 2\/3/);
+  t.match(await p.page.textContent('#validate-verdict'), /REGRESSION: introduced by patch 2\/3, 1 finding\(s\) hidden by a later patch/);
+  t.match(await p.page.textContent('#validate-hidden'), /^1 finding\(s\) introduced on the way are hidden by a later patch/);
   t.same(await p.page.locator('#series-patches tr[data-patch]').evaluateAll((trs) => trs.map((tr) => [tr.getAttribute('data-patch'), tr.getAttribute('data-introduced')])), [['1', '0'], ['2', '1'], ['3', '0']]);
   const row = p.page.locator(`#series-findings tr[data-signature="${sig('after-sync')}"]`);
   t.equal(await row.getAttribute('data-introduced-by'), '2');
@@ -139,7 +141,7 @@ t.test('left, removed from the baseline, and a "hidden" finding that comes back 
   const byPoint = new Map(r.findings.map((f) => [f.signature.split(' | ')[1], f]));
   t.same([...byPoint.keys()], ['after-mount', 'after-sync', 'after-drop-caches'], 'ordered by the patch that introduced them, then the baseline\'s');
   t.same(byPoint.get('after-mount')!.seen, [false, true, true, true]);
-  t.same(byPoint.get('after-sync')!.hidden, { by: 3, absentIn: 0, reruns: 1, dirs: [join(tmp.path, 'mix', 'patch-3-recheck-2-1')] }, 'seen again on the recheck: not hidden');
+  t.same(byPoint.get('after-sync')!.hidden, { by: 3, absentIn: 0, reruns: 1, dirs: [join(tmp.path, 'mix', 'patch-3-recheck-1')] }, 'seen again on the recheck: not hidden');
   t.notOk(byPoint.get('after-drop-caches')!.introducedBy);
   const text = seriesReport(r);
   t.match(text, /after-mount .*: INTRODUCED by patch 1\/3, still there after patch 3\/3 \(seen on: 1, 2, 3\)/);

@@ -11,6 +11,7 @@ import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
 import { freeBlockInUse } from '../helpers/damage.ts';
 import { launchBrowser, openFile } from '../helpers/browser.ts';
 import { projectRoot } from '../../harness/util/paths.ts';
+import { qcrash } from '../helpers/cli.ts';
 
 // validate --series's bookkeeping through the real runner, store and
 // oracles, with scripted machines standing for the kernels of a series:
@@ -150,4 +151,18 @@ t.test('left, removed from the baseline, and a "hidden" finding that comes back 
   t.match(text, /^Result: REGRESSION: patch 1\/3, patch 2\/3 introduced findings/m);
   t.notMatch(text, /hidden by a later patch/);
   t.match(text, /Tested-by, for the patch\(es\) that introduced nothing \(3\/3\):\n\npatch 3\/3: .*\nTested-by: qcrash/);
+});
+
+t.test('bad input is exit 2 with what to do, before any kernel is built', async (t) => {
+  const noPatch = await qcrash(['validate', '--series', scenario]);
+  t.equal(noPatch.code, 2);
+  t.match(noPatch.stderr, /--series needs the series: --patch FILE/);
+  const both = await qcrash(['validate', '--series', '--mutants', tmp.path, '--patch', scenario, scenario]);
+  t.equal(both.code, 2);
+  t.match(both.stderr, /--series and --mutants do not go together/);
+  const cover = new URL('../fixtures/series/b4-am.cover', import.meta.url).pathname;
+  const onlyCover = await qcrash(['validate', '--series', '--patch', cover, '-o', join(tmp.path, 'cover-only'), scenario]);
+  t.equal(onlyCover.code, 2);
+  t.match(onlyCover.stderr, /no patch in .*b4-am\.cover: only mails without a diff \("\[PATCH 0\/2\] ext4: note two variables"\)/);
+  t.notMatch(onlyCover.stderr, /building/, 'nothing was built');
 });

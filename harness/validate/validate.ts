@@ -83,11 +83,6 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
   return verdicts;
 }
 
-/**
- * Baseline versus patched on two given kernels: the same cases with the
- * same seed on each, judged per finding signature, new ones confirmed by
- * rerunning them on the patched kernel.
- */
 /** What every run of one validation shares: scenarios, seed, jobs, reporters, machines. */
 export type SuiteSettings = Pick<ValidateOptions, 'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots'>;
 

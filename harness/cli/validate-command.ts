@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { validatePatch, validateReport } from '../validate/validate.ts';
+import { patchPassed, seriesReport, validateSeries } from '../validate/series.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
@@ -10,9 +11,10 @@ import { collect, intArg } from './run-command.ts';
 export function registerValidate(program: Command): void {
   program
     .command('validate')
-    .description('build baseline and patched kernels, run the same cases on both, report what the patch changed (exit 1 if it introduced a finding)')
+    .description('build baseline and patched kernels, run the same cases on both, report what the patch (or, with --series, each patch of a series) changed (exit 1 if one introduced a finding)')
     .argument('[scenarios...]', 'scenario files or directories (default: scenarios/)')
-    .option('--patch <file>', 'patches to test, applied in order (repeatable)', collect)
+    .option('--patch <file>', 'patches to test, applied in order (repeatable); judged together unless --series', collect)
+    .option('--series', 'judge each patch on its own: build the baseline and every prefix (1, 1-2, 1-3, ...), name the patch that introduced each finding; a --patch may be an mbox of several patches (git format-patch, b4 am), mails without a diff (cover letters) are skipped')
     .option('--mutants <dir>', 'validate every *.patch in DIR, one at a time (e.g. ../shared/mutants)')
     .option('--tree <dir>', 'kernel git tree (default: Debian linux-source-6.1)')
     .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
@@ -20,7 +22,27 @@ export function registerValidate(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns to confirm a new finding', intArg('--confirm'), 2)
     .option('-o, --out <dir>', 'output directory')
-    .action(async (scenarios: string[], o: { patch?: string[]; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string }) => {
+    .action(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string }) => {
+      if (o.series) {
+        if (o.mutants) throw new ConfigError('--series and --mutants do not go together: --mutants validates each patch of DIR alone, --series judges --patch files as one series');
+        if (!o.patch?.length) throw new ConfigError('--series needs the series: --patch FILE... (patch files in order, or an mbox such as b4 am writes)');
+        const r = await validateSeries({
+          patches: o.patch,
+          scenarios,
+          seed: o.seed,
+          confirmRuns: o.confirm,
+          ...(o.tree ? { tree: o.tree } : {}),
+          ...(o.config ? { configs: o.config } : {}),
+          ...(o.jobs ? { jobs: o.jobs } : {}),
+          ...(o.out ? { out: o.out } : {}),
+          reporters: [new ProgressReporter()],
+          onProgress: streamProgressSink(process.stderr, 'qcrash: '),
+        });
+        process.stdout.write(seriesReport(r));
+        process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
+        process.exitCode = r.steps.some((s) => !patchPassed(s)) ? ExitCode.failed : ExitCode.pass;
+        return;
+      }
       const sets: string[][] = [];
       if (o.mutants) {
         const files = (await readdir(o.mutants).catch(() => [] as string[])).filter((f) => f.endsWith('.patch')).sort();

@@ -28,3 +28,58 @@ export interface ValidateResult {
   dir: string;
 }
 
+
+/** A patch of a validated series, as the report names it. */
+export interface SeriesPatchRef {
+  /** 1-based position in the series. */
+  index: number;
+  total: number;
+  subject: string;
+  /** The file applied (a piece of an mbox, or the given file). */
+  file: string;
+  /** The given file it came from (with the mail's position in an mbox). */
+  origin: string;
+  sha256: string;
+}
+
+/** One patch of a series: the kernel with it and every patch before it, judged against the kernel without it. */
+export interface SeriesStep {
+  patch: SeriesPatchRef;
+  kernel: KernelInfo;
+  summary: RunSummary;
+  dir: string;
+  /** The confirmation reruns of this step's new signatures, in order. */
+  confirmDirs: string[];
+  /** New against the previous kernel (the baseline for patch 1) and seen on every rerun. */
+  introduced: SignatureVerdict[];
+  flaky: SignatureVerdict[];
+  /** On the previous kernel, gone with this patch. */
+  removed: string[];
+  /** On the previous kernel and still here: left by this patch. */
+  unchanged: string[];
+  notJudged: string[];
+}
+
+/** One failing signature across the kernels of a series. */
+export interface SeriesFinding {
+  signature: string;
+  /** Whether the main run showed it: index 0 the baseline, k the kernel with patches 1..k. */
+  seen: boolean[];
+  /** The first patch whose step confirmed it as introduced. */
+  introducedBy?: number;
+  /**
+   * Introduced by a patch and absent from the whole series' kernel: `by` is
+   * the patch from which on no run showed it, and its cases were rerun on
+   * that patch's kernel: hidden when no rerun showed it either.
+   */
+  hidden?: { by: number; absentIn: number; reruns: number; dirs: string[] };
+}
+
+export interface SeriesResult {
+  baseline: { kernel: KernelInfo; summary: RunSummary; dir: string; notJudged: string[] };
+  steps: SeriesStep[];
+  /** Mails of the input that carry no diff (cover letters, replies). */
+  skipped: Array<{ origin: string; subject: string; why: string }>;
+  findings: SeriesFinding[];
+  dir: string;
+}

@@ -1,5 +1,5 @@
 import { readdir, stat } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import type { ValidateResult, SignatureVerdict } from './model.ts';
 import type { RunSummary } from '../results/run.ts';
 import { findingSignature } from '../results/signature.ts';
@@ -29,11 +29,16 @@ export interface ConfirmationRun {
 /** The confirm-N run folders validate leaves in its output folder, in rerun order. */
 export async function loadConfirmationRuns(dir: string): Promise<ConfirmationRun[]> {
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^confirm-\d+$/.test(n)).sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
+  return loadRuns(names.map((name) => join(dir, name)));
+}
+
+/** Run folders with their failing signatures, in the order given; a folder without a summary is left out. */
+export async function loadRuns(dirs: string[]): Promise<ConfirmationRun[]> {
   const out: ConfirmationRun[] = [];
-  for (const name of names) {
-    const summary = await loadSummary(join(dir, name)).catch(() => undefined);
+  for (const dir of dirs) {
+    const summary = await loadSummary(dir).catch(() => undefined);
     if (!summary) continue;
-    out.push({ name, dir: join(dir, name), summary, signatures: new Set(summary.cases.flatMap((c) => (c.failing ?? []).map((f) => findingSignature(c, f)))) });
+    out.push({ name: basename(dir), dir, summary, signatures: new Set(summary.cases.flatMap((c) => (c.failing ?? []).map((f) => findingSignature(c, f)))) });
   }
   return out;
 }
@@ -43,7 +48,7 @@ function patchSubjects(r: ValidateResult): string[] {
   return (p?.patches ?? []).map((x) => x.subject ?? x.file ?? '?');
 }
 
-async function reportLink(fromDir: string, runDir: string): Promise<string> {
+export async function reportLink(fromDir: string, runDir: string): Promise<string> {
   const file = join(runDir, 'report.html');
   // A run made without the HTML reporter gets its report now, so every link here opens.
   if (!(await stat(file).catch(() => undefined))) await writeRunReport(runDir);
@@ -55,7 +60,7 @@ function sideSection(title: string, side: ValidateResult['baseline'], link: stri
   return `<section id="${id}"><h2>${esc(title)}</h2><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}<dt>run</dt><dd><a class="run-report" href="${esc(link)}">${esc(side.summary.runId)}</a></dd></dl>${countsTable(side.summary.counts, `${id}-counts`)}</section>`;
 }
 
-function verdictTable(vs: SignatureVerdict[], confirms: ConfirmationRun[], links: string[], id: string, caseHref: (caseId: string) => string): string {
+export function verdictTable(vs: SignatureVerdict[], confirms: ConfirmationRun[], links: string[], id: string, caseHref: (caseId: string) => string): string {
   if (!vs.length) return `<p id="${esc(id)}" class="muted">None.</p>`;
   return `<div class="scroll"><table id="${esc(id)}"><thead><tr><th>signature</th><th>cases</th><th class="num">confirmed</th>${confirms.map((c, i) => `<th><a href="${esc(links[i])}">${esc(c.name)}</a></th>`).join('')}</tr></thead><tbody>${vs
     .map(
@@ -66,7 +71,7 @@ function verdictTable(vs: SignatureVerdict[], confirms: ConfirmationRun[], links
     .join('')}</tbody></table></div>`;
 }
 
-function sigList(sigs: string[], id: string): string {
+export function sigList(sigs: string[], id: string): string {
   return sigs.length ? `<ul id="${esc(id)}">${sigs.map((s) => `<li class="mono">${esc(s)}</li>`).join('')}</ul>` : `<p id="${esc(id)}" class="muted">None.</p>`;
 }
 

@@ -8,7 +8,7 @@ import type { RunSummary } from '../results/run.ts';
 import { formatSignature, signatureOf, type Signature } from '../results/signature.ts';
 import { newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
-import { runSuite } from '../run/runner.ts';
+import { runSuite, type RunOutcome } from '../run/runner.ts';
 import { writeValidateReport } from './validate-page.ts';
 import type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
 
@@ -83,6 +83,40 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
   return verdicts;
 }
 
+/** What every run of one validation shares: scenarios, seed, jobs, reporters, machines. */
+export type SuiteSettings = Pick<ValidateOptions, 'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots'>;
+
+/** A run of the validate suite on a kernel into a folder, optionally only some cases: the same cases and seed every time. */
+export type SuiteRun = (kernel: KernelInfo, out: string, filter?: string[]) => Promise<RunOutcome>;
+
+export function suiteRunner(o: SuiteSettings): SuiteRun {
+  return (kernel, out, filter) =>
+    runSuite({
+      inputs: o.scenarios,
+      kernel,
+      seed: o.seed ?? 1,
+      out,
+      keep: 'failed',
+      ...(o.jobs ? { jobs: o.jobs } : {}),
+      ...(filter ? { filter } : {}),
+      ...(o.reporters ? { reporters: o.reporters } : {}),
+      ...(o.machines ? { machines: o.machines } : {}),
+      ...(o.snapshots !== undefined ? { snapshots: o.snapshots } : {}),
+    });
+}
+
+/** A patched run judged against its parent's: new signatures confirmed by rerunning them on the patched kernel. */
+export async function judgeAndConfirm(
+  parent: RunSummary,
+  patched: RunSummary,
+  reruns: number,
+  rerun: (caseIds: string[], i: number) => Promise<RunSummary>,
+): Promise<{ introduced: SignatureVerdict[]; flaky: SignatureVerdict[]; removed: string[]; unchanged: string[] }> {
+  const j = judge(parent, patched);
+  const verdicts = await confirm(j.fresh, reruns, rerun);
+  return { introduced: verdicts.filter((v) => v.verdict === 'introduced'), flaky: verdicts.filter((v) => v.verdict === 'flaky'), removed: j.removed, unchanged: j.unchanged };
+}
+
 /**
  * Baseline versus patched on two given kernels: the same cases with the
  * same seed on each, judged per finding signature, new ones confirmed by
@@ -90,40 +124,21 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
  */
 export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo }): Promise<ValidateResult> {
   const progress = o.onProgress ?? (() => {});
-  const seed = o.seed ?? 1;
   const dir = o.out ?? join(defaultResultsDir, `validate-${newRunId()}`);
-  const run = async (kernel: KernelInfo, out: string, filter?: string[]) =>
-    (
-      await runSuite({
-        inputs: o.scenarios,
-        kernel,
-        seed,
-        out,
-        keep: 'failed',
-        ...(o.jobs ? { jobs: o.jobs } : {}),
-        ...(filter ? { filter } : {}),
-        ...(o.reporters ? { reporters: o.reporters } : {}),
-        ...(o.machines ? { machines: o.machines } : {}),
-        ...(o.snapshots !== undefined ? { snapshots: o.snapshots } : {}),
-      })
-    );
+  const run = suiteRunner(o);
   progress(`baseline run on ${o.baseline.id}`);
   const baseline = await run(o.baseline, join(dir, 'baseline'));
   progress(`patched run on ${o.patched.id}`);
   const patched = await run(o.patched, join(dir, 'patched'));
-  const j = judge(baseline.summary, patched.summary);
   const reruns = o.confirmRuns ?? 2;
-  const verdicts = await confirm(j.fresh, reruns, async (ids, i) => {
-    progress(`confirmation rerun ${i + 1}/${reruns} of ${j.fresh.length} new signature(s)`);
+  const judged = await judgeAndConfirm(baseline.summary, patched.summary, reruns, async (ids, i) => {
+    progress(`confirmation rerun ${i + 1}/${reruns} of ${ids.length} case(s) with new findings`);
     return (await run(o.patched, join(dir, `confirm-${i + 1}`), ids)).summary;
   });
   const result: ValidateResult = {
     baseline: { kernel: o.baseline, summary: baseline.summary, dir: baseline.dir },
     patched: { kernel: o.patched, summary: patched.summary, dir: patched.dir },
-    introduced: verdicts.filter((v) => v.verdict === 'introduced'),
-    flaky: verdicts.filter((v) => v.verdict === 'flaky'),
-    removed: j.removed,
-    unchanged: j.unchanged,
+    ...judged,
     notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
     dir,
   };

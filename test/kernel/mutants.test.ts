@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { validatePatch } from '../../harness/validate/validate.ts';
 import { scenariosDir } from '../../harness/util/paths.ts';
 import { launchBrowser, openFile } from '../helpers/browser.ts';
+import { commentOnlyPatch } from '../helpers/patches.ts';
 
 // `qcrash validate` against the planted bugs in ../shared/mutants, on the
 // minimal 6.1 kernel built from linux-source-6.1. Each mutant runs the
@@ -51,22 +52,7 @@ for (const [file, scenario, expected] of [
 
 t.test('a comment-only patch comes out clean, three times over', { timeout: 1800_000 }, async (t) => {
   const patch = join(dir, 'comment.patch');
-  await writeFile(patch, [
-    'From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001',
-    'From: qcrash <qcrash@localhost>',
-    'Date: Tue, 24 Nov 2026 12:00:00 +0000',
-    'Subject: [PATCH] ext4: comment the migration entry point',
-    '',
-    '---',
-    '--- a/fs/ext4/migrate.c',
-    '+++ b/fs/ext4/migrate.c',
-    '@@ -1,3 +1,4 @@',
-    ' // SPDX-License-Identifier: LGPL-2.1',
-    '+/* qcrash: a comment-only change */',
-    ' /*',
-    '  * Copyright IBM Corporation, 2007',
-    '',
-  ].join('\n'));
+  await writeFile(patch, commentOnlyPatch);
   for (const seed of [1, 2, 3]) {
     const r = await validatePatch({ patches: [patch], scenarios: [validateDir], seed, confirmRuns: 1, out: join(dir, `comment-${seed}`) });
     t.same(r.introduced.map((v) => v.signature), [], `seed ${seed}: nothing introduced`);

@@ -20,7 +20,8 @@ const PAGE = 4096;
  * Runs on the image after journal replay and before any e2fsck repair: that
  * is what the kernel would see, and a repair may delete or clone files.
  * `recipe` regenerates the original bytes of recipe files the workload
- * wrote into; without it such files cannot be checked and that is an error.
+ * wrote into; `imageFiles` holds them for a user's image (read from it);
+ * without either such files cannot be checked and that is an error.
  */
 export async function checkContent(
   image: string,
@@ -28,13 +29,16 @@ export async function checkContent(
   exp: DurabilityExpectations = noExpectations,
   recovery?: RecoveryModeName,
   recipe?: Recipe,
+  imageFiles?: ReadonlyMap<string, FileOrigin>,
 ): Promise<Finding[]> {
   const histories = new Map(exp.files.map((f) => [f.path, f]));
   const inManifest = new Set(manifest.entries.map((e) => e.path));
   const extra = exp.files.filter((f) => !inManifest.has(f.path)).map((f) => f.path);
   const paths = [...manifest.entries.map((e) => e.path), ...extra];
   const keepBytes = new Set(exp.files.filter((f) => !f.unchecked).map((f) => f.path));
-  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes })).map((s) => [s.path, s]));
+  // Sizes bound each debugfs run's dumps: a user's image may hold more data than the temp folder has room for.
+  const sizes = new Map(manifest.entries.filter((e) => e.type === 'file').map((e) => [e.path, e.size]));
+  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes, sizes })).map((s) => [s.path, s]));
   const findings: Finding[] = [];
   const base = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number): Finding => ({
     class: 'data',
@@ -50,7 +54,7 @@ export async function checkContent(
   });
 
   const historyFindings = (h: FileExpectation, s: EntryState | undefined) => {
-    const origin = originOf(h, manifest, recipe);
+    const origin = imageFiles?.get(h.path) ?? originOf(h, manifest, recipe);
     let v;
     try {
       v = checkFileHistory(h, origin, s?.exists ? (s.bytes ?? Buffer.alloc(0)) : undefined, { blockSize: manifest.blockSize });

@@ -22,9 +22,13 @@ import { defaultKeep, runCase, type CaseEnv, type KeepPolicy } from './case-runn
 import { allocatedBytes, loadScenarios, prepareRun } from './prepare.ts';
 import { qcrashBuild, toolVersions } from './versions.ts';
 import { checkOutDir, checkOutSpace } from './out-dir.ts';
+import { imageSuiteFile } from './image-suite.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 
 export interface RunOptions {
   inputs: string[];
+  /** --image: run on this filesystem image (the built-in set for it when `inputs` is empty). */
+  image?: string;
   /** --kernel: stock, a built kernel id, a bzImage path; or a kernel already resolved (validate, bisect). */
   kernel: string | KernelInfo;
   jobs?: number;
@@ -87,6 +91,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   } else {
     config = {
       inputs: opts.inputs.map((i) => resolve(i)),
+      ...(opts.image ? { image: resolve(opts.image) } : {}),
       kernel: kernelSpec(opts.kernel),
       ...(opts.filter?.length ? { filter: opts.filter } : {}),
       ...(opts.recovery ? { recovery: opts.recovery } : {}),
@@ -96,9 +101,15 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     seed = opts.seed ?? Math.floor(Math.random() * 1e9);
   }
 
+  const runId = store?.meta.runId ?? newRunId();
+  const dir = store?.dir ?? resolve(opts.out ?? join(defaultResultsDir, runId));
+
   // Everything about the input first: a bad scenario or a filter that
   // matches nothing costs no kernel, image or VM.
-  const scenarios = await loadScenarios(config.inputs, config.recovery);
+  const { scenarios, imageSuite } = await loadScenarios(config.inputs, {
+    ...(config.recovery ? { recovery: config.recovery } : {}),
+    ...(config.image ? { image: config.image, imageSuitePath: join(dir, imageSuiteFile) } : {}),
+  });
   let cases = expandCases(scenarios, seed);
   const all = cases.length;
   if (config.filter?.length) cases = cases.filter((c) => config.filter!.some((f) => c.id.includes(f)));
@@ -107,8 +118,6 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   }
   if (store) checkScenariosUnchanged(store.meta, scenarios, opts.resume!);
 
-  const runId = store?.meta.runId ?? newRunId();
-  const dir = store?.dir ?? resolve(opts.out ?? join(defaultResultsDir, runId));
   if (!store) {
     if (await access(join(dir, 'run.json')).then(() => true, () => false)) {
       throw new ConfigError(`--out ${dir} already holds a run: finish it with --resume ${dir}, or choose another --out`);
@@ -144,12 +153,14 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       versions: await toolVersions(kernel.release),
       seed,
       accel: (await detectAccel()).accel,
-      scenarios: scenarios.map((s) => ({ name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite })),
+      scenarios: scenarios.map((s) => ({ name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}) })),
       config,
       qcrash: { version: '0.1.0', build },
     };
     store = await RunStore.create(dir, meta);
   }
+  // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
+  if (imageSuite) await writeFileAtomic(imageSuite.file, imageSuite.text);
   const run = store;
   // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
   const previous = (await run.loadCases()).filter((c) => c.status !== 'error' && cases.some((x) => x.id === c.id));

@@ -58,28 +58,28 @@ export function parseSuperblock(text: string): ImageSuperblock | undefined {
  */
 export async function inspectImage(path: string): Promise<ImageSuperblock> {
   const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
-    throw new UserImageError(e.code === 'ENOENT' ? `no such file: ${path}` : `cannot read ${path}: ${e.message}`);
+    throw new UserImageError(e.code === 'ENOENT' ? 'no such file' : `cannot read it: ${e.message}`);
   });
-  if (st.isDirectory()) throw new UserImageError(`${path} is a directory: give the filesystem image file (e.g. made with dd from the device)`);
-  if (!st.isFile()) throw new UserImageError(`${path} is not a regular file: copy the filesystem into an image file first (dd if=DEVICE of=FILE.img bs=4M), and never test a device that is in use`);
+  if (st.isDirectory()) throw new UserImageError('is a directory: give the filesystem image file (e.g. made with dd from the device)');
+  if (!st.isFile()) throw new UserImageError(`not a regular file: copy the filesystem into an image file first (dd if=DEVICE of=FILE.img bs=4M), and never test a device that is in use`);
   const r = await run(await tool('dumpe2fs'), ['-h', path], { env: { LANG: 'C', LC_ALL: 'C' } });
   const sb = r.exitCode === 0 ? parseSuperblock(r.stdout) : undefined;
   if (!sb) {
     const format = await imageFormat(path);
-    if (format && format !== 'raw') throw new UserImageError(`${path} is a ${format} image, not a raw filesystem image: convert it with \`qemu-img convert -O raw ${path} FILE.img\` and give FILE.img`);
+    if (format && format !== 'raw') throw new UserImageError(`a ${format} image, not a raw filesystem image: convert it with \`qemu-img convert -O raw ${path} FILE.img\` and give FILE.img`);
     const why = (r.stderr || r.stdout).trim().split('\n').filter((l) => !/^dumpe2fs \d/.test(l)).pop() ?? `dumpe2fs exit ${r.exitCode}`;
-    throw new UserImageError(`${path} is not an ext2/ext3/ext4 filesystem (${why.replace(/^dumpe2fs: /, '')}): qcrash tests a block-mapped ext3/ext4 filesystem image, the whole filesystem and nothing around it (not a disk with a partition table)`);
+    throw new UserImageError(`not an ext2/ext3/ext4 filesystem (${why.replace(/^dumpe2fs: /, '').replace(` while trying to open ${path}`, '')}): qcrash tests a block-mapped ext3/ext4 filesystem image, the whole filesystem and nothing around it (not a disk with a partition table)`);
   }
   const has = (f: string) => sb.features.includes(f);
   const missing: string[] = [];
   if (!has('has_journal')) missing.push(`it has no journal (an ext2 filesystem): add one with \`tune2fs -j ${path}\``);
   else if (!sb.internalJournal) missing.push('its journal is on an external device: qcrash gives the guest one disk; test a copy with an internal journal (`tune2fs -O ^has_journal` then `tune2fs -j`)');
   if (!has('extent')) missing.push(`the extent feature is off, and chattr +e needs it: turn it on with \`tune2fs -O extent ${path}\` (the step before converting: it rewrites no file, existing files stay block-mapped)`);
-  if (missing.length) throw new UserImageError(`${path} cannot be migrated as it is: ${missing.join('; ')}`);
+  if (missing.length) throw new UserImageError(`cannot be migrated as it is: ${missing.join('; ')}`);
   if (has('needs_recovery')) {
-    throw new UserImageError(`${path}: the journal needs recovery (the filesystem is mounted, or was not unmounted cleanly): unmount it, or replay the journal with \`e2fsck -E journal_only ${path}\`, then run again`);
+    throw new UserImageError(`the journal needs recovery (the filesystem is mounted, or was not unmounted cleanly): unmount it, or replay the journal with \`e2fsck -E journal_only ${path}\`, then run again`);
   }
-  if (sb.blockSize > 4096) throw new UserImageError(`${path} has ${sb.blockSize}-byte blocks; the x86-64 guest kernel mounts block sizes up to its 4096-byte page`);
+  if (sb.blockSize > 4096) throw new UserImageError(`it has ${sb.blockSize}-byte blocks; the x86-64 guest kernel mounts block sizes up to its 4096-byte page`);
   return sb;
 }
 
@@ -95,7 +95,7 @@ async function imageFormat(path: string): Promise<string | undefined> {
 }
 
 /** The files of a user image's cache entry: only what qcrash read from it, never the image itself. */
-const entryFiles = ['manifest.json'] as const;
+export const userImageEntryFiles = ['manifest.json'] as const;
 
 const opened = new Map<string, { signature: string; image: Promise<BaseImage> }>();
 
@@ -117,26 +117,39 @@ export async function openUserImage(given: string): Promise<BaseImage> {
   return image;
 }
 
+/**
+ * Whether the file changed (size, mtime, inode) since this process opened it:
+ * qcrash never writes it, but someone else may have during a run, and its
+ * overlays and manifest would then describe another filesystem.
+ */
+export async function userImageChanged(given: string): Promise<boolean> {
+  const path = resolve(given);
+  const known = opened.get(path);
+  if (!known) return false;
+  const st = await stat(path).catch(() => undefined);
+  return (st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}` : 'absent') !== known.signature;
+}
+
 async function readUserImage(path: string): Promise<BaseImage> {
   const sb = await inspectImage(path);
   const digest = await contentDigest(path);
   const key = hashJson({ READER_VERSION, digest }).slice(0, 16);
   const dir = cacheDir('user-images', key);
-  const entry = CacheEntry.folder('user image manifest', dir, entryFiles, { image: digest });
+  const entry = CacheEntry.folder('user image manifest', dir, userImageEntryFiles, { image: digest });
   await useCacheEntry(entry, async () => {
     // e2fsck -n opens the image read-only. A filesystem that is not clean
     // before the migration would have its old problems blamed on it.
     const fsck = await runE2fsck(path, 'check');
     if (fsck.exit.code !== 0) {
       const lines = fsck.text.split('\n').map((l) => l.trim()).filter((l) => l && !/^(Pass \d|e2fsck \d|\S+: \d+\/\d+ files)/.test(l) && !/^Checking /.test(l));
-      throw new UserImageError(`${path} is not clean: e2fsck -fn exits ${fsck.exit.code} (${lines.slice(0, 3).join(' / ') || 'see e2fsck -fn'}); qcrash would blame these problems on the migration. Repair the filesystem first (\`e2fsck -fy ${path}\`, on a copy if the image matters), then run again`);
+      throw new UserImageError(`not clean: e2fsck -fn exits ${fsck.exit.code} (${lines.slice(0, 3).join(' / ') || 'see e2fsck -fn'}); qcrash would blame these problems on the migration. Repair the filesystem first (\`e2fsck -fy ${path}\`, on a copy if the image matters), then run again`);
     }
     const manifest = await readImageManifest(path, sb, key);
     await using tmp = await TempDir.create('user-image');
     const staged = tmp.join('entry');
     await mkdir(staged);
     await writeJsonAtomic(join(staged, 'manifest.json'), manifest);
-    await CacheEntry.folder('user image manifest', staged, entryFiles, { image: digest }).seal();
+    await CacheEntry.folder('user image manifest', staged, userImageEntryFiles, { image: digest }).seal();
     await mkdir(cacheDir('user-images'), { recursive: true });
     try {
       await rename(staged, dir);
@@ -196,11 +209,11 @@ export async function readImageManifest(path: string, sb: ImageSuperblock, key: 
     for (const [i, dir] of level.entries()) {
       const { entries, bad } = parseLsP(outs[i]!);
       if (bad.length) {
-        throw new UserImageError(`${path}: debugfs lists ${dir} in a form qcrash cannot read (${JSON.stringify(bad[0]!.slice(0, 120))}): a name with a newline in it? Rename it (or remove it from the copy you test) and run again`);
+        throw new UserImageError(`debugfs lists ${dir} in a form qcrash cannot read (${JSON.stringify(bad[0]!.slice(0, 120))}): a name with a newline in it? Rename it (or remove it from the copy you test) and run again`);
       }
       for (const e of entries) {
         const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
-        if (p.includes('\uFFFD')) throw new UserImageError(`${path}: a name in ${dir} is not valid UTF-8 (${JSON.stringify(p)}): qcrash names files by UTF-8 paths; rename it in the copy you test`);
+        if (p.includes('\uFFFD')) throw new UserImageError(`a name in ${dir} is not valid UTF-8 (${JSON.stringify(p)}): qcrash names files by UTF-8 paths; rename it in the copy you test`);
         addressable(p);
         const type = typeOfMode(e.mode);
         if (!type) continue;

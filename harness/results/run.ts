@@ -37,8 +37,8 @@ export interface RunSummary {
   versions: ToolVersions;
   seed: number;
   accel: 'kvm' | 'tcg';
-  /** `image`: the user's filesystem image the scenario ran on (absent for a recipe's image). */
-  scenarios: Array<{ name: string; file: string; hash: string; suite: string; image?: string }>;
+  /** `image`: the user's filesystem image the scenario ran on (absent for a recipe's image), `imageDigest` its content digest. */
+  scenarios: Array<{ name: string; file: string; hash: string; suite: string; image?: string; imageDigest?: string }>;
   /** Absent in runs made before qcrash recorded it (they cannot be resumed). */
   config?: RunConfig;
   /** The qcrash that made the run: a hash of its sources (the package version never changes). */

@@ -7,7 +7,9 @@ import { sweepStaleTempDirs } from '../util/tempdir.ts';
 import { ConfigError, InfraError } from '../util/errors.ts';
 import { onInterrupt } from '../util/cleanup.ts';
 import { expandCases } from '../scenario/expand.ts';
-import type { CaseSpec, RecoveryMode, Scenario } from '../scenario/model.ts';
+import { baseImageKey, type CaseSpec, type RecoveryMode, type Scenario } from '../scenario/model.ts';
+import type { BaseImage } from '../image/build.ts';
+import { userImageChanged } from '../image/user-image.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { MachinePool } from '../vm/machine/pool.ts';
@@ -139,6 +141,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     },
   });
   if (opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
+  if (store) checkImagesUnchanged(store.meta, scenarios, env.images, opts.resume!);
   if (store && store.meta.kernel.id !== kernel.id) {
     throw new ConfigError(`${opts.resume} ran on kernel ${store.meta.kernel.id}; --kernel ${config.kernel} is now ${kernel.id}: finishing it would mix two kernels; start a new run`);
   }
@@ -153,7 +156,10 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       versions: await toolVersions(kernel.release),
       seed,
       accel: (await detectAccel()).accel,
-      scenarios: scenarios.map((s) => ({ name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}) })),
+      scenarios: scenarios.map((s) => {
+        const digest = s.image ? env.images.get(baseImageKey(s))?.digest : undefined;
+        return { name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}), ...(digest ? { imageDigest: digest } : {}) };
+      }),
       config,
       qcrash: { version: '0.1.0', build },
     };
@@ -200,12 +206,25 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
         { cause: writeFailure },
       );
     }
+    for (const image of new Set(scenarios.flatMap((s) => (s.image ? [s.image] : [])))) {
+      if (await userImageChanged(image)) process.stderr.write(`qcrash: ${image} changed during the run (not by qcrash, which only reads it): its cases may describe two filesystems; run again on an image nothing writes to\n`);
+    }
     const summary = run.summary(results, true);
     await run.writeSummary(summary);
     await hub.onRunEnd(summary, run.dir);
     return { summary, dir: run.dir, reporterFailures: hub.failed };
   } finally {
     stopHint();
+  }
+}
+
+/** --resume on a user's image: the image must be the one the run started on, by content. */
+function checkImagesUnchanged(meta: RunMeta, scenarios: Scenario[], images: Map<string, BaseImage>, dir: string): void {
+  for (const s of scenarios) {
+    if (!s.image) continue;
+    const was = meta.scenarios.find((x) => x.file === resolve(s.file))?.imageDigest;
+    const now = images.get(baseImageKey(s))?.digest;
+    if (was && now && was !== now) throw new ConfigError(`${s.image} changed since the run in ${dir} started (its content differs): finishing it would mix two filesystems; start a new run`);
   }
 }
 

@@ -83,14 +83,14 @@ export async function parseScenario(file: string, text: string, opts: ParseOptio
   let fsPaths: FsPaths;
   if (opts.image) {
     image = opts.image;
-    fsPaths = manifestPaths((await openImage(image, (m) => new ConfigError(`--image ${image}: ${m}`))).manifest);
+    fsPaths = manifestPaths((await openImage(image, (m) => new ConfigError(`--image ${image}: ${m}`))).manifest, image);
   } else if (top.recipe !== undefined && top.image !== undefined) {
     throw src.error(['image'], 'a scenario runs on a recipe\'s image or on an image file: give "recipe:" or "image:", not both');
   } else if (top.image !== undefined) {
     // An image file of one's own, relative to the scenario file.
     image = resolve(dirname(file), top.image);
     if (!(await stat(image).then((s) => s.isFile(), () => false))) throw src.error(['image'], `image file ${top.image} not found (looked for ${image})`);
-    fsPaths = manifestPaths((await openImage(image, (m) => src.error(['image'], m))).manifest);
+    fsPaths = manifestPaths((await openImage(image, (m) => src.error(['image'], `image ${top.image}: ${m}`))).manifest, image);
   } else if (top.recipe !== undefined) {
     // A recipe is a name from vm-images/recipes/ or a path (relative to the scenario file) to a recipe of one's own.
     recipe = top.recipe;
@@ -267,9 +267,9 @@ interface FsPaths {
   label: string;
 }
 
-function manifestPaths(m: Manifest): FsPaths {
+function manifestPaths(m: Manifest, image: string): FsPaths {
   const of = (t: string) => new Set(m.entries.filter((e) => e.type === t).map((e) => e.path));
-  return { files: of('file'), dirs: new Set(['/', ...of('dir')]), symlinks: of('symlink'), label: 'the image\'s filesystem' };
+  return { files: of('file'), dirs: new Set(['/', ...of('dir')]), symlinks: of('symlink'), label: `the filesystem of ${image}` };
 }
 
 /** A user's image, opened (checked, manifest read) once per process; its bad-input errors said where it was named. */

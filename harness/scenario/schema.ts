@@ -18,7 +18,7 @@ const absPath = z
 /** What migrate may name: a path as above, or "/" for the whole filesystem (chattr -R +e / on the mount point). */
 const migratePath = z
   .string()
-  .regex(/^(\/|(\/[^/\0]+)+)$/, 'must be "/" or an absolute path inside the test filesystem (e.g. /shapes/f), without "//" or a trailing "/"')
+  .regex(/^(\/|(\/[^/\0]+)+)$/, 'must be an absolute path inside the test filesystem (e.g. /shapes/f, or / for all of it), without "//" or a trailing "/"')
   .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
 

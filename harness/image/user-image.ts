@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, stat } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rename, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { run } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
@@ -62,6 +62,9 @@ export async function inspectImage(path: string): Promise<ImageSuperblock> {
   });
   if (st.isDirectory()) throw new UserImageError('is a directory: give the filesystem image file (e.g. made with dd from the device)');
   if (!st.isFile()) throw new UserImageError(`not a regular file: copy the filesystem into an image file first (dd if=DEVICE of=FILE.img bs=4M), and never test a device that is in use`);
+  await access(path, constants.R_OK).catch((e: NodeJS.ErrnoException) => {
+    throw new UserImageError(`cannot read it (${e.code ?? e.message}): qcrash needs to read the image (it never writes it)`);
+  });
   const r = await run(await tool('dumpe2fs'), ['-h', path], { env: { LANG: 'C', LC_ALL: 'C' } });
   const sb = r.exitCode === 0 ? parseSuperblock(r.stdout) : undefined;
   if (!sb) {
@@ -159,6 +162,8 @@ async function readUserImage(path: string): Promise<BaseImage> {
     }
   });
   const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+  // Cached by content: the same image may have been read first under another name.
+  manifest.recipe = `image:${path}`;
   return { path, manifest, recipeHash: `image-${key}`, digest, source: 'image', caseDisk: 'qcow2' };
 }
 

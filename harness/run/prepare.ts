@@ -22,7 +22,7 @@ export interface LoadOptions {
   recovery?: RecoveryMode[];
   /** --image (absolute): every scenario runs on this image; with no scenario named, the built-in set does. */
   image?: string;
-  /** Where the built-in set for --image is written (the run's folder): its scenario file. */
+  /** The built-in set's scenario file (in the run folder: the runner writes it there once the run starts). */
   imageSuitePath?: string;
 }
 

@@ -81,6 +81,9 @@ t.test('bad images are exit 2 before anything boots, each saying what to do', as
   await writeFile(junk, createHash('sha512').update('junk').digest().toString('hex').repeat(4096));
   const qcow = join(dir, 'user.qcow2');
   await runOk('qemu-img', ['convert', '-O', 'qcow2', image, qcow]);
+  // A filesystem made with extents from the start: nothing for chattr +e to do.
+  const extents = join(dir, 'extents.img');
+  await runOk('mkfs.ext4', ['-q', '-F', '-b', '1024', extents, '16M'], { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } });
   const cases: Array<[string, string, RegExp]> = [
     ['a missing file', join(dir, 'missing.img'), /--image .*missing\.img: no such file/],
     ['a directory', dir, /is a directory: give the filesystem image file/],
@@ -88,6 +91,7 @@ t.test('bad images are exit 2 before anything boots, each saying what to do', as
     ['a qcow2 image', qcow, /a qcow2 image, not a raw filesystem image: convert it with `qemu-img convert -O raw /],
     ['no extent feature', noExtent, /the extent feature is off, and chattr \+e needs it: turn it on with `tune2fs -O extent .*no-extent\.img`/],
     ['no journal', noJournal, /it has no journal .*: add one with `tune2fs -j .*no-journal\.img`/],
+    ['nothing block-mapped', extents, /nothing in it is block-mapped .*: there is nothing for chattr \+e to migrate/],
   ];
   for (const [what, path, message] of cases) {
     const out = join(dir, `out-${what.replace(/\W+/g, '-')}`);

@@ -20,7 +20,8 @@ const PAGE = 4096;
  * Runs on the image after journal replay and before any e2fsck repair: that
  * is what the kernel would see, and a repair may delete or clone files.
  * `recipe` regenerates the original bytes of recipe files the workload
- * wrote into; without it such files cannot be checked and that is an error.
+ * wrote into; `imageFiles` holds them for a user's image (read from it);
+ * without either such files cannot be checked and that is an error.
  */
 export async function checkContent(
   image: string,
@@ -28,13 +29,21 @@ export async function checkContent(
   exp: DurabilityExpectations = noExpectations,
   recovery?: RecoveryModeName,
   recipe?: Recipe,
+  imageFiles?: ReadonlyMap<string, FileOrigin>,
 ): Promise<Finding[]> {
   const histories = new Map(exp.files.map((f) => [f.path, f]));
+  // Hard links (a user's image may have them): a write through one name is the history of every name of the inode.
+  const inoOf = new Map(manifest.entries.map((e) => [e.path, e.ino]));
+  const historyByIno = new Map(exp.files.flatMap((f) => (inoOf.has(f.path) ? [[inoOf.get(f.path)!, f] as const] : [])));
+  const historyOf = (e: { path: string; ino: number; type: string }) => histories.get(e.path) ?? (e.type === 'file' ? historyByIno.get(e.ino) : undefined);
   const inManifest = new Set(manifest.entries.map((e) => e.path));
   const extra = exp.files.filter((f) => !inManifest.has(f.path)).map((f) => f.path);
   const paths = [...manifest.entries.map((e) => e.path), ...extra];
-  const keepBytes = new Set(exp.files.filter((f) => !f.unchecked).map((f) => f.path));
-  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes })).map((s) => [s.path, s]));
+  const keepBytes = new Set(manifest.entries.filter((e) => { const h = historyOf(e); return h && !h.unchecked; }).map((e) => e.path));
+  for (const f of exp.files) if (!f.unchecked) keepBytes.add(f.path);
+  // Sizes bound each debugfs run's dumps: a user's image may hold more data than the temp folder has room for.
+  const sizes = new Map(manifest.entries.filter((e) => e.type === 'file').map((e) => [e.path, e.size]));
+  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes, sizes })).map((s) => [s.path, s]));
   const findings: Finding[] = [];
   const base = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number): Finding => ({
     class: 'data',
@@ -49,24 +58,25 @@ export async function checkContent(
     ...(detail ? { detail } : {}),
   });
 
-  const historyFindings = (h: FileExpectation, s: EntryState | undefined) => {
-    const origin = originOf(h, manifest, recipe);
+  /** `name`: the path the bytes were read through (another name of the inode the history was written through). */
+  const historyFindings = (h: FileExpectation, s: EntryState | undefined, name = h.path) => {
+    const origin = imageFiles?.get(h.path) ?? originOf(h, manifest, recipe);
     let v;
     try {
       v = checkFileHistory(h, origin, s?.exists ? (s.bytes ?? Buffer.alloc(0)) : undefined, { blockSize: manifest.blockSize });
     } catch (e) {
-      if (e instanceof HistoryModelError) throw new InfraError(`cannot check ${h.path}: ${e.message}`);
+      if (e instanceof HistoryModelError) throw new InfraError(`cannot check ${name}: ${e.message}`);
       throw e;
     }
     const ino = s?.stat?.ino;
     if (!s?.exists) {
-      if (!v.mayBeMissing) findings.push(base('missing', h.path, 'file written and made durable by the workload is missing'));
+      if (!v.mayBeMissing) findings.push(base('missing', name, 'file written and made durable by the workload is missing'));
       return;
     }
     const size = s.bytes?.length ?? s.size ?? 0;
     if (size < v.sizes.min || size > v.sizes.max) {
       const want = v.sizes.min === v.sizes.max ? `${v.sizes.min}` : `between ${v.sizes.min} and ${v.sizes.max}`;
-      findings.push(base('size-changed', h.path, `size ${size}, expected ${want}`, undefined, ino));
+      findings.push(base('size-changed', name, `size ${size}, expected ${want}`, undefined, ino));
     }
     const first = v.bad[0];
     if (first) {
@@ -76,7 +86,7 @@ export async function checkContent(
       findings.push(
         base(
           v.exact ? 'content-changed' : 'content-invalid',
-          h.path,
+          name,
           v.exact
             ? `${where(first)} holds ${first.found}, expected ${first.expected}${more}`
             : `${where(first)} holds ${first.found}, neither the old bytes nor new ones (${first.expected})${more}`,
@@ -94,8 +104,8 @@ export async function checkContent(
       findings.push(base('missing', e.path, `${e.type} is missing after recovery`, undefined, e.ino));
       continue;
     }
-    const h = histories.get(e.path);
-    if (h && !h.unchecked) historyFindings(h, s);
+    const h = historyOf(e);
+    if (h && !h.unchecked) historyFindings(h, s, e.path);
     else if (e.type !== 'dir' && !h) {
       if (s.size !== e.size) {
         findings.push(base('size-changed', e.path, `size ${s.size}, expected ${e.size}`, undefined, s.stat.ino));

@@ -7,6 +7,7 @@ import { coveredBy, type DurabilityExpectations, type MigrateTarget } from '../c
 import type { RecoveredImage } from '../recovery/recovery.ts';
 import { classifyProblems } from './classify.ts';
 import { checkContent } from './content.ts';
+import type { FileOrigin } from './file-history.ts';
 import { problemInfo } from './problem-codes.ts';
 import { scanConsole } from './console.ts';
 
@@ -17,6 +18,8 @@ export interface OracleContext {
   expectations: DurabilityExpectations;
   /** The image's recipe: the original bytes of recipe files the workload wrote into come from it. */
   recipe?: Recipe;
+  /** For a user's image: the original bytes of its files the workload wrote into, read from the image. */
+  imageFiles?: ReadonlyMap<string, FileOrigin>;
 }
 
 export interface OracleOutcome {
@@ -52,7 +55,7 @@ export async function runOracles(recovered: RecoveredImage, ctx: OracleContext):
     findings.push({ class: 'kernel', source: 'console', code: 'umount-failed', name: 'umount-failed', message: `umount failed: ${recovered.umount.output.trim()}`, recovery: mode });
   }
   if (recovered.console !== undefined) findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
-  if (ctx.manifest) findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode, ctx.recipe)));
+  if (ctx.manifest) findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode, ctx.recipe, ctx.imageFiles)));
 
   const entries = ctx.manifest?.entries ?? [];
   const manifestInodes = new Map(entries.map((e) => [e.ino, e.path]));

@@ -62,7 +62,7 @@ export function registerCache(program: Command): void {
     .description('remove cache entries (they are rebuilt when next needed); says what it removed, with sizes')
     .option('--all', 'everything qcrash caches')
     .option('--bad', 'only entries that fail verification, and partial files whose writer is gone')
-    .option('--images', 'base images')
+    .option('--images', 'base images, and the manifests read from images of your own (--image)')
     .option('--snapshots', 'saved VM states')
     .option('--initramfs', 'guest initramfs archives')
     .option('--kernels', 'built kernels')
@@ -72,7 +72,8 @@ export function registerCache(program: Command): void {
     .action(async (o: CleanOptions) => {
       const kinds = new Set<CacheKind>();
       if (o.all) for (const k of [...sealedKinds, ...otherKinds]) kinds.add(k);
-      for (const k of sealedKinds) if (o[k]) kinds.add(k);
+      for (const k of sealedKinds) if (o[k as keyof typeof o]) kinds.add(k);
+      if (o.images) kinds.add('user-images');
       if (o.builds) for (const k of buildKinds) kinds.add(k);
       if (o.accel) kinds.add('accel');
       if (!kinds.size && !o.bad) {

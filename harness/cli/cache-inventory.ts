@@ -4,6 +4,7 @@ import { cacheDir, cacheRoot } from '../util/paths.ts';
 import { CacheEntry, type EntryCheck } from '../util/cache-entry.ts';
 import { diskUsage, partialOwner, processAlive } from '../util/partial-file.ts';
 import { imageEntryFiles } from '../image/build.ts';
+import { userImageEntryFiles } from '../image/user-image.ts';
 import { builtKernelEntry } from '../kernel/build.ts';
 
 /**
@@ -11,7 +12,7 @@ import { builtKernelEntry } from '../kernel/build.ts';
  * content (cache-entry.ts); the others (kernel build trees, ccache, bisect
  * clones, KVM probe results) can only be removed.
  */
-export const sealedKinds = ['images', 'snapshots', 'initramfs', 'kernels', 'symbols'] as const;
+export const sealedKinds = ['images', 'user-images', 'snapshots', 'initramfs', 'kernels', 'symbols'] as const;
 export const otherKinds = ['kernel-work', 'ccache', 'bisect', 'accel'] as const;
 export type SealedKind = (typeof sealedKinds)[number];
 export type CacheKind = SealedKind | (typeof otherKinds)[number];
@@ -50,6 +51,10 @@ export async function listSealed(kind: SealedKind): Promise<CacheItem[]> {
     switch (kind) {
       case 'images':
         if (await isDir(p)) items.push({ what: 'entry', kind, path: p, entry: CacheEntry.folder('base image', p, imageEntryFiles) });
+        break;
+      case 'user-images':
+        // What qcrash read from a user's image (its manifest), never the image itself.
+        if (await isDir(p)) items.push({ what: 'entry', kind, path: p, entry: CacheEntry.folder('user image manifest', p, userImageEntryFiles) });
         break;
       case 'initramfs':
         if (await isDir(p)) {

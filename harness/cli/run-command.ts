@@ -27,6 +27,7 @@ export function registerRun(program: Command): void {
     .command('run')
     .description('run scenarios (default: scenarios/*.yaml) on a kernel and report findings')
     .argument('[scenarios...]', 'scenario files or directories (a directory runs its *.yaml; scenarios/known-bugs/ runs only when named)')
+    .option('--image <file>', 'run on a copy of this block-mapped ext3/ext4 filesystem image of your own (never written); with no scenario named, the built-in set for it')
     .option('--kernel <spec>', 'stock, a built kernel id (qcrash kernel list), or a bzImage path', 'stock')
     .option('-j, --jobs <n>', 'VMs at once (default: one per core, as many as free memory holds)', intArg('--jobs', 1), defaultJobs())
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
@@ -37,10 +38,10 @@ export function registerRun(program: Command): void {
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
-    .action(async (inputs: string[], o: { kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean }, cmd: Command) => {
+    .action(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean }, cmd: Command) => {
       if (o.resume) {
         // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
-        const given = ['kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
         if (inputs.length || given.length) {
           throw new ConfigError(`--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`);
         }
@@ -50,6 +51,7 @@ export function registerRun(program: Command): void {
       const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
       const { summary, dir, reporterFailures } = await runSuite({
         inputs,
+        ...(o.image !== undefined ? { image: o.image } : {}),
         kernel: o.kernel,
         jobs: o.jobs,
         ...(o.seed !== undefined ? { seed: o.seed } : {}),

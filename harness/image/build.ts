@@ -28,6 +28,14 @@ export interface BaseImage {
    * (mkfs picks new UUIDs) is another disk, so a saved VM state records it.
    */
   digest?: string;
+  /** recipe: built by qcrash into the cache; image: a user's own file, used where it is (user-image.ts). Absent: recipe. */
+  source?: 'recipe' | 'image';
+  /**
+   * How a case's disk is made from it: a sparse raw copy (a reflink where the
+   * filesystem can), or a qcow2 overlay with the base as its read-only
+   * backing file, for a user's image that may be too large to copy per case.
+   */
+  caseDisk?: 'raw' | 'qcow2';
 }
 
 /** The files of a base image's cache entry. */

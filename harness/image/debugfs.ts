@@ -1,4 +1,6 @@
-import { writeFile, readFile } from 'node:fs/promises';
+import { writeFile, readFile, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
@@ -91,10 +93,24 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
   });
 }
 
-/** debugfs quotes paths with spaces; recipes only use plain names, refuse the rest. */
+/**
+ * A path as one debugfs argument. debugfs's command parser (libss) splits
+ * on blanks and takes "..." as one word with "" for a quote inside, so any
+ * name can be given except one with a newline (the command file is read a
+ * line at a time). Plain paths are passed as they are.
+ */
 export function debugfsPath(p: string): string {
-  if (!/^\/[A-Za-z0-9._/-]*$/.test(p)) throw new Error(`path not usable with debugfs: ${p}`);
-  return p;
+  if (!p.startsWith('/') || p.includes('\0')) throw new Error(`path not usable with debugfs: ${JSON.stringify(p)}`);
+  if (/^\/[A-Za-z0-9._/+@:,=-]*$/.test(p)) return p;
+  if (/[\n\r]/.test(p)) throw new UnaddressablePathError(p);
+  return `"${p.replace(/"/g, '""')}"`;
+}
+
+/** A name debugfs cannot be given (a newline in it): the caller says what to do about the file. */
+export class UnaddressablePathError extends Error {
+  constructor(readonly path: string) {
+    super(`path not usable with debugfs (it holds a newline): ${JSON.stringify(path)}`);
+  }
 }
 
 export async function statPaths(image: string, paths: string[]): Promise<Map<string, InodeStat | undefined>> {
@@ -113,34 +129,92 @@ export interface EntryState {
 }
 
 /**
- * Read files' current state from an image without mounting it: one debugfs
- * run for the stats, one for dumping the bytes, hashes computed on the host.
+ * How many bytes of dumped files one debugfs run may leave in the temp
+ * folder before they are hashed and removed: a user's image can hold more
+ * data than the temp folder has room for.
  */
-export async function readEntryState(image: string, paths: string[], types?: Map<string, string>, opts: { keepBytes?: ReadonlySet<string> } = {}): Promise<EntryState[]> {
-  // One debugfs run stats and dumps every path (a run costs about 30 ms);
-  // only the regular files' dumps are read.
+export const dumpBatchBytes = 256 << 20;
+
+export interface ReadStateOptions {
+  /** Keep the bytes of these paths in the result (the content oracle compares them sector by sector). */
+  keepBytes?: ReadonlySet<string>;
+  /**
+   * Expected sizes (a manifest's): paths are dumped in batches of at most
+   * dumpBatchBytes. Without them every path goes into one debugfs run.
+   */
+  sizes?: ReadonlyMap<string, number>;
+}
+
+/**
+ * Read files' current state from an image without mounting it: each debugfs
+ * run stats and dumps a batch of paths (a run costs about 30 ms, so small
+ * images take one), hashes are computed on the host as each dump is read
+ * and the dumps removed batch by batch.
+ */
+export async function readEntryState(image: string, paths: string[], types?: Map<string, string>, opts: ReadStateOptions = {}): Promise<EntryState[]> {
   await using tmp = await TempDir.create('dump');
-  const dumps = new Map(paths.map((p, i) => [p, join(tmp.path, `f${i}`)]));
-  const outs = await debugfsBatch(image, paths.flatMap((p) => [`stat ${debugfsPath(p)}`, `dump ${debugfsPath(p)} ${dumps.get(p)}`]));
-  const stats = new Map(paths.map((p, i) => [p, parseDebugfsStat(outs[2 * i]!)]));
-  const names = new Map([...dumps].filter(([p]) => stats.get(p) && (types?.get(p) ?? stats.get(p)!.type) === 'regular'));
-  const out: EntryState[] = [];
-  for (const p of paths) {
-    const st = stats.get(p);
-    if (!st) {
-      out.push({ path: p, exists: false });
-      continue;
+  const byPath = new Map<string, EntryState>();
+  for (const batch of dumpBatches(paths, opts.sizes)) {
+    const dumps = new Map(batch.map((p, i) => [p, join(tmp.path, `f${i}`)]));
+    const outs = await debugfsBatch(image, batch.flatMap((p) => [`stat ${debugfsPath(p)}`, `dump ${debugfsPath(p)} ${dumps.get(p)}`]));
+    for (const [i, p] of batch.entries()) {
+      const st = parseDebugfsStat(outs[2 * i]!);
+      if (!st) {
+        byPath.set(p, { path: p, exists: false });
+        continue;
+      }
+      // Only the regular files' dumps are read.
+      const file = (types?.get(p) ?? st.type) === 'regular' ? dumps.get(p)! : undefined;
+      const read = file ? await hashFile(file, opts.keepBytes?.has(p) ?? false) : undefined;
+      byPath.set(p, {
+        path: p,
+        exists: true,
+        stat: st,
+        size: read ? read.size : st.size,
+        ...(read ? { sha256: read.sha256 } : st.fastLinkTarget !== undefined ? { sha256: sha256(st.fastLinkTarget) } : {}),
+        ...(read?.bytes ? { bytes: read.bytes } : {}),
+      });
     }
-    const file = names.get(p);
-    const bytes = file ? await readFile(file).catch(() => undefined) : undefined;
-    out.push({
-      path: p,
-      exists: true,
-      stat: st,
-      size: bytes ? bytes.length : st.size,
-      ...(bytes ? { sha256: sha256(bytes) } : st.fastLinkTarget !== undefined ? { sha256: sha256(st.fastLinkTarget) } : {}),
-      ...(bytes && opts.keepBytes?.has(p) ? { bytes } : {}),
-    });
+    await Promise.all([...dumps.values()].map((f) => rm(f, { force: true })));
   }
-  return out;
+  return paths.map((p) => byPath.get(p)!);
+}
+
+function* dumpBatches(paths: string[], sizes: ReadonlyMap<string, number> | undefined): Iterable<string[]> {
+  if (!sizes) {
+    yield paths;
+    return;
+  }
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const p of paths) {
+    const n = sizes.get(p) ?? 0;
+    if (batch.length && bytes + n > dumpBatchBytes) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(p);
+    bytes += n;
+  }
+  if (batch.length) yield batch;
+}
+
+/** A dump's size and sha256, read in pieces (a file may be larger than memory should hold); its bytes only when asked. */
+async function hashFile(file: string, keep: boolean): Promise<{ size: number; sha256: string; bytes?: Buffer } | undefined> {
+  if (keep) {
+    const bytes = await readFile(file).catch(() => undefined);
+    return bytes && { size: bytes.length, sha256: sha256(bytes), bytes };
+  }
+  const h = createHash('sha256');
+  let size = 0;
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+      h.update(chunk);
+      size += chunk.length;
+    }
+  } catch {
+    return undefined;
+  }
+  return { size, sha256: h.digest('hex') };
 }

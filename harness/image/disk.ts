@@ -1,27 +1,41 @@
-import { copyFile, constants } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
 
 /**
  * A case's own disk: a sparse raw copy of the cached base (a reflink where
  * the filesystem can), or a qcow2 overlay on it. The base is never written.
- * Raw is what cases use: the disk is the crash image as soon as QEMU is
- * gone, and copying a 32 MiB base sparsely (about 20 ms) costs less than
- * creating an overlay and flattening it for e2fsck afterwards (about 100 ms).
+ * Raw is what cases of recipe images use: the disk is the crash image as
+ * soon as QEMU is gone, and copying a 32 MiB base sparsely (about 20 ms)
+ * costs less than creating an overlay and flattening it for e2fsck
+ * afterwards (about 100 ms). A user's image, which may be large, gets an
+ * overlay: QEMU opens a backing file read-only.
  */
 export async function createCaseDisk(basePath: string, dest: string, format: 'qcow2' | 'raw' = 'raw'): Promise<{ path: string; format: 'qcow2' | 'raw' }> {
   if (format === 'qcow2') {
-    await runOk(await tool('qemu-img'), ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', basePath, dest]);
+    // An absolute backing path: the overlay is opened from another directory than it was made in.
+    await runOk(await tool('qemu-img'), ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', resolve(basePath), dest]);
   } else {
-    // cp keeps the holes (copy_file_range would write them out as zeros).
-    await runOk('cp', ['--sparse=always', '--reflink=auto', '--', basePath, dest]);
+    await copyImage(basePath, dest);
   }
   return { path: dest, format };
 }
 
+/**
+ * A raw image's copy that keeps its holes: cp makes a reflink where the
+ * filesystem can and writes only the data otherwise. (Node's copyFile falls
+ * back to copy_file_range, which writes every hole out as zeros: a 64 MiB
+ * image with 2 MiB of data took 64 MiB per copy.)
+ */
+export async function copyImage(src: string, dest: string): Promise<string> {
+  await runOk('cp', ['--sparse=always', '--reflink=auto', '--', src, dest]);
+  return dest;
+}
+
 /** A raw image that e2fsck and debugfs can read, from an overlay or a raw disk. */
 export async function flattenToRaw(disk: { path: string; format: 'qcow2' | 'raw' }, dest: string): Promise<string> {
-  if (disk.format === 'raw') await copyFile(disk.path, dest, constants.COPYFILE_FICLONE);
+  if (disk.format === 'raw') await copyImage(disk.path, dest);
+  // qemu-img writes zeroed clusters as holes (its -S 4k default).
   else await runOk(await tool('qemu-img'), ['convert', '-O', 'raw', disk.path, dest]);
   return dest;
 }

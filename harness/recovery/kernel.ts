@@ -1,5 +1,5 @@
-import { copyFile, constants } from 'node:fs/promises';
 import type { KernelInfo } from '../kernel/kernel.ts';
+import { copyImage } from '../image/disk.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import type { RecoveredImage } from './recovery.ts';
 
@@ -18,7 +18,7 @@ export interface KernelRecoveryEnv {
  */
 export async function recoverWithKernel(crashImage: string, workCopy: string, env: KernelRecoveryEnv): Promise<RecoveredImage> {
   const t0 = performance.now();
-  await copyFile(crashImage, workCopy, constants.COPYFILE_FICLONE);
+  await copyImage(crashImage, workCopy);
   await using machine = await env.machines.launch({ role: 'recovery', kernel: env.kernel, initrd: env.initrd, disk: { path: workCopy, format: 'raw' } });
   const mount = await machine.agent.call('mount', ['defaults'], 120_000);
   const umount = mount.exitCode === 0 ? await machine.agent.call('umount', [], 120_000) : undefined;

@@ -5,6 +5,7 @@ import { tap13Document } from './tap13.ts';
 import { ktapDocument } from './ktap.ts';
 import { junitDocument } from './junit.ts';
 import { textReport } from './text.ts';
+import { fileReports, fileReportText } from '../results/file-report.ts';
 
 /**
  * The reports written beside summary.json at the end of a run (and by
@@ -20,4 +21,10 @@ export const runReportFiles = {
 
 export async function writeRunReports(dir: string, summary: RunSummary): Promise<void> {
   for (const [file, render] of Object.entries(runReportFiles)) await writeFileAtomic(join(dir, file), render(summary));
+  // A run on a user's image: every file's result (results/file-report.ts).
+  const files = fileReports(summary);
+  if (files.length) {
+    await writeFileAtomic(join(dir, 'files.txt'), files.map(fileReportText).join('\n'));
+    await writeFileAtomic(join(dir, 'files.json'), JSON.stringify(files, null, 2) + '\n');
+  }
 }

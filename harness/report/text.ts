@@ -1,5 +1,6 @@
 import type { Finding } from '../findings/finding.ts';
 import type { RunSummary } from '../results/run.ts';
+import { fileReports, fileRowText } from '../results/file-report.ts';
 
 /**
  * A plain-text summary short enough to paste into a mail: what ran where,
@@ -27,6 +28,19 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     for (const f of x.findings) if (f.class !== 'leak' && !failing.has(JSON.stringify(f))) otherAllowed.set(f.code, (otherAllowed.get(f.code) ?? 0) + 1);
   }
   if (otherAllowed.size) out.push(`allowed:   ${[...otherAllowed].map(([code, n]) => `${n} ${code}`).join(', ')} (by the scenarios' allow:)`);
+  for (const rep of fileReports(s)) {
+    // A user's image: the answer per file, in short; files.txt has every file.
+    const fc = rep.counts;
+    out.push('');
+    h(`Files of ${rep.image} (${rep.scenario})`);
+    out.push(`ioctl:     ${fc.migrated} migrated, ${fc.refused} refused, ${fc.skipped} skipped${fc.badReturn ? `, ${fc.badReturn} bad return` : ''}${rep.reference ? ` (${rep.reference})` : ' (no migration completed)'}`);
+    out.push(`no crash:  ${rep.rows.some((r) => r.noCrash) ? (fc.noCrashDamaged ? `${fc.noCrashDamaged} file(s) changed by the migration itself` : 'bytes, blocks and mapping as expected for every file') : 'did not complete'}`);
+    out.push(`crashes:   ${rep.crashCases} case(s), ${fc.crashDamaged ? `${fc.crashDamaged} file(s) damaged` : 'no file damaged'}`);
+    const notable = rep.rows.filter((r) => r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length || r.noCrash?.codes.length);
+    for (const r of notable.slice(0, 20)) out.push(`${md ? '- ' : '  '}${fileRowText(r, rep.crashCases)}`);
+    if (notable.length > 20) out.push(`  ... ${notable.length - 20} more`);
+    out.push(`every file: files.txt in the run folder`);
+  }
   const bad = s.cases.filter((x) => x.status !== 'pass');
   if (bad.length) {
     out.push('');

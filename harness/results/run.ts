@@ -10,6 +10,8 @@ export type KeepPolicy = 'failed' | 'all' | 'none';
 export interface RunConfig {
   /** Scenario files and folders, absolute. */
   inputs: string[];
+  /** --image (absolute): the scenarios run on this filesystem image; with no input, the built-in set for it does. */
+  image?: string;
   /** --kernel as given: stock, a built kernel id, or a bzImage path (absolute). */
   kernel: string;
   filter?: string[];
@@ -35,7 +37,8 @@ export interface RunSummary {
   versions: ToolVersions;
   seed: number;
   accel: 'kvm' | 'tcg';
-  scenarios: Array<{ name: string; file: string; hash: string; suite: string }>;
+  /** `image`: the user's filesystem image the scenario ran on (absent for a recipe's image), `imageDigest` its content digest. */
+  scenarios: Array<{ name: string; file: string; hash: string; suite: string; image?: string; imageDigest?: string }>;
   /** Absent in runs made before qcrash recorded it (they cannot be resumed). */
   config?: RunConfig;
   /** The qcrash that made the run: a hash of its sources (the package version never changes). */

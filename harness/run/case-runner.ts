@@ -1,6 +1,6 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CaseSpec } from '../scenario/model.ts';
+import { baseImageKey, type CaseSpec } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import type { Finding } from '../findings/finding.ts';
@@ -17,6 +17,7 @@ import { scanConsole } from '../checks/console.ts';
 import { runOracles, writeE2fsckLogs } from '../checks/oracle.ts';
 import { workloadFindings } from '../checks/steps.ts';
 import { loadRecipe } from '../image/recipe.ts';
+import { imageFileOrigins } from '../image/user-image.ts';
 import type { CaseResult } from '../results/case.ts';
 import { caseVerdict } from '../results/verdict.ts';
 
@@ -47,8 +48,8 @@ export interface CaseEnv {
 
 /** Where a case's crash states come from: today the kill point's VM run. */
 export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string): CrashStateSource {
-  const base = env.images.get(spec.scenario.recipe)!;
-  const restoreFrom = env.snapshots?.get(spec.scenario.recipe);
+  const base = env.images.get(baseImageKey(spec.scenario))!;
+  const restoreFrom = env.snapshots?.get(baseImageKey(spec.scenario));
   return new KillPointSource(spec.scenario.steps, spec.crashPoint, spec.seed, {
     machines: env.machines,
     kernel: env.kernel,
@@ -111,7 +112,7 @@ function emptyResult(spec: CaseSpec, caseDir: string): CaseResult {
  * produced: the seam where write-log states will come in.
  */
 export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string): Promise<Partial<CaseResult>> {
-  const base = env.images.get(spec.scenario.recipe)!;
+  const base = env.images.get(baseImageKey(spec.scenario))!;
   await using tmp = await TempDir.create('case');
   if (env.beforeOracle) await env.beforeOracle(state.image, spec);
   const findings: Finding[] = [];
@@ -119,9 +120,11 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
   findings.push(...workloadFindings(spec.scenario.steps, state.records));
   const { expectations, migrated } = deriveExpectations(spec.scenario.steps, state.records, base.manifest, state.ending === 'clean', { caseSeed: spec.seed });
   await writeFile(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
-  // Only a write into a recipe file needs the recipe (its original bytes).
-  const recipe = expectations.files.some((f) => f.origin === 'recipe') ? await loadRecipe(spec.scenario.recipe) : undefined;
-  const ctx = { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}) };
+  // Only a write into a file of the image needs its original bytes: regenerated from the recipe, or read from the user's image.
+  const written = expectations.files.filter((f) => f.origin === 'recipe').map((f) => f.path);
+  const recipe = written.length && spec.scenario.recipe ? await loadRecipe(spec.scenario.recipe) : undefined;
+  const imageFiles = written.length && base.source === 'image' ? await imageFileOrigins(base, written) : undefined;
+  const ctx = { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}), ...(imageFiles ? { imageFiles } : {}) };
   let recoveryMs = 0;
   let oraclesMs = 0;
   for (const mode of spec.scenario.recovery) {

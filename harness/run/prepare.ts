@@ -1,12 +1,15 @@
 import { stat } from 'node:fs/promises';
 import { scenariosDir } from '../util/paths.ts';
-import { findScenarioFiles, loadScenario } from '../scenario/parse.ts';
-import type { RecoveryMode, Scenario } from '../scenario/model.ts';
+import { ConfigError } from '../util/errors.ts';
+import { findScenarioFiles, loadScenario, parseScenario } from '../scenario/parse.ts';
+import { baseImageKey, type RecoveryMode, type Scenario } from '../scenario/model.ts';
 import { resolveKernel } from '../kernel/resolve.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import { buildInitramfs } from '../guest/initramfs.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { buildImage, type BaseImage } from '../image/build.ts';
+import { openUserImage, UserImageError } from '../image/user-image.ts';
+import { imageSuiteYaml } from './image-suite.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { detectAccel } from '../vm/machine/accel.ts';
 import { agentReadySnapshot } from '../vm/machine/snapshot-cache.ts';
@@ -15,11 +18,45 @@ import { gdbDriverFactory } from '../crash/points/gdb-driver.ts';
 import { toolVersions } from './versions.ts';
 import type { CaseEnv, KeepPolicy } from './case-runner.ts';
 
-/** The scenarios of a run, parsed and checked (every error names file:line), before anything is built. */
-export async function loadScenarios(inputs: string[], recovery?: RecoveryMode[]): Promise<Scenario[]> {
-  const files = await findScenarioFiles(inputs.length ? inputs : [scenariosDir]);
-  const scenarios = await Promise.all(files.map((f) => loadScenario(f.file, { suite: f.suite })));
-  return recovery ? scenarios.map((s) => ({ ...s, recovery })) : scenarios;
+export interface LoadOptions {
+  recovery?: RecoveryMode[];
+  /** --image (absolute): every scenario runs on this image; with no scenario named, the built-in set does. */
+  image?: string;
+  /** The built-in set's scenario file (in the run folder: the runner writes it there once the run starts). */
+  imageSuitePath?: string;
+}
+
+/**
+ * The scenarios of a run, parsed and checked (every error names file:line),
+ * before anything is built (a user's image is read: its manifest is what
+ * the steps' paths are checked against).
+ */
+export async function loadScenarios(inputs: string[], opts: LoadOptions = {}): Promise<{ scenarios: Scenario[]; imageSuite?: { file: string; text: string } }> {
+  let scenarios: Scenario[];
+  let imageSuite: { file: string; text: string } | undefined;
+  if (opts.image && !inputs.length) {
+    const base = await openImageArg(opts.image);
+    if (!opts.imageSuitePath) throw new Error('loadScenarios: the built-in set for --image needs imageSuitePath');
+    const file = opts.imageSuitePath;
+    imageSuite = { file, text: imageSuiteYaml(base) };
+    scenarios = [await parseScenario(file, imageSuite.text, { suite: 'image' })];
+  } else {
+    const files = await findScenarioFiles(inputs.length ? inputs : [scenariosDir]);
+    if (opts.image) await openImageArg(opts.image);
+    scenarios = await Promise.all(files.map((f) => loadScenario(f.file, { suite: f.suite, ...(opts.image ? { image: opts.image } : {}) })));
+  }
+  if (opts.recovery) scenarios = scenarios.map((s) => ({ ...s, recovery: opts.recovery! }));
+  return { scenarios, ...(imageSuite ? { imageSuite } : {}) };
+}
+
+/** --image checked once, its errors naming the option. */
+async function openImageArg(path: string): Promise<BaseImage> {
+  try {
+    return await openUserImage(path);
+  } catch (e) {
+    if (e instanceof UserImageError) throw new ConfigError(`--image ${path}: ${e.message}`);
+    throw e;
+  }
 }
 
 export interface PrepareOptions {
@@ -39,14 +76,17 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
   const kernel = typeof opts.kernel === 'string' ? await resolveKernel(opts.kernel) : opts.kernel;
   const initrd = (await buildInitramfs(kernel)).path;
   const images = new Map<string, BaseImage>();
-  for (const r of new Set(scenarios.map((s) => s.recipe))) images.set(r, await buildImage(await loadRecipe(r)));
+  for (const s of scenarios) {
+    const key = baseImageKey(s);
+    if (!images.has(key)) images.set(key, s.image ? await openUserImage(s.image) : await buildImage(await loadRecipe(s.recipe!)));
+  }
   await opts.beforeMachines?.(images);
   await validateKernelPoints(opts.machines, kernel, initrd, scenarios.flatMap((s) => s.crashPoints.map((point, i) => ({ point, file: s.file, ...(s.pointLines?.[i] !== undefined ? { line: s.pointLines[i] } : {}) }))));
   const snapshots = new Map<string, string>();
   if (opts.snapshots !== false) {
     const accel = (await detectAccel()).accel;
     const qemu = (await toolVersions(kernel.release)).qemu;
-    for (const [recipe, base] of images) snapshots.set(recipe, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
+    for (const [key, base] of images) snapshots.set(key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
   }
   const env: CaseEnv = {
     machines: opts.machines,

@@ -7,7 +7,9 @@ import { sweepStaleTempDirs } from '../util/tempdir.ts';
 import { ConfigError, InfraError } from '../util/errors.ts';
 import { onInterrupt } from '../util/cleanup.ts';
 import { expandCases } from '../scenario/expand.ts';
-import type { CaseSpec, RecoveryMode, Scenario } from '../scenario/model.ts';
+import { baseImageKey, type CaseSpec, type RecoveryMode, type Scenario } from '../scenario/model.ts';
+import type { BaseImage } from '../image/build.ts';
+import { userImageChanged } from '../image/user-image.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { MachinePool } from '../vm/machine/pool.ts';
@@ -22,9 +24,13 @@ import { defaultKeep, runCase, type CaseEnv, type KeepPolicy } from './case-runn
 import { allocatedBytes, loadScenarios, prepareRun } from './prepare.ts';
 import { qcrashBuild, toolVersions } from './versions.ts';
 import { checkOutDir, checkOutSpace } from './out-dir.ts';
+import { imageSuiteFile } from './image-suite.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 
 export interface RunOptions {
   inputs: string[];
+  /** --image: run on this filesystem image (the built-in set for it when `inputs` is empty). */
+  image?: string;
   /** --kernel: stock, a built kernel id, a bzImage path; or a kernel already resolved (validate, bisect). */
   kernel: string | KernelInfo;
   jobs?: number;
@@ -87,6 +93,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   } else {
     config = {
       inputs: opts.inputs.map((i) => resolve(i)),
+      ...(opts.image ? { image: resolve(opts.image) } : {}),
       kernel: kernelSpec(opts.kernel),
       ...(opts.filter?.length ? { filter: opts.filter } : {}),
       ...(opts.recovery ? { recovery: opts.recovery } : {}),
@@ -96,9 +103,15 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     seed = opts.seed ?? Math.floor(Math.random() * 1e9);
   }
 
+  const runId = store?.meta.runId ?? newRunId();
+  const dir = store?.dir ?? resolve(opts.out ?? join(defaultResultsDir, runId));
+
   // Everything about the input first: a bad scenario or a filter that
   // matches nothing costs no kernel, image or VM.
-  const scenarios = await loadScenarios(config.inputs, config.recovery);
+  const { scenarios, imageSuite } = await loadScenarios(config.inputs, {
+    ...(config.recovery ? { recovery: config.recovery } : {}),
+    ...(config.image ? { image: config.image, imageSuitePath: join(dir, imageSuiteFile) } : {}),
+  });
   let cases = expandCases(scenarios, seed);
   const all = cases.length;
   if (config.filter?.length) cases = cases.filter((c) => config.filter!.some((f) => c.id.includes(f)));
@@ -107,8 +120,6 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   }
   if (store) checkScenariosUnchanged(store.meta, scenarios, opts.resume!);
 
-  const runId = store?.meta.runId ?? newRunId();
-  const dir = store?.dir ?? resolve(opts.out ?? join(defaultResultsDir, runId));
   if (!store) {
     if (await access(join(dir, 'run.json')).then(() => true, () => false)) {
       throw new ConfigError(`--out ${dir} already holds a run: finish it with --resume ${dir}, or choose another --out`);
@@ -130,6 +141,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     },
   });
   if (opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
+  if (store) checkImagesUnchanged(store.meta, scenarios, env.images, opts.resume!);
   if (store && store.meta.kernel.id !== kernel.id) {
     throw new ConfigError(`${opts.resume} ran on kernel ${store.meta.kernel.id}; --kernel ${config.kernel} is now ${kernel.id}: finishing it would mix two kernels; start a new run`);
   }
@@ -144,12 +156,17 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       versions: await toolVersions(kernel.release),
       seed,
       accel: (await detectAccel()).accel,
-      scenarios: scenarios.map((s) => ({ name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite })),
+      scenarios: scenarios.map((s) => {
+        const digest = s.image ? env.images.get(baseImageKey(s))?.digest : undefined;
+        return { name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}), ...(digest ? { imageDigest: digest } : {}) };
+      }),
       config,
       qcrash: { version: '0.1.0', build },
     };
     store = await RunStore.create(dir, meta);
   }
+  // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
+  if (imageSuite) await writeFileAtomic(imageSuite.file, imageSuite.text);
   const run = store;
   // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
   const previous = (await run.loadCases()).filter((c) => c.status !== 'error' && cases.some((x) => x.id === c.id));
@@ -189,12 +206,25 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
         { cause: writeFailure },
       );
     }
+    for (const image of new Set(scenarios.flatMap((s) => (s.image ? [s.image] : [])))) {
+      if (await userImageChanged(image)) process.stderr.write(`qcrash: ${image} changed during the run (not by qcrash, which only reads it): its cases may describe two filesystems; run again on an image nothing writes to\n`);
+    }
     const summary = run.summary(results, true);
     await run.writeSummary(summary);
     await hub.onRunEnd(summary, run.dir);
     return { summary, dir: run.dir, reporterFailures: hub.failed };
   } finally {
     stopHint();
+  }
+}
+
+/** --resume on a user's image: the image must be the one the run started on, by content. */
+function checkImagesUnchanged(meta: RunMeta, scenarios: Scenario[], images: Map<string, BaseImage>, dir: string): void {
+  for (const s of scenarios) {
+    if (!s.image) continue;
+    const was = meta.scenarios.find((x) => x.file === resolve(s.file))?.imageDigest;
+    const now = images.get(baseImageKey(s))?.digest;
+    if (was && now && was !== now) throw new ConfigError(`${s.image} changed since the run in ${dir} started (its content differs): finishing it would mix two filesystems; start a new run`);
   }
 }
 

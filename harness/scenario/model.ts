@@ -82,8 +82,10 @@ export interface Scenario {
   /** sha256 of the file's bytes, recorded in summary.json. */
   hash: string;
   description?: string;
-  recipe: string;
-  /** Kernel command-line additions for the workload boot. */
+  /** The recipe the base image is built from (a name, or an absolute path to a recipe file); absent when `image` is given. */
+  recipe?: string;
+  /** A user's own filesystem image (absolute path), used instead of a recipe's: `image:` in the file, or `--image`. */
+  image?: string;
   steps: Step[];
   crashPoints: CrashPoint[];
   /** The line of each crash point's `kill:` item (for errors found later, such as an unknown kernel symbol). */
@@ -93,6 +95,13 @@ export interface Scenario {
   allow: Allowance;
   /** Suite label for grouping (e.g. "known-bugs"). */
   suite: string;
+}
+
+/** The key a scenario's base image goes by in a run (its recipe, or its image file): cases of one key share the image and its saved VM state. */
+export function baseImageKey(s: Pick<Scenario, 'recipe' | 'image'>): string {
+  if (s.image) return `image:${s.image}`;
+  if (!s.recipe) throw new Error('a scenario has neither a recipe nor an image');
+  return s.recipe;
 }
 
 /** One scenario x crash point x repetition: the unit that runs in one VM. */

@@ -9,6 +9,9 @@ import { defaultAllowance } from '../findings/finding.ts';
 import { stepTimeoutMs, type CrashPoint, type RecoveryMode, type Scenario, type Step, type WriterMode } from './model.ts';
 import { YamlSource } from '../util/yaml-source.ts';
 import { listRecipeNames, loadRecipe, recipePaths } from '../image/recipe.ts';
+import { openUserImage, UserImageError } from '../image/user-image.ts';
+import type { BaseImage } from '../image/build.ts';
+import type { Manifest } from '../image/manifest.ts';
 import {
   pointArgs,
   pointScalarKey,
@@ -41,7 +44,7 @@ export function scenarioId(file: string, name?: string): string {
 }
 
 /** Read and validate one scenario file; every error names file:line. */
-export async function loadScenario(file: string, opts: { suite?: string } = {}): Promise<Scenario> {
+export async function loadScenario(file: string, opts: ParseOptions = {}): Promise<Scenario> {
   let text: string;
   try {
     const st = await stat(file);
@@ -57,29 +60,57 @@ export async function loadScenario(file: string, opts: { suite?: string } = {}):
   return parseScenario(file, text, opts);
 }
 
-export async function parseScenario(file: string, text: string, opts: { suite?: string } = {}): Promise<Scenario> {
+export interface ParseOptions {
+  suite?: string;
+  /**
+   * `--image`: run the scenario on this image file (absolute) instead of the
+   * recipe or image it names (it may name neither). Its steps' paths are
+   * checked against the image's manifest.
+   */
+  image?: string;
+}
+
+export async function parseScenario(file: string, text: string, opts: ParseOptions = {}): Promise<Scenario> {
   const src = YamlSource.parse(file, text);
   const raw = src.value();
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw src.error([], 'a scenario file is a YAML map with at least "recipe", "steps" and "kill"');
+    throw src.error([], 'a scenario file is a YAML map with at least "recipe" (or "image"), "steps" and "kill"');
   }
   const top = check(src, [], scenarioTop, raw);
 
-  // A recipe is a name from vm-images/recipes/ or a path (relative to the scenario file) to a recipe of one's own.
-  let recipe = top.recipe;
-  if (recipe.includes('/') || recipe.endsWith('.yaml')) {
-    recipe = resolve(dirname(file), recipe);
-    if (!(await stat(recipe).then((s) => s.isFile(), () => false))) throw src.error(['recipe'], `recipe file ${top.recipe} not found (looked for ${recipe})`);
-  } else {
-    const recipes = await listRecipeNames();
-    if (!recipes.includes(top.recipe)) {
-      throw src.error(['recipe'], `unknown recipe "${top.recipe}" (recipes live in vm-images/recipes/, or give a path ending in .yaml).${didYouMean(top.recipe, recipes)}`);
+  let recipe: string | undefined;
+  let image: string | undefined;
+  let fsPaths: FsPaths;
+  if (opts.image) {
+    image = opts.image;
+    fsPaths = manifestPaths((await openImage(image, (m) => new ConfigError(`--image ${image}: ${m}`))).manifest, image);
+  } else if (top.recipe !== undefined && top.image !== undefined) {
+    throw src.error(['image'], 'a scenario runs on a recipe\'s image or on an image file: give "recipe:" or "image:", not both');
+  } else if (top.image !== undefined) {
+    // An image file of one's own, relative to the scenario file.
+    image = resolve(dirname(file), top.image);
+    if (!(await stat(image).then((s) => s.isFile(), () => false))) throw src.error(['image'], `image file ${top.image} not found (looked for ${image})`);
+    fsPaths = manifestPaths((await openImage(image, (m) => src.error(['image'], `image ${top.image}: ${m}`))).manifest, image);
+  } else if (top.recipe !== undefined) {
+    // A recipe is a name from vm-images/recipes/ or a path (relative to the scenario file) to a recipe of one's own.
+    recipe = top.recipe;
+    if (recipe.includes('/') || recipe.endsWith('.yaml')) {
+      recipe = resolve(dirname(file), recipe);
+      if (!(await stat(recipe).then((s) => s.isFile(), () => false))) throw src.error(['recipe'], `recipe file ${top.recipe} not found (looked for ${recipe})`);
+    } else {
+      const recipes = await listRecipeNames();
+      if (!recipes.includes(top.recipe)) {
+        throw src.error(['recipe'], `unknown recipe "${top.recipe}" (recipes live in vm-images/recipes/, or give a path ending in .yaml).${didYouMean(top.recipe, recipes)}`);
+      }
     }
+    fsPaths = { ...recipePaths(await loadRecipe(recipe)), label: 'the recipe\'s filesystem' };
+  } else {
+    throw src.error([], 'a scenario names the filesystem it runs on: "recipe: NAME" (vm-images/recipes/), "image: FILE.img" (an image of your own, relative to this file), or run it with --image FILE.img');
   }
 
   const name = scenarioId(file, top.name);
   const steps = parseSteps(src, top.steps, name);
-  checkPaths(src, steps, recipePaths(await loadRecipe(recipe)));
+  checkPaths(src, steps, fsPaths);
   const stepNames = new Set(steps.map((s) => s.name));
   const pointLines: Array<number | undefined> = [];
   const crashPoints = top.kill.flatMap((item, i) => {
@@ -95,7 +126,8 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
     file,
     hash: sha256(text),
     ...(top.description !== undefined ? { description: top.description } : {}),
-    recipe,
+    ...(recipe !== undefined ? { recipe } : {}),
+    ...(image !== undefined ? { image } : {}),
     steps,
     crashPoints,
     pointLines,
@@ -227,19 +259,43 @@ function toStep(kind: StepArgKind, name: string, a: Record<string, unknown>, sce
   }
 }
 
+/** The paths of the filesystem a scenario runs on, and what to call it in messages. */
+interface FsPaths {
+  files: Set<string>;
+  dirs: Set<string>;
+  symlinks: Set<string>;
+  label: string;
+}
+
+function manifestPaths(m: Manifest, image: string): FsPaths {
+  const of = (t: string) => new Set(m.entries.filter((e) => e.type === t).map((e) => e.path));
+  return { files: of('file'), dirs: new Set(['/', ...of('dir')]), symlinks: of('symlink'), label: `the filesystem of ${image}` };
+}
+
+/** A user's image, opened (checked, manifest read) once per process; its bad-input errors said where it was named. */
+async function openImage(path: string, where: (message: string) => Error): Promise<BaseImage> {
+  try {
+    return await openUserImage(path);
+  } catch (e) {
+    if (e instanceof UserImageError) throw where(e.message);
+    throw e;
+  }
+}
+
 /**
- * Every path a step names must be there when the step runs: in the recipe,
- * or made by an earlier `write` or writer. Otherwise chattr or fsync fails
- * in the guest and the case would test nothing; better a file:line now.
+ * Every path a step names must be there when the step runs: in the recipe
+ * (or the image), or made by an earlier `write` or writer. Otherwise chattr
+ * or fsync fails in the guest and the case would test nothing; better a
+ * file:line now.
  */
-function checkPaths(src: YamlSource, steps: readonly Step[], recipe: { files: Set<string>; dirs: Set<string>; symlinks: Set<string> }): void {
+function checkPaths(src: YamlSource, steps: readonly Step[], recipe: FsPaths): void {
   const created = new Set<string>();
   const exists = (p: string) => recipe.files.has(p) || recipe.dirs.has(p) || recipe.symlinks.has(p) || created.has(p);
   const parent = (p: string) => p.slice(0, p.lastIndexOf('/')) || '/';
   const where = (step: Step, ...more: Path) => [...(stepPaths.get(step) ?? []), ...more];
   const missing = (p: string) => {
     const near = closeMatches(p, [...recipe.files, ...recipe.dirs, ...created], 3);
-    return `"${p}" is not in the recipe's filesystem${near.length ? ` (close: ${near.join(', ')})` : ''}`;
+    return `"${p}" is not in ${recipe.label}${near.length ? ` (close: ${near.join(', ')})` : ''}`;
   };
   for (const step of steps) {
     // A step allowed to fail may name what is not there on purpose.
@@ -256,7 +312,7 @@ function checkPaths(src: YamlSource, steps: readonly Step[], recipe: { files: Se
         break;
       case 'write':
         if (recipe.dirs.has(step.path)) fail(src, where(step, 'path'), `write: "${step.path}" is a directory`);
-        if (!recipe.dirs.has(parent(step.path))) fail(src, where(step, 'path'), `write: the directory "${parent(step.path)}" is not in the recipe's filesystem (write creates files, not directories)`);
+        if (!recipe.dirs.has(parent(step.path))) fail(src, where(step, 'path'), `write: the directory "${parent(step.path)}" is not in ${recipe.label} (write creates files, not directories)`);
         created.add(step.path);
         break;
       case 'writer':
@@ -264,7 +320,7 @@ function checkPaths(src: YamlSource, steps: readonly Step[], recipe: { files: Se
         if (step.mode === 'mmap-holes') {
           if (!recipe.files.has(step.path) && !created.has(step.path)) fail(src, where(step, 'path'), `writer mmap-holes: ${missing(step.path)} (it stores into the holes of an existing file)`);
         } else {
-          if (!recipe.dirs.has(parent(step.path))) fail(src, where(step, 'path'), `writer: the directory "${parent(step.path)}" is not in the recipe's filesystem`);
+          if (!recipe.dirs.has(parent(step.path))) fail(src, where(step, 'path'), `writer: the directory "${parent(step.path)}" is not in ${recipe.label}`);
           created.add(step.path);
         }
         break;

@@ -15,6 +15,11 @@ const absPath = z
   .string()
   .regex(/^(\/[^/\0]+)+$/, 'must be an absolute path inside the test filesystem (e.g. /shapes/f), without "//" or a trailing "/"')
   .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
+/** What migrate may name: a path as above, or "/" for the whole filesystem (chattr -R +e / on the mount point). */
+const migratePath = z
+  .string()
+  .regex(/^(\/|(\/[^/\0]+)+)$/, 'must be an absolute path inside the test filesystem (e.g. /shapes/f, or / for all of it), without "//" or a trailing "/"')
+  .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
 
 /** Every step takes a name and `may_fail: true` (a failure in the guest is then no finding). */
@@ -25,7 +30,7 @@ export const stepArgs = {
   umount: z.strictObject({ ...common }),
   migrate: z.strictObject({
     ...common,
-    paths: z.union([absPath, z.array(absPath).min(1)]),
+    paths: z.union([migratePath, z.array(migratePath).min(1)]),
     recursive: z.boolean().optional(),
   }),
   write: z.strictObject({
@@ -97,7 +102,10 @@ export const scenarioTop = z.strictObject({
   name: name.optional(),
   description: z.string().optional(),
   suite: name.optional(),
-  recipe: z.string().min(1),
+  /** A recipe name (vm-images/recipes/) or a recipe file path; or, instead, */
+  recipe: z.string().min(1).optional(),
+  /** a filesystem image file of one's own (relative to the scenario file). */
+  image: z.string().min(1).optional(),
   steps: z.array(z.unknown()).min(1),
   kill: z.array(z.unknown()).min(1),
   repeat: posInt.max(1000).optional(),

@@ -323,6 +323,8 @@ export function reproduceCommand(s: RunSummary, caseId?: string): string {
   const kernel = s.kernel.kind === 'stock' ? 'stock' : s.kernel.kind === 'path' ? String((s.kernel.provenance as { path?: string } | undefined)?.path ?? s.kernel.id) : s.kernel.id;
   const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
   const args = ['qcrash', 'run', ...s.scenarios.map((x) => x.file), '--kernel', kernel, '--seed', String(s.seed)];
+  // --image with scenarios named: they ran on that image, not the one they name. (The built-in set's file names its image itself.)
+  if (s.config?.image && s.config.inputs.length) args.push('--image', s.config.image);
   if (caseId) args.push('--filter', caseId);
   return args.map(quote).join(' ');
 }

@@ -3,6 +3,7 @@ import type { CaseResult } from '../../results/case.ts';
 import type { RunSummary } from '../../results/run.ts';
 import type { Finding } from '../../findings/finding.ts';
 import { loadSummary } from '../../results/store.ts';
+import { fileReports, type FileRow } from '../../results/file-report.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
 import type { Reporter } from '../reporter.ts';
 import { esc, relHref, renderPage } from './page.ts';
@@ -78,7 +79,7 @@ function header(s: RunSummary): string {
   return `<header class="page">
 <h1>qcrash run <span class="mono">${esc(s.runId)}</span></h1>
 <p>${verdictBadge(bad ? 'fail' : 'pass', { text: bad ? `FAIL: ${s.counts.fail} failed, ${s.counts.error} errors, ${s.counts.notReached} not reached of ${s.counts.total}` : `PASS: all ${s.counts.total} cases passed`, cls: 'banner', attrs: 'id="run-verdict"' })}</p>
-<nav class="toc" aria-label="sections"><a href="#run">Run</a><a href="#matrix-section">Matrix</a><a href="#charts">Charts</a><a href="#findings">Findings</a><a href="#cases">Cases</a></nav>
+<nav class="toc" aria-label="sections"><a href="#run">Run</a><a href="#matrix-section">Matrix</a><a href="#charts">Charts</a><a href="#findings">Findings</a>${fileReports(s).length ? '<a href="#files">Files</a>' : ''}<a href="#cases">Cases</a></nav>
 </header>
 <section id="run"><h2>Run</h2>
 ${factsList(facts)}
@@ -137,6 +138,53 @@ ${dataTable(['case', 'phase', 'ms'], phases.map((p) => [`<a href="#${esc(caseAnc
 ${dataTable(['case', 'epoch', 'state', 'verdict'], states.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.epoch), esc(p.stateKind), verdictBadge(p.verdict)]), 'chart-log-epochs-data')}</figure>`);
   const html = `<section id="charts"><h2>Charts</h2><noscript><p>The charts need JavaScript; each has its data as a table below it.</p></noscript>${figures.join('\n')}</section>`;
   return { html, data: { crashPoints: timed, crashIndex: counted, phases, logStates: states } };
+}
+
+/** The most rows the page shows per image: files.txt beside it has every file. */
+const maxFileRows = 2000;
+
+/**
+ * A run on a user's image: per file, what the ioctl said with no crash, what
+ * survived it and what the crashes did (results/file-report.ts). Files with
+ * something to say come first.
+ */
+function filesSection(s: RunSummary): string {
+  const reports = fileReports(s);
+  if (!reports.length) return '';
+  const parts = reports.map((rep) => {
+    const c = rep.counts;
+    const notable = (r: FileRow) => r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length > 0 || (r.noCrash?.codes.length ?? 0) > 0;
+    const rows = [...rep.rows].sort((a, b) => Number(notable(b)) - Number(notable(a)));
+    const shown = rows.slice(0, maxFileRows);
+    const cell = (ok: boolean, yes: string, no: string) => (ok ? esc(yes) : verdictBadge('fail', { text: no }));
+    const body = shown
+      .map((r) => {
+        const nc = r.noCrash;
+        const dir = r.type === 'dir';
+        const ioctl = r.ioctl === 'migrated' ? 'migrated' : r.ioctl === 'refused' ? `refused: ${esc(r.why ?? '')}` : r.ioctl === 'bad-return' ? verdictBadge('fail', { text: `bad return: ${r.why ?? ''}` }) : esc(r.ioctl);
+        const after = !nc
+          ? '<span class="muted">no no-crash case</span>'
+          : [
+              dir ? cell(nc.bytes, 'present', 'missing') : `${cell(nc.bytes, 'bytes ok', 'bytes changed')}, ${cell(nc.blocks, 'blocks ok', 'blocks moved')}`,
+              cell(nc.mapping, r.ioctl === 'migrated' ? 'extents' : r.ioctl === 'refused' ? 'still block-mapped' : 'mapping ok', r.ioctl === 'refused' ? 'extents despite refusal' : 'not extent-mapped'),
+              ...(nc.codes.length ? [verdictBadge('fail', { text: nc.codes.join(', ') })] : []),
+            ].join(', ');
+        const crashes = r.ioctl === 'skipped' ? '<span class="muted">not migrated</span>' : r.damaged.length
+          ? r.damaged.slice(0, 6).map((d) => `<a href="#${esc(caseAnchor(d.case))}">${esc(d.case)}</a> ${esc(d.code)}${d.recovery ? ` [${esc(d.recovery)}]` : ''}`).join('<br>') + (r.damaged.length > 6 ? `<br><span class="muted">and ${r.damaged.length - 6} more</span>` : '')
+          : `survived ${rep.crashCases}`;
+        return `<tr data-path="${esc(r.path)}" data-ioctl="${esc(r.ioctl)}" data-damaged="${r.damaged.length > 0 || (nc?.codes.length ?? 0) > 0}"><td><code>${esc(r.path)}</code></td><td>${esc(r.type ?? '')}</td><td>${ioctl}</td><td>${after}</td><td>${crashes}</td></tr>`;
+      })
+      .join('\n');
+    return `<h3>${esc(rep.image ?? rep.scenario)} <span class="muted">(scenario ${esc(rep.scenario)})</span></h3>
+<p>${c.migrated} migrated, ${c.refused} refused, ${c.skipped} skipped${c.badReturn ? `, ${c.badReturn} with a return the ABI does not allow` : ''} <span class="muted">(ioctl results of ${esc(rep.reference ?? 'no completed migration')})</span>; with no crash ${rep.rows.some((r) => r.noCrash) ? (c.noCrashDamaged ? `${c.noCrashDamaged} file(s) changed` : 'every file kept its bytes and blocks') : 'nothing completed'}; ${rep.crashCases} crash case(s), ${c.crashDamaged ? `${c.crashDamaged} file(s) damaged` : 'no file damaged'}.</p>
+<div class="scroll"><table class="files" data-scenario="${esc(rep.scenario)}"><thead><tr><th>path</th><th>type</th><th>ioctl (no crash)</th><th>after the migration, no crash</th><th>crash cases</th></tr></thead><tbody>
+${body}
+</tbody></table></div>${rows.length > shown.length ? `<p class="muted">${rows.length - shown.length} more files in <a href="files.txt">files.txt</a>.</p>` : ''}`;
+  });
+  return `<section id="files"><h2>Files of the image</h2>
+<p class="muted">Per file of a filesystem image of your own: what FS_IOC_SETFLAGS said in the run without a crash, whether the file kept its bytes and its physical blocks and has the mapping the ioctl said, and which crash cases damaged it (what an interrupted migration may leave is not damage). Every file: <a href="files.txt">files.txt</a>, <a href="files.json">files.json</a>.</p>
+${parts.join('\n')}
+</section>`;
 }
 
 function findingGroupRow(g: FindingGroup): string {
@@ -244,6 +292,7 @@ export async function runReportHtml(s: RunSummary, runDir: string): Promise<stri
     matrixSection(buildMatrix(s.cases, artefacts), scenarios),
     charts.html,
     findingsSection(s),
+    filesSection(s),
     `<section id="cases"><h2>Cases (${s.cases.length})</h2><p class="muted">Failing, erroring and unreached cases first, opened.</p>${cases.map((c) => caseSection(s, c, artefacts.get(c.id) ?? [])).join('\n')}</section>`,
     `<footer class="muted"><p>Written by qcrash from ${esc('summary.json')} of run ${esc(s.runId)}. Links to artefacts are relative to this file: keep it in its run folder.</p></footer>`,
   ].join('\n');

@@ -37,15 +37,17 @@ const savedStates = new Map<string, SavedState>();
  */
 export async function agentReadySnapshot(machines: MachineLauncher, kernel: KernelInfo, initrd: string, base: BaseImage, accel: Accel, qemuVersion: string): Promise<string> {
   // The command line is part of the saved guest (the kernel parsed it at boot).
-  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine() }).slice(0, 16);
+  // A user's image gets its own state, keyed by its content (recipeHash), on the disk format its cases use.
+  const diskFormat = base.caseDisk ?? 'raw';
+  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine(), ...(diskFormat !== 'raw' ? { diskFormat } : {}) }).slice(0, 16);
   const file = join(cacheDir('snapshots'), `${key}.state`);
   // A rebuilt base image (mkfs picks new UUIDs) is another disk: the state
   // records the image it was booted with and is saved anew for another one.
   const entry = CacheEntry.file('saved VM state', file, base.digest ? { 'base image': base.digest } : undefined);
   const save = async () => {
     await using tmp = await TempDir.create('snapshot-boot');
-    // Raw, as the cases' disks are: the saved device state then matches theirs exactly.
-    const disk = await createCaseDisk(base.path, tmp.join('disk.img'), 'raw');
+    // The format the cases' disks have: the saved device state then matches theirs exactly.
+    const disk = await createCaseDisk(base.path, tmp.join(diskFormat === 'raw' ? 'disk.img' : 'disk.qcow2'), diskFormat);
     {
       await using machine = await machines.launch({ role: 'snapshot', kernel, initrd, disk, accel });
       await machine.saveState(file);

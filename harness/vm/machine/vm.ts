@@ -57,8 +57,11 @@ export class Vm implements Machine {
     private readonly proc: ResultPromise,
     readonly startedAt: number,
   ) {
+    // On Ctrl-C, SIGTERM or a harness crash the VM is discarded: no orderly
+    // quit, which a loaded machine may take seconds to answer while the
+    // process has a hard deadline to exit by.
     this.unregister = onCleanup(async () => {
-      await this.teardown();
+      await this.teardown(3000, true);
     });
     proc.stderr?.on('data', (d: Buffer | string) => {
       this.stderrText = (this.stderrText + String(d)).slice(-8192);
@@ -339,7 +342,7 @@ export class Vm implements Machine {
 
   private teardownDone?: Promise<AbnormalShutdownError | undefined>;
 
-  private teardown(stageTimeoutMs = 3000): Promise<AbnormalShutdownError | undefined> {
+  private teardown(stageTimeoutMs = 3000, interrupted = false): Promise<AbnormalShutdownError | undefined> {
     if (this.disposed) return this.teardownDone!;
     this.disposed = true;
     this.unregister();
@@ -347,6 +350,11 @@ export class Vm implements Machine {
       let abnormal: AbnormalShutdownError | undefined;
       let quitFailure: unknown;
       try {
+        if (interrupted && !this.exitInfo) {
+          this.proc.kill('SIGKILL');
+          await this.waitExit(5000);
+          return undefined;
+        }
         if (!this.exitInfo && !this.qmp.closed) await this.qmp.quit(stageTimeoutMs).catch((e: unknown) => (quitFailure = e));
         if (!(await this.waitExit(stageTimeoutMs))) {
           this.proc.kill('SIGTERM');

@@ -12,6 +12,7 @@ import { registerBisect } from './bisect-command.ts';
 import { registerReport } from './report-command.ts';
 import { registerHistory } from './history-command.ts';
 import { registerCache } from './cache-command.ts';
+import { registerMerge } from './merge-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerRun(program);
   registerCheck(program);
   registerCompare(program);
+  registerMerge(program);
   registerReport(program);
   registerHistory(program);
   registerValidate(program);

@@ -80,7 +80,11 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
     await git(src, ['config', 'gc.auto', '0']);
     // -f: Debian's linux-source ships a .gitignore that ignores everything (/*).
     await git(src, ['add', '-A', '-f']);
-    await git(src, ['commit', '-q', '-m', `base: ${top} from ${tarball}`]);
+    // A fixed date makes the base commit a function of the tarball alone, so a
+    // kernel built from it has the same id on every machine (shards of one
+    // validate, built on several machines, are then known to be one kernel).
+    const date = '2026-01-01T00:00:00Z';
+    await runOk(await tool('git'), ['commit', '-q', '-m', `base: ${top} from ${tarball}`], { cwd: src, env: { ...gitEnv, GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } });
     await runOk('touch', [join(src, '.git', 'qcrash-ready')]);
     await mkdir(cacheDir('kernel-work'), { recursive: true });
     await rename(src, work).catch(async (e) => {

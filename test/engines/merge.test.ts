@@ -76,7 +76,10 @@ t.test('three shards merge into the run the unsharded one is', async (t) => {
   }
   const failing = r.summary.cases.find((c) => c.status === 'fail')!;
   t.ok(await readFile(join(r.dir, caseRelDir(failing.id), 'crash.img')).then(() => true, () => false), 'a failing case keeps its crash image in the merged folder');
-  t.match(await readFile(join(r.dir, 'report.html'), 'utf8'), `${caseRelDir(failing.id)}/case.json`, 'the HTML report links the merged folder\'s artefacts');
+  const html = await readFile(join(r.dir, 'report.html'), 'utf8');
+  t.match(html, `${caseRelDir(failing.id)}/case.json`, 'the HTML report links the merged folder\'s artefacts');
+  t.match(html, '3 of 3 merged', 'and says the run was merged from its shards');
+  t.match(await readFile(join(r.dir, 'report.txt'), 'utf8'), /shards: +3 of 3 merged/);
   const again = await mergeShards({ out: join(tmp.path, 'merged-3-again'), dirs: [...three].reverse() });
   t.equal(again.summary.runId, r.summary.runId, 'merging the same shards again gives the same run id, in any order');
   await t.rejects(mergeShards({ out: join(tmp.path, 'merged-3'), dirs: three }), /already holds a run/);
@@ -90,6 +93,7 @@ t.test('a missing shard makes its cases errors, never passes', async (t) => {
   t.ok(r.summary.cases.filter((c) => c.status === 'error').every((c) => c.errorKind === 'MissingShard' && /shard 2\/3 was not merged/.test(c.error!)));
   t.match(r.problems, [/shard 2\/3 was not given/]);
   t.same(r.summary.merged!.missing, [2]);
+  t.match(await readFile(join(r.dir, 'report.txt'), 'utf8'), /MISSING: 2\/3/);
   t.not(exitCodeFor(r.summary), ExitCode.pass);
   const junit = await readFile(join(r.dir, 'junit.xml'), 'utf8');
   t.match(junit, /shard 2\/3 was not merged/, 'JUnit says why');
@@ -143,6 +147,9 @@ t.test('more shards than cases: the empty shards succeed, say so, and merge', as
   for (const p of empty) {
     t.equal(exitCodeFor(p), ExitCode.pass, 'an empty shard exits 0: it did all it was given');
     t.equal(p.shard!.assignment[p.shard!.index - 1]!.length, 0, 'and its record says it was given nothing');
+    const dir = ten[p.shard!.index - 1]!;
+    t.match(await readFile(join(dir, 'report.html'), 'utf8'), /EMPTY SHARD/, 'its page does not call it a pass');
+    t.match(await readFile(join(dir, 'report.txt'), 'utf8'), /Result: nothing to run in this shard/);
   }
   t.equal(exitCodeFor({ ...empty[0]!, shard: undefined } as unknown as RunSummary), ExitCode.infrastructure, 'a run without a case that is not a shard is never 0');
   const r = await mergeShards({ out: join(tmp.path, 'merged-10'), dirs: ten });

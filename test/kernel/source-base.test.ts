@@ -2,9 +2,11 @@ import t from 'tap';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { tarballSource } from '../../harness/kernel/source.ts';
+import { git, gitTreeSource, tarballSource } from '../../harness/kernel/source.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 
+// How qcrash keeps its own git work trees of kernel sources, on small trees.
+//
 // Shards of one validate build their kernels on several machines; merge
 // refuses shards whose kernel ids differ, and a built kernel's id includes
 // the base commit of the unpacked tarball. That commit must depend on the
@@ -31,4 +33,45 @@ t.test('the tarball base commit is the same in every cache', async (t) => {
   }
   t.match(bases[0], /^[0-9a-f]{40}$/);
   t.equal(bases[1], bases[0], 'one commit for one tarball');
+});
+
+// qcrash's clone of a user's tree borrows its objects. A nightly follows a
+// branch that is rebased and the user's tree is gc'd: our clone is then left
+// with a checked-out commit and a remote ref that exist nowhere, and git
+// refuses to fetch into it ("bad object"). The next build must still work.
+t.test('a clone whose refs name objects the user\'s tree pruned fetches again', async (t) => {
+  await using tmp = await TempDir.create('source-pruned');
+  const saved = process.env.QCRASH_CACHE;
+  process.env.QCRASH_CACHE = join(tmp.path, 'cache');
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.QCRASH_CACHE;
+    else process.env.QCRASH_CACHE = saved;
+  });
+  const user = join(tmp.path, 'linux');
+  const env = { GIT_AUTHOR_NAME: 'Dev', GIT_AUTHOR_EMAIL: 'dev@example.org', GIT_COMMITTER_NAME: 'Dev', GIT_COMMITTER_EMAIL: 'dev@example.org' };
+  const u = async (...args: string[]) => (await execa('git', args, { cwd: user, env })).stdout.trim();
+  await execa('git', ['init', '-q', '-b', 'main', user]);
+  await writeFile(join(user, 'migrate.c'), 'one\n');
+  await u('add', 'migrate.c');
+  await u('commit', '-q', '-m', 'one');
+  await u('checkout', '-q', '-b', 'next');
+  await writeFile(join(user, 'migrate.c'), 'two\n');
+  await u('commit', '-q', '-am', 'two (rebased away later)');
+  const gone = await u('rev-parse', 'HEAD');
+  const first = await gitTreeSource(user, 'next');
+  t.equal(first.base, gone);
+  await git(first.work, ['checkout', '-q', '-f', '--detach', gone]); // as a build leaves it
+  // The branch is rebased and the old commit pruned from the user's tree.
+  await u('checkout', '-q', 'main');
+  await u('branch', '-q', '-D', 'next');
+  await u('reflog', 'expire', '--expire=now', '--all');
+  await u('gc', '-q', '--prune=now');
+  await u('checkout', '-q', '-b', 'next');
+  await writeFile(join(user, 'migrate.c'), 'three\n');
+  await u('commit', '-q', '-am', 'three');
+  const head = await u('rev-parse', 'HEAD');
+  const again = await gitTreeSource(user, 'next');
+  t.equal(again.work, first.work, 'the same clone (and build directory)');
+  t.equal(again.base, head, 'at the new head');
+  t.notOk((await git(again.work, ['cat-file', '-e', `${head}^{commit}`], false)).failed, 'whose objects it can read');
 });

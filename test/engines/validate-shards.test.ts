@@ -8,6 +8,7 @@ import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
+import { qcrash } from '../helpers/cli.ts';
 import { freeBlockInUse } from '../helpers/damage.ts';
 
 // validate --shard: each shard runs its part of the cases on both kernels
@@ -72,6 +73,15 @@ t.test('two validate shards merged judge as the unsharded validate', async (t) =
   const text = await readFile(join(tmp.path, 'merged', 'validate.txt'), 'utf8');
   t.match(text, /INTRODUCED by the patch \(confirmed on rerun\): 1/);
   t.match(await readFile(join(tmp.path, 'merged', 'validate.html'), 'utf8'), /REGRESSION/);
+});
+
+t.test('qcrash merge tells validate shards from run shards', async (t) => {
+  const r = await qcrash(['merge', join(tmp.path, 'merged-cli'), ...parts.map((p) => p.dir)]);
+  t.equal(r.code, ExitCode.failed, `exit 1 as validate's: ${r.stderr.slice(-500)}`);
+  t.match(r.stdout, /INTRODUCED by the patch \(confirmed on rerun\): 1/);
+  const mixed = await qcrash(['merge', join(tmp.path, 'mixed'), parts[0]!.dir, join(parts[1]!.dir, 'patched')]);
+  t.equal(mixed.code, ExitCode.usage);
+  t.match(mixed.stderr, /is not a validate shard/);
 });
 
 t.test('a missing validate shard leaves the result incomplete: no Tested-by, exit 3', async (t) => {

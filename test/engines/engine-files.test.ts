@@ -210,6 +210,9 @@ t.test('the Kubernetes manifests pass the Kubernetes OpenAPI schema and agree wi
   const mergeContainer = merge.spec.template.spec.containers[0];
   t.match(mergeContainer.args[0], 'node bin/qcrash.js merge "/data/runs/$QCRASH_RUN/merged" /data/runs/"$QCRASH_RUN"/shard-*');
   t.equal(env(merge.spec.template.spec.initContainers[0], 'QCRASH_SHARDS'), String(n), 'the merge waits for every shard');
+  t.equal(merge.spec.podFailurePolicy.rules[0].onExitCodes.containerName, mergeContainer.name, 'the merge\'s failure policy names its container');
+  t.same(merge.spec.podFailurePolicy.rules[0].onExitCodes.values, [1, 2], 'failing cases and refused shards are not retried');
+  t.ok(mergeContainer.args[0].indexOf('rm -rf "/data/runs/$QCRASH_RUN/merged"') < mergeContainer.args[0].indexOf('qcrash.js merge'), 'a retried merge starts from a clean folder (merge refuses one that holds a run)');
 
   const kvmKustomization = parseYaml(await read('deploy/kubernetes/kvm/kustomization.yaml'));
   t.same(kvmKustomization.resources, ['..']);

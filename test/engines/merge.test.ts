@@ -41,8 +41,8 @@ function damageAfterSync(m: FakeMachine): void {
 const machines = new FakeLauncher((_spec: MachineSpec) => ({ onKill: damageAfterSync }));
 
 let n = 0;
-async function run(extra: { shard?: { index: number; total: number }; seed?: number; out?: string } = {}) {
-  return runSuite({ inputs: [scenario], kernel, seed: extra.seed ?? 5, jobs: 1, machines, snapshots: false, keep: 'failed', out: extra.out ?? join(tmp.path, `run-${++n}`), ...(extra.shard ? { shard: extra.shard } : {}) });
+async function run(extra: { shard?: { index: number; total: number }; seed?: number; out?: string; durationsFrom?: string } = {}) {
+  return runSuite({ inputs: [scenario], kernel, seed: extra.seed ?? 5, jobs: 1, machines, snapshots: false, keep: 'failed', out: extra.out ?? join(tmp.path, `run-${++n}`), ...(extra.shard ? { shard: extra.shard } : {}), ...(extra.durationsFrom ? { durationsFrom: extra.durationsFrom } : {}) });
 }
 async function shards(total: number, seed = 5) {
   const out: string[] = [];
@@ -169,4 +169,13 @@ t.test('a resumed shard keeps the part its run.json recorded', async (t) => {
   const r = await runSuite({ inputs: [], kernel, jobs: 1, machines, resume: out });
   t.same(r.summary.cases.map((c) => c.id), first, 'the same part');
   t.same(r.summary.shard, meta.shard, 'the same shard record');
+});
+
+t.test('--durations balances by an earlier run; shards must all be given the same', async (t) => {
+  const balanced = await run({ shard: { index: 1, total: 3 }, durationsFrom: join(tmp.path, 'run-1') });
+  t.equal(balanced.summary.shard!.costs, 'recorded');
+  t.equal(balanced.summary.config!.durationsFrom!.runId, whole.runId, 'run.json names the run the durations came from');
+  t.not(balanced.summary.shard!.partitionHash, (await loadSummary(three[0]!)).shard!.partitionHash, 'measured costs are another partition');
+  await t.rejects(mergeShards({ out: join(tmp.path, 'mixed-costs'), dirs: [balanced.dir, three[1]!, three[2]!] }), { message: /partitioned differently .*give every shard the same --durations run/ });
+  await t.rejects(run({ durationsFrom: join(tmp.path, 'run-1') }), { message: /give it together with --shard/ });
 });

@@ -8,6 +8,7 @@ import { run } from '../util/exec.ts';
 import { git, markOwnedTree } from '../kernel/source.ts';
 import { buildKernel, KernelBuildError } from '../kernel/build.ts';
 import { runSuite } from '../run/runner.ts';
+import type { ShardSpec } from '../run/shard.ts';
 import type { RunSummary } from '../results/run.ts';
 import { formatSignature, signatureMatches, signatureOf, type Signature } from '../results/signature.ts';
 
@@ -22,6 +23,16 @@ export interface StepOptions {
   seed?: number;
   jobs?: number;
   out?: string;
+  /** Run only this part of the cases (`--shard I/N`); `bisect-combine` joins the parts' verdicts. */
+  shard?: ShardSpec;
+}
+
+/** Which part of which case list a sharded step judged: what `combineStepReports` checks before it joins verdicts. */
+export interface StepShard {
+  index: number;
+  total: number;
+  caseListHash: string;
+  partitionHash: string;
 }
 
 export interface StepVerdict {
@@ -31,6 +42,8 @@ export interface StepVerdict {
   /** The finding that made the revision bad. */
   signature?: Signature;
   flaky?: boolean;
+  /** Set for a sharded step: the verdict covers only this part. */
+  shard?: StepShard;
   ms: number;
 }
 
@@ -84,24 +97,71 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
   const retries = Math.max(1, o.retries ?? 1);
   let seen = 0;
   let firstSig: Signature | undefined;
+  let shard: StepShard | undefined;
+  const part = (v: Omit<StepVerdict, 'ms' | 'shard'>): StepVerdict => ({ ...v, ...(shard ? { shard } : {}), ms: Date.now() - t0 });
   for (let i = 0; i < retries; i++) {
     let summary: RunSummary;
     try {
-      ({ summary } = await runSuite({ inputs: o.scenarios, kernel, seed: (o.seed ?? 1) + i, keep: 'failed', ...(o.jobs ? { jobs: o.jobs } : {}), ...(o.out ? { out: join(o.out, `${kernel.id}-${i}`) } : {}) }));
+      // The partition does not depend on the seed: every retry runs the same part.
+      ({ summary } = await runSuite({ inputs: o.scenarios, kernel, seed: (o.seed ?? 1) + i, keep: 'failed', ...(o.jobs ? { jobs: o.jobs } : {}), ...(o.out ? { out: join(o.out, `${kernel.id}-${i}${o.shard ? `-shard-${o.shard.index}of${o.shard.total}` : ''}`) } : {}), ...(o.shard ? { shard: o.shard } : {}) }));
     } catch (e) {
-      if (e instanceof InfraError) return { verdict: 'skip', exitCode: 125, reason: `could not run: ${e.message}`, ms: Date.now() - t0 };
+      if (e instanceof InfraError) return part({ verdict: 'skip', exitCode: 125, reason: `could not run: ${e.message}` });
       throw e;
     }
+    if (summary.shard) shard = { index: summary.shard.index, total: summary.shard.total, caseListHash: summary.shard.caseListHash, partitionHash: summary.shard.partitionHash };
     const m = matches(summary, o.finding);
     if (m.length) {
       seen++;
       firstSig ??= m[0]!;
     } else if (summary.counts.error > 0) {
-      return { verdict: 'skip', exitCode: 125, reason: `${summary.counts.error} case(s) could not run (VM did not boot?)`, ms: Date.now() - t0 };
+      return part({ verdict: 'skip', exitCode: 125, reason: `${summary.counts.error} case(s) could not run (VM did not boot?)` });
     }
   }
-  if (seen) return { verdict: 'bad', exitCode: 1, reason: formatSignature(firstSig!), signature: firstSig!, flaky: seen < retries, ms: Date.now() - t0 };
-  return { verdict: 'good', exitCode: 0, reason: 'no matching finding', ms: Date.now() - t0 };
+  if (seen) return part({ verdict: 'bad', exitCode: 1, reason: formatSignature(firstSig!), signature: firstSig!, flaky: seen < retries });
+  return part({ verdict: 'good', exitCode: 0, reason: 'no matching finding' });
+}
+
+/**
+ * The verdict on one revision from its shards' steps (each ran
+ * `bisect-step --shard I/N` on its own machine): bad when any part found the
+ * finding (a finding is a finding wherever it showed), good only when every
+ * part ran and found nothing, skip otherwise (a part that could not run or
+ * never reported). Reports of other revisions, other case lists or
+ * partitions, or one part twice, are refused: under `git bisect run` the
+ * caller turns that into a skip, never a verdict.
+ */
+export function combineStepReports(reports: readonly StepReport[]): StepReport {
+  if (!reports.length) throw new ConfigError('bisect-combine: no bisect-step report found (give the files the shards\' bisect-step printed on stdout)');
+  const commits = new Set(reports.map((r) => r.commit));
+  if (commits.size > 1) throw new ConfigError(`bisect-combine: the reports are of different revisions: ${[...commits].map((c) => c.slice(0, 12)).join(', ')}`);
+  const unsharded = reports.filter((r) => !r.shard);
+  if (unsharded.length) throw new ConfigError('bisect-combine: a report without a shard (bisect-step run without --shard) is a verdict of its own; combine only sharded steps');
+  const first = reports[0]!.shard!;
+  for (const r of reports) {
+    const s = r.shard!;
+    if (s.total !== first.total || s.caseListHash !== first.caseListHash || s.partitionHash !== first.partitionHash) {
+      throw new ConfigError(`bisect-combine: shard ${s.index}/${s.total} split another case list or partition than shard ${first.index}/${first.total}: give every shard the same scenarios, --shard count and options`);
+    }
+  }
+  const byIndex = new Map<number, StepReport>();
+  for (const r of reports) {
+    if (byIndex.has(r.shard!.index)) throw new ConfigError(`bisect-combine: shard ${r.shard!.index}/${first.total} reported twice: give each shard's report once`);
+    byIndex.set(r.shard!.index, r);
+  }
+  const commit = reports[0]!.commit;
+  const seconds = Math.max(...reports.map((r) => r.seconds));
+  const bad = [...byIndex.values()].filter((r) => r.verdict === 'bad').sort((a, b) => a.shard!.index - b.shard!.index);
+  if (bad.length) {
+    const b = bad[0]!;
+    return { qcrash: 'bisect-step', commit, verdict: 'bad', exitCode: 1, reason: `${b.reason} (shard ${b.shard!.index}/${first.total})`, ...(b.signature ? { signature: b.signature } : {}), flaky: bad.every((x) => x.flaky), seconds };
+  }
+  const missing = Array.from({ length: first.total }, (_, i) => i + 1).filter((i) => !byIndex.has(i));
+  const skipped = [...byIndex.values()].filter((r) => r.verdict !== 'good');
+  if (missing.length || skipped.length) {
+    const why = [...(missing.length ? [`shard(s) ${missing.map((i) => `${i}/${first.total}`).join(', ')} reported nothing`] : []), ...skipped.map((r) => `shard ${r.shard!.index}/${first.total}: ${r.reason}`)];
+    return { qcrash: 'bisect-step', commit, verdict: 'skip', exitCode: 125, reason: `not every part was judged: ${why.join('; ')}`, seconds };
+  }
+  return { qcrash: 'bisect-step', commit, verdict: 'good', exitCode: 0, reason: `no matching finding in any of the ${first.total} shards`, seconds };
 }
 
 export interface BisectOptions extends Omit<StepOptions, 'rev'> {

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { execFileSync } from 'node:child_process';
-import { bisect, bisectStep, formatBisect, type StepReport } from '../bisect/bisect.ts';
-import { QcrashError } from '../util/errors.ts';
+import { readFile } from 'node:fs/promises';
+import { bisect, bisectStep, combineStepReports, formatBisect, parseStepReports, type StepReport } from '../bisect/bisect.ts';
+import { ConfigError, QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
+import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 
 export function registerBisect(program: Command): void {
   program
@@ -34,7 +36,8 @@ export function registerBisect(program: Command): void {
     .option('--seed <n>', 'seed', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--out <dir>', 'keep the run under this folder (default: results/)')
-    .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string }) => {
+    .option('--shard <I/N>', 'judge only the I-th of N parts of the cases (one machine of several); join the parts\' lines with qcrash bisect-combine', parseShardSpec)
+    .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string; shard?: ShardSpec }) => {
       let head = '';
       try {
         head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: o.tree, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -44,7 +47,7 @@ export function registerBisect(program: Command): void {
       const report = (v: Omit<StepReport, 'qcrash' | 'commit'>) => {
         // One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr.
         process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
-        process.stderr.write(`qcrash bisect-step: ${head.slice(0, 12)} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
+        process.stderr.write(`qcrash bisect-step: ${head.slice(0, 12)}${v.shard ? ` shard ${v.shard.index}/${v.shard.total}` : ''} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
       };
       try {
         const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
@@ -54,6 +57,34 @@ export function registerBisect(program: Command): void {
         // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
         report({ verdict: 'skip', exitCode: 125, reason: e instanceof Error ? e.message.split('\n')[0]! : String(e), seconds: 0 });
         if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
+        process.exitCode = 125;
+      }
+    });
+}
+
+export function registerBisectCombine(program: Command): void {
+  program
+    .command('bisect-combine')
+    .description('for git bisect run over several machines: one verdict on a revision from its shards\' bisect-step --shard lines (exit 1 if any part found it, 0 only if every part ran clean, else 125)')
+    .argument('<files...>', 'files holding what each shard\'s bisect-step printed on stdout')
+    .action(async (files: string[]) => {
+      try {
+        const reports: StepReport[] = [];
+        for (const f of files) {
+          const text = await readFile(f, 'utf8').catch(() => {
+            throw new ConfigError(`bisect-combine: cannot read ${f}`);
+          });
+          const found = parseStepReports(text);
+          if (!found.length) throw new ConfigError(`bisect-combine: ${f} holds no bisect-step line`);
+          reports.push(...found);
+        }
+        const v = combineStepReports(reports);
+        process.stdout.write(`${JSON.stringify(v)}\n`);
+        process.stderr.write(`qcrash bisect-combine: ${v.commit.slice(0, 12)} ${v.verdict}: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
+        process.exitCode = v.exitCode;
+      } catch (e) {
+        // Under git bisect run any other exit code would be taken as "bad".
+        process.stderr.write(`qcrash bisect-combine: skip: ${e instanceof Error ? e.message : String(e)}\n`);
         process.exitCode = 125;
       }
     });

@@ -8,10 +8,12 @@ import { registerCompare } from './compare-command.ts';
 import { registerKernelCommands } from './kernel-commands.ts';
 import { registerValidate } from './validate-command.ts';
 import { registerBench } from './bench-command.ts';
-import { registerBisect } from './bisect-command.ts';
+import { registerBisect, registerBisectCombine } from './bisect-command.ts';
 import { registerReport } from './report-command.ts';
 import { registerHistory } from './history-command.ts';
 import { registerCache } from './cache-command.ts';
+import { registerMerge } from './merge-command.ts';
+import { registerNightly } from './nightly-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -27,12 +29,15 @@ export function buildProgram(): Command {
   registerRun(program);
   registerCheck(program);
   registerCompare(program);
+  registerMerge(program);
   registerReport(program);
   registerHistory(program);
+  registerNightly(program);
   registerValidate(program);
   registerKernelCommands(program);
   registerBench(program);
   registerBisect(program);
+  registerBisectCombine(program);
   registerDoctor(program);
   registerCache(program);
   return program;

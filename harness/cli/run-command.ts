@@ -8,6 +8,7 @@ import { ProgressReporter } from '../report/progress.ts';
 import { StdoutReporter, stdoutFormats, type StdoutFormat } from '../report/stdout.ts';
 import { ConfigError, ExitCode } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
+import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 
 /** A repeatable option: --patch a --patch b (a variadic option would swallow the positional arguments after it). */
 export function collect(v: string, prev: string[] | undefined): string[] {
@@ -38,10 +39,12 @@ export function registerRun(program: Command): void {
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
-    .action(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean }, cmd: Command) => {
+    .option('--shard <I/N>', 'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge', parseShardSpec)
+    .option('--durations <runDir>', 'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)')
+    .action(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
       if (o.resume) {
         // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
-        const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
         if (inputs.length || given.length) {
           throw new ConfigError(`--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`);
         }
@@ -61,8 +64,14 @@ export function registerRun(program: Command): void {
         ...(recovery ? { recovery } : {}),
         ...(o.filter ? { filter: o.filter } : {}),
         snapshots: o.snapshot,
+        ...(o.shard ? { shard: o.shard } : {}),
+        ...(o.durations ? { durationsFrom: o.durations } : {}),
         reporters,
       });
+      if (summary.shard && !summary.cases.length) {
+        const s = summary.shard;
+        process.stderr.write(`qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`);
+      }
       process.stderr.write(`qcrash: results in ${dir}\n`);
       process.exitCode = exitCodeFor(summary);
       if (reporterFailures.length && process.exitCode === ExitCode.pass) {

@@ -7,6 +7,7 @@ import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
+import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 
 export function registerValidate(program: Command): void {
   program
@@ -22,9 +23,11 @@ export function registerValidate(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns to confirm a new finding', intArg('--confirm'), 2)
     .option('-o, --out <dir>', 'output directory')
-    .action(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string }) => {
+    .option('--shard <I/N>', 'run only the I-th of N parts of the cases on both kernels (and confirm that part\'s new findings); join the parts with qcrash merge OUT DIR...', parseShardSpec)
+    .action(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec }) => {
       if (o.series) {
         if (o.mutants) throw new ConfigError('--series and --mutants do not go together: --mutants validates each patch of DIR alone, --series judges --patch files as one series');
+        if (o.shard) throw new ConfigError('--series does not take --shard yet: each prefix of the series is judged on its own kernel; shard a plain validate instead');
         if (!o.patch?.length) throw new ConfigError('--series needs the series: --patch FILE... (patch files in order, or an mbox such as b4 am writes)');
         const r = await validateSeries({
           patches: o.patch,
@@ -60,6 +63,7 @@ export function registerValidate(program: Command): void {
           ...(o.tree ? { tree: o.tree } : {}),
           ...(o.config ? { configs: o.config } : {}),
           ...(o.jobs ? { jobs: o.jobs } : {}),
+          ...(o.shard ? { shard: o.shard } : {}),
           ...(o.out ? { out: sets.length > 1 ? join(o.out, patches[0]!.split('/').pop()!) : o.out } : {}),
           reporters: [new ProgressReporter()],
           // Kernel builds rewrite one progress line in place on a terminal.
@@ -67,6 +71,11 @@ export function registerValidate(program: Command): void {
         });
         process.stdout.write(validateReport(r));
         process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
+        if (r.shard) {
+          // A part has no verdict of its own: the merge of every part judges.
+          process.stderr.write(`qcrash: this is shard ${r.shard.index}/${r.shard.total}; judge the whole with: qcrash merge OUT ${r.dir} (and the other shards' folders)\n`);
+          continue;
+        }
         if (o.mutants && !r.introduced.length) {
           process.stdout.write(`MISSED: ${patches[0]} introduced no finding\n`);
           code = ExitCode.failed;

@@ -80,7 +80,11 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
     await git(src, ['config', 'gc.auto', '0']);
     // -f: Debian's linux-source ships a .gitignore that ignores everything (/*).
     await git(src, ['add', '-A', '-f']);
-    await git(src, ['commit', '-q', '-m', `base: ${top} from ${tarball}`]);
+    // A fixed date makes the base commit a function of the tarball alone, so a
+    // kernel built from it has the same id on every machine (shards of one
+    // validate, built on several machines, are then known to be one kernel).
+    const date = '2026-01-01T00:00:00Z';
+    await runOk(await tool('git'), ['commit', '-q', '-m', `base: ${top} from ${tarball}`], { cwd: src, env: { ...gitEnv, GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } });
     await runOk('touch', [join(src, '.git', 'qcrash-ready')]);
     await mkdir(cacheDir('kernel-work'), { recursive: true });
     await rename(src, work).catch(async (e) => {
@@ -103,6 +107,33 @@ export async function markOwnedTree(work: string): Promise<void> {
   await writeFile(join(work, '.git', ownedTreeMarker), 'this clone belongs to qcrash: it builds here and may reset it\n');
 }
 
+/**
+ * Our clone borrows the user's objects (`clone --shared`). A branch that was
+ * rebased and a `git gc` in the user's tree (what a nightly of linux-next
+ * meets every day) leave refs here naming objects that exist nowhere, and git
+ * refuses to fetch into a repository with such refs ("bad object"). Those
+ * refs are dropped (HEAD becomes an unborn branch until the next checkout);
+ * the objects that remain and the build directory stay.
+ */
+export async function dropRefsToLostObjects(work: string): Promise<string[]> {
+  const refs = (await git(work, ['for-each-ref', '--format=%(objectname) %(refname)'])).stdout.split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]);
+  const dropped: string[] = [];
+  if (refs.length) {
+    const check = await run(await tool('git'), ['cat-file', '--batch-check'], { cwd: work, input: refs.map(([sha]) => sha).join('\n') + '\n' });
+    const missing = new Set(check.stdout.split('\n').filter((l) => l.endsWith(' missing')).map((l) => l.split(' ')[0]));
+    for (const [sha, ref] of refs) {
+      if (!missing.has(sha)) continue;
+      await git(work, ['update-ref', '--no-deref', '-d', ref]);
+      dropped.push(ref);
+    }
+  }
+  if ((await git(work, ['rev-parse', '--verify', '-q', 'HEAD^{commit}'], false)).failed) {
+    await git(work, ['symbolic-ref', 'HEAD', 'refs/heads/qcrash-unborn']);
+    dropped.push('HEAD');
+  }
+  return dropped;
+}
+
 /** A user's git tree at a revision (default HEAD), through a shared clone in the cache. */
 export async function gitTreeSource(tree: string, rev = 'HEAD'): Promise<KernelSource> {
   const dir = resolve(tree);
@@ -122,6 +153,7 @@ export async function gitTreeSource(tree: string, rev = 'HEAD'): Promise<KernelS
     await mkdir(cacheDir('kernel-work'), { recursive: true });
     await git(cacheDir('kernel-work'), ['clone', '-q', '--shared', '--no-checkout', top.stdout.trim(), work]);
   } else {
+    await dropRefsToLostObjects(work);
     await git(work, ['fetch', '-q', top.stdout.trim(), '+refs/heads/*:refs/remotes/origin/*']);
   }
   const sha = commit.stdout.trim();

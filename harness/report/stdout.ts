@@ -2,9 +2,9 @@ import type { CaseSpec } from '../scenario/model.ts';
 import type { CaseResult } from '../results/case.ts';
 import type { RunMeta, RunSummary } from '../results/run.ts';
 import type { Reporter } from './reporter.ts';
-import { Tap13Reporter } from './tap13.ts';
-import { Tap14Reporter } from './tap.ts';
-import { KtapReporter } from './ktap.ts';
+import { Tap13Reporter, tap13Document } from './tap13.ts';
+import { Tap14Reporter, tap14Document } from './tap.ts';
+import { KtapReporter, ktapDocument } from './ktap.ts';
 import { junitDocument } from './junit.ts';
 import { textReport } from './text.ts';
 import { jsonDocument } from './json.ts';
@@ -51,5 +51,31 @@ export class StdoutReporter implements Reporter {
     else if (this.format === 'junit') this.out.write(junitDocument(s));
     else if (this.format === 'json') this.out.write(jsonDocument(s));
     else if (this.format === 'kcidb') this.out.write(JSON.stringify(kcidbDocument(s), null, 2) + '\n');
+  }
+}
+
+/**
+ * The same formats for a run that is already complete (a merged one): the
+ * whole document at once instead of a stream. Empty for `none`.
+ */
+export function stdoutDocument(format: StdoutFormat, s: RunSummary): string {
+  switch (format) {
+    case 'tap':
+      return tap13Document(s);
+    case 'tap14':
+      return tap14Document(s);
+    case 'ktap':
+      return ktapDocument(s);
+    case 'text':
+    case 'markdown':
+      return textReport(s, { markdown: format === 'markdown' });
+    case 'junit':
+      return junitDocument(s);
+    case 'json':
+      return jsonDocument(s);
+    case 'kcidb':
+      return JSON.stringify(kcidbDocument(s), null, 2) + '\n';
+    case 'none':
+      return '';
   }
 }

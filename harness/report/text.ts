@@ -17,6 +17,8 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   out.push(`e2fsprogs: ${s.versions.e2fsprogs}`);
   out.push(`seed:      ${s.seed}`);
   out.push(`scenarios: ${s.scenarios.map((x) => x.name).join(', ')}`);
+  if (s.shard) out.push(`shard:     ${s.shard.index}/${s.shard.total} of a run of ${s.shard.assignment.flat().length} case(s) (case list ${s.shard.caseListHash.slice(0, 12)})`);
+  if (s.merged) out.push(`shards:    ${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` (MISSING: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})` : ''}, from ${[...new Set(s.merged.shards.map((x) => x.host))].join(', ')}`);
   const c = s.counts;
   out.push(`cases:     ${c.total} total, ${c.pass} passed, ${c.fail} failed, ${c.error} errors, ${c.notReached} not reached`);
   const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
@@ -52,7 +54,8 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     }
   }
   out.push('');
-  out.push(c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
+  if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
+  else out.push(c.total > 0 && c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
   return out.join('\n') + '\n';
 }
 

@@ -3,7 +3,7 @@ import { join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import type { RunSummary } from './run.ts';
 import { findingSignature } from './signature.ts';
-import { loadSummary } from './store.ts';
+import { loadSummary, RunStore } from './store.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
 import { ConfigError } from '../util/errors.ts';
 
@@ -154,6 +154,8 @@ export async function updateHistory(resultsDir: string, opts: { runDirs?: string
   const known = new Map(index.runs.map((r) => [r.runId, r]));
   const added: string[] = [];
   for (const dir of opts.runDirs ?? (await findRunDirs(resultsDir))) {
+    // A shard is a part of a run, not a run: its merged run is what the history follows.
+    if ((await RunStore.open(dir).then((r) => r.meta, () => undefined))?.shard) continue;
     const s = await loadSummary(dir);
     const old = known.get(s.runId);
     const extra = { ...(old?.branch ? { branch: old.branch } : {}), ...(old?.revision ? { revision: old.revision } : {}) };

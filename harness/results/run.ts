@@ -18,6 +18,41 @@ export interface RunConfig {
   recovery?: RecoveryMode[];
   keep: KeepPolicy;
   snapshots: boolean;
+  /** --shard I/N: this folder runs the I-th of N parts of the case list. */
+  shard?: { index: number; total: number };
+  /** --durations: the earlier run whose case durations balanced the shards (its folder and id). */
+  durationsFrom?: { dir: string; runId: string };
+}
+
+/**
+ * What a shard of a sharded run records (run.json), so that shards made on
+ * different machines can be told to belong together, or not, without the
+ * scenario files: `qcrash merge` reads only these.
+ */
+export interface ShardRecord {
+  index: number;
+  total: number;
+  /** sha256 of the sorted case ids of the whole run (every shard): the same in every shard of one run. */
+  caseListHash: string;
+  /** sha256 of the partition (units, costs, shard count): shards planned from different durations differ. */
+  partitionHash: string;
+  /** Case ids of every shard (index 0 is shard 1): merge names the cases of a shard it was not given. */
+  assignment: string[][];
+  /** Where the costs came from: crash-point kinds, or an earlier run's durations. */
+  costs: 'estimated' | 'recorded';
+  /** The identity of the run this shard belongs to (see harness/results/shards.ts `runKey`). */
+  runKey: string;
+}
+
+/** What a run made by `qcrash merge` records about the shards it was made from. */
+export interface MergeRecord {
+  runKey: string;
+  total: number;
+  caseListHash: string;
+  partitionHash: string;
+  shards: Array<{ index: number; runId: string; host: string; dir: string; startedAt: string; finishedAt?: string; counts: RunSummary['counts']; versions: ToolVersions; accel: 'kvm' | 'tcg' }>;
+  /** Shard indexes that were not given: their cases are errors in the merged run. */
+  missing: number[];
 }
 
 export interface ToolVersions {
@@ -43,6 +78,10 @@ export interface RunSummary {
   config?: RunConfig;
   /** The qcrash that made the run: a hash of its sources (the package version never changes). */
   qcrash?: { version: string; build: string };
+  /** Set when the run is one shard of a sharded run (`--shard I/N`). */
+  shard?: ShardRecord;
+  /** Set when the run was merged from shards (`qcrash merge`). */
+  merged?: MergeRecord;
   counts: { total: number; pass: number; fail: number; error: number; notReached: number };
   cases: CaseResult[];
 }

@@ -15,8 +15,10 @@ import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { MachinePool } from '../vm/machine/pool.ts';
 import { detectAccel } from '../vm/machine/accel.ts';
 import type { CaseResult } from '../results/case.ts';
-import type { RunConfig, RunMeta, RunSummary } from '../results/run.ts';
-import { newRunId, RunStore } from '../results/store.ts';
+import type { RunConfig, RunMeta, RunSummary, ShardRecord } from '../results/run.ts';
+import { loadSummary, newRunId, RunStore } from '../results/store.ts';
+import { caseListHash, runKey, shardIdentity } from '../results/shards.ts';
+import { resolveKernel } from '../kernel/resolve.ts';
 import { ReporterHub, type Reporter } from '../report/reporter.ts';
 import { RunFilesReporter } from '../report/files.ts';
 import { HtmlReportReporter } from '../report/html/run-report.ts';
@@ -26,6 +28,7 @@ import { qcrashBuild, toolVersions } from './versions.ts';
 import { checkOutDir, checkOutSpace } from './out-dir.ts';
 import { imageSuiteFile } from './image-suite.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
+import { planShard, recordedDurations, unitsFromCases, type ShardSpec } from './shard.ts';
 
 export interface RunOptions {
   inputs: string[];
@@ -49,6 +52,14 @@ export interface RunOptions {
   snapshots?: boolean;
   /** Where machines come from (default: a MachinePool of QEMU VMs with `jobs` slots); tests pass a fake. */
   machines?: MachineLauncher;
+  /**
+   * --shard I/N: run only the I-th part of the (filtered) case list, as
+   * every machine computes it (harness/run/shard.ts); run.json records the
+   * shard, the whole case list's hash and the partition for `qcrash merge`.
+   */
+  shard?: ShardSpec;
+  /** --durations: a run folder whose case durations balance the shards (only with `shard`). */
+  durationsFrom?: string;
   /** Test seam: see CaseEnv.beforeOracle. */
   beforeOracle?: CaseEnv['beforeOracle'];
 }
@@ -81,6 +92,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   let store: RunStore | undefined;
   let config: RunConfig;
   let seed: number;
+  let recorded: Map<string, number> | undefined;
   if (opts.resume) {
     store = await RunStore.open(opts.resume);
     const meta = store.meta;
@@ -91,6 +103,13 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     config = meta.config;
     seed = meta.seed;
   } else {
+    if (opts.durationsFrom && !opts.shard) throw new ConfigError(`--durations ${opts.durationsFrom} balances shards: give it together with --shard I/N`);
+    let durationsFrom: RunConfig['durationsFrom'];
+    if (opts.durationsFrom) {
+      const earlier = await loadSummary(opts.durationsFrom);
+      recorded = recordedDurations(earlier);
+      durationsFrom = { dir: resolve(opts.durationsFrom), runId: earlier.runId };
+    }
     config = {
       inputs: opts.inputs.map((i) => resolve(i)),
       ...(opts.image ? { image: resolve(opts.image) } : {}),
@@ -99,6 +118,8 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       ...(opts.recovery ? { recovery: opts.recovery } : {}),
       keep: opts.keep ?? defaultKeep,
       snapshots: opts.snapshots !== false,
+      ...(opts.shard ? { shard: { index: opts.shard.index, total: opts.shard.total } } : {}),
+      ...(durationsFrom ? { durationsFrom } : {}),
     };
     seed = opts.seed ?? Math.floor(Math.random() * 1e9);
   }
@@ -120,6 +141,34 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   }
   if (store) checkScenariosUnchanged(store.meta, scenarios, opts.resume!);
 
+  // A shard keeps only its part. A resumed shard keeps the part its run.json
+  // recorded (the durations that balanced it need not be at hand again).
+  let shard: Omit<ShardRecord, 'runKey'> | undefined;
+  if (config.shard) {
+    const whole = caseListHash(cases.map((c) => c.id));
+    if (store?.meta.shard) {
+      if (store.meta.shard.caseListHash !== whole) {
+        throw new ConfigError(`${opts.resume} is shard ${config.shard.index}/${config.shard.total} of another case list (hash ${store.meta.shard.caseListHash.slice(0, 12)}; the scenarios now give ${whole.slice(0, 12)}): finishing it would mix two runs; start a new run`);
+      }
+      const { runKey: _key, ...rest } = store.meta.shard;
+      shard = rest;
+    } else {
+      const plan = planShard(unitsFromCases(cases), config.shard, recorded);
+      shard = {
+        index: config.shard.index,
+        total: config.shard.total,
+        caseListHash: plan.caseListHash,
+        partitionHash: plan.partitionHash,
+        assignment: plan.assignment,
+        costs: recorded?.size ? 'recorded' : 'estimated',
+      };
+    }
+    const mine = new Set(shard.assignment[shard.index - 1]);
+    cases = cases.filter((c) => mine.has(c.id));
+  }
+  // Only a shard can be left with nothing (more shards than units): it still
+  // writes its folder, so that merge sees every shard, but builds and boots nothing.
+  const nothingToRun = cases.length === 0;
   if (!store) {
     if (await access(join(dir, 'run.json')).then(() => true, () => false)) {
       throw new ConfigError(`--out ${dir} already holds a run: finish it with --resume ${dir}, or choose another --out`);
@@ -129,19 +178,23 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
 
   const jobs = Math.max(1, opts.jobs ?? (opts.machines ? 1 : new MachinePool().slots));
   const machines = opts.machines ?? new MachinePool({ slots: jobs });
-  const { kernel, env } = await prepareRun({
-    scenarios,
-    kernel: typeof opts.kernel === 'string' && !opts.resume ? opts.kernel : opts.resume ? config.kernel : opts.kernel,
-    machines,
-    keep: config.keep,
-    snapshots: config.snapshots,
-    beforeMachines: async (images) => {
-      const imageBytes = Math.max(...(await Promise.all([...images.values()].map((b) => allocatedBytes(b.path)))));
-      await checkOutSpace(dir, { cases: cases.length, jobs, keep: config.keep, imageBytes });
-    },
-  });
-  if (opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
-  if (store) checkImagesUnchanged(store.meta, scenarios, env.images, opts.resume!);
+  // A resumed run takes its kernel from run.json, unless the caller hands one already resolved (checked against it below).
+  const kernelArg = opts.resume && typeof opts.kernel === 'string' ? config.kernel : opts.kernel;
+  const { kernel, env } = nothingToRun
+    ? { kernel: typeof kernelArg === 'string' ? await resolveKernel(kernelArg) : kernelArg, env: undefined }
+    : await prepareRun({
+        scenarios,
+        kernel: kernelArg,
+        machines,
+        keep: config.keep,
+        snapshots: config.snapshots,
+        beforeMachines: async (images) => {
+          const imageBytes = Math.max(...(await Promise.all([...images.values()].map((b) => allocatedBytes(b.path)))));
+          await checkOutSpace(dir, { cases: cases.length, jobs, keep: config.keep, imageBytes });
+        },
+      });
+  if (env && opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
+  if (store && env) checkImagesUnchanged(store.meta, scenarios, env.images, opts.resume!);
   if (store && store.meta.kernel.id !== kernel.id) {
     throw new ConfigError(`${opts.resume} ran on kernel ${store.meta.kernel.id}; --kernel ${config.kernel} is now ${kernel.id}: finishing it would mix two kernels; start a new run`);
   }
@@ -157,12 +210,13 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       seed,
       accel: (await detectAccel()).accel,
       scenarios: scenarios.map((s) => {
-        const digest = s.image ? env.images.get(baseImageKey(s))?.digest : undefined;
+        const digest = s.image ? env?.images.get(baseImageKey(s))?.digest : undefined;
         return { name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}), ...(digest ? { imageDigest: digest } : {}) };
       }),
       config,
       qcrash: { version: '0.1.0', build },
     };
+    if (shard) meta.shard = { ...shard, runKey: runKey(shardIdentity(meta, shard.caseListHash)) };
     store = await RunStore.create(dir, meta);
   }
   // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
@@ -185,7 +239,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
         limit(async () => {
           if (writeFailure) return;
           await hub.onCaseStart(spec);
-          const r = await runCase(spec, env, run.caseDir(spec.id));
+          const r = await runCase(spec, env!, run.caseDir(spec.id));
           try {
             await run.writeCase(r);
           } catch (e) {

@@ -2,6 +2,9 @@ import { sha256 } from '../util/hash.ts';
 import { ConfigError } from '../util/errors.ts';
 import type { CaseSpec, CrashPoint } from '../scenario/model.ts';
 import type { RunSummary } from '../results/run.ts';
+import { caseListHash, compareIds } from '../results/shards.ts';
+
+export { caseListHash };
 
 /**
  * Splitting one run over N machines (`qcrash run --shard I/N`): every machine
@@ -80,11 +83,6 @@ export function recordedDurations(summary: Pick<RunSummary, 'cases'>): Map<strin
   return d;
 }
 
-/** Byte-order comparison: the same on every machine, unlike localeCompare. */
-function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function estimate(u: ShardUnit): number {
   const base = estimatedCostMs[u.kind];
   if (base === undefined) throw new ConfigError(`shard unit ${u.id}: unknown cost kind "${u.kind}"`);
@@ -130,6 +128,8 @@ export interface ShardPlan {
   caseIds: string[];
   /** Expected cost of every shard (index 0 is shard 1), for the report and the tests. */
   loads: number[];
+  /** Case ids of every shard (index 0 is shard 1), in expansion order: recorded so merge can name a missing shard's cases. */
+  assignment: string[][];
   /** sha256 of the sorted case ids: shards of one run must agree on it before they merge. */
   caseListHash: string;
   /**
@@ -171,14 +171,10 @@ export function planShard(units: readonly ShardUnit[], spec: ShardSpec, recorded
     unitIds: mine.map((u) => u.id),
     caseIds: mine.flatMap((u) => u.caseIds),
     loads,
+    assignment: Array.from({ length: spec.total }, (_, i) => units.filter((u) => shardOf.get(u.id) === i + 1).flatMap((u) => u.caseIds)),
     caseListHash: caseListHash(units.flatMap((u) => u.caseIds)),
     partitionHash: partitionHash(units, costs, spec.total),
   };
-}
-
-/** The identity of a run's case list, independent of the order cases were expanded in. */
-export function caseListHash(caseIds: readonly string[]): string {
-  return sha256([...caseIds].sort(compareIds).join('\n') + '\n');
 }
 
 function partitionHash(units: readonly ShardUnit[], costs: ReadonlyMap<string, number>, total: number): string {

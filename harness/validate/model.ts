@@ -26,6 +26,13 @@ export interface ValidateResult {
   /** Cases that errored or never reached their point: they judged nothing, on either kernel. */
   notJudged: { baseline: string[]; patched: string[] };
   dir: string;
+  /**
+   * Set for one shard of a sharded validate (`--shard I/N`): its judgement
+   * covers only its part; `qcrash merge` judges the whole.
+   */
+  shard?: { index: number; total: number };
+  /** What a merged validate lacks (missing shards or cases): the result is incomplete, never a Tested-by. */
+  problems?: string[];
 }
 
 

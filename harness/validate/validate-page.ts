@@ -101,7 +101,7 @@ export async function validateHtml(r: ValidateResult, text: string): Promise<str
     .join('')}</tbody></table></div>`;
 
   const body = `<header class="page"><h1>qcrash validate</h1>
-<p>${verdictBadge(regressed ? 'fail' : 'pass', { text: regressed ? `REGRESSION: ${r.introduced.length} finding signature(s) introduced by the patch` : 'no regression', cls: 'banner', attrs: 'id="validate-verdict"' })}</p>
+<p>${verdictBadge(regressed ? 'fail' : r.problems?.length ? 'error' : 'pass', { text: regressed ? `REGRESSION: ${r.introduced.length} finding signature(s) introduced by the patch` : r.problems?.length ? `INCOMPLETE: ${r.problems.join('; ')}` : 'no regression', cls: 'banner', attrs: 'id="validate-verdict"' })}</p>
 <nav class="toc" aria-label="sections"><a href="#patches">Patches</a><a href="#kernels">Kernels</a><a href="#verdicts">What changed</a><a href="#cases">Cases</a><a href="#text">Text report</a></nav></header>
 <section id="patches"><h2>Patches</h2>${subjects.length ? `<ol id="patch-subjects">${subjects.map((s) => `<li>${esc(s)}</li>`).join('')}</ol>` : '<p class="muted">The patched kernel records no patches.</p>'}
 <p>Same cases and seed (<code>${esc(r.patched.summary.seed)}</code>) on both kernels; scenarios: ${r.patched.summary.scenarios.map((s) => `<code>${esc(s.name)}</code>`).join(', ')}. QEMU ${esc(r.patched.summary.versions.qemu)} (${esc(r.patched.summary.accel)}), e2fsprogs ${esc(r.patched.summary.versions.e2fsprogs)}.</p></section>
@@ -113,7 +113,7 @@ export async function validateHtml(r: ValidateResult, text: string): Promise<str
 <h3>${verdictBadge('pass', { text: `Removed by the patch (${r.removed.length})` })}</h3>${sigList(r.removed, 'removed')}
 <h3>Unchanged (${r.unchanged.length})</h3>${sigList(r.unchanged, 'unchanged')}
 <h3>Result</h3><p id="validate-result">${esc(resultLine)}</p>
-${!regressed && testedBy.length ? `<p class="tested-by mono" id="tested-by">${testedBy.map(esc).join('<br>')}</p>` : ''}
+${!regressed && !r.problems?.length && testedBy.length ? `<p class="tested-by mono" id="tested-by">${testedBy.map(esc).join('<br>')}</p>` : ''}
 </section>
 <section id="cases"><h2>Cases, baseline and patched</h2><p class="muted">Cases whose verdict differs come first.</p>${casesTable}</section>
 <section id="text"><h2>Text report</h2><details><summary>validate.txt</summary><pre>${esc(text)}</pre></details></section>`;

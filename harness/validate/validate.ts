@@ -1,5 +1,7 @@
-import { join } from 'node:path';
+import { access, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.ts';
+import { ConfigError, ExitCode } from '../util/errors.ts';
 import { defaultResultsDir } from '../util/paths.ts';
 import { buildKernel } from '../kernel/build.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
@@ -9,6 +11,8 @@ import { formatSignature, signatureOf, type Signature } from '../results/signatu
 import { newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { runSuite, type RunOutcome } from '../run/runner.ts';
+import { mergeShards, unionRuns } from '../run/merge.ts';
+import type { ShardSpec } from '../run/shard.ts';
 import { writeValidateReport } from './validate-page.ts';
 import type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
 
@@ -30,7 +34,26 @@ export interface ValidateOptions {
   machines?: MachineLauncher;
   /** Restore workload VMs from agent-ready snapshots (default true). */
   snapshots?: boolean;
+  /**
+   * --shard I/N: run only this part of the cases on both kernels and confirm
+   * the part's new signatures; `qcrash merge` joins the shards and judges.
+   */
+  shard?: ShardSpec;
 }
+
+/** What a validate shard leaves beside its runs, for `qcrash merge` (validate-shard.json). */
+export interface ValidateShardRecord {
+  schema: 'qcrash-validate-shard/1';
+  shard: { index: number; total: number };
+  seed: number;
+  reruns: number;
+  baseline: KernelInfo;
+  patched: KernelInfo;
+  /** The confirm-N folders this shard made (none when its part had nothing new). */
+  confirms: string[];
+}
+
+export const validateShardFile = 'validate-shard.json';
 
 /**
  * The failing signatures of a run. Only cases that ran count: a case that
@@ -84,7 +107,7 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
 }
 
 /** What every run of one validation shares: scenarios, seed, jobs, reporters, machines. */
-export type SuiteSettings = Pick<ValidateOptions, 'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots'>;
+export type SuiteSettings = Pick<ValidateOptions, 'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots' | 'shard'>;
 
 /** A run of the validate suite on a kernel into a folder, optionally only some cases: the same cases and seed every time. */
 export type SuiteRun = (kernel: KernelInfo, out: string, filter?: string[]) => Promise<RunOutcome>;
@@ -98,7 +121,7 @@ export function suiteRunner(o: SuiteSettings): SuiteRun {
       out,
       keep: 'failed',
       ...(o.jobs ? { jobs: o.jobs } : {}),
-      ...(filter ? { filter } : {}),
+      ...(filter ? { filter } : o.shard ? { shard: o.shard } : {}),
       ...(o.reporters ? { reporters: o.reporters } : {}),
       ...(o.machines ? { machines: o.machines } : {}),
       ...(o.snapshots !== undefined ? { snapshots: o.snapshots } : {}),
@@ -125,6 +148,9 @@ export async function judgeAndConfirm(
 export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo }): Promise<ValidateResult> {
   const progress = o.onProgress ?? (() => {});
   const dir = o.out ?? join(defaultResultsDir, `validate-${newRunId()}`);
+  const seed = o.seed ?? 1;
+  // With --shard, the baseline and patched runs are sharded; a confirmation
+  // rerun runs the shard's own new cases, which are all in its part already.
   const run = suiteRunner(o);
   progress(`baseline run on ${o.baseline.id}`);
   const baseline = await run(o.baseline, join(dir, 'baseline'));
@@ -141,11 +167,89 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
     ...judged,
     notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
     dir,
+    ...(o.shard ? { shard: { index: o.shard.index, total: o.shard.total } } : {}),
   };
+  if (o.shard) {
+    // A part judges nothing for the whole: a signature new in this part may be
+    // on the baseline in another. merge judges; this records what to merge.
+    const record: ValidateShardRecord = {
+      schema: 'qcrash-validate-shard/1',
+      shard: { index: o.shard.index, total: o.shard.total },
+      seed,
+      reruns,
+      baseline: o.baseline,
+      patched: o.patched,
+      confirms: judged.introduced.length + judged.flaky.length ? Array.from({ length: reruns }, (_, i) => `confirm-${i + 1}`) : [],
+    };
+    await writeJsonAtomic(join(dir, validateShardFile), record);
+    return result;
+  }
   await writeJsonAtomic(join(dir, 'validate.json'), { ...result, baseline: { kernel: o.baseline, dir: baseline.dir }, patched: { kernel: o.patched, dir: patched.dir } });
   await writeFileAtomic(join(dir, 'validate.txt'), validateReport(result));
   await writeValidateReport(result, validateReport(result));
   return result;
+}
+
+async function readShardRecord(dir: string): Promise<ValidateShardRecord> {
+  const file = join(dir, validateShardFile);
+  let r: ValidateShardRecord;
+  try {
+    r = JSON.parse(await readFile(file, 'utf8')) as ValidateShardRecord;
+  } catch (e) {
+    throw new ConfigError(`merge: ${file} cannot be read (${(e as Error).message}): is ${dir} the --out of a qcrash validate --shard?`);
+  }
+  if (r?.schema !== 'qcrash-validate-shard/1' || !r.shard || !r.baseline?.id || !r.patched?.id || !Array.isArray(r.confirms)) {
+    throw new ConfigError(`merge: ${file} is not a validate shard record (qcrash-validate-shard/1)`);
+  }
+  return r;
+}
+
+/**
+ * The shards of one sharded validate as one validate: the baseline shards
+ * and the patched shards merged as runs (merge refuses different kernels,
+ * seeds or case lists and makes missing cases errors), the shards'
+ * confirmation reruns joined per rerun, then the same judgement as an
+ * unsharded validate. A signature new in the whole is new in every part that
+ * showed it (a part's baseline is part of the whole's), so every such part
+ * has rerun its cases. Exit: 1 when a finding was introduced, 3 when a part
+ * is missing (the result is incomplete, never a Tested-by), else 0.
+ */
+export async function mergeValidateShards(o: { out: string; dirs: string[] }): Promise<{ result: ValidateResult; problems: string[]; warnings: string[]; exitCode: number }> {
+  const out = resolve(o.out);
+  if (await access(join(out, 'validate.json')).then(() => true, () => false)) throw new ConfigError(`merge: ${o.out} already holds a validate result; choose another OUT`);
+  const records = await Promise.all(o.dirs.map(readShardRecord));
+  const r0 = records[0]!;
+  for (const [i, r] of records.entries()) {
+    const differs = r.baseline.id !== r0.baseline.id ? `baseline kernels (${r0.baseline.id} vs ${r.baseline.id})` : r.patched.id !== r0.patched.id ? `patched kernels (${r0.patched.id} vs ${r.patched.id})` : r.reruns !== r0.reruns ? `--confirm counts (${r0.reruns} vs ${r.reruns})` : undefined;
+    if (differs) throw new ConfigError(`merge: ${o.dirs[0]} and ${o.dirs[i]} are shards of different validations, with different ${differs}`);
+  }
+  const baseline = await mergeShards({ out: join(out, 'baseline'), dirs: o.dirs.map((d) => join(d, 'baseline')) });
+  const patched = await mergeShards({ out: join(out, 'patched'), dirs: o.dirs.map((d) => join(d, 'patched')) });
+  const j = judge(baseline.summary, patched.summary);
+  const verdicts = await confirm(j.fresh, r0.reruns, async (_ids, i) => {
+    const name = `confirm-${i + 1}`;
+    const parts = o.dirs.filter((_, k) => records[k]!.confirms.includes(name)).map((d) => join(d, name));
+    // Every part that has a signature new in the whole reran it; a rerun no part made saw nothing.
+    if (!parts.length) return { ...patched.summary, cases: [] };
+    return unionRuns({ out: join(out, name), dirs: parts });
+  });
+  const problems = [...new Set([...baseline.problems.map((p) => `baseline: ${p}`), ...patched.problems.map((p) => `patched: ${p}`)])];
+  const result: ValidateResult = {
+    baseline: { kernel: r0.baseline, summary: baseline.summary, dir: baseline.dir },
+    patched: { kernel: r0.patched, summary: patched.summary, dir: patched.dir },
+    introduced: verdicts.filter((v) => v.verdict === 'introduced'),
+    flaky: verdicts.filter((v) => v.verdict === 'flaky'),
+    removed: j.removed,
+    unchanged: j.unchanged,
+    notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
+    dir: out,
+    ...(problems.length ? { problems } : {}),
+  };
+  await writeJsonAtomic(join(out, 'validate.json'), { ...result, baseline: { kernel: r0.baseline, dir: baseline.dir }, patched: { kernel: r0.patched, dir: patched.dir }, shards: o.dirs.map((d) => resolve(d)) });
+  await writeFileAtomic(join(out, 'validate.txt'), validateReport(result));
+  await writeValidateReport(result, validateReport(result));
+  const exitCode = result.introduced.length ? ExitCode.failed : problems.length ? ExitCode.infrastructure : ExitCode.pass;
+  return { result, problems, warnings: [...baseline.warnings, ...patched.warnings], exitCode };
 }
 
 /** Build the baseline and patched kernels (incrementally, from the cache), then validate them. */
@@ -183,8 +287,13 @@ export function validateReport(r: ValidateResult): string {
   section('removed by the patch', r.removed);
   section('unchanged', r.unchanged);
   if (r.notJudged.patched.length) section('not judged on the patched kernel (error or not reached)', r.notJudged.patched);
+  if (r.problems?.length) section('MISSING parts (merged from shards)', r.problems);
   out.push('');
-  if (!r.introduced.length) {
+  if (r.shard) {
+    out.push(`Result: shard ${r.shard.index}/${r.shard.total} only; the verdict is qcrash merge's over every shard.`);
+  } else if (!r.introduced.length && r.problems?.length) {
+    out.push('Result: INCOMPLETE: parts of the validation are missing (see above); no verdict.');
+  } else if (!r.introduced.length) {
     out.push(`Result: no regression. ${s.counts.total} crash cases, ${s.scenarios.length} scenario(s), seed ${s.seed}:`);
     out.push(`Tested-by: qcrash (${s.counts.total} crash states of ext4_ext_migrate, baseline ${r.baseline.kernel.release})`);
   } else out.push('Result: REGRESSION: the patch introduced findings (see above).');

@@ -27,6 +27,7 @@ const stages = [
   'compare',
   'validate',
   'bisect',
+  'nightly',
   'bench',
   'doctor',
   'cli',

@@ -210,6 +210,9 @@ t.test('the Kubernetes manifests pass the Kubernetes OpenAPI schema and agree wi
   const mergeContainer = merge.spec.template.spec.containers[0];
   t.match(mergeContainer.args[0], 'node bin/qcrash.js merge "/data/runs/$QCRASH_RUN/merged" /data/runs/"$QCRASH_RUN"/shard-*');
   t.equal(env(merge.spec.template.spec.initContainers[0], 'QCRASH_SHARDS'), String(n), 'the merge waits for every shard');
+  t.equal(merge.spec.podFailurePolicy.rules[0].onExitCodes.containerName, mergeContainer.name, 'the merge\'s failure policy names its container');
+  t.same(merge.spec.podFailurePolicy.rules[0].onExitCodes.values, [1, 2], 'failing cases and refused shards are not retried');
+  t.ok(mergeContainer.args[0].indexOf('rm -rf "/data/runs/$QCRASH_RUN/merged"') < mergeContainer.args[0].indexOf('qcrash.js merge'), 'a retried merge starts from a clean folder (merge refuses one that holds a run)');
 
   const kvmKustomization = parseYaml(await read('deploy/kubernetes/kvm/kustomization.yaml'));
   t.same(kvmKustomization.resources, ['..']);
@@ -279,4 +282,83 @@ t.test('the Dockerfile linter rejects broken copies', async (t) => {
     t.ok(problems.length > 0, `${what}: rejected (${problems[0] ?? 'no diagnostics'})`);
     t.match(problems.join('\n'), message, what);
   }
+});
+
+// ---------------------------------------------------------------- the commands the engines run
+
+// Each qcrash command line of the engine files, as the engine's shell would
+// see it (variables set as a CI run would, quotes removed), parsed by
+// qcrash's own command definitions with the actions replaced: an option the
+// CLI does not have, or a value it refuses (--shard 0/3), fails here rather
+// than on the first CI run.
+const { Command } = await import('commander');
+const { registerRun } = await import('../../harness/cli/run-command.ts');
+const { registerMerge } = await import('../../harness/cli/merge-command.ts');
+
+const engineVars: Record<string, string> = {
+  QCRASH_SCENARIOS: 'scenarios', QCRASH_KERNEL: 'stock', QCRASH_SEED: '42', QCRASH_RUN: 'sweep-1', QCRASH_SHARDS: '3', QCRASH_JOBS: '2',
+  CI_NODE_INDEX: '2', CI_NODE_TOTAL: '3', shard: '2', out: '/data/runs/sweep-1/shard-2', '{{ matrix.shard }}': '2',
+};
+
+/** The qcrash invocations in a shell script: `node bin/qcrash.js ...` up to `||`, `;` or the end, continuation lines joined. */
+function qcrashInvocations(script: string): string[][] {
+  // GitHub expressions are replaced before the shell sees the script.
+  const text = script.replace(/\\\n\s*/g, ' ').replace(/\$\{\{\s*matrix\.shard\s*\}\}/g, engineVars['{{ matrix.shard }}']!);
+  const out: string[][] = [];
+  for (const m of text.matchAll(/node bin\/qcrash\.js ([^\n|;]*)/g)) {
+    const words: string[] = [];
+    for (const w of m[1]!.matchAll(/(?:"[^"]*"|[^\s"]+)+/g)) {
+      words.push(w[0].replace(/\$(\w+)|\$\{(\w+)\}/g, (_, a, b) => {
+        const v = engineVars[a ?? b];
+        if (v === undefined) throw new Error(`unknown variable $${a ?? b} in: ${m[0]}`);
+        return v;
+      }).replace(/"/g, ''));
+    }
+    out.push(words.flatMap((w) => (w === 'scenarios' ? [w] : w.split(/\s+/).filter(Boolean))));
+  }
+  return out;
+}
+
+async function parseQcrash(argv: string[]): Promise<{ command: string; opts: Record<string, unknown> }> {
+  const program = new Command('qcrash').exitOverride();
+  registerRun(program);
+  registerMerge(program);
+  let seen: { command: string; opts: Record<string, unknown> } | undefined;
+  for (const c of program.commands) {
+    c.exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    c.action(function (this: InstanceType<typeof Command>) {
+      seen = { command: this.name(), opts: this.opts() };
+    });
+  }
+  await program.parseAsync(argv, { from: 'user' });
+  if (!seen) throw new Error(`no command ran for: ${argv.join(' ')}`);
+  return seen;
+}
+
+t.test('every qcrash command the engine files run is one the CLI accepts', async (t) => {
+  const wf = parseYaml(await read('.github/workflows/qcrash.yml'));
+  const ci = parseYaml(await read('.gitlab-ci.yml'));
+  const k8s = [...(await manifests('deploy/kubernetes/shard-job.yaml')), ...(await manifests('deploy/kubernetes/merge-job.yaml'))];
+  const scripts: Array<[string, string]> = [
+    ...Object.entries(wf.jobs).flatMap(([job, j]: [string, any]) => j.steps.filter((s: any) => s.run).map((s: any) => [`GitHub ${job}`, s.run] as [string, string])),
+    ...['shard', 'merge'].flatMap((job) => ci[job].script.map((l: string) => [`GitLab ${job}`, l] as [string, string])),
+    ...k8s.flatMap((m) => m.spec.template.spec.containers.map((c: Manifest) => [`Kubernetes ${m.metadata.name}`, c.args[0]] as [string, string])),
+  ];
+  const seen: string[] = [];
+  for (const [where, script] of scripts) {
+    for (const argv of qcrashInvocations(script)) {
+      const r = await parseQcrash(argv).catch((e: Error) => e);
+      t.notOk(r instanceof Error, `${where}: qcrash ${argv.join(' ')}${r instanceof Error ? `: ${r.message}` : ''}`);
+      if (r instanceof Error) continue;
+      seen.push(`${where}: ${r.command}`);
+      if (r.command === 'run' && !r.opts.resume) t.same(r.opts.shard, { index: 2, total: 3 }, `${where}: --shard parses to shard 2 of 3`);
+    }
+  }
+  t.same(seen.sort(), [
+    'GitHub merge: merge', 'GitHub shard: run', 'GitLab merge: merge', 'GitLab shard: run',
+    'Kubernetes qcrash-merge: merge', 'Kubernetes qcrash-shards: run', 'Kubernetes qcrash-shards: run',
+  ], 'a shard run and a merge per engine (and the Kubernetes retry\'s --resume)');
+  // The check can fail: an option qcrash does not have, and a shard index from 0.
+  await t.rejects(parseQcrash(['run', 'scenarios', '--shards', '2/3']), /unknown option '--shards'/);
+  await t.rejects(parseQcrash(['run', 'scenarios', '--shard', '0/3']), /counts from 1/);
 });

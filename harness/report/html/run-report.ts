@@ -75,10 +75,16 @@ function header(s: RunSummary): string {
     ['started', esc(s.startedAt)],
     ['wall time', esc(wallTime(s))],
     ['scenarios', s.scenarios.map((x) => `<code>${esc(x.name)}</code> <span class="muted">${esc(x.file)}</span>`).join('<br>')],
+    ...(s.shard ? [['shard', `${s.shard.index}/${s.shard.total} <span class="muted">of a run of ${s.shard.assignment.flat().length} cases (case list <code>${esc(s.shard.caseListHash.slice(0, 12))}</code>); qcrash merge joins the shards</span>`] as [string, string]] : []),
+    ...(s.merged
+      ? [['shards', `${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` <strong>(missing: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})</strong>` : ''}<br>${s.merged.shards.map((x) => `${x.index}/${s.merged!.total}: <span class="mono">${esc(x.runId)}</span> on ${esc(x.host)}, ${x.counts.total} case(s)`).join('<br>')}`] as [string, string]]
+      : []),
   ];
   return `<header class="page">
 <h1>qcrash run <span class="mono">${esc(s.runId)}</span></h1>
-<p>${verdictBadge(bad ? 'fail' : 'pass', { text: bad ? `FAIL: ${s.counts.fail} failed, ${s.counts.error} errors, ${s.counts.notReached} not reached of ${s.counts.total}` : `PASS: all ${s.counts.total} cases passed`, cls: 'banner', attrs: 'id="run-verdict"' })}</p>
+<p>${s.counts.total === 0 && s.shard
+    ? verdictBadge('not-reached', { text: `EMPTY SHARD: ${s.shard.index}/${s.shard.total} was given no case (the merged run has the verdict)`, cls: 'banner', attrs: 'id="run-verdict"' })
+    : verdictBadge(bad ? 'fail' : 'pass', { text: bad ? `FAIL: ${s.counts.fail} failed, ${s.counts.error} errors, ${s.counts.notReached} not reached of ${s.counts.total}` : `PASS: all ${s.counts.total} cases passed`, cls: 'banner', attrs: 'id="run-verdict"' })}</p>
 <nav class="toc" aria-label="sections"><a href="#run">Run</a><a href="#matrix-section">Matrix</a><a href="#charts">Charts</a><a href="#findings">Findings</a>${fileReports(s).length ? '<a href="#files">Files</a>' : ''}<a href="#cases">Cases</a></nav>
 </header>
 <section id="run"><h2>Run</h2>

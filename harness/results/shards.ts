@@ -1,0 +1,295 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sha256 } from '../util/hash.ts';
+import { ConfigError } from '../util/errors.ts';
+import { caseSeed } from '../scenario/expand.ts';
+import { defaultAllowance } from '../findings/finding.ts';
+import type { CaseResult } from './case.ts';
+import { countStatuses, type MergeRecord, type RunMeta, type RunSummary, type ShardRecord } from './run.ts';
+import { caseRelDir, readCaseFiles, RunStore } from './store.ts';
+
+/**
+ * Shards of one run, made on several machines, back into one run. A shard
+ * has its own run id (its folder, host and start time); what makes shards
+ * belong together is the run they are parts of: the same case list, seed,
+ * kernel, qcrash build, scenario contents and recovery override. Those are
+ * what `runKey` hashes. Everything here reads only run.json and the case
+ * files, never the scenario files: the merging machine need not have them.
+ */
+
+/** Byte-order comparison: the same on every machine, unlike localeCompare. */
+export function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The identity of a run's case list, independent of the order cases were expanded in. */
+export function caseListHash(caseIds: readonly string[]): string {
+  return sha256([...caseIds].sort(compareIds).join('\n') + '\n');
+}
+
+/** What shards of one run must agree on, field by field, so a refusal can say which one differs. */
+export interface ShardIdentity {
+  caseList: string;
+  seed: number;
+  kernel: string;
+  build: string;
+  /** "name sha256" per scenario, sorted: the same ids with changed steps are another run. */
+  scenarios: string;
+  /** The --recovery override, or "as each scenario says". */
+  recovery: string;
+}
+
+type IdentityInput = Pick<RunMeta, 'seed' | 'kernel' | 'qcrash' | 'scenarios' | 'config'>;
+
+export function shardIdentity(meta: IdentityInput, caseList: string): ShardIdentity {
+  return {
+    caseList,
+    seed: meta.seed,
+    kernel: meta.kernel.id,
+    build: meta.qcrash?.build ?? 'unknown',
+    scenarios: meta.scenarios.map((s) => `${s.name} ${s.hash}`).sort(compareIds).join(', '),
+    recovery: meta.config?.recovery?.join(',') ?? 'as each scenario says',
+  };
+}
+
+const identityLabels: Record<keyof ShardIdentity, string> = {
+  caseList: 'case lists (case-list hash)',
+  seed: 'seeds',
+  kernel: 'kernels',
+  build: 'qcrash builds',
+  scenarios: 'scenario contents',
+  recovery: '--recovery overrides',
+};
+
+/** The run a shard belongs to, as one hash: recorded in run.json, and the merged run's id is made from it. */
+export function runKey(id: ShardIdentity): string {
+  return sha256((Object.keys(identityLabels) as Array<keyof ShardIdentity>).map((k) => `${k}\t${id[k]}`).join('\n') + '\n');
+}
+
+export interface ShardRun {
+  dir: string;
+  meta: RunMeta;
+  cases: CaseResult[];
+  /** case.json files that could not be read: their cases count as missing. */
+  unreadable: Array<{ file: string; error: string }>;
+  /** From summary.json, when the shard got that far. */
+  finishedAt?: string;
+}
+
+/** A shard folder as merge reads it: run.json and every case.json (not summary.json, so an interrupted shard is read too). */
+export async function loadShardRun(dir: string): Promise<ShardRun> {
+  const store = await RunStore.open(dir);
+  if (!store.meta.shard) {
+    throw new ConfigError(`${dir} is a run made without --shard: merge joins the shards of one sharded run (qcrash run --shard I/N); compare whole runs with qcrash compare`);
+  }
+  const { cases, unreadable } = await readCaseFiles(store.dir);
+  const summary = await readFile(join(store.dir, 'summary.json'), 'utf8').then((t) => JSON.parse(t) as Partial<RunSummary>, () => undefined);
+  const finishedAt = typeof summary?.finishedAt === 'string' ? summary.finishedAt : undefined;
+  return { dir: store.dir, meta: store.meta, cases, unreadable, ...(finishedAt ? { finishedAt } : {}) };
+}
+
+export interface MergePlan {
+  meta: RunMeta;
+  cases: CaseResult[];
+  /** The folder each case's files come from (absent for cases merge made up: missing or duplicated). */
+  sources: Map<string, string>;
+  /** Missing shards, missing or duplicated cases: each is also an `error` case of the merged run. */
+  problems: string[];
+  /** Differences that do not change what was tested but are worth saying (QEMU versions, accelerators). */
+  warnings: string[];
+}
+
+/** "20261124T191200Z" from an ISO time. */
+function compactTime(iso: string): string {
+  return iso.replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+/**
+ * The scenario, point and repetition of a case id ("<scenario>/<point>/r<N>",
+ * where a scenario name may itself contain "/"), for a case merge has to
+ * report without a result.
+ */
+function caseParts(id: string, meta: RunMeta): Pick<CaseResult, 'scenario' | 'suite' | 'pointLabel' | 'repetition'> {
+  const scenario = [...meta.scenarios].sort((a, b) => b.name.length - a.name.length).find((s) => id.startsWith(`${s.name}/`));
+  const rest = scenario ? id.slice(scenario.name.length + 1) : id;
+  const m = /^(.*)\/r(\d+)$/.exec(rest);
+  return {
+    scenario: scenario?.name ?? id.split('/')[0]!,
+    suite: scenario?.suite ?? '',
+    pointLabel: m ? m[1]! : rest,
+    repetition: m ? Number(m[2]) : 1,
+  };
+}
+
+/** A case that merge must report as an error: it has no result, or more than one. */
+export function errorCase(id: string, meta: RunMeta, message: string, kind: 'MissingShard' | 'MissingCase' | 'DuplicatedCase' | 'UnexpectedCase'): CaseResult {
+  return {
+    id,
+    ...caseParts(id, meta),
+    seed: caseSeed(meta.seed, id),
+    status: 'error',
+    findings: [],
+    failing: [],
+    allow: defaultAllowance,
+    error: message,
+    errorKind: kind,
+    durationMs: 0,
+    dir: caseRelDir(id),
+  };
+}
+
+/**
+ * Check that the shards are the parts of one run and join their cases:
+ * shards of different runs (case list, seed, kernel, build, scenario
+ * contents, recovery), of different partitions, or the same shard given
+ * twice are refused (ConfigError: the input is wrong, nothing is merged).
+ * A shard not given, a planned case without a result, a case reported by a
+ * shard it does not belong to, are `error` cases of the merged run with the
+ * reason, so the merged run is never green with a part missing.
+ */
+export function planMerge(shards: readonly ShardRun[]): MergePlan {
+  if (!shards.length) throw new ConfigError('merge: give the shard folders to merge (qcrash merge OUT SHARD_DIR...)');
+  const records = shards.map((s) => s.meta.shard!);
+  const r0 = records[0]!;
+  for (const [i, s] of shards.entries()) checkRecord(s.dir, records[i]!);
+
+  // One run: every field of the identity, named when it differs.
+  const ids = shards.map((s, i) => shardIdentity(s.meta, records[i]!.caseListHash));
+  for (const k of Object.keys(identityLabels) as Array<keyof ShardIdentity>) {
+    const values = new Map<string, string[]>();
+    ids.forEach((id, i) => values.set(String(id[k]), [...(values.get(String(id[k])) ?? []), shards[i]!.dir]));
+    if (values.size > 1) {
+      throw new ConfigError(`merge: these are shards of different runs, with different ${identityLabels[k]}: ${[...values].map(([v, dirs]) => `${v} (${dirs.join(', ')})`).join(' vs ')}; merge only shards made with the same scenarios, --seed, --kernel and qcrash`);
+    }
+  }
+  const totals = new Set(records.map((r) => r.total));
+  if (totals.size > 1) throw new ConfigError(`merge: the shards split the run into different numbers of parts (${shards.map((s, i) => `${s.dir}: ${records[i]!.index}/${records[i]!.total}`).join(', ')}); run every shard with the same --shard I/N count`);
+  const partitions = new Set(records.map((r) => `${r.partitionHash} ${JSON.stringify(r.assignment)}`));
+  if (partitions.size > 1) {
+    throw new ConfigError(`merge: the shards were partitioned differently (${shards.map((s, i) => `${s.dir}: ${records[i]!.costs} costs, partition ${records[i]!.partitionHash.slice(0, 12)}`).join('; ')}); give every shard the same --durations run, or none`);
+  }
+  const byIndex = new Map<number, ShardRun>();
+  for (const s of shards) {
+    const other = byIndex.get(s.meta.shard!.index);
+    if (other) throw new ConfigError(`merge: shard ${s.meta.shard!.index}/${r0.total} was given twice (${other.dir} and ${s.dir}): give each shard's folder once`);
+    byIndex.set(s.meta.shard!.index, s);
+  }
+
+  const total = r0.total;
+  const assignment = r0.assignment;
+  const owner = new Map<string, number>();
+  assignment.forEach((ids, i) => ids.forEach((id) => owner.set(id, i + 1)));
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const cases = new Map<string, CaseResult>();
+  const sources = new Map<string, string>();
+  const missing: number[] = [];
+  const ordered = [...byIndex.values()].sort((a, b) => a.meta.shard!.index - b.meta.shard!.index);
+  const base = ordered[0]!.meta;
+
+  for (let index = 1; index <= total; index++) {
+    const s = byIndex.get(index);
+    const planned = assignment[index - 1]!;
+    if (!s) {
+      missing.push(index);
+      if (planned.length) problems.push(`shard ${index}/${total} was not given: its ${planned.length} case(s) are errors`);
+      else warnings.push(`shard ${index}/${total} was not given; it had no case, so nothing is missing`);
+      for (const id of planned) cases.set(id, errorCase(id, base, `shard ${index}/${total} was not merged: its results are missing (run it, or give its folder to qcrash merge)`, 'MissingShard'));
+      continue;
+    }
+    const got = new Map(s.cases.map((c) => [c.id, c]));
+    const absent = planned.filter((id) => !got.has(id));
+    if (absent.length) {
+      problems.push(`shard ${index}/${total} (${s.dir}) has no result for ${absent.length} of its ${planned.length} case(s)${s.unreadable.length ? ` (${s.unreadable.length} case.json unreadable)` : ''}: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', ...' : ''}`);
+    }
+    for (const id of absent) {
+      cases.set(id, errorCase(id, s.meta, `shard ${index}/${total} (${s.dir}) has no result for this case: the shard did not finish; finish it with qcrash run --resume ${s.dir}, then merge again`, 'MissingCase'));
+    }
+    for (const id of planned.filter((x) => got.has(x))) {
+      cases.set(id, got.get(id)!);
+      sources.set(id, s.dir);
+    }
+  }
+  // Results a shard should not have: a case of another shard (two results for one case) or of no shard at all.
+  for (const s of ordered) {
+    const index = s.meta.shard!.index;
+    for (const c of s.cases) {
+      const belongs = owner.get(c.id);
+      if (belongs === index) continue;
+      sources.delete(c.id);
+      if (belongs === undefined) {
+        problems.push(`shard ${index}/${total} (${s.dir}) has a result for ${c.id}, which is not in the run's case list`);
+        cases.set(c.id, errorCase(c.id, s.meta, `shard ${index}/${total} reported this case, which is not in the run's case list (case-list hash ${r0.caseListHash.slice(0, 12)})`, 'UnexpectedCase'));
+      } else {
+        problems.push(`case ${c.id} has results in shard ${index}/${total} (${s.dir}) and belongs to shard ${belongs}/${total}: duplicated`);
+        cases.set(c.id, errorCase(c.id, s.meta, `duplicated: shard ${index}/${total} and shard ${belongs}/${total} both have a result for this case; which one holds is unknown`, 'DuplicatedCase'));
+      }
+    }
+  }
+
+  for (const field of ['qemu', 'e2fsprogs'] as const) {
+    const v = new Set(ordered.map((s) => s.meta.versions[field]));
+    if (v.size > 1) warnings.push(`the shards ran with different ${field} versions: ${ordered.map((s) => `shard ${s.meta.shard!.index}: ${s.meta.versions[field]}`).join(', ')}`);
+  }
+  if (new Set(ordered.map((s) => s.meta.accel)).size > 1) warnings.push(`the shards ran with different accelerators: ${ordered.map((s) => `shard ${s.meta.shard!.index}: ${s.meta.accel}`).join(', ')}`);
+
+  const key = runKey(ids[0]!);
+  const startedAt = ordered.map((s) => s.meta.startedAt).sort()[0]!;
+  const record: MergeRecord = {
+    runKey: key,
+    total,
+    caseListHash: r0.caseListHash,
+    partitionHash: r0.partitionHash,
+    shards: ordered.map((s) => {
+      const own = s.cases.filter((c) => owner.get(c.id) === s.meta.shard!.index);
+      const finishedAt = s.finishedAt;
+      return {
+        index: s.meta.shard!.index,
+        runId: s.meta.runId,
+        host: s.meta.host,
+        dir: s.dir,
+        startedAt: s.meta.startedAt,
+        ...(finishedAt ? { finishedAt } : {}),
+        counts: countStatuses(own),
+        versions: s.meta.versions,
+        accel: s.meta.accel,
+      };
+    }),
+    missing,
+  };
+  const meta: RunMeta = {
+    ...withoutShard(base),
+    runId: `${compactTime(startedAt)}-merged-${key.slice(0, 12)}`,
+    startedAt,
+    host: [...new Set(ordered.map((s) => s.meta.host))].join(', '),
+    merged: record,
+  };
+  return { meta, cases: [...cases.values()].sort((a, b) => compareIds(a.id, b.id)), sources, problems, warnings };
+}
+
+/** A shard's meta without what makes it a shard: the merged run is the whole run. */
+function withoutShard(m: RunMeta): RunMeta {
+  const out: RunMeta = { ...m };
+  delete out.shard;
+  if (m.config) {
+    out.config = { ...m.config };
+    delete out.config.shard;
+  }
+  return out;
+}
+
+/** A shard record that does not hold together (hand-edited, or cut short) is not merged. */
+function checkRecord(dir: string, r: ShardRecord): void {
+  const bad = (why: string) => new ConfigError(`merge: ${dir}/run.json has a damaged shard record (${why}); run that shard again`);
+  if (!Number.isInteger(r.total) || r.total < 1 || !Number.isInteger(r.index) || r.index < 1 || r.index > r.total) throw bad(`shard ${r.index}/${r.total}`);
+  if (!Array.isArray(r.assignment) || r.assignment.length !== r.total) throw bad(`${Array.isArray(r.assignment) ? r.assignment.length : 'no'} case lists for ${r.total} shards`);
+  const all = r.assignment.flat();
+  if (new Set(all).size !== all.length) throw bad('a case is assigned to two shards');
+  if (caseListHash(all) !== r.caseListHash) throw bad('its shards\' cases do not add up to its case-list hash');
+}
+
+/** The summary of a merged run. */
+export function mergedSummary(plan: MergePlan, finishedAt: string): RunSummary {
+  const finished = plan.meta.merged!.shards.map((s) => s.finishedAt).filter((x): x is string => !!x).sort();
+  return { ...plan.meta, finishedAt: finished.at(-1) ?? finishedAt, counts: countStatuses(plan.cases), cases: plan.cases };
+}

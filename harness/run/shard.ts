@@ -52,6 +52,8 @@ export const estimatedCostMs: Readonly<Record<CostKind, number>> = {
   kernel: 6000,
   commit: 6000,
   'write-log': 8000,
+  // One state of a recorded log (the unit's recording is costed as 'write-log').
+  log: 300,
 };
 
 /** Per crash state of a write-log unit, on top of its recording. */

@@ -6,10 +6,11 @@ import { scenariosDir } from '../util/paths.ts';
 import { closeMatches, didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
 import { defaultAllowance } from '../findings/finding.ts';
-import { stepTimeoutMs, type CrashPoint, type RecoveryMode, type Scenario, type Step, type WriterMode } from './model.ts';
+import { stepTimeoutMs, type CrashStatesSpec, type KillPoint, type RecoveryMode, type Scenario, type Step, type WriterMode } from './model.ts';
 import { YamlSource } from '../util/yaml-source.ts';
 import { listRecipeNames, loadRecipe, recipePaths } from '../image/recipe.ts';
 import {
+  crashStatesArgs,
   pointArgs,
   pointScalarKey,
   scenarioTop,
@@ -61,9 +62,12 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
   const src = YamlSource.parse(file, text);
   const raw = src.value();
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw src.error([], 'a scenario file is a YAML map with at least "recipe", "steps" and "kill"');
+    throw src.error([], 'a scenario file is a YAML map with at least "recipe", "steps" and "kill" (or "crash-states")');
   }
   const top = check(src, [], scenarioTop, raw);
+  if (top.kill === undefined && top['crash-states'] === undefined) {
+    throw src.error(['steps'], 'a scenario needs "kill:" (crash points), "crash-states:" (states from a recorded write log), or both');
+  }
 
   // A recipe is a name from vm-images/recipes/ or a path (relative to the scenario file) to a recipe of one's own.
   let recipe = top.recipe;
@@ -82,7 +86,7 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
   checkPaths(src, steps, recipePaths(await loadRecipe(recipe)));
   const stepNames = new Set(steps.map((s) => s.name));
   const pointLines: Array<number | undefined> = [];
-  const crashPoints = top.kill.flatMap((item, i) => {
+  const crashPoints = (top.kill ?? []).flatMap((item, i) => {
     const points = parsePoint(src, ['kill', i], item, steps, stepNames);
     const line = src.lineOf(['kill', i]);
     for (const _ of points) pointLines.push(line);
@@ -98,6 +102,7 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
     recipe,
     steps,
     crashPoints,
+    ...(top['crash-states'] !== undefined ? { crashStates: parseCrashStates(src, top['crash-states']) } : {}),
     pointLines,
     repeat: top.repeat ?? 1,
     recovery: [...new Set(recovery)],
@@ -274,7 +279,35 @@ function checkPaths(src: YamlSource, steps: readonly Step[], recipe: { files: Se
   }
 }
 
-function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], stepNames: Set<string>): CrashPoint[] {
+/** `crash-states:` with its defaults; a set that yields no state at all is refused at its line. */
+function parseCrashStates(src: YamlSource, value: unknown): CrashStatesSpec {
+  const at: Path = ['crash-states'];
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    fail(src, at, 'crash-states is a map, e.g. { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }');
+  }
+  const a = check(src, at, crashStatesArgs, value);
+  const pl = a['power-loss'];
+  const power = pl === false || pl === 'none' ? undefined : (pl ?? {});
+  const spec: CrashStatesSpec = {
+    from: 'log',
+    prefixes: a.prefixes ?? 'all',
+    perEpoch: power ? (power['per-epoch'] ?? 8) : 0,
+    seed: power?.seed ?? 1,
+    subsets: power?.subsets ?? 4,
+    torn: power?.torn ?? false,
+    budget: a.budget ?? 1000,
+    kernelSample: a['kernel-sample'] ?? 4,
+    minimize: a.minimize ?? 4,
+    minimizeTests: a['minimize-tests'] ?? 64,
+    end: a.end ?? 'poweroff',
+  };
+  if (spec.prefixes === 'none' && spec.perEpoch === 0) {
+    fail(src, at, 'crash-states asks for no state: prefixes none and no power-loss states (give prefixes: all, or power-loss: { per-epoch: N })');
+  }
+  return spec;
+}
+
+function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], stepNames: Set<string>): KillPoint[] {
   const kinds = Object.keys(pointArgs) as PointArgKind[];
   const [kind, value] = splitKeyword(src, at, item, 'kill point');
   if (!(kind in pointArgs)) {

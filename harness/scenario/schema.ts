@@ -93,13 +93,41 @@ export const pointScalarKey: Partial<Record<PointArgKind, string>> = { before: '
 
 export const recoveryModes = ['e2fsck', 'kernel'] as const;
 
+/**
+ * `crash-states: { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }`:
+ * crash states replayed from one recorded write log per repetition.
+ */
+export const crashStatesArgs = z.strictObject({
+  from: z.literal('log', { error: 'crash states come from a recorded write log: write "from: log"' }),
+  prefixes: z.enum(['all', 'none']).optional(),
+  'power-loss': z
+    .union([
+      z.literal(false),
+      z.literal('none'),
+      z.strictObject({
+        'per-epoch': nonNegInt.max(10_000).optional(),
+        seed: nonNegInt.optional(),
+        /** Seeded random subsets of an epoch's writes tried per epoch. */
+        subsets: nonNegInt.max(1000).optional(),
+        torn: z.boolean().optional(),
+      }),
+    ])
+    .optional(),
+  budget: posInt.max(100_000).optional(),
+  'kernel-sample': nonNegInt.max(1000).optional(),
+  minimize: nonNegInt.max(1000).optional(),
+  'minimize-tests': posInt.max(10_000).optional(),
+  end: z.enum(['poweroff', 'kill']).optional(),
+});
+
 export const scenarioTop = z.strictObject({
   name: name.optional(),
   description: z.string().optional(),
   suite: name.optional(),
   recipe: z.string().min(1),
   steps: z.array(z.unknown()).min(1),
-  kill: z.array(z.unknown()).min(1),
+  kill: z.array(z.unknown()).min(1).optional(),
+  'crash-states': z.unknown().optional(),
   repeat: posInt.max(1000).optional(),
   recovery: z.union([z.enum(recoveryModes), z.array(z.enum(recoveryModes)).min(1)]).optional(),
   allow: z

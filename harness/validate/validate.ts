@@ -9,6 +9,7 @@ import { formatSignature, signatureOf, type Signature } from '../results/signatu
 import { newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { runSuite } from '../run/runner.ts';
+import { logUnitIdOf } from '../scenario/model.ts';
 import { writeValidateReport } from './validate-page.ts';
 import type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
 
@@ -84,6 +85,16 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
 }
 
 /**
+ * The --filter of a confirmation rerun: a kill case by its id, a write-log
+ * state by its whole unit (`<scenario>/log/r<rep>`): the rerun records a
+ * new log, whose states need not have the same names, and the signature
+ * (state kind, not name) is what must come back.
+ */
+export function rerunFilter(caseIds: readonly string[]): string[] {
+  return [...new Set(caseIds.map((id) => logUnitIdOf(id) ?? id))];
+}
+
+/**
  * Baseline versus patched on two given kernels: the same cases with the
  * same seed on each, judged per finding signature, new ones confirmed by
  * rerunning them on the patched kernel.
@@ -115,7 +126,7 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
   const reruns = o.confirmRuns ?? 2;
   const verdicts = await confirm(j.fresh, reruns, async (ids, i) => {
     progress(`confirmation rerun ${i + 1}/${reruns} of ${j.fresh.length} new signature(s)`);
-    return (await run(o.patched, join(dir, `confirm-${i + 1}`), ids)).summary;
+    return (await run(o.patched, join(dir, `confirm-${i + 1}`), rerunFilter(ids))).summary;
   });
   const result: ValidateResult = {
     baseline: { kernel: o.baseline, summary: baseline.summary, dir: baseline.dir },

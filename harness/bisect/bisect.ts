@@ -54,7 +54,8 @@ export function parseStepReports(log: string): StepReport[] {
   return out;
 }
 
-function matches(s: RunSummary, finding?: string): Signature[] {
+/** The failing signatures of a run that `finding` selects (any, without one); cases that errored or were not reached judge nothing. */
+export function matchingSignatures(s: RunSummary, finding?: string): Signature[] {
   const out: Signature[] = [];
   for (const c of s.cases) {
     if (c.status === 'error' || c.status === 'not-reached') continue;
@@ -92,7 +93,7 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
       if (e instanceof InfraError) return { verdict: 'skip', exitCode: 125, reason: `could not run: ${e.message}`, ms: Date.now() - t0 };
       throw e;
     }
-    const m = matches(summary, o.finding);
+    const m = matchingSignatures(summary, o.finding);
     if (m.length) {
       seen++;
       firstSig ??= m[0]!;

@@ -66,6 +66,8 @@ export async function prepareLogUnit(unit: LogUnitSpec, env: CaseEnv, unitDir: s
   await mkdir(unitDir, { recursive: true });
   const base = env.images.get(unit.scenario.recipe)!;
   let recording = opts.reuse ? await loadRecording(unitDir) : undefined;
+  // Another unit's recording, or one made with another seed (the bytes its steps wrote differ): record again.
+  if (recording && (recording.unit !== unit.id || recording.seed !== unit.seed)) recording = undefined;
   const recorded = !recording;
   recording ??= await recordWorkload(unit.id, unit.scenario.steps, unit.seed, unit.crashStates.end, {
     machines: env.machines,

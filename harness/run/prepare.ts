@@ -46,7 +46,10 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
   if (opts.snapshots !== false) {
     const accel = (await detectAccel()).accel;
     const qemu = (await toolVersions(kernel.release)).qemu;
-    for (const [recipe, base] of images) snapshots.set(recipe, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
+    // Only kill cases restore: a write-log recording boots (its disk is set up differently).
+    for (const [recipe, base] of images) {
+      if (scenarios.some((s) => s.recipe === recipe && s.crashPoints.length)) snapshots.set(recipe, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
+    }
   }
   const env: CaseEnv = {
     machines: opts.machines,

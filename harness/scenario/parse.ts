@@ -12,6 +12,7 @@ import { listRecipeNames, loadRecipe, recipePaths } from '../image/recipe.ts';
 import {
   crashStatesArgs,
   pointArgs,
+  powerLossArgs,
   pointScalarKey,
   scenarioTop,
   stepArgs,
@@ -66,7 +67,7 @@ export async function parseScenario(file: string, text: string, opts: { suite?: 
   }
   const top = check(src, [], scenarioTop, raw);
   if (top.kill === undefined && top['crash-states'] === undefined) {
-    throw src.error(['steps'], 'a scenario needs "kill:" (crash points), "crash-states:" (states from a recorded write log), or both');
+    throw src.error([], 'a scenario needs "kill:" (crash points), "crash-states:" (states from a recorded write log), or both');
   }
 
   // A recipe is a name from vm-images/recipes/ or a path (relative to the scenario file) to a recipe of one's own.
@@ -287,7 +288,7 @@ function parseCrashStates(src: YamlSource, value: unknown): CrashStatesSpec {
   }
   const a = check(src, at, crashStatesArgs, value);
   const pl = a['power-loss'];
-  const power = pl === false || pl === 'none' ? undefined : (pl ?? {});
+  const power = pl === false || pl === 'none' ? undefined : check(src, [...at, 'power-loss'], powerLossArgs, pl ?? {});
   const spec: CrashStatesSpec = {
     from: 'log',
     prefixes: a.prefixes ?? 'all',

@@ -100,24 +100,21 @@ export const recoveryModes = ['e2fsck', 'kernel'] as const;
 export const crashStatesArgs = z.strictObject({
   from: z.literal('log', { error: 'crash states come from a recorded write log: write "from: log"' }),
   prefixes: z.enum(['all', 'none']).optional(),
-  'power-loss': z
-    .union([
-      z.literal(false),
-      z.literal('none'),
-      z.strictObject({
-        'per-epoch': nonNegInt.max(10_000).optional(),
-        seed: nonNegInt.optional(),
-        /** Seeded random subsets of an epoch's writes tried per epoch. */
-        subsets: nonNegInt.max(1000).optional(),
-        torn: z.boolean().optional(),
-      }),
-    ])
-    .optional(),
+  /** `none` (or false), or the map below. */
+  'power-loss': z.unknown().optional(),
   budget: posInt.max(100_000).optional(),
   'kernel-sample': nonNegInt.max(1000).optional(),
   minimize: nonNegInt.max(1000).optional(),
   'minimize-tests': posInt.max(10_000).optional(),
   end: z.enum(['poweroff', 'kill']).optional(),
+});
+
+export const powerLossArgs = z.strictObject({
+  'per-epoch': nonNegInt.max(10_000).optional(),
+  seed: nonNegInt.optional(),
+  /** Seeded random subsets of an epoch's writes tried per epoch. */
+  subsets: nonNegInt.max(1000).optional(),
+  torn: z.boolean().optional(),
 });
 
 export const scenarioTop = z.strictObject({

@@ -325,6 +325,8 @@ async function minimizeState(w: StateWork, source: WriteLogSource, ctx: StateOra
     `${w.spec.id}: ${w.planned.dropped.length} write(s) of flush epoch ${w.planned.epoch} lost; minimised in ${m.tests} oracle call(s)${m.exhausted ? ' (budget ran out: maybe not 1-minimal)' : ''} to:`,
     ...minimized.dropped.map((d) => `  lost   ${d.id} (log entry ${d.index}): ${d.summary ?? ''}`),
     ...minimized.needed.map((d) => `  landed ${d.id} (log entry ${d.index}): ${d.summary ?? ''}`),
+    ...(minimized.dropped.length ? [] : ['  no lost write: the state fails with every write of the epoch landed (the prefix state at its flush fails too), so this is no write-ordering failure']),
+    ...(minimized.dropped.length || minimized.needed.length ? [] : ['  and no write of the epoch is needed for it: what fails was on the disk before the epoch began']),
   ];
   const text = lines.join('\n');
   await writeFile(join(w.dir, 'writes-that-matter.txt'), text + '\n');

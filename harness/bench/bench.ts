@@ -17,16 +17,21 @@ import { TempDir } from '../util/tempdir.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
 import { defaultResultsDir } from '../util/paths.ts';
 import type { CrashPoint, Step } from '../scenario/model.ts';
+import { benchWritelogSuite, type WritelogSuiteResult } from './writelog-bench.ts';
 
 /**
- * `npm run bench`: the same crash cases run two ways in one invocation.
+ * `npm run bench`: crash states per minute, each way in one invocation.
  * (a) what a developer scripts by hand: per case a full image copy, a boot
  * from scratch, the workload, the kill, e2fsck; one at a time.
- * (b) qcrash: VMs restored from the agent-ready snapshot on qcow2 overlays,
- * up to --jobs at once, through the real runner (store, reports).
- * Both use e2fsck recovery only, so they do the same oracle work.
+ * (b) qcrash's kill path: VMs restored from the agent-ready snapshot, up to
+ * --jobs at once, through the real runner (store, reports).
+ * (c) write-log crash states (writelog-bench.ts) on two recorded logs of
+ * about 100 and 1000 flush epochs: the fstests loop (a fresh copy and a
+ * replay of entries 0..k per state), the incremental replay forking a copy
+ * per state, and the incremental replay checking in place.
+ * Every path runs the same oracle: e2fsck's journal replay, then -fn.
  */
-export async function runBench(o: { cases?: number; jobs?: number; out?: string } = {}): Promise<Record<string, unknown>> {
+export async function runBench(o: { cases?: number; jobs?: number; out?: string; writelog?: boolean; onProgress?: (line: string) => void } = {}): Promise<Record<string, unknown>> {
   const n = o.cases ?? 24;
   const jobs = o.jobs ?? defaultJobs();
   const kernel = await stockKernel();
@@ -93,6 +98,9 @@ export async function runBench(o: { cases?: number; jobs?: number; out?: string 
   const { summary } = await runSuite({ inputs: [scenario], kernel, jobs, seed: 1, out: tmp.join('fast'), keep: 'none', snapshots: true });
   const fastMs = performance.now() - fastStart;
 
+  let writeLog: WritelogSuiteResult | undefined;
+  if (o.writelog !== false) writeLog = await benchWritelogSuite({ machines: one, kernel, initrd, jobs, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+
   const perMin = (count: number, ms: number) => (count / ms) * 60_000;
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
   const result = {
@@ -115,20 +123,73 @@ export async function runBench(o: { cases?: number; jobs?: number; out?: string 
       passed: summary.counts.pass,
     },
     ratio: +(perMin(n, fastMs) / perMin(n, naiveMs)).toFixed(2),
+    ...(writeLog ? { writeLog: writelogSummary(writeLog, perMin(n, naiveMs)) } : {}),
     harnessPeakRssMiB: +(process.resourceUsage().maxRSS / 1024).toFixed(1),
   };
-  await writeJsonAtomic(o.out ?? join(defaultResultsDir, `bench-${result.date.replace(/[:.]/g, '')}.json`), result);
-  return result;
+  const file = o.out ?? join(defaultResultsDir, `bench-${result.date.replace(/[:.]/g, '')}.json`);
+  await writeJsonAtomic(file, result);
+  return { ...result, file };
+}
+
+/**
+ * The write-log figures: per log, states/min of each path and the ratios;
+ * the headline ratios are on the longest log (about 1000 flush epochs) for
+ * the path qcrash's runs take (incremental, checked in place).
+ */
+export function writelogSummary(s: WritelogSuiteResult, naiveCasesPerMin: number) {
+  const logs = s.logs.map((l) => ({
+    flushes: l.recorded.flushes,
+    entries: l.recorded.entries,
+    logMiB: +(l.recorded.bytes / (1 << 20)).toFixed(1),
+    recordMs: l.recorded.recordMs,
+    shape: l.shape,
+    states: l.result.states,
+    jobs: l.result.jobs,
+    fstestsLoop: l.result.fstestsLoop,
+    forkByCopy: l.result.incremental,
+    inPlace: l.result.inPlace,
+    ratioForkByCopy: l.result.ratio,
+    ratioInPlace: l.result.ratioInPlace,
+    sameResults: l.result.sameResults,
+    imagesVerified: l.result.imagesVerified,
+  }));
+  const longest = [...logs].sort((a, b) => b.flushes - a.flushes)[0]!;
+  return {
+    logs,
+    headline: {
+      path: 'incremental, checked in place',
+      flushes: longest.flushes,
+      vsFstestsLoop: longest.ratioInPlace,
+      vsFstestsLoopForkByCopy: longest.ratioForkByCopy,
+      vsNaiveLoop: +(longest.inPlace.statesPerMinute / naiveCasesPerMin).toFixed(2),
+    },
+  };
 }
 
 export function formatBench(r: Record<string, unknown>): string {
   const a = r.naive as Record<string, number>;
   const b = r.qcrash as Record<string, number>;
+  const w = r.writeLog as ReturnType<typeof writelogSummary> | undefined;
+  const logLines = w
+    ? [
+        ...w.logs.flatMap((l) => [
+          `  write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, jobs ${l.jobs}${l.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
+          `    fstests loop (copy + replay 0..k per state): ${l.fstestsLoop.statesPerMinute} states/min (${l.fstestsLoop.msPerState} ms/state)`,
+          `    incremental, fork by copy                  : ${l.forkByCopy.statesPerMinute} states/min (${l.forkByCopy.msPerState} ms/state)  ${l.ratioForkByCopy.toFixed(2)}x`,
+          `    incremental, in place (e2undo)             : ${l.inPlace.statesPerMinute} states/min (${l.inPlace.msPerState} ms/state)  ${l.ratioInPlace.toFixed(2)}x`,
+        ]),
+        `write-log vs fstests loop: ${w.headline.vsFstestsLoop.toFixed(2)}x`,
+        `write-log vs naive loop: ${w.headline.vsNaiveLoop.toFixed(2)}x`,
+        `  (write-log: incremental replay checked in place, on the ${w.headline.flushes}-epoch log; fork by copy: ${w.headline.vsFstestsLoopForkByCopy.toFixed(2)}x the fstests loop)`,
+      ]
+    : [];
   return [
     `qcrash bench: ${r.cases} crash cases, ${r.accel}, ${r.cores} cores, jobs ${r.jobs}, QEMU ${r.qemu}, kernel ${r.kernel}`,
     `  naive loop   : ${a.casesPerMin} cases/min  (total ${(a.totalMs! / 1000).toFixed(1)} s, boot-to-ready ${a.bootToReadyMedianMs} ms, per case ${a.perCaseMedianMs} ms, e2fsck ${a.e2fsckMedianMs} ms)`,
     `  qcrash       : ${b.casesPerMin} cases/min  (total ${(b.totalMs! / 1000).toFixed(1)} s, restore-to-ready ${b.restoreToReadyMedianMs} ms [QMP up ${b.restoreQmpMedianMs} ms, state loaded ${b.restoreLoadedMedianMs} ms], per case ${b.perCaseMedianMs} ms, ${b.passed}/${r.cases} passed)`,
     `  ratio        : ${r.ratio}x`,
+    ...logLines,
     `  harness peak RSS: ${r.harnessPeakRssMiB} MiB`,
+    ...(r.file ? [`  JSON: ${String(r.file)}`] : []),
   ].join('\n') + '\n';
 }

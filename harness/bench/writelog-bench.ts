@@ -1,9 +1,17 @@
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { runE2fsck } from '../image/e2fsck.ts';
 import { WriteLog, isFlush, isFua } from '../crash/writelog/format.ts';
+import { runRecordedWorkload } from '../crash/writelog/record.ts';
+import type { Step } from '../scenario/model.ts';
+import type { KernelInfo } from '../kernel/kernel.ts';
+import { buildImage, type BaseImage } from '../image/build.ts';
+import { loadRecipe } from '../image/recipe.ts';
+import { createCaseDisk } from '../image/disk.ts';
+import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { forEachState, type CheckScope, type ForkMode } from '../crash/writelog/materialize.ts';
 import { replayPrefix, ReplayCursor } from '../crash/writelog/replay.ts';
 import type { CrashState } from '../crash/writelog/states.ts';
@@ -293,3 +301,89 @@ export function writelogBenchLines(r: WritelogBenchResult): string[] {
     `write-log (in place, e2undo) vs fstests loop: ${r.ratioInPlace.toFixed(2)}x (${what}; ${r.inPlace.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
   ];
 }
+
+/** How a bench log is made: `rounds` of (migrate one file and fsync it, rewrite `dataBytes` of /data and fsync it). */
+export interface BenchLogShape {
+  rounds: number;
+  dataBytes: number;
+}
+
+/**
+ * The workload of a bench log: a migration per round made durable by its
+ * own fsync, then a rewrite of the same data file, fsynced (so the image
+ * stays small while the log grows: what the fstests loop replays again for
+ * every state). Each fsync's commit logs two flush entries (jbd2's preflush
+ * before the commit block, and the flush that stands in for its FUA): about
+ * four flush epochs per round.
+ */
+export function benchLogSteps(shape: BenchLogShape): Step[] {
+  const steps: Step[] = [{ kind: 'mount', name: 'mount', options: ['commit=30'] }];
+  for (let i = 0; i < shape.rounds; i++) {
+    steps.push({ kind: 'migrate', name: `migrate-${i}`, paths: [`/m/f${i}`], recursive: false });
+    steps.push({ kind: 'fsync', name: `fsync-m-${i}`, path: `/m/f${i}` });
+    steps.push({ kind: 'write', name: `write-${i}`, path: '/data', size: shape.dataBytes, offset: 0, append: false, seed: 1000 + i });
+    steps.push({ kind: 'fsync', name: `fsync-${i}`, path: '/data' });
+  }
+  steps.push({ kind: 'umount', name: 'umount' });
+  return steps;
+}
+
+export const benchLogRecipe = `${projectRoot}/vm-images/bench/log-1k.yaml`;
+
+/** Record one bench log on a sparse copy of `base` (the VM boots; the disk goes through blklogwrites). */
+export async function recordBenchLog(o: { machines: MachineLauncher; kernel: KernelInfo; initrd: string; base: BaseImage; shape: BenchLogShape; dest: string; workDir: string }): Promise<{ path: string; entries: number; flushes: number; bytes: number; recordMs: number }> {
+  const t0 = performance.now();
+  const disk = await createCaseDisk(o.base.path, join(o.workDir, 'bench-disk.img'));
+  try {
+    await using vm = await o.machines.launch({ role: 'bench', kernel: o.kernel, initrd: o.initrd, disk: { ...disk, writeLog: o.dest } });
+    const r = await runRecordedWorkload(vm, benchLogSteps(o.shape), 1, o.dest, { end: 'poweroff' });
+    const failed = r.records.find((x) => x.exitCode !== 0);
+    if (failed) throw new InfraError(`bench log: step ${failed.name} failed in the guest (exit ${failed.exitCode}): ${failed.output?.trim() ?? ''}`);
+  } finally {
+    await rm(disk.path, { force: true });
+  }
+  await using log = await WriteLog.open(o.dest);
+  return { path: o.dest, entries: log.entries.length, flushes: log.flushCount, bytes: log.fileSize, recordMs: Math.round(performance.now() - t0) };
+}
+
+export interface WritelogSuiteResult {
+  logs: Array<{ shape: BenchLogShape; recorded: { entries: number; flushes: number; bytes: number; recordMs: number }; result: WritelogBenchResult }>;
+}
+
+/**
+ * The bench's write-log part: record a log of about 100 and one of about
+ * 1000 flush epochs (rounds of migrate + rewrite + fsync on a small image),
+ * then run the three paths on each (benchWritelog). The shapes are chosen
+ * so that replaying the log, the work the fstests loop repeats for every
+ * state, is a visible part of a state's cost on this image.
+ */
+export async function benchWritelogSuite(o: { machines: MachineLauncher; kernel: KernelInfo; initrd: string; jobs: number; shapes?: BenchLogShape[]; onProgress?: (line: string) => void }): Promise<WritelogSuiteResult> {
+  const shapes = o.shapes ?? defaultBenchShapes;
+  const base = await buildImage(await loadRecipe(benchLogRecipe));
+  await using tmp = await TempDir.create('writelog-bench-logs');
+  const logs: WritelogSuiteResult['logs'] = [];
+  for (const [i, shape] of shapes.entries()) {
+    o.onProgress?.(`recording a bench log: ${shape.rounds} rounds of migrate + ${shape.dataBytes >> 10} KiB rewrite + fsync`);
+    const recorded = await recordBenchLog({ machines: o.machines, kernel: o.kernel, initrd: o.initrd, base, shape, dest: tmp.join(`bench-${i}.log`), workDir: tmp.path });
+    o.onProgress?.(`recorded ${recorded.entries} entries, ${recorded.flushes} flushes, ${(recorded.bytes / (1 << 20)).toFixed(0)} MiB in ${(recorded.recordMs / 1000).toFixed(0)} s; running the three paths`);
+    const result = await benchWritelog({ log: recorded.path, base: base.path, jobs: o.jobs });
+    const { path: _p, ...rest } = recorded;
+    logs.push({ shape, recorded: rest, result });
+    await rm(recorded.path, { force: true });
+  }
+  return { logs };
+}
+
+/**
+ * About 100 and about 1000 flush epochs (measured: 119 and 907 flush
+ * entries). A state's checks (two e2fsck processes and a copy or an undo)
+ * cost 0.3-0.6 s of a core on a loaded 2-core machine, and a replay runs at
+ * about 0.6 GB/s there: the rewrite sizes make the logs about 400 MiB and
+ * 1.5 GiB, so that the fstests loop's replay of entries 0..k (half the log
+ * on average) is as large a share of its cost per state as it is on a
+ * long-running real workload, where it grows with the log.
+ */
+export const defaultBenchShapes: BenchLogShape[] = [
+  { rounds: 25, dataBytes: 16 << 20 },
+  { rounds: 250, dataBytes: 6 << 20 },
+];

@@ -67,7 +67,8 @@ export function parseStepReports(log: string): StepReport[] {
   return out;
 }
 
-function matches(s: RunSummary, finding?: string): Signature[] {
+/** The failing signatures of a run that `finding` selects (any, without one); cases that errored or were not reached judge nothing. */
+export function matchingSignatures(s: RunSummary, finding?: string): Signature[] {
   const out: Signature[] = [];
   for (const c of s.cases) {
     if (c.status === 'error' || c.status === 'not-reached') continue;
@@ -109,7 +110,7 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
       throw e;
     }
     if (summary.shard) shard = { index: summary.shard.index, total: summary.shard.total, caseListHash: summary.shard.caseListHash, partitionHash: summary.shard.partitionHash };
-    const m = matches(summary, o.finding);
+    const m = matchingSignatures(summary, o.finding);
     if (m.length) {
       seen++;
       firstSig ??= m[0]!;

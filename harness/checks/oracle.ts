@@ -20,6 +20,8 @@ export interface OracleContext {
   recipe?: Recipe;
   /** For a user's image: the original bytes of its files the workload wrote into, read from the image. */
   imageFiles?: ReadonlyMap<string, FileOrigin>;
+  /** The recovered image is shared (checked in place): the repair records what it overwrites in this undo file (e2fsck -z). */
+  undoFile?: () => string | undefined;
 }
 
 export interface OracleOutcome {
@@ -64,7 +66,7 @@ export async function runOracles(recovered: RecoveredImage, ctx: OracleContext):
   runs.push(check);
   findings.push(...classifyProblems(check.problems, check.text, { manifestInodes, migratedInodes, recovery: mode }));
   if (check.problems.some((p) => !problemInfo(p.code).header) || check.exit.code !== 0) {
-    runs.push(await runE2fsck(recovered.image, 'repair'));
+    runs.push(await runE2fsck(recovered.image, 'repair', { undoFile: ctx.undoFile?.() }));
     const again = await runE2fsck(recovered.image, 'check');
     runs.push(again);
     const left = again.problems.filter((p) => !problemInfo(p.code).header);

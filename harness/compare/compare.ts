@@ -1,6 +1,7 @@
-import type { CaseStatus } from '../results/case.ts';
+import type { CaseResult, CaseStatus } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
 import { findingSignature } from '../results/signature.ts';
+import { logUnitIdOf } from '../scenario/model.ts';
 
 export interface Comparison {
   a: string;
@@ -16,7 +17,7 @@ export interface Comparison {
   worse: Array<{ id: string; from: CaseStatus; to: CaseStatus }>;
   /** Cases that ran and now did not reach their crash point: coverage lost, not a finding. */
   lostCoverage: Array<{ id: string; from: CaseStatus }>;
-  /** Cases of A that B does not have at all. */
+  /** Cases of A that B does not have at all (a write log's states count as their unit, `<scenario>/log/r<rep>`). */
   onlyInA: string[];
   onlyInB: string[];
 }
@@ -30,13 +31,37 @@ function signatures(s: RunSummary, failingOnly: boolean): Set<string> {
   return out;
 }
 
+/** How bad a status is when several cases stand for one (the states of a recorded log). */
+const worstFirst: Record<CaseStatus, number> = { pass: 0, 'not-reached': 1, error: 2, fail: 3 };
+
+/**
+ * Cases by what is comparable across runs: a kill case by its id; the
+ * crash states of a recorded write log by their unit (`<scenario>/log/r<rep>`),
+ * with the worst status among them. Another kernel (or the same one another
+ * day) writes another log, so the states of two runs' logs need not share
+ * names: their findings compare by signature, their coverage by unit.
+ */
+function comparable(s: RunSummary): Map<string, { id: string; status: CaseStatus }> {
+  const m = new Map<string, { id: string; status: CaseStatus }>();
+  for (const c of s.cases) {
+    const key = unitOf(c) ?? c.id;
+    const prev = m.get(key);
+    if (!prev || worstFirst[c.status] > worstFirst[prev.status]) m.set(key, { id: key, status: c.status });
+  }
+  return m;
+}
+
+function unitOf(c: Pick<CaseResult, 'id' | 'fired'>): string | undefined {
+  return c.fired?.kind === 'log' ? c.fired.unit : logUnitIdOf(c.id);
+}
+
 /** Compare two runs by finding signature and by case; `failingOnly` ignores allowed findings (leaks) by default. */
 export function compareRuns(a: RunSummary, b: RunSummary, opts: { failingOnly?: boolean } = {}): Comparison {
   const failingOnly = opts.failingOnly ?? true;
   const sa = signatures(a, failingOnly);
   const sb = signatures(b, failingOnly);
-  const casesA = new Map(a.cases.map((c) => [c.id, c]));
-  const casesB = new Map(b.cases.map((c) => [c.id, c]));
+  const casesA = comparable(a);
+  const casesB = comparable(b);
   const changes = [...casesB.values()]
     .filter((c) => casesA.has(c.id) && casesA.get(c.id)!.status !== c.status)
     .map((c) => ({ id: c.id, from: casesA.get(c.id)!.status, to: c.status }));

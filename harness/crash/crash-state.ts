@@ -1,4 +1,5 @@
 import type { StepRecord } from './expectations.ts';
+import type { StateVariant } from './writelog/states.ts';
 
 /** QEMU's SHUTDOWN event (or none), kept with what fired. */
 interface Ended {
@@ -31,7 +32,57 @@ export type FiredPoint = Ended &
     | { kind: 'commit'; step: string; k: number; symbol: string; rip: string; atMs?: number }
     /** The workload finished its target step without the point firing. */
     | { kind: 'not-reached'; step?: string; why: string }
+    | LogStateFired
   );
+
+/** One write of a log in a report: its stable id, its entry and what it held. */
+export interface WriteNote {
+  id: string;
+  index: number;
+  /** What the write held (explain.ts), e.g. "block 3: block bitmap of group 0". */
+  summary?: string;
+}
+
+/** A failing power-loss state shrunk to the writes that matter (minimize.ts, explained by explain.ts). */
+export interface MinimizedState {
+  /** The smallest set of lost writes that still fails the same way. */
+  dropped: WriteNote[];
+  /** Writes of the epoch that landed and that the failure needs (losing one of them too makes it pass). */
+  needed: WriteNote[];
+  /** Oracle calls made; `exhausted` when the budget stopped it before it was 1-minimal. */
+  tests: number;
+  exhausted: boolean;
+}
+
+/**
+ * A crash state replayed from a recorded write log: the image after the
+ * log's entries [0, base) plus the epoch's writes that survived.
+ */
+export interface LogStateFired {
+  kind: 'log';
+  /** The state's name in its log's plan: flush-17, flush-17-drop-3a9f01c2, ack-sync, end. */
+  state: string;
+  stateKind: 'prefix' | 'power-loss';
+  variant: StateVariant;
+  /** Flush epoch: k for a state at or inside the epoch the k-th flush closes. */
+  epoch: number;
+  /** Log entries [0, position) had completed when it crashed (the dropped ones among them lost). */
+  position: number;
+  /** Entries the whole log holds. */
+  entries: number;
+  /** Entries [0, base) replayed before the epoch's surviving writes. */
+  base: number;
+  /** Writes of the epoch that never reached the disk (power-loss states). */
+  dropped: WriteNote[];
+  torn?: WriteNote & { keptSectors: number };
+  /** Steps the agent had acknowledged by then (their sync/fsync/umount completed). */
+  acksBefore: string[];
+  /** The recording this state came from (`<scenario>/log/r<rep>`): its folder holds the log. */
+  unit: string;
+  minimized?: MinimizedState;
+  /** A failing state whose crash image is not kept: the case that keeps one for the same signature. */
+  keptImageIn?: string;
+}
 
 export type FiredKind = FiredPoint['kind'];
 
@@ -56,12 +107,22 @@ export interface CrashState {
   consoles: Array<{ boot: string; text: string }>;
   /** Host milliseconds spent producing it. */
   phases: { machineMs?: number; workloadMs?: number };
+  /**
+   * The image is shared, not the state's own (a write-log working image
+   * checked in place): nothing may write it except a program given an undo
+   * file from here (`e2fsck -z`); what it changed is undone after `settle`.
+   */
+  inPlace?: { undoFile(): string | undefined };
+  /** Call once the checks are done with `image` (a write-log source then restores or removes it). */
+  settle?(): void;
 }
 
 /**
  * Given a workload, yields crash images and what produced each: a kill point
- * yields one state per VM run; a write log will yield many from one run,
- * with no VM per state.
+ * yields one state per VM run; a write log yields many from one run, with
+ * no VM per state (crash/writelog/source.ts). A consumer may check states
+ * in parallel: it calls each state's `settle` when done with its image, and
+ * the source holds back the next ones while `jobs` are unsettled.
  */
 export interface CrashStateSource {
   states(): AsyncIterable<CrashState>;

@@ -1,6 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CrashPoint, Step } from '../scenario/model.ts';
+import type { KillPoint, Step } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import { createCaseDisk, flattenToRaw } from '../image/disk.ts';
@@ -34,7 +34,7 @@ export interface KillRunEnv {
 export class KillPointSource implements CrashStateSource {
   constructor(
     private readonly steps: readonly Step[],
-    private readonly point: CrashPoint,
+    private readonly point: KillPoint,
     private readonly seed: number,
     private readonly env: KillRunEnv,
     private readonly caseDir: string,

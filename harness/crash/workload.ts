@@ -33,6 +33,8 @@ export const defaultStepTimeoutMs = stepTimeoutMs;
  * infrastructure error (nothing after it means anything).
  */
 export async function runWorkload(machine: Machine, steps: readonly Step[], point: CrashPoint, caseSeed: number, opts: WorkloadOptions = {}): Promise<WorkloadOutcome> {
+  // A write-log state is replayed from a log on the host, never driven to by a workload.
+  if (point.kind === 'log') throw new InfraError(`runWorkload: ${point.state} is a write-log crash state, not a kill point`);
   const stepTimeoutMs = opts.stepTimeoutMs ?? defaultStepTimeoutMs;
   const records: StepRecord[] = [];
   const t0 = performance.now();

@@ -1,4 +1,5 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { XMLParser } from 'fast-xml-parser';
 import { run } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
@@ -72,26 +73,48 @@ const modeArgs: Record<E2fsckMode, string[]> = {
  * XML problem log; findings come from that log, not from scraping the text.
  */
 export async function runE2fsck(image: string, mode: E2fsckMode, opts: { undoFile?: string } = {}): Promise<E2fsckRun> {
-  await using tmp = await TempDir.create('e2fsck');
-  const log = tmp.join('problems.xml');
-  const conf = tmp.join('e2fsck.conf');
+  // One scratch folder per process, a config and a log file per run: a
+  // write-log check runs e2fsck hundreds of times, and a folder per run cost
+  // more than e2fsck itself on a small image.
+  const n = ++runs;
+  const tmp = await scratchDir();
+  const log = tmp.join(`problems-${n}.xml`);
+  const conf = tmp.join(`e2fsck-${n}.conf`);
   // broken_system_clock: the guest's clock is not the host's, and a
   // superblock "written in the future" says nothing about the migration.
   await writeFile(conf, `[options]\n\tproblem_log_filename = ${log}\n\tbroken_system_clock = true\n`);
   // -z: record what e2fsck overwrites, so that e2undo can put the image back (writelog's in-place checks).
   const argv = [...modeArgs[mode], ...(opts.undoFile ? ['-z', opts.undoFile] : []), image];
-  const r = await run(await tool('e2fsck'), argv, {
-    env: { E2FSCK_CONFIG: conf, LANG: 'C', LC_ALL: 'C' },
-    timeoutMs: 10 * 60_000,
-  });
+  let r;
+  try {
+    r = await run(await tool('e2fsck'), argv, {
+      env: { E2FSCK_CONFIG: conf, LANG: 'C', LC_ALL: 'C' },
+      timeoutMs: 10 * 60_000,
+    });
+  } finally {
+    await rm(conf, { force: true });
+  }
+  const xml = await readFile(log, 'utf8').catch(() => '');
+  await rm(log, { force: true });
   const code = r.exitCode ?? 8;
   const exit = decodeExit(code);
   const text = r.stdout + (r.stderr ? `\n${r.stderr}` : '');
   if (exit.operationalError || exit.usageError || exit.libraryError || r.exitCode === undefined) {
     throw new InfraError(`e2fsck ${argv.join(' ')} could not check the image (exit ${code}):\n${text.trim().split('\n').slice(-10).join('\n')}`);
   }
-  const xml = await readFile(log, 'utf8').catch(() => '');
   return { mode, argv: ['e2fsck', ...argv], exit, text, xml, problems: parseProblemLog(xml) };
+}
+
+let scratch: Promise<TempDir> | undefined;
+let runs = 0;
+
+/** The process's e2fsck scratch folder, removed when the process exits (and swept by the next run after a SIGKILL). */
+function scratchDir(): Promise<TempDir> {
+  scratch ??= TempDir.create('e2fsck').then((d) => {
+    process.once('exit', () => rmSync(d.path, { recursive: true, force: true }));
+    return d;
+  });
+  return scratch;
 }
 
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (name) => name === 'problem' || name === 'header' });

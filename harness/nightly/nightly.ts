@@ -15,7 +15,7 @@ import type { Reporter } from '../report/reporter.ts';
 import { writeHistoryReport } from '../report/html/history-report.ts';
 import { runSuite } from '../run/runner.ts';
 import { compareRuns } from '../compare/compare.ts';
-import { confirm, failingSignatures, type SignatureCases } from '../validate/validate.ts';
+import { confirm, failingSignatures, rerunFilter, type SignatureCases } from '../validate/validate.ts';
 
 /**
  * `qcrash nightly`: follow a branch of a kernel tree night after night. It
@@ -142,7 +142,7 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
     const reruns = o.confirmRuns ?? 1;
     const verdicts = await confirm(night.added, reruns, async (ids, i) => {
       progress(`rerun ${i + 1}/${reruns} of ${night.added.length} new signature(s) on ${kernel.id}`);
-      return run(join(dir, `confirm-${i + 1}`), ids);
+      return run(join(dir, `confirm-${i + 1}`), rerunFilter(ids));
     });
     const branchNights: HistoryIndex = { ...index, runs: index.runs.filter((r) => r.branch === o.branch) };
     const rates = new Map(signatureRates(branchNights).map((r) => [r.signature, r]));

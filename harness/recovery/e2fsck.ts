@@ -9,3 +9,14 @@ export async function recoverWithE2fsck(crashImage: string, workCopy: string): P
   const replay = await runE2fsck(workCopy, 'journal-only');
   return { mode: 'e2fsck', image: workCopy, runs: [replay], durationMs: performance.now() - t0 };
 }
+
+/**
+ * The same recovery on the image itself, recording what it overwrites in
+ * `undoFile` (e2fsck -z) so the caller can put the image back with e2undo:
+ * a write-log working image checked in place, with no copy per state.
+ */
+export async function recoverWithE2fsckInPlace(image: string, undoFile: string | undefined): Promise<RecoveredImage> {
+  const t0 = performance.now();
+  const replay = await runE2fsck(image, 'journal-only', { undoFile });
+  return { mode: 'e2fsck', image, runs: [replay], durationMs: performance.now() - t0 };
+}

@@ -22,6 +22,10 @@ export class ProgressReporter implements Reporter {
     this.out.write(`qcrash: run ${meta.runId}: ${total} case(s) on ${meta.kernel.release} (${meta.accel})\n`);
   }
 
+  onNote(text: string) {
+    this.out.write(`qcrash: ${text}\n`);
+  }
+
   onCaseEnd(r: CaseResult) {
     this.done++;
     if (r.status !== 'pass') this.failing++;

@@ -12,6 +12,8 @@ export interface Reporter {
   /** `cases` are the cases this run will run (`total` of them), for reporters that plan per scenario. */
   onRunStart?(meta: RunMeta, total: number, cases: readonly CaseSpec[]): void | Promise<void>;
   onCaseStart?(spec: CaseSpec): void | Promise<void>;
+  /** A line about the run's progress outside any case (e.g. a write log recorded and its states planned). */
+  onNote?(text: string): void | Promise<void>;
   onCaseEnd?(result: CaseResult): void | Promise<void>;
   /** `dir` is the run's results folder. */
   onRunEnd?(summary: RunSummary, dir: string): void | Promise<void>;
@@ -54,6 +56,9 @@ export class ReporterHub {
   }
   onCaseEnd(result: CaseResult) {
     return this.call('onCaseEnd', result);
+  }
+  onNote(text: string) {
+    return this.call('onNote', text);
   }
   onRunEnd(summary: RunSummary, dir: string) {
     return this.call('onRunEnd', summary, dir);

@@ -21,6 +21,8 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   if (s.merged) out.push(`shards:    ${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` (MISSING: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})` : ''}, from ${[...new Set(s.merged.shards.map((x) => x.host))].join(', ')}`);
   const c = s.counts;
   out.push(`cases:     ${c.total} total, ${c.pass} passed, ${c.fail} failed, ${c.error} errors, ${c.notReached} not reached`);
+  const log = logStateCounts(s.cases);
+  if (log.states) out.push(`write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}`);
   const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
   if (leaks) out.push(`allowed:   ${leaks} leak finding(s) (what an interrupted migration may leave)`);
   // Findings a scenario's `allow:` lets pass beyond leaks (a known bug covered elsewhere): counted, never hidden.
@@ -57,6 +59,23 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
   else out.push(c.total > 0 && c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
   return out.join('\n') + '\n';
+}
+
+/** How many write-log crash states a run checked, by kind. */
+export function logStateCounts(cases: RunSummary['cases']): { states: number; units: number; prefix: number; powerLoss: number; failed: number } {
+  const units = new Set<string>();
+  const c = { states: 0, units: 0, prefix: 0, powerLoss: 0, failed: 0 };
+  for (const x of cases) {
+    const f = x.fired;
+    if (f?.kind !== 'log') continue;
+    c.states++;
+    units.add(f.unit);
+    if (f.stateKind === 'prefix') c.prefix++;
+    else c.powerLoss++;
+    if (x.status === 'fail') c.failed++;
+  }
+  c.units = units.size;
+  return c;
 }
 
 /** "corruption PR_5_BLOCK_USED x3 [e2fsck]": one line per kind of finding. */

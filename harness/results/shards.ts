@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { sha256 } from '../util/hash.ts';
 import { ConfigError } from '../util/errors.ts';
 import { caseSeed } from '../scenario/expand.ts';
+import { logUnitIdOf } from '../scenario/model.ts';
 import { defaultAllowance } from '../findings/finding.ts';
 import type { CaseResult } from './case.ts';
 import { countStatuses, type MergeRecord, type RunMeta, type RunSummary, type ShardRecord } from './run.ts';
@@ -179,6 +180,9 @@ export function planMerge(shards: readonly ShardRun[]): MergePlan {
   const assignment = r0.assignment;
   const owner = new Map<string, number>();
   assignment.forEach((ids, i) => ids.forEach((id) => owner.set(id, i + 1)));
+  // A write-log unit is planned by its id (its states are named once its log
+  // is recorded): a state's result belongs where its unit was planned.
+  const planId = (id: string) => (owner.has(id) ? id : (logUnitIdOf(id) ?? id));
   const problems: string[] = [];
   const warnings: string[] = [];
   const cases = new Map<string, CaseResult>();
@@ -197,7 +201,8 @@ export function planMerge(shards: readonly ShardRun[]): MergePlan {
       for (const id of planned) cases.set(id, errorCase(id, base, `shard ${index}/${total} was not merged: its results are missing (run it, or give its folder to qcrash merge)`, 'MissingShard'));
       continue;
     }
-    const got = new Map(s.cases.map((c) => [c.id, c]));
+    const got = new Map<string, CaseResult[]>();
+    for (const c of s.cases) got.set(planId(c.id), [...(got.get(planId(c.id)) ?? []), c]);
     const absent = planned.filter((id) => !got.has(id));
     if (absent.length) {
       problems.push(`shard ${index}/${total} (${s.dir}) has no result for ${absent.length} of its ${planned.length} case(s)${s.unreadable.length ? ` (${s.unreadable.length} case.json unreadable)` : ''}: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', ...' : ''}`);
@@ -206,15 +211,17 @@ export function planMerge(shards: readonly ShardRun[]): MergePlan {
       cases.set(id, errorCase(id, s.meta, `shard ${index}/${total} (${s.dir}) has no result for this case: the shard did not finish; finish it with qcrash run --resume ${s.dir}, then merge again`, 'MissingCase'));
     }
     for (const id of planned.filter((x) => got.has(x))) {
-      cases.set(id, got.get(id)!);
-      sources.set(id, s.dir);
+      for (const c of got.get(id)!) {
+        cases.set(c.id, c);
+        sources.set(c.id, s.dir);
+      }
     }
   }
   // Results a shard should not have: a case of another shard (two results for one case) or of no shard at all.
   for (const s of ordered) {
     const index = s.meta.shard!.index;
     for (const c of s.cases) {
-      const belongs = owner.get(c.id);
+      const belongs = owner.get(planId(c.id));
       if (belongs === index) continue;
       sources.delete(c.id);
       if (belongs === undefined) {
@@ -241,7 +248,7 @@ export function planMerge(shards: readonly ShardRun[]): MergePlan {
     caseListHash: r0.caseListHash,
     partitionHash: r0.partitionHash,
     shards: ordered.map((s) => {
-      const own = s.cases.filter((c) => owner.get(c.id) === s.meta.shard!.index);
+      const own = s.cases.filter((c) => owner.get(planId(c.id)) === s.meta.shard!.index);
       const finishedAt = s.finishedAt;
       return {
         index: s.meta.shard!.index,

@@ -86,7 +86,10 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
   if (opts.snapshots !== false) {
     const accel = (await detectAccel()).accel;
     const qemu = (await toolVersions(kernel.release)).qemu;
-    for (const [key, base] of images) snapshots.set(key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
+    // Only kill cases restore: a write-log recording boots (its disk is set up differently).
+    for (const [key, base] of images) {
+      if (scenarios.some((s) => baseImageKey(s) === key && s.crashPoints.length)) snapshots.set(key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
+    }
   }
   const env: CaseEnv = {
     machines: opts.machines,

@@ -1,13 +1,13 @@
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { access } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import { defaultResultsDir } from '../util/paths.ts';
 import { sweepStaleTempDirs } from '../util/tempdir.ts';
-import { ConfigError, InfraError } from '../util/errors.ts';
+import { ConfigError, InfraError, describeError } from '../util/errors.ts';
 import { onInterrupt } from '../util/cleanup.ts';
-import { expandCases } from '../scenario/expand.ts';
-import { baseImageKey, type CaseSpec, type RecoveryMode, type Scenario } from '../scenario/model.ts';
+import { expandCases, expandLogUnits } from '../scenario/expand.ts';
+import { baseImageKey, type CaseSpec, type LogUnitSpec, type RecoveryMode, type Scenario } from '../scenario/model.ts';
 import type { BaseImage } from '../image/build.ts';
 import { userImageChanged } from '../image/user-image.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
@@ -23,12 +23,13 @@ import { ReporterHub, type Reporter } from '../report/reporter.ts';
 import { RunFilesReporter } from '../report/files.ts';
 import { HtmlReportReporter } from '../report/html/run-report.ts';
 import { defaultKeep, runCase, type CaseEnv, type KeepPolicy } from './case-runner.ts';
+import { prepareLogUnit, runLogUnit, type PreparedUnit } from './log-unit.ts';
 import { allocatedBytes, loadScenarios, prepareRun } from './prepare.ts';
 import { qcrashBuild, toolVersions } from './versions.ts';
 import { checkOutDir, checkOutSpace } from './out-dir.ts';
 import { imageSuiteFile } from './image-suite.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { planShard, recordedDurations, unitsFromCases, type ShardSpec } from './shard.ts';
+import { planShard, recordedDurations, unitsFromCases, unitsFromLogUnits, type ShardSpec } from './shard.ts';
 
 export interface RunOptions {
   inputs: string[];
@@ -134,10 +135,14 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     ...(config.image ? { image: config.image, imageSuitePath: join(dir, imageSuiteFile) } : {}),
   });
   let cases = expandCases(scenarios, seed);
-  const all = cases.length;
-  if (config.filter?.length) cases = cases.filter((c) => config.filter!.some((f) => c.id.includes(f)));
-  if (!cases.length) {
-    throw new ConfigError(`nothing to run: ${config.filter?.length ? `--filter ${config.filter.join(', ')} matched none of the ${all} case(s)` : 'the scenarios expand to no case'} of ${scenarios.map((s) => s.name).join(', ')}`);
+  let units = expandLogUnits(scenarios, seed);
+  const all = cases.length + units.length;
+  if (config.filter?.length) {
+    cases = cases.filter((c) => config.filter!.some((f) => c.id.includes(f)));
+    units = units.filter((u) => config.filter!.some((f) => unitFilter(u, f) !== 'no'));
+  }
+  if (!cases.length && !units.length) {
+    throw new ConfigError(`nothing to run: ${config.filter?.length ? `--filter ${config.filter.join(', ')} matched none of the ${all} case(s) and write-log recording(s)` : 'the scenarios expand to no case'} of ${scenarios.map((s) => s.name).join(', ')}`);
   }
   if (store) checkScenariosUnchanged(store.meta, scenarios, opts.resume!);
 
@@ -145,7 +150,8 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   // recorded (the durations that balanced it need not be at hand again).
   let shard: Omit<ShardRecord, 'runKey'> | undefined;
   if (config.shard) {
-    const whole = caseListHash(cases.map((c) => c.id));
+    const shardUnits = [...unitsFromCases(cases), ...unitsFromLogUnits(units)];
+    const whole = caseListHash(shardUnits.flatMap((u) => u.caseIds));
     if (store?.meta.shard) {
       if (store.meta.shard.caseListHash !== whole) {
         throw new ConfigError(`${opts.resume} is shard ${config.shard.index}/${config.shard.total} of another case list (hash ${store.meta.shard.caseListHash.slice(0, 12)}; the scenarios now give ${whole.slice(0, 12)}): finishing it would mix two runs; start a new run`);
@@ -153,7 +159,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       const { runKey: _key, ...rest } = store.meta.shard;
       shard = rest;
     } else {
-      const plan = planShard(unitsFromCases(cases), config.shard, recorded);
+      const plan = planShard(shardUnits, config.shard, recorded);
       shard = {
         index: config.shard.index,
         total: config.shard.total,
@@ -165,10 +171,11 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     }
     const mine = new Set(shard.assignment[shard.index - 1]);
     cases = cases.filter((c) => mine.has(c.id));
+    units = units.filter((u) => mine.has(u.id));
   }
   // Only a shard can be left with nothing (more shards than units): it still
   // writes its folder, so that merge sees every shard, but builds and boots nothing.
-  const nothingToRun = cases.length === 0;
+  const nothingToRun = cases.length === 0 && units.length === 0;
   if (!store) {
     if (await access(join(dir, 'run.json')).then(() => true, () => false)) {
       throw new ConfigError(`--out ${dir} already holds a run: finish it with --resume ${dir}, or choose another --out`);
@@ -190,7 +197,8 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
         snapshots: config.snapshots,
         beforeMachines: async (images) => {
           const imageBytes = Math.max(...(await Promise.all([...images.values()].map((b) => allocatedBytes(b.path)))));
-          await checkOutSpace(dir, { cases: cases.length, jobs, keep: config.keep, imageBytes });
+          // A write-log unit holds its log (about an image's worth) and a working image per job while it runs.
+          await checkOutSpace(dir, { cases: cases.length + units.length * 2, jobs, keep: config.keep, imageBytes });
         },
       });
   if (env && opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
@@ -222,35 +230,81 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
   if (imageSuite) await writeFileAtomic(imageSuite.file, imageSuite.text);
   const run = store;
-  // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
-  const previous = (await run.loadCases()).filter((c) => c.status !== 'error' && cases.some((x) => x.id === c.id));
-  const done = new Set(previous.map((c) => c.id));
-  const todo = cases.filter((c) => !done.has(c.id));
-
+  const earlier = await run.loadCases();
   const stopHint = onInterrupt(() => process.stderr.write(`qcrash: the cases written so far are kept; finish the run with: qcrash run --resume ${run.dir}\n`));
   const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter(), new HtmlReportReporter()]);
   try {
-    await hub.onRunStart(run.meta, todo.length, todo);
-    const limit = pLimit(jobs);
-    const results: CaseResult[] = [...previous];
+    const results: CaseResult[] = [];
     let writeFailure: Error | undefined;
+    const record = async (r: CaseResult) => {
+      if (writeFailure) return;
+      try {
+        await run.writeCase(r);
+      } catch (e) {
+        writeFailure ??= e as Error;
+        return;
+      }
+      results.push(r);
+      await hub.onCaseEnd(r);
+    };
+    const limit = pLimit(jobs);
+
+    // Write-log units first: their cases (one per crash state) exist once the log is
+    // recorded, and every reporter gets the whole case list before the first result.
+    // A resumed run reuses a unit's recording, so it plans the same states again.
+    const prepared: PreparedUnit[] = [];
+    const unitErrors: CaseResult[] = [];
+    await Promise.all(
+      units.map((u) =>
+        limit(async () => {
+          const unitDir = run.caseDir(u.id);
+          try {
+            const p = await prepareLogUnit(u, env!, unitDir, { reuse: !!opts.resume });
+            // A recording that failed in an earlier session left an error case here: this one replaces it.
+            await rm(`${unitDir}/case.json`, { force: true });
+            await rm(`${unitDir}/findings.json`, { force: true });
+            prepared.push(p);
+            await hub.onNote(`recorded ${u.id}: ${p.counts.entries} log entries, ${p.counts.epochs} flush epoch(s): ${p.counts.prefix} prefix + ${p.counts.powerLoss} power-loss state(s)${p.counts.duplicates ? ` (${p.counts.duplicates} identical left out)` : ''}${p.counts.overBudget ? `, ${p.counts.overBudget} over budget` : ''}${p.recorded ? '' : ' (recording reused)'}`);
+          } catch (e) {
+            unitErrors.push(recordingError(u, e, unitDir));
+          }
+        }),
+      ),
+    );
+    prepared.sort((a, b) => (a.unit.id < b.unit.id ? -1 : a.unit.id > b.unit.id ? 1 : 0));
+    const wanted = (u: LogUnitSpec) => {
+      const f = config.filter;
+      if (!f?.length || f.some((x) => unitFilter(u, x) === 'all')) return undefined;
+      return (id: string) => f.some((x) => id.includes(x));
+    };
+    const stateSpecs = prepared.flatMap((p) => p.specs.filter((s) => wanted(p.unit)?.(s.id) ?? true));
+    if (config.filter?.length && !cases.length && !stateSpecs.length && !unitErrors.length) {
+      throw new ConfigError(`nothing to run: --filter ${config.filter.join(', ')} matched no crash state of the recorded log(s) ${prepared.map((p) => p.unit.id).join(', ')}`);
+    }
+
+    // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
+    const known = new Set([...cases, ...stateSpecs].map((c) => c.id));
+    const previous = earlier.filter((c) => c.status !== 'error' && known.has(c.id));
+    const done = new Set(previous.map((c) => c.id));
+    results.push(...previous);
+    const todo = cases.filter((c) => !done.has(c.id));
+    const todoStates = stateSpecs.filter((c) => !done.has(c.id));
+    await hub.onRunStart(run.meta, todo.length + todoStates.length + unitErrors.length, [...todo, ...todoStates, ...unitErrors.map((r) => recordingSpec(units.find((u) => u.id === r.id)!))]);
+    for (const r of unitErrors) await record(r);
     await Promise.all(
       todo.map((spec: CaseSpec) =>
         limit(async () => {
           if (writeFailure) return;
           await hub.onCaseStart(spec);
-          const r = await runCase(spec, env!, run.caseDir(spec.id));
-          try {
-            await run.writeCase(r);
-          } catch (e) {
-            writeFailure ??= e as Error;
-            return;
-          }
-          results.push(r);
-          await hub.onCaseEnd(r);
+          await record(await runCase(spec, env!, run.caseDir(spec.id)));
         }),
       ),
     );
+    for (const p of prepared) {
+      if (writeFailure) break;
+      const w = wanted(p.unit);
+      await runLogUnit(p, { ...env!, jobs }, (id) => run.caseDir(id), record, { done, ...(w ? { wanted: w } : {}) });
+    }
     if (writeFailure) {
       const code = (writeFailure as NodeJS.ErrnoException).code;
       throw new ResultsWriteError(
@@ -280,6 +334,47 @@ function checkImagesUnchanged(meta: RunMeta, scenarios: Scenario[], images: Map<
     const now = images.get(baseImageKey(s))?.digest;
     if (was && now && was !== now) throw new ConfigError(`${s.image} changed since the run in ${dir} started (its content differs): finishing it would mix two filesystems; start a new run`);
   }
+}
+
+/**
+ * How a --filter text selects a write-log unit: `all` its states when the
+ * text is part of the unit's id (`durability`, `durability/log/`,
+ * `durability/log/r1`), `some` when it names states of the unit
+ * (`durability/log/flush-3`, a whole state case id: checked are the states
+ * whose ids contain it), else `no`. A state's name depends on the log the
+ * run records, so a unit is recorded whenever any of its states may match.
+ */
+export function unitFilter(u: Pick<LogUnitSpec, 'id' | 'repetition'> & { scenario: { name: string } }, f: string): 'all' | 'some' | 'no' {
+  if (u.id.includes(f)) return 'all';
+  const prefix = `${u.scenario.name}/log/`;
+  if (!f.startsWith(prefix)) return 'no';
+  const rep = /\/r(\d+)$/.exec(f);
+  return !rep || Number(rep[1]) === u.repetition ? 'some' : 'no';
+}
+
+/** A unit whose workload could not be recorded: one error case in its place (rerun by --resume). */
+function recordingError(u: LogUnitSpec, e: unknown, dir: string): CaseResult {
+  const d = describeError(e);
+  return {
+    id: u.id,
+    scenario: u.scenario.name,
+    suite: u.scenario.suite,
+    pointLabel: 'log-recording',
+    repetition: u.repetition,
+    seed: u.seed,
+    status: 'error',
+    findings: [],
+    failing: [],
+    allow: u.scenario.allow,
+    error: `the workload could not be recorded: ${d.message}`,
+    errorKind: d.kind,
+    durationMs: 0,
+    dir,
+  };
+}
+
+function recordingSpec(u: LogUnitSpec): CaseSpec {
+  return { id: u.id, scenario: u.scenario, crashPoint: { kind: 'log', stateKind: 'prefix', state: 'recording' }, pointLabel: 'log-recording', repetition: u.repetition, seed: u.seed };
 }
 
 /** --resume finishes the run its scenarios were: a scenario file changed since is refused, not mixed in. */

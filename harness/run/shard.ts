@@ -1,6 +1,6 @@
 import { sha256 } from '../util/hash.ts';
 import { ConfigError } from '../util/errors.ts';
-import type { CaseSpec, CrashPoint } from '../scenario/model.ts';
+import { logUnitIdOf, type CaseSpec, type CrashPoint, type LogUnitSpec } from '../scenario/model.ts';
 import type { RunSummary } from '../results/run.ts';
 import { caseListHash, compareIds } from '../results/shards.ts';
 
@@ -27,6 +27,8 @@ export interface ShardUnit {
   id: string;
   caseIds: readonly string[];
   kind: CostKind;
+  /** A write-log unit's expected number of crash states (its budget): they are named only once its log is recorded. */
+  states?: number;
 }
 
 /** `--shard I/N`, 1-based like Playwright's --shard and GitLab's CI_NODE_INDEX. */
@@ -55,6 +57,8 @@ export const estimatedCostMs: Readonly<Record<CostKind, number>> = {
   kernel: 6000,
   commit: 6000,
   'write-log': 8000,
+  // One state of a recorded log (the unit's recording is costed as 'write-log').
+  log: 300,
 };
 
 /** Per crash state of a write-log unit, on top of its recording. */
@@ -71,6 +75,15 @@ export function parseShardSpec(text: string): ShardSpec {
   return { index, total };
 }
 
+/**
+ * One unit per write-log recording, planned by the unit's id (the id its
+ * recording's error case would have): its states are named only once the
+ * log is recorded, and merge finds them by `logUnitIdOf`.
+ */
+export function unitsFromLogUnits(units: readonly LogUnitSpec[]): ShardUnit[] {
+  return units.map((u) => ({ id: u.id, caseIds: [u.id], kind: 'write-log', states: u.crashStates.budget }));
+}
+
 /** One unit per kill case: kill cases share nothing and may run anywhere. */
 export function unitsFromCases(cases: readonly CaseSpec[]): ShardUnit[] {
   return cases.map((c) => ({ id: c.id, caseIds: [c.id], kind: c.crashPoint.kind }));
@@ -79,14 +92,20 @@ export function unitsFromCases(cases: readonly CaseSpec[]): ShardUnit[] {
 /** Case durations of an earlier run, to balance shards by what cases really took. */
 export function recordedDurations(summary: Pick<RunSummary, 'cases'>): Map<string, number> {
   const d = new Map<string, number>();
-  for (const c of summary.cases) if (Number.isFinite(c.durationMs) && c.durationMs >= 0) d.set(c.id, c.durationMs);
+  for (const c of summary.cases) {
+    if (!Number.isFinite(c.durationMs) || c.durationMs < 0) continue;
+    d.set(c.id, c.durationMs);
+    // A write-log unit costs what its states took together.
+    const unit = logUnitIdOf(c.id);
+    if (unit) d.set(unit, (d.get(unit) ?? 0) + c.durationMs);
+  }
   return d;
 }
 
 function estimate(u: ShardUnit): number {
   const base = estimatedCostMs[u.kind];
   if (base === undefined) throw new ConfigError(`shard unit ${u.id}: unknown cost kind "${u.kind}"`);
-  return u.kind === 'write-log' ? base + estimatedStateCostMs * u.caseIds.length : base;
+  return u.kind === 'write-log' ? base + estimatedStateCostMs * (u.states ?? u.caseIds.length) : base;
 }
 
 /**

@@ -9,6 +9,7 @@ import { recordsAt, type AckPosition } from '../crash/writelog/record.ts';
 import type { CrashState } from '../crash/writelog/states.ts';
 import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
 import { runOracles, type OracleOutcome } from '../checks/oracle.ts';
+import type { FileOrigin } from '../checks/file-history.ts';
 
 /**
  * The e2fsck recovery and its oracles (content, durability, -fn, -fy, -fn)
@@ -20,6 +21,8 @@ import { runOracles, type OracleOutcome } from '../checks/oracle.ts';
 export interface StateOracleContext {
   manifest: Manifest;
   recipe?: Recipe;
+  /** For a user's image: the original bytes of its files the workload writes into (image/user-image.ts). */
+  imageFiles?: ReadonlyMap<string, FileOrigin>;
   steps: readonly Step[];
   /** The recorded run's step records (crash/writelog/record.ts). */
   records: readonly StepRecord[];
@@ -46,7 +49,7 @@ export async function e2fsckVerdict(state: Pick<CrashState, 'position'>, image: 
     let outcome: OracleOutcome;
     try {
       const recovered = await recoverWithE2fsck(image, workCopy);
-      outcome = await runOracles(recovered, { manifest: ctx.manifest, migrated, expectations, ...(ctx.recipe ? { recipe: ctx.recipe } : {}) });
+      outcome = await runOracles(recovered, { manifest: ctx.manifest, migrated, expectations, ...(ctx.recipe ? { recipe: ctx.recipe } : {}), ...(ctx.imageFiles ? { imageFiles: ctx.imageFiles } : {}) });
     } catch (e) {
       // runE2fsck throws when e2fsck cannot even check the image (exit 8: e.g. a group
       // descriptor the journal replay overwrote). On a crash state that is the worst finding, not an error of the harness.

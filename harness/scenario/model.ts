@@ -68,7 +68,47 @@ export type CrashPoint =
       thenCommits?: number;
     }
   /** Kill right after the k-th jbd2 commit that completes inside `step`'s window. */
-  | { kind: 'commit'; step: string; k: number };
+  | { kind: 'commit'; step: string; k: number }
+  /**
+   * A crash state replayed from a recorded write log (no VM per state):
+   * the cases a write-log unit yields once its log is recorded. Never
+   * written in a `kill:` list; `crash-states:` asks for them.
+   */
+  | { kind: 'log'; stateKind: LogStateKind; state: string };
+
+/** Kill points a scenario's `kill:` list holds (the workload drives each to its kill). */
+export type KillPoint = Exclude<CrashPoint, { kind: 'log' }>;
+
+/** prefix: everything completed up to a point; power-loss: some writes of a flush epoch lost. */
+export type LogStateKind = 'prefix' | 'power-loss';
+
+/**
+ * `crash-states: { from: log, ... }`: record the workload's writes once
+ * (QEMU's blklogwrites) and check crash states replayed from the log on the
+ * host: prefix states at every flush and step acknowledgement, power-loss
+ * states inside each flush epoch (harness/crash/writelog/).
+ */
+export interface CrashStatesSpec {
+  from: 'log';
+  /** Prefix states at every flush, FUA write and step ack (`all`), or none. */
+  prefixes: 'all' | 'none';
+  /** Power-loss states per flush epoch (0: none), their seed and the seeded random subsets tried per epoch. */
+  perEpoch: number;
+  seed: number;
+  subsets: number;
+  /** Also torn multi-sector writes. */
+  torn: boolean;
+  /** Most states one recording yields (prefix states first). */
+  budget: number;
+  /** States also recovered by booting the kernel, chosen by seed, besides every state that failed under e2fsck recovery. */
+  kernelSample: number;
+  /** Most failing power-loss states minimised per recording (delta debugging over the lost writes). */
+  minimize: number;
+  /** Oracle calls one minimisation may make. */
+  minimizeTests: number;
+  /** How the recorded run ends: a clean power-off (the last state is the no-crash state) or a kill after the last step. */
+  end: 'poweroff' | 'kill';
+}
 
 export type RecoveryMode = RecoveryModeName;
 
@@ -87,7 +127,9 @@ export interface Scenario {
   /** A user's own filesystem image (absolute path), used instead of a recipe's: `image:` in the file, or `--image`. */
   image?: string;
   steps: Step[];
-  crashPoints: CrashPoint[];
+  crashPoints: KillPoint[];
+  /** Write-log crash states (`crash-states:`), when the scenario asks for them. */
+  crashStates?: CrashStatesSpec;
   /** The line of each crash point's `kill:` item (for errors found later, such as an unknown kernel symbol). */
   pointLines?: Array<number | undefined>;
   repeat: number;
@@ -104,7 +146,10 @@ export function baseImageKey(s: Pick<Scenario, 'recipe' | 'image'>): string {
   return s.recipe;
 }
 
-/** One scenario x crash point x repetition: the unit that runs in one VM. */
+/**
+ * One scenario x crash point x repetition: the unit that runs in one VM; or
+ * one crash state of a recorded write log (crashPoint kind `log`).
+ */
 export interface CaseSpec {
   /** Stable id: "<scenario id>/<point-label>/r<rep>"; the same on every machine for the same inputs. */
   id: string;
@@ -136,5 +181,35 @@ export function crashPointLabel(p: CrashPoint): string {
     }
     case 'commit':
       return `commit-${p.step}-${p.k}`;
+    case 'log':
+      // The state kind, not its name or index: kernels under validate write different logs,
+      // and a signature must survive that.
+      return `log-${p.stateKind}`;
   }
 }
+
+/**
+ * One recorded run of a scenario's workload and every crash state its log
+ * yields: `<scenario>/log/r<rep>`; its states are the cases
+ * `<scenario>/log/<state>/r<rep>`.
+ */
+export interface LogUnitSpec {
+  id: string;
+  scenario: Scenario;
+  crashStates: CrashStatesSpec;
+  repetition: number;
+  /** The recording's seed (what its steps write); every state of the unit carries it. */
+  seed: number;
+}
+
+/** The case id of a state of a write-log unit. */
+export function logStateCaseId(scenario: string, state: string, repetition: number): string {
+  return `${scenario}/log/${state}/r${repetition}`;
+}
+
+/** The unit a write-log state's case id belongs to (`s/log/flush-3/r1` -> `s/log/r1`), or undefined for another case. */
+export function logUnitIdOf(caseId: string): string | undefined {
+  const m = /^(.+)\/log\/([^/]+)\/r(\d+)$/.exec(caseId);
+  return m ? `${m[1]}/log/r${m[3]}` : undefined;
+}
+

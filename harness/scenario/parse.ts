@@ -6,14 +6,16 @@ import { scenariosDir } from '../util/paths.ts';
 import { closeMatches, didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
 import { defaultAllowance } from '../findings/finding.ts';
-import { stepTimeoutMs, type CrashPoint, type RecoveryMode, type Scenario, type Step, type WriterMode } from './model.ts';
+import { stepTimeoutMs, type CrashStatesSpec, type KillPoint, type RecoveryMode, type Scenario, type Step, type WriterMode } from './model.ts';
 import { YamlSource } from '../util/yaml-source.ts';
 import { listRecipeNames, loadRecipe, recipePaths } from '../image/recipe.ts';
 import { openUserImage, UserImageError } from '../image/user-image.ts';
 import type { BaseImage } from '../image/build.ts';
 import type { Manifest } from '../image/manifest.ts';
 import {
+  crashStatesArgs,
   pointArgs,
+  powerLossArgs,
   pointScalarKey,
   scenarioTop,
   stepArgs,
@@ -74,9 +76,12 @@ export async function parseScenario(file: string, text: string, opts: ParseOptio
   const src = YamlSource.parse(file, text);
   const raw = src.value();
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw src.error([], 'a scenario file is a YAML map with at least "recipe" (or "image"), "steps" and "kill"');
+    throw src.error([], 'a scenario file is a YAML map with at least "recipe" (or "image"), "steps" and "kill" (or "crash-states")');
   }
   const top = check(src, [], scenarioTop, raw);
+  if (top.kill === undefined && top['crash-states'] === undefined) {
+    throw src.error([], 'a scenario needs "kill:" (crash points), "crash-states:" (states from a recorded write log), or both');
+  }
 
   let recipe: string | undefined;
   let image: string | undefined;
@@ -113,7 +118,7 @@ export async function parseScenario(file: string, text: string, opts: ParseOptio
   checkPaths(src, steps, fsPaths);
   const stepNames = new Set(steps.map((s) => s.name));
   const pointLines: Array<number | undefined> = [];
-  const crashPoints = top.kill.flatMap((item, i) => {
+  const crashPoints = (top.kill ?? []).flatMap((item, i) => {
     const points = parsePoint(src, ['kill', i], item, steps, stepNames);
     const line = src.lineOf(['kill', i]);
     for (const _ of points) pointLines.push(line);
@@ -130,6 +135,7 @@ export async function parseScenario(file: string, text: string, opts: ParseOptio
     ...(image !== undefined ? { image } : {}),
     steps,
     crashPoints,
+    ...(top['crash-states'] !== undefined ? { crashStates: parseCrashStates(src, top['crash-states']) } : {}),
     pointLines,
     repeat: top.repeat ?? 1,
     recovery: [...new Set(recovery)],
@@ -330,7 +336,35 @@ function checkPaths(src: YamlSource, steps: readonly Step[], recipe: FsPaths): v
   }
 }
 
-function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], stepNames: Set<string>): CrashPoint[] {
+/** `crash-states:` with its defaults; a set that yields no state at all is refused at its line. */
+function parseCrashStates(src: YamlSource, value: unknown): CrashStatesSpec {
+  const at: Path = ['crash-states'];
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    fail(src, at, 'crash-states is a map, e.g. { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }');
+  }
+  const a = check(src, at, crashStatesArgs, value);
+  const pl = a['power-loss'];
+  const power = pl === false || pl === 'none' ? undefined : check(src, [...at, 'power-loss'], powerLossArgs, pl ?? {});
+  const spec: CrashStatesSpec = {
+    from: 'log',
+    prefixes: a.prefixes ?? 'all',
+    perEpoch: power ? (power['per-epoch'] ?? 8) : 0,
+    seed: power?.seed ?? 1,
+    subsets: power?.subsets ?? 4,
+    torn: power?.torn ?? false,
+    budget: a.budget ?? 1000,
+    kernelSample: a['kernel-sample'] ?? 4,
+    minimize: a.minimize ?? 4,
+    minimizeTests: a['minimize-tests'] ?? 64,
+    end: a.end ?? 'poweroff',
+  };
+  if (spec.prefixes === 'none' && spec.perEpoch === 0) {
+    fail(src, at, 'crash-states asks for no state: prefixes none and no power-loss states (give prefixes: all, or power-loss: { per-epoch: N })');
+  }
+  return spec;
+}
+
+function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], stepNames: Set<string>): KillPoint[] {
   const kinds = Object.keys(pointArgs) as PointArgKind[];
   const [kind, value] = splitKeyword(src, at, item, 'kill point');
   if (!(kind in pointArgs)) {

@@ -98,6 +98,30 @@ export const pointScalarKey: Partial<Record<PointArgKind, string>> = { before: '
 
 export const recoveryModes = ['e2fsck', 'kernel'] as const;
 
+/**
+ * `crash-states: { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }`:
+ * crash states replayed from one recorded write log per repetition.
+ */
+export const crashStatesArgs = z.strictObject({
+  from: z.literal('log', { error: 'crash states come from a recorded write log: write "from: log"' }),
+  prefixes: z.enum(['all', 'none']).optional(),
+  /** `none` (or false), or the map below. */
+  'power-loss': z.unknown().optional(),
+  budget: posInt.max(100_000).optional(),
+  'kernel-sample': nonNegInt.max(1000).optional(),
+  minimize: nonNegInt.max(1000).optional(),
+  'minimize-tests': posInt.max(10_000).optional(),
+  end: z.enum(['poweroff', 'kill']).optional(),
+});
+
+export const powerLossArgs = z.strictObject({
+  'per-epoch': nonNegInt.max(10_000).optional(),
+  seed: nonNegInt.optional(),
+  /** Seeded random subsets of an epoch's writes tried per epoch. */
+  subsets: nonNegInt.max(1000).optional(),
+  torn: z.boolean().optional(),
+});
+
 export const scenarioTop = z.strictObject({
   name: name.optional(),
   description: z.string().optional(),
@@ -107,7 +131,8 @@ export const scenarioTop = z.strictObject({
   /** a filesystem image file of one's own (relative to the scenario file). */
   image: z.string().min(1).optional(),
   steps: z.array(z.unknown()).min(1),
-  kill: z.array(z.unknown()).min(1),
+  kill: z.array(z.unknown()).min(1).optional(),
+  'crash-states': z.unknown().optional(),
   repeat: posInt.max(1000).optional(),
   recovery: z.union([z.enum(recoveryModes), z.array(z.enum(recoveryModes)).min(1)]).optional(),
   allow: z

@@ -13,6 +13,7 @@ import type { Reporter } from '../report/reporter.ts';
 import { runSuite, type RunOutcome } from '../run/runner.ts';
 import { mergeShards, unionRuns } from '../run/merge.ts';
 import type { ShardSpec } from '../run/shard.ts';
+import { logUnitIdOf } from '../scenario/model.ts';
 import { writeValidateReport } from './validate-page.ts';
 import type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
 
@@ -109,7 +110,7 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
 /** What every run of one validation shares: scenarios, seed, jobs, reporters, machines. */
 export type SuiteSettings = Pick<ValidateOptions, 'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots' | 'shard'>;
 
-/** A run of the validate suite on a kernel into a folder, optionally only some cases: the same cases and seed every time. */
+/** A run of the validate suite on a kernel into a folder, optionally only some cases (write-log states by their whole unit: rerunFilter): the same cases and seed every time. */
 export type SuiteRun = (kernel: KernelInfo, out: string, filter?: string[]) => Promise<RunOutcome>;
 
 export function suiteRunner(o: SuiteSettings): SuiteRun {
@@ -121,7 +122,7 @@ export function suiteRunner(o: SuiteSettings): SuiteRun {
       out,
       keep: 'failed',
       ...(o.jobs ? { jobs: o.jobs } : {}),
-      ...(filter ? { filter } : o.shard ? { shard: o.shard } : {}),
+      ...(filter ? { filter: rerunFilter(filter) } : o.shard ? { shard: o.shard } : {}),
       ...(o.reporters ? { reporters: o.reporters } : {}),
       ...(o.machines ? { machines: o.machines } : {}),
       ...(o.snapshots !== undefined ? { snapshots: o.snapshots } : {}),
@@ -138,6 +139,16 @@ export async function judgeAndConfirm(
   const j = judge(parent, patched);
   const verdicts = await confirm(j.fresh, reruns, rerun);
   return { introduced: verdicts.filter((v) => v.verdict === 'introduced'), flaky: verdicts.filter((v) => v.verdict === 'flaky'), removed: j.removed, unchanged: j.unchanged };
+}
+
+/**
+ * The --filter of a confirmation rerun: a kill case by its id, a write-log
+ * state by its whole unit (`<scenario>/log/r<rep>`): the rerun records a
+ * new log, whose states need not have the same names, and the signature
+ * (state kind, not name) is what must come back.
+ */
+export function rerunFilter(caseIds: readonly string[]): string[] {
+  return [...new Set(caseIds.map((id) => logUnitIdOf(id) ?? id))];
 }
 
 /**

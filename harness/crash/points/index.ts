@@ -1,4 +1,4 @@
-import type { CrashPoint } from '../../scenario/model.ts';
+import type { KillPoint } from '../../scenario/model.ts';
 import { afterStep, beforeStep } from './step-marker.ts';
 import { delayPoint } from './delay.ts';
 import { windowPoint } from './window.ts';
@@ -9,7 +9,7 @@ import type { PointStrategy } from './strategy.ts';
 export type { KernelPointDriver, PointStrategy } from './strategy.ts';
 
 /** The strategy of a crash point that targets a step; `none` has none (the workload runs to a clean end). */
-export function strategyFor(point: Exclude<CrashPoint, { kind: 'none' }>): PointStrategy {
+export function strategyFor(point: Exclude<KillPoint, { kind: 'none' }>): PointStrategy {
   switch (point.kind) {
     case 'before':
       return beforeStep(point.step);

@@ -310,6 +310,11 @@ export interface LogStateRow {
 export function logStateRows(cases: readonly CaseResult[]): LogStateRow[] {
   const rows: LogStateRow[] = [];
   for (const c of cases) {
+    const f = c.fired as { kind?: unknown; epoch?: unknown; stateKind?: unknown } | undefined;
+    if (f?.kind === 'log' && typeof f.epoch === 'number' && typeof f.stateKind === 'string') {
+      rows.push({ caseId: c.id, scenario: c.scenario, epoch: f.epoch, stateKind: f.stateKind, verdict: c.status });
+      continue;
+    }
     const m = /\/log\/([a-z]+)-(\d+)(?:-([^/]+))?/.exec(c.id);
     if (!m) continue;
     const epoch = readFired(c.fired)?.epoch ?? Number(m[2]);

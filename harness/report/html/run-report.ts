@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { CaseResult } from '../../results/case.ts';
+import type { LogStateFired, WriteNote } from '../../crash/crash-state.ts';
 import type { RunSummary } from '../../results/run.ts';
 import type { Finding } from '../../findings/finding.ts';
 import { loadSummary } from '../../results/store.ts';
@@ -250,6 +251,7 @@ function caseSection(s: RunSummary, c: CaseResult, arts: readonly Artefact[]): s
         ...(f.atMs !== undefined ? [['at', `${esc(Math.round(f.atMs * 10) / 10)} ms after the step's start marker`] as [string, string]] : []),
       ]
     : [['kind', '<span class="muted">not recorded</span>']];
+  firedFacts.push(...logStateFacts(c.fired));
   const steps = c.steps ?? [];
   const stepTable = steps.length
     ? `<div class="scroll"><table class="steps"><thead><tr><th>step</th><th>kind</th><th class="num">exit</th><th class="num">started</th><th class="num">took</th><th>output</th></tr></thead><tbody>${steps
@@ -283,6 +285,20 @@ ${findings.length ? `<div class="scroll"><table class="findings"><thead><tr><th>
 <h4>Artefacts</h4>${artefactList(arts)}
 <h4>Reproduce this case</h4><pre><code>${esc(reproduceCommand(s, c.id))}</code></pre>
 </details>`;
+}
+
+/** A write-log state's own facts: where in the log, what was lost, the writes that matter once minimised. */
+function logStateFacts(fired: unknown): Array<[string, string]> {
+  const f = fired as Partial<LogStateFired> | undefined;
+  if (f?.kind !== 'log') return [];
+  const notes = (ws: readonly WriteNote[] | undefined) => (ws ?? []).map((w) => `<code>${esc(w.id)}</code> (entry ${esc(w.index)})${w.summary ? `: ${esc(w.summary)}` : ''}`).join('<br>');
+  return [
+    ['state', `<code>${esc(f.state ?? '')}</code> (${esc(f.stateKind ?? '')}, ${esc(f.variant ?? '')})`],
+    ['log position', `${esc(f.position ?? '')} of ${esc(f.entries ?? '')} entries, recorded by <code>${esc(f.unit ?? '')}</code>`],
+    ...(f.dropped?.length ? [['writes lost', `${f.dropped.length}: ${f.dropped.map((d) => `<code>${esc(d.id)}</code>`).join(' ')}`] as [string, string]] : []),
+    ...(f.minimized ? [['writes that matter', `lost:<br>${notes(f.minimized.dropped) || '<span class="muted">none</span>'}<br>landed and needed:<br>${notes(f.minimized.needed) || '<span class="muted">none</span>'}<br><span class="muted">${esc(f.minimized.tests)} oracle calls${f.minimized.exhausted ? ', budget ran out' : ''}</span>`] as [string, string]] : []),
+    ...(f.keptImageIn ? [['crash image', `kept once for its signature, in <a href="#${esc(caseAnchor(f.keptImageIn))}">${esc(f.keptImageIn)}</a>`] as [string, string]] : []),
+  ];
 }
 
 /** The whole report.html for a run whose files are in `runDir`. */

@@ -12,8 +12,9 @@ import { diffDataMaps, parseBlockMap } from '../image/block-map.ts';
 const PAGE = 4096;
 
 /**
- * The content oracle: every manifest file reads back (on the host, with
- * debugfs, without mounting) with its size and sha256, fully block-mapped or
+ * The content oracle: every manifest file reads back (on the host, without
+ * mounting: debugfs's stat, and the bytes through the block map it prints,
+ * see readEntryState's `via: 'map'`) with its size and sha256, fully block-mapped or
  * fully extent-mapped; a file the workload wrote is held to its history
  * sector by sector (checks/file-history.ts); what a completed sync made
  * durable survived; a file the ioctl refused is still block-mapped.
@@ -34,7 +35,7 @@ export async function checkContent(
   const extra = exp.files.filter((f) => !inManifest.has(f.path)).map((f) => f.path);
   const paths = [...manifest.entries.map((e) => e.path), ...extra];
   const keepBytes = new Set(exp.files.filter((f) => !f.unchecked).map((f) => f.path));
-  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes })).map((s) => [s.path, s]));
+  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes, via: 'map' })).map((s) => [s.path, s]));
   const findings: Finding[] = [];
   const base = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number): Finding => ({
     class: 'data',
@@ -122,7 +123,7 @@ export async function checkContent(
   }
 
   const mapped = [...exp.mustBeExtents, ...exp.mustBeBlocks].filter((p) => !states.has(p));
-  if (mapped.length) for (const s of await readEntryState(image, mapped)) states.set(s.path, s);
+  if (mapped.length) for (const s of await readEntryState(image, mapped, undefined, { via: 'map' })) states.set(s.path, s);
   for (const p of exp.mustBeExtents) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping !== 'extents') {

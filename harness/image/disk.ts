@@ -1,4 +1,3 @@
-import { copyFile, constants } from 'node:fs/promises';
 import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
 
@@ -13,15 +12,24 @@ export async function createCaseDisk(basePath: string, dest: string, format: 'qc
   if (format === 'qcow2') {
     await runOk(await tool('qemu-img'), ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', basePath, dest]);
   } else {
-    // cp keeps the holes (copy_file_range would write them out as zeros).
-    await runOk('cp', ['--sparse=always', '--reflink=auto', '--', basePath, dest]);
+    await sparseCopy(basePath, dest);
   }
   return { path: dest, format };
 }
 
+/**
+ * A copy that keeps the holes (a reflink where the filesystem can). Node's
+ * copyFile falls back to copy_file_range, which writes a hole out as zeros:
+ * on ext4 a 64 MiB image with 12 MiB of data took 80-200 ms and 64 MiB of
+ * disk that way, 30 ms and 12 MiB with cp (which reads only the data).
+ */
+export async function sparseCopy(src: string, dest: string): Promise<void> {
+  await runOk('cp', ['--sparse=always', '--reflink=auto', '--', src, dest]);
+}
+
 /** A raw image that e2fsck and debugfs can read, from an overlay or a raw disk. */
 export async function flattenToRaw(disk: { path: string; format: 'qcow2' | 'raw' }, dest: string): Promise<string> {
-  if (disk.format === 'raw') await copyFile(disk.path, dest, constants.COPYFILE_FICLONE);
+  if (disk.format === 'raw') await sparseCopy(disk.path, dest);
   else await runOk(await tool('qemu-img'), ['convert', '-O', 'raw', disk.path, dest]);
   return dest;
 }

@@ -54,8 +54,8 @@ export interface CrashState {
   records: StepRecord[];
   /** Console logs produced with the state, by boot name, for the console oracle. */
   consoles: Array<{ boot: string; text: string }>;
-  /** Host milliseconds spent producing it. */
-  phases: { machineMs?: number; workloadMs?: number };
+  /** Host milliseconds spent producing it; queuedMs waiting for a machine slot, machineMs starting the machine after that. */
+  phases: { queuedMs?: number; machineMs?: number; workloadMs?: number };
 }
 
 /**

@@ -12,6 +12,7 @@ import { registerBisect } from './bisect-command.ts';
 import { registerReport } from './report-command.ts';
 import { registerHistory } from './history-command.ts';
 import { registerCache } from './cache-command.ts';
+import { registerImage } from './image-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerBisect(program);
   registerDoctor(program);
   registerCache(program);
+  registerImage(program);
   return program;
 }
 

@@ -22,6 +22,7 @@ import { defaultKeep, runCase, type CaseEnv, type KeepPolicy } from './case-runn
 import { allocatedBytes, loadScenarios, prepareRun } from './prepare.ts';
 import { qcrashBuild, toolVersions } from './versions.ts';
 import { checkOutDir, checkOutSpace } from './out-dir.ts';
+import { CrashImageStore } from '../results/crash-images.ts';
 
 export interface RunOptions {
   inputs: string[];
@@ -126,10 +127,11 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     snapshots: config.snapshots,
     beforeMachines: async (images) => {
       const imageBytes = Math.max(...(await Promise.all([...images.values()].map((b) => allocatedBytes(b.path)))));
-      await checkOutSpace(dir, { cases: cases.length, jobs, keep: config.keep, imageBytes });
+      await checkOutSpace(dir, { cases: cases.length, inFlight: casesInFlight(jobs), keep: config.keep, imageBytes });
     },
   });
   if (opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
+  env.crashImages = new CrashImageStore(dir);
   if (store && store.meta.kernel.id !== kernel.id) {
     throw new ConfigError(`${opts.resume} ran on kernel ${store.meta.kernel.id}; --kernel ${config.kernel} is now ${kernel.id}: finishing it would mix two kernels; start a new run`);
   }
@@ -160,7 +162,10 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter(), new HtmlReportReporter()]);
   try {
     await hub.onRunStart(run.meta, todo.length, todo);
-    const limit = pLimit(jobs);
+    // More cases in flight than machine slots: a case's host-side work (the
+    // e2fsck recovery, the oracles, storing its image) overlaps the next
+    // case's VM, and the pool (recoveries first) keeps every slot busy.
+    const limit = pLimit(casesInFlight(jobs));
     const results: CaseResult[] = [...previous];
     let writeFailure: Error | undefined;
     await Promise.all(
@@ -196,6 +201,17 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   } finally {
     stopHint();
   }
+}
+
+/**
+ * Cases run at once for `jobs` machine slots. A case holds a slot only
+ * while one of its VMs runs (workload, then kernel recovery); between them
+ * and after them it works on the host for 0.3-1 s (journal replay, debugfs,
+ * e2fsck, storing the image). One more case per slot is enough to have a
+ * case waiting for every slot that frees up.
+ */
+export function casesInFlight(jobs: number): number {
+  return 2 * jobs;
 }
 
 /** --resume finishes the run its scenarios were: a scenario file changed since is refused, not mixed in. */

@@ -83,7 +83,7 @@ t.test('--resume runs the run as run.json has it: other options and changed scen
   const r = await qcrash(['run', f, '--out', out, '--format', 'none'], { env });
   t.equal(r.code, 0, r.stderr.slice(-300));
   const run = JSON.parse(await readFile(join(out, 'run.json'), 'utf8'));
-  t.match(run.config, { inputs: [f], kernel: 'stock', keep: 'all', snapshots: true });
+  t.match(run.config, { inputs: [f], kernel: 'stock', keep: 'failed', snapshots: true });
   t.match(run.qcrash, { build: /^[0-9a-f]{16}$/ });
   const filter = await qcrash(['run', '--resume', out, '--filter', 'x'], { env });
   t.equal(filter.code, 2);

@@ -1,8 +1,9 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { CaseResult } from '../../results/case.ts';
 import type { RunSummary } from '../../results/run.ts';
 import type { Finding } from '../../findings/finding.ts';
 import { loadSummary } from '../../results/store.ts';
+import { keptImageName, runImagesDir } from '../../results/crash-images.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
 import type { Reporter } from '../reporter.ts';
 import { esc, relHref, renderPage } from './page.ts';
@@ -180,7 +181,10 @@ function findingRows(c: CaseResult, fs: readonly Finding[]): string {
 
 function artefactList(arts: readonly Artefact[]): string {
   if (!arts.length) return '<p class="muted">No files in the case folder.</p>';
-  return `<ul class="artefacts">${arts.map((a) => `<li><a class="artefact" data-kind="${a.kind}" href="${esc(relHref(a.rel))}">${esc(a.name)}</a> <span class="muted">${esc(artefactKindLabels[a.kind])}, ${fmtBytes(a.bytes)}</span></li>`).join('')}</ul>`;
+  // A kept crash image is stored as what the crash changed over the run's copy of the base: say how to get the raw image.
+  const exportHint = (a: Artefact) =>
+    a.name === keptImageName ? ` <span class="muted">(qcow2 over the run's <code>${runImagesDir}/</code>; the raw image, in the run folder: <code>qcrash image export ${esc(dirname(a.rel))}</code>)</span>` : '';
+  return `<ul class="artefacts">${arts.map((a) => `<li><a class="artefact" data-kind="${a.kind}" href="${esc(relHref(a.rel))}">${esc(a.name)}</a> <span class="muted">${esc(artefactKindLabels[a.kind])}, ${fmtBytes(a.bytes)}</span>${exportHint(a)}</li>`).join('')}</ul>`;
 }
 
 function caseSection(s: RunSummary, c: CaseResult, arts: readonly Artefact[]): string {

@@ -34,8 +34,10 @@ export async function checkContent(
   const inManifest = new Set(manifest.entries.map((e) => e.path));
   const extra = exp.files.filter((f) => !inManifest.has(f.path)).map((f) => f.path);
   const paths = [...manifest.entries.map((e) => e.path), ...extra];
+  // Paths whose mapping the durability expectations judge, in the same debugfs run.
+  const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks])].filter((p) => !paths.includes(p));
   const keepBytes = new Set(exp.files.filter((f) => !f.unchecked).map((f) => f.path));
-  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes, via: 'map' })).map((s) => [s.path, s]));
+  const states = new Map((await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, via: 'map' })).map((s) => [s.path, s]));
   const findings: Finding[] = [];
   const base = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number): Finding => ({
     class: 'data',
@@ -122,8 +124,6 @@ export async function checkContent(
     else if (!s?.exists && h.durable > 0) findings.push(base('missing', p, 'file written and made durable by the workload is missing'));
   }
 
-  const mapped = [...exp.mustBeExtents, ...exp.mustBeBlocks].filter((p) => !states.has(p));
-  if (mapped.length) for (const s of await readEntryState(image, mapped, undefined, { via: 'map' })) states.set(s.path, s);
   for (const p of exp.mustBeExtents) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping !== 'extents') {

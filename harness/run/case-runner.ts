@@ -15,7 +15,7 @@ import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
 import { recoverWithKernel } from '../recovery/kernel.ts';
 import type { RecoveredImage } from '../recovery/recovery.ts';
 import { scanConsole } from '../checks/console.ts';
-import { runOracles, writeE2fsckLogs } from '../checks/oracle.ts';
+import { runOracles, writeE2fsckLogs, type OracleContext } from '../checks/oracle.ts';
 import { workloadFindings } from '../checks/steps.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import type { CaseResult } from '../results/case.ts';
@@ -135,13 +135,12 @@ function emptyResult(spec: CaseSpec, caseDir: string): CaseResult {
 }
 
 /**
- * Recoveries, oracles and verdict for one crash state, however it was
- * produced: the seam where write-log states will come in.
+ * What a crash state shows before any recovery (the consoles, the workload's
+ * own step results) and what the oracles hold its recovered images to (the
+ * expectations, also written to the case folder): the same for every way of
+ * recovering it (the bench's naive loop uses it too).
  */
-export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string): Promise<Partial<CaseResult>> {
-  const base = env.images.get(spec.scenario.recipe)!;
-  await using tmp = await TempDir.create('case');
-  if (env.beforeOracle) await env.beforeOracle(state.image, spec);
+export async function stateFindingsAndContext(state: CrashState, spec: CaseSpec, base: BaseImage, caseDir: string): Promise<{ findings: Finding[]; ctx: OracleContext }> {
   const findings: Finding[] = [];
   for (const c of state.consoles) findings.push(...scanConsole(c.text, { boot: c.boot }));
   findings.push(...workloadFindings(spec.scenario.steps, state.records));
@@ -149,7 +148,17 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
   await writeFile(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
   // Only a write into a recipe file needs the recipe (its original bytes).
   const recipe = expectations.files.some((f) => f.origin === 'recipe') ? await loadRecipe(spec.scenario.recipe) : undefined;
-  const ctx = { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}) };
+  return { findings, ctx: { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}) } };
+}
+
+/**
+ * Recoveries, oracles and verdict for one crash state, however it was
+ * produced: the seam where write-log states will come in.
+ */
+export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string): Promise<Partial<CaseResult>> {
+  await using tmp = await TempDir.create('case');
+  if (env.beforeOracle) await env.beforeOracle(state.image, spec);
+  const { findings, ctx } = await stateFindingsAndContext(state, spec, env.images.get(spec.scenario.recipe)!, caseDir);
   // The recoveries work on their own copies and run at once: e2fsck's
   // journal replay and the oracles on its result run on the host while the
   // kernel recovery's machine waits for a slot and runs.

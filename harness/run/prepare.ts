@@ -46,7 +46,9 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
   if (opts.snapshots !== false) {
     const accel = (await detectAccel()).accel;
     const qemu = (await toolVersions(kernel.release)).qemu;
-    for (const [recipe, base] of images) snapshots.set(recipe, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
+    // One boot per recipe the first time (a new kernel: every recipe): as many at once as the pool allows.
+    const saved = await Promise.all([...images].map(async ([recipe, base]) => [recipe, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu)] as const));
+    for (const [recipe, file] of saved) snapshots.set(recipe, file);
   }
   const env: CaseEnv = {
     machines: opts.machines,

@@ -54,9 +54,12 @@ export class MachinePool implements MachineLauncher {
   }
 
   async launch(spec: MachineSpec): Promise<Machine> {
-    const asked = performance.now();
-    await this.acquire(rolePriority[spec.role] ?? 2);
-    const queuedMs = performance.now() - asked;
+    let queuedMs = 0;
+    if (!this.tryAcquire()) {
+      const asked = performance.now();
+      await this.waitForSlot(rolePriority[spec.role] ?? 2);
+      queuedMs = performance.now() - asked;
+    }
     let machine: Machine;
     try {
       machine = await this.launchFn(spec);
@@ -68,12 +71,15 @@ export class MachinePool implements MachineLauncher {
     return new PooledMachine(machine, () => this.release(), queuedMs);
   }
 
-  private acquire(priority: number): Promise<void> {
-    if (this.active < this.slots && !this.queue.length) {
-      this.active++;
-      this.peak = Math.max(this.peak, this.active);
-      return Promise.resolve();
-    }
+  /** Take a free slot now, if there is one and nobody is waiting for it. */
+  private tryAcquire(): boolean {
+    if (this.active >= this.slots || this.queue.length) return false;
+    this.active++;
+    this.peak = Math.max(this.peak, this.active);
+    return true;
+  }
+
+  private waitForSlot(priority: number): Promise<void> {
     return new Promise((resolve) => {
       this.queue.push({
         priority,

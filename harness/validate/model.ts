@@ -26,5 +26,16 @@ export interface ValidateResult {
   /** Cases that errored or never reached their point: they judged nothing, on either kernel. */
   notJudged: { baseline: string[]; patched: string[] };
   dir: string;
+  /** Where the time went, in milliseconds: kernel builds (validatePatch only; a cached kernel costs its lookup), each run, the confirmation reruns. */
+  phases?: ValidatePhases;
+}
+
+export interface ValidatePhases {
+  buildBaselineMs?: number;
+  buildPatchedMs?: number;
+  baselineRunMs: number;
+  patchedRunMs: number;
+  confirmMs: number;
+  totalMs: number;
 }
 

@@ -10,9 +10,9 @@ import { newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { runSuite } from '../run/runner.ts';
 import { writeValidateReport } from './validate-page.ts';
-import type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
+import type { SignatureCases, SignatureVerdict, ValidatePhases, ValidateResult } from './model.ts';
 
-export type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
+export type { SignatureCases, SignatureVerdict, ValidatePhases, ValidateResult } from './model.ts';
 
 export interface ValidateOptions {
   patches: string[];
@@ -88,7 +88,8 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
  * same seed on each, judged per finding signature, new ones confirmed by
  * rerunning them on the patched kernel.
  */
-export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo }): Promise<ValidateResult> {
+export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo; buildPhases?: Pick<ValidatePhases, 'buildBaselineMs' | 'buildPatchedMs'>; startedAt?: number }): Promise<ValidateResult> {
+  const started = o.startedAt ?? performance.now();
   const progress = o.onProgress ?? (() => {});
   const seed = o.seed ?? 1;
   const dir = o.out ?? join(defaultResultsDir, `validate-${newRunId()}`);
@@ -107,16 +108,23 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
         ...(o.snapshots !== undefined ? { snapshots: o.snapshots } : {}),
       })
     );
+  const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
+    const t0 = performance.now();
+    const v = await f();
+    return [v, Math.round(performance.now() - t0)];
+  };
   progress(`baseline run on ${o.baseline.id}`);
-  const baseline = await run(o.baseline, join(dir, 'baseline'));
+  const [baseline, baselineRunMs] = await timed(() => run(o.baseline, join(dir, 'baseline')));
   progress(`patched run on ${o.patched.id}`);
-  const patched = await run(o.patched, join(dir, 'patched'));
+  const [patched, patchedRunMs] = await timed(() => run(o.patched, join(dir, 'patched')));
   const j = judge(baseline.summary, patched.summary);
   const reruns = o.confirmRuns ?? 2;
-  const verdicts = await confirm(j.fresh, reruns, async (ids, i) => {
-    progress(`confirmation rerun ${i + 1}/${reruns} of ${j.fresh.length} new signature(s)`);
-    return (await run(o.patched, join(dir, `confirm-${i + 1}`), ids)).summary;
-  });
+  const [verdicts, confirmMs] = await timed(() =>
+    confirm(j.fresh, reruns, async (ids, i) => {
+      progress(`confirmation rerun ${i + 1}/${reruns} of ${j.fresh.length} new signature(s)`);
+      return (await run(o.patched, join(dir, `confirm-${i + 1}`), ids)).summary;
+    }),
+  );
   const result: ValidateResult = {
     baseline: { kernel: o.baseline, summary: baseline.summary, dir: baseline.dir },
     patched: { kernel: o.patched, summary: patched.summary, dir: patched.dir },
@@ -126,6 +134,7 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
     unchanged: j.unchanged,
     notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
     dir,
+    phases: { ...o.buildPhases, baselineRunMs, patchedRunMs, confirmMs, totalMs: Math.round(performance.now() - started) },
   };
   await writeJsonAtomic(join(dir, 'validate.json'), { ...result, baseline: { kernel: o.baseline, dir: baseline.dir }, patched: { kernel: o.patched, dir: patched.dir } });
   await writeFileAtomic(join(dir, 'validate.txt'), validateReport(result));
@@ -137,11 +146,14 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
 export async function validatePatch(o: ValidateOptions): Promise<ValidateResult> {
   const progress = o.onProgress ?? (() => {});
   const common = { ...(o.tree ? { tree: o.tree } : {}), ...(o.configs ? { configs: o.configs } : {}), onProgress: progress };
+  const startedAt = performance.now();
   progress('building the baseline kernel');
   const baseline = await buildKernel(common);
+  const buildBaselineMs = Math.round(performance.now() - startedAt);
   progress('building the patched kernel');
   const patched = await buildKernel({ ...common, patches: o.patches });
-  return validateKernels({ ...o, baseline, patched });
+  const buildPatchedMs = Math.round(performance.now() - startedAt - buildBaselineMs);
+  return validateKernels({ ...o, baseline, patched, buildPhases: { buildBaselineMs, buildPatchedMs }, startedAt });
 }
 
 /** The plain-text report for the mail; the Tested-by style line only when nothing regressed. */

@@ -131,7 +131,7 @@ ${dataTable(['case', 'step', 'ms', 'verdict'], timed.map((p) => [`<a href="#${es
   if (counted.length)
     figures.push(`<figure class="chart" id="chart-crash-index" data-points="${counted.length}"><figcaption>Kernel points: the breakpoint hit or jbd2 commit at which each case was killed, inside its step.</figcaption><div class="plot-host"></div>
 ${dataTable(['case', 'step', 'index', 'of', 'verdict'], counted.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.step), esc(p.index), esc(p.indexKind), verdictBadge(p.verdict)]), 'chart-crash-index-data')}</figure>`);
-  figures.push(`<figure class="chart" id="chart-phases" data-points="${phases.length}"><figcaption>Time per case by phase (machine, workload, recovery, oracles); a run that recorded no phases shows each case's total.</figcaption><div class="plot-host"></div>
+  figures.push(`<figure class="chart" id="chart-phases" data-points="${phases.length}"><figcaption>Time per case by phase (waiting for a VM slot, machine, workload, recovery, oracles, keeping the crash image; a case's two recoveries run at once); a run that recorded no phases shows each case's total.</figcaption><div class="plot-host"></div>
 ${dataTable(['case', 'phase', 'ms'], phases.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.phase), esc(p.ms)]), 'chart-phases-data')}</figure>`);
   if (states.length)
     figures.push(`<figure class="chart" id="chart-log-epochs" data-points="${states.length}"><figcaption>Write-log crash states per flush epoch: one mark per state (prefix or power-loss), shape and colour give the verdict.</figcaption><div class="plot-host"></div>

@@ -59,8 +59,8 @@ export interface CaseResult {
   errorKind?: string;
   durationMs: number;
   phases?: CasePhases;
-  /** Kernel recovery's machine: restored from the saved state or booted, and what dropping the guest's buffers for the disk said. */
-  recoveryMachine?: { restored: boolean; flush?: string };
+  /** Kernel recovery's machine: restored from the saved state or booted, and whether the guest dropped its buffers for the disk before the mount. */
+  recoveryMachine?: { restored: boolean; flushed: boolean };
   /** Directory with this case's artefacts, relative to the run directory. */
   dir: string;
   steps?: StepSummary[];

@@ -94,16 +94,14 @@ t.test('kernel recovery: a mount the kernel refuses is a finding, and the consol
 });
 
 t.test('kernel recovery restores the saved state, drops the guest\'s buffers for the disk, then mounts', async (t) => {
-  const { result, machines } = await caseOf(`recovery: [kernel]\n${steps}kill:\n  - after: sync\n`, () => ({
-    script: (cmd: string) => (cmd === 'flushbufs' ? { output: 'buffers before: 0 kB, after: 0 kB\n' } : {}),
-  }), { snapshots: new Map([['small-4k', '/nonexistent/agent-ready.state']]) });
+  const { result, machines } = await caseOf(`recovery: [kernel]\n${steps}kill:\n  - after: sync\n`, () => ({}), { snapshots: new Map([['small-4k', '/nonexistent/agent-ready.state']]) });
   t.equal(result.status, 'pass', result.error ?? '');
   const [workload, recovery] = machines.machines;
   t.equal(workload!.spec.restoreFrom, '/nonexistent/agent-ready.state');
   t.equal(recovery!.spec.role, 'recovery');
   t.equal(recovery!.spec.restoreFrom, '/nonexistent/agent-ready.state', 'the recovery machine restores the same saved state');
   t.same(recovery!.commands, ['flushbufs', 'mount', 'umount'], 'buffers dropped before the mount');
-  t.same(result.recoveryMachine, { restored: true, flush: 'buffers before: 0 kB, after: 0 kB' });
+  t.same(result.recoveryMachine, { restored: true, flushed: true });
   t.ok(result.phases?.recoveryMachineMs !== undefined && result.phases?.recoveryMountMs !== undefined, `phases ${JSON.stringify(result.phases)}`);
 });
 
@@ -111,7 +109,7 @@ t.test('a booted recovery machine mounts without the flush', async (t) => {
   const { result, machines } = await caseOf(`recovery: [kernel]\n${steps}kill:\n  - after: sync\n`);
   t.equal(result.status, 'pass', result.error ?? '');
   t.same(machines.machines[1]!.commands, ['mount', 'umount']);
-  t.same(result.recoveryMachine, { restored: false });
+  t.same(result.recoveryMachine, { restored: false, flushed: false });
 });
 
 t.test('a restored guest that cannot drop its buffers is an error, never a mount of stale pages', async (t) => {

@@ -44,7 +44,7 @@ export async function checkImage(image: string, opts: { manifestFile?: string } 
 async function checkIsCrashImage(image: string): Promise<void> {
   const st = await stat(image).catch(() => undefined);
   if (!st) throw new ConfigError(`${image}: no such file`);
-  if (st.isDirectory()) throw new ConfigError(`${image} is a directory: qcrash check takes an image file (e.g. a case's crash.img)`);
+  if (st.isDirectory()) throw new ConfigError(`${image} is a directory: qcrash check takes an image file (e.g. a case's crash.img, which \`qcrash image export CASE_DIR\` writes from a kept crash.qcow2)`);
   const fh = await open(image, 'r');
   let sb: Buffer;
   try {

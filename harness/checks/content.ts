@@ -12,8 +12,9 @@ import { diffDataMaps, parseBlockMap } from '../image/block-map.ts';
 const PAGE = 4096;
 
 /**
- * The content oracle: every manifest file reads back (on the host, with
- * debugfs, without mounting) with its size and sha256, fully block-mapped or
+ * The content oracle: every manifest file reads back (on the host, without
+ * mounting: debugfs's stat, and the bytes through the block map it prints,
+ * see readEntryState's `via: 'map'`) with its size and sha256, fully block-mapped or
  * fully extent-mapped; a file the workload wrote is held to its history
  * sector by sector (checks/file-history.ts); what a completed sync made
  * durable survived; a file the ioctl refused is still block-mapped.
@@ -39,11 +40,13 @@ export async function checkContent(
   const inManifest = new Set(manifest.entries.map((e) => e.path));
   const extra = exp.files.filter((f) => !inManifest.has(f.path)).map((f) => f.path);
   const paths = [...manifest.entries.map((e) => e.path), ...extra];
+  // Paths whose mapping the durability expectations judge, in the same debugfs run.
+  const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks])].filter((p) => !paths.includes(p));
   const keepBytes = new Set(manifest.entries.filter((e) => { const h = historyOf(e); return h && !h.unchecked; }).map((e) => e.path));
   for (const f of exp.files) if (!f.unchecked) keepBytes.add(f.path);
-  // Sizes bound each debugfs run's dumps: a user's image may hold more data than the temp folder has room for.
+  // Sizes bound each debugfs run's dumps (files the map cannot serve): a user's image may hold more data than the temp folder has room for.
   const sizes = new Map(manifest.entries.filter((e) => e.type === 'file').map((e) => [e.path, e.size]));
-  const states = new Map((await readEntryState(image, paths, undefined, { keepBytes, sizes })).map((s) => [s.path, s]));
+  const states = new Map((await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, sizes, via: 'map' })).map((s) => [s.path, s]));
   const findings: Finding[] = [];
   const base = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number): Finding => ({
     class: 'data',
@@ -131,8 +134,6 @@ export async function checkContent(
     else if (!s?.exists && h.durable > 0) findings.push(base('missing', p, 'file written and made durable by the workload is missing'));
   }
 
-  const mapped = [...exp.mustBeExtents, ...exp.mustBeBlocks].filter((p) => !states.has(p));
-  if (mapped.length) for (const s of await readEntryState(image, mapped)) states.set(s.path, s);
   for (const p of exp.mustBeExtents) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping !== 'extents') {

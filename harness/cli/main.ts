@@ -14,6 +14,7 @@ import { registerHistory } from './history-command.ts';
 import { registerCache } from './cache-command.ts';
 import { registerMerge } from './merge-command.ts';
 import { registerNightly } from './nightly-command.ts';
+import { registerImage } from './image-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerBisectCombine(program);
   registerDoctor(program);
   registerCache(program);
+  registerImage(program);
   return program;
 }
 

@@ -105,8 +105,8 @@ export interface CrashState {
   records: StepRecord[];
   /** Console logs produced with the state, by boot name, for the console oracle. */
   consoles: Array<{ boot: string; text: string }>;
-  /** Host milliseconds spent producing it. */
-  phases: { machineMs?: number; workloadMs?: number };
+  /** Host milliseconds spent producing it; queuedMs waiting for a machine slot, machineMs starting the machine after that. */
+  phases: { queuedMs?: number; machineMs?: number; workloadMs?: number };
   /**
    * The image is shared, not the state's own (a write-log working image
    * checked in place): nothing may write it except a program given an undo

@@ -47,6 +47,7 @@ export class KillPointSource implements CrashStateSource {
     const needsGdb = this.point.kind === 'kernel' || this.point.kind === 'commit';
     const t0 = performance.now();
     let machineMs = 0;
+    let queuedMs = 0;
     let outcome: WorkloadOutcome;
     try {
       {
@@ -58,7 +59,8 @@ export class KillPointSource implements CrashStateSource {
           gdb: needsGdb,
           ...(this.env.restoreFrom ? { restoreFrom: this.env.restoreFrom } : {}),
         });
-        machineMs = performance.now() - t0;
+        queuedMs = machine.queuedMs ?? 0;
+        machineMs = performance.now() - t0 - queuedMs;
         try {
           const opts = this.env.stepTimeoutMs ? { stepTimeoutMs: this.env.stepTimeoutMs } : {};
           if (needsGdb && this.env.kernelDriver) {
@@ -90,7 +92,7 @@ export class KillPointSource implements CrashStateSource {
       ending: outcome.ending,
       records: outcome.records,
       consoles: [{ boot: 'workload boot', text: console }],
-      phases: { machineMs, workloadMs: performance.now() - t0 - machineMs },
+      phases: { queuedMs, machineMs, workloadMs: performance.now() - t0 - queuedMs - machineMs },
     };
   }
 }

@@ -1,4 +1,4 @@
-import { writeFile, readFile, rm } from 'node:fs/promises';
+import { writeFile, readFile, rm, open, type FileHandle } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { tool } from '../util/tools.ts';
 import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
 import type { MappingKind } from './manifest.ts';
+import { parseBlockMap } from './block-map.ts';
 
 /** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses. */
 export interface InodeStat {
@@ -128,16 +129,21 @@ export interface EntryState {
   bytes?: Buffer;
 }
 
-/**
- * How many bytes of dumped files one debugfs run may leave in the temp
- * folder before they are hashed and removed: a user's image can hold more
- * data than the temp folder has room for.
- */
-export const dumpBatchBytes = 256 << 20;
-
-export interface ReadStateOptions {
-  /** Keep the bytes of these paths in the result (the content oracle compares them sector by sector). */
+export interface ReadEntryOptions {
+  /** Paths whose bytes are returned (`EntryState.bytes`), not only hashed. */
   keepBytes?: ReadonlySet<string>;
+  /**
+   * How a regular file's bytes are read. `dump` (the default): debugfs dumps
+   * every file (what manifests are made with). `map`: one debugfs run stats
+   * every path, and the bytes are read straight from the image through the
+   * block map that stat printed (data runs, holes and unwritten extents as
+   * zeros, up to i_size): the content oracle's way, since dumping 15 MB
+   * through debugfs took 170-250 ms per image here and reading them through
+   * the map 20-40 ms. A file the map cannot serve (inline data, a map that
+   * does not parse, a block beyond the image's end) is dumped by debugfs as
+   * before. test/image/map-read.test.ts holds the two to the same bytes.
+   */
+  via?: 'dump' | 'map';
   /**
    * Expected sizes (a manifest's): paths are dumped in batches of at most
    * dumpBatchBytes. Without them every path goes into one debugfs run.
@@ -146,12 +152,21 @@ export interface ReadStateOptions {
 }
 
 /**
+ * How many bytes of dumped files one debugfs run may leave in the temp
+ * folder before they are hashed and removed: a user's image can hold more
+ * data than the temp folder has room for.
+ */
+export const dumpBatchBytes = 256 << 20;
+
+
+/**
  * Read files' current state from an image without mounting it: each debugfs
  * run stats and dumps a batch of paths (a run costs about 30 ms, so small
  * images take one), hashes are computed on the host as each dump is read
- * and the dumps removed batch by batch.
+ * and the dumps removed batch by batch; or the stats only, with `via: 'map'`.
  */
-export async function readEntryState(image: string, paths: string[], types?: Map<string, string>, opts: ReadStateOptions = {}): Promise<EntryState[]> {
+export async function readEntryState(image: string, paths: string[], types?: Map<string, string>, opts: ReadEntryOptions = {}): Promise<EntryState[]> {
+  if (opts.via === 'map') return readEntryStateViaMap(image, paths, types, opts);
   await using tmp = await TempDir.create('dump');
   const byPath = new Map<string, EntryState>();
   for (const batch of dumpBatches(paths, opts.sizes)) {
@@ -217,4 +232,104 @@ async function hashFile(file: string, keep: boolean): Promise<{ size: number; sh
     return undefined;
   }
   return { size, sha256: h.digest('hex') };
+}
+
+/** `readEntryState` with `via: 'map'`: stats from debugfs, bytes through the block map, debugfs dumps only what the map cannot serve. */
+async function readEntryStateViaMap(image: string, paths: string[], types: Map<string, string> | undefined, opts: ReadEntryOptions): Promise<EntryState[]> {
+  const outs = await debugfsBatch(image, paths.map((p) => `stat ${debugfsPath(p)}`));
+  const stats = new Map(paths.map((p, i) => [p, parseDebugfsStat(outs[i]!)]));
+  const fh = await open(image, 'r');
+  const out: EntryState[] = [];
+  const unserved: string[] = [];
+  try {
+    const geometry = await imageGeometry(fh);
+    for (const p of paths) {
+      const st = stats.get(p);
+      if (!st) {
+        out.push({ path: p, exists: false });
+        continue;
+      }
+      const regular = (types?.get(p) ?? st.type) === 'regular';
+      if (!regular) {
+        out.push({ path: p, exists: true, stat: st, size: st.size, ...(st.fastLinkTarget !== undefined ? { sha256: sha256(st.fastLinkTarget) } : {}) });
+        continue;
+      }
+      const read = geometry ? await readThroughMap(fh, st, geometry, opts.keepBytes?.has(p) ?? false) : undefined;
+      if (!read) {
+        unserved.push(p);
+        out.push({ path: p, exists: true, stat: st });
+        continue;
+      }
+      out.push({ path: p, exists: true, stat: st, size: st.size, sha256: read.sha256, ...(read.bytes ? { bytes: read.bytes } : {}) });
+    }
+  } finally {
+    await fh.close();
+  }
+  if (unserved.length) {
+    const dumped = new Map((await readEntryState(image, unserved, types, { ...opts, via: 'dump' })).map((s) => [s.path, s]));
+    return out.map((s) => dumped.get(s.path) ?? s);
+  }
+  return out;
+}
+
+/** Block size and size in bytes of the ext2/3/4 filesystem in an image, from its superblock; undefined when there is none. */
+async function imageGeometry(fh: FileHandle): Promise<{ blockSize: number; imageBytes: number } | undefined> {
+  const sb = Buffer.alloc(1024);
+  await fh.read(sb, 0, 1024, 1024);
+  if (sb.readUInt16LE(0x38) !== 0xef53) return undefined;
+  const logBlockSize = sb.readUInt32LE(0x18);
+  if (logBlockSize > 6) return undefined;
+  return { blockSize: 1024 << logBlockSize, imageBytes: (await fh.stat()).size };
+}
+
+const mapReadChunk = 1 << 20;
+
+/**
+ * A regular file's bytes read through its block map: each data run from its
+ * physical blocks, holes and unwritten extents as zeros, up to i_size.
+ * Undefined when the map cannot be trusted to say it all (inline data, a
+ * map that does not parse, blocks beyond the image): debugfs reads those.
+ */
+async function readThroughMap(fh: FileHandle, st: InodeStat, g: { blockSize: number; imageBytes: number }, keepBytes: boolean): Promise<{ sha256: string; bytes?: Buffer } | undefined> {
+  if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
+  let runs: Array<[number, number, number]>;
+  try {
+    runs = parseBlockMap(st.map).data;
+  } catch {
+    return undefined;
+  }
+  const B = g.blockSize;
+  for (const [, p, n] of runs) if (p <= 0 || (p + n) * B > g.imageBytes) return undefined;
+  const hash = createHash('sha256');
+  const bytes = keepBytes ? Buffer.alloc(st.size) : undefined;
+  const zeros = Buffer.alloc(Math.min(mapReadChunk, Math.max(st.size, 1)));
+  const buf = Buffer.allocUnsafe(mapReadChunk);
+  let at = 0;
+  const feedZeros = (until: number) => {
+    while (at < until) {
+      const n = Math.min(zeros.length, until - at);
+      hash.update(zeros.subarray(0, n));
+      at += n;
+    }
+  };
+  // Runs are in logical order (parseBlockMap keeps debugfs's order); a run
+  // starting below what was read is a map this reader does not understand.
+  for (const [l, p, n] of runs) {
+    const start = l * B;
+    if (start >= st.size) break;
+    if (start < at) return undefined;
+    feedZeros(start);
+    const end = Math.min(start + n * B, st.size);
+    for (let off = start; off < end; ) {
+      const len = Math.min(mapReadChunk, end - off);
+      const { bytesRead } = await fh.read(buf, 0, len, p * B + (off - start));
+      if (bytesRead !== len) return undefined;
+      hash.update(buf.subarray(0, len));
+      if (bytes) buf.copy(bytes, off, 0, len);
+      off += len;
+      at = off;
+    }
+  }
+  feedZeros(st.size);
+  return { sha256: hash.digest('hex'), ...(bytes ? { bytes } : {}) };
 }

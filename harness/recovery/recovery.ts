@@ -18,5 +18,9 @@ export interface RecoveredImage {
   /** Kernel recovery: what mount and umount said in the guest. */
   mount?: { exitCode: number; output: string };
   umount?: { exitCode: number; output: string };
+  /** Kernel recovery: whether its machine was restored from the saved state, and whether the guest dropped its buffers for the disk before the mount. */
+  machine?: { restored: boolean; flushed: boolean };
   durationMs: number;
+  /** Where durationMs went: waiting for a machine slot, starting the machine, the mount and umount (kernel recovery). */
+  phases?: { queuedMs?: number; machineMs?: number; mountMs?: number };
 }

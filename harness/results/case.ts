@@ -24,13 +24,20 @@ export interface StepSummary {
 
 /** Where a case's time went, host milliseconds. */
 export interface CasePhases {
-  /** Launching or restoring the workload machine. */
+  /** Launching or restoring the workload machine (after its slot was free). */
   machineMs?: number;
   workloadMs?: number;
-  /** Every recovery mode together. */
+  /** Every recovery mode together (they run at once: the sum can exceed their wall time). */
   recoveryMs?: number;
   /** The oracles on every recovered image. */
   oraclesMs?: number;
+  /** Waiting for a machine slot, workload and kernel recovery machines together. */
+  queuedMs?: number;
+  /** Kernel recovery: restoring (or booting) its machine, and the mount and umount in it. */
+  recoveryMachineMs?: number;
+  recoveryMountMs?: number;
+  /** Storing the kept crash image compressed. */
+  keepMs?: number;
 }
 
 export interface CaseResult {
@@ -52,6 +59,8 @@ export interface CaseResult {
   errorKind?: string;
   durationMs: number;
   phases?: CasePhases;
+  /** Kernel recovery's machine: restored from the saved state or booted, and whether the guest dropped its buffers for the disk before the mount. */
+  recoveryMachine?: { restored: boolean; flushed: boolean };
   /** Directory with this case's artefacts, relative to the run directory. */
   dir: string;
   steps?: StepSummary[];

@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { baseImageKey, type CaseSpec, type RecoveryMode } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
@@ -13,21 +13,31 @@ import { deriveExpectations, stepReport } from '../crash/expectations.ts';
 import type { KernelPointDriver } from '../crash/points/index.ts';
 import { recoverWithE2fsck, recoverWithE2fsckInPlace } from '../recovery/e2fsck.ts';
 import { recoverWithKernel } from '../recovery/kernel.ts';
-import { scanConsole } from '../checks/console.ts';
-import { runOracles, writeE2fsckLogs, type OracleOutcome } from '../checks/oracle.ts';
 import type { RecoveredImage } from '../recovery/recovery.ts';
+import { scanConsole } from '../checks/console.ts';
+import { runOracles, writeE2fsckLogs, type OracleContext, type OracleOutcome } from '../checks/oracle.ts';
 import { workloadFindings } from '../checks/steps.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { imageFileOrigins } from '../image/user-image.ts';
 import type { CaseResult } from '../results/case.ts';
 import { caseVerdict } from '../results/verdict.ts';
+import { rawImageName, type CrashImageStore } from '../results/crash-images.ts';
 
 import type { KeepPolicy } from '../results/run.ts';
 
 export type { KeepPolicy } from '../results/run.ts';
 
-/** The one default for every entry point (CLI, validate, bisect, library callers). */
-export const defaultKeep: KeepPolicy = 'all';
+/**
+ * The one default for every entry point (CLI, validate, bisect, library
+ * callers): the crash images of cases that did not pass, with everything
+ * else of every case. A passing case is rerun from its seed; a failing one
+ * keeps its image (compressed over the run's copy of its base image, see
+ * results/crash-images.ts) and every transcript. The default suite's 50
+ * cases keep about 1 MiB of logs when they pass, and about 60 MB when every
+ * one of them fails (4 base images of 7-25 MB plus 4-200 KiB a case), where
+ * raw images took 491 MB.
+ */
+export const defaultKeep: KeepPolicy = 'failed';
 
 export interface CaseEnv {
   machines: MachineLauncher;
@@ -35,8 +45,14 @@ export interface CaseEnv {
   initrd: string;
   images: Map<string, BaseImage>;
   keep: KeepPolicy;
-  /** Saved "agent ready" VM states by recipe: workload VMs restore instead of booting. */
+  /** Saved "agent ready" VM states by recipe: workload and kernel recovery VMs restore instead of booting. */
   snapshots?: Map<string, string>;
+  /**
+   * Where kept crash images are stored compressed (the run folder's); without
+   * one (a library caller with no run folder) a kept image stays raw as
+   * `crash.img`.
+   */
+  crashImages?: CrashImageStore;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
   kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
   /**
@@ -72,23 +88,34 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
   const started = performance.now();
   const result = emptyResult(spec, caseDir);
   await mkdir(caseDir, { recursive: true });
-  const crashPath = join(caseDir, 'crash.img');
-  let keepImage = env.keep !== 'none';
+  const crashPath = join(caseDir, rawImageName);
   try {
     let state: CrashState | undefined;
     for await (const s of crashStateSource(spec, env, caseDir).states()) state = s;
     if (!state) throw new Error('the crash state source produced no state');
     Object.assign(result, await checkCrashState(state, spec, env, caseDir));
-    keepImage = env.keep === 'all' || (env.keep === 'failed' && result.status !== 'pass');
   } catch (e) {
     result.status = 'error';
     const d = describeError(e);
     result.error = d.message;
     result.errorKind = d.kind;
-  } finally {
-    if (!keepImage) await rm(crashPath, { force: true });
-    result.durationMs = Math.round(performance.now() - started);
   }
+  try {
+    const t0 = performance.now();
+    const keep = env.keep === 'all' || (env.keep === 'failed' && result.status !== 'pass');
+    if (!keep) await rm(crashPath, { force: true });
+    else if (env.crashImages && (await access(crashPath).then(() => true, () => false))) {
+      await env.crashImages.keep(crashPath, env.images.get(baseImageKey(spec.scenario))!, caseDir);
+      result.phases = { ...result.phases, keepMs: Math.round(performance.now() - t0) };
+    }
+  } catch (e) {
+    // The verdict stands; the image is what could not be kept, and the case says so.
+    result.status = result.status === 'pass' ? 'error' : result.status;
+    const d = describeError(e);
+    result.error = result.error ? `${result.error}; ${d.message}` : d.message;
+    result.errorKind ??= d.kind;
+  }
+  result.durationMs = Math.round(performance.now() - started);
   return result;
 }
 
@@ -124,18 +151,13 @@ export interface CheckOptions {
 }
 
 /**
- * Recoveries, oracles and verdict for one crash state, however it was
- * produced: a kill point's VM run, or a write log's replayed state (checked
- * in place on a shared working image when `state.inPlace` says so: the
- * e2fsck recovery and repair then record undo files instead of copying).
+ * What a crash state shows before any recovery (the consoles, the workload's
+ * own step results, unless `workloadFindings` is false) and what the oracles
+ * hold its recovered images to (the expectations, also written to the case
+ * folder): the same for every way of recovering it (the bench's naive loop
+ * uses it too).
  */
-export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string, opts: CheckOptions = {}): Promise<Partial<CaseResult>> {
-  const base = env.images.get(baseImageKey(spec.scenario))!;
-  await using tmp = await TempDir.create('case');
-  if (env.beforeOracle) {
-    if (state.inPlace) throw new InfraError('beforeOracle damages the crash image: a shared (in-place) image cannot take it');
-    await env.beforeOracle(state.image, spec);
-  }
+export async function stateFindingsAndContext(state: CrashState, spec: CaseSpec, base: BaseImage, caseDir: string, opts: Pick<CheckOptions, 'workloadFindings'> = {}): Promise<{ findings: Finding[]; ctx: OracleContext }> {
   const findings: Finding[] = [];
   if (opts.workloadFindings !== false) {
     for (const c of state.consoles) findings.push(...scanConsole(c.text, { boot: c.boot }));
@@ -148,30 +170,69 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
   const recipe = written.length && spec.scenario.recipe ? await loadRecipe(spec.scenario.recipe) : undefined;
   const imageFiles = written.length && base.source === 'image' ? await imageFileOrigins(base, written) : undefined;
   const inPlace = state.inPlace;
-  const ctx = { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}), ...(imageFiles ? { imageFiles } : {}), ...(inPlace ? { undoFile: () => inPlace.undoFile() } : {}) };
-  let recoveryMs = 0;
-  let oraclesMs = 0;
-  for (const mode of opts.recovery ?? spec.scenario.recovery) {
+  return { findings, ctx: { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}), ...(imageFiles ? { imageFiles } : {}), ...(inPlace ? { undoFile: () => inPlace.undoFile() } : {}) } };
+}
+
+/**
+ * Recoveries, oracles and verdict for one crash state, however it was
+ * produced: a kill point's VM run, or a write log's replayed state (checked
+ * in place on a shared working image when `state.inPlace` says so: the
+ * e2fsck recovery and repair then record undo files instead of copying).
+ */
+export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string, opts: CheckOptions = {}): Promise<Partial<CaseResult>> {
+  const key = baseImageKey(spec.scenario);
+  const modes = opts.recovery ?? spec.scenario.recovery;
+  const inPlace = state.inPlace;
+  // A kernel recovery copies the image: beside an e2fsck recovery changing the same shared image in place, it would copy a half-repaired one.
+  if (inPlace && modes.includes('kernel')) throw new InfraError('a shared (in-place) crash image is recovered by e2fsck only: the kernel recovery works on a copy of a state of its own');
+  await using tmp = await TempDir.create('case');
+  if (env.beforeOracle) {
+    if (inPlace) throw new InfraError('beforeOracle damages the crash image: a shared (in-place) image cannot take it');
+    await env.beforeOracle(state.image, spec);
+  }
+  const { findings, ctx } = await stateFindingsAndContext(state, spec, env.images.get(key)!, caseDir, opts);
+  // The recoveries work on their own copies and run at once: e2fsck's
+  // journal replay and the oracles on its result run on the host while the
+  // kernel recovery's machine waits for a slot and runs.
+  const restoreFrom = env.snapshots?.get(key);
+  const recover = async (mode: RecoveryMode) => {
     let recovered: RecoveredImage | undefined;
     let outcome: OracleOutcome;
+    let oraclesMs = 0;
     try {
       recovered =
         mode === 'e2fsck'
           ? inPlace
             ? await recoverWithE2fsckInPlace(state.image, inPlace.undoFile())
             : await recoverWithE2fsck(state.image, tmp.join('e2fsck.img'))
-          : await recoverWithKernel(state.image, tmp.join('kernel.img'), { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(caseDir, 'recovery-') });
-      recoveryMs += recovered.durationMs;
+          : await recoverWithKernel(state.image, tmp.join('kernel.img'), { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(caseDir, 'recovery-'), ...(restoreFrom ? { restoreFrom } : {}) });
       const t0 = performance.now();
       outcome = await runOracles(recovered, ctx);
-      oraclesMs += performance.now() - t0;
+      oraclesMs = performance.now() - t0;
     } catch (e) {
       if (!opts.uncheckableIsFinding || !(e instanceof InfraError) || !/^e2fsck .* could not check the image/.test(e.message)) throw e;
       outcome = { runs: recovered?.runs ?? [], findings: [{ class: 'corruption', source: 'e2fsck', code: 'e2fsck-cannot-check', name: 'e2fsck-cannot-check', message: `e2fsck could not check the image recovered by ${mode}`, recovery: mode, detail: e.message.slice(0, 4000) }] };
     }
     await writeE2fsckLogs(mode, outcome.runs, join(caseDir, 'e2fsck-'));
+    return { recovered, outcome, oraclesMs };
+  };
+  // Settled, not raced: a failing recovery must not leave the other one
+  // running on a temp dir that is about to be removed.
+  const settled = await Promise.allSettled(modes.map(recover));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  const done = settled.map((s) => (s as PromiseFulfilledResult<Awaited<ReturnType<typeof recover>>>).value);
+  let recoveryMs = 0;
+  let oraclesMs = 0;
+  let queuedMs = state.phases.queuedMs ?? 0;
+  for (const { recovered, outcome, oraclesMs: ms } of done) {
+    // Scenario order: findings read the same whichever recovery finished first.
     findings.push(...outcome.findings);
+    queuedMs += recovered?.phases?.queuedMs ?? 0;
+    recoveryMs += (recovered?.durationMs ?? 0) - (recovered?.phases?.queuedMs ?? 0);
+    oraclesMs += ms;
   }
+  const kernelRecovery = done.find((d) => d.recovered?.mode === 'kernel')?.recovered;
   const verdict = caseVerdict(findings, spec.scenario.allow, state.reached);
   return {
     fired: state.fired,
@@ -196,6 +257,10 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
       ...(state.phases.workloadMs !== undefined ? { workloadMs: Math.round(state.phases.workloadMs) } : {}),
       recoveryMs: Math.round(recoveryMs),
       oraclesMs: Math.round(oraclesMs),
+      queuedMs: Math.round(queuedMs),
+      ...(kernelRecovery?.phases?.machineMs !== undefined ? { recoveryMachineMs: Math.round(kernelRecovery.phases.machineMs) } : {}),
+      ...(kernelRecovery?.phases?.mountMs !== undefined ? { recoveryMountMs: Math.round(kernelRecovery.phases.mountMs) } : {}),
     },
+    ...(kernelRecovery?.machine ? { recoveryMachine: kernelRecovery.machine } : {}),
   };
 }

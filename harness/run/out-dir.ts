@@ -57,13 +57,16 @@ export async function freeBytes(dir: string): Promise<number> {
 
 /**
  * Refuse a run the results folder cannot hold: each case disk takes the base
- * image's allocated size while its VM runs (`jobs` at once), kept crash
- * images stay, and every case writes about a MiB of logs.
+ * image's allocated size while its case is in flight (`inFlight` at once),
+ * a run that keeps images keeps one compressed copy of the base and what
+ * each kept case changed (4-200 KiB for the default suite: counted as 1
+ * MiB), and every case writes about a MiB of logs.
  */
-export async function checkOutSpace(dir: string, o: { cases: number; jobs: number; keep: 'all' | 'failed' | 'none'; imageBytes: number }): Promise<void> {
+export async function checkOutSpace(dir: string, o: { cases: number; inFlight: number; keep: 'all' | 'failed' | 'none'; imageBytes: number }): Promise<void> {
   const logs = 1 << 20;
-  const kept = o.keep === 'all' ? o.cases * o.imageBytes : 0;
-  const need = kept + Math.min(o.jobs, o.cases) * o.imageBytes + o.cases * logs;
+  const delta = Math.min(o.imageBytes, 1 << 20);
+  const kept = o.keep === 'none' ? 0 : o.imageBytes + (o.keep === 'all' ? o.cases * delta : 0);
+  const need = kept + Math.min(o.inFlight, o.cases) * o.imageBytes + o.cases * logs;
   const free = await freeBytes(dir);
   if (free < need) {
     const mib = (b: number) => `${Math.ceil(b / (1 << 20))} MiB`;

@@ -86,10 +86,11 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
   if (opts.snapshots !== false) {
     const accel = (await detectAccel()).accel;
     const qemu = (await toolVersions(kernel.release)).qemu;
+    // One boot per image the first time (a new kernel: every image), as many at once as the pool allows.
     // Only kill cases restore: a write-log recording boots (its disk is set up differently).
-    for (const [key, base] of images) {
-      if (scenarios.some((s) => baseImageKey(s) === key && s.crashPoints.length)) snapshots.set(key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu));
-    }
+    const keys = [...images].filter(([key]) => scenarios.some((s) => baseImageKey(s) === key && s.crashPoints.length));
+    const saved = await Promise.all(keys.map(async ([key, base]) => [key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu)] as const));
+    for (const [key, file] of saved) snapshots.set(key, file);
   }
   const env: CaseEnv = {
     machines: opts.machines,

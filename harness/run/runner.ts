@@ -30,6 +30,7 @@ import { checkOutDir, checkOutSpace } from './out-dir.ts';
 import { imageSuiteFile } from './image-suite.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { planShard, recordedDurations, unitsFromCases, unitsFromLogUnits, type ShardSpec } from './shard.ts';
+import { CrashImageStore } from '../results/crash-images.ts';
 
 export interface RunOptions {
   inputs: string[];
@@ -198,10 +199,11 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
         beforeMachines: async (images) => {
           const imageBytes = Math.max(...(await Promise.all([...images.values()].map((b) => allocatedBytes(b.path)))));
           // A write-log unit holds its log (about an image's worth) and a working image per job while it runs.
-          await checkOutSpace(dir, { cases: cases.length + units.length * 2, jobs, keep: config.keep, imageBytes });
+          await checkOutSpace(dir, { cases: cases.length + units.length * 2, inFlight: casesInFlight(jobs), keep: config.keep, imageBytes });
         },
       });
   if (env && opts.beforeOracle) env.beforeOracle = opts.beforeOracle;
+  if (env) env.crashImages = new CrashImageStore(dir);
   if (store && env) checkImagesUnchanged(store.meta, scenarios, env.images, opts.resume!);
   if (store && store.meta.kernel.id !== kernel.id) {
     throw new ConfigError(`${opts.resume} ran on kernel ${store.meta.kernel.id}; --kernel ${config.kernel} is now ${kernel.id}: finishing it would mix two kernels; start a new run`);
@@ -247,7 +249,10 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       results.push(r);
       await hub.onCaseEnd(r);
     };
-    const limit = pLimit(jobs);
+    // More cases in flight than machine slots: a case's host-side work (the
+    // e2fsck recovery, the oracles, storing its image) overlaps the next
+    // case's VM, and the pool (recoveries first) keeps every slot busy.
+    const limit = pLimit(casesInFlight(jobs));
 
     // Write-log units first: their cases (one per crash state) exist once the log is
     // recorded, and every reporter gets the whole case list before the first result.
@@ -375,6 +380,17 @@ function recordingError(u: LogUnitSpec, e: unknown, dir: string): CaseResult {
 
 function recordingSpec(u: LogUnitSpec): CaseSpec {
   return { id: u.id, scenario: u.scenario, crashPoint: { kind: 'log', stateKind: 'prefix', state: 'recording' }, pointLabel: 'log-recording', repetition: u.repetition, seed: u.seed };
+}
+
+/**
+ * Cases run at once for `jobs` machine slots. A case holds a slot only
+ * while one of its VMs runs (workload, then kernel recovery); between them
+ * and after them it works on the host for 0.3-1 s (journal replay, debugfs,
+ * e2fsck, storing the image). One more case per slot is enough to have a
+ * case waiting for every slot that frees up.
+ */
+export function casesInFlight(jobs: number): number {
+  return 2 * jobs;
 }
 
 /** --resume finishes the run its scenarios were: a scenario file changed since is refused, not mixed in. */

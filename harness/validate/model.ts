@@ -33,6 +33,17 @@ export interface ValidateResult {
   shard?: { index: number; total: number };
   /** What a merged validate lacks (missing shards or cases): the result is incomplete, never a Tested-by. */
   problems?: string[];
+  /** Where the time went, in milliseconds: kernel builds (validatePatch only; a cached kernel costs its lookup), each run, the confirmation reruns. */
+  phases?: ValidatePhases;
+}
+
+export interface ValidatePhases {
+  buildBaselineMs?: number;
+  buildPatchedMs?: number;
+  baselineRunMs: number;
+  patchedRunMs: number;
+  confirmMs: number;
+  totalMs: number;
 }
 
 

@@ -15,9 +15,9 @@ import { mergeShards, unionRuns } from '../run/merge.ts';
 import type { ShardSpec } from '../run/shard.ts';
 import { logUnitIdOf } from '../scenario/model.ts';
 import { writeValidateReport } from './validate-page.ts';
-import type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
+import type { SignatureCases, SignatureVerdict, ValidatePhases, ValidateResult } from './model.ts';
 
-export type { SignatureCases, SignatureVerdict, ValidateResult } from './model.ts';
+export type { SignatureCases, SignatureVerdict, ValidatePhases, ValidateResult } from './model.ts';
 
 export interface ValidateOptions {
   patches: string[];
@@ -156,22 +156,30 @@ export function rerunFilter(caseIds: readonly string[]): string[] {
  * same seed on each, judged per finding signature, new ones confirmed by
  * rerunning them on the patched kernel.
  */
-export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo }): Promise<ValidateResult> {
+export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo; buildPhases?: Pick<ValidatePhases, 'buildBaselineMs' | 'buildPatchedMs'>; startedAt?: number }): Promise<ValidateResult> {
+  const started = o.startedAt ?? performance.now();
   const progress = o.onProgress ?? (() => {});
   const dir = o.out ?? join(defaultResultsDir, `validate-${newRunId()}`);
   const seed = o.seed ?? 1;
   // With --shard, the baseline and patched runs are sharded; a confirmation
   // rerun runs the shard's own new cases, which are all in its part already.
   const run = suiteRunner(o);
+  const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
+    const t0 = performance.now();
+    const v = await f();
+    return [v, Math.round(performance.now() - t0)];
+  };
   progress(`baseline run on ${o.baseline.id}`);
-  const baseline = await run(o.baseline, join(dir, 'baseline'));
+  const [baseline, baselineRunMs] = await timed(() => run(o.baseline, join(dir, 'baseline')));
   progress(`patched run on ${o.patched.id}`);
-  const patched = await run(o.patched, join(dir, 'patched'));
+  const [patched, patchedRunMs] = await timed(() => run(o.patched, join(dir, 'patched')));
   const reruns = o.confirmRuns ?? 2;
-  const judged = await judgeAndConfirm(baseline.summary, patched.summary, reruns, async (ids, i) => {
-    progress(`confirmation rerun ${i + 1}/${reruns} of ${ids.length} case(s) with new findings`);
-    return (await run(o.patched, join(dir, `confirm-${i + 1}`), ids)).summary;
-  });
+  const [judged, confirmMs] = await timed(() =>
+    judgeAndConfirm(baseline.summary, patched.summary, reruns, async (ids, i) => {
+      progress(`confirmation rerun ${i + 1}/${reruns} of ${ids.length} case(s) with new findings`);
+      return (await run(o.patched, join(dir, `confirm-${i + 1}`), ids)).summary;
+    }),
+  );
   const result: ValidateResult = {
     baseline: { kernel: o.baseline, summary: baseline.summary, dir: baseline.dir },
     patched: { kernel: o.patched, summary: patched.summary, dir: patched.dir },
@@ -179,6 +187,7 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
     notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
     dir,
     ...(o.shard ? { shard: { index: o.shard.index, total: o.shard.total } } : {}),
+    phases: { ...o.buildPhases, baselineRunMs, patchedRunMs, confirmMs, totalMs: Math.round(performance.now() - started) },
   };
   if (o.shard) {
     // A part judges nothing for the whole: a signature new in this part may be
@@ -267,11 +276,14 @@ export async function mergeValidateShards(o: { out: string; dirs: string[] }): P
 export async function validatePatch(o: ValidateOptions): Promise<ValidateResult> {
   const progress = o.onProgress ?? (() => {});
   const common = { ...(o.tree ? { tree: o.tree } : {}), ...(o.configs ? { configs: o.configs } : {}), onProgress: progress };
+  const startedAt = performance.now();
   progress('building the baseline kernel');
   const baseline = await buildKernel(common);
+  const buildBaselineMs = Math.round(performance.now() - startedAt);
   progress('building the patched kernel');
   const patched = await buildKernel({ ...common, patches: o.patches });
-  return validateKernels({ ...o, baseline, patched });
+  const buildPatchedMs = Math.round(performance.now() - startedAt - buildBaselineMs);
+  return validateKernels({ ...o, baseline, patched, buildPhases: { buildBaselineMs, buildPatchedMs }, startedAt });
 }
 
 /** The plain-text report for the mail; the Tested-by style line only when nothing regressed. */

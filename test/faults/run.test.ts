@@ -88,7 +88,7 @@ t.test('--resume runs the run as run.json has it: other options and changed scen
   const r = await qcrash(['run', f, '--out', out, '--format', 'none'], { env });
   t.equal(r.code, 0, r.stderr.slice(-300));
   const run = JSON.parse(await readFile(join(out, 'run.json'), 'utf8'));
-  t.match(run.config, { inputs: [f], kernel: 'stock', keep: 'all', snapshots: true });
+  t.match(run.config, { inputs: [f], kernel: 'stock', keep: 'failed', snapshots: true });
   t.match(run.qcrash, { build: /^[0-9a-f]{16}$/ });
   const filter = await qcrash(['run', '--resume', out, '--filter', 'x'], { env });
   t.equal(filter.code, 2);
@@ -140,9 +140,10 @@ t.test('a results folder that fills while the guest writes: the case ends at onc
   const imageBytes = (await stat(base.path)).blocks * 512;
   const mnt = join(dir, 'small');
   await mkdir(mnt);
-  // Room for the run's estimate (the image's allocated size twice, and logs), not for what the guest writes:
+  // Room for the run's estimate (the case disk and the run's copy of the base, each the image's allocated
+  // size, a MiB for the kept case's changed blocks, a MiB of logs), not for what the guest writes:
   // the case disk is a sparse copy (the journal's zeros are holes), plus 20 MiB of new data.
-  const sizeMiB = Math.ceil((2 * imageBytes + (1 << 20)) / (1 << 20)) + 1;
+  const sizeMiB = Math.ceil((2 * imageBytes + (2 << 20)) / (1 << 20)) + 1;
   const probe = join(dir, 'probe.img');
   execFileSync('cp', ['--sparse=always', base.path, probe]);
   const copyBytes = (await stat(probe)).blocks * 512;

@@ -101,7 +101,8 @@ class FakeAgent implements AgentPort {
 
 export class FakeMachine implements Machine {
   readonly agent: FakeAgent;
-  readonly hello: AgentHello = { release: 'fake', uptime: 1, bootMs: 1, phases: { qmp: 0, agentPort: 0, ready: 1 } };
+  /** A spec with restoreFrom gets a restored machine's hello (phases.restored), as Vm gives one. */
+  readonly hello: AgentHello;
   ended?: 'killed' | 'powered-off';
   shutdowns = 0;
 
@@ -110,6 +111,7 @@ export class FakeMachine implements Machine {
     readonly options: FakeMachineOptions = {},
   ) {
     this.agent = new FakeAgent(this);
+    this.hello = { release: 'fake', uptime: 1, bootMs: 1, phases: { qmp: 0, agentPort: 0, ...(spec.restoreFrom ? { restored: 1 } : {}), ready: 1 } };
   }
 
   get gdbSocket(): string | undefined {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFile, execFileSync } from 'node:child_process';
-import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
@@ -13,6 +13,7 @@ import { writeRunReports } from '../../harness/report/run-files.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { qcrashBin } from '../helpers/env.ts';
 import { kunitTools, parseKtapFile } from '../helpers/kunit.ts';
+import { exportCrashImage } from '../../harness/results/crash-images.ts';
 
 // The kernel developer's own tools on the output of real runs: Perl's prove
 // (Test::Harness, Debian 12) on the TAP 13 and kunit_parser.py (the kernel's
@@ -42,7 +43,7 @@ function prove(file: string): { code: number; out: string } {
   }
 }
 
-const runArgs = (out: string, format: string) => ['run', 'scenarios/durability.yaml', '--kernel', 'stock', '--recovery', 'e2fsck', '--filter', 'after-fsync', '--seed', '18', '--out', out, '--format', format];
+const runArgs = (out: string, format: string) => ['run', 'scenarios/durability.yaml', '--kernel', 'stock', '--recovery', 'e2fsck', '--filter', 'after-fsync', '--seed', '18', '--keep', 'all', '--out', out, '--format', format];
 const caseName = (c: CaseResult) => c.id.slice(c.scenario.length + 1);
 
 const passDir = tmp.join('pass');
@@ -89,7 +90,8 @@ t.test('a failing run: prove says FAIL and names the failing case; kunit_parser 
   // Damage the real crash image of after-fsync: free a block a file still owns.
   const victim = passSummary.cases.find((c) => c.id === 'durability/after-fsync/r1')!;
   const img = tmp.join('damaged.img');
-  await copyFile(join(passDir, caseRelDir(victim.id), 'crash.img'), img);
+  // Kept compressed (crash.qcow2 over the run's images/): export gives the raw image back.
+  await exportCrashImage(join(passDir, caseRelDir(victim.id)), img);
   const stat = execFileSync('debugfs', ['-R', 'stat /shapes/ind-13', img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   const blk = /\((?:0|0-\d+)\):(\d+)/.exec(stat)![1]!;
   execFileSync('debugfs', ['-w', '-R', `freeb ${blk}`, img], { stdio: 'ignore' });

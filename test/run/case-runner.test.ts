@@ -1,6 +1,6 @@
 import t from 'tap';
 import { join } from 'node:path';
-import { access } from 'node:fs/promises';
+import { access, copyFile, stat } from 'node:fs/promises';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { parseScenario } from '../../harness/scenario/parse.ts';
@@ -11,6 +11,8 @@ import { VmLaunchError } from '../../harness/vm/machine/errors.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachineOptions } from '../helpers/fake-machine.ts';
 import { freeBlockInUse } from '../helpers/damage.ts';
+import { CrashImageStore, exportCrashImage } from '../../harness/results/crash-images.ts';
+import { sha256File } from '../../harness/util/hash.ts';
 
 // The case runner's verdicts with a scripted machine: the crash image is a
 // real copy of a real base image, and the recoveries and oracles are the
@@ -89,4 +91,84 @@ t.test('kernel recovery: a mount the kernel refuses is a finding, and the consol
     { code: 'ext4-error', title: 'EXT4-fs error in ext4_lookup: deleted inode referenced: N' },
   ]);
   t.same(machines.machines.map((m) => m.shutdowns > 0), [true, true], 'both machines were shut down');
+});
+
+t.test('kernel recovery restores the saved state, drops the guest\'s buffers for the disk, then mounts', async (t) => {
+  const { result, machines } = await caseOf(`recovery: [kernel]\n${steps}kill:\n  - after: sync\n`, () => ({}), { snapshots: new Map([['small-4k', '/nonexistent/agent-ready.state']]) });
+  t.equal(result.status, 'pass', result.error ?? '');
+  const [workload, recovery] = machines.machines;
+  t.equal(workload!.spec.restoreFrom, '/nonexistent/agent-ready.state');
+  t.equal(recovery!.spec.role, 'recovery');
+  t.equal(recovery!.spec.restoreFrom, '/nonexistent/agent-ready.state', 'the recovery machine restores the same saved state');
+  t.same(recovery!.commands, ['flushbufs', 'mount', 'umount'], 'buffers dropped before the mount');
+  t.same(result.recoveryMachine, { restored: true, flushed: true });
+  t.ok(result.phases?.recoveryMachineMs !== undefined && result.phases?.recoveryMountMs !== undefined, `phases ${JSON.stringify(result.phases)}`);
+});
+
+t.test('a booted recovery machine mounts without the flush', async (t) => {
+  const { result, machines } = await caseOf(`recovery: [kernel]\n${steps}kill:\n  - after: sync\n`);
+  t.equal(result.status, 'pass', result.error ?? '');
+  t.same(machines.machines[1]!.commands, ['mount', 'umount']);
+  t.same(result.recoveryMachine, { restored: false, flushed: false });
+});
+
+t.test('a restored guest that cannot drop its buffers is an error, never a mount of stale pages', async (t) => {
+  const { result, machines } = await caseOf(`recovery: [kernel]\n${steps}kill:\n  - after: sync\n`, (spec: { role: string }) =>
+    spec.role === 'recovery' ? { script: (cmd: string) => (cmd === 'flushbufs' ? { exitCode: 1, output: 'blockdev: BLKFLSBUF: Operation not permitted' } : {}) } : {},
+  { snapshots: new Map([['small-4k', '/nonexistent/agent-ready.state']]) });
+  t.equal(result.status, 'error');
+  t.match(result.error, /could not drop its buffers.*Operation not permitted/);
+  t.notOk(machines.machines[1]!.commands.includes('mount'), 'no mount');
+});
+
+t.test('both recoveries run at once and report in the scenario\'s order', async (t) => {
+  let kernelMountAt = 0;
+  const { result } = await caseOf(`recovery: [e2fsck, kernel]\n${steps}kill:\n  - after: sync\n`, (spec: { role: string }) =>
+    spec.role === 'recovery'
+      ? {
+          script: (cmd: string) => {
+            if (cmd === 'mount') kernelMountAt = performance.now();
+            return cmd === 'mount' ? { ms: 400 } : {};
+          },
+        }
+      : {}, { beforeOracle: async (img) => void freeBlockInUse(img) });
+  t.equal(result.status, 'fail');
+  t.ok(kernelMountAt > 0);
+  t.same([...new Set(result.failing.map((f) => f.recovery))], ['e2fsck', 'kernel'], 'e2fsck findings first, as the scenario lists them');
+  // The phases count each recovery's own time; only overlapping recoveries can add up to more than the case took.
+  const p = result.phases!;
+  const serial = (p.machineMs ?? 0) + (p.workloadMs ?? 0) + (p.recoveryMs ?? 0) + (p.oraclesMs ?? 0);
+  t.ok(serial > result.durationMs, `phases add up to ${serial} ms, the case took ${result.durationMs} ms`);
+});
+
+t.test('kept crash images: compressed over the run\'s base copy, exported back byte for byte; passing cases keep none by default', async (t) => {
+  const runDir = tmp.join('kept-run');
+  const store = new CrashImageStore(runDir);
+  let original = '';
+  const aside = tmp.join('crash-aside.img');
+  const damaged = await caseOf(`recovery: [e2fsck]\n${steps}kill:\n  - after: sync\n`, () => ({}), {
+    crashImages: store,
+    keep: 'failed',
+    beforeOracle: async (img) => {
+      freeBlockInUse(img);
+      await copyFile(img, aside);
+      original = await sha256File(aside);
+    },
+  });
+  t.equal(damaged.result.status, 'fail');
+  await t.rejects(access(join(damaged.dir, 'crash.img')), 'the raw image is gone');
+  const kept = join(damaged.dir, 'crash.qcow2');
+  const keptBytes = (await stat(kept)).blocks * 512;
+  t.ok(keptBytes < 1 << 20, `crash.qcow2 takes ${keptBytes} bytes`);
+  t.ok(damaged.result.phases?.keepMs !== undefined);
+  const out = await exportCrashImage(damaged.dir, tmp.join('exported.img'));
+  t.equal(await sha256File(out), original, 'export gives the crash image back');
+  t.equal(await exportCrashImage(damaged.dir), join(damaged.dir, 'crash.img'), 'by default into the case folder, as crash.img');
+  t.equal(await sha256File(join(damaged.dir, 'crash.img')), original);
+
+  const passed = await caseOf(`recovery: [e2fsck]\n${steps}kill:\n  - after: mount\n`, () => ({}), { crashImages: store, keep: 'failed' });
+  t.equal(passed.result.status, 'pass');
+  await t.rejects(access(join(passed.dir, 'crash.img')));
+  await t.rejects(access(join(passed.dir, 'crash.qcow2')));
+  await t.rejects(exportCrashImage(passed.dir), /holds no crash image/);
 });

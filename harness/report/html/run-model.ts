@@ -49,13 +49,22 @@ export function readFired(f: unknown): FiredView | undefined {
   return v;
 }
 
-export type PhaseName = 'machine' | 'workload' | 'recovery' | 'oracles';
-export const phaseNames: PhaseName[] = ['machine', 'workload', 'recovery', 'oracles'];
+/**
+ * The phases a case's bar stacks: disjoint parts of its time. case.json
+ * also records parts of these (the kernel recovery's restore and mount, in
+ * `recovery`), which the case's own section lists but the bar does not
+ * count twice. The recoveries of a case overlap, so a bar can be longer
+ * than the case took.
+ */
+export type PhaseName = 'machine' | 'workload' | 'recovery' | 'oracles' | 'queued' | 'keep';
+export const phaseNames: PhaseName[] = ['queued', 'machine', 'workload', 'recovery', 'oracles', 'keep'];
 export const phaseLabels: Record<PhaseName | 'total', string> = {
+  queued: 'waiting for a VM slot',
   machine: 'machine (restore or boot)',
   workload: 'workload',
   recovery: 'recovery',
   oracles: 'oracles',
+  keep: 'keeping the crash image',
   total: 'total (no phase breakdown recorded)',
 };
 

@@ -1,10 +1,11 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { CaseResult } from '../../results/case.ts';
 import type { LogStateFired, WriteNote } from '../../crash/crash-state.ts';
 import type { RunSummary } from '../../results/run.ts';
 import type { Finding } from '../../findings/finding.ts';
 import { loadSummary } from '../../results/store.ts';
 import { fileReports, type FileRow } from '../../results/file-report.ts';
+import { keptImageName, runImagesDir } from '../../results/crash-images.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
 import type { Reporter } from '../reporter.ts';
 import { esc, relHref, renderPage } from './page.ts';
@@ -138,7 +139,7 @@ ${dataTable(['case', 'step', 'ms', 'verdict'], timed.map((p) => [`<a href="#${es
   if (counted.length)
     figures.push(`<figure class="chart" id="chart-crash-index" data-points="${counted.length}"><figcaption>Kernel points: the breakpoint hit or jbd2 commit at which each case was killed, inside its step.</figcaption><div class="plot-host"></div>
 ${dataTable(['case', 'step', 'index', 'of', 'verdict'], counted.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.step), esc(p.index), esc(p.indexKind), verdictBadge(p.verdict)]), 'chart-crash-index-data')}</figure>`);
-  figures.push(`<figure class="chart" id="chart-phases" data-points="${phases.length}"><figcaption>Time per case by phase (machine, workload, recovery, oracles); a run that recorded no phases shows each case's total.</figcaption><div class="plot-host"></div>
+  figures.push(`<figure class="chart" id="chart-phases" data-points="${phases.length}"><figcaption>Time per case by phase (waiting for a VM slot, machine, workload, recovery, oracles, keeping the crash image; a case's two recoveries run at once); a run that recorded no phases shows each case's total.</figcaption><div class="plot-host"></div>
 ${dataTable(['case', 'phase', 'ms'], phases.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.phase), esc(p.ms)]), 'chart-phases-data')}</figure>`);
   if (states.length)
     figures.push(`<figure class="chart" id="chart-log-epochs" data-points="${states.length}"><figcaption>Write-log crash states per flush epoch: one mark per state (prefix or power-loss), shape and colour give the verdict.</figcaption><div class="plot-host"></div>
@@ -235,7 +236,10 @@ function findingRows(c: CaseResult, fs: readonly Finding[]): string {
 
 function artefactList(arts: readonly Artefact[]): string {
   if (!arts.length) return '<p class="muted">No files in the case folder.</p>';
-  return `<ul class="artefacts">${arts.map((a) => `<li><a class="artefact" data-kind="${a.kind}" href="${esc(relHref(a.rel))}">${esc(a.name)}</a> <span class="muted">${esc(artefactKindLabels[a.kind])}, ${fmtBytes(a.bytes)}</span></li>`).join('')}</ul>`;
+  // A kept crash image is stored as what the crash changed over the run's copy of the base: say how to get the raw image.
+  const exportHint = (a: Artefact) =>
+    a.name === keptImageName ? ` <span class="muted">(qcow2 over the run's <code>${runImagesDir}/</code>; the raw image, in the run folder: <code>qcrash image export ${esc(dirname(a.rel))}</code>)</span>` : '';
+  return `<ul class="artefacts">${arts.map((a) => `<li><a class="artefact" data-kind="${a.kind}" href="${esc(relHref(a.rel))}">${esc(a.name)}</a> <span class="muted">${esc(artefactKindLabels[a.kind])}, ${fmtBytes(a.bytes)}</span>${exportHint(a)}</li>`).join('')}</ul>`;
 }
 
 function caseSection(s: RunSummary, c: CaseResult, arts: readonly Artefact[]): string {

@@ -1,5 +1,6 @@
 import type { KernelInfo } from '../../kernel/kernel.ts';
 import type { Accel } from './accel.ts';
+import { restoreEventArgs } from './snapshot.ts';
 
 export interface VmPaths {
   qmp: string;
@@ -124,7 +125,8 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
     '-pidfile', o.paths.pidfile,
   ];
   if (o.paths.gdb) argv.push('-chardev', `socket,id=gdb0,path=${optValue(o.paths.gdb)},server=on,wait=off`, '-gdb', 'chardev:gdb0');
-  if (o.incoming) argv.push('-incoming', o.incoming);
+  // A restoring QEMU reports the end of the load as a MIGRATION event (snapshot.ts finishRestore).
+  if (o.incoming) argv.push('-incoming', o.incoming, ...restoreEventArgs);
   if (o.startStopped) argv.push('-S');
   if (o.extraArgs) argv.push(...o.extraArgs);
   return argv;

@@ -66,6 +66,8 @@ export interface Machine extends AsyncDisposable {
   readonly hello?: AgentHello;
   /** The gdbstub's unix socket, when the spec asked for one. */
   readonly gdbSocket?: string;
+  /** Milliseconds the launch waited for a free slot in its pool before it started (0 or absent: none). */
+  readonly queuedMs?: number;
   /** The crash: freeze the vCPUs so nothing more reaches the disk, then end QEMU. */
   kill(): Promise<ShutdownEvent>;
   /** The clean end: sync, unmount and power off through the agent. */

@@ -20,17 +20,29 @@ export function memorySlots(): number {
 }
 
 /**
+ * Which waiting launch gets the next free slot: lower first, then in
+ * order of asking. A recovery machine finishes a case whose crash image
+ * already exists; a workload machine starts a new one. With more cases in
+ * flight than slots (the runner overlaps one case's host-side checks with
+ * the next case's VM), recoveries going first keep the cases in flight few
+ * and finish them in order.
+ */
+const rolePriority: Record<MachineSpec['role'], number> = { recovery: 0, snapshot: 1, symbols: 1, workload: 2, bench: 2, test: 2 };
+
+/**
  * The machine layer's front door: every VM of a run (workloads, kernel
  * recoveries, the symbol lookup boot, snapshot boots) is launched or
  * restored here, at most `slots` at once, so the jobs and memory budget
  * holds whoever asks. A slot is held from launch until the machine's
  * shutdown (or dispose) and released exactly once, also when the launch
- * fails. `launch` in the options replaces QEMU (tests pass a fake).
+ * fails. Waiting launches get a slot by role (rolePriority), then in order.
+ * `launch` in the options replaces QEMU (tests pass a fake).
  */
 export class MachinePool implements MachineLauncher {
   readonly slots: number;
   private active = 0;
-  private queue: Array<() => void> = [];
+  private queue: Array<{ priority: number; seq: number; start: () => void }> = [];
+  private seq = 0;
   /** Most machines alive at once so far (bench and tests read it). */
   peak = 0;
   launched = 0;
@@ -42,7 +54,12 @@ export class MachinePool implements MachineLauncher {
   }
 
   async launch(spec: MachineSpec): Promise<Machine> {
-    await this.acquire();
+    let queuedMs = 0;
+    if (!this.tryAcquire()) {
+      const asked = performance.now();
+      await this.waitForSlot(rolePriority[spec.role] ?? 2);
+      queuedMs = performance.now() - asked;
+    }
     let machine: Machine;
     try {
       machine = await this.launchFn(spec);
@@ -51,27 +68,35 @@ export class MachinePool implements MachineLauncher {
       throw e;
     }
     this.launched++;
-    return new PooledMachine(machine, () => this.release());
+    return new PooledMachine(machine, () => this.release(), queuedMs);
   }
 
-  private acquire(): Promise<void> {
-    if (this.active < this.slots) {
-      this.active++;
-      this.peak = Math.max(this.peak, this.active);
-      return Promise.resolve();
-    }
-    return new Promise((resolve) =>
-      this.queue.push(() => {
-        this.active++;
-        this.peak = Math.max(this.peak, this.active);
-        resolve();
-      }),
-    );
+  /** Take a free slot now, if there is one and nobody is waiting for it. */
+  private tryAcquire(): boolean {
+    if (this.active >= this.slots || this.queue.length) return false;
+    this.active++;
+    this.peak = Math.max(this.peak, this.active);
+    return true;
+  }
+
+  private waitForSlot(priority: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.queue.push({
+        priority,
+        seq: this.seq++,
+        start: () => {
+          this.active++;
+          this.peak = Math.max(this.peak, this.active);
+          resolve();
+        },
+      });
+      this.queue.sort((a, b) => a.priority - b.priority || a.seq - b.seq);
+    });
   }
 
   private release(): void {
     this.active--;
-    this.queue.shift()?.();
+    this.queue.shift()?.start();
   }
 
   /** Machines alive now. */
@@ -86,6 +111,7 @@ class PooledMachine implements Machine {
   constructor(
     readonly inner: Machine,
     private readonly onRelease: () => void,
+    readonly queuedMs: number,
   ) {}
 
   get spec() {

@@ -1,4 +1,3 @@
-import { rmSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { XMLParser } from 'fast-xml-parser';
 import { run } from '../util/exec.ts';
@@ -73,11 +72,19 @@ const modeArgs: Record<E2fsckMode, string[]> = {
  * XML problem log; findings come from that log, not from scraping the text.
  */
 export async function runE2fsck(image: string, mode: E2fsckMode, opts: { undoFile?: string } = {}): Promise<E2fsckRun> {
-  // One scratch folder per process, a config and a log file per run: a
-  // write-log check runs e2fsck hundreds of times, and a folder per run cost
-  // more than e2fsck itself on a small image.
+  // One scratch folder while e2fsck runs follow each other, a config and a
+  // log file per run: a write-log check runs e2fsck hundreds of times, and a
+  // folder per run cost more than e2fsck itself on a small image.
   const n = ++runs;
-  const tmp = await scratchDir();
+  const tmp = await acquireScratch();
+  try {
+    return await runWith(tmp, n, image, mode, opts);
+  } finally {
+    releaseScratch();
+  }
+}
+
+async function runWith(tmp: TempDir, n: number, image: string, mode: E2fsckMode, opts: { undoFile?: string }): Promise<E2fsckRun> {
   const log = tmp.join(`problems-${n}.xml`);
   const conf = tmp.join(`e2fsck-${n}.conf`);
   // broken_system_clock: the guest's clock is not the host's, and a
@@ -106,15 +113,40 @@ export async function runE2fsck(image: string, mode: E2fsckMode, opts: { undoFil
 }
 
 let scratch: Promise<TempDir> | undefined;
+let active = 0;
+let removing: Promise<void> | undefined;
 let runs = 0;
 
-/** The process's e2fsck scratch folder, removed when the process exits (and swept by the next run after a SIGKILL). */
-function scratchDir(): Promise<TempDir> {
-  scratch ??= TempDir.create('e2fsck').then((d) => {
-    process.once('exit', () => rmSync(d.path, { recursive: true, force: true }));
-    return d;
-  });
+/**
+ * The scratch folder of the e2fsck runs in progress. It goes once no run
+ * has used it for a turn of the event loop (a run that follows another
+ * keeps it), so that a run of qcrash inside a longer-lived process (tests,
+ * validate, nightly) leaves no temp dir behind; a SIGKILL leaves it to the
+ * next run's sweep.
+ */
+function acquireScratch(): Promise<TempDir> {
+  active++;
+  scratch ??= TempDir.create('e2fsck');
   return scratch;
+}
+
+function releaseScratch(): void {
+  if (--active > 0) return;
+  setImmediate(() => {
+    if (active > 0 || !scratch) return;
+    const s = scratch;
+    scratch = undefined;
+    const r: Promise<void> = s.then((d) => d.remove()).catch(() => {}).finally(() => {
+      if (removing === r) removing = undefined;
+    });
+    removing = r;
+  });
+}
+
+/** Wait until an idle scratch folder is removed (a caller about to report that it left no temp dir). */
+export async function e2fsckScratchSettled(): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  await removing;
 }
 
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (name) => name === 'problem' || name === 'header' });

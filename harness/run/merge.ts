@@ -1,4 +1,4 @@
-import { access, mkdir, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../util/errors.ts';
 import { run, runOk } from '../util/exec.ts';
@@ -9,6 +9,7 @@ import { ReporterHub, type Reporter } from '../report/reporter.ts';
 import { RunFilesReporter } from '../report/files.ts';
 import { HtmlReportReporter } from '../report/html/run-report.ts';
 import { checkOutDir } from './out-dir.ts';
+import { runImagesDir } from '../results/crash-images.ts';
 
 export interface MergeOutcome {
   summary: RunSummary;
@@ -30,6 +31,22 @@ async function copyCaseDir(from: string, to: string): Promise<void> {
   if (linked.exitCode === 0) return;
   await rm(to, { recursive: true, force: true });
   await runOk('cp', ['-a', '--reflink=auto', '--sparse=always', from, to]);
+}
+
+/**
+ * The compressed base images the kept crash images of the runs in `dirs` lie
+ * over (`images/`, named by base digest, so the same file in every shard):
+ * each once into the merged run, so its crash.qcow2 files stay valid.
+ */
+async function copyRunImages(dirs: string[], out: string): Promise<void> {
+  for (const d of dirs) {
+    const names = await readdir(join(d, runImagesDir)).catch(() => [] as string[]);
+    for (const n of names.filter((x) => !x.startsWith('.'))) {
+      const to = join(out, runImagesDir, n);
+      if (await access(to).then(() => true, () => false)) continue;
+      await copyCaseDir(join(d, runImagesDir, n), to);
+    }
+  }
 }
 
 /**
@@ -56,6 +73,7 @@ export async function mergeShards(o: { out: string; dirs: string[]; reporters?: 
     if (from) await copyCaseDir(join(from, caseRelDir(c.id)), store.caseDir(c.id));
     else await store.writeCase(c);
   }
+  await copyRunImages([...new Set(plan.sources.values())], store.dir);
   const summary = mergedSummary(plan, new Date().toISOString());
   await store.writeSummary(summary);
   const hub = new ReporterHub([...(o.reporters ?? []), new RunFilesReporter(), new HtmlReportReporter()]);
@@ -88,6 +106,7 @@ export async function unionRuns(o: { out: string; dirs: string[] }): Promise<Run
   const store = await RunStore.create(resolve(o.out), { ...(meta as RunMeta), runId: `${first.runId}-joined`, host: [...new Set(summaries.map((s) => s.host))].join(', ') });
   const cases = summaries.flatMap((s) => s.cases).sort((a, b) => compareIds(a.id, b.id));
   for (const c of cases) await copyCaseDir(join(owner.get(c.id)!, caseRelDir(c.id)), store.caseDir(c.id));
+  await copyRunImages([...new Set(owner.values())], store.dir);
   const finished = summaries.map((s) => s.finishedAt).filter((x): x is string => !!x).sort();
   const summary: RunSummary = { ...store.meta, ...(finished.length ? { finishedAt: finished.at(-1)! } : {}), counts: countStatuses(cases), cases };
   await store.writeSummary(summary);

@@ -31,6 +31,7 @@ import { imageSuiteFile } from './image-suite.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { planShard, recordedDurations, unitsFromCases, unitsFromLogUnits, type ShardSpec } from './shard.ts';
 import { CrashImageStore } from '../results/crash-images.ts';
+import { e2fsckScratchSettled } from '../image/e2fsck.ts';
 
 export interface RunOptions {
   inputs: string[];
@@ -137,13 +138,13 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
   });
   let cases = expandCases(scenarios, seed);
   let units = expandLogUnits(scenarios, seed);
-  const all = cases.length + units.length;
+  const all = `${cases.length} case(s)${units.length ? ` and ${units.length} write-log recording(s)` : ''}`;
   if (config.filter?.length) {
     cases = cases.filter((c) => config.filter!.some((f) => c.id.includes(f)));
     units = units.filter((u) => config.filter!.some((f) => unitFilter(u, f) !== 'no'));
   }
   if (!cases.length && !units.length) {
-    throw new ConfigError(`nothing to run: ${config.filter?.length ? `--filter ${config.filter.join(', ')} matched none of the ${all} case(s) and write-log recording(s)` : 'the scenarios expand to no case'} of ${scenarios.map((s) => s.name).join(', ')}`);
+    throw new ConfigError(`nothing to run: ${config.filter?.length ? `--filter ${config.filter.join(', ')} matched none of the ${all}` : 'the scenarios expand to no case'} of ${scenarios.map((s) => s.name).join(', ')}`);
   }
   if (store) checkScenariosUnchanged(store.meta, scenarios, opts.resume!);
 
@@ -328,6 +329,8 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     return { summary, dir: run.dir, reporterFailures: hub.failed };
   } finally {
     stopHint();
+    // The run leaves no temp dir, even in a process that goes on (validate, nightly, tests).
+    await e2fsckScratchSettled();
   }
 }
 

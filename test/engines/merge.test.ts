@@ -1,10 +1,11 @@
 import t from 'tap';
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runSuite } from '../../harness/run/runner.ts';
 import { mergeShards } from '../../harness/run/merge.ts';
 import { exitCodeFor } from '../../harness/results/verdict.ts';
 import { caseRelDir, loadSummary } from '../../harness/results/store.ts';
+import { exportCrashImage } from '../../harness/results/crash-images.ts';
 import { ConfigError, ExitCode } from '../../harness/util/errors.ts';
 import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import type { RunMeta, RunSummary } from '../../harness/results/run.ts';
@@ -75,7 +76,11 @@ t.test('three shards merge into the run the unsharded one is', async (t) => {
     t.ok(await readFile(join(r.dir, f)).then(() => true, () => false), `${f} written`);
   }
   const failing = r.summary.cases.find((c) => c.status === 'fail')!;
-  t.ok(await readFile(join(r.dir, caseRelDir(failing.id), 'crash.img')).then(() => true, () => false), 'a failing case keeps its crash image in the merged folder');
+  t.ok(await readFile(join(r.dir, caseRelDir(failing.id), 'crash.qcow2')).then(() => true, () => false), 'a failing case keeps its crash image in the merged folder');
+  // The kept image holds only what the crash changed, over the run's compressed base in images/: merge carries it.
+  const exported = join(tmp.path, 'exported.img');
+  await exportCrashImage(join(r.dir, caseRelDir(failing.id)), exported);
+  t.ok((await stat(exported)).size > 0, 'and it exports to a raw image from the merged folder alone');
   const html = await readFile(join(r.dir, 'report.html'), 'utf8');
   t.match(html, `${caseRelDir(failing.id)}/case.json`, 'the HTML report links the merged folder\'s artefacts');
   t.match(html, '3 of 3 merged', 'and says the run was merged from its shards');

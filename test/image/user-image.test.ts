@@ -105,7 +105,8 @@ t.test('bad images are exit 2 before anything boots, each saying what to do', as
 
 t.test('qcrash run --image: the built-in set on the image, per-file results, the image untouched', async (t) => {
   const out = join(dir, 'run');
-  const r = await qcrash(['run', '--image', image, '--recovery', 'e2fsck', '--jobs', '2', '--out', out], { env });
+  // --keep all: every case's crash image is kept (compressed), to show each overlay was flattened and removed.
+  const r = await qcrash(['run', '--image', image, '--recovery', 'e2fsck', '--jobs', '2', '--keep', 'all', '--out', out], { env });
   t.equal(r.code, 0, `exit 0\n${r.stderr.slice(-3000)}`);
   t.equal(await sha(image), before.sha, 'the image is byte-identical afterwards');
   t.equal((await stat(image)).mtimeMs, before.mtimeMs, 'and was not even opened for writing');
@@ -123,7 +124,7 @@ t.test('qcrash run --image: the built-in set on the image, per-file results, the
   t.equal(summary.scenarios[0]!.image, image);
   for (const c of summary.cases) {
     const files = await readdir(c.dir);
-    t.ok(files.includes('crash.img') && !files.includes('disk.qcow2'), `${c.id}: the overlay was flattened into crash.img and removed`);
+    t.ok(files.includes('crash.qcow2') && !files.includes('disk.qcow2'), `${c.id}: the overlay was flattened into the crash image (kept as crash.qcow2) and removed`);
   }
 
   const [report] = JSON.parse(await readFile(join(out, 'files.json'), 'utf8')) as FileReport[];

@@ -25,22 +25,22 @@ export function registerValidate(program: Command): void {
     .option('-o, --out <dir>', 'output directory')
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases on both kernels (and confirm that part\'s new findings); join the parts with qcrash merge OUT DIR...', parseShardSpec)
     .action(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec }) => {
+      // What every kind of validate shares; kernel builds rewrite one progress line in place on a terminal.
+      const shared = {
+        scenarios,
+        seed: o.seed,
+        confirmRuns: o.confirm,
+        ...(o.tree ? { tree: o.tree } : {}),
+        ...(o.config ? { configs: o.config } : {}),
+        ...(o.jobs ? { jobs: o.jobs } : {}),
+        reporters: [new ProgressReporter()],
+        onProgress: streamProgressSink(process.stderr, 'qcrash: '),
+      };
       if (o.series) {
         if (o.mutants) throw new ConfigError('--series and --mutants do not go together: --mutants validates each patch of DIR alone, --series judges --patch files as one series');
         if (o.shard) throw new ConfigError('--series does not take --shard yet: each prefix of the series is judged on its own kernel; shard a plain validate instead');
         if (!o.patch?.length) throw new ConfigError('--series needs the series: --patch FILE... (patch files in order, or an mbox such as b4 am writes)');
-        const r = await validateSeries({
-          patches: o.patch,
-          scenarios,
-          seed: o.seed,
-          confirmRuns: o.confirm,
-          ...(o.tree ? { tree: o.tree } : {}),
-          ...(o.config ? { configs: o.config } : {}),
-          ...(o.jobs ? { jobs: o.jobs } : {}),
-          ...(o.out ? { out: o.out } : {}),
-          reporters: [new ProgressReporter()],
-          onProgress: streamProgressSink(process.stderr, 'qcrash: '),
-        });
+        const r = await validateSeries({ ...shared, patches: o.patch, ...(o.out ? { out: o.out } : {}) });
         process.stdout.write(seriesReport(r));
         process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
         process.exitCode = r.steps.some((s) => !patchPassed(s)) ? ExitCode.failed : ExitCode.pass;
@@ -56,18 +56,10 @@ export function registerValidate(program: Command): void {
       let code: number = ExitCode.pass;
       for (const patches of sets) {
         const r = await validatePatch({
+          ...shared,
           patches,
-          scenarios,
-          seed: o.seed,
-          confirmRuns: o.confirm,
-          ...(o.tree ? { tree: o.tree } : {}),
-          ...(o.config ? { configs: o.config } : {}),
-          ...(o.jobs ? { jobs: o.jobs } : {}),
           ...(o.shard ? { shard: o.shard } : {}),
           ...(o.out ? { out: sets.length > 1 ? join(o.out, patches[0]!.split('/').pop()!) : o.out } : {}),
-          reporters: [new ProgressReporter()],
-          // Kernel builds rewrite one progress line in place on a terminal.
-          onProgress: streamProgressSink(process.stderr, 'qcrash: '),
         });
         process.stdout.write(validateReport(r));
         process.stderr.write(`qcrash: validate results in ${r.dir}\n`);

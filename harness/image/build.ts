@@ -11,8 +11,7 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
 import type { Manifest, ManifestEntry } from './manifest.ts';
 import { resolveBlocks, type Recipe, type RecipeEntry } from './recipe.ts';
-import { debugfsBatch, readEntryState } from './debugfs.ts';
-import { parseBlockMap } from './block-map.ts';
+import { debugfsBatch, manifestEntry, readEntryState } from './debugfs.ts';
 import { makeLayouts, type LayoutSource } from './make-layout.ts';
 
 /** Bump when the builder's output for the same recipe changes (3: manifests record block maps). */
@@ -231,18 +230,7 @@ async function makeManifest(img: string, recipe: Recipe, shapes: Map<string, str
   const entries: ManifestEntry[] = states.map((s) => {
     if (!s.exists || !s.stat) throw new InfraError(`built image lacks ${s.path}`);
     const t = s.stat.type === 'regular' ? 'file' : s.stat.type === 'directory' ? 'dir' : 'symlink';
-    return {
-      path: s.path,
-      type: t,
-      shape: shapes.get(s.path) ?? 'small-file',
-      size: s.stat.size,
-      ...(t !== 'dir' && s.sha256 ? { sha256: s.sha256 } : {}),
-      ...(s.stat.fastLinkTarget !== undefined ? { target: s.stat.fastLinkTarget } : {}),
-      ino: s.stat.ino,
-      mapping: s.stat.mapping,
-      dataBlocks: s.stat.dataBlocks,
-      ...(s.stat.map ? { blockMap: parseBlockMap(s.stat.map) } : {}),
-    };
+    return manifestEntry({ ...s, stat: s.stat }, t, shapes.get(s.path) ?? 'small-file');
   });
   return { recipe: recipe.name, recipeHash: recipe.hash, blockSize: recipe.blockSize, features, entries };
 }

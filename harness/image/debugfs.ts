@@ -6,7 +6,7 @@ import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
 import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
-import type { MappingKind } from './manifest.ts';
+import type { ManifestEntry, MappingKind } from './manifest.ts';
 import { parseBlockMap } from './block-map.ts';
 
 /** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses. */
@@ -332,4 +332,20 @@ async function readThroughMap(fh: FileHandle, st: InodeStat, g: { blockSize: num
   }
   feedZeros(st.size);
   return { sha256: hash.digest('hex'), ...(bytes ? { bytes } : {}) };
+}
+
+/** A manifest entry from what debugfs read of a path (stat, and the sha256 of its bytes). */
+export function manifestEntry(s: EntryState & { stat: NonNullable<EntryState['stat']> }, type: ManifestEntry['type'], shape?: string): ManifestEntry {
+  return {
+    path: s.path,
+    type,
+    ...(shape !== undefined ? { shape } : {}),
+    size: s.stat.size,
+    ...(type !== 'dir' && s.sha256 ? { sha256: s.sha256 } : {}),
+    ...(s.stat.fastLinkTarget !== undefined ? { target: s.stat.fastLinkTarget } : {}),
+    ino: s.stat.ino,
+    mapping: s.stat.mapping,
+    dataBlocks: s.stat.dataBlocks,
+    ...(s.stat.map ? { blockMap: parseBlockMap(s.stat.map) } : {}),
+  };
 }

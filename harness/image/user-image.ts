@@ -10,8 +10,7 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { CacheEntry, contentDigest, useCacheEntry } from '../util/cache-entry.ts';
 import type { BaseImage } from './build.ts';
 import type { Manifest, ManifestEntry } from './manifest.ts';
-import { debugfsBatch, debugfsPath, readEntryState, UnaddressablePathError } from './debugfs.ts';
-import { parseBlockMap } from './block-map.ts';
+import { debugfsBatch, debugfsPath, manifestEntry, readEntryState, UnaddressablePathError } from './debugfs.ts';
 import { runE2fsck } from './e2fsck.ts';
 
 /**
@@ -232,18 +231,7 @@ export async function readImageManifest(path: string, sb: ImageSuperblock, key: 
   const states = await readEntryState(path, listed.map((e) => e.path), undefined, { sizes });
   const entries: ManifestEntry[] = states.map((s, i) => {
     if (!s.exists || !s.stat) throw new InfraError(`${path}: debugfs listed ${s.path} but cannot stat it`);
-    const t = listed[i]!.type;
-    return {
-      path: s.path,
-      type: t,
-      size: s.stat.size,
-      ...(t !== 'dir' && s.sha256 ? { sha256: s.sha256 } : {}),
-      ...(s.stat.fastLinkTarget !== undefined ? { target: s.stat.fastLinkTarget } : {}),
-      ino: s.stat.ino,
-      mapping: s.stat.mapping,
-      dataBlocks: s.stat.dataBlocks,
-      ...(s.stat.map ? { blockMap: parseBlockMap(s.stat.map) } : {}),
-    };
+    return manifestEntry({ ...s, stat: s.stat }, listed[i]!.type);
   });
   return { recipe: `image:${path}`, recipeHash: key, blockSize: sb.blockSize, features: sb.features, entries };
 }

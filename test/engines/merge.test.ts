@@ -1,5 +1,5 @@
 import t from 'tap';
-import { cp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runSuite } from '../../harness/run/runner.ts';
 import { mergeShards } from '../../harness/run/merge.ts';
@@ -7,11 +7,11 @@ import { exitCodeFor } from '../../harness/results/verdict.ts';
 import { caseRelDir, loadSummary } from '../../harness/results/store.ts';
 import { exportCrashImage } from '../../harness/results/crash-images.ts';
 import { ConfigError, ExitCode } from '../../harness/util/errors.ts';
-import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import type { RunMeta, RunSummary } from '../../harness/results/run.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
+import { fakeKernel, writeStepsScenario } from '../helpers/fake-suite.ts';
 import { freeBlockInUse } from '../helpers/damage.ts';
 
 // Shards and merge through the real runner, store, oracles and reporters,
@@ -21,21 +21,8 @@ import { freeBlockInUse } from '../helpers/damage.ts';
 // merged run has a real failing case to keep.
 const tmp = await TempDir.create('merge-test');
 t.teardown(() => tmp.remove());
-const kernel: KernelInfo = { id: 'fake', kind: 'path', release: 'fake-1', bzImage: '/nonexistent', builtinDrivers: true, acpi: true };
-const scenario = join(tmp.path, 'parts.yaml');
-await writeFile(scenario, `recipe: small-4k
-recovery: [e2fsck]
-steps:
-  - mount
-  - sync
-  - drop-caches
-kill:
-  - none
-  - after: mount
-  - after: sync
-  - after: drop-caches
-repeat: 2
-`);
+const kernel = fakeKernel('fake', 'fake-1');
+const scenario = await writeStepsScenario(join(tmp.path, 'parts.yaml'), { none: 'first', repeat: 2 });
 function damageAfterSync(m: FakeMachine): void {
   if (m.commands.at(-1) === 'sync') freeBlockInUse(m.spec.disk.path);
 }

@@ -1,15 +1,15 @@
 import t from 'tap';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mergeValidateShards, validateKernels, validateReport } from '../../harness/validate/validate.ts';
 import { combineStepReports, type StepReport } from '../../harness/bisect/bisect.ts';
 import { ExitCode } from '../../harness/util/errors.ts';
-import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
 import { qcrash } from '../helpers/cli.ts';
 import { freeBlockInUse } from '../helpers/damage.ts';
+import { fakeKernel, writeStepsScenario } from '../helpers/fake-suite.ts';
 
 // validate --shard: each shard runs its part of the cases on both kernels
 // and confirms the part's new signatures; merge joins the parts and judges
@@ -17,22 +17,10 @@ import { freeBlockInUse } from '../helpers/damage.ts';
 // machines standing for the two kernels (as test/validate/validate.test.ts).
 const tmp = await TempDir.create('validate-shards');
 t.teardown(() => tmp.remove());
-const fake = (id: string): KernelInfo => ({ id, kind: 'path', release: `fake-${id}`, bzImage: '/nonexistent', builtinDrivers: true, acpi: true });
+const fake = (id: string) => fakeKernel(id);
 const baseline = fake('baseline');
 const patched = fake('patched');
-const scenario = join(tmp.path, 'judge.yaml');
-await writeFile(scenario, `recipe: small-4k
-recovery: [e2fsck]
-steps:
-  - mount
-  - sync
-  - drop-caches
-kill:
-  - after: mount
-  - after: sync
-  - after: drop-caches
-  - none
-`);
+const scenario = await writeStepsScenario(join(tmp.path, 'judge.yaml'), { none: 'last' });
 
 // Patched: after-sync always damaged (introduced), after-mount on its first
 // two kills only (flaky over two reruns); baseline: after-drop-caches (removed).

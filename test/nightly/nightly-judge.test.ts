@@ -11,6 +11,7 @@ import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
 import { freeBlockInUse } from '../helpers/damage.ts';
+import { fakeKernel, writeStepsScenario } from '../helpers/fake-suite.ts';
 
 // The nightly's judgement without kernel builds: a small git tree whose
 // commits stand for kernels (the build is a seam that names a kernel after
@@ -40,21 +41,10 @@ async function commit(text: string): Promise<string> {
 const built: string[] = [];
 const build = async (o: { rev?: string }): Promise<KernelInfo> => {
   built.push(o.rev!);
-  return { id: `fake-${o.rev!.slice(0, 12)}`, kind: 'path', release: `fake-${o.rev!.slice(0, 7)}`, bzImage: '/nonexistent', builtinDrivers: true, acpi: true };
+  return fakeKernel(`fake-${o.rev!.slice(0, 12)}`, `fake-${o.rev!.slice(0, 7)}`);
 };
 
-const scenario = join(tmp.path, 'nights.yaml');
-await writeFile(scenario, `recipe: small-4k
-recovery: [e2fsck]
-steps:
-  - mount
-  - sync
-  - drop-caches
-kill:
-  - after: mount
-  - after: sync
-  - after: drop-caches
-`);
+const scenario = await writeStepsScenario(join(tmp.path, 'nights.yaml'));
 
 // The second revision breaks what a kill after sync leaves (every time), and
 // what a kill after mount leaves only on the first such kill (flaky).

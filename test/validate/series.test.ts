@@ -1,10 +1,9 @@
 import t from 'tap';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { validateKernels } from '../../harness/validate/validate.ts';
 import { seriesReport, validateSeriesKernels } from '../../harness/validate/series.ts';
 import type { SeriesPatchRef } from '../../harness/validate/model.ts';
-import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
@@ -12,6 +11,7 @@ import { freeBlockInUse } from '../helpers/damage.ts';
 import { launchBrowser, openFile } from '../helpers/browser.ts';
 import { projectRoot } from '../../harness/util/paths.ts';
 import { qcrash } from '../helpers/cli.ts';
+import { fakeKernel, writeStepsScenario } from '../helpers/fake-suite.ts';
 
 // validate --series's bookkeeping through the real runner, store and
 // oracles, with scripted machines standing for the kernels of a series:
@@ -22,7 +22,7 @@ import { qcrash } from '../helpers/cli.ts';
 const shots = join(projectRoot, 'results', 'html-test');
 const tmp = await TempDir.create('series-test');
 t.teardown(() => tmp.remove());
-const fake = (id: string): KernelInfo => ({ id, kind: 'path', release: `fake-${id}`, bzImage: '/nonexistent', builtinDrivers: true, acpi: true });
+const fake = (id: string) => fakeKernel(id);
 const baseline = fake('baseline');
 const patch = (index: number, subject: string): SeriesPatchRef => ({ index, total: 3, subject, file: `/series/000${index}.patch`, origin: `/series/000${index}.patch`, sha256: String(index) });
 const series = (prefix: string) => [
@@ -31,18 +31,7 @@ const series = (prefix: string) => [
   { patch: patch(3, '[PATCH 3/3] ext4: dirty everything again'), kernel: fake(`${prefix}-3`) },
 ];
 
-const scenario = join(tmp.path, 'series.yaml');
-await writeFile(scenario, `recipe: small-4k
-recovery: [e2fsck]
-steps:
-  - mount
-  - sync
-  - drop-caches
-kill:
-  - after: mount
-  - after: sync
-  - after: drop-caches
-`);
+const scenario = await writeStepsScenario(join(tmp.path, 'series.yaml'));
 const sig = (point: string) => `series | ${point} | e2fsck | corruption | 0x050005`;
 
 /** Machines whose kill damages the image when `damaged(kernel id, last command, kills so far on that kernel and command)` says so. */

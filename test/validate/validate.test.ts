@@ -1,5 +1,4 @@
 import t from 'tap';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { validateKernels } from '../../harness/validate/validate.ts';
 import type { KernelInfo } from '../../harness/kernel/kernel.ts';
@@ -7,6 +6,7 @@ import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
 import { freeBlockInUse } from '../helpers/damage.ts';
+import { fakeKernel, writeStepsScenario } from '../helpers/fake-suite.ts';
 
 // validate's judgement (introduced, flaky, removed, unchanged) through the
 // real runner, store and oracles, with scripted machines in place of two
@@ -15,22 +15,11 @@ import { freeBlockInUse } from '../helpers/damage.ts';
 // test/kernel/mutants.test.ts.
 const tmp = await TempDir.create('validate-test');
 t.teardown(() => tmp.remove());
-const fake = (id: string): KernelInfo => ({ id, kind: 'path', release: `fake-${id}`, bzImage: '/nonexistent', builtinDrivers: true, acpi: true });
+const fake = (id: string) => fakeKernel(id);
 const baseline = fake('baseline');
 const patched = fake('patched');
 
-const scenario = join(tmp.path, 'judge.yaml');
-await writeFile(scenario, `recipe: small-4k
-recovery: [e2fsck]
-steps:
-  - mount
-  - sync
-  - drop-caches
-kill:
-  - after: mount
-  - after: sync
-  - after: drop-caches
-`);
+const scenario = await writeStepsScenario(join(tmp.path, 'judge.yaml'));
 
 // The last step the agent ran names the crash point. On the patched kernel,
 // after-sync is always damaged (a bug the patch introduced), after-mount

@@ -3,16 +3,16 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runSuite } from '../../harness/run/runner.ts';
 import { exitCodeFor } from '../../harness/results/verdict.ts';
-import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher } from '../helpers/fake-machine.ts';
+import { fakeKernel } from '../helpers/fake-suite.ts';
 
 // A write-log unit whose workload cannot be recorded is one error case in
 // its place (never a pass, never silence), beside the kill cases of the
 // same run, with a scripted machine instead of QEMU.
 const tmp = await TempDir.create('writelog-fake-test');
 t.teardown(() => tmp.remove());
-const kernel: KernelInfo = { id: 'fake', kind: 'path', release: 'fake', bzImage: '/nonexistent', builtinDrivers: true, acpi: true };
+const kernel = fakeKernel('fake', 'fake');
 
 t.test('a recording that fails is an error case named after its unit; the kill cases still run', async (t) => {
   const scenario = join(tmp.path, 'nolog.yaml');

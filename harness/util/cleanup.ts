@@ -17,11 +17,22 @@ export function onCleanup(fn: Cleanup): () => void {
   return () => cleanups.delete(fn);
 }
 
-/** Run every registered cleanup, newest first, each isolated from the others' failures. */
+/**
+ * Run every registered cleanup, newest first, each isolated from the
+ * others' failures; again for any registered meanwhile (a VM that was
+ * waiting for the slot a killed VM freed starts while the teardown runs).
+ */
 export async function runAllCleanups(): Promise<void> {
-  const all = [...cleanups].reverse();
-  cleanups.clear();
-  await Promise.allSettled(all.map(async (fn) => fn()));
+  while (cleanups.size) {
+    const all = [...cleanups].reverse();
+    cleanups.clear();
+    await Promise.allSettled(all.map(async (fn) => fn()));
+  }
+}
+
+/** True once a signal or a fatal error started the teardown: nothing new should start. */
+export function shuttingDown(): boolean {
+  return exiting;
 }
 
 /** Listeners that want to know a run is being interrupted (e.g. to reset a git bisect). */

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, readdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { onCleanup } from './cleanup.ts';
+import { onCleanup, shuttingDown } from './cleanup.ts';
 import { sweepStalePartials } from './partial-file.ts';
 import { cacheNotice } from './cache-entry.ts';
 
@@ -22,6 +22,11 @@ export class TempDir implements AsyncDisposable {
   static async create(label = 'tmp'): Promise<TempDir> {
     const base = process.env.QCRASH_TMPDIR || tmpdir();
     const path = await mkdtemp(join(base, `${PREFIX}${label}-`));
+    // The teardown may have run its cleanups while mkdtemp ran: this one would outlive it.
+    if (shuttingDown()) {
+      await rm(path, { recursive: true, force: true });
+      throw new Error('qcrash is stopping: no new temp dir');
+    }
     await chmod(path, 0o700);
     await writeFile(join(path, OWNER_FILE), `${process.pid}\n`);
     return new TempDir(path);

@@ -179,7 +179,7 @@ export function seriesReport(r: SeriesResult): string {
   for (const s of r.steps) out.push(`  ${s.patch.index}/${total} ${s.patch.subject}  (${s.kernel.id})`);
   for (const s of r.skipped) out.push(`  skipped (${s.why}): ${s.subject}`);
   out.push(`scenarios: ${last.scenarios.map((x) => x.name).join(', ')}`);
-  out.push(`cases: ${last.counts.total} per kernel, seed ${last.seed}, qemu ${last.versions.qemu} (${last.accel}), e2fsprogs ${last.versions.e2fsprogs}`);
+  out.push(`cases: ${[...new Set([r.baseline.summary, ...r.steps.map((x) => x.summary)].map((x) => x.counts.total))].join(' or ')} per kernel, seed ${last.seed}, qemu ${last.versions.qemu} (${last.accel}), e2fsprogs ${last.versions.e2fsprogs}`);
   out.push(`baseline: ${counts(r.baseline.summary)}`);
   for (const s of r.steps) {
     out.push('');

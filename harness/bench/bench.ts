@@ -38,8 +38,9 @@ export const benchParts = ['e2fsck', 'mix', 'validate', 'writelog'] as const;
 export type BenchPart = (typeof benchParts)[number];
 
 /**
- * The default suite as the issue that asked for the mix measured it (its 50
- * cases: both recoveries, kernel points, commit points): the mix stays the
+ * The default suite's kill scenarios as the issue that asked for the mix
+ * measured them (both recoveries, kernel points, commit points; 50 cases
+ * then, 49 since commit-sweep stops at the 3rd commit): the mix stays the
  * same when scenarios are added to the default suite later, so ratios from
  * different days compare.
  */
@@ -50,7 +51,7 @@ export interface BenchOptions {
   cases?: number;
   jobs?: number;
   out?: string;
-  /** Cases of the default mix per side (a systematic sample of its 50; 0 or >= 50: all of them). */
+  /** Cases of the default mix per side (a systematic sample of its 49; 0 or more than that: all of them). */
   mixCases?: number;
   parts?: readonly BenchPart[];
   /** The validate part's patch (default: a one-line change of fs/ext4/migrate.c, new on every bench run). */

@@ -8,7 +8,7 @@ export function registerBench(program: Command): void {
     .command('bench')
     .description('measure what users wait for, each two ways in one run: e2fsck-only cases and the default suite\'s mix as a naive boot-per-case loop against qcrash, a validate of a one-file patch by phase, and write-log states (the fstests loop against the incremental replay); writes JSON')
     .option('--cases <n>', 'crash cases per side of the e2fsck-only comparison', intArg('--cases', 1), 24)
-    .option('--mix-cases <n>', 'cases of the default mix per side (a systematic sample; 0: all 50)', intArg('--mix-cases', 0), 16)
+    .option('--mix-cases <n>', 'cases of the default mix per side (a systematic sample; 0: all of them)', intArg('--mix-cases', 0), 16)
     .addOption(new Option('--parts <list>', `what to measure, comma-separated (${benchParts.join(', ')}; writelog records two logs and checks about 1100 states, the longest part)`).default(benchParts.join(',')))
     .option('--validate-patch <file>', 'the patch the validate part builds (default: a one-line change of fs/ext4/migrate.c)')
     .option('-j, --jobs <n>', 'VMs at once for qcrash', intArg('--jobs', 1))

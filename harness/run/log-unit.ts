@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256 } from '../util/hash.ts';
 import { describeError, errorMessage } from '../util/errors.ts';
@@ -95,6 +95,22 @@ export async function prepareLogUnit(unit: LogUnitSpec, env: CaseEnv, unitDir: s
     counts: { ...plan.counts, epochs: plan.epochs.length, entries: source.log.entries.length },
     recorded,
   };
+}
+
+/**
+ * On --resume: every state this unit's plan (states.json) names already has
+ * a result that is not an error. Such a unit is finished and needs no
+ * recording, which a passing unit no longer keeps its log for.
+ */
+export async function unitFinished(unit: LogUnitSpec, unitDir: string, done: ReadonlySet<string>): Promise<boolean> {
+  let plan: { unit?: string; states?: Array<{ name: string }> };
+  try {
+    plan = JSON.parse(await readFile(join(unitDir, 'states.json'), 'utf8')) as typeof plan;
+  } catch {
+    return false;
+  }
+  if (plan.unit !== unit.id || !Array.isArray(plan.states) || !plan.states.length) return false;
+  return plan.states.every((s) => done.has(logStateCaseId(unit.scenario.name, s.name, unit.repetition)));
 }
 
 /** A seeded choice of n states: the same names for the same seed on every machine. */
@@ -286,8 +302,14 @@ export async function runLogUnit(
   }
   for (const w of failing) if (w.minimizedImage) await rm(w.minimizedImage, { force: true });
   for (const w of todo) if (!written.has(w)) await finish(w);
-  // The log is the unit's evidence: it goes only when nothing failed and no image is kept.
-  if (env.keep === 'none' && !failing.length) await rm(join(unitDir, recording.log), { force: true });
+  // The log is the unit's evidence: with --keep none it goes when nothing
+  // failed; with --keep failed (the default) also when every state of the
+  // plan was checked in this session and passed (the recording reruns from
+  // its seed, as a passing kill case does), which keeps a nightly run's
+  // folder small (the default suite's logs took 5-56 MB each).
+  const wholePlan = work.size === source.plan.states.length;
+  const allPassed = todo.every((w) => w.result.status === 'pass');
+  if ((env.keep === 'none' && !failing.length) || (env.keep === 'failed' && wholePlan && allPassed)) await rm(join(unitDir, recording.log), { force: true });
 }
 
 /** Items in turns over their groups: one of each group before a second of any. */

@@ -7,7 +7,7 @@ import { sweepStaleTempDirs } from '../util/tempdir.ts';
 import { ConfigError, InfraError, describeError } from '../util/errors.ts';
 import { onInterrupt } from '../util/cleanup.ts';
 import { expandCases, expandLogUnits } from '../scenario/expand.ts';
-import { baseImageKey, type CaseSpec, type LogUnitSpec, type RecoveryMode, type Scenario } from '../scenario/model.ts';
+import { baseImageKey, logUnitIdOf, type CaseSpec, type LogUnitSpec, type RecoveryMode, type Scenario } from '../scenario/model.ts';
 import type { BaseImage } from '../image/build.ts';
 import { userImageChanged } from '../image/user-image.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
@@ -23,7 +23,7 @@ import { ReporterHub, type Reporter } from '../report/reporter.ts';
 import { RunFilesReporter } from '../report/files.ts';
 import { HtmlReportReporter } from '../report/html/run-report.ts';
 import { defaultKeep, runCase, type CaseEnv, type KeepPolicy } from './case-runner.ts';
-import { prepareLogUnit, runLogUnit, type PreparedUnit } from './log-unit.ts';
+import { prepareLogUnit, unitFinished, runLogUnit, type PreparedUnit } from './log-unit.ts';
 import { allocatedBytes, loadScenarios, prepareRun } from './prepare.ts';
 import { qcrashBuild, toolVersions } from './versions.ts';
 import { checkOutDir, checkOutSpace } from './out-dir.ts';
@@ -260,10 +260,17 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     // A resumed run reuses a unit's recording, so it plans the same states again.
     const prepared: PreparedUnit[] = [];
     const unitErrors: CaseResult[] = [];
+    const earlierDone = new Set(earlier.filter((c) => c.status !== 'error').map((c) => c.id));
+    const finishedUnits = new Set<string>();
     await Promise.all(
       units.map((u) =>
         limit(async () => {
           const unitDir = run.caseDir(u.id);
+          // A unit whose every state has its result needs no recording (a passing one keeps no log).
+          if (opts.resume && (await unitFinished(u, unitDir, earlierDone))) {
+            finishedUnits.add(u.id);
+            return;
+          }
           try {
             const p = await prepareLogUnit(u, env!, unitDir, { reuse: !!opts.resume });
             // A recording that failed in an earlier session left an error case here: this one replaces it.
@@ -290,6 +297,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
 
     // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
     const known = new Set([...cases, ...stateSpecs].map((c) => c.id));
+    for (const c of earlier) if (finishedUnits.has(logUnitIdOf(c.id) ?? '')) known.add(c.id);
     const previous = earlier.filter((c) => c.status !== 'error' && known.has(c.id));
     const done = new Set(previous.map((c) => c.id));
     results.push(...previous);

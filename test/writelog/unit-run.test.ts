@@ -1,5 +1,5 @@
 import t from 'tap';
-import { access, cp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { access, cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
@@ -48,7 +48,8 @@ const scenario = join(tmp.path, 'unitrun.yaml');
 await writeFile(scenario, `${steps}recovery: [e2fsck, kernel]\ncrash-states: { from: log, prefixes: all, power-loss: { per-epoch: 2, seed: 1 }, budget: 20, kernel-sample: 1 }\n`);
 const out = tmp.join('run');
 const started = performance.now();
-const { summary } = await runSuite({ inputs: [scenario], kernel, jobs: 2, seed: 5, out, keep: 'failed' });
+// --keep all: the planted test below reuses this unit's log (under --keep failed a unit that passed drops it: tested at the end).
+const { summary } = await runSuite({ inputs: [scenario], kernel, jobs: 2, seed: 5, out, keep: 'all' });
 const runMs = performance.now() - started;
 const unitDir = join(out, caseRelDir('unitrun/log/r1'));
 
@@ -143,4 +144,30 @@ t.test('a planted ordering bug: failing power-loss states, minimised, explained,
   for (const r of failing.filter((x) => !kept.includes(x))) t.ok((r.fired as LogStateFired).keptImageIn, `${r.id} points at the case that keeps its signature's image`);
   for (const r of results.filter((x) => x.status === 'pass')) t.notOk(await access(resolve(plantedDir, r.dir, 'crash.img')).then(() => true, () => false), `${r.id}: no image for a passing state`);
   await access(join(plantedUnit, 'workload.log'));
+});
+
+t.test('--keep failed: a unit whose every state passed drops its log (it reruns from its seed); its recording and plan stay', async (t) => {
+  const passedDir = tmp.join('passed');
+  const passedUnit = join(passedDir, caseRelDir('unitrun/log/r1'));
+  await cp(unitDir, passedUnit, { recursive: true });
+  const s = await parseScenario(join(tmp.path, 'passed.yaml'), `name: unitrun\n${steps}recovery: [e2fsck]\ncrash-states: { from: log, prefixes: all, power-loss: none, budget: 20 }\n`);
+  const [unit] = expandLogUnits([s], 5);
+  const env = { machines: new MachinePool({ slots: 1 }), kernel, initrd, images: new Map([['small-4k', base]]), keep: 'failed' as const, jobs: 2 };
+  const prepared = await prepareLogUnit(unit!, env, passedUnit, { reuse: true });
+  const results: CaseResult[] = [];
+  await runLogUnit(prepared, env, (id) => join(passedDir, caseRelDir(id)), async (r) => void results.push(r));
+  t.ok(results.length > 0 && results.every((r) => r.status === 'pass'), `${results.length} states, all passed`);
+  const files = await readdir(passedUnit);
+  t.notOk(files.includes('workload.log'), 'the log is gone');
+  for (const f of ['recording.json', 'states.json']) t.ok(files.includes(f), `${f} stays`);
+});
+
+t.test('--resume of a finished run whose passing unit dropped its log: nothing recorded again, every state still a result', async (t) => {
+  const again = tmp.join('resumed');
+  await cp(out, again, { recursive: true });
+  const unitAgain = join(again, caseRelDir('unitrun/log/r1'));
+  await rm(join(unitAgain, 'workload.log'));
+  const { summary: resumed } = await runSuite({ inputs: [], kernel, resume: again });
+  t.same(resumed.cases.map((c) => `${c.id} ${c.status}`).sort(), summary.cases.map((c) => `${c.id} ${c.status}`).sort(), 'the same states and verdicts');
+  t.notOk((await readdir(unitAgain)).includes('workload.log'), 'the workload was not recorded again');
 });

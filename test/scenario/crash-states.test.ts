@@ -3,7 +3,7 @@ import { parseScenario, loadScenario, findScenarioFiles } from '../../harness/sc
 import { expandCases, expandLogUnits } from '../../harness/scenario/expand.ts';
 import { crashPointLabel } from '../../harness/scenario/model.ts';
 import { scenariosDir } from '../../harness/util/paths.ts';
-import { ConfigError } from '../../harness/util/errors.ts';
+import { scenarioErrorOf as errorOf } from '../helpers/scenario-error.ts';
 
 // The `crash-states:` syntax: states replayed from a recorded write log,
 // beside or instead of `kill:`, with its defaults and file:line errors.
@@ -15,16 +15,6 @@ steps:
   - fsync: /shapes/direct-12
   - umount
 `;
-
-async function errorOf(text: string): Promise<ConfigError> {
-  try {
-    await parseScenario('scenarios/bad.yaml', text);
-  } catch (e) {
-    if (e instanceof ConfigError) return e;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 t.test('the example from the issue, instead of kill:', async (t) => {
   const s = await parseScenario('scenarios/log-demo.yaml', `${steps}crash-states: { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }\nrepeat: 2\n`);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { parseScenario } from '../../harness/scenario/parse.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
-import { ConfigError } from '../../harness/util/errors.ts';
+import { scenarioErrorOf as errorOf } from '../helpers/scenario-error.ts';
 
 // The recipe must exist in vm-images/recipes; small-4k is the shipped test recipe.
 const good = `name: demo
@@ -19,16 +19,6 @@ kill:
   - commits: { step: migrate, max: 3 }
 repeat: 2
 `;
-
-async function errorOf(text: string): Promise<ConfigError> {
-  try {
-    await parseScenario('scenarios/bad.yaml', text);
-  } catch (e) {
-    if (e instanceof ConfigError) return e;
-    throw e;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 t.test('a good scenario parses into steps and crash points', async (t) => {
   const s = await parseScenario('scenarios/demo.yaml', good);

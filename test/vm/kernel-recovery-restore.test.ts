@@ -1,16 +1,8 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { stockKernel } from '../../harness/kernel/stock.ts';
-import { buildInitramfs } from '../../harness/guest/initramfs.ts';
-import { loadRecipe } from '../../harness/image/recipe.ts';
-import { buildImage } from '../../harness/image/build.ts';
 import { copyImage } from '../../harness/image/disk.ts';
 import { statPaths } from '../../harness/image/debugfs.ts';
-import { detectAccel } from '../../harness/vm/machine/accel.ts';
-import { toolVersions } from '../../harness/run/versions.ts';
-import { agentReadySnapshot } from '../../harness/vm/machine/snapshot-cache.ts';
-import { MachinePool } from '../../harness/vm/machine/pool.ts';
 import { parseScenario } from '../../harness/scenario/parse.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { runCase } from '../../harness/run/case-runner.ts';
@@ -19,6 +11,7 @@ import { runOracles } from '../../harness/checks/oracle.ts';
 import { noExpectations } from '../../harness/crash/expectations.ts';
 import type { Finding } from '../../harness/findings/finding.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
+import { stockSmall4kWithSnapshot } from '../helpers/stock-small4k.ts';
 
 // Kernel recovery from the restored agent-ready state must mean what it
 // means after a fresh boot: the kernel under test replays the journal and
@@ -28,12 +21,7 @@ import { TempDir } from '../../harness/util/tempdir.ts';
 // to replay, an orphan made with debugfs, and a root inode the kernel refuses.
 // Each is recovered by a booted and by a restored machine; the findings of
 // the oracles must be the same.
-const kernel = await stockKernel();
-const initrd = (await buildInitramfs(kernel)).path;
-const base = await buildImage(await loadRecipe('small-4k'));
-const accel = (await detectAccel()).accel;
-const machines = new MachinePool({ slots: 1 });
-const snapshot = await agentReadySnapshot(machines, kernel, initrd, base, accel, (await toolVersions(kernel.release)).qemu);
+const { kernel, initrd, base, machines, snapshot } = await stockSmall4kWithSnapshot();
 const tmp = await TempDir.create('kernel-recovery-restore');
 t.teardown(() => tmp.remove());
 

@@ -1,28 +1,16 @@
 import t from 'tap';
-import { stockKernel } from '../../harness/kernel/stock.ts';
-import { buildInitramfs } from '../../harness/guest/initramfs.ts';
-import { loadRecipe } from '../../harness/image/recipe.ts';
-import { buildImage } from '../../harness/image/build.ts';
-import { detectAccel } from '../../harness/vm/machine/accel.ts';
-import { toolVersions } from '../../harness/run/versions.ts';
-import { agentReadySnapshot } from '../../harness/vm/machine/snapshot-cache.ts';
 import { runCase } from '../../harness/run/case-runner.ts';
-import { MachinePool } from '../../harness/vm/machine/pool.ts';
 import { parseScenario } from '../../harness/scenario/parse.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { statPaths } from '../../harness/image/debugfs.ts';
 import { runE2fsck } from '../../harness/image/e2fsck.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { join } from 'node:path';
+import { stockSmall4kWithSnapshot } from '../helpers/stock-small4k.ts';
 
 // The same case booted from scratch and restored from the agent-ready
 // snapshot must leave the same crash image state: same block maps, same findings.
-const kernel = await stockKernel();
-const initrd = (await buildInitramfs(kernel)).path;
-const base = await buildImage(await loadRecipe('small-4k'));
-const accel = (await detectAccel()).accel;
-const machines = new MachinePool({ slots: 1 });
-const snapshot = await agentReadySnapshot(machines, kernel, initrd, base, accel, (await toolVersions(kernel.release)).qemu);
+const { kernel, initrd, base, machines, snapshot } = await stockSmall4kWithSnapshot();
 const tmp = await TempDir.create('snapshot-test');
 t.teardown(() => tmp.remove());
 

@@ -260,6 +260,7 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     // A resumed run reuses a unit's recording, so it plans the same states again.
     const prepared: PreparedUnit[] = [];
     const unitErrors: CaseResult[] = [];
+    // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
     const earlierDone = new Set(earlier.filter((c) => c.status !== 'error').map((c) => c.id));
     const finishedUnits = new Set<string>();
     await Promise.all(
@@ -295,10 +296,10 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
       throw new ConfigError(`nothing to run: --filter ${config.filter.join(', ')} matched no crash state of the recorded log(s) ${prepared.map((p) => p.unit.id).join(', ')}`);
     }
 
-    // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
+    // Earlier results of this run's cases, states and finished units.
     const known = new Set([...cases, ...stateSpecs].map((c) => c.id));
     for (const c of earlier) if (finishedUnits.has(logUnitIdOf(c.id) ?? '')) known.add(c.id);
-    const previous = earlier.filter((c) => c.status !== 'error' && known.has(c.id));
+    const previous = earlier.filter((c) => earlierDone.has(c.id) && known.has(c.id));
     const done = new Set(previous.map((c) => c.id));
     results.push(...previous);
     const todo = cases.filter((c) => !done.has(c.id));

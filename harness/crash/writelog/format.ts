@@ -217,6 +217,7 @@ export class WriteLog implements AsyncDisposable {
 /** Reads the log through a 1 MiB window: headers are found by one forward pass that skips the data. */
 class Window {
   private buf = Buffer.alloc(0);
+  private store = Buffer.alloc(0);
   private start = 0;
   constructor(
     private readonly fh: FileHandle,
@@ -227,7 +228,11 @@ class Window {
     if (offset >= this.start && offset + length <= this.start + this.buf.length) {
       return this.buf.subarray(offset - this.start, offset - this.start + length);
     }
-    const b = Buffer.alloc(Math.max(this.size, length));
+    // One buffer for the whole scan, grown only for a header larger than the
+    // window: a fresh 1 MiB per header made a log of big writes churn
+    // hundreds of MiB, and a larger process makes every later spawn dearer.
+    if (this.store.length < Math.max(this.size, length)) this.store = Buffer.allocUnsafe(Math.max(this.size, length));
+    const b = this.store;
     const { bytesRead } = await this.fh.read(b, 0, b.length, offset);
     this.buf = b.subarray(0, bytesRead);
     this.start = offset;

@@ -26,6 +26,21 @@ export interface ApplyWrite {
 
 /** Reads of the log are batched up to this many bytes. */
 const chunkBytes = 8 << 20;
+
+/**
+ * Chunk buffers, reused across replays: a fresh 8 MiB buffer per chunk
+ * left hundreds of MiB for the collector on a long log, and the process's
+ * size is what each later spawn (an e2fsck per check) pays to fork.
+ */
+const freeChunks: Buffer[] = [];
+function takeChunk(min: number): Buffer {
+  if (min > chunkBytes) return Buffer.allocUnsafe(min);
+  return freeChunks.pop() ?? Buffer.allocUnsafe(chunkBytes);
+}
+function giveChunk(b: Buffer): void {
+  // At most a few: one per replay running at once is all that is ever reused.
+  if (b.length === chunkBytes && freeChunks.length < 4) freeChunks.push(b);
+}
 const zeroChunk = Buffer.alloc(1 << 20);
 
 function writeAll(fd: number, b: Buffer, position: number): void {
@@ -86,12 +101,17 @@ export async function applyRange(log: WriteLog, fd: number, from: number, to: nu
         j++;
         end = log.entries[j]!.dataOffset + log.entries[j]!.dataBytes;
       }
-      const buf = Buffer.allocUnsafe(end - first.offset);
-      readAll(logFd, buf, first.offset, log.path);
-      for (let k = i; k <= j; k++) {
-        const e = log.entries[k]!;
-        const data = e.dataBytes ? buf.subarray(e.dataOffset - first.offset, e.dataOffset - first.offset + e.dataBytes) : undefined;
-        applyOne(fd, log, e, data);
+      const chunk = takeChunk(end - first.offset);
+      try {
+        const buf = chunk.subarray(0, end - first.offset);
+        readAll(logFd, buf, first.offset, log.path);
+        for (let k = i; k <= j; k++) {
+          const e = log.entries[k]!;
+          const data = e.dataBytes ? buf.subarray(e.dataOffset - first.offset, e.dataOffset - first.offset + e.dataBytes) : undefined;
+          applyOne(fd, log, e, data);
+        }
+      } finally {
+        giveChunk(chunk);
       }
       i = j + 1;
       await yieldToLoop();

@@ -1,8 +1,7 @@
 import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InfraError, errorMessage } from '../../util/errors.ts';
-import { run } from '../../util/exec.ts';
-import { tool } from '../../util/tools.ts';
+import { readUndoFile } from '../../image/undo-file.ts';
 import type { WriteLog } from './format.ts';
 import { ReplayCursor, forkImage } from './replay.ts';
 import type { CrashState, WriteRef } from './states.ts';
@@ -19,8 +18,9 @@ import type { CrashState, WriteRef } from './states.ts';
  * `in-place`: no copy per state. Each job advances its own working image
  * along the log; a state's writes are applied on it with the bytes they
  * replace saved, the check runs on the working image itself, and then
- * everything is put back: what e2fsck changed with e2undo (the check must
- * pass `scope.undoFile()` to every program that writes, as `e2fsck -z`),
+ * everything is put back: what e2fsck changed from its undo file, as
+ * e2undo would (the check must pass `scope.undoFile()` to every program
+ * that writes, as `e2fsck -z`),
  * the state's writes from the saved bytes. A copy costs time in proportion
  * to the image's allocated bytes (tens of MiB for an image full of files);
  * an undo file only what the check wrote. Kernel recovery (a VM writing
@@ -106,7 +106,6 @@ export async function forEachState<T>(
   } else {
     // Each job takes the next state in base order, so its own cursor only moves forward.
     let next = 0;
-    const e2undo = await tool('e2undo');
     await Promise.all(
       Array.from({ length: Math.min(jobs, Math.max(1, order.length)) }, async (_, j) => {
         using cursor = await ReplayCursor.create(log, basePath, join(opts.workDir, `work-${j}.img`));
@@ -127,8 +126,8 @@ export async function forEachState<T>(
           for (const f of [...undoFiles].reverse()) {
             // A program that never opened its undo file wrote nothing.
             if (!(await access(f).then(() => true, () => false))) continue;
-            const r = await run(e2undo, [f, cursor.workPath]);
-            if (r.failed) throw new InfraError(`e2undo ${f} ${cursor.workPath} failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-400)}; the working image cannot be trusted any more`);
+            // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
+            cursor.putBack(readUndoFile(f));
             await rm(f, { force: true });
           }
           // Undone, the working image is the state again: what a kept image should be.

@@ -2,6 +2,7 @@ import { openSync, closeSync, readSync, writeSync, fsyncSync } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { createCaseDisk } from '../../image/disk.ts';
 import { InfraError } from '../../util/errors.ts';
+import { applyUndo, type UndoFile } from '../../image/undo-file.ts';
 import { entryKind, type LogEntry, type WriteLog } from './format.ts';
 
 /**
@@ -231,6 +232,12 @@ export class ReplayCursor implements Disposable {
   restore(saved: readonly SavedBytes[]): void {
     if (this.fd === undefined) throw new InfraError('replay cursor is closed');
     for (const s of [...saved].reverse()) writeAll(this.fd, s.bytes, s.offset);
+  }
+
+  /** Put back what a program that wrote the working image saved in its undo file (`e2fsck -z`). */
+  putBack(undo: UndoFile): void {
+    if (this.fd === undefined) throw new InfraError('replay cursor is closed');
+    applyUndo(undo, this.fd);
   }
 
   /** Write the working image's page cache out (only needed before handing the file to another host). */

@@ -1,15 +1,33 @@
 import { writeFile } from 'node:fs/promises';
-import type { Finding } from '../findings/finding.ts';
+import type { Finding, RecoveryModeName } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
 import type { Recipe } from '../image/recipe.ts';
 import { runE2fsck, type E2fsckRun } from '../image/e2fsck.ts';
 import { coveredBy, type DurabilityExpectations, type MigrateTarget } from '../crash/expectations.ts';
-import type { RecoveredImage } from '../recovery/recovery.ts';
 import { classifyProblems } from './classify.ts';
 import { checkContent } from './content.ts';
 import type { FileOrigin } from './file-history.ts';
 import { problemInfo } from './problem-codes.ts';
 import { scanConsole } from './console.ts';
+
+/**
+ * The image the oracles judge and what its recovery left as evidence: an
+ * image file and logs, not the recovery itself (the oracles know no
+ * recovery mode's code). A recovery's RecoveredImage is one of these.
+ */
+export interface ImageUnderCheck {
+  /** Which recovery produced the image: every finding is tagged with it. */
+  mode: RecoveryModeName;
+  /** The image the oracles run on, in place (its e2fsck -fy repair writes to it). */
+  image: string;
+  /** e2fsck runs made before the oracles (the user-space journal replay). */
+  runs: readonly E2fsckRun[];
+  /** The console of a recovery boot, scanned for kernel findings. */
+  console?: string;
+  /** What mount and umount said in a recovery boot: a refused mount is corruption. */
+  mount?: { exitCode: number; output: string };
+  umount?: { exitCode: number; output: string };
+}
 
 export interface OracleContext {
   manifest?: Manifest;
@@ -38,7 +56,7 @@ export interface OracleOutcome {
  * to repair, and a second `-fn` that must be clean: a repair that does not
  * converge is itself corruption. Works on `recovered.image` in place.
  */
-export async function runOracles(recovered: RecoveredImage, ctx: OracleContext): Promise<OracleOutcome> {
+export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext): Promise<OracleOutcome> {
   const mode = recovered.mode;
   const findings: Finding[] = [];
   const runs = [...recovered.runs];

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { checkImage, findingsSummary } from '../checks/check-image.ts';
+import { checkImage, findingsSummary } from '../run/check-image.ts';
 import { isAllowed, defaultAllowance } from '../findings/finding.ts';
 import { ExitCode } from '../util/errors.ts';
 

@@ -5,7 +5,9 @@ import type { E2fsckRun } from '../image/e2fsck.ts';
  * A crash image after one recovery mode: what the oracles check. Recoveries
  * only recover and report what happened on the way (the journal replay's
  * e2fsck run, the kernel's console and what mount said); turning that into
- * findings is the oracles' job (harness/checks/oracle.ts).
+ * findings is the oracles' job (harness/checks/oracle.ts), which take it as
+ * their own ImageUnderCheck: this type has every field of that one, and
+ * neither module imports the other.
  */
 export interface RecoveredImage {
   mode: RecoveryModeName;

@@ -6,7 +6,8 @@ import { projectRoot } from '../../harness/util/paths.ts';
 // The pipeline's stages, lowest first. A module may import its own stage
 // and any stage below it, never one above: the VM layer knows nothing of
 // scenarios, reports know nothing of the runner, recoveries nothing of the
-// oracles. Subfolders count as their own stage where listed (vm/qmp is
+// oracles (and forbiddenPairs below keeps some lower stages out of reach
+// too: the oracles know nothing of recoveries). Subfolders count as their own stage where listed (vm/qmp is
 // above vm's channel base and below vm/machine), otherwise as their parent's.
 const stages = [
   'util',
@@ -33,6 +34,33 @@ const stages = [
   'cli',
 ];
 const harness = join(projectRoot, 'harness');
+
+// Stage pairs kept apart although the ranking above would allow the import
+// (the lower stage is not a dependency of the higher one, only ranked below
+// it). A pair names folders under harness/, each with its subfolders. Pairs
+// the ranking already forbids (vm -> scenario, report -> run, crash -> run,
+// image (recipes) -> scenario) are not repeated.
+export const forbiddenPairs: ReadonlyArray<{ from: string; to: string; why: string }> = [
+  { from: 'vm', to: 'kernel', why: 'the machine layer boots a bzImage (vm/machine/boot-kernel.ts), it knows no kernel build' },
+  { from: 'checks', to: 'recovery', why: 'the oracles read an image and its logs (checks/oracle.ts ImageUnderCheck), not the recovery' },
+];
+
+function within(rel: string, folder: string): boolean {
+  return rel.startsWith(`${folder}/`);
+}
+
+/** Every import of `graph` (absolute paths under `root`) that crosses one of `pairs`. */
+export function forbiddenCrossings(graph: ReadonlyMap<string, readonly string[]>, root: string, pairs = forbiddenPairs): string[] {
+  const found: string[] = [];
+  for (const [f, deps] of graph) {
+    const from = relative(root, f);
+    for (const d of deps) {
+      const to = relative(root, d);
+      for (const p of pairs) if (within(from, p.from) && within(to, p.to)) found.push(`${from} -> ${to} (${p.from} -> ${p.to}: ${p.why})`);
+    }
+  }
+  return found;
+}
 
 function stageOf(file: string): { name: string; rank: number } {
   const rel = relative(harness, file).split('/');
@@ -91,6 +119,14 @@ t.test('no import goes from a lower stage to a higher one', async (t) => {
   t.ok(graph.size > 80, `${graph.size} modules checked`);
 });
 
+t.test('no import crosses a forbidden stage pair', async (t) => {
+  t.same(forbiddenCrossings(graph, harness), [], 'forbidden imports');
+  for (const p of forbiddenPairs) {
+    t.ok(files.some((f) => within(relative(harness, f), p.from)), `${p.from} exists`);
+    t.ok(files.some((f) => within(relative(harness, f), p.to)), `${p.to} exists`);
+  }
+});
+
 t.test('the module graph has no cycle', async (t) => {
   const state = new Map<string, 'active' | 'done'>();
   const cycles: string[] = [];
@@ -112,4 +148,21 @@ t.test('the check itself catches an upward import and a cycle', async (t) => {
   t.ok(stageOf(join(harness, 'vm/machine/vm.ts')).rank < stageOf(join(harness, 'scenario/model.ts')).rank, 'vm is below scenario');
   t.ok(stageOf(join(harness, 'report/tap.ts')).rank < stageOf(join(harness, 'run/runner.ts')).rank, 'report is below run');
   t.throws(() => stageOf(join(harness, 'nowhere/x.ts')), /in no stage/);
+});
+
+t.test('the check itself catches a forbidden pair the ranking allows', async (t) => {
+  const h = (p: string) => join(harness, p);
+  const synthetic = new Map([
+    [h('vm/machine/argv.ts'), [h('kernel/kernel.ts'), h('vm/machine/boot-kernel.ts')]],
+    [h('checks/oracle.ts'), [h('recovery/recovery.ts'), h('image/e2fsck.ts')]],
+    [h('guest/initramfs.ts'), [h('kernel/kernel.ts')]],
+    [h('run/case-runner.ts'), [h('recovery/e2fsck.ts'), h('checks/oracle.ts')]],
+  ]);
+  for (const [f, deps] of synthetic) for (const d of deps) t.ok(stageOf(d).rank <= stageOf(f).rank, `the ranking alone allows ${relative(harness, f)} -> ${relative(harness, d)}`);
+  t.same(
+    forbiddenCrossings(synthetic, harness).map((c) => c.split(' (')[0]),
+    ['vm/machine/argv.ts -> kernel/kernel.ts', 'checks/oracle.ts -> recovery/recovery.ts'],
+    'only the two crossings are flagged: guest -> kernel and run -> recovery stay allowed',
+  );
+  t.same(forbiddenCrossings(new Map([[h('vmx/a.ts'), [h('kernelx/b.ts')]]]), harness), [], 'a folder whose name only starts like a pair is not in it');
 });

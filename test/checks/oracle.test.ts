@@ -3,7 +3,7 @@ import { copyFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
-import { checkImage } from '../../harness/checks/check-image.ts';
+import { checkImage } from '../../harness/run/check-image.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { statPaths } from '../../harness/image/debugfs.ts';
 import { join, dirname } from 'node:path';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
-import { checkImage } from '../../harness/checks/check-image.ts';
+import { checkImage } from '../../harness/run/check-image.ts';
 import { RunStore } from '../../harness/results/store.ts';
 import { isAllowed, defaultAllowance } from '../../harness/findings/finding.ts';
 import type { CaseResult } from '../../harness/results/case.ts';

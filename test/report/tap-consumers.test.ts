@@ -4,7 +4,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
-import { checkImage } from '../../harness/checks/check-image.ts';
+import { checkImage } from '../../harness/run/check-image.ts';
 import { isAllowed } from '../../harness/findings/finding.ts';
 import { RunStore, caseRelDir } from '../../harness/results/store.ts';
 import type { CaseResult } from '../../harness/results/case.ts';

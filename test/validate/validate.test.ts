@@ -1,7 +1,6 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { validateKernels } from '../../harness/validate/validate.ts';
-import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
@@ -26,7 +25,7 @@ const scenario = await writeStepsScenario(join(tmp.path, 'judge.yaml'));
 // only on its first two kills (the patched run and the first confirmation:
 // flaky); on the baseline, after-drop-caches is damaged (a bug the patch fixed).
 const patchedMountKills = { n: 0 };
-function damageFor(kernel: KernelInfo, m: FakeMachine): boolean {
+function damageFor(kernel: MachineSpec['kernel'], m: FakeMachine): boolean {
   const last = m.commands.at(-1);
   if (kernel.id === 'baseline') return last === 'drop-caches';
   if (last === 'sync') return true;

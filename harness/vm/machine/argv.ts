@@ -1,4 +1,4 @@
-import type { KernelInfo } from '../../kernel/kernel.ts';
+import type { BootKernel } from './boot-kernel.ts';
 import type { Accel } from './accel.ts';
 import { restoreEventArgs } from './snapshot.ts';
 
@@ -34,7 +34,7 @@ export interface VmDisk {
 }
 
 export interface QemuArgvOptions {
-  kernel: KernelInfo;
+  kernel: BootKernel;
   initrd: string;
   disk: VmDisk;
   paths: VmPaths;

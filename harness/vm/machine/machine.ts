@@ -1,4 +1,4 @@
-import type { KernelInfo } from '../../kernel/kernel.ts';
+import type { BootKernel } from './boot-kernel.ts';
 import type { AgentPort } from '../agent/client.ts';
 import type { QmpEvent } from '../qmp/protocol.ts';
 import type { Accel } from './accel.ts';
@@ -16,7 +16,7 @@ export type MachineRole = 'workload' | 'recovery' | 'symbols' | 'snapshot' | 'be
 
 export interface MachineSpec {
   role: MachineRole;
-  kernel: KernelInfo;
+  kernel: BootKernel;
   initrd: string;
   disk: DiskSpec;
   /** Expose the gdbstub (kernel crash points). */

@@ -1,5 +1,5 @@
 import { join, relative } from 'node:path';
-import type { KernelInfo } from '../../kernel/kernel.ts';
+import type { BootKernel } from './boot-kernel.ts';
 import type { BaseImage } from '../../image/build.ts';
 import { createCaseDisk } from '../../image/disk.ts';
 import { cacheDir, cacheRoot } from '../../util/paths.ts';
@@ -35,7 +35,7 @@ const savedStates = new Map<string, SavedState>();
  * truncated or changed state is saved anew, never restored (QEMU loads a
  * flipped bit in guest memory without a word).
  */
-export async function agentReadySnapshot(machines: MachineLauncher, kernel: KernelInfo, initrd: string, base: BaseImage, accel: Accel, qemuVersion: string): Promise<string> {
+export async function agentReadySnapshot(machines: MachineLauncher, kernel: BootKernel, initrd: string, base: BaseImage, accel: Accel, qemuVersion: string): Promise<string> {
   // The command line is part of the saved guest (the kernel parsed it at boot).
   // A user's image gets its own state, keyed by its content (recipeHash), on the disk format its cases use.
   const diskFormat = base.caseDisk ?? 'raw';

@@ -5,7 +5,7 @@ import { ConfigError, InfraError } from '../util/errors.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { noExpectations } from '../crash/expectations.ts';
 import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
-import { runOracles, type OracleOutcome } from './oracle.ts';
+import { runOracles, type OracleOutcome } from '../checks/oracle.ts';
 
 /**
  * `qcrash check IMAGE`: the oracles on an image a user brings. Works on a

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { copyFileSync, openSync, closeSync, writeSync, readFileSync, truncateSync, statSync } from 'node:fs';
 import { runOk, run } from '../../harness/util/exec.ts';
 import { tool } from '../../harness/util/tools.ts';
@@ -19,7 +19,7 @@ async function damagedImage(path: string, blockSize: number): Promise<void> {
   await runOk(await tool('debugfs'), ['-w', '-R', 'ssv free_inodes_count 3', path]);
 }
 
-async function undoneEqualsOriginal(t: Tap.Test, name: string, write: (image: string, undo: string) => Promise<void>) {
+async function undoneEqualsOriginal(t: Test, name: string, write: (image: string, undo: string) => Promise<void>) {
   const original = tmp.join(`${name}-original.img`);
   await damagedImage(original, 1024);
   const ours = tmp.join(`${name}-ours.img`);

@@ -421,7 +421,7 @@ export function formatBench(r: Record<string, unknown>): string {
         `write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, jobs ${l.jobs}${l.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
         `  fstests loop (copy + replay 0..k per state): ${l.fstestsLoop.statesPerMinute} states/min (${l.fstestsLoop.msPerState} ms/state)`,
         `  incremental, fork by copy                  : ${l.forkByCopy.statesPerMinute} states/min (${l.forkByCopy.msPerState} ms/state)  ${l.ratioForkByCopy.toFixed(2)}x`,
-        `  incremental, in place (e2undo)             : ${l.inPlace.statesPerMinute} states/min (${l.inPlace.msPerState} ms/state)  ${l.ratioInPlace.toFixed(2)}x`,
+        `  incremental, in place (undo file)          : ${l.inPlace.statesPerMinute} states/min (${l.inPlace.msPerState} ms/state)  ${l.ratioInPlace.toFixed(2)}x`,
       );
     }
     out.push(

@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { execaNode, type ResultPromise } from 'execa';
 import { createRequire } from 'node:module';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,7 +15,8 @@ import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { forEachState, type CheckScope, type ForkMode } from '../crash/writelog/materialize.ts';
 import { replayPrefix, ReplayCursor } from '../crash/writelog/replay.ts';
 import type { CrashState } from '../crash/writelog/states.ts';
-import { ConfigError, InfraError } from '../util/errors.ts';
+import { ConfigError, InfraError, errorMessage } from '../util/errors.ts';
+import { onCleanup } from '../util/cleanup.ts';
 import { sha256File } from '../util/hash.ts';
 import { projectRoot } from '../util/paths.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -28,12 +29,12 @@ import { TempDir } from '../util/tempdir.ts';
  * (a) the fstests loop as common/dmlogwrites and generic/482 run it: for
  *     each boundary k, a fresh copy of the base, entries 0..k replayed onto
  *     it (replay-log --limit k+1), then the checks. Each job replays in its
- *     own worker thread, as each replay-log is its own process.
+ *     own process, as each replay-log is.
  * (b) qcrash's incremental path: one working image advanced along the log,
  *     a sparse copy of it forked at each boundary, the checks on the fork
  *     (materialize.ts forEachState, fork 'copy').
  * (c) the same without copies: a working image per job, each state checked
- *     in place and put back with e2undo (fork 'in-place').
+ *     in place and put back from e2fsck's undo file (fork 'in-place').
  *
  * All replay with the same code (replay.ts); (a) and (b) copy with the same
  * `cp`. (a) replays O(k) entries per state, (b) and (c) each entry once (c:
@@ -76,7 +77,7 @@ export interface WritelogBenchResult {
   fstestsLoop: PathFigures;
   /** Fork by copy (b). */
   incremental: PathFigures;
-  /** Check in place, undone with e2undo (c). */
+  /** Check in place, undone from the undo file (c). */
   inPlace: PathFigures;
   /** (b) states/min over (a) states/min. */
   ratio: number;
@@ -103,89 +104,94 @@ function figures(states: number, ms: number): PathFigures {
   return { states, ms: Math.round(ms), statesPerMinute: Math.round((states / ms) * 60_000 * 10) / 10, msPerState: Math.round((ms / Math.max(1, states)) * 10) / 10 };
 }
 
-/** A pool of replay workers (writelog-replay-worker.ts), each with the log opened once. */
+/**
+ * A pool of replay processes (writelog-replay-worker.ts), each with the
+ * log opened once: fstests' replay-log is a process per replay, and out of
+ * this process its buffers do not make this process's spawns dearer.
+ */
 class ReplayPool implements AsyncDisposable {
   private next = 1;
-  private readonly waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
-  private readonly idle: Worker[] = [];
-  private readonly queue: Array<(w: Worker) => void> = [];
+  private readonly idle: Slot[] = [];
+  private readonly queue: Array<(w: Slot) => void> = [];
+  private readonly dropCleanup: () => void;
 
-  /** Which request each worker is on: a worker that dies fails it instead of leaving it pending. */
-  private readonly current = new Map<Worker, number>();
-
-  private constructor(private readonly workers: Worker[]) {
-    for (const w of workers) {
-      w.on('message', (m: { id?: number; error?: string }) => {
-        if (m.id === undefined) return;
-        this.settle(m.id, m.error ? new InfraError(`replay worker: ${m.error}`) : undefined);
-      });
-      const died = (why: string) => {
-        const id = this.current.get(w);
-        if (id !== undefined) this.settle(id, new InfraError(`replay worker ${why}`));
-      };
-      w.on('error', (e) => died(`failed: ${e.message}`));
-      w.on('exit', (code) => died(`exited (${code})`));
-    }
-    this.idle.push(...workers);
-  }
-
-  private settle(id: number, error?: Error): void {
-    const p = this.waiting.get(id);
-    this.waiting.delete(id);
-    if (error) p?.reject(error);
-    else p?.resolve();
+  private constructor(private readonly procs: Replayer[]) {
+    this.idle.push(...procs.map((proc) => ({ proc })));
+    // Ctrl-C or a fatal error while the bench runs: the replayers go too.
+    this.dropCleanup = onCleanup(() => this.stop());
   }
 
   static async create(n: number, logPath: string, basePath: string): Promise<ReplayPool> {
-    // Workers get no module hooks from the parent: register tsx in each before loading the TypeScript entry.
-    const tsxApi = pathToFileURL(createRequire(`${projectRoot}/package.json`).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-    const entry = pathToFileURL(`${projectRoot}/harness/bench/writelog-replay-worker.ts`).href;
-    const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-    const workers = await Promise.all(
-      Array.from({ length: n }, () => new Promise<Worker>((resolve, reject) => {
-        const w = new Worker(code, { eval: true, workerData: { logPath, basePath } });
-        w.once('error', reject);
-        w.on('message', function ready(m: { ready?: boolean }) {
-          if (m.ready) {
-            w.off('message', ready);
-            resolve(w);
-          }
+    // The child loads TypeScript through tsx, as bin/qcrash.js does (by URL: the bench may run from any folder).
+    const tsx = pathToFileURL(createRequire(`${projectRoot}/package.json`).resolve('tsx/esm')).href;
+    const entry = `${projectRoot}/harness/bench/writelog-replay-worker.ts`;
+    const procs: Replayer[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const p = execaNode(entry, [logPath, basePath], { nodeOptions: ['--import', tsx], ipc: true, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', reject: false });
+        procs.push(p);
+        const ready = await p.getOneMessage().catch(async (e: unknown) => {
+          const r = await p;
+          throw new InfraError(`replay process did not start (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim().slice(-600)}`);
         });
-      })),
-    );
-    return new ReplayPool(workers);
+        if (!(ready as { ready?: boolean }).ready) throw new InfraError(`replay process said ${JSON.stringify(ready)} instead of ready`);
+      }
+    } catch (e) {
+      for (const p of procs) p.kill('SIGKILL');
+      await Promise.allSettled(procs);
+      throw e;
+    }
+    return new ReplayPool(procs);
   }
 
-  private async acquire(): Promise<Worker> {
+  // Slots, not the subprocesses: an execa subprocess is a promise, and awaiting one would wait for its exit.
+  private async acquire(): Promise<Slot> {
     const w = this.idle.pop();
     if (w) return w;
     return new Promise((r) => this.queue.push(r));
   }
 
-  private release(w: Worker): void {
+  private release(w: Slot): void {
     const q = this.queue.shift();
     if (q) q(w);
     else this.idle.push(w);
   }
 
+  /** Copy the base to `dest` and replay entries [0, count) onto it, in a replay process. */
   async replay(dest: string, count: number): Promise<void> {
-    const w = await this.acquire();
+    const slot = await this.acquire();
+    const w = slot.proc;
     try {
       const id = this.next++;
-      this.current.set(w, id);
-      await new Promise<void>((resolve, reject) => {
-        this.waiting.set(id, { resolve, reject });
-        w.postMessage({ id, dest, count });
-      });
+      await w.sendMessage({ id, dest, count });
+      const m = (await w.getOneMessage().catch(async (e: unknown) => {
+        const r = await w;
+        throw new InfraError(`replay process died replaying ${count} entries onto ${dest} (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim().slice(-600)}`);
+      })) as { id?: number; error?: string };
+      if (m.id !== id) throw new InfraError(`replay process answered ${JSON.stringify(m)} to request ${id}`);
+      if (m.error) throw new InfraError(`replay process: ${m.error}`);
     } finally {
-      this.current.delete(w);
-      this.release(w);
+      this.release(slot);
     }
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
+  private async stop(): Promise<void> {
+    // Disconnecting ends the child's message loop; one that does not end is killed.
+    for (const p of this.procs) if (p.connected) p.disconnect();
+    const killer = setTimeout(() => this.procs.forEach((p) => p.kill('SIGKILL')), 5000);
+    await Promise.allSettled(this.procs);
+    clearTimeout(killer);
   }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dropCleanup();
+    await this.stop();
+  }
+}
+
+type Replayer = ResultPromise<{ ipc: true; stdin: 'ignore'; stdout: 'ignore'; stderr: 'pipe'; reject: false }>;
+interface Slot {
+  proc: Replayer;
 }
 
 export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBenchResult> {
@@ -298,7 +304,7 @@ export function writelogBenchLines(r: WritelogBenchResult): string[] {
   const what = `${r.states} prefix states, ${r.log.entries} entries, ${r.jobs} jobs`;
   return [
     `write-log (fork by copy) vs fstests loop: ${r.ratio.toFixed(2)}x (${what}; ${r.incremental.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
-    `write-log (in place, e2undo) vs fstests loop: ${r.ratioInPlace.toFixed(2)}x (${what}; ${r.inPlace.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
+    `write-log (in place, undo file) vs fstests loop: ${r.ratioInPlace.toFixed(2)}x (${what}; ${r.inPlace.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
   ];
 }
 

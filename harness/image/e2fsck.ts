@@ -90,7 +90,7 @@ async function runWith(tmp: TempDir, n: number, image: string, mode: E2fsckMode,
   // broken_system_clock: the guest's clock is not the host's, and a
   // superblock "written in the future" says nothing about the migration.
   await writeFile(conf, `[options]\n\tproblem_log_filename = ${log}\n\tbroken_system_clock = true\n`);
-  // -z: record what e2fsck overwrites, so that e2undo can put the image back (writelog's in-place checks).
+  // -z: record what e2fsck overwrites, so that the image can be put back (undo-file.ts; writelog's in-place checks).
   const argv = [...modeArgs[mode], ...(opts.undoFile ? ['-z', opts.undoFile] : []), image];
   let r;
   try {

@@ -12,7 +12,7 @@ export async function recoverWithE2fsck(crashImage: string, workCopy: string): P
 
 /**
  * The same recovery on the image itself, recording what it overwrites in
- * `undoFile` (e2fsck -z) so the caller can put the image back with e2undo:
+ * `undoFile` (e2fsck -z) so the caller can put the image back (image/undo-file.ts):
  * a write-log working image checked in place, with no copy per state.
  */
 export async function recoverWithE2fsckInPlace(image: string, undoFile: string | undefined): Promise<RecoveredImage> {

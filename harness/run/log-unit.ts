@@ -220,7 +220,7 @@ export async function runLogUnit(
         void p.finally(() => running.delete(p));
       }
     } catch (e) {
-      // The replay itself failed (a damaged log, e2undo could not restore the working image): the states it did not reach are errors.
+      // The replay itself failed (a damaged log, its undo file could not restore the working image): the states it did not reach are errors.
       await Promise.all(running);
       for (const w of chosen) {
         if (checked.has(w)) continue;

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256 } from '../util/hash.ts';
 import { describeError, errorMessage } from '../util/errors.ts';
@@ -15,6 +15,7 @@ import { minimizeDropped } from '../crash/writelog/minimize.ts';
 import { WriteExplainer } from '../crash/writelog/explain.ts';
 import type { CaseResult } from '../results/case.ts';
 import { caseVerdict } from '../results/verdict.ts';
+import { rawImageName } from '../results/crash-images.ts';
 import { formatSignature, signatureOf } from '../results/signature.ts';
 import { checkCrashState, emptyResult, type CaseEnv } from './case-runner.ts';
 import { e2fsckVerdict, type StateOracleContext } from './state-verdict.ts';
@@ -283,16 +284,29 @@ export async function runLogUnit(
     const toBuild: StateWork[] = [];
     for (const w of reps) {
       if (w.minimizedImage) {
-        await moveImage(w.minimizedImage, join(w.dir, 'crash.img'));
+        await moveImage(w.minimizedImage, join(w.dir, rawImageName));
         w.minimizedImage = undefined;
         await writeJsonAtomic(join(w.dir, 'crash-state.json'), { unit: unit.id, log: join(unitDir, recording.log), note: 'the minimised state: the epoch with only the minimal set of writes lost', epochBase: w.planned.base, lost: (w.result.fired as LogStateFired).minimized?.dropped ?? [] });
       } else toBuild.push(w);
     }
     try {
-      await source.saveImages(toBuild.map((w) => w.planned), (s) => join(work.get(s.name)!.dir, 'crash.img'));
+      await source.saveImages(toBuild.map((w) => w.planned), (s) => join(work.get(s.name)!.dir, rawImageName));
       for (const w of toBuild) await writeJsonAtomic(join(w.dir, 'crash-state.json'), { unit: unit.id, log: join(unitDir, recording.log), note: 'the state as planned', base: w.planned.base, apply: w.planned.apply, dropped: w.planned.dropped.map((d) => d.id) });
     } catch (e) {
       for (const w of toBuild) w.result.error = `crash image not kept: ${errorMessage(e)}`;
+    }
+    // Stored as a kill case's is: only the blocks that differ from the run's
+    // compressed copy of the base (crash.qcow2), `qcrash image export` for the raw image.
+    if (env.crashImages) {
+      for (const w of reps) {
+        const raw = join(w.dir, rawImageName);
+        if (!(await access(raw).then(() => true, () => false))) continue;
+        try {
+          await env.crashImages.keep(raw, base, w.dir);
+        } catch (e) {
+          w.result.error = w.result.error ? `${w.result.error}; ${errorMessage(e)}` : errorMessage(e);
+        }
+      }
     }
     for (const w of failing) {
       if (reps.has(w)) continue;

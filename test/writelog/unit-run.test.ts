@@ -1,5 +1,5 @@
 import t from 'tap';
-import { access, cp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, cp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
@@ -12,6 +12,8 @@ import { prepareLogUnit, runLogUnit } from '../../harness/run/log-unit.ts';
 import { parseScenario } from '../../harness/scenario/parse.ts';
 import { expandLogUnits } from '../../harness/scenario/expand.ts';
 import { caseRelDir } from '../../harness/results/store.ts';
+import { CrashImageStore, exportCrashImage, keptImageName } from '../../harness/results/crash-images.ts';
+import { sha256File } from '../../harness/util/hash.ts';
 import { textReport } from '../../harness/report/text.ts';
 import { formatSignature, signatureOf } from '../../harness/results/signature.ts';
 import type { CaseResult } from '../../harness/results/case.ts';
@@ -110,7 +112,7 @@ t.test('a planted ordering bug: failing power-loss states, minimised, explained,
   // The same scenario name: what the steps wrote (and the unit's seed) derive from it.
   const s = await parseScenario(join(tmp.path, 'planted.yaml'), `name: unitrun\n${steps}recovery: [e2fsck]\ncrash-states: { from: log, prefixes: none, power-loss: { per-epoch: 16, seed: 1 }, budget: 200, minimize: 2 }\n`);
   const [unit] = expandLogUnits([s], 5);
-  const env = { machines: new MachinePool({ slots: 2 }), kernel, initrd, images: new Map([['small-4k', base]]), keep: 'failed' as const, jobs: 2 };
+  const env = { machines: new MachinePool({ slots: 2 }), kernel, initrd, images: new Map([['small-4k', base]]), keep: 'failed' as const, jobs: 2, crashImages: new CrashImageStore(plantedDir) };
   const prepared = await prepareLogUnit(unit!, env, plantedUnit, { reuse: true });
   t.equal(prepared.recorded, false, 'the recording in the folder is reused, not made again');
   const results: CaseResult[] = [];
@@ -138,11 +140,20 @@ t.test('a planted ordering bug: failing power-loss states, minimised, explained,
   // Crash images: one per failing signature, nothing for the others but a pointer.
   const signatures = new Set(failing.flatMap((r) => r.failing.map((f) => formatSignature(signatureOf(r, f)))));
   const kept: CaseResult[] = [];
-  for (const r of failing) if (await access(resolve(plantedDir, r.dir, 'crash.img')).then(() => true, () => false)) kept.push(r);
+  const exists = (p: string) => access(p).then(() => true, () => false);
+  for (const r of failing) if (await exists(resolve(plantedDir, r.dir, keptImageName))) kept.push(r);
   t.ok(kept.length >= 1 && kept.length <= signatures.size, `${kept.length} crash image(s) for ${signatures.size} failing signature(s), ${failing.length} failing states`);
   t.ok(kept.some((r) => (r.fired as LogStateFired).minimized), 'a minimised state is the one kept');
   for (const r of failing.filter((x) => !kept.includes(x))) t.ok((r.fired as LogStateFired).keptImageIn, `${r.id} points at the case that keeps its signature's image`);
-  for (const r of results.filter((x) => x.status === 'pass')) t.notOk(await access(resolve(plantedDir, r.dir, 'crash.img')).then(() => true, () => false), `${r.id}: no image for a passing state`);
+  for (const r of results.filter((x) => x.status === 'pass')) t.notOk(await exists(resolve(plantedDir, r.dir, keptImageName)), `${r.id}: no image for a passing state`);
+  // Kept as a kill case's image is: the changed blocks over the run's compressed base, exported back to a raw state image.
+  for (const r of kept) {
+    const dir = resolve(plantedDir, r.dir);
+    t.notOk(await exists(join(dir, 'crash.img')), `${r.id}: no raw image left beside crash.qcow2`);
+    const raw = await exportCrashImage(dir, tmp.join(`export-${kept.indexOf(r)}.img`));
+    t.equal((await stat(raw)).size, (await stat(base.path)).size, 'the exported image is the disk\'s size');
+    t.not(await sha256File(raw), await sha256File(base.path), 'and a crash state, not the base');
+  }
   await access(join(plantedUnit, 'workload.log'));
 });
 

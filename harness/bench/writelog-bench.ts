@@ -365,7 +365,12 @@ export interface WritelogSuiteResult {
  */
 export async function benchWritelogSuite(o: { machines: MachineLauncher; kernel: KernelInfo; initrd: string; jobs: number; shapes?: BenchLogShape[]; onProgress?: (line: string) => void }): Promise<WritelogSuiteResult> {
   const shapes = o.shapes ?? defaultBenchShapes;
-  const base = await buildImage(await loadRecipe(benchLogRecipe));
+  const recipe = await loadRecipe(benchLogRecipe);
+  // Each round migrates its own /m/f<i>: say so before minutes of recording, not at the first missing file.
+  const files = recipe.entries.reduce((n, e) => n + (e.kind === 'small-files' && e.path === '/m' ? e.count : 0), 0);
+  const tooLong = shapes.find((s) => s.rounds > files);
+  if (tooLong) throw new ConfigError(`bench log of ${tooLong.rounds} rounds: ${benchLogRecipe} has ${files} files under /m to migrate, one per round; raise its count`);
+  const base = await buildImage(recipe);
   await using tmp = await TempDir.create('writelog-bench-logs');
   const logs: WritelogSuiteResult['logs'] = [];
   for (const [i, shape] of shapes.entries()) {
@@ -381,15 +386,17 @@ export async function benchWritelogSuite(o: { machines: MachineLauncher; kernel:
 }
 
 /**
- * About 100 and about 1000 flush epochs (measured: 119 and 907 flush
- * entries). A state's checks (two e2fsck processes and a copy or an undo)
- * cost 0.3-0.6 s of a core on a loaded 2-core machine, and a replay runs at
+ * About 100 and about 1000 flush epochs. A round logs three to four flushes
+ * and the count varies from one recording to the next (25 rounds gave
+ * 113-119 flushes, 250 rounds 828-907), so the long log has 300 rounds.
+ * A state's checks (two e2fsck processes and a copy or an undo) cost
+ * 0.3-0.6 s of a core on a loaded 2-core machine, and a replay runs at
  * about 0.6 GB/s there: the rewrite sizes make the logs about 400 MiB and
- * 1.5 GiB, so that the fstests loop's replay of entries 0..k (half the log
+ * 1.8 GiB, so that the fstests loop's replay of entries 0..k (half the log
  * on average) is as large a share of its cost per state as it is on a
  * long-running real workload, where it grows with the log.
  */
 export const defaultBenchShapes: BenchLogShape[] = [
   { rounds: 25, dataBytes: 16 << 20 },
-  { rounds: 250, dataBytes: 6 << 20 },
+  { rounds: 300, dataBytes: 6 << 20 },
 ];

@@ -1,9 +1,10 @@
 import t, { type Test } from 'tap';
-import { copyFileSync, openSync, closeSync, writeSync, readFileSync, truncateSync, statSync } from 'node:fs';
+import { copyFileSync, openSync, closeSync, readFileSync, truncateSync, statSync } from 'node:fs';
 import { runOk, run } from '../../harness/util/exec.ts';
 import { tool } from '../../harness/util/tools.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { sha256File } from '../../harness/util/hash.ts';
+import { damagedCopy } from '../helpers/damaged-copy.ts';
 import { readUndoFile, applyUndo, crc32cLe, UndoFileError } from '../../harness/image/undo-file.ts';
 
 // The in-process undo (what the write-log's in-place checks use instead of
@@ -75,14 +76,7 @@ t.test('a damaged undo file is refused whole, and says where', async (t) => {
   copyFileSync(original, image);
   await run(await tool('e2fsck'), ['-fy', '-z', undo, image]);
   const good = readUndoFile(undo);
-  const damaged = (name: string, at: number, bytes: Buffer) => {
-    const p = tmp.join(name);
-    copyFileSync(undo, p);
-    const fd = openSync(p, 'r+');
-    writeSync(fd, bytes, 0, bytes.length, at);
-    closeSync(fd);
-    return p;
-  };
+  const damaged = (name: string, at: number, bytes: Buffer) => damagedCopy(undo, tmp.join(name), at, bytes);
   t.throws(() => readUndoFile(damaged('magic.undo', 0, Buffer.from('E2UNDO99'))), /magic "E2UNDO99", expected "E2UNDO02"/);
   t.throws(() => readUndoFile(damaged('hdr.undo', 8, Buffer.from([0x7f]))), /header checksum/);
   // The last byte of the file lies in the last saved extent's data.

@@ -1,8 +1,9 @@
 import t from 'tap';
-import { copyFileSync, openSync, closeSync, writeSync, truncateSync, appendFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, truncateSync, appendFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { WriteLog, WriteLogFormatError, entryKind, isFlush, writeWriteLog, LogFlag } from '../../harness/crash/writelog/format.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
+import { damagedCopy } from '../helpers/damaged-copy.ts';
 import { fixtureAcks, fixtureLog } from './fixture.ts';
 
 // The reader on a log recorded by a real run (QEMU 7.2 blklogwrites), and
@@ -13,12 +14,7 @@ const real = fixtureLog(tmp.join('real.log'));
 
 /** A copy of the fixture with `edit` applied to its bytes at `offset`. */
 function damaged(name: string, offset: number, bytes: Buffer): string {
-  const p = tmp.join(name);
-  copyFileSync(real, p);
-  const fd = openSync(p, 'r+');
-  writeSync(fd, bytes, 0, bytes.length, offset);
-  closeSync(fd);
-  return p;
+  return damagedCopy(real, tmp.join(name), offset, bytes);
 }
 
 function u64(v: number): Buffer {

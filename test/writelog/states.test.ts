@@ -1,5 +1,6 @@
 import t from 'tap';
-import { openSync, closeSync, writeSync, ftruncateSync } from 'node:fs';
+import { openSync, closeSync, writeSync, ftruncateSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { WriteLog, isFlush, writeWriteLog } from '../../harness/crash/writelog/format.ts';
 import { digestLog } from '../../harness/crash/writelog/digest.ts';
@@ -136,4 +137,30 @@ t.test('names do not depend on log positions: a write added in front changes ind
   t.same(later(b).map((s) => s.name), later(full).map((s) => s.name), 'every power-loss state after the first epoch keeps its name');
   t.same(later(b).map((s) => s.dropped.map((d) => d.id)), later(full).map((s) => s.dropped.map((d) => d.id)), 'and its dropped ids');
   t.same(later(b).map((s) => s.dropped.map((d) => d.index)), later(full).map((s) => s.dropped.map((d) => d.index + 1)), 'while the indices moved by one');
+});
+
+t.test('in place: a check whose writes cannot be undone costs a rebuilt working image, not the later states', async (t) => {
+  const plan = generateStates(digest, acks, { perEpoch: 4 });
+  const picked = plan.states.slice(0, 12);
+  const spoiled = picked[4]!;
+  const byCopy = new Map<CrashState, string>();
+  await forEachState(log, base, picked, { workDir: tmp.path, jobs: 1, fork: 'copy' }, async (s, image) => void byCopy.set(s, await sha256File(image)));
+  const inPlace = new Map<CrashState, string>();
+  const outcomes = await forEachState(log, base, picked, { workDir: tmp.path, jobs: 1, fork: 'in-place', keep: (s) => s === spoiled }, async (s, image, scope) => {
+    inPlace.set(s, await sha256File(image));
+    if (s === spoiled) {
+      // A program that wrote the image and left an undo file that is not one (an e2fsck killed mid-run).
+      const fd = openSync(image, 'r+');
+      writeSync(fd, randomBytes(4096), 0, 4096, 8192);
+      closeSync(fd);
+      writeFileSync(scope.undoFile()!, 'not an undo file');
+    }
+  });
+  t.same(picked.map((s) => inPlace.get(s)), picked.map((s) => byCopy.get(s)), 'every state, before and after the spoiled one, is checked on the image a copy gives');
+  const o = outcomes[picked.indexOf(spoiled)]!;
+  t.match(o.rebuilt, /could not be undone \(undo file .*\); the working image was rebuilt from the base/);
+  t.same(outcomes.filter((x) => x.rebuilt).map((x) => x.state.name), [spoiled.name], 'only that state says so');
+  t.same(outcomes.filter((x) => x.error), [], 'and no state errored: its check read the image before the undo');
+  t.equal(await sha256File(o.image!), byCopy.get(spoiled), 'its kept image is the state, not what the check wrote');
+  t.same((await readdir(tmp.path)).filter((f) => f.startsWith('undo-')), [], 'no undo file left');
 });

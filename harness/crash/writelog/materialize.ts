@@ -57,6 +57,8 @@ export interface StateOutcome<T> {
   image?: string;
   /** Milliseconds from fork start to check end. */
   ms: number;
+  /** In place: why the working image had to be rebuilt from the base after this state's check (its verdict stands). */
+  rebuilt?: string;
 }
 
 export async function forEachState<T>(
@@ -108,35 +110,57 @@ export async function forEachState<T>(
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(jobs, Math.max(1, order.length)) }, async (_, j) => {
-        using cursor = await ReplayCursor.create(log, basePath, join(opts.workDir, `work-${j}.img`));
-        while (next < order.length) {
-          const state = order[next++]!;
-          const started = performance.now();
-          await cursor.advanceTo(state.base);
-          const saved = cursor.applySaved(applyOf(state));
-          const undoFiles: string[] = [];
-          const scope: CheckScope = {
-            undoFile: () => {
-              const f = join(opts.workDir, `undo-${j}-${undoFiles.length}`);
-              undoFiles.push(f);
-              return f;
-            },
-          };
-          const out = await runCheck(state, cursor.workPath, scope, started);
-          for (const f of [...undoFiles].reverse()) {
-            // A program that never opened its undo file wrote nothing.
-            if (!(await access(f).then(() => true, () => false))) continue;
-            // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
-            cursor.putBack(readUndoFile(f));
-            await rm(f, { force: true });
+        const workPath = join(opts.workDir, `work-${j}.img`);
+        let cursor = await ReplayCursor.create(log, basePath, workPath);
+        try {
+          while (next < order.length) {
+            const state = order[next++]!;
+            const started = performance.now();
+            await cursor.advanceTo(state.base);
+            const saved = cursor.applySaved(applyOf(state));
+            const undoFiles: string[] = [];
+            const scope: CheckScope = {
+              undoFile: () => {
+                const f = join(opts.workDir, `undo-${j}-${undoFiles.length}`);
+                undoFiles.push(f);
+                return f;
+              },
+            };
+            const out = await runCheck(state, cursor.workPath, scope, started);
+            let undone = true;
+            try {
+              for (const f of [...undoFiles].reverse()) {
+                // A program that never opened its undo file wrote nothing.
+                if (!(await access(f).then(() => true, () => false))) continue;
+                // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
+                cursor.putBack(readUndoFile(f));
+              }
+            } catch (e) {
+              // What the check wrote cannot be undone (an e2fsck killed
+              // mid-run leaves an unfinished undo file): rebuild this job's
+              // working image from the base, one replay from entry 0, rather
+              // than check the log's later states on a wrong image or not at all.
+              // The state's own verdict stands: its check read the image before this.
+              undone = false;
+              out.rebuilt = `what its check wrote could not be undone (${errorMessage(e)}); the working image was rebuilt from the base`;
+              cursor.close();
+              cursor = await ReplayCursor.create(log, basePath, workPath);
+              await cursor.advanceTo(state.base);
+            } finally {
+              for (const f of undoFiles) await rm(f, { force: true });
+            }
+            // Undone, the working image is the state again: what a kept image should be.
+            if (opts.keep?.(state, out.result ?? out.error)) {
+              out.image = join(opts.workDir, `state-${n++}.img`);
+              // Rebuilt, it is at the state's base without the state's own writes: those go on the copy.
+              if (undone) await forkImage(cursor.workPath, out.image);
+              else await cursor.fork(out.image, applyOf(state));
+            }
+            if (undone) cursor.restore(saved);
+            outcomes.set(state, out);
           }
-          // Undone, the working image is the state again: what a kept image should be.
-          if (opts.keep?.(state, out.result ?? out.error)) {
-            out.image = join(opts.workDir, `state-${n++}.img`);
-            await forkImage(cursor.workPath, out.image);
-          }
-          cursor.restore(saved);
-          outcomes.set(state, out);
+        } finally {
+          cursor.close();
         }
       }),
     );

@@ -1,5 +1,6 @@
-import { openSync, closeSync, readSync, writeSync, fstatSync } from 'node:fs';
+import { openSync, closeSync, fstatSync } from 'node:fs';
 import { InfraError } from '../util/errors.ts';
+import { readFullySync, writeFullySync } from '../util/fd-io.ts';
 
 /**
  * Putting an image back from an e2fsprogs undo file (`e2fsck -z FILE`), in
@@ -65,12 +66,8 @@ export function crc32cLe(b: Uint8Array, seed = 0xffffffff): number {
 
 function readAt(fd: number, file: string, length: number, position: number, what: string): Buffer {
   const b = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const n = readSync(fd, b, done, length - done, position + done);
-    if (n === 0) throw new UndoFileError(file, `the file ends at byte ${position + done} inside ${what}`, `${length} bytes of ${what} at ${position}`);
-    done += n;
-  }
+  const got = readFullySync(fd, b, position);
+  if (got < length) throw new UndoFileError(file, `the file ends at byte ${position + got} inside ${what}`, `${length} bytes of ${what} at ${position}`);
   return b;
 }
 
@@ -133,13 +130,6 @@ export function readUndoFile(file: string): UndoFile {
  * with the one saved: the caller owns the image and undoes right after the
  * one program that wrote it.
  */
-export function applyUndo(undo: UndoFile, imageFd: number): number {
-  let written = 0;
-  for (const x of undo.extents) {
-    const at = undo.fsOffset + x.fsBlock * undo.fsBlockSize;
-    let done = 0;
-    while (done < x.bytes.length) done += writeSync(imageFd, x.bytes, done, x.bytes.length - done, at + done);
-    written += x.bytes.length;
-  }
-  return written;
+export function applyUndo(undo: UndoFile, imageFd: number): void {
+  for (const x of undo.extents) writeFullySync(imageFd, x.bytes, undo.fsOffset + x.fsBlock * undo.fsBlockSize);
 }

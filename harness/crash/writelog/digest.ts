@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { openSync, closeSync, readSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
+import { readFullySync } from '../../util/fd-io.ts';
 import { entryKind, type LogEntry, type WriteLog } from './format.ts';
 
 /**
@@ -44,15 +45,6 @@ function sectorHash(sector: number, bytes: Buffer): bigint {
   return (d.readBigUInt64BE(0) << 64n) | d.readBigUInt64BE(8);
 }
 
-function readExactly(fd: number, b: Buffer, position: number): void {
-  let done = 0;
-  while (done < b.length) {
-    const n = readSync(fd, b, done, b.length - done, position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  // Past the base image's end reads as zeros (the buffer is zero-filled).
-}
 
 /** Hash every write of the log and the base sectors they cover. One pass over the log's data. */
 export async function digestLog(log: WriteLog, basePath: string): Promise<LogDigest> {
@@ -67,7 +59,7 @@ export async function digestLog(log: WriteLog, basePath: string): Promise<LogDig
       const kind = entryKind(e);
       if (kind !== 'write' && kind !== 'discard') continue;
       const data = Buffer.alloc(kind === 'write' ? e.dataBytes : 0);
-      if (kind === 'write') readExactly(logFd, data, e.dataOffset);
+      if (kind === 'write') readFullySync(logFd, data, e.dataOffset);
       const sectorHashes: bigint[] = [];
       for (let i = 0; i < e.nrSectors; i++) sectorHashes.push(sectorHash(e.sector + i, kind === 'write' ? data.subarray(i * ss, (i + 1) * ss) : zero));
       const id = createHash('sha256');
@@ -83,7 +75,8 @@ export async function digestLog(log: WriteLog, basePath: string): Promise<LogDig
       for (let i = 0; i < e.nrSectors && !missing; i++) missing = !base.has(e.sector + i);
       if (missing) {
         const b = Buffer.alloc(e.nrSectors * ss);
-        readExactly(baseFd, b, e.sector * ss);
+        // Past the base image's end reads as zeros (the buffer is zero-filled).
+        readFullySync(baseFd, b, e.sector * ss);
         for (let i = 0; i < e.nrSectors; i++) if (!base.has(e.sector + i)) base.set(e.sector + i, sectorHash(e.sector + i, b.subarray(i * ss, (i + 1) * ss)));
       }
     }

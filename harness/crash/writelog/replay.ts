@@ -1,7 +1,8 @@
-import { openSync, closeSync, readSync, writeSync, fsyncSync } from 'node:fs';
+import { openSync, closeSync, fsyncSync } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { createCaseDisk } from '../../image/disk.ts';
 import { InfraError } from '../../util/errors.ts';
+import { readFullySync, writeFullySync } from '../../util/fd-io.ts';
 import { applyUndo, type UndoFile } from '../../image/undo-file.ts';
 import { entryKind, type LogEntry, type WriteLog } from './format.ts';
 
@@ -44,23 +45,14 @@ function giveChunk(b: Buffer): void {
 }
 const zeroChunk = Buffer.alloc(1 << 20);
 
-function writeAll(fd: number, b: Buffer, position: number): void {
-  let done = 0;
-  while (done < b.length) done += writeSync(fd, b, done, b.length - done, position + done);
-}
-
 function readAll(fd: number, b: Buffer, position: number, what: string): void {
-  let done = 0;
-  while (done < b.length) {
-    const n = readSync(fd, b, done, b.length - done, position + done);
-    if (n === 0) throw new InfraError(`${what}: unexpected end of file at ${position + done}`);
-    done += n;
-  }
+  const got = readFullySync(fd, b, position);
+  if (got < b.length) throw new InfraError(`${what}: unexpected end of file at ${position + got}`);
 }
 
 function zeroRange(fd: number, position: number, length: number): void {
   for (let off = 0; off < length; off += zeroChunk.length) {
-    writeAll(fd, zeroChunk.subarray(0, Math.min(zeroChunk.length, length - off)), position + off);
+    writeFullySync(fd, zeroChunk.subarray(0, Math.min(zeroChunk.length, length - off)), position + off);
   }
 }
 
@@ -74,7 +66,7 @@ function applyOne(fd: number, log: WriteLog, e: LogEntry, data: Buffer | undefin
   const at = e.sector * log.sectorSize;
   if (kind === 'write') {
     const bytes = keepSectors === undefined ? e.dataBytes : Math.min(e.dataBytes, keepSectors * log.sectorSize);
-    writeAll(fd, data!.subarray(0, bytes), at);
+    writeFullySync(fd, data!.subarray(0, bytes), at);
   } else if (kind === 'discard') {
     zeroRange(fd, at, e.nrSectors * log.sectorSize);
   }
@@ -220,8 +212,9 @@ export class ReplayCursor implements Disposable {
       const kind = entryKind(w.entry);
       if (kind !== 'write' && kind !== 'discard') continue;
       const sectors = Math.min(w.entry.nrSectors, w.keepSectors ?? w.entry.nrSectors);
+      // Zero-filled: past the image's end there is nothing to save.
       const before = Buffer.alloc(sectors * ss);
-      readSync(this.fd, before, 0, before.length, w.entry.sector * ss);
+      readFullySync(this.fd, before, w.entry.sector * ss);
       saved.push({ offset: w.entry.sector * ss, bytes: before });
       applyWrites(this.log, this.fd, [w]);
     }
@@ -231,7 +224,7 @@ export class ReplayCursor implements Disposable {
   /** Put back what applySaved overwrote (latest first, so overlapping writes unwind right). */
   restore(saved: readonly SavedBytes[]): void {
     if (this.fd === undefined) throw new InfraError('replay cursor is closed');
-    for (const s of [...saved].reverse()) writeAll(this.fd, s.bytes, s.offset);
+    for (const s of [...saved].reverse()) writeFullySync(this.fd, s.bytes, s.offset);
   }
 
   /** Put back what a program that wrote the working image saved in its undo file (`e2fsck -z`). */

@@ -130,10 +130,7 @@ class ReplayPool implements AsyncDisposable {
       for (let i = 0; i < n; i++) {
         const p = execaNode(entry, [logPath, basePath], { nodeOptions: ['--import', tsx], ipc: true, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', reject: false });
         procs.push(p);
-        const ready = await p.getOneMessage().catch(async (e: unknown) => {
-          const r = await p;
-          throw new InfraError(`replay process did not start (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim().slice(-600)}`);
-        });
+        const ready = await p.getOneMessage().catch((e: unknown) => replayerDied(p, 'did not start', e));
         if (!(ready as { ready?: boolean }).ready) throw new InfraError(`replay process said ${JSON.stringify(ready)} instead of ready`);
       }
     } catch (e) {
@@ -164,10 +161,7 @@ class ReplayPool implements AsyncDisposable {
     try {
       const id = this.next++;
       await w.sendMessage({ id, dest, count });
-      const m = (await w.getOneMessage().catch(async (e: unknown) => {
-        const r = await w;
-        throw new InfraError(`replay process died replaying ${count} entries onto ${dest} (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim().slice(-600)}`);
-      })) as { id?: number; error?: string };
+      const m = (await w.getOneMessage().catch((e: unknown) => replayerDied(w, `died replaying ${count} entries onto ${dest}`, e))) as { id?: number; error?: string };
       if (m.id !== id) throw new InfraError(`replay process answered ${JSON.stringify(m)} to request ${id}`);
       if (m.error) throw new InfraError(`replay process: ${m.error}`);
     } finally {
@@ -190,6 +184,12 @@ class ReplayPool implements AsyncDisposable {
 }
 
 type Replayer = ResultPromise<{ ipc: true; stdin: 'ignore'; stdout: 'ignore'; stderr: 'pipe'; reject: false }>;
+
+/** A replay process's message never came: wait for it to end, and say how it ended and what it wrote to stderr. */
+async function replayerDied(p: Replayer, what: string, e: unknown): Promise<never> {
+  const r = await p;
+  throw new InfraError(`replay process ${what} (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim().slice(-600)}`);
+}
 interface Slot {
   proc: Replayer;
 }

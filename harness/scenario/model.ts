@@ -116,7 +116,7 @@ export interface CrashStatesSpec {
 /** Bound on each workload step and each wait for a crash point: a wedged guest must not hang a run. */
 export const stepTimeoutMs = 120_000;
 
-/** One scenario file after parsing and validation. */
+/** One scenario file after parsing and resolution (run/resolve-scenario.ts): it runs on `recipe` or `image`. */
 export interface Scenario {
   name: string;
   file: string;

@@ -1,4 +1,4 @@
-import type { Finding, FindingClass, RecoveryModeName } from '../findings/finding.ts';
+import type { Finding, FindingClass, RecoveryMode } from '../findings/finding.ts';
 import type { Problem } from '../image/e2fsck.ts';
 import { iBlocksFromText } from '../image/e2fsck.ts';
 import { codeHex, problemInfo } from './problem-codes.ts';
@@ -8,7 +8,7 @@ export interface ClassifyContext {
   manifestInodes: Map<number, string>;
   /** Inodes the workload asked to migrate (their i_blocks may legitimately be too high). */
   migratedInodes: Set<number>;
-  recovery?: RecoveryModeName;
+  recovery?: RecoveryMode;
 }
 
 /** Problems that are bookkeeping a crash may leave: counts that e2fsck recomputes. */

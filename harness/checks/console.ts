@@ -1,4 +1,4 @@
-import type { Finding, RecoveryModeName } from '../findings/finding.ts';
+import type { Finding, RecoveryMode } from '../findings/finding.ts';
 
 /**
  * Kernel messages that mean the kernel itself saw something wrong. Each
@@ -122,7 +122,7 @@ export function consoleTitle(code: string, line: string, trace: readonly string[
   }
 }
 
-export function scanConsole(log: string, opts: { boot?: string; recovery?: RecoveryModeName } = {}): Finding[] {
+export function scanConsole(log: string, opts: { boot?: string; recovery?: RecoveryMode } = {}): Finding[] {
   const lines = log.replace(/\r/g, '').split('\n');
   const findings: Finding[] = [];
   let i = 0;

@@ -1,4 +1,4 @@
-import type { Finding, RecoveryModeName } from '../findings/finding.ts';
+import type { Finding, RecoveryMode } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
 import type { Recipe } from '../image/recipe.ts';
 import { readEntryState, type EntryState } from '../image/debugfs.ts';
@@ -28,7 +28,7 @@ export async function checkContent(
   image: string,
   manifest: Manifest,
   exp: DurabilityExpectations = noExpectations,
-  recovery?: RecoveryModeName,
+  recovery?: RecoveryMode,
   recipe?: Recipe,
   imageFiles?: ReadonlyMap<string, FileOrigin>,
 ): Promise<Finding[]> {

@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import type { Finding, RecoveryModeName } from '../findings/finding.ts';
+import type { Finding, RecoveryMode } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
 import type { Recipe } from '../image/recipe.ts';
 import { runE2fsck, type E2fsckRun } from '../image/e2fsck.ts';
@@ -17,7 +17,7 @@ import { scanConsole } from './console.ts';
  */
 export interface ImageUnderCheck {
   /** Which recovery produced the image: every finding is tagged with it. */
-  mode: RecoveryModeName;
+  mode: RecoveryMode;
   /** The image the oracles run on, in place (its e2fsck -fy repair writes to it). */
   image: string;
   /** e2fsck runs made before the oracles (the user-space journal replay). */

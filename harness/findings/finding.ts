@@ -10,7 +10,7 @@ export type FindingClass = (typeof findingClasses)[number];
 /** `workload`: what the guest reported for a step (a step that failed, an ioctl return the ABI does not allow). */
 export type FindingSource = 'e2fsck' | 'repair' | 'content' | 'durability' | 'console' | 'workload';
 
-export type RecoveryModeName = 'e2fsck' | 'kernel';
+export type RecoveryMode = 'e2fsck' | 'kernel';
 
 export interface Finding {
   class: FindingClass;
@@ -28,7 +28,7 @@ export interface Finding {
    */
   title?: string;
   /** Recovery mode after which it was seen (absent for no-recovery oracles such as the console of the workload boot). */
-  recovery?: RecoveryModeName;
+  recovery?: RecoveryMode;
   ino?: number;
   block?: number;
   group?: number;

@@ -1,4 +1,4 @@
-import type { RecoveryModeName } from '../findings/finding.ts';
+import type { RecoveryMode } from '../findings/finding.ts';
 import type { E2fsckRun } from '../image/e2fsck.ts';
 
 /**
@@ -10,7 +10,7 @@ import type { E2fsckRun } from '../image/e2fsck.ts';
  * neither module imports the other.
  */
 export interface RecoveredImage {
-  mode: RecoveryModeName;
+  mode: RecoveryMode;
   /** The recovered image: a work copy; the crash image itself is never modified. */
   image: string;
   /** e2fsck runs made by the recovery itself (the user-space journal replay). */

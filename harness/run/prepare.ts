@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { scenariosDir } from '../util/paths.ts';
 import { ConfigError } from '../util/errors.ts';
-import { findScenarioFiles, loadScenario, parseScenario } from '../scenario/parse.ts';
+import { findScenarioFiles } from '../scenario/parse.ts';
+import { loadScenario, parseScenario } from './resolve-scenario.ts';
 import { baseImageKey, type RecoveryMode, type Scenario } from '../scenario/model.ts';
 import { resolveKernel } from '../kernel/resolve.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';

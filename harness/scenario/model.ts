@@ -1,4 +1,7 @@
-import type { Allowance, RecoveryModeName } from '../findings/finding.ts';
+import type { Allowance, RecoveryMode } from '../findings/finding.ts';
+
+/** How a crash image is recovered before the oracles look at it; defined with the findings that name it. */
+export type { RecoveryMode };
 
 /**
  * A Step is one thing the guest agent does on the test filesystem. The host
@@ -110,12 +113,10 @@ export interface CrashStatesSpec {
   end: 'poweroff' | 'kill';
 }
 
-export type RecoveryMode = RecoveryModeName;
-
 /** Bound on each workload step and each wait for a crash point: a wedged guest must not hang a run. */
 export const stepTimeoutMs = 120_000;
 
-/** One scenario file after parsing and validation. */
+/** One scenario file after parsing and resolution (run/resolve-scenario.ts): it runs on `recipe` or `image`. */
 export interface Scenario {
   name: string;
   file: string;

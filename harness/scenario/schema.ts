@@ -1,11 +1,14 @@
 import { z } from 'zod';
 import { findingClasses } from '../findings/finding.ts';
-import { writerModes } from './model.ts';
+import { sha256 } from '../util/hash.ts';
+import { writerModes, type KillPoint, type Step, type StepKind } from './model.ts';
 
 /**
  * The scenario file format. Steps and crash points are written as
  * one-key maps (`- migrate: /shapes/f`) or bare words (`- sync`); this file
- * holds the shapes of their arguments, parse.ts turns them into the model.
+ * holds the shapes of their arguments, each transformed into the model's
+ * step or kill points. parse.ts picks the schema by keyword and maps its
+ * errors to file:line.
  */
 const nonNegInt = z.number().int().nonnegative();
 const posInt = z.number().int().positive();
@@ -25,40 +28,67 @@ const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are w
 /** Every step takes a name and `may_fail: true` (a failure in the guest is then no finding). */
 const common = { name: name.optional(), may_fail: z.boolean().optional() };
 
-export const stepArgs = {
-  mount: z.strictObject({ ...common, options: z.union([mountOption, z.array(mountOption)]).optional() }),
-  umount: z.strictObject({ ...common }),
-  migrate: z.strictObject({
-    ...common,
-    paths: z.union([migratePath, z.array(migratePath).min(1)]),
-    recursive: z.boolean().optional(),
-  }),
-  write: z.strictObject({
-    ...common,
-    path: absPath,
-    size: posInt,
-    offset: nonNegInt.optional(),
-    append: z.boolean().optional(),
-  }),
-  fsync: z.strictObject({ ...common, path: absPath }),
-  sync: z.strictObject({ ...common }),
-  'drop-caches': z.strictObject({ ...common }),
-  'sync-loop': z.strictObject({ ...common, action: z.enum(['start', 'stop']) }),
-  writer: z.strictObject({
-    ...common,
-    mode: z.enum(writerModes),
-    path: absPath,
-    size: posInt.optional(),
-    /** mmap-holes: microseconds between stores. */
-    pace_us: nonNegInt.optional(),
-    action: z.enum(['start', 'stop']),
-  }),
-  sleep: z.strictObject({ ...common, ms: nonNegInt }),
-} as const;
-export type StepArgKind = keyof typeof stepArgs;
+/** Omit over each member of a union, which stays a union. */
+type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+/**
+ * A step as its own arguments give it. Its name (`name:`, else its kind,
+ * numbered from the second on) and a write's content seed depend on the
+ * steps around it: parse.ts adds them.
+ */
+export type StepDraft = OmitEach<Step, 'name' | 'seed'> & { name?: string };
+
+/** `name:` when given; `mayFail` only when true, so that `may_fail: false` is the default, not recorded. */
+function draftCommon(a: { name?: string | undefined; may_fail?: boolean | undefined }): { name?: string; mayFail?: boolean } {
+  return { ...(a.name !== undefined ? { name: a.name } : {}), ...(a.may_fail ? { mayFail: true } : {}) };
+}
+
+const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+/** Each step's arguments, and the step they make. */
+export const stepSchemas = {
+  mount: z
+    .strictObject({ ...common, options: z.union([mountOption, z.array(mountOption)]).optional() })
+    .transform((a) => ({ ...draftCommon(a), kind: 'mount' as const, options: list(a.options).flatMap((o) => o.split(',')).filter(Boolean) })),
+  umount: z.strictObject({ ...common }).transform((a) => ({ ...draftCommon(a), kind: 'umount' as const })),
+  migrate: z
+    .strictObject({
+      ...common,
+      paths: z.union([migratePath, z.array(migratePath).min(1)]),
+      recursive: z.boolean().optional(),
+    })
+    .transform((a) => ({ ...draftCommon(a), kind: 'migrate' as const, paths: list(a.paths), recursive: Boolean(a.recursive) })),
+  write: z
+    .strictObject({
+      ...common,
+      path: absPath,
+      size: posInt,
+      offset: nonNegInt.optional(),
+      append: z.boolean().optional(),
+    })
+    .transform((a) => ({ ...draftCommon(a), kind: 'write' as const, path: a.path, size: a.size, offset: a.offset ?? 0, append: Boolean(a.append) })),
+  fsync: z.strictObject({ ...common, path: absPath }).transform((a) => ({ ...draftCommon(a), kind: 'fsync' as const, path: a.path })),
+  sync: z.strictObject({ ...common }).transform((a) => ({ ...draftCommon(a), kind: 'sync' as const })),
+  'drop-caches': z.strictObject({ ...common }).transform((a) => ({ ...draftCommon(a), kind: 'drop-caches' as const })),
+  'sync-loop': z
+    .strictObject({ ...common, action: z.enum(['start', 'stop']) })
+    .transform((a) => ({ ...draftCommon(a), kind: 'sync-loop' as const, action: a.action })),
+  writer: z
+    .strictObject({
+      ...common,
+      mode: z.enum(writerModes),
+      path: absPath,
+      size: posInt.optional(),
+      /** mmap-holes: microseconds between stores. */
+      pace_us: nonNegInt.optional(),
+      action: z.enum(['start', 'stop']),
+    })
+    .transform((a) => ({ ...draftCommon(a), kind: 'writer' as const, mode: a.mode, path: a.path, size: a.size ?? 1 << 20, paceUs: a.pace_us ?? 500, action: a.action })),
+  sleep: z.strictObject({ ...common, ms: nonNegInt }).transform((a) => ({ ...draftCommon(a), kind: 'sleep' as const, ms: a.ms })),
+} satisfies { [K in StepKind]: z.ZodType<Extract<StepDraft, { kind: K }>> };
 
 /** What a bare scalar after a step keyword means (`- migrate: /f`, `- sleep: 50`). */
-export const stepScalarKey: Partial<Record<StepArgKind, string>> = {
+export const stepScalarKey: Partial<Record<StepKind, string>> = {
   migrate: 'paths',
   fsync: 'path',
   sleep: 'ms',
@@ -66,35 +96,71 @@ export const stepScalarKey: Partial<Record<StepArgKind, string>> = {
   'sync-loop': 'action',
 };
 
-export const pointArgs = {
-  none: z.strictObject({}),
-  before: z.strictObject({ step: name }),
-  after: z.strictObject({ step: name }),
-  delay: z.strictObject({ step: name, ms: nonNegInt }),
-  during: z.strictObject({ step: name, window_ms: posInt }),
-  kernel: z.strictObject({
-    step: name,
-    symbol: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*(\+(0x[0-9a-fA-F]+|[0-9]+))?$/, 'a kernel symbol, optionally +offset'),
-    hit: posInt.optional(),
-    then_hits: nonNegInt.optional(),
-    delay_ms: nonNegInt.optional(),
-    /** Then run on until this many jbd2 commits complete: makes the state at the stop durable. */
-    then_commits: nonNegInt.optional(),
-  }),
-  commit: z.strictObject({ step: name, k: posInt }),
-  /** Generator: one point per journal commit k = 1..max completed during the step. */
-  commits: z.strictObject({ step: name, max: posInt }),
-  /** Generator: the first `first` hits of a symbol (hit 1..first), or `sample` seeded hits among the first `first`. */
-  'kernel-hits': z.strictObject({
-    step: name,
-    symbol: z.string(),
-    first: posInt,
-    sample: posInt.optional(),
-  }),
-} as const;
-export type PointArgKind = keyof typeof pointArgs;
+const kernelSymbol = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*(\+(0x[0-9a-fA-F]+|[0-9]+))?$/, 'a kernel symbol, optionally +offset');
 
-export const pointScalarKey: Partial<Record<PointArgKind, string>> = { before: 'step', after: 'step' };
+/** Each kill point's arguments, and the points they make (a generator makes several). */
+export const killPointSchemas = {
+  none: z.strictObject({}).transform((): KillPoint[] => [{ kind: 'none' }]),
+  before: z.strictObject({ step: name }).transform(({ step }): KillPoint[] => [{ kind: 'before', step }]),
+  after: z.strictObject({ step: name }).transform(({ step }): KillPoint[] => [{ kind: 'after', step }]),
+  delay: z.strictObject({ step: name, ms: nonNegInt }).transform(({ step, ms }): KillPoint[] => [{ kind: 'delay', step, delayMs: ms }]),
+  during: z.strictObject({ step: name, window_ms: posInt }).transform(({ step, window_ms }): KillPoint[] => [{ kind: 'during', step, windowMs: window_ms }]),
+  kernel: z
+    .strictObject({
+      step: name,
+      symbol: kernelSymbol,
+      hit: posInt.optional(),
+      then_hits: nonNegInt.optional(),
+      delay_ms: nonNegInt.optional(),
+      /** Then run on until this many jbd2 commits complete: makes the state at the stop durable. */
+      then_commits: nonNegInt.optional(),
+    })
+    .transform((a): KillPoint[] => [
+      {
+        kind: 'kernel',
+        step: a.step,
+        ...splitSymbol(a.symbol),
+        hit: a.hit ?? 1,
+        thenHits: a.then_hits ?? 0,
+        delayMs: a.delay_ms ?? 0,
+        ...(a.then_commits ? { thenCommits: a.then_commits } : {}),
+      },
+    ]),
+  commit: z.strictObject({ step: name, k: posInt }).transform(({ step, k }): KillPoint[] => [{ kind: 'commit', step, k }]),
+  /** Generator: one point per journal commit k = 1..max completed during the step. */
+  commits: z
+    .strictObject({ step: name, max: posInt })
+    .transform(({ step, max }): KillPoint[] => Array.from({ length: max }, (_, i) => ({ kind: 'commit', step, k: i + 1 }))),
+  /** Generator: the first `first` hits of a symbol (hit 1..first), or `sample` seeded hits among the first `first`. */
+  'kernel-hits': z
+    .strictObject({
+      step: name,
+      symbol: z.string(),
+      first: posInt,
+      sample: posInt.optional(),
+    })
+    .transform(kernelHits),
+} satisfies Record<string, z.ZodType<KillPoint[]>>;
+
+export const pointScalarKey: Partial<Record<keyof typeof killPointSchemas, string>> = { before: 'step', after: 'step' };
+
+function splitSymbol(s: string): { symbol: string; offset: number } {
+  const [symbol = s, off] = s.split('+');
+  return { symbol, offset: off === undefined ? 0 : Number(off) };
+}
+
+function kernelHits(a: { step: string; symbol: string; first: number; sample?: number | undefined }): KillPoint[] {
+  const { symbol, offset } = splitSymbol(a.symbol);
+  let hits = Array.from({ length: a.first }, (_, i) => i + 1);
+  if (a.sample !== undefined) hits = seededSample(hits, a.sample, `${symbol}/${a.first}`);
+  return hits.map((hit) => ({ kind: 'kernel', step: a.step, symbol, offset, hit, thenHits: 0, delayMs: 0 }));
+}
+
+/** A stable sample: the same scenario expands to the same hits on every machine. */
+function seededSample(items: number[], n: number, key: string): number[] {
+  const scored = items.map((v) => [parseInt(sha256(`${key}/${v}`).slice(0, 8), 16), v] as const);
+  return scored.sort((a, b) => a[0] - b[0]).slice(0, n).map(([, v]) => v).sort((a, b) => a - b);
+}
 
 export const recoveryModes = ['e2fsck', 'kernel'] as const;
 

@@ -43,6 +43,7 @@ const harness = join(projectRoot, 'harness');
 export const forbiddenPairs: ReadonlyArray<{ from: string; to: string; why: string }> = [
   { from: 'vm', to: 'kernel', why: 'the machine layer boots a bzImage (vm/machine/boot-kernel.ts), it knows no kernel build' },
   { from: 'checks', to: 'recovery', why: 'the oracles read an image and its logs (checks/oracle.ts ImageUnderCheck), not the recovery' },
+  { from: 'scenario', to: 'image', why: 'a scenario file parses to the model on its own; run/resolve-scenario.ts finds its recipe or image' },
 ];
 
 function within(rel: string, folder: string): boolean {
@@ -157,12 +158,14 @@ t.test('the check itself catches a forbidden pair the ranking allows', async (t)
     [h('checks/oracle.ts'), [h('recovery/recovery.ts'), h('image/e2fsck.ts')]],
     [h('guest/initramfs.ts'), [h('kernel/kernel.ts')]],
     [h('run/case-runner.ts'), [h('recovery/e2fsck.ts'), h('checks/oracle.ts')]],
+    [h('scenario/parse.ts'), [h('image/recipe.ts'), h('util/yaml-source.ts')]],
+    [h('run/resolve-scenario.ts'), [h('image/user-image.ts'), h('scenario/parse.ts')]],
   ]);
   for (const [f, deps] of synthetic) for (const d of deps) t.ok(stageOf(d).rank <= stageOf(f).rank, `the ranking alone allows ${relative(harness, f)} -> ${relative(harness, d)}`);
   t.same(
     forbiddenCrossings(synthetic, harness).map((c) => c.split(' (')[0]),
-    ['vm/machine/argv.ts -> kernel/kernel.ts', 'checks/oracle.ts -> recovery/recovery.ts'],
-    'only the two crossings are flagged: guest -> kernel and run -> recovery stay allowed',
+    ['vm/machine/argv.ts -> kernel/kernel.ts', 'checks/oracle.ts -> recovery/recovery.ts', 'scenario/parse.ts -> image/recipe.ts'],
+    'only the three crossings are flagged: guest -> kernel, run -> recovery and run -> image stay allowed',
   );
   t.same(forbiddenCrossings(new Map([[h('vmx/a.ts'), [h('kernelx/b.ts')]]]), harness), [], 'a folder whose name only starts like a pair is not in it');
 });

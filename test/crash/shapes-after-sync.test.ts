@@ -2,7 +2,7 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scenariosDir } from '../../harness/util/paths.ts';
-import { loadScenario } from '../../harness/scenario/parse.ts';
+import { loadScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';

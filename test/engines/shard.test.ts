@@ -2,7 +2,8 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { findScenarioFiles, loadScenario } from '../../harness/scenario/parse.ts';
+import { findScenarioFiles } from '../../harness/scenario/parse.ts';
+import { loadScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import {
   assignShards,
@@ -126,7 +127,8 @@ t.test('the plan does not depend on input order, locale or process', async (t) =
   t.same(forward[1]!.unitIds, units.map((u) => u.id).filter((id) => forward[1]!.unitIds.includes(id)), 'a shard keeps the expansion order');
   // Another process, another locale and time zone: the same plan, byte for byte.
   const script = `
-    import { findScenarioFiles, loadScenario } from './harness/scenario/parse.ts';
+    import { findScenarioFiles } from './harness/scenario/parse.ts';
+    import { loadScenario } from './harness/run/resolve-scenario.ts';
     import { expandCases } from './harness/scenario/expand.ts';
     import { planShard, unitsFromCases } from './harness/run/shard.ts';
     const files = await findScenarioFiles(['scenarios']);

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { debugfsBatch } from '../../harness/image/debugfs.ts';
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { runCase, type CaseEnv } from '../../harness/run/case-runner.ts';
 import type { KernelInfo } from '../../harness/kernel/kernel.ts';

@@ -1,4 +1,4 @@
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { ConfigError } from '../../harness/util/errors.ts';
 
 /** The ConfigError parsing `text` as scenarios/bad.yaml gives; any other outcome fails the test. */

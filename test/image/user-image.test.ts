@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runOk } from '../../harness/util/exec.ts';
 import { openUserImage, readImageManifest, inspectImage } from '../../harness/image/user-image.ts';
-import { loadScenario } from '../../harness/scenario/parse.ts';
+import { loadScenario } from '../../harness/run/resolve-scenario.ts';
 import { cacheDir } from '../../harness/util/paths.ts';
 import type { FileReport } from '../../harness/results/file-report.ts';
 import type { RunSummary } from '../../harness/results/run.ts';

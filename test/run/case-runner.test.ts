@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { access, copyFile, stat } from 'node:fs/promises';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { runCase, type CaseEnv } from '../../harness/run/case-runner.ts';
 import type { KernelInfo } from '../../harness/kernel/kernel.ts';

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { parseScenario, loadScenario, findScenarioFiles } from '../../harness/scenario/parse.ts';
+import { findScenarioFiles } from '../../harness/scenario/parse.ts';
+import { loadScenario, parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases, expandLogUnits } from '../../harness/scenario/expand.ts';
 import { crashPointLabel } from '../../harness/scenario/model.ts';
 import { scenariosDir } from '../../harness/util/paths.ts';

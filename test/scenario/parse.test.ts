@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { scenarioErrorOf as errorOf } from '../helpers/scenario-error.ts';
 

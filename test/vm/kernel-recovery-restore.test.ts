@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { copyImage } from '../../harness/image/disk.ts';
 import { statPaths } from '../../harness/image/debugfs.ts';
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { runCase } from '../../harness/run/case-runner.ts';
 import { recoverWithKernel } from '../../harness/recovery/kernel.ts';

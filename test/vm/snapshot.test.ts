@@ -1,6 +1,6 @@
 import t from 'tap';
 import { runCase } from '../../harness/run/case-runner.ts';
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases } from '../../harness/scenario/expand.ts';
 import { statPaths } from '../../harness/image/debugfs.ts';
 import { runE2fsck } from '../../harness/image/e2fsck.ts';

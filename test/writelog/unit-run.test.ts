@@ -9,7 +9,7 @@ import { MachinePool } from '../../harness/vm/machine/pool.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { runSuite } from '../../harness/run/runner.ts';
 import { prepareLogUnit, runLogUnit } from '../../harness/run/log-unit.ts';
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandLogUnits } from '../../harness/scenario/expand.ts';
 import { caseRelDir } from '../../harness/results/store.ts';
 import { CrashImageStore, exportCrashImage, keptImageName } from '../../harness/results/crash-images.ts';

@@ -94,6 +94,20 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
   });
 }
 
+/** `debugfs -R 'icheck B...'`: block -> owning inode (undefined for "<block not found>"). */
+export function parseIcheck(text: string): Map<number, number | undefined> {
+  const out = new Map<number, number | undefined>();
+  for (const m of text.matchAll(/^(\d+)\s+(\d+|<block not found>)\s*$/gm)) out.set(Number(m[1]), m[2]!.startsWith('<') ? undefined : Number(m[2]));
+  return out;
+}
+
+/** `debugfs -R 'ncheck I...'`: inode -> first path (debugfs prints "//dir" for a directory under the root: normalised). */
+export function parseNcheck(text: string): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const m of text.matchAll(/^(\d+)\s+(\/.*?)\s*$/gm)) if (!out.has(Number(m[1]))) out.set(Number(m[1]), m[2]!.replace(/^\/\/+/, '/'));
+  return out;
+}
+
 /**
  * A path as one debugfs argument. debugfs's command parser (libss) splits
  * on blanks and takes "..." as one word with "" for a quote inside, so any

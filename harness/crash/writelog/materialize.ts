@@ -4,7 +4,7 @@ import { InfraError, errorMessage } from '../../util/errors.ts';
 import { readUndoFile } from '../../image/undo-file.ts';
 import type { WriteLog } from './format.ts';
 import { ReplayCursor, forkImage } from './replay.ts';
-import type { CrashState, WriteRef } from './states.ts';
+import type { PlannedState, WriteRef } from './states.ts';
 
 /**
  * Crash-state images made from one pass over the log, two ways.
@@ -35,7 +35,7 @@ export interface MaterializeOptions {
   jobs?: number;
   fork?: ForkMode;
   /** Keep the state image (e.g. for a failing state): with copy, the image as the check left it; in place, a copy of the state once the check's writes are undone. */
-  keep?: (state: CrashState, result: unknown) => boolean;
+  keep?: (state: PlannedState, result: unknown) => boolean;
 }
 
 /** What a check may need from the way its image was made. */
@@ -49,7 +49,7 @@ export interface CheckScope {
 }
 
 export interface StateOutcome<T> {
-  state: CrashState;
+  state: PlannedState;
   /** The check's result, or the error it threw. */
   result?: T;
   error?: string;
@@ -64,16 +64,16 @@ export interface StateOutcome<T> {
 export async function forEachState<T>(
   log: WriteLog,
   basePath: string,
-  states: readonly CrashState[],
+  states: readonly PlannedState[],
   opts: MaterializeOptions,
-  check: (state: CrashState, image: string, scope: CheckScope) => Promise<T>,
+  check: (state: PlannedState, image: string, scope: CheckScope) => Promise<T>,
 ): Promise<Array<StateOutcome<T>>> {
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new InfraError(`forEachState: jobs must be a positive integer, not ${jobs}`);
   const order = [...states].sort((a, b) => a.base - b.base);
-  const outcomes = new Map<CrashState, StateOutcome<T>>();
-  const applyOf = (state: CrashState) => state.apply.map((a) => ({ entry: log.entries[a.index]!, ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}) }));
-  const runCheck = async (state: CrashState, image: string, scope: CheckScope, started: number): Promise<StateOutcome<T>> => {
+  const outcomes = new Map<PlannedState, StateOutcome<T>>();
+  const applyOf = (state: PlannedState) => state.apply.map((a) => ({ entry: log.entries[a.index]!, ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}) }));
+  const runCheck = async (state: PlannedState, image: string, scope: CheckScope, started: number): Promise<StateOutcome<T>> => {
     const out: StateOutcome<T> = { state, ms: 0 };
     try {
       out.result = await check(state, image, scope);

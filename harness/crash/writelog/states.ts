@@ -33,7 +33,8 @@ export interface WriteRef {
   nrSectors: number;
 }
 
-export interface CrashState {
+/** A crash state the planner chose from a write log: which entries make its image, before crash-state.ts's CrashState is built from it. */
+export interface PlannedState {
   /** Unique within the plan, e.g. `flush-17`, `ack-sync`, `flush-17-drop-3a9f01c2`. */
   name: string;
   kind: StateKind;
@@ -67,7 +68,7 @@ export interface EpochInfo {
 }
 
 export interface StatePlan {
-  states: CrashState[];
+  states: PlannedState[];
   epochs: EpochInfo[];
   counts: {
     prefix: number;
@@ -138,7 +139,7 @@ function shuffled<T>(xs: readonly T[], rnd: () => number): T[] {
   return a;
 }
 
-interface Candidate extends Omit<CrashState, 'key' | 'acksBefore'> {
+interface Candidate extends Omit<PlannedState, 'key' | 'acksBefore'> {
   keyBig: bigint;
 }
 
@@ -334,7 +335,7 @@ export function generateStates(digest: LogDigest, acks: readonly AckPosition[], 
 
   const all = [...prefix, ...powerLoss].sort((a, b) => a.base - b.base || a.position - b.position || (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'prefix' ? -1 : 1));
   const names = new Map<string, number>();
-  const states: CrashState[] = all.map(({ keyBig, ...c }) => {
+  const states: PlannedState[] = all.map(({ keyBig, ...c }) => {
     const n = (names.get(c.name) ?? 0) + 1;
     names.set(c.name, n);
     return {

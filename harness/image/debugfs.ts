@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { runOk } from '../util/exec.ts';
+import { ConfigError } from '../util/errors.ts';
 import { tool } from '../util/tools.ts';
 import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -121,8 +122,12 @@ export function debugfsPath(p: string): string {
   return `"${p.replace(/"/g, '""')}"`;
 }
 
-/** A name debugfs cannot be given (a newline in it): the caller says what to do about the file. */
-export class UnaddressablePathError extends Error {
+/**
+ * A name debugfs cannot be given (a newline in it): a file the user's
+ * image, recipe or scenario names that qcrash cannot check, exit 2. The
+ * caller says what to do about the file.
+ */
+export class UnaddressablePathError extends ConfigError {
   constructor(readonly path: string) {
     super(`path not usable with debugfs (it holds a newline): ${JSON.stringify(path)}`);
   }

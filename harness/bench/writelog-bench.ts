@@ -14,7 +14,7 @@ import { createCaseDisk } from '../image/disk.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { forEachState, type CheckScope, type ForkMode } from '../crash/writelog/materialize.ts';
 import { replayPrefix, ReplayCursor } from '../crash/writelog/replay.ts';
-import type { CrashState } from '../crash/writelog/states.ts';
+import type { PlannedState } from '../crash/writelog/states.ts';
 import { ConfigError, InfraError, errorMessage } from '../util/errors.ts';
 import { onCleanup } from '../util/cleanup.ts';
 import { sha256File } from '../util/hash.ts';
@@ -236,7 +236,7 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
 
   // (b) and (c) the incremental path: the same states and checks, forked by copy or checked in place.
   const incremental = async (fork: ForkMode, slice: number[]) => {
-    const states: CrashState[] = slice.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
+    const states: PlannedState[] = slice.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
     const t1 = performance.now();
     const outcomes = await forEachState(log, o.base, states, { workDir: tmp.path, jobs, fork }, (s, image, scope) => checkImage(image, s.position, scope));
     const failed = outcomes.find((x) => x.error);

@@ -32,23 +32,57 @@ export async function checkContent(
   recipe?: Recipe,
   imageFiles?: ReadonlyMap<string, FileOrigin>,
 ): Promise<Finding[]> {
+  const historyOf = historyLookup(manifest, exp);
+  const inManifest = new Set(manifest.entries.map((e) => e.path));
+  // Files the workload wrote that the manifest does not list: new files.
+  const extra = exp.files.filter((f) => !inManifest.has(f.path));
+  const states = await readStates(image, manifest, exp, extra, historyOf);
+  const make = findingMaker(recovery);
+  /** `name`: the path the bytes were read through (another name of the inode the history was written through). */
+  const history = (h: FileExpectation, s: EntryState | undefined, name = h.path) =>
+    historyFindings(h, s, name, imageFiles?.get(h.path) ?? originOf(h, manifest, recipe), manifest.blockSize, make);
+  const findings: Finding[] = [];
+  for (const e of manifest.entries) findings.push(...entryFindings(e, states.get(e.path)!, historyOf(e), history, make));
+  for (const h of extra) {
+    const s = states.get(h.path);
+    if (!h.unchecked) findings.push(...history(h, s));
+    else if (!s?.exists && h.durable > 0) findings.push(make('missing', h.path, 'file written and made durable by the workload is missing'));
+  }
+  findings.push(...mappingFindings(exp, states, make));
+  return findings;
+}
+
+type ManifestEntry = Manifest['entries'][number];
+type MakeFinding = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number) => Finding;
+
+/** The write history of a manifest entry: by its path, or (hard links: a user's image may have them) by its inode, written through another name. */
+function historyLookup(manifest: Manifest, exp: DurabilityExpectations): (e: Pick<ManifestEntry, 'path' | 'ino' | 'type'>) => FileExpectation | undefined {
   const histories = new Map(exp.files.map((f) => [f.path, f]));
-  // Hard links (a user's image may have them): a write through one name is the history of every name of the inode.
   const inoOf = new Map(manifest.entries.map((e) => [e.path, e.ino]));
   const historyByIno = new Map(exp.files.flatMap((f) => (inoOf.has(f.path) ? [[inoOf.get(f.path)!, f] as const] : [])));
-  const historyOf = (e: { path: string; ino: number; type: string }) => histories.get(e.path) ?? (e.type === 'file' ? historyByIno.get(e.ino) : undefined);
-  const inManifest = new Set(manifest.entries.map((e) => e.path));
-  const extra = exp.files.filter((f) => !inManifest.has(f.path)).map((f) => f.path);
-  const paths = [...manifest.entries.map((e) => e.path), ...extra];
-  // Paths whose mapping the durability expectations judge, in the same debugfs run.
+  return (e) => histories.get(e.path) ?? (e.type === 'file' ? historyByIno.get(e.ino) : undefined);
+}
+
+/** Every path the check reads, in one debugfs run: the manifest's, the new files', and those whose mapping the expectations judge. */
+async function readStates(
+  image: string,
+  manifest: Manifest,
+  exp: DurabilityExpectations,
+  extra: readonly FileExpectation[],
+  historyOf: (e: ManifestEntry) => FileExpectation | undefined,
+): Promise<Map<string, EntryState>> {
+  const paths = [...manifest.entries.map((e) => e.path), ...extra.map((f) => f.path)];
   const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks])].filter((p) => !paths.includes(p));
+  // Bytes are kept only for files held to a history; the rest are compared by hash.
   const keepBytes = new Set(manifest.entries.filter((e) => { const h = historyOf(e); return h && !h.unchecked; }).map((e) => e.path));
   for (const f of exp.files) if (!f.unchecked) keepBytes.add(f.path);
   // Sizes bound each debugfs run's dumps (files the map cannot serve): a user's image may hold more data than the temp folder has room for.
   const sizes = new Map(manifest.entries.filter((e) => e.type === 'file').map((e) => [e.path, e.size]));
-  const states = new Map((await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, sizes, via: 'map' })).map((s) => [s.path, s]));
-  const findings: Finding[] = [];
-  const base = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number): Finding => ({
+  return new Map((await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, sizes, via: 'map' })).map((s) => [s.path, s]));
+}
+
+function findingMaker(recovery: RecoveryModeName | undefined): MakeFinding {
+  return (code, path, message, detail, ino, offset) => ({
     class: 'data',
     source: code === 'not-durable' || code === 'migrated-despite-error' ? 'durability' : 'content',
     code,
@@ -60,91 +94,90 @@ export async function checkContent(
     ...(recovery ? { recovery } : {}),
     ...(detail ? { detail } : {}),
   });
+}
 
-  /** `name`: the path the bytes were read through (another name of the inode the history was written through). */
-  const historyFindings = (h: FileExpectation, s: EntryState | undefined, name = h.path) => {
-    const origin = imageFiles?.get(h.path) ?? originOf(h, manifest, recipe);
-    let v;
-    try {
-      v = checkFileHistory(h, origin, s?.exists ? (s.bytes ?? Buffer.alloc(0)) : undefined, { blockSize: manifest.blockSize });
-    } catch (e) {
-      if (e instanceof HistoryModelError) throw new InfraError(`cannot check ${name}: ${e.message}`);
-      throw e;
-    }
-    const ino = s?.stat?.ino;
-    if (!s?.exists) {
-      if (!v.mayBeMissing) findings.push(base('missing', name, 'file written and made durable by the workload is missing'));
-      return;
-    }
-    const size = s.bytes?.length ?? s.size ?? 0;
-    if (size < v.sizes.min || size > v.sizes.max) {
-      const want = v.sizes.min === v.sizes.max ? `${v.sizes.min}` : `between ${v.sizes.min} and ${v.sizes.max}`;
-      findings.push(base('size-changed', name, `size ${size}, expected ${want}`, undefined, ino));
-    }
-    const first = v.bad[0];
-    if (first) {
-      const where = (b: { offset: number; sector: number }) =>
-        `offset ${b.offset} (sector ${b.sector}, page ${Math.floor(b.offset / PAGE)}, block ${Math.floor(b.offset / manifest.blockSize)})`;
-      const more = v.badCount > 1 ? `; ${v.badCount} sectors are wrong in all` : '';
-      findings.push(
-        base(
-          v.exact ? 'content-changed' : 'content-invalid',
-          name,
-          v.exact
-            ? `${where(first)} holds ${first.found}, expected ${first.expected}${more}`
-            : `${where(first)} holds ${first.found}, neither the old bytes nor new ones (${first.expected})${more}`,
-          v.bad.map((b) => `${where(b)}: found ${b.found}; expected ${b.expected}`).join('\n'),
-          ino,
-          first.offset,
-        ),
-      );
-    }
-  };
-
-  for (const e of manifest.entries) {
-    const s = states.get(e.path)!;
-    if (!s.exists || !s.stat) {
-      findings.push(base('missing', e.path, `${e.type} is missing after recovery`, undefined, e.ino));
-      continue;
-    }
-    const h = historyOf(e);
-    if (h && !h.unchecked) historyFindings(h, s, e.path);
-    else if (e.type !== 'dir' && !h) {
-      if (s.size !== e.size) {
-        findings.push(base('size-changed', e.path, `size ${s.size}, expected ${e.size}`, undefined, s.stat.ino));
-      } else if (e.sha256 && s.sha256 !== e.sha256) {
-        findings.push(base('content-changed', e.path, 'bytes differ from before the migration', `expected sha256 ${e.sha256}\nactual   sha256 ${s.sha256 ?? '(unreadable)'}`, s.stat.ino));
-      }
-    }
-    if (!['blocks', 'extents', 'none', 'fast-symlink', 'inline'].includes(s.stat.mapping)) {
-      findings.push(base('half-converted', e.path, `mapping is ${s.stat.mapping}`, s.stat.map, s.stat.ino));
-    }
-    // Migration rewrites the map, never the data: every logical block must
-    // stay on the physical block it had (block map or extents alike). Files
-    // the workload wrote may have gained blocks: their bytes are checked instead.
-    if (e.blockMap && e.type !== 'dir' && !h) {
-      const diff = diffDataMaps(e.blockMap, parseBlockMap(s.stat.map));
-      if (diff) findings.push(base('mapping-changed', e.path, `physical mapping changed: ${diff}`, s.stat.map.slice(0, 2000), s.stat.ino));
+/** One manifest entry after recovery: present, its bytes as before (or as its history allows), fully mapped one way, on its old blocks. */
+function entryFindings(
+  e: ManifestEntry,
+  s: EntryState,
+  h: FileExpectation | undefined,
+  history: (h: FileExpectation, s: EntryState, name: string) => Finding[],
+  make: MakeFinding,
+): Finding[] {
+  if (!s.exists || !s.stat) return [make('missing', e.path, `${e.type} is missing after recovery`, undefined, e.ino)];
+  const findings: Finding[] = [];
+  if (h && !h.unchecked) findings.push(...history(h, s, e.path));
+  else if (e.type !== 'dir' && !h) {
+    if (s.size !== e.size) {
+      findings.push(make('size-changed', e.path, `size ${s.size}, expected ${e.size}`, undefined, s.stat.ino));
+    } else if (e.sha256 && s.sha256 !== e.sha256) {
+      findings.push(make('content-changed', e.path, 'bytes differ from before the migration', `expected sha256 ${e.sha256}\nactual   sha256 ${s.sha256 ?? '(unreadable)'}`, s.stat.ino));
     }
   }
-  for (const p of extra) {
-    const h = histories.get(p)!;
-    const s = states.get(p);
-    if (!h.unchecked) historyFindings(h, s);
-    else if (!s?.exists && h.durable > 0) findings.push(base('missing', p, 'file written and made durable by the workload is missing'));
+  if (!['blocks', 'extents', 'none', 'fast-symlink', 'inline'].includes(s.stat.mapping)) {
+    findings.push(make('half-converted', e.path, `mapping is ${s.stat.mapping}`, s.stat.map, s.stat.ino));
   }
+  // Migration rewrites the map, never the data: every logical block must
+  // stay on the physical block it had (block map or extents alike). Files
+  // the workload wrote may have gained blocks: their bytes are checked instead.
+  if (e.blockMap && e.type !== 'dir' && !h) {
+    const diff = diffDataMaps(e.blockMap, parseBlockMap(s.stat.map));
+    if (diff) findings.push(make('mapping-changed', e.path, `physical mapping changed: ${diff}`, s.stat.map.slice(0, 2000), s.stat.ino));
+  }
+  return findings;
+}
 
+/** A file the workload wrote, held to its history: present unless it may be missing, its size in range, each sector old or new bytes. */
+function historyFindings(h: FileExpectation, s: EntryState | undefined, name: string, origin: FileOrigin, blockSize: number, make: MakeFinding): Finding[] {
+  let v;
+  try {
+    v = checkFileHistory(h, origin, s?.exists ? (s.bytes ?? Buffer.alloc(0)) : undefined, { blockSize });
+  } catch (e) {
+    if (e instanceof HistoryModelError) throw new InfraError(`cannot check ${name}: ${e.message}`);
+    throw e;
+  }
+  if (!s?.exists) return v.mayBeMissing ? [] : [make('missing', name, 'file written and made durable by the workload is missing')];
+  const ino = s.stat?.ino;
+  const findings: Finding[] = [];
+  const size = s.bytes?.length ?? s.size ?? 0;
+  if (size < v.sizes.min || size > v.sizes.max) {
+    const want = v.sizes.min === v.sizes.max ? `${v.sizes.min}` : `between ${v.sizes.min} and ${v.sizes.max}`;
+    findings.push(make('size-changed', name, `size ${size}, expected ${want}`, undefined, ino));
+  }
+  const first = v.bad[0];
+  if (!first) return findings;
+  const where = (b: { offset: number; sector: number }) =>
+    `offset ${b.offset} (sector ${b.sector}, page ${Math.floor(b.offset / PAGE)}, block ${Math.floor(b.offset / blockSize)})`;
+  const more = v.badCount > 1 ? `; ${v.badCount} sectors are wrong in all` : '';
+  findings.push(
+    make(
+      v.exact ? 'content-changed' : 'content-invalid',
+      name,
+      v.exact
+        ? `${where(first)} holds ${first.found}, expected ${first.expected}${more}`
+        : `${where(first)} holds ${first.found}, neither the old bytes nor new ones (${first.expected})${more}`,
+      v.bad.map((b) => `${where(b)}: found ${b.found}; expected ${b.expected}`).join('\n'),
+      ino,
+      first.offset,
+    ),
+  );
+  return findings;
+}
+
+/** What the ioctl's answers promise: a migration a sync made durable is extent-mapped, a refused one is not. */
+function mappingFindings(exp: DurabilityExpectations, states: ReadonlyMap<string, EntryState>, make: MakeFinding): Finding[] {
+  const findings: Finding[] = [];
   for (const p of exp.mustBeExtents) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping !== 'extents') {
-      findings.push(base('not-durable', p, `the ioctl returned 0 and a sync, fsync or umount completed after it, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
+      findings.push(make('not-durable', p, `the ioctl returned 0 and a sync, fsync or umount completed after it, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
     }
   }
   for (const p of exp.mustBeBlocks) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping === 'extents') {
       const r = exp.migrations.findLast((m) => m.path === p);
-      findings.push(base('migrated-despite-error', p, `the ioctl refused the migration${r ? ` (errno ${r.errno})` : ''}, but the file is extent-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
+      findings.push(make('migrated-despite-error', p, `the ioctl refused the migration${r ? ` (errno ${r.errno})` : ''}, but the file is extent-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
     }
   }
   return findings;

@@ -1,5 +1,6 @@
 import { SECTOR, generatedBytes, holeStoreValues, sectorHeader, writerSector } from '../guest/content.ts';
 import { opComplete, type FileExpectation, type FileOp } from '../crash/expectations.ts';
+import { InfraError } from '../util/errors.ts';
 
 /**
  * The bytes a file may hold after a crash, sector by sector, from its
@@ -36,10 +37,8 @@ export interface HistoryVerdict {
   badCount: number;
 }
 
-/** The model of the file disagrees with what the guest reported (a harness problem, not a finding). */
-export class HistoryModelError extends Error {
-  override name = 'HistoryModelError';
-}
+/** The model of the file disagrees with what the guest reported (a harness problem, not a finding): exit 3. */
+export class HistoryModelError extends InfraError {}
 
 const PAGE = 4096;
 

@@ -114,120 +114,157 @@ export function deriveExpectations(
   opts: DeriveOptions = {},
 ): { expectations: DurabilityExpectations; migrated: MigrateTarget[] } {
   const byName = new Map(records.map((r) => [r.name, r]));
-  const pendingExtents = new Set<string>();
-  const durableExtents = new Set<string>();
-  const mustBeBlocks = new Set<string>();
-  const migrations: MigrationResult[] = [];
-  const entries = new Map(manifest?.entries.map((e) => [e.path, e]) ?? []);
-  const files = new Map<string, FileExpectation & { size: number }>();
-
-  const fileOf = (path: string): (FileExpectation & { size: number }) | undefined => {
-    let f = files.get(path);
-    if (!f) {
-      const e = entries.get(path);
-      f = { path, origin: e ? 'recipe' : 'new', ops: [], durable: 0, size: e?.size ?? 0 };
-      if (e && e.type !== 'file') f.unchecked = `a ${e.type} of the recipe, not a file`;
-      files.set(path, f);
-    }
-    return f;
-  };
-  /** An op on a file while a rewriter on it has not reported its stop: the order of their bytes is unknowable. */
-  const addOp = (f: FileExpectation, op: FileOp) => {
-    const open = f.ops.find((o) => o.kind !== 'write' && !opComplete(o));
-    if (open) f.unchecked ??= `step "${op.step}" changed the file while writer step "${open.step}" was running`;
-    f.ops.push(op);
-  };
-  const flushFile = (f: FileExpectation) => {
-    let n = 0;
-    while (n < f.ops.length && opComplete(f.ops[n]!)) n++;
-    f.durable = Math.max(f.durable, n);
-  };
-  const flushAll = () => {
-    for (const p of pendingExtents) durableExtents.add(p);
-    pendingExtents.clear();
-    for (const f of files.values()) flushFile(f);
-  };
-  const seed = () => {
-    if (opts.caseSeed === undefined) throw new Error('deriveExpectations: writer steps need the case seed');
-    return opts.caseSeed;
-  };
-
+  const d = new DurabilityLedger(manifest, opts.caseSeed);
   for (const step of steps) {
     const r = byName.get(step.name);
-    if (!r) continue; // never sent
+    if (r) d.apply(step, r); // a step with no record was never sent
+  }
+  if (cleanShutdown) d.flushAll();
+  return { expectations: d.expectations(), migrated: migrateTargets(steps) };
+}
+
+type StepOf<K extends Step['kind']> = Extract<Step, { kind: K }>;
+type TrackedFile = FileExpectation & { size: number };
+
+/** The expectations built up step by step, in the order the workload ran them. */
+class DurabilityLedger {
+  private readonly pendingExtents = new Set<string>();
+  private readonly durableExtents = new Set<string>();
+  private readonly mustBeBlocks = new Set<string>();
+  private readonly migrations: MigrationResult[] = [];
+  private readonly files = new Map<string, TrackedFile>();
+  private readonly entries: Map<string, Manifest['entries'][number]>;
+
+  constructor(
+    manifest: Manifest | undefined,
+    private readonly caseSeed: number | undefined,
+  ) {
+    this.entries = new Map(manifest?.entries.map((e) => [e.path, e]) ?? []);
+  }
+
+  apply(step: Step, r: StepRecord): void {
     const done = r.exitCode !== undefined;
     switch (step.kind) {
-      case 'migrate': {
-        const report = stepReport(step, r);
-        if (report?.kind !== 'migrate') break;
-        for (const res of report.files) {
-          migrations.push(res);
-          const outcome = migrationOutcome(res);
-          if (outcome === 'migrated') {
-            mustBeBlocks.delete(res.path);
-            if (!durableExtents.has(res.path)) pendingExtents.add(res.path);
-          } else if (outcome === 'refused' && !pendingExtents.has(res.path) && !durableExtents.has(res.path)) {
-            mustBeBlocks.add(res.path);
-          }
-        }
+      case 'migrate':
+        this.migrate(step, r);
         break;
-      }
       case 'sync':
       case 'umount':
       case 'drop-caches': // sync, then drop the caches
-        if (done) flushAll();
+        if (done) this.flushAll();
         break;
       case 'fsync':
-        if (done && r.exitCode === 0) {
-          if (pendingExtents.delete(step.path)) durableExtents.add(step.path);
-          const f = files.get(step.path);
-          if (f) flushFile(f);
-        }
+        if (done && r.exitCode === 0) this.fsync(step.path);
         break;
-      case 'write': {
-        const f = fileOf(step.path)!;
-        const offset = step.append ? f.size : step.offset;
-        addOp(f, { kind: 'write', step: step.name, offset, size: step.size, seed: step.seed, complete: done && r.exitCode === 0 });
-        f.size = Math.max(f.size, offset + step.size);
+      case 'write':
+        this.write(step, done && r.exitCode === 0);
         break;
-      }
-      case 'writer': {
-        if (step.action === 'start') {
-          // Refused at once ("already running"): it never ran.
-          if (done && r.exitCode !== 0) break;
-          const f = fileOf(step.path)!;
-          if (step.mode === 'mmap-holes') addOp(f, { kind: 'mmap-holes', step: step.name, seed: seed() });
-          else {
-            const size = Math.ceil(step.size / PAGE) * PAGE;
-            addOp(f, { kind: 'writer', step: step.name, mode: step.mode, size, seed: seed() });
-            f.size = Math.max(f.size, size);
-          }
-          break;
-        }
-        const f = files.get(step.path);
-        const op = f?.ops.findLast((o) => o.kind === (step.mode === 'mmap-holes' ? 'mmap-holes' : 'writer') && !opComplete(o) && (o.kind !== 'writer' || o.mode === step.mode));
-        const report = stepReport(step, r);
-        if (!op || !report) break;
-        if (op.kind === 'writer' && report.kind === 'writer') {
-          op.rounds = report.rounds;
-          op.size = report.size;
-        } else if (op.kind === 'mmap-holes' && report.kind === 'mmap-holes') {
-          Object.assign(op, { stored: report.stored, holes: report.holes, first: report.first, last: report.last });
-        }
+      case 'writer':
+        if (step.action === 'start') this.writerStart(step, r);
+        else this.writerStop(step, r);
         break;
-      }
       default:
         break;
     }
   }
-  if (cleanShutdown) flushAll();
-  return {
-    expectations: {
-      mustBeExtents: [...durableExtents].sort(),
-      mustBeBlocks: [...mustBeBlocks].sort(),
-      files: [...files.values()].map(({ size: _size, ...f }) => f),
-      migrations,
-    },
-    migrated: migrateTargets(steps),
-  };
+
+  /** Each file's ioctl answer: migrated (extent-mapped once flushed) or refused (still block-mapped, unless migrated before). */
+  private migrate(step: StepOf<'migrate'>, r: StepRecord): void {
+    const report = stepReport(step, r);
+    if (report?.kind !== 'migrate') return;
+    for (const res of report.files) {
+      this.migrations.push(res);
+      const outcome = migrationOutcome(res);
+      if (outcome === 'migrated') {
+        this.mustBeBlocks.delete(res.path);
+        if (!this.durableExtents.has(res.path)) this.pendingExtents.add(res.path);
+      } else if (outcome === 'refused' && !this.pendingExtents.has(res.path) && !this.durableExtents.has(res.path)) {
+        this.mustBeBlocks.add(res.path);
+      }
+    }
+  }
+
+  private fsync(path: string): void {
+    if (this.pendingExtents.delete(path)) this.durableExtents.add(path);
+    const f = this.files.get(path);
+    if (f) flushFile(f);
+  }
+
+  flushAll(): void {
+    for (const p of this.pendingExtents) this.durableExtents.add(p);
+    this.pendingExtents.clear();
+    for (const f of this.files.values()) flushFile(f);
+  }
+
+  private write(step: StepOf<'write'>, complete: boolean): void {
+    const f = this.fileOf(step.path);
+    const offset = step.append ? f.size : step.offset;
+    addOp(f, { kind: 'write', step: step.name, offset, size: step.size, seed: step.seed, complete });
+    f.size = Math.max(f.size, offset + step.size);
+  }
+
+  private writerStart(step: StepOf<'writer'>, r: StepRecord): void {
+    // Refused at once ("already running"): it never ran.
+    if (r.exitCode !== undefined && r.exitCode !== 0) return;
+    const f = this.fileOf(step.path);
+    if (step.mode === 'mmap-holes') addOp(f, { kind: 'mmap-holes', step: step.name, seed: this.seed() });
+    else {
+      const size = Math.ceil(step.size / PAGE) * PAGE;
+      addOp(f, { kind: 'writer', step: step.name, mode: step.mode, size, seed: this.seed() });
+      f.size = Math.max(f.size, size);
+    }
+  }
+
+  /** A writer's stop reports what it did: the rounds, or the hole pages it stored into. */
+  private writerStop(step: StepOf<'writer'>, r: StepRecord): void {
+    const f = this.files.get(step.path);
+    const op = f?.ops.findLast((o) => o.kind === (step.mode === 'mmap-holes' ? 'mmap-holes' : 'writer') && !opComplete(o) && (o.kind !== 'writer' || o.mode === step.mode));
+    const report = stepReport(step, r);
+    if (!op || !report) return;
+    if (op.kind === 'writer' && report.kind === 'writer') {
+      op.rounds = report.rounds;
+      op.size = report.size;
+    } else if (op.kind === 'mmap-holes' && report.kind === 'mmap-holes') {
+      Object.assign(op, { stored: report.stored, holes: report.holes, first: report.first, last: report.last });
+    }
+  }
+
+  private fileOf(path: string): TrackedFile {
+    let f = this.files.get(path);
+    if (!f) {
+      const e = this.entries.get(path);
+      f = { path, origin: e ? 'recipe' : 'new', ops: [], durable: 0, size: e?.size ?? 0 };
+      if (e && e.type !== 'file') f.unchecked = `a ${e.type} of the recipe, not a file`;
+      this.files.set(path, f);
+    }
+    return f;
+  }
+
+  private seed(): number {
+    if (this.caseSeed === undefined) throw new Error('deriveExpectations: writer steps need the case seed');
+    return this.caseSeed;
+  }
+
+  expectations(): DurabilityExpectations {
+    return {
+      mustBeExtents: [...this.durableExtents].sort(),
+      mustBeBlocks: [...this.mustBeBlocks].sort(),
+      files: [...this.files.values()].map(({ size: _size, ...f }) => f),
+      migrations: this.migrations,
+    };
+  }
+}
+
+/** An op on a file while a rewriter on it has not reported its stop: the order of their bytes is unknowable. */
+function addOp(f: FileExpectation, op: FileOp): void {
+  const open = f.ops.find((o) => o.kind !== 'write' && !opComplete(o));
+  if (open) f.unchecked ??= `step "${op.step}" changed the file while writer step "${open.step}" was running`;
+  f.ops.push(op);
+}
+
+/** The file's ops made durable: every op up to the first incomplete one. */
+function flushFile(f: FileExpectation): void {
+  let n = 0;
+  while (n < f.ops.length && opComplete(f.ops[n]!)) n++;
+  f.durable = Math.max(f.durable, n);
 }

@@ -68,15 +68,36 @@ export async function buildImage(recipe: Recipe): Promise<BaseImage> {
 
 async function buildImageInto(dir: string, recipe: Recipe): Promise<void> {
   await using tmp = await TempDir.create('image');
-  const stage = tmp.join('root');
   const hostFiles = tmp.join('host');
+  const staged = await stageEntries(recipe, tmp.join('root'), hostFiles);
+  const img = tmp.join('base.img');
+  const features = await mkfs(recipe, tmp.join('root'), img);
+
+  // Layouts first: the fragmented files' first-fit allocation then goes around them.
+  if (staged.layouts.length) await makeLayouts(img, recipe, staged.layouts);
+  if (staged.late.length) await addFragmented(img, hostFiles, staged.late, recipe.blockSize);
+
+  await runOk(await tool('tune2fs'), ['-O', recipe.fastCommit ? 'extent,fast_commit' : 'extent', img]);
+  const fsck = await runOk(await tool('e2fsck'), ['-fn', img], { okExitCodes: [0, 4] });
+  if (fsck.exitCode !== 0) throw new InfraError(`fresh image of recipe ${recipe.name} is not clean:\n${fsck.stdout}`);
+
+  const manifest = await makeManifest(img, recipe, staged.shapes, features);
+  await publishImage(tmp, img, manifest, dir);
+}
+
+type LateFile = { entry: Extract<RecipeEntry, { kind: 'file' }>; host: string };
+
+/**
+ * The recipe's entries as a tree for `mkfs -d` under `stage`. Files with a
+ * layout go in empty (qcrash-layout gives them their blocks) and fragmented
+ * files are left out (added after mkfs): their bytes wait in `hostFiles`.
+ */
+async function stageEntries(recipe: Recipe, stage: string, hostFiles: string): Promise<{ late: LateFile[]; layouts: LayoutSource[]; shapes: Map<string, string> }> {
   await mkdir(stage, { recursive: true });
   await mkdir(hostFiles, { recursive: true });
-  const B = recipe.blockSize;
-  const late: Array<{ entry: Extract<RecipeEntry, { kind: 'file' }>; host: string }> = [];
+  const late: LateFile[] = [];
   const layouts: LayoutSource[] = [];
   const shapes = new Map<string, string>();
-
   for (const [index, e] of recipe.entries.entries()) {
     shapes.set(e.path, shapeName(e));
     const target = join(stage, e.path);
@@ -111,26 +132,24 @@ async function buildImageInto(dir: string, recipe: Recipe): Promise<void> {
         break;
     }
   }
+  return { late, layouts, shapes };
+}
 
-  const img = tmp.join('base.img');
+/** mkfs.ext4 of the recipe's style from the staged tree, block-mapped (the extent feature comes after the files); returns the -O features. */
+async function mkfs(recipe: Recipe, stage: string, img: string): Promise<string[]> {
   const features = ['^extent', '^64bit', ...(recipe.style === 'ext3' ? ['^metadata_csum', '^metadata_csum_seed', '^orphan_file'] : ['metadata_csum'])];
   if (recipe.flexBg === false) features.push('^flex_bg');
   await runOk(await tool('mkfs.ext4'), [
-    '-F', '-q', '-b', String(B), '-I', recipe.style === 'ext3' ? '128' : '256',
+    '-F', '-q', '-b', String(recipe.blockSize), '-I', recipe.style === 'ext3' ? '128' : '256',
     '-O', features.join(','), '-E', 'root_owner=0:0,nodiscard',
     ...(typeof recipe.flexBg === 'number' ? ['-G', String(recipe.flexBg)] : []),
     '-d', stage, img, `${recipe.sizeMb}M`,
   ], { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } });
+  return features;
+}
 
-  // Layouts first: the fragmented files' first-fit allocation then goes around them.
-  if (layouts.length) await makeLayouts(img, recipe, layouts);
-  if (late.length) await addFragmented(img, hostFiles, late, B);
-
-  await runOk(await tool('tune2fs'), ['-O', recipe.fastCommit ? 'extent,fast_commit' : 'extent', img]);
-  const fsck = await runOk(await tool('e2fsck'), ['-fn', img], { okExitCodes: [0, 4] });
-  if (fsck.exitCode !== 0) throw new InfraError(`fresh image of recipe ${recipe.name} is not clean:\n${fsck.stdout}`);
-
-  const manifest = await makeManifest(img, recipe, shapes, features);
+/** The image and its manifest, sealed in a staging folder inside `tmp`, renamed into the cache at `dir`. */
+async function publishImage(tmp: TempDir, img: string, manifest: Manifest, dir: string): Promise<void> {
   await mkdir(dirname(dir), { recursive: true });
   const staged = tmp.join('out');
   await mkdir(staged);

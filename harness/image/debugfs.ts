@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { runOk } from '../util/exec.ts';
+import { ConfigError } from '../util/errors.ts';
 import { tool } from '../util/tools.ts';
 import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -94,6 +95,20 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
   });
 }
 
+/** `debugfs -R 'icheck B...'`: block -> owning inode (undefined for "<block not found>"). */
+export function parseIcheck(text: string): Map<number, number | undefined> {
+  const out = new Map<number, number | undefined>();
+  for (const m of text.matchAll(/^(\d+)\s+(\d+|<block not found>)\s*$/gm)) out.set(Number(m[1]), m[2]!.startsWith('<') ? undefined : Number(m[2]));
+  return out;
+}
+
+/** `debugfs -R 'ncheck I...'`: inode -> first path (debugfs prints "//dir" for a directory under the root: normalised). */
+export function parseNcheck(text: string): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const m of text.matchAll(/^(\d+)\s+(\/.*?)\s*$/gm)) if (!out.has(Number(m[1]))) out.set(Number(m[1]), m[2]!.replace(/^\/\/+/, '/'));
+  return out;
+}
+
 /**
  * A path as one debugfs argument. debugfs's command parser (libss) splits
  * on blanks and takes "..." as one word with "" for a quote inside, so any
@@ -107,8 +122,12 @@ export function debugfsPath(p: string): string {
   return `"${p.replace(/"/g, '""')}"`;
 }
 
-/** A name debugfs cannot be given (a newline in it): the caller says what to do about the file. */
-export class UnaddressablePathError extends Error {
+/**
+ * A name debugfs cannot be given (a newline in it): a file the user's
+ * image, recipe or scenario names that qcrash cannot check, exit 2. The
+ * caller says what to do about the file.
+ */
+export class UnaddressablePathError extends ConfigError {
   constructor(readonly path: string) {
     super(`path not usable with debugfs (it holds a newline): ${JSON.stringify(path)}`);
   }

@@ -1,5 +1,6 @@
 import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
+import { InfraError } from '../util/errors.ts';
 
 /**
  * Where an ext4 image's blocks are, from `dumpe2fs`: block groups, the
@@ -12,6 +13,10 @@ export interface FsGeometry {
   blocksCount: number;
   firstDataBlock: number;
   blocksPerGroup: number;
+  inodesPerGroup: number;
+  inodeSize: number;
+  /** The journal's inode; absent without a journal. */
+  journalInode?: number;
   features: string[];
   /** Groups per flex group; 0 without flex_bg. */
   flexBgSize: number;
@@ -24,68 +29,111 @@ export interface GroupInfo {
   index: number;
   first: number;
   last: number;
+  /** Primary or backup superblock. */
+  superblock?: number;
+  gdt?: [number, number];
+  reservedGdt?: [number, number];
+  blockBitmap: number;
+  inodeBitmap: number;
+  inodeTable: [number, number];
   /** Inclusive block ranges of this group's metadata, wherever they lie, with what they are. */
   metadata: Array<{ what: string; first: number; last: number }>;
 }
 
 export async function readGeometry(image: string): Promise<FsGeometry> {
-  const r = await runOk(await tool('dumpe2fs'), [image]);
+  const r = await runOk(await tool('dumpe2fs'), [image], { env: { LANG: 'C', LC_ALL: 'C' } });
   return parseDumpe2fs(r.stdout);
 }
 
 /** Parse `dumpe2fs IMAGE` (e2fsprogs 1.47): the header fields qcrash needs and every group. */
 export function parseDumpe2fs(text: string): FsGeometry {
-  const field = (name: string): string | undefined => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
-  const num = (name: string): number => {
-    const v = field(name);
-    if (v === undefined || !/^\d+$/.test(v)) throw new Error(`dumpe2fs output lacks "${name}"`);
-    return Number(v);
+  const need = (label: string): number => {
+    const v = headerNumber(text, label);
+    if (v === undefined) throw new InfraError(`dumpe2fs output has no "${label}:" line`);
+    return v;
   };
-  const groups: GroupInfo[] = [];
+  const chunks = text.split(/^(?=Group \d+: \(Blocks )/m).slice(1);
+  const groups = chunks.map(parseGroup);
+  const features = (headerField(text, 'Filesystem features') ?? '').split(/\s+/).filter(Boolean);
+  const journalInode = headerNumber(text, 'Journal inode');
+  return {
+    blockSize: need('Block size'),
+    blocksCount: need('Block count'),
+    firstDataBlock: need('First block'),
+    blocksPerGroup: need('Blocks per group'),
+    inodesPerGroup: need('Inodes per group'),
+    inodeSize: need('Inode size'),
+    ...(journalInode !== undefined ? { journalInode } : {}),
+    features,
+    flexBgSize: features.includes('flex_bg') ? (headerNumber(text, 'Flex block group size') ?? 0) : 0,
+    groups,
+    free: freeRanges(chunks),
+  };
+}
+
+function headerField(text: string, label: string): string | undefined {
+  return new RegExp(`^${label}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
+}
+
+function headerNumber(text: string, label: string): number | undefined {
+  const m = /^\d+/.exec(headerField(text, label) ?? '');
+  return m ? Number(m[0]) : undefined;
+}
+
+const range = (s: string): [number, number] => {
+  const [a, b] = s.split('-').map(Number);
+  return [a!, b ?? a!];
+};
+
+/** One "Group N: (Blocks a-b)" section: where its superblock, descriptors, bitmaps and inode table are. */
+function parseGroup(chunk: string): GroupInfo {
+  const head = /^Group (\d+): \(Blocks (\d+)-(\d+)\)/.exec(chunk)!;
+  const sb = /(Primary|Backup) superblock at (\d+)/.exec(chunk);
+  const gdt = /Group descriptors at (\d+(?:-\d+)?)/.exec(chunk);
+  const rgdt = /Reserved GDT blocks at (\d+(?:-\d+)?)/.exec(chunk);
+  const bb = /Block bitmap at (\d+)/.exec(chunk);
+  const ib = /Inode bitmap at (\d+)/.exec(chunk);
+  const it = /Inode table at (\d+(?:-\d+)?)/.exec(chunk);
+  if (!bb || !ib || !it) throw new InfraError(`dumpe2fs: group ${head[1]} has no bitmap or inode table line`);
+  const index = Number(head[1]);
+  const g: GroupInfo = {
+    index,
+    first: Number(head[2]),
+    last: Number(head[3]),
+    ...(sb ? { superblock: Number(sb[2]) } : {}),
+    ...(gdt ? { gdt: range(gdt[1]!) } : {}),
+    ...(rgdt ? { reservedGdt: range(rgdt[1]!) } : {}),
+    blockBitmap: Number(bb[1]),
+    inodeBitmap: Number(ib[1]),
+    inodeTable: range(it[1]!),
+    metadata: [],
+  };
+  const add = (what: string, [first, last]: [number, number]): void => {
+    g.metadata.push({ what: `group ${index}'s ${what}`, first, last });
+  };
+  if (sb) add(`${sb[1]!.toLowerCase()} superblock`, [g.superblock!, g.superblock!]);
+  if (g.gdt) add('group descriptors', g.gdt);
+  if (g.reservedGdt) add('reserved GDT blocks', g.reservedGdt);
+  add('block bitmap', [g.blockBitmap, g.blockBitmap]);
+  add('inode bitmap', [g.inodeBitmap, g.inodeBitmap]);
+  add('inode table', g.inodeTable);
+  return g;
+}
+
+/** Every group's "Free blocks:" line, as ascending ranges with adjacent ones joined. */
+function freeRanges(chunks: string[]): Array<[number, number]> {
   const free: Array<[number, number]> = [];
-  let g: GroupInfo | undefined;
-  const range = (s: string): [number, number] => {
-    const [a, b] = s.split('-').map(Number);
-    return [a!, b ?? a!];
-  };
-  for (const line of text.split('\n')) {
-    const head = /^Group (\d+): \(Blocks (\d+)-(\d+)\)/.exec(line);
-    if (head) {
-      g = { index: Number(head[1]), first: Number(head[2]), last: Number(head[3]), metadata: [] };
-      groups.push(g);
-      continue;
-    }
-    if (!g) continue;
-    const add = (what: string, s: string): void => {
-      const [first, last] = range(s);
-      g!.metadata.push({ what: `group ${g!.index}'s ${what}`, first, last });
-    };
-    for (const m of line.matchAll(/(Primary superblock|Backup superblock) at (\d+)/g)) add(m[1]!.toLowerCase(), m[2]!);
-    for (const m of line.matchAll(/Group descriptors at (\d+-\d+)/g)) add('group descriptors', m[1]!);
-    for (const m of line.matchAll(/Reserved GDT blocks at (\d+-\d+)/g)) add('reserved GDT blocks', m[1]!);
-    for (const m of line.matchAll(/(Block bitmap|Inode bitmap) at (\d+)/g)) add(m[1]!.toLowerCase(), m[2]!);
-    for (const m of line.matchAll(/Inode table at (\d+-\d+)/g)) add('inode table', m[1]!);
-    const f = /^\s+Free blocks: (.*)$/.exec(line);
-    if (f) {
-      for (const part of f[1]!.split(',').map((s) => s.trim()).filter(Boolean)) {
-        const [a, b] = range(part);
-        const last = free.at(-1);
-        if (last && last[1] + 1 === a) last[1] = b;
-        else free.push([a, b]);
-      }
+  for (const chunk of chunks) {
+    const f = /^[ \t]+Free blocks: (.*)$/m.exec(chunk);
+    if (!f) continue;
+    for (const part of f[1]!.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const [a, b] = range(part);
+      const last = free.at(-1);
+      if (last && last[1] + 1 === a) last[1] = b;
+      else free.push([a, b]);
     }
   }
-  const features = (field('Filesystem features') ?? '').split(/\s+/).filter(Boolean);
-  return {
-    blockSize: num('Block size'),
-    blocksCount: num('Block count'),
-    firstDataBlock: num('First block'),
-    blocksPerGroup: num('Blocks per group'),
-    features,
-    flexBgSize: features.includes('flex_bg') ? Number(field('Flex block group size') ?? 0) : 0,
-    groups,
-    free,
-  };
+  return free;
 }
 
 /** What holds block `b` after mkfs, in words, for an error message. */

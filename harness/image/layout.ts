@@ -50,15 +50,26 @@ interface Unit {
   where: Where;
 }
 
+type ErrorAt = (where: Where, message: string) => ConfigError;
+/** Physical blocks decided for each file: index blocks by key, data runs in placement order. */
+interface Placement {
+  indexPhys: Array<Map<string, number>>;
+  dataRuns: DataRun[][];
+}
+
 export function planLayouts(recipe: Recipe, geo: FsGeometry, files: LayoutFile[]): PlannedFile[] {
-  const err = (where: Where, message: string): ConfigError =>
-    recipe.source ? recipe.source.error(where, message) : new ConfigError(`${recipe.file}: ${message}`);
-  const p = geo.blockSize / 4;
-  const byPath = new Map(files.map((f, i) => [f.path, i]));
-
+  const err: ErrorAt = (where, message) => (recipe.source ? recipe.source.error(where, message) : new ConfigError(`${recipe.file}: ${message}`));
   // Which index blocks each data block needs first, top-down.
-  const needs = files.map((f) => indexNeeds(f, p));
+  const needs = files.map((f) => indexNeeds(f, geo.blockSize / 4));
+  const partnerOf = interleavePartners(files, err);
+  const units = files.flatMap((f, i) => fileUnits(i, files, needs, partnerOf, err));
+  const placed = placeUnits(units, geo, recipe, files.length, err);
+  return files.map((f, i) => plannedFile(f, needs[i]!, placed.indexPhys[i]!, placed.dataRuns[i]!));
+}
 
+/** Files interleaved with each other, both ways; each pair checked: the partner comes later and places nothing itself. */
+function interleavePartners(files: readonly LayoutFile[], err: ErrorAt): Map<number, number> {
+  const byPath = new Map(files.map((f, i) => [f.path, i]));
   const partnerOf = new Map<number, number>();
   files.forEach((f, i) => {
     const il = f.layout.interleave;
@@ -75,106 +86,132 @@ export function planLayouts(recipe: Recipe, geo: FsGeometry, files: LayoutFile[]
     partnerOf.set(j, i);
     partnerOf.set(i, j);
   });
+  return partnerOf;
+}
 
+/** The units file `i` places (none for the later file of an interleaved pair: it goes with its partner). */
+function fileUnits(i: number, files: readonly LayoutFile[], needs: ReadonlyArray<Map<number, IndexKey[]>>, partnerOf: ReadonlyMap<number, number>, err: ErrorAt): Unit[] {
+  if (partnerOf.has(i) && partnerOf.get(i)! < i) return [];
+  const f = files[i]!;
+  const base: Where = ['entries', f.entry, 'layout'];
+  let runs: Run[];
+  if (f.layout.interleave) {
+    const j = partnerOf.get(i)!;
+    runs = [{ items: interleave(streamOf(i, files[i]!, needs[i]!), streamOf(j, files[j]!, needs[j]!), f.layout.interleave.blocks), gap: 0 }];
+  } else {
+    runs = dataRuns(i, f, needs[i]!, (w, m) => err([...base, ...w], m));
+  }
+  if (f.layout.start !== undefined && f.layout.start !== 'next') {
+    if (runs[0]!.at) throw err([...base, 'start'], `${f.path}: both "start" and the first run's "at" place the file: keep one`);
+    runs[0]!.at = { block: f.layout.start, where: [...base, 'start'] };
+  }
+  const units = unitsOfRuns(f, runs, base);
+  for (const k of partnerOf.has(i) ? [i, partnerOf.get(i)!] : [i]) {
+    const u = indirectUnit(k, files[k]!, needs[k]!);
+    if (u) units.push(u);
+  }
+  return units;
+}
+
+/** An explicit `at` starts a new unit; the runs after it follow at their gaps. */
+function unitsOfRuns(f: LayoutFile, runs: readonly Run[], base: Where): Unit[] {
   const units: Unit[] = [];
-  files.forEach((f, i) => {
-    if (partnerOf.has(i) && partnerOf.get(i)! < i) return; // placed with its partner
-    const base: Where = ['entries', f.entry, 'layout'];
-    let runs: Run[];
-    if (f.layout.interleave) {
-      const j = partnerOf.get(i)!;
-      runs = [{ items: interleave(streamOf(i, files[i]!, needs[i]!), streamOf(j, files[j]!, needs[j]!), f.layout.interleave.blocks), gap: 0 }];
-    } else {
-      runs = dataRuns(i, f, needs[i]!, (w, m) => err([...base, ...w], m));
+  let cur: Unit | undefined;
+  for (const r of runs) {
+    if (!cur || r.at) {
+      cur = { runs: [], what: f.path, where: base, ...(r.at ? { at: r.at, where: r.at.where } : {}) };
+      units.push(cur);
     }
-    if (f.layout.start !== undefined && f.layout.start !== 'next') {
-      if (runs[0]!.at) throw err([...base, 'start'], `${f.path}: both "start" and the first run's "at" place the file: keep one`);
-      runs[0]!.at = { block: f.layout.start, where: [...base, 'start'] };
-    }
-    // An explicit `at` starts a new unit; the runs after it follow at their gaps.
-    let cur: Unit | undefined;
-    for (const r of runs) {
-      if (!cur || r.at) {
-        cur = { runs: [], what: f.path, where: base, ...(r.at ? { at: r.at, where: r.at.where } : {}) };
-        units.push(cur);
-      }
-      cur.runs.push(cur.runs.length ? r : { ...r, gap: 0 });
-    }
-    for (const k of partnerOf.has(i) ? [i, partnerOf.get(i)!] : [i]) {
-      const g = files[k]!;
-      const ind = g.layout.indirect ?? 'inline';
-      if (ind === 'inline') continue;
-      const keys = [...needs[k]!.values()].flat();
-      if (!keys.length) continue;
-      const where: Where = ['entries', g.entry, 'layout', 'indirect'];
-      units.push({
-        runs: [{ items: keys.map((x) => ({ file: k, t: 'i' as const, key: x.key })), gap: 0 }],
-        what: `${g.path}'s indirect blocks`,
-        where,
-        ...(typeof ind === 'object' ? { at: { block: ind.at, where: [...where, 'at'] } } : {}),
-      });
-    }
-  });
+    cur.runs.push(cur.runs.length ? r : { ...r, gap: 0 });
+  }
+  return units;
+}
 
-  // Place every unit: anchored ones exactly, the others first-fit after the previous one.
+/** A file's index blocks as a unit of their own, when its layout places them apart from its data (`indirect`). */
+function indirectUnit(k: number, g: LayoutFile, needs: Map<number, IndexKey[]>): Unit | undefined {
+  const ind = g.layout.indirect ?? 'inline';
+  if (ind === 'inline') return undefined;
+  const keys = [...needs.values()].flat();
+  if (!keys.length) return undefined;
+  const where: Where = ['entries', g.entry, 'layout', 'indirect'];
+  return {
+    runs: [{ items: keys.map((x) => ({ file: k, t: 'i' as const, key: x.key })), gap: 0 }],
+    what: `${g.path}'s indirect blocks`,
+    where,
+    ...(typeof ind === 'object' ? { at: { block: ind.at, where: [...where, 'at'] } } : {}),
+  };
+}
+
+/** Place every unit: anchored ones exactly, the others first-fit after the previous one. */
+function placeUnits(units: readonly Unit[], geo: FsGeometry, recipe: Recipe, nFiles: number, err: ErrorAt): Placement {
   const free = new FreeSpace(geo.free);
-  const indexPhys = files.map(() => new Map<string, number>());
-  const dataRunsOut: DataRun[][] = files.map(() => []);
+  const placed: Placement = { indexPhys: Array.from({ length: nFiles }, () => new Map<string, number>()), dataRuns: Array.from({ length: nFiles }, () => []) };
   let cursor = 0;
   for (const u of units) {
     const layoutOf = unitLayout(u);
-    let start: number;
-    if (u.at) {
-      start = u.at.block;
-      for (const [off, len] of layoutOf.occupied) {
-        const bad = free.firstTaken(start + off, len);
-        if (bad !== undefined) {
-          const owner = free.owner(bad) ?? describeBlock(geo, bad);
-          throw err(u.at.where, `${u.what}: cannot be placed at block ${start}: block ${bad} is ${owner}`);
-        }
-      }
-    } else {
-      const s = free.firstFit(layoutOf.span, cursor) ?? free.firstFit(layoutOf.span, 0);
-      if (s === undefined) throw err(u.where, `${u.what}: ${whyNoRoom(geo, free, layoutOf.span, recipe)}`);
-      start = s;
-    }
+    const start = u.at ? anchoredStart(u, u.at, layoutOf.occupied, free, geo, err) : firstFitStart(u, layoutOf.span, cursor, free, geo, recipe, err);
     for (const [off, len] of layoutOf.occupied) free.claim(start + off, len, u.what);
     cursor = start + layoutOf.span;
     let pos = start;
     for (const r of u.runs) {
       pos += r.gap;
       for (const it of r.items) {
-        if (it.t === 'i') indexPhys[it.file]!.set(it.key, pos++);
+        if (it.t === 'i') placed.indexPhys[it.file]!.set(it.key, pos++);
         else {
-          dataRunsOut[it.file]!.push([it.lblk, pos, it.count]);
+          placed.dataRuns[it.file]!.push([it.lblk, pos, it.count]);
           pos += it.count;
         }
       }
     }
   }
+  return placed;
+}
 
-  return files.map((f, i) => {
-    const runs = dataRunsOut[i]!.sort((a, b) => a[0] - b[0]);
-    const data: DataRun[] = [];
-    for (const r of runs) appendRun(data, r);
-    const order = [...needs[i]!.entries()].sort((a, b) => a[0] - b[0]);
-    const index: Array<[string, number]> = order.flatMap(([, ks]) => ks.map((k) => [k.level, indexPhys[i]!.get(k.key)!] as [string, number]));
-    // Records in allocation order: before each data block, the index blocks it needs first.
-    const records: string[] = [];
-    const needAt = needs[i]!;
-    for (const [l0, p0, n] of runs) {
-      let segStart = l0;
-      for (let l = l0; l < l0 + n; l++) {
-        const ks = needAt.get(l);
-        if (!ks) continue;
-        if (l > segStart) records.push(`data ${segStart} ${p0 + (segStart - l0)} ${l - segStart}`);
-        for (const k of ks) records.push(`index ${indexPhys[i]!.get(k.key)!}`);
-        segStart = l;
-      }
-      records.push(`data ${segStart} ${p0 + (segStart - l0)} ${l0 + n - segStart}`);
+/** A unit anchored at a block: every block it occupies there must be free. */
+function anchoredStart(u: Unit, at: { block: number; where: Where }, occupied: ReadonlyArray<[number, number]>, free: FreeSpace, geo: FsGeometry, err: ErrorAt): number {
+  const start = at.block;
+  for (const [off, len] of occupied) {
+    const bad = free.firstTaken(start + off, len);
+    if (bad !== undefined) {
+      const owner = free.owner(bad) ?? describeBlock(geo, bad);
+      throw err(at.where, `${u.what}: cannot be placed at block ${start}: block ${bad} is ${owner}`);
     }
-    return { entry: f.entry, path: f.path, size: f.size, records, expected: { data, index } };
-  });
+  }
+  return start;
+}
+
+/** The first free stretch long enough, after `cursor` if there is one there, else from the start. */
+function firstFitStart(u: Unit, span: number, cursor: number, free: FreeSpace, geo: FsGeometry, recipe: Recipe, err: ErrorAt): number {
+  const s = free.firstFit(span, cursor) ?? free.firstFit(span, 0);
+  if (s === undefined) throw err(u.where, `${u.what}: ${whyNoRoom(geo, free, span, recipe)}`);
+  return s;
+}
+
+/** A file's plan: its expected block map, and the qcrash-layout records in allocation order. */
+function plannedFile(f: LayoutFile, needAt: Map<number, IndexKey[]>, indexPhys: Map<string, number>, placedRuns: DataRun[]): PlannedFile {
+  const runs = placedRuns.sort((a, b) => a[0] - b[0]);
+  const data: DataRun[] = [];
+  for (const r of runs) appendRun(data, r);
+  const order = [...needAt.entries()].sort((a, b) => a[0] - b[0]);
+  const index: Array<[string, number]> = order.flatMap(([, ks]) => ks.map((k) => [k.level, indexPhys.get(k.key)!] as [string, number]));
+  return { entry: f.entry, path: f.path, size: f.size, records: allocationRecords(runs, needAt, indexPhys), expected: { data, index } };
+}
+
+/** Records in allocation order: before each data block, the index blocks it needs first. */
+function allocationRecords(runs: readonly DataRun[], needAt: Map<number, IndexKey[]>, indexPhys: Map<string, number>): string[] {
+  const records: string[] = [];
+  for (const [l0, p0, n] of runs) {
+    let segStart = l0;
+    for (let l = l0; l < l0 + n; l++) {
+      const ks = needAt.get(l);
+      if (!ks) continue;
+      if (l > segStart) records.push(`data ${segStart} ${p0 + (segStart - l0)} ${l - segStart}`);
+      for (const k of ks) records.push(`index ${indexPhys.get(k.key)!}`);
+      segStart = l;
+    }
+    records.push(`data ${segStart} ${p0 + (segStart - l0)} ${l0 + n - segStart}`);
+  }
+  return records;
 }
 
 /** For each logical block that needs new index blocks, those blocks top-down (the order bmap allocates them). */

@@ -10,7 +10,7 @@ import { loadRecipe } from '../image/recipe.ts';
 import { imageFileOrigins } from '../image/user-image.ts';
 import type { CrashState, LogStateFired, MinimizedState, WriteNote } from '../crash/crash-state.ts';
 import { loadRecording, moveImage, recordWorkload, WriteLogSource, type Recording } from '../crash/writelog/source.ts';
-import type { CrashState as PlannedState, WriteRef } from '../crash/writelog/states.ts';
+import type { PlannedState, WriteRef } from '../crash/writelog/states.ts';
 import { minimizeDropped } from '../crash/writelog/minimize.ts';
 import { WriteExplainer } from '../crash/writelog/explain.ts';
 import type { CaseResult } from '../results/case.ts';

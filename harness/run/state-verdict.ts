@@ -6,7 +6,7 @@ import { isAllowed, type Allowance, type Finding } from '../findings/finding.ts'
 import { InfraError } from '../util/errors.ts';
 import { deriveExpectations, type DurabilityExpectations, type StepRecord } from '../crash/expectations.ts';
 import { recordsAt, type AckPosition } from '../crash/writelog/record.ts';
-import type { CrashState } from '../crash/writelog/states.ts';
+import type { PlannedState } from '../crash/writelog/states.ts';
 import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
 import { runOracles, type OracleOutcome } from '../checks/oracle.ts';
 import type { FileOrigin } from '../checks/file-history.ts';
@@ -43,7 +43,7 @@ export function expectationsAt(ctx: StateOracleContext, position: number): Retur
 }
 
 /** Run the e2fsck recovery on a copy of `image` (at `workCopy`, removed afterwards) and judge the findings. */
-export async function e2fsckVerdict(state: Pick<CrashState, 'position'>, image: string, workCopy: string, ctx: StateOracleContext): Promise<StateVerdict> {
+export async function e2fsckVerdict(state: Pick<PlannedState, 'position'>, image: string, workCopy: string, ctx: StateOracleContext): Promise<StateVerdict> {
   const { expectations, migrated } = expectationsAt(ctx, state.position);
   try {
     let outcome: OracleOutcome;

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { checkFileHistory, HistoryModelError, type FileOrigin } from '../../harness/checks/file-history.ts';
 import type { FileExpectation, FileOp } from '../../harness/crash/expectations.ts';
+import { ExitCode, InfraError } from '../../harness/util/errors.ts';
 import { generatedBytes, holeStoreValues, writerRound, writerSector } from '../../harness/guest/content.ts';
 
 // The per-sector content check on bytes built here with the host twin of
@@ -129,6 +130,7 @@ t.test('mmap-holes over a recipe file with holes: stored pages hold their byte, 
     thrown = e;
   }
   t.ok(thrown instanceof HistoryModelError, 'the guest and the host disagree about the holes: a harness problem, never a finding');
+  t.ok(thrown instanceof InfraError && thrown.exitCode === ExitCode.infrastructure, 'an infrastructure error: exit 3');
   t.match((thrown as Error).message, /found 5 hole pages \(first at 16384, last at 32768\) where the host's model of the file has 6 \(first at 16384, last at 36864\)/);
 });
 

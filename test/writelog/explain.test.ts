@@ -1,24 +1,40 @@
 import t from 'tap';
 import { WriteLog } from '../../harness/crash/writelog/format.ts';
-import {
-  parseDumpe2fs,
-  parseBlockMap,
-  parseIcheck,
-  parseNcheck,
-  parseJournalSuperblock,
-  parseJournalBlock,
-  staticRole,
-} from '../../harness/crash/writelog/explain.ts';
+import { staticRole } from '../../harness/crash/writelog/explain.ts';
+import { parseDumpe2fs } from '../../harness/image/geometry.ts';
+import { parseBlockMap } from '../../harness/image/block-map.ts';
+import { parseIcheck, parseNcheck } from '../../harness/image/debugfs.ts';
+import { parseJournalSuperblock, parseJournalBlock } from '../../harness/image/jbd2.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { fixtureLog, fixtureText } from './fixture.ts';
 
-// The parsers behind explain.ts on output captured from real dumpe2fs and
+// The parsers explain.ts relies on, on output captured from real dumpe2fs and
 // debugfs runs, and on jbd2 blocks from the recorded log (test/fixtures/writelog/README.md).
 
 t.test('dumpe2fs: one 4 KiB group', async (t) => {
   const l = parseDumpe2fs(fixtureText('dumpe2fs-small-4k.txt'));
-  t.match(l, { blockSize: 4096, blockCount: 8192, firstDataBlock: 0, blocksPerGroup: 32768, inodesPerGroup: 8192, inodeSize: 128, journalInode: 8 });
-  t.same(l.groups, [{ group: 0, first: 0, last: 8191, superblock: 0, gdt: [1, 1], reservedGdt: [2, 2], blockBitmap: 3, inodeBitmap: 19, inodeTable: [35, 290] }]);
+  t.match(l, { blockSize: 4096, blocksCount: 8192, firstDataBlock: 0, blocksPerGroup: 32768, inodesPerGroup: 8192, inodeSize: 128, journalInode: 8 });
+  t.same(l.groups, [
+    {
+      index: 0,
+      first: 0,
+      last: 8191,
+      superblock: 0,
+      gdt: [1, 1],
+      reservedGdt: [2, 2],
+      blockBitmap: 3,
+      inodeBitmap: 19,
+      inodeTable: [35, 290],
+      metadata: [
+        { what: "group 0's primary superblock", first: 0, last: 0 },
+        { what: "group 0's group descriptors", first: 1, last: 1 },
+        { what: "group 0's reserved GDT blocks", first: 2, last: 2 },
+        { what: "group 0's block bitmap", first: 3, last: 3 },
+        { what: "group 0's inode bitmap", first: 19, last: 19 },
+        { what: "group 0's inode table", first: 35, last: 290 },
+      ],
+    },
+  ]);
   t.match(staticRole(l, 0), { kind: 'superblock', text: 'primary superblock (group 0)' });
   t.match(staticRole(l, 1), { kind: 'group-descriptors' });
   t.match(staticRole(l, 2), { kind: 'reserved-gdt' });
@@ -49,18 +65,21 @@ t.test('dumpe2fs: 1 KiB blocks, several groups, flex_bg and backups', async (t) 
 
 t.test('debugfs: block maps, icheck, ncheck', async (t) => {
   const journal = parseBlockMap(fixtureText('debugfs-stat-journal-small-4k.txt'));
-  t.same(journal, [
-    { kind: 'data', logical: 0, physical: 9, count: 10 },
-    { kind: 'data', logical: 10, physical: 20, count: 2 },
-    { kind: 'IND', physical: 22, count: 1 },
-    { kind: 'data', logical: 12, physical: 23, count: 12 },
-    { kind: 'data', logical: 24, physical: 292, count: 1000 },
-  ]);
+  t.same(journal, {
+    data: [
+      [0, 9, 10],
+      [10, 20, 2],
+      [12, 23, 12],
+      [24, 292, 1000],
+    ],
+    index: [['IND', 22]],
+  });
   const ext = parseBlockMap(fixtureText('debugfs-stat-extents-etb.txt'));
-  t.same(ext[0], { kind: 'ETB', level: 0, physical: 1835, count: 1 });
-  t.same(ext[1], { kind: 'data', logical: 0, physical: 1812, count: 1 });
-  t.same(ext.at(-1), { kind: 'data', logical: 1236, physical: 6299, count: 1 });
-  t.equal(ext.length, 33);
+  t.same(ext.index, [['ETB0', 1835]]);
+  t.same(ext.data[0], [0, 1812, 1]);
+  t.same(ext.data.at(-1), [1236, 6299, 1]);
+  t.equal(ext.data.length, 32);
+  t.equal(ext.unwritten, undefined);
   const ic = parseIcheck(fixtureText('debugfs-icheck.txt'));
   t.same([...ic], [[9, 8], [35, undefined], [1300, 13], [1305, 20], [2330, undefined], [3, undefined], [5000, undefined]]);
   const nc = parseNcheck(fixtureText('debugfs-ncheck.txt'));

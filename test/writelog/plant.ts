@@ -1,9 +1,7 @@
-import { openSync, closeSync, readSync } from 'node:fs';
-import { debugfsBatch } from '../../harness/image/debugfs.ts';
 import { entryKind, isFlush, writeWriteLog, type LogEntry, type NewLogEntry, type WriteLog } from '../../harness/crash/writelog/format.ts';
-import { parseBlockMap, parseDumpe2fs, parseJournalBlock, parseJournalSuperblock, staticRole, type JournalSuperblock } from '../../harness/crash/writelog/explain.ts';
-import { runOk } from '../../harness/util/exec.ts';
-import { tool } from '../../harness/util/tools.ts';
+import { staticRole } from '../../harness/crash/writelog/explain.ts';
+import { readGeometry, type FsGeometry } from '../../harness/image/geometry.ts';
+import { parseJournalBlock, readJournalLocation, type JournalSuperblock } from '../../harness/image/jbd2.ts';
 
 /**
  * Plant a write-ordering bug in a real log: a jbd2 commit block written
@@ -31,17 +29,11 @@ interface JournalMap {
   blockSize: number;
 }
 
-export async function journalMap(image: string): Promise<JournalMap & { layout: ReturnType<typeof parseDumpe2fs> }> {
-  const layout = parseDumpe2fs((await runOk(await tool('dumpe2fs'), [image])).stdout);
-  const [stat] = await debugfsBatch(image, [`stat <${layout.journalInode}>`]);
-  const toJournal = new Map<number, number>();
-  for (const r of parseBlockMap(stat!)) if (r.kind === 'data') for (let i = 0; i < r.count; i++) toJournal.set(r.physical + i, r.logical! + i);
-  const first = [...toJournal].find(([, j]) => j === 0)![0];
-  const fd = openSync(image, 'r');
-  const b = Buffer.alloc(layout.blockSize);
-  readSync(fd, b, 0, b.length, first * layout.blockSize);
-  closeSync(fd);
-  return { toJournal, jsb: parseJournalSuperblock(b)!, blockSize: layout.blockSize, layout };
+export async function journalMap(image: string): Promise<JournalMap & { layout: FsGeometry }> {
+  const layout = await readGeometry(image);
+  const journal = await readJournalLocation(image, layout);
+  if (!journal) throw new Error(`${image} has no journal with a valid superblock`);
+  return { ...journal, blockSize: layout.blockSize, layout };
 }
 
 /**

@@ -4,7 +4,7 @@ import { readdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { WriteLog, isFlush, writeWriteLog } from '../../harness/crash/writelog/format.ts';
 import { digestLog } from '../../harness/crash/writelog/digest.ts';
-import { generateStates, epochWrites, type CrashState } from '../../harness/crash/writelog/states.ts';
+import { generateStates, epochWrites, type PlannedState } from '../../harness/crash/writelog/states.ts';
 import { ackPositions } from '../../harness/crash/writelog/record.ts';
 import { forEachState } from '../../harness/crash/writelog/materialize.ts';
 import { replayPrefix } from '../../harness/crash/writelog/replay.ts';
@@ -61,7 +61,7 @@ t.test('prefix states: one per flush that changed something, one per step ack in
 
 t.test('power-loss states respect the per-epoch and total budgets', async (t) => {
   const all = generateStates(digest, acks, { perEpoch: 1000, randomSubsets: 4, torn: true });
-  const byEpoch = (s: CrashState[]) => groupBy(s.filter((x) => x.kind === 'power-loss'), (x) => x.epoch);
+  const byEpoch = (s: PlannedState[]) => groupBy(s.filter((x) => x.kind === 'power-loss'), (x) => x.epoch);
   t.ok(all.counts.powerLoss > 20, `the fixture has power-loss candidates (${all.counts.powerLoss})`);
   t.ok([...byEpoch(all.states).values()].some((l) => l.length > 2), 'some epoch has more than 2');
   const per2 = generateStates(digest, acks, { perEpoch: 2, torn: true });
@@ -102,7 +102,7 @@ t.test('identical states are built once: equal keys are equal images, different 
   t.ok(same.length >= 3, 'without dedupe some states share a key');
   const distinct = [...groups.values()].map((g) => g[0]!).slice(0, 12);
   const picked = [...same.flat(), ...distinct];
-  const hashes = new Map<CrashState, string>();
+  const hashes = new Map<PlannedState, string>();
   await forEachState(log, base, picked, { workDir: tmp.path, jobs: 2 }, async (s, image) => hashes.set(s, await sha256File(image)));
   for (const g of same) t.equal(new Set(g.map((s) => hashes.get(s))).size, 1, `${g.map((s) => s.name).join(' = ')}: one image`);
   t.equal(new Set(distinct.map((s) => hashes.get(s))).size, distinct.length, 'states with different keys are different images');
@@ -143,9 +143,9 @@ t.test('in place: a check whose writes cannot be undone costs a rebuilt working 
   const plan = generateStates(digest, acks, { perEpoch: 4 });
   const picked = plan.states.slice(0, 12);
   const spoiled = picked[4]!;
-  const byCopy = new Map<CrashState, string>();
+  const byCopy = new Map<PlannedState, string>();
   await forEachState(log, base, picked, { workDir: tmp.path, jobs: 1, fork: 'copy' }, async (s, image) => void byCopy.set(s, await sha256File(image)));
-  const inPlace = new Map<CrashState, string>();
+  const inPlace = new Map<PlannedState, string>();
   const outcomes = await forEachState(log, base, picked, { workDir: tmp.path, jobs: 1, fork: 'in-place', keep: (s) => s === spoiled }, async (s, image, scope) => {
     inPlace.set(s, await sha256File(image));
     if (s === spoiled) {

@@ -269,37 +269,37 @@ async function scan(path: string, fh: FileHandle, opts: OpenOptions): Promise<Sc
     return { sectorSize: opts.fallbackSectorSize ?? 512, superblockEntries: 0, superblockMissing: true, entries: [], fileSize: 0, torn: undefined };
   }
   if (sb.length < 28) throw new WriteLogFormatError(path, 0, `${fileSize} bytes`, 'a superblock of at least 28 bytes');
-  let sectorSize: number;
-  let superEntries = 0;
-  let missing = false;
+  const head = logSuperblock(path, sb, opts);
+  const { entries, torn } = await scanEntries(path, win, fileSize, head.sectorSize, head.superblockEntries);
+  return { ...head, entries, fileSize, torn };
+}
+
+/** The log's superblock: sector size and entry count, or the fallback sector size when it is blank. */
+function logSuperblock(path: string, sb: Buffer, opts: OpenOptions): Pick<ScanResult, 'sectorSize' | 'superblockEntries' | 'superblockMissing'> {
   if (isZero(sb.subarray(0, 28))) {
     // Written after the first entry (blklogwrites rewrites it after the entry): a kill in between leaves it blank.
-    missing = true;
-    sectorSize = opts.fallbackSectorSize ?? 512;
-  } else {
-    const magic = sb.readBigUInt64LE(0);
-    if (magic !== WRITE_LOG_MAGIC) throw new WriteLogFormatError(path, 0, `magic 0x${magic.toString(16)}`, `magic 0x${WRITE_LOG_MAGIC.toString(16)}`);
-    const version = sb.readBigUInt64LE(8);
-    if (version !== WRITE_LOG_VERSION) throw new WriteLogFormatError(path, 8, `version ${version}`, `version ${WRITE_LOG_VERSION}`);
-    superEntries = u64(sb, 16, 'entry count', path, 0);
-    sectorSize = sb.readUInt32LE(24);
-    if (sectorSize < 512 || sectorSize >= 1 << 24 || (sectorSize & (sectorSize - 1)) !== 0) {
-      throw new WriteLogFormatError(path, 24, `sector size ${sectorSize}`, 'a power of two from 512 to 8 MiB');
-    }
+    return { sectorSize: opts.fallbackSectorSize ?? 512, superblockEntries: 0, superblockMissing: true };
   }
+  const magic = sb.readBigUInt64LE(0);
+  if (magic !== WRITE_LOG_MAGIC) throw new WriteLogFormatError(path, 0, `magic 0x${magic.toString(16)}`, `magic 0x${WRITE_LOG_MAGIC.toString(16)}`);
+  const version = sb.readBigUInt64LE(8);
+  if (version !== WRITE_LOG_VERSION) throw new WriteLogFormatError(path, 8, `version ${version}`, `version ${WRITE_LOG_VERSION}`);
+  const superblockEntries = u64(sb, 16, 'entry count', path, 0);
+  const sectorSize = sb.readUInt32LE(24);
+  if (sectorSize < 512 || sectorSize >= 1 << 24 || (sectorSize & (sectorSize - 1)) !== 0) {
+    throw new WriteLogFormatError(path, 24, `sector size ${sectorSize}`, 'a power of two from 512 to 8 MiB');
+  }
+  return { sectorSize, superblockEntries, superblockMissing: false };
+}
 
+/** Every whole entry after the superblock, up to the file's end or a torn tail (a cut or blank entry past the superblock's count). */
+async function scanEntries(path: string, win: Window, fileSize: number, sectorSize: number, superEntries: number): Promise<{ entries: LogEntry[]; torn: TornTail | undefined }> {
   const entries: LogEntry[] = [];
-  let torn: TornTail | undefined;
   let offset = sectorSize;
-  const tear = (reason: string) => {
-    torn = { offset, index: entries.length, reason };
-  };
+  const tear = (reason: string) => ({ entries, torn: { offset, index: entries.length, reason } });
   while (offset < fileSize) {
     const index = entries.length;
-    if (fileSize - offset < sectorSize) {
-      tear(`the file ends ${fileSize - offset} bytes into the header sector`);
-      break;
-    }
+    if (fileSize - offset < sectorSize) return tear(`the file ends ${fileSize - offset} bytes into the header sector`);
     const h = await win.at(offset, sectorSize);
     const sector = u64(h, 0, 'sector', path, offset, index);
     const nrSectors = u64(h, 8, 'sector count', path, offset, index);
@@ -310,27 +310,30 @@ async function scan(path: string, fh: FileHandle, opts: OpenOptions): Promise<Sc
       if (index < superEntries) {
         throw new WriteLogFormatError(path, offset, 'a blank entry header', `entry ${index} of the ${superEntries} the superblock counts`, index);
       }
-      tear('blank entry header (reserved, never written)');
-      break;
+      return tear('blank entry header (reserved, never written)');
     }
-    if (flags & ~knownFlags) throw new WriteLogFormatError(path, offset + 16, `flags 0x${flags.toString(16)}`, `flags within 0x${knownFlags.toString(16)} (FLUSH|FUA|DISCARD|MARK|METADATA)`, index);
-    const isMark = (flags & LogFlag.mark) !== 0;
-    if (!isMark && dataLen !== 0) throw new WriteLogFormatError(path, offset + 24, `data_len ${dataLen}`, 'data_len 0 on a non-MARK entry', index);
-    if (isMark && dataLen > sectorSize - headerBytes) throw new WriteLogFormatError(path, offset + 24, `mark length ${dataLen}`, `at most ${sectorSize - headerBytes}`, index);
-    if (!isZero(h.subarray(headerBytes + (isMark ? dataLen : 0)))) {
-      throw new WriteLogFormatError(path, offset + headerBytes, 'non-zero bytes after the entry header', 'a zero-padded header sector', index);
-    }
-    const carriesData = !(flags & LogFlag.discard) && !isMark;
-    const dataBytes = carriesData ? nrSectors * sectorSize : 0;
-    if (dataBytes > maxDataBytes) throw new WriteLogFormatError(path, offset + 8, `${nrSectors} sectors of data`, `at most ${maxDataBytes} bytes per entry`, index);
-    if (offset + sectorSize + dataBytes > fileSize) {
-      tear(`the file ends ${fileSize - offset - sectorSize} bytes into the entry's ${dataBytes} bytes of data`);
-      break;
-    }
+    const dataBytes = checkedDataBytes(path, h, offset, index, { nrSectors, flags, dataLen }, sectorSize);
+    if (offset + sectorSize + dataBytes > fileSize) return tear(`the file ends ${fileSize - offset - sectorSize} bytes into the entry's ${dataBytes} bytes of data`);
     entries.push({ index, sector, nrSectors, flags, dataLen, offset, dataOffset: offset + sectorSize, dataBytes });
     offset += sectorSize + dataBytes;
   }
-  return { sectorSize, superblockEntries: superEntries, superblockMissing: missing, entries, fileSize, torn };
+  return { entries, torn: undefined };
+}
+
+/** An entry header's flags, mark length and padding checked; the bytes of data that follow it. */
+function checkedDataBytes(path: string, h: Buffer, offset: number, index: number, e: { nrSectors: number; flags: number; dataLen: number }, sectorSize: number): number {
+  const { nrSectors, flags, dataLen } = e;
+  if (flags & ~knownFlags) throw new WriteLogFormatError(path, offset + 16, `flags 0x${flags.toString(16)}`, `flags within 0x${knownFlags.toString(16)} (FLUSH|FUA|DISCARD|MARK|METADATA)`, index);
+  const isMark = (flags & LogFlag.mark) !== 0;
+  if (!isMark && dataLen !== 0) throw new WriteLogFormatError(path, offset + 24, `data_len ${dataLen}`, 'data_len 0 on a non-MARK entry', index);
+  if (isMark && dataLen > sectorSize - headerBytes) throw new WriteLogFormatError(path, offset + 24, `mark length ${dataLen}`, `at most ${sectorSize - headerBytes}`, index);
+  if (!isZero(h.subarray(headerBytes + (isMark ? dataLen : 0)))) {
+    throw new WriteLogFormatError(path, offset + headerBytes, 'non-zero bytes after the entry header', 'a zero-padded header sector', index);
+  }
+  const carriesData = !(flags & LogFlag.discard) && !isMark;
+  const dataBytes = carriesData ? nrSectors * sectorSize : 0;
+  if (dataBytes > maxDataBytes) throw new WriteLogFormatError(path, offset + 8, `${nrSectors} sectors of data`, `at most ${maxDataBytes} bytes per entry`, index);
+  return dataBytes;
 }
 
 /** One entry to write into a log: what `writeWriteLog` takes. */

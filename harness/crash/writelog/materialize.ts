@@ -2,9 +2,9 @@ import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InfraError, errorMessage } from '../../util/errors.ts';
 import { readUndoFile } from '../../image/undo-file.ts';
-import type { WriteLog } from './format.ts';
+import type { LogEntry, WriteLog } from './format.ts';
 import { ReplayCursor, forkImage } from './replay.ts';
-import type { CrashState, WriteRef } from './states.ts';
+import type { PlannedState, WriteRef } from './states.ts';
 
 /**
  * Crash-state images made from one pass over the log, two ways.
@@ -35,7 +35,7 @@ export interface MaterializeOptions {
   jobs?: number;
   fork?: ForkMode;
   /** Keep the state image (e.g. for a failing state): with copy, the image as the check left it; in place, a copy of the state once the check's writes are undone. */
-  keep?: (state: CrashState, result: unknown) => boolean;
+  keep?: (state: PlannedState, result: unknown) => boolean;
 }
 
 /** What a check may need from the way its image was made. */
@@ -49,7 +49,7 @@ export interface CheckScope {
 }
 
 export interface StateOutcome<T> {
-  state: CrashState;
+  state: PlannedState;
   /** The check's result, or the error it threw. */
   result?: T;
   error?: string;
@@ -61,112 +61,146 @@ export interface StateOutcome<T> {
   rebuilt?: string;
 }
 
+/** What one forEachState call shares among its jobs. */
+interface StatePass<T> {
+  log: WriteLog;
+  basePath: string;
+  opts: MaterializeOptions;
+  check: (state: PlannedState, image: string, scope: CheckScope) => Promise<T>;
+  outcomes: Map<PlannedState, StateOutcome<T>>;
+  /** A fresh path for a state image. */
+  nextImage: () => string;
+}
+
 export async function forEachState<T>(
   log: WriteLog,
   basePath: string,
-  states: readonly CrashState[],
+  states: readonly PlannedState[],
   opts: MaterializeOptions,
-  check: (state: CrashState, image: string, scope: CheckScope) => Promise<T>,
+  check: (state: PlannedState, image: string, scope: CheckScope) => Promise<T>,
 ): Promise<Array<StateOutcome<T>>> {
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new InfraError(`forEachState: jobs must be a positive integer, not ${jobs}`);
   const order = [...states].sort((a, b) => a.base - b.base);
-  const outcomes = new Map<CrashState, StateOutcome<T>>();
-  const applyOf = (state: CrashState) => state.apply.map((a) => ({ entry: log.entries[a.index]!, ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}) }));
-  const runCheck = async (state: CrashState, image: string, scope: CheckScope, started: number): Promise<StateOutcome<T>> => {
-    const out: StateOutcome<T> = { state, ms: 0 };
-    try {
-      out.result = await check(state, image, scope);
-    } catch (e) {
-      out.error = errorMessage(e);
-    }
-    out.ms = performance.now() - started;
-    return out;
-  };
   let n = 0;
-
-  if ((opts.fork ?? 'copy') === 'copy') {
-    using cursor = await ReplayCursor.create(log, basePath, join(opts.workDir, 'work.img'));
-    const running = new Set<Promise<void>>();
-    const noUndo: CheckScope = { undoFile: () => undefined };
-    for (const state of order) {
-      while (running.size >= jobs) await Promise.race(running);
-      await cursor.advanceTo(state.base);
-      const image = join(opts.workDir, `state-${n++}.img`);
-      const started = performance.now();
-      await cursor.fork(image, applyOf(state));
-      const p = (async () => {
-        const out = await runCheck(state, image, noUndo, started);
-        if (opts.keep?.(state, out.result ?? out.error)) out.image = image;
-        else await rm(image, { force: true });
-        outcomes.set(state, out);
-      })();
-      running.add(p);
-      void p.finally(() => running.delete(p));
-    }
-    await Promise.all(running);
-  } else {
-    // Each job takes the next state in base order, so its own cursor only moves forward.
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: Math.min(jobs, Math.max(1, order.length)) }, async (_, j) => {
-        const workPath = join(opts.workDir, `work-${j}.img`);
-        let cursor = await ReplayCursor.create(log, basePath, workPath);
-        try {
-          while (next < order.length) {
-            const state = order[next++]!;
-            const started = performance.now();
-            await cursor.advanceTo(state.base);
-            const saved = cursor.applySaved(applyOf(state));
-            const undoFiles: string[] = [];
-            const scope: CheckScope = {
-              undoFile: () => {
-                const f = join(opts.workDir, `undo-${j}-${undoFiles.length}`);
-                undoFiles.push(f);
-                return f;
-              },
-            };
-            const out = await runCheck(state, cursor.workPath, scope, started);
-            let undone = true;
-            try {
-              for (const f of [...undoFiles].reverse()) {
-                // A program that never opened its undo file wrote nothing.
-                if (!(await access(f).then(() => true, () => false))) continue;
-                // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
-                cursor.putBack(readUndoFile(f));
-              }
-            } catch (e) {
-              // What the check wrote cannot be undone (an e2fsck killed
-              // mid-run leaves an unfinished undo file): rebuild this job's
-              // working image from the base, one replay from entry 0, rather
-              // than check the log's later states on a wrong image or not at all.
-              // The state's own verdict stands: its check read the image before this.
-              undone = false;
-              out.rebuilt = `what its check wrote could not be undone (${errorMessage(e)}); the working image was rebuilt from the base`;
-              cursor.close();
-              cursor = await ReplayCursor.create(log, basePath, workPath);
-              await cursor.advanceTo(state.base);
-            } finally {
-              for (const f of undoFiles) await rm(f, { force: true });
-            }
-            // Undone, the working image is the state again: what a kept image should be.
-            if (opts.keep?.(state, out.result ?? out.error)) {
-              out.image = join(opts.workDir, `state-${n++}.img`);
-              // Rebuilt, it is at the state's base without the state's own writes: those go on the copy.
-              if (undone) await forkImage(cursor.workPath, out.image);
-              else await cursor.fork(out.image, applyOf(state));
-            }
-            if (undone) cursor.restore(saved);
-            outcomes.set(state, out);
-          }
-        } finally {
-          cursor.close();
-        }
-      }),
-    );
-  }
+  const pass: StatePass<T> = { log, basePath, opts, check, outcomes: new Map(), nextImage: () => join(opts.workDir, `state-${n++}.img`) };
+  if ((opts.fork ?? 'copy') === 'copy') await checkCopies(pass, order, jobs);
+  else await checkInPlace(pass, order, jobs);
   // In the caller's order.
-  return states.map((s) => outcomes.get(s)!);
+  return states.map((s) => pass.outcomes.get(s)!);
+}
+
+function applyOf(log: WriteLog, state: PlannedState): Array<{ entry: LogEntry; keepSectors?: number }> {
+  return state.apply.map((a) => ({ entry: log.entries[a.index]!, ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}) }));
+}
+
+/** Run the check; an error it throws is its outcome. */
+async function runCheck<T>(pass: StatePass<T>, state: PlannedState, image: string, scope: CheckScope, started: number): Promise<StateOutcome<T>> {
+  const out: StateOutcome<T> = { state, ms: 0 };
+  try {
+    out.result = await pass.check(state, image, scope);
+  } catch (e) {
+    out.error = errorMessage(e);
+  }
+  out.ms = performance.now() - started;
+  return out;
+}
+
+/** Copy: one cursor forks an image per state in base order; up to `jobs` checks run on their copies while it moves on. */
+async function checkCopies<T>(pass: StatePass<T>, order: readonly PlannedState[], jobs: number): Promise<void> {
+  using cursor = await ReplayCursor.create(pass.log, pass.basePath, join(pass.opts.workDir, 'work.img'));
+  const running = new Set<Promise<void>>();
+  const noUndo: CheckScope = { undoFile: () => undefined };
+  for (const state of order) {
+    while (running.size >= jobs) await Promise.race(running);
+    await cursor.advanceTo(state.base);
+    const image = pass.nextImage();
+    const started = performance.now();
+    await cursor.fork(image, applyOf(pass.log, state));
+    const p = (async () => {
+      const out = await runCheck(pass, state, image, noUndo, started);
+      if (pass.opts.keep?.(state, out.result ?? out.error)) out.image = image;
+      else await rm(image, { force: true });
+      pass.outcomes.set(state, out);
+    })();
+    running.add(p);
+    void p.finally(() => running.delete(p));
+  }
+  await Promise.all(running);
+}
+
+/** In place: each job takes the next state in base order, so its own cursor only moves forward. */
+async function checkInPlace<T>(pass: StatePass<T>, order: readonly PlannedState[], jobs: number): Promise<void> {
+  const queue = { next: 0 };
+  await Promise.all(Array.from({ length: Math.min(jobs, Math.max(1, order.length)) }, (_, j) => inPlaceJob(pass, order, queue, j)));
+}
+
+async function inPlaceJob<T>(pass: StatePass<T>, order: readonly PlannedState[], queue: { next: number }, j: number): Promise<void> {
+  let cursor = await ReplayCursor.create(pass.log, pass.basePath, join(pass.opts.workDir, `work-${j}.img`));
+  try {
+    while (queue.next < order.length) cursor = await checkOneInPlace(pass, cursor, order[queue.next++]!, j);
+  } finally {
+    cursor.close();
+  }
+}
+
+/**
+ * Check one state on job `j`'s working image, then put the image back to the
+ * state's base. Returns the cursor to go on with: a new one when what the
+ * check wrote could not be undone and the working image was rebuilt.
+ */
+async function checkOneInPlace<T>(pass: StatePass<T>, cursor: ReplayCursor, state: PlannedState, j: number): Promise<ReplayCursor> {
+  const started = performance.now();
+  await cursor.advanceTo(state.base);
+  const saved = cursor.applySaved(applyOf(pass.log, state));
+  const undoFiles: string[] = [];
+  const scope: CheckScope = {
+    undoFile: () => {
+      const f = join(pass.opts.workDir, `undo-${j}-${undoFiles.length}`);
+      undoFiles.push(f);
+      return f;
+    },
+  };
+  const out = await runCheck(pass, state, cursor.workPath, scope, started);
+  const undoFailure = await undoCheckWrites(cursor, undoFiles);
+  const undone = undoFailure === undefined;
+  if (!undone) {
+    // An e2fsck killed mid-run leaves an unfinished undo file: rebuild this
+    // job's working image from the base, one replay from entry 0, rather
+    // than check the log's later states on a wrong image or not at all.
+    // The state's own verdict stands: its check read the image before this.
+    out.rebuilt = `what its check wrote could not be undone (${undoFailure}); the working image was rebuilt from the base`;
+    cursor.close();
+    cursor = await ReplayCursor.create(pass.log, pass.basePath, cursor.workPath);
+    await cursor.advanceTo(state.base);
+  }
+  // Undone, the working image is the state again: what a kept image should be.
+  if (pass.opts.keep?.(state, out.result ?? out.error)) {
+    out.image = pass.nextImage();
+    // Rebuilt, it is at the state's base without the state's own writes: those go on the copy.
+    if (undone) await forkImage(cursor.workPath, out.image);
+    else await cursor.fork(out.image, applyOf(pass.log, state));
+  }
+  if (undone) cursor.restore(saved);
+  pass.outcomes.set(state, out);
+  return cursor;
+}
+
+/** Put back what the check wrote, newest undo file first; the error message if that cannot be done. The undo files are removed. */
+async function undoCheckWrites(cursor: ReplayCursor, undoFiles: readonly string[]): Promise<string | undefined> {
+  try {
+    for (const f of [...undoFiles].reverse()) {
+      // A program that never opened its undo file wrote nothing.
+      if (!(await access(f).then(() => true, () => false))) continue;
+      // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
+      cursor.putBack(readUndoFile(f));
+    }
+    return undefined;
+  } catch (e) {
+    return errorMessage(e);
+  } finally {
+    for (const f of undoFiles) await rm(f, { force: true });
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import type { StepRecord } from '../expectations.ts';
 import { WriteLog, isFlush } from './format.ts';
 import { ackPositions, recordsAt, runRecordedWorkload, type AckPosition, type StepAck } from './record.ts';
 import { digestLog, type LogDigest } from './digest.ts';
-import { epochWrites, generateStates, type CrashState as PlannedState, type StatePlan, type WriteRef } from './states.ts';
+import { epochWrites, generateStates, type PlannedState, type StatePlan, type WriteRef } from './states.ts';
 import { EpochStates, forEachState, type ForkMode } from './materialize.ts';
 import { forkImage } from './replay.ts';
 

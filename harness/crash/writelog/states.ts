@@ -33,7 +33,8 @@ export interface WriteRef {
   nrSectors: number;
 }
 
-export interface CrashState {
+/** A crash state the planner chose from a write log: which entries make its image, before crash-state.ts's CrashState is built from it. */
+export interface PlannedState {
   /** Unique within the plan, e.g. `flush-17`, `ack-sync`, `flush-17-drop-3a9f01c2`. */
   name: string;
   kind: StateKind;
@@ -67,7 +68,7 @@ export interface EpochInfo {
 }
 
 export interface StatePlan {
-  states: CrashState[];
+  states: PlannedState[];
   epochs: EpochInfo[];
   counts: {
     prefix: number;
@@ -138,203 +139,261 @@ function shuffled<T>(xs: readonly T[], rnd: () => number): T[] {
   return a;
 }
 
-interface Candidate extends Omit<CrashState, 'key' | 'acksBefore'> {
+interface Candidate extends Omit<PlannedState, 'key' | 'acksBefore'> {
   keyBig: bigint;
 }
 
-/**
- * Plan the crash states of a log. `acks` place step acknowledgements
- * (record.ts ackPositions). Deterministic for a given log, acks and options.
- */
-export function generateStates(digest: LogDigest, acks: readonly AckPosition[], opts: GenerateOptions = {}): StatePlan {
-  const log: WriteLog = digest.log;
-  const seed = opts.seed ?? 1;
-  const perEpoch = opts.perEpoch ?? 8;
-  const total = opts.total ?? Number.POSITIVE_INFINITY;
-  const subsets = opts.randomSubsets ?? 4;
-  const unit = opts.tornUnitSectors ?? 8;
-  const dedupe = opts.dedupe ?? true;
-  if (perEpoch < 0 || total < 0 || subsets < 0 || unit < 1) throw new ConfigError('crash-state budgets must be non-negative (and the torn unit at least one sector)');
+/** The options with their defaults. */
+interface Budget {
+  seed: number;
+  prefixes: 'all' | 'none';
+  perEpoch: number;
+  total: number;
+  subsets: number;
+  torn: boolean;
+  unit: number;
+  dedupe: boolean;
+}
 
-  const entries = log.entries;
-  const identity = new ImageIdentity(digest);
-  const seen = new Set<bigint>();
-  const prefixStates: Candidate[] = [];
-  const powerLossByEpoch: Candidate[][] = [];
-  const epochs: EpochInfo[] = [];
-  let duplicates = 0;
-  let overBudget = 0;
-  const fresh = (k: bigint) => {
-    if (!dedupe) return true;
-    if (seen.has(k)) {
-      duplicates++;
+function budgetOf(opts: GenerateOptions): Budget {
+  const b: Budget = {
+    seed: opts.seed ?? 1,
+    prefixes: opts.prefixes ?? 'all',
+    perEpoch: opts.perEpoch ?? 8,
+    total: opts.total ?? Number.POSITIVE_INFINITY,
+    subsets: opts.randomSubsets ?? 4,
+    torn: opts.torn ?? false,
+    unit: opts.tornUnitSectors ?? 8,
+    dedupe: opts.dedupe ?? true,
+  };
+  if (b.perEpoch < 0 || b.total < 0 || b.subsets < 0 || b.unit < 1) throw new ConfigError('crash-state budgets must be non-negative (and the torn unit at least one sector)');
+  return b;
+}
+
+/** The image identities planned so far: a candidate with one of them is a duplicate (unless dedupe is off). */
+class PlannedKeys {
+  private readonly seen = new Set<bigint>();
+  duplicates = 0;
+
+  constructor(
+    private readonly dedupe: boolean,
+    empty: bigint,
+  ) {
+    // The empty log is the base itself: a prefix state at position 0 is not a crash state worth checking.
+    this.seen.add(empty);
+  }
+
+  /** True (and remembered) for an identity not planned yet. */
+  fresh(k: bigint): boolean {
+    if (!this.dedupe) return true;
+    if (this.seen.has(k)) {
+      this.duplicates++;
       return false;
     }
-    seen.add(k);
+    this.seen.add(k);
     return true;
+  }
+}
+
+/** One flush epoch: the entries [base, end), closed by the flush at `end` unless it is the log's open tail. */
+interface Epoch {
+  info: EpochInfo;
+  /** Entry indices of its writes and discards, in log order. */
+  writeIdx: number[];
+  refs: Map<number, WriteRef>;
+  /**
+   * A flush entry that carries data (Linux dm-log-writes logs a REQ_PREFLUSH bio with its payload;
+   * QEMU never does) is taken as fstests takes it: its data is part of the prefix at the flush.
+   */
+  flushCarriesData: boolean;
+}
+
+/** The epoch numbered `epoch` that starts at entry `base`: it runs to the next flush entry (exclusive) or the log's end. */
+function epochAt(digest: LogDigest, base: number, epoch: number): Epoch {
+  const entries = digest.log.entries;
+  let end = base;
+  while (end < entries.length && !isFlush(entries[end]!)) end++;
+  const closed = end < entries.length;
+  const writeIdx: number[] = [];
+  for (let i = base; i < end; i++) {
+    const k = entryKind(entries[i]!);
+    if (k === 'write' || k === 'discard') writeIdx.push(i);
+  }
+  return {
+    info: { epoch, label: closed ? `flush-${epoch}` : 'end', base, end, writes: writeIdx.length, closed },
+    writeIdx,
+    refs: new Map(writeRefs(digest, writeIdx).map((r) => [r.index, r])),
+    flushCarriesData: closed && entryKind(entries[end]!) === 'write',
   };
-  const ackAt = new Map<number, AckPosition[]>();
-  for (const a of acks) ackAt.set(a.position, [...(ackAt.get(a.position) ?? []), a]);
+}
 
-  let base = 0;
-  let epoch = 1;
-  // Identity of the empty log: the base itself (prefix states at position 0 are the base: not a crash state worth checking).
-  seen.add(identity.key);
-  while (base <= entries.length) {
-    // The epoch runs to the next flush entry (exclusive) or the log's end.
-    let end = base;
-    while (end < entries.length && !isFlush(entries[end]!)) end++;
-    const closed = end < entries.length;
-    const label = closed ? `flush-${epoch}` : 'end';
-    const writeIdx: number[] = [];
-    for (let i = base; i < end; i++) {
-      const k = entryKind(entries[i]!);
-      if (k === 'write' || k === 'discard') writeIdx.push(i);
-    }
-    // A flush entry that carries data (Linux dm-log-writes logs a REQ_PREFLUSH bio with its payload;
-    // QEMU never does) is taken as fstests takes it: its data is part of the prefix at the flush.
-    const flushCarriesData = closed && entryKind(entries[end]!) === 'write';
-    epochs.push({ epoch, label, base, end, writes: writeIdx.length, closed });
+/** The epoch's writes in [from, upTo), as entries to apply. */
+function keptWrites(ep: Epoch, from: number, upTo: number): Array<{ index: number }> {
+  return ep.writeIdx.filter((i) => i >= from && i < upTo).map((index) => ({ index }));
+}
 
-    const refs = new Map(writeRefs(digest, writeIdx).map((r) => [r.index, r]));
-    const kept = (from: number, upTo: number) => writeIdx.filter((i) => i >= from && i < upTo).map((index) => ({ index }));
-
-    // Prefix states of this epoch, in log order: acks and FUA writes inside, then the closing flush (or the end).
-    if ((opts.prefixes ?? 'all') === 'all') {
-      const stops: Array<{ position: number; variant: StateVariant; name: string }> = [];
-      for (let p = base + 1; p <= end; p++) {
-        for (const a of ackAt.get(p) ?? []) stops.push({ position: p, variant: 'ack', name: `ack-${a.name}` });
-        const e = entries[p - 1]!;
-        if (p - 1 >= base && p - 1 < end && isFua(e)) stops.push({ position: p, variant: 'fua', name: `fua-${refs.get(p - 1)?.id ?? p - 1}` });
-      }
-      if (closed) {
-        stops.push({ position: end + 1, variant: 'flush', name: label });
-        for (const a of ackAt.get(end + 1) ?? []) stops.push({ position: end + 1, variant: 'ack', name: `ack-${a.name}` });
-      } else if (end > base) stops.push({ position: end, variant: 'end', name: 'end' });
-      for (const s of stops) {
-        const upTo = Math.min(s.position, end);
-        const k = identity.keyWith(kept(base, upTo).concat(flushCarriesData && s.position > end ? [{ index: end }] : []));
-        if (!fresh(k)) continue;
-        prefixStates.push({ name: s.name, kind: 'prefix', variant: s.variant, epoch, position: s.position, base: s.position, apply: [], dropped: [], keyBig: k });
-      }
-    }
-
-    // Power-loss candidates: fork at the epoch's base, apply what survived. Each is only
-    // described here; its image identity (O(sectors of the epoch)) is computed when the
-    // budget reaches it, so an epoch of thousands of writes costs what its budget asks for.
-    interface Spec {
-      variant: StateVariant;
-      suffix: string;
-      position: number;
-      apply: () => Array<{ index: number; keepSectors?: number }>;
-      dropped: () => number[];
-      torn?: { index: number; kept: number };
-    }
-    const specs: Spec[] = [];
-    const droppable = writeIdx.filter((i) => !isFua(entries[i]!));
-    if (perEpoch > 0 && droppable.length) {
-      // cut: power fails just before write i; everything from i on is lost.
-      for (const i of droppable) {
-        if (i === writeIdx[0]) continue; // nothing survives: the previous flush's prefix
-        specs.push({ variant: 'cut', suffix: `cut-${refs.get(i)!.id}`, position: i, apply: () => kept(base, i), dropped: () => writeIdx.filter((j) => j >= i) });
-      }
-      // drop: one write lost, the rest of the epoch landed.
-      for (const i of droppable) {
-        specs.push({ variant: 'drop', suffix: `drop-${refs.get(i)!.id}`, position: end, apply: () => writeIdx.filter((j) => j !== i).map((index) => ({ index })), dropped: () => [i] });
-      }
-      // subset: seeded random sets, each write lost with probability 1/2.
-      const rnd = prng((seed * 0x9e3779b1) ^ epoch);
-      for (let r = 0; r < subsets && droppable.length > 1; r++) {
-        const lost = new Set(droppable.filter(() => rnd() < 0.5));
-        if (lost.size === 0 || lost.size === droppable.length) continue;
-        const lostIds = [...lost].map((i) => refs.get(i)!.id).sort();
-        specs.push({ variant: 'subset', suffix: `subset-${sha256(lostIds.join(',')).slice(0, 8)}`, position: end, apply: () => writeIdx.filter((j) => !lost.has(j)).map((index) => ({ index })), dropped: () => [...lost] });
-      }
-      // torn: power fails inside a long write: its first sectors landed, nothing after it.
-      if (opts.torn) {
-        for (const i of droppable) {
-          const n = entries[i]!.nrSectors;
-          if (n <= unit) continue;
-          const keep = Math.max(unit, Math.floor(n / 2 / unit) * unit);
-          if (keep >= n) continue;
-          specs.push({
-            variant: 'torn',
-            suffix: `torn-${refs.get(i)!.id}-${keep}of${n}`,
-            position: i,
-            apply: () => [...kept(base, i), { index: i, keepSectors: keep }],
-            dropped: () => writeIdx.filter((j) => j > i),
-            torn: { index: i, kept: keep },
-          });
-        }
-      }
-    }
-    // The epoch's budget: round robin over the variants, each in seeded order; a candidate identical
-    // to a state already planned (a prefix, or another candidate) is skipped for the next.
-    const byVariant = (['drop', 'cut', 'subset', 'torn'] as const).map((v) => shuffled(specs.filter((c) => c.variant === v), prng(seed + epoch * 7919 + v.length)));
-    const chosen: Candidate[] = [];
-    while (chosen.length < perEpoch && byVariant.some((l) => l.length)) {
-      for (const list of byVariant) {
-        if (chosen.length >= perEpoch) break;
-        const spec = list.shift();
-        if (!spec) continue;
-        const apply = spec.apply();
-        const k = identity.keyWith(apply);
-        if (!fresh(k)) continue;
-        chosen.push({
-          name: `${label}-${spec.suffix}`,
-          kind: 'power-loss',
-          variant: spec.variant,
-          epoch,
-          position: spec.position,
-          base,
-          apply,
-          dropped: spec.dropped().map((i) => refs.get(i)!),
-          ...(spec.torn ? { torn: { ...refs.get(spec.torn.index)!, keptSectors: spec.torn.kept } } : {}),
-          keyBig: k,
-        });
-      }
-    }
-    // Left unexamined (some may have been duplicates).
-    overBudget += byVariant.reduce((n, l) => n + l.length, 0);
-    // In the order chosen: a total budget takes each epoch's first choices first.
-    powerLossByEpoch.push(chosen);
-
-    // Advance the identity over the epoch and its flush.
-    for (const i of writeIdx) identity.apply(i);
-    if (flushCarriesData) identity.apply(end);
-    // A log that ends with its flush has no open epoch after it.
-    if (!closed || end + 1 === entries.length) break;
-    base = end + 1;
-    epoch++;
+/** Where an epoch's prefix states stop, in log order: acks and FUA writes inside, then the closing flush (or the end). */
+function prefixStops(ep: Epoch, entries: WriteLog['entries'], ackAt: Map<number, AckPosition[]>): Array<{ position: number; variant: StateVariant; name: string }> {
+  const { base, end, closed, label } = ep.info;
+  const stops: Array<{ position: number; variant: StateVariant; name: string }> = [];
+  for (let p = base + 1; p <= end; p++) {
+    for (const a of ackAt.get(p) ?? []) stops.push({ position: p, variant: 'ack', name: `ack-${a.name}` });
+    const e = entries[p - 1]!;
+    if (p - 1 >= base && p - 1 < end && isFua(e)) stops.push({ position: p, variant: 'fua', name: `fua-${ep.refs.get(p - 1)?.id ?? p - 1}` });
   }
+  if (closed) {
+    stops.push({ position: end + 1, variant: 'flush', name: label });
+    for (const a of ackAt.get(end + 1) ?? []) stops.push({ position: end + 1, variant: 'ack', name: `ack-${a.name}` });
+  } else if (end > base) stops.push({ position: end, variant: 'end', name: 'end' });
+  return stops;
+}
 
-  // The total budget: prefix states first (thinned evenly if they alone are too many), then power-loss round robin over epochs.
-  let prefix = prefixStates;
-  if (prefix.length > total) {
-    const keep = Math.floor(total);
-    const picked: Candidate[] = [];
-    for (let i = 0; i < keep; i++) picked.push(prefix[Math.floor(((i + 1) * prefix.length) / keep) - 1]!);
-    overBudget += prefix.length - picked.length;
-    prefix = picked;
+/** The epoch's prefix states whose images are not planned yet. */
+function prefixCandidates(ep: Epoch, entries: WriteLog['entries'], ackAt: Map<number, AckPosition[]>, identity: ImageIdentity, planned: PlannedKeys): Candidate[] {
+  const { base, end, epoch } = ep.info;
+  const out: Candidate[] = [];
+  for (const s of prefixStops(ep, entries, ackAt)) {
+    const upTo = Math.min(s.position, end);
+    const k = identity.keyWith(keptWrites(ep, base, upTo).concat(ep.flushCarriesData && s.position > end ? [{ index: end }] : []));
+    if (!planned.fresh(k)) continue;
+    out.push({ name: s.name, kind: 'prefix', variant: s.variant, epoch, position: s.position, base: s.position, apply: [], dropped: [], keyBig: k });
   }
-  let room = Math.max(0, total - prefix.length);
-  const powerLoss: Candidate[] = [];
-  const queues = powerLossByEpoch.map((l) => [...l]);
-  const available = queues.reduce((n, q) => n + q.length, 0);
+  return out;
+}
+
+/**
+ * A power-loss candidate: fork at the epoch's base, apply what survived. Only
+ * described: its image identity (O(sectors of the epoch)) is computed when the
+ * budget reaches it, so an epoch of thousands of writes costs what its budget asks for.
+ */
+interface PowerLossSpec {
+  variant: StateVariant;
+  suffix: string;
+  position: number;
+  apply: () => Array<{ index: number; keepSectors?: number }>;
+  dropped: () => number[];
+  torn?: { index: number; kept: number };
+}
+
+/** Every power-loss candidate of an epoch; FUA writes are never lost. */
+function powerLossSpecs(ep: Epoch, entries: WriteLog['entries'], budget: Budget): PowerLossSpec[] {
+  const droppable = ep.writeIdx.filter((i) => !isFua(entries[i]!));
+  if (budget.perEpoch <= 0 || !droppable.length) return [];
+  return [...cutSpecs(ep, droppable), ...dropSpecs(ep, droppable), ...subsetSpecs(ep, droppable, budget), ...(budget.torn ? tornSpecs(ep, droppable, entries, budget.unit) : [])];
+}
+
+/** cut: power fails just before write i; everything from i on is lost. */
+function cutSpecs(ep: Epoch, droppable: number[]): PowerLossSpec[] {
+  const { base } = ep.info;
+  const w = ep.writeIdx;
+  // Cutting before the epoch's first write leaves nothing: the previous flush's prefix.
+  return droppable.filter((i) => i !== w[0]).map((i) => ({ variant: 'cut', suffix: `cut-${ep.refs.get(i)!.id}`, position: i, apply: () => keptWrites(ep, base, i), dropped: () => w.filter((j) => j >= i) }));
+}
+
+/** drop: one write lost, the rest of the epoch landed. */
+function dropSpecs(ep: Epoch, droppable: number[]): PowerLossSpec[] {
+  const w = ep.writeIdx;
+  return droppable.map((i) => ({ variant: 'drop', suffix: `drop-${ep.refs.get(i)!.id}`, position: ep.info.end, apply: () => w.filter((j) => j !== i).map((index) => ({ index })), dropped: () => [i] }));
+}
+
+/** subset: seeded random sets, each write lost with probability 1/2. */
+function subsetSpecs(ep: Epoch, droppable: number[], budget: Budget): PowerLossSpec[] {
+  const w = ep.writeIdx;
+  const rnd = prng((budget.seed * 0x9e3779b1) ^ ep.info.epoch);
+  const out: PowerLossSpec[] = [];
+  for (let r = 0; r < budget.subsets && droppable.length > 1; r++) {
+    const lost = new Set(droppable.filter(() => rnd() < 0.5));
+    if (lost.size === 0 || lost.size === droppable.length) continue;
+    const lostIds = [...lost].map((i) => ep.refs.get(i)!.id).sort();
+    out.push({ variant: 'subset', suffix: `subset-${sha256(lostIds.join(',')).slice(0, 8)}`, position: ep.info.end, apply: () => w.filter((j) => !lost.has(j)).map((index) => ({ index })), dropped: () => [...lost] });
+  }
+  return out;
+}
+
+/** torn: power fails inside a long write: its first sectors (about half, on a unit boundary) landed, nothing after it. */
+function tornSpecs(ep: Epoch, droppable: number[], entries: WriteLog['entries'], unit: number): PowerLossSpec[] {
+  const out: PowerLossSpec[] = [];
+  for (const i of droppable) {
+    const n = entries[i]!.nrSectors;
+    if (n <= unit) continue;
+    const keep = Math.max(unit, Math.floor(n / 2 / unit) * unit);
+    if (keep >= n) continue;
+    out.push({
+      variant: 'torn',
+      suffix: `torn-${ep.refs.get(i)!.id}-${keep}of${n}`,
+      position: i,
+      apply: () => [...keptWrites(ep, ep.info.base, i), { index: i, keepSectors: keep }],
+      dropped: () => ep.writeIdx.filter((j) => j > i),
+      torn: { index: i, kept: keep },
+    });
+  }
+  return out;
+}
+
+/**
+ * The epoch's budget: round robin over the variants, each in seeded order; a candidate identical
+ * to a state already planned (a prefix, or another candidate) is skipped for the next.
+ * `unexamined` counts the candidates left over (some may have been duplicates).
+ */
+function choosePowerLoss(ep: Epoch, specs: PowerLossSpec[], budget: Budget, identity: ImageIdentity, planned: PlannedKeys): { chosen: Candidate[]; unexamined: number } {
+  const { epoch, label, base } = ep.info;
+  const byVariant = (['drop', 'cut', 'subset', 'torn'] as const).map((v) => shuffled(specs.filter((c) => c.variant === v), prng(budget.seed + epoch * 7919 + v.length)));
+  const chosen: Candidate[] = [];
+  while (chosen.length < budget.perEpoch && byVariant.some((l) => l.length)) {
+    for (const list of byVariant) {
+      if (chosen.length >= budget.perEpoch) break;
+      const spec = list.shift();
+      if (!spec) continue;
+      const apply = spec.apply();
+      const k = identity.keyWith(apply);
+      if (!planned.fresh(k)) continue;
+      chosen.push({
+        name: `${label}-${spec.suffix}`,
+        kind: 'power-loss',
+        variant: spec.variant,
+        epoch,
+        position: spec.position,
+        base,
+        apply,
+        dropped: spec.dropped().map((i) => ep.refs.get(i)!),
+        ...(spec.torn ? { torn: { ...ep.refs.get(spec.torn.index)!, keptSectors: spec.torn.kept } } : {}),
+        keyBig: k,
+      });
+    }
+  }
+  return { chosen, unexamined: byVariant.reduce((n, l) => n + l.length, 0) };
+}
+
+/** Prefix states thinned evenly to at most `total`. */
+function thinEvenly(prefix: Candidate[], total: number): Candidate[] {
+  if (prefix.length <= total) return prefix;
+  const keep = Math.floor(total);
+  const picked: Candidate[] = [];
+  for (let i = 0; i < keep; i++) picked.push(prefix[Math.floor(((i + 1) * prefix.length) / keep) - 1]!);
+  return picked;
+}
+
+/** Up to `room` power-loss states, round robin over the epochs, each epoch's first choices first. */
+function roundRobin(byEpoch: Candidate[][], room: number): Candidate[] {
+  const out: Candidate[] = [];
+  const queues = byEpoch.map((l) => [...l]);
   while (room > 0 && queues.some((q) => q.length)) {
     for (const q of queues) {
       const c = q.shift();
       if (c && room > 0) {
-        powerLoss.push(c);
+        out.push(c);
         room--;
       }
     }
   }
-  overBudget += available - powerLoss.length;
+  return out;
+}
 
-  const all = [...prefix, ...powerLoss].sort((a, b) => a.base - b.base || a.position - b.position || (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'prefix' ? -1 : 1));
+/** The chosen states in log order, named uniquely (`~2` for a repeated name), with the acks before each. */
+function plannedStates(chosen: Candidate[], acks: readonly AckPosition[]): PlannedState[] {
+  const all = [...chosen].sort((a, b) => a.base - b.base || a.position - b.position || (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'prefix' ? -1 : 1));
   const names = new Map<string, number>();
-  const states: CrashState[] = all.map(({ keyBig, ...c }) => {
+  return all.map(({ keyBig, ...c }) => {
     const n = (names.get(c.name) ?? 0) + 1;
     names.set(c.name, n);
     return {
@@ -344,5 +403,43 @@ export function generateStates(digest: LogDigest, acks: readonly AckPosition[], 
       key: keyBig.toString(16).padStart(32, '0'),
     };
   });
-  return { states, epochs, counts: { prefix: prefix.length, powerLoss: powerLoss.length, duplicates, overBudget } };
+}
+
+/**
+ * Plan the crash states of a log. `acks` place step acknowledgements
+ * (record.ts ackPositions). Deterministic for a given log, acks and options.
+ */
+export function generateStates(digest: LogDigest, acks: readonly AckPosition[], opts: GenerateOptions = {}): StatePlan {
+  const budget = budgetOf(opts);
+  const entries = digest.log.entries;
+  const identity = new ImageIdentity(digest);
+  const planned = new PlannedKeys(budget.dedupe, identity.key);
+  const ackAt = new Map<number, AckPosition[]>();
+  for (const a of acks) ackAt.set(a.position, [...(ackAt.get(a.position) ?? []), a]);
+
+  const prefixStates: Candidate[] = [];
+  const powerLossByEpoch: Candidate[][] = [];
+  const epochs: EpochInfo[] = [];
+  let overBudget = 0;
+  for (let base = 0, epoch = 1; base <= entries.length; epoch++) {
+    const ep = epochAt(digest, base, epoch);
+    epochs.push(ep.info);
+    if (budget.prefixes === 'all') prefixStates.push(...prefixCandidates(ep, entries, ackAt, identity, planned));
+    const { chosen, unexamined } = choosePowerLoss(ep, powerLossSpecs(ep, entries, budget), budget, identity, planned);
+    overBudget += unexamined;
+    powerLossByEpoch.push(chosen);
+    // Advance the identity over the epoch and its flush.
+    for (const i of ep.writeIdx) identity.apply(i);
+    if (ep.flushCarriesData) identity.apply(ep.info.end);
+    // A log that ends with its flush has no open epoch after it.
+    if (!ep.info.closed || ep.info.end + 1 === entries.length) break;
+    base = ep.info.end + 1;
+  }
+
+  // The total budget: prefix states first (thinned evenly if they alone are too many), then power-loss round robin over epochs.
+  const prefix = thinEvenly(prefixStates, budget.total);
+  const powerLoss = roundRobin(powerLossByEpoch, Math.max(0, budget.total - prefix.length));
+  overBudget += prefixStates.length - prefix.length + powerLossByEpoch.reduce((n, q) => n + q.length, 0) - powerLoss.length;
+  const states = plannedStates([...prefix, ...powerLoss], acks);
+  return { states, epochs, counts: { prefix: prefix.length, powerLoss: powerLoss.length, duplicates: planned.duplicates, overBudget } };
 }

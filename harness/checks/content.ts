@@ -81,7 +81,7 @@ async function readStates(
   return new Map((await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, sizes, via: 'map' })).map((s) => [s.path, s]));
 }
 
-function findingMaker(recovery: RecoveryModeName | undefined): MakeFinding {
+function findingMaker(recovery: RecoveryMode | undefined): MakeFinding {
   return (code, path, message, detail, ino, offset) => ({
     class: 'data',
     source: code === 'not-durable' || code === 'migrated-despite-error' ? 'durability' : 'content',

@@ -17,6 +17,8 @@ import type { RecoveredImage } from '../recovery/recovery.ts';
 import { scanConsole } from '../checks/console.ts';
 import { runOracles, writeE2fsckLogs, type OracleContext, type OracleOutcome } from '../checks/oracle.ts';
 import { workloadFindings } from '../checks/steps.ts';
+import { cannotCheckFinding } from '../checks/uncheckable.ts';
+import { E2fsckCannotCheckError } from '../image/e2fsck.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { imageFileOrigins } from '../image/user-image.ts';
 import type { CaseResult } from '../results/case.ts';
@@ -210,8 +212,8 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
       outcome = await runOracles(recovered, ctx);
       oraclesMs = performance.now() - t0;
     } catch (e) {
-      if (!opts.uncheckableIsFinding || !(e instanceof InfraError) || !/^e2fsck .* could not check the image/.test(e.message)) throw e;
-      outcome = { runs: recovered?.runs ?? [], findings: [{ class: 'corruption', source: 'e2fsck', code: 'e2fsck-cannot-check', name: 'e2fsck-cannot-check', message: `e2fsck could not check the image recovered by ${mode}`, recovery: mode, detail: e.message.slice(0, 4000) }] };
+      if (!opts.uncheckableIsFinding || !(e instanceof E2fsckCannotCheckError)) throw e;
+      outcome = { runs: recovered?.runs ?? [], findings: [cannotCheckFinding(e, mode)] };
     }
     await writeE2fsckLogs(mode, outcome.runs, join(caseDir, 'e2fsck-'));
     return { recovered, outcome, oraclesMs };

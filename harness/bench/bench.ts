@@ -7,7 +7,7 @@ import { buildInitramfs } from '../guest/initramfs.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { buildImage } from '../image/build.ts';
 import { createCaseDisk } from '../image/disk.ts';
-import { MachinePool, defaultJobs } from '../vm/machine/pool.ts';
+import { MachinePool, jobsOrDefault } from '../vm/machine/pool.ts';
 import { runWorkload } from '../crash/workload.ts';
 import { runE2fsck } from '../image/e2fsck.ts';
 import { expandCases } from '../scenario/expand.ts';
@@ -88,7 +88,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  */
 export async function runBench(o: BenchOptions = {}): Promise<Record<string, unknown>> {
   const parts = new Set(o.parts ?? benchParts);
-  const jobs = o.jobs ?? defaultJobs();
+  const jobs = jobsOrDefault(o.jobs);
   const progress = o.onProgress ?? (() => {});
   const kernel = await stockKernel();
   const accel = (await detectAccel()).accel;

@@ -12,7 +12,7 @@ import type { BaseImage } from '../image/build.ts';
 import { userImageChanged } from '../image/user-image.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
-import { MachinePool } from '../vm/machine/pool.ts';
+import { jobsOrDefault, MachinePool } from '../vm/machine/pool.ts';
 import { detectAccel } from '../vm/machine/accel.ts';
 import type { CaseResult } from '../results/case.ts';
 import type { RunConfig, RunMeta, RunSummary, ShardRecord } from '../results/run.ts';
@@ -185,7 +185,8 @@ export async function runSuite(opts: RunOptions): Promise<RunOutcome> {
     await checkOutDir(dir);
   }
 
-  const jobs = Math.max(1, opts.jobs ?? (opts.machines ? 1 : new MachinePool().slots));
+  // A caller's own launcher (a test's fake) runs one job unless told otherwise.
+  const jobs = jobsOrDefault(opts.jobs ?? (opts.machines ? 1 : undefined));
   const machines = opts.machines ?? new MachinePool({ slots: jobs });
   // A resumed run takes its kernel from run.json, unless the caller hands one already resolved (checked against it below).
   const kernelArg = opts.resume && typeof opts.kernel === 'string' ? config.kernel : opts.kernel;

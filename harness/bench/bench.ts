@@ -226,7 +226,7 @@ async function benchDefaultMix(kernel: KernelInfo, jobs: number, n: number, tmp:
 
   // (a) the naive loop: booted machines, one case at a time, each recovery after the other.
   const one = new MachinePool({ slots: 1 });
-  const { env } = await prepareRun({ scenarios, kernel, machines: one, keep: 'none', snapshots: false });
+  const { env } = await prepareRun({ scenarios, kernel, machines: one, keep: 'none', snapshots: false, jobs: 1 });
   const naive = { perCase: [] as number[], workloadBoot: [] as number[], recoveryBoot: [] as number[], statuses: new Map<string, string>() };
   const naiveStart = performance.now();
   for (const [i, spec] of mix.entries()) {

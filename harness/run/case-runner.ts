@@ -42,27 +42,27 @@ export type { KeepPolicy } from '../results/run.ts';
 export const defaultKeep: KeepPolicy = 'failed';
 
 export interface CaseEnv {
-  machines: MachineLauncher;
-  kernel: KernelInfo;
-  initrd: string;
-  images: Map<string, BaseImage>;
-  keep: KeepPolicy;
+  readonly machines: MachineLauncher;
+  readonly kernel: KernelInfo;
+  readonly initrd: string;
+  readonly images: ReadonlyMap<string, BaseImage>;
+  readonly keep: KeepPolicy;
   /** Saved "agent ready" VM states by recipe: workload and kernel recovery VMs restore instead of booting. */
-  snapshots?: Map<string, string>;
+  readonly snapshots?: ReadonlyMap<string, string>;
   /**
    * Where kept crash images are stored compressed (the run folder's); without
    * one (a library caller with no run folder) a kept image stays raw as
    * `crash.img`.
    */
-  crashImages?: CrashImageStore;
+  readonly crashImages?: CrashImageStore;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
-  kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
+  readonly kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
   /**
    * Fault injection for tests: alter a crash image before any recovery
    * (e.g. damage it with debugfs) to prove the oracles and reports see it.
    */
-  beforeOracle?: (crashImage: string, spec: CaseSpec) => Promise<void>;
-  stepTimeoutMs?: number;
+  readonly beforeOracle?: (crashImage: string, spec: CaseSpec) => Promise<void>;
+  readonly stepTimeoutMs?: number;
 }
 
 /** Where a kill case's crash state comes from: the kill point's VM run (write-log states come from their unit, run/log-unit.ts). */

@@ -38,9 +38,10 @@ import { e2fsckVerdict, type StateOracleContext } from './state-verdict.ts';
  *     where there is one), not per state; the log stays in the unit's folder.
  */
 
-export interface LogUnitEnv extends CaseEnv {
-  /** States checked at once. */
-  jobs: number;
+/** What a run's cases and write-log units share (run/prepare.ts prepareRun makes it). */
+export interface RunEnv extends CaseEnv {
+  /** States of a write-log unit checked at once. */
+  readonly jobs: number;
 }
 
 /** A unit whose log is recorded (or was, before a resume): its states as cases. */
@@ -141,7 +142,7 @@ interface StateWork {
  */
 export async function runLogUnit(
   prepared: PreparedUnit,
-  env: LogUnitEnv,
+  env: RunEnv,
   caseDir: (id: string) => string,
   write: (r: CaseResult) => Promise<void>,
   opts: { wanted?: (id: string) => boolean; done?: ReadonlySet<string> } = {},

@@ -65,6 +65,13 @@ export interface CaseEnv {
   readonly stepTimeoutMs?: number;
 }
 
+/** The base image a scenario's cases start from (prepareRun built or opened one per key). */
+export function baseImageOf(env: CaseEnv, scenario: CaseSpec['scenario']): BaseImage {
+  const base = env.images.get(baseImageKey(scenario));
+  if (!base) throw new InfraError(`no base image was prepared for ${scenario.name} (${baseImageKey(scenario)})`);
+  return base;
+}
+
 /** Where a kill case's crash state comes from: the kill point's VM run (write-log states come from their unit, run/log-unit.ts). */
 export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string): CrashStateSource {
   if (spec.crashPoint.kind === 'log') throw new InfraError(`${spec.id} is a write-log state: its unit replays it from the recorded log`);

@@ -20,7 +20,7 @@ import { runOracles } from '../checks/oracle.ts';
 import { caseVerdict } from '../results/verdict.ts';
 import type { CaseResult } from '../results/case.ts';
 import { runSuite } from '../run/runner.ts';
-import { crashStateSource, stateFindingsAndContext, type CaseEnv } from '../run/case-runner.ts';
+import { crashStateSource, prepareStateCheck, type CaseEnv } from '../run/case-runner.ts';
 import { loadScenarios, prepareRun } from '../run/prepare.ts';
 import { validatePatch } from '../validate/validate.ts';
 import type { ValidatePhases } from '../validate/model.ts';
@@ -284,7 +284,7 @@ async function naiveCase(spec: CaseSpec, env: CaseEnv, dir: string): Promise<{ m
   let state: CrashState | undefined;
   for await (const s of crashStateSource(spec, env, dir).states()) state = s;
   if (!state) throw new Error(`${spec.id}: no crash state`);
-  const { findings, ctx } = await stateFindingsAndContext(state, spec, env.images.get(baseImageKey(spec.scenario))!, dir);
+  const { findings, oracleContext: ctx } = await prepareStateCheck(state, spec, env.images.get(baseImageKey(spec.scenario))!, dir);
   let recoveryBootMs: number | undefined;
   for (const mode of spec.scenario.recovery) {
     const work = join(dir, `${mode}.img`);

@@ -7,7 +7,7 @@ import { buildInitramfs } from '../guest/initramfs.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { buildImage } from '../image/build.ts';
 import { createCaseDisk } from '../image/disk.ts';
-import { MachinePool, defaultJobs } from '../vm/machine/pool.ts';
+import { MachinePool, jobsOrDefault } from '../vm/machine/pool.ts';
 import { runWorkload } from '../crash/workload.ts';
 import { runE2fsck } from '../image/e2fsck.ts';
 import { expandCases } from '../scenario/expand.ts';
@@ -20,7 +20,7 @@ import { runOracles } from '../checks/oracle.ts';
 import { caseVerdict } from '../results/verdict.ts';
 import type { CaseResult } from '../results/case.ts';
 import { runSuite } from '../run/runner.ts';
-import { crashStateSource, stateFindingsAndContext, type CaseEnv } from '../run/case-runner.ts';
+import { crashStateSource, prepareStateCheck, type CaseEnv } from '../run/case-runner.ts';
 import { loadScenarios, prepareRun } from '../run/prepare.ts';
 import { validatePatch } from '../validate/validate.ts';
 import type { ValidatePhases } from '../validate/model.ts';
@@ -88,7 +88,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  */
 export async function runBench(o: BenchOptions = {}): Promise<Record<string, unknown>> {
   const parts = new Set(o.parts ?? benchParts);
-  const jobs = o.jobs ?? defaultJobs();
+  const jobs = jobsOrDefault(o.jobs);
   const progress = o.onProgress ?? (() => {});
   const kernel = await stockKernel();
   const accel = (await detectAccel()).accel;
@@ -226,7 +226,7 @@ async function benchDefaultMix(kernel: KernelInfo, jobs: number, n: number, tmp:
 
   // (a) the naive loop: booted machines, one case at a time, each recovery after the other.
   const one = new MachinePool({ slots: 1 });
-  const { env } = await prepareRun({ scenarios, kernel, machines: one, keep: 'none', snapshots: false });
+  const { env } = await prepareRun({ scenarios, kernel, machines: one, keep: 'none', snapshots: false, jobs: 1 });
   const naive = { perCase: [] as number[], workloadBoot: [] as number[], recoveryBoot: [] as number[], statuses: new Map<string, string>() };
   const naiveStart = performance.now();
   for (const [i, spec] of mix.entries()) {
@@ -284,7 +284,7 @@ async function naiveCase(spec: CaseSpec, env: CaseEnv, dir: string): Promise<{ m
   let state: CrashState | undefined;
   for await (const s of crashStateSource(spec, env, dir).states()) state = s;
   if (!state) throw new Error(`${spec.id}: no crash state`);
-  const { findings, ctx } = await stateFindingsAndContext(state, spec, env.images.get(baseImageKey(spec.scenario))!, dir);
+  const { findings, oracleContext: ctx } = await prepareStateCheck(state, spec, env.images.get(baseImageKey(spec.scenario))!, dir);
   let recoveryBootMs: number | undefined;
   for (const mode of spec.scenario.recovery) {
     const work = join(dir, `${mode}.img`);

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
-import { defaultJobs, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
+import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
 import { runSuite } from '../run/runner.ts';
 import { defaultKeep } from '../run/case-runner.ts';
 import { exitCodeFor } from '../results/verdict.ts';
@@ -30,7 +30,7 @@ export function registerRun(program: Command): void {
     .argument('[scenarios...]', 'scenario files or directories (a directory runs its *.yaml; scenarios/known-bugs/ runs only when named)')
     .option('--image <file>', 'run on a copy of this block-mapped ext3/ext4 filesystem image of your own (never written); with no scenario named, the built-in set for it')
     .option('--kernel <spec>', 'stock, a built kernel id (qcrash kernel list), or a bzImage path', 'stock')
-    .option('-j, --jobs <n>', 'VMs at once (default: one per core, as many as free memory holds)', intArg('--jobs', 1), defaultJobs())
+    .option('-j, --jobs <n>', 'VMs at once (default: one per core, as many as free memory holds)', intArg('--jobs', 1), jobsOrDefault())
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
     .option('-o, --out <dir>', 'result directory (default: results/<run-id>)')
     .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default(defaultKeep))

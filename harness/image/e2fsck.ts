@@ -48,6 +48,25 @@ export function decodeExit(code: number): E2fsckExit {
   };
 }
 
+/**
+ * e2fsck could not do its job on an image (exit 8, 16 or 128, or killed):
+ * e.g. a group descriptor the journal replay overwrote. Keeps what e2fsck
+ * was run with and what it said; on a crash state checks/ turns it into a
+ * finding (checks/uncheckable.ts), elsewhere it is an infrastructure error.
+ */
+export class E2fsckCannotCheckError extends InfraError {
+  constructor(
+    /** e2fsck's arguments, without the program. */
+    readonly argv: readonly string[],
+    /** The exit status (8 when e2fsck gave none). */
+    readonly exitStatus: number,
+    /** stdout and stderr as e2fsck printed them. */
+    readonly output: string,
+  ) {
+    super(`e2fsck ${argv.join(' ')} could not check the image (exit ${exitStatus}):\n${output.trim().split('\n').slice(-10).join('\n')}`);
+  }
+}
+
 export type E2fsckMode = 'journal-only' | 'check' | 'repair';
 
 export interface E2fsckRun {
@@ -107,7 +126,7 @@ async function runWith(tmp: TempDir, n: number, image: string, mode: E2fsckMode,
   const exit = decodeExit(code);
   const text = r.stdout + (r.stderr ? `\n${r.stderr}` : '');
   if (exit.operationalError || exit.usageError || exit.libraryError || r.exitCode === undefined) {
-    throw new InfraError(`e2fsck ${argv.join(' ')} could not check the image (exit ${code}):\n${text.trim().split('\n').slice(-10).join('\n')}`);
+    throw new E2fsckCannotCheckError(argv, code, text);
   }
   return { mode, argv: ['e2fsck', ...argv], exit, text, xml, problems: parseProblemLog(xml) };
 }

@@ -17,9 +17,11 @@ import type { RecoveredImage } from '../recovery/recovery.ts';
 import { scanConsole } from '../checks/console.ts';
 import { runOracles, writeE2fsckLogs, type OracleContext, type OracleOutcome } from '../checks/oracle.ts';
 import { workloadFindings } from '../checks/steps.ts';
+import { cannotCheckFinding } from '../checks/uncheckable.ts';
+import { E2fsckCannotCheckError } from '../image/e2fsck.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { imageFileOrigins } from '../image/user-image.ts';
-import type { CaseResult } from '../results/case.ts';
+import type { CasePhases, CaseResult, StepSummary } from '../results/case.ts';
 import { caseVerdict } from '../results/verdict.ts';
 import { rawImageName, type CrashImageStore } from '../results/crash-images.ts';
 
@@ -40,33 +42,40 @@ export type { KeepPolicy } from '../results/run.ts';
 export const defaultKeep: KeepPolicy = 'failed';
 
 export interface CaseEnv {
-  machines: MachineLauncher;
-  kernel: KernelInfo;
-  initrd: string;
-  images: Map<string, BaseImage>;
-  keep: KeepPolicy;
+  readonly machines: MachineLauncher;
+  readonly kernel: KernelInfo;
+  readonly initrd: string;
+  readonly images: ReadonlyMap<string, BaseImage>;
+  readonly keep: KeepPolicy;
   /** Saved "agent ready" VM states by recipe: workload and kernel recovery VMs restore instead of booting. */
-  snapshots?: Map<string, string>;
+  readonly snapshots?: ReadonlyMap<string, string>;
   /**
    * Where kept crash images are stored compressed (the run folder's); without
    * one (a library caller with no run folder) a kept image stays raw as
    * `crash.img`.
    */
-  crashImages?: CrashImageStore;
+  readonly crashImages?: CrashImageStore;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
-  kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
+  readonly kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
   /**
    * Fault injection for tests: alter a crash image before any recovery
    * (e.g. damage it with debugfs) to prove the oracles and reports see it.
    */
-  beforeOracle?: (crashImage: string, spec: CaseSpec) => Promise<void>;
-  stepTimeoutMs?: number;
+  readonly beforeOracle?: (crashImage: string, spec: CaseSpec) => Promise<void>;
+  readonly stepTimeoutMs?: number;
+}
+
+/** The base image a scenario's cases start from (prepareRun built or opened one per key). */
+export function baseImageOf(env: CaseEnv, scenario: CaseSpec['scenario']): BaseImage {
+  const base = env.images.get(baseImageKey(scenario));
+  if (!base) throw new InfraError(`no base image was prepared for ${scenario.name} (${baseImageKey(scenario)})`);
+  return base;
 }
 
 /** Where a kill case's crash state comes from: the kill point's VM run (write-log states come from their unit, run/log-unit.ts). */
 export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string): CrashStateSource {
   if (spec.crashPoint.kind === 'log') throw new InfraError(`${spec.id} is a write-log state: its unit replays it from the recorded log`);
-  const base = env.images.get(baseImageKey(spec.scenario))!;
+  const base = baseImageOf(env, spec.scenario);
   const restoreFrom = env.snapshots?.get(baseImageKey(spec.scenario));
   return new KillPointSource(spec.scenario.steps, spec.crashPoint, spec.seed, {
     machines: env.machines,
@@ -105,7 +114,7 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
     const keep = env.keep === 'all' || (env.keep === 'failed' && result.status !== 'pass');
     if (!keep) await rm(crashPath, { force: true });
     else if (env.crashImages && (await access(crashPath).then(() => true, () => false))) {
-      await env.crashImages.keep(crashPath, env.images.get(baseImageKey(spec.scenario))!, caseDir);
+      await env.crashImages.keep(crashPath, baseImageOf(env, spec.scenario), caseDir);
       result.phases = { ...result.phases, keepMs: Math.round(performance.now() - t0) };
     }
   } catch (e) {
@@ -150,6 +159,14 @@ export interface CheckOptions {
   uncheckableIsFinding?: boolean;
 }
 
+/** What a crash state is held to before any recovery runs. */
+export interface StateCheck {
+  /** What the state shows before any recovery: its consoles and the workload's own step results. */
+  findings: Finding[];
+  /** What the oracles hold its recovered images to (the expectations among it). */
+  oracleContext: OracleContext;
+}
+
 /**
  * What a crash state shows before any recovery (the consoles, the workload's
  * own step results, unless `workloadFindings` is false) and what the oracles
@@ -157,7 +174,7 @@ export interface CheckOptions {
  * folder): the same for every way of recovering it (the bench's naive loop
  * uses it too).
  */
-export async function stateFindingsAndContext(state: CrashState, spec: CaseSpec, base: BaseImage, caseDir: string, opts: Pick<CheckOptions, 'workloadFindings'> = {}): Promise<{ findings: Finding[]; ctx: OracleContext }> {
+export async function prepareStateCheck(state: CrashState, spec: CaseSpec, base: BaseImage, caseDir: string, opts: Pick<CheckOptions, 'workloadFindings'> = {}): Promise<StateCheck> {
   const findings: Finding[] = [];
   if (opts.workloadFindings !== false) {
     for (const c of state.consoles) findings.push(...scanConsole(c.text, { boot: c.boot }));
@@ -170,7 +187,26 @@ export async function stateFindingsAndContext(state: CrashState, spec: CaseSpec,
   const recipe = written.length && spec.scenario.recipe ? await loadRecipe(spec.scenario.recipe) : undefined;
   const imageFiles = written.length && base.source === 'image' ? await imageFileOrigins(base, written) : undefined;
   const inPlace = state.inPlace;
-  return { findings, ctx: { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}), ...(imageFiles ? { imageFiles } : {}), ...(inPlace ? { undoFile: () => inPlace.undoFile() } : {}) } };
+  return { findings, oracleContext: { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}), ...(imageFiles ? { imageFiles } : {}), ...(inPlace ? { undoFile: () => inPlace.undoFile() } : {}) } };
+}
+
+/** One recovery of a crash state and what the oracles found on its image. */
+interface Recovery {
+  /** Absent when the recovery failed in a way that is itself the finding (e2fsck could not check). */
+  recovered: RecoveredImage | undefined;
+  outcome: OracleOutcome;
+  oraclesMs: number;
+}
+
+/** Where one recovery runs: the case's folder for its artefacts, a temp dir for its copy of the image. */
+interface RecoveryContext {
+  state: CrashState;
+  env: CaseEnv;
+  caseDir: string;
+  tmp: TempDir;
+  oracleContext: OracleContext;
+  uncheckableIsFinding: boolean;
+  restoreFrom: string | undefined;
 }
 
 /**
@@ -180,7 +216,6 @@ export async function stateFindingsAndContext(state: CrashState, spec: CaseSpec,
  * e2fsck recovery and repair then record undo files instead of copying).
  */
 export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string, opts: CheckOptions = {}): Promise<Partial<CaseResult>> {
-  const key = baseImageKey(spec.scenario);
   const modes = opts.recovery ?? spec.scenario.recovery;
   const inPlace = state.inPlace;
   // A kernel recovery copies the image: beside an e2fsck recovery changing the same shared image in place, it would copy a half-repaired one.
@@ -190,77 +225,98 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
     if (inPlace) throw new InfraError('beforeOracle damages the crash image: a shared (in-place) image cannot take it');
     await env.beforeOracle(state.image, spec);
   }
-  const { findings, ctx } = await stateFindingsAndContext(state, spec, env.images.get(key)!, caseDir, opts);
-  // The recoveries work on their own copies and run at once: e2fsck's
-  // journal replay and the oracles on its result run on the host while the
-  // kernel recovery's machine waits for a slot and runs.
-  const restoreFrom = env.snapshots?.get(key);
-  const recover = async (mode: RecoveryMode) => {
-    let recovered: RecoveredImage | undefined;
-    let outcome: OracleOutcome;
-    let oraclesMs = 0;
-    try {
-      recovered =
-        mode === 'e2fsck'
-          ? inPlace
-            ? await recoverWithE2fsckInPlace(state.image, inPlace.undoFile())
-            : await recoverWithE2fsck(state.image, tmp.join('e2fsck.img'))
-          : await recoverWithKernel(state.image, tmp.join('kernel.img'), { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(caseDir, 'recovery-'), ...(restoreFrom ? { restoreFrom } : {}) });
-      const t0 = performance.now();
-      outcome = await runOracles(recovered, ctx);
-      oraclesMs = performance.now() - t0;
-    } catch (e) {
-      if (!opts.uncheckableIsFinding || !(e instanceof InfraError) || !/^e2fsck .* could not check the image/.test(e.message)) throw e;
-      outcome = { runs: recovered?.runs ?? [], findings: [{ class: 'corruption', source: 'e2fsck', code: 'e2fsck-cannot-check', name: 'e2fsck-cannot-check', message: `e2fsck could not check the image recovered by ${mode}`, recovery: mode, detail: e.message.slice(0, 4000) }] };
-    }
-    await writeE2fsckLogs(mode, outcome.runs, join(caseDir, 'e2fsck-'));
-    return { recovered, outcome, oraclesMs };
-  };
-  // Settled, not raced: a failing recovery must not leave the other one
-  // running on a temp dir that is about to be removed.
-  const settled = await Promise.allSettled(modes.map(recover));
-  const failed = settled.find((s) => s.status === 'rejected');
-  if (failed) throw failed.reason;
-  const done = settled.map((s) => (s as PromiseFulfilledResult<Awaited<ReturnType<typeof recover>>>).value);
-  let recoveryMs = 0;
-  let oraclesMs = 0;
-  let queuedMs = state.phases.queuedMs ?? 0;
-  for (const { recovered, outcome, oraclesMs: ms } of done) {
-    // Scenario order: findings read the same whichever recovery finished first.
-    findings.push(...outcome.findings);
-    queuedMs += recovered?.phases?.queuedMs ?? 0;
-    recoveryMs += (recovered?.durationMs ?? 0) - (recovered?.phases?.queuedMs ?? 0);
-    oraclesMs += ms;
-  }
+  const { findings, oracleContext } = await prepareStateCheck(state, spec, baseImageOf(env, spec.scenario), caseDir, opts);
+  const restoreFrom = env.snapshots?.get(baseImageKey(spec.scenario));
+  const done = await recoverAll(modes, { state, env, caseDir, tmp, oracleContext, uncheckableIsFinding: opts.uncheckableIsFinding ?? false, restoreFrom });
+  // Scenario order: findings read the same whichever recovery finished first.
+  for (const d of done) findings.push(...d.outcome.findings);
   const kernelRecovery = done.find((d) => d.recovered?.mode === 'kernel')?.recovered;
   const verdict = caseVerdict(findings, spec.scenario.allow, state.reached);
   return {
     fired: state.fired,
-    steps: state.records.map((r) => {
-      const step = spec.scenario.steps.find((s) => s.name === r.name);
-      const report = step && stepReport(step, r);
-      return {
-        name: r.name,
-        kind: r.kind,
-        ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
-        ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
-        ...(r.output ? { output: r.output.slice(0, 2000) } : {}),
-        ...(report ? { report } : {}),
-      };
-    }),
+    steps: stepSummaries(spec, state),
     findings,
     failing: verdict.failing,
     status: verdict.status,
     ...(verdict.status === 'not-reached' ? { error: `crash point ${spec.pointLabel} never fired: ${state.fired.kind === 'not-reached' ? state.fired.why : 'the workload did not reach it'}` } : {}),
-    phases: {
-      ...(state.phases.machineMs !== undefined ? { machineMs: Math.round(state.phases.machineMs) } : {}),
-      ...(state.phases.workloadMs !== undefined ? { workloadMs: Math.round(state.phases.workloadMs) } : {}),
-      recoveryMs: Math.round(recoveryMs),
-      oraclesMs: Math.round(oraclesMs),
-      queuedMs: Math.round(queuedMs),
-      ...(kernelRecovery?.phases?.machineMs !== undefined ? { recoveryMachineMs: Math.round(kernelRecovery.phases.machineMs) } : {}),
-      ...(kernelRecovery?.phases?.mountMs !== undefined ? { recoveryMountMs: Math.round(kernelRecovery.phases.mountMs) } : {}),
-    },
+    phases: checkPhases(state, done, kernelRecovery),
     ...(kernelRecovery?.machine ? { recoveryMachine: kernelRecovery.machine } : {}),
   };
+}
+
+/**
+ * Every recovery of the state at once, each on its own copy: e2fsck's
+ * journal replay and the oracles on its result run on the host while the
+ * kernel recovery's machine waits for a slot and runs. Settled, not raced:
+ * a failing recovery must not leave the other one running on a temp dir
+ * that is about to be removed. Results in the order of `modes`.
+ */
+async function recoverAll(modes: readonly RecoveryMode[], rc: RecoveryContext): Promise<Recovery[]> {
+  const settled = await Promise.allSettled(modes.map((mode) => recoverAndCheck(mode, rc)));
+  const done: Recovery[] = [];
+  for (const s of settled) {
+    if (s.status === 'rejected') throw s.reason;
+    done.push(s.value);
+  }
+  return done;
+}
+
+async function recoverAndCheck(mode: RecoveryMode, rc: RecoveryContext): Promise<Recovery> {
+  let recovered: RecoveredImage | undefined;
+  let outcome: OracleOutcome;
+  let oraclesMs = 0;
+  try {
+    recovered = await recover(mode, rc);
+    const t0 = performance.now();
+    outcome = await runOracles(recovered, rc.oracleContext);
+    oraclesMs = performance.now() - t0;
+  } catch (e) {
+    if (!rc.uncheckableIsFinding || !(e instanceof E2fsckCannotCheckError)) throw e;
+    outcome = { runs: recovered?.runs ?? [], findings: [cannotCheckFinding(e, mode)] };
+  }
+  await writeE2fsckLogs(mode, outcome.runs, join(rc.caseDir, 'e2fsck-'));
+  return { recovered, outcome, oraclesMs };
+}
+
+function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImage> {
+  const { state, env } = rc;
+  if (mode === 'e2fsck') return state.inPlace ? recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile()) : recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
+  return recoverWithKernel(state.image, rc.tmp.join('kernel.img'), { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(rc.caseDir, 'recovery-'), ...(rc.restoreFrom ? { restoreFrom: rc.restoreFrom } : {}) });
+}
+
+/** Where a case's time went: the state's machine and workload, the recoveries, the oracles, the waits for a slot. */
+function checkPhases(state: CrashState, done: readonly Recovery[], kernelRecovery: RecoveredImage | undefined): CasePhases {
+  let recoveryMs = 0;
+  let oraclesMs = 0;
+  let queuedMs = state.phases.queuedMs ?? 0;
+  for (const { recovered, oraclesMs: ms } of done) {
+    queuedMs += recovered?.phases?.queuedMs ?? 0;
+    recoveryMs += (recovered?.durationMs ?? 0) - (recovered?.phases?.queuedMs ?? 0);
+    oraclesMs += ms;
+  }
+  return {
+    ...(state.phases.machineMs !== undefined ? { machineMs: Math.round(state.phases.machineMs) } : {}),
+    ...(state.phases.workloadMs !== undefined ? { workloadMs: Math.round(state.phases.workloadMs) } : {}),
+    recoveryMs: Math.round(recoveryMs),
+    oraclesMs: Math.round(oraclesMs),
+    queuedMs: Math.round(queuedMs),
+    ...(kernelRecovery?.phases?.machineMs !== undefined ? { recoveryMachineMs: Math.round(kernelRecovery.phases.machineMs) } : {}),
+    ...(kernelRecovery?.phases?.mountMs !== undefined ? { recoveryMountMs: Math.round(kernelRecovery.phases.mountMs) } : {}),
+  };
+}
+
+/** The workload's steps as the case reports them. */
+function stepSummaries(spec: CaseSpec, state: CrashState): StepSummary[] {
+  return state.records.map((r) => {
+    const step = spec.scenario.steps.find((s) => s.name === r.name);
+    const report = step && stepReport(step, r);
+    return {
+      name: r.name,
+      kind: r.kind,
+      ...(r.exitCode !== undefined ? { exitCode: r.exitCode } : {}),
+      ...(r.durationMs !== undefined ? { durationMs: Math.round(r.durationMs) } : {}),
+      ...(r.output ? { output: r.output.slice(0, 2000) } : {}),
+      ...(report ? { report } : {}),
+    };
+  });
 }

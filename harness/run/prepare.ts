@@ -18,6 +18,8 @@ import { kernelSymbols, validateKernelPoints } from '../crash/kernel-symbols.ts'
 import { gdbDriverFactory } from '../crash/points/gdb-driver.ts';
 import { toolVersions } from './versions.ts';
 import type { CaseEnv, KeepPolicy } from './case-runner.ts';
+import type { RunEnv } from './log-unit.ts';
+import type { CrashImageStore } from '../results/crash-images.ts';
 
 export interface LoadOptions {
   recovery?: RecoveryMode[];
@@ -68,11 +70,17 @@ export interface PrepareOptions {
   /** Restore workload VMs from a saved agent-ready state (default true). */
   snapshots?: boolean;
   /** Called once the images are built, before any VM starts (e.g. to check the results folder's free space). */
-  beforeMachines?: (images: Map<string, BaseImage>) => Promise<void>;
+  beforeMachines?: (images: ReadonlyMap<string, BaseImage>) => Promise<void>;
+  /** States of a write-log unit checked at once. */
+  jobs: number;
+  /** Where kept crash images are stored (see CaseEnv.crashImages). */
+  crashImages?: CrashImageStore;
+  /** Test seam: see CaseEnv.beforeOracle. */
+  beforeOracle?: CaseEnv['beforeOracle'];
 }
 
 /** Everything a run needs before the first case: kernel, initramfs, images, snapshots, symbols. */
-export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: KernelInfo; env: CaseEnv }> {
+export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: KernelInfo; env: RunEnv }> {
   const { scenarios } = opts;
   const kernel = typeof opts.kernel === 'string' ? await resolveKernel(opts.kernel) : opts.kernel;
   const initrd = (await buildInitramfs(kernel)).path;
@@ -93,7 +101,7 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     const saved = await Promise.all(keys.map(async ([key, base]) => [key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu)] as const));
     for (const [key, file] of saved) snapshots.set(key, file);
   }
-  const env: CaseEnv = {
+  const env: RunEnv = {
     machines: opts.machines,
     kernel,
     initrd,
@@ -101,6 +109,9 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     keep: opts.keep,
     snapshots,
     kernelDriver: gdbDriverFactory(() => kernelSymbols(opts.machines, kernel, initrd)),
+    jobs: opts.jobs,
+    ...(opts.crashImages ? { crashImages: opts.crashImages } : {}),
+    ...(opts.beforeOracle ? { beforeOracle: opts.beforeOracle } : {}),
   };
   return { kernel, env };
 }

@@ -3,12 +3,13 @@ import type { Step } from '../scenario/model.ts';
 import type { Manifest } from '../image/manifest.ts';
 import type { Recipe } from '../image/recipe.ts';
 import { isAllowed, type Allowance, type Finding } from '../findings/finding.ts';
-import { InfraError } from '../util/errors.ts';
+import { E2fsckCannotCheckError } from '../image/e2fsck.ts';
 import { deriveExpectations, type DurabilityExpectations, type StepRecord } from '../crash/expectations.ts';
 import { recordsAt, type AckPosition } from '../crash/writelog/record.ts';
 import type { PlannedState } from '../crash/writelog/states.ts';
 import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
 import { runOracles, type OracleOutcome } from '../checks/oracle.ts';
+import { cannotCheckFinding } from '../checks/uncheckable.ts';
 import type { FileOrigin } from '../checks/file-history.ts';
 
 /**
@@ -51,19 +52,9 @@ export async function e2fsckVerdict(state: Pick<PlannedState, 'position'>, image
       const recovered = await recoverWithE2fsck(image, workCopy);
       outcome = await runOracles(recovered, { manifest: ctx.manifest, migrated, expectations, ...(ctx.recipe ? { recipe: ctx.recipe } : {}), ...(ctx.imageFiles ? { imageFiles: ctx.imageFiles } : {}) });
     } catch (e) {
-      // runE2fsck throws when e2fsck cannot even check the image (exit 8: e.g. a group
-      // descriptor the journal replay overwrote). On a crash state that is the worst finding, not an error of the harness.
-      if (!(e instanceof InfraError) || !/^e2fsck .* could not check the image/.test(e.message)) throw e;
-      const finding: Finding = {
-        class: 'corruption',
-        source: 'e2fsck',
-        code: 'e2fsck-cannot-check',
-        name: 'e2fsck-cannot-check',
-        message: 'e2fsck could not check the recovered image',
-        recovery: 'e2fsck',
-        detail: e.message.slice(0, 4000),
-      };
-      outcome = { findings: [finding], runs: [] };
+      // On a crash state an image e2fsck cannot check is the worst finding, not an error of the harness.
+      if (!(e instanceof E2fsckCannotCheckError)) throw e;
+      outcome = { findings: [cannotCheckFinding(e, 'e2fsck')], runs: [] };
     }
     return { findings: outcome.findings, failing: outcome.findings.filter((f) => !isAllowed(f, ctx.allow)), expectations, outcome };
   } finally {

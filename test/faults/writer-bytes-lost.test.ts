@@ -32,8 +32,8 @@ t.teardown(() => tmp.remove());
 async function runScenario(name: string, yaml: string, punch?: string) {
   const scenario = await parseScenario(`${name}.yaml`, yaml);
   const [spec] = expandCases([scenario], 1);
-  const env: CaseEnv = { machines, kernel, initrd, images, keep: 'none' };
-  if (punch) env.beforeOracle = async (img) => void (await debugfsBatch(img, [punch], { write: true }));
+  const beforeOracle: CaseEnv['beforeOracle'] = punch ? async (img) => void (await debugfsBatch(img, [punch], { write: true })) : undefined;
+  const env: CaseEnv = { machines, kernel, initrd, images, keep: 'none', ...(beforeOracle ? { beforeOracle } : {}) };
   const dir = tmp.join(name);
   const result = await runCase(spec!, env, dir);
   const expectations = JSON.parse(await readFile(join(dir, 'expectations.json'), 'utf8')) as DurabilityExpectations;

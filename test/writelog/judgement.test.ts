@@ -6,7 +6,7 @@ import { defaultAllowance } from '../../harness/findings/finding.ts';
 import { confirm, judge, rerunFilter } from '../../harness/validate/validate.ts';
 import { compareRuns, comparisonExitCode } from '../../harness/compare/compare.ts';
 import { matchingSignatures } from '../../harness/bisect/bisect.ts';
-import { unitFilter } from '../../harness/run/runner.ts';
+import { unitFilter } from '../../harness/run/case-selection.ts';
 import { logUnitIdOf, logStateCaseId } from '../../harness/scenario/model.ts';
 
 // validate, bisect-step and compare judge write-log states as they judge

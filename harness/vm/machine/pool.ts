@@ -9,9 +9,13 @@ import { Vm } from './vm.ts';
  */
 export const vmMemoryMiB = 512;
 
-/** VMs at once when the user does not say: one per core, but no more than free memory holds. */
-export function defaultJobs(): number {
-  return Math.max(1, Math.min(availableParallelism(), memorySlots()));
+/**
+ * VMs at once: `requested` when the user says, else one per core but no
+ * more than free memory holds; at least one. Every entry point (CLI, runner,
+ * pool, bench) takes its job count from here.
+ */
+export function jobsOrDefault(requested?: number): number {
+  return Math.max(1, requested ?? Math.min(availableParallelism(), memorySlots()));
 }
 
 /** How many VMs free memory holds now. */
@@ -49,7 +53,7 @@ export class MachinePool implements MachineLauncher {
   private readonly launchFn: (spec: MachineSpec) => Promise<Machine>;
 
   constructor(opts: { slots?: number; launch?: (spec: MachineSpec) => Promise<Machine> } = {}) {
-    this.slots = Math.max(1, opts.slots ?? defaultJobs());
+    this.slots = jobsOrDefault(opts.slots);
     this.launchFn = opts.launch ?? ((spec) => Vm.launch(spec));
   }
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { ConfigError } from '../../harness/util/errors.ts';
-import { loadScenario, parseScenario } from '../../harness/scenario/parse.ts';
+import { loadScenario, parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandLogUnits } from '../../harness/scenario/expand.ts';
 import { RunStore } from '../../harness/results/store.ts';
 import type { RunConfig, RunMeta } from '../../harness/results/run.ts';

@@ -5,7 +5,7 @@ import pLimit from 'p-limit';
 import { ConfigError } from '../../harness/util/errors.ts';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
-import { parseScenario } from '../../harness/scenario/parse.ts';
+import { parseScenario } from '../../harness/run/resolve-scenario.ts';
 import { expandCases, expandLogUnits } from '../../harness/scenario/expand.ts';
 import type { CaseSpec } from '../../harness/scenario/model.ts';
 import type { CaseResult } from '../../harness/results/case.ts';

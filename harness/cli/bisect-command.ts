@@ -5,6 +5,7 @@ import { bisect, bisectStep, combineStepReports, formatBisect, parseStepReports,
 import { ConfigError, QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
+import { returnsExitCode } from './exit-code.ts';
 
 export function registerBisect(program: Command): void {
   program
@@ -37,7 +38,7 @@ export function registerBisect(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--out <dir>', 'keep the run under this folder (default: results/)')
     .option('--shard <I/N>', 'judge only the I-th of N parts of the cases (one machine of several); join the parts\' lines with qcrash bisect-combine', parseShardSpec)
-    .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string; shard?: ShardSpec }) => {
+    .action(returnsExitCode(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string; shard?: ShardSpec }) => {
       let head = '';
       try {
         head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: o.tree, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -52,14 +53,14 @@ export function registerBisect(program: Command): void {
       try {
         const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
         report({ ...v, seconds: Math.round(ms / 1000) });
-        process.exitCode = v.exitCode;
+        return v.exitCode;
       } catch (e) {
         // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
         report({ verdict: 'skip', exitCode: 125, reason: e instanceof Error ? e.message.split('\n')[0]! : String(e), seconds: 0 });
         if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
-        process.exitCode = 125;
+        return 125;
       }
-    });
+    }));
 }
 
 export function registerBisectCombine(program: Command): void {
@@ -67,7 +68,7 @@ export function registerBisectCombine(program: Command): void {
     .command('bisect-combine')
     .description('for git bisect run over several machines: one verdict on a revision from its shards\' bisect-step --shard lines (exit 1 if any part found it, 0 only if every part ran clean, else 125)')
     .argument('<files...>', 'files holding what each shard\'s bisect-step printed on stdout')
-    .action(async (files: string[]) => {
+    .action(returnsExitCode(async (files: string[]) => {
       try {
         const reports: StepReport[] = [];
         for (const f of files) {
@@ -81,11 +82,11 @@ export function registerBisectCombine(program: Command): void {
         const v = combineStepReports(reports);
         process.stdout.write(`${JSON.stringify(v)}\n`);
         process.stderr.write(`qcrash bisect-combine: ${v.commit.slice(0, 12)} ${v.verdict}: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
-        process.exitCode = v.exitCode;
+        return v.exitCode;
       } catch (e) {
         // Under git bisect run any other exit code would be taken as "bad".
         process.stderr.write(`qcrash bisect-combine: skip: ${e instanceof Error ? e.message : String(e)}\n`);
-        process.exitCode = 125;
+        return 125;
       }
-    });
+    }));
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { bisect, bisectStep, combineStepReports, formatBisect, parseStepReports, type StepReport } from '../bisect/bisect.ts';
+import { bisect, bisectStep, combineStepReports, formatBisect, parseStepReports, type BisectStepReport } from '../bisect/bisect.ts';
 import { ConfigError, QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
@@ -45,7 +45,7 @@ export function registerBisect(program: Command): void {
       } catch {
         /* reported by the step itself */
       }
-      const report = (v: Omit<StepReport, 'qcrash' | 'commit'>) => {
+      const report = (v: Omit<BisectStepReport, 'qcrash' | 'commit'>) => {
         // One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr.
         process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
         process.stderr.write(`qcrash bisect-step: ${head.slice(0, 12)}${v.shard ? ` shard ${v.shard.index}/${v.shard.total}` : ''} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
@@ -70,7 +70,7 @@ export function registerBisectCombine(program: Command): void {
     .argument('<files...>', 'files holding what each shard\'s bisect-step printed on stdout')
     .action(returnsExitCode(async (files: string[]) => {
       try {
-        const reports: StepReport[] = [];
+        const reports: BisectStepReport[] = [];
         for (const f of files) {
           const text = await readFile(f, 'utf8').catch(() => {
             throw new ConfigError(`bisect-combine: cannot read ${f}`);

@@ -7,36 +7,47 @@ import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 import { returnsExitCode } from './exit-code.ts';
 
+/** The options bisect and bisect-step share to judge a revision; each command words their help for itself. */
+function revisionRunOptions(cmd: Command, help: { finding: string; retries: string; config: string; out: string }): Command {
+  return cmd
+    .option('--finding <signature>', help.finding)
+    .option('--retries <n>', help.retries, intArg('--retries', 1), 1)
+    .option('--config <frag>', help.config, collect)
+    .option('--seed <n>', 'seed', intArg('--seed'), 1)
+    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
+    .option('--out <dir>', help.out);
+}
+
 export function registerBisect(program: Command): void {
-  program
+  const bisectCommand = program
     .command('bisect')
     .description('find the commit that introduced a finding: verifies both ends, then git bisect run with qcrash bisect-step')
     .argument('<scenarios...>', 'scenario files or directories whose cases show the finding')
     .requiredOption('--tree <dir>', 'kernel git tree')
     .requiredOption('--good <rev>', 'a revision without the finding')
-    .requiredOption('--bad <rev>', 'a revision with the finding')
-    .option('--finding <signature>', 'substring of the finding signature (scenario | point | recovery | class | code)')
-    .option('--retries <n>', 'runs per revision; a finding on any of them is present (reported flaky if not on all)', intArg('--retries', 1), 1)
-    .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
-    .option('--seed <n>', 'seed', intArg('--seed'), 1)
-    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
-    .option('--out <dir>', 'keep each tested revision\'s run under this folder (default: results/)')
+    .requiredOption('--bad <rev>', 'a revision with the finding');
+  revisionRunOptions(bisectCommand, {
+    finding: 'substring of the finding signature (scenario | point | recovery | class | code)',
+    retries: 'runs per revision; a finding on any of them is present (reported flaky if not on all)',
+    config: 'config fragments (default: kernels/configs/minimal.config) (repeatable)',
+    out: 'keep each tested revision\'s run under this folder (default: results/)',
+  })
     .action(async (scenarios: string[], o: { tree: string; good: string; bad: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string }) => {
       const r = await bisect({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}), onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`) });
       process.stdout.write(formatBisect(r));
     });
 
-  program
+  const stepCommand = program
     .command('bisect-step')
     .description('for git bisect run: build the checked-out revision, run the cases; exit 0 good, 1 bad, 125 skip')
     .argument('<scenarios...>', 'scenario files or directories')
-    .option('--tree <dir>', 'kernel git tree (default: the current directory)', '.')
-    .option('--finding <signature>', 'substring of the finding signature that marks a revision bad')
-    .option('--retries <n>', 'runs per revision', intArg('--retries', 1), 1)
-    .option('--config <frag>', 'config fragments (repeatable)', collect)
-    .option('--seed <n>', 'seed', intArg('--seed'), 1)
-    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
-    .option('--out <dir>', 'keep the run under this folder (default: results/)')
+    .option('--tree <dir>', 'kernel git tree (default: the current directory)', '.');
+  revisionRunOptions(stepCommand, {
+    finding: 'substring of the finding signature that marks a revision bad',
+    retries: 'runs per revision',
+    config: 'config fragments (repeatable)',
+    out: 'keep the run under this folder (default: results/)',
+  })
     .option('--shard <I/N>', 'judge only the I-th of N parts of the cases (one machine of several); join the parts\' lines with qcrash bisect-combine', parseShardSpec)
     .action(returnsExitCode(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string; shard?: ShardSpec }) => {
       let head = '';

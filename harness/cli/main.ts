@@ -20,8 +20,9 @@ import { registerImage } from './image-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
- * itself here; this file only maps errors to exit codes:
- * 0 pass, 1 a case failed, 2 usage/configuration, 3 infrastructure.
+ * itself here; this file turns what a command returns or throws into an exit
+ * code: 0 pass, 1 a case failed, 2 usage/configuration, 3 infrastructure.
+ * bin/qcrash.js exits with it.
  */
 export function buildProgram(): Command {
   const program = new Command('qcrash')

@@ -38,11 +38,10 @@ export const benchParts = ['e2fsck', 'mix', 'validate', 'writelog'] as const;
 export type BenchPart = (typeof benchParts)[number];
 
 /**
- * The default suite's kill scenarios as the issue that asked for the mix
- * measured them (both recoveries, kernel points, commit points; 50 cases
- * then, 49 since commit-sweep stops at the 3rd commit): the mix stays the
- * same when scenarios are added to the default suite later, so ratios from
- * different days compare.
+ * A fixed set of the default suite's kill scenarios (both recoveries,
+ * kernel points, commit points; 49 cases): the mix stays the same when
+ * scenarios are added to the default suite, so ratios from different days
+ * compare.
  */
 export const defaultMixScenarios = ['commit-sweep.yaml', 'durability.yaml', 'shapes-1k.yaml', 'shapes-4k.yaml', 'writers.yaml'];
 

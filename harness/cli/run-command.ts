@@ -9,6 +9,7 @@ import { StdoutReporter, stdoutFormats, type StdoutFormat } from '../report/stdo
 import { ConfigError, ExitCode } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
+import { returnsExitCode } from './exit-code.ts';
 
 /** A repeatable option: --patch a --patch b (a variadic option would swallow the positional arguments after it). */
 export function collect(v: string, prev: string[] | undefined): string[] {
@@ -41,7 +42,7 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge', parseShardSpec)
     .option('--durations <runDir>', 'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)')
-    .action(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
+    .action(returnsExitCode(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
       if (o.resume) {
         // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
         const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
@@ -73,13 +74,14 @@ export function registerRun(program: Command): void {
         process.stderr.write(`qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`);
       }
       process.stderr.write(`qcrash: results in ${dir}\n`);
-      process.exitCode = exitCodeFor(summary);
-      if (reporterFailures.length && process.exitCode === ExitCode.pass) {
+      const code = exitCodeFor(summary);
+      if (reporterFailures.length && code === ExitCode.pass) {
         // An output that could not be written is not a green run.
         process.stderr.write(`qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`);
-        process.exitCode = ExitCode.infrastructure;
+        return ExitCode.infrastructure;
       }
-    });
+      return code;
+    }));
 }
 
 /**

@@ -22,11 +22,13 @@ export type Step = StepCommon &
     /** A background `while :; do sync; done` loop, started and stopped by name. */
     | { kind: 'sync-loop'; name: string; action: 'start' | 'stop' }
     /**
-     * Background writers beside a migration: O_DIRECT or mmap rewrites of a
-     * file of `size` bytes, or `mmap-holes`: one store into each hole page of
-     * an existing file, `paceUs` apart (block allocation racing chattr).
+     * Background writers beside a migration: O_DIRECT, mmap or buffered
+     * (page cache) rewrites of `size` bytes from `offset` (a multiple of the
+     * page size; a range past the end grows the file), or `mmap-holes`: one
+     * store into each hole page of an existing file, `paceUs` apart (block
+     * allocation racing chattr).
      */
-    | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; paceUs: number; action: 'start' | 'stop' }
+    | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; offset?: number; paceUs: number; action: 'start' | 'stop' }
     | { kind: 'sleep'; name: string; ms: number }
   );
 
@@ -40,7 +42,7 @@ export interface StepCommon {
 }
 
 export type StepKind = Step['kind'];
-export const writerModes = ['odirect', 'mmap', 'mmap-holes'] as const;
+export const writerModes = ['odirect', 'mmap', 'buffered', 'mmap-holes'] as const;
 export type WriterMode = (typeof writerModes)[number];
 
 /**

@@ -79,11 +79,23 @@ export const stepSchemas = {
       mode: z.enum(writerModes),
       path: absPath,
       size: posInt.optional(),
+      /** Rewriters: where the rewritten range starts (a multiple of 4096; past the end of the file appends to it). */
+      offset: nonNegInt.refine((n) => n % 4096 === 0, 'a rewriter range starts at a multiple of the page size (4096)').optional(),
       /** mmap-holes: microseconds between stores. */
       pace_us: nonNegInt.optional(),
       action: z.enum(['start', 'stop']),
     })
-    .transform((a) => ({ ...draftCommon(a), kind: 'writer' as const, mode: a.mode, path: a.path, size: a.size ?? 1 << 20, paceUs: a.pace_us ?? 500, action: a.action })),
+    .refine((a) => !(a.mode === 'mmap-holes' && a.offset), { message: 'mmap-holes stores into every hole page: it takes no offset', path: ['offset'] })
+    .transform((a) => ({
+      ...draftCommon(a),
+      kind: 'writer' as const,
+      mode: a.mode,
+      path: a.path,
+      size: a.size ?? 1 << 20,
+      ...(a.offset ? { offset: a.offset } : {}),
+      paceUs: a.pace_us ?? 500,
+      action: a.action,
+    })),
   sleep: z.strictObject({ ...common, ms: nonNegInt }).transform((a) => ({ ...draftCommon(a), kind: 'sleep' as const, ms: a.ms })),
 } satisfies { [K in StepKind]: z.ZodType<Extract<StepDraft, { kind: K }>> };
 

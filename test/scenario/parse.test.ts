@@ -127,3 +127,12 @@ t.test('may_fail marks a step whose failure in the guest is no finding; a bad va
   const e = await errorOf('recipe: small-4k\nsteps:\n  - mount\n  - sync: { may_fail: yes please }\nkill:\n  - none\n');
   t.match(e.message, /bad\.yaml:4(:\d+)?: .*boolean.*may_fail/);
 });
+
+t.test('a rewriter takes an offset (a multiple of the page size) and a buffered mode; mmap-holes takes no offset', async (t) => {
+  const s = await parseScenario('scenarios/ok.yaml', 'recipe: small-4k\nsteps:\n  - writer: { mode: buffered, path: /shapes/ind-13, offset: 49152, size: 16384, action: start }\nkill:\n  - none\n');
+  t.match(s.steps[0], { kind: 'writer', mode: 'buffered', path: '/shapes/ind-13', offset: 49152, size: 16384 });
+  const odd = await errorOf('recipe: small-4k\nsteps:\n  - writer: { mode: odirect, path: /shapes/ind-13, offset: 100, action: start }\nkill:\n  - none\n');
+  t.match(odd.message, /bad\.yaml:3: .*multiple of the page size/);
+  const holes = await errorOf('recipe: small-4k\nsteps:\n  - writer: { mode: mmap-holes, path: /shapes/sparse-middle, offset: 4096, action: start }\nkill:\n  - none\n');
+  t.match(holes.message, /bad\.yaml:3: .*mmap-holes .* takes no offset/);
+});

@@ -1,7 +1,7 @@
 import type { RunSummary } from '../results/run.ts';
 import type { ValidateResult } from './model.ts';
 
-/** How many signatures, or scenario names, the block names before it counts the rest. */
+/** How many lines of signatures, or scenario names, the block shows before it counts the rest. */
 const named = 8;
 
 function names(items: readonly string[], indent: string): string[] {
@@ -9,12 +9,28 @@ function names(items: readonly string[], indent: string): string[] {
   return items.length > named ? [...shown, `${indent}... and ${items.length - named} more (see the full report)`] : shown;
 }
 
-/** The names of a few scenarios ("chattr-eagain-lost, extent-len-32769-1k"), or per suite how many ("default (31)"). */
+/** Per suite, the scenarios' names when there are few ("known-bugs (2): chattr-eagain-lost, extent-len-32769-1k"), else how many ("default (31), limits (3)"). */
 function scenarioLine(s: RunSummary): string {
-  if (s.scenarios.length <= named) return s.scenarios.map((x) => x.name).join(', ');
-  const bySuite = new Map<string, number>();
-  for (const x of s.scenarios) bySuite.set(x.suite, (bySuite.get(x.suite) ?? 0) + 1);
-  return [...bySuite].map(([suite, n]) => `${suite} (${n})`).join(', ');
+  const bySuite = new Map<string, string[]>();
+  for (const x of s.scenarios) bySuite.set(x.suite, [...(bySuite.get(x.suite) ?? []), x.name.startsWith(`${x.suite}/`) ? x.name.slice(x.suite.length + 1) : x.name]);
+  const few = s.scenarios.length <= named;
+  return [...bySuite].map(([suite, n]) => `${suite} (${n.length})${few ? `: ${n.join(', ')}` : ''}`).join(', ');
+}
+
+/**
+ * Signatures one line per scenario and crash point, with their codes:
+ * "known-bugs/extent-len-65536-1k no-kill: ext4-error, not-durable". The
+ * full signatures are in the report above the block.
+ */
+function byCase(signatures: readonly string[]): string[] {
+  const m = new Map<string, string[]>();
+  for (const s of signatures) {
+    // formatSignature's order: scenario | point | recovery | class | code[ | title]
+    const [scenario, point, , , code] = s.split(' | ');
+    const key = `${scenario} ${point}`;
+    m.set(key, [...(m.get(key) ?? []), code ?? s]);
+  }
+  return [...m].map(([k, codes]) => `${k}: ${[...new Set(codes)].join(', ')}`);
 }
 
 /**
@@ -36,11 +52,11 @@ export function pasteBlock(r: ValidateResult): string[] {
     `  scenarios: ${scenarioLine(p)}`,
     `  crash states checked: ${states}, seed ${p.seed}`,
     `  removed by the patch: ${r.removed.length || 'none'}`,
-    ...names(r.removed, '    '),
+    ...names(byCase(r.removed), '    '),
     `  introduced by the patch: ${r.introduced.length || 'none'}`,
-    ...names(r.introduced.map((v) => v.signature), '    '),
+    ...names(byCase(r.introduced.map((v) => v.signature)), '    '),
   ];
-  if (r.flaky.length) out.push(`  new but not on every rerun (flaky): ${r.flaky.length}`, ...names(r.flaky.map((v) => `${v.signature} (${v.confirmed}/${v.reruns})`), '    '));
+  if (r.flaky.length) out.push(`  new but not on every rerun (flaky): ${r.flaky.length}`, ...names(byCase(r.flaky.map((v) => v.signature)), '    '));
   if (r.unchanged.length) out.push(`  left as they were: ${r.unchanged.length}`);
   const notJudged = r.notJudged.baseline.length + r.notJudged.patched.length;
   if (notJudged) out.push(`  cases that judged nothing (error or not reached): ${r.notJudged.baseline.length} without the patch, ${r.notJudged.patched.length} with it`);

@@ -1,0 +1,90 @@
+import { stockKernel } from '../../harness/kernel/stock.ts';
+import { buildInitramfs } from '../../harness/guest/initramfs.ts';
+import { loadRecipe } from '../../harness/image/recipe.ts';
+import { buildImage } from '../../harness/image/build.ts';
+import { createCaseDisk, flattenToRaw } from '../../harness/image/disk.ts';
+import { readEntryState } from '../../harness/image/debugfs.ts';
+import { Vm } from '../../harness/vm/machine/vm.ts';
+import { runWorkload, type WorkloadOutcome } from '../../harness/crash/workload.ts';
+import { gdbHoldDriverFactory } from '../../harness/crash/points/hold.ts';
+import { kernelSymbols } from '../../harness/crash/kernel-symbols.ts';
+import { MachinePool } from '../../harness/vm/machine/pool.ts';
+import type { TempDir } from '../../harness/util/tempdir.ts';
+import type { HoldPoint, Step } from '../../harness/scenario/model.ts';
+
+/**
+ * The EXT4_STATE_EXT_MIGRATE race of validate/mmap-race.yaml, run held or
+ * free. A store through a shared mapping into a hole (nodelalloc: the block
+ * is allocated at the fault) clears the state between ext4_ext_migrate()'s
+ * walk and ext4_ext_swap_inode_data()'s check, and the swap must give up.
+ * Shared by the real-VM test (hold-vm.test.ts) and the free-running
+ * measurement script (hold-measure.ts).
+ */
+export const file = '/big/sparse';
+
+/**
+ * ext4_ext_migrate+0x566 in Debian's 6.1.0-57-cloud-amd64: the return from
+ * the walk's last call (`retval = finish_range(handle, tmp_inode, &lb)`,
+ * migrate.c:544), before the inlined ext4_ext_swap_inode_data() starts
+ * with ext4_journal_ensure_credits() and then checks the state under
+ * i_data_sem. ext4_ext_swap_inode_data has no symbol of its own (inlined),
+ * and finish_range and __ext4_journal_ensure_credits are called once per
+ * range during the walk, so no symbol's entry sits exactly here. Found with
+ * scripts/extract-vmlinux + objdump: the only direct call to finish_range
+ * (0xffffffff8143f4b0) in ext4_ext_migrate is at 0xffffffff81440021.
+ */
+export const afterWalk = { symbol: 'ext4_ext_migrate', offset: 0x566 };
+
+export interface RaceRun {
+  outcome: WorkloadOutcome;
+  /** qcrash-io migrate's line for the file: what FS_IOC_SETFLAGS returned. */
+  ret: number;
+  errno: number;
+  mapping: string;
+  /** The swap gave up: -EAGAIN, or 0 with the file still block-mapped (the stock 6.1 bug). */
+  raceHit: boolean;
+  ms: number;
+}
+
+export function raceSteps(opts: { cpus: number; paceUs: number }): Step[] {
+  const pin = (cpu: number) => (opts.cpus > 1 ? { cpu } : {});
+  return [
+    { kind: 'mount', name: 'mount', options: ['nodelalloc', 'commit=5'] },
+    { kind: 'writer', name: 'holes-start', mode: 'mmap-holes', path: file, size: 0, paceUs: opts.paceUs, action: 'start', ...pin(1) },
+    { kind: 'drop-caches', name: 'drop-caches' },
+    { kind: 'migrate', name: 'migrate', paths: [file], recursive: false, ...pin(0) },
+    { kind: 'writer', name: 'holes-stop', mode: 'mmap-holes', path: file, size: 0, paceUs: opts.paceUs, action: 'stop', mayFail: true },
+    { kind: 'umount', name: 'umount' },
+  ];
+}
+
+export async function raceSetup() {
+  const kernel = await stockKernel();
+  const initrd = (await buildInitramfs(kernel)).path;
+  const base = await buildImage(await loadRecipe('sparse-dind-1k'));
+  const holdDriver = gdbHoldDriverFactory(() => kernelSymbols(new MachinePool({ slots: 1 }), kernel, initrd));
+  return { kernel, initrd, base, holdDriver };
+}
+
+export async function runRace(env: Awaited<ReturnType<typeof raceSetup>>, tmp: TempDir, name: string, o: { cpus: number; paceUs: number; hold?: HoldPoint; seed?: number }): Promise<RaceRun> {
+  const t0 = performance.now();
+  const disk = await createCaseDisk(env.base.path, tmp.join(`${name}.img`));
+  let outcome: WorkloadOutcome;
+  {
+    await using vm = await Vm.launch({ kernel: env.kernel, initrd: env.initrd, disk, gdb: o.hold !== undefined, cpus: o.cpus });
+    if (o.hold) {
+      await using driver = await env.holdDriver(vm);
+      outcome = await runWorkload(vm, raceSteps(o), { kind: 'none' }, o.seed ?? 1, { hold: { point: o.hold, driver } });
+    } else {
+      outcome = await runWorkload(vm, raceSteps(o), { kind: 'none' }, o.seed ?? 1);
+    }
+  }
+  const raw = await flattenToRaw(disk, tmp.join(`${name}.raw`));
+  const [state] = await readEntryState(raw, [file]);
+  const out = outcome.records.find((r) => r.name === 'migrate')?.output ?? '';
+  const m = /^migrate file (-?\d+) (\d+) /m.exec(out);
+  const ret = m ? Number(m[1]) : NaN;
+  const errno = m ? Number(m[2]) : NaN;
+  const mapping = state?.stat?.mapping ?? '?';
+  return { outcome, ret, errno, mapping, raceHit: (ret === -1 && errno === 11) || (ret === 0 && mapping === 'blocks'), ms: performance.now() - t0 };
+}

@@ -123,6 +123,7 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
         return gone();
       }
       if (s === 'done') {
+        gdb.abandonStopWaits();
         await this.release();
         return record({ ...base, reached: false, ended: 'not-hit', markerReached: false });
       }

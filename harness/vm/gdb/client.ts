@@ -30,8 +30,11 @@ class StopChannel {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /** Drop the waiters; each fails, so that whatever bounds its wait (a timer) is released too. */
   forget(): void {
+    const w = this.waiters;
     this.waiters = [];
+    for (const x of w) x.reject(new GdbStateError('gdbstub: the wait for a stop was given up'));
   }
 
   close(e: Error): void {
@@ -240,6 +243,15 @@ export class GdbClient extends SocketChannel {
         },
       );
     });
+  }
+
+  /**
+   * Give up the waits for a stop (a waitStop raced against something else
+   * that won): otherwise the next stop, an interrupt's, would go to a
+   * waiter nobody listens to any more.
+   */
+  abandonStopWaits(): void {
+    this.stops.forget();
   }
 
   /** Ctrl-C: the running target stops and sends a stop reply. */

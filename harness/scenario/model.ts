@@ -92,6 +92,12 @@ export type CrashPoint =
 export interface HoldPoint {
   step: string;
   symbol: string;
+  /**
+   * Hold where `symbol` returns from its last direct call of this function
+   * (e.g. ext4_ext_migrate after finish_range: the walk is done, the swap
+   * not begun), found in the guest's code; `offset` is added to that.
+   */
+  afterCall?: string;
   offset: number;
   hit: number;
   /**

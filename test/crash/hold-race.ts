@@ -23,17 +23,19 @@ import type { HoldPoint, Step } from '../../harness/scenario/model.ts';
 export const file = '/big/sparse';
 
 /**
- * ext4_ext_migrate+0x566 in Debian's 6.1.0-57-cloud-amd64: the return from
- * the walk's last call (`retval = finish_range(handle, tmp_inode, &lb)`,
- * migrate.c:544), before the inlined ext4_ext_swap_inode_data() starts
- * with ext4_journal_ensure_credits() and then checks the state under
- * i_data_sem. ext4_ext_swap_inode_data has no symbol of its own (inlined),
- * and finish_range and __ext4_journal_ensure_credits are called once per
- * range during the walk, so no symbol's entry sits exactly here. Found with
- * scripts/extract-vmlinux + objdump: the only direct call to finish_range
- * (0xffffffff8143f4b0) in ext4_ext_migrate is at 0xffffffff81440021.
+ * Right after ext4_ext_migrate's walk: the return from its last call of
+ * finish_range (`retval = finish_range(handle, tmp_inode, &lb)`,
+ * migrate.c:544), before the inlined ext4_ext_swap_inode_data() starts with
+ * ext4_journal_ensure_credits() and then checks the state under
+ * i_data_sem. ext4_ext_swap_inode_data has no symbol (inlined), and
+ * finish_range and __ext4_journal_ensure_credits run once per range during
+ * the walk, so no symbol's entry sits here; the driver finds the return
+ * site in the guest's code. In Debian's 6.1.0-57-cloud-amd64 it is
+ * ext4_ext_migrate+0x566 (objdump of scripts/extract-vmlinux's output: the
+ * only direct call of finish_range, 0xffffffff8143f4b0, is at
+ * 0xffffffff81440021).
  */
-export const afterWalk = { symbol: 'ext4_ext_migrate', offset: 0x566 };
+export const afterWalk = { symbol: 'ext4_ext_migrate', afterCall: 'finish_range', offset: 0 };
 
 export interface RaceRun {
   outcome: WorkloadOutcome;

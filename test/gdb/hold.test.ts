@@ -45,8 +45,10 @@ async function stub(tmp: TempDir, reply: (payload: string) => string | undefined
   const path = tmp.join(`gdb-${Math.random().toString(16).slice(2)}.sock`);
   const seen: string[] = [];
   let sock: Socket | undefined;
+  const all: Socket[] = [];
   const server = createServer((s) => {
     sock = s;
+    all.push(s);
     s.setEncoding('latin1');
     const parser = new PacketParser();
     s.on('data', (d: string) => {
@@ -68,7 +70,7 @@ async function stub(tmp: TempDir, reply: (payload: string) => string | undefined
     path,
     seen,
     push: (payload: string) => sock?.write(encodePacket(payload)),
-    close: () => new Promise((r) => { sock?.destroy(); server.close(r); }),
+    close: () => new Promise((r) => { for (const x of all) x.destroy(); server.close(r); }),
   };
 }
 
@@ -105,6 +107,16 @@ async function guest(tmp: TempDir, o: { threads?: number[]; storesPerTick?: numb
       if (p === 'qfThreadInfo') return `m${threads.map((x) => x.toString(16)).join(',')}`;
       if (p === 'qsThreadInfo') return 'l';
       if (p === 'qC') return 'QC01';
+      const m = /^m([0-9a-f]+),([0-9a-f]+)$/.exec(p);
+      if (m) {
+        // ext4_ext_migrate's code: a call of `other` at +0x10 and +0x40 (the last one counts), a stray E8 at +0x80.
+        const at = BigInt(`0x${m[1]}`) - 0xffffffff81000000n;
+        const code = Buffer.alloc(0x1000, 0x90);
+        for (const off of [0x10, 0x40]) { code[off] = 0xe8; code.writeInt32LE(0x1000 - (off + 5), off + 1); }
+        code[0x80] = 0xe8;
+        code.writeInt32LE(0x1234, 0x81);
+        return code.subarray(Number(at), Number(at) + parseInt(m[2]!, 16)).toString('hex');
+      }
       if (p.startsWith('vCont;')) {
         ticker = setInterval(() => (stores += o.storesPerTick ?? 0), 10);
         ticker.unref();
@@ -189,6 +201,18 @@ t.test('one vCPU: nothing to run beside the held one, so nothing is held', async
   t.match(h, { reached: true, ended: 'no-other-cpu', markerReached: false });
   t.notOk(g.s.seen.some((p) => p.startsWith('vCont')), 'no vCont: an empty one would resume every vCPU');
   t.equal(g.s.seen.at(-1), 'D');
+  await g.s.close();
+});
+
+t.test('after a call: the return site of the last direct call of the callee', async (t) => {
+  const tmp = await TempDir.create('gdb-hold-test');
+  t.teardown(() => tmp.remove());
+  const g = await guest(tmp, { storesPerTick: 1 });
+  await using driver = new GdbHoldDriver(g.machine, syms, { pollMs: 5, gdbTimeoutMs: 1000 });
+  await driver.arm(point({ offset: 0, afterCall: 'other' }));
+  t.equal(g.s.seen.filter((p) => p.startsWith('m')).length, 4, 'the function read up to the next symbol, 1 KiB at a time');
+  t.equal(g.s.seen.find((p) => p.startsWith('Z0')), 'Z0,ffffffff81000045,1', 'after the second call (+0x40, 5 bytes), not the first, nor a stray E8');
+  await t.rejects(new GdbHoldDriver(g.machine, syms).arm(point({ afterCall: 'ext4_ext_migrate' })), /no direct call of ext4_ext_migrate/);
   await g.s.close();
 });
 

@@ -28,8 +28,8 @@ export function writerProgress(consoleText: string): number {
   return sum;
 }
 
-export function holdPointName(p: Pick<HoldPoint, 'symbol' | 'offset'>): string {
-  return `${p.symbol}${p.offset ? `+0x${p.offset.toString(16)}` : ''}`;
+export function holdPointName(p: Pick<HoldPoint, 'symbol' | 'offset' | 'afterCall'>): string {
+  return `${p.symbol}${p.afterCall ? ` after ${p.afterCall}()` : ''}${p.offset ? `+0x${p.offset.toString(16)}` : ''}`;
 }
 
 /** The hold in one line. */
@@ -88,10 +88,17 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
   async arm(point: HoldPoint): Promise<void> {
     if (!this.machine.gdbSocket) throw new InfraError('the VM was started without a gdbstub');
     this.point = point;
-    this.bp = this.syms.resolve(point.symbol) + BigInt(point.offset);
     this.gdb = new GdbClient();
     await this.gdb.connect(this.machine.gdbSocket);
-    await this.gdb.insertBreakpoint(this.bp);
+    try {
+      const start = this.syms.resolve(point.symbol);
+      this.bp = (point.afterCall ? await this.returnSiteOfLastCall(start, point.symbol, point.afterCall) : start) + BigInt(point.offset);
+      await this.gdb.insertBreakpoint(this.bp);
+    } catch (e) {
+      // Not armed: let the guest go on as if no debugger had come (detach resumes it).
+      await this.detach();
+      throw e;
+    }
     this.gdb.continue();
   }
 
@@ -179,6 +186,32 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
       await this.detach();
     }
     return record({ ...held, ended, markerReached: ended === 'marker', heldMs, progress: { before, after, ...(wanted !== undefined ? { wanted } : {}) } });
+  }
+
+  /**
+   * Where `symbol` goes on after its last direct call of `callee`: read the
+   * function's code from the guest (up to the next symbol) and find the
+   * last `call rel32` (E8) whose target is the callee. A static callee
+   * called once per iteration and a last time after the loop (finish_range
+   * in ext4_ext_migrate) has no hit count that means "after the loop"; its
+   * return site does, on every build that keeps the call.
+   */
+  private async returnSiteOfLastCall(start: bigint, symbol: string, callee: string): Promise<bigint> {
+    const target = this.syms.resolve(callee);
+    const end = this.syms.nextAfter(start) ?? start + 0x4000n;
+    const len = Number(end - start);
+    if (len <= 0 || len > 0x10000) throw new InfraError(`hold: cannot tell where ${symbol} ends (${len} bytes)`);
+    const chunks: Buffer[] = [];
+    for (let off = 0; off < len; off += 1024) chunks.push(await this.gdb!.readMemory(start + BigInt(off), Math.min(1024, len - off)));
+    const code = Buffer.concat(chunks);
+    let site: bigint | undefined;
+    for (let i = 0; i + 5 <= code.length; i++) {
+      if (code[i] !== 0xe8) continue;
+      const next = start + BigInt(i + 5);
+      if (next + BigInt(code.readInt32LE(i + 1)) === target) site = next;
+    }
+    if (site === undefined) throw new InfraError(`hold: ${symbol} has no direct call of ${callee} in this kernel (inlined, or called through another function)`);
+    return site;
   }
 
   /** Stop every vCPU (the target runs, wholly or in part). */

@@ -4,7 +4,9 @@ import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { createCaseDisk, flattenToRaw } from '../../harness/image/disk.ts';
 import { readEntryState } from '../../harness/image/debugfs.ts';
-import { Vm } from '../../harness/vm/machine/vm.ts';
+import { agentReadySnapshot, launchRestoring } from '../../harness/vm/machine/snapshot-cache.ts';
+import { detectAccel } from '../../harness/vm/machine/accel.ts';
+import { toolVersions } from '../../harness/run/versions.ts';
 import { runWorkload, type WorkloadOutcome } from '../../harness/crash/workload.ts';
 import { gdbHoldDriverFactory } from '../../harness/crash/points/hold.ts';
 import { kernelSymbols } from '../../harness/crash/kernel-symbols.ts';
@@ -48,11 +50,22 @@ export interface RaceRun {
   ms: number;
 }
 
-export function raceSteps(opts: { cpus: number; paceUs: number }): Step[] {
+/**
+ * validate/mmap-race's steps; `held` adds what a hold needs of them. The
+ * held task owns i_rwsem and a running journal handle, so the writer must
+ * have listed its holes (SEEK_HOLE takes i_rwsem) before chattr starts,
+ * and no periodic commit may start during the hold (a commit waits for the
+ * held handle, and every new handle, the writer's page faults too, waits
+ * for the commit): a pause after the writer starts and commit=60. Either
+ * otherwise ends a hold at its limit with the writer stuck, which the
+ * hold's record says.
+ */
+export function raceSteps(opts: { cpus: number; paceUs: number; held?: boolean }): Step[] {
   const pin = (cpu: number) => (opts.cpus > 1 ? { cpu } : {});
   return [
-    { kind: 'mount', name: 'mount', options: ['nodelalloc', 'commit=5'] },
+    { kind: 'mount', name: 'mount', options: ['nodelalloc', opts.held ? 'commit=60' : 'commit=5'] },
     { kind: 'writer', name: 'holes-start', mode: 'mmap-holes', path: file, size: 0, paceUs: opts.paceUs, action: 'start', ...pin(1) },
+    ...(opts.held ? [{ kind: 'sleep' as const, name: 'writer-settles', ms: 300 }] : []),
     { kind: 'drop-caches', name: 'drop-caches' },
     { kind: 'migrate', name: 'migrate', paths: [file], recursive: false, ...pin(0) },
     { kind: 'writer', name: 'holes-stop', mode: 'mmap-holes', path: file, size: 0, paceUs: opts.paceUs, action: 'stop', mayFail: true },
@@ -60,12 +73,25 @@ export function raceSteps(opts: { cpus: number; paceUs: number }): Step[] {
   ];
 }
 
-export async function raceSetup() {
-  const kernel = await stockKernel();
+/** The stock kernel, or with QCRASH_TEST_STOCK_RELEASE another installed cloud kernel (e.g. 6.1.0-57-cloud-amd64 beside a newer one). */
+async function raceKernel() {
+  const stock = await stockKernel();
+  const release = process.env.QCRASH_TEST_STOCK_RELEASE;
+  if (!release || release === stock.release) return stock;
+  return { ...stock, id: `stock-${release}`, release, bzImage: `/boot/vmlinuz-${release}`, modulesDir: `/lib/modules/${release}`, provenance: { ...stock.provenance, release } };
+}
+
+export async function raceSetup(opts: { snapshotCpus?: number } = {}) {
+  const kernel = await raceKernel();
   const initrd = (await buildInitramfs(kernel)).path;
   const base = await buildImage(await loadRecipe('sparse-dind-1k'));
-  const holdDriver = gdbHoldDriverFactory(() => kernelSymbols(new MachinePool({ slots: 1 }), kernel, initrd));
-  return { kernel, initrd, base, holdDriver };
+  const machines = new MachinePool({ slots: 1 });
+  const holdDriver = gdbHoldDriverFactory(() => kernelSymbols(machines, kernel, initrd));
+  // An agent-ready state saved with that many vCPUs: the held runs restore it instead of booting.
+  const snapshot = opts.snapshotCpus
+    ? { cpus: opts.snapshotCpus, file: await agentReadySnapshot(machines, kernel, initrd, base, (await detectAccel()).accel, (await toolVersions(kernel.release)).qemu, { cpus: opts.snapshotCpus }) }
+    : undefined;
+  return { kernel, initrd, base, holdDriver, machines, snapshot };
 }
 
 export async function runRace(env: Awaited<ReturnType<typeof raceSetup>>, tmp: TempDir, name: string, o: { cpus: number; paceUs: number; hold?: HoldPoint; seed?: number }): Promise<RaceRun> {
@@ -73,10 +99,11 @@ export async function runRace(env: Awaited<ReturnType<typeof raceSetup>>, tmp: T
   const disk = await createCaseDisk(env.base.path, tmp.join(`${name}.img`));
   let outcome: WorkloadOutcome;
   {
-    await using vm = await Vm.launch({ kernel: env.kernel, initrd: env.initrd, disk, gdb: o.hold !== undefined, cpus: o.cpus });
+    const restoreFrom = env.snapshot?.cpus === o.cpus ? { restoreFrom: env.snapshot.file } : {};
+    await using vm = await launchRestoring(env.machines, { role: 'test', kernel: env.kernel, initrd: env.initrd, disk, gdb: o.hold !== undefined, cpus: o.cpus, ...restoreFrom });
     if (o.hold) {
       await using driver = await env.holdDriver(vm);
-      outcome = await runWorkload(vm, raceSteps(o), { kind: 'none' }, o.seed ?? 1, { hold: { point: o.hold, driver } });
+      outcome = await runWorkload(vm, raceSteps({ ...o, held: true }), { kind: 'none' }, o.seed ?? 1, { hold: { point: o.hold, driver } });
     } else {
       outcome = await runWorkload(vm, raceSteps(o), { kind: 'none' }, o.seed ?? 1);
     }

@@ -11,7 +11,7 @@ import { afterWalk, raceSetup, runRace } from '../crash/hold-race.ts';
 // known-bugs/chattr-eagain-lost.yaml) 0 with the file still block-mapped.
 // Free-running, as validate/mmap-race runs today (1 vCPU), the same race
 // was hit in 8 of 10 runs (test/crash/hold-race.ts, measured by a script).
-const env = await raceSetup();
+const env = await raceSetup({ snapshotCpus: 2 });
 t.comment(`kernel: ${env.kernel.id}`);
 const tmp = await TempDir.create('hold-vm-test');
 t.teardown(() => tmp.remove());
@@ -34,11 +34,11 @@ t.test(`held after the walk, the race is hit in ${runs} of ${runs} runs`, async 
 });
 
 t.test('a marker that cannot be reached ends the hold at its limit, and the case goes on', async (t) => {
-  const r = await runRace(env, tmp, 'limit', { cpus: 2, paceUs: 2000, hold: { step: 'migrate', ...afterWalk, hit: 1, until: { marker: 'stores', count: 100_000 }, limitMs: 1500 } });
+  const r = await runRace(env, tmp, 'limit', { cpus: 2, paceUs: 2000, hold: { step: 'migrate', ...afterWalk, hit: 1, until: { marker: 'stores', count: 100_000 }, limitMs: 1000 } });
   const h = r.outcome.fired.held;
   t.comment(h?.line ?? '');
   t.match(h, { reached: true, ended: 'limit', markerReached: false });
-  t.ok(h!.heldMs! >= 1500 && h!.heldMs! < 5000, `held for its limit (${Math.round(h!.heldMs!)} ms)`);
+  t.ok(h!.heldMs! >= 1000 && h!.heldMs! < 5000, `held for its limit (${Math.round(h!.heldMs!)} ms)`);
   t.equal(r.outcome.ending, 'clean', 'every step ran after the hold, then a clean power-off');
-  t.same(r.outcome.records.map((x) => x.exitCode), [0, 0, 0, 0, 0, 0]);
+  t.ok(r.outcome.records.every((x) => x.exitCode === 0), 'every step succeeded');
 });

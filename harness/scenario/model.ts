@@ -39,6 +39,11 @@ export type Step = StepCommon &
  */
 export interface StepCommon {
   mayFail?: boolean;
+  /**
+   * Run the step pinned to this vCPU (0-based; needs `Scenario.cpus` above
+   * it). A writer started by the step keeps the pin. Absent: not pinned.
+   */
+  cpu?: number;
 }
 
 export type StepKind = Step['kind'];
@@ -80,6 +85,35 @@ export type CrashPoint =
    * written in a `kill:` list; `crash-states:` asks for them.
    */
   | { kind: 'log'; stateKind: LogStateKind; state: string };
+
+/**
+ * An interleaving held at a kernel point (`hold:`): the vCPU of the task
+ * that makes the `hit`-th call of `symbol`+`offset` inside `step` is
+ * stopped while the other vCPUs run, until the marker is reached or
+ * `limitMs` has passed; then everything runs again and the case goes on to
+ * its crash point. Needs `cpus` of 2 or more. Not a crash point itself: it
+ * shapes the run every kill point of the scenario then cuts.
+ */
+export interface HoldPoint {
+  step: string;
+  symbol: string;
+  /**
+   * Hold where `symbol` returns from its last direct call of this function
+   * (e.g. ext4_ext_migrate after finish_range: the walk is done, the swap
+   * not begun), found in the guest's code; `offset` is added to that.
+   */
+  afterCall?: string;
+  offset: number;
+  hit: number;
+  /**
+   * `stores`: hold until background writers (qcrash-io) have reported
+   * `count` more stores (mmap-holes) or rounds (odirect, mmap) on the
+   * console than when the hold began. Absent: hold for `limitMs`.
+   */
+  until?: { marker: 'stores'; count: number };
+  /** The hold ends here whatever happened: a held task may own what the others wait for. */
+  limitMs: number;
+}
 
 /** Kill points a scenario's `kill:` list holds (the workload drives each to its kill). */
 export type KillPoint = Exclude<CrashPoint, { kind: 'log' }>;
@@ -140,6 +174,10 @@ export interface Scenario {
   allow: Allowance;
   /** Suite label for grouping (e.g. "known-bugs"). */
   suite: string;
+  /** vCPUs of the guest (default 1). */
+  cpus?: number;
+  /** An interleaving held at a kernel point in every case of the scenario. */
+  hold?: HoldPoint;
 }
 
 /** The key a scenario's base image goes by in a run (its recipe, or its image file): cases of one key share the image and its saved VM state. */

@@ -48,6 +48,17 @@
  * "mmap-holes stored=N holes=M first=OFF last=OFF" (the first N of the M
  * hole pages were stored; OFF of the first and last hole page, -1 if none).
  *
+ * With QCRASH_IO_PROGRESS=K in the environment, the writers also report
+ * their progress every K stores (mmap-holes) or rounds (odirect, mmap) as a
+ * kernel log line "qcrash-io: MODE stored=N" / "qcrash-io: MODE rounds=N"
+ * at level 4, which the console shows: the host follows a writer there while
+ * the agent is busy with another step (a hold point's marker). Written
+ * through /dev/kmsg because printk writes the serial console synchronously
+ * from the writer's own CPU, while a tty write waits for the UART's
+ * interrupt, which may be routed to a vCPU the host is holding; /dev/kmsg
+ * is opened anew per line, as its rate limit (10 lines per 5 s) is per open
+ * file.
+ *
  * mmap-holes is the race ext4_ext_migrate() guards against with
  * EXT4_STATE_EXT_MIGRATE: chattr holds i_rwsem, but a store through a shared
  * mapping into a hole still allocates a block (page_mkwrite; with -o
@@ -129,6 +140,23 @@ static void graceful_stop(void) {
   sa.sa_handler = on_term;
   sa.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &sa, 0);
+}
+
+static long progress_every;
+
+static void progress_init(void) {
+  const char *e = getenv("QCRASH_IO_PROGRESS");
+  progress_every = e && *e ? strtol(e, 0, 10) : 0;
+}
+
+static void progress(const char *op, const char *what, unsigned long n) {
+  if (progress_every <= 0 || n % (unsigned long)progress_every) return;
+  char line[96];
+  int len = snprintf(line, sizeof line, "<4>qcrash-io: %s %s=%lu\n", op, what, n);
+  int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (write(fd, line, (size_t)len) < 0) { /* a lost progress line only ends a hold at its limit */ }
+  close(fd);
 }
 
 static int die(const char *what) {
@@ -261,6 +289,7 @@ static int rewrite(const char *op, const char *path, size_t size, uint64_t seed,
     }
     if (rc) break;
     rounds++;
+    progress(op, "rounds", rounds);
   }
   printf("writer %s rounds=%u size=%zu offset=%lld\n", op, rounds, size, (long long)base);
   return fflush(stdout) ? 1 : rc;
@@ -272,6 +301,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *op = argv[1], *path = argv[2];
+  progress_init();
   if (!strcmp(op, "fsync")) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return die("open");
@@ -341,6 +371,7 @@ int main(int argc, char **argv) {
       uint64_t s = seed;
       for (; stored < nholes && !stop_requested; stored++) {
         map[holes[stored]] = (unsigned char)splitmix64(&s) | 1;
+        progress(op, "stored", stored + 1);
         if (pace) usleep(pace);
       }
       if (munmap(map, (size_t)size)) return die("munmap");

@@ -1,4 +1,5 @@
 import { mkdir, open, rename, rm, writeFile, readFile, symlink, stat } from 'node:fs/promises';
+import { movePath } from '../util/move.ts';
 import { createCipheriv, createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { runOk } from '../util/exec.ts';
@@ -157,7 +158,7 @@ async function publishImage(tmp: TempDir, img: string, manifest: Manifest, dir: 
   await writeJsonAtomic(join(staged, 'manifest.json'), manifest);
   await CacheEntry.folder('base image', staged, imageEntryFiles).seal();
   try {
-    await rename(staged, dir);
+    await movePath(staged, dir);
   } catch (e) {
     // Another builder won the race with the same recipe: use theirs.
     if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;

@@ -1,4 +1,5 @@
-import { access, appendFile, mkdir, readFile, rename, readdir, writeFile } from 'node:fs/promises';
+import { access, appendFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { movePath } from '../util/move.ts';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -87,7 +88,7 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
     await runOk(await tool('git'), ['commit', '-q', '-m', `base: ${top} from ${tarball}`], { cwd: src, env: { ...gitEnv, GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } });
     await runOk('touch', [join(src, '.git', 'qcrash-ready')]);
     await mkdir(cacheDir('kernel-work'), { recursive: true });
-    await rename(src, work).catch(async (e) => {
+    await movePath(src, work).catch(async (e) => {
       if (!(await exists(join(work, '.git', 'qcrash-ready')))) throw e;
     });
   }

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { defaultMaxCases, setMaxCases } from '../scenario/limits.ts';
 import { availableParallelism } from 'node:os';
 import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
 import { runSuite } from '../run/runner.ts';
@@ -23,6 +24,14 @@ export function intArg(name: string, min = 0) {
   };
 }
 
+/** --max-cases N: the per-scenario case limit for this process, set as the option is read (before any scenario is parsed). */
+export function maxCasesArg(v: string): number {
+  const n = intArg('--max-cases', 1)(v);
+  setMaxCases(n);
+  return n;
+}
+export const maxCasesHelp = `most cases one scenario may expand to (default ${defaultMaxCases}; crash points x repeat, plus write-log budgets x repeat)`;
+
 export function registerRun(program: Command): void {
   program
     .command('run')
@@ -40,6 +49,7 @@ export function registerRun(program: Command): void {
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge', parseShardSpec)
+    .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
     .option('--durations <runDir>', 'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)')
     .action(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
       if (o.resume) {

@@ -6,7 +6,7 @@ import { patchPassed, seriesReport, validateSeries } from '../validate/series.ts
 import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
-import { collect, intArg } from './run-command.ts';
+import { collect, intArg, maxCasesArg, maxCasesHelp } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 
 export function registerValidate(program: Command): void {
@@ -23,6 +23,7 @@ export function registerValidate(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns to confirm a new finding', intArg('--confirm'), 2)
     .option('-o, --out <dir>', 'output directory')
+    .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases on both kernels (and confirm that part\'s new findings); join the parts with qcrash merge OUT DIR...', parseShardSpec)
     .action(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec }) => {
       // What every kind of validate shares; kernel builds rewrite one progress line in place on a terminal.

@@ -4,7 +4,7 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
-import { InfraError } from '../util/errors.ts';
+import { CommandError, ConfigError, InfraError } from '../util/errors.ts';
 import { cacheDir } from '../util/paths.ts';
 import { hashJson } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -145,8 +145,20 @@ async function mkfs(recipe: Recipe, stage: string, img: string): Promise<string[
     '-O', features.join(','), '-E', 'root_owner=0:0,nodiscard',
     ...(typeof recipe.flexBg === 'number' ? ['-G', String(recipe.flexBg)] : []),
     '-d', stage, img, `${recipe.sizeMb}M`,
-  ], { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } });
+  ], { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } }).catch((e: unknown) => {
+    throw recipeTooSmall(recipe, e) ?? e;
+  });
   return features;
+}
+
+/** mkfs -d out of blocks: the recipe's mistake (exit 2 at its size_mb line), said in a sentence, not mkfs's words. */
+function recipeTooSmall(recipe: Recipe, e: unknown): ConfigError | undefined {
+  const stderr = e instanceof CommandError ? e.stderr : '';
+  if (!/Could not allocate|No space left|too small|not enough space/i.test(stderr)) return undefined;
+  const file = /while writing file "([^"]+)"/.exec(stderr)?.[1];
+  const dataMb = recipe.entries.reduce((n, x) => n + (x.kind === 'file' ? fileSize(recipe, x) : x.kind === 'small-files' ? x.count * Math.max(x.size, recipe.blockSize) : 0), 0) / 2 ** 20;
+  const message = `the recipe's files (${dataMb.toFixed(1)} MiB of file data, plus the filesystem's own metadata) do not fit its ${recipe.sizeMb} MiB filesystem${file ? ` (mkfs ran out of blocks writing "${file}")` : ''}: raise filesystem.size_mb or make the files smaller`;
+  return recipe.source ? recipe.source.error(['filesystem', 'size_mb'], message) : new ConfigError(message, { file: recipe.file });
 }
 
 /** The image and its manifest, sealed in a staging folder inside `tmp`, renamed into the cache at `dir`. */

@@ -8,6 +8,7 @@ import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
 import { collect, intArg, maxCasesArg, maxCasesHelp } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
+import { returnsExitCode } from './exit-code.ts';
 
 export function registerValidate(program: Command): void {
   program
@@ -25,7 +26,7 @@ export function registerValidate(program: Command): void {
     .option('-o, --out <dir>', 'output directory')
     .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases on both kernels (and confirm that part\'s new findings); join the parts with qcrash merge OUT DIR...', parseShardSpec)
-    .action(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec }) => {
+    .action(returnsExitCode(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec }) => {
       // What every kind of validate shares; kernel builds rewrite one progress line in place on a terminal.
       const shared = {
         scenarios,
@@ -44,8 +45,7 @@ export function registerValidate(program: Command): void {
         const r = await validateSeries({ ...shared, patches: o.patch, ...(o.out ? { out: o.out } : {}) });
         process.stdout.write(seriesReport(r));
         process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
-        process.exitCode = r.steps.some((s) => !patchPassed(s)) ? ExitCode.failed : ExitCode.pass;
-        return;
+        return r.steps.some((s) => !patchPassed(s)) ? ExitCode.failed : ExitCode.pass;
       }
       const sets: string[][] = [];
       if (o.mutants) {
@@ -75,6 +75,6 @@ export function registerValidate(program: Command): void {
         }
         if (!o.mutants && r.introduced.length) code = ExitCode.failed;
       }
-      process.exitCode = code;
-    });
+      return code;
+    }));
 }

@@ -10,6 +10,7 @@ import { runKey, shardIdentity } from '../results/shards.ts';
 import type { ResolvedRun } from './run-config.ts';
 import type { PlannedShard } from './case-selection.ts';
 import { toolVersions } from './versions.ts';
+import { qcrashVersion } from '../util/version.ts';
 
 /** What a new run records before its first case. */
 export interface RunFacts {
@@ -42,7 +43,7 @@ export async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMet
       return { name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}), ...(digest ? { imageDigest: digest } : {}) };
     }),
     config: run.config,
-    qcrash: { version: '0.1.0', build: facts.build },
+    qcrash: { version: qcrashVersion, build: facts.build },
   };
   if (facts.shard) meta.shard = { ...facts.shard, runKey: runKey(shardIdentity(meta, facts.shard.caseListHash)) };
   return meta;

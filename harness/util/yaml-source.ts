@@ -34,7 +34,10 @@ export class YamlSource {
     } catch (e) {
       if (!(e instanceof ReferenceError) || !/alias/i.test(e.message)) throw e;
       const line = this.firstAliasLine();
-      throw new ConfigError(`YAML aliases expand too far (more than ${maxAliasCount} copies of an anchor): write the values out, or use fewer aliases`, { file: this.file, ...(line !== undefined ? { line } : {}) });
+      throw new ConfigError(
+        `YAML aliases expand too far (more than ${maxAliasCount} copies of an anchor): write the values out, or use fewer aliases`,
+        { file: this.file, ...(line !== undefined ? { line } : {}) },
+      );
     }
   }
 

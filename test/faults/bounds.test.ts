@@ -29,7 +29,11 @@ async function refusedFast(t: Test, file: string, line: number, message: RegExp,
   t.match(r.stderr, message);
   t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   t.ok(performance.now() - started < 30_000, 'answered at once');
-  t.same((await readdir(tmp)).filter((f) => f.startsWith('qcrash-')), [], 'nothing built');
+  t.same(
+    (await readdir(tmp)).filter((f) => f.startsWith('qcrash-')),
+    [],
+    'nothing built',
+  );
 }
 
 t.test('commits: { max: 100000000 } is refused at its line, without filling the heap', async (t) => {
@@ -43,9 +47,15 @@ t.test('commits: { max: 1000000 } is not silently a million cases', async (t) =>
 });
 
 t.test('kernel-hits: { first: 30000000 } answers at once, with or without sample', async (t) => {
-  const f = await scenario('hits.yaml', `${head}kill:\n  - kernel-hits: { step: migrate, symbol: ext4_ext_migrate, first: 30000000 }\n`);
+  const f = await scenario(
+    'hits.yaml',
+    `${head}kill:\n  - kernel-hits: { step: migrate, symbol: ext4_ext_migrate, first: 30000000 }\n`,
+  );
   await refusedFast(t, f, 8, /at least 30000000 cases/);
-  const s = await scenario('hits-sample.yaml', `${head}kill:\n  - kernel-hits: { step: migrate, symbol: ext4_ext_migrate, first: 30000000, sample: 4 }\n`);
+  const s = await scenario(
+    'hits-sample.yaml',
+    `${head}kill:\n  - kernel-hits: { step: migrate, symbol: ext4_ext_migrate, first: 30000000, sample: 4 }\n`,
+  );
   await refusedFast(t, s, 8, /with sample, first is at most 100000/);
 });
 
@@ -78,10 +88,16 @@ t.test('a YAML alias bomb is exit 2 at its line, not 3 with a stack trace', asyn
   await refusedFast(t, f, 2, /YAML aliases expand too far/);
 });
 
-t.test('a recipe whose files cannot fit its filesystem is exit 2 at the recipe\'s size_mb, in a sentence', async (t) => {
+t.test("a recipe whose files cannot fit its filesystem is exit 2 at the recipe's size_mb, in a sentence", async (t) => {
   const recipe = join(dir, 'toobig-recipe.yaml');
-  await writeFile(recipe, 'description: too small\nfilesystem: { block_size: 4096, style: ext3, size_mb: 8 }\nentries:\n  - { kind: file, path: /big, blocks: 4000 }\n');
-  const f = await scenario('toobig.yaml', `recipe: ${recipe}\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - migrate: /big\nkill:\n  - after: migrate\n`);
+  await writeFile(
+    recipe,
+    'description: too small\nfilesystem: { block_size: 4096, style: ext3, size_mb: 8 }\nentries:\n  - { kind: file, path: /big, blocks: 4000 }\n',
+  );
+  const f = await scenario(
+    'toobig.yaml',
+    `recipe: ${recipe}\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - migrate: /big\nkill:\n  - after: migrate\n`,
+  );
   const r = await run(f, '--out', join(dir, 'out-toobig'));
   t.equal(r.code, 2, r.stderr);
   t.match(r.stderr, `${recipe}:2: the recipe's files (15.6 MiB of file data`);
@@ -90,7 +106,10 @@ t.test('a recipe whose files cannot fit its filesystem is exit 2 at the recipe\'
 });
 
 t.test('migrate: { path: ... } says that path is not a key, and names paths', async (t) => {
-  const f = await scenario('path-key.yaml', head.replace('  - migrate: /shapes/direct-12\n', '  - migrate: { path: /shapes/direct-12 }\n') + 'kill:\n  - after: sync\n');
+  const f = await scenario(
+    'path-key.yaml',
+    head.replace('  - migrate: /shapes/direct-12\n', '  - migrate: { path: /shapes/direct-12 }\n') + 'kill:\n  - after: sync\n',
+  );
   await refusedFast(t, f, 5, /unknown key "path"; allowed here: .*paths.*Did you mean: paths\?/);
 });
 

@@ -14,7 +14,10 @@ t.teardown(() => rm(root, { recursive: true, force: true }));
 const env = { QCRASH_TMPDIR: tmp };
 
 const scenario = join(root, 'one.yaml');
-await writeFile(scenario, 'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount: [commit=1]\n  - migrate: /shapes/direct-12\n  - sync\nkill:\n  - after: sync\n');
+await writeFile(
+  scenario,
+  'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount: [commit=1]\n  - migrate: /shapes/direct-12\n  - sync\nkill:\n  - after: sync\n',
+);
 const out = join(root, 'run');
 const r = await qcrash(['run', scenario, '--out', out, '--keep', 'all'], { env });
 t.equal(r.code, 0, r.stderr);
@@ -39,7 +42,7 @@ t.test('an existing --out is replaced only with --force', async (t) => {
   t.ok((await stat(file)).size > 1 << 20, 'now the raw crash image');
 });
 
-t.test('the run\'s base image and kept image are never overwritten, not even with --force or through a link', async (t) => {
+t.test("the run's base image and kept image are never overwritten, not even with --force or through a link", async (t) => {
   const link = join(root, 'innocent.img');
   await symlink(stored, link);
   for (const target of [stored, join(caseDir, 'crash.qcow2'), link]) {

@@ -15,19 +15,23 @@ t.teardown(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-t.test('--out on a read-only filesystem is exit 2 naming EROFS and the path, not ENOENT', { skip: process.getuid?.() !== 0 && 'needs root to mount a tmpfs' }, async (t) => {
-  const ro = join(root, 'ro');
-  await mkdir(ro);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro]);
-  mounted.push(ro);
-  const scenario = join(root, 's.yaml');
-  await writeFile(scenario, 'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - sync\nkill:\n  - after: sync\n');
-  const out = join(ro, 'results', 'run1');
-  const r = await qcrash(['run', scenario, '--out', out], { env: { QCRASH_TMPDIR: root } });
-  t.equal(r.code, 2, r.stderr);
-  t.notMatch(r.stderr, /ENOENT/);
-  t.match(r.stderr, `EROFS: read-only file system, mkdir '${join(ro, 'results')}'`);
-});
+t.test(
+  '--out on a read-only filesystem is exit 2 naming EROFS and the path, not ENOENT',
+  { skip: process.getuid?.() !== 0 && 'needs root to mount a tmpfs' },
+  async (t) => {
+    const ro = join(root, 'ro');
+    await mkdir(ro);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro]);
+    mounted.push(ro);
+    const scenario = join(root, 's.yaml');
+    await writeFile(scenario, 'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - sync\nkill:\n  - after: sync\n');
+    const out = join(ro, 'results', 'run1');
+    const r = await qcrash(['run', scenario, '--out', out], { env: { QCRASH_TMPDIR: root } });
+    t.equal(r.code, 2, r.stderr);
+    t.notMatch(r.stderr, /ENOENT/);
+    t.match(r.stderr, `EROFS: read-only file system, mkdir '${join(ro, 'results')}'`);
+  },
+);
 
 t.test('the writability probe never follows a planted symlink', async (t) => {
   const shared = join(root, 'shared');
@@ -41,5 +45,9 @@ t.test('the writability probe never follows a planted symlink', async (t) => {
   await checkOutDir(shared);
   t.equal(await readFile(victim, 'utf8'), 'precious\n', 'the link target is untouched');
   t.ok((await lstat(join(shared, `.qcrash-probe-${process.pid}`))).isSymbolicLink(), 'the planted link itself is left alone');
-  t.same((await readdir(shared)).filter((f) => !(f.startsWith('.qcrash-probe-') && f.split('-').length === 3)), [], 'no probe file left');
+  t.same(
+    (await readdir(shared)).filter((f) => !(f.startsWith('.qcrash-probe-') && f.split('-').length === 3)),
+    [],
+    'no probe file left',
+  );
 });

@@ -21,10 +21,10 @@ t.test('a temp dir names its owner from the moment it exists', async (t) => {
   await using dir = await TempDir.create('vm');
   t.match(basename(dir.path), new RegExp(`^qcrash-vm-p${process.pid}-[A-Za-z0-9]{6}$`));
   t.same(await readdir(dir.path), [], 'no owner file to write after mkdtemp: nothing to lose to a signal');
-  t.same(await sweepStaleTempDirs(), [], 'the sweep leaves a live owner\'s dir');
+  t.same(await sweepStaleTempDirs(), [], "the sweep leaves a live owner's dir");
 });
 
-t.test('the sweep removes an ownerless qcrash dir older than a minute, and a dead owner\'s at once', async (t) => {
+t.test("the sweep removes an ownerless qcrash dir older than a minute, and a dead owner's at once", async (t) => {
   const old = join(tmp, 'qcrash-vm-AbC123');
   const fresh = join(tmp, 'qcrash-vm-XyZ789');
   const dead = join(tmp, `qcrash-vm-p${deadPid}-QwE456`);

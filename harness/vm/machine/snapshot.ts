@@ -63,10 +63,19 @@ export async function saveVmState(qmp: QmpClient, file: string): Promise<void> {
 /** If writing the state failed (ENOSPC, EROFS, EIO), throw that, naming the file; else return. */
 async function throwWriteError(received: Promise<void>, file: string): Promise<void> {
   // The writer fails at once when the disk does; give its rejection a moment to arrive.
-  const failed = await Promise.race([received.then(() => undefined, (e: unknown) => e), new Promise((r) => setTimeout(r, 200, undefined))]);
+  const failed = await Promise.race([
+    received.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    new Promise((r) => setTimeout(r, 200, undefined)),
+  ]);
   if (!failed) return;
   const code = (failed as NodeJS.ErrnoException).code;
-  throw new InfraError(`saving the VM state to ${file} failed: ${errorMessage(failed)}${code === 'ENOSPC' ? ` (the cache's filesystem is full: free space in ${dirname(file)} or point QCRASH_CACHE elsewhere)` : ''}`, { cause: failed });
+  throw new InfraError(
+    `saving the VM state to ${file} failed: ${errorMessage(failed)}${code === 'ENOSPC' ? ` (the cache's filesystem is full: free space in ${dirname(file)} or point QCRASH_CACHE elsewhere)` : ''}`,
+    { cause: failed },
+  );
 }
 
 /**
@@ -105,7 +114,8 @@ export async function finishRestore(qmp: QmpClient, file: string, timeoutMs = 60
     for (;;) {
       const left = deadline - performance.now();
       const e = await qmp.waitEvent('MIGRATION', Math.max(1, left), since).catch((err: unknown) => {
-        if (err instanceof QmpTimeoutError) throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`, { cause: err });
+        if (err instanceof QmpTimeoutError)
+          throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`, { cause: err });
         throw err;
       });
       since = qmp.eventLog.indexOf(e) + 1;
@@ -116,11 +126,13 @@ export async function finishRestore(qmp: QmpClient, file: string, timeoutMs = 60
     // would be swallowed (it only sets autostart, and the restored run state
     // is the saved one: paused).
     while ((await qmp.execute<{ status: string }>('query-status')).status === 'inmigrate') {
-      if (performance.now() > deadline) throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`);
+      if (performance.now() > deadline)
+        throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 1));
     }
   }
   const m = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-  if (m.status && m.status !== 'completed') throw new InfraError(`restoring the VM state from ${file} failed: ${m['error-desc'] ?? m.status}`);
+  if (m.status && m.status !== 'completed')
+    throw new InfraError(`restoring the VM state from ${file} failed: ${m['error-desc'] ?? m.status}`);
   await qmp.execute('cont');
 }

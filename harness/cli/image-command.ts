@@ -11,8 +11,9 @@ export function registerImage(program: Command): void {
     )
     .argument('<caseDir>', 'a case folder: RUN_DIR/cases/<scenario>/<point>/r<N>')
     .option('-o, --out <file>', 'where to write the raw image (default: CASE_DIR/crash.img)')
-    .action(async (caseDir: string, o: { out?: string }) => {
-      const file = await exportCrashImage(resolve(caseDir), ...(o.out ? [resolve(o.out)] : []));
+    .option('--force', 'overwrite an existing --out file (never one the run depends on: its images/ or a kept crash.qcow2)')
+    .action(async (caseDir: string, o: { out?: string; force?: boolean }) => {
+      const file = await exportCrashImage(resolve(caseDir), o.out ? resolve(o.out) : undefined, { force: Boolean(o.force) });
       process.stdout.write(`${file}\n`);
     });
 }

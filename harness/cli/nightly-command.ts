@@ -4,7 +4,7 @@ import { loadSummary } from '../results/store.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { defaultResultsDir } from '../util/paths.ts';
-import { collect, intArg, parseRecovery } from './run-command.ts';
+import { collect, intArg, parseRecovery, maxCasesArg, maxCasesHelp } from './run-command.ts';
 import { returnsExitCode } from './exit-code.ts';
 
 export function registerNightly(program: Command): void {
@@ -22,6 +22,7 @@ export function registerNightly(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns of a new finding before it fails the night', intArg('--confirm', 1), 1)
     .option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel')
+    .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
     .action(
       returnsExitCode(
         async (

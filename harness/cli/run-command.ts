@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { defaultMaxCases, setMaxCases } from '../scenario/limits.ts';
 import { availableParallelism } from 'node:os';
 import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
 import { listSuite, runSuite, type SuiteOptions } from '../run/runner.ts';
@@ -24,6 +25,14 @@ export function intArg(name: string, min = 0) {
     return n;
   };
 }
+
+/** --max-cases N: the per-scenario case limit for this process, set as the option is read (before any scenario is parsed). */
+export function maxCasesArg(v: string): number {
+  const n = intArg('--max-cases', 1)(v);
+  setMaxCases(n);
+  return n;
+}
+export const maxCasesHelp = `most cases one scenario may expand to (default ${defaultMaxCases}; crash points x repeat, plus write-log budgets x repeat)`;
 
 interface RunCommandOptions {
   list?: boolean;
@@ -110,6 +119,7 @@ export function registerRun(program: Command): void {
       'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge',
       parseShardSpec,
     )
+    .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
     .option(
       '--durations <runDir>',
       'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)',

@@ -6,7 +6,7 @@ import { patchPassed, seriesReport, validateSeries } from '../validate/series.ts
 import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
-import { collect, intArg } from './run-command.ts';
+import { collect, intArg, maxCasesArg, maxCasesHelp } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 import { returnsExitCode } from './exit-code.ts';
 
@@ -29,6 +29,7 @@ export function registerValidate(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns to confirm a new finding', intArg('--confirm'), 2)
     .option('-o, --out <dir>', 'output directory')
+    .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
     .option(
       '--shard <I/N>',
       "run only the I-th of N parts of the cases on both kernels (and confirm that part's new findings); join the parts with qcrash merge OUT DIR...",

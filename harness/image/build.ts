@@ -1,9 +1,10 @@
 import { mkdir, open, rename, rm, writeFile, readFile, symlink, stat } from 'node:fs/promises';
+import { movePath } from '../util/move.ts';
 import { createCipheriv, createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { runOk } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
-import { InfraError } from '../util/errors.ts';
+import { CommandError, ConfigError, InfraError } from '../util/errors.ts';
 import { cacheDir } from '../util/paths.ts';
 import { hashJson } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -178,8 +179,29 @@ async function mkfs(recipe: Recipe, stage: string, img: string): Promise<string[
       `${recipe.sizeMb}M`,
     ],
     { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } },
-  );
+  ).catch((e: unknown) => {
+    throw recipeTooSmall(recipe, e) ?? e;
+  });
   return features;
+}
+
+/** mkfs -d out of blocks: the recipe's mistake (exit 2 at its size_mb line), said in a sentence, not mkfs's words. */
+function recipeTooSmall(recipe: Recipe, e: unknown): ConfigError | undefined {
+  const stderr = e instanceof CommandError ? e.stderr : '';
+  if (!/Could not allocate|No space left|too small|not enough space/i.test(stderr)) return undefined;
+  const file = /while writing file "([^"]+)"/.exec(stderr)?.[1];
+  const dataMb =
+    recipe.entries.reduce(
+      (n, x) =>
+        n +
+        (x.kind === 'file' ? fileSize(recipe, x) : x.kind === 'small-files' ? x.count * Math.max(x.size, recipe.blockSize) : 0),
+      0,
+    ) /
+    2 ** 20;
+  const message = `the recipe's files (${dataMb.toFixed(1)} MiB of file data, plus the filesystem's own metadata) do not fit its ${recipe.sizeMb} MiB filesystem${file ? ` (mkfs ran out of blocks writing "${file}")` : ''}: raise filesystem.size_mb or make the files smaller`;
+  return recipe.source
+    ? recipe.source.error(['filesystem', 'size_mb'], message)
+    : new ConfigError(message, { file: recipe.file });
 }
 
 /** The image and its manifest, sealed in a staging folder inside `tmp`, renamed into the cache at `dir`. */
@@ -191,7 +213,7 @@ async function publishImage(tmp: TempDir, img: string, manifest: Manifest, dir: 
   await writeJsonAtomic(join(staged, 'manifest.json'), manifest);
   await CacheEntry.folder('base image', staged, imageEntryFiles).seal();
   try {
-    await rename(staged, dir);
+    await movePath(staged, dir);
   } catch (e) {
     // Another builder won the race with the same recipe: use theirs.
     if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;

@@ -1,4 +1,5 @@
-import { access, constants, mkdir, readFile, rename, stat } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, stat } from 'node:fs/promises';
+import { movePath } from '../util/move.ts';
 import { join, resolve } from 'node:path';
 import { run } from '../util/exec.ts';
 import { tool } from '../util/tools.ts';
@@ -184,7 +185,7 @@ async function readUserImage(path: string): Promise<BaseImage> {
     await CacheEntry.folder('user image manifest', staged, userImageEntryFiles, { image: digest }).seal();
     await mkdir(cacheDir('user-images'), { recursive: true });
     try {
-      await rename(staged, dir);
+      await movePath(staged, dir);
     } catch (e) {
       // Another process read the same image first: use its entry.
       if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;

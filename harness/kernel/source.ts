@@ -1,4 +1,5 @@
-import { access, appendFile, mkdir, readFile, rename, readdir, writeFile } from 'node:fs/promises';
+import { access, appendFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { movePath } from '../util/move.ts';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -98,7 +99,7 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
     });
     await runOk('touch', [join(src, '.git', 'qcrash-ready')]);
     await mkdir(cacheDir('kernel-work'), { recursive: true });
-    await rename(src, work).catch(async (e) => {
+    await movePath(src, work).catch(async (e) => {
       if (!(await exists(join(work, '.git', 'qcrash-ready')))) throw e;
     });
   }

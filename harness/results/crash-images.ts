@@ -1,5 +1,5 @@
-import { access, mkdir, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, relative } from 'node:path';
+import { access, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, normalize, relative } from 'node:path';
 import type { BaseImage } from '../image/build.ts';
 import { copyImage } from '../image/disk.ts';
 import { contentDigest } from '../util/cache-entry.ts';
@@ -111,12 +111,15 @@ export class CrashImageStore {
  * be read (its run's `images/` folder missing, e.g. after copying only the
  * case folder).
  */
-export async function exportCrashImage(caseDir: string, dest = join(caseDir, rawImageName)): Promise<string> {
+export async function exportCrashImage(caseDir: string, dest = join(caseDir, rawImageName), opts: { force?: boolean } = {}): Promise<string> {
   const kept = join(caseDir, keptImageName);
   const raw = join(caseDir, rawImageName);
   if (!(await exists(kept))) {
     if (await exists(raw)) {
-      if (dest !== raw) await copyImage(raw, dest);
+      if (dest !== raw) {
+        await refuseOverwrite(caseDir, dest, opts.force);
+        await copyImage(raw, dest);
+      }
       return dest;
     }
     throw new ConfigError(`${caseDir} holds no crash image (${keptImageName} or ${rawImageName}): the run kept none for this case (see --keep), or this is not a case folder`);
@@ -129,6 +132,7 @@ export async function exportCrashImage(caseDir: string, dest = join(caseDir, raw
   if (backing && !(await exists(backing))) {
     throw new ConfigError(`${kept} lies over ${backing}, which is missing: copy the run's ${runImagesDir}/ folder along with its cases/ (a case folder alone holds only what the crash changed)`);
   }
+  await refuseOverwrite(caseDir, dest, opts.force, backing);
   const partial = `${dest}.${process.pid}.partial`;
   try {
     // qemu-img writes a raw target sparse (zeroes stay holes).
@@ -138,6 +142,39 @@ export async function exportCrashImage(caseDir: string, dest = join(caseDir, raw
     await rm(partial, { force: true });
   }
   return dest;
+}
+
+/**
+ * An existing `dest` is replaced only with `force`, and never when it is a
+ * file the run depends on: a kept crash image, or a base image in the run's
+ * images/ folder (every kept case of that base lies over it).
+ */
+async function refuseOverwrite(caseDir: string, dest: string, force = false, backing?: string): Promise<void> {
+  const target = await realpath(dest).catch(() => undefined);
+  if (!target) return;
+  const runDir = await findRunDir(caseDir);
+  const depended = [join(caseDir, keptImageName), ...(backing ? [backing] : []), ...(runDir ? await runImageFiles(runDir) : [])];
+  for (const f of depended) {
+    if ((await realpath(f).catch(() => undefined)) === target) {
+      throw new ConfigError(`--out ${dest} is ${normalize(f)}, which the run's kept crash images depend on: never overwritten; choose another --out`);
+    }
+  }
+  if (!force) throw new ConfigError(`--out ${dest} exists: give --force to overwrite it, or choose another --out`);
+}
+
+/** The run folder a case folder lies in (the nearest parent with run.json). */
+async function findRunDir(caseDir: string): Promise<string | undefined> {
+  for (let d = dirname(caseDir); dirname(d) !== d; d = dirname(d)) {
+    if (await exists(join(d, 'run.json'))) return d;
+  }
+  return undefined;
+}
+
+/** The run's stored base images and every kept crash image of its cases. */
+async function runImageFiles(runDir: string): Promise<string[]> {
+  const bases = (await readdir(join(runDir, runImagesDir)).catch(() => [] as string[])).map((f) => join(runDir, runImagesDir, f));
+  const cases = (await readdir(join(runDir, 'cases'), { recursive: true }).catch(() => [] as string[])) as string[];
+  return [...bases, ...cases.filter((f) => basename(f) === keptImageName).map((f) => join(runDir, 'cases', f))];
 }
 
 async function exists(p: string): Promise<boolean> {

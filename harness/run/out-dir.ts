@@ -1,4 +1,5 @@
-import { access, mkdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, open, rm, stat, statfs } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '../util/errors.ts';
 
@@ -46,14 +47,54 @@ export async function checkOutDir(dir: string): Promise<void> {
   const st = await stat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new ConfigError(`--out ${dir} is a file, not a folder: choose another --out`);
   try {
-    await mkdir(dir, { recursive: true });
-    const probe = join(dir, `.qcrash-probe-${process.pid}`);
-    await writeFile(probe, 'ok');
-    await rm(probe, { force: true });
+    await mkdirEach(dir);
+    await probeWrite(dir);
   } catch (e) {
-    throw new ConfigError(
-      `--out ${dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): choose a folder you can write`,
-    );
+    throw new ConfigError(`--out ${dir} cannot be written (${fsCause(e)}): choose a folder you can write`);
+  }
+}
+
+/** The real cause with the path: "EROFS: read-only file system, mkdir '/mnt/ro/out'". */
+function fsCause(e: unknown): string {
+  return (e as Error).message ?? String(e);
+}
+
+/**
+ * mkdir -p one level at a time: a recursive mkdir on a read-only filesystem
+ * reports ENOENT (node retries the parent), a single one the real EROFS.
+ */
+async function mkdirEach(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; !(await exists(d)) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
+  for (const d of missing) {
+    await mkdir(d).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+  }
+}
+
+/**
+ * Create and remove a probe file. O_EXCL|O_NOFOLLOW under a fresh random
+ * name: a file or symlink someone planted in a shared folder is never
+ * opened, so never written through (as root it would be).
+ */
+async function probeWrite(dir: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const probe = join(dir, `.qcrash-probe-${process.pid}-${randomBytes(6).toString('hex')}`);
+    let fh;
+    try {
+      fh = await open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && attempt < 3) continue;
+      throw e;
+    }
+    try {
+      await fh.writeFile('ok');
+    } finally {
+      await fh.close();
+      await rm(probe, { force: true });
+    }
+    return;
   }
 }
 

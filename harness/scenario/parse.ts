@@ -8,8 +8,10 @@ import { sha256 } from '../util/hash.ts';
 import { defaultAllowance } from '../findings/finding.ts';
 import { stepTimeoutMs, type CrashStatesSpec, type KillPoint, type RecoveryMode, type Scenario, type Step } from './model.ts';
 import { YamlSource } from '../util/yaml-source.ts';
+import { maxCasesPerScenario } from './limits.ts';
 import {
   crashStatesArgs,
+  killPointCount,
   killPointSchemas,
   powerLossArgs,
   pointScalarKey,
@@ -62,6 +64,38 @@ export interface ParsedScenario {
 
 export interface ParseOptions {
   suite?: string;
+  /** Most cases the scenario may expand to (default: limits.ts, or --max-cases). */
+  maxCases?: number;
+}
+
+/**
+ * The cases a scenario expands to, counted as its kill points and crash
+ * states are read and before a generator makes its points: past the limit
+ * is a ConfigError at the line that crossed it.
+ */
+class CaseBudget {
+  private cases = 0;
+  constructor(
+    private readonly src: YamlSource,
+    private readonly repeat: number,
+    private readonly limit: number,
+  ) {}
+
+  add(at: Path, count: number, what: string): void {
+    this.cases += count * this.repeat;
+    if (this.cases <= this.limit) return;
+    const times = this.repeat > 1 ? ` x repeat ${this.repeat}` : '';
+    fail(
+      this.src,
+      at,
+      `this scenario expands to at least ${this.cases} cases (here ${what}${times}); the limit is ${this.limit} per scenario: split the scenario, sample (kernel-hits: { sample: N }), or raise the limit with --max-cases N`,
+    );
+  }
+
+  addLogUnit(spec: CrashStatesSpec): CrashStatesSpec {
+    this.add(['crash-states', 'budget'], spec.budget, `a write-log budget of ${spec.budget} states`);
+    return spec;
+  }
 }
 
 /** The text of one scenario file; a directory, an unreadable or an oversized file is refused. */
@@ -88,7 +122,8 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
   const top = parseTop(src);
   const name = scenarioId(file, top.name);
   const { steps, stepPaths } = parseSteps(src, top.steps, name, top.sysctl);
-  const { crashPoints, pointLines } = parseKillList(src, top.kill ?? [], steps);
+  const budget = new CaseBudget(src, top.repeat ?? 1, opts.maxCases ?? maxCasesPerScenario());
+  const { crashPoints, pointLines } = parseKillList(src, top.kill ?? [], steps, budget);
   const recovery: RecoveryMode[] =
     top.recovery === undefined ? ['e2fsck', 'kernel'] : Array.isArray(top.recovery) ? top.recovery : [top.recovery];
   const scenario: ParsedScenario['scenario'] = {
@@ -98,7 +133,7 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
     ...(top.description !== undefined ? { description: top.description } : {}),
     steps,
     crashPoints,
-    ...(top['crash-states'] !== undefined ? { crashStates: parseCrashStates(src, top['crash-states']) } : {}),
+    ...(top['crash-states'] !== undefined ? { crashStates: budget.addLogUnit(parseCrashStates(src, top['crash-states'])) } : {}),
     pointLines,
     repeat: top.repeat ?? 1,
     recovery: [...new Set(recovery)],
@@ -137,7 +172,8 @@ function parseTop(src: YamlSource): z.output<typeof scenarioTop> {
 function check<S extends z.ZodType>(src: YamlSource, at: Path, schema: S, value: unknown): z.output<S> {
   const r = schema.safeParse(value);
   if (r.success) return r.data;
-  const [issue] = r.error.issues;
+  // A misspelt key ("path" for "paths") also makes a required one missing: name the misspelling.
+  const issue = r.error.issues.find((i) => i.code === 'unrecognized_keys') ?? r.error.issues[0];
   if (!issue) return fail(src, at, r.error.message);
   const path = [...at, ...issue.path.map((k) => (typeof k === 'symbol' ? String(k) : k))];
   if (issue.code === 'unrecognized_keys') {
@@ -295,11 +331,12 @@ function parseKillList(
   src: YamlSource,
   items: unknown[],
   steps: Step[],
+  budget: CaseBudget,
 ): { crashPoints: KillPoint[]; pointLines: Array<number | undefined> } {
   const stepNames = new Set(steps.map((s) => s.name));
   const pointLines: Array<number | undefined> = [];
   const crashPoints = items.flatMap((item, i) => {
-    const points = parsePoint(src, ['kill', i], item, steps, stepNames);
+    const points = parsePoint(src, ['kill', i], item, steps, stepNames, budget);
     const line = src.lineOf(['kill', i]);
     for (const _ of points) pointLines.push(line);
     return points;
@@ -307,14 +344,29 @@ function parseKillList(
   return { crashPoints, pointLines };
 }
 
-function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], stepNames: Set<string>): KillPoint[] {
+function parsePoint(
+  src: YamlSource,
+  at: Path,
+  item: unknown,
+  steps: Step[],
+  stepNames: Set<string>,
+  budget: CaseBudget,
+): KillPoint[] {
   const [kind, value] = splitKeyword(src, at, item, 'kill point');
   if (!isKeyOf(killPointSchemas, kind)) {
     const kinds = Object.keys(killPointSchemas);
     fail(src, at, `unknown kill point "${kind}".${didYouMean(kind, kinds)} Kill points: ${kinds.join(', ')}`);
   }
   const argPath = typeof item === 'string' ? at : [...at, kind];
-  const points = check(src, argPath, killPointSchemas[kind], argsObject(pointScalarKey[kind], value));
+  const args = argsObject(pointScalarKey[kind], value);
+  // Counted from the arguments as written: a generator's points are made only within the limit.
+  const count = killPointCount(kind, args);
+  budget.add(
+    [...argPath, ...(count.key ? [count.key] : [])],
+    count.points,
+    count.key ? `${count.points} points from ${kind}'s ${count.key}` : `1 point`,
+  );
+  const points = check(src, argPath, killPointSchemas[kind], args);
   const unknown = points.map(stepOf).find((s) => s !== undefined && !stepNames.has(s));
   if (unknown !== undefined) {
     const names = steps.map((s) => s.name);
@@ -335,6 +387,13 @@ function stepOf(p: KillPoint): string | undefined {
 /** Expand FILES|DIRS into scenario files; a directory contributes its *.yaml (not subdirectories, so known-bugs/ runs only when named). */
 export async function findScenarioFiles(inputs: string[]): Promise<Array<{ file: string; suite: string }>> {
   const out: Array<{ file: string; suite: string }> = [];
+  const seen = new Set<string>();
+  const add = (file: string, suite: string) => {
+    // A folder and a file inside it name that file twice: it is one scenario.
+    if (seen.has(file)) return;
+    seen.add(file);
+    out.push({ file, suite });
+  };
   for (const input of inputs) {
     const p = resolve(input);
     let st;
@@ -346,9 +405,9 @@ export async function findScenarioFiles(inputs: string[]): Promise<Array<{ file:
     if (st.isDirectory()) {
       const files = (await readdir(p)).filter((f) => f.endsWith('.yaml') || f.endsWith('.yml')).sort();
       if (!files.length) throw new ConfigError(`no scenario files (*.yaml) in ${input}`);
-      for (const f of files) out.push({ file: join(p, f), suite: basename(p) === 'scenarios' ? 'default' : basename(p) });
+      for (const f of files) add(join(p, f), basename(p) === 'scenarios' ? 'default' : basename(p));
     } else {
-      out.push({ file: p, suite: 'default' });
+      add(p, 'default');
     }
   }
   return out;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { findingClasses } from '../findings/finding.ts';
 import { sha256 } from '../util/hash.ts';
+import { maxSampledHits } from './limits.ts';
 import { didYouMean } from '../util/suggest.ts';
 import { writerModes, type KillPoint, type Step, type StepKind } from './model.ts';
 
@@ -229,8 +230,32 @@ export const killPointSchemas = {
       first: posInt,
       sample: posInt.optional(),
     })
+    // Sampling scores each of the first `first` hits: bounded as the budgets are.
+    .refine((a) => a.sample === undefined || a.first <= maxSampledHits, {
+      message: `with sample, first is at most ${maxSampledHits} (every one of the first hits is scored to draw the sample)`,
+      path: ['first'],
+    })
     .transform(kernelHits),
 } satisfies Record<string, z.ZodType<KillPoint[]>>;
+
+/**
+ * How many points a kill point item makes, from its arguments as written
+ * (unchecked: a malformed one counts as 1 and its schema then refuses it),
+ * and which argument says so.
+ */
+export function killPointCount(kind: keyof typeof killPointSchemas, args: unknown): { points: number; key?: string } {
+  const a = (args ?? {}) as Record<string, unknown>;
+  const n = (k: string): number | undefined =>
+    typeof a[k] === 'number' && Number.isFinite(a[k]) && (a[k] as number) > 0 ? Math.floor(a[k] as number) : undefined;
+  if (kind === 'commits') return n('max') !== undefined ? { points: n('max')!, key: 'max' } : { points: 1 };
+  if (kind === 'kernel-hits') {
+    const first = n('first');
+    const sample = n('sample');
+    if (sample !== undefined) return { points: first !== undefined ? Math.min(first, sample) : sample, key: 'sample' };
+    return first !== undefined ? { points: first, key: 'first' } : { points: 1 };
+  }
+  return { points: 1 };
+}
 
 export const pointScalarKey: Partial<Record<keyof typeof killPointSchemas, string>> = { before: 'step', after: 'step' };
 

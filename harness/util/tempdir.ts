@@ -1,4 +1,4 @@
-import { mkdtemp, rm, readdir, readFile, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, rm, readdir, readFile, chmod, lstat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onCleanup, shuttingDown } from './cleanup.ts';
@@ -6,12 +6,19 @@ import { sweepStalePartials } from './partial-file.ts';
 import { cacheNotice } from './cache-entry.ts';
 
 const PREFIX = 'qcrash-';
+/** Written by qcrash versions that named the owner in a file, not in the name; still read by the sweep. */
 const OWNER_FILE = 'owner.pid';
+/** `qcrash-<label>-p<pid>-<mkdtemp's 6 characters>`: the owner is in the name from the moment the dir exists. */
+const OWNED_NAME = /-p(\d+)-[A-Za-z0-9]{6}$/;
+/** A qcrash dir that names no owner (in its name or a file) is removed once older than this. */
+export const ownerlessGraceMs = 60_000;
 
 /**
  * A private (0700) temp directory owned by this process, removed on dispose,
  * on signals, and, if this process is SIGKILLed, by the next qcrash run
  * (`sweepStaleTempDirs`), which also kills any QEMU whose pidfile lies inside.
+ * The owner's pid is part of the name mkdtemp creates atomically: no window
+ * in which the dir exists without an owner.
  */
 export class TempDir implements AsyncDisposable {
   private unregister: () => void;
@@ -21,14 +28,13 @@ export class TempDir implements AsyncDisposable {
 
   static async create(label = 'tmp'): Promise<TempDir> {
     const base = process.env.QCRASH_TMPDIR || tmpdir();
-    const path = await mkdtemp(join(base, `${PREFIX}${label}-`));
+    const path = await mkdtemp(join(base, `${PREFIX}${label}-p${process.pid}-`));
     // The teardown may have run its cleanups while mkdtemp ran: this one would outlive it.
     if (shuttingDown()) {
       await rm(path, { recursive: true, force: true });
       throw new Error('qcrash is stopping: no new temp dir');
     }
     await chmod(path, 0o700);
-    await writeFile(join(path, OWNER_FILE), `${process.pid}\n`);
     return new TempDir(path);
   }
 
@@ -102,11 +108,21 @@ export async function sweepStaleTempDirs(): Promise<string[]> {
   }
   for (const e of entries.filter((x) => x.startsWith(PREFIX))) {
     const dir = join(base, e);
-    const owner = Number((await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim());
-    if (!Number.isInteger(owner) || owner <= 0 || alive(owner)) continue;
+    if (!(await isStale(dir))) continue;
     await killPidfilesIn(dir);
     await rm(dir, { recursive: true, force: true });
     removed.push(dir);
   }
   return removed;
+}
+
+/** A qcrash temp dir whose owner is gone, or that names none and is older than `ownerlessGraceMs`. */
+async function isStale(dir: string): Promise<boolean> {
+  const st = await lstat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) return false;
+  const named = OWNED_NAME.exec(dir)?.[1];
+  const owner = Number(named ?? (await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim());
+  if (Number.isInteger(owner) && owner > 0) return !alive(owner);
+  // Left by an older qcrash between mkdtemp and its owner file, or by hand.
+  return Date.now() - st.mtimeMs > ownerlessGraceMs;
 }

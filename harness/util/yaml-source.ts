@@ -1,5 +1,8 @@
-import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Document, type Node } from 'yaml';
+import { LineCounter, parseDocument, isMap, isSeq, isScalar, visit, type Document, type Node } from 'yaml';
 import { ConfigError } from './errors.ts';
+
+/** The yaml package's default: a scenario repeats a block a handful of times, a bomb a billion. */
+const maxAliasCount = 100;
 
 /**
  * A parsed YAML file that remembers where every value came from, so that a
@@ -24,8 +27,29 @@ export class YamlSource {
     return new YamlSource(file, doc, lines);
   }
 
+  /** The document as plain values; aliases expanded at most `maxAliasCount` times (an alias bomb is a ConfigError at its first alias). */
   value(): unknown {
-    return this.doc.toJS();
+    try {
+      return this.doc.toJS({ maxAliasCount });
+    } catch (e) {
+      if (!(e instanceof ReferenceError) || !/alias/i.test(e.message)) throw e;
+      const line = this.firstAliasLine();
+      throw new ConfigError(
+        `YAML aliases expand too far (more than ${maxAliasCount} copies of an anchor): write the values out, or use fewer aliases`,
+        { file: this.file, ...(line !== undefined ? { line } : {}) },
+      );
+    }
+  }
+
+  private firstAliasLine(): number | undefined {
+    let line: number | undefined;
+    visit(this.doc, {
+      Alias: (_key, node) => {
+        if (node.range) line = this.lines.linePos(node.range[0]).line;
+        return visit.BREAK;
+      },
+    });
+    return line;
   }
 
   /** The line of the node at `path` (or of its nearest existing parent). */

@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { InfraError } from '../../util/errors.ts';
+import { InfraError, errorMessage } from '../../util/errors.ts';
 import { TempDir } from '../../util/tempdir.ts';
 import { PartialFile } from '../../util/partial-file.ts';
 import type { QmpClient } from '../qmp/client.ts';
@@ -45,16 +45,37 @@ export async function saveVmState(qmp: QmpClient, file: string): Promise<void> {
     for (;;) {
       const s = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
       if (s.status === 'completed') break;
-      if (s.status === 'failed' || s.status === 'cancelled')
+      if (s.status === 'failed' || s.status === 'cancelled') {
+        // QEMU sees only its end of the socket ("Broken pipe"); the cause is on ours (a full disk).
+        await throwWriteError(received, file);
         throw new InfraError(`saving the VM state failed: ${s['error-desc'] ?? s.status}`);
+      }
       await new Promise((r) => setTimeout(r, 20));
     }
-    await received;
+    await received.catch((e: unknown) => throwWriteError(Promise.reject(e), file));
     await partial.commit();
   } finally {
     server.close();
     await partial.discard();
   }
+}
+
+/** If writing the state failed (ENOSPC, EROFS, EIO), throw that, naming the file; else return. */
+async function throwWriteError(received: Promise<void>, file: string): Promise<void> {
+  // The writer fails at once when the disk does; give its rejection a moment to arrive.
+  const failed = await Promise.race([
+    received.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    new Promise((r) => setTimeout(r, 200, undefined)),
+  ]);
+  if (!failed) return;
+  const code = (failed as NodeJS.ErrnoException).code;
+  throw new InfraError(
+    `saving the VM state to ${file} failed: ${errorMessage(failed)}${code === 'ENOSPC' ? ` (the cache's filesystem is full: free space in ${dirname(file)} or point QCRASH_CACHE elsewhere)` : ''}`,
+    { cause: failed },
+  );
 }
 
 /**

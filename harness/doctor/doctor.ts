@@ -4,6 +4,8 @@ import { findProgram, hostTools, type HostTool } from '../util/tools.ts';
 import { access } from 'node:fs/promises';
 import { detectAccel } from '../vm/machine/accel.ts';
 import { layoutToolHeaders } from '../image/layout-tool.ts';
+import { kernelLines, type KernelLine } from '../kernel/lines.ts';
+import { newestStockImage } from '../kernel/stock.ts';
 
 /** One line of `qcrash doctor`: a program or package, whether it is there, its version, and how to get it. */
 export interface DoctorCheck {
@@ -42,7 +44,7 @@ const buildTools: HostTool[] = ['git', 'make', 'gcc', 'bc', 'flex', 'bison', 'cc
 /** Every Debian package the project uses: `doctor --install` and .ci/run install this list. */
 export const debianPackages = [
   'qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'busybox-static', 'cpio', 'util-linux',
-  'linux-image-cloud-amd64', 'linux-source-6.1', 'build-essential', 'bc', 'flex', 'bison',
+  'linux-image-cloud-amd64', 'linux-source-6.1', 'linux-image-6.12-cloud-amd64', 'linux-source-6.12', 'build-essential', 'bc', 'flex', 'bison',
   'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc', 'chromium', 'python3',
   'libext2fs-dev', 'comerr-dev',
 ];
@@ -67,11 +69,10 @@ async function checkTool(t: HostTool, neededFor: DoctorCheck['neededFor']): Prom
   return { ...base, path, ...(version ? { version } : {}) };
 }
 
-async function checkStockKernel(): Promise<DoctorCheck> {
-  const base: DoctorCheck = { name: 'stock kernel (vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', ok: false, neededFor: 'run' };
-  const boot = await readdir('/boot').catch(() => [] as string[]);
-  const images = boot.filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f)).sort();
-  const newest = images.at(-1);
+/** A line's stock kernel: its newest /boot/vmlinuz of that series and the modules its initramfs needs. */
+async function checkStockKernel(line: KernelLine): Promise<DoctorCheck> {
+  const base: DoctorCheck = { name: `stock ${line.name} kernel (--kernel ${line.stockSpec})`, debianPackage: line.imagePackage, ok: false, neededFor: 'run' };
+  const newest = await newestStockImage(line);
   if (!newest) return base;
   const release = newest.slice('vmlinuz-'.length);
   const mods = await readdir(`/lib/modules/${release}`).catch(() => undefined);
@@ -87,11 +88,10 @@ async function checkLayoutHeaders(): Promise<DoctorCheck[]> {
   }));
 }
 
-async function checkKernelSource(): Promise<DoctorCheck> {
-  const base: DoctorCheck = { name: 'linux-source-6.1 tarball', debianPackage: 'linux-source-6.1', ok: false, neededFor: 'kernel-build' };
-  const src = await readdir('/usr/src').catch(() => [] as string[]);
-  const tar = src.find((f) => /^linux-source-6\.1\.tar\.xz$/.test(f));
-  return tar ? { ...base, ok: true, path: `/usr/src/${tar}` } : base;
+async function checkKernelSource(line: KernelLine): Promise<DoctorCheck> {
+  const base: DoctorCheck = { name: `${line.sourcePackage} tarball (kernel build --line ${line.name})`, debianPackage: line.sourcePackage, ok: false, neededFor: 'kernel-build' };
+  const ok = await access(line.tarball).then(() => true, () => false);
+  return ok ? { ...base, ok: true, path: line.tarball } : base;
 }
 
 /** Headless Chromium, driven by playwright-core, renders the HTML reports in the tests; runs never need it. */
@@ -107,10 +107,10 @@ async function checkChromium(): Promise<DoctorCheck> {
 export async function runDoctor(): Promise<{ checks: DoctorCheck[]; accel: Awaited<ReturnType<typeof detectAccel>> }> {
   const checks = await Promise.all([
     ...runTools.map((t) => checkTool(t, 'run')),
-    checkStockKernel(),
+    ...kernelLines.map(checkStockKernel),
     ...(await checkLayoutHeaders()),
     ...buildTools.map((t) => checkTool(t, 'kernel-build')),
-    checkKernelSource(),
+    ...kernelLines.map(checkKernelSource),
     checkChromium(),
   ]);
   return { checks, accel: await detectAccel() };

@@ -15,7 +15,7 @@ export function caseDiagnostics(r: CaseResult): Record<string, unknown> {
   if (r.error) diag.error = r.error;
   if (r.fired) {
     const f = firedSummary(r.fired);
-    diag.fired = { kind: f.kind, ...(f.atMs !== undefined ? { at_ms: Math.round(f.atMs) } : {}), ...(f.symbol ? { symbol: f.symbol } : {}), ...(f.hits ? { hits: f.hits } : {}) };
+    diag.fired = { kind: f.kind, ...(f.atMs !== undefined ? { at_ms: Math.round(f.atMs) } : {}), ...(f.symbol ? { symbol: f.symbol } : {}), ...(f.hits ? { hits: f.hits } : {}), ...(f.clone ? { clone: f.clone } : {}) };
   }
   const shown = shownFindings(r);
   if (shown.length) {

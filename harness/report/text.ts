@@ -32,6 +32,8 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     for (const f of x.findings) if (f.class !== 'leak' && !failing.has(JSON.stringify(f))) otherAllowed.set(f.code, (otherAllowed.get(f.code) ?? 0) + 1);
   }
   if (otherAllowed.size) out.push(`allowed:   ${[...otherAllowed].map(([code, n]) => `${n} ${code}`).join(', ')} (by the scenarios' allow:)`);
+  const clones = cloneNotes(s.cases);
+  if (clones.length) out.push(`clones:    ${clones.join(', ')} (kill points stopped in the compiler's clone of their function)`);
   for (const rep of fileReports(s)) {
     // A user's image: the answer per file, in short; files.txt has every file.
     const fc = rep.counts;
@@ -59,6 +61,16 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
   else out.push(c.total > 0 && c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
   return out.join('\n') + '\n';
+}
+
+/** "free_dind_blocks -> free_dind_blocks.constprop.0 (3 cases)": kill points whose function this kernel has only as a clone. */
+export function cloneNotes(cases: RunSummary['cases']): string[] {
+  const m = new Map<string, number>();
+  for (const x of cases) {
+    const f = x.fired;
+    if (f?.kind === 'kernel' && f.clone) m.set(`${f.clone.of} -> ${f.clone.symbol}`, (m.get(`${f.clone.of} -> ${f.clone.symbol}`) ?? 0) + 1);
+  }
+  return [...m].map(([k, n]) => `${k} (${n} case${n === 1 ? '' : 's'})`);
 }
 
 /** How many write-log crash states a run checked, by kind. */

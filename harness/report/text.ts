@@ -32,6 +32,7 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     for (const f of x.findings) if (f.class !== 'leak' && !failing.has(JSON.stringify(f))) otherAllowed.set(f.code, (otherAllowed.get(f.code) ?? 0) + 1);
   }
   if (otherAllowed.size) out.push(`allowed:   ${[...otherAllowed].map(([code, n]) => `${n} ${code}`).join(', ')} (by the scenarios' allow:)`);
+  for (const k of knownBugNotes(s)) out.push(`known bug: ${k}`);
   const clones = cloneNotes(s.cases);
   if (clones.length) out.push(`clones:    ${clones.join(', ')} (kill points stopped in the compiler's clone of their function)`);
   for (const rep of fileReports(s)) {
@@ -61,6 +62,12 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
   else out.push(c.total > 0 && c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
   return out.join('\n') + '\n';
+}
+
+/** "chattr-eagain-lost: confirmed on 6.1, 6.12 (this run: 6.12)": the known bugs a run checks and the lines they were confirmed on. */
+export function knownBugNotes(s: Pick<RunSummary, 'scenarios' | 'kernel'>): string[] {
+  const line = s.kernel.line;
+  return s.scenarios.filter((x) => x.confirmedOn).map((x) => `${x.name}: confirmed on ${x.confirmedOn!.join(', ')}${line ? ` (this run: ${line}${x.confirmedOn!.includes(line) ? '' : ', NOT confirmed on this line yet'})` : ''}`);
 }
 
 /** "free_dind_blocks -> free_dind_blocks.constprop.0 (3 cases)": kill points whose function this kernel has only as a clone. */

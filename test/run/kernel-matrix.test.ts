@@ -22,7 +22,7 @@ t.teardown(() => tmp.remove());
 const scenario = await writeStepsScenario(join(tmp.path, 'steps.yaml'));
 const machines = new FakeLauncher((spec: MachineSpec) => ({
   onKill: (m) => {
-    if (spec.kernel.line === '6.12' && m.commands.at(-1) === 'sync') freeBlockInUse(m.spec.disk.path);
+    if (spec.kernel.id.startsWith('stock-6.12') && m.commands.at(-1) === 'sync') freeBlockInUse(m.spec.disk.path);
   },
 }));
 

@@ -185,8 +185,6 @@ export function seriesReport(r: SeriesResult): string {
     out.push('');
     out.push(`patch ${s.patch.index}/${total}: ${s.patch.subject}`);
     out.push(`  cases: ${counts(s.summary)}`);
-    // The baseline runs once per series: patch 1 is judged against it, every later patch against the run of the patch before it.
-    out.push(`  judged against: ${s.patch.index === 1 ? `the baseline run ${r.baseline.dir}` : `patch ${s.patch.index - 1}/${total}'s run ${r.steps[s.patch.index - 2]?.dir ?? '?'}`}`);
     const section = (title: string, items: string[]) => {
       out.push(`  ${title}: ${items.length}`);
       for (const i of items) out.push(`    ${i}`);
@@ -199,6 +197,8 @@ export function seriesReport(r: SeriesResult): string {
     }));
     section('left as they were', s.unchanged);
     if (s.notJudged.length) section('not judged (error or not reached)', s.notJudged);
+    // The baseline runs once per series: patch 1 is judged against it, every later patch against the run of the patch before it.
+    out.push(`  judged against: ${s.patch.index === 1 ? `the baseline run ${r.baseline.dir}` : `patch ${s.patch.index - 1}/${total}'s run ${r.steps[s.patch.index - 2]?.dir ?? '?'}`}`);
   }
   out.push('');
   out.push(`Findings, by the patch that first introduced them: ${r.findings.length}`);

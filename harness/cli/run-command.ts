@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
-import { runSuite } from '../run/runner.ts';
+import { listSuite, runSuite, type SuiteOptions } from '../run/runner.ts';
+import type { CaseSelection } from '../run/case-selection.ts';
 import { defaultKeep } from '../run/case-runner.ts';
 import { exitCodeFor } from '../results/verdict.ts';
 import { ProgressReporter } from '../report/progress.ts';
@@ -14,7 +15,6 @@ import { splitKernelList } from '../kernel/lines.ts';
 import { runKernelMatrix } from '../run/kernel-matrix.ts';
 import { matrixText } from '../report/matrix.ts';
 import type { Reporter } from '../report/reporter.ts';
-import type { SuiteOptions } from '../run/runner.ts';
 
 /** A repeatable option: --patch a --patch b (a variadic option would swallow the positional arguments after it). */
 export function collect(v: string, prev: string[] | undefined): string[] {
@@ -29,6 +29,54 @@ export function intArg(name: string, min = 0) {
   };
 }
 
+interface RunCommandOptions {
+  list?: boolean;
+  image?: string;
+  kernel: string;
+  jobs: number;
+  seed?: number;
+  out?: string;
+  keep: 'failed' | 'all' | 'none';
+  resume?: string;
+  recovery?: string;
+  filter?: string[];
+  format: StdoutFormat;
+  snapshot: boolean;
+  shard?: ShardSpec;
+  durations?: string;
+}
+
+function suiteOptions(inputs: string[], o: RunCommandOptions): SuiteOptions {
+  const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
+  return {
+    inputs,
+    ...(o.image !== undefined ? { image: o.image } : {}),
+    kernel: o.kernel,
+    jobs: o.jobs,
+    ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    ...(o.out ? { out: o.out } : {}),
+    keep: o.keep,
+    ...(o.resume ? { resume: o.resume } : {}),
+    ...(recovery ? { recovery } : {}),
+    ...(o.filter ? { filter: o.filter } : {}),
+    snapshots: o.snapshot,
+    ...(o.shard ? { shard: o.shard } : {}),
+    ...(o.durations ? { durationsFrom: o.durations } : {}),
+  };
+}
+
+/** --list: one line a case, each write-log recording with its state budget, then the count. */
+function printCaseList({ cases, units }: CaseSelection): number {
+  const lines = [
+    ...cases.map((c) => c.id),
+    ...units.map((u) => `${u.id}  (write-log recording: up to ${u.scenario.crashStates?.budget ?? 0} crash states, known once recorded)`),
+  ];
+  const states = units.reduce((n, u) => n + (u.scenario.crashStates?.budget ?? 0), 0);
+  lines.push(`${cases.length} kill case(s) and ${units.length} write-log recording(s) of up to ${states} crash state(s)`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return ExitCode.pass;
+}
+
 export function registerRun(program: Command): void {
   program
     .command('run')
@@ -36,7 +84,7 @@ export function registerRun(program: Command): void {
     .argument('[scenarios...]', 'scenario files or directories (a directory runs its *.yaml; scenarios/known-bugs/ runs only when named)')
     .option('--image <file>', 'run on a copy of this block-mapped ext3/ext4 filesystem image of your own (never written); with no scenario named, the built-in set for it')
     .option('--kernel <spec>', 'stock (6.1), stock-6.12, a built kernel id (qcrash kernel list), or a bzImage path; several, comma-separated (stock,stock-6.12), run the suite on each into <out>/<kernel>/ and report the kernel x scenario matrix', 'stock')
-    .option('-j, --jobs <n>', 'VMs at once (default: one per core, as many as free memory holds)', intArg('--jobs', 1), jobsOrDefault())
+    .addOption(new Option('-j, --jobs <n>', 'VMs at once').argParser(intArg('--jobs', 1)).default(jobsOrDefault(), 'one per core, as many as free memory holds'))
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
     .option('-o, --out <dir>', 'result directory (default: results/<run-id>)')
     .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default(defaultKeep))
@@ -47,7 +95,8 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge', parseShardSpec)
     .option('--durations <runDir>', 'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)')
-    .action(returnsExitCode(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
+    .option('--list', 'print the cases the command would run, with their count, and exit 0: builds, boots and writes nothing')
+    .action(returnsExitCode(async (inputs: string[], o: RunCommandOptions, cmd: Command) => {
       if (o.resume) {
         // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
         const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
@@ -56,24 +105,16 @@ export function registerRun(program: Command): void {
         }
       }
       checkJobs(o.jobs);
+      if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
       const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
-      const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
-      const suite = {
-        inputs,
-        ...(o.image !== undefined ? { image: o.image } : {}),
-        jobs: o.jobs,
-        ...(o.seed !== undefined ? { seed: o.seed } : {}),
-        keep: o.keep,
-        ...(recovery ? { recovery } : {}),
-        ...(o.filter ? { filter: o.filter } : {}),
-        snapshots: o.snapshot,
-        ...(o.shard ? { shard: o.shard } : {}),
-        ...(o.durations ? { durationsFrom: o.durations } : {}),
-      };
+      const suite = suiteOptions(inputs, o);
       const kernels = o.resume ? [o.kernel] : splitKernelList(o.kernel);
       // JSON on stdout stays one document: the matrix with every kernel's summary.
-      if (kernels.length > 1) return runMatrix(suite, kernels, o.out, o.format === 'json' ? [reporters[0]!] : reporters, o.format === 'json');
-      const { summary, dir, reporterFailures } = await runSuite({ ...suite, kernel: o.kernel, ...(o.out ? { out: o.out } : {}), ...(o.resume ? { resume: o.resume } : {}), reporters });
+      if (kernels.length > 1) {
+        const { kernel: _k, out: _o, resume: _r, ...common } = suite;
+        return runMatrix(common, kernels, o.out, o.format === 'json' ? [reporters[0]!] : reporters, o.format === 'json');
+      }
+      const { summary, dir, reporterFailures } = await runSuite({ ...suite, reporters });
       if (summary.shard && !summary.cases.length) {
         const s = summary.shard;
         process.stderr.write(`qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`);

@@ -9,12 +9,18 @@ export function registerKernelCommands(program: Command): void {
   const kernel = program.command('kernel').description('build and list kernels for --kernel');
   kernel
     .command('build')
-    .description('build a kernel (default: Debian linux-source-6.1 + kernels/configs/minimal.config); prints its id and bzImage path')
+    .description(
+      'build a kernel (default: Debian linux-source-6.1 + kernels/configs/minimal.config); prints its id and bzImage path',
+    )
     .option('--line <line>', 'kernel line whose Debian linux-source tarball and config fragments to use: 6.1 or 6.12', '6.1')
-    .option('--tree <dir>', 'kernel git tree (default: the line\'s linux-source tarball)')
+    .option('--tree <dir>', "kernel git tree (default: the line's linux-source tarball)")
     .option('--rev <rev>', 'revision of --tree to build', 'HEAD')
     .option('--patch <file>', 'patches to apply in order (git format-patch/mbox or plain diff) (repeatable)', collect)
-    .option('--config <frag>', 'config fragments (file or name in kernels/configs/), replacing the default minimal fragment (repeatable)', collect)
+    .option(
+      '--config <frag>',
+      'config fragments (file or name in kernels/configs/), replacing the default minimal fragment (repeatable)',
+      collect,
+    )
     .option('-j, --jobs <n>', 'make -j', intArg('--jobs', 1))
     .action(async (o: { line: string; tree?: string; rev: string; patch?: string[]; config?: string[]; jobs?: number }) => {
       const k = await buildKernel({
@@ -34,7 +40,9 @@ export function registerKernelCommands(program: Command): void {
       for (const l of await listKernelLines()) process.stdout.write(`${l}\n`);
       for (const k of await listBuiltKernels()) {
         const p = k.provenance as { patches?: Array<{ subject: string }> } | undefined;
-        process.stdout.write(`${k.id}\t${k.release}\t${k.line ? `line ${k.line}\t` : ''}${(p?.patches ?? []).map((x) => x.subject).join('; ') || '(no patches)'}\n`);
+        process.stdout.write(
+          `${k.id}\t${k.release}\t${k.line ? `line ${k.line}\t` : ''}${(p?.patches ?? []).map((x) => x.subject).join('; ') || '(no patches)'}\n`,
+        );
       }
     });
 }

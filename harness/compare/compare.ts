@@ -66,7 +66,10 @@ export function runLine(s: Pick<RunSummary, 'kernel'>): string | undefined {
 function checkSameLine(a: RunSummary, b: RunSummary): void {
   const la = runLine(a);
   const lb = runLine(b);
-  if (la && lb && la !== lb) throw new ConfigError(`runs ${a.runId} and ${b.runId} are on different kernel lines (${la}: ${a.kernel.id}, ${lb}: ${b.kernel.id}); compare runs of one line (a matrix run's report shows the lines side by side)`);
+  if (la && lb && la !== lb)
+    throw new ConfigError(
+      `runs ${a.runId} and ${b.runId} are on different kernel lines (${la}: ${a.kernel.id}, ${lb}: ${b.kernel.id}); compare runs of one line (a matrix run's report shows the lines side by side)`,
+    );
 }
 
 /** Compare two runs by finding signature and by case; `failingOnly` ignores allowed findings (leaks) by default. */
@@ -87,7 +90,9 @@ export function compareRuns(a: RunSummary, b: RunSummary, opts: { failingOnly?: 
     gone: [...sa].filter((x) => !sb.has(x)).sort(),
     unchanged: [...sa].filter((x) => sb.has(x)).sort(),
     statusChanges: changes,
-    worse: changes.filter((c) => (c.to !== 'not-reached' && badness[c.to] > badness[c.from]) || (c.from === 'fail' && c.to === 'error')),
+    worse: changes.filter(
+      (c) => (c.to !== 'not-reached' && badness[c.to] > badness[c.from]) || (c.from === 'fail' && c.to === 'error'),
+    ),
     lostCoverage: changes.filter((c) => c.to === 'not-reached').map(({ id, from }) => ({ id, from })),
     onlyInA: [...casesA.keys()].filter((k) => !casesB.has(k)).sort(),
     onlyInB: [...casesB.keys()].filter((k) => !casesA.has(k)).sort(),
@@ -113,10 +118,22 @@ export function formatComparison(c: Comparison): string {
   section('NEW findings', c.added);
   section('GONE findings', c.gone);
   section('unchanged findings', c.unchanged);
-  if (c.worse.length) section('WORSE cases', c.worse.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
+  if (c.worse.length)
+    section(
+      'WORSE cases',
+      c.worse.map((s) => `${s.id}: ${s.from} -> ${s.to}`),
+    );
   if (c.onlyInA.length) section(`MISSING cases (in ${c.a}, not in ${c.b})`, c.onlyInA);
-  if (c.lostCoverage.length) section('lost coverage (crash point not reached)', c.lostCoverage.map((s) => `${s.id}: ${s.from} -> not-reached`));
-  if (c.statusChanges.length) section('status changes', c.statusChanges.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
+  if (c.lostCoverage.length)
+    section(
+      'lost coverage (crash point not reached)',
+      c.lostCoverage.map((s) => `${s.id}: ${s.from} -> not-reached`),
+    );
+  if (c.statusChanges.length)
+    section(
+      'status changes',
+      c.statusChanges.map((s) => `${s.id}: ${s.from} -> ${s.to}`),
+    );
   if (c.onlyInB.length) section(`cases only in ${c.b}`, c.onlyInB);
   return out.join('\n') + '\n';
 }

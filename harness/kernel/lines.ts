@@ -78,12 +78,20 @@ export function lineOfRelease(release: string): KernelLine | undefined {
  */
 export async function fragmentFor(name: string, line: KernelLine): Promise<string> {
   const own = join(kernelConfigsDir, line.name, `${name}.config`);
-  return (await access(own).then(() => true, () => false)) ? own : join(kernelConfigsDir, `${name}.config`);
+  return (await access(own).then(
+    () => true,
+    () => false,
+  ))
+    ? own
+    : join(kernelConfigsDir, `${name}.config`);
 }
 
 /** Several kernels in one option: "stock,stock-6.12" (empty parts dropped, order kept, duplicates refused). */
 export function splitKernelList(spec: string, what = '--kernel'): string[] {
-  const parts = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  const parts = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (!parts.length) throw new ConfigError(`${what} is empty`);
   const seen = new Set<string>();
   for (const p of parts) {

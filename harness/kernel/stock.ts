@@ -12,7 +12,8 @@ import { defaultLine, type KernelLine } from './lines.ts';
  */
 export async function stockKernel(line: KernelLine = defaultLine): Promise<KernelInfo> {
   const newest = await newestStockImage(line);
-  if (!newest) throw new MissingToolError(`the stock ${line.name} kernel (/boot/vmlinuz-${line.name}.*-cloud-amd64)`, line.imagePackage);
+  if (!newest)
+    throw new MissingToolError(`the stock ${line.name} kernel (/boot/vmlinuz-${line.name}.*-cloud-amd64)`, line.imagePackage);
   const release = newest.slice('vmlinuz-'.length);
   const modulesDir = `/lib/modules/${release}`;
   try {
@@ -39,7 +40,10 @@ export async function stockKernel(line: KernelLine = defaultLine): Promise<Kerne
 /** The newest /boot/vmlinuz-<release> of a line (both lines install side by side), or undefined. */
 export async function newestStockImage(line: KernelLine): Promise<string | undefined> {
   const boot = await readdir('/boot').catch(() => [] as string[]);
-  return boot.filter((f) => f.startsWith('vmlinuz-') && line.release.test(f.slice('vmlinuz-'.length))).sort(compareRelease).at(-1);
+  return boot
+    .filter((f) => f.startsWith('vmlinuz-') && line.release.test(f.slice('vmlinuz-'.length)))
+    .sort(compareRelease)
+    .at(-1);
 }
 
 /**

@@ -35,7 +35,12 @@ export interface Matrix {
   findings: MatrixFinding[];
 }
 
-const counted: Record<CaseStatus, keyof MatrixCell> = { pass: 'pass', fail: 'fail', error: 'notJudged', 'not-reached': 'notJudged' };
+const counted: Record<CaseStatus, keyof MatrixCell> = {
+  pass: 'pass',
+  fail: 'fail',
+  error: 'notJudged',
+  'not-reached': 'notJudged',
+};
 
 export function buildMatrix(runs: readonly MatrixRun[]): Matrix {
   const scenarios = [...new Set(runs.flatMap((r) => r.summary.scenarios.map((s) => s.name)))];
@@ -61,10 +66,23 @@ export function buildMatrix(runs: readonly MatrixRun[]): Matrix {
       }
     }
   }
-  const findings = [...seen].sort(([a], [b]) => a.localeCompare(b)).map(([signature, on]) => ({ signature, seenOn: runs.filter((r) => on.has(r.label)).map((r) => r.label), notOn: runs.filter((r) => !on.has(r.label)).map((r) => r.label) }));
+  const findings = [...seen]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([signature, on]) => ({
+      signature,
+      seenOn: runs.filter((r) => on.has(r.label)).map((r) => r.label),
+      notOn: runs.filter((r) => !on.has(r.label)).map((r) => r.label),
+    }));
   return {
     schema: 'qcrash-matrix/1',
-    kernels: runs.map((r) => ({ label: r.label, id: r.summary.kernel.id, release: r.summary.kernel.release, ...(r.summary.kernel.line ? { line: r.summary.kernel.line } : {}), dir: r.dir, runId: r.summary.runId })),
+    kernels: runs.map((r) => ({
+      label: r.label,
+      id: r.summary.kernel.id,
+      release: r.summary.kernel.release,
+      ...(r.summary.kernel.line ? { line: r.summary.kernel.line } : {}),
+      dir: r.dir,
+      runId: r.summary.runId,
+    })),
     scenarios,
     cells,
     findings,
@@ -83,8 +101,18 @@ export function matrixText(m: Matrix): string {
   const head = ['scenario', ...m.kernels.map((k) => k.label)];
   const rows = m.scenarios.map((s) => [s, ...m.kernels.map((k) => cellText(m.cells[s]?.[k.label]))]);
   const widths = head.map((_, i) => Math.max(...[head, ...rows].map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd();
-  const out = ['kernel x scenario matrix', ...m.kernels.map((k) => `  ${k.label}: ${k.release} (${k.id})${k.line ? `, line ${k.line}` : ''}, run ${k.dir}`), '', line(head), ...rows.map(line)];
+  const line = (r: string[]) =>
+    r
+      .map((x, i) => x.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  const out = [
+    'kernel x scenario matrix',
+    ...m.kernels.map((k) => `  ${k.label}: ${k.release} (${k.id})${k.line ? `, line ${k.line}` : ''}, run ${k.dir}`),
+    '',
+    line(head),
+    ...rows.map(line),
+  ];
   const split = m.findings.filter((f) => f.notOn.length);
   const shared = m.findings.filter((f) => !f.notOn.length);
   if (split.length) {

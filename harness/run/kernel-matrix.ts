@@ -25,7 +25,9 @@ export interface MatrixOutcome {
  * matrix beside them (matrix.txt, matrix.json). A kill point one kernel
  * lacks leaves that kernel's cases not judged; the other kernels run on.
  */
-export async function runKernelMatrix(opts: Omit<SuiteOptions, 'kernel' | 'out' | 'resume'> & { kernels: string[]; out?: string }): Promise<MatrixOutcome> {
+export async function runKernelMatrix(
+  opts: Omit<SuiteOptions, 'kernel' | 'out' | 'resume'> & { kernels: string[]; out?: string },
+): Promise<MatrixOutcome> {
   const dir = opts.out ?? join(defaultResultsDir, `matrix-${newRunId()}`);
   const runs: MatrixOutcome['runs'] = [];
   // One seed for every kernel: the same cases with the same inputs, so the columns compare.

@@ -39,6 +39,8 @@ t.test('a missing function is a ConfigError with close matches', async (t) => {
 });
 
 t.test('two hot clones are ambiguous: named, never a guess', async (t) => {
-  const s = SymbolTable.parse(['ffffffff81000000 t f.constprop.0', 'ffffffff81000100 t f.constprop.1', 'ffffffff81000200 t f.cold'].join('\n'));
+  const s = SymbolTable.parse(
+    ['ffffffff81000000 t f.constprop.0', 'ffffffff81000100 t f.constprop.1', 'ffffffff81000200 t f.cold'].join('\n'),
+  );
   t.throws(() => s.lookup('f'), /has 2 compiler clones \(f\.constprop\.0, f\.constprop\.1\)/);
 });

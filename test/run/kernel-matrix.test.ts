@@ -34,11 +34,31 @@ t.test('folders by kernel spec', async (t) => {
 
 t.test('each kernel runs into its own folder with the same case ids, and the matrix names the one-line finding', async (t) => {
   const out = join(tmp.path, 'm');
-  const m = await runKernelMatrix({ inputs: [scenario], kernels: ['stock', 'stock:6.12'], seed: 7, out, machines, snapshots: false });
-  t.same(m.runs.map((r) => r.label), ['stock', 'stock-6.12']);
-  t.same(m.runs.map((r) => r.summary.kernel.line), ['6.1', '6.12']);
-  t.same(m.runs[0]!.summary.cases.map((c) => c.id).sort(), m.runs[1]!.summary.cases.map((c) => c.id).sort(), 'case ids are the same per kernel');
-  t.same(m.runs.map((r) => r.summary.seed), [7, 7]);
+  const m = await runKernelMatrix({
+    inputs: [scenario],
+    kernels: ['stock', 'stock:6.12'],
+    seed: 7,
+    out,
+    machines,
+    snapshots: false,
+  });
+  t.same(
+    m.runs.map((r) => r.label),
+    ['stock', 'stock-6.12'],
+  );
+  t.same(
+    m.runs.map((r) => r.summary.kernel.line),
+    ['6.1', '6.12'],
+  );
+  t.same(
+    m.runs[0]!.summary.cases.map((c) => c.id).sort(),
+    m.runs[1]!.summary.cases.map((c) => c.id).sort(),
+    'case ids are the same per kernel',
+  );
+  t.same(
+    m.runs.map((r) => r.summary.seed),
+    [7, 7],
+  );
   const cells = m.matrix.cells['steps']!;
   t.same(cells['stock'], { total: 3, pass: 3, fail: 0, notJudged: 0 });
   t.same(cells['stock-6.12'], { total: 3, pass: 2, fail: 1, notJudged: 0 });

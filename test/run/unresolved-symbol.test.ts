@@ -23,31 +23,72 @@ const map = (name: string) => join(projectRoot, 'test/fixtures/symbols', name);
 const withMap = (id: string, file: string) => ({ ...fakeKernel(id), systemMap: map(file) });
 
 const scenario = join(tmp.path, 'dind.yaml');
-await writeFile(scenario, ['recipe: small-4k', 'recovery: [e2fsck]', 'steps:', '  - mount', '  - migrate: /shapes/dind-first', '  - sync', 'kill:', '  - after: sync', '  - kernel: { step: migrate, symbol: free_dind_blocks, hit: 1 }', ''].join('\n'));
+await writeFile(
+  scenario,
+  [
+    'recipe: small-4k',
+    'recovery: [e2fsck]',
+    'steps:',
+    '  - mount',
+    '  - migrate: /shapes/dind-first',
+    '  - sync',
+    'kill:',
+    '  - after: sync',
+    '  - kernel: { step: migrate, symbol: free_dind_blocks, hit: 1 }',
+    '',
+  ].join('\n'),
+);
 const machines = new FakeLauncher(() => ({}));
 const run = (kernel: ReturnType<typeof withMap>, out: string, missingSymbols?: 'not-judged') =>
-  runSuite({ inputs: [scenario], kernel, seed: 1, out: join(tmp.path, out), machines, snapshots: false, ...(missingSymbols ? { missingSymbols } : {}) });
+  runSuite({
+    inputs: [scenario],
+    kernel,
+    seed: 1,
+    out: join(tmp.path, out),
+    machines,
+    snapshots: false,
+    ...(missingSymbols ? { missingSymbols } : {}),
+  });
 
 t.test('a one-kernel run keeps the up-front exit 2 for a symbol the kernel lacks (most likely a typo)', async (t) => {
   await t.rejects(run(withMap('k-missing-1', 'missing.map'), 'typo'), ConfigError);
 });
 
-t.test('under not-judged, the missing symbol\'s cases are not judged (never green, never a finding) and the run goes on', async (t) => {
-  const { summary } = await run(withMap('k-missing-2', 'missing.map'), 'nj', 'not-judged');
-  const byPoint = new Map(summary.cases.map((c) => [c.pointLabel, c]));
-  const kernelCase = [...byPoint.values()].find((c) => c.pointLabel !== 'after-sync')!;
-  t.equal(kernelCase.status, 'not-reached');
-  t.equal(kernelCase.errorKind, 'KernelSymbolMissing');
-  t.match(kernelCase.error, /^not judged on k-missing-2: unknown kernel symbol "free_dind_blocks".*Close matches: .*free_dind_blocks_rcu/);
-  t.same(kernelCase.failing, [], 'no finding: it is not a kernel bug');
-  t.equal(byPoint.get('after-sync')?.status, 'pass', 'the other point ran');
-  t.equal(exitCodeFor(summary), 3, 'not judged is never green');
-  t.match(textReport(summary), /NOT-REACHED .*free_dind_blocks[\s\S]*not judged on k-missing-2/);
-  t.notOk(machines.machines.some((m) => m.spec.kernel.id === 'k-missing-2' && m.spec.gdb), 'no machine was started for the unjudged case');
-});
+t.test(
+  "under not-judged, the missing symbol's cases are not judged (never green, never a finding) and the run goes on",
+  async (t) => {
+    const { summary } = await run(withMap('k-missing-2', 'missing.map'), 'nj', 'not-judged');
+    const byPoint = new Map(summary.cases.map((c) => [c.pointLabel, c]));
+    const kernelCase = [...byPoint.values()].find((c) => c.pointLabel !== 'after-sync')!;
+    t.equal(kernelCase.status, 'not-reached');
+    t.equal(kernelCase.errorKind, 'KernelSymbolMissing');
+    t.match(
+      kernelCase.error,
+      /^not judged on k-missing-2: unknown kernel symbol "free_dind_blocks".*Close matches: .*free_dind_blocks_rcu/,
+    );
+    t.same(kernelCase.failing, [], 'no finding: it is not a kernel bug');
+    t.equal(byPoint.get('after-sync')?.status, 'pass', 'the other point ran');
+    t.equal(exitCodeFor(summary), 3, 'not judged is never green');
+    t.match(textReport(summary), /NOT-REACHED .*free_dind_blocks[\s\S]*not judged on k-missing-2/);
+    t.notOk(
+      machines.machines.some((m) => m.spec.kernel.id === 'k-missing-2' && m.spec.gdb),
+      'no machine was started for the unjudged case',
+    );
+  },
+);
 
 t.test('validate: a patched kernel that lacks the symbol judges the rest and lists the case as not judged', async (t) => {
-  const r = await validateKernels({ baseline: withMap('k-plain', 'plain.map'), patched: withMap('k-missing-3', 'missing.map'), scenarios: [scenario], seed: 1, jobs: 1, confirmRuns: 1, out: join(tmp.path, 'val'), machines, snapshots: false });
+  const r = await validateKernels({
+    baseline: withMap('k-plain', 'plain.map'),
+    patched: withMap('k-missing-3', 'missing.map'),
+    scenarios: [scenario],
+    seed: 1,
+    jobs: 1,
+    confirmRuns: 1,
+    out: join(tmp.path, 'val'),
+    machines,
+    snapshots: false,
+  });
   t.same(r.introduced, []);
   t.equal(r.notJudged.patched.length, 1, 'the kernel point on the patched kernel');
   t.match(r.notJudged.patched[0], /free_dind_blocks/);

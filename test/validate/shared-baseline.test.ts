@@ -20,11 +20,16 @@ const machines = new FakeLauncher((spec: MachineSpec) => ({
 const baseline = fakeKernel('base');
 const common = { baseline, scenarios: [scenario], seed: 1, jobs: 1, confirmRuns: 1, machines, snapshots: false };
 
-t.test('the second patch is judged against the first one\'s baseline run, which is not run again', async (t) => {
+t.test("the second patch is judged against the first one's baseline run, which is not run again", async (t) => {
   const first = await validateKernels({ ...common, patched: fakeKernel('mutant-1'), out: join(tmp.path, 'm1') });
   const baselineBoots = () => machines.machines.filter((m) => m.spec.kernel.id === 'base').length;
   t.equal(baselineBoots(), 3);
-  const second = await validateKernels({ ...common, patched: fakeKernel('mutant-2'), out: join(tmp.path, 'm2'), baselineRun: first.baseline });
+  const second = await validateKernels({
+    ...common,
+    patched: fakeKernel('mutant-2'),
+    out: join(tmp.path, 'm2'),
+    baselineRun: first.baseline,
+  });
   t.equal(baselineBoots(), 3, 'no baseline case ran again');
   t.equal(second.baseline.dir, first.baseline.dir);
   t.equal(second.baseline.shared, true);
@@ -35,7 +40,13 @@ t.test('the second patch is judged against the first one\'s baseline run, which 
 
 t.test('a baseline run of another kernel is not reused', async (t) => {
   const first = await validateKernels({ ...common, patched: fakeKernel('mutant-1'), out: join(tmp.path, 'o1') });
-  const other = await validateKernels({ ...common, baseline: fakeKernel('base-6.12'), patched: fakeKernel('mutant-3'), out: join(tmp.path, 'o2'), baselineRun: first.baseline });
+  const other = await validateKernels({
+    ...common,
+    baseline: fakeKernel('base-6.12'),
+    patched: fakeKernel('mutant-3'),
+    out: join(tmp.path, 'o2'),
+    baselineRun: first.baseline,
+  });
   t.not(other.baseline.dir, first.baseline.dir);
   t.notOk(other.baseline.shared);
 });

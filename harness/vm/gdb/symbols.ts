@@ -24,7 +24,10 @@ export function cloneBase(symbol: string): string | undefined {
  * it fails with close matches.
  */
 export class SymbolTable {
-  private constructor(private readonly addrs: Map<string, bigint>, private readonly sorted: Array<[bigint, string]>) {}
+  private constructor(
+    private readonly addrs: Map<string, bigint>,
+    private readonly sorted: Array<[bigint, string]>,
+  ) {}
 
   static parse(text: string): SymbolTable {
     const addrs = new Map<string, bigint>();
@@ -34,7 +37,9 @@ export class SymbolTable {
       const name = m[3]!;
       if (!addrs.has(name)) addrs.set(name, BigInt(`0x${m[1]}`));
     }
-    const sorted = [...addrs.entries()].map(([n, a]) => [a, n] as [bigint, string]).sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+    const sorted = [...addrs.entries()]
+      .map(([n, a]) => [a, n] as [bigint, string])
+      .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
     return new SymbolTable(addrs, sorted);
   }
 
@@ -68,7 +73,10 @@ export class SymbolTable {
     const pick = hot.length ? hot : clones;
     if (pick.length === 1) return { name: pick[0]!, addr: this.addrs.get(pick[0]!)!, clone: pick[0]! };
     if (pick.length > 1) {
-      throw new ConfigError(`kernel symbol "${name}" has ${pick.length} compiler clones (${pick.join(', ')}) and no symbol of its own: name the clone to stop in`, where);
+      throw new ConfigError(
+        `kernel symbol "${name}" has ${pick.length} compiler clones (${pick.join(', ')}) and no symbol of its own: name the clone to stop in`,
+        where,
+      );
     }
     throw new ConfigError(this.missingMessage(name), where);
   }

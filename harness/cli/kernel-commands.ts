@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { buildKernel } from '../kernel/build.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { listBuiltKernels } from '../kernel/resolve.ts';
+import { listKernelLines } from '../kernel/line-list.ts';
 import { collect, intArg } from './run-command.ts';
 
 export function registerKernelCommands(program: Command): void {
@@ -11,7 +12,8 @@ export function registerKernelCommands(program: Command): void {
     .description(
       'build a kernel (default: Debian linux-source-6.1 + kernels/configs/minimal.config); prints its id and bzImage path',
     )
-    .option('--tree <dir>', 'kernel git tree (default: the linux-source-6.1 tarball)')
+    .option('--line <line>', 'kernel line whose Debian linux-source tarball and config fragments to use: 6.1 or 6.12', '6.1')
+    .option('--tree <dir>', "kernel git tree (default: the line's linux-source tarball)")
     .option('--rev <rev>', 'revision of --tree to build', 'HEAD')
     .option('--patch <file>', 'patches to apply in order (git format-patch/mbox or plain diff) (repeatable)', collect)
     .option(
@@ -20,8 +22,9 @@ export function registerKernelCommands(program: Command): void {
       collect,
     )
     .option('-j, --jobs <n>', 'make -j', intArg('--jobs', 1))
-    .action(async (o: { tree?: string; rev: string; patch?: string[]; config?: string[]; jobs?: number }) => {
+    .action(async (o: { line: string; tree?: string; rev: string; patch?: string[]; config?: string[]; jobs?: number }) => {
       const k = await buildKernel({
+        line: o.line,
         ...(o.tree ? { tree: o.tree, rev: o.rev } : {}),
         ...(o.patch ? { patches: o.patch } : {}),
         ...(o.config ? { configs: o.config } : {}),
@@ -32,11 +35,14 @@ export function registerKernelCommands(program: Command): void {
     });
   kernel
     .command('list')
-    .description('kernels in the cache')
+    .description('kernel lines (their stock kernels and source tarballs) and the kernels in the cache')
     .action(async () => {
+      for (const l of await listKernelLines()) process.stdout.write(`${l}\n`);
       for (const k of await listBuiltKernels()) {
         const p = k.provenance as { patches?: Array<{ subject: string }> } | undefined;
-        process.stdout.write(`${k.id}\t${k.release}\t${(p?.patches ?? []).map((x) => x.subject).join('; ') || '(no patches)'}\n`);
+        process.stdout.write(
+          `${k.id}\t${k.release}\t${k.line ? `line ${k.line}\t` : ''}${(p?.patches ?? []).map((x) => x.subject).join('; ') || '(no patches)'}\n`,
+        );
       }
     });
 }

@@ -12,6 +12,10 @@ import { ConfigError, ExitCode } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 import { returnsExitCode } from './exit-code.ts';
+import { splitKernelList } from '../kernel/lines.ts';
+import { runKernelMatrix } from '../run/kernel-matrix.ts';
+import { matrixText } from '../report/matrix.ts';
+import type { Reporter } from '../report/reporter.ts';
 
 /** A repeatable option: --patch a --patch b (a variadic option would swallow the positional arguments after it). */
 export function collect(v: string, prev: string[] | undefined): string[] {
@@ -96,7 +100,11 @@ export function registerRun(program: Command): void {
       '--image <file>',
       'run on a copy of this block-mapped ext3/ext4 filesystem image of your own (never written); with no scenario named, the built-in set for it',
     )
-    .option('--kernel <spec>', 'stock, a built kernel id (qcrash kernel list), or a bzImage path', 'stock')
+    .option(
+      '--kernel <spec>',
+      'stock (6.1), stock-6.12, a built kernel id (qcrash kernel list), or a bzImage path; several, comma-separated (stock,stock-6.12), run the suite on each into <out>/<kernel>/ and report the kernel x scenario matrix',
+      'stock',
+    )
     .addOption(
       new Option('-j, --jobs <n>', 'VMs at once')
         .argParser(intArg('--jobs', 1))
@@ -141,7 +149,14 @@ export function registerRun(program: Command): void {
         checkJobs(o.jobs);
         if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
         const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
-        const { summary, dir, reporterFailures } = await runSuite({ ...suiteOptions(inputs, o), reporters });
+        const suite = suiteOptions(inputs, o);
+        const kernels = o.resume ? [o.kernel] : splitKernelList(o.kernel);
+        // JSON on stdout stays one document: the matrix with every kernel's summary.
+        if (kernels.length > 1) {
+          const { kernel: _k, out: _o, resume: _r, ...common } = suite;
+          return runMatrix(common, kernels, o.out, o.format === 'json' ? [reporters[0]!] : reporters, o.format === 'json');
+        }
+        const { summary, dir, reporterFailures } = await runSuite({ ...suite, reporters });
         if (summary.shard && !summary.cases.length) {
           const s = summary.shard;
           process.stderr.write(
@@ -149,17 +164,38 @@ export function registerRun(program: Command): void {
           );
         }
         process.stderr.write(`qcrash: results in ${dir}\n`);
-        const code = exitCodeFor(summary);
-        if (reporterFailures.length && code === ExitCode.pass) {
-          // An output that could not be written is not a green run.
-          process.stderr.write(
-            `qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`,
-          );
-          return ExitCode.infrastructure;
-        }
-        return code;
+        return runExitCode(summary, reporterFailures);
       }),
     );
+}
+
+/** A run's exit code; an output that could not be written is not a green run. */
+function runExitCode(
+  summary: Parameters<typeof exitCodeFor>[0],
+  reporterFailures: ReadonlyArray<{ reporter: string; error: string }>,
+): number {
+  const code = exitCodeFor(summary);
+  if (reporterFailures.length && code === ExitCode.pass) {
+    process.stderr.write(`qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`);
+    return ExitCode.infrastructure;
+  }
+  return code;
+}
+
+/** `--kernel a,b`: the suite on each kernel, then the matrix; exit 1 if any kernel failed, else 3 if any was not green, else 0. */
+async function runMatrix(
+  suite: Omit<SuiteOptions, 'kernel' | 'reporters'>,
+  kernels: string[],
+  out: string | undefined,
+  reporters: Reporter[],
+  json: boolean,
+): Promise<number> {
+  const m = await runKernelMatrix({ ...suite, kernels, ...(out ? { out } : {}), reporters });
+  if (json) process.stdout.write(JSON.stringify({ matrix: m.matrix, runs: m.runs.map((r) => r.summary) }, null, 2) + '\n');
+  else process.stdout.write(`\n${matrixText(m.matrix)}`);
+  process.stderr.write(`qcrash: results in ${m.dir} (one run folder per kernel, matrix.txt and matrix.json beside them)\n`);
+  const codes = m.runs.map((r) => runExitCode(r.summary, r.outcome.reporterFailures));
+  return codes.includes(ExitCode.failed) ? ExitCode.failed : Math.max(...codes);
 }
 
 /**

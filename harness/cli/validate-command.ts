@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { validatePatch, validateReport } from '../validate/validate.ts';
+import { validatePatch, validateReport, type ValidateResult } from '../validate/validate.ts';
 import { patchPassed, seriesReport, validateSeries } from '../validate/series.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
@@ -89,15 +89,19 @@ export function registerValidate(program: Command): void {
           } else if (o.patch?.length) sets.push(o.patch);
           else throw new ConfigError('give --patch FILE... (or --mutants DIR)');
           let code: number = ExitCode.pass;
+          // --mutants: the baseline runs once; every later patch is judged against that run.
+          let baselineRun: ValidateResult['baseline'] | undefined;
           for (const patches of sets) {
             const r = await validatePatch({
               ...shared,
               patches,
+              ...(baselineRun ? { baselineRun } : {}),
               ...(o.shard ? { shard: o.shard } : {}),
               ...(o.out ? { out: sets.length > 1 ? join(o.out, patches[0]!.split('/').pop()!) : o.out } : {}),
             });
             process.stdout.write(validateReport(r));
             process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
+            baselineRun ??= r.baseline;
             if (r.shard) {
               // A part has no verdict of its own: the merge of every part judges.
               process.stderr.write(

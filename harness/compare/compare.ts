@@ -1,3 +1,5 @@
+import { ConfigError } from '../util/errors.ts';
+import { lineOfRelease } from '../kernel/lines.ts';
 import type { CaseResult, CaseStatus } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
 import { findingSignature } from '../results/signature.ts';
@@ -55,8 +57,24 @@ function unitOf(c: Pick<CaseResult, 'id' | 'fired'>): string | undefined {
   return c.fired?.kind === 'log' ? c.fired.unit : logUnitIdOf(c.id);
 }
 
+/** The kernel line of a run: recorded, or read from its release (runs written before lines were recorded). */
+export function runLine(s: Pick<RunSummary, 'kernel'>): string | undefined {
+  return s.kernel.line ?? lineOfRelease(s.kernel.release)?.name;
+}
+
+/** Runs of two kernel lines share case ids but not code: comparing them would call a line's difference a regression. */
+function checkSameLine(a: RunSummary, b: RunSummary): void {
+  const la = runLine(a);
+  const lb = runLine(b);
+  if (la && lb && la !== lb)
+    throw new ConfigError(
+      `runs ${a.runId} and ${b.runId} are on different kernel lines (${la}: ${a.kernel.id}, ${lb}: ${b.kernel.id}); compare runs of one line (a matrix run's report shows the lines side by side)`,
+    );
+}
+
 /** Compare two runs by finding signature and by case; `failingOnly` ignores allowed findings (leaks) by default. */
 export function compareRuns(a: RunSummary, b: RunSummary, opts: { failingOnly?: boolean } = {}): Comparison {
+  checkSameLine(a, b);
   const failingOnly = opts.failingOnly ?? true;
   const sa = signatures(a, failingOnly);
   const sb = signatures(b, failingOnly);

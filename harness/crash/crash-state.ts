@@ -60,6 +60,8 @@ export type FiredPoint = Ended &
         atMs?: number;
         /** The stop was made durable: the run went on until this commit completed. */
         thenCommit?: { symbol: string; commits: number };
+        /** The function has no symbol of its own on this kernel: the point stopped in this compiler clone of it ("free_dind_blocks.constprop.0"). */
+        clone?: { of: string; symbol: string };
       }
     | { kind: 'commit'; step: string; k: number; symbol: string; rip: string; atMs?: number }
     /** The workload finished its target step without the point firing. */

@@ -7,7 +7,7 @@ import { SymbolTable } from '../vm/gdb/symbols.ts';
 import { cacheDir } from '../util/paths.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
-import { InfraError } from '../util/errors.ts';
+import { ConfigError, InfraError } from '../util/errors.ts';
 import { CacheEntry, useCacheEntry } from '../util/cache-entry.ts';
 
 const symbolTables = new Map<string, Promise<SymbolTable>>();
@@ -63,16 +63,47 @@ async function readGuestKallsyms(machines: MachineLauncher, kernel: KernelInfo, 
 /** The function whose completed calls mark the end of a jbd2 commit. */
 export const commitFunction = 'jbd2_journal_commit_transaction';
 
-/** Check every kernel crash point's symbol before any workload VM boots: unknown symbols are exit 2 with suggestions. */
+/**
+ * What a run does with a kill point whose function this kernel lacks:
+ * 'config-error' (exit 2 up front: a one-kernel run, where it is most likely
+ * a typo), or 'not-judged' (its cases on this kernel are not judged, with the
+ * close matches, and the run goes on: a matrix run or a validate, where
+ * another kernel's inlining may differ).
+ */
+export type MissingSymbolPolicy = 'config-error' | 'not-judged';
+
+/** A kill point's function this kernel cannot stop in, and why (close matches included). */
+export type UnresolvedSymbols = ReadonlyMap<string, string>;
+
+/**
+ * Check every kernel crash point's symbol before any workload VM boots. A
+ * compiler clone stands in for its function (the cases say so when they
+ * fire). A symbol the kernel lacks is a ConfigError with suggestions, or,
+ * under 'not-judged', returned with its reason for the cases to report.
+ */
 export async function validateKernelPoints(
   machines: MachineLauncher,
   kernel: KernelInfo,
   initrd: string,
   points: Array<{ point: CrashPoint; file: string; line?: number }>,
-): Promise<void> {
+  policy: MissingSymbolPolicy = 'config-error',
+): Promise<UnresolvedSymbols> {
+  const unresolved = new Map<string, string>();
   const needed = points.filter((p) => p.point.kind === 'kernel' || p.point.kind === 'commit');
-  if (!needed.length) return;
+  if (!needed.length) return unresolved;
   const syms = await kernelSymbols(machines, kernel, initrd);
-  for (const { point, file, line } of needed)
-    syms.resolve(point.kind === 'kernel' ? point.symbol : commitFunction, { file, ...(line !== undefined ? { line } : {}) });
+  for (const { point, file, line } of needed) {
+    const symbol = point.kind === 'kernel' ? point.symbol : commitFunction;
+    if (policy === 'config-error') {
+      syms.lookup(symbol, { file, ...(line !== undefined ? { line } : {}) });
+      continue;
+    }
+    try {
+      syms.lookup(symbol);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      unresolved.set(symbol, `not judged on ${kernel.id}${kernel.line ? ` (line ${kernel.line})` : ''}: ${e.message}`);
+    }
+  }
+  return unresolved;
 }

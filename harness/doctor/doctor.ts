@@ -4,6 +4,8 @@ import { findProgram, hostTools, type HostTool } from '../util/tools.ts';
 import { access } from 'node:fs/promises';
 import { detectAccel } from '../vm/machine/accel.ts';
 import { layoutToolHeaders } from '../image/layout-tool.ts';
+import { kernelLines, type KernelLine } from '../kernel/lines.ts';
+import { newestStockImage } from '../kernel/stock.ts';
 
 /** One line of `qcrash doctor`: a program or package, whether it is there, its version, and how to get it. */
 export interface DoctorCheck {
@@ -60,6 +62,8 @@ export const debianPackages = [
   'util-linux',
   'linux-image-cloud-amd64',
   'linux-source-6.1',
+  'linux-image-6.12-cloud-amd64',
+  'linux-source-6.12',
   'build-essential',
   'bc',
   'flex',
@@ -102,16 +106,15 @@ async function checkTool(t: HostTool, neededFor: DoctorCheck['neededFor']): Prom
   return { ...base, path, ...(version ? { version } : {}) };
 }
 
-async function checkStockKernel(): Promise<DoctorCheck> {
+/** A line's stock kernel: its newest /boot/vmlinuz of that series and the modules its initramfs needs. */
+async function checkStockKernel(line: KernelLine): Promise<DoctorCheck> {
   const base: DoctorCheck = {
-    name: 'stock kernel (vmlinuz-*-cloud-amd64)',
-    debianPackage: 'linux-image-cloud-amd64',
+    name: `stock ${line.name} kernel (--kernel ${line.stockSpec})`,
+    debianPackage: line.imagePackage,
     ok: false,
     neededFor: 'run',
   };
-  const boot = await readdir('/boot').catch(() => [] as string[]);
-  const images = boot.filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f)).sort();
-  const newest = images.at(-1);
+  const newest = await newestStockImage(line);
   if (!newest) return base;
   const release = newest.slice('vmlinuz-'.length);
   const mods = await readdir(`/lib/modules/${release}`).catch(() => undefined);
@@ -138,16 +141,18 @@ async function checkLayoutHeaders(): Promise<DoctorCheck[]> {
   );
 }
 
-async function checkKernelSource(): Promise<DoctorCheck> {
+async function checkKernelSource(line: KernelLine): Promise<DoctorCheck> {
   const base: DoctorCheck = {
-    name: 'linux-source-6.1 tarball',
-    debianPackage: 'linux-source-6.1',
+    name: `${line.sourcePackage} tarball (kernel build --line ${line.name})`,
+    debianPackage: line.sourcePackage,
     ok: false,
     neededFor: 'kernel-build',
   };
-  const src = await readdir('/usr/src').catch(() => [] as string[]);
-  const tar = src.find((f) => /^linux-source-6\.1\.tar\.xz$/.test(f));
-  return tar ? { ...base, ok: true, path: `/usr/src/${tar}` } : base;
+  const ok = await access(line.tarball).then(
+    () => true,
+    () => false,
+  );
+  return ok ? { ...base, ok: true, path: line.tarball } : base;
 }
 
 /** Headless Chromium, driven by playwright-core, renders the HTML reports in the tests; runs never need it. */
@@ -168,10 +173,10 @@ async function checkChromium(): Promise<DoctorCheck> {
 export async function runDoctor(): Promise<{ checks: DoctorCheck[]; accel: Awaited<ReturnType<typeof detectAccel>> }> {
   const checks = await Promise.all([
     ...runTools.map((t) => checkTool(t, 'run')),
-    checkStockKernel(),
+    ...kernelLines.map(checkStockKernel),
     ...(await checkLayoutHeaders()),
     ...buildTools.map((t) => checkTool(t, 'kernel-build')),
-    checkKernelSource(),
+    ...kernelLines.map(checkKernelSource),
     checkChromium(),
   ]);
   return { checks, accel: await detectAccel() };

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { ConfigError, InfraError } from '../util/errors.ts';
-import { cacheDir, kernelConfigsDir } from '../util/paths.ts';
+import { cacheDir } from '../util/paths.ts';
 import { hashJson, sha256 } from '../util/hash.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
 import { closeMatches } from '../util/suggest.ts';
@@ -14,6 +14,7 @@ import type { KernelInfo } from './kernel.ts';
 import { git, gitTreeSource, tarballSource, type KernelSource } from './source.ts';
 import { BuildProgress, type ProgressSink } from './build-progress.ts';
 import { dryRunCompileCount, estimateBuild, recordBuildStats } from './build-estimate.ts';
+import { defaultLine, fragmentFor, kernelLine, lineOfRelease } from './lines.ts';
 
 const BUILDER_VERSION = 1;
 
@@ -36,13 +37,15 @@ export class KernelBuildError extends ConfigError {
 }
 
 export interface BuildOptions {
-  /** A kernel tree (git); default: Debian's linux-source-6.1 tarball. */
+  /** A kernel tree (git); default: the line's Debian linux-source tarball. */
   tree?: string;
+  /** Kernel line ("6.1", "6.12") whose linux-source tarball and config fragments to use when no tree is given (default 6.1). */
+  line?: string;
   /** Revision of `tree` to build (default HEAD). */
   rev?: string;
   /** Patches applied in order: git format-patch/mbox files (git am) or plain diffs (git apply). */
   patches?: string[];
-  /** Config fragments on top of tinyconfig; default kernels/configs/minimal.config. */
+  /** Config fragments on top of tinyconfig (a name is looked up per line: kernels/configs/<line>/<name>.config, else kernels/configs/<name>.config); default minimal. */
   configs?: string[];
   jobs?: number;
   /** Progress text: patches applied, one line for the compile (see build-progress.ts), the result. */
@@ -137,10 +140,13 @@ export function builtKernelEntry(dir: string): CacheEntry {
  * content (a changed bzImage is rebuilt, never booted).
  */
 export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
-  const source: KernelSource = o.tree ? await gitTreeSource(o.tree, o.rev) : await tarballSource();
+  const line = o.line ? kernelLine(o.line) : defaultLine;
+  const source: KernelSource = o.tree ? await gitTreeSource(o.tree, o.rev) : await tarballSource(line.tarball);
   const patches = await Promise.all((o.patches ?? []).map(readPatch));
-  const fragFiles = (o.configs?.length ? o.configs : [join(kernelConfigsDir, 'minimal.config')]).map((f) =>
-    resolve(f.includes('/') || f.endsWith('.config') ? f : join(kernelConfigsDir, `${f}.config`)),
+  const fragFiles = await Promise.all(
+    (o.configs?.length ? o.configs : ['minimal']).map(async (f) =>
+      resolve(f.includes('/') || f.endsWith('.config') ? f : await fragmentFor(f, line)),
+    ),
   );
   const fragments = await Promise.all(fragFiles.map(readFragment));
   const fragTexts = await Promise.all(fragFiles.map((f) => readFile(f, 'utf8')));
@@ -337,6 +343,7 @@ async function installBuild(
     id: b.id,
     kind: 'built',
     release: b.release || 'unknown',
+    ...(lineOfRelease(b.release) ? { line: lineOfRelease(b.release)!.name } : {}),
     bzImage: join(out, 'bzImage'),
     systemMap: join(out, 'System.map'),
     builtinDrivers: true,

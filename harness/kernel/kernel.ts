@@ -14,6 +14,8 @@ export interface KernelInfo {
   builtinDrivers: boolean;
   /** Whether the kernel has ACPI (from its config, when known): informational; machines power off with reboot -f on every kernel. */
   acpi?: boolean;
+  /** The kernel line ("6.1", "6.12") when known: matrix reports and known-bugs entries group by it. */
+  line?: string;
   /** Free-form provenance for reports: source tree, base commit, patch subjects, config hash. */
   provenance?: Record<string, unknown>;
 }

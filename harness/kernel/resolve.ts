@@ -6,6 +6,7 @@ import { didYouMean } from '../util/suggest.ts';
 import type { KernelInfo } from './kernel.ts';
 import { stockKernel } from './stock.ts';
 import { builtKernelEntry, listKernelIds } from './build.ts';
+import { kernelLines, lineOfRelease, stockLineOf } from './lines.ts';
 
 /** Kernels qcrash built, from the cache (each folder holds kernel.json). */
 export async function listBuiltKernels(): Promise<KernelInfo[]> {
@@ -13,7 +14,7 @@ export async function listBuiltKernels(): Promise<KernelInfo[]> {
   const out: KernelInfo[] = [];
   for (const d of await readdir(root).catch(() => [] as string[])) {
     try {
-      out.push(JSON.parse(await readFile(join(root, d, 'kernel.json'), 'utf8')) as KernelInfo);
+      out.push(withLine(JSON.parse(await readFile(join(root, d, 'kernel.json'), 'utf8')) as KernelInfo));
     } catch {
       /* a half-written or foreign folder */
     }
@@ -22,13 +23,15 @@ export async function listBuiltKernels(): Promise<KernelInfo[]> {
 }
 
 /**
- * `--kernel`: "stock" (Debian's cloud kernel), a kernel id (or unique prefix)
+ * `--kernel`: "stock" (Debian's 6.1 cloud kernel), "stock-6.12" or
+ * "stock:6.12" (another line's stock kernel), a kernel id (or unique prefix)
  * from `qcrash kernel list`, or a path to a bzImage (a System.map beside it is
  * used for kernel crash points). A bzImage given by path is assumed to have
  * virtio and ext4 built in, as the minimal config fragment does.
  */
 export async function resolveKernel(spec: string): Promise<KernelInfo> {
-  if (spec === 'stock') return stockKernel();
+  const line = stockLineOf(spec);
+  if (line) return stockKernel(line);
   if (spec.includes('/') || spec.endsWith('bzImage')) {
     const p = resolve(spec);
     if (
@@ -63,7 +66,7 @@ export async function resolveKernel(spec: string): Promise<KernelInfo> {
   if (matches.length > 1) throw new ConfigError(`--kernel ${spec} is ambiguous: ${matches.join(', ')}`);
   if (matches.length === 0)
     throw new ConfigError(
-      `--kernel ${spec}: not "stock", not a bzImage path and not a built kernel id.${didYouMean(spec, ['stock', ...ids])} See: qcrash kernel list`,
+      `--kernel ${spec}: not a stock kernel (${kernelLines.map((l) => l.stockSpec).join(', ')}), not a bzImage path and not a built kernel id.${didYouMean(spec, [...kernelLines.map((l) => l.stockSpec), ...ids])} See: qcrash kernel list`,
     );
   const dir = cacheDir('kernels', matches[0]!);
   const entry = builtKernelEntry(dir);
@@ -75,7 +78,13 @@ export async function resolveKernel(spec: string): Promise<KernelInfo> {
       `built kernel ${matches[0]} in the cache is damaged (${why}): build it again with the same \`qcrash kernel build\` options, or remove it with \`qcrash cache clean --kernels\``,
     );
   }
-  return JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')) as KernelInfo;
+  return withLine(JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')) as KernelInfo);
+}
+
+/** A kernel with its line filled in from its release (kernel.json files written before lines were recorded lack it). */
+export function withLine(k: KernelInfo): KernelInfo {
+  const line = k.line ?? lineOfRelease(k.release)?.name;
+  return line ? { ...k, line } : k;
 }
 
 /** The x86 boot protocol's header signature, which every bzImage carries at 0x202. */

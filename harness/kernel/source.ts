@@ -8,8 +8,9 @@ import { tool } from '../util/tools.ts';
 import { cacheDir } from '../util/paths.ts';
 import { ConfigError, MissingToolError } from '../util/errors.ts';
 import { TempDir } from '../util/tempdir.ts';
+import { defaultLine, kernelLines } from './lines.ts';
 
-export const defaultTarball = '/usr/src/linux-source-6.1.tar.xz';
+export const defaultTarball = defaultLine.tarball;
 
 /**
  * A kernel source as a git work tree in the cache, where qcrash may reset,
@@ -73,9 +74,13 @@ export async function git(cwd: string, args: string[], ok = true) {
   return ok ? runOk(g, args, { cwd, env: gitEnv }) : run(g, args, { cwd, env: gitEnv });
 }
 
-/** The Debian linux-source tarball, unpacked and committed once. */
+/** A Debian linux-source tarball (default: the 6.1 line's), unpacked and committed once. */
 export async function tarballSource(tarball = defaultTarball): Promise<KernelSource> {
-  if (!(await exists(tarball))) throw new MissingToolError(tarball, 'linux-source-6.1');
+  if (!(await exists(tarball)))
+    throw new MissingToolError(
+      tarball,
+      kernelLines.find((l) => l.tarball === tarball)?.sourcePackage ?? defaultLine.sourcePackage,
+    );
   const id = `tar-${(await fileHash(tarball)).slice(0, 12)}`;
   const work = cacheDir('kernel-work', id);
   if (!(await exists(join(work, '.git', 'qcrash-ready')))) {

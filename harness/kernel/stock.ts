@@ -1,20 +1,19 @@
 import { readdir, access, open } from 'node:fs/promises';
 import { MissingToolError } from '../util/errors.ts';
 import type { KernelInfo } from './kernel.ts';
+import { defaultLine, type KernelLine } from './lines.ts';
 
 /**
- * Debian's linux-image-cloud-amd64: the embedded default kernel. Its virtio
+ * Debian's stock cloud kernel of a line (default 6.1, linux-image-cloud-amd64:
+ * the embedded default; 6.12 is linux-image-6.12-cloud-amd64). Its virtio
  * drivers are modules (the initramfs carries them); ext4 and jbd2 are built
  * in. Its System.map is a placeholder, so gdbstub points resolve through
  * the guest's /proc/kallsyms (stable across boots with `nokaslr`).
  */
-export async function stockKernel(): Promise<KernelInfo> {
-  const boot = await readdir('/boot').catch(() => [] as string[]);
-  const newest = boot
-    .filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f))
-    .sort(compareRelease)
-    .at(-1);
-  if (!newest) throw new MissingToolError('the stock kernel (/boot/vmlinuz-*-cloud-amd64)', 'linux-image-cloud-amd64');
+export async function stockKernel(line: KernelLine = defaultLine): Promise<KernelInfo> {
+  const newest = await newestStockImage(line);
+  if (!newest)
+    throw new MissingToolError(`the stock ${line.name} kernel (/boot/vmlinuz-${line.name}.*-cloud-amd64)`, line.imagePackage);
   const release = newest.slice('vmlinuz-'.length);
   const modulesDir = `/lib/modules/${release}`;
   try {
@@ -33,8 +32,18 @@ export async function stockKernel(): Promise<KernelInfo> {
     modulesDir,
     builtinDrivers: false,
     acpi: true,
-    provenance: { package: 'linux-image-cloud-amd64', release },
+    line: line.name,
+    provenance: { package: line.imagePackage, release, line: line.name },
   };
+}
+
+/** The newest /boot/vmlinuz-<release> of a line (both lines install side by side), or undefined. */
+export async function newestStockImage(line: KernelLine): Promise<string | undefined> {
+  const boot = await readdir('/boot').catch(() => [] as string[]);
+  return boot
+    .filter((f) => f.startsWith('vmlinuz-') && line.release.test(f.slice('vmlinuz-'.length)))
+    .sort(compareRelease)
+    .at(-1);
 }
 
 /**

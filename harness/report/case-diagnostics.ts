@@ -26,6 +26,7 @@ export function caseDiagnostics(r: CaseResult): Record<string, unknown> {
       ...(f.atMs !== undefined ? { at_ms: Math.round(f.atMs) } : {}),
       ...(f.symbol ? { symbol: f.symbol } : {}),
       ...(f.hits ? { hits: f.hits } : {}),
+      ...(f.clone ? { clone: f.clone } : {}),
     };
   }
   const shown = shownFindings(r);

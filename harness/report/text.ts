@@ -43,6 +43,9 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   }
   if (otherAllowed.size)
     out.push(`allowed:   ${[...otherAllowed].map(([code, n]) => `${n} ${code}`).join(', ')} (by the scenarios' allow:)`);
+  for (const k of knownBugNotes(s)) out.push(`known bug: ${k}`);
+  const clones = cloneNotes(s.cases);
+  if (clones.length) out.push(`clones:    ${clones.join(', ')} (kill points stopped in the compiler's clone of their function)`);
   for (const rep of fileReports(s)) {
     // A user's image: the answer per file, in short; files.txt has every file.
     const fc = rep.counts;
@@ -78,6 +81,28 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
   else out.push(c.total > 0 && c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
   return out.join('\n') + '\n';
+}
+
+/** "chattr-eagain-lost: confirmed on 6.1, 6.12 (this run: 6.12)": the known bugs a run checks and the lines they were confirmed on. */
+export function knownBugNotes(s: Pick<RunSummary, 'scenarios' | 'kernel'>): string[] {
+  const line = s.kernel.line;
+  return s.scenarios
+    .filter((x) => x.confirmedOn)
+    .map(
+      (x) =>
+        `${x.name}: confirmed on ${x.confirmedOn!.join(', ')}${line ? ` (this run: ${line}${x.confirmedOn!.includes(line) ? '' : ', NOT confirmed on this line yet'})` : ''}`,
+    );
+}
+
+/** "free_dind_blocks -> free_dind_blocks.constprop.0 (3 cases)": kill points whose function this kernel has only as a clone. */
+export function cloneNotes(cases: RunSummary['cases']): string[] {
+  const m = new Map<string, number>();
+  for (const x of cases) {
+    const f = x.fired;
+    if (f?.kind === 'kernel' && f.clone)
+      m.set(`${f.clone.of} -> ${f.clone.symbol}`, (m.get(`${f.clone.of} -> ${f.clone.symbol}`) ?? 0) + 1);
+  }
+  return [...m].map(([k, n]) => `${k} (${n} case${n === 1 ? '' : 's'})`);
 }
 
 /** How many write-log crash states a run checked, by kind. */

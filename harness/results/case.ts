@@ -67,8 +67,9 @@ export interface CaseResult {
 }
 
 /** The fields of a fired point a report shows, whatever its kind. */
-export function firedSummary(f: FiredPoint): { kind: string; atMs?: number; symbol?: string; hits?: number; step?: string } {
+export function firedSummary(f: FiredPoint): { kind: string; atMs?: number; symbol?: string; hits?: number; step?: string; clone?: string } {
   return {
+    ...(f.kind === 'kernel' && f.clone ? { clone: `${f.clone.symbol} (the compiler's clone of ${f.clone.of})` } : {}),
     kind: f.kind,
     ...('step' in f && f.step ? { step: f.step } : {}),
     ...('atMs' in f && f.atMs !== undefined ? { atMs: f.atMs } : {}),

@@ -68,12 +68,14 @@ export interface RunSummary {
   startedAt: string;
   finishedAt?: string;
   host: string;
-  kernel: { id: string; release: string; kind: string; provenance?: Record<string, unknown> };
+  /** `line`: the kernel line ("6.1", "6.12") when known: compare and history keep lines apart. */
+  kernel: { id: string; release: string; kind: string; line?: string; provenance?: Record<string, unknown> };
   versions: ToolVersions;
   seed: number;
   accel: 'kvm' | 'tcg';
   /** `image`: the user's filesystem image the scenario ran on (absent for a recipe's image), `imageDigest` its content digest. */
-  scenarios: Array<{ name: string; file: string; hash: string; suite: string; image?: string; imageDigest?: string }>;
+  /** `confirmedOn`: a known bug's kernel lines (the scenario's `confirmed-on:`). */
+  scenarios: Array<{ name: string; file: string; hash: string; suite: string; image?: string; imageDigest?: string; confirmedOn?: string[] }>;
   /** Absent in runs made before qcrash recorded it (they cannot be resumed). */
   config?: RunConfig;
   /** The qcrash that made the run: a hash of its sources (the package version never changes). */

@@ -57,6 +57,8 @@ export interface CaseEnv {
   readonly crashImages?: CrashImageStore;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
   readonly kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
+  /** Kill points' functions this kernel lacks, with why: their cases are not judged here (see validateKernelPoints). */
+  readonly unresolvedSymbols?: ReadonlyMap<string, string>;
   /**
    * Fault injection for tests: alter a crash image before any recovery
    * (e.g. damage it with debugfs) to prove the oracles and reports see it.
@@ -104,6 +106,8 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
   const started = performance.now();
   const result = emptyResult(spec, caseDir);
   await mkdir(caseDir, { recursive: true });
+  const unresolved = spec.crashPoint.kind === 'kernel' ? env.unresolvedSymbols?.get(spec.crashPoint.symbol) : undefined;
+  if (unresolved) return notJudgedHere(result, spec, unresolved);
   const crashPath = join(caseDir, rawImageName);
   try {
     let state: CrashState | undefined;
@@ -139,6 +143,21 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
   }
   result.durationMs = Math.round(performance.now() - started);
   return result;
+}
+
+/**
+ * A case whose kill point this kernel cannot stop in: nothing ran, so
+ * nothing was proven (never a pass) and nothing was found (never a kernel
+ * bug); it says why, with the close matches.
+ */
+function notJudgedHere(result: CaseResult, spec: CaseSpec, why: string): CaseResult {
+  return {
+    ...result,
+    status: 'not-reached',
+    error: why,
+    errorKind: 'KernelSymbolMissing',
+    fired: { kind: 'not-reached', step: 'step' in spec.crashPoint ? spec.crashPoint.step : '', why },
+  };
 }
 
 export function emptyResult(spec: CaseSpec, caseDir: string): CaseResult {

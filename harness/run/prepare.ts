@@ -14,7 +14,7 @@ import { imageSuiteYaml } from './image-suite.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { detectAccel } from '../vm/machine/accel.ts';
 import { agentReadySnapshot } from '../vm/machine/snapshot-cache.ts';
-import { kernelSymbols, validateKernelPoints } from '../crash/kernel-symbols.ts';
+import { kernelSymbols, validateKernelPoints, type MissingSymbolPolicy } from '../crash/kernel-symbols.ts';
 import { gdbDriverFactory } from '../crash/points/gdb-driver.ts';
 import { toolVersions } from './versions.ts';
 import type { CaseEnv, KeepPolicy } from './case-runner.ts';
@@ -82,6 +82,8 @@ export interface PrepareOptions {
   crashImages?: CrashImageStore;
   /** Test seam: see CaseEnv.beforeOracle. */
   beforeOracle?: CaseEnv['beforeOracle'];
+  /** A kill point's function this kernel lacks: exit 2 up front (default), or its cases not judged. */
+  missingSymbols?: MissingSymbolPolicy;
 }
 
 /** Everything a run needs before the first case: kernel, initramfs, images, snapshots, symbols. */
@@ -95,18 +97,14 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     if (!images.has(key)) images.set(key, s.image ? await openUserImage(s.image) : await buildImage(await loadRecipe(s.recipe!)));
   }
   await opts.beforeMachines?.(images);
-  await validateKernelPoints(
-    opts.machines,
-    kernel,
-    initrd,
-    scenarios.flatMap((s) =>
-      s.crashPoints.map((point, i) => ({
-        point,
-        file: s.file,
-        ...(s.pointLines?.[i] !== undefined ? { line: s.pointLines[i] } : {}),
-      })),
-    ),
+  const points = scenarios.flatMap((s) =>
+    s.crashPoints.map((point, i) => ({
+      point,
+      file: s.file,
+      ...(s.pointLines?.[i] !== undefined ? { line: s.pointLines[i] } : {}),
+    })),
   );
+  const unresolvedSymbols = await validateKernelPoints(opts.machines, kernel, initrd, points, opts.missingSymbols);
   const snapshots = new Map<string, string>();
   if (opts.snapshots !== false) {
     const accel = (await detectAccel()).accel;
@@ -127,6 +125,7 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     keep: opts.keep,
     snapshots,
     kernelDriver: gdbDriverFactory(() => kernelSymbols(opts.machines, kernel, initrd)),
+    ...(unresolvedSymbols.size ? { unresolvedSymbols } : {}),
     jobs: opts.jobs,
     ...(opts.crashImages ? { crashImages: opts.crashImages } : {}),
     ...(opts.beforeOracle ? { beforeOracle: opts.beforeOracle } : {}),

@@ -9,6 +9,7 @@ import type { RunConfig, RunMeta } from '../results/run.ts';
 import { loadSummary, newRunId, RunStore } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { defaultKeep, type CaseEnv, type KeepPolicy } from './case-runner.ts';
+import type { MissingSymbolPolicy } from '../crash/kernel-symbols.ts';
 import { recordedDurations, type ShardSpec } from './shard.ts';
 
 /** What a caller asks runSuite for (the CLI's `qcrash run`, validate, bisect, nightly, bench, tests). */
@@ -44,6 +45,8 @@ export interface SuiteOptions {
   durationsFrom?: string;
   /** Test seam: see CaseEnv.beforeOracle. */
   beforeOracle?: CaseEnv['beforeOracle'];
+  /** A kill point's function the kernel lacks: exit 2 up front (default), or 'not-judged' (a matrix run, validate). */
+  missingSymbols?: MissingSymbolPolicy;
 }
 
 /** The run a runSuite call makes or finishes: its configuration, seed and folder. */

@@ -38,6 +38,7 @@ export async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMet
       id: kernel.id,
       release: kernel.release,
       kind: kernel.kind,
+      ...(kernel.line ? { line: kernel.line } : {}),
       ...(kernel.provenance ? { provenance: kernel.provenance } : {}),
     },
     versions: await toolVersions(kernel.release),
@@ -52,6 +53,7 @@ export async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMet
         suite: s.suite,
         ...(s.image ? { image: s.image } : {}),
         ...(digest ? { imageDigest: digest } : {}),
+        ...(s.confirmedOn ? { confirmedOn: s.confirmedOn } : {}),
       };
     }),
     config: run.config,

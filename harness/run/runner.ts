@@ -115,6 +115,7 @@ async function prepareSuite(
     jobs,
     crashImages: new CrashImageStore(run.dir),
     ...(opts.beforeOracle ? { beforeOracle: opts.beforeOracle } : {}),
+    ...(opts.missingSymbols ? { missingSymbols: opts.missingSymbols } : {}),
     beforeMachines: async (images) => {
       const imageBytes = Math.max(...(await Promise.all([...images.values()].map((b) => allocatedBytes(b.path)))));
       // A write-log unit holds its log (about an image's worth) and a working image per job while it runs.

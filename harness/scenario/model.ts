@@ -176,6 +176,8 @@ export interface Scenario {
   /** sha256 of the file's bytes, recorded in summary.json. */
   hash: string;
   description?: string;
+  /** A known bug's kernel lines it was confirmed on (`confirmed-on:`). */
+  confirmedOn?: string[];
   /** The recipe the base image is built from (a name, or an absolute path to a recipe file); absent when `image` is given. */
   recipe?: string;
   /** A user's own filesystem image (absolute path), used instead of a recipe's: `image:` in the file, or `--image`. */

@@ -131,6 +131,7 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
     file,
     hash: sha256(text),
     ...(top.description !== undefined ? { description: top.description } : {}),
+    ...(top['confirmed-on'] ? { confirmedOn: top['confirmed-on'] } : {}),
     steps,
     crashPoints,
     ...(top['crash-states'] !== undefined ? { crashStates: budget.addLogUnit(parseCrashStates(src, top['crash-states'])) } : {}),

@@ -310,6 +310,11 @@ export const powerLossArgs = z.strictObject({
 export const scenarioTop = z.strictObject({
   name: name.optional(),
   description: z.string().optional(),
+  /** Kernel lines a known bug was confirmed on ("6.1", "6.12"): every scenarios/known-bugs/ entry states them; reports show them. */
+  'confirmed-on': z
+    .array(z.string().regex(/^\d+\.\d+$/, 'a kernel line such as 6.1 or 6.12'))
+    .min(1)
+    .optional(),
   suite: name.optional(),
   /** A recipe name (vm-images/recipes/) or a recipe file path; or, instead, */
   recipe: z.string().min(1).optional(),

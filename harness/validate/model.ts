@@ -17,7 +17,8 @@ export interface SignatureVerdict extends SignatureCases {
 }
 
 export interface ValidateResult {
-  baseline: { kernel: KernelInfo; summary: RunSummary; dir: string };
+  /** `shared`: the baseline run was made once for several patches (validate --mutants) and reused here. */
+  baseline: { kernel: KernelInfo; summary: RunSummary; dir: string; shared?: boolean };
   patched: { kernel: KernelInfo; summary: RunSummary; dir: string };
   introduced: SignatureVerdict[];
   flaky: SignatureVerdict[];

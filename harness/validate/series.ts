@@ -241,6 +241,10 @@ export function seriesReport(r: SeriesResult): string {
     );
     section('left as they were', s.unchanged);
     if (s.notJudged.length) section('not judged (error or not reached)', s.notJudged);
+    // The baseline runs once per series: patch 1 is judged against it, every later patch against the run of the patch before it.
+    out.push(
+      `  judged against: ${s.patch.index === 1 ? `the baseline run ${r.baseline.dir}` : `patch ${s.patch.index - 1}/${total}'s run ${r.steps[s.patch.index - 2]?.dir ?? '?'}`}`,
+    );
   }
   out.push('');
   out.push(`Findings, by the patch that first introduced them: ${r.findings.length}`);

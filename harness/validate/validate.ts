@@ -37,6 +37,12 @@ export interface ValidateOptions {
   /** Restore workload VMs from agent-ready snapshots (default true). */
   snapshots?: boolean;
   /**
+   * A baseline run already made on this baseline kernel with the same suite
+   * and seed (validate --mutants: one per kernel, shared by every patch):
+   * judged against instead of running the baseline again.
+   */
+  baselineRun?: ValidateResult['baseline'];
+  /**
    * --shard I/N: run only this part of the cases on both kernels and confirm
    * the part's new signatures; `qcrash merge` joins the shards and judges.
    */
@@ -135,6 +141,8 @@ export function suiteRunner(o: SuiteSettings): SuiteRun {
       seed: o.seed ?? 1,
       out,
       keep: 'failed',
+      // A kill point one kernel lacks (its inlining differs) leaves that kernel's cases not judged; it never ends the validate.
+      missingSymbols: 'not-judged',
       ...(o.jobs ? { jobs: o.jobs } : {}),
       ...(filter ? { filter: rerunFilter(filter) } : o.shard ? { shard: o.shard } : {}),
       ...(o.reporters ? { reporters: o.reporters } : {}),
@@ -195,8 +203,12 @@ export async function validateKernels(
     const v = await f();
     return [v, Math.round(performance.now() - t0)];
   };
-  progress(`baseline run on ${o.baseline.id}`);
-  const [baseline, baselineRunMs] = await timed(() => run(o.baseline, join(dir, 'baseline')));
+  const shared = o.baselineRun?.kernel.id === o.baseline.id ? o.baselineRun : undefined;
+  if (shared) progress(`baseline: the run ${shared.dir} on ${o.baseline.id}, shared by every patch`);
+  else progress(`baseline run on ${o.baseline.id}`);
+  const [baseline, baselineRunMs] = shared
+    ? [{ summary: shared.summary, dir: shared.dir }, 0]
+    : await timed(() => run(o.baseline, join(dir, 'baseline')));
   progress(`patched run on ${o.patched.id}`);
   const [patched, patchedRunMs] = await timed(() => run(o.patched, join(dir, 'patched')));
   const reruns = o.confirmRuns ?? 2;
@@ -207,7 +219,7 @@ export async function validateKernels(
     }),
   );
   const result: ValidateResult = {
-    baseline: { kernel: o.baseline, summary: baseline.summary, dir: baseline.dir },
+    baseline: { kernel: o.baseline, summary: baseline.summary, dir: baseline.dir, ...(shared ? { shared: true } : {}) },
     patched: { kernel: o.patched, summary: patched.summary, dir: patched.dir },
     ...judged,
     notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
@@ -354,6 +366,7 @@ export function validateReport(r: ValidateResult): string {
   out.push(`baseline: ${r.baseline.kernel.release} (${r.baseline.kernel.id})`);
   out.push(`patched:  ${r.patched.kernel.release} (${r.patched.kernel.id})`);
   for (const p of pp?.patches ?? []) out.push(`  patch: ${p.subject}`);
+  out.push(`judged against: the baseline run ${r.baseline.dir}${r.baseline.shared ? ' (made once, shared by every patch)' : ''}`);
   const s = r.patched.summary;
   out.push(`scenarios: ${s.scenarios.map((x) => x.name).join(', ')}`);
   // Write-log states come from each kernel's own log: the two runs may check different numbers of them.

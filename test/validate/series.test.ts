@@ -261,6 +261,8 @@ t.test('left, removed from the baseline, and a "hidden" finding that comes back 
   t.match(text, /after-drop-caches .*: on the baseline already, gone after patch 2\/3 \(seen on: baseline, 1\)/);
   t.match(text, /^Result: REGRESSION: patch 1\/3, patch 2\/3 introduced findings/m);
   t.notMatch(text, /hidden by a later patch/);
+  t.match(text, `  judged against: the baseline run ${r.baseline.dir}\n`, 'patch 1 names the one baseline run');
+  t.match(text, `  judged against: patch 2/3's run ${r.steps[1]!.dir}\n`, 'patch 3 names the run of the patch before it');
   t.match(text, /Tested-by, for the patch\(es\) that introduced nothing \(3\/3\):\n\npatch 3\/3: .*\nTested-by: qcrash/);
 });
 

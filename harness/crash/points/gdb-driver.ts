@@ -18,6 +18,8 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
   private bp?: bigint;
   private returnBp?: bigint;
   private point?: CrashPoint;
+  /** The compiler clone the kill point's function resolved to, when it has no symbol of its own. */
+  private clone?: { of: string; symbol: string };
   private armedAt = 0;
   /** Every packet exchanged with the gdbstub, kept with the case. */
   readonly transcript: string[] = [];
@@ -33,7 +35,9 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
     this.gdb = new GdbClient();
     await this.gdb.connect(this.machine.gdbSocket);
     const sym = point.kind === 'kernel' ? point.symbol : commitFunction;
-    this.bp = this.syms.resolve(sym) + BigInt(point.kind === 'kernel' ? point.offset : 0);
+    const found = this.syms.lookup(sym);
+    if (found.clone) this.clone = { of: sym, symbol: found.clone };
+    this.bp = found.addr + BigInt(point.kind === 'kernel' ? point.offset : 0);
     await this.gdb.insertBreakpoint(this.bp);
     this.gdb.continue();
     this.armedAt = performance.now();
@@ -64,12 +68,13 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
           rip: `0x${rip.toString(16)}`,
           symbol: this.syms.symbolize(rip),
           atMs: performance.now() - this.armedAt,
+          ...(this.clone ? { clone: this.clone } : {}),
         };
         if (point.thenCommits) {
           // Make the state at the stop durable: run on until that many commits
           // complete, then kill (the stop alone only exposes older commits).
           await gdb.removeBreakpoint(this.bp!);
-          this.bp = this.syms.resolve(commitFunction);
+          this.bp = this.syms.lookup(commitFunction).addr;
           await gdb.insertBreakpoint(this.bp);
           gdb.continue();
           // The commit that makes the stopped state durable may complete after

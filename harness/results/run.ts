@@ -1,5 +1,6 @@
 import type { CaseResult } from './case.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
+import type { PlanProgress, RunPlan } from './plan.ts';
 
 export type KeepPolicy = 'failed' | 'all' | 'none';
 
@@ -82,19 +83,24 @@ export interface RunSummary {
   shard?: ShardRecord;
   /** Set when the run was merged from shards (`qcrash merge`). */
   merged?: MergeRecord;
-  counts: { total: number; pass: number; fail: number; error: number; notReached: number };
+  /** The cases and write-log units the run set out to check (absent in runs made before qcrash recorded it). */
+  plan?: RunPlan;
+  /** Set when some of the plan never ran (the run was interrupted): how far it got and how to finish it. */
+  interrupted?: PlanProgress;
+  counts: { total: number; pass: number; fail: number; error: number; notReached: number; notRun: number };
   cases: CaseResult[];
 }
 
 /** What a run is, written before its first case (run.json). */
-export type RunMeta = Omit<RunSummary, 'cases' | 'counts' | 'finishedAt'>;
+export type RunMeta = Omit<RunSummary, 'cases' | 'counts' | 'finishedAt' | 'interrupted'>;
 
 export function countStatuses(cases: readonly CaseResult[]): RunSummary['counts'] {
-  const c = { total: cases.length, pass: 0, fail: 0, error: 0, notReached: 0 };
+  const c = { total: cases.length, pass: 0, fail: 0, error: 0, notReached: 0, notRun: 0 };
   for (const r of cases) {
     if (r.status === 'pass') c.pass++;
     else if (r.status === 'fail') c.fail++;
     else if (r.status === 'error') c.error++;
+    else if (r.status === 'not-run') c.notRun++;
     else c.notReached++;
   }
   return c;

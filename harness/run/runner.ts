@@ -20,7 +20,7 @@ import { writeFileAtomic } from '../util/atomic.ts';
 import { CrashImageStore } from '../results/crash-images.ts';
 import { e2fsckScratchSettled } from '../image/e2fsck.ts';
 import { checkResumedInputs, resolveRunConfig, type ResolvedRun, type SuiteOptions } from './run-config.ts';
-import { selectCases, type CaseSelection } from './case-selection.ts';
+import { runPlan, selectCases, type CaseSelection } from './case-selection.ts';
 import { createRunFolder } from './run-meta.ts';
 import { casesInFlight, recordAndCheck } from './suite-session.ts';
 
@@ -55,7 +55,7 @@ export async function runSuite(opts: SuiteOptions): Promise<RunOutcome> {
   const jobs = jobsOrDefault(opts.jobs ?? (opts.machines ? 1 : undefined));
   const { kernel, env } = await prepareSuite(opts, run, selection, scenarios, jobs);
   if (run.resumed) checkResumedInputs(run.resumed, run.config, scenarios, kernel, env?.images);
-  const store = run.resumed?.store ?? (await createRunFolder(run, { build, scenarios, kernel, ...(env ? { images: env.images } : {}), ...(selection.shard ? { shard: selection.shard } : {}) }));
+  const store = run.resumed?.store ?? (await createRunFolder(run, { build, scenarios, kernel, ...(env ? { images: env.images } : {}), ...(selection.shard ? { shard: selection.shard } : {}), plan: runPlan(selection, run.config.filter) }));
   // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
   if (imageSuite) await writeFileAtomic(imageSuite.file, imageSuite.text);
   return checkAndReport(store, opts, { env, selection, scenarios, filter: run.config.filter ?? [] });
@@ -105,7 +105,7 @@ async function checkAndReport(store: RunStore, opts: SuiteOptions, work: { env: 
   try {
     const results = await recordAndCheck({ run: store, hub, ...(work.env ? { env: work.env } : {}), selection: work.selection, filter: work.filter, resuming: !!opts.resume });
     await warnChangedImages(work.scenarios);
-    const summary = store.summary(results, true);
+    const summary = await store.summary(results, true);
     await store.writeSummary(summary);
     await hub.onRunEnd(summary, store.dir);
     return { summary, dir: store.dir, reporterFailures: hub.failed };

@@ -77,7 +77,7 @@ export function failingSignatures(s: RunSummary): Map<string, SignatureCases> {
 }
 
 export function notJudged(s: RunSummary): string[] {
-  return s.cases.filter((c) => c.status === 'error' || c.status === 'not-reached').map((c) => c.id).sort();
+  return s.cases.filter((c) => c.status === 'error' || c.status === 'not-reached' || c.status === 'not-run').map((c) => c.id).sort();
 }
 
 /** Baseline against patched, by signature: new on the patched kernel, gone from it, or on both. */

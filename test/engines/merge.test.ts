@@ -77,12 +77,12 @@ t.test('three shards merge into the run the unsharded one is', async (t) => {
   await t.rejects(mergeShards({ out: join(tmp.path, 'merged-3'), dirs: three }), /already holds a run/);
 });
 
-t.test('a missing shard makes its cases errors, never passes', async (t) => {
+t.test('a missing shard makes its cases not run, never passes', async (t) => {
   const r = await mergeShards({ out: join(tmp.path, 'merged-missing'), dirs: [three[0]!, three[2]!] });
   const lost = (await loadSummary(three[1]!)).cases.map((c) => c.id).sort();
   t.same(r.summary.cases.map((c) => c.id), whole.cases.map((c) => c.id), 'every case of the run is listed');
-  t.same(r.summary.cases.filter((c) => c.status === 'error').map((c) => c.id).sort(), lost, 'the missing shard\'s cases are errors');
-  t.ok(r.summary.cases.filter((c) => c.status === 'error').every((c) => c.errorKind === 'MissingShard' && /shard 2\/3 was not merged/.test(c.error!)));
+  t.same(r.summary.cases.filter((c) => c.status === 'not-run').map((c) => c.id).sort(), lost, 'the missing shard\'s cases are not run');
+  t.ok(r.summary.cases.filter((c) => c.status === 'not-run').every((c) => c.errorKind === 'MissingShard' && /shard 2\/3 was not merged/.test(c.error!)));
   t.match(r.problems, [/shard 2\/3 was not given/]);
   t.same(r.summary.merged!.missing, [2]);
   t.match(await readFile(join(r.dir, 'report.txt'), 'utf8'), /MISSING: 2\/3/);
@@ -106,7 +106,7 @@ t.test('a duplicated shard, shards of another run or partition are refused', asy
   for (const d of ['dup', 'dup2', 'seeds', 'totals', 'plain']) t.notOk(await readFile(join(tmp.path, d, 'run.json')).then(() => true, () => false), `${d}: nothing written`);
 });
 
-t.test('a case missing from a shard, or present in two, is an error', async (t) => {
+t.test('a case missing from a shard is not run; one present in two is an error', async (t) => {
   const dirs = await Promise.all(three.map(async (d, i) => {
     const c = join(tmp.path, `edited-${i + 1}`);
     await cp(d, c, { recursive: true });
@@ -121,7 +121,7 @@ t.test('a case missing from a shard, or present in two, is an error', async (t) 
   await cp(join(dirs[1]!, caseRelDir(twice)), join(dirs[2]!, caseRelDir(twice)), { recursive: true });
   const r = await mergeShards({ out: join(tmp.path, 'merged-edited'), dirs });
   const byId = new Map(r.summary.cases.map((c) => [c.id, c]));
-  t.equal(byId.get(gone)!.status, 'error');
+  t.equal(byId.get(gone)!.status, 'not-run');
   t.equal(byId.get(gone)!.errorKind, 'MissingCase');
   t.match(byId.get(gone)!.error, /did not finish; finish it with qcrash run --resume/);
   t.equal(byId.get(twice)!.status, 'error');

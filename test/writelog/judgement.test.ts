@@ -42,7 +42,7 @@ function killCase(id: string, status: CaseStatus = 'pass', failing: Finding[] = 
 }
 
 function run(runId: string, cases: CaseResult[]): RunSummary {
-  const counts = { total: cases.length, pass: cases.filter((c) => c.status === 'pass').length, fail: cases.filter((c) => c.status === 'fail').length, error: 0, notReached: 0 };
+  const counts = { total: cases.length, pass: cases.filter((c) => c.status === 'pass').length, fail: cases.filter((c) => c.status === 'fail').length, error: 0, notReached: 0, notRun: 0 };
   return {
     schema: 'qcrash-run/1',
     runId,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { signalIsTheCause } from '../util/cleanup.ts';
 import { nightly, nightlyReport } from '../nightly/nightly.ts';
 import { loadSummary } from '../results/store.ts';
 import { ProgressReporter } from '../report/progress.ts';
@@ -19,7 +20,7 @@ export function registerNightly(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns of a new finding before it fails the night', intArg('--confirm', 1), 1)
     .option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel')
-    .action(async (scenarios: string[], o: { tree: string; branch: string; history: string; config?: string[]; seed: number; jobs?: number; confirm: number; recovery?: string }) => {
+    .action(signalIsTheCause(async (scenarios: string[], o: { tree: string; branch: string; history: string; config?: string[]; seed: number; jobs?: number; confirm: number; recovery?: string }) => {
       const r = await nightly({
         tree: o.tree,
         branch: o.branch,
@@ -36,5 +37,5 @@ export function registerNightly(program: Command): void {
       process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
       process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
       process.exitCode = r.exitCode;
-    });
+    }));
 }

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { signalIsTheCause } from '../util/cleanup.ts';
 import { availableParallelism } from 'node:os';
 import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
 import { runSuite } from '../run/runner.ts';
@@ -41,7 +42,7 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge', parseShardSpec)
     .option('--durations <runDir>', 'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)')
-    .action(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
+    .action(signalIsTheCause(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
       if (o.resume) {
         // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
         const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
@@ -79,7 +80,7 @@ export function registerRun(program: Command): void {
         process.stderr.write(`qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`);
         process.exitCode = ExitCode.infrastructure;
       }
-    });
+    }));
 }
 
 /**

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
+import { signalIsTheCause } from '../util/cleanup.ts';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { validatePatch, validateReport } from '../validate/validate.ts';
+import { readValidateArgs, validatePatch, validateReport } from '../validate/validate.ts';
 import { patchPassed, seriesReport, validateSeries } from '../validate/series.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
@@ -24,7 +25,8 @@ export function registerValidate(program: Command): void {
     .option('--confirm <n>', 'reruns to confirm a new finding', intArg('--confirm'), 2)
     .option('-o, --out <dir>', 'output directory')
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases on both kernels (and confirm that part\'s new findings); join the parts with qcrash merge OUT DIR...', parseShardSpec)
-    .action(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec }) => {
+    .option('--resume <out>', 'finish an interrupted validate --patch in OUT, with the inputs it started with: finished runs are kept, the interrupted one resumed (only --jobs may be given)')
+    .action(signalIsTheCause(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec; resume?: string }, cmd: Command) => {
       // What every kind of validate shares; kernel builds rewrite one progress line in place on a terminal.
       const shared = {
         scenarios,
@@ -36,6 +38,15 @@ export function registerValidate(program: Command): void {
         reporters: [new ProgressReporter()],
         onProgress: streamProgressSink(process.stderr, 'qcrash: '),
       };
+      if (o.resume) {
+        const given = ['patch', 'series', 'mutants', 'tree', 'config', 'seed', 'confirm', 'out', 'shard'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+        if (scenarios.length || given.length) throw new ConfigError(`--resume ${o.resume} finishes the validation with the inputs it started with; ${[...(scenarios.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k}`)].join(', ')} cannot change it (only --jobs may be given)`);
+        const r = await validatePatch({ ...shared, ...(await readValidateArgs(o.resume)), out: o.resume, resume: true });
+        process.stdout.write(validateReport(r));
+        process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
+        process.exitCode = r.shard ? ExitCode.pass : r.introduced.length ? ExitCode.failed : ExitCode.pass;
+        return;
+      }
       if (o.series) {
         if (o.mutants) throw new ConfigError('--series and --mutants do not go together: --mutants validates each patch of DIR alone, --series judges --patch files as one series');
         if (o.shard) throw new ConfigError('--series does not take --shard yet: each prefix of the series is judged on its own kernel; shard a plain validate instead');
@@ -75,5 +86,5 @@ export function registerValidate(program: Command): void {
         if (!o.mutants && r.introduced.length) code = ExitCode.failed;
       }
       process.exitCode = code;
-    });
+    }));
 }

@@ -74,8 +74,10 @@ function verdictBanner(s: RunSummary): string {
   if (c.total === 0 && s.shard) return verdictBadge('not-reached', { text: `EMPTY SHARD: ${s.shard.index}/${s.shard.total} was given no case (the merged run has the verdict)`, cls: 'banner', attrs });
   const bad = c.fail + c.error + c.notReached + (c.notRun ?? 0);
   if (!bad) return verdictBadge('pass', { text: `PASS: all ${c.total} cases passed`, cls: 'banner', attrs });
-  const interrupted = s.interrupted ? ` INTERRUPTED: ${progressLine(s.interrupted).replace(/^interrupted: /, '')}` : '';
-  return verdictBadge(c.fail + c.error + c.notReached ? 'fail' : 'not-run', { text: `${c.fail + c.error + c.notReached ? 'FAIL: ' : ''}${c.fail} failed, ${c.error} errors, ${c.notReached} not reached, ${c.notRun ?? 0} not run of ${c.total}.${interrupted}`, cls: 'banner', attrs });
+  const failed = c.fail + c.error + c.notReached > 0;
+  const counts = `${c.fail} failed, ${c.error} errors, ${c.notReached} not reached${c.notRun ? `, ${c.notRun} not run` : ''} of ${c.total}`;
+  const interrupted = s.interrupted ? `INTERRUPTED: ${progressLine(s.interrupted).replace(/^interrupted: /, '')}` : c.notRun ? `INCOMPLETE: ${c.notRun} case(s) not run` : '';
+  return verdictBadge(failed ? 'fail' : 'not-run', { text: [failed ? `FAIL: ${counts}` : counts, interrupted].filter(Boolean).join('. '), cls: 'banner', attrs });
 }
 
 function header(s: RunSummary): string {

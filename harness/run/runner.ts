@@ -62,7 +62,8 @@ export async function runSuite(opts: SuiteOptions): Promise<RunOutcome> {
   const store = run.resumed?.store ?? (await createRunFolder(run, { build, scenarios, kernel, ...(env ? { images: env.images } : {}), ...(selection.shard ? { shard: selection.shard } : {}), plan: runPlan(selection, run.config.filter) }));
   // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
   if (imageSuite) await writeFileAtomic(imageSuite.file, imageSuite.text);
-  return checkAndReport(store, opts, { env, selection, scenarios, filter: run.config.filter ?? [] });
+  // Awaited here: the lock is released when this function returns, and must outlive the cases.
+  return await checkAndReport(store, opts, { env, selection, scenarios, filter: run.config.filter ?? [] });
 }
 
 function loadRunScenarios(run: ResolvedRun): ReturnType<typeof loadScenarios> {

@@ -1,7 +1,6 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -31,11 +30,13 @@ function spawnNode(args: string[], env: Record<string, string>, onStart: (child:
 
 /**
  * The error layer with the real cleanup module: a cleanup kills a child the
- * main flow waits for, the main flow fails on that death first and exits
- * with its error's code, as the CLI does.
+ * main flow waits for (and then takes its time, as removing VM files does),
+ * so the main flow fails on that death first and exits with its error's
+ * code, as the CLI does. `raw`: a command that does not ask causeOf, and
+ * exits 3 with QEMU's death as its error.
  */
-async function teardownRace(signal: NodeJS.Signals): Promise<Exit> {
-  const tsx = pathToFileURL(createRequire(join(projectRoot, 'package.json')).resolve('tsx/esm/api')).href;
+async function teardownRace(signal: NodeJS.Signals, raw = false): Promise<Exit> {
+  const tsx = import.meta.resolve('tsx/esm/api');
   const script = join(dir, `race-${signal}.mjs`);
   await writeFile(script, `import { register } from ${JSON.stringify(tsx)};
 register();
@@ -44,10 +45,13 @@ const { InfraError } = await import(${JSON.stringify(pathToFileURL(join(projectR
 const { spawn } = await import('node:child_process');
 const qemu = spawn('sleep', ['60'], { stdio: 'ignore' });
 const died = new Promise((r) => qemu.on('exit', r));
-onCleanup(() => void qemu.kill('SIGKILL'));
+onCleanup(async () => {
+  qemu.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 3000));
+});
 process.stdout.write('ready\\n');
 await died;
-const e = causeOf(new InfraError('QEMU killed by SIGKILL'));
+const e = ${raw ? '' : 'causeOf'}(new InfraError('QEMU killed by SIGKILL'));
 process.stderr.write('qcrash: ' + e.message + '\\n');
 process.exit(e.exitCode);
 `);
@@ -62,6 +66,12 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]
     t.notMatch(r.stderr, /QEMU killed by SIGKILL/);
   });
 }
+
+t.test('a command that exits 3 on what the teardown broke still exits with the signal\'s code', async (t) => {
+  const r = await teardownRace('SIGTERM', true);
+  t.match(r.stderr, 'qcrash: QEMU killed by SIGKILL', 'its error path ran first');
+  t.equal(r.code, 143);
+});
 
 t.test('Ctrl-C while a real run saves the agent-ready state: exit 130, not 3', async (t) => {
   // An empty cache: the run builds its image, boots the guest and saves its state before any case.

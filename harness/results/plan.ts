@@ -3,45 +3,10 @@ import { join } from 'node:path';
 import { defaultAllowance } from '../findings/finding.ts';
 import { logStateCaseId } from '../scenario/model.ts';
 import type { CaseResult } from './case.ts';
-import type { RunMeta } from './run.ts';
+import type { PlanProgress, PlannedCase, PlannedUnit, RunMeta } from './run.ts';
 import { caseRelDir } from './case-dir.ts';
 
-/** A kill case as run.json plans it: enough to report it when it never ran. */
-export interface PlannedCase {
-  id: string;
-  scenario: string;
-  suite: string;
-  pointLabel: string;
-  repetition: number;
-  seed: number;
-}
-
-/**
- * A write-log unit as run.json plans it. Its states are named only once its
- * log is recorded (the unit folder's states.json); until then it stands for
- * `budget` states. `states`: the --filter texts that select some of its
- * states (absent: all of them).
- */
-export interface PlannedUnit extends PlannedCase {
-  budget: number;
-  states?: string[];
-}
-
-/** What a run set out to do, written in run.json before its first case. */
-export interface RunPlan {
-  cases: PlannedCase[];
-  units: PlannedUnit[];
-}
-
-/** How much of its plan a run did: `planned` counts a unit not yet recorded as its budget. */
-export interface PlanProgress {
-  done: number;
-  planned: number;
-  /** Units whose log was never recorded, each counted as its budget of states. */
-  unrecorded: Array<{ id: string; budget: number }>;
-  /** The command that finishes the run. */
-  resume: string;
-}
+export type { PlanProgress, PlannedCase, PlannedUnit, RunPlan } from './run.ts';
 
 function notRunCase(p: PlannedCase, why: string, plannedStates?: number): CaseResult {
   return {

@@ -1,6 +1,42 @@
 import type { CaseResult } from './case.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
-import type { PlanProgress, RunPlan } from './plan.ts';
+
+/** A kill case as run.json plans it: enough to report it when it never ran. */
+export interface PlannedCase {
+  id: string;
+  scenario: string;
+  suite: string;
+  pointLabel: string;
+  repetition: number;
+  seed: number;
+}
+
+/**
+ * A write-log unit as run.json plans it. Its states are named only once its
+ * log is recorded (the unit folder's states.json); until then it stands for
+ * `budget` states. `states`: the --filter texts that select some of its
+ * states (absent: all of them).
+ */
+export interface PlannedUnit extends PlannedCase {
+  budget: number;
+  states?: string[];
+}
+
+/** What a run set out to do, written in run.json before its first case. */
+export interface RunPlan {
+  cases: PlannedCase[];
+  units: PlannedUnit[];
+}
+
+/** How much of its plan a run did: `planned` counts a unit not yet recorded as its budget. */
+export interface PlanProgress {
+  done: number;
+  planned: number;
+  /** Units whose log was never recorded, each counted as its budget of states. */
+  unrecorded: Array<{ id: string; budget: number }>;
+  /** The command that finishes the run. */
+  resume: string;
+}
 
 export type KeepPolicy = 'failed' | 'all' | 'none';
 

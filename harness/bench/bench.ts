@@ -32,17 +32,17 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { defaultResultsDir, scenariosDir } from '../util/paths.ts';
 import { ConfigError } from '../util/errors.ts';
 import { benchWritelogSuite, type WritelogSuiteResult } from './writelog-bench.ts';
+import { benchFullOracle, oracleBenchLines, type OracleBenchResult } from './oracle-bench.ts';
 
 /** What `qcrash bench` measures; all of them by default. */
-export const benchParts = ['e2fsck', 'mix', 'validate', 'writelog'] as const;
+export const benchParts = ['e2fsck', 'mix', 'validate', 'writelog', 'oracle'] as const;
 export type BenchPart = (typeof benchParts)[number];
 
 /**
- * The default suite's kill scenarios as the issue that asked for the mix
- * measured them (both recoveries, kernel points, commit points; 50 cases
- * then, 49 since commit-sweep stops at the 3rd commit): the mix stays the
- * same when scenarios are added to the default suite later, so ratios from
- * different days compare.
+ * A fixed set of the default suite's kill scenarios (both recoveries,
+ * kernel points, commit points; 49 cases): the mix stays the same when
+ * scenarios are added to the default suite, so ratios from different days
+ * compare.
  */
 export const defaultMixScenarios = ['commit-sweep.yaml', 'durability.yaml', 'shapes-1k.yaml', 'shapes-4k.yaml', 'writers.yaml'];
 
@@ -122,6 +122,10 @@ export async function runBench(o: BenchOptions = {}): Promise<Record<string, unk
     const w = await benchWritelogSuite({ machines: new MachinePool({ slots: 1 }), kernel, initrd, jobs, onProgress: progress });
     const naive = (result.e2fsck as { naive?: { casesPerMin?: number } } | undefined)?.naive?.casesPerMin;
     result.writeLog = writelogSummary(w, naive);
+  }
+  if (parts.has('oracle')) {
+    progress('full oracle: the default suite\'s write-log states, then e2fsck -fn alone on them');
+    result.fullOracle = await benchFullOracle({ machines: new MachinePool({ slots: 1 }), kernel, jobs, onProgress: progress });
   }
   result.harnessPeakRssMiB = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
   const file = o.out ?? join(defaultResultsDir, `bench-${(result.date as string).replace(/[:.]/g, '')}.json`);
@@ -430,6 +434,8 @@ export function formatBench(r: Record<string, unknown>): string {
       `  (write-log: incremental replay checked in place, on the ${w.headline.flushes}-epoch log; fork by copy: ${w.headline.vsFstestsLoopForkByCopy.toFixed(2)}x the fstests loop)`,
     );
   }
+  const fo = r.fullOracle as OracleBenchResult | undefined;
+  if (fo) out.push(...oracleBenchLines(fo));
   out.push(`harness peak RSS: ${r.harnessPeakRssMiB} MiB`);
   if (r.file) out.push(`JSON: ${String(r.file)}`);
   return out.join('\n') + '\n';

@@ -198,87 +198,20 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
   if (!Number.isInteger(o.jobs) || o.jobs < 1) throw new ConfigError(`bench jobs must be a positive integer, not ${o.jobs}`);
   const jobs = o.jobs;
   await using log = await WriteLog.open(o.log);
-  let positions = flushBoundaries(log);
-  if (o.limit !== undefined) positions = positions.slice(0, o.limit);
-  if (!positions.length) throw new InfraError(`${o.log}: no flush or FUA entries, so no prefix states to bench`);
+  const positions = benchPositions(log, o);
   await using tmp = await TempDir.create('writelog-bench');
-
-  // The states go in `rounds` interleaved slices (every R-th boundary), and
-  // the paths take turns on each slice in alternating order, so that a load
-  // change on a shared machine during the run falls on all paths alike. A
-  // round costs the incremental paths a new working image and a replay up to
-  // its last state: counted against them.
   const rounds = Math.max(1, Math.min(o.rounds ?? 4, positions.length));
-  const slices = Array.from({ length: rounds }, (_, r) => positions.filter((_, i) => i % rounds === r));
-  const fstests: StateCheck[] = [];
-  const copyResults: StateCheck[] = [];
-  const inPlaceResults: StateCheck[] = [];
-  const ms = { fstests: 0, copy: 0, inPlace: 0 };
   await using pool = await ReplayPool.create(jobs, o.log, o.base);
-
-  // (a) the fstests loop: jobs workers, each state from a fresh base copy and entry 0.
-  const runFstests = async (slice: number[]) => {
-    const t0 = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: jobs }, async (_, j) => {
-        while (next < slice.length) {
-          const position = slice[next++]!;
-          const img = tmp.join(`fstests-${j}.img`);
-          await pool.replay(img, position);
-          fstests.push(await checkImage(img, position));
-          await rm(img, { force: true });
-        }
-      }),
-    );
-    ms.fstests += performance.now() - t0;
-  };
-
-  // (b) and (c) the incremental path: the same states and checks, forked by copy or checked in place.
-  const incremental = async (fork: ForkMode, slice: number[]) => {
-    const states: PlannedState[] = slice.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
-    const t1 = performance.now();
-    const outcomes = await forEachState(log, o.base, states, { workDir: tmp.path, jobs, fork }, (s, image, scope) => checkImage(image, s.position, scope));
-    const failed = outcomes.find((x) => x.error);
-    if (failed) throw new InfraError(`bench: the incremental path (${fork}) failed at position ${failed.state.position}: ${failed.error}`);
-    await rm(tmp.join('work.img'), { force: true });
-    for (let j = 0; j < jobs; j++) await rm(tmp.join(`work-${j}.img`), { force: true });
-    if (fork === 'copy') {
-      ms.copy += performance.now() - t1;
-      copyResults.push(...outcomes.map((x) => x.result!));
-    } else {
-      ms.inPlace += performance.now() - t1;
-      inPlaceResults.push(...outcomes.map((x) => x.result!));
-    }
-  };
-
-  for (const [r, slice] of slices.entries()) {
-    const turns = [() => runFstests(slice), () => incremental('copy', slice), () => incremental('in-place', slice)];
-    for (const turn of r % 2 ? turns.reverse() : turns) await turn();
-  }
-  const copy = { results: copyResults };
-  const inPlace = { results: inPlaceResults };
-
-  const key = (c: StateCheck) => `${c.position}:${c.journalExit}:${c.checkExit}:${c.problems.join(',')}`;
-  const a = new Set(fstests.map(key));
-  const sameResults = fstests.length === positions.length && [copy, inPlace].every((p) => p.results.length === positions.length && p.results.every((x) => a.has(key(x))));
-
+  const bench: BenchPaths = { log, base: o.base, tmp, jobs, pool };
+  const tallies = await timePathsInTurn(bench, interleavedSlices(positions, rounds));
+  const sameResults = sameResultsOnEveryPath(tallies, positions.length);
   // Outside the timings: a few states built both ways must be the same bytes.
   const sample = pickEvenly(positions, o.verifyImages ?? 3);
-  let identical = 0;
-  {
-    using cursor = await ReplayCursor.create(log, o.base, tmp.join('verify-work.img'));
-    for (const p of sample) {
-      await replayPrefix(log, o.base, tmp.join('verify-a.img'), p);
-      await cursor.advanceTo(p);
-      await cursor.fork(tmp.join('verify-b.img'));
-      if ((await sha256File(tmp.join('verify-a.img'))) === (await sha256File(tmp.join('verify-b.img')))) identical++;
-    }
-  }
+  const identical = await identicalImages(bench, sample);
 
-  const fa = figures(positions.length, ms.fstests);
-  const fb = figures(positions.length, ms.copy);
-  const fc = figures(positions.length, ms.inPlace);
+  const fa = figures(positions.length, tallies.fstests.ms);
+  const fb = figures(positions.length, tallies.copy.ms);
+  const fc = figures(positions.length, tallies.inPlace.ms);
   return {
     log: { path: o.log, entries: log.entries.length, flushes: log.entries.filter(isFlush).length, fuas: log.entries.filter(isFua).length, bytes: log.fileSize },
     jobs,
@@ -292,6 +225,104 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
     sameResults,
     imagesVerified: { checked: sample.length, identical },
   };
+}
+
+/** The log positions the bench checks: every flush and FUA boundary, or the first `limit` of them. */
+function benchPositions(log: WriteLog, o: WritelogBenchOptions): number[] {
+  let positions = flushBoundaries(log);
+  if (o.limit !== undefined) positions = positions.slice(0, o.limit);
+  if (!positions.length) throw new InfraError(`${o.log}: no flush or FUA entries, so no prefix states to bench`);
+  return positions;
+}
+
+/** What every path of the bench works with. */
+interface BenchPaths {
+  log: WriteLog;
+  base: string;
+  tmp: TempDir;
+  jobs: number;
+  pool: ReplayPool;
+}
+
+/** One path's checks and the time they took. */
+interface PathTally {
+  results: StateCheck[];
+  ms: number;
+}
+
+type PathTallies = Record<'fstests' | 'copy' | 'inPlace', PathTally>;
+
+/** `rounds` interleaved slices of the positions: slice r holds every rounds-th position from the r-th. */
+function interleavedSlices(positions: readonly number[], rounds: number): number[][] {
+  return Array.from({ length: rounds }, (_, r) => positions.filter((_, i) => i % rounds === r));
+}
+
+/**
+ * The paths take turns on each slice, in alternating order, so that a load
+ * change on a shared machine during the run falls on all paths alike. A
+ * round costs the incremental paths a new working image and a replay up to
+ * its last state: counted against them.
+ */
+async function timePathsInTurn(bench: BenchPaths, slices: readonly number[][]): Promise<PathTallies> {
+  const tallies: PathTallies = { fstests: { results: [], ms: 0 }, copy: { results: [], ms: 0 }, inPlace: { results: [], ms: 0 } };
+  for (const [r, slice] of slices.entries()) {
+    const turns = [() => timeFstestsLoop(bench, slice, tallies.fstests), () => timeIncremental(bench, 'copy', slice, tallies.copy), () => timeIncremental(bench, 'in-place', slice, tallies.inPlace)];
+    for (const turn of r % 2 ? turns.reverse() : turns) await turn();
+  }
+  return tallies;
+}
+
+/** (a) The fstests loop: `jobs` workers, each state from a fresh base copy and entry 0. */
+async function timeFstestsLoop(bench: BenchPaths, slice: readonly number[], tally: PathTally): Promise<void> {
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: bench.jobs }, async (_, j) => {
+      while (next < slice.length) {
+        const position = slice[next++]!;
+        const img = bench.tmp.join(`fstests-${j}.img`);
+        await bench.pool.replay(img, position);
+        tally.results.push(await checkImage(img, position));
+        await rm(img, { force: true });
+      }
+    }),
+  );
+  tally.ms += performance.now() - t0;
+}
+
+/** (b) and (c) The incremental path: the same states and checks, forked by copy or checked in place. */
+async function timeIncremental(bench: BenchPaths, fork: ForkMode, slice: readonly number[], tally: PathTally): Promise<void> {
+  const { tmp, jobs } = bench;
+  const states: PlannedState[] = slice.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
+  const t1 = performance.now();
+  const outcomes = await forEachState(bench.log, bench.base, states, { workDir: tmp.path, jobs, fork }, (s, image, scope) => checkImage(image, s.position, scope));
+  const failed = outcomes.find((x) => x.error);
+  if (failed) throw new InfraError(`bench: the incremental path (${fork}) failed at position ${failed.state.position}: ${failed.error}`);
+  await rm(tmp.join('work.img'), { force: true });
+  for (let j = 0; j < jobs; j++) await rm(tmp.join(`work-${j}.img`), { force: true });
+  tally.ms += performance.now() - t1;
+  tally.results.push(...outcomes.map((x) => x.result!));
+}
+
+/** Every path checked every state, and found what the fstests loop found. */
+function sameResultsOnEveryPath(tallies: PathTallies, states: number): boolean {
+  const key = (c: StateCheck) => `${c.position}:${c.journalExit}:${c.checkExit}:${c.problems.join(',')}`;
+  const a = new Set(tallies.fstests.results.map(key));
+  return tallies.fstests.results.length === states && [tallies.copy, tallies.inPlace].every((p) => p.results.length === states && p.results.every((x) => a.has(key(x))));
+}
+
+/** How many of the sample positions give the same image by a fresh replay and by a fork of the cursor. */
+async function identicalImages(bench: BenchPaths, sample: readonly number[]): Promise<number> {
+  const { log, base, tmp } = bench;
+  let identical = 0;
+  using cursor = await ReplayCursor.create(log, base, tmp.join('verify-work.img'));
+  for (const p of sample) {
+    await replayPrefix(log, base, tmp.join('verify-a.img'), p);
+    await cursor.advanceTo(p);
+    await cursor.fork(tmp.join('verify-b.img'));
+    if ((await sha256File(tmp.join('verify-a.img'))) === (await sha256File(tmp.join('verify-b.img')))) identical++;
+  }
+  return identical;
 }
 
 function pickEvenly<T>(xs: readonly T[], n: number): T[] {

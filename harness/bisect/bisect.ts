@@ -48,18 +48,18 @@ export interface StepVerdict {
 }
 
 /** The line `bisect-step` prints on stdout for `bisect` (and scripts) to read back: one JSON object. */
-export interface StepReport extends Omit<StepVerdict, 'ms'> {
+export interface BisectStepReport extends Omit<StepVerdict, 'ms'> {
   qcrash: 'bisect-step';
   commit: string;
   seconds: number;
 }
 
-export function parseStepReports(log: string): StepReport[] {
-  const out: StepReport[] = [];
+export function parseStepReports(log: string): BisectStepReport[] {
+  const out: BisectStepReport[] = [];
   for (const line of log.split('\n')) {
     if (!line.startsWith('{"qcrash":"bisect-step"')) continue;
     try {
-      out.push(JSON.parse(line) as StepReport);
+      out.push(JSON.parse(line) as BisectStepReport);
     } catch {
       /* a line cut by a kill: the step is missing from the list, git bisect's log still has it */
     }
@@ -131,7 +131,7 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
  * partitions, or one part twice, are refused: under `git bisect run` the
  * caller turns that into a skip, never a verdict.
  */
-export function combineStepReports(reports: readonly StepReport[]): StepReport {
+export function combineStepReports(reports: readonly BisectStepReport[]): BisectStepReport {
   if (!reports.length) throw new ConfigError('bisect-combine: no bisect-step report found (give the files the shards\' bisect-step printed on stdout)');
   const commits = new Set(reports.map((r) => r.commit));
   if (commits.size > 1) throw new ConfigError(`bisect-combine: the reports are of different revisions: ${[...commits].map((c) => c.slice(0, 12)).join(', ')}`);
@@ -144,7 +144,7 @@ export function combineStepReports(reports: readonly StepReport[]): StepReport {
       throw new ConfigError(`bisect-combine: shard ${s.index}/${s.total} split another case list or partition than shard ${first.index}/${first.total}: give every shard the same scenarios, --shard count and options`);
     }
   }
-  const byIndex = new Map<number, StepReport>();
+  const byIndex = new Map<number, BisectStepReport>();
   for (const r of reports) {
     if (byIndex.has(r.shard!.index)) throw new ConfigError(`bisect-combine: shard ${r.shard!.index}/${first.total} reported twice: give each shard's report once`);
     byIndex.set(r.shard!.index, r);

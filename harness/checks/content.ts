@@ -164,20 +164,21 @@ function historyFindings(h: FileExpectation, s: EntryState | undefined, name: st
   return findings;
 }
 
-/** What the ioctl's answers promise: a migration a sync made durable is extent-mapped, a refused one is not. */
+/** What the kernel did, as read back after each ioctl (else the ioctl's answer): a migration a sync made durable is extent-mapped, one the kernel did not do is not. */
 function mappingFindings(exp: DurabilityExpectations, states: ReadonlyMap<string, EntryState>, make: MakeFinding): Finding[] {
   const findings: Finding[] = [];
   for (const p of exp.mustBeExtents) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping !== 'extents') {
-      findings.push(make('not-durable', p, `the ioctl returned 0 and a sync, fsync or umount completed after it, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
+      findings.push(make('not-durable', p, `the kernel converted it and a sync, fsync or umount completed after, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
     }
   }
   for (const p of exp.mustBeBlocks) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping === 'extents') {
       const r = exp.migrations.findLast((m) => m.path === p);
-      findings.push(make('migrated-despite-error', p, `the ioctl refused the migration${r ? ` (errno ${r.errno})` : ''}, but the file is extent-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
+      const said = r?.ret === 0 ? 'the ioctl returned 0 but the kernel read the file back block-mapped' : `the ioctl refused the migration${r ? ` (errno ${r.errno})` : ''}`;
+      findings.push(make('migrated-despite-error', p, `${said}, but the file is extent-mapped after recovery`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
     }
   }
   return findings;

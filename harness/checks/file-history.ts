@@ -9,7 +9,12 @@ import { InfraError } from '../util/errors.ts';
  * what any later op left in it, never anything else. A sector is the unit
  * because a crash may tear a multi-sector write between sectors; an mmap
  * rewriter's sector may also be torn between two consecutive rounds at
- * 8-byte words (writeback copies a page while the writer stores into it).
+ * 8-byte words (writeback copies a page while the writer stores into it), a
+ * buffered rewriter's at any byte (the kernel's copy into the page cache
+ * races the device reading the page under writeback). A rewriter's range
+ * may start past 0 and cover the recipe's data, its holes and bytes past its
+ * end: a sector of the range holds the file's bytes before the writer or a
+ * round's stamp, nothing else.
  */
 
 /** The file before the workload: the recipe's bytes and data ranges, or nothing for a new file. */
@@ -101,11 +106,11 @@ function apply(v: Version, op: FileOp, i: number, blockSize: number): Version {
       return n;
     }
     case 'writer': {
-      n.size = Math.max(n.size, op.size);
-      const sectors = op.size / SECTOR;
+      const { first, end } = rewriterSectors(op);
+      n.size = Math.max(n.size, end * SECTOR);
       // Stopped before its first round: it only grew the file (zeros).
       if (op.rounds === 0) return n;
-      for (let s = 0; s < sectors; s++) {
+      for (let s = first; s < end; s++) {
         n.writer[s] = i;
         if (op.rounds === undefined) n.known[s] = 0;
         else {
@@ -113,7 +118,7 @@ function apply(v: Version, op: FileOp, i: number, blockSize: number): Version {
           n.known[s] = 1;
         }
       }
-      allocate(0, op.size);
+      allocate(first * SECTOR, end * SECTOR);
       return n;
     }
     case 'mmap-holes': {
@@ -139,30 +144,43 @@ function apply(v: Version, op: FileOp, i: number, blockSize: number): Version {
   }
 }
 
+type Rewriter = Extract<FileOp, { kind: 'writer' }>;
+
+/** The sectors a rewriter's rounds cover: [first, end). */
+function rewriterSectors(op: Rewriter): { first: number; end: number } {
+  const first = (op.offset ?? 0) / SECTOR;
+  return { first, end: first + op.size / SECTOR };
+}
+
 function isZero(b: Buffer): boolean {
   for (const x of b) if (x) return false;
   return true;
 }
 
 /** A sector of some round of a rewriter: right header for its place, a round it may have reached, the generator's body. */
-function roundSector(op: Extract<FileOp, { kind: 'writer' }>, s: number, a: Buffer): number | undefined {
+function roundSector(op: Rewriter, s: number, a: Buffer): number | undefined {
   const h = sectorHeader(a);
   if (!h || h.index !== s) return undefined;
   if (op.rounds !== undefined && h.round >= op.rounds) return undefined;
   return a.equals(writerSector(op.seed, h.round, s).subarray(0, a.length)) ? h.round : undefined;
 }
 
-/** Every 8-byte word from one of two versions of the sector. */
-function wordMix(a: Buffer, x: Buffer, y: Buffer): boolean {
-  for (let w = 0; w < a.length; w += 8) {
-    const aw = a.subarray(w, w + 8);
-    if (!aw.equals(x.subarray(w, w + 8)) && !aw.equals(y.subarray(w, w + 8))) return false;
+/** Every `word`-byte word from one of two versions of the sector. */
+function wordMix(a: Buffer, x: Buffer, y: Buffer, word: number): boolean {
+  for (let w = 0; w < a.length; w += word) {
+    const aw = a.subarray(w, w + word);
+    if (!aw.equals(x.subarray(w, w + word)) && !aw.equals(y.subarray(w, w + word))) return false;
   }
   return true;
 }
 
-/** An mmap rewriter's sector torn between two consecutive versions: before the op and round 0, or rounds r and r+1. */
-function tornMmapSector(op: Extract<FileOp, { kind: 'writer' }>, s: number, a: Buffer, before: Version): boolean {
+/** How finely a rewriter's sector may be torn between two rounds: mmap stores whole words, the kernel's copy into the page cache any byte; O_DIRECT never. */
+const tearWord: Partial<Record<Rewriter['mode'], number>> = { mmap: 8, buffered: 1 };
+
+/** A page-cache rewriter's sector torn between two consecutive versions: before the op and round 0, or rounds r and r+1. */
+function tornSector(op: Rewriter, s: number, a: Buffer, before: Version): boolean {
+  const word = tearWord[op.mode];
+  if (!word) return false;
   const reached = (r: number) => r >= 0 && (op.rounds === undefined || r < op.rounds);
   const round = (r: number) => writerSector(op.seed, r, s).subarray(0, a.length);
   const h = sectorHeader(a);
@@ -175,7 +193,7 @@ function tornMmapSector(op: Extract<FileOp, { kind: 'writer' }>, s: number, a: B
   } else if (before.known[s] && reached(0)) {
     pairs.push([before.sector(s, a.length), round(0)]);
   }
-  return pairs.some(([x, y]) => wordMix(a, x, y));
+  return pairs.some(([x, y]) => wordMix(a, x, y, word));
 }
 
 export interface CheckHistoryOptions {
@@ -193,7 +211,7 @@ export function checkFileHistory(exp: FileExpectation, origin: FileOrigin, actua
   const B = opts.blockSize;
   const limit = opts.limit ?? 8;
   let cap = Math.max(origin.bytes.length, actual?.length ?? 0);
-  for (const op of exp.ops) cap = Math.max(cap, op.kind === 'write' ? op.offset + op.size : op.kind === 'writer' ? op.size : 0);
+  for (const op of exp.ops) cap = Math.max(cap, op.kind === 'write' ? op.offset + op.size : op.kind === 'writer' ? rewriterSectors(op).end * SECTOR : 0);
   cap = Math.ceil(cap / PAGE) * PAGE || PAGE;
 
   let exactState = Version.initial(origin, cap, B);
@@ -243,8 +261,8 @@ export function checkFileHistory(exp: FileExpectation, origin: FileOrigin, actua
       for (let k = 1; k < versions.length && !ok; k++) {
         const op = exp.ops[exp.durable + k - 1]!;
         const before = versions[k - 1]!;
-        if (op.kind === 'writer' && s < op.size / SECTOR) {
-          ok = roundSector(op, s, a) !== undefined || (op.mode === 'mmap' && tornMmapSector(op, s, a, before));
+        if (op.kind === 'writer' && s >= rewriterSectors(op).first && s < rewriterSectors(op).end) {
+          ok = roundSector(op, s, a) !== undefined || tornSector(op, s, a, before);
         }
       }
     }

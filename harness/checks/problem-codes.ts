@@ -10,94 +10,106 @@ export interface ProblemInfo {
   header?: boolean;
 }
 
-const table: Record<number, ProblemInfo> = {
-  0x000020: { name: 'PR_0_ORPHAN_CLEAR_INODE', meaning: 'orphan inode cleared during orphan processing' },
-  0x000021: { name: 'PR_0_ORPHAN_ILLEGAL_BLOCK_NUM', meaning: 'illegal block in an orphaned inode' },
-  0x000022: { name: 'PR_0_ORPHAN_ALREADY_CLEARED_BLOCK', meaning: 'orphaned inode references an already freed block' },
-  0x000023: { name: 'PR_0_ORPHAN_ILLEGAL_HEAD_INODE', meaning: 'illegal orphan list head in the superblock' },
-  0x000024: { name: 'PR_0_ORPHAN_ILLEGAL_INODE', meaning: 'illegal inode in the orphan list' },
-  0x000018: { name: 'PR_0_JOURNAL_RECOVERY_CLEAR', meaning: 'journal has data but the recovery flag is clear' },
-  0x000017: { name: 'PR_0_JOURNAL_RECOVER_SET', meaning: 'recovery flag set but no journal' },
-  0x010000: { name: 'PR_1_PASS_HEADER', meaning: 'pass 1 header', header: true },
-  0x010004: { name: 'PR_1_ZERO_DTIME', meaning: 'deleted inode (links 0) has zero dtime' },
-  0x010005: { name: 'PR_1_SET_DTIME', meaning: 'inode in use but dtime set' },
-  0x01000c: { name: 'PR_1_BAD_I_SIZE', meaning: 'inode has an incorrect i_size' },
-  0x01000d: { name: 'PR_1_BAD_I_BLOCKS', meaning: 'inode has an incorrect i_blocks' },
-  0x01000e: { name: 'PR_1_ILLEGAL_BLOCK_NUM', meaning: 'illegal block number in inode' },
-  0x01000f: { name: 'PR_1_BLOCK_OVERLAPS_METADATA', meaning: 'block overlaps filesystem metadata' },
-  0x010010: { name: 'PR_1_INODE_BLOCK_LATCH', meaning: 'inode has illegal blocks', header: true },
-  0x010014: { name: 'PR_1_DUP_BLOCKS_PREENSTOP', meaning: 'duplicate or bad blocks in use' },
-  0x010036: { name: 'PR_1_LOW_DTIME', meaning: 'inode was part of the orphan list' },
-  0x010037: { name: 'PR_1_ORPHAN_LIST_REFUGEES', meaning: 'inodes that were part of a corrupted orphan list' },
-  0x010055: { name: 'PR_1_TREAT_AS_DIRECTORY', meaning: 'inode looks like a directory' },
-  0x010056: { name: 'PR_1_READ_EXTENT', meaning: 'error reading the extent tree' },
-  0x010057: { name: 'PR_1_EXTENT_ITERATE_FAILURE', meaning: 'failed to iterate extents' },
-  0x010058: { name: 'PR_1_EXTENT_BAD_START_BLK', meaning: 'extent has an invalid starting block' },
-  0x010059: { name: 'PR_1_EXTENT_ENDS_BEYOND', meaning: 'extent ends beyond the filesystem' },
-  0x01005a: { name: 'PR_1_EXTENTS_SET', meaning: 'EXTENTS_FL set on a filesystem without extents' },
-  0x01005b: { name: 'PR_1_EXTENT_FEATURE', meaning: 'extent inode but no extent feature' },
-  0x01005c: { name: 'PR_1_UNSET_EXTENT_FL', meaning: 'inode is in extent format but EXTENTS_FL is clear' },
-  0x01005d: { name: 'PR_1_FAST_SYMLINK_EXTENT_FL', meaning: 'fast symlink has EXTENTS_FL set' },
-  0x01005e: { name: 'PR_1_OUT_OF_ORDER_EXTENTS', meaning: 'extents out of order' },
-  0x01005f: { name: 'PR_1_EXTENT_HEADER_INVALID', meaning: 'extent node header invalid' },
-  0x010066: { name: 'PR_1_EXTENT_LENGTH_ZERO', meaning: 'zero-length extent' },
-  0x010067: { name: 'PR_1_INODE_IS_GARBAGE', meaning: 'inode seems to contain garbage' },
-  0x010068: { name: 'PR_1_INODE_ONLY_CSUM_INVALID', meaning: 'inode passes checks but its checksum does not match' },
-  0x01006a: { name: 'PR_1_EXTENT_ONLY_CSUM_INVALID', meaning: 'extent block passes checks but its checksum does not match' },
-  0x01006d: { name: 'PR_1_EXTENT_INDEX_START_INVALID', meaning: 'interior extent node start does not match the node below' },
-  0x01006e: { name: 'PR_1_EXTENT_END_OUT_OF_BOUNDS', meaning: 'extent end exceeds the allowed value' },
-  0x010071: { name: 'PR_1_CRITICAL_METADATA_COLLISION', meaning: 'inode block conflicts with critical metadata' },
-  0x01007d: { name: 'PR_1_EXTENT_COLLISION', meaning: 'extent leaf has a duplicate mapping' },
-  0x01007f: { name: 'PR_1_EXTENT_BAD_MAX_DEPTH', meaning: 'extent tree deeper than allowed' },
-  0x010081: { name: 'PR_1_MISSING_EXTENT_HEADER', meaning: 'inode has a corrupt extent header' },
-  0x011000: { name: 'PR_1B_PASS_HEADER', meaning: 'pass 1B: rescan for multiply-claimed blocks', header: true },
-  0x011001: { name: 'PR_1B_DUP_BLOCK_HEADER', meaning: 'multiply-claimed blocks in inode (header)', header: true },
-  0x011002: { name: 'PR_1B_DUP_BLOCK', meaning: 'multiply-claimed block in inode' },
-  0x011003: { name: 'PR_1B_DUP_BLOCK_END', meaning: 'end of multiply-claimed block list', header: true },
-  0x011008: { name: 'PR_1B_DUP_RANGE', meaning: 'multiply-claimed block range in inode' },
-  0x012000: { name: 'PR_1C_PASS_HEADER', meaning: 'pass 1C header', header: true },
-  0x013000: { name: 'PR_1D_PASS_HEADER', meaning: 'pass 1D header', header: true },
-  0x013001: { name: 'PR_1D_DUP_FILE', meaning: 'file has multiply-claimed blocks shared with other files' },
-  0x013002: { name: 'PR_1D_DUP_FILE_LIST', meaning: 'a file sharing multiply-claimed blocks' },
-  0x013003: { name: 'PR_1D_SHARE_METADATA', meaning: 'file shares blocks with filesystem metadata' },
-  0x013004: { name: 'PR_1D_NUM_DUP_INODES', meaning: 'number of inodes with multiply-claimed blocks', header: true },
-  0x013005: { name: 'PR_1D_DUP_BLOCKS_DEALT', meaning: 'multiply-claimed blocks already reassigned or cloned' },
-  0x013006: { name: 'PR_1D_CLONE_QUESTION', meaning: 'clone multiply-claimed blocks?', header: true },
-  0x013007: { name: 'PR_1D_DELETE_QUESTION', meaning: 'delete file?', header: true },
-  0x020000: { name: 'PR_2_PASS_HEADER', meaning: 'pass 2 header', header: true },
-  0x020002: { name: 'PR_2_BAD_INO', meaning: 'directory entry has a bad inode number' },
-  0x020003: { name: 'PR_2_UNUSED_INODE', meaning: 'directory entry points to a deleted or unused inode' },
-  0x020013: { name: 'PR_2_DIR_CORRUPTED', meaning: 'directory corrupted' },
-  0x020015: { name: 'PR_2_DIRECTORY_HOLE', meaning: 'directory has a hole' },
-  0x020031: { name: 'PR_2_INVALID_SYMLINK', meaning: 'invalid symlink' },
-  0x02004d: { name: 'PR_2_LEAF_NODE_ONLY_CSUM_INVALID', meaning: 'directory leaf passes checks but its checksum does not match' },
-  0x030000: { name: 'PR_3_PASS_HEADER', meaning: 'pass 3 header', header: true },
-  0x030003: { name: 'PR_3_UNCONNECTED_DIR', meaning: 'unconnected directory inode' },
-  0x030005: { name: 'PR_3_BAD_DOT_DOT', meaning: "'..' entry is incorrect" },
-  0x040000: { name: 'PR_4_PASS_HEADER', meaning: 'pass 4 header', header: true },
-  0x040001: { name: 'PR_4_ZERO_LEN_INODE', meaning: 'unattached zero-length inode' },
-  0x040002: { name: 'PR_4_UNATTACHED_INODE', meaning: 'unattached inode' },
-  0x040003: { name: 'PR_4_BAD_REF_COUNT', meaning: 'inode reference count wrong' },
-  0x050000: { name: 'PR_5_PASS_HEADER', meaning: 'pass 5 header', header: true },
-  0x050003: { name: 'PR_5_BLOCK_BITMAP_HEADER', meaning: 'block bitmap differences', header: true },
-  0x050004: { name: 'PR_5_BLOCK_UNUSED', meaning: "block not used but marked in the bitmap ('-')" },
-  0x050005: { name: 'PR_5_BLOCK_USED', meaning: "block used but not marked in the bitmap ('+')" },
-  0x050006: { name: 'PR_5_BLOCK_BITMAP_END', meaning: 'end of block bitmap differences', header: true },
-  0x050007: { name: 'PR_5_INODE_BITMAP_HEADER', meaning: 'inode bitmap differences', header: true },
-  0x050008: { name: 'PR_5_INODE_UNUSED', meaning: "inode not used but marked in the bitmap ('-')" },
-  0x050009: { name: 'PR_5_INODE_USED', meaning: "inode used but not marked in the bitmap ('+')" },
-  0x05000a: { name: 'PR_5_INODE_BITMAP_END', meaning: 'end of inode bitmap differences', header: true },
-  0x05000b: { name: 'PR_5_FREE_INODE_COUNT_GROUP', meaning: 'free inodes count wrong for a group' },
-  0x05000c: { name: 'PR_5_FREE_DIR_COUNT_GROUP', meaning: 'directories count wrong for a group' },
-  0x05000d: { name: 'PR_5_FREE_INODE_COUNT', meaning: 'free inodes count wrong' },
-  0x05000e: { name: 'PR_5_FREE_BLOCK_COUNT_GROUP', meaning: 'free blocks count wrong for a group' },
-  0x05000f: { name: 'PR_5_FREE_BLOCK_COUNT', meaning: 'free blocks count wrong' },
-  0x050014: { name: 'PR_5_BLOCK_RANGE_UNUSED', meaning: "block range not used but marked in the bitmap ('-')" },
-  0x050015: { name: 'PR_5_BLOCK_RANGE_USED', meaning: "block range used but not marked in the bitmap ('+')" },
-  0x050016: { name: 'PR_5_INODE_RANGE_UNUSED', meaning: "inode range not used but marked in the bitmap ('-')" },
-  0x050017: { name: 'PR_5_INODE_RANGE_USED', meaning: "inode range used but not marked in the bitmap ('+')" },
-  0x050019: { name: 'PR_5_GROUP_FLAG_INCONSISTENT', meaning: 'group descriptor flags inconsistent' },
-};
+/** One problem a line: its code, its name, `finding` or `header`, and what it means. */
+const rows = `
+0x000020  PR_0_ORPHAN_CLEAR_INODE            finding  orphan inode cleared during orphan processing
+0x000021  PR_0_ORPHAN_ILLEGAL_BLOCK_NUM      finding  illegal block in an orphaned inode
+0x000022  PR_0_ORPHAN_ALREADY_CLEARED_BLOCK  finding  orphaned inode references an already freed block
+0x000023  PR_0_ORPHAN_ILLEGAL_HEAD_INODE     finding  illegal orphan list head in the superblock
+0x000024  PR_0_ORPHAN_ILLEGAL_INODE          finding  illegal inode in the orphan list
+0x000018  PR_0_JOURNAL_RECOVERY_CLEAR        finding  journal has data but the recovery flag is clear
+0x000017  PR_0_JOURNAL_RECOVER_SET           finding  recovery flag set but no journal
+0x010000  PR_1_PASS_HEADER                   header   pass 1 header
+0x010004  PR_1_ZERO_DTIME                    finding  deleted inode (links 0) has zero dtime
+0x010005  PR_1_SET_DTIME                     finding  inode in use but dtime set
+0x01000c  PR_1_BAD_I_SIZE                    finding  inode has an incorrect i_size
+0x01000d  PR_1_BAD_I_BLOCKS                  finding  inode has an incorrect i_blocks
+0x01000e  PR_1_ILLEGAL_BLOCK_NUM             finding  illegal block number in inode
+0x01000f  PR_1_BLOCK_OVERLAPS_METADATA       finding  block overlaps filesystem metadata
+0x010010  PR_1_INODE_BLOCK_LATCH             header   inode has illegal blocks
+0x010014  PR_1_DUP_BLOCKS_PREENSTOP          finding  duplicate or bad blocks in use
+0x010036  PR_1_LOW_DTIME                     finding  inode was part of the orphan list
+0x010037  PR_1_ORPHAN_LIST_REFUGEES          finding  inodes that were part of a corrupted orphan list
+0x010055  PR_1_TREAT_AS_DIRECTORY            finding  inode looks like a directory
+0x010056  PR_1_READ_EXTENT                   finding  error reading the extent tree
+0x010057  PR_1_EXTENT_ITERATE_FAILURE        finding  failed to iterate extents
+0x010058  PR_1_EXTENT_BAD_START_BLK          finding  extent has an invalid starting block
+0x010059  PR_1_EXTENT_ENDS_BEYOND            finding  extent ends beyond the filesystem
+0x01005a  PR_1_EXTENTS_SET                   finding  EXTENTS_FL set on a filesystem without extents
+0x01005b  PR_1_EXTENT_FEATURE                finding  extent inode but no extent feature
+0x01005c  PR_1_UNSET_EXTENT_FL               finding  inode is in extent format but EXTENTS_FL is clear
+0x01005d  PR_1_FAST_SYMLINK_EXTENT_FL        finding  fast symlink has EXTENTS_FL set
+0x01005e  PR_1_OUT_OF_ORDER_EXTENTS          finding  extents out of order
+0x01005f  PR_1_EXTENT_HEADER_INVALID         finding  extent node header invalid
+0x010066  PR_1_EXTENT_LENGTH_ZERO            finding  zero-length extent
+0x010067  PR_1_INODE_IS_GARBAGE              finding  inode seems to contain garbage
+0x010068  PR_1_INODE_ONLY_CSUM_INVALID       finding  inode passes checks but its checksum does not match
+0x01006a  PR_1_EXTENT_ONLY_CSUM_INVALID      finding  extent block passes checks but its checksum does not match
+0x01006d  PR_1_EXTENT_INDEX_START_INVALID    finding  interior extent node start does not match the node below
+0x01006e  PR_1_EXTENT_END_OUT_OF_BOUNDS      finding  extent end exceeds the allowed value
+0x010071  PR_1_CRITICAL_METADATA_COLLISION   finding  inode block conflicts with critical metadata
+0x01007d  PR_1_EXTENT_COLLISION              finding  extent leaf has a duplicate mapping
+0x01007f  PR_1_EXTENT_BAD_MAX_DEPTH          finding  extent tree deeper than allowed
+0x010081  PR_1_MISSING_EXTENT_HEADER         finding  inode has a corrupt extent header
+0x011000  PR_1B_PASS_HEADER                  header   pass 1B: rescan for multiply-claimed blocks
+0x011001  PR_1B_DUP_BLOCK_HEADER             header   multiply-claimed blocks in inode (header)
+0x011002  PR_1B_DUP_BLOCK                    finding  multiply-claimed block in inode
+0x011003  PR_1B_DUP_BLOCK_END                header   end of multiply-claimed block list
+0x011008  PR_1B_DUP_RANGE                    finding  multiply-claimed block range in inode
+0x012000  PR_1C_PASS_HEADER                  header   pass 1C header
+0x013000  PR_1D_PASS_HEADER                  header   pass 1D header
+0x013001  PR_1D_DUP_FILE                     finding  file has multiply-claimed blocks shared with other files
+0x013002  PR_1D_DUP_FILE_LIST                finding  a file sharing multiply-claimed blocks
+0x013003  PR_1D_SHARE_METADATA               finding  file shares blocks with filesystem metadata
+0x013004  PR_1D_NUM_DUP_INODES               header   number of inodes with multiply-claimed blocks
+0x013005  PR_1D_DUP_BLOCKS_DEALT             finding  multiply-claimed blocks already reassigned or cloned
+0x013006  PR_1D_CLONE_QUESTION               header   clone multiply-claimed blocks?
+0x013007  PR_1D_DELETE_QUESTION              header   delete file?
+0x020000  PR_2_PASS_HEADER                   header   pass 2 header
+0x020002  PR_2_BAD_INO                       finding  directory entry has a bad inode number
+0x020003  PR_2_UNUSED_INODE                  finding  directory entry points to a deleted or unused inode
+0x020013  PR_2_DIR_CORRUPTED                 finding  directory corrupted
+0x020015  PR_2_DIRECTORY_HOLE                finding  directory has a hole
+0x020031  PR_2_INVALID_SYMLINK               finding  invalid symlink
+0x02004d  PR_2_LEAF_NODE_ONLY_CSUM_INVALID   finding  directory leaf passes checks but its checksum does not match
+0x030000  PR_3_PASS_HEADER                   header   pass 3 header
+0x030003  PR_3_UNCONNECTED_DIR               finding  unconnected directory inode
+0x030005  PR_3_BAD_DOT_DOT                   finding  '..' entry is incorrect
+0x040000  PR_4_PASS_HEADER                   header   pass 4 header
+0x040001  PR_4_ZERO_LEN_INODE                finding  unattached zero-length inode
+0x040002  PR_4_UNATTACHED_INODE              finding  unattached inode
+0x040003  PR_4_BAD_REF_COUNT                 finding  inode reference count wrong
+0x050000  PR_5_PASS_HEADER                   header   pass 5 header
+0x050003  PR_5_BLOCK_BITMAP_HEADER           header   block bitmap differences
+0x050004  PR_5_BLOCK_UNUSED                  finding  block not used but marked in the bitmap ('-')
+0x050005  PR_5_BLOCK_USED                    finding  block used but not marked in the bitmap ('+')
+0x050006  PR_5_BLOCK_BITMAP_END              header   end of block bitmap differences
+0x050007  PR_5_INODE_BITMAP_HEADER           header   inode bitmap differences
+0x050008  PR_5_INODE_UNUSED                  finding  inode not used but marked in the bitmap ('-')
+0x050009  PR_5_INODE_USED                    finding  inode used but not marked in the bitmap ('+')
+0x05000a  PR_5_INODE_BITMAP_END              header   end of inode bitmap differences
+0x05000b  PR_5_FREE_INODE_COUNT_GROUP        finding  free inodes count wrong for a group
+0x05000c  PR_5_FREE_DIR_COUNT_GROUP          finding  directories count wrong for a group
+0x05000d  PR_5_FREE_INODE_COUNT              finding  free inodes count wrong
+0x05000e  PR_5_FREE_BLOCK_COUNT_GROUP        finding  free blocks count wrong for a group
+0x05000f  PR_5_FREE_BLOCK_COUNT              finding  free blocks count wrong
+0x050014  PR_5_BLOCK_RANGE_UNUSED            finding  block range not used but marked in the bitmap ('-')
+0x050015  PR_5_BLOCK_RANGE_USED              finding  block range used but not marked in the bitmap ('+')
+0x050016  PR_5_INODE_RANGE_UNUSED            finding  inode range not used but marked in the bitmap ('-')
+0x050017  PR_5_INODE_RANGE_USED              finding  inode range used but not marked in the bitmap ('+')
+0x050019  PR_5_GROUP_FLAG_INCONSISTENT       finding  group descriptor flags inconsistent
+`;
+
+const rowPattern = /^(0x[0-9a-f]{6})  (PR_\w+) +(finding|header) +(\S.*)$/;
+
+function parseRow(line: string): [number, ProblemInfo] {
+  const m = rowPattern.exec(line);
+  if (!m) throw new Error(`problem-codes: malformed row: ${line}`);
+  const [, code = '', name = '', kind = '', meaning = ''] = m;
+  return [Number(code), { name, meaning, ...(kind === 'header' ? { header: true } : {}) }];
+}
+
+const table: Record<number, ProblemInfo> = Object.fromEntries(rows.trim().split('\n').map(parseRow));
 
 export function codeHex(code: number): string {
   return `0x${code.toString(16).padStart(6, '0')}`;

@@ -1,50 +1,62 @@
 import type { Command } from 'commander';
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { bisect, bisectStep, combineStepReports, formatBisect, parseStepReports, type StepReport } from '../bisect/bisect.ts';
+import { bisect, bisectStep, combineStepReports, formatBisect, parseStepReports, type BisectStepReport } from '../bisect/bisect.ts';
 import { ConfigError, QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
+import { returnsExitCode } from './exit-code.ts';
+
+/** The options bisect and bisect-step share to judge a revision; each command words their help for itself. */
+function revisionRunOptions(cmd: Command, help: { finding: string; retries: string; config: string; out: string }): Command {
+  return cmd
+    .option('--finding <signature>', help.finding)
+    .option('--retries <n>', help.retries, intArg('--retries', 1), 1)
+    .option('--config <frag>', help.config, collect)
+    .option('--seed <n>', 'seed', intArg('--seed'), 1)
+    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
+    .option('--out <dir>', help.out);
+}
 
 export function registerBisect(program: Command): void {
-  program
+  const bisectCommand = program
     .command('bisect')
     .description('find the commit that introduced a finding: verifies both ends, then git bisect run with qcrash bisect-step')
     .argument('<scenarios...>', 'scenario files or directories whose cases show the finding')
     .requiredOption('--tree <dir>', 'kernel git tree')
     .requiredOption('--good <rev>', 'a revision without the finding')
-    .requiredOption('--bad <rev>', 'a revision with the finding')
-    .option('--finding <signature>', 'substring of the finding signature (scenario | point | recovery | class | code)')
-    .option('--retries <n>', 'runs per revision; a finding on any of them is present (reported flaky if not on all)', intArg('--retries', 1), 1)
-    .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
-    .option('--seed <n>', 'seed', intArg('--seed'), 1)
-    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
-    .option('--out <dir>', 'keep each tested revision\'s run under this folder (default: results/)')
+    .requiredOption('--bad <rev>', 'a revision with the finding');
+  revisionRunOptions(bisectCommand, {
+    finding: 'substring of the finding signature (scenario | point | recovery | class | code)',
+    retries: 'runs per revision; a finding on any of them is present (reported flaky if not on all)',
+    config: 'config fragments (default: kernels/configs/minimal.config) (repeatable)',
+    out: 'keep each tested revision\'s run under this folder (default: results/)',
+  })
     .action(async (scenarios: string[], o: { tree: string; good: string; bad: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string }) => {
       const r = await bisect({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}), onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`) });
       process.stdout.write(formatBisect(r));
     });
 
-  program
+  const stepCommand = program
     .command('bisect-step')
     .description('for git bisect run: build the checked-out revision, run the cases; exit 0 good, 1 bad, 125 skip')
     .argument('<scenarios...>', 'scenario files or directories')
-    .option('--tree <dir>', 'kernel git tree (default: the current directory)', '.')
-    .option('--finding <signature>', 'substring of the finding signature that marks a revision bad')
-    .option('--retries <n>', 'runs per revision', intArg('--retries', 1), 1)
-    .option('--config <frag>', 'config fragments (repeatable)', collect)
-    .option('--seed <n>', 'seed', intArg('--seed'), 1)
-    .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
-    .option('--out <dir>', 'keep the run under this folder (default: results/)')
+    .option('--tree <dir>', 'kernel git tree (default: the current directory)', '.');
+  revisionRunOptions(stepCommand, {
+    finding: 'substring of the finding signature that marks a revision bad',
+    retries: 'runs per revision',
+    config: 'config fragments (repeatable)',
+    out: 'keep the run under this folder (default: results/)',
+  })
     .option('--shard <I/N>', 'judge only the I-th of N parts of the cases (one machine of several); join the parts\' lines with qcrash bisect-combine', parseShardSpec)
-    .action(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string; shard?: ShardSpec }) => {
+    .action(returnsExitCode(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string; shard?: ShardSpec }) => {
       let head = '';
       try {
         head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: o.tree, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
       } catch {
         /* reported by the step itself */
       }
-      const report = (v: Omit<StepReport, 'qcrash' | 'commit'>) => {
+      const report = (v: Omit<BisectStepReport, 'qcrash' | 'commit'>) => {
         // One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr.
         process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
         process.stderr.write(`qcrash bisect-step: ${head.slice(0, 12)}${v.shard ? ` shard ${v.shard.index}/${v.shard.total}` : ''} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
@@ -52,14 +64,14 @@ export function registerBisect(program: Command): void {
       try {
         const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
         report({ ...v, seconds: Math.round(ms / 1000) });
-        process.exitCode = v.exitCode;
+        return v.exitCode;
       } catch (e) {
         // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
         report({ verdict: 'skip', exitCode: 125, reason: e instanceof Error ? e.message.split('\n')[0]! : String(e), seconds: 0 });
         if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
-        process.exitCode = 125;
+        return 125;
       }
-    });
+    }));
 }
 
 export function registerBisectCombine(program: Command): void {
@@ -67,9 +79,9 @@ export function registerBisectCombine(program: Command): void {
     .command('bisect-combine')
     .description('for git bisect run over several machines: one verdict on a revision from its shards\' bisect-step --shard lines (exit 1 if any part found it, 0 only if every part ran clean, else 125)')
     .argument('<files...>', 'files holding what each shard\'s bisect-step printed on stdout')
-    .action(async (files: string[]) => {
+    .action(returnsExitCode(async (files: string[]) => {
       try {
-        const reports: StepReport[] = [];
+        const reports: BisectStepReport[] = [];
         for (const f of files) {
           const text = await readFile(f, 'utf8').catch(() => {
             throw new ConfigError(`bisect-combine: cannot read ${f}`);
@@ -81,11 +93,11 @@ export function registerBisectCombine(program: Command): void {
         const v = combineStepReports(reports);
         process.stdout.write(`${JSON.stringify(v)}\n`);
         process.stderr.write(`qcrash bisect-combine: ${v.commit.slice(0, 12)} ${v.verdict}: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
-        process.exitCode = v.exitCode;
+        return v.exitCode;
       } catch (e) {
         // Under git bisect run any other exit code would be taken as "bad".
         process.stderr.write(`qcrash bisect-combine: skip: ${e instanceof Error ? e.message : String(e)}\n`);
-        process.exitCode = 125;
+        return 125;
       }
-    });
+    }));
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { cacheRoot } from '../util/paths.ts';
 import { ConfigError, ExitCode } from '../util/errors.ts';
+import { returnsExitCode } from './exit-code.ts';
 import {
   cacheLabel,
   formatBytes,
@@ -42,7 +43,7 @@ export function registerCache(program: Command): void {
     .command('verify')
     .description('check every cache entry against the checksums recorded when it was made; exit 1 if any is bad')
     .option('--json', 'print the verdicts as JSON')
-    .action(async (o: { json?: boolean }) => {
+    .action(returnsExitCode(async (o: { json?: boolean }) => {
       const verdicts = await verifyAll();
       const bad = verdicts.filter((v) => !v.ok);
       if (o.json) {
@@ -55,8 +56,8 @@ export function registerCache(program: Command): void {
         }
         process.stdout.write(`${verdicts.length} entr${verdicts.length === 1 ? 'y' : 'ies'} in ${cacheRoot()}: ${verdicts.length - bad.length} ok, ${bad.length} bad${bad.length ? ' (qcrash rebuilds a bad entry when it next needs it; `qcrash cache clean --bad` removes them now)' : ''}\n`);
       }
-      process.exitCode = bad.length ? ExitCode.failed : ExitCode.pass;
-    });
+      return bad.length ? ExitCode.failed : ExitCode.pass;
+    }));
   cache
     .command('clean')
     .description('remove cache entries (they are rebuilt when next needed); says what it removed, with sizes')

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { checkImage, findingsSummary } from '../run/check-image.ts';
 import { isAllowed, defaultAllowance } from '../findings/finding.ts';
 import { ExitCode } from '../util/errors.ts';
+import { returnsExitCode } from './exit-code.ts';
 
 export function registerCheck(program: Command): void {
   program
@@ -10,9 +11,9 @@ export function registerCheck(program: Command): void {
     .argument('<image>', 'raw ext4 image')
     .option('--manifest <file>', 'manifest.json of the recipe the image was made from (enables the content oracle)')
     .option('--json', 'print findings as JSON')
-    .action(async (image: string, o: { manifest?: string; json?: boolean }) => {
+    .action(returnsExitCode(async (image: string, o: { manifest?: string; json?: boolean }) => {
       const r = await checkImage(image, o.manifest ? { manifestFile: o.manifest } : {});
       process.stdout.write(o.json ? JSON.stringify(r.findings, null, 2) + '\n' : findingsSummary(r.findings) + '\n');
-      process.exitCode = r.findings.some((f) => !isAllowed(f, defaultAllowance)) ? ExitCode.failed : ExitCode.pass;
-    });
+      return r.findings.some((f) => !isAllowed(f, defaultAllowance)) ? ExitCode.failed : ExitCode.pass;
+    }));
 }

@@ -1,6 +1,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, QcrashError, errorMessage } from '../util/errors.ts';
 import { runAllCleanups } from '../util/cleanup.ts';
+import { qcrashVersion } from '../util/version.ts';
+import { commandExitCode } from './exit-code.ts';
 import { registerDoctor } from './doctor-command.ts';
 import { registerRun } from './run-command.ts';
 import { registerCheck } from './check-command.ts';
@@ -18,13 +20,14 @@ import { registerImage } from './image-command.ts';
 
 /**
  * qcrash's command line. Each command lives in its own module and registers
- * itself here; this file only maps errors to exit codes:
- * 0 pass, 1 a case failed, 2 usage/configuration, 3 infrastructure.
+ * itself here; this file turns what a command returns or throws into an exit
+ * code: 0 pass, 1 a case failed, 2 usage/configuration, 3 infrastructure.
+ * bin/qcrash.js exits with it.
  */
 export function buildProgram(): Command {
   const program = new Command('qcrash')
     .description('Crash-test ext4 block-map-to-extent migration (chattr +e) in QEMU.')
-    .version('0.1.0')
+    .version(qcrashVersion)
     .showHelpAfterError('(run qcrash --help for usage)')
     .exitOverride();
   registerRun(program);
@@ -49,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return commandExitCode(program);
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version exit 0; every other commander error is a usage error.
@@ -67,6 +70,3 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 export { Option };
-
-const code = await main(process.argv);
-process.exit(code);

@@ -6,6 +6,7 @@ import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { defaultResultsDir } from '../util/paths.ts';
 import { collect, intArg, parseRecovery } from './run-command.ts';
+import { returnsExitCode } from './exit-code.ts';
 
 export function registerNightly(program: Command): void {
   program
@@ -20,7 +21,7 @@ export function registerNightly(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns of a new finding before it fails the night', intArg('--confirm', 1), 1)
     .option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel')
-    .action(signalIsTheCause(async (scenarios: string[], o: { tree: string; branch: string; history: string; config?: string[]; seed: number; jobs?: number; confirm: number; recovery?: string }) => {
+    .action(returnsExitCode(signalIsTheCause(async (scenarios: string[], o: { tree: string; branch: string; history: string; config?: string[]; seed: number; jobs?: number; confirm: number; recovery?: string }) => {
       const r = await nightly({
         tree: o.tree,
         branch: o.branch,
@@ -36,6 +37,6 @@ export function registerNightly(program: Command): void {
       });
       process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
       process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
-      process.exitCode = r.exitCode;
-    }));
+      return r.exitCode;
+    })));
 }

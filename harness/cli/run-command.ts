@@ -2,7 +2,8 @@ import { Option, type Command } from 'commander';
 import { signalIsTheCause } from '../util/cleanup.ts';
 import { availableParallelism } from 'node:os';
 import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
-import { runSuite } from '../run/runner.ts';
+import { listSuite, runSuite, type SuiteOptions } from '../run/runner.ts';
+import type { CaseSelection } from '../run/case-selection.ts';
 import { defaultKeep } from '../run/case-runner.ts';
 import { exitCodeFor } from '../results/verdict.ts';
 import { ProgressReporter } from '../report/progress.ts';
@@ -10,6 +11,7 @@ import { StdoutReporter, stdoutFormats, type StdoutFormat } from '../report/stdo
 import { ConfigError, ExitCode } from '../util/errors.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
+import { returnsExitCode } from './exit-code.ts';
 
 /** A repeatable option: --patch a --patch b (a variadic option would swallow the positional arguments after it). */
 export function collect(v: string, prev: string[] | undefined): string[] {
@@ -24,6 +26,54 @@ export function intArg(name: string, min = 0) {
   };
 }
 
+interface RunCommandOptions {
+  list?: boolean;
+  image?: string;
+  kernel: string;
+  jobs: number;
+  seed?: number;
+  out?: string;
+  keep: 'failed' | 'all' | 'none';
+  resume?: string;
+  recovery?: string;
+  filter?: string[];
+  format: StdoutFormat;
+  snapshot: boolean;
+  shard?: ShardSpec;
+  durations?: string;
+}
+
+function suiteOptions(inputs: string[], o: RunCommandOptions): SuiteOptions {
+  const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
+  return {
+    inputs,
+    ...(o.image !== undefined ? { image: o.image } : {}),
+    kernel: o.kernel,
+    jobs: o.jobs,
+    ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    ...(o.out ? { out: o.out } : {}),
+    keep: o.keep,
+    ...(o.resume ? { resume: o.resume } : {}),
+    ...(recovery ? { recovery } : {}),
+    ...(o.filter ? { filter: o.filter } : {}),
+    snapshots: o.snapshot,
+    ...(o.shard ? { shard: o.shard } : {}),
+    ...(o.durations ? { durationsFrom: o.durations } : {}),
+  };
+}
+
+/** --list: one line a case, each write-log recording with its state budget, then the count. */
+function printCaseList({ cases, units }: CaseSelection): number {
+  const lines = [
+    ...cases.map((c) => c.id),
+    ...units.map((u) => `${u.id}  (write-log recording: up to ${u.scenario.crashStates?.budget ?? 0} crash states, known once recorded)`),
+  ];
+  const states = units.reduce((n, u) => n + (u.scenario.crashStates?.budget ?? 0), 0);
+  lines.push(`${cases.length} kill case(s) and ${units.length} write-log recording(s) of up to ${states} crash state(s)`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return ExitCode.pass;
+}
+
 export function registerRun(program: Command): void {
   program
     .command('run')
@@ -31,7 +81,7 @@ export function registerRun(program: Command): void {
     .argument('[scenarios...]', 'scenario files or directories (a directory runs its *.yaml; scenarios/known-bugs/ runs only when named)')
     .option('--image <file>', 'run on a copy of this block-mapped ext3/ext4 filesystem image of your own (never written); with no scenario named, the built-in set for it')
     .option('--kernel <spec>', 'stock, a built kernel id (qcrash kernel list), or a bzImage path', 'stock')
-    .option('-j, --jobs <n>', 'VMs at once (default: one per core, as many as free memory holds)', intArg('--jobs', 1), jobsOrDefault())
+    .addOption(new Option('-j, --jobs <n>', 'VMs at once').argParser(intArg('--jobs', 1)).default(jobsOrDefault(), 'one per core, as many as free memory holds'))
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
     .option('-o, --out <dir>', 'result directory (default: results/<run-id>)')
     .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default(defaultKeep))
@@ -42,7 +92,8 @@ export function registerRun(program: Command): void {
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge', parseShardSpec)
     .option('--durations <runDir>', 'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)')
-    .action(signalIsTheCause(async (inputs: string[], o: { image?: string; kernel: string; jobs: number; seed?: number; out?: string; keep: 'failed' | 'all' | 'none'; resume?: string; recovery?: string; filter?: string[]; format: StdoutFormat; snapshot: boolean; shard?: ShardSpec; durations?: string }, cmd: Command) => {
+    .option('--list', 'print the cases the command would run, with their count, and exit 0: builds, boots and writes nothing')
+    .action(returnsExitCode(signalIsTheCause(async (inputs: string[], o: RunCommandOptions, cmd: Command) => {
       if (o.resume) {
         // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
         const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
@@ -51,36 +102,22 @@ export function registerRun(program: Command): void {
         }
       }
       checkJobs(o.jobs);
+      if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
       const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
-      const recovery = o.recovery ? parseRecovery(o.recovery) : undefined;
-      const { summary, dir, reporterFailures } = await runSuite({
-        inputs,
-        ...(o.image !== undefined ? { image: o.image } : {}),
-        kernel: o.kernel,
-        jobs: o.jobs,
-        ...(o.seed !== undefined ? { seed: o.seed } : {}),
-        ...(o.out ? { out: o.out } : {}),
-        keep: o.keep,
-        ...(o.resume ? { resume: o.resume } : {}),
-        ...(recovery ? { recovery } : {}),
-        ...(o.filter ? { filter: o.filter } : {}),
-        snapshots: o.snapshot,
-        ...(o.shard ? { shard: o.shard } : {}),
-        ...(o.durations ? { durationsFrom: o.durations } : {}),
-        reporters,
-      });
+      const { summary, dir, reporterFailures } = await runSuite({ ...suiteOptions(inputs, o), reporters });
       if (summary.shard && !summary.cases.length) {
         const s = summary.shard;
         process.stderr.write(`qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`);
       }
       process.stderr.write(`qcrash: results in ${dir}\n`);
-      process.exitCode = exitCodeFor(summary);
-      if (reporterFailures.length && process.exitCode === ExitCode.pass) {
+      const code = exitCodeFor(summary);
+      if (reporterFailures.length && code === ExitCode.pass) {
         // An output that could not be written is not a green run.
         process.stderr.write(`qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`);
-        process.exitCode = ExitCode.infrastructure;
+        return ExitCode.infrastructure;
       }
-    }));
+      return code;
+    })));
 }
 
 /**

@@ -9,6 +9,7 @@ import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
+import { returnsExitCode } from './exit-code.ts';
 
 export function registerValidate(program: Command): void {
   program
@@ -26,7 +27,7 @@ export function registerValidate(program: Command): void {
     .option('-o, --out <dir>', 'output directory')
     .option('--shard <I/N>', 'run only the I-th of N parts of the cases on both kernels (and confirm that part\'s new findings); join the parts with qcrash merge OUT DIR...', parseShardSpec)
     .option('--resume <out>', 'finish an interrupted validate --patch in OUT, with the inputs it started with: finished runs are kept, the interrupted one resumed (only --jobs may be given)')
-    .action(signalIsTheCause(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec; resume?: string }, cmd: Command) => {
+    .action(returnsExitCode(signalIsTheCause(async (scenarios: string[], o: { patch?: string[]; series?: boolean; mutants?: string; tree?: string; config?: string[]; seed: number; jobs?: number; confirm: number; out?: string; shard?: ShardSpec; resume?: string }, cmd: Command) => {
       // What every kind of validate shares; kernel builds rewrite one progress line in place on a terminal.
       const shared = {
         scenarios,
@@ -44,8 +45,7 @@ export function registerValidate(program: Command): void {
         const r = await validatePatch({ ...shared, ...(await readValidateArgs(o.resume)), out: o.resume, resume: true });
         process.stdout.write(validateReport(r));
         process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
-        process.exitCode = r.shard ? ExitCode.pass : r.introduced.length ? ExitCode.failed : ExitCode.pass;
-        return;
+        return r.shard ? ExitCode.pass : r.introduced.length ? ExitCode.failed : ExitCode.pass;
       }
       if (o.series) {
         if (o.mutants) throw new ConfigError('--series and --mutants do not go together: --mutants validates each patch of DIR alone, --series judges --patch files as one series');
@@ -54,8 +54,7 @@ export function registerValidate(program: Command): void {
         const r = await validateSeries({ ...shared, patches: o.patch, ...(o.out ? { out: o.out } : {}) });
         process.stdout.write(seriesReport(r));
         process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
-        process.exitCode = r.steps.some((s) => !patchPassed(s)) ? ExitCode.failed : ExitCode.pass;
-        return;
+        return r.steps.some((s) => !patchPassed(s)) ? ExitCode.failed : ExitCode.pass;
       }
       const sets: string[][] = [];
       if (o.mutants) {
@@ -85,6 +84,6 @@ export function registerValidate(program: Command): void {
         }
         if (!o.mutants && r.introduced.length) code = ExitCode.failed;
       }
-      process.exitCode = code;
-    }));
+      return code;
+    })));
 }

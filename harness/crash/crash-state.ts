@@ -4,6 +4,38 @@ import type { StateVariant } from './writelog/states.ts';
 /** QEMU's SHUTDOWN event (or none), kept with what fired. */
 interface Ended {
   shutdownEvent?: unknown;
+  /** What ran while a vCPU was held at the scenario's hold point, when it has one. */
+  held?: HeldInterleaving;
+}
+
+/** How a hold ended: its marker, its time limit, or something that cut it short. */
+export type HoldEnd = 'marker' | 'limit' | 'not-hit' | 'stopped' | 'vm-gone' | 'no-other-cpu';
+
+/**
+ * One interleaving held at a kernel point (harness/crash/points/hold.ts):
+ * which vCPU was held where, which ran, for how long, and how far the
+ * background writers got meanwhile. A report counts held interleavings
+ * (`reached`) and those that reached their marker (`markerReached`).
+ */
+export interface HeldInterleaving {
+  step: string;
+  /** The point asked for ("ext4_ext_migrate+0x566") and its hit. */
+  point: string;
+  hit: number;
+  /** The point was hit and a vCPU held. */
+  reached: boolean;
+  ended: HoldEnd;
+  markerReached: boolean;
+  /** vCPU indexes (0-based): the one held, the ones that ran. */
+  heldCpu?: number;
+  ranCpus?: number[];
+  /** Where the held vCPU stopped, symbolized. */
+  symbol?: string;
+  heldMs?: number;
+  /** Writer progress (stores or rounds) on the console when the hold began and ended, and the marker's target. */
+  progress?: { before: number; after: number; wanted?: number };
+  /** The hold in one line, for a case's report. */
+  line: string;
 }
 
 /**

@@ -23,9 +23,13 @@ export function stepCommand(step: Step, caseSeed: number): [string, AgentArg[]] 
     case 'sync-loop':
       return ['sync-loop', [step.action]];
     case 'writer':
-      // The agent passes the third value through to qcrash-io: a size, or for mmap-holes the pace.
-      return ['writer', [step.name.replace(/-(start|stop)$/, ''), step.mode, step.path, step.mode === 'mmap-holes' ? step.paceUs : step.size, step.action, caseSeed]];
+      // The agent passes the third value through to qcrash-io: a size, or for mmap-holes the pace; then a rewriter's offset, when not 0.
+      return ['writer', [step.name.replace(/-(start|stop)$/, ''), step.mode, step.path, step.mode === 'mmap-holes' ? step.paceUs : step.size, step.action, caseSeed, ...(step.offset ? [step.offset] : [])]];
     case 'sleep':
       return ['sleep', [step.ms]];
+    case 'flush-loop':
+      return ['flush-loop', [step.action, step.deviceFlush ? 'fsync' : 'range', step.pauseMs * 1000]];
+    case 'sysctl':
+      return ['sysctl', Object.entries(step.settings).flat()];
   }
 }

@@ -3,8 +3,9 @@ import { constants } from 'node:os';
 /**
  * What a step's guest output says it did, parsed from the lines qcrash-io
  * prints (vm-images/guest/qcrash-io.c documents them): per file, the
- * FS_IOC_SETFLAGS ioctl's own return value and errno; per writer, how many
- * rounds or hole stores it completed. The expectations are derived from
+ * FS_IOC_SETFLAGS ioctl's own return value and errno, and what the kernel
+ * said the file was right after (FS_IOC_GETFLAGS, st_blocks); per writer,
+ * how many rounds or hole stores it completed. The expectations are derived from
  * these, never from a step's exit status alone.
  */
 
@@ -16,6 +17,36 @@ export interface MigrationResult {
   /** What syscall(SYS_ioctl, FS_IOC_SETFLAGS) returned: 0, -1 with errno, or anything else the kernel let out. */
   ret: number;
   errno: number;
+  /** What the kernel said right after the ioctl, on the same fd; absent in output from a guest before the readback. */
+  readback?: Readback;
+}
+
+/** FS_IOC_GETFLAGS and fstat right after FS_IOC_SETFLAGS: each a value, or the errno of its failure. */
+export interface Readback {
+  flags: { value: number } | { errno: number };
+  /** st_blocks, 512-byte units. */
+  blocks: { value: number } | { errno: number };
+}
+
+/** FS_EXTENT_FL: the inode is extent-mapped. */
+export const EXTENT_FL = 0x80000;
+
+/** Whether the readback says the file is extent-mapped; undefined when there is no readback or GETFLAGS failed. */
+export function readbackExtents(r: Pick<MigrationResult, 'readback'>): boolean | undefined {
+  const f = r.readback?.flags;
+  return f && 'value' in f ? (f.value & EXTENT_FL) !== 0 : undefined;
+}
+
+/**
+ * The ioctl's answer set against the kernel's own readback: `lied` when it
+ * returned 0 and the file is not extent-mapped, or refused and the file is;
+ * `truthful` when they agree; `unknown` without a readback (or a bad return).
+ */
+export function readbackVerdict(r: Pick<MigrationResult, 'ret' | 'errno' | 'readback'>): 'truthful' | 'lied' | 'unknown' {
+  const extents = readbackExtents(r);
+  const outcome = migrationOutcome(r);
+  if (extents === undefined || outcome === 'bad-return') return 'unknown';
+  return (outcome === 'migrated') === extents ? 'truthful' : 'lied';
 }
 
 export type MigrationOutcome = 'migrated' | 'refused' | 'bad-return';
@@ -36,13 +67,16 @@ export interface MigrateReport {
   errors: Array<{ path: string; op: string; errno: number }>;
 }
 
+export type RewriterMode = 'odirect' | 'mmap' | 'buffered';
+
 export interface WriterReport {
   kind: 'writer';
-  mode: 'odirect' | 'mmap';
-  /** Rounds completed: the file holds round rounds-1 in every sector (none when 0). */
+  mode: RewriterMode;
+  /** Rounds completed: the file holds round rounds-1 in every sector of the range (none when 0). */
   rounds: number;
-  /** Bytes each round rewrote, from offset 0 (the step's size rounded up to a page). */
+  /** Bytes each round rewrote, from `offset` (the step's size rounded up to a page). */
   size: number;
+  offset: number;
 }
 
 export interface HolesReport {
@@ -62,12 +96,18 @@ function unescapePath(p: string): string {
   return Buffer.from(p.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
 }
 
+/** "0x80000" or "24": a value; "e5": the errno of the call that failed. */
+function readbackValue(s: string): { value: number } | { errno: number } {
+  return s.startsWith('e') ? { errno: Number(s.slice(1)) } : { value: Number(s) };
+}
+
 export function parseMigrateOutput(step: string, output: string): MigrateReport {
   const report: MigrateReport = { kind: 'migrate', files: [], skipped: [], errors: [] };
   for (const line of output.split('\n')) {
-    let m = /^migrate (file|dir) (-?\d+) (\d+) (\S+)$/.exec(line);
+    let m = /^migrate (file|dir) (-?\d+) (\d+) (\S+)(?: flags=(0x[0-9a-f]+|e\d+) blocks=(\d+|e\d+))?$/.exec(line);
     if (m) {
-      report.files.push({ step, path: unescapePath(m[4]!), type: m[1] as 'file' | 'dir', ret: Number(m[2]), errno: Number(m[3]) });
+      const readback = m[5] !== undefined ? { readback: { flags: readbackValue(m[5]), blocks: readbackValue(m[6]!) } } : {};
+      report.files.push({ step, path: unescapePath(m[4]!), type: m[1] as 'file' | 'dir', ret: Number(m[2]), errno: Number(m[3]), ...readback });
       continue;
     }
     m = /^skip (\S+) (\S+)$/.exec(line);
@@ -85,9 +125,9 @@ export function parseMigrateOutput(step: string, output: string): MigrateReport 
 export function parseWriterOutput(output: string): WriterReport | HolesReport | undefined {
   let found: WriterReport | HolesReport | undefined;
   for (const line of output.split('\n')) {
-    let m = /^writer (odirect|mmap) rounds=(\d+) size=(\d+)$/.exec(line);
+    let m = /^writer (odirect|mmap|buffered) rounds=(\d+) size=(\d+)(?: offset=(\d+))?$/.exec(line);
     if (m) {
-      found = { kind: 'writer', mode: m[1] as 'odirect' | 'mmap', rounds: Number(m[2]), size: Number(m[3]) };
+      found = { kind: 'writer', mode: m[1] as RewriterMode, rounds: Number(m[2]), size: Number(m[3]), offset: Number(m[4] ?? 0) };
       continue;
     }
     m = /^mmap-holes stored=(\d+) holes=(\d+) first=(-?\d+) last=(-?\d+)$/.exec(line);

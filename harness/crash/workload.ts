@@ -1,12 +1,13 @@
-import { stepTimeoutMs, type CrashPoint, type Step } from '../scenario/model.ts';
+import { stepTimeoutMs, type CrashPoint, type HoldPoint, type Step } from '../scenario/model.ts';
 import type { Machine } from '../vm/machine/machine.ts';
 import type { AgentReply } from '../vm/agent/client.ts';
 import { InfraError } from '../util/errors.ts';
 import { withTimeout } from '../util/timeout.ts';
-import type { FiredPoint } from './crash-state.ts';
+import type { FiredPoint, HeldInterleaving } from './crash-state.ts';
 import type { StepRecord } from './expectations.ts';
 import { stepCommand } from './step-command.ts';
 import { strategyFor, type KernelPointDriver } from './points/index.ts';
+import type { HoldDriver } from './points/hold.ts';
 
 export interface WorkloadOutcome {
   records: StepRecord[];
@@ -21,6 +22,8 @@ export interface WorkloadOptions {
   kernelDriver?: KernelPointDriver;
   /** Bound on each step and each wait for a point (default 120 s). */
   stepTimeoutMs?: number;
+  /** An interleaving held at a kernel point (points/hold.ts); what ran during it is kept in `fired.held`. */
+  hold?: { point: HoldPoint; driver: HoldDriver };
 }
 
 export const defaultStepTimeoutMs = stepTimeoutMs;
@@ -38,17 +41,27 @@ export async function runWorkload(machine: Machine, steps: readonly Step[], poin
   const stepTimeoutMs = opts.stepTimeoutMs ?? defaultStepTimeoutMs;
   const records: StepRecord[] = [];
   const t0 = performance.now();
+  // The hold runs beside the steps from its step on; its record joins what fired.
+  let holding: Promise<HeldInterleaving | undefined> | undefined;
+  const heldRecord = async (): Promise<{ held?: HeldInterleaving }> => {
+    const h = await holding;
+    return h ? { held: h } : {};
+  };
   const end = async (fired: FiredPoint, reached = true): Promise<WorkloadOutcome> => {
     const ev = await machine.kill();
-    return { records, ending: 'killed', fired: { ...fired, ...(ev ? { shutdownEvent: ev } : {}) }, reached };
+    return { records, ending: 'killed', fired: { ...fired, ...(ev ? { shutdownEvent: ev } : {}), ...(await heldRecord()) }, reached };
   };
 
   for (const step of steps) {
     const strategy = point.kind !== 'none' && point.step === step.name ? strategyFor(point) : undefined;
     if (strategy?.killBeforeSend) return end(strategy.killBeforeSend());
 
+    const hold = opts.hold && opts.hold.point.step === step.name ? opts.hold : undefined;
+    if (hold && strategy?.hold) throw new InfraError(`step "${step.name}": the hold point and the ${point.kind} point both need the gdbstub; put the kill point on another step`);
     const [cmd, args] = stepCommand(step, caseSeed);
-    const sent = machine.agent.send(cmd, args, { hold: strategy?.hold ?? false });
+    // A hold that waits for writer stores has the writers report them on the console.
+    const progress = opts.hold?.point.until?.marker === 'stores' && step.kind === 'writer' && step.action === 'start' ? { progress: 1 } : {};
+    const sent = machine.agent.send(cmd, args, { hold: (strategy?.hold ?? false) || hold !== undefined, ...(step.cpu !== undefined ? { cpu: step.cpu } : {}), ...progress });
     const record: StepRecord = { name: step.name, kind: step.kind };
     records.push(record);
     void sent.started.then((t) => (record.startedAtMs = t - t0), () => {});
@@ -60,6 +73,15 @@ export async function runWorkload(machine: Machine, steps: readonly Step[], poin
     });
     finished.catch(() => {});
 
+    if (hold) {
+      await withTimeout(sent.held, stepTimeoutMs, () => new InfraError(`step "${step.name}" was not held within ${stepTimeoutMs / 1000} s`));
+      await hold.driver.arm(hold.point);
+      sent.go();
+      // Bounded like a step: the driver's own limit ends the hold, this only catches a driver that never returns.
+      holding = withTimeout(hold.driver.run(finished), stepTimeoutMs, () => new InfraError(`step "${step.name}": the hold did not end within ${stepTimeoutMs / 1000} s`));
+      holding.catch(() => {});
+    }
+
     if (strategy) {
       const r = await strategy.atTarget({ step, sent, finished }, { seed: caseSeed, stepTimeoutMs, ...(opts.kernelDriver ? { kernelDriver: opts.kernelDriver } : {}) });
       if ('fired' in r) return end(r.fired);
@@ -68,6 +90,7 @@ export async function runWorkload(machine: Machine, steps: readonly Step[], poin
     }
 
     const reply = await withTimeout(finished, stepTimeoutMs, () => new InfraError(`step "${step.name}" did not finish within ${stepTimeoutMs / 1000} s`));
+    if (hold) await holding;
     if (step.kind === 'mount' && reply.exitCode !== 0) {
       throw new InfraError(`mount failed in the guest (exit ${reply.exitCode}): ${reply.output.trim()}`);
     }
@@ -75,5 +98,5 @@ export async function runWorkload(machine: Machine, steps: readonly Step[], poin
 
   if (point.kind !== 'none') return end({ kind: 'not-reached', step: point.step, why: `no step named "${point.step}" ran` }, false);
   const ev = await machine.powerOff();
-  return { records, ending: 'clean', fired: { kind: 'none', ...(ev ? { shutdownEvent: ev } : {}) }, reached: true };
+  return { records, ending: 'clean', fired: { kind: 'none', ...(ev ? { shutdownEvent: ev } : {}), ...(await heldRecord()) }, reached: true };
 }

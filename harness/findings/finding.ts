@@ -3,7 +3,12 @@
  * image or a log. Oracles produce them from images and logs only, never from
  * a live VM, so a finding means the same whatever produced the image.
  */
-export const findingClasses = ['leak', 'corruption', 'data', 'kernel'] as const;
+/**
+ * `api`: a system call's answer that contradicts what the kernel did, with
+ * the data intact (FS_IOC_SETFLAGS returned 0 and the file is still
+ * block-mapped: `ioctl-lied`).
+ */
+export const findingClasses = ['leak', 'corruption', 'data', 'kernel', 'api'] as const;
 export type FindingClass = (typeof findingClasses)[number];
 
 /** Which oracle produced the finding. */

@@ -72,7 +72,7 @@ const entry = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('small-files'), path, count: z.number().int().positive().max(10000), size: z.number().int().positive() }),
 ]);
 
-const recipeSchema = z.strictObject({
+export const recipeSchema = z.strictObject({
   description: z.string().optional(),
   filesystem: z.strictObject({
     block_size: z.union([z.literal(1024), z.literal(4096)]),

@@ -60,15 +60,23 @@ async function readPatch(file: string): Promise<Patch> {
   return { file: resolve(file), subject, sha256: sha256(text), text };
 }
 
+/** A CONFIG_ option a fragment sets, with its file and line for error messages. */
+interface FragmentOption {
+  name: string;
+  value: string;
+  line: number;
+  file: string;
+}
+
 /** One option per line of a fragment, with its line for error messages. */
-async function readFragment(file: string): Promise<Array<{ name: string; value: string; line: number; file: string }>> {
+async function readFragment(file: string): Promise<FragmentOption[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch {
     throw new ConfigError(`config fragment not found: ${file}`);
   }
-  const out: Array<{ name: string; value: string; line: number; file: string }> = [];
+  const out: FragmentOption[] = [];
   text.split('\n').forEach((l, i) => {
     const set = /^(CONFIG_[A-Za-z0-9_]+)=(.*)$/.exec(l.trim());
     const unset = /^# (CONFIG_[A-Za-z0-9_]+) is not set$/.exec(l.trim());
@@ -140,14 +148,29 @@ async function buildLocked(
   source: KernelSource,
   patches: Patch[],
   fragFiles: string[],
-  options: Array<{ name: string; value: string; line: number; file: string }>,
+  options: FragmentOption[],
   id: string,
   out: string,
 ): Promise<KernelInfo> {
   const progress = o.onProgress ?? (() => {});
+  await applyPatches(source, patches, progress);
+  await mkdir(source.obj, { recursive: true });
+  const make = await KernelMake.create(source);
+  await configure(make, source, fragFiles, options);
+  await compile(make, source, String(o.jobs ?? availableParallelism()), progress);
+  const release = (await execa(make.make, ['-s', '-C', source.work, `O=${source.obj}`, 'kernelrelease'], { reject: false })).stdout.trim();
+  const info = await installBuild(source, { id, out, release, patches, fragFiles, buildLog: make.logPath });
+  progress(`built ${id} (${info.release})`);
+  return info;
+}
+
+/**
+ * The work tree back to the pristine base, then the patches applied in order.
+ * git checkout only rewrites files that differ, so unchanged sources keep
+ * their timestamps and make rebuilds only what changed.
+ */
+async function applyPatches(source: KernelSource, patches: readonly Patch[], progress: ProgressSink): Promise<void> {
   const w = source.work;
-  // Back to the pristine base. git checkout only rewrites files that differ,
-  // so unchanged sources keep their timestamps and make rebuilds only what changed.
   await git(w, ['am', '--abort'], false);
   await git(w, ['checkout', '-q', '-f', '--detach', source.base]);
   await git(w, ['clean', '-fdq']);
@@ -161,19 +184,40 @@ async function buildLocked(
     }
     progress(`applied ${basename(p.file)}: ${p.subject}`);
   }
+}
 
-  await mkdir(source.obj, { recursive: true });
-  const make = await tool('make');
-  const ccache = await tool('ccache');
-  // CCACHE_BASEDIR: any absolute path left under the work tree is hashed as a relative one.
-  const env = { CCACHE_DIR: cacheDir('ccache'), CCACHE_BASEDIR: w, KBUILD_BUILD_TIMESTAMP: '2026-01-01', KBUILD_BUILD_USER: 'qcrash', KBUILD_BUILD_HOST: 'qcrash' };
-  const jobs = String(o.jobs ?? availableParallelism());
-  const logPath = join(source.obj, 'build.log');
-  const log: string[] = [];
-  const makeArgs = (args: string[]) => ['-C', w, `O=${source.obj}`, `CC=${ccache} gcc`, ...args];
-  // make's output goes to build.log only; a build shows one progress line instead of its CC lines.
-  const runMake = async (args: string[], what: string, meter?: BuildProgress) => {
-    const child = execa(make, makeArgs(args), { env, reject: false, all: true, buffer: false, stdin: 'ignore' });
+/**
+ * make in the source's work tree, objects in its object dir, compiling
+ * through ccache. Its output goes to build.log only; a build shows one
+ * progress line instead of its CC lines.
+ */
+class KernelMake {
+  readonly logPath: string;
+  private readonly log: string[] = [];
+  readonly env: Record<string, string>;
+
+  private constructor(
+    readonly make: string,
+    private readonly ccache: string,
+    private readonly source: KernelSource,
+  ) {
+    this.logPath = join(source.obj, 'build.log');
+    // CCACHE_BASEDIR: any absolute path left under the work tree is hashed as a relative one.
+    this.env = { CCACHE_DIR: cacheDir('ccache'), CCACHE_BASEDIR: source.work, KBUILD_BUILD_TIMESTAMP: '2026-01-01', KBUILD_BUILD_USER: 'qcrash', KBUILD_BUILD_HOST: 'qcrash' };
+  }
+
+  static async create(source: KernelSource): Promise<KernelMake> {
+    return new KernelMake(await tool('make'), await tool('ccache'), source);
+  }
+
+  /** make's arguments for `args` in this tree. */
+  args(args: string[]): string[] {
+    return ['-C', this.source.work, `O=${this.source.obj}`, `CC=${this.ccache} gcc`, ...args];
+  }
+
+  /** Run make; a failure keeps its error lines and the log. */
+  async run(args: string[], what: string, meter?: BuildProgress): Promise<void> {
+    const child = execa(this.make, this.args(args), { env: this.env, reject: false, all: true, buffer: false, stdin: 'ignore' });
     const stop = onInterrupt(() => child.kill('SIGTERM'));
     const ticker = meter ? setInterval(() => meter.tick(), 1000) : undefined;
     ticker?.unref();
@@ -182,35 +226,41 @@ async function buildLocked(
       const text = tail + d.toString();
       const lines = text.split('\n');
       tail = lines.pop() ?? '';
-      for (const l of lines) {
-        log.push(l);
-        meter?.line(l);
-      }
+      for (const l of lines) this.logLine(l, meter);
     });
     const r = await child;
     stop();
     clearInterval(ticker);
-    if (tail) {
-      log.push(tail);
-      meter?.line(tail);
-    }
+    if (tail) this.logLine(tail, meter);
     meter?.finish(r.exitCode === 0);
-    await writeFile(logPath, log.join('\n') + '\n');
+    await writeFile(this.logPath, this.log.join('\n') + '\n');
     if (r.exitCode !== 0) {
-      const errs = log.filter((l) => /\berror\b|Error \d+/.test(l));
-      throw new KernelBuildError(`kernel ${what} failed (make exit ${r.exitCode})`, errs.length ? errs : log.slice(-20), logPath);
+      const errs = this.log.filter((l) => /\berror\b|Error \d+/.test(l));
+      throw new KernelBuildError(`kernel ${what} failed (make exit ${r.exitCode})`, errs.length ? errs : this.log.slice(-20), this.logPath);
     }
-  };
+  }
 
-  await runMake(['tinyconfig'], 'tinyconfig');
+  private logLine(l: string, meter: BuildProgress | undefined): void {
+    this.log.push(l);
+    meter?.line(l);
+  }
+}
+
+/** .config from tinyconfig and the fragments; every fragment option must have come through. */
+async function configure(make: KernelMake, source: KernelSource, fragFiles: readonly string[], options: FragmentOption[]): Promise<void> {
+  const w = source.work;
+  await make.run(['tinyconfig'], 'tinyconfig');
   const merge = await execa(join(w, 'scripts/kconfig/merge_config.sh'), ['-m', '-O', source.obj, join(source.obj, '.config'), ...fragFiles], { cwd: w, reject: false, all: true });
   if (merge.exitCode !== 0) throw new InfraError(`merge_config.sh failed:\n${String(merge.all).slice(-2000)}`);
-  await runMake(['olddefconfig'], 'olddefconfig');
+  await make.run(['olddefconfig'], 'olddefconfig');
   await verifyConfig(join(source.obj, '.config'), options, w);
   // What the build would do first anyway; done here so that include/config/*
   // already say which options changed when the estimate reads them.
-  await runMake(['syncconfig'], 'syncconfig');
+  await make.run(['syncconfig'], 'syncconfig');
+}
 
+/** make bzImage with a progress line from the estimate, then what the build taught the estimate. */
+async function compile(make: KernelMake, source: KernelSource, jobs: string, progress: ProgressSink): Promise<void> {
   const configHash = sha256(await readFile(join(source.obj, '.config'), 'utf8')).slice(0, 16);
   const hadBuild = await exists(join(source.obj, 'vmlinux'));
   const plan = await estimateBuild({
@@ -219,27 +269,36 @@ async function buildLocked(
     hadBuild,
     dryRun: () => {
       progress('kernel build: counting the objects to compile (make -n)');
-      return dryRunCompileCount(make, makeArgs(['bzImage']), { env, objDir: source.obj });
+      return dryRunCompileCount(make.make, make.args(['bzImage']), { env: make.env, objDir: source.obj });
     },
   });
   const meter = new BuildProgress(plan.estimate, progress);
-  await runMake(['-j', jobs, 'bzImage'], 'build', meter);
+  await make.run(['-j', jobs, 'bzImage'], 'build', meter);
   if (!hadBuild) await recordBuildStats(configHash, { fullBuildObjects: meter.compiled + (plan.builtByDryRun ?? 0) });
   else if (plan.stale) await recordBuildStats(configHash, { relinkObjects: Math.max(0, meter.compiled - plan.stale) });
-  const release = (await execa(make, ['-s', '-C', w, `O=${source.obj}`, 'kernelrelease'], { reject: false })).stdout.trim();
+}
 
+/**
+ * The built kernel's files and kernel.json into a sealed cache entry at `out`,
+ * made beside it and renamed into place.
+ */
+async function installBuild(
+  source: KernelSource,
+  b: { id: string; out: string; release: string; patches: readonly Patch[]; fragFiles: string[]; buildLog: string },
+): Promise<KernelInfo> {
+  const { out } = b;
   const tmpOut = `${out}.tmp-${process.pid}`;
   await rm(tmpOut, { recursive: true, force: true });
   await mkdir(tmpOut, { recursive: true });
   await copyFile(join(source.obj, 'arch/x86/boot/bzImage'), join(tmpOut, 'bzImage'));
   await copyFile(join(source.obj, 'System.map'), join(tmpOut, 'System.map'));
   await copyFile(join(source.obj, '.config'), join(tmpOut, 'config'));
-  await copyFile(logPath, join(tmpOut, 'build.log'));
+  await copyFile(b.buildLog, join(tmpOut, 'build.log'));
   const config = await readFile(join(source.obj, '.config'), 'utf8');
   const info: KernelInfo = {
-    id,
+    id: b.id,
     kind: 'built',
-    release: release || 'unknown',
+    release: b.release || 'unknown',
     bzImage: join(out, 'bzImage'),
     systemMap: join(out, 'System.map'),
     builtinDrivers: true,
@@ -247,8 +306,8 @@ async function buildLocked(
     provenance: {
       source: source.describe,
       base: source.base,
-      patches: patches.map((p) => ({ file: p.file, subject: p.subject, sha256: p.sha256 })),
-      configs: fragFiles,
+      patches: b.patches.map((p) => ({ file: p.file, subject: p.subject, sha256: p.sha256 })),
+      configs: b.fragFiles,
       configHash: sha256(config).slice(0, 16),
     },
   };
@@ -257,12 +316,11 @@ async function buildLocked(
   await mkdir(cacheDir('kernels'), { recursive: true });
   await rm(out, { recursive: true, force: true });
   await rename(tmpOut, out);
-  progress(`built ${id} (${info.release})`);
   return info;
 }
 
 /** Every fragment option must be in .config with its value; otherwise name it, its line, and close matches. */
-async function verifyConfig(dotConfig: string, options: Array<{ name: string; value: string; line: number; file: string }>, tree: string): Promise<void> {
+async function verifyConfig(dotConfig: string, options: FragmentOption[], tree: string): Promise<void> {
   const text = await readFile(dotConfig, 'utf8');
   const actual = new Map<string, string>();
   for (const l of text.split('\n')) {

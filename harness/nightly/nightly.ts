@@ -103,32 +103,15 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
   const indexFile = join(history, historyFileName);
   // A damaged index stops the night before anything is built: it says how to rebuild it.
   const before = await loadHistory(indexFile);
-  const head = await git(resolve(o.tree), ['rev-parse', '--verify', '--end-of-options', `${o.branch}^{commit}`], false);
-  if (head.failed) throw new ConfigError(`--branch ${o.branch} is not a revision of ${o.tree} (${head.stderr.trim() || 'git rev-parse failed'}); nightly fetches nothing: fetch the branch first (scripts/nightly.mjs does)`);
-  const revision = head.stdout.trim();
+  const revision = await branchHead(o);
   const previous = lastNightOf(before, o.branch);
   // Last night's run is read before tonight's is made: a history that lost it is said now, not after an hour of cases.
   const lastNight = previous ? await loadPrevious(history, previous) : undefined;
 
   progress(`nightly ${o.branch} at ${revision.slice(0, 12)}${previous ? `; last night ${previous.revision?.slice(0, 12) ?? '?'} (${previous.runId})` : '; first night of this branch in the history'}`);
   const kernel: KernelInfo = await (o.build ?? buildKernel)({ tree: o.tree, rev: revision, ...(o.configs ? { configs: o.configs } : {}), onProgress: progress });
-  const seed = o.seed ?? 1;
   const dir = join(history, runFolder(o.branch));
-  const run = async (out: string, filter?: string[]) =>
-    (
-      await runSuite({
-        inputs: o.scenarios,
-        kernel,
-        seed,
-        out,
-        keep: 'failed',
-        ...(o.jobs ? { jobs: o.jobs } : {}),
-        ...(filter ? { filter } : {}),
-        ...(o.recovery ? { recovery: o.recovery } : {}),
-        ...(o.reporters ? { reporters: o.reporters } : {}),
-        ...(o.machines ? { machines: o.machines } : {}),
-      })
-    ).summary;
+  const run = suiteRunner(o, kernel);
   const tonight = await run(dir);
 
   // Into the index with its branch and revision, then the page from it.
@@ -136,27 +119,8 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
   await saveHistory(indexFile, index);
   await writeHistoryReport(history);
 
-  let fresh: NightFinding[] = [];
   const night = lastNight ? compareNights(lastNight, tonight) : undefined;
-  if (lastNight && night) {
-    const reruns = o.confirmRuns ?? 1;
-    const verdicts = await confirm(night.added, reruns, async (ids, i) => {
-      progress(`rerun ${i + 1}/${reruns} of ${night.added.length} new signature(s) on ${kernel.id}`);
-      return run(join(dir, `confirm-${i + 1}`), rerunFilter(ids));
-    });
-    const branchNights: HistoryIndex = { ...index, runs: index.runs.filter((r) => r.branch === o.branch) };
-    const rates = new Map(signatureRates(branchNights).map((r) => [r.signature, r]));
-    const ranLastNight = new Set(lastNight.cases.filter((x) => x.status === 'pass' || x.status === 'fail').map((x) => x.id));
-    fresh = verdicts.map((v) => ({
-      signature: v.signature,
-      caseIds: v.caseIds,
-      confirmed: v.confirmed,
-      reruns: v.reruns,
-      verdict: v.verdict === 'introduced' ? 'new' : 'flaky',
-      nights: { seen: rates.get(v.signature)?.seen ?? 1, ran: rates.get(v.signature)?.ran ?? 1 },
-      notRunLastNight: !v.caseIds.some((id) => ranLastNight.has(id)),
-    }));
-  }
+  const fresh = lastNight && night ? await confirmFresh(o, { night, lastNight, index, kernel, dir, run }) : [];
   const errors = tonight.cases.filter((x) => x.status === 'error').map((x) => x.id);
   const exitCode = fresh.some((f) => f.verdict === 'new') ? ExitCode.failed : errors.length ? ExitCode.infrastructure : ExitCode.pass;
   const result: NightlyResult = {
@@ -180,6 +144,73 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
   return result;
 }
 
+/** The commit the branch is at tonight; nightly fetches nothing, so a branch the tree lacks is the user's to fetch. */
+async function branchHead(o: NightlyOptions): Promise<string> {
+  const head = await git(resolve(o.tree), ['rev-parse', '--verify', '--end-of-options', `${o.branch}^{commit}`], false);
+  if (head.failed) throw new ConfigError(`--branch ${o.branch} is not a revision of ${o.tree} (${head.stderr.trim() || 'git rev-parse failed'}); nightly fetches nothing: fetch the branch first (scripts/nightly.mjs does)`);
+  return head.stdout.trim();
+}
+
+/** Runs the night's suite on tonight's kernel into a folder, optionally only some cases; resolves to the run's summary. */
+type SuiteRunner = (out: string, filter?: string[]) => Promise<RunSummary>;
+
+function suiteRunner(o: NightlyOptions, kernel: KernelInfo): SuiteRunner {
+  const seed = o.seed ?? 1;
+  return async (out, filter) =>
+    (
+      await runSuite({
+        inputs: o.scenarios,
+        kernel,
+        seed,
+        out,
+        keep: 'failed',
+        ...(o.jobs ? { jobs: o.jobs } : {}),
+        ...(filter ? { filter } : {}),
+        ...(o.recovery ? { recovery: o.recovery } : {}),
+        ...(o.reporters ? { reporters: o.reporters } : {}),
+        ...(o.machines ? { machines: o.machines } : {}),
+      })
+    ).summary;
+}
+
+/**
+ * Rerun the cases of each signature last night did not have: one seen on
+ * every rerun is new, one that is not is flaky; each with how often it
+ * showed over the branch's nights.
+ */
+async function confirmFresh(
+  o: NightlyOptions,
+  n: { night: NightComparison; lastNight: RunSummary; index: HistoryIndex; kernel: KernelInfo; dir: string; run: SuiteRunner },
+): Promise<NightFinding[]> {
+  const progress = o.onProgress ?? (() => {});
+  const { night, lastNight, index, kernel, dir, run } = n;
+  const reruns = o.confirmRuns ?? 1;
+  const verdicts = await confirm(night.added, reruns, async (ids, i) => {
+    progress(`rerun ${i + 1}/${reruns} of ${night.added.length} new signature(s) on ${kernel.id}`);
+    return run(join(dir, `confirm-${i + 1}`), rerunFilter(ids));
+  });
+  const branchNights: HistoryIndex = { ...index, runs: index.runs.filter((r) => r.branch === o.branch) };
+  const rates = new Map(signatureRates(branchNights).map((r) => [r.signature, r]));
+  const ranLastNight = new Set(lastNight.cases.filter((x) => x.status === 'pass' || x.status === 'fail').map((x) => x.id));
+  return verdicts.map((v) => ({
+    signature: v.signature,
+    caseIds: v.caseIds,
+    confirmed: v.confirmed,
+    reruns: v.reruns,
+    verdict: v.verdict === 'introduced' ? 'new' : 'flaky',
+    nights: { seen: rates.get(v.signature)?.seen ?? 1, ran: rates.get(v.signature)?.ran ?? 1 },
+    notRunLastNight: !v.caseIds.some((id) => ranLastNight.has(id)),
+  }));
+}
+
+export interface NightComparison {
+  added: SignatureCases[];
+  known: string[];
+  gone: string[];
+  lostCoverage: Array<{ id: string; from: string }>;
+  missingCases: string[];
+}
+
 /**
  * Tonight against last night, by failing finding signature: compare.ts's new
  * signatures, as far as a case that ran tonight failed with them (a case
@@ -187,7 +218,7 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
  * both nights; those gone; cases that no longer reach their crash point
  * (lost coverage: listed, never a regression) and cases the suite lost.
  */
-export function compareNights(lastNight: RunSummary, tonight: RunSummary): { added: SignatureCases[]; known: string[]; gone: string[]; lostCoverage: Array<{ id: string; from: string }>; missingCases: string[] } {
+export function compareNights(lastNight: RunSummary, tonight: RunSummary): NightComparison {
   const c = compareRuns(lastNight, tonight);
   const now = failingSignatures(tonight);
   const then = failingSignatures(lastNight);

@@ -157,9 +157,27 @@ export function planMerge(shards: readonly ShardRun[]): MergePlan {
   if (!shards.length) throw new ConfigError('merge: give the shard folders to merge (qcrash merge OUT SHARD_DIR...)');
   const records = shards.map((s) => s.meta.shard!);
   const r0 = records[0]!;
-  for (const [i, s] of shards.entries()) checkRecord(s.dir, records[i]!);
+  const ids = checkOneRun(shards, records);
+  const byIndex = shardsByIndex(shards, r0.total);
+  const partition = partitionOf(r0);
+  const ordered = [...byIndex.values()].sort((a, b) => a.meta.shard!.index - b.meta.shard!.index);
+  const base = ordered[0]!.meta;
+  const joined = joinPlannedCases(byIndex, partition, base);
+  flagStrayResults(ordered, partition, joined);
+  joined.warnings.push(...environmentWarnings(ordered));
+  const key = runKey(ids[0]!);
+  const meta = mergedMeta(base, ordered, mergeRecord(key, ordered, partition, joined.missing));
+  return { meta, cases: [...joined.cases.values()].sort((a, b) => compareIds(a.id, b.id)), sources: joined.sources, problems: joined.problems, warnings: joined.warnings };
+}
 
-  // One run: every field of the identity, named when it differs.
+/**
+ * Refuse shards that are not the parts of one run, one partition: each
+ * record holds together, every field of the identity agrees (the one that
+ * differs is named), and every shard split the run the same way.
+ * Returns each shard's identity.
+ */
+function checkOneRun(shards: readonly ShardRun[], records: readonly ShardRecord[]): ShardIdentity[] {
+  for (const [i, s] of shards.entries()) checkRecord(s.dir, records[i]!);
   const ids = shards.map((s, i) => shardIdentity(s.meta, records[i]!.caseListHash));
   for (const k of Object.keys(identityLabels) as Array<keyof ShardIdentity>) {
     const values = new Map<string, string[]>();
@@ -174,87 +192,141 @@ export function planMerge(shards: readonly ShardRun[]): MergePlan {
   if (partitions.size > 1) {
     throw new ConfigError(`merge: the shards were partitioned differently (${shards.map((s, i) => `${s.dir}: ${records[i]!.costs} costs, partition ${records[i]!.partitionHash.slice(0, 12)}`).join('; ')}); give every shard the same --durations run, or none`);
   }
+  return ids;
+}
+
+/** Each shard under its index; the same shard given twice is refused. */
+function shardsByIndex(shards: readonly ShardRun[], total: number): Map<number, ShardRun> {
   const byIndex = new Map<number, ShardRun>();
   for (const s of shards) {
     const other = byIndex.get(s.meta.shard!.index);
-    if (other) throw new ConfigError(`merge: shard ${s.meta.shard!.index}/${r0.total} was given twice (${other.dir} and ${s.dir}): give each shard's folder once`);
+    if (other) throw new ConfigError(`merge: shard ${s.meta.shard!.index}/${total} was given twice (${other.dir} and ${s.dir}): give each shard's folder once`);
     byIndex.set(s.meta.shard!.index, s);
   }
+  return byIndex;
+}
 
-  const total = r0.total;
-  const assignment = r0.assignment;
+/** The partition every shard of the run recorded: which shard each planned case belongs to. */
+interface Partition {
+  total: number;
+  caseListHash: string;
+  partitionHash: string;
+  /** Planned case ids of every shard (index 0 is shard 1). */
+  assignment: string[][];
+  /** The shard index (from 1) each planned case id belongs to. */
+  owner: Map<string, number>;
+  /** The planned id a result counts under. */
+  planId: (id: string) => string;
+}
+
+function partitionOf(r: ShardRecord): Partition {
   const owner = new Map<string, number>();
-  assignment.forEach((ids, i) => ids.forEach((id) => owner.set(id, i + 1)));
+  r.assignment.forEach((ids, i) => ids.forEach((id) => owner.set(id, i + 1)));
   // A write-log unit is planned by its id (its states are named once its log
   // is recorded): a state's result belongs where its unit was planned.
   const planId = (id: string) => (owner.has(id) ? id : (logUnitIdOf(id) ?? id));
-  const problems: string[] = [];
-  const warnings: string[] = [];
-  const cases = new Map<string, CaseResult>();
-  const sources = new Map<string, string>();
-  const missing: number[] = [];
-  const ordered = [...byIndex.values()].sort((a, b) => a.meta.shard!.index - b.meta.shard!.index);
-  const base = ordered[0]!.meta;
+  return { total: r.total, caseListHash: r.caseListHash, partitionHash: r.partitionHash, assignment: r.assignment, owner, planId };
+}
 
+/** The merged run's cases so far, where each came from, and what merge has to say about them. */
+interface JoinedCases {
+  cases: Map<string, CaseResult>;
+  /** The folder each case's files come from. */
+  sources: Map<string, string>;
+  problems: string[];
+  warnings: string[];
+  /** Shard indexes that were not given. */
+  missing: number[];
+}
+
+/**
+ * Every planned case of every shard: its results from the shard it belongs
+ * to, or an error case when that shard was not given or has no result for it.
+ */
+function joinPlannedCases(byIndex: ReadonlyMap<number, ShardRun>, partition: Partition, base: RunMeta): JoinedCases {
+  const joined: JoinedCases = { cases: new Map(), sources: new Map(), problems: [], warnings: [], missing: [] };
+  const { total, planId } = partition;
   for (let index = 1; index <= total; index++) {
     const s = byIndex.get(index);
-    const planned = assignment[index - 1]!;
+    const planned = partition.assignment[index - 1]!;
     if (!s) {
-      missing.push(index);
-      if (planned.length) problems.push(`shard ${index}/${total} was not given: its ${planned.length} case(s) are not run`);
-      else warnings.push(`shard ${index}/${total} was not given; it had no case, so nothing is missing`);
-      for (const id of planned) cases.set(id, errorCase(id, base, `shard ${index}/${total} was not merged: its results are missing (run it, or give its folder to qcrash merge)`, 'MissingShard'));
+      joined.missing.push(index);
+      if (planned.length) joined.problems.push(`shard ${index}/${total} was not given: its ${planned.length} case(s) are not run`);
+      else joined.warnings.push(`shard ${index}/${total} was not given; it had no case, so nothing is missing`);
+      for (const id of planned) joined.cases.set(id, errorCase(id, base, `shard ${index}/${total} was not merged: its results are missing (run it, or give its folder to qcrash merge)`, 'MissingShard'));
       continue;
     }
     const got = new Map<string, CaseResult[]>();
     for (const c of s.cases) got.set(planId(c.id), [...(got.get(planId(c.id)) ?? []), c]);
     const absent = planned.filter((id) => !got.has(id));
     if (absent.length) {
-      problems.push(`shard ${index}/${total} (${s.dir}) has no result for ${absent.length} of its ${planned.length} case(s)${s.unreadable.length ? ` (${s.unreadable.length} case.json unreadable)` : ''}: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', ...' : ''}`);
+      joined.problems.push(`shard ${index}/${total} (${s.dir}) has no result for ${absent.length} of its ${planned.length} case(s)${s.unreadable.length ? ` (${s.unreadable.length} case.json unreadable)` : ''}: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', ...' : ''}`);
     }
     for (const id of absent) {
-      cases.set(id, errorCase(id, s.meta, `shard ${index}/${total} (${s.dir}) has no result for this case: the shard did not finish; finish it with qcrash run --resume ${s.dir}, then merge again`, 'MissingCase'));
+      joined.cases.set(id, errorCase(id, s.meta, `shard ${index}/${total} (${s.dir}) has no result for this case: the shard did not finish; finish it with qcrash run --resume ${s.dir}, then merge again`, 'MissingCase'));
     }
     for (const id of planned.filter((x) => got.has(x))) {
       for (const c of got.get(id)!) {
-        cases.set(c.id, c);
-        sources.set(c.id, s.dir);
+        joined.cases.set(c.id, c);
+        joined.sources.set(c.id, s.dir);
       }
     }
-    for (const c of unfinishedStates(s, `shard ${index}/${total}`, (id) => got.has(planId(id)) && !cases.has(id), problems)) cases.set(c.id, c);
+    const unfinished = unfinishedStates(s, `shard ${index}/${total}`, (id) => got.has(planId(id)) && !joined.cases.has(id), joined.problems);
+    for (const c of unfinished) joined.cases.set(c.id, c);
   }
-  // Results a shard should not have: a case of another shard (two results for one case) or of no shard at all.
+  return joined;
+}
+
+/**
+ * States of a unit the shard recorded and did not finish checking (the unit
+ * has results, but not all): not-run cases of the merged run, and a problem.
+ */
+function unfinishedStates(s: ShardRun, name: string, planned: (id: string) => boolean, problems: string[]): CaseResult[] {
+  const unfinished = s.notRun.filter((c) => planned(c.id));
+  if (unfinished.length) problems.push(`${name} (${s.dir}) did not check ${unfinished.length} write-log state(s) it planned: ${unfinished.slice(0, 5).map((c) => c.id).join(', ')}${unfinished.length > 5 ? ', ...' : ''}; finish it with qcrash run --resume ${s.dir}, then merge again`);
+  return unfinished;
+}
+
+/** Results a shard should not have: a case of another shard (two results for one case) or of no shard at all. */
+function flagStrayResults(ordered: readonly ShardRun[], partition: Partition, joined: JoinedCases): void {
+  const { total } = partition;
   for (const s of ordered) {
     const index = s.meta.shard!.index;
     for (const c of s.cases) {
-      const belongs = owner.get(planId(c.id));
+      const belongs = partition.owner.get(partition.planId(c.id));
       if (belongs === index) continue;
-      sources.delete(c.id);
+      joined.sources.delete(c.id);
       if (belongs === undefined) {
-        problems.push(`shard ${index}/${total} (${s.dir}) has a result for ${c.id}, which is not in the run's case list`);
-        cases.set(c.id, errorCase(c.id, s.meta, `shard ${index}/${total} reported this case, which is not in the run's case list (case-list hash ${r0.caseListHash.slice(0, 12)})`, 'UnexpectedCase'));
+        joined.problems.push(`shard ${index}/${total} (${s.dir}) has a result for ${c.id}, which is not in the run's case list`);
+        joined.cases.set(c.id, errorCase(c.id, s.meta, `shard ${index}/${total} reported this case, which is not in the run's case list (case-list hash ${partition.caseListHash.slice(0, 12)})`, 'UnexpectedCase'));
       } else {
-        problems.push(`case ${c.id} has results in shard ${index}/${total} (${s.dir}) and belongs to shard ${belongs}/${total}: duplicated`);
-        cases.set(c.id, errorCase(c.id, s.meta, `duplicated: shard ${index}/${total} and shard ${belongs}/${total} both have a result for this case; which one holds is unknown`, 'DuplicatedCase'));
+        joined.problems.push(`case ${c.id} has results in shard ${index}/${total} (${s.dir}) and belongs to shard ${belongs}/${total}: duplicated`);
+        joined.cases.set(c.id, errorCase(c.id, s.meta, `duplicated: shard ${index}/${total} and shard ${belongs}/${total} both have a result for this case; which one holds is unknown`, 'DuplicatedCase'));
       }
     }
   }
+}
 
+/** Differences between the shards' hosts that do not change what was tested: tool versions, accelerators. */
+function environmentWarnings(ordered: readonly ShardRun[]): string[] {
+  const warnings: string[] = [];
   for (const field of ['qemu', 'e2fsprogs'] as const) {
     const v = new Set(ordered.map((s) => s.meta.versions[field]));
     if (v.size > 1) warnings.push(`the shards ran with different ${field} versions: ${ordered.map((s) => `shard ${s.meta.shard!.index}: ${s.meta.versions[field]}`).join(', ')}`);
   }
   if (new Set(ordered.map((s) => s.meta.accel)).size > 1) warnings.push(`the shards ran with different accelerators: ${ordered.map((s) => `shard ${s.meta.shard!.index}: ${s.meta.accel}`).join(', ')}`);
+  return warnings;
+}
 
-  const key = runKey(ids[0]!);
-  const startedAt = ordered.map((s) => s.meta.startedAt).sort()[0]!;
-  const record: MergeRecord = {
+/** What the merged run records about the shards it was made from. */
+function mergeRecord(key: string, ordered: readonly ShardRun[], partition: Partition, missing: number[]): MergeRecord {
+  return {
     runKey: key,
-    total,
-    caseListHash: r0.caseListHash,
-    partitionHash: r0.partitionHash,
+    total: partition.total,
+    caseListHash: partition.caseListHash,
+    partitionHash: partition.partitionHash,
     shards: ordered.map((s) => {
-      const own = s.cases.filter((c) => owner.get(planId(c.id)) === s.meta.shard!.index);
+      const own = s.cases.filter((c) => partition.owner.get(partition.planId(c.id)) === s.meta.shard!.index);
       const finishedAt = s.finishedAt;
       return {
         index: s.meta.shard!.index,
@@ -270,24 +342,18 @@ export function planMerge(shards: readonly ShardRun[]): MergePlan {
     }),
     missing,
   };
-  const meta: RunMeta = {
+}
+
+/** The merged run's run.json: the first shard's, as the whole run, started when the first shard started. */
+function mergedMeta(base: RunMeta, ordered: readonly ShardRun[], record: MergeRecord): RunMeta {
+  const startedAt = ordered.map((s) => s.meta.startedAt).sort()[0]!;
+  return {
     ...withoutShard(base),
-    runId: `${compactTime(startedAt)}-merged-${key.slice(0, 12)}`,
+    runId: `${compactTime(startedAt)}-merged-${record.runKey.slice(0, 12)}`,
     startedAt,
     host: [...new Set(ordered.map((s) => s.meta.host))].join(', '),
     merged: record,
   };
-  return { meta, cases: [...cases.values()].sort((a, b) => compareIds(a.id, b.id)), sources, problems, warnings };
-}
-
-/**
- * States of a unit the shard recorded and did not finish checking (the unit
- * has results, but not all): not-run cases of the merged run, and a problem.
- */
-function unfinishedStates(s: ShardRun, name: string, planned: (id: string) => boolean, problems: string[]): CaseResult[] {
-  const unfinished = s.notRun.filter((c) => planned(c.id));
-  if (unfinished.length) problems.push(`${name} (${s.dir}) did not check ${unfinished.length} write-log state(s) it planned: ${unfinished.slice(0, 5).map((c) => c.id).join(', ')}${unfinished.length > 5 ? ', ...' : ''}; finish it with qcrash run --resume ${s.dir}, then merge again`);
-  return unfinished;
 }
 
 /** A shard's meta without what makes it a shard: the merged run is the whole run. */

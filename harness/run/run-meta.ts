@@ -11,6 +11,7 @@ import type { ResolvedRun } from './run-config.ts';
 import type { PlannedShard } from './case-selection.ts';
 import type { RunPlan } from '../results/plan.ts';
 import { toolVersions } from './versions.ts';
+import { qcrashVersion } from '../util/version.ts';
 
 /** What a new run records before its first case. */
 export interface RunFacts {
@@ -45,7 +46,7 @@ export async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMet
       return { name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}), ...(digest ? { imageDigest: digest } : {}) };
     }),
     config: run.config,
-    qcrash: { version: '0.1.0', build: facts.build },
+    qcrash: { version: qcrashVersion, build: facts.build },
     plan: facts.plan,
   };
   if (facts.shard) meta.shard = { ...facts.shard, runKey: runKey(shardIdentity(meta, facts.shard.caseListHash)) };

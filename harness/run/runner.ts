@@ -66,6 +66,17 @@ export async function runSuite(opts: SuiteOptions): Promise<RunOutcome> {
   return await checkAndReport(store, opts, { env, selection, scenarios, filter: run.config.filter ?? [] });
 }
 
+/**
+ * What `runSuite` with these options would check, without building, booting
+ * or writing anything (`qcrash run --list`): the kill cases and the
+ * write-log recordings, whose crash states are known only once recorded.
+ */
+export async function listSuite(opts: SuiteOptions): Promise<CaseSelection> {
+  const run = await resolveRunConfig(opts, await qcrashBuild());
+  const { scenarios } = await loadRunScenarios(run);
+  return selectCases(scenarios, run);
+}
+
 function loadRunScenarios(run: ResolvedRun): ReturnType<typeof loadScenarios> {
   const { config } = run;
   return loadScenarios(config.inputs, {

@@ -22,12 +22,22 @@ export type Step = StepCommon &
     /** A background `while :; do sync; done` loop, started and stopped by name. */
     | { kind: 'sync-loop'; name: string; action: 'start' | 'stop' }
     /**
-     * Background writers beside a migration: O_DIRECT or mmap rewrites of a
-     * file of `size` bytes, or `mmap-holes`: one store into each hole page of
-     * an existing file, `paceUs` apart (block allocation racing chattr).
+     * Background writers beside a migration: O_DIRECT, mmap or buffered
+     * (page cache) rewrites of `size` bytes from `offset` (a multiple of the
+     * page size; a range past the end grows the file), or `mmap-holes`: one
+     * store into each hole page of an existing file, `paceUs` apart (block
+     * allocation racing chattr).
      */
-    | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; paceUs: number; action: 'start' | 'stop' }
+    | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; offset?: number; paceUs: number; action: 'start' | 'stop' }
     | { kind: 'sleep'; name: string; ms: number }
+    /**
+     * A background loop writing back the disk's dirty buffers (qcrash-writeback):
+     * `deviceFlush` an fsync of the device (a cache flush each round), else
+     * sync_file_range (written, not flushed); `pauseMs` between rounds.
+     */
+    | { kind: 'flush-loop'; name: string; action: 'start' | 'stop'; deviceFlush: boolean; pauseMs: number }
+    /** Guest settings written to /proc/sys (keys from an allow-list); the scenario's `sysctl:` is one before the first step. */
+    | { kind: 'sysctl'; name: string; settings: Record<string, number> }
   );
 
 /**
@@ -37,10 +47,15 @@ export type Step = StepCommon &
  */
 export interface StepCommon {
   mayFail?: boolean;
+  /**
+   * Run the step pinned to this vCPU (0-based; needs `Scenario.cpus` above
+   * it). A writer started by the step keeps the pin. Absent: not pinned.
+   */
+  cpu?: number;
 }
 
 export type StepKind = Step['kind'];
-export const writerModes = ['odirect', 'mmap', 'mmap-holes'] as const;
+export const writerModes = ['odirect', 'mmap', 'buffered', 'mmap-holes'] as const;
 export type WriterMode = (typeof writerModes)[number];
 
 /**
@@ -78,6 +93,35 @@ export type CrashPoint =
    * written in a `kill:` list; `crash-states:` asks for them.
    */
   | { kind: 'log'; stateKind: LogStateKind; state: string };
+
+/**
+ * An interleaving held at a kernel point (`hold:`): the vCPU of the task
+ * that makes the `hit`-th call of `symbol`+`offset` inside `step` is
+ * stopped while the other vCPUs run, until the marker is reached or
+ * `limitMs` has passed; then everything runs again and the case goes on to
+ * its crash point. Needs `cpus` of 2 or more. Not a crash point itself: it
+ * shapes the run every kill point of the scenario then cuts.
+ */
+export interface HoldPoint {
+  step: string;
+  symbol: string;
+  /**
+   * Hold where `symbol` returns from its last direct call of this function
+   * (e.g. ext4_ext_migrate after finish_range: the walk is done, the swap
+   * not begun), found in the guest's code; `offset` is added to that.
+   */
+  afterCall?: string;
+  offset: number;
+  hit: number;
+  /**
+   * `stores`: hold until background writers (qcrash-io) have reported
+   * `count` more stores (mmap-holes) or rounds (odirect, mmap) on the
+   * console than when the hold began. Absent: hold for `limitMs`.
+   */
+  until?: { marker: 'stores'; count: number };
+  /** The hold ends here whatever happened: a held task may own what the others wait for. */
+  limitMs: number;
+}
 
 /** Kill points a scenario's `kill:` list holds (the workload drives each to its kill). */
 export type KillPoint = Exclude<CrashPoint, { kind: 'log' }>;
@@ -138,6 +182,10 @@ export interface Scenario {
   allow: Allowance;
   /** Suite label for grouping (e.g. "known-bugs"). */
   suite: string;
+  /** vCPUs of the guest (default 1). */
+  cpus?: number;
+  /** An interleaving held at a kernel point in every case of the scenario. */
+  hold?: HoldPoint;
 }
 
 /** The key a scenario's base image goes by in a run (its recipe, or its image file): cases of one key share the image and its saved VM state. */

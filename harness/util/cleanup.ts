@@ -101,10 +101,10 @@ function installSignalHandlers(): void {
 }
 
 /** A command's action whose errors, once a signal arrived, are the signal (causeOf). */
-export function signalIsTheCause<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+export function signalIsTheCause<A extends unknown[], R>(action: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
   return async (...args: A) => {
     try {
-      await action(...args);
+      return await action(...args);
     } catch (e) {
       throw causeOf(e);
     }

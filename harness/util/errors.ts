@@ -74,12 +74,16 @@ export class MissingToolError extends InfraError {
   }
 }
 
-/** A child process failed; keeps argv, exit code and both output streams. */
+/**
+ * A child process failed; keeps argv, the child's exit code and both output
+ * streams. `exitCode` stays the CLI's exit code, as for every QcrashError.
+ */
 export class CommandError extends InfraError {
   constructor(
     message: string,
     readonly argv: readonly string[],
-    readonly exitCode_: number | undefined,
+    /** The child's exit status; undefined when a signal ended it. */
+    readonly childExitCode: number | undefined,
     readonly stdout: string,
     readonly stderr: string,
   ) {

@@ -15,6 +15,7 @@ import { mergeShards, unionRuns } from '../run/merge.ts';
 import type { ShardSpec } from '../run/shard.ts';
 import { logUnitIdOf } from '../scenario/model.ts';
 import { writeValidateReport } from './validate-page.ts';
+import { pasteBlock } from './paste-block.ts';
 import type { SignatureCases, SignatureVerdict, ValidatePhases, ValidateResult } from './model.ts';
 
 export type { SignatureCases, SignatureVerdict, ValidatePhases, ValidateResult } from './model.ts';
@@ -363,5 +364,7 @@ export function validateReport(r: ValidateResult): string {
     out.push(`Result: no regression. ${s.counts.total} crash cases, ${s.scenarios.length} scenario(s), seed ${s.seed}:`);
     out.push(`Tested-by: qcrash (${s.counts.total} crash states of ext4_ext_migrate, baseline ${r.baseline.kernel.release})`);
   } else out.push('Result: REGRESSION: the patch introduced findings (see above).');
+  const block = pasteBlock(r);
+  if (block.length) out.push('', "For the patch's mail, under its '---' line:", '', ...block);
   return out.join('\n') + '\n';
 }

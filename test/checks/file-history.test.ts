@@ -139,3 +139,62 @@ t.test('a rewriter stopped before its first round only grew the file', async (t)
   t.same([v.exact, v.badCount, v.sizes], [true, 0, { min: 16384, max: 16384 }]);
   t.match(check(history([odirect(0)], 1), writerRound(SEED, 0, 16384)).bad[0], { expected: 'zeros (before any write)', found: /round 0/ }, 'round 0 was never written');
 });
+
+// A rewriter on a recipe file being migrated: 24 KiB of the recipe's bytes,
+// data in blocks 0-1 and 4-5 and a hole in blocks 2-3; the writer's range
+// [8192, 32768) covers a hole, data, and two blocks past the end (an append).
+const recipeBytes = Buffer.concat([generatedBytes(7, 8192), Buffer.alloc(8192), generatedBytes(8, 8192)]);
+const recipeOrigin: FileOrigin = { bytes: recipeBytes, data: [[0, 8192], [16384, 24576]] };
+const onRecipe = (mode: 'odirect' | 'mmap' | 'buffered', rounds?: number): FileOp => ({ kind: 'writer', step: `${mode}-start`, mode, offset: 8192, size: 24576, seed: SEED, ...(rounds !== undefined ? { rounds } : {}) });
+/** The file as round `r` left it: the recipe's bytes before the range, the round's sectors (absolute index) in it. */
+const afterRound = (r: number) => {
+  const b = Buffer.alloc(32768);
+  recipeBytes.copy(b);
+  for (let s = 16; s < 64; s++) writerSector(SEED, r, s).copy(b, s * 512);
+  return b;
+};
+
+t.test('a rewriter on a recipe file, stopped and synced: the recipe bytes outside its range, its last round inside, the file grown by the append', async (t) => {
+  for (const mode of ['odirect', 'mmap', 'buffered'] as const) {
+    const exp = history([onRecipe(mode, 4)], 1, 'recipe');
+    const v = check(exp, afterRound(3), recipeOrigin);
+    t.same([v.exact, v.badCount, v.sizes], [true, 0, { min: 32768, max: 32768 }], `${mode}: exact`);
+  }
+  const exp = history([onRecipe('odirect', 4)], 1, 'recipe');
+  const stale = afterRound(3);
+  recipeBytes.copy(stale, 16384, 16384, 16896);
+  t.match(check(exp, stale, recipeOrigin).bad, [{ sector: 32, expected: 'round 3 of writer step "odirect-start"', found: "the recipe's original bytes" }], 'once durable, the recipe bytes under the range are wrong');
+  const zeroedHead = afterRound(3);
+  zeroedHead.fill(0, 0, 512);
+  t.match(check(exp, zeroedHead, recipeOrigin).bad, [{ sector: 0, expected: "the recipe's bytes", found: 'zeros' }], 'bytes outside the range are the recipe\'s, always');
+  const relative = afterRound(3);
+  writerSector(SEED, 3, 0).copy(relative, 16 * 512);
+  t.match(check(exp, relative, recipeOrigin).bad, [{ sector: 16, found: "a writer's sector of round 3 for offset 0" }], 'a sector stamped for its place in the range, not in the file, is wrong');
+});
+
+t.test('a rewriter on a recipe file still running: each sector of its range the bytes before it (recipe, hole zeros) or some round; the size anything up to the append', async (t) => {
+  const exp = history([onRecipe('odirect')], 0, 'recipe');
+  const mixed = afterRound(5);
+  recipeBytes.copy(mixed, 16384, 16384, 20480); // data block 4 not yet rewritten
+  mixed.fill(0, 8192, 12288); // hole block 2 not yet written
+  writerSector(SEED, 2, 40).copy(mixed, 40 * 512);
+  const v = check(exp, mixed, recipeOrigin);
+  t.same([v.exact, v.badCount, v.sizes, v.mayBeMissing], [false, 0, { min: 24576, max: 32768 }, false]);
+  t.equal(check(exp, recipeBytes, recipeOrigin).badCount, 0, 'the recipe file as it was, 24 KiB: fine before anything was durable');
+  const foreign = afterRound(5);
+  generatedBytes(1234, 512).copy(foreign, 20 * 512);
+  t.match(check(exp, foreign, recipeOrigin).bad, [{ sector: 20, expected: "zeros (a hole of the recipe) or a round of writer step \"odirect-start\"" }], 'anything else in the range is wrong');
+});
+
+t.test('a buffered rewriter may tear a sector between consecutive rounds at any byte, an mmap one at words, O_DIRECT never', async (t) => {
+  const torn = afterRound(4);
+  const next = writerSector(SEED, 5, 50);
+  for (let i = 16; i < 512; i += 2) torn[50 * 512 + i] = next[i]!; // every other byte from round 5
+  t.equal(check(history([onRecipe('buffered')], 0, 'recipe'), torn, recipeOrigin).badCount, 0, 'buffered: the page-cache copy raced writeback');
+  t.equal(check(history([onRecipe('mmap')], 0, 'recipe'), torn, recipeOrigin).badCount, 1, 'mmap stores whole words: a byte-level mix is wrong');
+  t.equal(check(history([onRecipe('odirect')], 0, 'recipe'), torn, recipeOrigin).badCount, 1, 'O_DIRECT: a sector is one round');
+  const skipped = afterRound(4);
+  const later = writerSector(SEED, 6, 50);
+  for (let i = 16; i < 512; i += 2) skipped[50 * 512 + i] = later[i]!;
+  t.equal(check(history([onRecipe('buffered')], 0, 'recipe'), skipped, recipeOrigin).badCount, 1, 'rounds 4 and 6 are not consecutive: wrong');
+});

@@ -29,3 +29,21 @@ t.test('a refused file does not fail its migrate step; a return other than 0 or 
   t.match(workloadFindings([migrate], [{ name: 'migrate', kind: 'migrate', exitCode: 0, output: 'migrate file -1 0 /f\n' }]), [{ code: 'ioctl-bad-return' }], '-1 without an errno is no answer either');
   t.match(workloadFindings([migrate], [{ name: 'migrate', kind: 'migrate', exitCode: 1, output: 'error lstat 2 /g\n' }]), [{ code: 'step-failed', message: /exit 1: error lstat 2 \/g/ }], 'a path the walk could not reach fails the step');
 });
+
+t.test('an ioctl its own readback contradicts is ioctl-lied (class api); one the readback confirms is nothing', async (t) => {
+  const run = (output: string) => workloadFindings([migrate], [{ name: 'migrate', kind: 'migrate', exitCode: 0, output }]);
+  t.match(run('migrate file 0 0 /f flags=0x0 blocks=2600\n'), [
+    {
+      class: 'api',
+      source: 'workload',
+      code: 'ioctl-lied',
+      path: '/f',
+      message: '/f: FS_IOC_SETFLAGS (+EXTENTS_FL) returned 0, but FS_IOC_GETFLAGS right after says the file is not extent-mapped: the migration did not happen',
+      detail: 'step "migrate": ret 0 errno 0; flags 0x0; st_blocks 2600',
+    },
+  ], 'returned 0, no FS_EXTENT_FL: the known 6.1 bug (scenarios/known-bugs/chattr-eagain-lost.yaml)');
+  t.same(run('migrate file 0 0 /f flags=0x80000 blocks=2600\n'), [], 'returned 0 and FS_EXTENT_FL: nothing');
+  t.same(run('migrate file -1 11 /f flags=0x0 blocks=2600\n'), [], 'EAGAIN and block-mapped: nothing');
+  t.match(run('migrate file -1 11 /f flags=0x80000 blocks=2600\n'), [{ code: 'ioctl-lied', message: /refused with E(AGAIN|WOULDBLOCK) \(11\), but .* is extent-mapped: the migration happened/ }], 'a refusal of a migration that happened');
+  t.same(run('migrate file 0 0 /f flags=e5 blocks=2600\nmigrate file 0 0 /g\n'), [], 'no readback (GETFLAGS failed, or an older guest): no verdict');
+});

@@ -2,7 +2,7 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { coveredBy, deriveExpectations, type StepRecord } from '../../harness/crash/expectations.ts';
-import { parseMigrateOutput, parseWriterOutput } from '../../harness/crash/step-report.ts';
+import { parseMigrateOutput, parseWriterOutput, readbackVerdict } from '../../harness/crash/step-report.ts';
 import type { Manifest } from '../../harness/image/manifest.ts';
 import type { Step } from '../../harness/scenario/model.ts';
 import { loadRecipe } from '../../harness/image/recipe.ts';
@@ -147,4 +147,43 @@ t.test('a write that failed in the guest (ENOSPC) is no complete op: nothing aft
   const records: StepRecord[] = [ok('mount'), { name: 'w', kind: 'write', exitCode: 1, output: 'qcrash-io: write: No space left on device' }, ok('sync')];
   const r = deriveExpectations([mount, write, sync], records, manifest, false).expectations;
   t.match(r.files, [{ path: '/new', ops: [{ kind: 'write', complete: false }] }]);
+});
+
+t.test('the readback after the ioctl parses: flags and st_blocks, or the errno of a failed call; older output has none', async (t) => {
+  const r = parseMigrateOutput('migrate', 'migrate file 0 0 /a flags=0x0 blocks=24\nmigrate dir -1 11 /d flags=0x80000 blocks=e5\nmigrate file 0 0 /b flags=e22 blocks=8\nmigrate file 0 0 /c\n');
+  t.same(r.files, [
+    { step: 'migrate', path: '/a', type: 'file', ret: 0, errno: 0, readback: { flags: { value: 0 }, blocks: { value: 24 } } },
+    { step: 'migrate', path: '/d', type: 'dir', ret: -1, errno: 11, readback: { flags: { value: 0x80000 }, blocks: { errno: 5 } } },
+    { step: 'migrate', path: '/b', type: 'file', ret: 0, errno: 0, readback: { flags: { errno: 22 }, blocks: { value: 8 } } },
+    { step: 'migrate', path: '/c', type: 'file', ret: 0, errno: 0 },
+  ]);
+  t.equal(readbackVerdict(r.files[0]!), 'lied', '0 with no FS_EXTENT_FL');
+  t.equal(readbackVerdict(r.files[1]!), 'lied', 'a refusal with FS_EXTENT_FL');
+  t.equal(readbackVerdict(r.files[2]!), 'unknown', 'GETFLAGS failed');
+  t.equal(readbackVerdict(r.files[3]!), 'unknown', 'no readback');
+  t.equal(readbackVerdict({ ret: 0, errno: 0, readback: { flags: { value: 0x80000 }, blocks: { value: 24 } } }), 'truthful');
+  t.equal(readbackVerdict({ ret: -1, errno: 11, readback: { flags: { value: 0x1000 }, blocks: { value: 24 } } }), 'truthful', 'EAGAIN and still block-mapped');
+});
+
+t.test('the expectations follow the readback, not the return value: an ioctl that lied leaves a file that must stay block-mapped', async (t) => {
+  const steps = [mount, migrateA, sync];
+  const lied = deriveExpectations(steps, [ok('mount'), ok('migrate', 'migrate file 0 0 /a flags=0x0 blocks=8\n'), ok('sync')], manifest, true).expectations;
+  t.same(lied.mustBeExtents, [], 'returned 0, read back block-mapped: no durable migration to lose (no not-durable)');
+  t.same(lied.mustBeBlocks, ['/a'], 'it must stay block-mapped');
+  const truthful = deriveExpectations(steps, [ok('mount'), ok('migrate', 'migrate file 0 0 /a flags=0x80000 blocks=8\n'), ok('sync')], manifest, true).expectations;
+  t.same([truthful.mustBeExtents, truthful.mustBeBlocks], [['/a'], []], 'read back extent-mapped: must be extent-mapped once synced');
+  const refusedButConverted = deriveExpectations(steps, [ok('mount'), ok('migrate', 'migrate file -1 11 /a flags=0x80000 blocks=8\n'), ok('sync')], manifest, true).expectations;
+  t.same([refusedButConverted.mustBeExtents, refusedButConverted.mustBeBlocks], [['/a'], []], 'refused, read back extent-mapped: the kernel converted it');
+  const unread = deriveExpectations(steps, [ok('mount'), ok('migrate', 'migrate file 0 0 /a flags=e5 blocks=8\n'), ok('sync')], manifest, true).expectations;
+  t.same(unread.mustBeExtents, ['/a'], 'GETFLAGS failed: the return value decides, as before the readback');
+});
+
+t.test('a rewriter with an offset over a recipe file: its range and the stop report are kept', async (t) => {
+  const start: Step = { kind: 'writer', name: 'b-start', mode: 'buffered', path: '/a', size: 5000, offset: 8192, paceUs: 0, action: 'start' };
+  const stop: Step = { ...start, name: 'b-stop', action: 'stop' };
+  const report = parseWriterOutput('writer buffered rounds=3 size=8192 offset=8192\n');
+  t.same(report, { kind: 'writer', mode: 'buffered', rounds: 3, size: 8192, offset: 8192 });
+  t.same(parseWriterOutput('writer mmap rounds=2 size=4096\n'), { kind: 'writer', mode: 'mmap', rounds: 2, size: 4096, offset: 0 }, 'a guest before offsets: 0');
+  const r = deriveExpectations([mount, start, migrateA, stop, sync], [ok('mount'), ok('b-start'), migratedA, ok('b-stop', 'writer buffered rounds=3 size=8192 offset=8192\n'), ok('sync')], manifest, false, { caseSeed: 9 }).expectations;
+  t.same(r.files, [{ path: '/a', origin: 'recipe', durable: 1, ops: [{ kind: 'writer', step: 'b-start', mode: 'buffered', offset: 8192, size: 8192, seed: 9, rounds: 3 }] }], 'the size rounded up to a page, over the recipe file');
 });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mergeValidateShards, validateKernels, validateReport } from '../../harness/validate/validate.ts';
-import { combineStepReports, type StepReport } from '../../harness/bisect/bisect.ts';
+import { combineStepReports, type BisectStepReport } from '../../harness/bisect/bisect.ts';
 import { ExitCode } from '../../harness/util/errors.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
@@ -90,7 +90,7 @@ t.test('a missing validate shard leaves the result incomplete: no Tested-by, exi
 
 t.test('bisect-combine: bad if any part is bad, good only if every part is good', async (t) => {
   const shard = (index: number, total = 3) => ({ index, total, caseListHash: 'c'.repeat(64), partitionHash: 'p'.repeat(64) });
-  const r = (index: number, verdict: 'good' | 'bad' | 'skip', extra: Partial<StepReport> = {}): StepReport => ({
+  const r = (index: number, verdict: 'good' | 'bad' | 'skip', extra: Partial<BisectStepReport> = {}): BisectStepReport => ({
     qcrash: 'bisect-step', commit: 'a'.repeat(40), verdict, exitCode: verdict === 'good' ? 0 : verdict === 'bad' ? 1 : 125, reason: `${verdict} ${index}`, seconds: index, shard: shard(index), ...extra,
   });
   t.match(combineStepReports([r(1, 'good'), r(2, 'good'), r(3, 'good')]), { verdict: 'good', exitCode: 0 });

@@ -91,7 +91,7 @@ steps:
 kill:
   - none
 recovery: [e2fsck]
-allow: { classes: [leak], codes: [not-durable] }
+allow: { classes: [leak], codes: [ioctl-lied] }
 `;
   const { result, expectations } = await runScenario('holes-dropped', yaml, 'zap_block -f /big/sparse 3000');
   const holes = expectations.files.find((f) => f.path === '/big/sparse');

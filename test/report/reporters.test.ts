@@ -15,6 +15,7 @@ import { ReporterHub } from '../../harness/report/reporter.ts';
 import { RunStore, loadSummary, mergeRuns } from '../../harness/results/store.ts';
 import { exitCodeFor } from '../../harness/results/verdict.ts';
 import type { RunSummary } from '../../harness/results/run.ts';
+import { prove } from '../helpers/prove.ts';
 
 // summary.json of a real run of the default suite (trimmed to ten cases). It
 // holds a real failing case (a superblock-time problem code from the kernel
@@ -29,16 +30,6 @@ async function tapParserResult(tap: string) {
     const p = new Parser((r) => resolve(r as unknown as { ok: boolean; count: number; pass: number; fail: number }));
     p.end(tap);
   });
-}
-
-/** prove on a TAP file: exit code and output. */
-function prove(file: string): { code: number; out: string } {
-  try {
-    return { code: 0, out: execFileSync('prove', ['-v', '--exec', 'cat', file], { encoding: 'utf8' }) };
-  } catch (e) {
-    const err = e as { status: number; stdout: string };
-    return { code: err.status, out: err.stdout };
-  }
 }
 
 /** What Perl's TAP::Parser (prove's parser) read from a TAP file, YAML blocks included (test/helpers/tap-yaml.pl). */

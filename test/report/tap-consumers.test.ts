@@ -13,6 +13,7 @@ import { writeRunReports } from '../../harness/report/run-files.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { qcrashBin } from '../helpers/env.ts';
 import { kunitTools, parseKtapFile } from '../helpers/kunit.ts';
+import { prove } from '../helpers/prove.ts';
 import { exportCrashImage } from '../../harness/results/crash-images.ts';
 
 // The kernel developer's own tools on the output of real runs: Perl's prove
@@ -32,15 +33,6 @@ function qcrash(args: string[]): Promise<{ code: number; stdout: string; stderr:
   return new Promise((resolve) =>
     execFile(process.execPath, [qcrashBin, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })),
   );
-}
-
-function prove(file: string): { code: number; out: string } {
-  try {
-    return { code: 0, out: execFileSync('prove', ['-v', '--exec', 'cat', file], { encoding: 'utf8' }) };
-  } catch (e) {
-    const err = e as { status: number; stdout: string };
-    return { code: err.status, out: err.stdout };
-  }
 }
 
 const runArgs = (out: string, format: string) => ['run', 'scenarios/durability.yaml', '--kernel', 'stock', '--recovery', 'e2fsck', '--filter', 'after-fsync', '--seed', '18', '--keep', 'all', '--out', out, '--format', format];

@@ -7,35 +7,57 @@
  *   qcrash-io fsync PATH
  *   qcrash-io migrate ROOT RECURSIVE PATH...       FS_IOC_SETFLAGS +EXTENTS_FL on each
  *                                                  file and directory, one result line each
- *   qcrash-io odirect PATH SIZE SEED               O_DIRECT rewrites of the file, round
- *                                                  after round, until SIGTERM
- *   qcrash-io mmap PATH SIZE SEED                  the same through a shared mapping + msync
+ *   qcrash-io odirect PATH SIZE SEED [OFFSET]      O_DIRECT rewrites of [OFFSET, OFFSET+SIZE),
+ *                                                  round after round, until SIGTERM
+ *   qcrash-io mmap PATH SIZE SEED [OFFSET]         the same through a shared mapping + msync
+ *   qcrash-io buffered PATH SIZE SEED [OFFSET]     the same with pwrite through the page cache
+ *                                                  (no fsync: writeback or a sync makes it durable)
  *   qcrash-io mmap-holes PATH PACE_US SEED         one store into each hole page of an
  *                                                  existing file, PACE_US apart, then exits
  *
  * migrate prints, per path (PATH relative to ROOT, bytes outside 0x21-0x7e
  * and '%' as %XX):
- *   migrate file|dir RET ERRNO PATH   RET: what syscall(SYS_ioctl, FS_IOC_SETFLAGS)
+ *   migrate file|dir RET ERRNO PATH flags=F blocks=B
+ *                                     RET: what syscall(SYS_ioctl, FS_IOC_SETFLAGS)
  *                                     returned, so a positive value the kernel lets
- *                                     out (ext4_ext_migrate) is seen; ERRNO when RET is -1
+ *                                     out (ext4_ext_migrate) is seen; ERRNO when RET is -1.
+ *                                     F: FS_IOC_GETFLAGS on the same fd right after, in
+ *                                     hex (0x...), or e<errno> when it failed; B: st_blocks
+ *                                     then (512-byte units), or e<errno>. The host takes
+ *                                     the kernel's word from F, not from RET: a 0 with no
+ *                                     FS_EXTENT_FL in F is an ioctl that lied.
  *   skip symlink|other PATH           not migrated, as chattr -R would not
  *   error lstat|open|getflags|opendir ERRNO PATH   the walk itself failed (exit 1)
  * An ioctl error is a result, not a failure: the exit status is 0 when every
  * file could be asked.
  *
- * The rewriters (odirect, mmap) write rounds r = 0, 1, ... of the whole file;
- * each 512-byte sector i of round r is a 16-byte header ("QCRW", r as u32,
- * i as u64, little-endian) and 496 bytes of splitmix64 seeded by
- * sector_seed(seed, r, i), so the host tells a sector of any round from
- * anything else by reading its header. On SIGTERM a rewriter finishes the
- * round it is in and prints "writer MODE rounds=N size=S" (rounds completed,
- * the last one is N-1); it prints that line also when a write fails.
+ * The rewriters (odirect, mmap, buffered) write rounds r = 0, 1, ... of the
+ * range [OFFSET, OFFSET+SIZE) (OFFSET a multiple of the page size, SIZE rounded
+ * up to one); each 512-byte sector at file offset 512*i of round r is a
+ * 16-byte header ("QCRW", r as u32, i as u64, little-endian) and 496 bytes of
+ * splitmix64 seeded by sector_seed(seed, r, i), so the host tells a sector of
+ * any round from anything else by reading its header. Before round 0 the file
+ * is grown (ftruncate) to OFFSET+SIZE when shorter: a range past the end of an
+ * existing file appends to it. On SIGTERM a rewriter finishes the round it is
+ * in and prints "writer MODE rounds=N size=S offset=O" (rounds completed, the
+ * last one is N-1); it prints that line also when a write fails.
  *
  * mmap-holes lists the file's hole pages first (SEEK_HOLE, page-aligned,
  * file order), then stores into the k-th one byte 0 = (k-th splitmix64
  * output of SEED) | 1. It stops early on SIGTERM and prints
  * "mmap-holes stored=N holes=M first=OFF last=OFF" (the first N of the M
  * hole pages were stored; OFF of the first and last hole page, -1 if none).
+ *
+ * With QCRASH_IO_PROGRESS=K in the environment, the writers also report
+ * their progress every K stores (mmap-holes) or rounds (odirect, mmap) as a
+ * kernel log line "qcrash-io: MODE stored=N" / "qcrash-io: MODE rounds=N"
+ * at level 4, which the console shows: the host follows a writer there while
+ * the agent is busy with another step (a hold point's marker). Written
+ * through /dev/kmsg because printk writes the serial console synchronously
+ * from the writer's own CPU, while a tty write waits for the UART's
+ * interrupt, which may be routed to a vCPU the host is holding; /dev/kmsg
+ * is opened anew per line, as its rate limit (10 lines per 5 s) is per open
+ * file.
  *
  * mmap-holes is the race ext4_ext_migrate() guards against with
  * EXT4_STATE_EXT_MIGRATE: chattr holds i_rwsem, but a store through a shared
@@ -94,10 +116,10 @@ static uint64_t sector_seed(uint64_t seed, uint32_t round, uint64_t index) {
   return mix(seed ^ mix(((uint64_t)round << 40) ^ index));
 }
 
-/* Round `round` of a rewriter's file of `size` bytes (a multiple of SECTOR). */
-static void fill_round(unsigned char *buf, size_t size, uint64_t seed, uint32_t round) {
+/* Round `round` of a rewriter's range of `size` bytes at `base` (both multiples of SECTOR). */
+static void fill_round(unsigned char *buf, size_t size, uint64_t seed, uint32_t round, off_t base) {
   for (size_t off = 0; off < size; off += SECTOR) {
-    uint64_t index = off / SECTOR;
+    uint64_t index = ((uint64_t)base + off) / SECTOR;
     memcpy(buf + off, "QCRW", 4);
     put_le(buf + off + 4, round, 4);
     put_le(buf + off + 8, index, 8);
@@ -120,6 +142,23 @@ static void graceful_stop(void) {
   sigaction(SIGTERM, &sa, 0);
 }
 
+static long progress_every;
+
+static void progress_init(void) {
+  const char *e = getenv("QCRASH_IO_PROGRESS");
+  progress_every = e && *e ? strtol(e, 0, 10) : 0;
+}
+
+static void progress(const char *op, const char *what, unsigned long n) {
+  if (progress_every <= 0 || n % (unsigned long)progress_every) return;
+  char line[96];
+  int len = snprintf(line, sizeof line, "<4>qcrash-io: %s %s=%lu\n", op, what, n);
+  int fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (write(fd, line, (size_t)len) < 0) { /* a lost progress line only ends a hold at its limit */ }
+  close(fd);
+}
+
 static int die(const char *what) {
   fprintf(stderr, "qcrash-io: %s: %s\n", what, strerror(errno));
   return 1;
@@ -132,6 +171,16 @@ static void put_path(const char *p) {
     if (c < 0x21 || c > 0x7e || c == '%') printf("%%%02X", c);
     else putchar(c);
   }
+}
+
+/* What the kernel says the file is now, whatever the ioctl returned: " flags=F blocks=B\n". */
+static void put_readback(int fd) {
+  int now = 0;
+  if (ioctl(fd, FS_IOC_GETFLAGS, &now)) printf(" flags=e%d", errno);
+  else printf(" flags=0x%x", (unsigned)now);
+  struct stat st;
+  if (fstat(fd, &st)) printf(" blocks=e%d\n", errno);
+  else printf(" blocks=%lld\n", (long long)st.st_blocks);
 }
 
 static const char *migrate_root;
@@ -179,10 +228,10 @@ static void migrate_path(const char *rel, int recursive) {
   errno = 0;
   long ret = syscall(SYS_ioctl, fd, FS_IOC_SETFLAGS, &flags);
   int err = ret == -1 ? errno : 0;
-  close(fd);
   printf("migrate %s %ld %d ", dir ? "dir" : "file", ret, err);
   put_path(rel);
-  putchar('\n');
+  put_readback(fd);
+  close(fd);
   if (!dir || !recursive) return;
   DIR *d = opendir(full);
   if (!d) {
@@ -199,12 +248,60 @@ static void migrate_path(const char *rel, int recursive) {
   closedir(d);
 }
 
+/* A rewriter (odirect, mmap, buffered): rounds of [base, base+size) until SIGTERM or a failed write. */
+static int rewrite(const char *op, const char *path, size_t size, uint64_t seed, off_t base) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size = (size + page - 1) & ~(page - 1);
+  if (base < 0 || (size_t)base % page) {
+    errno = EINVAL;
+    return die("offset");
+  }
+  unsigned char *buf;
+  if (posix_memalign((void **)&buf, page, size)) return die("posix_memalign");
+  int direct = !strcmp(op, "odirect"), mapped = !strcmp(op, "mmap");
+  int fd = open(path, O_RDWR | O_CREAT | (direct ? O_DIRECT : 0), 0644);
+  if (fd < 0) return die("open");
+  /* Only ever grow the file: bytes outside the rewritten range stay what they were. */
+  struct stat st;
+  if (fstat(fd, &st)) return die("fstat");
+  off_t end = base + (off_t)size;
+  if (st.st_size < end && ftruncate(fd, end)) return die("ftruncate");
+  unsigned char *map = 0;
+  if (mapped) {
+    map = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, base);
+    if (map == MAP_FAILED) return die("mmap");
+  }
+  uint32_t rounds = 0;
+  int rc = 0;
+  while (!stop_requested) {
+    fill_round(buf, size, seed, rounds, base);
+    if (mapped) {
+      memcpy(map, buf, size);
+      if (msync(map, size, MS_SYNC)) rc = die("msync");
+    } else {
+      /* A short write is legal (e.g. on a full disk): finish it, never skip the rest. */
+      for (size_t done = 0; done < size && !rc;) {
+        ssize_t w = pwrite(fd, buf + done, size - done, base + (off_t)done);
+        if (w == 0) errno = ENOSPC;
+        if (w <= 0) rc = die("pwrite");
+        else done += (size_t)w;
+      }
+    }
+    if (rc) break;
+    rounds++;
+    progress(op, "rounds", rounds);
+  }
+  printf("writer %s rounds=%u size=%zu offset=%lld\n", op, rounds, size, (long long)base);
+  return fflush(stdout) ? 1 : rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: qcrash-io write|fsync|migrate|odirect|mmap|mmap-holes ...\n");
+    fprintf(stderr, "usage: qcrash-io write|fsync|migrate|odirect|mmap|buffered|mmap-holes ...\n");
     return 2;
   }
   const char *op = argv[1], *path = argv[2];
+  progress_init();
   if (!strcmp(op, "fsync")) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return die("open");
@@ -235,47 +332,9 @@ int main(int argc, char **argv) {
     }
     return close(fd) ? die("close") : 0;
   }
-  if ((!strcmp(op, "odirect") || !strcmp(op, "mmap")) && argc == 5) {
+  if ((!strcmp(op, "odirect") || !strcmp(op, "mmap") || !strcmp(op, "buffered")) && (argc == 5 || argc == 6)) {
     graceful_stop();
-    size_t size = strtoull(argv[3], 0, 10);
-    uint64_t seed = strtoull(argv[4], 0, 10);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size = (size + page - 1) & ~(page - 1);
-    unsigned char *buf;
-    if (posix_memalign((void **)&buf, page, size)) return die("posix_memalign");
-    int direct = !strcmp(op, "odirect");
-    int fd = open(path, O_RDWR | O_CREAT | (direct ? O_DIRECT : 0), 0644);
-    if (fd < 0) return die("open");
-    /* Only ever grow the file: bytes past the rewritten range stay what they were. */
-    struct stat st;
-    if (fstat(fd, &st)) return die("fstat");
-    if ((size_t)st.st_size < size && ftruncate(fd, (off_t)size)) return die("ftruncate");
-    unsigned char *map = 0;
-    if (!direct) {
-      map = mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      if (map == MAP_FAILED) return die("mmap");
-    }
-    uint32_t rounds = 0;
-    int rc = 0;
-    while (!stop_requested) {
-      fill_round(buf, size, seed, rounds);
-      if (direct) {
-        /* A short O_DIRECT write is legal (e.g. on a full disk): finish it, never skip the rest. */
-        for (size_t done = 0; done < size && !rc;) {
-          ssize_t w = pwrite(fd, buf + done, size - done, (off_t)done);
-          if (w == 0) errno = ENOSPC;
-          if (w <= 0) rc = die("pwrite");
-          else done += (size_t)w;
-        }
-      } else {
-        memcpy(map, buf, size);
-        if (msync(map, size, MS_SYNC)) rc = die("msync");
-      }
-      if (rc) break;
-      rounds++;
-    }
-    printf("writer %s rounds=%u size=%zu\n", op, rounds, size);
-    return fflush(stdout) ? 1 : rc;
+    return rewrite(op, path, strtoull(argv[3], 0, 10), strtoull(argv[4], 0, 10), argc == 6 ? strtoll(argv[5], 0, 10) : 0);
   }
   if (!strcmp(op, "mmap-holes") && argc == 5) {
     graceful_stop();
@@ -312,6 +371,7 @@ int main(int argc, char **argv) {
       uint64_t s = seed;
       for (; stored < nholes && !stop_requested; stored++) {
         map[holes[stored]] = (unsigned char)splitmix64(&s) | 1;
+        progress(op, "stored", stored + 1);
         if (pace) usleep(pace);
       }
       if (munmap(map, (size_t)size)) return die("munmap");

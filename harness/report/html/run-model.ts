@@ -241,7 +241,7 @@ export function groupFindings(cases: readonly CaseResult[]): FindingGroup[] {
       add(g.paths, f.path);
     }
   }
-  const classRank = ['kernel', 'corruption', 'data', 'leak'];
+  const classRank = ['kernel', 'corruption', 'data', 'api', 'leak'];
   return [...groups.values()].sort(
     (a, b) => Number(b.failing) - Number(a.failing) || classRank.indexOf(a.class) - classRank.indexOf(b.class) || b.caseIds.length - a.caseIds.length || a.signature.localeCompare(b.signature),
   );

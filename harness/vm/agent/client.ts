@@ -1,7 +1,9 @@
 import { ChannelError, SocketChannel, type PendingRequest } from '../channel.ts';
 import { LineSplitter } from '../unix-socket.ts';
 import { withTimeout } from '../../util/timeout.ts';
-import { encodeCommand, parseAgentLine, parseHello, type AgentArg } from './protocol.ts';
+import { encodeCommand, parseAgentLine, parseHello, type AgentArg, type StepOptions } from './protocol.ts';
+
+export type { StepOptions } from './protocol.ts';
 
 /** The agent channel closed or misbehaved; keeps the command and what came back. */
 export class AgentError extends ChannelError {
@@ -60,7 +62,7 @@ export interface AgentCommand {
 
 /** What the workload needs of an agent: the QEMU machine's client and a test's fake both provide it. */
 export interface AgentPort {
-  send(command: string, args?: readonly AgentArg[], opts?: { hold?: boolean }): AgentCommand;
+  send(command: string, args?: readonly AgentArg[], opts?: StepOptions): AgentCommand;
   call(command: string, args?: readonly AgentArg[], timeoutMs?: number): Promise<AgentReply>;
   readonly closed: boolean;
 }
@@ -143,7 +145,7 @@ export class AgentClient extends SocketChannel implements AgentPort {
   }
 
   /** Send a command; with `hold`, the agent announces it and waits for go() before its start marker. */
-  send(command: string, args: readonly AgentArg[] = [], opts: { hold?: boolean } = {}): AgentCommand {
+  send(command: string, args: readonly AgentArg[] = [], opts: StepOptions = {}): AgentCommand {
     const id = this.nextId++;
     const d = {} as { held: () => void; started: (t: number) => void; done: (r: AgentReply) => void };
     const held = new Promise<void>((r) => (d.held = r));
@@ -173,7 +175,7 @@ export class AgentClient extends SocketChannel implements AgentPort {
     }
     const waiting: Waiting = { what: command, fail, ...d };
     this.pending.set(id, waiting);
-    this.write(`${encodeCommand(id, command, args, opts.hold ?? false)}\n`);
+    this.write(`${encodeCommand(id, command, args, opts)}\n`);
     return cmd;
   }
 

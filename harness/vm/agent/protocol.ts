@@ -3,11 +3,20 @@
  * message per line over the virtio-serial port `qcrash.agent`:
  *
  *   guest -> host  "ready <b64 uname -r \n /proc/uptime>"   once, when the agent starts
- *   host -> guest  "<id> [hold] <command> <b64 arg>..."      every argument base64 ("=" for empty)
+ *   host -> guest  "<id> [hold] [cpu=N] [progress=K] <command> <b64 arg>..."
+ *                                                            every argument base64 ("=" for empty)
  *   guest -> host  "<id> held"                               hold: waiting for "<id> go"
  *   host -> guest  "<id> go"
  *   guest -> host  "<id> start"                              the step is about to run (a marker)
  *   guest -> host  "<id> done <exit status> [<b64 output>]"  stdout+stderr, at most 16 MiB; absent when empty
+ *
+ * `cpu=N` runs the step pinned to vCPU N (taskset on the agent shell for
+ * the step's duration): everything the step starts, a background writer
+ * too, inherits the pin. `progress=K` asks qcrash-io's writers started by
+ * the step to print "qcrash-io: MODE stored=N" (mmap-holes) or
+ * "qcrash-io: MODE rounds=N" every K stores or rounds to /dev/console, so
+ * the host sees a writer's progress in the console log while the agent is
+ * busy (a hold point's marker, harness/crash/points/hold.ts).
  *
  * `hello` answers with what the agent said in its "ready" line (uptime as
  * of the agent's start): after a snapshot restore it costs no fork.
@@ -17,9 +26,30 @@
  */
 export type AgentArg = string | number;
 
-export function encodeCommand(id: number, command: string, args: readonly AgentArg[], hold: boolean): string {
+/** How a step runs in the guest, besides its command and arguments. */
+export interface StepOptions {
+  /** Announce the step and wait for "go" before its start marker. */
+  hold?: boolean;
+  /** Pin the step (and whatever it starts) to this vCPU. */
+  cpu?: number;
+  /** Writers started by the step report progress on the console every this many stores or rounds. */
+  progress?: number;
+}
+
+export function encodeCommand(id: number, command: string, args: readonly AgentArg[], opts: boolean | StepOptions): string {
+  const o: StepOptions = typeof opts === 'boolean' ? { hold: opts } : opts;
+  for (const [k, v] of [['cpu', o.cpu], ['progress', o.progress]] as const) {
+    if (v !== undefined && (!Number.isInteger(v) || v < (k === 'cpu' ? 0 : 1))) throw new RangeError(`agent: ${k}=${v} is not a valid value`);
+  }
   const encoded = args.map((a) => Buffer.from(String(a)).toString('base64') || '=');
-  return [String(id), ...(hold ? ['hold'] : []), command, ...encoded].join(' ');
+  return [
+    String(id),
+    ...(o.hold ? ['hold'] : []),
+    ...(o.cpu !== undefined ? [`cpu=${o.cpu}`] : []),
+    ...(o.progress !== undefined ? [`progress=${o.progress}`] : []),
+    command,
+    ...encoded,
+  ].join(' ');
 }
 
 export type AgentMessage =

@@ -1,5 +1,5 @@
 import { SocketChannel } from '../channel.ts';
-import { encodePacket, isStopReply, leHex, PacketParser, parseStop, type StopReply } from './packet.ts';
+import { encodePacket, isStopReply, leHex, PacketParser, parseStop, parseThreadList, threadId, type StopReply } from './packet.ts';
 import { GdbDisconnectedError, GdbError, GdbProtocolError, GdbStateError, GdbTimeoutError } from './errors.ts';
 
 export type { StopReply } from './packet.ts';
@@ -30,8 +30,11 @@ class StopChannel {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
+  /** Drop the waiters; each fails, so that whatever bounds its wait (a timer) is released too. */
   forget(): void {
+    const w = this.waiters;
     this.waiters = [];
+    for (const x of w) x.reject(new GdbStateError('gdbstub: the wait for a stop was given up'));
   }
 
   close(e: Error): void {
@@ -170,6 +173,39 @@ export class GdbClient extends SocketChannel {
     this.write(encodePacket('c'), { text: 'c' });
   }
 
+  /**
+   * Resume only these threads (vCPUs): `vCont;c:T1;c:T2`. QEMU's gdbstub
+   * leaves a vCPU that is given no action stopped, so the others run while
+   * it is held. The stop reply (an interrupt, a breakpoint) comes through
+   * waitStop() as after `c`.
+   */
+  continueThreads(threads: readonly number[]): void {
+    if (!threads.length) throw new GdbStateError('vCont: no thread to resume (an empty vCont would resume every vCPU)', 'vCont');
+    const pkt = `vCont${threads.map((t) => `;c:${threadId(t)}`).join('')}`;
+    this.ensureRunning(`"${pkt}"`);
+    if (this.target === 'running') throw new GdbStateError(`cannot send "${pkt}": the target is already running`, pkt);
+    this.target = 'running';
+    this.write(encodePacket(pkt), { text: pkt });
+  }
+
+  /** Every thread (vCPU) of the target: `qfThreadInfo`, then `qsThreadInfo` until "l". */
+  async threads(): Promise<number[]> {
+    const out: number[] = [];
+    for (let reply = await this.request('qfThreadInfo'); ; reply = await this.request('qsThreadInfo')) {
+      const ids = parseThreadList(reply);
+      if (!ids.length) return out;
+      out.push(...ids);
+      if (out.length > 4096) throw new GdbProtocolError('a thread list that never ends', reply);
+    }
+  }
+
+  /** The thread the stub reports as current (`qC` -> "QC02"): after a stop, the vCPU that stopped. */
+  async currentThread(): Promise<number | undefined> {
+    const r = await this.request('qC');
+    const m = /^QC(?:p[0-9a-fA-F]+\.)?([0-9a-fA-F]+)$/.exec(r);
+    return m ? parseInt(m[1]!, 16) : undefined;
+  }
+
   /** One instruction; the stub answers with a stop reply. */
   async step(timeoutMs = 10_000): Promise<StopReply> {
     return parseStop(await this.request('s', timeoutMs));
@@ -207,6 +243,15 @@ export class GdbClient extends SocketChannel {
         },
       );
     });
+  }
+
+  /**
+   * Give up the waits for a stop (a waitStop raced against something else
+   * that won): otherwise the next stop, an interrupt's, would go to a
+   * waiter nobody listens to any more.
+   */
+  abandonStopWaits(): void {
+    this.stops.forget();
   }
 
   /** Ctrl-C: the running target stops and sends a stop reply. */

@@ -99,6 +99,12 @@ export interface StopReply {
   /** The signal number of a T/S reply (5 = SIGTRAP for a breakpoint), or the exit status of W / signal of X. */
   signal: number;
   kind: 'signal' | 'exited' | 'terminated';
+  /**
+   * The thread that stopped (`T05thread:02;`, or `thread:p1.2;` with the
+   * multiprocess extension): in QEMU's gdbstub a thread is a vCPU, its id
+   * the vCPU index + 1.
+   */
+  thread?: number;
   raw: string;
 }
 
@@ -109,7 +115,29 @@ export function isStopReply(p: string): boolean {
 export function parseStop(p: string): StopReply {
   if (!isStopReply(p)) throw new GdbProtocolError('not a stop reply', p);
   const kind = p[0] === 'W' ? 'exited' : p[0] === 'X' ? 'terminated' : 'signal';
-  return { signal: parseInt(p.slice(1, 3), 16), kind, raw: p };
+  const t = p[0] === 'T' ? /(?:^T[0-9a-fA-F]{2}|;)thread:(?:p[0-9a-fA-F]+\.)?([0-9a-fA-F]+);/.exec(p) : null;
+  return { signal: parseInt(p.slice(1, 3), 16), kind, ...(t ? { thread: parseInt(t[1]!, 16) } : {}), raw: p };
+}
+
+/** Thread ids of a `qfThreadInfo`/`qsThreadInfo` reply ("m1,2" or "mp01.01,p01.02"); [] for the last ("l"). */
+export function parseThreadList(reply: string): number[] {
+  if (reply === 'l' || reply.startsWith('l')) return [];
+  if (!reply.startsWith('m')) throw new GdbProtocolError('not a thread list', reply);
+  return reply
+    .slice(1)
+    .split(',')
+    .filter(Boolean)
+    .map((id) => {
+      const m = /^(?:p[0-9a-fA-F]+\.)?([0-9a-fA-F]+)$/.exec(id);
+      if (!m) throw new GdbProtocolError('bad thread id in a thread list', reply);
+      return parseInt(m[1]!, 16);
+    });
+}
+
+/** A thread id as the protocol writes it (hex, no leading zeros). */
+export function threadId(t: number): string {
+  if (!Number.isInteger(t) || t <= 0) throw new RangeError(`gdbstub: ${t} is not a thread id (QEMU numbers vCPUs from 1)`);
+  return t.toString(16);
 }
 
 /** Little-endian hex (as 'g' and 'm' replies carry registers and memory) to a number. */

@@ -44,6 +44,18 @@ export class SymbolTable {
     );
   }
 
+  /** The address of the first symbol after `addr` (where a function at `addr` ends, at the latest). */
+  nextAfter(addr: bigint): bigint | undefined {
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.sorted[mid]![0] <= addr) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.sorted[lo]?.[0];
+  }
+
   /** The symbol containing an address, as "name+0xoff". */
   symbolize(addr: bigint): string {
     let lo = 0;

@@ -40,6 +40,8 @@ export interface QemuArgvOptions {
   paths: VmPaths;
   accel: Accel;
   memoryMb: number;
+  /** vCPUs (-smp); default 1. More than one lets a hold point stop one vCPU while another runs. */
+  cpus?: number;
   name: string;
   machine?: MachineName;
   /** Extra kernel command-line words (e.g. ext4 debug switches). */
@@ -106,7 +108,7 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
     '-accel', o.accel,
     ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
     '-m', String(o.memoryMb),
-    '-smp', '1',
+    '-smp', String(o.cpus ?? 1),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', o.kernel.bzImage,
     '-initrd', o.initrd,

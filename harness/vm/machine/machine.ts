@@ -24,6 +24,11 @@ export interface MachineSpec {
   /** Restore this saved agent-ready state instead of booting. */
   restoreFrom?: string;
   memoryMb?: number;
+  /**
+   * vCPUs (default 1). A saved state only restores into a machine with as
+   * many vCPUs as the one that saved it (snapshot-cache.ts launchRestoring).
+   */
+  cpus?: number;
   /** Extra kernel command-line words. */
   append?: string[];
   /** Extra QEMU arguments, each element one argument. */

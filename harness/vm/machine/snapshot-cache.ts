@@ -24,6 +24,8 @@ interface SavedState {
   recovery?: Promise<void>;
   /** Failed again after being saved anew: the remaining cases boot. */
   unusable: boolean;
+  /** vCPUs of the machine that saved it: a state restores only into as many. */
+  cpus: number;
 }
 
 const savedStates = new Map<string, SavedState>();
@@ -35,11 +37,12 @@ const savedStates = new Map<string, SavedState>();
  * truncated or changed state is saved anew, never restored (QEMU loads a
  * flipped bit in guest memory without a word).
  */
-export async function agentReadySnapshot(machines: MachineLauncher, kernel: BootKernel, initrd: string, base: BaseImage, accel: Accel, qemuVersion: string): Promise<string> {
+export async function agentReadySnapshot(machines: MachineLauncher, kernel: BootKernel, initrd: string, base: BaseImage, accel: Accel, qemuVersion: string, opts: { cpus?: number } = {}): Promise<string> {
+  const cpus = opts.cpus ?? 1;
   // The command line is part of the saved guest (the kernel parsed it at boot).
   // A user's image gets its own state, keyed by its content (recipeHash), on the disk format its cases use.
   const diskFormat = base.caseDisk ?? 'raw';
-  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine(), ...(diskFormat !== 'raw' ? { diskFormat } : {}) }).slice(0, 16);
+  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine(), ...(diskFormat !== 'raw' ? { diskFormat } : {}), ...(cpus !== 1 ? { cpus } : {}) }).slice(0, 16);
   const file = join(cacheDir('snapshots'), `${key}.state`);
   // A rebuilt base image (mkfs picks new UUIDs) is another disk: the state
   // records the image it was booted with and is saved anew for another one.
@@ -49,13 +52,13 @@ export async function agentReadySnapshot(machines: MachineLauncher, kernel: Boot
     // The format the cases' disks have: the saved device state then matches theirs exactly.
     const disk = await createCaseDisk(base.path, tmp.join(diskFormat === 'raw' ? 'disk.img' : 'disk.qcow2'), diskFormat);
     {
-      await using machine = await machines.launch({ role: 'snapshot', kernel, initrd, disk, accel });
+      await using machine = await machines.launch({ role: 'snapshot', kernel, initrd, disk, accel, ...(cpus !== 1 ? { cpus } : {}) });
       await machine.saveState(file);
     }
     await entry.seal();
   };
   await useCacheEntry(entry, save);
-  if (!savedStates.has(file)) savedStates.set(file, { entry, save, generation: 0, unusable: false });
+  if (!savedStates.has(file)) savedStates.set(file, { entry, save, generation: 0, unusable: false, cpus });
   return file;
 }
 
@@ -65,6 +68,12 @@ export async function agentReadySnapshot(machines: MachineLauncher, kernel: Boot
  * discarded and saved anew once, for the cases after this one, and this
  * case boots instead; a state that fails again after that is discarded and
  * the remaining cases boot. Each step is one line on stderr.
+ *
+ * A machine asking for another vCPU count than the state was saved with
+ * boots, and the state is left alone: QEMU would refuse the load, and that
+ * refusal must not be taken for a damaged state and discard a good one. A
+ * file this process did not save is taken to be a 1-vCPU state (what
+ * agentReadySnapshot saves unless asked for more).
  */
 export async function launchRestoring(machines: MachineLauncher, spec: MachineSpec): Promise<Machine> {
   const file = spec.restoreFrom;
@@ -72,6 +81,7 @@ export async function launchRestoring(machines: MachineLauncher, spec: MachineSp
   const { restoreFrom: _, ...booting } = spec;
   const known = savedStates.get(file);
   if (known?.unusable) return machines.launch(booting);
+  if ((spec.cpus ?? 1) !== (known?.cpus ?? 1)) return machines.launch(booting);
   const generation = known?.generation ?? 0;
   try {
     return await machines.launch(spec);

@@ -114,6 +114,7 @@ export class Vm implements Machine {
         paths,
         accel,
         memoryMb: spec.memoryMb ?? 256,
+        ...(spec.cpus && spec.cpus !== 1 ? { cpus: spec.cpus } : {}),
         name: o.name ?? `qcrash-${spec.role}`,
         ...(spec.append ? { append: spec.append } : {}),
         ...(spec.extraArgs ? { extraArgs: spec.extraArgs } : {}),

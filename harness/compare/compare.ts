@@ -75,11 +75,23 @@ export function compareRuns(a: RunSummary, b: RunSummary, opts: { failingOnly?: 
     gone: [...sa].filter((x) => !sb.has(x)).sort(),
     unchanged: [...sa].filter((x) => sb.has(x)).sort(),
     statusChanges: changes,
-    worse: changes.filter((c) => (c.to !== 'not-reached' && badness[c.to] > badness[c.from]) || (c.from === 'fail' && c.to === 'error')),
+    worse: changes.filter(
+      (c) => (c.to !== 'not-reached' && badness[c.to] > badness[c.from]) || (c.from === 'fail' && c.to === 'error'),
+    ),
     lostCoverage: changes.filter((c) => c.to === 'not-reached').map(({ id, from }) => ({ id, from })),
     onlyInA: [...casesA.keys()].filter((k) => !casesB.has(k)).sort(),
     onlyInB: [...casesB.keys()].filter((k) => !casesA.has(k)).sort(),
-    notRun: { a: a.counts.notRun ?? 0, b: b.counts.notRun ?? 0, lines: [a, b].flatMap((s) => (s.interrupted ? [`${s.runId} ${progressLine(s.interrupted)}`] : s.counts.notRun ? [`${s.runId}: ${s.counts.notRun} case(s) not run`] : [])) },
+    notRun: {
+      a: a.counts.notRun ?? 0,
+      b: b.counts.notRun ?? 0,
+      lines: [a, b].flatMap((s) =>
+        s.interrupted
+          ? [`${s.runId} ${progressLine(s.interrupted)}`]
+          : s.counts.notRun
+            ? [`${s.runId}: ${s.counts.notRun} case(s) not run`]
+            : [],
+      ),
+    },
   };
 }
 
@@ -95,7 +107,12 @@ export function comparisonExitCode(c: Comparison, strict = false): 0 | 1 {
 }
 
 export function formatComparison(c: Comparison): string {
-  const out = [`qcrash compare ${c.a} -> ${c.b}`, `(signature: scenario | crash point | recovery | class | code[ | title])`, ...c.notRun.lines.map((l) => `INTERRUPTED: ${l}`), ''];
+  const out = [
+    `qcrash compare ${c.a} -> ${c.b}`,
+    `(signature: scenario | crash point | recovery | class | code[ | title])`,
+    ...c.notRun.lines.map((l) => `INTERRUPTED: ${l}`),
+    '',
+  ];
   const section = (title: string, items: string[]) => {
     out.push(`${title}: ${items.length}`);
     for (const i of items) out.push(`  ${i}`);
@@ -103,10 +120,22 @@ export function formatComparison(c: Comparison): string {
   section('NEW findings', c.added);
   section('GONE findings', c.gone);
   section('unchanged findings', c.unchanged);
-  if (c.worse.length) section('WORSE cases', c.worse.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
+  if (c.worse.length)
+    section(
+      'WORSE cases',
+      c.worse.map((s) => `${s.id}: ${s.from} -> ${s.to}`),
+    );
   if (c.onlyInA.length) section(`MISSING cases (in ${c.a}, not in ${c.b})`, c.onlyInA);
-  if (c.lostCoverage.length) section('lost coverage (crash point not reached)', c.lostCoverage.map((s) => `${s.id}: ${s.from} -> not-reached`));
-  if (c.statusChanges.length) section('status changes', c.statusChanges.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
+  if (c.lostCoverage.length)
+    section(
+      'lost coverage (crash point not reached)',
+      c.lostCoverage.map((s) => `${s.id}: ${s.from} -> not-reached`),
+    );
+  if (c.statusChanges.length)
+    section(
+      'status changes',
+      c.statusChanges.map((s) => `${s.id}: ${s.from} -> ${s.to}`),
+    );
   if (c.onlyInB.length) section(`cases only in ${c.b}`, c.onlyInB);
   return out.join('\n') + '\n';
 }

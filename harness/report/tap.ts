@@ -21,14 +21,25 @@ export function tap14Case(n: number, r: CaseResult): string {
   const lines = [`${r.status === 'pass' ? 'ok' : 'not ok'} ${n} - ${r.id}`];
   if (hasDiagnostics(r)) {
     lines.push('  ---');
-    lines.push(...stringify(caseDiagnostics(r), { lineWidth: 0 }).trimEnd().split('\n').map((l) => `  ${l}`));
+    lines.push(
+      ...stringify(caseDiagnostics(r), { lineWidth: 0 })
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
     lines.push('  ...');
   }
   return lines.join('\n') + '\n';
 }
 
 export function tap14Document(s: RunSummary): string {
-  return ['TAP version 14', `1..${s.cases.length}`, ...(s.interrupted ? [interruptedComment(s).trimEnd()] : []), ...s.cases.map((c, i) => tap14Case(i + 1, c).trimEnd()), ''].join('\n');
+  return [
+    'TAP version 14',
+    `1..${s.cases.length}`,
+    ...(s.interrupted ? [interruptedComment(s).trimEnd()] : []),
+    ...s.cases.map((c, i) => tap14Case(i + 1, c).trimEnd()),
+    '',
+  ].join('\n');
 }
 
 /** Streams TAP to a writable as cases finish (completion order), plan first; one class for both versions. */

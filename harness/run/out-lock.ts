@@ -25,7 +25,9 @@ function alive(pid: number): boolean {
 async function readOwner(file: string): Promise<LockOwner | undefined> {
   try {
     const o = JSON.parse(await readFile(file, 'utf8')) as Partial<LockOwner>;
-    return Number.isInteger(o.pid) && typeof o.host === 'string' ? { pid: o.pid!, host: o.host, startedAt: String(o.startedAt ?? '') } : undefined;
+    return Number.isInteger(o.pid) && typeof o.host === 'string'
+      ? { pid: o.pid!, host: o.host, startedAt: String(o.startedAt ?? '') }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -54,13 +56,23 @@ export class OutDirLock implements AsyncDisposable {
       // Created this instant by another run that has not written its pid yet, or left empty by one killed in between.
       const age = Date.now() - ((await stat(file).catch(() => undefined))?.mtimeMs ?? Date.now());
       if (age < 10_000) throw inUse(dir, 'another qcrash run (starting)');
-      throw new ConfigError(`--out ${dir} has a lock file without an owner (${file}): a run was killed while taking it; if no qcrash runs there, remove ${file} and run again`);
+      throw new ConfigError(
+        `--out ${dir} has a lock file without an owner (${file}): a run was killed while taking it; if no qcrash runs there, remove ${file} and run again`,
+      );
     }
-    if (owner.host !== hostname() || alive(owner.pid)) throw inUse(dir, `qcrash pid ${owner.pid} on ${owner.host}${owner.startedAt ? ` (since ${owner.startedAt})` : ''}`, owner.host !== hostname() ? file : undefined);
+    if (owner.host !== hostname() || alive(owner.pid))
+      throw inUse(
+        dir,
+        `qcrash pid ${owner.pid} on ${owner.host}${owner.startedAt ? ` (since ${owner.startedAt})` : ''}`,
+        owner.host !== hostname() ? file : undefined,
+      );
     if (!opts.resume) {
-      throw new ConfigError(`--out ${dir} has a stale lock: qcrash pid ${owner.pid} started a run there at ${owner.startedAt} and is no longer running (killed?). Finish that run with: qcrash run --resume ${dir} (which takes the lock over), or remove ${file} if the folder holds nothing of value, or choose another --out`);
+      throw new ConfigError(
+        `--out ${dir} has a stale lock: qcrash pid ${owner.pid} started a run there at ${owner.startedAt} and is no longer running (killed?). Finish that run with: qcrash run --resume ${dir} (which takes the lock over), or remove ${file} if the folder holds nothing of value, or choose another --out`,
+      );
     }
-    if (!(await takeOver(file, owner)) || !(await tryCreate(file))) throw inUse(dir, 'another qcrash run that took the stale lock over first');
+    if (!(await takeOver(file, owner)) || !(await tryCreate(file)))
+      throw inUse(dir, 'another qcrash run that took the stale lock over first');
     process.stderr.write(`qcrash: took over the stale lock of ${dir} (pid ${owner.pid} is no longer running)\n`);
     return OutDirLock.held(file);
   }
@@ -87,10 +99,14 @@ async function tryCreate(file: string): Promise<boolean> {
     fh = await open(file, 'wx', 0o644);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw new ConfigError(`cannot lock the results folder (${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): choose a folder you can write`);
+    throw new ConfigError(
+      `cannot lock the results folder (${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): choose a folder you can write`,
+    );
   }
   try {
-    await fh.writeFile(JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() } satisfies LockOwner) + '\n');
+    await fh.writeFile(
+      JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() } satisfies LockOwner) + '\n',
+    );
   } finally {
     await fh.close();
   }
@@ -118,5 +134,7 @@ async function takeOver(file: string, stale: LockOwner): Promise<boolean> {
 }
 
 function inUse(dir: string, by: string, foreignLock?: string): ConfigError {
-  return new ConfigError(`--out ${dir} is in use by ${by}: two runs in one folder would mix their results; wait for it to finish, or choose another --out${foreignLock ? ` (if that run is gone, remove ${foreignLock})` : ''}`);
+  return new ConfigError(
+    `--out ${dir} is in use by ${by}: two runs in one folder would mix their results; wait for it to finish, or choose another --out${foreignLock ? ` (if that run is gone, remove ${foreignLock})` : ''}`,
+  );
 }

@@ -25,13 +25,23 @@ const machines = new FakeLauncher();
 const results = join(tmp.path, 'results');
 
 async function fullRun(name: string) {
-  return runSuite({ inputs: [scenario], kernel: fakeKernel('fake'), seed: 3, jobs: 1, machines, snapshots: false, keep: 'none', out: join(results, name) });
+  return runSuite({
+    inputs: [scenario],
+    kernel: fakeKernel('fake'),
+    seed: 3,
+    jobs: 1,
+    machines,
+    snapshots: false,
+    keep: 'none',
+    out: join(results, name),
+  });
 }
 
 /** The folder as Ctrl-C after the first case leaves it. */
 async function interruptAfterFirst(dir: string): Promise<string[]> {
   const ids = (await loadSummary(dir)).cases.map((c) => c.id);
-  for (const f of ['summary.json', 'report.txt', 'junit.xml', 'results.tap', 'results.ktap', 'report.html']) await rm(join(dir, f), { force: true });
+  for (const f of ['summary.json', 'report.txt', 'junit.xml', 'results.tap', 'results.ktap', 'report.html'])
+    await rm(join(dir, f), { force: true });
   for (const id of ids.slice(1)) await rm(join(dir, caseRelDir(id)), { recursive: true });
   return ids;
 }
@@ -74,11 +84,17 @@ t.test('qcrash report: interrupted, not PASS, in every report; exit non-zero', a
 t.test('qcrash history: the run is listed as interrupted, with how to resume', async (t) => {
   const r = await qcrash(['history', results]);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.stderr, new RegExp(`${(await loadSummary(cut.dir)).runId} interrupted: 1 of 3 cases; finish it with: qcrash run --resume ${cut.dir}`));
+  t.match(
+    r.stderr,
+    new RegExp(`${(await loadSummary(cut.dir)).runId} interrupted: 1 of 3 cases; finish it with: qcrash run --resume ${cut.dir}`),
+  );
   const index = JSON.parse(await readFile(join(results, 'history.json'), 'utf8'));
   const entry = index.runs.find((x: { dir: string }) => x.dir === 'b-cut');
   t.match(entry, { counts: { pass: 1, notRun: 2 }, interrupted: { done: 1, planned: 3 } });
-  t.ok(entry.scenarios.every((s: { verdict: string }) => s.verdict !== 'pass'), 'no scenario of it is a pass');
+  t.ok(
+    entry.scenarios.every((s: { verdict: string }) => s.verdict !== 'pass'),
+    'no scenario of it is a pass',
+  );
   t.match(await readFile(join(results, 'history.html'), 'utf8'), /interrupted: 1 of 3 cases/);
 });
 
@@ -92,7 +108,15 @@ t.test('qcrash compare: an interrupted newer run is not a clean night', async (t
 });
 
 t.test('--resume finishes it: the same plan, all three pass', async (t) => {
-  const r = await runSuite({ inputs: [], kernel: fakeKernel('fake'), jobs: 1, machines, keep: 'none', snapshots: false, resume: cut.dir });
+  const r = await runSuite({
+    inputs: [],
+    kernel: fakeKernel('fake'),
+    jobs: 1,
+    machines,
+    keep: 'none',
+    snapshots: false,
+    resume: cut.dir,
+  });
   t.equal(r.summary.counts.pass, 3);
   t.equal(r.summary.counts.notRun, 0);
   t.equal(r.summary.interrupted, undefined);
@@ -102,15 +126,34 @@ t.test('--resume finishes it: the same plan, all three pass', async (t) => {
 t.test('a write-log unit counts as its budget until recorded; once recorded, by its states', async (t) => {
   const dir = join(tmp.path, 'units');
   const meta = { ...(JSON.parse(await readFile(join(complete.dir, 'run.json'), 'utf8')) as RunMeta) };
-  const unit = (rep: number) => ({ id: `dur/log/r${rep}`, scenario: 'dur', suite: 'default', pointLabel: 'log-recording', repetition: rep, seed: 1, budget: 40 });
+  const unit = (rep: number) => ({
+    id: `dur/log/r${rep}`,
+    scenario: 'dur',
+    suite: 'default',
+    pointLabel: 'log-recording',
+    repetition: rep,
+    seed: 1,
+    budget: 40,
+  });
   meta.plan = { cases: [], units: [unit(1), unit(2)] };
   const store = await RunStore.create(dir, meta);
   // r1 is recorded with three states, one checked; r2 never was.
-  await writeJsonAtomic(join(store.caseDir('dur/log/r1'), 'states.json'), { unit: 'dur/log/r1', states: ['flush-1', 'flush-2', 'end'].map((name) => ({ name, kind: 'prefix' })) });
+  await writeJsonAtomic(join(store.caseDir('dur/log/r1'), 'states.json'), {
+    unit: 'dur/log/r1',
+    states: ['flush-1', 'flush-2', 'end'].map((name) => ({ name, kind: 'prefix' })),
+  });
   const one = { ...complete.summary.cases[0]!, id: 'dur/log/flush-1/r1', scenario: 'dur' };
   await store.writeCase(one);
   const s = await loadSummary(dir);
-  t.same(s.cases.map((c) => [c.id, c.status]), [['dur/log/end/r1', 'not-run'], ['dur/log/flush-1/r1', 'pass'], ['dur/log/flush-2/r1', 'not-run'], ['dur/log/r2', 'not-run']]);
+  t.same(
+    s.cases.map((c) => [c.id, c.status]),
+    [
+      ['dur/log/end/r1', 'not-run'],
+      ['dur/log/flush-1/r1', 'pass'],
+      ['dur/log/flush-2/r1', 'not-run'],
+      ['dur/log/r2', 'not-run'],
+    ],
+  );
   t.match(s.interrupted, { done: 1, planned: 43, unrecorded: [{ id: 'dur/log/r2', budget: 40 }] });
   const r = await qcrash(['report', dir]);
   t.equal(r.code, 3);

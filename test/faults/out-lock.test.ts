@@ -16,35 +16,65 @@ const dir = await mkdtemp(join(tmpdir(), 'faults-lock-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 const scenario = await writeStepsScenario(join(dir, 'a.yaml'));
 const other = await writeStepsScenario(join(dir, 'b.yaml'), { none: 'first' });
-const exists = (p: string) => access(p).then(() => true, () => false);
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
 
 t.test('a second run on a folder a run holds exits 2 at once; the first finishes alone', async (t) => {
   const out = join(dir, 'shared');
   // Each command takes 8 s in the scripted guest: the first run is busy for a minute or more.
   const machines = new FakeLauncher(() => ({ script: () => ({ ms: 8000 }) }));
   let firstDone = false;
-  const first = runSuite({ inputs: [scenario], kernel: fakeKernel('fake'), seed: 1, jobs: 1, machines, snapshots: false, keep: 'none', out }).finally(() => (firstDone = true));
+  const first = runSuite({
+    inputs: [scenario],
+    kernel: fakeKernel('fake'),
+    seed: 1,
+    jobs: 1,
+    machines,
+    snapshots: false,
+    keep: 'none',
+    out,
+  }).finally(() => (firstDone = true));
   while (!(await exists(join(out, outLockFile)))) await new Promise((r) => setTimeout(r, 20));
   const owner = JSON.parse(await readFile(join(out, outLockFile), 'utf8'));
   t.match(owner, { pid: process.pid, host: hostname() });
   const started = Date.now();
   const second = await qcrash(['run', other, '--out', out, '--format', 'none']);
   t.equal(second.code, 2, second.stderr);
-  t.match(second.stderr, new RegExp(`--out ${out} is in use by qcrash pid ${process.pid} on ${hostname()} \\(since .*\\): two runs in one folder would mix their results; wait for it to finish, or choose another --out`));
+  t.match(
+    second.stderr,
+    new RegExp(
+      `--out ${out} is in use by qcrash pid ${process.pid} on ${hostname()} \\(since .*\\): two runs in one folder would mix their results; wait for it to finish, or choose another --out`,
+    ),
+  );
   const resumed = await qcrash(['run', '--resume', out, '--format', 'none']);
   t.equal(resumed.code, 2, 'a resume of a run that is still running is refused too');
   t.match(resumed.stderr, /is in use by qcrash pid/);
   t.notOk(firstDone, `both refused while the first run was still running (${Date.now() - started} ms)`);
   const r = await first;
   t.equal(r.summary.counts.pass, 3, 'the first run has its own cases only');
-  t.same(r.summary.scenarios.map((s) => s.name), ['a']);
+  t.same(
+    r.summary.scenarios.map((s) => s.name),
+    ['a'],
+  );
   t.notOk(await exists(join(out, outLockFile)), 'the lock is gone when the run ends');
 });
 
 t.test('a stale lock: a new run is told what to do; --resume takes it over', async (t) => {
   const out = join(dir, 'stale');
   const machines = new FakeLauncher();
-  const run = await runSuite({ inputs: [scenario], kernel: fakeKernel('fake'), seed: 1, jobs: 1, machines, snapshots: false, keep: 'none', out });
+  const run = await runSuite({
+    inputs: [scenario],
+    kernel: fakeKernel('fake'),
+    seed: 1,
+    jobs: 1,
+    machines,
+    snapshots: false,
+    keep: 'none',
+    out,
+  });
   t.equal(run.summary.counts.pass, 3);
   // The lock a SIGKILLed run leaves: its pid no longer runs.
   const dead = await execa('sh', ['-c', 'echo $$']);
@@ -56,8 +86,21 @@ t.test('a stale lock: a new run is told what to do; --resume takes it over', asy
   await writeFile(join(fresh, outLockFile), JSON.stringify({ pid, host: hostname(), startedAt: '2026-01-01T00:00:00Z' }));
   const again = await qcrash(['run', other, '--out', fresh, '--format', 'none']);
   t.equal(again.code, 2);
-  t.match(again.stderr, new RegExp(`--out ${fresh} has a stale lock: qcrash pid ${pid} started a run there at 2026-01-01T00:00:00Z and is no longer running \\(killed\\?\\)\\. Finish that run with: qcrash run --resume ${fresh} \\(which takes the lock over\\), or remove ${join(fresh, outLockFile)}`));
-  const resumed = await runSuite({ inputs: [], kernel: fakeKernel('fake'), jobs: 1, machines, keep: 'none', snapshots: false, resume: out });
+  t.match(
+    again.stderr,
+    new RegExp(
+      `--out ${fresh} has a stale lock: qcrash pid ${pid} started a run there at 2026-01-01T00:00:00Z and is no longer running \\(killed\\?\\)\\. Finish that run with: qcrash run --resume ${fresh} \\(which takes the lock over\\), or remove ${join(fresh, outLockFile)}`,
+    ),
+  );
+  const resumed = await runSuite({
+    inputs: [],
+    kernel: fakeKernel('fake'),
+    jobs: 1,
+    machines,
+    keep: 'none',
+    snapshots: false,
+    resume: out,
+  });
   t.equal(resumed.summary.counts.pass, 3, 'the resume ran (nothing was left to do)');
   t.notOk(await exists(join(out, outLockFile)), 'and released the lock it took over');
 });

@@ -19,7 +19,11 @@ interface Exit {
   stderr: string;
 }
 
-function spawnNode(args: string[], env: Record<string, string>, onStart: (child: ReturnType<typeof spawn>, stderr: () => string) => void): Promise<Exit> {
+function spawnNode(
+  args: string[],
+  env: Record<string, string>,
+  onStart: (child: ReturnType<typeof spawn>, stderr: () => string) => void,
+): Promise<Exit> {
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
@@ -38,7 +42,9 @@ function spawnNode(args: string[], env: Record<string, string>, onStart: (child:
 async function teardownRace(signal: NodeJS.Signals, raw = false): Promise<Exit> {
   const tsx = import.meta.resolve('tsx/esm/api');
   const script = join(dir, `race-${signal}.mjs`);
-  await writeFile(script, `import { register } from ${JSON.stringify(tsx)};
+  await writeFile(
+    script,
+    `import { register } from ${JSON.stringify(tsx)};
 register();
 const { onCleanup, causeOf } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/cleanup.ts')).href)});
 const { InfraError } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/errors.ts')).href)});
@@ -54,11 +60,16 @@ await died;
 const e = ${raw ? '' : 'causeOf'}(new InfraError('QEMU killed by SIGKILL'));
 process.stderr.write('qcrash: ' + e.message + '\\n');
 process.exit(e.exitCode);
-`);
+`,
+  );
   return spawnNode([script], {}, (child) => child.stdout!.once('data', () => child.kill(signal)));
 }
 
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+for (const [signal, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+] as const) {
   t.test(`${signal} whose teardown breaks the main flow first: exit ${code}, the signal named as the cause`, async (t) => {
     const r = await teardownRace(signal);
     t.equal(r.code, code);
@@ -67,7 +78,7 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]
   });
 }
 
-t.test('a command that exits 3 on what the teardown broke still exits with the signal\'s code', async (t) => {
+t.test("a command that exits 3 on what the teardown broke still exits with the signal's code", async (t) => {
   const r = await teardownRace('SIGTERM', true);
   t.match(r.stderr, 'qcrash: QEMU killed by SIGKILL', 'its error path ran first');
   t.equal(r.code, 143);
@@ -82,23 +93,27 @@ t.test('Ctrl-C while a real run saves the agent-ready state: exit 130, not 3', a
   await writeFile(scenario, 'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - sync\nkill:\n  - after: sync\n');
   const snapshots = join(cache, 'snapshots');
   let seen = '';
-  const r = await spawnNode([qcrashBin, 'run', scenario, '--out', join(dir, 'out'), '--format', 'none'], { QCRASH_CACHE: cache, QCRASH_TMPDIR: tmp }, (child) => {
-    const poll = async () => {
-      for (let i = 0; i < 60_000 && child.exitCode === null; i++) {
-        const p = (await readdir(snapshots).catch(() => [] as string[])).find((n) => n.endsWith('.partial'));
-        if (p && ((await stat(join(snapshots, p)).catch(() => undefined))?.size ?? 0) > 0) {
-          seen = p;
-          child.kill('SIGINT');
-          return;
+  const r = await spawnNode(
+    [qcrashBin, 'run', scenario, '--out', join(dir, 'out'), '--format', 'none'],
+    { QCRASH_CACHE: cache, QCRASH_TMPDIR: tmp },
+    (child) => {
+      const poll = async () => {
+        for (let i = 0; i < 60_000 && child.exitCode === null; i++) {
+          const p = (await readdir(snapshots).catch(() => [] as string[])).find((n) => n.endsWith('.partial'));
+          if (p && ((await stat(join(snapshots, p)).catch(() => undefined))?.size ?? 0) > 0) {
+            seen = p;
+            child.kill('SIGINT');
+            return;
+          }
+          await new Promise((res) => setTimeout(res, 5));
         }
-        await new Promise((res) => setTimeout(res, 5));
-      }
-    };
-    void poll();
-  });
+      };
+      void poll();
+    },
+  );
   t.ok(seen, `interrupted while the state was written (${seen})`);
   t.equal(r.code, 130, r.stderr.slice(-600));
   t.match(r.stderr, /SIGINT received, stopping VMs/);
-  t.notMatch(r.stderr, /killed by SIGKILL/, 'the teardown\'s kill of QEMU is not reported as the cause');
+  t.notMatch(r.stderr, /killed by SIGKILL/, "the teardown's kill of QEMU is not reported as the cause");
   t.same(qemuPids(tmp), [], 'no QEMU left');
 });

@@ -24,7 +24,10 @@ const launched: string[] = [];
 // The patched kernel damages the image after sync: a finding the patch introduced.
 const machines = new FakeLauncher((spec: MachineSpec) => {
   launched.push(spec.kernel.id);
-  return { onKill: (m: FakeMachine) => void (spec.kernel.id === 'patched' && m.commands.at(-1) === 'sync' && freeBlockInUse(m.spec.disk.path)) };
+  return {
+    onKill: (m: FakeMachine) =>
+      void (spec.kernel.id === 'patched' && m.commands.at(-1) === 'sync' && freeBlockInUse(m.spec.disk.path)),
+  };
 });
 const settings = { baseline, patched, scenarios: [scenario], seed: 1, jobs: 1, confirmRuns: 1, machines, snapshots: false };
 
@@ -35,14 +38,23 @@ t.test('validate --resume keeps the finished baseline and finishes the patched r
   // As Ctrl-C in the patched run leaves it: one case written, no summary, no judgement.
   const patchedDir = join(out, 'patched');
   const ids = (await loadSummary(patchedDir)).cases.map((c) => c.id);
-  for (const f of ['summary.json', 'report.txt', 'junit.xml', 'results.tap', 'results.ktap', 'report.html']) await rm(join(patchedDir, f), { force: true });
+  for (const f of ['summary.json', 'report.txt', 'junit.xml', 'results.tap', 'results.ktap', 'report.html'])
+    await rm(join(patchedDir, f), { force: true });
   for (const id of ids.slice(1)) await rm(join(patchedDir, caseRelDir(id)), { recursive: true });
   for (const f of ['validate.json', 'validate.txt', 'confirm-1']) await rm(join(out, f), { recursive: true, force: true });
   launched.length = 0;
   const resumed = await validateKernels({ ...settings, out, resume: true });
   t.notOk(launched.includes('baseline'), 'the baseline was not run again');
-  t.equal(launched.filter((k) => k === 'patched').length, ids.length - 1 + resumed.introduced.reduce((a, v) => a + v.caseIds.length, 0), 'the patched run ran only its missing cases (and the confirmation rerun)');
-  t.same(resumed.introduced.map((v) => v.signature), whole.introduced.map((v) => v.signature), 'the same judgement');
+  t.equal(
+    launched.filter((k) => k === 'patched').length,
+    ids.length - 1 + resumed.introduced.reduce((a, v) => a + v.caseIds.length, 0),
+    'the patched run ran only its missing cases (and the confirmation rerun)',
+  );
+  t.same(
+    resumed.introduced.map((v) => v.signature),
+    whole.introduced.map((v) => v.signature),
+    'the same judgement',
+  );
   t.equal(resumed.patched.summary.counts.notRun, 0);
   t.ok((await readdir(out)).includes('validate.json'));
 });

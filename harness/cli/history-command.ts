@@ -8,7 +8,7 @@ export function registerHistory(program: Command): void {
   program
     .command('history')
     .description(
-      'update RESULTS_DIR/history.json from the run folders in it and write RESULTS_DIR/history.html (verdicts per scenario over runs, findings that appeared or went away, flaky signatures)',
+      'update RESULTS_DIR/history.json from the run folders in it and write RESULTS_DIR/history.html (verdicts per scenario over runs, findings that appeared or went away, flaky signatures, runs that were interrupted)',
     )
     .argument('[resultsDir]', 'folder whose subfolders are runs', defaultResultsDir)
     .option('--max-runs <n>', 'runs shown in the page (the index keeps all)', intArg('--max-runs', 1), 30)
@@ -17,6 +17,8 @@ export function registerHistory(program: Command): void {
       process.stderr.write(
         `qcrash: ${r.runs} run(s) in the history, ${r.added.length} new${r.added.length ? `: ${r.added.join(', ')}` : ''}\n`,
       );
+      for (const i of r.interrupted)
+        process.stderr.write(`qcrash: ${i.runId} interrupted: ${i.done} of ${i.planned} cases; finish it with: ${i.resume}\n`);
       process.stdout.write(`${r.html}\n`);
     });
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { signalIsTheCause } from '../util/cleanup.ts';
 import { nightly, nightlyReport } from '../nightly/nightly.ts';
 import { loadSummary } from '../results/store.ts';
 import { ProgressReporter } from '../report/progress.ts';
@@ -25,36 +26,38 @@ export function registerNightly(program: Command): void {
     .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
     .action(
       returnsExitCode(
-        async (
-          scenarios: string[],
-          o: {
-            tree: string;
-            branch: string;
-            history: string;
-            config?: string[];
-            seed: number;
-            jobs?: number;
-            confirm: number;
-            recovery?: string;
+        signalIsTheCause(
+          async (
+            scenarios: string[],
+            o: {
+              tree: string;
+              branch: string;
+              history: string;
+              config?: string[];
+              seed: number;
+              jobs?: number;
+              confirm: number;
+              recovery?: string;
+            },
+          ) => {
+            const r = await nightly({
+              tree: o.tree,
+              branch: o.branch,
+              history: o.history,
+              scenarios,
+              seed: o.seed,
+              confirmRuns: o.confirm,
+              ...(o.config ? { configs: o.config } : {}),
+              ...(o.jobs ? { jobs: o.jobs } : {}),
+              ...(o.recovery ? { recovery: parseRecovery(o.recovery) } : {}),
+              reporters: [new ProgressReporter()],
+              onProgress: streamProgressSink(process.stderr, 'qcrash: '),
+            });
+            process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
+            process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
+            return r.exitCode;
           },
-        ) => {
-          const r = await nightly({
-            tree: o.tree,
-            branch: o.branch,
-            history: o.history,
-            scenarios,
-            seed: o.seed,
-            confirmRuns: o.confirm,
-            ...(o.config ? { configs: o.config } : {}),
-            ...(o.jobs ? { jobs: o.jobs } : {}),
-            ...(o.recovery ? { recovery: parseRecovery(o.recovery) } : {}),
-            reporters: [new ProgressReporter()],
-            onProgress: streamProgressSink(process.stderr, 'qcrash: '),
-          });
-          process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
-          process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
-          return r.exitCode;
-        },
+        ),
       ),
     );
 }

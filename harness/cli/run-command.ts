@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { signalIsTheCause } from '../util/cleanup.ts';
 import { defaultMaxCases, setMaxCases } from '../scenario/limits.ts';
 import { availableParallelism } from 'node:os';
 import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
@@ -134,38 +135,49 @@ export function registerRun(program: Command): void {
     )
     .option('--list', 'print the cases the command would run, with their count, and exit 0: builds, boots and writes nothing')
     .action(
-      returnsExitCode(async (inputs: string[], o: RunCommandOptions, cmd: Command) => {
-        if (o.resume) {
-          // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
-          const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter(
-            (k) => cmd.getOptionValueSource(k) === 'cli',
-          );
-          if (inputs.length || given.length) {
-            throw new ConfigError(
-              `--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`,
+      returnsExitCode(
+        signalIsTheCause(async (inputs: string[], o: RunCommandOptions, cmd: Command) => {
+          if (o.resume) {
+            // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
+            const given = [
+              'image',
+              'kernel',
+              'seed',
+              'out',
+              'keep',
+              'recovery',
+              'filter',
+              'snapshot',
+              'shard',
+              'durations',
+            ].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+            if (inputs.length || given.length) {
+              throw new ConfigError(
+                `--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`,
+              );
+            }
+          }
+          checkJobs(o.jobs);
+          if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
+          const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
+          const suite = suiteOptions(inputs, o);
+          const kernels = o.resume ? [o.kernel] : splitKernelList(o.kernel);
+          // JSON on stdout stays one document: the matrix with every kernel's summary.
+          if (kernels.length > 1) {
+            const { kernel: _k, out: _o, resume: _r, ...common } = suite;
+            return runMatrix(common, kernels, o.out, o.format === 'json' ? [reporters[0]!] : reporters, o.format === 'json');
+          }
+          const { summary, dir, reporterFailures } = await runSuite({ ...suite, reporters });
+          if (summary.shard && !summary.cases.length) {
+            const s = summary.shard;
+            process.stderr.write(
+              `qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`,
             );
           }
-        }
-        checkJobs(o.jobs);
-        if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
-        const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
-        const suite = suiteOptions(inputs, o);
-        const kernels = o.resume ? [o.kernel] : splitKernelList(o.kernel);
-        // JSON on stdout stays one document: the matrix with every kernel's summary.
-        if (kernels.length > 1) {
-          const { kernel: _k, out: _o, resume: _r, ...common } = suite;
-          return runMatrix(common, kernels, o.out, o.format === 'json' ? [reporters[0]!] : reporters, o.format === 'json');
-        }
-        const { summary, dir, reporterFailures } = await runSuite({ ...suite, reporters });
-        if (summary.shard && !summary.cases.length) {
-          const s = summary.shard;
-          process.stderr.write(
-            `qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`,
-          );
-        }
-        process.stderr.write(`qcrash: results in ${dir}\n`);
-        return runExitCode(summary, reporterFailures);
-      }),
+          process.stderr.write(`qcrash: results in ${dir}\n`);
+          return runExitCode(summary, reporterFailures);
+        }),
+      ),
     );
 }
 

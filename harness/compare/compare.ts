@@ -4,6 +4,7 @@ import type { CaseResult, CaseStatus } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
 import { findingSignature } from '../results/signature.ts';
 import { logUnitIdOf } from '../scenario/model.ts';
+import { progressLine } from '../results/plan.ts';
 
 export interface Comparison {
   a: string;
@@ -15,17 +16,19 @@ export interface Comparison {
   unchanged: string[];
   /** Cases whose status changed, e.g. pass -> fail. */
   statusChanges: Array<{ id: string; from: CaseStatus; to: CaseStatus }>;
-  /** Cases that got worse: a pass (or not-reached) that failed or errored, a failure that became an error. */
+  /** Cases that got worse: a pass (or not-reached) that failed, errored or was not run, a failure that became an error. */
   worse: Array<{ id: string; from: CaseStatus; to: CaseStatus }>;
   /** Cases that ran and now did not reach their crash point: coverage lost, not a finding. */
   lostCoverage: Array<{ id: string; from: CaseStatus }>;
   /** Cases of A that B does not have at all (a write log's states count as their unit, `<scenario>/log/r<rep>`). */
   onlyInA: string[];
   onlyInB: string[];
+  /** Planned cases each run never got to (an interrupted run), and what its report says of it. */
+  notRun: { a: number; b: number; lines: string[] };
 }
 
 /** How bad a status is, for "got worse": a failure and an error both mean the newer run is not as good. */
-const badness: Record<CaseStatus, number> = { pass: 0, 'not-reached': 1, fail: 2, error: 2 };
+const badness: Record<CaseStatus, number> = { pass: 0, 'not-reached': 1, fail: 2, error: 2, 'not-run': 2 };
 
 function signatures(s: RunSummary, failingOnly: boolean): Set<string> {
   const out = new Set<string>();
@@ -34,7 +37,7 @@ function signatures(s: RunSummary, failingOnly: boolean): Set<string> {
 }
 
 /** How bad a status is when several cases stand for one (the states of a recorded log). */
-const worstFirst: Record<CaseStatus, number> = { pass: 0, 'not-reached': 1, error: 2, fail: 3 };
+const worstFirst: Record<CaseStatus, number> = { pass: 0, 'not-reached': 1, 'not-run': 2, error: 3, fail: 4 };
 
 /**
  * Cases by what is comparable across runs: a kill case by its id; the
@@ -96,21 +99,38 @@ export function compareRuns(a: RunSummary, b: RunSummary, opts: { failingOnly?: 
     lostCoverage: changes.filter((c) => c.to === 'not-reached').map(({ id, from }) => ({ id, from })),
     onlyInA: [...casesA.keys()].filter((k) => !casesB.has(k)).sort(),
     onlyInB: [...casesB.keys()].filter((k) => !casesA.has(k)).sort(),
+    notRun: {
+      a: a.counts.notRun ?? 0,
+      b: b.counts.notRun ?? 0,
+      lines: [a, b].flatMap((s) =>
+        s.interrupted
+          ? [`${s.runId} ${progressLine(s.interrupted)}`]
+          : s.counts.notRun
+            ? [`${s.runId}: ${s.counts.notRun} case(s) not run`]
+            : [],
+      ),
+    },
   };
 }
 
 /**
  * The nightly verdict: 1 when B has new failing findings, a case got worse,
- * or a case of A is missing from B; with `strict`, lost coverage too.
+ * a case of A is missing from B, or B did not run all it planned (an
+ * interrupted run is never a clean night); with `strict`, lost coverage too.
  */
 export function comparisonExitCode(c: Comparison, strict = false): 0 | 1 {
-  if (c.added.length || c.worse.length || c.onlyInA.length) return 1;
+  if (c.added.length || c.worse.length || c.onlyInA.length || c.notRun.b) return 1;
   if (strict && c.lostCoverage.length) return 1;
   return 0;
 }
 
 export function formatComparison(c: Comparison): string {
-  const out = [`qcrash compare ${c.a} -> ${c.b}`, `(signature: scenario | crash point | recovery | class | code[ | title])`, ''];
+  const out = [
+    `qcrash compare ${c.a} -> ${c.b}`,
+    `(signature: scenario | crash point | recovery | class | code[ | title])`,
+    ...c.notRun.lines.map((l) => `INTERRUPTED: ${l}`),
+    '',
+  ];
   const section = (title: string, items: string[]) => {
     out.push(`${title}: ${items.length}`);
     for (const i of items) out.push(`  ${i}`);

@@ -1,5 +1,6 @@
 import type { CaseResult } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
+import { progressLine } from '../results/plan.ts';
 
 function esc(s: string): string {
   return s
@@ -23,14 +24,18 @@ function caseXml(c: CaseResult): string {
   return `${open}>\n      <error message="${esc(c.error ?? c.status)}" type="${c.status}">${esc(findings)}</error>\n    </testcase>`;
 }
 
-/** JUnit XML: one testsuite per scenario, one testcase per case; errors and not-reached are <error>. */
+/**
+ * JUnit XML: one testsuite per scenario, one testcase per case; errors,
+ * not-reached and not-run cases are <error> (never <skipped>, which CI
+ * systems count as fine). An interrupted run says so in its name too.
+ */
 export function junitDocument(s: RunSummary): string {
   const byScenario = new Map<string, CaseResult[]>();
   for (const c of s.cases) byScenario.set(c.scenario, [...(byScenario.get(c.scenario) ?? []), c]);
   const suites: string[] = [];
   for (const [name, cases] of byScenario) {
     const failures = cases.filter((c) => c.status === 'fail').length;
-    const errors = cases.filter((c) => c.status === 'error' || c.status === 'not-reached').length;
+    const errors = cases.filter((c) => c.status === 'error' || c.status === 'not-reached' || c.status === 'not-run').length;
     const time = cases.reduce((a, c) => a + c.durationMs, 0) / 1000;
     suites.push(
       `  <testsuite name="${esc(name)}" tests="${cases.length}" failures="${failures}" errors="${errors}" skipped="0" time="${time.toFixed(3)}">\n${cases.map(caseXml).join('\n')}\n  </testsuite>`,
@@ -39,7 +44,7 @@ export function junitDocument(s: RunSummary): string {
   const total = s.counts;
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="qcrash ${esc(s.runId)}" tests="${total.total}" failures="${total.fail}" errors="${total.error + total.notReached}" time="${(s.cases.reduce((a, c) => a + c.durationMs, 0) / 1000).toFixed(3)}">`,
+    `<testsuites name="qcrash ${esc(s.runId)}${s.interrupted ? ` (${esc(progressLine(s.interrupted))})` : ''}" tests="${total.total}" failures="${total.fail}" errors="${total.error + total.notReached + (total.notRun ?? 0)}" time="${(s.cases.reduce((a, c) => a + c.durationMs, 0) / 1000).toFixed(3)}">`,
     ...suites,
     '</testsuites>',
     '',

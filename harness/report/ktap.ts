@@ -3,6 +3,7 @@ import type { CaseResult } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
 import type { RunMeta } from '../results/run.ts';
 import type { Reporter } from './reporter.ts';
+import { progressLine } from '../results/plan.ts';
 import { shownFindings } from './case-diagnostics.ts';
 import type { Finding } from '../findings/finding.ts';
 
@@ -72,8 +73,8 @@ export function ktapCaseLines(n: number, r: CaseResult): string[] {
     if (r.dir) diag.push(`${name}: artefacts in ${r.dir}`);
   }
   let result = `${r.status === 'pass' ? 'ok' : 'not ok'} ${n} ${name}`;
-  if (r.status === 'error' || r.status === 'not-reached') {
-    const why = r.status === 'not-reached' ? 'crash point not reached' : (r.error ?? 'error').split('\n')[0]!;
+  if (r.status === 'error' || r.status === 'not-reached' || r.status === 'not-run') {
+    const why = r.status === 'not-reached' ? 'crash point not reached' : (r.error ?? r.status).split('\n')[0]!;
     result += ` # ERROR ${ktapText(why).replace(/#/g, '_').slice(0, 200)}`;
   }
   return [...diag.map((d) => `# ${ktapText(d)}`), result];
@@ -101,7 +102,7 @@ function byScenario<T extends { scenario: string }>(items: readonly T[]): Map<st
 /** The whole run as one KTAP document (results.ktap). */
 export function ktapDocument(s: RunSummary): string {
   const groups = byScenario(s.cases);
-  const out = ['KTAP version 1', `1..${groups.size}`];
+  const out = ['KTAP version 1', `1..${groups.size}`, ...(s.interrupted ? [`# ${ktapText(progressLine(s.interrupted))}`] : [])];
   let n = 0;
   for (const [scenario, cases] of groups) {
     out.push(...subtestHeader(scenario, cases.length));

@@ -40,6 +40,8 @@ const counted: Record<CaseStatus, keyof MatrixCell> = {
   fail: 'fail',
   error: 'notJudged',
   'not-reached': 'notJudged',
+  // A case an interrupted run never got to: not judged on that kernel.
+  'not-run': 'notJudged',
 };
 
 export function buildMatrix(runs: readonly MatrixRun[]): Matrix {

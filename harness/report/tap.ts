@@ -3,6 +3,7 @@ import type { CaseResult } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
 import type { Reporter } from './reporter.ts';
 import { caseDiagnostics, hasDiagnostics } from './case-diagnostics.ts';
+import { progressLine } from '../results/plan.ts';
 
 /**
  * TAP 14 (`--format tap14`), what node-tap and tap-parser read. `prove` on
@@ -10,7 +11,12 @@ import { caseDiagnostics, hasDiagnostics } from './case-diagnostics.ts';
  * (tap13.ts).
  */
 
-/** One case: errors and not-reached cases are `not ok`, never skipped. */
+/** A TAP comment after the plan saying the run did not finish (its not-run cases are `not ok`); empty for a finished run. */
+export function interruptedComment(s: Pick<RunSummary, 'interrupted'>): string {
+  return s.interrupted ? `# ${progressLine(s.interrupted).replace(/[\r\n]+/g, ' ')}\n` : '';
+}
+
+/** One case: errors, not-reached and not-run cases are `not ok`, never skipped. */
 export function tap14Case(n: number, r: CaseResult): string {
   const lines = [`${r.status === 'pass' ? 'ok' : 'not ok'} ${n} - ${r.id}`];
   if (hasDiagnostics(r)) {
@@ -27,7 +33,13 @@ export function tap14Case(n: number, r: CaseResult): string {
 }
 
 export function tap14Document(s: RunSummary): string {
-  return ['TAP version 14', `1..${s.cases.length}`, ...s.cases.map((c, i) => tap14Case(i + 1, c).trimEnd()), ''].join('\n');
+  return [
+    'TAP version 14',
+    `1..${s.cases.length}`,
+    ...(s.interrupted ? [interruptedComment(s).trimEnd()] : []),
+    ...s.cases.map((c, i) => tap14Case(i + 1, c).trimEnd()),
+    '',
+  ].join('\n');
 }
 
 /** Streams TAP to a writable as cases finish (completion order), plan first; one class for both versions. */

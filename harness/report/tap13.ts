@@ -1,5 +1,6 @@
 import type { CaseResult } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
+import { interruptedComment } from './tap.ts';
 import { TapStreamReporter } from './tap.ts';
 import { caseDiagnostics, hasDiagnostics } from './case-diagnostics.ts';
 import { yamlishBlock, type YamlishValue } from './yamlish.ts';
@@ -18,7 +19,7 @@ export function tapDescription(s: string): string {
     .replace(/[\r\n]+/g, ' ');
 }
 
-/** One case: errors and not-reached cases are `not ok`, never skipped. */
+/** One case: errors, not-reached and not-run cases are `not ok`, never skipped. */
 export function tap13Case(n: number, r: CaseResult): string {
   const lines = [`${r.status === 'pass' ? 'ok' : 'not ok'} ${n} - ${tapDescription(r.id)}`];
   if (hasDiagnostics(r)) lines.push(...yamlishBlock(caseDiagnostics(r) as { [key: string]: YamlishValue }));
@@ -26,7 +27,7 @@ export function tap13Case(n: number, r: CaseResult): string {
 }
 
 export function tap13Document(s: RunSummary): string {
-  return `TAP version 13\n1..${s.cases.length}\n${s.cases.map((c, i) => tap13Case(i + 1, c)).join('')}`;
+  return `TAP version 13\n1..${s.cases.length}\n${interruptedComment(s)}${s.cases.map((c, i) => tap13Case(i + 1, c)).join('')}`;
 }
 
 /** TAP 13 as cases finish (`--format tap`), plan first. */

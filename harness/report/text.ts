@@ -1,6 +1,7 @@
 import type { Finding } from '../findings/finding.ts';
 import type { RunSummary } from '../results/run.ts';
 import { fileReports, fileRowText } from '../results/file-report.ts';
+import { progressLine } from '../results/plan.ts';
 
 /**
  * A plain-text summary short enough to paste into a mail: what ran where,
@@ -26,7 +27,10 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
       `shards:    ${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` (MISSING: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})` : ''}, from ${[...new Set(s.merged.shards.map((x) => x.host))].join(', ')}`,
     );
   const c = s.counts;
-  out.push(`cases:     ${c.total} total, ${c.pass} passed, ${c.fail} failed, ${c.error} errors, ${c.notReached} not reached`);
+  out.push(
+    `cases:     ${c.total} total, ${c.pass} passed, ${c.fail} failed, ${c.error} errors, ${c.notReached} not reached${c.notRun ? `, ${c.notRun} not run` : ''}`,
+  );
+  if (s.interrupted) out.push(progressLine(s.interrupted));
   const log = logStateCounts(s.cases);
   if (log.states)
     out.push(
@@ -67,7 +71,7 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     if (notable.length > 20) out.push(`  ... ${notable.length - 20} more`);
     out.push(`every file: files.txt in the run folder`);
   }
-  const bad = s.cases.filter((x) => x.status !== 'pass');
+  const bad = s.cases.filter((x) => x.status !== 'pass' && x.status !== 'not-run');
   if (bad.length) {
     out.push('');
     h('Failing cases');
@@ -77,9 +81,20 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
       for (const line of groupFindings(x.failing).slice(0, opts.maxFindings ?? 8)) out.push(`    ${line}`);
     }
   }
+  const notRun = s.cases.filter((x) => x.status === 'not-run');
+  if (notRun.length) {
+    out.push('');
+    h(`Not run (${notRun.length})`);
+    for (const x of notRun.slice(0, 20))
+      out.push(
+        `${md ? '- ' : '  '}${x.id}${x.plannedStates !== undefined ? ` (write log not recorded: up to ${x.plannedStates} states)` : ''}`,
+      );
+    if (notRun.length > 20) out.push(`  ... ${notRun.length - 20} more`);
+  }
   out.push('');
   if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
-  else out.push(c.total > 0 && c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
+  else if (c.fail + c.error + c.notReached === 0 && c.notRun) out.push(`Result: INTERRUPTED (${c.notRun} not run)`);
+  else out.push(c.total > 0 && c.fail + c.error + c.notReached + c.notRun === 0 ? 'Result: PASS' : 'Result: FAIL');
   return out.join('\n') + '\n';
 }
 

@@ -8,8 +8,11 @@ export type { FiredPoint } from '../crash/crash-state.ts';
  * pass: ran, every finding allowed. fail: a finding outside the allowance.
  * error: the case could not run (VM did not boot, tool failed): never a pass.
  * not-reached: the crash point never fired (the workload did not get there).
+ * not-run: planned (run.json's plan) but the run stopped before it: never a
+ * pass; only summaries carry it (a case.json holds a result), except a merged
+ * run's, for a shard's case that has none.
  */
-export type CaseStatus = 'pass' | 'fail' | 'error' | 'not-reached';
+export type CaseStatus = 'pass' | 'fail' | 'error' | 'not-reached' | 'not-run';
 
 /** One step as the case recorded it: the exit status, the start of its output, and what it reported. */
 export interface StepSummary {
@@ -64,6 +67,8 @@ export interface CaseResult {
   /** Directory with this case's artefacts, relative to the run directory. */
   dir: string;
   steps?: StepSummary[];
+  /** A not-run write-log unit whose log was never recorded: the states it stands for (its budget). */
+  plannedStates?: number;
 }
 
 /** The fields of a fired point a report shows, whatever its kind. */

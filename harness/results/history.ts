@@ -1,7 +1,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { z } from 'zod';
-import type { RunSummary } from './run.ts';
+import { countStatuses, type RunSummary } from './run.ts';
 import { findingSignature } from './signature.ts';
 import { loadSummary, RunStore } from './store.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
@@ -20,7 +20,8 @@ import { ConfigError } from '../util/errors.ts';
 export const historySchemaId = 'qcrash-history/1';
 export const historyFileName = 'history.json';
 
-const counts = z.object({ total: z.number(), pass: z.number(), fail: z.number(), error: z.number(), notReached: z.number() });
+// notRun: planned cases an interrupted run never got to (absent in entries written before qcrash counted them).
+const counts = z.object({ total: z.number(), pass: z.number(), fail: z.number(), error: z.number(), notReached: z.number(), notRun: z.number().default(0) });
 const scenarioEntry = counts.extend({ name: z.string(), verdict: z.string() });
 const caseEntry = z.object({
   id: z.string(),
@@ -42,6 +43,8 @@ const runEntry = z.object({
   revision: z.string().optional(),
   seed: z.number(),
   counts,
+  /** Set when the run did not finish its plan: how far it got and the command that finishes it. */
+  interrupted: z.object({ done: z.number(), planned: z.number(), unrecorded: z.array(z.object({ id: z.string(), budget: z.number() })), resume: z.string() }).optional(),
   scenarios: z.array(scenarioEntry),
   cases: z.array(caseEntry),
 });
@@ -57,7 +60,7 @@ export function emptyHistory(): HistoryIndex {
 
 /** A scenario's verdict over its cases: the worst status any of them had. */
 export function scenarioVerdict(c: z.infer<typeof counts>): string {
-  return c.fail ? 'fail' : c.error ? 'error' : c.notReached ? 'not-reached' : 'pass';
+  return c.fail ? 'fail' : c.error ? 'error' : c.notRun ? 'not-run' : c.notReached ? 'not-reached' : 'pass';
 }
 
 /** The index entry of one run; `dir` is stored relative to `indexDir`. */
@@ -67,12 +70,9 @@ export function historyEntry(s: RunSummary, runDir: string, indexDir: string, ex
   const revision = extra.revision ?? (typeof p.base === 'string' ? p.base : typeof p.source === 'string' ? p.source : undefined);
   const byScenario = new Map<string, z.infer<typeof counts>>();
   for (const c of s.cases) {
-    const n = byScenario.get(c.scenario) ?? { total: 0, pass: 0, fail: 0, error: 0, notReached: 0 };
-    n.total++;
-    if (c.status === 'pass') n.pass++;
-    else if (c.status === 'fail') n.fail++;
-    else if (c.status === 'error') n.error++;
-    else n.notReached++;
+    const n = byScenario.get(c.scenario) ?? countStatuses([]);
+    const one = countStatuses([c]);
+    for (const k of Object.keys(n) as Array<keyof typeof n>) n[k] += one[k];
     byScenario.set(c.scenario, n);
   }
   return {
@@ -85,6 +85,7 @@ export function historyEntry(s: RunSummary, runDir: string, indexDir: string, ex
     ...(revision ? { revision } : {}),
     seed: s.seed,
     counts: { ...s.counts },
+    ...(s.interrupted ? { interrupted: s.interrupted } : {}),
     scenarios: [...byScenario].sort(([a], [b]) => a.localeCompare(b)).map(([name, n]) => ({ name, ...n, verdict: scenarioVerdict(n) })),
     cases: s.cases.map((c) => ({ id: c.id, scenario: c.scenario, point: c.pointLabel, status: c.status, failing: [...new Set((c.failing ?? []).map((f) => findingSignature(c, f)))].sort() })),
   };

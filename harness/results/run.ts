@@ -1,6 +1,43 @@
 import type { CaseResult } from './case.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 
+/** A kill case as run.json plans it: enough to report it when it never ran. */
+export interface PlannedCase {
+  id: string;
+  scenario: string;
+  suite: string;
+  pointLabel: string;
+  repetition: number;
+  seed: number;
+}
+
+/**
+ * A write-log unit as run.json plans it. Its states are named only once its
+ * log is recorded (the unit folder's states.json); until then it stands for
+ * `budget` states. `states`: the --filter texts that select some of its
+ * states (absent: all of them).
+ */
+export interface PlannedUnit extends PlannedCase {
+  budget: number;
+  states?: string[];
+}
+
+/** What a run set out to do, written in run.json before its first case. */
+export interface RunPlan {
+  cases: PlannedCase[];
+  units: PlannedUnit[];
+}
+
+/** How much of its plan a run did: `planned` counts a unit not yet recorded as its budget. */
+export interface PlanProgress {
+  done: number;
+  planned: number;
+  /** Units whose log was never recorded, each counted as its budget of states. */
+  unrecorded: Array<{ id: string; budget: number }>;
+  /** The command that finishes the run. */
+  resume: string;
+}
+
 export type KeepPolicy = 'failed' | 'all' | 'none';
 
 /**
@@ -84,19 +121,24 @@ export interface RunSummary {
   shard?: ShardRecord;
   /** Set when the run was merged from shards (`qcrash merge`). */
   merged?: MergeRecord;
-  counts: { total: number; pass: number; fail: number; error: number; notReached: number };
+  /** The cases and write-log units the run set out to check (absent in runs made before qcrash recorded it). */
+  plan?: RunPlan;
+  /** Set when some of the plan never ran (the run was interrupted): how far it got and how to finish it. */
+  interrupted?: PlanProgress;
+  counts: { total: number; pass: number; fail: number; error: number; notReached: number; notRun: number };
   cases: CaseResult[];
 }
 
 /** What a run is, written before its first case (run.json). */
-export type RunMeta = Omit<RunSummary, 'cases' | 'counts' | 'finishedAt'>;
+export type RunMeta = Omit<RunSummary, 'cases' | 'counts' | 'finishedAt' | 'interrupted'>;
 
 export function countStatuses(cases: readonly CaseResult[]): RunSummary['counts'] {
-  const c = { total: cases.length, pass: 0, fail: 0, error: 0, notReached: 0 };
+  const c = { total: cases.length, pass: 0, fail: 0, error: 0, notReached: 0, notRun: 0 };
   for (const r of cases) {
     if (r.status === 'pass') c.pass++;
     else if (r.status === 'fail') c.fail++;
     else if (r.status === 'error') c.error++;
+    else if (r.status === 'not-run') c.notRun++;
     else c.notReached++;
   }
   return c;

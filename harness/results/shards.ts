@@ -8,6 +8,7 @@ import { defaultAllowance } from '../findings/finding.ts';
 import type { CaseResult } from './case.ts';
 import { countStatuses, type MergeRecord, type RunMeta, type RunSummary, type ShardRecord } from './run.ts';
 import { caseRelDir, readCaseFiles, RunStore } from './store.ts';
+import { notRunCases } from './plan.ts';
 
 /**
  * Shards of one run, made on several machines, back into one run. A shard
@@ -75,6 +76,8 @@ export interface ShardRun {
   unreadable: Array<{ file: string; error: string }>;
   /** From summary.json, when the shard got that far. */
   finishedAt?: string;
+  /** The shard's planned cases without a result (states of a unit it recorded but did not finish checking among them). */
+  notRun: CaseResult[];
 }
 
 /** A shard folder as merge reads it: run.json and every case.json (not summary.json, so an interrupted shard is read too). */
@@ -86,7 +89,8 @@ export async function loadShardRun(dir: string): Promise<ShardRun> {
   const { cases, unreadable } = await readCaseFiles(store.dir);
   const summary = await readFile(join(store.dir, 'summary.json'), 'utf8').then((t) => JSON.parse(t) as Partial<RunSummary>, () => undefined);
   const finishedAt = typeof summary?.finishedAt === 'string' ? summary.finishedAt : undefined;
-  return { dir: store.dir, meta: store.meta, cases, unreadable, ...(finishedAt ? { finishedAt } : {}) };
+  const notRun = await notRunCases(store.dir, store.meta, cases);
+  return { dir: store.dir, meta: store.meta, cases, unreadable, notRun, ...(finishedAt ? { finishedAt } : {}) };
 }
 
 export interface MergePlan {
@@ -122,13 +126,14 @@ function caseParts(id: string, meta: RunMeta): Pick<CaseResult, 'scenario' | 'su
   };
 }
 
-/** A case that merge must report as an error: it has no result, or more than one. */
+/** A case that merge must report: not run (it has no result), or an error (more than one, or not in the case list). */
 export function errorCase(id: string, meta: RunMeta, message: string, kind: 'MissingShard' | 'MissingCase' | 'DuplicatedCase' | 'UnexpectedCase'): CaseResult {
   return {
     id,
     ...caseParts(id, meta),
     seed: caseSeed(meta.seed, id),
-    status: 'error',
+    // A case no shard got to is not run, never a pass; two results for one case, or one for no case, are errors.
+    status: kind === 'MissingShard' || kind === 'MissingCase' ? 'not-run' : 'error',
     findings: [],
     failing: [],
     allow: defaultAllowance,
@@ -246,7 +251,7 @@ function joinPlannedCases(byIndex: ReadonlyMap<number, ShardRun>, partition: Par
     const planned = partition.assignment[index - 1]!;
     if (!s) {
       joined.missing.push(index);
-      if (planned.length) joined.problems.push(`shard ${index}/${total} was not given: its ${planned.length} case(s) are errors`);
+      if (planned.length) joined.problems.push(`shard ${index}/${total} was not given: its ${planned.length} case(s) are not run`);
       else joined.warnings.push(`shard ${index}/${total} was not given; it had no case, so nothing is missing`);
       for (const id of planned) joined.cases.set(id, errorCase(id, base, `shard ${index}/${total} was not merged: its results are missing (run it, or give its folder to qcrash merge)`, 'MissingShard'));
       continue;
@@ -266,8 +271,20 @@ function joinPlannedCases(byIndex: ReadonlyMap<number, ShardRun>, partition: Par
         joined.sources.set(c.id, s.dir);
       }
     }
+    const unfinished = unfinishedStates(s, `shard ${index}/${total}`, (id) => got.has(planId(id)) && !joined.cases.has(id), joined.problems);
+    for (const c of unfinished) joined.cases.set(c.id, c);
   }
   return joined;
+}
+
+/**
+ * States of a unit the shard recorded and did not finish checking (the unit
+ * has results, but not all): not-run cases of the merged run, and a problem.
+ */
+function unfinishedStates(s: ShardRun, name: string, planned: (id: string) => boolean, problems: string[]): CaseResult[] {
+  const unfinished = s.notRun.filter((c) => planned(c.id));
+  if (unfinished.length) problems.push(`${name} (${s.dir}) did not check ${unfinished.length} write-log state(s) it planned: ${unfinished.slice(0, 5).map((c) => c.id).join(', ')}${unfinished.length > 5 ? ', ...' : ''}; finish it with qcrash run --resume ${s.dir}, then merge again`);
+  return unfinished;
 }
 
 /** Results a shard should not have: a case of another shard (two results for one case) or of no shard at all. */
@@ -343,6 +360,8 @@ function mergedMeta(base: RunMeta, ordered: readonly ShardRun[], record: MergeRe
 function withoutShard(m: RunMeta): RunMeta {
   const out: RunMeta = { ...m };
   delete out.shard;
+  // One shard's plan is not the whole run's: the merged run names what no shard ran as not-run cases.
+  delete out.plan;
   if (m.config) {
     out.config = { ...m.config };
     delete out.config.shard;

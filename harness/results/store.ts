@@ -6,6 +6,8 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { ConfigError } from '../util/errors.ts';
 import type { CaseResult } from './case.ts';
 import { countStatuses, type RunMeta, type RunSummary } from './run.ts';
+import { caseRelDir } from './case-dir.ts';
+import { notRunCases, planProgress } from './plan.ts';
 
 /** A sortable id, unique across machines: 20261124T191200Z-host-1a2b. */
 export function newRunId(now = new Date()): string {
@@ -14,12 +16,7 @@ export function newRunId(now = new Date()): string {
   return `${t}-${host}-${randomBytes(2).toString('hex')}`;
 }
 
-/** Case ids contain "/"; each part becomes a directory level, made safe for any filesystem. */
-export function caseRelDir(caseId: string): string {
-  return join('cases', ...caseId.split('/').map((p) => p.replace(/[^A-Za-z0-9._+-]/g, '_')));
-}
-
-
+export { caseRelDir };
 
 /**
  * results/<run-id>/: run.json (what the run is), cases/<...>/case.json per
@@ -81,9 +78,16 @@ export class RunStore {
     return new Set((await this.loadCases()).map((c) => c.id));
   }
 
-  summary(cases: CaseResult[], finished: boolean): RunSummary {
-    const sorted = [...cases].sort((a, b) => a.id.localeCompare(b.id));
-    return { ...this.meta, ...(finished ? { finishedAt: new Date().toISOString() } : {}), counts: countStatuses(sorted), cases: sorted };
+  /**
+   * The run's summary: its results, and a not-run case for every planned
+   * case without one (an interrupted run is never a pass). `finishedAt` only
+   * when the whole plan ran.
+   */
+  async summary(cases: CaseResult[], finished: boolean): Promise<RunSummary> {
+    const all = [...cases, ...(await notRunCases(this.dir, this.meta, cases))];
+    const sorted = all.sort((a, b) => a.id.localeCompare(b.id));
+    const progress = planProgress(this.dir, sorted);
+    return { ...this.meta, ...(finished && !progress ? { finishedAt: new Date().toISOString() } : {}), ...(progress ? { interrupted: progress } : {}), counts: countStatuses(sorted), cases: sorted };
   }
 
   async writeSummary(s: RunSummary): Promise<void> {
@@ -91,7 +95,7 @@ export class RunStore {
   }
 }
 
-const statuses = new Set(['pass', 'fail', 'error', 'not-reached']);
+const statuses = new Set(['pass', 'fail', 'error', 'not-reached', 'not-run']);
 
 function isCase(v: unknown): v is CaseResult {
   const c = v as Partial<CaseResult> | null;
@@ -150,8 +154,10 @@ export async function loadSummary(dir: string): Promise<RunSummary> {
     const store = await RunStore.open(dir);
     const { cases, unreadable } = await readCaseFiles(dir);
     if (unreadable.length) throw new ConfigError(`${unreadable[0]!.file} is damaged (${unreadable[0]!.error})${unreadable.length > 1 ? ` and ${unreadable.length - 1} more case file(s)` : ''}: the run cannot be read`);
-    summary = store.summary(cases, false);
+    summary = await store.summary(cases, false);
   }
+  // Counts as this qcrash counts them (older summaries have no not-run count).
+  summary.counts = countStatuses(summary.cases);
   if (!summary.cases.length) throw new ConfigError(`${dir} holds no case: there is nothing to read (did the run start?)`);
   return summary;
 }
@@ -165,13 +171,14 @@ export async function mergeRuns(dirs: string[]): Promise<{ summary: RunSummary; 
   const summaries = await Promise.all(dirs.map(loadSummary));
   const ids = new Set(summaries.map((s) => s.runId));
   if (ids.size > 1) throw new ConfigError(`cannot merge different runs: ${[...ids].join(', ')}`);
-  const rank = { pass: 0, 'not-reached': 1, error: 2, fail: 3 } as const;
+  // A case one machine ran beats the same case another did not get to.
+  const rank = { 'not-run': -1, pass: 0, 'not-reached': 1, error: 2, fail: 3 } as const;
   const byId = new Map<string, CaseResult>();
   const conflicts: string[] = [];
   for (const s of summaries) {
     for (const c of s.cases) {
       const prev = byId.get(c.id);
-      if (prev && prev.status !== c.status) conflicts.push(c.id);
+      if (prev && prev.status !== c.status && prev.status !== 'not-run' && c.status !== 'not-run') conflicts.push(c.id);
       if (!prev || rank[c.status] > rank[prev.status]) byId.set(c.id, c);
     }
   }

@@ -18,14 +18,14 @@ export function caseVerdict(findings: readonly Finding[], allow: Allowance, reac
 /**
  * 1 when any case failed (a finding outside its allowance): a real result
  * beats an infrastructure problem. Otherwise 3 when any case could not run
- * or its crash point was never reached: nothing was proven for it, so it is
- * never a pass. Otherwise 0. A run without a case tested nothing and is 3,
+ * or its crash point was never reached, or the run stopped before it (not
+ * run): nothing was proven for it, so it is never a pass. Otherwise 0. A run without a case tested nothing and is 3,
  * except a shard the partition left empty (more shards than units): it did
  * all it was given, and the merged run carries the verdict.
  */
 export function exitCodeFor(s: RunSummary): number {
   if (s.counts.total === 0) return s.shard ? ExitCode.pass : ExitCode.infrastructure;
   if (s.counts.fail > 0) return ExitCode.failed;
-  if (s.counts.error > 0 || s.counts.notReached > 0) return ExitCode.infrastructure;
+  if (s.counts.error > 0 || s.counts.notReached > 0 || s.counts.notRun > 0) return ExitCode.infrastructure;
   return ExitCode.pass;
 }

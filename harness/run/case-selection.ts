@@ -3,6 +3,7 @@ import { ConfigError } from '../util/errors.ts';
 import { expandCases, expandLogUnits } from '../scenario/expand.ts';
 import type { CaseSpec, LogUnitSpec, Scenario } from '../scenario/model.ts';
 import type { RunConfig, RunMeta, ShardRecord } from '../results/run.ts';
+import type { RunPlan } from '../results/plan.ts';
 import { caseListHash } from '../results/shards.ts';
 import type { ResolvedRun } from './run-config.ts';
 import { planShard, unitsFromCases, unitsFromLogUnits } from './shard.ts';
@@ -121,4 +122,28 @@ export function unitFilter(
 export function stateFilter(u: LogUnitSpec, filter: readonly string[] = []): ((id: string) => boolean) | undefined {
   if (!filter.length || filter.some((x) => unitFilter(u, x) === 'all')) return undefined;
   return (id: string) => filter.some((x) => id.includes(x));
+}
+
+/**
+ * The selection as run.json plans it: every kill case, and every unit with
+ * its budget (the states it stands for until its log is recorded) and the
+ * --filter texts that choose among its states.
+ */
+export function runPlan(selection: CaseSelection, filter: readonly string[] = []): RunPlan {
+  const part = (c: CaseSpec | LogUnitSpec) => ({
+    id: c.id,
+    scenario: c.scenario.name,
+    suite: c.scenario.suite,
+    repetition: c.repetition,
+    seed: c.seed,
+  });
+  return {
+    cases: selection.cases.map((c) => ({ ...part(c), pointLabel: c.pointLabel })),
+    units: selection.units.map((u) => ({
+      ...part(u),
+      pointLabel: 'log-recording',
+      budget: u.crashStates.budget,
+      ...(stateFilter(u, filter) ? { states: [...filter] } : {}),
+    })),
+  };
 }

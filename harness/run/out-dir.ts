@@ -128,10 +128,9 @@ export async function checkOutSpace(
   }
 }
 
-/** The folder of a new run: no run in it yet (that one is finished with --resume), and usable (checkOutDir). */
+/** The folder of a new run (checked by checkOutDir, and locked): no run in it yet (that one is finished with --resume). */
 export async function checkNewRunDir(dir: string): Promise<void> {
   if (await exists(join(dir, 'run.json'))) {
     throw new ConfigError(`--out ${dir} already holds a run: finish it with --resume ${dir}, or choose another --out`);
   }
-  await checkOutDir(dir);
 }

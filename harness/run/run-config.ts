@@ -25,6 +25,8 @@ export interface SuiteOptions {
   keep?: KeepPolicy;
   /** Finish the run in this folder, as its run.json configured it. */
   resume?: string;
+  /** The command Ctrl-C names to finish the work (default `qcrash run --resume DIR`): validate's runs are finished by validate. */
+  resumeHint?: string;
   /** Replace every scenario's recovery modes (e.g. only e2fsck for a quick run). */
   recovery?: RecoveryMode[];
   /** Only cases whose id contains one of these strings. */

@@ -9,6 +9,7 @@ import { RunStore } from '../results/store.ts';
 import { runKey, shardIdentity } from '../results/shards.ts';
 import type { ResolvedRun } from './run-config.ts';
 import type { PlannedShard } from './case-selection.ts';
+import type { RunPlan } from '../results/plan.ts';
 import { toolVersions } from './versions.ts';
 import { qcrashVersion } from '../util/version.ts';
 
@@ -20,6 +21,8 @@ export interface RunFacts {
   /** The base images (absent when the run builds nothing: a shard left with no case). */
   images?: ReadonlyMap<string, BaseImage>;
   shard?: PlannedShard;
+  /** What the run will check (run/case-selection.ts runPlan): reports count what never ran of it as not run. */
+  plan: RunPlan;
 }
 
 /** A new run's folder with its run.json: what it runs, on what, and how it is configured (what --resume and merge read). */
@@ -58,6 +61,7 @@ export async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMet
     }),
     config: run.config,
     qcrash: { version: qcrashVersion, build: facts.build },
+    plan: facts.plan,
   };
   if (facts.shard) meta.shard = { ...facts.shard, runKey: runKey(shardIdentity(meta, facts.shard.caseListHash)) };
   return meta;

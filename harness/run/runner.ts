@@ -14,13 +14,14 @@ import { HtmlReportReporter } from '../report/html/run-report.ts';
 import type { RunEnv } from './log-unit.ts';
 import { allocatedBytes, loadScenarios, prepareRun } from './prepare.ts';
 import { qcrashBuild } from './versions.ts';
-import { checkNewRunDir, checkOutSpace } from './out-dir.ts';
+import { checkNewRunDir, checkOutDir, checkOutSpace } from './out-dir.ts';
+import { OutDirLock } from './out-lock.ts';
 import { imageSuiteFile } from './image-suite.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import { CrashImageStore } from '../results/crash-images.ts';
 import { e2fsckScratchSettled } from '../image/e2fsck.ts';
 import { checkResumedInputs, resolveRunConfig, type ResolvedRun, type SuiteOptions } from './run-config.ts';
-import { selectCases, type CaseSelection } from './case-selection.ts';
+import { runPlan, selectCases, type CaseSelection } from './case-selection.ts';
 import { createRunFolder } from './run-meta.ts';
 import { casesInFlight, recordAndCheck } from './suite-session.ts';
 
@@ -36,7 +37,7 @@ export interface RunOutcome {
 
 /**
  * Run a suite: resolve the run's configuration (new, or resumed from its
- * folder), load and select the cases, check the results folder, prepare
+ * folder), load and select the cases, check and lock the results folder, prepare
  * kernel, images and snapshots, write the run's metadata, then record the
  * write-log units and check every case (each written as it finishes, so an
  * interrupted run resumes where it stopped), and finish with the summary;
@@ -50,6 +51,9 @@ export async function runSuite(opts: SuiteOptions): Promise<RunOutcome> {
   // matches nothing costs no kernel, image or VM.
   const { scenarios, imageSuite } = await loadRunScenarios(run);
   const selection = selectCases(scenarios, run);
+  if (!run.resumed) await checkOutDir(run.dir);
+  // One run per folder for the run's whole life: a second one is refused before it prepares anything.
+  await using _lock = await OutDirLock.acquire(run.dir, { resume: !!run.resumed });
   if (!run.resumed) await checkNewRunDir(run.dir);
   // A caller's own launcher (a test's fake) runs one job unless told otherwise.
   const jobs = jobsOrDefault(opts.jobs ?? (opts.machines ? 1 : undefined));
@@ -63,10 +67,12 @@ export async function runSuite(opts: SuiteOptions): Promise<RunOutcome> {
       kernel,
       ...(env ? { images: env.images } : {}),
       ...(selection.shard ? { shard: selection.shard } : {}),
+      plan: runPlan(selection, run.config.filter),
     }));
   // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
   if (imageSuite) await writeFileAtomic(imageSuite.file, imageSuite.text);
-  return checkAndReport(store, opts, { env, selection, scenarios, filter: run.config.filter ?? [] });
+  // Awaited here: the lock is released when this function returns, and must outlive the cases.
+  return await checkAndReport(store, opts, { env, selection, scenarios, filter: run.config.filter ?? [] });
 }
 
 /**
@@ -131,7 +137,9 @@ async function checkAndReport(
   work: { env: RunEnv | undefined; selection: CaseSelection; scenarios: Scenario[]; filter: readonly string[] },
 ): Promise<RunOutcome> {
   const stopHint = onInterrupt(() =>
-    process.stderr.write(`qcrash: the cases written so far are kept; finish the run with: qcrash run --resume ${store.dir}\n`),
+    process.stderr.write(
+      `qcrash: the cases written so far are kept; finish the run with: ${opts.resumeHint ?? `qcrash run --resume ${store.dir}`}\n`,
+    ),
   );
   const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter(), new HtmlReportReporter()]);
   try {
@@ -144,7 +152,7 @@ async function checkAndReport(
       resuming: !!opts.resume,
     });
     await warnChangedImages(work.scenarios);
-    const summary = store.summary(results, true);
+    const summary = await store.summary(results, true);
     await store.writeSummary(summary);
     await hub.onRunEnd(summary, store.dir);
     return { summary, dir: store.dir, reporterFailures: hub.failed };

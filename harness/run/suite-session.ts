@@ -108,7 +108,7 @@ export async function recordAndCheck(s: SessionInput): Promise<CaseResult[]> {
   }
   const limit = pLimit(casesInFlight(env.jobs));
   // A case that errored is run again on --resume; one that passed, failed or was not reached is a result.
-  const earlierDone = new Set(earlier.filter((c) => c.status !== 'error').map((c) => c.id));
+  const earlierDone = new Set(earlier.filter((c) => c.status !== 'error' && c.status !== 'not-run').map((c) => c.id));
   // Write-log units first: their cases (one per crash state) exist once the log is
   // recorded, and every reporter gets the whole case list before the first result.
   // A resumed run reuses a unit's recording, so it plans the same states again.

@@ -5,11 +5,14 @@
  * (SIGKILL cannot be caught: QEMU is started with a parent-death signal and
  * the next run sweeps the dead run's temp dir, see tempdir.ts.)
  */
+import { InterruptedError, signalExitCode } from './errors.ts';
+
 type Cleanup = () => Promise<void> | void;
 
 const cleanups = new Set<Cleanup>();
 let installed = false;
 let exiting = false;
+let received: NodeJS.Signals | undefined;
 
 export function onCleanup(fn: Cleanup): () => void {
   installSignalHandlers();
@@ -35,6 +38,20 @@ export function shuttingDown(): boolean {
   return exiting;
 }
 
+/** The signal that stopped qcrash, if one did. */
+export function interruptedBy(): NodeJS.Signals | undefined {
+  return received;
+}
+
+/**
+ * What a command reports for an error that ended it: after a signal, the
+ * signal (an InterruptedError, exit 128+N), never what the teardown broke on
+ * its way down (a QEMU it killed while a state was being saved).
+ */
+export function causeOf(e: unknown): unknown {
+  return received ? new InterruptedError(received) : e;
+}
+
 /** Listeners that want to know a run is being interrupted (e.g. to reset a git bisect). */
 const interruptListeners = new Set<(signal: NodeJS.Signals) => void>();
 export function onInterrupt(fn: (signal: NodeJS.Signals) => void): () => void {
@@ -49,6 +66,7 @@ function installSignalHandlers(): void {
   const handler = (signal: NodeJS.Signals) => {
     if (exiting) return;
     exiting = true;
+    received = signal;
     for (const l of interruptListeners) {
       try {
         l(signal);
@@ -57,7 +75,7 @@ function installSignalHandlers(): void {
       }
     }
     process.stderr.write(`\nqcrash: ${signal} received, stopping VMs and removing temp files...\n`);
-    const code = signal === 'SIGINT' ? 130 : 143;
+    const code = signalExitCode(signal);
     // Hard deadline: teardown must not hang the user's terminal.
     setTimeout(() => process.exit(code), 10_000).unref();
     void runAllCleanups().finally(() => process.exit(code));
@@ -70,9 +88,25 @@ function installSignalHandlers(): void {
     setTimeout(() => process.exit(3), 10_000).unref();
     void runAllCleanups().finally(() => process.exit(3));
   };
+  // Whoever calls process.exit once a signal arrived (the command's error path
+  // may get there before the teardown does), the exit code is the signal's.
+  process.on('exit', () => {
+    if (received) process.exitCode = signalExitCode(received);
+  });
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   process.on('SIGHUP', handler);
+}
+
+/** A command's action whose errors, once a signal arrived, are the signal (causeOf). */
+export function signalIsTheCause<A extends unknown[], R>(action: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await action(...args);
+    } catch (e) {
+      throw causeOf(e);
+    }
+  };
 }

@@ -1,9 +1,12 @@
+import { constants as osConstants } from 'node:os';
+
 /**
  * One root error class; children say which exit code a failure maps to and
  * keep what was sent and received, so a report can show the whole exchange.
  *
  * Exit codes (qcrash run/check/validate): 0 pass, 1 a case failed,
- * 2 usage or configuration error, 3 infrastructure error.
+ * 2 usage or configuration error, 3 infrastructure error, 128 + N stopped
+ * by signal N (130 Ctrl-C, 143 SIGTERM).
  * Under `bisect-step` a configuration or infrastructure error becomes 125 (skip).
  */
 export const ExitCode = {
@@ -38,6 +41,25 @@ export class ConfigError extends QcrashError {
 /** Something the harness needed did not work: a tool is missing, a VM did not boot. Exit 3. */
 export class InfraError extends QcrashError {
   override readonly exitCode: number = ExitCode.infrastructure;
+}
+
+/**
+ * The user stopped qcrash (Ctrl-C, SIGTERM, SIGHUP): exit 128 + the signal's
+ * number, as a shell reports a process the signal ended. Whatever failed
+ * after the signal (QEMU killed by the teardown) is a consequence, not the
+ * cause, and is not reported as one.
+ */
+export class InterruptedError extends QcrashError {
+  override readonly exitCode: number;
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`);
+    this.exitCode = signalExitCode(signal);
+  }
+}
+
+/** 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (osConstants.signals[signal] ?? 15);
 }
 
 /** A required host program is absent; names the Debian package that provides it. */

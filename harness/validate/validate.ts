@@ -8,7 +8,7 @@ import type { KernelInfo } from '../kernel/kernel.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import type { RunSummary } from '../results/run.ts';
 import { formatSignature, signatureOf, type Signature } from '../results/signature.ts';
-import { newRunId } from '../results/store.ts';
+import { loadSummary, newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { runSuite, type RunOutcome } from '../run/runner.ts';
 import { mergeShards, unionRuns } from '../run/merge.ts';
@@ -47,6 +47,8 @@ export interface ValidateOptions {
    * the part's new signatures; `qcrash merge` joins the shards and judges.
    */
   shard?: ShardSpec;
+  /** Finish the validation in `out` (qcrash validate --resume): finished runs are kept, interrupted ones resumed. */
+  resume?: boolean;
 }
 
 /** What a validate shard leaves beside its runs, for `qcrash merge` (validate-shard.json). */
@@ -85,7 +87,7 @@ export function failingSignatures(s: RunSummary): Map<string, SignatureCases> {
 
 export function notJudged(s: RunSummary): string[] {
   return s.cases
-    .filter((c) => c.status === 'error' || c.status === 'not-reached')
+    .filter((c) => c.status === 'error' || c.status === 'not-reached' || c.status === 'not-run')
     .map((c) => c.id)
     .sort();
 }
@@ -127,15 +129,30 @@ export async function confirm(
 /** What every run of one validation shares: scenarios, seed, jobs, reporters, machines. */
 export type SuiteSettings = Pick<
   ValidateOptions,
-  'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots' | 'shard'
->;
+  'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots' | 'shard' | 'resume'
+> & {
+  /** What Ctrl-C says finishes the validation. */
+  resumeHint?: string;
+};
 
 /** A run of the validate suite on a kernel into a folder, optionally only some cases (write-log states by their whole unit: rerunFilter): the same cases and seed every time. */
 export type SuiteRun = (kernel: KernelInfo, out: string, filter?: string[]) => Promise<RunOutcome>;
 
 export function suiteRunner(o: SuiteSettings): SuiteRun {
-  return (kernel, out, filter) =>
-    runSuite({
+  return async (kernel, out, filter) => {
+    const earlier = o.resume ? await earlierRun(out) : undefined;
+    if (earlier === 'finished') return { summary: await loadSummary(out), dir: resolve(out), reporterFailures: [] };
+    if (earlier === 'interrupted')
+      return runSuite({
+        inputs: [],
+        kernel,
+        resume: out,
+        ...(o.jobs ? { jobs: o.jobs } : {}),
+        ...(o.reporters ? { reporters: o.reporters } : {}),
+        ...(o.machines ? { machines: o.machines } : {}),
+        ...(o.resumeHint ? { resumeHint: o.resumeHint } : {}),
+      });
+    return runSuite({
       inputs: o.scenarios,
       kernel,
       seed: o.seed ?? 1,
@@ -148,7 +165,20 @@ export function suiteRunner(o: SuiteSettings): SuiteRun {
       ...(o.reporters ? { reporters: o.reporters } : {}),
       ...(o.machines ? { machines: o.machines } : {}),
       ...(o.snapshots !== undefined ? { snapshots: o.snapshots } : {}),
+      ...(o.resumeHint ? { resumeHint: o.resumeHint } : {}),
     });
+  };
+}
+
+/** On --resume, what an earlier session left in a run's folder: a finished run (its summary), one to finish, or none. */
+async function earlierRun(out: string): Promise<'finished' | 'interrupted' | undefined> {
+  const has = (f: string) =>
+    access(join(out, f)).then(
+      () => true,
+      () => false,
+    );
+  if (await has('summary.json')) return 'finished';
+  return (await has('run.json')) ? 'interrupted' : undefined;
 }
 
 /** A patched run judged against its parent's: new signatures confirmed by rerunning them on the patched kernel. */
@@ -197,7 +227,7 @@ export async function validateKernels(
   const seed = o.seed ?? 1;
   // With --shard, the baseline and patched runs are sharded; a confirmation
   // rerun runs the shard's own new cases, which are all in its part already.
-  const run = suiteRunner(o);
+  const run = suiteRunner({ ...o, resumeHint: `qcrash validate --resume ${resolve(dir)}` });
   const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
     const t0 = performance.now();
     const v = await f();
@@ -343,8 +373,42 @@ export async function mergeValidateShards(o: {
   return { result, problems, warnings: [...baseline.warnings, ...patched.warnings], exitCode };
 }
 
+/** What `qcrash validate --resume OUT` needs to finish a validation: its inputs, kept in OUT/validate-args.json. */
+export type ValidateArgs = Pick<ValidateOptions, 'patches' | 'tree' | 'configs' | 'scenarios' | 'seed' | 'confirmRuns' | 'shard'>;
+export const validateArgsFile = 'validate-args.json';
+
+export async function readValidateArgs(dir: string): Promise<ValidateArgs> {
+  const file = join(dir, validateArgsFile);
+  try {
+    const a = JSON.parse(await readFile(file, 'utf8')) as ValidateArgs;
+    if (!Array.isArray(a.patches) || !Array.isArray(a.scenarios)) throw new Error('no patches or scenarios');
+    return a;
+  } catch (e) {
+    throw new ConfigError(
+      `--resume ${dir}: ${file} cannot be read (${(e as Error).message}): is ${dir} the --out of a qcrash validate --patch (not --series or --mutants)?`,
+    );
+  }
+}
+
 /** Build the baseline and patched kernels (incrementally, from the cache), then validate them. */
 export async function validatePatch(o: ValidateOptions): Promise<ValidateResult> {
+  const out = resolve(o.out ?? join(defaultResultsDir, `validate-${newRunId()}`));
+  if (!o.resume) {
+    const args: ValidateArgs = {
+      patches: o.patches.map((p) => resolve(p)),
+      scenarios: o.scenarios.map((s) => resolve(s)),
+      ...(o.tree ? { tree: resolve(o.tree) } : {}),
+      ...(o.configs ? { configs: o.configs.map((c) => resolve(c)) } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(o.confirmRuns !== undefined ? { confirmRuns: o.confirmRuns } : {}),
+      ...(o.shard ? { shard: o.shard } : {}),
+    };
+    await writeJsonAtomic(join(out, validateArgsFile), args);
+  }
+  return buildAndValidate({ ...o, out });
+}
+
+async function buildAndValidate(o: ValidateOptions): Promise<ValidateResult> {
   const progress = o.onProgress ?? (() => {});
   const common = { ...(o.tree ? { tree: o.tree } : {}), ...(o.configs ? { configs: o.configs } : {}), onProgress: progress };
   const startedAt = performance.now();

@@ -112,7 +112,7 @@ t.test('three shards merge into the run the unsharded one is', async (t) => {
   await t.rejects(mergeShards({ out: join(tmp.path, 'merged-3'), dirs: three }), /already holds a run/);
 });
 
-t.test('a missing shard makes its cases errors, never passes', async (t) => {
+t.test('a missing shard makes its cases not run, never passes', async (t) => {
   const r = await mergeShards({ out: join(tmp.path, 'merged-missing'), dirs: [three[0]!, three[2]!] });
   const lost = (await loadSummary(three[1]!)).cases.map((c) => c.id).sort();
   t.same(
@@ -122,15 +122,15 @@ t.test('a missing shard makes its cases errors, never passes', async (t) => {
   );
   t.same(
     r.summary.cases
-      .filter((c) => c.status === 'error')
+      .filter((c) => c.status === 'not-run')
       .map((c) => c.id)
       .sort(),
     lost,
-    "the missing shard's cases are errors",
+    "the missing shard's cases are not run",
   );
   t.ok(
     r.summary.cases
-      .filter((c) => c.status === 'error')
+      .filter((c) => c.status === 'not-run')
       .every((c) => c.errorKind === 'MissingShard' && /shard 2\/3 was not merged/.test(c.error!)),
   );
   t.match(r.problems, [/shard 2\/3 was not given/]);
@@ -171,7 +171,7 @@ t.test('a duplicated shard, shards of another run or partition are refused', asy
     );
 });
 
-t.test('a case missing from a shard, or present in two, is an error', async (t) => {
+t.test('a case missing from a shard is not run; one present in two is an error', async (t) => {
   const dirs = await Promise.all(
     three.map(async (d, i) => {
       const c = join(tmp.path, `edited-${i + 1}`);
@@ -188,7 +188,7 @@ t.test('a case missing from a shard, or present in two, is an error', async (t) 
   await cp(join(dirs[1]!, caseRelDir(twice)), join(dirs[2]!, caseRelDir(twice)), { recursive: true });
   const r = await mergeShards({ out: join(tmp.path, 'merged-edited'), dirs });
   const byId = new Map(r.summary.cases.map((c) => [c.id, c]));
-  t.equal(byId.get(gone)!.status, 'error');
+  t.equal(byId.get(gone)!.status, 'not-run');
   t.equal(byId.get(gone)!.errorKind, 'MissingCase');
   t.match(byId.get(gone)!.error, /did not finish; finish it with qcrash run --resume/);
   t.equal(byId.get(twice)!.status, 'error');

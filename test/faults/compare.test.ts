@@ -21,7 +21,7 @@ async function runDir(name: string, cases: CaseResult[], opts: { summary?: boole
   const { cases: _c, counts: _n, finishedAt: _f, ...meta } = real;
   const store = await RunStore.create(join(dir, name), { ...meta, runId: name });
   for (const c of cases) await store.writeCase(c);
-  if (opts.summary !== false) await store.writeSummary(store.summary(cases, true));
+  if (opts.summary !== false) await store.writeSummary(await store.summary(cases, true));
   return store.dir;
 }
 const night1 = await runDir('night-1', passing);

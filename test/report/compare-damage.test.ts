@@ -48,7 +48,7 @@ async function runDirWith(name: string, image: string): Promise<string> {
     scenarios: [{ name: 'nightly', file: 'nightly.yaml', hash: 'x', suite: 'default' }],
   });
   await store.writeCase(c);
-  await store.writeSummary(store.summary([c], true));
+  await store.writeSummary(await store.summary([c], true));
   return store.dir;
 }
 

@@ -129,7 +129,7 @@ t.test('a failing run: prove says FAIL and names the failing case; kunit_parser 
   const store = await RunStore.create(tmp.join('fail'), { ...meta, runId: `${meta.runId}-damaged` });
   const cases = passSummary.cases.map((c) => (c.id === victim.id ? damaged : c));
   for (const c of cases) await store.writeCase(c);
-  const summary = store.summary(cases, true);
+  const summary = await store.summary(cases, true);
   await store.writeSummary(summary);
   await writeRunReports(store.dir, summary);
 

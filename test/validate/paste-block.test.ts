@@ -32,7 +32,7 @@ function summary(k: KernelInfo, scenarios: Array<[string, string]>, total: numbe
       hash: name,
       suite,
     })),
-    counts: { total, pass: total, fail: 0, error: 0, notReached: 0 },
+    counts: { total, pass: total, fail: 0, error: 0, notReached: 0, notRun: 0 },
     cases: [],
   };
 }

@@ -86,6 +86,7 @@ function run(runId: string, cases: CaseResult[]): RunSummary {
     fail: cases.filter((c) => c.status === 'fail').length,
     error: 0,
     notReached: 0,
+    notRun: 0,
   };
   return {
     schema: 'qcrash-run/1',

@@ -33,10 +33,14 @@ export async function historyHtml(index: HistoryIndex, resultsDir: string, opts:
   const label = (i: number) => runLabel(shownFrom + i);
   const runTitle = (r: HistoryRun) => `${r.runId}, ${r.startedAt}, kernel ${r.kernel.release}`;
 
-  const runsTable = `<div class="scroll"><table id="history-runs"><thead><tr><th>run</th><th>id</th><th>started</th><th>kernel</th><th>branch / revision</th><th class="num">cases</th><th class="num">passed</th><th class="num">failed</th><th class="num">errors</th><th class="num">not reached</th><th>verdict</th></tr></thead><tbody>${view.runs
+  const runsTable = `<div class="scroll"><table id="history-runs"><thead><tr><th>run</th><th>id</th><th>started</th><th>kernel</th><th>branch / revision</th><th class="num">cases</th><th class="num">passed</th><th class="num">failed</th><th class="num">errors</th><th class="num">not reached</th><th class="num">not run</th><th>verdict</th></tr></thead><tbody>${view.runs
     .map((r, i) => {
-      const bad = r.counts.fail + r.counts.error + r.counts.notReached;
-      return `<tr data-run="${esc(r.runId)}"><td>${label(i)}</td><td><a class="mono" href="${esc(links[i])}">${esc(r.runId)}</a></td><td>${esc(r.startedAt)}</td><td>${esc(r.kernel.release)}<br><span class="muted">${esc(r.kernel.id)}</span></td><td>${esc([r.branch, r.revision].filter(Boolean).join(' @ '))}</td><td class="num">${r.counts.total}</td><td class="num">${r.counts.pass}</td><td class="num">${r.counts.fail}</td><td class="num">${r.counts.error}</td><td class="num">${r.counts.notReached}</td><td>${verdictBadge(bad ? 'fail' : 'pass')}</td></tr>`;
+      const bad = r.counts.fail + r.counts.error + r.counts.notReached + r.counts.notRun;
+      const verdict = r.interrupted
+        ? verdictBadge('not-run', { text: `interrupted: ${r.interrupted.done} of ${r.interrupted.planned} cases` }) +
+          `<br><code>${esc(r.interrupted.resume)}</code>`
+        : verdictBadge(bad ? 'fail' : 'pass');
+      return `<tr data-run="${esc(r.runId)}"><td>${label(i)}</td><td><a class="mono" href="${esc(links[i])}">${esc(r.runId)}</a></td><td>${esc(r.startedAt)}</td><td>${esc(r.kernel.release)}<br><span class="muted">${esc(r.kernel.id)}</span></td><td>${esc([r.branch, r.revision].filter(Boolean).join(' @ '))}</td><td class="num">${r.counts.total}</td><td class="num">${r.counts.pass}</td><td class="num">${r.counts.fail}</td><td class="num">${r.counts.error}</td><td class="num">${r.counts.notReached}</td><td class="num">${r.counts.notRun}</td><td>${verdict}</td></tr>`;
     })
     .join('')}</tbody></table></div>`;
 
@@ -122,9 +126,16 @@ ${scenarioTable}</section>
 export async function writeHistoryReport(
   resultsDir: string,
   opts: { maxRuns?: number } = {},
-): Promise<{ html: string; index: string; added: string[]; runs: number }> {
+): Promise<{
+  html: string;
+  index: string;
+  added: string[];
+  runs: number;
+  interrupted: Array<NonNullable<HistoryRun['interrupted']> & { runId: string }>;
+}> {
   const { index, file, added } = await updateHistory(resultsDir);
   const html = join(resultsDir, 'history.html');
   await writeFileAtomic(html, await historyHtml(index, resultsDir, opts));
-  return { html, index: file, added, runs: index.runs.length };
+  const interrupted = index.runs.flatMap((r) => (r.interrupted ? [{ runId: r.runId, ...r.interrupted }] : []));
+  return { html, index: file, added, runs: index.runs.length, interrupted };
 }

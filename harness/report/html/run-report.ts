@@ -4,6 +4,7 @@ import type { LogStateFired, WriteNote } from '../../crash/crash-state.ts';
 import type { RunSummary } from '../../results/run.ts';
 import type { Finding } from '../../findings/finding.ts';
 import { loadSummary } from '../../results/store.ts';
+import { progressLine } from '../../results/plan.ts';
 import { fileReports, type FileRow } from '../../results/file-report.ts';
 import { keptImageName, runImagesDir } from '../../results/crash-images.ts';
 import { writeFileAtomic } from '../../util/atomic.ts';
@@ -85,12 +86,38 @@ export function countsTable(c: RunSummary['counts'], id = 'counts'): string {
     ['failed', 'fail', 'fail'],
     ['errors', 'error', 'error'],
     ['not reached', 'notReached', 'not-reached'],
+    ['not run', 'notRun', 'not-run'],
   ];
   return `<div class="scroll"><table id="${esc(id)}"><thead><tr>${cols.map(([l, , v]) => `<th class="num">${v ? `<span class="v-${v}"><span class="sym" style="color:var(--v)" aria-hidden="true">${verdictStyle(v).symbol}</span></span> ` : ''}${esc(l)}</th>`).join('')}</tr></thead><tbody><tr>${cols.map(([, k]) => `<td class="num" data-count="${k}">${c[k] ?? 0}</td>`).join('')}</tr></tbody></table></div>`;
 }
 
+/** The run's verdict banner: an interrupted run says so and how to finish it, never PASS. */
+function verdictBanner(s: RunSummary): string {
+  const c = s.counts;
+  const attrs = 'id="run-verdict"';
+  if (c.total === 0 && s.shard)
+    return verdictBadge('not-reached', {
+      text: `EMPTY SHARD: ${s.shard.index}/${s.shard.total} was given no case (the merged run has the verdict)`,
+      cls: 'banner',
+      attrs,
+    });
+  const bad = c.fail + c.error + c.notReached + (c.notRun ?? 0);
+  if (!bad) return verdictBadge('pass', { text: `PASS: all ${c.total} cases passed`, cls: 'banner', attrs });
+  const failed = c.fail + c.error + c.notReached > 0;
+  const counts = `${c.fail} failed, ${c.error} errors, ${c.notReached} not reached${c.notRun ? `, ${c.notRun} not run` : ''} of ${c.total}`;
+  const interrupted = s.interrupted
+    ? `INTERRUPTED: ${progressLine(s.interrupted).replace(/^interrupted: /, '')}`
+    : c.notRun
+      ? `INCOMPLETE: ${c.notRun} case(s) not run`
+      : '';
+  return verdictBadge(failed ? 'fail' : 'not-run', {
+    text: [failed ? `FAIL: ${counts}` : counts, interrupted].filter(Boolean).join('. '),
+    cls: 'banner',
+    attrs,
+  });
+}
+
 function header(s: RunSummary): string {
-  const bad = s.counts.fail + s.counts.error + s.counts.notReached;
   const facts: Array<[string, string]> = [
     ...kernelFacts(s.kernel),
     ['QEMU', `${esc(s.versions.qemu)} <span class="muted">(${esc(s.accel)})</span>`],
@@ -119,21 +146,7 @@ function header(s: RunSummary): string {
   ];
   return `<header class="page">
 <h1>qcrash run <span class="mono">${esc(s.runId)}</span></h1>
-<p>${
-    s.counts.total === 0 && s.shard
-      ? verdictBadge('not-reached', {
-          text: `EMPTY SHARD: ${s.shard.index}/${s.shard.total} was given no case (the merged run has the verdict)`,
-          cls: 'banner',
-          attrs: 'id="run-verdict"',
-        })
-      : verdictBadge(bad ? 'fail' : 'pass', {
-          text: bad
-            ? `FAIL: ${s.counts.fail} failed, ${s.counts.error} errors, ${s.counts.notReached} not reached of ${s.counts.total}`
-            : `PASS: all ${s.counts.total} cases passed`,
-          cls: 'banner',
-          attrs: 'id="run-verdict"',
-        })
-  }</p>
+<p>${verdictBanner(s)}</p>
 <nav class="toc" aria-label="sections"><a href="#run">Run</a><a href="#matrix-section">Matrix</a><a href="#charts">Charts</a><a href="#findings">Findings</a>${fileReports(s).length ? '<a href="#files">Files</a>' : ''}<a href="#cases">Cases</a></nav>
 </header>
 <section id="run"><h2>Run</h2>

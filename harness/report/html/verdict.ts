@@ -17,9 +17,10 @@ export const verdictStyles: Record<CaseStatus, VerdictStyle> = {
   fail: { label: 'fail', symbol: '✗', color: '#c62828', plotSymbol: 'times' },
   error: { label: 'error', symbol: '!', color: '#6a1b9a', plotSymbol: 'triangle' },
   'not-reached': { label: 'not reached', symbol: '∅', color: '#757575', plotSymbol: 'square' },
+  'not-run': { label: 'not run', symbol: '…', color: '#e65100', plotSymbol: 'asterisk' },
 };
 
-export const verdictOrder: CaseStatus[] = ['fail', 'error', 'not-reached', 'pass'];
+export const verdictOrder: CaseStatus[] = ['fail', 'error', 'not-run', 'not-reached', 'pass'];
 
 /** Any status string, including ones a newer result schema may add. */
 export function verdictStyle(status: string): VerdictStyle {

@@ -203,7 +203,8 @@ interface RecoveryContext {
   state: CrashState;
   env: CaseEnv;
   caseDir: string;
-  tmp: TempDir;
+  /** Where copies of the image go (absent for an in-place state, which gets no copy). */
+  tmp: TempDir | undefined;
   oracleContext: OracleContext;
   uncheckableIsFinding: boolean;
   restoreFrom: string | undefined;
@@ -220,7 +221,8 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
   const inPlace = state.inPlace;
   // A kernel recovery copies the image: beside an e2fsck recovery changing the same shared image in place, it would copy a half-repaired one.
   if (inPlace && modes.includes('kernel')) throw new InfraError('a shared (in-place) crash image is recovered by e2fsck only: the kernel recovery works on a copy of a state of its own');
-  await using tmp = await TempDir.create('case');
+  // A copy of the image per recovery, unless the state is checked in place (a write-log state: no folder per state).
+  await using tmp = inPlace ? undefined : await TempDir.create('case');
   if (env.beforeOracle) {
     if (inPlace) throw new InfraError('beforeOracle damages the crash image: a shared (in-place) image cannot take it');
     await env.beforeOracle(state.image, spec);
@@ -280,7 +282,9 @@ async function recoverAndCheck(mode: RecoveryMode, rc: RecoveryContext): Promise
 
 function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImage> {
   const { state, env } = rc;
-  if (mode === 'e2fsck') return state.inPlace ? recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile()) : recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
+  if (mode === 'e2fsck' && state.inPlace) return recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile());
+  if (!rc.tmp) throw new InfraError(`${mode} recovery of an in-place state: it needs a copy of the image`);
+  if (mode === 'e2fsck') return recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
   return recoverWithKernel(state.image, rc.tmp.join('kernel.img'), { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(rc.caseDir, 'recovery-'), ...(rc.restoreFrom ? { restoreFrom: rc.restoreFrom } : {}) });
 }
 

@@ -1,5 +1,6 @@
 import type { Finding } from '../findings/finding.ts';
 import type { RunSummary } from '../results/run.ts';
+import { logPhaseLines, logPhaseSummary } from '../results/log-phases.ts';
 import { fileReports, fileRowText } from '../results/file-report.ts';
 
 /**
@@ -56,6 +57,9 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     }
   }
   out.push('');
+  // Where the write-log states' time went, last: the pace of a run of many states.
+  const logPhases = s.logPhases ?? logPhaseSummary(s.cases);
+  if (logPhases) out.push(...logPhaseLines(logPhases));
   if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
   else out.push(c.total > 0 && c.fail + c.error + c.notReached === 0 ? 'Result: PASS' : 'Result: FAIL');
   return out.join('\n') + '\n';

@@ -1,4 +1,5 @@
 import type { CaseResult } from './case.ts';
+import type { LogPhaseSummary } from './log-phases.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 
 export type KeepPolicy = 'failed' | 'all' | 'none';
@@ -83,6 +84,8 @@ export interface RunSummary {
   /** Set when the run was merged from shards (`qcrash merge`). */
   merged?: MergeRecord;
   counts: { total: number; pass: number; fail: number; error: number; notReached: number };
+  /** Where the write-log states' time went, per state (results/log-phases.ts); absent without such states. */
+  logPhases?: LogPhaseSummary;
   cases: CaseResult[];
 }
 

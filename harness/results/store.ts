@@ -6,6 +6,7 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { ConfigError } from '../util/errors.ts';
 import type { CaseResult } from './case.ts';
 import { countStatuses, type RunMeta, type RunSummary } from './run.ts';
+import { logPhaseSummary } from './log-phases.ts';
 
 /** A sortable id, unique across machines: 20261124T191200Z-host-1a2b. */
 export function newRunId(now = new Date()): string {
@@ -83,7 +84,8 @@ export class RunStore {
 
   summary(cases: CaseResult[], finished: boolean): RunSummary {
     const sorted = [...cases].sort((a, b) => a.id.localeCompare(b.id));
-    return { ...this.meta, ...(finished ? { finishedAt: new Date().toISOString() } : {}), counts: countStatuses(sorted), cases: sorted };
+    const logPhases = logPhaseSummary(sorted);
+    return { ...this.meta, ...(finished ? { finishedAt: new Date().toISOString() } : {}), counts: countStatuses(sorted), ...(logPhases ? { logPhases } : {}), cases: sorted };
   }
 
   async writeSummary(s: RunSummary): Promise<void> {

@@ -293,12 +293,19 @@ function checkPhases(state: CrashState, done: readonly Recovery[], kernelRecover
   let recoveryMs = 0;
   let oraclesMs = 0;
   let queuedMs = state.phases.queuedMs ?? 0;
-  for (const { recovered, oraclesMs: ms } of done) {
+  const parts = { contentMs: 0, fnCheckMs: 0, repairMs: 0, recheckMs: 0 };
+  for (const { recovered, oraclesMs: ms, outcome } of done) {
     queuedMs += recovered?.phases?.queuedMs ?? 0;
     recoveryMs += (recovered?.durationMs ?? 0) - (recovered?.phases?.queuedMs ?? 0);
     oraclesMs += ms;
+    parts.contentMs += outcome.ms?.contentMs ?? 0;
+    parts.fnCheckMs += outcome.ms?.checkMs ?? 0;
+    parts.repairMs += outcome.ms?.repairMs ?? 0;
+    parts.recheckMs += outcome.ms?.recheckMs ?? 0;
   }
   return {
+    ...(state.phases.materialiseMs !== undefined ? { materialiseMs: Math.round(state.phases.materialiseMs) } : {}),
+    ...(done.some((d) => d.outcome.ms) ? Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, Math.round(v)])) : {}),
     ...(state.phases.machineMs !== undefined ? { machineMs: Math.round(state.phases.machineMs) } : {}),
     ...(state.phases.workloadMs !== undefined ? { workloadMs: Math.round(state.phases.workloadMs) } : {}),
     recoveryMs: Math.round(recoveryMs),

@@ -64,7 +64,14 @@ function mul64(ah: number, al: number, bh: number, bl: number): void {
   const p10 = a1 * b0;
   const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
   mulLo = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
-  mulHi = (a1 * b1 + Math.floor(p01 / 0x10000) + Math.floor(p10 / 0x10000) + Math.floor(mid / 0x10000) + Math.imul(ah, bl) + Math.imul(al, bh)) >>> 0;
+  mulHi =
+    (a1 * b1 +
+      Math.floor(p01 / 0x10000) +
+      Math.floor(p10 / 0x10000) +
+      Math.floor(mid / 0x10000) +
+      Math.imul(ah, bl) +
+      Math.imul(al, bh)) >>>
+    0;
 }
 
 /** The 64-bit BigInt form of generatedBytes: the reference the fast form is tested against. */

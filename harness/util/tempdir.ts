@@ -28,7 +28,9 @@ export class TempDir implements AsyncDisposable {
    * half again its time.
    */
   static async create(label = 'tmp', opts: { inMemory?: number } = {}): Promise<TempDir> {
-    const base = process.env.QCRASH_TMPDIR || (opts.inMemory !== undefined && (await roomIn(memoryDir, 2 * opts.inMemory)) ? memoryDir : tmpdir());
+    const base =
+      process.env.QCRASH_TMPDIR ||
+      (opts.inMemory !== undefined && (await roomIn(memoryDir, 2 * opts.inMemory)) ? memoryDir : tmpdir());
     const path = await mkdtemp(join(base, `${PREFIX}${label}-`));
     // The teardown may have run its cleanups while mkdtemp ran: this one would outlive it.
     if (shuttingDown()) {
@@ -81,7 +83,7 @@ function alive(pid: number): boolean {
 async function killPidfilesIn(dir: string): Promise<void> {
   let names: string[];
   try {
-    names = await readdir(dir, { recursive: true }) as string[];
+    names = (await readdir(dir, { recursive: true })) as string[];
   } catch {
     return;
   }
@@ -110,7 +112,9 @@ export async function sweepStaleTempDirs(): Promise<string[]> {
   const partials = await sweepStalePartials();
   if (partials.length) {
     const mb = partials.reduce((n, p) => n + p.bytes, 0) / 2 ** 20;
-    cacheNotice(`removed ${partials.length} partial file(s) left by interrupted qcrash processes (${mb.toFixed(1)} MiB): ${partials.map((p) => p.path).join(', ')}`);
+    cacheNotice(
+      `removed ${partials.length} partial file(s) left by interrupted qcrash processes (${mb.toFixed(1)} MiB): ${partials.map((p) => p.path).join(', ')}`,
+    );
   }
   const removed: string[] = partials.map((p) => p.path);
   // In-memory temp dirs (TempDir.create's inMemory) too: a killed run's working images would hold RAM until a reboot.

@@ -233,15 +233,35 @@ function mappingFindings(exp: DurabilityExpectations, states: ReadonlyMap<string
   return findings;
 }
 
+/** A new file's origin: nothing. One object, never written, so that file-history's versions of new files are built once. */
+const newFileOrigin: FileOrigin = { bytes: Buffer.alloc(0), data: [] };
+
+/**
+ * Recipe files already regenerated and checked, by recipe, path and
+ * manifest hash: one object per file for a whole run (file-history keeps
+ * its versions by origin), and no regeneration per state. Bounded.
+ */
+const recipeOrigins = new Map<string, FileOrigin>();
+
 /** The file before the workload: regenerated from the recipe (checked against the manifest), or nothing. */
 function originOf(h: FileExpectation, manifest: Manifest, recipe: Recipe | undefined): FileOrigin {
-  if (h.origin === 'new') return { bytes: Buffer.alloc(0), data: [] };
+  if (h.origin === 'new') return newFileOrigin;
   if (!recipe)
     throw new InfraError(
       `cannot check ${h.path}: the workload wrote into a file of the image and its recipe, which holds the original bytes, is not known here`,
     );
-  const f = recipeFile(recipe, h.path);
   const e = manifest.entries.find((x) => x.path === h.path);
+  const key = JSON.stringify([recipe.name, recipe.seed, recipe.entries, h.path, e?.sha256 ?? null]);
+  const known = recipeOrigins.get(key);
+  if (known) return known;
+  const f = regenerated(h, recipe, e);
+  if (recipeOrigins.size >= 256) recipeOrigins.delete(recipeOrigins.keys().next().value!);
+  recipeOrigins.set(key, f);
+  return f;
+}
+
+function regenerated(h: FileExpectation, recipe: Recipe, e: ManifestEntry | undefined): FileOrigin {
+  const f = recipeFile(recipe, h.path);
   if (!f) throw new InfraError(`cannot check ${h.path}: recipe ${recipe.name} has no regular file there`);
   if (e?.sha256 && sha256(f.bytes) !== e.sha256) {
     throw new InfraError(

@@ -202,6 +202,38 @@ function tornSector(op: Rewriter, s: number, a: Buffer, before: Version): boolea
   return pairs.some(([x, y]) => wordMix(a, x, y, word));
 }
 
+/**
+ * Versions already built, by origin, then by size and ops so far: a
+ * write-log run checks the same file in hundreds of states whose histories
+ * share their first ops, and building a version (a copy of the file, the
+ * generator's bytes) cost more than the rest of a state's check. Versions
+ * are never written once built. Bounded per origin (oldest out first).
+ */
+const versionCache = new WeakMap<FileOrigin, Map<string, Version>>();
+const versionsPerOrigin = 64;
+
+/** The file's version before any op, then after each op in turn: chain[i] follows ops[0..i). */
+function versionChain(ops: readonly FileOp[], origin: FileOrigin, cap: number, blockSize: number): Version[] {
+  let cache = versionCache.get(origin);
+  if (!cache) versionCache.set(origin, (cache = new Map()));
+  const memo = (key: string, make: () => Version): Version => {
+    const known = cache.get(key);
+    if (known) return known;
+    const v = make();
+    if (cache.size >= versionsPerOrigin) cache.delete(cache.keys().next().value!);
+    cache.set(key, v);
+    return v;
+  };
+  let key = `${cap}/${blockSize}`;
+  const chain = [memo(key, () => Version.initial(origin, cap, blockSize))];
+  for (const [i, op] of ops.entries()) {
+    key += `|${JSON.stringify(op)}`;
+    const before = chain[i]!;
+    chain.push(memo(key, () => apply(before, op, i, blockSize)));
+  }
+  return chain;
+}
+
 export interface CheckHistoryOptions {
   blockSize: number;
   /** How many bad sectors to describe (all are counted). */
@@ -226,13 +258,12 @@ export function checkFileHistory(
     cap = Math.max(cap, op.kind === 'write' ? op.offset + op.size : op.kind === 'writer' ? rewriterSectors(op).end * SECTOR : 0);
   cap = Math.ceil(cap / PAGE) * PAGE || PAGE;
 
-  let exactState = Version.initial(origin, cap, B);
-  for (let i = 0; i < exp.durable; i++) exactState = apply(exactState, exp.ops[i]!, i, B);
-  // versions[0] is the durable state; versions[k] follows op durable+k-1.
-  const versions: Version[] = [exactState];
   // An op still running at the crash (a writer never stopped) counts as completed in its
   // version: mmap-holes with every store made, a rewriter with its sectors unknown (any round).
-  for (let i = exp.durable; i < exp.ops.length; i++) versions.push(apply(versions.at(-1)!, exp.ops[i]!, i, B));
+  const chain = versionChain(exp.ops, origin, cap, B);
+  const exactState = chain[exp.durable]!;
+  // versions[0] is the durable state; versions[k] follows op durable+k-1.
+  const versions: Version[] = chain.slice(exp.durable);
   const exact = exp.durable === exp.ops.length && exp.ops.every(opComplete);
   const sizes = { min: exactState.size, max: Math.max(...versions.map((v) => v.size)) };
   const verdict: HistoryVerdict = { exact, sizes, mayBeMissing: exp.origin === 'new' && exp.durable === 0, bad: [], badCount: 0 };

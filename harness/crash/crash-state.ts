@@ -140,7 +140,7 @@ export interface CrashState {
   /** Console logs produced with the state, by boot name, for the console oracle. */
   consoles: Array<{ boot: string; text: string }>;
   /** Host milliseconds spent producing it; queuedMs waiting for a machine slot, machineMs starting the machine after that. */
-  phases: { queuedMs?: number; machineMs?: number; workloadMs?: number };
+  phases: { queuedMs?: number; machineMs?: number; workloadMs?: number; materialiseMs?: number };
   /**
    * The image is shared, not the state's own (a write-log working image
    * checked in place): nothing may write it except a program given an undo

@@ -19,6 +19,8 @@ export function generatedBytes(seed: number | bigint, size: number): Buffer {
   const s0 = BigInt(seed) & MASK;
   let sh = Number(s0 >> 32n);
   let sl = Number(s0 & 0xffffffffn);
+  // Whole words straight into a 32-bit view (little-endian hosts; Buffer.alloc's memory is 8-byte aligned).
+  const words = littleEndian && out.byteOffset % 4 === 0 ? new Uint32Array(out.buffer, out.byteOffset, size >>> 2) : undefined;
   for (let i = 0; i < size; i += 8) {
     // s += GAMMA (0x9e3779b9_7f4a7c15)
     const lo = sl + 0x7f4a7c15;
@@ -26,22 +28,33 @@ export function generatedBytes(seed: number | bigint, size: number): Buffer {
     sh = (sh + 0x9e3779b9 + (lo > 0xffffffff ? 1 : 0)) >>> 0;
     let zl = (sl ^ ((sl >>> 30) | (sh << 2))) >>> 0;
     let zh = (sh ^ (sh >>> 30)) >>> 0;
-    [zh, zl] = mul64(zh, zl, 0xbf58476d, 0x1ce4e5b9);
-    zl = (zl ^ ((zl >>> 27) | (zh << 5))) >>> 0;
-    zh = (zh ^ (zh >>> 27)) >>> 0;
-    [zh, zl] = mul64(zh, zl, 0x94d049bb, 0x133111eb);
-    zl = (zl ^ ((zl >>> 31) | (zh << 1))) >>> 0;
-    zh = (zh ^ (zh >>> 31)) >>> 0;
+    mul64(zh, zl, 0xbf58476d, 0x1ce4e5b9);
+    zl = (mulLo ^ ((mulLo >>> 27) | (mulHi << 5))) >>> 0;
+    zh = (mulHi ^ (mulHi >>> 27)) >>> 0;
+    mul64(zh, zl, 0x94d049bb, 0x133111eb);
+    zl = (mulLo ^ ((mulLo >>> 31) | (mulHi << 1))) >>> 0;
+    zh = (mulHi ^ (mulHi >>> 31)) >>> 0;
     if (i + 8 <= size) {
-      out.writeUInt32LE(zl, i);
-      out.writeUInt32LE(zh, i + 4);
+      if (words) {
+        words[i >>> 2] = zl;
+        words[(i >>> 2) + 1] = zh;
+      } else {
+        out.writeUInt32LE(zl, i);
+        out.writeUInt32LE(zh, i + 4);
+      }
     } else for (let j = 0; i + j < size; j++) out[i + j] = (j < 4 ? zl >>> (8 * j) : zh >>> (8 * (j - 4))) & 0xff;
   }
   return out;
 }
 
-/** (ah:al) * (bh:bl) mod 2^64, as [high, low] 32-bit halves; every partial product stays exact in a double. */
-function mul64(ah: number, al: number, bh: number, bl: number): [number, number] {
+const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** mul64's result, high and low 32-bit halves: module variables rather than an array per call (the generator's loop made millions). */
+let mulHi = 0;
+let mulLo = 0;
+
+/** (ah:al) * (bh:bl) mod 2^64 into mulHi:mulLo; every partial product stays exact in a double. */
+function mul64(ah: number, al: number, bh: number, bl: number): void {
   const a0 = al & 0xffff;
   const a1 = al >>> 16;
   const b0 = bl & 0xffff;
@@ -50,15 +63,15 @@ function mul64(ah: number, al: number, bh: number, bl: number): [number, number]
   const p01 = a0 * b1;
   const p10 = a1 * b0;
   const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
-  const lo = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
-  const hi =
-    a1 * b1 +
-    Math.floor(p01 / 0x10000) +
-    Math.floor(p10 / 0x10000) +
-    Math.floor(mid / 0x10000) +
-    Math.imul(ah, bl) +
-    Math.imul(al, bh);
-  return [hi >>> 0, lo];
+  mulLo = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
+  mulHi =
+    (a1 * b1 +
+      Math.floor(p01 / 0x10000) +
+      Math.floor(p10 / 0x10000) +
+      Math.floor(mid / 0x10000) +
+      Math.imul(ah, bl) +
+      Math.imul(al, bh)) >>>
+    0;
 }
 
 /** The 64-bit BigInt form of generatedBytes: the reference the fast form is tested against. */

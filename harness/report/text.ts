@@ -1,5 +1,6 @@
 import type { Finding } from '../findings/finding.ts';
 import type { RunSummary } from '../results/run.ts';
+import { logPhaseLines, logPhaseSummary } from '../results/log-phases.ts';
 import { fileReports, fileRowText } from '../results/file-report.ts';
 import { progressLine } from '../results/plan.ts';
 
@@ -92,6 +93,9 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     if (notRun.length > 20) out.push(`  ... ${notRun.length - 20} more`);
   }
   out.push('');
+  // Where the write-log states' time went, last: the pace of a run of many states.
+  const logPhases = s.logPhases ?? logPhaseSummary(s.cases);
+  if (logPhases) out.push(...logPhaseLines(logPhases));
   if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
   else if (c.fail + c.error + c.notReached === 0 && c.notRun) out.push(`Result: INTERRUPTED (${c.notRun} not run)`);
   else out.push(c.total > 0 && c.fail + c.error + c.notReached + c.notRun === 0 ? 'Result: PASS' : 'Result: FAIL');

@@ -41,6 +41,13 @@ export interface CasePhases {
   recoveryMountMs?: number;
   /** Storing the kept crash image compressed. */
   keepMs?: number;
+  /** A write-log state: replaying the log to it (its base and its own writes) before its check. */
+  materialiseMs?: number;
+  /** Parts of oraclesMs: the content and durability oracle, e2fsck -fn, the -fy repair and the -fn after it. */
+  contentMs?: number;
+  fnCheckMs?: number;
+  repairMs?: number;
+  recheckMs?: number;
 }
 
 export interface CaseResult {

@@ -1,4 +1,5 @@
 import type { CaseResult } from './case.ts';
+import type { LogPhaseSummary } from './log-phases.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 
 /** A kill case as run.json plans it: enough to report it when it never ran. */
@@ -126,6 +127,8 @@ export interface RunSummary {
   /** Set when some of the plan never ran (the run was interrupted): how far it got and how to finish it. */
   interrupted?: PlanProgress;
   counts: { total: number; pass: number; fail: number; error: number; notReached: number; notRun: number };
+  /** Where the write-log states' time went, per state (results/log-phases.ts); absent without such states. */
+  logPhases?: LogPhaseSummary;
   cases: CaseResult[];
 }
 

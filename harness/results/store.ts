@@ -8,6 +8,7 @@ import type { CaseResult } from './case.ts';
 import { countStatuses, type RunMeta, type RunSummary } from './run.ts';
 import { caseRelDir } from './case-dir.ts';
 import { notRunCases, planProgress } from './plan.ts';
+import { logPhaseSummary } from './log-phases.ts';
 
 /** A sortable id, unique across machines: 20261124T191200Z-host-1a2b. */
 export function newRunId(now = new Date()): string {
@@ -78,16 +79,19 @@ export class RunStore {
     return new Set((await this.loadCases()).map((c) => c.id));
   }
 
-  /**
-   * The run's summary: its results, and a not-run case for every planned
-   * case without one (an interrupted run is never a pass). `finishedAt` only
-   * when the whole plan ran.
-   */
   async summary(cases: CaseResult[], finished: boolean): Promise<RunSummary> {
     const all = [...cases, ...(await notRunCases(this.dir, this.meta, cases))];
     const sorted = all.sort((a, b) => a.id.localeCompare(b.id));
     const progress = planProgress(this.dir, sorted);
-    return { ...this.meta, ...(finished && !progress ? { finishedAt: new Date().toISOString() } : {}), ...(progress ? { interrupted: progress } : {}), counts: countStatuses(sorted), cases: sorted };
+    const logPhases = logPhaseSummary(sorted);
+    return {
+      ...this.meta,
+      ...(finished && !progress ? { finishedAt: new Date().toISOString() } : {}),
+      ...(progress ? { interrupted: progress } : {}),
+      counts: countStatuses(sorted),
+      ...(logPhases ? { logPhases } : {}),
+      cases: sorted,
+    };
   }
 
   async writeSummary(s: RunSummary): Promise<void> {

@@ -257,7 +257,8 @@ interface RecoveryContext {
   state: CrashState;
   env: CaseEnv;
   caseDir: string;
-  tmp: TempDir;
+  /** Where copies of the image go (absent for an in-place state, which gets no copy). */
+  tmp: TempDir | undefined;
   oracleContext: OracleContext;
   uncheckableIsFinding: boolean;
   restoreFrom: string | undefined;
@@ -283,7 +284,8 @@ export async function checkCrashState(
     throw new InfraError(
       'a shared (in-place) crash image is recovered by e2fsck only: the kernel recovery works on a copy of a state of its own',
     );
-  await using tmp = await TempDir.create('case');
+  // A copy of the image per recovery, unless the state is checked in place (a write-log state: no folder per state).
+  await using tmp = inPlace ? undefined : await TempDir.create('case');
   if (env.beforeOracle) {
     if (inPlace) throw new InfraError('beforeOracle damages the crash image: a shared (in-place) image cannot take it');
     await env.beforeOracle(state.image, spec);
@@ -355,10 +357,9 @@ async function recoverAndCheck(mode: RecoveryMode, rc: RecoveryContext): Promise
 
 function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImage> {
   const { state, env } = rc;
-  if (mode === 'e2fsck')
-    return state.inPlace
-      ? recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile())
-      : recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
+  if (mode === 'e2fsck' && state.inPlace) return recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile());
+  if (!rc.tmp) throw new InfraError(`${mode} recovery of an in-place state: it needs a copy of the image`);
+  if (mode === 'e2fsck') return recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
   return recoverWithKernel(state.image, rc.tmp.join('kernel.img'), {
     machines: env.machines,
     kernel: env.kernel,
@@ -373,12 +374,19 @@ function checkPhases(state: CrashState, done: readonly Recovery[], kernelRecover
   let recoveryMs = 0;
   let oraclesMs = 0;
   let queuedMs = state.phases.queuedMs ?? 0;
-  for (const { recovered, oraclesMs: ms } of done) {
+  const parts = { contentMs: 0, fnCheckMs: 0, repairMs: 0, recheckMs: 0 };
+  for (const { recovered, oraclesMs: ms, outcome } of done) {
     queuedMs += recovered?.phases?.queuedMs ?? 0;
     recoveryMs += (recovered?.durationMs ?? 0) - (recovered?.phases?.queuedMs ?? 0);
     oraclesMs += ms;
+    parts.contentMs += outcome.ms?.contentMs ?? 0;
+    parts.fnCheckMs += outcome.ms?.checkMs ?? 0;
+    parts.repairMs += outcome.ms?.repairMs ?? 0;
+    parts.recheckMs += outcome.ms?.recheckMs ?? 0;
   }
   return {
+    ...(state.phases.materialiseMs !== undefined ? { materialiseMs: Math.round(state.phases.materialiseMs) } : {}),
+    ...(done.some((d) => d.outcome.ms) ? Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, Math.round(v)])) : {}),
     ...(state.phases.machineMs !== undefined ? { machineMs: Math.round(state.phases.machineMs) } : {}),
     ...(state.phases.workloadMs !== undefined ? { workloadMs: Math.round(state.phases.workloadMs) } : {}),
     recoveryMs: Math.round(recoveryMs),

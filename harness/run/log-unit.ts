@@ -1,4 +1,4 @@
-import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256 } from '../util/hash.ts';
 import { InfraError, describeError, errorMessage } from '../util/errors.ts';
@@ -314,7 +314,8 @@ export async function runLogUnit(
 ): Promise<void> {
   const { unit, unitDir, recording } = prepared;
   const base = baseImageOf(env, unit.scenario);
-  await using tmp = await TempDir.create('log-unit');
+  // Working images (one per job) and e2fsck's undo files, rewritten for every state: in memory where there is room.
+  await using tmp = await TempDir.create('log-unit', { inMemory: (env.jobs + 1) * (await stat(base.path)).size });
   await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, {
     workDir: tmp.path,
     jobs: env.jobs,

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { copyFile } from 'node:fs/promises';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
@@ -73,3 +74,94 @@ t.test('needsRepair: counts alone with exit 0 are done; any other problem, or a 
   );
   t.equal(needsRepair({ exit: decodeExit(0), problems: [p(0x010004)] }), true);
 });
+
+// Every finding kind the full oracle reports, planted on one image, survives
+// the shortcuts: the -fn that ends the check early, and the content oracle's
+// versions and origins built once per run (the second check of the same
+// state is served from them and must say the same).
+t.test("each finding kind survives the shortcuts and the content oracle's caches", async (t) => {
+  const recipe = await loadRecipe('small-4k');
+  const direct = base.manifest.entries.find((e) => e.path === '/shapes/direct-12')!;
+  const victim = base.manifest.entries.find(
+    (e) => e.type === 'file' && e.path !== direct.path && e.blockMap?.data.length && e.size >= 4096,
+  )!;
+  const img = await image('kinds', ['ssv free_blocks_count 17', `set_inode_field ${direct.path} links_count 0`]);
+  // Content: one block of a file the workload never touched, overwritten.
+  const fd = openSync(img, 'r+');
+  writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, victim.blockMap!.data[0]![1] * base.manifest.blockSize);
+  closeSync(fd);
+  const written = base.manifest.entries.find(
+    (e) => e.type === 'file' && e.path !== direct.path && e.path !== victim.path && e.size >= 8192,
+  )!;
+  const expectations = {
+    // Durability: a conversion a sync made durable, on a file that is still block-mapped.
+    mustBeExtents: [direct.path],
+    mustBeBlocks: [],
+    // A completed, durable write the image does not hold: its history judges every sector.
+    files: [
+      {
+        path: written.path,
+        origin: 'recipe' as const,
+        ops: [{ kind: 'write' as const, step: 'w', offset: 0, size: 4096, seed: 7, complete: true }],
+        durable: 1,
+      },
+    ],
+    migrations: [],
+  };
+  // The same state twice (the repair changes the image it runs on): the second check is served from the caches.
+  const again = tmp.join('kinds-again.img');
+  await copyFile(img, again);
+  const run = (image: string) =>
+    runOracles(
+      { mode: 'e2fsck', image, runs: [], console: '[    1.0] kernel BUG at fs/ext4/migrate.c:100!\n' },
+      { manifest: base.manifest, migrated: [], expectations, recipe },
+    );
+  const first = await run(img);
+  const second = await run(again);
+  const kinds = (r: typeof first) => [...new Set(r.findings.map((f) => `${f.source}:${f.code}`))].sort();
+  for (const k of ['console:bug', 'content:content-changed', 'durability:not-durable'])
+    t.ok(kinds(first).includes(k), `${k} reported`);
+  t.ok(
+    first.findings.some((f) => f.class === 'corruption' && f.source === 'e2fsck'),
+    'a problem code of e2fsck -fn',
+  );
+  t.ok(
+    first.findings.some((f) => f.path === written.path && f.code === 'content-changed'),
+    'the written file held to its history',
+  );
+  t.ok(
+    first.findings.some((f) => f.path === victim.path && f.code === 'content-changed'),
+    'the overwritten block',
+  );
+  t.same(
+    first.runs.map((r) => r.mode),
+    ['check', 'repair', 'check'],
+    'a real problem: the repair and the second -fn run, so a non-convergence would be seen',
+  );
+  t.same(
+    second.findings.map((f) => `${f.source}:${f.code}:${f.message}`),
+    first.findings.map((f) => `${f.source}:${f.code}:${f.message}`),
+    'the same findings, word for word, from the caches',
+  );
+});
+
+t.test(
+  'ioctl-lied: a file the kernel read back block-mapped after an ioctl that returned 0, extent-mapped after recovery',
+  async (t) => {
+    const direct = base.manifest.entries.find((e) => e.path === '/shapes/direct-12')!;
+    const img = await image('lied', [`set_inode_field ${direct.path} flags 0x80000`]);
+    const expectations = {
+      mustBeExtents: [],
+      mustBeBlocks: [direct.path],
+      files: [],
+      migrations: [{ path: direct.path, ret: 0 }],
+    };
+    const r = await runOracles(
+      { mode: 'e2fsck', image: img, runs: [] },
+      { manifest: base.manifest, migrated: [], expectations: expectations as never },
+    );
+    const f = r.findings.find((x) => x.code === 'migrated-despite-error');
+    t.ok(f, 'reported');
+    t.match(f?.message ?? '', /the ioctl returned 0 but the kernel read the file back block-mapped/);
+  },
+);

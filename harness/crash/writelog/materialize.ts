@@ -46,6 +46,8 @@ export interface CheckScope {
    * with `copy`, where the image is the check's own.
    */
   undoFile(): string | undefined;
+  /** Milliseconds spent making the state before its check began (advancing the working image, applying the state's writes, or forking a copy). */
+  readonly materialiseMs: number;
 }
 
 export interface StateOutcome<T> {
@@ -126,15 +128,15 @@ async function runCheck<T>(
 async function checkCopies<T>(pass: StatePass<T>, order: readonly PlannedState[], jobs: number): Promise<void> {
   using cursor = await ReplayCursor.create(pass.log, pass.basePath, join(pass.opts.workDir, 'work.img'));
   const running = new Set<Promise<void>>();
-  const noUndo: CheckScope = { undoFile: () => undefined };
   for (const state of order) {
     while (running.size >= jobs) await Promise.race(running);
     await cursor.advanceTo(state.base);
     const image = pass.nextImage();
     const started = performance.now();
     await cursor.fork(image, applyOf(pass.log, state));
+    const scope: CheckScope = { undoFile: () => undefined, materialiseMs: performance.now() - started };
     const p = (async () => {
-      const out = await runCheck(pass, state, image, noUndo, started);
+      const out = await runCheck(pass, state, image, scope, started);
       if (pass.opts.keep?.(state, out.result ?? out.error)) out.image = image;
       else await rm(image, { force: true });
       pass.outcomes.set(state, out);
@@ -188,6 +190,7 @@ async function checkOneInPlace<T>(
       undoFiles.push(f);
       return f;
     },
+    materialiseMs: performance.now() - started,
   };
   const out = await runCheck(pass, state, cursor.workPath, scope, started);
   const undoFailure = await undoCheckWrites(cursor, undoFiles);

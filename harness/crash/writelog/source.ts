@@ -211,7 +211,13 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
     return this.recording.ending === 'clean' && s.position >= this.log.entries.length ? 'clean' : 'killed';
   }
 
-  private crashState(s: PlannedState, image: string, settle: () => void, inPlace?: CrashState['inPlace']): CrashState {
+  private crashState(
+    s: PlannedState,
+    image: string,
+    settle: () => void,
+    materialiseMs: number,
+    inPlace?: CrashState['inPlace'],
+  ): CrashState {
     return {
       label: s.name,
       image,
@@ -220,7 +226,7 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
       ending: this.endingOf(s),
       records: this.recordsAt(s),
       consoles: this.console ? [{ boot: 'recording boot', text: this.console }] : [],
-      phases: {},
+      phases: { materialiseMs },
       ...(inPlace ? { inPlace } : {}),
       settle,
     };
@@ -248,7 +254,15 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
       { workDir: this.opts.workDir, jobs: this.opts.jobs, fork },
       (s, image, scope) =>
         new Promise<void>((settle) => {
-          ready.push(this.crashState(s, image, settle, fork === 'in-place' ? { undoFile: () => scope.undoFile() } : undefined));
+          ready.push(
+            this.crashState(
+              s,
+              image,
+              settle,
+              scope.materialiseMs,
+              fork === 'in-place' ? { undoFile: () => scope.undoFile() } : undefined,
+            ),
+          );
           wake?.();
         }),
     )

@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../../util/atomic.ts';
 import type { Reporter } from '../reporter.ts';
 import { esc, relHref, renderPage } from './page.ts';
 import { verdictOrder, verdictStyle } from './verdict.ts';
+import { logPhaseSummary } from '../../results/log-phases.ts';
 import {
   artefactKindLabels,
   buildMatrix,
@@ -227,6 +228,23 @@ ${dataTable(
   phases.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.phase), esc(p.ms)]),
   'chart-phases-data',
 )}</figure>`);
+  const logPhases = s.logPhases ?? logPhaseSummary(s.cases);
+  if (logPhases) {
+    const m = logPhases.perStateMs;
+    const rows: Array<[string, number]> = [
+      ['materialise (replay to the state)', m.materialise],
+      ['recovery (e2fsck journal replay)', m.recovery],
+      ['content and durability oracle', m.content],
+      ['e2fsck -fn', m.fnCheck],
+      ['e2fsck -fy', m.repair],
+      ['e2fsck -fn after the repair', m.recheck],
+      ['waiting for a slot', m.queued],
+      ['case (the check in all)', m.case],
+    ];
+    figures.push(
+      `<figure id="log-phases"><figcaption>Write-log states: where a state's time went, milliseconds per state on average over ${logPhases.states} states; ${logPhases.statesPerMinute} states per minute of case time.</figcaption><table id="log-phases-data"><thead><tr><th>phase</th><th>ms per state</th></tr></thead><tbody>${rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('')}</tbody></table></figure>`,
+    );
+  }
   if (states.length)
     figures.push(`<figure class="chart" id="chart-log-epochs" data-points="${states.length}"><figcaption>Write-log crash states per flush epoch: one mark per state (prefix or power-loss), shape and colour give the verdict.</figcaption><div class="plot-host"></div>
 ${dataTable(

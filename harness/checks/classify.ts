@@ -40,7 +40,10 @@ function quotaFinding(p: Problem, text: string, ctx: ClassifyContext): Finding {
   const usage = p.code === 0x060002 && !unreadable;
   const warnings = text.split('\n').filter((l) => l.startsWith('[QUOTA WARNING]') || l.startsWith('[ERROR]'));
   const type = ['user', 'group', 'project'][p.num ?? 0] ?? `type ${p.num}`;
-  const what = p.code === 0x060002 ? `${type} quota: ${usage ? 'usage inconsistent with what e2fsck counted' : 'quota file unreadable'}` : info.meaning;
+  const what =
+    p.code === 0x060002
+      ? `${type} quota: ${usage ? 'usage inconsistent with what e2fsck counted' : 'quota file unreadable'}`
+      : info.meaning;
   return {
     class: 'corruption',
     source: 'e2fsck',
@@ -88,7 +91,10 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
       if (isTemp) {
         cls = 'leak';
         why = 'the temporary inode of an interrupted migration';
-      } else why = ctx.manifestInodes.has(p.ino!) ? 'a recipe file lost its links' : 'a second leaked inode: one migration leaks at most one';
+      } else
+        why = ctx.manifestInodes.has(p.ino!)
+          ? 'a recipe file lost its links'
+          : 'a second leaked inode: one migration leaks at most one';
     } else if (p.code === 0x010068) {
       if (isTemp) {
         cls = 'leak';
@@ -99,7 +105,11 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
       if (v && v.is > v.should && p.ino !== undefined && ctx.migratedInodes.has(p.ino)) {
         cls = 'leak';
         why = `i_blocks ${v.is} > ${v.should} on the migrated inode: index blocks counted but freed`;
-      } else if (v) why = v.is < v.should ? `i_blocks ${v.is} < ${v.should}: blocks in use are not counted` : `i_blocks ${v.is} > ${v.should} on an inode that was not migrated`;
+      } else if (v)
+        why =
+          v.is < v.should
+            ? `i_blocks ${v.is} < ${v.should}: blocks in use are not counted`
+            : `i_blocks ${v.is} > ${v.should} on an inode that was not migrated`;
     } else if (unownedInUse.has(p.code) || summaryCounts.has(p.code)) {
       cls = 'leak';
     } else if (inodeMarkedUnused.has(p.code)) {

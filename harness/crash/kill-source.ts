@@ -43,7 +43,11 @@ export class KillPointSource implements CrashStateSource {
   async *states(): AsyncIterable<CrashState> {
     const image = join(this.caseDir, 'crash.img');
     const overlay = this.env.base.caseDisk === 'qcow2';
-    const disk = await createCaseDisk(this.env.base.path, overlay ? join(this.caseDir, 'disk.qcow2') : image, overlay ? 'qcow2' : 'raw');
+    const disk = await createCaseDisk(
+      this.env.base.path,
+      overlay ? join(this.caseDir, 'disk.qcow2') : image,
+      overlay ? 'qcow2' : 'raw',
+    );
     const needsGdb = this.point.kind === 'kernel' || this.point.kind === 'commit';
     const t0 = performance.now();
     let machineMs = 0;

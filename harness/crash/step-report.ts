@@ -95,7 +95,10 @@ export type StepReport = MigrateReport | WriterReport | HolesReport;
 
 /** The %XX escapes qcrash-io puts in paths. */
 function unescapePath(p: string): string {
-  return Buffer.from(p.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
+  return Buffer.from(
+    p.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  ).toString('utf8');
 }
 
 /** "0x80000" or "24": a value; "e5": the errno of the call that failed. */
@@ -110,7 +113,15 @@ export function parseMigrateOutput(step: string, output: string): MigrateReport 
     if (m) {
       const readback = m[6] !== undefined ? { readback: { flags: readbackValue(m[6]), blocks: readbackValue(m[7]!) } } : {};
       const to = m[1] === 'demigrate' ? { to: 'blocks' as const } : {};
-      report.files.push({ step, path: unescapePath(m[5]!), type: m[2] as 'file' | 'dir', ret: Number(m[3]), errno: Number(m[4]), ...readback, ...to });
+      report.files.push({
+        step,
+        path: unescapePath(m[5]!),
+        type: m[2] as 'file' | 'dir',
+        ret: Number(m[3]),
+        errno: Number(m[4]),
+        ...readback,
+        ...to,
+      });
       continue;
     }
     m = /^skip (\S+) (\S+)$/.exec(line);

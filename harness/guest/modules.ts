@@ -18,15 +18,16 @@ export const optionalGuestModules = ['quota_v2'];
  * gives (depmod lists a module's dependencies so that the last loads first).
  * Modules listed in modules.builtin are skipped: they are part of the kernel.
  */
-export async function resolveModules(modulesDir: string, wanted = guestModules, optional = optionalGuestModules): Promise<string[]> {
+export async function resolveModules(
+  modulesDir: string,
+  wanted = guestModules,
+  optional = optionalGuestModules,
+): Promise<string[]> {
   const dep = await readFile(`${modulesDir}/modules.dep`, 'utf8').catch(() => {
     throw new InfraError(`cannot read ${modulesDir}/modules.dep: reinstall the kernel package or run depmod`);
   });
   const builtin = new Set(
-    (await readFile(`${modulesDir}/modules.builtin`, 'utf8').catch(() => ''))
-      .split('\n')
-      .filter(Boolean)
-      .map(moduleName),
+    (await readFile(`${modulesDir}/modules.builtin`, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(moduleName),
   );
   const deps = new Map<string, string[]>();
   const byName = new Map<string, string>();

@@ -33,7 +33,8 @@ function ownedPaths(e: RecipeEntry): string[] {
 
 /** mkfs -O features the recipe's ownership and quota need before any file is written (project ids need the project feature). */
 export function ownershipFeatures(recipe: Pick<Recipe, 'entries' | 'quota'>): string[] {
-  const projects = recipe.quota.includes('prjquota') || recipe.entries.some((e) => 'owner' in e && e.owner?.project !== undefined);
+  const projects =
+    recipe.quota.includes('prjquota') || recipe.entries.some((e) => 'owner' in e && e.owner?.project !== undefined);
   return projects ? ['project'] : [];
 }
 

@@ -13,7 +13,15 @@ import { YamlSource } from '../util/yaml-source.ts';
  * (`ind-last`, `dind-first`, `tind-first`, `+N`/`-N`), so one recipe text
  * means the same boundary on 1 KiB and 4 KiB blocks.
  */
-const blockCount = z.union([z.number().int().nonnegative(), z.string().regex(/^(direct|ind-first|ind-last|dind-first|dind-last|tind-first)([+-]\d+)?$|^\d+$/, 'a block count: a number or direct|ind-first|ind-last|dind-first|dind-last|tind-first, optionally +N/-N')]);
+const blockCount = z.union([
+  z.number().int().nonnegative(),
+  z
+    .string()
+    .regex(
+      /^(direct|ind-first|ind-last|dind-first|dind-last|tind-first)([+-]\d+)?$|^\d+$/,
+      'a block count: a number or direct|ind-first|ind-last|dind-first|dind-last|tind-first, optionally +N/-N',
+    ),
+]);
 const range = z.tuple([blockCount, blockCount]);
 const path = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, 'an absolute path of letters, digits, ".", "_", "-"');
 
@@ -83,7 +91,13 @@ const entry = z.discriminatedUnion('kind', [
   }),
   z.strictObject({ kind: z.literal('dir'), path, entries: z.number().int().nonnegative(), owner: owner.optional() }),
   z.strictObject({ kind: z.literal('symlink'), path, target_length: z.number().int().positive().max(4000) }),
-  z.strictObject({ kind: z.literal('small-files'), path, count: z.number().int().positive().max(10000), size: z.number().int().positive(), owner: owner.optional() }),
+  z.strictObject({
+    kind: z.literal('small-files'),
+    path,
+    count: z.number().int().positive().max(10000),
+    size: z.number().int().positive(),
+    owner: owner.optional(),
+  }),
 ]);
 
 export const recipeSchema = z.strictObject({
@@ -102,7 +116,17 @@ export const recipeSchema = z.strictObject({
      * ext3); N: pack the metadata of N groups together (mkfs -G N). Default:
      * mke2fs's (flex_bg, 16).
      */
-    flex_bg: z.union([z.literal(false), z.number().int().min(2).max(1 << 20).refine((n) => (n & (n - 1)) === 0, 'a power of two')]).optional(),
+    flex_bg: z
+      .union([
+        z.literal(false),
+        z
+          .number()
+          .int()
+          .min(2)
+          .max(1 << 20)
+          .refine((n) => (n & (n - 1)) === 0, 'a power of two'),
+      ])
+      .optional(),
   }),
   seed: z.number().int().nonnegative().optional(),
   entries: z.array(entry).min(1),
@@ -152,13 +176,22 @@ export function parseRecipe(file: string, text: string): Recipe {
     throw src.error(issue.path as Array<string | number>, `${issue.message} at "${issue.path.join('.')}"`);
   }
   const d = r.data;
-  if (d.filesystem.quota?.includes('prjquota') && d.filesystem.style !== 'modern') throw src.error(['filesystem', 'quota'], 'prjquota needs 256-byte inodes for project ids (filesystem.style: modern)');
+  if (d.filesystem.quota?.includes('prjquota') && d.filesystem.style !== 'modern')
+    throw src.error(['filesystem', 'quota'], 'prjquota needs 256-byte inodes for project ids (filesystem.style: modern)');
   const paths = new Set<string>();
   d.entries.forEach((e, i) => {
     if (paths.has(e.path)) throw src.error(['entries', i, 'path'], `duplicate path ${e.path}`);
     paths.add(e.path);
-    if ('owner' in e && e.owner?.project !== undefined && d.filesystem.style !== 'modern') throw src.error(['entries', i, 'owner', 'project'], `${e.path}: a project id needs 256-byte inodes (filesystem.style: modern)`);
-    if (e.kind === 'file' && e.layout && e.fragmented) throw src.error(['entries', i, 'layout'], `${e.path}: a file has either "fragmented" or "layout", not both (layout: { split: ... } scatters it exactly)`);
+    if ('owner' in e && e.owner?.project !== undefined && d.filesystem.style !== 'modern')
+      throw src.error(
+        ['entries', i, 'owner', 'project'],
+        `${e.path}: a project id needs 256-byte inodes (filesystem.style: modern)`,
+      );
+    if (e.kind === 'file' && e.layout && e.fragmented)
+      throw src.error(
+        ['entries', i, 'layout'],
+        `${e.path}: a file has either "fragmented" or "layout", not both (layout: { split: ... } scatters it exactly)`,
+      );
   });
   return {
     name: basename(file, extname(file)),
@@ -198,7 +231,10 @@ export function resolveBlocks(v: number | string, blockSize: number): number {
 /** The recipes there are: vm-images/recipes/*.yaml by name. */
 export async function listRecipeNames(): Promise<string[]> {
   try {
-    return (await readdir(recipesDir)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)).sort();
+    return (await readdir(recipesDir))
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => f.slice(0, -5))
+      .sort();
   } catch {
     return [];
   }

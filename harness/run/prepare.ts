@@ -34,7 +34,10 @@ export interface LoadOptions {
  * before anything is built (a user's image is read: its manifest is what
  * the steps' paths are checked against).
  */
-export async function loadScenarios(inputs: string[], opts: LoadOptions = {}): Promise<{ scenarios: Scenario[]; imageSuite?: { file: string; text: string } }> {
+export async function loadScenarios(
+  inputs: string[],
+  opts: LoadOptions = {},
+): Promise<{ scenarios: Scenario[]; imageSuite?: { file: string; text: string } }> {
   let scenarios: Scenario[];
   let imageSuite: { file: string; text: string } | undefined;
   if (opts.image && !inputs.length) {
@@ -46,7 +49,9 @@ export async function loadScenarios(inputs: string[], opts: LoadOptions = {}): P
   } else {
     const files = await findScenarioFiles(inputs.length ? inputs : [scenariosDir]);
     if (opts.image) await openImageArg(opts.image);
-    scenarios = await Promise.all(files.map((f) => loadScenario(f.file, { suite: f.suite, ...(opts.image ? { image: opts.image } : {}) })));
+    scenarios = await Promise.all(
+      files.map((f) => loadScenario(f.file, { suite: f.suite, ...(opts.image ? { image: opts.image } : {}) })),
+    );
   }
   if (opts.recovery) scenarios = scenarios.map((s) => ({ ...s, recovery: opts.recovery! }));
   return { scenarios, ...(imageSuite ? { imageSuite } : {}) };
@@ -90,7 +95,18 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     if (!images.has(key)) images.set(key, s.image ? await openUserImage(s.image) : await buildImage(await loadRecipe(s.recipe!)));
   }
   await opts.beforeMachines?.(images);
-  await validateKernelPoints(opts.machines, kernel, initrd, scenarios.flatMap((s) => s.crashPoints.map((point, i) => ({ point, file: s.file, ...(s.pointLines?.[i] !== undefined ? { line: s.pointLines[i] } : {}) }))));
+  await validateKernelPoints(
+    opts.machines,
+    kernel,
+    initrd,
+    scenarios.flatMap((s) =>
+      s.crashPoints.map((point, i) => ({
+        point,
+        file: s.file,
+        ...(s.pointLines?.[i] !== undefined ? { line: s.pointLines[i] } : {}),
+      })),
+    ),
+  );
   const snapshots = new Map<string, string>();
   if (opts.snapshots !== false) {
     const accel = (await detectAccel()).accel;
@@ -98,7 +114,9 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     // One boot per image the first time (a new kernel: every image), as many at once as the pool allows.
     // Only kill cases restore: a write-log recording boots (its disk is set up differently).
     const keys = [...images].filter(([key]) => scenarios.some((s) => baseImageKey(s) === key && s.crashPoints.length));
-    const saved = await Promise.all(keys.map(async ([key, base]) => [key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu)] as const));
+    const saved = await Promise.all(
+      keys.map(async ([key, base]) => [key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu)] as const),
+    );
     for (const [key, file] of saved) snapshots.set(key, file);
   }
   const env: RunEnv = {

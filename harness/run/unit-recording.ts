@@ -62,7 +62,9 @@ async function recordUnit(u: LogUnitSpec, ctx: RecordingContext, out: RecordedUn
 
 function recordingNote(p: PreparedUnit): string {
   const c = p.counts;
-  const fc = p.fastCommits ? `; ${p.fastCommits.commits} fast commit(s) in the journal's fast-commit area (${p.fastCommits.blockWrites} block write(s), transaction(s) ${p.fastCommits.tids.join(', ') || '-'})` : '';
+  const fc = p.fastCommits
+    ? `; ${p.fastCommits.commits} fast commit(s) in the journal's fast-commit area (${p.fastCommits.blockWrites} block write(s), transaction(s) ${p.fastCommits.tids.join(', ') || '-'})`
+    : '';
   return `recorded ${p.unit.id}: ${c.entries} log entries, ${c.epochs} flush epoch(s): ${c.prefix} prefix + ${c.powerLoss} power-loss state(s)${c.duplicates ? ` (${c.duplicates} identical left out)` : ''}${c.overBudget ? `, ${c.overBudget} over budget` : ''}${fc}${p.recorded ? '' : ' (recording reused)'}`;
 }
 
@@ -89,5 +91,12 @@ function recordingError(u: LogUnitSpec, e: unknown, dir: string): CaseResult {
 
 /** The case a unit's recording error stands as, for the reporters' case list. */
 export function recordingSpec(u: LogUnitSpec): CaseSpec {
-  return { id: u.id, scenario: u.scenario, crashPoint: { kind: 'log', stateKind: 'prefix', state: 'recording' }, pointLabel: 'log-recording', repetition: u.repetition, seed: u.seed };
+  return {
+    id: u.id,
+    scenario: u.scenario,
+    crashPoint: { kind: 'log', stateKind: 'prefix', state: 'recording' },
+    pointLabel: 'log-recording',
+    repetition: u.repetition,
+    seed: u.seed,
+  };
 }

@@ -19,7 +19,13 @@ const out = {
 t.test('the agent command and the parsed lines say the direction', async (t) => {
   t.same(stepCommand(back, 1), ['demigrate', ['0', '/q/a', '/q/long']]);
   const r = parseMigrateOutput('demigrate', out.back);
-  t.same(r.files.map((f) => [f.path, f.to, readbackVerdict(f)]), [['/q/a', 'blocks', 'truthful'], ['/q/long', 'blocks', 'truthful']]);
+  t.same(
+    r.files.map((f) => [f.path, f.to, readbackVerdict(f)]),
+    [
+      ['/q/a', 'blocks', 'truthful'],
+      ['/q/long', 'blocks', 'truthful'],
+    ],
+  );
 });
 
 t.test('a conversion back that a sync covered must be block-mapped; a refused one stays owed its extents', async (t) => {
@@ -31,13 +37,24 @@ t.test('a conversion back that a sync covered must be block-mapped; a refused on
   const before = deriveExpectations([fwd, sync, back], recs, undefined, false).expectations;
   t.same(before.mustBeExtents, ['/q/long'], 'not yet flushed: /q/a may be either');
   t.notOk(before.mustBeDemigrated, 'nothing owed as a block map yet');
-  const after = deriveExpectations([fwd, sync, back, { kind: 'sync', name: 'sync-2' }], [...recs, { name: 'sync-2', kind: 'sync' as const, exitCode: 0 }], undefined, false).expectations;
+  const after = deriveExpectations(
+    [fwd, sync, back, { kind: 'sync', name: 'sync-2' }],
+    [...recs, { name: 'sync-2', kind: 'sync' as const, exitCode: 0 }],
+    undefined,
+    false,
+  ).expectations;
   t.same(after.mustBeDemigrated, ['/q/a']);
   t.same(after.mustBeExtents, ['/q/long']);
 });
 
 t.test('a demigrate that returned 0 with EXTENTS_FL still set is ioctl-lied', async (t) => {
-  const f = workloadFindings([back], [{ name: 'demigrate', kind: 'migrate', exitCode: 0, output: 'demigrate file 0 0 /q/a flags=0x80000 blocks=8\n' }]);
-  t.same(f.map((x) => x.code), ['ioctl-lied']);
+  const f = workloadFindings(
+    [back],
+    [{ name: 'demigrate', kind: 'migrate', exitCode: 0, output: 'demigrate file 0 0 /q/a flags=0x80000 blocks=8\n' }],
+  );
+  t.same(
+    f.map((x) => x.code),
+    ['ioctl-lied'],
+  );
   t.match(f[0]!.message, /-EXTENTS_FL\) returned 0.*not block-mapped/);
 });

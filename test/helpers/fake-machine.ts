@@ -60,9 +60,11 @@ class FakeAgent implements AgentPort {
     failed.catch(() => {});
     this.failers.add(fail);
     const race = <T>(p: Promise<T>) => Promise.race([p, failed]);
-    const held = race(Promise.resolve().then(() => {
-      if (seen.hold) seen.heldAt = performance.now();
-    }));
+    const held = race(
+      Promise.resolve().then(() => {
+        if (seen.hold) seen.heldAt = performance.now();
+      }),
+    );
     const started = race(
       (async () => {
         await held;
@@ -111,7 +113,12 @@ export class FakeMachine implements Machine {
     readonly options: FakeMachineOptions = {},
   ) {
     this.agent = new FakeAgent(this);
-    this.hello = { release: 'fake', uptime: 1, bootMs: 1, phases: { qmp: 0, agentPort: 0, ...(spec.restoreFrom ? { restored: 1 } : {}), ready: 1 } };
+    this.hello = {
+      release: 'fake',
+      uptime: 1,
+      bootMs: 1,
+      phases: { qmp: 0, agentPort: 0, ...(spec.restoreFrom ? { restored: 1 } : {}), ready: 1 },
+    };
   }
 
   get gdbSocket(): string | undefined {

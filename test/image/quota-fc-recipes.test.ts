@@ -19,19 +19,24 @@ for (const name of ['quota-1k', 'fc-quota-4k', 'fc-1k']) {
     const [stats] = await debugfsBatch(img.path, ['stats']);
     if (recipe.quota.length) t.match(stats, /Project quota inode:\s+\d+/, 'project quota inode');
     const [f3] = await debugfsBatch(img.path, ['stat /neighbours/f3']);
-    t.match(f3, recipe.style === 'modern' ? /User:\s+1004\s+Group:\s+2004\s+Project:\s+14/ : /User:\s+1003\s+Group:\s+2003/, 'owners of a small-files entry');
+    t.match(
+      f3,
+      recipe.style === 'modern' ? /User:\s+1004\s+Group:\s+2004\s+Project:\s+14/ : /User:\s+1003\s+Group:\s+2003/,
+      'owners of a small-files entry',
+    );
     if (recipe.fastCommit) {
       const journal = await readJournalLocation(img.path, await readGeometry(img.path));
       const [first, end] = fastCommitArea(journal!.jsb);
       t.ok(journal!.jsb.numFcBlocks > 0, `s_num_fc_blks ${journal!.jsb.numFcBlocks}`);
-      t.ok(first >= 1024, 'the log keeps jbd2\'s 1024-block minimum beside the fast-commit area');
+      t.ok(first >= 1024, "the log keeps jbd2's 1024-block minimum beside the fast-commit area");
       t.equal(end, journal!.jsb.maxLen);
     }
   });
 }
 
 t.test('prjquota and project owners need 256-byte inodes', async (t) => {
-  const fs = (style: string, extra: string) => `filesystem: { block_size: 1024, style: ${style}, size_mb: 16${extra} }\nentries:\n  - { kind: file, path: /a, blocks: 1, owner: { project: 3 } }\n`;
+  const fs = (style: string, extra: string) =>
+    `filesystem: { block_size: 1024, style: ${style}, size_mb: 16${extra} }\nentries:\n  - { kind: file, path: /a, blocks: 1, owner: { project: 3 } }\n`;
   t.throws(() => parseRecipe('/x/r.yaml', fs('ext3', '')), /project id needs 256-byte inodes/);
   t.throws(() => parseRecipe('/x/r.yaml', fs('ext3', ', quota: [prjquota]')), /prjquota needs 256-byte inodes/);
   t.equal(parseRecipe('/x/r.yaml', fs('modern', ', quota: [usrquota, prjquota]')).quota.length, 2);

@@ -17,7 +17,15 @@ function fcBlock(records: Array<[tag: number, value: Buffer]>, size = 1024): Buf
 const u32s = (...xs: number[]) => Buffer.concat(xs.map((x) => Buffer.from(Uint32Array.of(x).buffer)));
 
 t.test('a fast commit: HEAD, INODE records, PAD, TAIL: one tail with its tid, the inodes logged', async (t) => {
-  const b = fcBlock([[9, u32s(0, 7)], [6, Buffer.concat([u32s(13), Buffer.alloc(156)])], [1, u32s(13, 0, 0, 0)], [7, Buffer.alloc(20)], [8, u32s(7, 0xdeadbeef)], [6, Buffer.concat([u32s(240), Buffer.alloc(156)])], [8, u32s(7, 1)]]);
+  const b = fcBlock([
+    [9, u32s(0, 7)],
+    [6, Buffer.concat([u32s(13), Buffer.alloc(156)])],
+    [1, u32s(13, 0, 0, 0)],
+    [7, Buffer.alloc(20)],
+    [8, u32s(7, 0xdeadbeef)],
+    [6, Buffer.concat([u32s(240), Buffer.alloc(156)])],
+    [8, u32s(7, 1)],
+  ]);
   t.same(parseFastCommitBlock(b), { tails: [7, 7], inodes: [13, 240] });
 });
 

@@ -29,7 +29,7 @@ const TAG_TAIL = 0x0008;
 export function parseFastCommitBlock(b: Buffer): { tails: number[]; inodes: number[] } {
   const tails: number[] = [];
   const inodes: number[] = [];
-  for (let at = 0; at + 4 <= b.length; ) {
+  for (let at = 0; at + 4 <= b.length;) {
     const tag = b.readUInt16LE(at);
     const len = b.readUInt16LE(at + 2);
     // A zeroed or torn remainder: no tag is 0, and no record runs past the block.

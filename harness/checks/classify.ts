@@ -19,6 +19,43 @@ const unownedInUse = new Set([0x050004, 0x050014]);
 const inUseMarkedFree = new Set([0x050005, 0x050015, 0x050009, 0x050017]);
 const inodeMarkedUnused = new Set([0x050008, 0x050016]);
 
+/** Quota problems: e2fsprogs e2fsck/problem.h, 1.47. */
+const quotaCodes = new Set([0x000041, 0x00004c, 0x00004f, 0x010062, 0x010063, 0x060002, 0x060006]);
+/** What e2fsck's quota support prints (lib/support/mkquota.c, quotaio.c) when it could not read a quota file at all. */
+const quotaFileUnreadable = /quota_file_open|check_file failed|quota_read_all_dquots|Invalid quota|quota file/i;
+
+/**
+ * A quota problem as one of two findings with their own signatures:
+ * `quota-usage-inconsistent` (PR_6_UPDATE_QUOTAS after a quota file that
+ * reads back fine: an owner's usage in the quota inode is not what e2fsck
+ * counted, "[QUOTA WARNING] Usage inconsistent for ID ..." lines), and
+ * `quota-file-damaged` (the quota file does not parse, its inode is
+ * invalid, or e2fsck could not set up or write quota). Both are
+ * corruption: ext4 journals its quota inodes with the changes they count,
+ * so no crash state may leave them apart.
+ */
+function quotaFinding(p: Problem, text: string, ctx: ClassifyContext): Finding {
+  const info = problemInfo(p.code);
+  const unreadable = p.code === 0x060002 && quotaFileUnreadable.test(text);
+  const usage = p.code === 0x060002 && !unreadable;
+  const warnings = text.split('\n').filter((l) => l.startsWith('[QUOTA WARNING]') || l.startsWith('[ERROR]'));
+  const type = ['user', 'group', 'project'][p.num ?? 0] ?? `type ${p.num}`;
+  const what =
+    p.code === 0x060002
+      ? `${type} quota: ${usage ? 'usage inconsistent with what e2fsck counted' : 'quota file unreadable'}`
+      : info.meaning;
+  return {
+    class: 'corruption',
+    source: 'e2fsck',
+    code: usage ? 'quota-usage-inconsistent' : 'quota-file-damaged',
+    name: info.name,
+    message: `${what}${p.ino !== undefined ? ` (inode ${p.ino})` : ''}${warnings.length ? `: ${warnings.slice(0, 3).join('; ')}` : ''}`,
+    ...(ctx.recovery ? { recovery: ctx.recovery } : {}),
+    ...(p.ino !== undefined ? { ino: p.ino } : {}),
+    ...(warnings.length ? { detail: warnings.join('\n').slice(0, 4000) } : {}),
+  };
+}
+
 /**
  * Turn the problem log of `e2fsck -fn` into findings. `leak` is narrow:
  * exactly what one interrupted migration may leave (the 2011 linux-ext4
@@ -41,6 +78,10 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
   }
 
   for (const p of problems) {
+    if (quotaCodes.has(p.code)) {
+      findings.push(quotaFinding(p, text, ctx));
+      continue;
+    }
     const info = problemInfo(p.code);
     if (info.header) continue;
     let cls: FindingClass = 'corruption';

@@ -76,7 +76,9 @@ async function readStates(
   historyOf: (e: ManifestEntry) => FileExpectation | undefined,
 ): Promise<Map<string, EntryState>> {
   const paths = [...manifest.entries.map((e) => e.path), ...extra.map((f) => f.path)];
-  const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks])].filter((p) => !paths.includes(p));
+  const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks, ...(exp.mustBeDemigrated ?? [])])].filter(
+    (p) => !paths.includes(p),
+  );
   // Bytes are kept only for files held to a history; the rest are compared by hash.
   const keepBytes = new Set(
     manifest.entries
@@ -205,6 +207,20 @@ function mappingFindings(exp: DurabilityExpectations, states: ReadonlyMap<string
           'not-durable',
           p,
           `the kernel converted it and a sync, fsync or umount completed after, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`,
+          `flags 0x${s.stat.flags.toString(16)}`,
+          s.stat.ino,
+        ),
+      );
+    }
+  }
+  for (const p of exp.mustBeDemigrated ?? []) {
+    const s = states.get(p);
+    if (s?.stat && s.stat.mapping !== 'blocks') {
+      findings.push(
+        make(
+          'not-durable',
+          p,
+          `the kernel converted it back to a block map (chattr -e) and a sync, fsync or umount completed after, but the file is ${s.stat.mapping}-mapped`,
           `flags 0x${s.stat.flags.toString(16)}`,
           s.stat.ino,
         ),

@@ -98,6 +98,13 @@ const rows = `
 0x050016  PR_5_INODE_RANGE_UNUSED            finding  inode range not used but marked in the bitmap ('-')
 0x050017  PR_5_INODE_RANGE_USED              finding  inode range used but not marked in the bitmap ('+')
 0x050019  PR_5_GROUP_FLAG_INCONSISTENT       finding  group descriptor flags inconsistent
+0x000041  PR_0_HIDE_QUOTA                    finding  quota inode is a visible file, not hidden
+0x00004c  PR_0_QUOTA_INIT_CTX                finding  error initialising the quota context
+0x00004f  PR_0_INVALID_QUOTA_INO             finding  invalid quota inode number in the superblock
+0x010062  PR_1_QUOTA_BAD_MODE                finding  quota inode is not a regular file
+0x010063  PR_1_QUOTA_INODE_NOT_CLEAR         finding  quota inode is not in use but contains data
+0x060002  PR_6_UPDATE_QUOTAS                 finding  quota usage on disk differs from what e2fsck counted
+0x060006  PR_6_WRITE_QUOTAS                  finding  error updating quota information
 `;
 
 const rowPattern = /^(0x[0-9a-f]{6})  (PR_\w+) +(finding|header) +(\S.*)$/;

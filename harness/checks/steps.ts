@@ -56,13 +56,15 @@ function liedFinding(step: string, m: MigrationResult): Finding {
   const flags = m.readback?.flags;
   const blocks = m.readback?.blocks;
   const said = m.ret === 0 ? 'returned 0' : `refused with ${errnoName(m.errno)}`;
-  const is = m.ret === 0 ? 'not extent-mapped: the migration did not happen' : 'extent-mapped: the migration happened';
+  const want = m.to === 'blocks' ? 'block-mapped' : 'extent-mapped';
+  const is = m.ret === 0 ? `not ${want}: the migration did not happen` : `${want}: the migration happened`;
+  const bit = m.to === 'blocks' ? '-EXTENTS_FL' : '+EXTENTS_FL';
   return {
     class: 'api',
     source: 'workload',
     code: 'ioctl-lied',
     name: 'ioctl-lied',
-    message: `${m.path}: FS_IOC_SETFLAGS (+EXTENTS_FL) ${said}, but FS_IOC_GETFLAGS right after says the ${m.type === 'dir' ? 'directory' : 'file'} is ${is}`,
+    message: `${m.path}: FS_IOC_SETFLAGS (${bit}) ${said}, but FS_IOC_GETFLAGS right after says the ${m.type === 'dir' ? 'directory' : 'file'} is ${is}`,
     path: m.path,
     detail: `step "${step}": ret ${m.ret} errno ${m.errno}; flags ${flags && 'value' in flags ? `0x${flags.value.toString(16)}` : '?'}; st_blocks ${blocks && 'value' in blocks ? blocks.value : '?'}`,
   };

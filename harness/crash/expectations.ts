@@ -24,6 +24,8 @@ export interface DurabilityExpectations {
   files: FileExpectation[];
   /** Each completed migrate step's per-file results, as the guest reported them. */
   migrations: MigrationResult[];
+  /** The kernel converted the file back to a block map (chattr -e, its readback) and a sync, fsync of it, or umount completed after. */
+  mustBeDemigrated?: string[];
 }
 
 export const noExpectations: DurabilityExpectations = { mustBeExtents: [], mustBeBlocks: [], files: [], migrations: [] };
@@ -139,6 +141,8 @@ class DurabilityLedger {
   private readonly pendingExtents = new Set<string>();
   private readonly durableExtents = new Set<string>();
   private readonly mustBeBlocks = new Set<string>();
+  private readonly pendingBlocks = new Set<string>();
+  private readonly durableBlocks = new Set<string>();
   private readonly migrations: MigrationResult[] = [];
   private readonly files = new Map<string, TrackedFile>();
   private readonly entries: Map<string, Manifest['entries'][number]>;
@@ -188,6 +192,12 @@ class DurabilityLedger {
     if (report?.kind !== 'migrate') return;
     for (const res of report.files) {
       this.migrations.push(res);
+      if (res.to === 'blocks') {
+        this.demigrate(res);
+        continue;
+      }
+      this.pendingBlocks.delete(res.path);
+      this.durableBlocks.delete(res.path);
       const outcome = migrationOutcome(res);
       const converted = readbackExtents(res) ?? (outcome === 'bad-return' ? undefined : outcome === 'migrated');
       if (converted === true) {
@@ -199,8 +209,21 @@ class DurabilityLedger {
     }
   }
 
+  /**
+   * chattr -e: a file the kernel read back block-mapped is no longer owed
+   * its extents; once flushed it must be block-mapped. A refusal changes
+   * nothing: the file stays as it was, which the other checks hold it to.
+   */
+  private demigrate(res: MigrationResult): void {
+    if (readbackExtents(res) ?? migrationOutcome(res) !== 'migrated') return;
+    this.pendingExtents.delete(res.path);
+    this.durableExtents.delete(res.path);
+    this.pendingBlocks.add(res.path);
+  }
+
   private fsync(path: string): void {
     if (this.pendingExtents.delete(path)) this.durableExtents.add(path);
+    if (this.pendingBlocks.delete(path)) this.durableBlocks.add(path);
     const f = this.files.get(path);
     if (f) flushFile(f);
   }
@@ -208,6 +231,8 @@ class DurabilityLedger {
   flushAll(): void {
     for (const p of this.pendingExtents) this.durableExtents.add(p);
     this.pendingExtents.clear();
+    for (const p of this.pendingBlocks) this.durableBlocks.add(p);
+    this.pendingBlocks.clear();
     for (const f of this.files.values()) flushFile(f);
   }
 
@@ -273,6 +298,7 @@ class DurabilityLedger {
       mustBeBlocks: [...this.mustBeBlocks].sort(),
       files: [...this.files.values()].map(({ size: _size, ...f }) => f),
       migrations: this.migrations,
+      ...(this.durableBlocks.size ? { mustBeDemigrated: [...this.durableBlocks].sort() } : {}),
     };
   }
 }

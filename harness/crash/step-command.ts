@@ -15,7 +15,7 @@ export function stepCommand(step: Step, caseSeed: number): [string, AgentArg[]] 
     case 'drop-caches':
       return [step.kind, []];
     case 'migrate':
-      return ['migrate', [step.recursive ? '1' : '0', ...step.paths]];
+      return [step.to === 'blocks' ? 'demigrate' : 'migrate', [step.recursive ? '1' : '0', ...step.paths]];
     case 'write':
       return ['write', [step.path, step.offset, step.size, step.seed, step.append ? 1 : 0]];
     case 'fsync':

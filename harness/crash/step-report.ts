@@ -19,6 +19,8 @@ export interface MigrationResult {
   errno: number;
   /** What the kernel said right after the ioctl, on the same fd; absent in output from a guest before the readback. */
   readback?: Readback;
+  /** blocks: the ioctl cleared EXTENTS_FL (chattr -e); absent: it set it. */
+  to?: 'blocks';
 }
 
 /** FS_IOC_GETFLAGS and fstat right after FS_IOC_SETFLAGS: each a value, or the errno of its failure. */
@@ -42,11 +44,11 @@ export function readbackExtents(r: Pick<MigrationResult, 'readback'>): boolean |
  * returned 0 and the file is not extent-mapped, or refused and the file is;
  * `truthful` when they agree; `unknown` without a readback (or a bad return).
  */
-export function readbackVerdict(r: Pick<MigrationResult, 'ret' | 'errno' | 'readback'>): 'truthful' | 'lied' | 'unknown' {
+export function readbackVerdict(r: Pick<MigrationResult, 'ret' | 'errno' | 'readback' | 'to'>): 'truthful' | 'lied' | 'unknown' {
   const extents = readbackExtents(r);
   const outcome = migrationOutcome(r);
   if (extents === undefined || outcome === 'bad-return') return 'unknown';
-  return (outcome === 'migrated') === extents ? 'truthful' : 'lied';
+  return (outcome === 'migrated') === (r.to === 'blocks' ? !extents : extents) ? 'truthful' : 'lied';
 }
 
 export type MigrationOutcome = 'migrated' | 'refused' | 'bad-return';
@@ -107,16 +109,18 @@ function readbackValue(s: string): { value: number } | { errno: number } {
 export function parseMigrateOutput(step: string, output: string): MigrateReport {
   const report: MigrateReport = { kind: 'migrate', files: [], skipped: [], errors: [] };
   for (const line of output.split('\n')) {
-    let m = /^migrate (file|dir) (-?\d+) (\d+) (\S+)(?: flags=(0x[0-9a-f]+|e\d+) blocks=(\d+|e\d+))?$/.exec(line);
+    let m = /^(migrate|demigrate) (file|dir) (-?\d+) (\d+) (\S+)(?: flags=(0x[0-9a-f]+|e\d+) blocks=(\d+|e\d+))?$/.exec(line);
     if (m) {
-      const readback = m[5] !== undefined ? { readback: { flags: readbackValue(m[5]), blocks: readbackValue(m[6]!) } } : {};
+      const readback = m[6] !== undefined ? { readback: { flags: readbackValue(m[6]), blocks: readbackValue(m[7]!) } } : {};
+      const to = m[1] === 'demigrate' ? { to: 'blocks' as const } : {};
       report.files.push({
         step,
-        path: unescapePath(m[4]!),
-        type: m[1] as 'file' | 'dir',
-        ret: Number(m[2]),
-        errno: Number(m[3]),
+        path: unescapePath(m[5]!),
+        type: m[2] as 'file' | 'dir',
+        ret: Number(m[3]),
+        errno: Number(m[4]),
         ...readback,
+        ...to,
       });
       continue;
     }

@@ -3,6 +3,14 @@ import { InfraError } from '../util/errors.ts';
 
 /** The drivers the guest needs from a modular kernel: the disk, the agent port, the filesystem. */
 export const guestModules = ['virtio_pci', 'virtio_blk', 'virtio_console', 'ext4'];
+/**
+ * Loaded when the kernel has them: ext4's quota feature loads its quota
+ * inodes in the QFMT_VFS_V1 format at mount, and a kernel with quota_v2 as a
+ * module needs it in memory then (the guest has no modprobe for the kernel
+ * to request it with); a kernel without CONFIG_QUOTA mounts quota images
+ * read-only and needs kernels/configs/quota.config.
+ */
+export const optionalGuestModules = ['quota_v2'];
 
 /**
  * Module files (relative to /lib/modules/<release>) in load order, dependencies
@@ -10,7 +18,11 @@ export const guestModules = ['virtio_pci', 'virtio_blk', 'virtio_console', 'ext4
  * gives (depmod lists a module's dependencies so that the last loads first).
  * Modules listed in modules.builtin are skipped: they are part of the kernel.
  */
-export async function resolveModules(modulesDir: string, wanted = guestModules): Promise<string[]> {
+export async function resolveModules(
+  modulesDir: string,
+  wanted = guestModules,
+  optional = optionalGuestModules,
+): Promise<string[]> {
   const dep = await readFile(`${modulesDir}/modules.dep`, 'utf8').catch(() => {
     throw new InfraError(`cannot read ${modulesDir}/modules.dep: reinstall the kernel package or run depmod`);
   });
@@ -33,10 +45,11 @@ export async function resolveModules(modulesDir: string, wanted = guestModules):
     for (const d of [...(deps.get(file) ?? [])].reverse()) visit(d);
     order.push(file);
   };
-  for (const w of wanted) {
+  for (const w of [...wanted, ...optional]) {
     const name = w.replace(/-/g, '_');
     if (builtin.has(name)) continue;
     const file = byName.get(name);
+    if (!file && optional.includes(w)) continue;
     if (!file) throw new InfraError(`module ${w} is neither built in nor in ${modulesDir}/modules.dep`);
     visit(file);
   }

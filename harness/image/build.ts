@@ -14,6 +14,7 @@ import type { Manifest, ManifestEntry } from './manifest.ts';
 import { resolveBlocks, type Recipe, type RecipeEntry } from './recipe.ts';
 import { debugfsBatch, manifestEntry, readEntryState } from './debugfs.ts';
 import { makeLayouts, type LayoutSource } from './make-layout.ts';
+import { applyOwnersAndQuota, ownershipFeatures } from './owners.ts';
 
 /** Bump when the builder's output for the same recipe changes (3: manifests record block maps). */
 const BUILDER_VERSION = 3;
@@ -78,7 +79,8 @@ async function buildImageInto(dir: string, recipe: Recipe): Promise<void> {
   if (staged.layouts.length) await makeLayouts(img, recipe, staged.layouts);
   if (staged.late.length) await addFragmented(img, hostFiles, staged.late, recipe.blockSize);
 
-  await runOk(await tool('tune2fs'), ['-O', recipe.fastCommit ? 'extent,fast_commit' : 'extent', img]);
+  await runOk(await tool('tune2fs'), ['-O', 'extent', img]);
+  await applyOwnersAndQuota(img, recipe);
   const fsck = await runOk(await tool('e2fsck'), ['-fn', img], { okExitCodes: [0, 4] });
   if (fsck.exitCode !== 0) throw new InfraError(`fresh image of recipe ${recipe.name} is not clean:\n${fsck.stdout}`);
 
@@ -159,6 +161,11 @@ async function mkfs(recipe: Recipe, stage: string, img: string): Promise<string[
     ...(recipe.style === 'ext3' ? ['^metadata_csum', '^metadata_csum_seed', '^orphan_file'] : ['metadata_csum']),
   ];
   if (recipe.flexBg === false) features.push('^flex_bg');
+  // At mkfs, not tune2fs: mke2fs sizes the journal's fast-commit area (s_num_fc_blks, 1/64 of
+  // the journal); tune2fs leaves it 0, the kernel then asks for 256 blocks, which a journal of
+  // 1024 blocks cannot spare, and the mount fails ("Failed to set fast commit journal feature").
+  if (recipe.fastCommit) features.push('fast_commit');
+  features.push(...ownershipFeatures(recipe));
   await runOk(
     await tool('mkfs.ext4'),
     [

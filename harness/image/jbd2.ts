@@ -38,6 +38,16 @@ export interface JournalSuperblock {
   /** Descriptor and revoke blocks end in a 4-byte checksum tail (csum v2/v3). */
   csumTail: boolean;
   is64bit: boolean;
+  /** s_num_fc_blks: the fast-commit area's length (mke2fs -O fast_commit sets it; 0 means the kernel's default, 256). */
+  numFcBlocks: number;
+}
+
+/** jbd2's JBD2_DEFAULT_FAST_COMMIT_BLOCKS: the fast-commit area when s_num_fc_blks is 0. */
+export const defaultFastCommitBlocks = 256;
+
+/** The journal blocks [first, end) of the fast-commit area: the last blocks of the journal, after the log proper. */
+export function fastCommitArea(jsb: JournalSuperblock): [number, number] {
+  return [jsb.maxLen - (jsb.numFcBlocks || defaultFastCommitBlocks), jsb.maxLen];
 }
 
 /** The jbd2 superblock (journal block 0), big-endian; undefined if the magic or type does not match. */
@@ -63,6 +73,7 @@ export function parseJournalSuperblock(b: Buffer): JournalSuperblock | undefined
     tagBytes,
     csumTail: csum2 || csum3,
     is64bit,
+    numFcBlocks: type === 4 && b.length >= 0x58 ? b.readUInt32BE(0x54) : 0,
   };
 }
 

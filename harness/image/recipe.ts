@@ -60,6 +60,19 @@ const layout = z.strictObject({
   interleave: z.strictObject({ with: z.string(), blocks: z.number().int().positive() }).optional(),
 });
 
+/**
+ * Who owns an entry (for a small-files entry, each of its files): set with
+ * debugfs after mkfs, before quota usage is counted. A project id needs
+ * 256-byte inodes (style: modern).
+ */
+const owner = z.strictObject({
+  uid: z.number().int().min(0).max(65535).optional(),
+  gid: z.number().int().min(0).max(65535).optional(),
+  project: z.number().int().min(0).max(65535).optional(),
+});
+/** The quota types ext4's quota feature tracks in hidden inodes (mkfs -O quota -E quotatype=...). */
+export const quotaTypes = ['usrquota', 'grpquota', 'prjquota'] as const;
+
 const entry = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('file'),
@@ -74,14 +87,16 @@ const entry = z.discriminatedUnion('kind', [
     fragmented: z.boolean().optional(),
     /** Exact physical placement (instead of where mkfs -d puts the file). */
     layout: layout.optional(),
+    owner: owner.optional(),
   }),
-  z.strictObject({ kind: z.literal('dir'), path, entries: z.number().int().nonnegative() }),
+  z.strictObject({ kind: z.literal('dir'), path, entries: z.number().int().nonnegative(), owner: owner.optional() }),
   z.strictObject({ kind: z.literal('symlink'), path, target_length: z.number().int().positive().max(4000) }),
   z.strictObject({
     kind: z.literal('small-files'),
     path,
     count: z.number().int().positive().max(10000),
     size: z.number().int().positive(),
+    owner: owner.optional(),
   }),
 ]);
 
@@ -91,7 +106,10 @@ export const recipeSchema = z.strictObject({
     block_size: z.union([z.literal(1024), z.literal(4096)]),
     /** ext3: 128-byte inodes, no metadata_csum (what real chattr +e users convert). modern: 256-byte inodes, metadata_csum. */
     style: z.enum(['ext3', 'modern']),
+    /** Fast commits (mkfs -O fast_commit, so the journal gets its fast-commit area: jsb s_num_fc_blks). */
     fast_commit: z.boolean().optional(),
+    /** ext4's own quota (-O quota): usage of these types is kept in hidden inodes and checked by e2fsck; prjquota needs style modern. */
+    quota: z.array(z.enum(quotaTypes)).min(1).optional(),
     size_mb: z.number().int().min(8).max(4096),
     /**
      * false: no flex_bg (every group keeps its bitmaps and inode table, as on
@@ -125,6 +143,8 @@ export interface Recipe {
   blockSize: 1024 | 4096;
   style: 'ext3' | 'modern';
   fastCommit: boolean;
+  /** The quota types tracked (empty: no quota feature). */
+  quota: Array<(typeof quotaTypes)[number]>;
   sizeMb: number;
   /** undefined: mke2fs's default; false: no flex_bg; N: groups per flex group. */
   flexBg?: false | number;
@@ -156,10 +176,17 @@ export function parseRecipe(file: string, text: string): Recipe {
     throw src.error(issue.path as Array<string | number>, `${issue.message} at "${issue.path.join('.')}"`);
   }
   const d = r.data;
+  if (d.filesystem.quota?.includes('prjquota') && d.filesystem.style !== 'modern')
+    throw src.error(['filesystem', 'quota'], 'prjquota needs 256-byte inodes for project ids (filesystem.style: modern)');
   const paths = new Set<string>();
   d.entries.forEach((e, i) => {
     if (paths.has(e.path)) throw src.error(['entries', i, 'path'], `duplicate path ${e.path}`);
     paths.add(e.path);
+    if ('owner' in e && e.owner?.project !== undefined && d.filesystem.style !== 'modern')
+      throw src.error(
+        ['entries', i, 'owner', 'project'],
+        `${e.path}: a project id needs 256-byte inodes (filesystem.style: modern)`,
+      );
     if (e.kind === 'file' && e.layout && e.fragmented)
       throw src.error(
         ['entries', i, 'layout'],
@@ -175,6 +202,7 @@ export function parseRecipe(file: string, text: string): Recipe {
     blockSize: d.filesystem.block_size,
     style: d.filesystem.style,
     fastCommit: d.filesystem.fast_commit ?? false,
+    quota: d.filesystem.quota ?? [],
     sizeMb: d.filesystem.size_mb,
     ...(d.filesystem.flex_bg !== undefined ? { flexBg: d.filesystem.flex_bg } : {}),
     seed: d.seed ?? 1,

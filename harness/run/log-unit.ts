@@ -1,3 +1,4 @@
+import { countFastCommits, type FastCommitSummary } from '../crash/writelog/fast-commits.ts';
 import { access, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256 } from '../util/hash.ts';
@@ -53,6 +54,8 @@ export interface PreparedUnit {
   /** Every state the plan holds, as case specs, in plan order. */
   specs: CaseSpec[];
   counts: { prefix: number; powerLoss: number; duplicates: number; overBudget: number; epochs: number; entries: number };
+  /** Fast commits the recorded log wrote into the journal's fast-commit area (absent: none, or no fast_commit feature). */
+  fastCommits?: FastCommitSummary;
   /** Recorded now (false: reused from the unit's folder). */
   recorded: boolean;
 }
@@ -105,6 +108,7 @@ export async function prepareLogUnit(
     jobs: 1,
   });
   const plan = source.plan;
+  const fastCommits = await countFastCommits(source.log, base.path);
   await writeJsonAtomic(join(unitDir, 'states.json'), {
     unit: unit.id,
     log: {
@@ -132,6 +136,7 @@ export async function prepareLogUnit(
     recording,
     specs: plan.states.map((s) => stateSpec(unit, s)),
     counts: { ...plan.counts, epochs: plan.epochs.length, entries: source.log.entries.length },
+    ...(fastCommits.blockWrites ? { fastCommits } : {}),
     recorded,
   };
 }

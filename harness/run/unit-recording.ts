@@ -62,7 +62,10 @@ async function recordUnit(u: LogUnitSpec, ctx: RecordingContext, out: RecordedUn
 
 function recordingNote(p: PreparedUnit): string {
   const c = p.counts;
-  return `recorded ${p.unit.id}: ${c.entries} log entries, ${c.epochs} flush epoch(s): ${c.prefix} prefix + ${c.powerLoss} power-loss state(s)${c.duplicates ? ` (${c.duplicates} identical left out)` : ''}${c.overBudget ? `, ${c.overBudget} over budget` : ''}${p.recorded ? '' : ' (recording reused)'}`;
+  const fc = p.fastCommits
+    ? `; ${p.fastCommits.commits} fast commit(s) in the journal's fast-commit area (${p.fastCommits.blockWrites} block write(s), transaction(s) ${p.fastCommits.tids.join(', ') || '-'})`
+    : '';
+  return `recorded ${p.unit.id}: ${c.entries} log entries, ${c.epochs} flush epoch(s): ${c.prefix} prefix + ${c.powerLoss} power-loss state(s)${c.duplicates ? ` (${c.duplicates} identical left out)` : ''}${c.overBudget ? `, ${c.overBudget} over budget` : ''}${fc}${p.recorded ? '' : ' (recording reused)'}`;
 }
 
 /** A unit whose workload could not be recorded: one error case in its place (rerun by --resume). */

@@ -12,8 +12,11 @@ export type Step = StepCommon &
   (
     | { kind: 'mount'; name: string; options: string[] }
     | { kind: 'umount'; name: string }
-    /** FS_IOC_SETFLAGS +EXTENTS_FL on each path, file by file with each result (qcrash-io migrate); `recursive` walks the tree as chattr -R does, skipping symlinks. */
-    | { kind: 'migrate'; name: string; paths: string[]; recursive: boolean }
+    /**
+     * FS_IOC_SETFLAGS +EXTENTS_FL on each path, file by file with each result (qcrash-io migrate); `recursive` walks the tree as chattr -R does, skipping symlinks.
+     * `to: 'blocks'`: the reverse, EXTENTS_FL cleared (chattr -e, ext4_ind_migrate: a single-extent file within the direct blocks goes back to a block map).
+     */
+    | { kind: 'migrate'; name: string; paths: string[]; recursive: boolean; to?: 'blocks' }
     /** Write `size` pseudo-random bytes (seeded by the host) at `offset`; `append` ignores offset. */
     | { kind: 'write'; name: string; path: string; size: number; offset: number; append: boolean; seed: number }
     | { kind: 'fsync'; name: string; path: string }

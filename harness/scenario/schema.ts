@@ -98,8 +98,16 @@ export const stepSchemas = {
       ...common,
       paths: z.union([migratePath, z.array(migratePath).min(1)]),
       recursive: z.boolean().optional(),
+      /** extents (default): chattr +e; blocks: chattr -e, back to a block map (ext4_ind_migrate). */
+      to: z.enum(['extents', 'blocks']).optional(),
     })
-    .transform((a) => ({ ...draftCommon(a), kind: 'migrate' as const, paths: list(a.paths), recursive: Boolean(a.recursive) })),
+    .transform((a) => ({
+      ...draftCommon(a),
+      kind: 'migrate' as const,
+      paths: list(a.paths),
+      recursive: Boolean(a.recursive),
+      ...(a.to === 'blocks' ? { to: 'blocks' as const } : {}),
+    })),
   write: z
     .strictObject({
       ...common,

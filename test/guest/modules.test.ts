@@ -1,6 +1,6 @@
 import t from 'tap';
 import { stockKernel } from '../../harness/kernel/stock.ts';
-import { resolveModules, guestModules } from '../../harness/guest/modules.ts';
+import { resolveModules, guestModules, optionalGuestModules } from '../../harness/guest/modules.ts';
 import { runOk } from '../../harness/util/exec.ts';
 
 // The load order must be the one modprobe itself would use.
@@ -8,7 +8,14 @@ const kernel = await stockKernel();
 
 t.test('modules resolved from modules.dep match modprobe --show-depends', async (t) => {
   const ours = await resolveModules(kernel.modulesDir!);
-  const r = await runOk('/usr/sbin/modprobe', ['-a', '-S', kernel.release, '--show-depends', ...guestModules]);
+  const r = await runOk('/usr/sbin/modprobe', [
+    '-a',
+    '-S',
+    kernel.release,
+    '--show-depends',
+    ...guestModules,
+    ...optionalGuestModules,
+  ]);
   const theirs: string[] = [];
   for (const line of r.stdout.split('\n')) {
     const m = /^insmod (\S+)/.exec(line.trim());
@@ -31,3 +38,17 @@ t.test('modules resolved from modules.dep match modprobe --show-depends', async 
 t.test('a module that is neither built in nor known is an error naming it', async (t) => {
   await t.rejects(resolveModules(kernel.modulesDir!, ['no_such_driver']), /no_such_driver/);
 });
+
+t.test(
+  'quota_v2 (a module on the stock kernel) loads after quota_tree, for mounts of quota images; a missing optional module is skipped',
+  async (t) => {
+    const ours = await resolveModules(kernel.modulesDir!);
+    const at = (name: string) => ours.findIndex((m) => m.startsWith(`kernel/fs/quota/${name}.ko`));
+    t.ok(at('quota_tree') >= 0 && at('quota_tree') < at('quota_v2'), 'quota_tree, then quota_v2');
+    t.same(
+      await resolveModules(kernel.modulesDir!, ['virtio_blk'], ['no_such_quota_format']),
+      await resolveModules(kernel.modulesDir!, ['virtio_blk'], []),
+      'an optional module the kernel lacks is left out',
+    );
+  },
+);

@@ -7,6 +7,8 @@
  *   qcrash-io fsync PATH
  *   qcrash-io migrate ROOT RECURSIVE PATH...       FS_IOC_SETFLAGS +EXTENTS_FL on each
  *                                                  file and directory, one result line each
+ *   qcrash-io demigrate ROOT RECURSIVE PATH...     the same with EXTENTS_FL cleared (chattr -e:
+ *                                                  ext4_ind_migrate), lines start "demigrate"
  *   qcrash-io odirect PATH SIZE SEED [OFFSET]      O_DIRECT rewrites of [OFFSET, OFFSET+SIZE),
  *                                                  round after round, until SIGTERM
  *   qcrash-io mmap PATH SIZE SEED [OFFSET]         the same through a shared mapping + msync
@@ -185,6 +187,8 @@ static void put_readback(int fd) {
 
 static const char *migrate_root;
 static int walk_failed;
+/* demigrate: clear FS_EXTENT_FL instead of setting it. */
+static int to_blocks;
 
 static void walk_error(const char *op, int err, const char *rel) {
   printf("error %s %d ", op, err);
@@ -224,11 +228,12 @@ static void migrate_path(const char *rel, int recursive) {
     close(fd);
     return;
   }
-  flags |= FS_EXTENT_FL;
+  if (to_blocks) flags &= ~FS_EXTENT_FL;
+  else flags |= FS_EXTENT_FL;
   errno = 0;
   long ret = syscall(SYS_ioctl, fd, FS_IOC_SETFLAGS, &flags);
   int err = ret == -1 ? errno : 0;
-  printf("migrate %s %ld %d ", dir ? "dir" : "file", ret, err);
+  printf("%s %s %ld %d ", to_blocks ? "demigrate" : "migrate", dir ? "dir" : "file", ret, err);
   put_path(rel);
   put_readback(fd);
   close(fd);
@@ -308,7 +313,8 @@ int main(int argc, char **argv) {
     if (fsync(fd)) return die("fsync");
     return close(fd) ? die("close") : 0;
   }
-  if (!strcmp(op, "migrate") && argc >= 5) {
+  if ((!strcmp(op, "migrate") || !strcmp(op, "demigrate")) && argc >= 5) {
+    to_blocks = !strcmp(op, "demigrate");
     migrate_root = argv[2];
     int recursive = atoi(argv[3]);
     for (int i = 4; i < argc; i++) migrate_path(argv[i], recursive);

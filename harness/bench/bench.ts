@@ -461,10 +461,20 @@ export function writelogSummary(s: WritelogSuiteResult, naiveCasesPerMin?: numbe
 
 export function formatBench(r: Record<string, unknown>): string {
   const s = (ms: number | undefined) => `${((ms ?? 0) / 1000).toFixed(1)} s`;
+  // The JSON the bench wrote: each part's figures, read back as the parts wrote them.
+  const top = r as {
+    accel: string;
+    cores: number;
+    jobs: number;
+    qemu: string;
+    kernel: string;
+    loadAverage: number[];
+    harnessPeakRssMiB: number;
+  };
   const out = [
-    `qcrash bench: ${r.accel}, ${r.cores} cores, jobs ${r.jobs}, QEMU ${r.qemu}, kernel ${r.kernel}, load average ${(r.loadAverage as number[]).join(' ')}`,
+    `qcrash bench: ${top.accel}, ${top.cores} cores, jobs ${top.jobs}, QEMU ${top.qemu}, kernel ${top.kernel}, load average ${top.loadAverage.join(' ')}`,
   ];
-  const e = r.e2fsck as Record<string, unknown> | undefined;
+  const e = r.e2fsck as { cases: number; ratio: number; naive: unknown; qcrash: unknown } | undefined;
   if (e) {
     const a = e.naive as Record<string, number>;
     const b = e.qcrash as Record<string, number>;
@@ -475,7 +485,18 @@ export function formatBench(r: Record<string, unknown>): string {
       `  ratio        : ${e.ratio}x`,
     );
   }
-  const m = r.mix as Record<string, unknown> | undefined;
+  const m = r.mix as
+    | {
+        cases: number;
+        of: number;
+        kinds: unknown;
+        recoveries: string[];
+        verdictsAgree: number;
+        ratio: number;
+        naive: unknown;
+        qcrash: unknown;
+      }
+    | undefined;
   if (m) {
     const a = m.naive as Record<string, number>;
     const b = m.qcrash as Record<string, number> & { phasesMedianMs: Record<string, number> };
@@ -484,11 +505,11 @@ export function formatBench(r: Record<string, unknown>): string {
       .join(', ');
     const p = b.phasesMedianMs;
     out.push(
-      `default mix, ${m.cases} of its ${m.of} cases a side (${kinds}; recoveries ${(m.recoveries as string[]).join(', ')}):`,
+      `default mix, ${m.cases} of its ${m.of} cases a side (${kinds}; recoveries ${m.recoveries.join(', ')}):`,
       `  naive loop   : ${a.casesPerMin} cases/min  (total ${s(a.totalMs)}, per case ${a.perCaseMedianMs} ms, boot-to-ready ${a.workloadBootMedianMs} ms workload, ${a.recoveryBootMedianMs} ms recovery, ${a.passed} passed)`,
       `  qcrash       : ${b.casesPerMin} cases/min  (total ${s(b.totalMs)}, per case ${b.perCaseMedianMs} ms, ${b.passed} passed; medians: restore ${p.machine} ms, workload ${p.workload} ms, recovery restore ${p.recoveryMachine} ms, mount ${p.recoveryMount} ms, oracles ${p.oracles} ms, slot wait ${p.queued} ms)`,
       `  verdicts agree on ${m.verdictsAgree}/${m.cases} cases`,
-      `default mix vs naive: ${(m.ratio as number).toFixed(2)}x`,
+      `default mix vs naive: ${m.ratio.toFixed(2)}x`,
     );
   }
   const v = r.validate as
@@ -518,7 +539,7 @@ export function formatBench(r: Record<string, unknown>): string {
   }
   const fo = r.fullOracle as OracleBenchResult | undefined;
   if (fo) out.push(...oracleBenchLines(fo));
-  out.push(`harness peak RSS: ${r.harnessPeakRssMiB} MiB`);
-  if (r.file) out.push(`JSON: ${String(r.file)}`);
+  out.push(`harness peak RSS: ${top.harnessPeakRssMiB} MiB`);
+  if (typeof r.file === 'string') out.push(`JSON: ${r.file}`);
   return out.join('\n') + '\n';
 }

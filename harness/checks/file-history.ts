@@ -215,7 +215,7 @@ const versionsPerOrigin = 64;
 /** The file's version before any op, then after each op in turn: chain[i] follows ops[0..i). */
 function versionChain(ops: readonly FileOp[], origin: FileOrigin, cap: number, blockSize: number): Version[] {
   let cache = versionCache.get(origin);
-  if (!cache) versionCache.set(origin, (cache = new Map()));
+  if (!cache) versionCache.set(origin, (cache = new Map<string, Version>()));
   const memo = (key: string, make: () => Version): Version => {
     const known = cache.get(key);
     if (known) return known;

@@ -107,7 +107,7 @@ const rows = `
 0x060006  PR_6_WRITE_QUOTAS                  finding  error updating quota information
 `;
 
-const rowPattern = /^(0x[0-9a-f]{6})  (PR_\w+) +(finding|header) +(\S.*)$/;
+const rowPattern = /^(0x[0-9a-f]{6}) {2}(PR_\w+) +(finding|header) +(\S.*)$/;
 
 function parseRow(line: string): [number, ProblemInfo] {
   const m = rowPattern.exec(line);

@@ -79,7 +79,22 @@ function cell(text: string): string {
   return portable(text).replace(/\|/g, '\\|').replace(/\n+/g, ' ');
 }
 
-type Json = Record<string, unknown>;
+/** The parts of a JSON Schema node the reference reads. */
+interface Json {
+  type?: string;
+  const?: unknown;
+  enum?: unknown[];
+  anyOf?: Json[];
+  oneOf?: Json[];
+  minimum?: number;
+  exclusiveMinimum?: number;
+  maximum?: number;
+  pattern?: string;
+  items?: Json;
+  properties?: Record<string, Json>;
+  required?: string[];
+  additionalProperties?: boolean | Json;
+}
 
 /** Every key of a file format, with its type and constraints, as a list a person reads. */
 function schemaReference(title: string, where: string, schemaFile: string, schema: Json): string {
@@ -96,8 +111,8 @@ function schemaReference(title: string, where: string, schemaFile: string, schem
 
 /** A table of an object's keys; nested maps, keyword lists and unions get sections of their own. */
 function keyTable(schema: Json, at: string): string[] {
-  const props = (schema.properties ?? {}) as Record<string, Json>;
-  const required = new Set((schema.required ?? []) as string[]);
+  const props = schema.properties ?? {};
+  const required = new Set(schema.required ?? []);
   if (!Object.keys(props).length) return [];
   const lines = [`### ${at || 'top level'}`, '', '| key | type | required |', '|---|---|---|'];
   const nested: string[] = [];
@@ -111,15 +126,15 @@ function keyTable(schema: Json, at: string): string[] {
 
 function nestedSections(value: Json, path: string): string[] {
   if (value.type === 'object') return keyTable(value, path);
-  const items = value.items as Json | undefined;
+  const items = value.items;
   if (items) return nestedSections(items, `${path}[]`);
-  const variants = (value.anyOf ?? value.oneOf) as Json[] | undefined;
+  const variants = value.anyOf ?? value.oneOf;
   if (!variants) return [];
   return variants.flatMap((v) => {
-    const props = v.properties as Record<string, Json> | undefined;
+    const props = v.properties;
     const keys = Object.keys(props ?? {});
     // A keyword item ({ migrate: ... }) is named by its keyword; its argument map is the section.
-    if (props && keys.length === 1 && v.additionalProperties === false && (v.required as string[] | undefined)?.[0] === keys[0]) {
+    if (props && keys.length === 1 && v.additionalProperties === false && v.required?.[0] === keys[0]) {
       return nestedSections(props[keys[0]!]!, `${path} ${keys[0]}`);
     }
     return nestedSections(v, path);
@@ -128,20 +143,20 @@ function nestedSections(value: Json, path: string): string[] {
 
 function typeOf(s: Json): string {
   if (s.const !== undefined) return JSON.stringify(s.const);
-  if (s.enum) return (s.enum as unknown[]).map((v) => JSON.stringify(v)).join(' | ');
-  const variants = (s.anyOf ?? s.oneOf) as Json[] | undefined;
+  if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' | ');
+  const variants = s.anyOf ?? s.oneOf;
   if (variants) return variants.map(typeOf).join(' or ');
   const bounds = [
-    s.minimum !== undefined ? `>= ${String(s.minimum)}` : '',
-    s.exclusiveMinimum !== undefined ? `> ${String(s.exclusiveMinimum)}` : '',
-    s.maximum !== undefined ? `<= ${String(s.maximum)}` : '',
-    s.pattern ? `matching \`${String(s.pattern)}\`` : '',
+    s.minimum !== undefined ? `>= ${s.minimum}` : '',
+    s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : '',
+    s.maximum !== undefined ? `<= ${s.maximum}` : '',
+    s.pattern ? `matching \`${s.pattern}\`` : '',
   ].filter(Boolean);
-  if (s.type === 'array') return `list of ${typeOf((s.items ?? {}) as Json)}`;
+  if (s.type === 'array') return `list of ${typeOf(s.items ?? {})}`;
   if (s.type === 'object' && s.properties && Object.keys(s.properties).length === 1 && s.additionalProperties === false) {
     return `{ ${Object.keys(s.properties)[0]}: ... }`;
   }
-  return [String(s.type ?? 'any'), ...bounds].join(' ');
+  return [s.type ?? 'any', ...bounds].join(' ');
 }
 
 /** The generated files whose committed copy under `root` differs from what the code generates now. */

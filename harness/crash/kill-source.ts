@@ -50,8 +50,8 @@ export class KillPointSource implements CrashStateSource {
     );
     const needsGdb = this.point.kind === 'kernel' || this.point.kind === 'commit';
     const t0 = performance.now();
-    let machineMs = 0;
-    let queuedMs = 0;
+    let machineMs: number;
+    let queuedMs: number;
     let outcome: WorkloadOutcome;
     try {
       {

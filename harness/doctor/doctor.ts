@@ -174,7 +174,7 @@ export async function runDoctor(): Promise<{ checks: DoctorCheck[]; accel: Await
   const checks = await Promise.all([
     ...runTools.map((t) => checkTool(t, 'run')),
     ...kernelLines.map(checkStockKernel),
-    ...(await checkLayoutHeaders()),
+    ...(await checkLayoutHeaders()).map((c) => Promise.resolve(c)),
     ...buildTools.map((t) => checkTool(t, 'kernel-build')),
     ...kernelLines.map(checkKernelSource),
     checkChromium(),

@@ -22,7 +22,7 @@ export function compiledObject(line: string): string | undefined {
  */
 export function dryRunCompiledObjects(line: string): string[] {
   const out: string[] = [];
-  for (const m of line.matchAll(/echo '(  [A-Z0-9]+ +[^']+)'/g)) {
+  for (const m of line.matchAll(/echo '( {2}[A-Z0-9]+ +[^']+)'/g)) {
     const o = compiledObject(m[1]!);
     if (o) out.push(o);
   }

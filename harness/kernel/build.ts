@@ -112,7 +112,7 @@ async function lock(dir: string): Promise<() => Promise<void>> {
       return () => rm(l, { recursive: true, force: true });
     } catch {
       const pid = Number(await readFile(join(l, 'pid'), 'utf8').catch(() => '0'));
-      let alive = false;
+      let alive: boolean;
       try {
         if (pid > 0) process.kill(pid, 0);
         alive = pid > 0;

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { sha256 } from '../util/hash.ts';
-import type { CaseResult, CaseStatus } from '../results/case.ts';
+import type { CaseResult } from '../results/case.ts';
 import type { RunSummary } from '../results/run.ts';
 
 /**
@@ -65,7 +65,7 @@ export interface KcidbDocument {
  * test was never produced: nothing about the kernel was checked there, so it
  * is MISS, never PASS (qcrash counts it as lost coverage).
  */
-export function kcidbStatus(status: CaseStatus | string): KcidbStatus {
+export function kcidbStatus(status: string): KcidbStatus {
   switch (status) {
     case 'pass':
       return 'PASS';

@@ -55,7 +55,7 @@ export function buildMatrix(runs: readonly MatrixRun[]): Matrix {
         cell.total++;
         cell[counted[c.status]]++;
       }
-      cells[name]![r.label] = cell;
+      cells[name][r.label] = cell;
     }
   }
   const seen = new Map<string, Set<string>>();

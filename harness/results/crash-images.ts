@@ -173,7 +173,7 @@ async function findRunDir(caseDir: string): Promise<string | undefined> {
 /** The run's stored base images and every kept crash image of its cases. */
 async function runImageFiles(runDir: string): Promise<string[]> {
   const bases = (await readdir(join(runDir, runImagesDir)).catch(() => [] as string[])).map((f) => join(runDir, runImagesDir, f));
-  const cases = (await readdir(join(runDir, 'cases'), { recursive: true }).catch(() => [] as string[])) as string[];
+  const cases = await readdir(join(runDir, 'cases'), { recursive: true }).catch((): string[] => []);
   return [...bases, ...cases.filter((f) => basename(f) === keptImageName).map((f) => join(runDir, 'cases', f))];
 }
 

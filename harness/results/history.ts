@@ -65,7 +65,7 @@ export function scenarioVerdict(c: z.infer<typeof counts>): string {
 
 /** The index entry of one run; `dir` is stored relative to `indexDir`. */
 export function historyEntry(s: RunSummary, runDir: string, indexDir: string, extra: { branch?: string; revision?: string } = {}): HistoryRun {
-  const p = (s.kernel.provenance ?? {}) as Record<string, unknown>;
+  const p = (s.kernel.provenance ?? {});
   const branch = extra.branch ?? (typeof p.branch === 'string' ? p.branch : undefined);
   const revision = extra.revision ?? (typeof p.base === 'string' ? p.base : typeof p.source === 'string' ? p.source : undefined);
   const byScenario = new Map<string, z.infer<typeof counts>>();

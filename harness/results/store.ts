@@ -110,7 +110,7 @@ function isCase(v: unknown): v is CaseResult {
 export async function readCaseFiles(dir: string): Promise<{ cases: CaseResult[]; unreadable: Array<{ file: string; error: string }> }> {
   let files: string[];
   try {
-    files = (await readdir(join(dir, 'cases'), { recursive: true })) as string[];
+    files = (await readdir(join(dir, 'cases'), { recursive: true }));
   } catch {
     return { cases: [], unreadable: [] };
   }

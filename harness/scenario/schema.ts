@@ -254,7 +254,7 @@ export const killPointSchemas = {
 export function killPointCount(kind: keyof typeof killPointSchemas, args: unknown): { points: number; key?: string } {
   const a = (args ?? {}) as Record<string, unknown>;
   const n = (k: string): number | undefined =>
-    typeof a[k] === 'number' && Number.isFinite(a[k]) && (a[k] as number) > 0 ? Math.floor(a[k] as number) : undefined;
+    typeof a[k] === 'number' && Number.isFinite(a[k]) && a[k] > 0 ? Math.floor(a[k]) : undefined;
   if (kind === 'commits') return n('max') !== undefined ? { points: n('max')!, key: 'max' } : { points: 1 };
   if (kind === 'kernel-hits') {
     const first = n('first');

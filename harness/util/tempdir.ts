@@ -89,7 +89,7 @@ function alive(pid: number): boolean {
 async function killPidfilesIn(dir: string): Promise<void> {
   let names: string[];
   try {
-    names = (await readdir(dir, { recursive: true })) as string[];
+    names = await readdir(dir, { recursive: true });
   } catch {
     return;
   }

@@ -7,7 +7,7 @@ import { buildKernel } from '../kernel/build.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import type { RunSummary } from '../results/run.ts';
-import { formatSignature, signatureOf, type Signature } from '../results/signature.ts';
+import { formatSignature, signatureOf } from '../results/signature.ts';
 import { loadSummary, newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
 import { runSuite, type RunOutcome } from '../run/runner.ts';

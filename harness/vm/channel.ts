@@ -14,10 +14,11 @@ export type ChannelState = 'idle' | 'connecting' | 'running' | 'disconnecting' |
 /** Root of the channel failures; each protocol has its own children that keep what was sent and received. */
 export class ChannelError extends InfraError {}
 
-/** A request that is waiting for its answer. `fail` is called when the channel drops. */
+/** A request that is waiting for its answer. `fail` is called when the channel drops; `resolve`, when it has one, takes the answer `settle` delivers. */
 export interface PendingRequest {
   readonly what: string;
   fail(e: Error): void;
+  resolve?(value: unknown): void;
 }
 
 /**
@@ -113,7 +114,7 @@ export abstract class SocketChannel {
     onTimeout: () => Error,
   ): Promise<T> {
     const answer = new Promise<T>((resolve, reject) => {
-      this.pending.set(key, { what, fail: reject, resolve } as PendingRequest & { resolve: (v: T) => void });
+      this.pending.set(key, { what, fail: reject, resolve });
     });
     send();
     return withTimeout(answer, timeoutMs, () => {
@@ -124,7 +125,7 @@ export abstract class SocketChannel {
 
   /** Deliver an answer to the request registered under `key`; false when nothing waits for it. */
   protected settle(key: string | number, value: unknown): boolean {
-    const p = this.pending.get(key) as (PendingRequest & { resolve?: (v: unknown) => void }) | undefined;
+    const p = this.pending.get(key);
     if (!p?.resolve) return false;
     this.pending.delete(key);
     p.resolve(value);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { execa } from 'execa';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,12 +10,9 @@ import { qcrashBin } from '../helpers/env.ts';
 const dir = await mkdtemp(join(tmpdir(), 'cli-errors-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 
-function qcrash(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [qcrashBin, ...args], { env: { ...process.env, QCRASH_TMPDIR: dir } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
+async function qcrash(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await execa(process.execPath, [qcrashBin, ...args], { env: { QCRASH_TMPDIR: dir }, reject: false });
+  return { code: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
 async function runScenario(name: string, text: string) {
@@ -79,24 +76,13 @@ t.test('unknown option and bad --jobs are usage errors', async (t) => {
 
 t.test('bisect: bad trees and revisions are exit 2 with what is wrong', async (t) => {
   const repo = join(dir, 'history');
-  const git = (args: string[]) =>
-    new Promise<string>((resolve, reject) =>
-      execFile(
-        'git',
-        args,
-        {
-          cwd: repo,
-          env: {
-            ...process.env,
-            GIT_AUTHOR_NAME: 'a',
-            GIT_AUTHOR_EMAIL: 'a@b',
-            GIT_COMMITTER_NAME: 'a',
-            GIT_COMMITTER_EMAIL: 'a@b',
-          },
-        },
-        (e, out) => (e ? reject(e) : resolve(out.trim())),
-      ),
-    );
+  const git = async (args: string[]) =>
+    (
+      await execa('git', args, {
+        cwd: repo,
+        env: { GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@b', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@b' },
+      })
+    ).stdout.trim();
   await mkdir(repo);
   await git(['init', '-q']);
   await git(['commit', '-q', '--allow-empty', '-m', 'one']);

@@ -167,8 +167,8 @@ async function manifests(file: string): Promise<Manifest[]> {
 
 /** Constructs the kubernetes-models object for a manifest and validates it against the Kubernetes OpenAPI schema. */
 function k8sValidate(m: Manifest): void {
-  if (m.apiVersion === 'batch/v1' && m.kind === 'Job') new Job(m as any).validate();
-  else if (m.apiVersion === 'v1' && m.kind === 'PersistentVolumeClaim') new PersistentVolumeClaim(m as any).validate();
+  if (m.apiVersion === 'batch/v1' && m.kind === 'Job') new Job(m).validate();
+  else if (m.apiVersion === 'v1' && m.kind === 'PersistentVolumeClaim') new PersistentVolumeClaim(m).validate();
   else throw new Error(`no model for ${m.apiVersion} ${m.kind}`);
 }
 
@@ -321,7 +321,9 @@ t.test('the Kubernetes schema rejects broken copies', async (t) => {
 // ---------------------------------------------------------------- Dockerfile
 
 function dockerfileProblems(text: string): string[] {
-  return lintDockerfile(text).map((d) => `${d.range.start.line + 1}: ${d.message}`);
+  return lintDockerfile(text).map(
+    (d) => `${d.range.start.line + 1}: ${typeof d.message === 'string' ? d.message : d.message.value}`,
+  );
 }
 
 t.test('the Dockerfile passes the linter and installs through .ci/install', async (t) => {

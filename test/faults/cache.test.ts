@@ -226,10 +226,10 @@ t.test('a saved state that fails to load in QEMU is discarded and saved anew; th
   };
   const lines: string[] = [];
   const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+  process.stderr.write = (chunk: string | Uint8Array, ...rest: never[]) => {
     lines.push(String(chunk));
     return write(chunk, ...rest);
-  }) as typeof process.stderr.write;
+  };
   let outcome;
   try {
     outcome = await runSuite({

@@ -37,7 +37,7 @@ async function clean(t: Test) {
 }
 
 async function cases(out: string): Promise<Array<{ id: string; status: string; error?: string }>> {
-  const files = ((await readdir(join(out, 'cases'), { recursive: true })) as string[]).filter((f) => f.endsWith('case.json'));
+  const files = (await readdir(join(out, 'cases'), { recursive: true })).filter((f) => f.endsWith('case.json'));
   return Promise.all(files.sort().map(async (f) => JSON.parse(await readFile(join(out, 'cases', f), 'utf8'))));
 }
 
@@ -205,7 +205,7 @@ kill:
     t.notMatch(r.stderr, /internal error|\n\s+at /, 'no stack trace');
     const written = await readdir(join(out, 'cases'), { recursive: true }).catch(() => [] as string[]);
     t.notOk(
-      (written as string[]).some((x) => /\.tmp$/.test(x)),
+      written.some((x) => /\.tmp$/.test(x)),
       'no half-written result file',
     );
     // Make room and finish: the case runs again and now passes.

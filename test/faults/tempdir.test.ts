@@ -15,7 +15,7 @@ process.env.QCRASH_CACHE = join(root, 'cache');
 t.teardown(() => rm(root, { recursive: true, force: true }));
 const { TempDir, sweepStaleTempDirs, ownerlessGraceMs } = await import('../../harness/util/tempdir.ts');
 
-const deadPid = spawnSync(process.execPath, ['-e', '0']).pid!;
+const deadPid = spawnSync(process.execPath, ['-e', '0']).pid;
 
 t.test('a temp dir names its owner from the moment it exists', async (t) => {
   await using dir = await TempDir.create('vm');

@@ -110,8 +110,7 @@ async function guest(tmp: TempDir, o: { threads?: number[]; storesPerTick?: numb
   let stores = 4;
   let ticker: NodeJS.Timeout | undefined;
   const threads = o.threads ?? [1, 2];
-  let s!: Awaited<ReturnType<typeof stub>>;
-  s = await stub(
+  const s: Awaited<ReturnType<typeof stub>> = await stub(
     tmp,
     (p) => {
       if (p.startsWith('qSupported')) return 'PacketSize=1000';

@@ -8,7 +8,7 @@ export const qcrashBin = join(projectRoot, 'bin', 'qcrash.js');
 
 /** PIDs of qemu-system processes whose command line mentions `needle` (a temp dir). */
 export function qemuPids(needle?: string): number[] {
-  let out = '';
+  let out: string;
   try {
     out = execSync('pgrep -af qemu-system', { encoding: 'utf8' });
   } catch {

@@ -64,9 +64,9 @@ t.test('unwritten extents and blocks past i_size read as debugfs reads them', as
   execFileSync('e2fsck', ['-fy', '-E', 'bmap2extent', img], { stdio: 'ignore' });
   // Unwritten extents past the data of a file, and a size that ends inside them.
   const file = base.manifest.entries.find((e) => e.type === 'file' && (e.size ?? 0) > 8192)!;
-  const blocks = Math.ceil(file.size! / 4096);
+  const blocks = Math.ceil(file.size / 4096);
   execFileSync('debugfs', ['-w', '-R', `fallocate ${file.path} ${blocks} ${blocks + 7}`, img], { stdio: 'ignore' });
-  execFileSync('debugfs', ['-w', '-R', `sif ${file.path} size ${file.size! + 4096 * 3 + 100}`, img], { stdio: 'ignore' });
+  execFileSync('debugfs', ['-w', '-R', `sif ${file.path} size ${file.size + 4096 * 3 + 100}`, img], { stdio: 'ignore' });
   const [st] = [...(await statPaths(img, [file.path])).values()];
   t.match(st?.map, /\[u\]/, `the map has an unwritten extent: ${st?.map}`);
   await same(t, img, [file.path]);

@@ -92,10 +92,10 @@ t.test('three nights: nothing, a new finding and a flaky one, then the same head
   );
   t.equal(second.exitCode, ExitCode.failed, 'exit 1: a new finding that reproduced');
   const text = await readFile(join(second.dir, 'nightly.txt'), 'utf8');
-  t.match(text, /NEW since last night \(reproduced on rerun\): 1\n  nights \| after-sync/);
+  t.match(text, /NEW since last night \(reproduced on rerun\): 1\n {2}nights \| after-sync/);
   t.match(
     text,
-    /flaky \(new since last night, not seen on every rerun\): 1\n  nights \| after-mount .* rerun 0\/1, seen on 1 of 2 night/,
+    /flaky \(new since last night, not seen on every rerun\): 1\n {2}nights \| after-mount .* rerun 0\/1, seen on 1 of 2 night/,
   );
 
   const third = await night();

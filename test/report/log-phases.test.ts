@@ -1,6 +1,5 @@
 import t from 'tap';
 import { access } from 'node:fs/promises';
-import { join } from 'node:path';
 import { logPhaseLines, logPhaseSummary } from '../../harness/results/log-phases.ts';
 import { textReport } from '../../harness/report/text.ts';
 import { TempDir, sweepStaleTempDirs } from '../../harness/util/tempdir.ts';

@@ -27,7 +27,7 @@ t.teardown(() => rm(dir, { recursive: true, force: true }));
 
 async function tapParserResult(tap: string) {
   return new Promise<{ ok: boolean; count: number; pass: number; fail: number }>((resolve) => {
-    const p = new Parser((r) => resolve(r as unknown as { ok: boolean; count: number; pass: number; fail: number }));
+    const p = new Parser((r) => resolve(r));
     p.end(tap);
   });
 }
@@ -53,7 +53,9 @@ const asStrings = (v: unknown): unknown =>
       ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asStrings(x)]))
       : v === null
         ? null
-        : String(v);
+        : typeof v === 'number' || typeof v === 'boolean'
+          ? v.toString()
+          : v;
 
 t.test('TAP 13 (--format tap, results.tap) is accepted by tap-parser with the right counts', async (t) => {
   const tap = tap13Document(summary);
@@ -213,9 +215,9 @@ t.test('a failing reporter is disabled without stopping the others', async (t) =
     },
     { name: 'ok', onCaseEnd: (r) => void seen.push(r.id) },
   ]);
-  const write = process.stderr.write;
+  const write = process.stderr.write.bind(process.stderr);
   let err = '';
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  process.stderr.write = (s: string) => ((err += s), true);
   try {
     for (const c of summary.cases.slice(0, 3)) await hub.onCaseEnd(c);
   } finally {

@@ -42,7 +42,7 @@ function expectedNew(): Buffer {
 
 t.test('every step kind, markers and holds, with the results checked on the image', async (t) => {
   const img = await blockMappedImage(tmp, 'agent', { '/f': 100_000 });
-  let dir = '';
+  let dir: string;
   const reports = new Map<string, WriterReport | HolesReport | undefined>();
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
@@ -172,7 +172,7 @@ t.test('every step kind, markers and holds, with the results checked on the imag
 
 t.test('a kill a fixed delay after a step starts', async (t) => {
   const img = await blockMappedImage(tmp, 'delay', { '/f': 4096 });
-  let dir = '';
+  let dir: string;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;

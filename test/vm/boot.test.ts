@@ -23,7 +23,7 @@ const gone = (p: string) =>
   );
 
 t.test('boot to agent ready; QMP kill returns the SHUTDOWN event; nothing is left behind', async (t) => {
-  let dir = '';
+  let dir: string;
   let pid: number | undefined;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk });

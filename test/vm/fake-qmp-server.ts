@@ -14,7 +14,7 @@ export interface FakeConnection {
 
 export interface FakeQmpOptions {
   /** Sent on connect; null sends nothing. */
-  greeting?: unknown | null;
+  greeting?: unknown;
   /** Called for every command after qmp_capabilities (which is answered automatically). */
   onCommand?: (msg: { execute: string; arguments?: Record<string, unknown>; id?: unknown }, conn: FakeConnection) => void;
 }

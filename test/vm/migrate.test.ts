@@ -33,7 +33,7 @@ async function image(name: string) {
 
 t.test('chattr +e, sync and a clean poweroff: extent-mapped, same bytes, e2fsck clean', async (t) => {
   const img = await image('clean');
-  let dir = '';
+  let dir: string;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
@@ -84,8 +84,8 @@ t.test('chattr +e, sync and a clean poweroff: extent-mapped, same bytes, e2fsck 
 
 t.test('a kill exactly before the migrate step leaves the file block-mapped', async (t) => {
   const img = await image('before');
-  let dir = '';
-  let transcript = '';
+  let dir: string;
+  let transcript: string;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
@@ -116,8 +116,8 @@ t.test('a kill exactly before the migrate step leaves the file block-mapped', as
 
 t.test('a kill right after migrate-then-sync leaves the file extent-mapped once the journal is replayed', async (t) => {
   const img = await image('after-sync');
-  let dir = '';
-  let transcript = '';
+  let dir: string;
+  let transcript: string;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;

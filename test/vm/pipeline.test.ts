@@ -1,5 +1,4 @@
 import t from 'tap';
-import { copyFile } from 'node:fs/promises';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
 import { loadRecipe } from '../../harness/image/recipe.ts';
@@ -32,7 +31,7 @@ const steps: Step[] = [
 /** Boot on an overlay, run the steps with the crash point, return the crash image after e2fsck's journal replay. */
 async function crashAndReplay(name: string, point: Parameters<typeof runWorkload>[2]) {
   const disk = await createCaseDisk(base.path, tmp.join(`${name}.img`));
-  let transcript = '';
+  let transcript: string;
   let pid: number | undefined;
   let outcome;
   {
@@ -49,7 +48,7 @@ async function crashAndReplay(name: string, point: Parameters<typeof runWorkload
 
 t.test('the VM boots to the agent and goes away on dispose', async (t) => {
   const disk = await createCaseDisk(base.path, tmp.join('boot.img'));
-  let dir = '';
+  let dir: string;
   {
     await using vm = await Vm.launch({ kernel, initrd, disk });
     dir = vm.dir.path;

@@ -16,7 +16,6 @@ kill:
 repeat: 2
 `;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function startRun(t: { teardown(fn: () => unknown): void; equal(...a: any[]): unknown }) {
   const tmp = await mkdtemp(join(tmpdir(), 'signals-test-'));
   t.teardown(() => rm(tmp, { recursive: true, force: true }));

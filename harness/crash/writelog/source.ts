@@ -6,7 +6,7 @@ import type { BaseImage } from '../../image/build.ts';
 import { createCaseDisk } from '../../image/disk.ts';
 import type { MachineLauncher } from '../../vm/machine/machine.ts';
 import { writeJsonAtomic } from '../../util/atomic.ts';
-import { InfraError } from '../../util/errors.ts';
+import { InfraError, errorMessage } from '../../util/errors.ts';
 import type { CrashState, CrashStateSource, LogStateFired, WriteNote } from '../crash-state.ts';
 import type { StepRecord } from '../expectations.ts';
 import { WriteLog, isFlush } from './format.ts';
@@ -73,7 +73,7 @@ export async function recordWorkload(
   const diskPath = join(unitDir, 'disk.img');
   const disk = await createCaseDisk(env.base.path, diskPath, 'raw');
   const t0 = performance.now();
-  let machineMs = 0;
+  let machineMs: number;
   let recorded;
   try {
     await using machine = await env.machines.launch({
@@ -290,7 +290,7 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
       wake = undefined;
     }
     await done;
-    if (failure) throw failure;
+    if (failure) throw failure instanceof Error ? failure : new InfraError(`write log ${this.unit}: ${errorMessage(failure)}`);
   }
 
   /** The epoch a state lies in, with its writes (stable ids): what minimisation works over. */

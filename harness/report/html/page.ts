@@ -11,8 +11,15 @@ import { verdictStyles } from './verdict.ts';
  * Observable Plot from the page's embedded JSON.
  */
 
+/** A value as text: strings as they are, numbers and booleans as JavaScript prints them, anything else as JSON. */
+function toText(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return v.toString();
+  return v === undefined || v === null ? '' : JSON.stringify(v);
+}
+
 export function esc(v: unknown): string {
-  return String(v ?? '')
+  return toText(v)
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')

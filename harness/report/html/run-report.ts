@@ -59,19 +59,19 @@ function wallTime(s: RunSummary): string {
 
 /** Release, source, patches, config hash: whatever the kernel's provenance records. */
 export function kernelFacts(k: RunSummary['kernel']): Array<[string, string]> {
-  const p = (k.provenance ?? {}) as Record<string, unknown>;
+  const p = k.provenance ?? {};
   const facts: Array<[string, string]> = [
     ['kernel', `${esc(k.release)} <span class="muted">(${esc(k.kind)}, id ${esc(k.id)})</span>`],
   ];
   const source = p.source ?? p.package;
-  if (source !== undefined) facts.push(['source', esc(String(source))]);
-  if (p.base !== undefined) facts.push(['base', `<code>${esc(String(p.base))}</code>`]);
+  if (source !== undefined) facts.push(['source', esc(source)]);
+  if (p.base !== undefined) facts.push(['base', `<code>${esc(p.base)}</code>`]);
   const patches = Array.isArray(p.patches) ? (p.patches as Array<{ subject?: string; file?: string }>) : [];
   facts.push([
     'patches',
     patches.length ? `<ul>${patches.map((x) => `<li>${esc(x.subject ?? x.file ?? '?')}</li>`).join('')}</ul>` : 'none',
   ]);
-  if (p.configHash !== undefined) facts.push(['config hash', `<code>${esc(String(p.configHash))}</code>`]);
+  if (p.configHash !== undefined) facts.push(['config hash', `<code>${esc(p.configHash)}</code>`]);
   if (Array.isArray(p.configs) && p.configs.length) facts.push(['config fragments', esc((p.configs as unknown[]).join(', '))]);
   return facts;
 }
@@ -509,7 +509,7 @@ export async function runReportHtml(s: RunSummary, runDir: string): Promise<stri
   for (const c of s.cases) artefacts.set(c.id, await listArtefacts(runDir, c.id));
   const scenarios = [...new Set([...s.scenarios.map((x) => x.name), ...s.cases.map((c) => c.scenario)])];
   const charts = chartsSection(s);
-  const order = (c: CaseResult) => verdictOrder.indexOf(c.status as (typeof verdictOrder)[number]);
+  const order = (c: CaseResult) => verdictOrder.indexOf(c.status);
   const cases = [...s.cases].sort((a, b) => order(a) - order(b) || a.id.localeCompare(b.id));
   const body = [
     header(s),

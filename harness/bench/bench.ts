@@ -44,7 +44,7 @@ export type BenchPart = (typeof benchParts)[number];
  * scenarios are added to the default suite, so ratios from different days
  * compare.
  */
-export const defaultMixScenarios = ['commit-sweep.yaml', 'durability.yaml', 'shapes-1k.yaml', 'shapes-4k.yaml', 'writers.yaml'];
+const defaultMixScenarios = ['commit-sweep.yaml', 'durability.yaml', 'shapes-1k.yaml', 'shapes-4k.yaml', 'writers.yaml'];
 
 export interface BenchOptions {
   /** Crash cases per side of the e2fsck-only comparison. */
@@ -429,7 +429,7 @@ async function benchValidate(
  * the headline ratios are on the longest log (about 1000 flush epochs) for
  * the path qcrash's runs take (incremental, checked in place).
  */
-export function writelogSummary(s: WritelogSuiteResult, naiveCasesPerMin?: number) {
+function writelogSummary(s: WritelogSuiteResult, naiveCasesPerMin?: number) {
   const logs = s.logs.map((l) => ({
     flushes: l.recorded.flushes,
     entries: l.recorded.entries,

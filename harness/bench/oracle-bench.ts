@@ -44,7 +44,7 @@ export interface OracleBenchOptions {
   onProgress?: (line: string) => void;
 }
 
-export interface OracleBenchFigures {
+interface OracleBenchFigures {
   states: number;
   ms: number;
   statesPerMinute: number;
@@ -70,7 +70,7 @@ export interface OracleBenchResult {
 }
 
 /** The default suite's scenarios that record a log. */
-export async function defaultLogScenarios(): Promise<string[]> {
+async function defaultLogScenarios(): Promise<string[]> {
   const { scenarios } = await loadScenarios([scenariosDir]);
   return scenarios.filter((s) => s.crashStates && s.suite === 'default').map((s) => s.file);
 }
@@ -142,7 +142,7 @@ function figures(t: Tally): OracleBenchFigures {
  * of the tool spawner with the programs it ran (e2fsck, debugfs):
  * /proc's utime, stime, cutime, cstime.
  */
-export async function cpuMsWithChildren(): Promise<number> {
+async function cpuMsWithChildren(): Promise<number> {
   const stat = await readFile('/proc/self/stat', 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14-17 of proc(5), counted from 3 after the name: indices 11-14 here.

@@ -55,14 +55,14 @@ export interface WritelogBenchOptions {
   rounds?: number;
 }
 
-export interface StateCheck {
+interface StateCheck {
   position: number;
   journalExit: number;
   checkExit: number;
   problems: string[];
 }
 
-export interface PathFigures {
+interface PathFigures {
   states: number;
   ms: number;
   statesPerMinute: number;
@@ -90,7 +90,7 @@ export interface WritelogBenchResult {
 }
 
 /** The boundaries fstests checks: just after every FLUSH entry and every FUA write. */
-export function flushBoundaries(log: WriteLog): number[] {
+function flushBoundaries(log: WriteLog): number[] {
   return log.entries.filter((e) => isFlush(e) || isFua(e)).map((e) => e.index + 1);
 }
 
@@ -379,15 +379,6 @@ function pickEvenly<T>(xs: readonly T[], n: number): T[] {
   return Array.from({ length: n }, (_, i) => xs[Math.floor(((i + 1) * xs.length) / (n + 1))]!);
 }
 
-/** Lines for one result (the lead picks which log and which incremental path is the headline). */
-export function writelogBenchLines(r: WritelogBenchResult): string[] {
-  const what = `${r.states} prefix states, ${r.log.entries} entries, ${r.jobs} jobs`;
-  return [
-    `write-log (fork by copy) vs fstests loop: ${r.ratio.toFixed(2)}x (${what}; ${r.incremental.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
-    `write-log (in place, undo file) vs fstests loop: ${r.ratioInPlace.toFixed(2)}x (${what}; ${r.inPlace.statesPerMinute} vs ${r.fstestsLoop.statesPerMinute} states/min)`,
-  ];
-}
-
 /** How a bench log is made: `rounds` of (migrate one file and fsync it, rewrite `dataBytes` of /data and fsync it). */
 export interface BenchLogShape {
   rounds: number;
@@ -402,7 +393,7 @@ export interface BenchLogShape {
  * before the commit block, and the flush that stands in for its FUA): about
  * four flush epochs per round.
  */
-export function benchLogSteps(shape: BenchLogShape): Step[] {
+function benchLogSteps(shape: BenchLogShape): Step[] {
   const steps: Step[] = [{ kind: 'mount', name: 'mount', options: ['commit=30'] }];
   for (let i = 0; i < shape.rounds; i++) {
     steps.push({ kind: 'migrate', name: `migrate-${i}`, paths: [`/m/f${i}`], recursive: false });
@@ -422,10 +413,10 @@ export function benchLogSteps(shape: BenchLogShape): Step[] {
   return steps;
 }
 
-export const benchLogRecipe = `${projectRoot}/vm-images/bench/log-1k.yaml`;
+const benchLogRecipe = `${projectRoot}/vm-images/bench/log-1k.yaml`;
 
 /** Record one bench log on a sparse copy of `base` (the VM boots; the disk goes through blklogwrites). */
-export async function recordBenchLog(o: {
+async function recordBenchLog(o: {
   machines: MachineLauncher;
   kernel: KernelInfo;
   initrd: string;
@@ -530,7 +521,7 @@ export async function benchWritelogSuite(o: {
  * on average) is as large a share of its cost per state as it is on a
  * long-running real workload, where it grows with the log.
  */
-export const defaultBenchShapes: BenchLogShape[] = [
+const defaultBenchShapes: BenchLogShape[] = [
   { rounds: 25, dataBytes: 16 << 20 },
   { rounds: 300, dataBytes: 6 << 20 },
 ];

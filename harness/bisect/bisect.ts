@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { ConfigError, InfraError, QcrashError, ExitCode } from '../util/errors.ts';
+import { ConfigError, InfraError, QcrashError } from '../util/errors.ts';
 import { cacheDir, projectRoot } from '../util/paths.ts';
 import { onInterrupt } from '../util/cleanup.ts';
 import { hashJson } from '../util/hash.ts';
@@ -28,7 +28,7 @@ export interface StepOptions {
 }
 
 /** Which part of which case list a sharded step judged: what `combineStepReports` checks before it joins verdicts. */
-export interface StepShard {
+interface StepShard {
   index: number;
   total: number;
   caseListHash: string;
@@ -333,5 +333,3 @@ export function formatBisect(r: BisectResult): string {
     ].join('\n') + '\n'
   );
 }
-
-export const bisectExit = { good: ExitCode.pass, bad: ExitCode.failed, skip: ExitCode.bisectSkip } as const;

@@ -129,7 +129,7 @@ function normalize(s: string): string {
 }
 
 /** A syzkaller-style title for one report: its kind and where it happened. */
-export function consoleTitle(code: string, line: string, trace: readonly string[]): string {
+function consoleTitle(code: string, line: string, trace: readonly string[]): string {
   const text = stripTimestamp(line).trim();
   const inFrame = (kind: string, preferRip = true) => {
     const f = firstFrame(trace, preferRip);

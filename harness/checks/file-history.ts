@@ -24,7 +24,7 @@ export interface FileOrigin {
   data: Array<[number, number]>;
 }
 
-export interface BadSector {
+interface BadSector {
   sector: number;
   offset: number;
   expected: string;

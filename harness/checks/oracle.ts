@@ -50,7 +50,7 @@ export interface OracleOutcome {
   ms?: OracleTimes;
 }
 
-export interface OracleTimes {
+interface OracleTimes {
   contentMs: number;
   checkMs: number;
   repairMs: number;

@@ -125,10 +125,3 @@ export function codeHex(code: number): string {
 export function problemInfo(code: number): ProblemInfo {
   return table[code] ?? { name: `unknown-${codeHex(code)}`, meaning: `e2fsck problem ${codeHex(code)} (not in qcrash's table)` };
 }
-
-export function problemCodeByName(name: string): number | undefined {
-  for (const [k, v] of Object.entries(table)) if (v.name === name) return Number(k);
-  return undefined;
-}
-
-export const knownProblemNames = (): string[] => Object.values(table).map((v) => v.name);

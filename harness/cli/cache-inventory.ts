@@ -14,7 +14,7 @@ import { builtKernelEntry } from '../kernel/build.ts';
  */
 export const sealedKinds = ['images', 'user-images', 'snapshots', 'initramfs', 'kernels', 'symbols'] as const;
 export const otherKinds = ['kernel-work', 'ccache', 'bisect', 'accel'] as const;
-export type SealedKind = (typeof sealedKinds)[number];
+type SealedKind = (typeof sealedKinds)[number];
 export type CacheKind = SealedKind | (typeof otherKinds)[number];
 
 const SEAL_SUFFIX = '.checksums.json';
@@ -37,7 +37,7 @@ async function isDir(p: string): Promise<boolean> {
 }
 
 /** The entries of one sealed kind, partial files included. Temp files of atomic writes (`.x.tmp`) are not listed. */
-export async function listSealed(kind: SealedKind): Promise<CacheItem[]> {
+async function listSealed(kind: SealedKind): Promise<CacheItem[]> {
   const dir = cacheDir(kind);
   const items: CacheItem[] = [];
   const partial = (path: string, pid: number): CacheItem => ({ what: 'partial', kind, path, pid, stale: !processAlive(pid) });

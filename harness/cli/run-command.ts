@@ -214,7 +214,7 @@ async function runMatrix(
  * More VMs than free memory holds would be killed by the OOM killer halfway
  * through a run; more than a few per core only queue up behind each other.
  */
-export function checkJobs(jobs: number): void {
+function checkJobs(jobs: number): void {
   const max = Math.min(memorySlots(), availableParallelism() * 8);
   if (jobs > max) {
     throw new ConfigError(

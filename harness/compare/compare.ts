@@ -61,7 +61,7 @@ function unitOf(c: Pick<CaseResult, 'id' | 'fired'>): string | undefined {
 }
 
 /** The kernel line of a run: recorded, or read from its release (runs written before lines were recorded). */
-export function runLine(s: Pick<RunSummary, 'kernel'>): string | undefined {
+function runLine(s: Pick<RunSummary, 'kernel'>): string | undefined {
   return s.kernel.line ?? lineOfRelease(s.kernel.release)?.name;
 }
 

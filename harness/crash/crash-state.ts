@@ -118,8 +118,6 @@ export interface LogStateFired {
   keptImageIn?: string;
 }
 
-export type FiredKind = FiredPoint['kind'];
-
 /**
  * One crash state: an image a crash may have left, and how it came to be.
  * Oracles read the image and the logs, never a live VM, so a state means

@@ -79,7 +79,7 @@ export function coveredBy(path: string, t: MigrateTarget): boolean {
   return path.startsWith(dir);
 }
 
-export function migrateTargets(steps: readonly Step[]): MigrateTarget[] {
+function migrateTargets(steps: readonly Step[]): MigrateTarget[] {
   return steps.flatMap((s) => (s.kind === 'migrate' ? s.paths.map((path) => ({ path, recursive: s.recursive })) : []));
 }
 

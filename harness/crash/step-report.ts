@@ -24,14 +24,14 @@ export interface MigrationResult {
 }
 
 /** FS_IOC_GETFLAGS and fstat right after FS_IOC_SETFLAGS: each a value, or the errno of its failure. */
-export interface Readback {
+interface Readback {
   flags: { value: number } | { errno: number };
   /** st_blocks, 512-byte units. */
   blocks: { value: number } | { errno: number };
 }
 
 /** FS_EXTENT_FL: the inode is extent-mapped. */
-export const EXTENT_FL = 0x80000;
+const EXTENT_FL = 0x80000;
 
 /** Whether the readback says the file is extent-mapped; undefined when there is no readback or GETFLAGS failed. */
 export function readbackExtents(r: Pick<MigrationResult, 'readback'>): boolean | undefined {

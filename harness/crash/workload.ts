@@ -26,7 +26,7 @@ export interface WorkloadOptions {
   hold?: { point: HoldPoint; driver: HoldDriver };
 }
 
-export const defaultStepTimeoutMs = stepTimeoutMs;
+const defaultStepTimeoutMs = stepTimeoutMs;
 
 /**
  * Drive the steps through the agent and end the machine where the crash

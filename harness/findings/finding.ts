@@ -13,7 +13,7 @@ export type FindingClass = (typeof findingClasses)[number];
 
 /** Which oracle produced the finding. */
 /** `workload`: what the guest reported for a step (a step that failed, an ioctl return the ABI does not allow). */
-export type FindingSource = 'e2fsck' | 'repair' | 'content' | 'durability' | 'console' | 'workload';
+type FindingSource = 'e2fsck' | 'repair' | 'content' | 'durability' | 'console' | 'workload';
 
 export type RecoveryMode = 'e2fsck' | 'kernel';
 

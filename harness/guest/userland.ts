@@ -6,7 +6,7 @@ import { MissingToolError } from '../util/errors.ts';
  * e2fsprogs' programs the guest runs. Debian's busybox-static has no
  * chattr/lsattr, so the real ones go in with their shared libraries.
  */
-export const e2fsprogsPrograms = ['chattr', 'lsattr', 'filefrag'] as const;
+const e2fsprogsPrograms = ['chattr', 'lsattr', 'filefrag'] as const;
 
 export interface GuestUserland {
   busybox: string;

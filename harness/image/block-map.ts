@@ -53,16 +53,6 @@ export function appendRun(runs: DataRun[], run: DataRun): void {
   else runs.push([...run]);
 }
 
-/** Number of data blocks a map holds (holes and unwritten extents excluded). */
-export function mappedBlocks(map: BlockMap): number {
-  return map.data.reduce((n, r) => n + r[2], 0);
-}
-
-/** Longest physically contiguous data run (logically contiguous too), in blocks. */
-export function longestRun(map: BlockMap): number {
-  return map.data.reduce((n, r) => Math.max(n, r[2]), 0);
-}
-
 /**
  * The first difference between two files' data mappings (logical block ->
  * physical block), or undefined when they map the same blocks. Unwritten

@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, writeFile, readFile, symlink, stat } from 'node:fs/promises';
+import { mkdir, open, rename, writeFile, readFile, symlink, stat } from 'node:fs/promises';
 import { movePath } from '../util/move.ts';
 import { createCipheriv, createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -322,8 +322,4 @@ async function makeManifest(img: string, recipe: Recipe, shapes: Map<string, str
     return manifestEntry({ ...s, stat: s.stat }, t, shapes.get(s.path) ?? 'small-file');
   });
   return { recipe: recipe.name, recipeHash: recipe.hash, blockSize: recipe.blockSize, features, entries };
-}
-
-export async function removeCachedImage(base: BaseImage): Promise<void> {
-  await rm(dirname(base.path), { recursive: true, force: true });
 }

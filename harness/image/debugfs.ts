@@ -29,8 +29,8 @@ export interface InodeStat {
   fastLinkTarget?: string;
 }
 
-export const EXTENTS_FL = 0x80000;
-export const INLINE_DATA_FL = 0x10000000;
+const EXTENTS_FL = 0x80000;
+const INLINE_DATA_FL = 0x10000000;
 
 /** Parse one inode's `stat` output (debugfs 1.47). */
 export function parseDebugfsStat(text: string): InodeStat | undefined {
@@ -189,7 +189,7 @@ export interface ReadEntryOptions {
  * folder before they are hashed and removed: a user's image can hold more
  * data than the temp folder has room for.
  */
-export const dumpBatchBytes = 256 << 20;
+const dumpBatchBytes = 256 << 20;
 
 /**
  * Read files' current state from an image without mounting it: each debugfs

@@ -25,7 +25,7 @@ export interface FsGeometry {
   free: Array<[number, number]>;
 }
 
-export interface GroupInfo {
+interface GroupInfo {
   index: number;
   first: number;
   last: number;

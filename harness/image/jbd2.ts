@@ -11,14 +11,6 @@ import type { FsGeometry } from './geometry.ts';
  */
 
 export const JBD2_MAGIC = 0xc03b3998;
-export const jbd2BlockTypes = {
-  1: 'descriptor',
-  2: 'commit',
-  3: 'superblock-v1',
-  4: 'superblock-v2',
-  5: 'revoke',
-  6: 'fast-commit',
-} as const;
 const INCOMPAT_64BIT = 0x2;
 const INCOMPAT_CSUM_V2 = 0x8;
 const INCOMPAT_CSUM_V3 = 0x10;
@@ -43,7 +35,7 @@ export interface JournalSuperblock {
 }
 
 /** jbd2's JBD2_DEFAULT_FAST_COMMIT_BLOCKS: the fast-commit area when s_num_fc_blks is 0. */
-export const defaultFastCommitBlocks = 256;
+const defaultFastCommitBlocks = 256;
 
 /** The journal blocks [first, end) of the fast-commit area: the last blocks of the journal, after the log proper. */
 export function fastCommitArea(jsb: JournalSuperblock): [number, number] {

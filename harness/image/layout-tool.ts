@@ -6,7 +6,7 @@ import { MissingToolError } from '../util/errors.ts';
 import { cacheDir, projectRoot } from '../util/paths.ts';
 import { hashJson, sha256 } from '../util/hash.ts';
 
-export const layoutToolSource = join(projectRoot, 'vm-images', 'tools', 'qcrash-layout.c');
+const layoutToolSource = join(projectRoot, 'vm-images', 'tools', 'qcrash-layout.c');
 
 /** Headers qcrash-layout is compiled against, with the Debian package that has each. */
 export const layoutToolHeaders = [

@@ -13,7 +13,7 @@ import type { Recipe, RecipeEntry } from './recipe.ts';
  */
 
 /** The debugfs commands that give each entry of the recipe its owner (for small-files: each file and the directory). */
-export function ownerCommands(recipe: Pick<Recipe, 'entries'>): string[] {
+function ownerCommands(recipe: Pick<Recipe, 'entries'>): string[] {
   const cmds: string[] = [];
   for (const e of recipe.entries) {
     if (!('owner' in e) || !e.owner) continue;

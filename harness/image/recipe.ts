@@ -71,7 +71,7 @@ const owner = z.strictObject({
   project: z.number().int().min(0).max(65535).optional(),
 });
 /** The quota types ext4's quota feature tracks in hidden inodes (mkfs -O quota -E quotatype=...). */
-export const quotaTypes = ['usrquota', 'grpquota', 'prjquota'] as const;
+const quotaTypes = ['usrquota', 'grpquota', 'prjquota'] as const;
 
 const entry = z.discriminatedUnion('kind', [
   z.strictObject({

@@ -39,7 +39,7 @@ export interface ImageSuperblock {
 }
 
 /** Parse `dumpe2fs -h` (e2fsprogs 1.47). */
-export function parseSuperblock(text: string): ImageSuperblock | undefined {
+function parseSuperblock(text: string): ImageSuperblock | undefined {
   const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
   const features = field('Filesystem features');
   const blockSize = Number(field('Block size'));
@@ -198,7 +198,7 @@ async function readUserImage(path: string): Promise<BaseImage> {
 }
 
 /** One entry of `debugfs ls -p`: "/ino/mode/uid/gid/name/size/" (size empty for directories). */
-export interface ListedEntry {
+interface ListedEntry {
   ino: number;
   mode: number;
   name: string;
@@ -206,7 +206,7 @@ export interface ListedEntry {
 }
 
 /** Parse `ls -p` output; names cannot hold "/", so the fields split cleanly (a name with a newline cannot be listed and is refused by the caller). */
-export function parseLsP(text: string): { entries: ListedEntry[]; bad: string[] } {
+function parseLsP(text: string): { entries: ListedEntry[]; bad: string[] } {
   const entries: ListedEntry[] = [];
   const bad: string[] = [];
   for (const line of text.split('\n')) {

@@ -126,7 +126,7 @@ async function lock(dir: string): Promise<() => Promise<void>> {
 }
 
 /** The files of a built kernel's cache entry that its seal covers. */
-export const kernelEntryFiles = ['bzImage', 'System.map', 'kernel.json'] as const;
+const kernelEntryFiles = ['bzImage', 'System.map', 'kernel.json'] as const;
 
 /** A built kernel's cache folder as a sealed entry. */
 export function builtKernelEntry(dir: string): CacheEntry {

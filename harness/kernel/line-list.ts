@@ -3,7 +3,7 @@ import { kernelLines, type KernelLine } from './lines.ts';
 import { newestStockImage } from './stock.ts';
 
 /** What `qcrash kernel list` says of a line: its stock kernel and source tarball, installed or how to install them. */
-export async function describeLine(line: KernelLine): Promise<string> {
+async function describeLine(line: KernelLine): Promise<string> {
   const image = await newestStockImage(line);
   const stock = image
     ? `${line.stockSpec} = ${image.slice('vmlinuz-'.length)}`

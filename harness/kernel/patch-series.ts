@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../util/atomic.ts';
  * `b4 am`'s .mbx), in order. Mails without a diff (a "[PATCH 0/N]" cover
  * letter, a review reply in a saved thread) are skipped: they change no code.
  */
-export interface SeriesPatch {
+interface SeriesPatch {
   /** 1-based position in the series. */
   index: number;
   /** The file to apply: the given file itself when it holds just this patch, else a piece written for it. */
@@ -23,7 +23,7 @@ export interface SeriesPatch {
   text: string;
 }
 
-export interface SkippedMail {
+interface SkippedMail {
   origin: string;
   subject: string;
   why: string;

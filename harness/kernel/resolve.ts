@@ -82,7 +82,7 @@ export async function resolveKernel(spec: string): Promise<KernelInfo> {
 }
 
 /** A kernel with its line filled in from its release (kernel.json files written before lines were recorded lack it). */
-export function withLine(k: KernelInfo): KernelInfo {
+function withLine(k: KernelInfo): KernelInfo {
   const line = k.line ?? lineOfRelease(k.release)?.name;
   return line ? { ...k, line } : k;
 }

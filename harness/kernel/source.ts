@@ -36,7 +36,7 @@ export interface KernelSource {
   describe: string;
 }
 
-export const objDirName = 'qcrash-obj';
+const objDirName = 'qcrash-obj';
 
 /** The object directory of a work tree, kept out of git's sight so checkouts and `git clean -fd` leave it alone. */
 async function objDir(work: string): Promise<string> {
@@ -118,7 +118,7 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
  * place, at the revision it has checked out, instead of through a second
  * clone. A user's tree never has it, so it is never modified.
  */
-export const ownedTreeMarker = 'qcrash-owned';
+const ownedTreeMarker = 'qcrash-owned';
 
 export async function markOwnedTree(work: string): Promise<void> {
   await writeFile(join(work, '.git', ownedTreeMarker), 'this clone belongs to qcrash: it builds here and may reset it\n');
@@ -132,7 +132,7 @@ export async function markOwnedTree(work: string): Promise<void> {
  * refs are dropped (HEAD becomes an unborn branch until the next checkout);
  * the objects that remain and the build directory stay.
  */
-export async function dropRefsToLostObjects(work: string): Promise<string[]> {
+async function dropRefsToLostObjects(work: string): Promise<string[]> {
   const refs = (await git(work, ['for-each-ref', '--format=%(objectname) %(refname)'])).stdout
     .split('\n')
     .filter(Boolean)

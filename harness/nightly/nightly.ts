@@ -58,7 +58,7 @@ export interface NightlyOptions {
   build?: (o: BuildOptions) => Promise<KernelInfo>;
 }
 
-export interface NightFinding {
+interface NightFinding {
   signature: string;
   caseIds: string[];
   /** Reruns that showed it again, of `reruns`. */
@@ -101,7 +101,7 @@ function runFolder(branch: string): string {
 }
 
 /** The branch's last night in the index: the latest run recorded for it. */
-export function lastNightOf(index: HistoryIndex, branch: string, exceptRunId?: string): HistoryRun | undefined {
+function lastNightOf(index: HistoryIndex, branch: string, exceptRunId?: string): HistoryRun | undefined {
   return index.runs.filter((r) => r.branch === branch && r.runId !== exceptRunId).at(-1);
 }
 

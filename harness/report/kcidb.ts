@@ -12,12 +12,12 @@ import type { RunSummary } from '../results/run.ts';
  * test ids from the run and case ids.
  */
 
-export const kcidbOrigin = 'qcrash';
+const kcidbOrigin = 'qcrash';
 export const kcidbVersion = { major: 5, minor: 3 } as const;
 
 export type KcidbStatus = 'FAIL' | 'ERROR' | 'MISS' | 'PASS' | 'DONE' | 'SKIP';
 
-export interface KcidbCheckout {
+interface KcidbCheckout {
   id: string;
   origin: string;
   comment?: string;
@@ -27,7 +27,7 @@ export interface KcidbCheckout {
   misc?: Record<string, unknown>;
 }
 
-export interface KcidbBuild {
+interface KcidbBuild {
   id: string;
   checkout_id: string;
   origin: string;
@@ -38,7 +38,7 @@ export interface KcidbBuild {
   misc?: Record<string, unknown>;
 }
 
-export interface KcidbTest {
+interface KcidbTest {
   id: string;
   build_id: string;
   origin: string;

@@ -32,17 +32,17 @@ function breakConsoleEndMarkers(s: string): string {
 }
 
 /** One line of diagnostic text, safe inside KTAP. */
-export function ktapText(s: string): string {
+function ktapText(s: string): string {
   return breakConsoleEndMarkers(s.replace(/[\r\n\t]+/g, ' ').replace(/[\u0000-\u001f\u007f]/g, ''));
 }
 
 /** A test name: KTAP names cannot contain "#" (it starts a directive). */
-export function ktapName(s: string): string {
+function ktapName(s: string): string {
   return ktapText(s).replace(/#/g, '_').trim() || '-';
 }
 
 /** A case's name inside its scenario's subtest: its id without the scenario. */
-export function ktapCaseName(r: Pick<CaseResult, 'id' | 'scenario'>): string {
+function ktapCaseName(r: Pick<CaseResult, 'id' | 'scenario'>): string {
   return ktapName(r.id.startsWith(`${r.scenario}/`) ? r.id.slice(r.scenario.length + 1) : r.id);
 }
 
@@ -58,7 +58,7 @@ function findingLine(f: Finding): string {
 }
 
 /** Diagnostic lines (without indentation) and the result line of one case. */
-export function ktapCaseLines(n: number, r: CaseResult): string[] {
+function ktapCaseLines(n: number, r: CaseResult): string[] {
   const name = ktapCaseName(r);
   const diag: string[] = [];
   const shown = shownFindings(r);

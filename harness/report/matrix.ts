@@ -10,7 +10,7 @@ export interface MatrixRun {
 }
 
 /** One scenario on one kernel: its cases' counts. */
-export interface MatrixCell {
+interface MatrixCell {
   total: number;
   pass: number;
   fail: number;
@@ -18,7 +18,7 @@ export interface MatrixCell {
 }
 
 /** A failing finding signature and the kernels that showed it. */
-export interface MatrixFinding {
+interface MatrixFinding {
   signature: string;
   seenOn: string[];
   notOn: string[];

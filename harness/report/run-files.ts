@@ -12,7 +12,7 @@ import { fileReports, fileReportText } from '../results/file-report.ts';
  * anything that rebuilds a summary): results.tap is TAP 13 because that is
  * what `prove` reads; results.ktap is for kunit.py-style and KernelCI tools.
  */
-export const runReportFiles = {
+const runReportFiles = {
   'results.tap': tap13Document,
   'results.ktap': ktapDocument,
   'junit.xml': junitDocument,

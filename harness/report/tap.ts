@@ -17,7 +17,7 @@ export function interruptedComment(s: Pick<RunSummary, 'interrupted'>): string {
 }
 
 /** One case: errors, not-reached and not-run cases are `not ok`, never skipped. */
-export function tap14Case(n: number, r: CaseResult): string {
+function tap14Case(n: number, r: CaseResult): string {
   const lines = [`${r.status === 'pass' ? 'ok' : 'not ok'} ${n} - ${r.id}`];
   if (hasDiagnostics(r)) {
     lines.push('  ---');

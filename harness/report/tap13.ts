@@ -12,7 +12,7 @@ import { yamlishBlock, type YamlishValue } from './yamlish.ts';
  */
 
 /** A description may not carry an unescaped "#": TAP would read the rest as a directive. */
-export function tapDescription(s: string): string {
+function tapDescription(s: string): string {
   return s
     .replace(/\\/g, '\\\\')
     .replace(/#/g, '\\#')
@@ -20,7 +20,7 @@ export function tapDescription(s: string): string {
 }
 
 /** One case: errors, not-reached and not-run cases are `not ok`, never skipped. */
-export function tap13Case(n: number, r: CaseResult): string {
+function tap13Case(n: number, r: CaseResult): string {
   const lines = [`${r.status === 'pass' ? 'ok' : 'not ok'} ${n} - ${tapDescription(r.id)}`];
   if (hasDiagnostics(r)) lines.push(...yamlishBlock(caseDiagnostics(r) as { [key: string]: YamlishValue }));
   return lines.join('\n') + '\n';

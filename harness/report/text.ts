@@ -114,7 +114,7 @@ export function knownBugNotes(s: Pick<RunSummary, 'scenarios' | 'kernel'>): stri
 }
 
 /** "free_dind_blocks -> free_dind_blocks.constprop.0 (3 cases)": kill points whose function this kernel has only as a clone. */
-export function cloneNotes(cases: RunSummary['cases']): string[] {
+function cloneNotes(cases: RunSummary['cases']): string[] {
   const m = new Map<string, number>();
   for (const x of cases) {
     const f = x.fired;
@@ -125,7 +125,7 @@ export function cloneNotes(cases: RunSummary['cases']): string[] {
 }
 
 /** How many write-log crash states a run checked, by kind. */
-export function logStateCounts(cases: RunSummary['cases']): {
+function logStateCounts(cases: RunSummary['cases']): {
   states: number;
   units: number;
   prefix: number;
@@ -148,7 +148,7 @@ export function logStateCounts(cases: RunSummary['cases']): {
 }
 
 /** "corruption PR_5_BLOCK_USED x3 [e2fsck]": one line per kind of finding. */
-export function groupFindings(fs: readonly Finding[]): string[] {
+function groupFindings(fs: readonly Finding[]): string[] {
   const m = new Map<string, { f: Finding; n: number }>();
   for (const f of fs) {
     const k = `${f.class} ${f.name} ${f.recovery ?? ''}`;

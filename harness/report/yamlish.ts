@@ -21,7 +21,7 @@ const escapes: Record<string, string> = {
   '\v': '\\v',
 };
 
-export function yamlishString(s: string): string {
+function yamlishString(s: string): string {
   return `"${s.replace(/[\\"\u0000-\u001f\u007f]/g, (c) => escapes[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}"`;
 }
 

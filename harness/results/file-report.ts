@@ -14,7 +14,7 @@ import { errnoName, migrationOutcome, type MigrateReport } from '../crash/step-r
  */
 
 /** What the FS_IOC_SETFLAGS ioctl said for a path in the run without a crash (or, failing that, the first run whose migration completed). */
-export type IoctlOutcome = 'migrated' | 'refused' | 'bad-return' | 'skipped' | 'not-asked';
+type IoctlOutcome = 'migrated' | 'refused' | 'bad-return' | 'skipped' | 'not-asked';
 
 export interface FileRow {
   path: string;

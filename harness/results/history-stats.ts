@@ -8,7 +8,7 @@ import type { HistoryIndex, HistoryRun } from './history.ts';
  * per signature how often it showed where it could have.
  */
 
-export interface ScenarioCell {
+interface ScenarioCell {
   runId: string;
   verdict: string;
   pass: number;
@@ -79,7 +79,7 @@ export function runChanges(index: HistoryIndex): RunChange[] {
   return out;
 }
 
-export type SignatureTrend = 'flaky' | 'every run since first seen' | 'gone';
+type SignatureTrend = 'flaky' | 'every run since first seen' | 'gone';
 
 export interface SignatureRate {
   signature: string;

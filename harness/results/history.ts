@@ -17,7 +17,7 @@ import { ConfigError } from '../util/errors.ts';
  * Written atomically; a file that does not parse or match the format is a
  * ConfigError that says how to rebuild it.
  */
-export const historySchemaId = 'qcrash-history/1';
+const historySchemaId = 'qcrash-history/1';
 export const historyFileName = 'history.json';
 
 // notRun: planned cases an interrupted run never got to (absent in entries written before qcrash counted them).
@@ -51,15 +51,14 @@ const runEntry = z.object({
 const indexFile = z.object({ schema: z.literal(historySchemaId), updatedAt: z.string(), runs: z.array(runEntry) });
 
 export type HistoryRun = z.infer<typeof runEntry>;
-export type HistoryCase = z.infer<typeof caseEntry>;
 export type HistoryIndex = z.infer<typeof indexFile>;
 
-export function emptyHistory(): HistoryIndex {
+function emptyHistory(): HistoryIndex {
   return { schema: historySchemaId, updatedAt: new Date().toISOString(), runs: [] };
 }
 
 /** A scenario's verdict over its cases: the worst status any of them had. */
-export function scenarioVerdict(c: z.infer<typeof counts>): string {
+function scenarioVerdict(c: z.infer<typeof counts>): string {
   return c.fail ? 'fail' : c.error ? 'error' : c.notRun ? 'not-run' : c.notReached ? 'not-reached' : 'pass';
 }
 
@@ -126,7 +125,7 @@ export async function saveHistory(file: string, index: HistoryIndex): Promise<vo
 }
 
 /** Run folders directly inside `resultsDir`: those with a summary.json (finished) or run.json (interrupted). */
-export async function findRunDirs(resultsDir: string): Promise<string[]> {
+async function findRunDirs(resultsDir: string): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(resultsDir);

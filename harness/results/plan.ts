@@ -6,7 +6,7 @@ import type { CaseResult } from './case.ts';
 import type { PlanProgress, PlannedCase, PlannedUnit, RunMeta } from './run.ts';
 import { caseRelDir } from './case-dir.ts';
 
-export type { PlanProgress, PlannedCase, PlannedUnit, RunPlan } from './run.ts';
+export type { PlanProgress,   RunPlan } from './run.ts';
 
 function notRunCase(p: PlannedCase, why: string, plannedStates?: number): CaseResult {
   return {

@@ -127,7 +127,7 @@ function caseParts(id: string, meta: RunMeta): Pick<CaseResult, 'scenario' | 'su
 }
 
 /** A case that merge must report: not run (it has no result), or an error (more than one, or not in the case list). */
-export function errorCase(id: string, meta: RunMeta, message: string, kind: 'MissingShard' | 'MissingCase' | 'DuplicatedCase' | 'UnexpectedCase'): CaseResult {
+function errorCase(id: string, meta: RunMeta, message: string, kind: 'MissingShard' | 'MissingCase' | 'DuplicatedCase' | 'UnexpectedCase'): CaseResult {
   return {
     id,
     ...caseParts(id, meta),

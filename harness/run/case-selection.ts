@@ -33,7 +33,7 @@ export function selectCases(scenarios: Scenario[], run: ResolvedRun): CaseSelect
 }
 
 /** The scenarios' cases and units that --filter keeps; none is an error that costs no kernel, image or VM. */
-export function filteredCases(
+function filteredCases(
   scenarios: Scenario[],
   seed: number,
   filter: readonly string[] = [],

@@ -99,7 +99,7 @@ async function probeWrite(dir: string): Promise<void> {
 }
 
 /** Bytes free to an unprivileged writer in `dir`. */
-export async function freeBytes(dir: string): Promise<number> {
+async function freeBytes(dir: string): Promise<number> {
   const fs = await statfs(dir);
   return Number(fs.bavail) * Number(fs.bsize);
 }

@@ -33,7 +33,7 @@ export async function parseScenario(file: string, text: string, opts: ParseOptio
   return resolveScenario(parseScenarioText(file, text, opts), opts);
 }
 
-export async function resolveScenario(parsed: ParsedScenario, opts: ResolveOptions = {}): Promise<Scenario> {
+async function resolveScenario(parsed: ParsedScenario, opts: ResolveOptions = {}): Promise<Scenario> {
   const { runsOn, paths } = await findFilesystem(parsed, opts);
   checkPaths(parsed, paths);
   return { ...parsed.scenario, ...runsOn };

@@ -30,7 +30,7 @@ export async function createRunFolder(run: ResolvedRun, facts: RunFacts): Promis
   return RunStore.create(run.dir, await runMeta(run, facts));
 }
 
-export async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMeta> {
+async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMeta> {
   const { kernel } = facts;
   const meta: RunMeta = {
     schema: 'qcrash-run/1',

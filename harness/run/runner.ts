@@ -26,8 +26,6 @@ import { createRunFolder } from './run-meta.ts';
 import { casesInFlight, recordAndCheck } from './suite-session.ts';
 
 export type { SuiteOptions } from './run-config.ts';
-export { ResultsWriteError } from './suite-session.ts';
-
 export interface RunOutcome {
   summary: RunSummary;
   dir: string;

@@ -62,7 +62,7 @@ export const estimatedCostMs: Readonly<Record<CostKind, number>> = {
 };
 
 /** Per crash state of a write-log unit, on top of its recording. */
-export const estimatedStateCostMs = 300;
+const estimatedStateCostMs = 300;
 
 /** Parse "I/N" (1 <= I <= N); anything else is a usage error that says what was expected. */
 export function parseShardSpec(text: string): ShardSpec {

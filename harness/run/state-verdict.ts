@@ -39,7 +39,7 @@ export interface StateVerdict {
   outcome: OracleOutcome;
 }
 
-export function expectationsAt(ctx: StateOracleContext, position: number): ReturnType<typeof deriveExpectations> {
+function expectationsAt(ctx: StateOracleContext, position: number): ReturnType<typeof deriveExpectations> {
   return deriveExpectations(
     ctx.steps,
     recordsAt(ctx.acks, ctx.records, position),

@@ -57,7 +57,7 @@ export type Step = StepCommon &
  * status not 0); otherwise a failed step is a `step-failed` finding. A
  * migrate whose ioctl refuses a file does not fail its step.
  */
-export interface StepCommon {
+interface StepCommon {
   mayFail?: boolean;
   /**
    * Run the step pinned to this vCPU (0-based; needs `Scenario.cpus` above
@@ -68,7 +68,7 @@ export interface StepCommon {
 
 export type StepKind = Step['kind'];
 export const writerModes = ['odirect', 'mmap', 'buffered', 'mmap-holes'] as const;
-export type WriterMode = (typeof writerModes)[number];
+type WriterMode = (typeof writerModes)[number];
 
 /**
  * Where a case kills the VM. Agent points are timed against step markers;
@@ -139,7 +139,7 @@ export interface HoldPoint {
 export type KillPoint = Exclude<CrashPoint, { kind: 'log' }>;
 
 /** prefix: everything completed up to a point; power-loss: some writes of a flush epoch lost. */
-export type LogStateKind = 'prefix' | 'power-loss';
+type LogStateKind = 'prefix' | 'power-loss';
 
 /**
  * `crash-states: { from: log, ... }`: record the workload's writes once

@@ -35,7 +35,7 @@ const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are w
  * thresholds, nothing that could reach beyond the test. Written to
  * /proc/sys/<key with dots as slashes>, so each must exist there.
  */
-export const guestSysctls = [
+const guestSysctls = [
   'vm.dirty_background_bytes',
   'vm.dirty_background_ratio',
   'vm.dirty_bytes',
@@ -289,7 +289,7 @@ function seededSample(items: number[], n: number, key: string): number[] {
     .sort((a, b) => a - b);
 }
 
-export const recoveryModes = ['e2fsck', 'kernel'] as const;
+const recoveryModes = ['e2fsck', 'kernel'] as const;
 
 /**
  * `crash-states: { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }`:

@@ -18,7 +18,7 @@ import { errorMessage } from './errors.ts';
  * single file (the seal is `<file>.checksums.json` beside it, written after
  * the file is renamed into place).
  */
-export const SEAL_SCHEMA = 'qcrash-cache-seal/1';
+const SEAL_SCHEMA = 'qcrash-cache-seal/1';
 const DIR_SEAL = 'checksums.json';
 const FILE_SEAL_SUFFIX = '.checksums.json';
 
@@ -29,7 +29,7 @@ const FILE_SEAL_SUFFIX = '.checksums.json';
  * (the 672 MB limits-runs-4k image: 0.23 s instead of 2-4 s here). Sizes are
  * compared before digests, so the encoding is unambiguous.
  */
-export const DIGEST_ALGORITHM = 'sha256, all-zero 64 KiB blocks as "Z", others as "D" + bytes';
+const DIGEST_ALGORITHM = 'sha256, all-zero 64 KiB blocks as "Z", others as "D" + bytes';
 const BLOCK = 64 << 10;
 const READ = 1 << 20;
 const zeroBlock = Buffer.alloc(BLOCK);
@@ -54,7 +54,7 @@ export async function contentDigest(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-export interface SealedFile {
+interface SealedFile {
   size: number;
   digest: string;
 }

@@ -38,17 +38,12 @@ export function shuttingDown(): boolean {
   return exiting;
 }
 
-/** The signal that stopped qcrash, if one did. */
-export function interruptedBy(): NodeJS.Signals | undefined {
-  return received;
-}
-
 /**
  * What a command reports for an error that ended it: after a signal, the
  * signal (an InterruptedError, exit 128+N), never what the teardown broke on
  * its way down (a QEMU it killed while a state was being saved).
  */
-export function causeOf(e: unknown): unknown {
+function causeOf(e: unknown): unknown {
   return received ? new InterruptedError(received) : e;
 }
 

@@ -89,7 +89,7 @@ export class CommandError extends InfraError {
   }
 }
 
-export function formatWhere(where: { file?: string; line?: number; column?: number }): string {
+function formatWhere(where: { file?: string; line?: number; column?: number }): string {
   let s = where.file ?? '<input>';
   if (where.line !== undefined) s += `:${where.line}`;
   if (where.column !== undefined) s += `:${where.column}`;

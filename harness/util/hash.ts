@@ -16,7 +16,7 @@ export function hashJson(value: unknown): string {
   return sha256(stableStringify(value));
 }
 
-export function stableStringify(value: unknown): string {
+function stableStringify(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
   if (value && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)

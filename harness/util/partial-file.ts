@@ -68,7 +68,7 @@ export interface StalePartial {
 }
 
 /** Partial files and folders in the cache whose writer is gone (two levels deep: `snapshots/x`, `initramfs/<hash>/x`). */
-export async function findStalePartials(root = cacheRoot()): Promise<StalePartial[]> {
+async function findStalePartials(root = cacheRoot()): Promise<StalePartial[]> {
   const found: StalePartial[] = [];
   const visit = async (dir: string, depth: number) => {
     let names: string[];

@@ -21,7 +21,7 @@ function stepVerdict(s: SeriesStep): string {
 }
 
 /** validate.html's content for a series; `text` is seriesReport(result). */
-export async function seriesHtml(r: SeriesResult, text: string): Promise<string> {
+async function seriesHtml(r: SeriesResult, text: string): Promise<string> {
   const total = r.steps.length;
   const baseLink = await reportLink(r.dir, r.baseline.dir);
   const stepLinks = await Promise.all(r.steps.map((s) => reportLink(r.dir, s.dir)));

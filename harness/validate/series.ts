@@ -29,7 +29,7 @@ import type { SeriesFinding, SeriesPatchRef, SeriesResult, SeriesStep } from './
  */
 
 /** The kernels to judge, in order: the baseline, then one per patch (that patch and every one before it). */
-export interface SeriesKernels {
+interface SeriesKernels {
   baseline: KernelInfo;
   steps: Array<{ patch: SeriesPatchRef; kernel: KernelInfo }>;
   skipped?: SeriesResult['skipped'];
@@ -151,10 +151,7 @@ export async function validateSeriesKernels(o: SeriesRunOptions): Promise<Series
 }
 
 /** Every failing signature of the main runs, followed from the baseline through each patch, with the first patch that introduced it. */
-export function followSignatures(
-  baseline: RunSummary,
-  steps: Array<Pick<SeriesStep, 'summary' | 'introduced'>>,
-): SeriesFinding[] {
+function followSignatures(baseline: RunSummary, steps: Array<Pick<SeriesStep, 'summary' | 'introduced'>>): SeriesFinding[] {
   const seenSets = [baseline, ...steps.map((s) => s.summary)].map((s) => failingSignatures(s));
   const all = new Set(seenSets.flatMap((m) => [...m.keys()]));
   const out: SeriesFinding[] = [];
@@ -178,7 +175,7 @@ function counts(s: RunSummary): string {
 }
 
 /** Where a signature stands after the series, in words. */
-export function findingFate(f: SeriesFinding, total: number): string {
+function findingFate(f: SeriesFinding, total: number): string {
   const seenOn = f.seen.flatMap((x, i) => (x ? [i === 0 ? 'baseline' : String(i)] : []));
   const where = `seen on: ${seenOn.join(', ')}`;
   if (f.introducedBy === undefined) {

@@ -27,7 +27,7 @@ export interface ConfirmationRun {
 }
 
 /** The confirm-N run folders validate leaves in its output folder, in rerun order. */
-export async function loadConfirmationRuns(dir: string): Promise<ConfirmationRun[]> {
+async function loadConfirmationRuns(dir: string): Promise<ConfirmationRun[]> {
   const names = (await readdir(dir).catch(() => [] as string[]))
     .filter((n) => /^confirm-\d+$/.test(n))
     .sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
@@ -100,7 +100,7 @@ export function sigList(sigs: string[], id: string): string {
 }
 
 /** validate.html's content; `text` is validateReport(result), the mail-ready text. */
-export async function validateHtml(r: ValidateResult, text: string): Promise<string> {
+async function validateHtml(r: ValidateResult, text: string): Promise<string> {
   const baseLink = await reportLink(r.dir, r.baseline.dir);
   const patchedLink = await reportLink(r.dir, r.patched.dir);
   const confirms = await loadConfirmationRuns(r.dir);

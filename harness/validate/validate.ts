@@ -52,7 +52,7 @@ export interface ValidateOptions {
 }
 
 /** What a validate shard leaves beside its runs, for `qcrash merge` (validate-shard.json). */
-export interface ValidateShardRecord {
+interface ValidateShardRecord {
   schema: 'qcrash-validate-shard/1';
   shard: { index: number; total: number };
   seed: number;
@@ -63,7 +63,7 @@ export interface ValidateShardRecord {
   confirms: string[];
 }
 
-export const validateShardFile = 'validate-shard.json';
+const validateShardFile = 'validate-shard.json';
 
 /**
  * The failing signatures of a run. Only cases that ran count: a case that
@@ -375,7 +375,7 @@ export async function mergeValidateShards(o: {
 
 /** What `qcrash validate --resume OUT` needs to finish a validation: its inputs, kept in OUT/validate-args.json. */
 export type ValidateArgs = Pick<ValidateOptions, 'patches' | 'tree' | 'configs' | 'scenarios' | 'seed' | 'confirmRuns' | 'shard'>;
-export const validateArgsFile = 'validate-args.json';
+const validateArgsFile = 'validate-args.json';
 
 export async function readValidateArgs(dir: string): Promise<ValidateArgs> {
   const file = join(dir, validateArgsFile);

@@ -22,7 +22,7 @@ import type { HoldPoint, Step } from '../../harness/scenario/model.ts';
  * Shared by the real-VM test (hold-vm.test.ts) and the free-running
  * measurement script (hold-measure.ts).
  */
-export const file = '/big/sparse';
+const file = '/big/sparse';
 
 /**
  * Right after ext4_ext_migrate's walk: the return from its last call of
@@ -60,7 +60,7 @@ export interface RaceRun {
  * otherwise ends a hold at its limit with the writer stuck, which the
  * hold's record says.
  */
-export function raceSteps(opts: { cpus: number; paceUs: number; held?: boolean }): Step[] {
+function raceSteps(opts: { cpus: number; paceUs: number; held?: boolean }): Step[] {
   const pin = (cpu: number) => (opts.cpus > 1 ? { cpu } : {});
   return [
     { kind: 'mount', name: 'mount', options: ['nodelalloc', opts.held ? 'commit=60' : 'commit=5'] },

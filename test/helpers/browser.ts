@@ -10,8 +10,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
  * chromium from trying (and hanging on) connections of its own. Each launch
  * gets a fresh profile folder, removed on close.
  */
-export const chromiumPath = '/usr/bin/chromium';
-export const chromiumFlags = [
+const chromiumPath = '/usr/bin/chromium';
+const chromiumFlags = [
   '--headless',
   '--no-sandbox',
   '--disable-gpu',

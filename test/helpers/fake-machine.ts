@@ -12,7 +12,7 @@ import type { AgentArg } from '../../harness/vm/agent/protocol.ts';
  * replaces the real-VM tests: QEMU, QMP and the guest agent are tested for
  * real in test/vm/.
  */
-export interface FakeReply {
+interface FakeReply {
   exitCode?: number;
   output?: string;
   /** How long the command runs after its start marker (default 5 ms). */
@@ -32,7 +32,7 @@ export interface FakeMachineOptions {
 }
 
 /** One command as the fake agent saw it. */
-export interface SeenCommand {
+interface SeenCommand {
   command: string;
   args: string[];
   hold: boolean;

@@ -35,7 +35,7 @@ export const sparseFile = {
   ] as Array<[number, number]>,
 };
 
-export function bytes(name: string, n: number): Buffer {
+function bytes(name: string, n: number): Buffer {
   const out = Buffer.alloc(n);
   for (let off = 0, i = 0; off < n; off += 32, i++) createHash('sha256').update(`${name}/${i}`).digest().copy(out, off);
   return out;

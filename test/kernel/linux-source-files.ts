@@ -11,12 +11,7 @@ export const linuxSources = {
 } as const;
 
 /** What the fixes' tests read from a source package: checkpatch with its data files, and the file the fixes change. */
-export const fixFiles = [
-  'scripts/checkpatch.pl',
-  'scripts/spelling.txt',
-  'scripts/const_structs.checkpatch',
-  'fs/ext4/migrate.c',
-];
+const fixFiles = ['scripts/checkpatch.pl', 'scripts/spelling.txt', 'scripts/const_structs.checkpatch', 'fs/ext4/migrate.c'];
 
 /**
  * A few files of a linux-source tarball, extracted once into the cache (a

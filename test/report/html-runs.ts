@@ -23,7 +23,7 @@ import { HtmlReportReporter } from '../../harness/report/html/run-report.ts';
  *   blocks are not journaled, so it survives any replay and the content
  *   oracle reports the changed bytes (data).
  */
-export type Damage = 'freeb' | 'zap';
+type Damage = 'freeb' | 'zap';
 export type DamagePlan = Record<string, Damage[]>;
 
 const steps = `steps:
@@ -34,7 +34,7 @@ const steps = `steps:
 recovery: [e2fsck]
 `;
 
-export const scenarioTexts = {
+const scenarioTexts = {
   'html-clean': `description: Migrate every shape, sync, umount; then a clean power-off or a kill right after umount.\nrecipe: small-4k\n${steps}kill:\n  - none\n  - after: umount\n`,
   'html-kill': `description: Migrate every shape; kill 30 ms into the migration, or at the second call of ext4_ext_migrate (gdbstub).\nrecipe: small-4k\n${steps}kill:\n  - delay: { step: migrate, ms: 30 }\n  - kernel: { step: migrate, symbol: ext4_ext_migrate, hit: 2 }\n`,
 };

@@ -19,7 +19,7 @@ export interface FakeQmpOptions {
   onCommand?: (msg: { execute: string; arguments?: Record<string, unknown>; id?: unknown }, conn: FakeConnection) => void;
 }
 
-export const fakeGreeting = {
+const fakeGreeting = {
   QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'fake' }, capabilities: ['oob'] },
 };
 

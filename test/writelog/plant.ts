@@ -36,7 +36,7 @@ interface JournalMap {
   blockSize: number;
 }
 
-export async function journalMap(image: string): Promise<JournalMap & { layout: FsGeometry }> {
+async function journalMap(image: string): Promise<JournalMap & { layout: FsGeometry }> {
   const layout = await readGeometry(image);
   const journal = await readJournalLocation(image, layout);
   if (!journal) throw new Error(`${image} has no journal with a valid superblock`);

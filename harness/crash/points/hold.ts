@@ -28,7 +28,7 @@ export function writerProgress(consoleText: string): number {
   return sum;
 }
 
-export function holdPointName(p: Pick<HoldPoint, 'symbol' | 'offset' | 'afterCall'>): string {
+function holdPointName(p: Pick<HoldPoint, 'symbol' | 'offset' | 'afterCall'>): string {
   return `${p.symbol}${p.afterCall ? ` after ${p.afterCall}()` : ''}${p.offset ? `+0x${p.offset.toString(16)}` : ''}`;
 }
 

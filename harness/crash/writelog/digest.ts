@@ -14,9 +14,9 @@ import { entryKind, type LogEntry, type WriteLog } from './format.ts';
  * image is the sum (mod 2^128) of the hashes of the sectors where it differs
  * from the base: order-free, and updated in O(1) per sector written.
  */
-export const hashModulus = 1n << 128n;
+const hashModulus = 1n << 128n;
 
-export interface WriteDigest {
+interface WriteDigest {
   entry: LogEntry;
   /**
    * Short hash of the sector number and the data written: the same write

@@ -23,7 +23,7 @@ import type { WriteRef } from './states.ts';
 
 // ---------------------------------------------------------------- roles
 
-export type BlockRoleKind =
+type BlockRoleKind =
   | 'superblock'
   | 'group-descriptors'
   | 'reserved-gdt'
@@ -92,7 +92,7 @@ export function staticRole(layout: FsGeometry, block: number): BlockRole | undef
   return undefined;
 }
 
-export interface WritePart {
+interface WritePart {
   /** Filesystem blocks [first, last] this part covers. */
   blocks: [number, number];
   role: BlockRole;

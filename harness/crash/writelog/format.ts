@@ -15,8 +15,8 @@ import { InfraError } from '../../util/errors.ts';
  * header sector). QEMU logs a request after its data write completed and
  * before the guest sees the completion, so entries are in completion order.
  */
-export const WRITE_LOG_MAGIC = 0x6a736677736872n;
-export const WRITE_LOG_VERSION = 1n;
+const WRITE_LOG_MAGIC = 0x6a736677736872n;
+const WRITE_LOG_VERSION = 1n;
 export const LogFlag = {
   flush: 1,
   fua: 2,
@@ -67,10 +67,6 @@ export function isFlush(e: LogEntry): boolean {
 
 export function isFua(e: LogEntry): boolean {
   return (e.flags & LogFlag.fua) !== 0 && e.nrSectors > 0;
-}
-
-export function isWrite(e: LogEntry): boolean {
-  return entryKind(e) === 'write';
 }
 
 /** The log is not in the dm-log-writes format, or is damaged before its end. Keeps where and what was found. */

@@ -81,7 +81,7 @@ function openLog(log: WriteLog): number {
  * Apply entries [from, to) of the log, in order, to the image open as `fd`:
  * the log is read sequentially in chunks of up to 8 MiB, each holding whole entries.
  */
-export async function applyRange(log: WriteLog, fd: number, from: number, to: number): Promise<void> {
+async function applyRange(log: WriteLog, fd: number, from: number, to: number): Promise<void> {
   if (from >= to) return;
   const logFd = openLog(log);
   try {
@@ -117,7 +117,7 @@ export async function applyRange(log: WriteLog, fd: number, from: number, to: nu
 }
 
 /** Apply chosen writes (any subset, log order as given) to the image open as `fd`. */
-export function applyWrites(log: WriteLog, fd: number, writes: readonly ApplyWrite[]): void {
+function applyWrites(log: WriteLog, fd: number, writes: readonly ApplyWrite[]): void {
   if (!writes.length) return;
   const logFd = openLog(log);
   try {

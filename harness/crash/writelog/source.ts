@@ -43,8 +43,8 @@ export interface Recording {
   recordedAt: string;
 }
 
-export const recordingFile = 'recording.json';
-export const logFile = 'workload.log';
+const recordingFile = 'recording.json';
+const logFile = 'workload.log';
 
 export interface RecordEnv {
   machines: MachineLauncher;
@@ -132,7 +132,7 @@ export interface SourceOptions {
 }
 
 /** The planner's options for a scenario's `crash-states:`. */
-export function planOptions(spec: CrashStatesSpec): Parameters<typeof generateStates>[2] {
+function planOptions(spec: CrashStatesSpec): Parameters<typeof generateStates>[2] {
   return {
     seed: spec.seed,
     prefixes: spec.prefixes,

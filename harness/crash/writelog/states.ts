@@ -23,7 +23,7 @@ import type { StepKind } from '../../scenario/model.ts';
  * Epoch k holds the writes after the (k-1)-th flush entry and before the
  * k-th; the writes after the last flush form the open epoch `end`.
  */
-export type StateKind = 'prefix' | 'power-loss';
+type StateKind = 'prefix' | 'power-loss';
 export type StateVariant = 'flush' | 'fua' | 'ack' | 'end' | 'cut' | 'drop' | 'subset' | 'torn';
 
 export interface WriteRef {
@@ -101,7 +101,7 @@ export interface GenerateOptions {
 }
 
 /** Stable ids for writes of one epoch (given by entry index, in log order): repeats of the same write numbered `.2`, `.3`. */
-export function writeRefs(digest: LogDigest, indices: readonly number[]): WriteRef[] {
+function writeRefs(digest: LogDigest, indices: readonly number[]): WriteRef[] {
   const seenIds = new Map<string, number>();
   return indices.map((i) => {
     const d = digest.writes.get(i);

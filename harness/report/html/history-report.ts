@@ -25,7 +25,7 @@ async function runLink(resultsDir: string, r: HistoryRun): Promise<string> {
   return relHref(r.dir);
 }
 
-export async function historyHtml(index: HistoryIndex, resultsDir: string, opts: { maxRuns?: number } = {}): Promise<string> {
+async function historyHtml(index: HistoryIndex, resultsDir: string, opts: { maxRuns?: number } = {}): Promise<string> {
   const max = opts.maxRuns ?? 30;
   const shownFrom = Math.max(0, index.runs.length - max);
   const view: HistoryIndex = { ...index, runs: index.runs.slice(shownFrom) };

@@ -64,7 +64,7 @@ async function packageFile(pkg: string, file: string): Promise<string> {
  * d3 and Observable Plot's UMD builds, read from node_modules: the Plot
  * bundle expects a global `d3`, so d3 comes first. Read once per process.
  */
-export function chartLibraries(): Promise<string> {
+function chartLibraries(): Promise<string> {
   libraries ??= (async () => {
     const d3 = await packageFile('d3', 'dist/d3.min.js');
     const plot = await packageFile('@observablehq/plot', 'dist/plot.umd.min.js');
@@ -76,7 +76,7 @@ export function chartLibraries(): Promise<string> {
 const clientScripts = new Map<string, Promise<string>>();
 
 /** A browser-side script shipped beside this module (client/NAME.js), inlined into the page. */
-export function clientScript(name: string): Promise<string> {
+function clientScript(name: string): Promise<string> {
   let p = clientScripts.get(name);
   if (!p) {
     p = readFile(new URL(`./client/${name}.js`, import.meta.url), 'utf8').then(scriptSafe);

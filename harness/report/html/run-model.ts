@@ -58,7 +58,7 @@ export function readFired(f: unknown): FiredView | undefined {
  */
 export type PhaseName = 'machine' | 'workload' | 'recovery' | 'oracles' | 'queued' | 'keep';
 export const phaseNames: PhaseName[] = ['queued', 'machine', 'workload', 'recovery', 'oracles', 'keep'];
-export const phaseLabels: Record<PhaseName | 'total', string> = {
+const phaseLabels: Record<PhaseName | 'total', string> = {
   queued: 'waiting for a VM slot',
   machine: 'machine (restore or boot)',
   workload: 'workload',
@@ -115,7 +115,7 @@ export interface Artefact {
   bytes: number;
 }
 
-export function artefactKind(name: string): ArtefactKind {
+function artefactKind(name: string): ArtefactKind {
   if (/console.*\.log$/.test(name)) return 'console';
   if (/qmp.*\.jsonl?$/.test(name)) return 'qmp';
   if (/gdb.*\.log$/.test(name)) return 'gdb';
@@ -146,7 +146,7 @@ export async function listArtefacts(runDir: string, caseId: string): Promise<Art
 }
 
 /** Recovery modes a case went through: from its e2fsck log names (e2fsck-<mode>-<n>-...), else its findings. */
-export function caseRecoveries(c: CaseResult, artefacts: readonly Artefact[]): string[] {
+function caseRecoveries(c: CaseResult, artefacts: readonly Artefact[]): string[] {
   const modes = new Set<string>();
   for (const a of artefacts) {
     const m = /^e2fsck-([a-z][a-z0-9]*)-\d+-/.exec(a.name);
@@ -157,17 +157,17 @@ export function caseRecoveries(c: CaseResult, artefacts: readonly Artefact[]): s
 }
 
 /** The verdict of one case seen through one recovery: fail only if a failing finding came from it (or from no recovery at all). */
-export function recoveryVerdict(c: CaseResult, mode: string): string {
+function recoveryVerdict(c: CaseResult, mode: string): string {
   if (c.status !== 'fail') return c.status;
   return (c.failing ?? []).some((f) => f.recovery === mode || f.recovery === undefined) ? 'fail' : 'pass';
 }
 
-export interface MatrixCell {
+interface MatrixCell {
   caseId: string;
   repetition: number;
   verdict: string;
 }
-export interface MatrixRow {
+interface MatrixRow {
   scenario: string;
   point: string;
   /** Cells by recovery mode ("-" when the case went through none, e.g. it errored first). */
@@ -284,7 +284,7 @@ export function groupFindings(cases: readonly CaseResult[]): FindingGroup[] {
 }
 
 /** The step a crash point label names ("delay-migrate-30ms" -> "migrate"), from the case's own step names. */
-export function pointStep(c: CaseResult): string | undefined {
+function pointStep(c: CaseResult): string | undefined {
   const names = (c.steps ?? []).map((s) => s.name).sort((a, b) => b.length - a.length);
   const label = c.pointLabel;
   for (const n of names) {

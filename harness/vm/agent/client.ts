@@ -18,7 +18,7 @@ export class AgentError extends ChannelError {
 }
 
 /** No "ready", start marker or reply within the time allowed. */
-export class AgentTimeoutError extends AgentError {
+class AgentTimeoutError extends AgentError {
   constructor(
     readonly what: string,
     readonly timeoutMs: number,
@@ -29,7 +29,7 @@ export class AgentTimeoutError extends AgentError {
 }
 
 /** A call made before the channel was connected. */
-export class AgentStateError extends AgentError {}
+class AgentStateError extends AgentError {}
 
 export interface AgentReply {
   exitCode: number;

@@ -15,11 +15,11 @@ export interface VmPaths {
  * virtio on PCI; a `microvm` row (virtio-*-device on virtio-mmio) would need
  * virtio_mmio in the initramfs's module list and has not been tried yet.
  */
-export const machineProfiles = {
+const machineProfiles = {
   q35: { machine: 'q35', blockDevice: 'virtio-blk-pci', serialBus: 'virtio-serial-pci' },
   pc: { machine: 'pc', blockDevice: 'virtio-blk-pci', serialBus: 'virtio-serial-pci' },
 } as const;
-export type MachineName = keyof typeof machineProfiles;
+type MachineName = keyof typeof machineProfiles;
 
 /** The test disk. */
 export interface VmDisk {
@@ -55,7 +55,7 @@ export interface QemuArgvOptions {
 }
 
 /** QEMU option values separate keys with commas; a literal comma is written twice. */
-export function optValue(s: string): string {
+function optValue(s: string): string {
   return s.replace(/,/g, ',,');
 }
 

@@ -9,10 +9,8 @@ import type { VmDisk as DiskSpec } from './argv.ts';
  * With `writeLog`, every write and flush the guest sends is also recorded
  * there (QEMU's blklogwrites, see argv.ts and harness/crash/writelog/).
  */
-export type { VmDisk as DiskSpec } from './argv.ts';
-
 /** What a machine is for: pools and reports tell them apart, QEMU does not. */
-export type MachineRole = 'workload' | 'recovery' | 'symbols' | 'snapshot' | 'bench' | 'test';
+type MachineRole = 'workload' | 'recovery' | 'symbols' | 'snapshot' | 'bench' | 'test';
 
 export interface MachineSpec {
   role: MachineRole;

@@ -1,7 +1,5 @@
 import { QmpProtocolError, type QmpErrorBody } from './errors.ts';
 
-export type { QmpErrorBody } from './errors.ts';
-
 /**
  * QMP wire format (docs/interop/qmp-spec.txt): one JSON object per line.
  * The server sends a greeting, replies ({"return"} or {"error"}, carrying the

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { crashStatesArgs, killPointSchemas, pointScalarKey, powerLossArgs, scenarioTop, stepScalarKey, stepSchemas } from './schema.ts';
+import { crashStatesArgs, holdArgs, killPointSchemas, pointScalarKey, powerLossArgs, scenarioTop, stepScalarKey, stepSchemas } from './schema.ts';
 
 /**
  * The scenario file format as a JSON Schema (draft 2020-12), built from the
@@ -52,6 +52,7 @@ export function scenarioJsonSchema(): JsonSchema {
   props.steps = { type: 'array', minItems: 1, items: keywordItems(stepSchemas, stepScalarKey, 'step') };
   props.kill = { type: 'array', minItems: 1, items: keywordItems(killPointSchemas, pointScalarKey, 'kill point') };
   props['crash-states'] = crashStatesSchema();
+  props.hold = inputSchema(holdArgs);
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     title: 'qcrash scenario',

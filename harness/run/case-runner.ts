@@ -1,6 +1,6 @@
 import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { baseImageKey, type CaseSpec, type RecoveryMode } from '../scenario/model.ts';
+import { baseImageKey, machineStateKey, type CaseSpec, type RecoveryMode } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import type { Finding } from '../findings/finding.ts';
@@ -11,6 +11,7 @@ import type { CrashState, CrashStateSource } from '../crash/crash-state.ts';
 import { KillPointSource } from '../crash/kill-source.ts';
 import { deriveExpectations, stepReport } from '../crash/expectations.ts';
 import type { KernelPointDriver } from '../crash/points/index.ts';
+import type { HoldDriver } from '../crash/points/hold.ts';
 import { recoverWithE2fsck, recoverWithE2fsckInPlace } from '../recovery/e2fsck.ts';
 import { recoverWithKernel } from '../recovery/kernel.ts';
 import type { RecoveredImage } from '../recovery/recovery.ts';
@@ -47,7 +48,11 @@ export interface CaseEnv {
   readonly initrd: string;
   readonly images: ReadonlyMap<string, BaseImage>;
   readonly keep: KeepPolicy;
-  /** Saved "agent ready" VM states by recipe: workload and kernel recovery VMs restore instead of booting. */
+  /**
+   * Saved "agent ready" VM states by machineStateKey (the base image, and the
+   * vCPU count when not 1): workload and kernel recovery VMs (1 vCPU)
+   * restore instead of booting.
+   */
   readonly snapshots?: ReadonlyMap<string, string>;
   /**
    * Where kept crash images are stored compressed (the run folder's); without
@@ -57,6 +62,8 @@ export interface CaseEnv {
   readonly crashImages?: CrashImageStore;
   /** Creates the gdbstub driver for kernel/commit crash points (absent: such points are errors). */
   readonly kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
+  /** Creates the gdbstub driver for a scenario's `hold:` (absent: a held scenario is an error). */
+  readonly holdDriver?: (machine: Machine) => Promise<HoldDriver & AsyncDisposable>;
   /**
    * Fault injection for tests: alter a crash image before any recovery
    * (e.g. damage it with debugfs) to prove the oracles and reports see it.
@@ -75,9 +82,11 @@ export function baseImageOf(env: CaseEnv, scenario: CaseSpec['scenario']): BaseI
 /** Where a kill case's crash state comes from: the kill point's VM run (write-log states come from their unit, run/log-unit.ts). */
 export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string): CrashStateSource {
   if (spec.crashPoint.kind === 'log') throw new InfraError(`${spec.id} is a write-log state: its unit replays it from the recorded log`);
-  const base = baseImageOf(env, spec.scenario);
-  const restoreFrom = env.snapshots?.get(baseImageKey(spec.scenario));
-  return new KillPointSource(spec.scenario.steps, spec.crashPoint, spec.seed, {
+  const { scenario } = spec;
+  const base = baseImageOf(env, scenario);
+  const restoreFrom = env.snapshots?.get(machineStateKey(scenario));
+  if (scenario.hold && !env.holdDriver) throw new InfraError(`${spec.id}: the scenario holds an interleaving, and this run has no gdbstub driver for it`);
+  return new KillPointSource(scenario.steps, spec.crashPoint, spec.seed, {
     machines: env.machines,
     kernel: env.kernel,
     initrd: env.initrd,
@@ -85,6 +94,8 @@ export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string):
     ...(restoreFrom ? { restoreFrom } : {}),
     ...(env.kernelDriver ? { kernelDriver: env.kernelDriver } : {}),
     ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
+    ...(scenario.cpus && scenario.cpus !== 1 ? { cpus: scenario.cpus } : {}),
+    ...(scenario.hold && env.holdDriver ? { hold: { point: scenario.hold, driver: env.holdDriver } } : {}),
   }, caseDir);
 }
 

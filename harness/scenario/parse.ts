@@ -289,7 +289,7 @@ function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], ste
  * scenario that no kernel or commit point uses (both need the gdbstub), and
  * kill points (write-log recording does not hold).
  */
-function parseHeld(src: YamlSource, top: z.output<typeof scenarioTop>, steps: Step[], stepPaths: YamlPath[], points: KillPoint[]): { cpus?: number; hold?: HoldPoint } {
+function parseHeld(src: YamlSource, top: z.output<typeof scenarioTop>, steps: Step[], stepPaths: YamlPath[], points: KillPoint[]): { cpus?: number; hold?: HoldPoint; holdLine?: number } {
   const cpus = top.cpus ?? 1;
   steps.forEach((step, i) => {
     if (step.cpu === undefined) return;
@@ -311,7 +311,8 @@ function parseHeld(src: YamlSource, top: z.output<typeof scenarioTop>, steps: St
   const clash = points.find((p) => (p.kind === 'kernel' || p.kind === 'commit') && p.step === hold.step);
   if (clash) fail(src, ['hold', 'step'], `the hold and a ${clash.kind} kill point are both on step "${hold.step}", and both need the gdbstub: put the kill point on another step`);
   if (top['crash-states'] !== undefined) fail(src, ['hold'], 'a held scenario takes its crash states from "kill:" points: a write-log recording (crash-states:) does not hold');
-  return { cpus, hold };
+  const line = src.lineOf(['hold']);
+  return { cpus, hold, ...(line !== undefined ? { holdLine: line } : {}) };
 }
 
 function stepOf(p: KillPoint): string | undefined {

@@ -82,7 +82,7 @@ export interface RunSummary {
   shard?: ShardRecord;
   /** Set when the run was merged from shards (`qcrash merge`). */
   merged?: MergeRecord;
-  counts: { total: number; pass: number; fail: number; error: number; notReached: number };
+  counts: { total: number; pass: number; fail: number; error: number; notReached: number; held?: HeldCounts };
   cases: CaseResult[];
 }
 
@@ -96,6 +96,35 @@ export function countStatuses(cases: readonly CaseResult[]): RunSummary['counts'
     else if (r.status === 'fail') c.fail++;
     else if (r.status === 'error') c.error++;
     else c.notReached++;
+  }
+  const held = heldCounts(cases);
+  return held.asked ? { ...c, held } : c;
+}
+
+/**
+ * Interleavings held at a kernel point (a scenario's `hold:`), over the
+ * cases whose run asked for one: how many held a vCPU (`ran`), how many of
+ * those ended at their marker rather than their limit, and how many were
+ * never hit (the step finished first, or the VM ended).
+ */
+export interface HeldCounts {
+  asked: number;
+  ran: number;
+  markerReached: number;
+  limit: number;
+  notHit: number;
+}
+
+export function heldCounts(cases: readonly CaseResult[]): HeldCounts {
+  const c: HeldCounts = { asked: 0, ran: 0, markerReached: 0, limit: 0, notHit: 0 };
+  for (const x of cases) {
+    const h = x.fired?.held;
+    if (!h) continue;
+    c.asked++;
+    if (!h.reached) c.notHit++;
+    else c.ran++;
+    if (h.markerReached) c.markerReached++;
+    if (h.ended === 'limit') c.limit++;
   }
   return c;
 }

@@ -25,8 +25,11 @@ const migratePath = z
   .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
 
+/** Most vCPUs a scenario may ask for (the guest kernels are built with NR_CPUS=4). */
+export const maxCpus = 4;
+
 /** Every step takes a name, `may_fail: true` (a failure in the guest is then no finding) and `cpu: N` (pinned to vCPU N; parse.ts checks it against `cpus:`). */
-const common = { name: name.optional(), may_fail: z.boolean().optional(), cpu: nonNegInt.optional() };
+const common = { name: name.optional(), may_fail: z.boolean().optional(), cpu: nonNegInt.max(maxCpus - 1).optional() };
 
 /** Omit over each member of a union, which stays a union. */
 type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -176,8 +179,6 @@ function seededSample(items: number[], n: number, key: string): number[] {
 
 export const recoveryModes = ['e2fsck', 'kernel'] as const;
 
-/** Most vCPUs a scenario may ask for (the guest kernels are built with NR_CPUS=4). */
-export const maxCpus = 4;
 /** A hold's default time limit. */
 export const defaultHoldLimitMs = 3000;
 

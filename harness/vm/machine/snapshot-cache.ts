@@ -42,7 +42,7 @@ export async function agentReadySnapshot(machines: MachineLauncher, kernel: Boot
   // The command line is part of the saved guest (the kernel parsed it at boot).
   // A user's image gets its own state, keyed by its content (recipeHash), on the disk format its cases use.
   const diskFormat = base.caseDisk ?? 'raw';
-  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine(), ...(diskFormat !== 'raw' ? { diskFormat } : {}), ...(cpus !== 1 ? { cpus } : {}) }).slice(0, 16);
+  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine(), ...(diskFormat !== 'raw' ? { diskFormat } : {}), ...(cpus !== 1 ? { cpus, topology: 'sockets' } : {}) }).slice(0, 16);
   const file = join(cacheDir('snapshots'), `${key}.state`);
   // A rebuilt base image (mkfs picks new UUIDs) is another disk: the state
   // records the image it was booted with and is saved anew for another one.

@@ -32,9 +32,10 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { defaultResultsDir, scenariosDir } from '../util/paths.ts';
 import { ConfigError } from '../util/errors.ts';
 import { benchWritelogSuite, type WritelogSuiteResult } from './writelog-bench.ts';
+import { benchFullOracle, oracleBenchLines, type OracleBenchResult } from './oracle-bench.ts';
 
 /** What `qcrash bench` measures; all of them by default. */
-export const benchParts = ['e2fsck', 'mix', 'validate', 'writelog'] as const;
+export const benchParts = ['e2fsck', 'mix', 'validate', 'writelog', 'oracle'] as const;
 export type BenchPart = (typeof benchParts)[number];
 
 /**
@@ -121,6 +122,10 @@ export async function runBench(o: BenchOptions = {}): Promise<Record<string, unk
     const w = await benchWritelogSuite({ machines: new MachinePool({ slots: 1 }), kernel, initrd, jobs, onProgress: progress });
     const naive = (result.e2fsck as { naive?: { casesPerMin?: number } } | undefined)?.naive?.casesPerMin;
     result.writeLog = writelogSummary(w, naive);
+  }
+  if (parts.has('oracle')) {
+    progress('full oracle: the default suite\'s write-log states, then e2fsck -fn alone on them');
+    result.fullOracle = await benchFullOracle({ machines: new MachinePool({ slots: 1 }), kernel, jobs, onProgress: progress });
   }
   result.harnessPeakRssMiB = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
   const file = o.out ?? join(defaultResultsDir, `bench-${(result.date as string).replace(/[:.]/g, '')}.json`);
@@ -429,6 +434,8 @@ export function formatBench(r: Record<string, unknown>): string {
       `  (write-log: incremental replay checked in place, on the ${w.headline.flushes}-epoch log; fork by copy: ${w.headline.vsFstestsLoopForkByCopy.toFixed(2)}x the fstests loop)`,
     );
   }
+  const fo = r.fullOracle as OracleBenchResult | undefined;
+  if (fo) out.push(...oracleBenchLines(fo));
   out.push(`harness peak RSS: ${r.harnessPeakRssMiB} MiB`);
   if (r.file) out.push(`JSON: ${String(r.file)}`);
   return out.join('\n') + '\n';

@@ -27,5 +27,9 @@ export function stepCommand(step: Step, caseSeed: number): [string, AgentArg[]] 
       return ['writer', [step.name.replace(/-(start|stop)$/, ''), step.mode, step.path, step.mode === 'mmap-holes' ? step.paceUs : step.size, step.action, caseSeed, ...(step.offset ? [step.offset] : [])]];
     case 'sleep':
       return ['sleep', [step.ms]];
+    case 'flush-loop':
+      return ['flush-loop', [step.action, step.deviceFlush ? 'fsync' : 'range', step.pauseMs * 1000]];
+    case 'sysctl':
+      return ['sysctl', Object.entries(step.settings).flat()];
   }
 }

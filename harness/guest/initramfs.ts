@@ -15,7 +15,7 @@ import { PartialFile } from '../util/partial-file.ts';
 /** Bump when the layout changes so old cached archives are not reused. */
 const BUILDER_VERSION = 2;
 /** Static files from vm-images/guest/ that go into every archive. */
-const guestFiles = ['init', 'qcrash-agent', 'qcrash-io.c'];
+const guestFiles = ['init', 'qcrash-agent', 'qcrash-io.c', 'qcrash-writeback.c'];
 
 export interface Initramfs {
   /** The newc cpio archive to pass as -initrd. */
@@ -29,7 +29,7 @@ export interface Initramfs {
 /**
  * The guest's initramfs for a kernel: busybox-static and its applet links,
  * e2fsprogs' chattr/lsattr/filefrag with their libraries and loader,
- * qcrash-io (compiled static here), the init and the agent, and for a
+ * qcrash-io and qcrash-writeback (compiled static here), the init and the agent, and for a
  * modular kernel its virtio and ext4 modules with their dependencies under
  * /lib/modules/<release>/ (init loads only those matching `uname -r`, so the
  * archive also boots a kernel with the drivers built in). Cached by a hash of
@@ -74,7 +74,10 @@ async function makeArchive(path: string, { kernel, userland, gcc, modular, modul
     await mkdir(join(root, d), { recursive: true });
   }
   await copyFile(userland.busybox, join(root, 'bin/busybox'));
-  await runOk(gcc, ['-static', '-O2', '-Wall', '-o', join(root, 'bin/qcrash-io'), join(guestDir, 'qcrash-io.c')]);
+  // Each C source of the guest becomes a static program of its name in /bin.
+  for (const c of guestFiles.filter((f) => f.endsWith('.c'))) {
+    await runOk(gcc, ['-static', '-O2', '-Wall', '-o', join(root, 'bin', basename(c, '.c')), join(guestDir, c)]);
+  }
   // Real programs first, applet links after, skipping names already taken:
   // copying a program onto an existing busybox link would overwrite busybox.
   for (const p of userland.programs) await copyFile(p, join(root, 'bin', basename(p)));

@@ -2,8 +2,8 @@ import { writeFile, readFile, rm, open, type FileHandle } from 'node:fs/promises
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { runOk } from '../util/exec.ts';
-import { ConfigError } from '../util/errors.ts';
+import { CommandError, ConfigError } from '../util/errors.ts';
+import { runSpawned } from './spawner.ts';
 import { tool } from '../util/tools.ts';
 import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -84,7 +84,9 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
   await using tmp = await TempDir.create('debugfs');
   const cmdfile = tmp.join('cmds');
   await writeFile(cmdfile, commands.join('\n') + '\n');
-  const r = await runOk(await tool('debugfs'), [...(opts.write ? ['-w'] : []), '-f', cmdfile, image]);
+  const args = [...(opts.write ? ['-w'] : []), '-f', cmdfile, image];
+  const r = await runSpawned(await tool('debugfs'), args);
+  if (r.failed) throw new CommandError(`debugfs ${args.join(' ')} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}):\n${(r.stderr || r.stdout).trim().split('\n').slice(-15).join('\n')}`, r.argv, r.exitCode, r.stdout, r.stderr);
   // debugfs echoes each command as "debugfs: CMD" before its output.
   const text = r.stdout;
   const parts = text.split(/^debugfs: /m).slice(1);

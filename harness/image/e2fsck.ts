@@ -1,6 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { XMLParser } from 'fast-xml-parser';
-import { run } from '../util/exec.ts';
+import { runSpawned } from './spawner.ts';
 import { tool } from '../util/tools.ts';
 import { InfraError } from '../util/errors.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -113,7 +113,7 @@ async function runWith(tmp: TempDir, n: number, image: string, mode: E2fsckMode,
   const argv = [...modeArgs[mode], ...(opts.undoFile ? ['-z', opts.undoFile] : []), image];
   let r;
   try {
-    r = await run(await tool('e2fsck'), argv, {
+    r = await runSpawned(await tool('e2fsck'), argv, {
       env: { E2FSCK_CONFIG: conf, LANG: 'C', LC_ALL: 'C' },
       timeoutMs: 10 * 60_000,
     });

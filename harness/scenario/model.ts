@@ -30,6 +30,14 @@ export type Step = StepCommon &
      */
     | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; offset?: number; paceUs: number; action: 'start' | 'stop' }
     | { kind: 'sleep'; name: string; ms: number }
+    /**
+     * A background loop writing back the disk's dirty buffers (qcrash-writeback):
+     * `deviceFlush` an fsync of the device (a cache flush each round), else
+     * sync_file_range (written, not flushed); `pauseMs` between rounds.
+     */
+    | { kind: 'flush-loop'; name: string; action: 'start' | 'stop'; deviceFlush: boolean; pauseMs: number }
+    /** Guest settings written to /proc/sys (keys from an allow-list); the scenario's `sysctl:` is one before the first step. */
+    | { kind: 'sysctl'; name: string; settings: Record<string, number> }
   );
 
 /**

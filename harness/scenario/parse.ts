@@ -17,6 +17,7 @@ import {
   scenarioTop,
   stepSchemas,
   stepScalarKey,
+  sysctlSettings,
   type StepDraft,
 } from './schema.ts';
 
@@ -84,7 +85,7 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
   const src = YamlSource.parse(file, text);
   const top = parseTop(src);
   const name = scenarioId(file, top.name);
-  const { steps, stepPaths } = parseSteps(src, top.steps, name);
+  const { steps, stepPaths } = parseSteps(src, top.steps, name, top.sysctl);
   const { crashPoints, pointLines } = parseKillList(src, top.kill ?? [], steps);
   const held = parseHeld(src, top, steps, stepPaths, crashPoints);
   const recovery: RecoveryMode[] = top.recovery === undefined ? ['e2fsck', 'kernel'] : Array.isArray(top.recovery) ? top.recovery : [top.recovery];
@@ -180,11 +181,21 @@ function argsObject(kindScalarKey: string | undefined, value: unknown): unknown 
   return value;
 }
 
-function parseSteps(src: YamlSource, items: unknown[], scenarioName: string): { steps: Step[]; stepPaths: YamlPath[] } {
+/**
+ * The steps, named; a scenario's `sysctl:` becomes the first, a step named
+ * `sysctl`: the settings reach the guest per case, also one restored from
+ * the agent-ready state (which was saved without them).
+ */
+function parseSteps(src: YamlSource, items: unknown[], scenarioName: string, sysctl: unknown): { steps: Step[]; stepPaths: YamlPath[] } {
   const used = new Map<string, number>();
   const names = new Set<string>();
   const steps: Step[] = [];
   const stepPaths: YamlPath[] = [];
+  if (sysctl !== undefined) {
+    steps.push({ kind: 'sysctl', name: numberedName('sysctl', used), settings: check(src, ['sysctl'], sysctlSettings, sysctl) });
+    stepPaths.push(['sysctl']);
+    names.add('sysctl');
+  }
   items.forEach((item, i) => {
     const { draft, at } = parseStep(src, ['steps', i], item);
     const name = draft.name ?? numberedName(draft.kind, used);

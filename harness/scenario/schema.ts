@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { findingClasses } from '../findings/finding.ts';
 import { sha256 } from '../util/hash.ts';
+import { didYouMean } from '../util/suggest.ts';
 import { stepTimeoutMs, writerModes, type HoldPoint, type KillPoint, type Step, type StepKind } from './model.ts';
 
 /**
@@ -30,6 +31,35 @@ export const maxCpus = 4;
 
 /** Every step takes a name, `may_fail: true` (a failure in the guest is then no finding) and `cpu: N` (pinned to vCPU N; parse.ts checks it against `cpus:`). */
 const common = { name: name.optional(), may_fail: z.boolean().optional(), cpu: nonNegInt.max(maxCpus - 1).optional() };
+
+/**
+ * The guest settings a scenario may change (`sysctl:`): writeback timing and
+ * thresholds, nothing that could reach beyond the test. Written to
+ * /proc/sys/<key with dots as slashes>, so each must exist there.
+ */
+export const guestSysctls = [
+  'vm.dirty_background_bytes',
+  'vm.dirty_background_ratio',
+  'vm.dirty_bytes',
+  'vm.dirty_expire_centisecs',
+  'vm.dirty_ratio',
+  'vm.dirty_writeback_centisecs',
+  'vm.dirtytime_expire_seconds',
+  'vm.laptop_mode',
+  'vm.vfs_cache_pressure',
+] as const;
+
+/** `{ vm.dirty_expire_centisecs: 100, ... }`: allowed keys, non-negative integer values; an unknown key is named at its line with close matches. */
+export const sysctlSettings = z
+  .record(z.string(), nonNegInt)
+  .superRefine((m, ctx) => {
+    const known: readonly string[] = guestSysctls;
+    for (const k of Object.keys(m)) {
+      if (!known.includes(k)) ctx.addIssue({ code: 'custom', path: [k], message: `unknown setting "${k}".${didYouMean(k, known)} Settings: ${known.join(', ')}` });
+    }
+  })
+  .refine((m) => Object.keys(m).length > 0, 'give at least one setting, e.g. { vm.dirty_expire_centisecs: 100 }');
+
 
 /** Omit over each member of a union, which stays a union. */
 type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -100,6 +130,16 @@ export const stepSchemas = {
       action: a.action,
     })),
   sleep: z.strictObject({ ...common, ms: nonNegInt }).transform((a) => ({ ...draftCommon(a), kind: 'sleep' as const, ms: a.ms })),
+  'flush-loop': z
+    .strictObject({
+      ...common,
+      action: z.enum(['start', 'stop']),
+      /** An fsync of the device each round (writes and a cache flush), or false: sync_file_range (writes only, no flush in a write log). */
+      device_flush: z.boolean().optional(),
+      pause_ms: nonNegInt.max(10_000).optional(),
+    })
+    .transform((a) => ({ ...draftCommon(a), kind: 'flush-loop' as const, action: a.action, deviceFlush: a.device_flush ?? true, pauseMs: a.pause_ms ?? 10 })),
+  sysctl: z.strictObject({ ...common, settings: sysctlSettings }).transform((a) => ({ ...draftCommon(a), kind: 'sysctl' as const, settings: a.settings })),
 } satisfies { [K in StepKind]: z.ZodType<Extract<StepDraft, { kind: K }>> };
 
 /** What a bare scalar after a step keyword means (`- migrate: /f`, `- sleep: 50`). */
@@ -109,6 +149,7 @@ export const stepScalarKey: Partial<Record<StepKind, string>> = {
   sleep: 'ms',
   mount: 'options',
   'sync-loop': 'action',
+  'flush-loop': 'action',
 };
 
 const kernelSymbol = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*(\+(0x[0-9a-fA-F]+|[0-9]+))?$/, 'a kernel symbol, optionally +offset');
@@ -239,6 +280,8 @@ export const scenarioTop = z.strictObject({
   recipe: z.string().min(1).optional(),
   /** a filesystem image file of one's own (relative to the scenario file). */
   image: z.string().min(1).optional(),
+  /** Guest settings applied before the first step of every case (an implicit `sysctl` step). */
+  sysctl: z.unknown().optional(),
   steps: z.array(z.unknown()).min(1),
   /** vCPUs of the guest (default 1); `hold:` and a step's `cpu:` need 2 or more. */
   cpus: posInt.max(maxCpus).optional(),

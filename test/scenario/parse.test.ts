@@ -188,3 +188,32 @@ t.test('a hold and a kernel or commit kill point on one step are refused (both n
   const log = await errorOf(held.replace('kill:\n  - none\n', 'crash-states: { from: log }\n'));
   t.match(log.message, /bad\.yaml:8(:\d+)?: a held scenario takes its crash states from "kill:" points/);
 });
+
+t.test('sysctl: settings become the first step, applied per case', async (t) => {
+  const s = await parseScenario(
+    'scenarios/demo.yaml',
+    'recipe: small-4k\nsysctl:\n  vm.dirty_expire_centisecs: 1\n  vm.dirty_writeback_centisecs: 1\nsteps:\n  - mount: [commit=30]\n  - flush-loop: start\n  - migrate: /shapes/direct-12\n  - flush-loop: { action: stop, device_flush: false, pause_ms: 5 }\nkill:\n  - before: mount\n',
+  );
+  t.same(s.steps[0], { kind: 'sysctl', name: 'sysctl', settings: { 'vm.dirty_expire_centisecs': 1, 'vm.dirty_writeback_centisecs': 1 } }, 'before the first step of the file');
+  t.same(s.steps.map((x) => x.name), ['sysctl', 'mount', 'flush-loop', 'migrate', 'flush-loop-2']);
+  t.same(s.steps[2], { kind: 'flush-loop', name: 'flush-loop', action: 'start', deviceFlush: true, pauseMs: 10 }, 'an fsync of the device every 10 ms by default');
+  t.same(s.steps[4], { kind: 'flush-loop', name: 'flush-loop-2', action: 'stop', deviceFlush: false, pauseMs: 5 });
+  const none = await parseScenario('scenarios/demo.yaml', 'recipe: small-4k\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.same(none.steps.map((x) => x.kind), ['sync'], 'no sysctl: no step');
+});
+
+t.test('sysctl: an unknown key is named at its line with close matches; values are non-negative integers', async (t) => {
+  const e = await errorOf('recipe: small-4k\nsysctl:\n  vm.dirty_expire_centisecs: 1\n  vm.dirty_writeback_centisec: 1\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.match(e.message, /bad\.yaml:4: unknown setting "vm\.dirty_writeback_centisec"\. Did you mean: vm\.dirty_writeback_centisecs[,?]/);
+  t.match(e.message, /Settings: .*vm\.dirty_expire_centisecs/);
+  const kernelKey = await errorOf('recipe: small-4k\nsysctl:\n  kernel.panic: 1\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.match(kernelKey.message, /bad\.yaml:3: unknown setting "kernel\.panic"/, 'nothing outside the allow-list reaches /proc/sys');
+  const neg = await errorOf('recipe: small-4k\nsysctl:\n  vm.dirty_ratio: -1\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.match(neg.message, /bad\.yaml:3: .*>=0/);
+  const word = await errorOf('recipe: small-4k\nsysctl:\n  vm.dirty_ratio: "5; reboot"\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.match(word.message, /bad\.yaml:3: /, 'a value is a number, never text for the guest shell');
+  const empty = await errorOf('recipe: small-4k\nsysctl: {}\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.match(empty.message, /bad\.yaml:2: give at least one setting/);
+  const clash = await errorOf('recipe: small-4k\nsysctl: { vm.dirty_ratio: 5 }\nsteps:\n  - sync: { name: sysctl }\nkill:\n  - none\n');
+  t.match(clash.message, /bad\.yaml:4: duplicate step name "sysctl"/);
+});

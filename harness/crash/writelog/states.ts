@@ -3,6 +3,7 @@ import { ConfigError, InfraError } from '../../util/errors.ts';
 import { entryKind, isFlush, isFua, type WriteLog } from './format.ts';
 import { ImageIdentity, type LogDigest } from './digest.ts';
 import type { AckPosition } from './record.ts';
+import type { StepKind } from '../../scenario/model.ts';
 
 /**
  * Crash states drawn from a write log, each a recipe for an image: the
@@ -73,7 +74,7 @@ export interface StatePlan {
   counts: {
     prefix: number;
     powerLoss: number;
-    /** Candidates identical to a state already planned (same blocks, same bytes). */
+    /** Candidates identical to a state already planned (same blocks, same bytes, held to the same expectations). */
     duplicates: number;
     /** Candidates left out by the per-epoch or total budget (a candidate the per-epoch budget never examined may have been a duplicate). */
     overBudget: number;
@@ -170,22 +171,66 @@ function budgetOf(opts: GenerateOptions): Budget {
   return b;
 }
 
-/** The image identities planned so far: a candidate with one of them is a duplicate (unless dedupe is off). */
+/**
+ * Steps whose acknowledgement claims nothing about the disk (the durability
+ * ledger of crash/expectations.ts passes over them): a state after one
+ * expects what the state before it expects.
+ */
+const claimlessSteps: ReadonlySet<StepKind> = new Set<StepKind>(['mount', 'sleep', 'sync-loop', 'flush-loop', 'sysctl']);
+
+/**
+ * What a state at a log position will be held to, as a key: the steps
+ * acknowledged by then (expectations derive from them, source.ts
+ * recordsAt) and whether it is the log's end (a clean power-off's last
+ * state is the no-crash state).
+ */
+class ExpectationKeys {
+  private readonly byPosition = new Map<number, string>();
+
+  constructor(
+    private readonly acks: readonly AckPosition[],
+    private readonly logEnd: number,
+  ) {}
+
+  at(position: number): string {
+    let k = this.byPosition.get(position);
+    if (k === undefined) {
+      const acked = this.acks.filter((a) => a.position <= position && !claimlessSteps.has(a.kind)).map((a) => a.name);
+      k = `${acked.join('\0')}${position >= this.logEnd ? '\0<end>' : ''}`;
+      this.byPosition.set(position, k);
+    }
+    return k;
+  }
+}
+
+/**
+ * The states planned so far, by image and expectations: a candidate with
+ * the image of a planned state and the same expectations is a duplicate
+ * (unless dedupe is off). The same image held to stronger expectations (a
+ * later fsync acknowledged) is another state: keying on the image alone
+ * kept the earlier, weaker one and never checked the fsync.
+ */
 class PlannedKeys {
-  private readonly seen = new Set<bigint>();
+  private readonly seen = new Set<string>();
   duplicates = 0;
 
   constructor(
     private readonly dedupe: boolean,
+    private readonly expected: ExpectationKeys,
     empty: bigint,
   ) {
     // The empty log is the base itself: a prefix state at position 0 is not a crash state worth checking.
-    this.seen.add(empty);
+    this.seen.add(this.keyOf(empty, 0));
   }
 
-  /** True (and remembered) for an identity not planned yet. */
-  fresh(k: bigint): boolean {
+  private keyOf(image: bigint, position: number): string {
+    return `${image.toString(16)}/${this.expected.at(position)}`;
+  }
+
+  /** True (and remembered) for an image and expectations not planned yet. */
+  fresh(image: bigint, position: number): boolean {
     if (!this.dedupe) return true;
+    const k = this.keyOf(image, position);
     if (this.seen.has(k)) {
       this.duplicates++;
       return false;
@@ -242,6 +287,9 @@ function prefixStops(ep: Epoch, entries: WriteLog['entries'], ackAt: Map<number,
     if (p - 1 >= base && p - 1 < end && isFua(e)) stops.push({ position: p, variant: 'fua', name: `fua-${ep.refs.get(p - 1)?.id ?? p - 1}` });
   }
   if (closed) {
+    // A flush that carries data (REQ_PREFLUSH with a payload: a jbd2 commit block) may crash after its preflush,
+    // before its data: the epoch whole, the data not there. Its flush prefix below has the data.
+    if (ep.flushCarriesData) stops.push({ position: end, variant: 'flush', name: `${label}-preflush` });
     stops.push({ position: end + 1, variant: 'flush', name: label });
     for (const a of ackAt.get(end + 1) ?? []) stops.push({ position: end + 1, variant: 'ack', name: `ack-${a.name}` });
   } else if (end > base) stops.push({ position: end, variant: 'end', name: 'end' });
@@ -255,7 +303,7 @@ function prefixCandidates(ep: Epoch, entries: WriteLog['entries'], ackAt: Map<nu
   for (const s of prefixStops(ep, entries, ackAt)) {
     const upTo = Math.min(s.position, end);
     const k = identity.keyWith(keptWrites(ep, base, upTo).concat(ep.flushCarriesData && s.position > end ? [{ index: end }] : []));
-    if (!planned.fresh(k)) continue;
+    if (!planned.fresh(k, s.position)) continue;
     out.push({ name: s.name, kind: 'prefix', variant: s.variant, epoch, position: s.position, base: s.position, apply: [], dropped: [], keyBig: k });
   }
   return out;
@@ -275,19 +323,22 @@ interface PowerLossSpec {
   torn?: { index: number; kept: number };
 }
 
-/** Every power-loss candidate of an epoch; FUA writes are never lost. */
+/**
+ * Every power-loss candidate of an epoch. A complete FUA write is never lost
+ * (drop, subset); power may still fail before or inside one (cut, torn).
+ */
 function powerLossSpecs(ep: Epoch, entries: WriteLog['entries'], budget: Budget): PowerLossSpec[] {
   const droppable = ep.writeIdx.filter((i) => !isFua(entries[i]!));
   if (budget.perEpoch <= 0 || !droppable.length) return [];
-  return [...cutSpecs(ep, droppable), ...dropSpecs(ep, droppable), ...subsetSpecs(ep, droppable, budget), ...(budget.torn ? tornSpecs(ep, droppable, entries, budget.unit) : [])];
+  return [...cutSpecs(ep), ...dropSpecs(ep, droppable), ...subsetSpecs(ep, droppable, budget), ...(budget.torn ? tornSpecs(ep, ep.writeIdx, entries, budget.unit) : [])];
 }
 
-/** cut: power fails just before write i; everything from i on is lost. */
-function cutSpecs(ep: Epoch, droppable: number[]): PowerLossSpec[] {
+/** cut: power fails just before write i (a FUA write too: it had not completed); everything from i on is lost. */
+function cutSpecs(ep: Epoch): PowerLossSpec[] {
   const { base } = ep.info;
   const w = ep.writeIdx;
   // Cutting before the epoch's first write leaves nothing: the previous flush's prefix.
-  return droppable.filter((i) => i !== w[0]).map((i) => ({ variant: 'cut', suffix: `cut-${ep.refs.get(i)!.id}`, position: i, apply: () => keptWrites(ep, base, i), dropped: () => w.filter((j) => j >= i) }));
+  return w.filter((i) => i !== w[0]).map((i) => ({ variant: 'cut', suffix: `cut-${ep.refs.get(i)!.id}`, position: i, apply: () => keptWrites(ep, base, i), dropped: () => w.filter((j) => j >= i) }));
 }
 
 /** drop: one write lost, the rest of the epoch landed. */
@@ -310,10 +361,10 @@ function subsetSpecs(ep: Epoch, droppable: number[], budget: Budget): PowerLossS
   return out;
 }
 
-/** torn: power fails inside a long write: its first sectors (about half, on a unit boundary) landed, nothing after it. */
-function tornSpecs(ep: Epoch, droppable: number[], entries: WriteLog['entries'], unit: number): PowerLossSpec[] {
+/** torn: power fails inside a long write (FUA or not: it had not completed): its first sectors (about half, on a unit boundary) landed, nothing after it. */
+function tornSpecs(ep: Epoch, writes: number[], entries: WriteLog['entries'], unit: number): PowerLossSpec[] {
   const out: PowerLossSpec[] = [];
-  for (const i of droppable) {
+  for (const i of writes) {
     const n = entries[i]!.nrSectors;
     if (n <= unit) continue;
     const keep = Math.max(unit, Math.floor(n / 2 / unit) * unit);
@@ -346,7 +397,7 @@ function choosePowerLoss(ep: Epoch, specs: PowerLossSpec[], budget: Budget, iden
       if (!spec) continue;
       const apply = spec.apply();
       const k = identity.keyWith(apply);
-      if (!planned.fresh(k)) continue;
+      if (!planned.fresh(k, spec.position)) continue;
       chosen.push({
         name: `${label}-${spec.suffix}`,
         kind: 'power-loss',
@@ -413,7 +464,7 @@ export function generateStates(digest: LogDigest, acks: readonly AckPosition[], 
   const budget = budgetOf(opts);
   const entries = digest.log.entries;
   const identity = new ImageIdentity(digest);
-  const planned = new PlannedKeys(budget.dedupe, identity.key);
+  const planned = new PlannedKeys(budget.dedupe, new ExpectationKeys(acks, entries.length), identity.key);
   const ackAt = new Map<number, AckPosition[]>();
   for (const a of acks) ackAt.set(a.position, [...(ackAt.get(a.position) ?? []), a]);
 

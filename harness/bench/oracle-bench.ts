@@ -1,0 +1,188 @@
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runE2fsck } from '../image/e2fsck.ts';
+import { spawnerCpuMs } from '../image/spawner.ts';
+import { expandLogUnits } from '../scenario/expand.ts';
+import type { KernelInfo } from '../kernel/kernel.ts';
+import type { MachineLauncher } from '../vm/machine/machine.ts';
+import type { CaseResult } from '../results/case.ts';
+import { forEachState } from '../crash/writelog/materialize.ts';
+import { WriteLogSource } from '../crash/writelog/source.ts';
+import { loadScenarios, prepareRun } from '../run/prepare.ts';
+import { baseImageOf } from '../run/case-runner.ts';
+import { prepareLogUnit, runLogUnit, type PreparedUnit, type RunEnv } from '../run/log-unit.ts';
+import { writeJsonAtomic } from '../util/atomic.ts';
+import { InfraError } from '../util/errors.ts';
+import { scenariosDir } from '../util/paths.ts';
+import { TempDir } from '../util/tempdir.ts';
+
+/**
+ * The full-oracle bench: the default suite's write-log scenarios recorded
+ * once, then every planned state of every log checked two ways at the same
+ * number of jobs, taking turns log by log (alternating which goes first)
+ * so that load from other work on the machine falls on both alike:
+ *
+ * - full oracle: what `qcrash run` does with a state on the host
+ *   (run/log-unit.ts runLogUnit: in-place replay, e2fsck's journal replay,
+ *   the content and durability oracles, e2fsck -fn, and -fy and -fn again
+ *   when the first -fn is not clean; each case written as the run writes it).
+ *   The kernel-recovery sample is a VM boot per state, not host work: the
+ *   bench runs the e2fsck recovery only.
+ * - the limit: `e2fsck -fn` alone on the same states (the same in-place
+ *   replay), nothing else: what this machine cannot go faster than.
+ */
+export interface OracleBenchOptions {
+  machines: MachineLauncher;
+  kernel: KernelInfo;
+  jobs: number;
+  /** Scenario files (default: the default suite's write-log scenarios). */
+  scenarios?: string[];
+  /** Folders of earlier recordings by unit id (a unit folder holding recording.json and workload.log): not recorded again. */
+  recordings?: ReadonlyMap<string, string>;
+  /** The run seed the units' seeds derive from (a recording is reused only with its own). Default 1. */
+  seed?: number;
+  onProgress?: (line: string) => void;
+}
+
+export interface OracleBenchFigures {
+  states: number;
+  ms: number;
+  statesPerMinute: number;
+  /** CPU time of this process and the programs it ran, per state. */
+  cpuMsPerState: number;
+  /** The part of it the programs (e2fsck, debugfs) took. */
+  toolCpuMsPerState: number;
+}
+
+export interface OracleBenchResult {
+  jobs: number;
+  units: Array<{ unit: string; states: number; entries: number }>;
+  fullOracle: OracleBenchFigures;
+  fnLimit: OracleBenchFigures;
+  /** fullOracle states/min over fnLimit states/min. */
+  fraction: number;
+  /** The same by CPU time: what load from other work on the machine moves least. */
+  cpuFraction: number;
+  /** Every state of the full-oracle pass passed (the default suite on the stock kernel does). */
+  statuses: Record<string, number>;
+  /** This process's resident size at the end (a spawn's fork costs in proportion to it). */
+  rssMiB: number;
+}
+
+/** The default suite's scenarios that record a log. */
+export async function defaultLogScenarios(): Promise<string[]> {
+  const { scenarios } = await loadScenarios([scenariosDir]);
+  return scenarios.filter((s) => s.crashStates && s.suite === 'default').map((s) => s.file);
+}
+
+export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenchResult> {
+  const files = o.scenarios ?? (await defaultLogScenarios());
+  const { scenarios } = await loadScenarios(files, { recovery: ['e2fsck'] });
+  const { env } = await prepareRun({ scenarios, kernel: o.kernel, machines: o.machines, keep: 'all', snapshots: false, jobs: o.jobs });
+  await using tmp = await TempDir.create('oracle-bench');
+  const prepared: PreparedUnit[] = [];
+  for (const unit of expandLogUnits(scenarios, o.seed ?? 1)) {
+    const unitDir = tmp.join(unit.id.replace(/\//g, '_'));
+    const earlier = o.recordings?.get(unit.id);
+    if (earlier) await copyRecording(earlier, unitDir);
+    else o.onProgress?.(`full oracle: recording ${unit.id}`);
+    prepared.push(await prepareLogUnit(unit, env, unitDir, { reuse: !!earlier }));
+  }
+  const full: Tally = { states: 0, ms: 0, cpuMs: 0, toolCpuMs: 0 };
+  const limit: Tally = { states: 0, ms: 0, cpuMs: 0, toolCpuMs: 0 };
+  const statuses: Record<string, number> = {};
+  for (const [i, p] of prepared.entries()) {
+    o.onProgress?.(`full oracle: ${p.unit.id}, ${p.specs.length} states: full oracle and e2fsck -fn alone`);
+    const turns = [() => timeFullOracle(p, env, tmp.join(`cases-${i}`), full, statuses), () => timeFnLimit(p, env, tmp.join(`limit-${i}`), limit)];
+    for (const turn of i % 2 ? turns.reverse() : turns) await turn();
+  }
+  const a = figures(full);
+  const b = figures(limit);
+  return {
+    jobs: o.jobs,
+    units: prepared.map((p) => ({ unit: p.unit.id, states: p.specs.length, entries: p.counts.entries })),
+    fullOracle: a,
+    fnLimit: b,
+    fraction: +(a.statesPerMinute / b.statesPerMinute).toFixed(3),
+    cpuFraction: +(b.cpuMsPerState / a.cpuMsPerState).toFixed(3),
+    statuses,
+    rssMiB: Math.round(process.memoryUsage().rss / (1 << 20)),
+  };
+}
+
+interface Tally {
+  states: number;
+  ms: number;
+  cpuMs: number;
+  toolCpuMs: number;
+}
+
+function figures(t: Tally): OracleBenchFigures {
+  return { states: t.states, ms: Math.round(t.ms), statesPerMinute: Math.round((t.states / Math.max(1, t.ms)) * 60_000), cpuMsPerState: +(t.cpuMs / Math.max(1, t.states)).toFixed(1), toolCpuMsPerState: +(t.toolCpuMs / Math.max(1, t.states)).toFixed(1) };
+}
+
+/**
+ * CPU milliseconds of this process, of the children it has waited for, and
+ * of the tool spawner with the programs it ran (e2fsck, debugfs):
+ * /proc's utime, stime, cutime, cstime.
+ */
+export async function cpuMsWithChildren(): Promise<number> {
+  const stat = await readFile('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14-17 of proc(5), counted from 3 after the name: indices 11-14 here.
+  const ticks = [11, 12, 13, 14].reduce((n, i) => n + Number(fields[i]), 0);
+  return ticks * 10 + (await spawnerCpuMs());
+}
+
+async function timed(t: Tally, states: number, work: () => Promise<void>): Promise<void> {
+  const c0 = await cpuMsWithChildren();
+  const s0 = await spawnerCpuMs();
+  const t0 = performance.now();
+  await work();
+  t.ms += performance.now() - t0;
+  t.cpuMs += (await cpuMsWithChildren()) - c0;
+  t.toolCpuMs += (await spawnerCpuMs()) - s0;
+  t.states += states;
+}
+
+/** Every state of the unit as `qcrash run` checks it (its case folders under `dir`, removed afterwards). */
+async function timeFullOracle(p: PreparedUnit, env: RunEnv, dir: string, t: Tally, statuses: Record<string, number>): Promise<void> {
+  const results: CaseResult[] = [];
+  await timed(t, p.specs.length, () =>
+    runLogUnit(p, env, (id) => join(dir, id), async (r) => {
+      results.push(r);
+      await mkdir(r.dir, { recursive: true });
+      await writeJsonAtomic(join(r.dir, 'case.json'), r);
+    }),
+  );
+  for (const r of results) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+  if (results.length !== p.specs.length) throw new InfraError(`full-oracle bench: ${p.unit.id} wrote ${results.length} of its ${p.specs.length} states`);
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** `e2fsck -fn` alone on the unit's states, replayed in place as the full oracle's are. */
+async function timeFnLimit(p: PreparedUnit, env: RunEnv, workDir: string, t: Tally): Promise<void> {
+  await mkdir(workDir, { recursive: true });
+  await using source = await WriteLogSource.open(p.unit.id, p.unitDir, p.recording, baseImageOf(env, p.unit.scenario).path, p.unit.crashStates, { workDir, jobs: env.jobs });
+  await timed(t, source.plan.states.length, async () => {
+    const out = await forEachState(source.log, source.basePath, source.plan.states, { workDir, jobs: env.jobs, fork: 'in-place' }, (_s, image) => runE2fsck(image, 'check'));
+    const failed = out.find((x) => x.error);
+    if (failed) throw new InfraError(`full-oracle bench: e2fsck -fn on ${failed.state.name}: ${failed.error}`);
+  });
+  await rm(workDir, { recursive: true, force: true });
+}
+
+async function copyRecording(from: string, to: string): Promise<void> {
+  const { cp } = await import('node:fs/promises');
+  await cp(from, to, { recursive: true });
+}
+
+/** The bench's lines for the full oracle. */
+export function oracleBenchLines(r: OracleBenchResult): string[] {
+  const what = `${r.fullOracle.states} states of ${r.units.length} recorded log(s) of the default suite, jobs ${r.jobs}`;
+  return [
+    `full-oracle: ${r.fullOracle.statesPerMinute} states/min (${what}; ${r.fullOracle.cpuMsPerState} ms CPU a state, ${r.fullOracle.toolCpuMsPerState} ms of it in e2fsck and debugfs; ${Object.entries(r.statuses).map(([k, n]) => `${n} ${k}`).join(', ')})`,
+    `e2fsck -fn alone, same states and jobs: ${r.fnLimit.statesPerMinute} states/min (${r.fnLimit.cpuMsPerState} ms CPU a state)`,
+    `full oracle vs e2fsck -fn limit: ${r.fraction.toFixed(2)} (by CPU time: ${r.cpuFraction.toFixed(2)})`,
+  ];
+}

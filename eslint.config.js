@@ -4,14 +4,19 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'results/', 'kernels/cache/', 'vm-images/build/', 'test/fixtures/', '.tap/', 'coverage/'] },
+  {
+    ignores: ['node_modules/', 'dist/', 'results/', 'kernels/cache/', 'vm-images/build/', 'test/fixtures/', '.tap/', 'coverage/'],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
       // A leading underscore names a value left out on purpose (a key dropped by a rest pattern, an unused parameter).
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
       // An async function that implements a promise-returning interface without awaiting anything still turns a throw into a rejection, which callers rely on.
       '@typescript-eslint/require-await': 'off',
     },
@@ -37,13 +42,30 @@ export default tseslint.config(
     languageOptions: {
       ...tseslint.configs.disableTypeChecked.languageOptions,
       sourceType: 'script',
-      globals: { window: 'readonly', document: 'readonly', console: 'readonly', location: 'readonly', URL: 'readonly', Plot: 'readonly', d3: 'readonly', navigator: 'readonly', localStorage: 'readonly', getComputedStyle: 'readonly', HTMLElement: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly' },
+      globals: {
+        window: 'readonly',
+        document: 'readonly',
+        console: 'readonly',
+        location: 'readonly',
+        URL: 'readonly',
+        Plot: 'readonly',
+        d3: 'readonly',
+        navigator: 'readonly',
+        localStorage: 'readonly',
+        getComputedStyle: 'readonly',
+        HTMLElement: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+      },
     },
   },
   {
     // bin/, scripts/ and this file: small Node scripts outside the TypeScript project.
     files: ['bin/*.js', 'scripts/*.mjs', 'eslint.config.js'],
     ...tseslint.configs.disableTypeChecked,
-    languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: { process: 'readonly', console: 'readonly' } },
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      globals: { process: 'readonly', console: 'readonly' },
+    },
   },
 );

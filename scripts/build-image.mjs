@@ -49,17 +49,37 @@ if (missing.length) {
       `(With a registry at hand, \`podman build .\` or \`docker build .\` builds the same Dockerfile on node:20-bookworm-slim.)`,
   );
 }
-if (Number(process.versions.node.split('.')[0]) < 20) fail(3, `Node.js ${process.version} runs this script; the image needs Node.js 20 or later, copied from here`);
+if (Number(process.versions.node.split('.')[0]) < 20)
+  fail(3, `Node.js ${process.version} runs this script; the image needs Node.js 20 or later, copied from here`);
 
 $.verbose = true;
 const npmDir = path.join((await $({ verbose: false })`npm root -g`).stdout.trim(), 'npm');
-if (!(await fs.pathExists(path.join(npmDir, 'bin', 'npm-cli.js')))) fail(3, `npm not found at ${npmDir} (npm root -g): the image needs it for .ci/install's npm ci`);
+if (!(await fs.pathExists(path.join(npmDir, 'bin', 'npm-cli.js'))))
+  fail(3, `npm not found at ${npmDir} (npm root -g): the image needs it for .ci/install's npm ci`);
 const npmVersion = (await fs.readJson(path.join(npmDir, 'package.json'))).version;
 
-const hostCas = argv['host-cas'] === false || !(await fs.pathExists(hostCaDir)) ? [] : (await fs.readdir(hostCaDir)).filter((f) => f.endsWith('.crt')).sort().map((f) => path.join(hostCaDir, f));
+const hostCas =
+  argv['host-cas'] === false || !(await fs.pathExists(hostCaDir))
+    ? []
+    : (await fs.readdir(hostCaDir))
+        .filter((f) => f.endsWith('.crt'))
+        .sort()
+        .map((f) => path.join(hostCaDir, f));
 const caHash = createHash('sha256');
 for (const f of hostCas) caHash.update(await fs.readFile(f));
-const key = createHash('sha256').update(JSON.stringify({ suite, mirror: mirror ?? null, basePackages, node: process.version, npm: npmVersion, cas: caHash.digest('hex') })).digest('hex').slice(0, 12);
+const key = createHash('sha256')
+  .update(
+    JSON.stringify({
+      suite,
+      mirror: mirror ?? null,
+      basePackages,
+      node: process.version,
+      npm: npmVersion,
+      cas: caHash.digest('hex'),
+    }),
+  )
+  .digest('hex')
+  .slice(0, 12);
 const cache = path.join(process.env.QCRASH_CACHE ?? path.join(os.homedir(), '.cache', 'qcrash'), 'image');
 const baseTar = path.join(cache, `debian-${suite}-node${process.versions.node}-${key}.tar`);
 const baseImage = `localhost/qcrash-base:${suite}-node${process.versions.node}-${key}`;
@@ -78,7 +98,9 @@ if (!(await fs.pathExists(baseTar))) {
       `--customize-hook=copy-in ${npmDir} /usr/local/lib/node_modules`,
       '--customize-hook=ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$1/usr/local/bin/npm"',
       '--customize-hook=ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$1/usr/local/bin/npx"',
-      ...(hostCas.length ? [`--customize-hook=copy-in ${hostCas.join(' ')} ${hostCaDir}`, '--customize-hook=chroot "$1" update-ca-certificates'] : []),
+      ...(hostCas.length
+        ? [`--customize-hook=copy-in ${hostCas.join(' ')} ${hostCaDir}`, '--customize-hook=chroot "$1" update-ca-certificates']
+        : []),
       '--customize-hook=chroot "$1" node --version',
     ]} ${suite} ${partial} ${mirror ? [mirror] : []}`;
     await fs.rename(partial, baseTar);

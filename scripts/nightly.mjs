@@ -18,15 +18,19 @@ import { fileURLToPath } from 'node:url';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 function usage(message) {
-  process.stderr.write(`nightly: ${message}\nusage: node scripts/nightly.mjs --tree DIR --remote NAME|URL --branch BRANCH [--history DIR] [-- qcrash nightly options and scenarios]\n`);
+  process.stderr.write(
+    `nightly: ${message}\nusage: node scripts/nightly.mjs --tree DIR --remote NAME|URL --branch BRANCH [--history DIR] [-- qcrash nightly options and scenarios]\n`,
+  );
   process.exit(2);
 }
 
 const tree = argv.tree;
 const remote = argv.remote;
 const branch = argv.branch;
-if (typeof tree !== 'string' || typeof remote !== 'string' || typeof branch !== 'string') usage('--tree, --remote and --branch are required');
-if (branch.startsWith('-') || branch.includes('..') || /[\s~^:?*[\\]/.test(branch)) usage(`--branch ${branch} is not a branch name`);
+if (typeof tree !== 'string' || typeof remote !== 'string' || typeof branch !== 'string')
+  usage('--tree, --remote and --branch are required');
+if (branch.startsWith('-') || branch.includes('..') || /[\s~^:?*[\\]/.test(branch))
+  usage(`--branch ${branch} is not a branch name`);
 const history = typeof argv.history === 'string' ? path.resolve(argv.history) : path.join(repo, 'results', 'nightly');
 const ref = `qcrash-nightly/${branch}`;
 
@@ -43,5 +47,8 @@ process.stderr.write(`nightly: ${remote} ${branch} is at ${head}\n`);
 
 // Everything after `--` goes to qcrash nightly as it is (scenarios, --config, --jobs, --seed...).
 const extra = argv._.map(String);
-const r = await $({ nothrow: true, stdio: ['ignore', 'inherit', 'inherit'] })`node ${path.join(repo, 'bin', 'qcrash.js')} nightly --tree ${tree} --branch ${ref} --history ${history} ${extra}`;
+const r = await $({
+  nothrow: true,
+  stdio: ['ignore', 'inherit', 'inherit'],
+})`node ${path.join(repo, 'bin', 'qcrash.js')} nightly --tree ${tree} --branch ${ref} --history ${history} ${extra}`;
 process.exit(r.exitCode ?? 3);

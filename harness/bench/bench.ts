@@ -124,7 +124,7 @@ export async function runBench(o: BenchOptions = {}): Promise<Record<string, unk
     result.writeLog = writelogSummary(w, naive);
   }
   if (parts.has('oracle')) {
-    progress('full oracle: the default suite\'s write-log states, then e2fsck -fn alone on them');
+    progress("full oracle: the default suite's write-log states, then e2fsck -fn alone on them");
     result.fullOracle = await benchFullOracle({ machines: new MachinePool({ slots: 1 }), kernel, jobs, onProgress: progress });
   }
   result.harnessPeakRssMiB = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
@@ -181,24 +181,41 @@ async function benchE2fsckOnly(kernel: KernelInfo, jobs: number, n: number, tmp:
 
   // (b) qcrash's path: the runner, restored VMs, cases overlapping.
   const scenario = tmp.join('bench.yaml');
-  await writeFile(scenario, [
-    'recipe: small-4k',
-    'recovery: [e2fsck]',
-    'steps:',
-    '  - mount: [commit=1]',
-    '  - migrate: { paths: [/shapes], recursive: true }',
-    '  - sync',
-    'kill:',
-    ...points.map((p) => `  - delay: { step: migrate, ms: ${(p as { delayMs: number }).delayMs} }`),
-    '',
-  ].join('\n'));
+  await writeFile(
+    scenario,
+    [
+      'recipe: small-4k',
+      'recovery: [e2fsck]',
+      'steps:',
+      '  - mount: [commit=1]',
+      '  - migrate: { paths: [/shapes], recursive: true }',
+      '  - sync',
+      'kill:',
+      ...points.map((p) => `  - delay: { step: migrate, ms: ${(p as { delayMs: number }).delayMs} }`),
+      '',
+    ].join('\n'),
+  );
   const fastStart = performance.now();
-  const { summary } = await runSuite({ inputs: [scenario], kernel, jobs, seed: 1, out: tmp.join('fast'), keep: 'none', snapshots: true });
+  const { summary } = await runSuite({
+    inputs: [scenario],
+    kernel,
+    jobs,
+    seed: 1,
+    out: tmp.join('fast'),
+    keep: 'none',
+    snapshots: true,
+  });
   const fastMs = performance.now() - fastStart;
 
   return {
     cases: n,
-    naive: { totalMs: Math.round(naiveMs), casesPerMin: +perMin(n, naiveMs).toFixed(2), bootToReadyMedianMs: Math.round(median(naive.boot)), perCaseMedianMs: Math.round(median(naive.perCase)), e2fsckMedianMs: Math.round(median(naive.e2fsck)) },
+    naive: {
+      totalMs: Math.round(naiveMs),
+      casesPerMin: +perMin(n, naiveMs).toFixed(2),
+      bootToReadyMedianMs: Math.round(median(naive.boot)),
+      perCaseMedianMs: Math.round(median(naive.perCase)),
+      e2fsckMedianMs: Math.round(median(naive.e2fsck)),
+    },
     qcrash: {
       totalMs: Math.round(fastMs),
       casesPerMin: +perMin(n, fastMs).toFixed(2),
@@ -219,7 +236,13 @@ export function systematicSample<T>(all: readonly T[], n: number): T[] {
   return all.filter((_, i) => Math.floor((i * n) / all.length) !== Math.floor(((i + 1) * n) / all.length));
 }
 
-async function benchDefaultMix(kernel: KernelInfo, jobs: number, n: number, tmp: TempDir, progress: (line: string) => void): Promise<Record<string, unknown>> {
+async function benchDefaultMix(
+  kernel: KernelInfo,
+  jobs: number,
+  n: number,
+  tmp: TempDir,
+  progress: (line: string) => void,
+): Promise<Record<string, unknown>> {
   const files = defaultMixScenarios.map((f) => join(scenariosDir, f));
   const { scenarios } = await loadScenarios(files);
   const seed = 1;
@@ -231,7 +254,12 @@ async function benchDefaultMix(kernel: KernelInfo, jobs: number, n: number, tmp:
   // (a) the naive loop: booted machines, one case at a time, each recovery after the other.
   const one = new MachinePool({ slots: 1 });
   const { env } = await prepareRun({ scenarios, kernel, machines: one, keep: 'none', snapshots: false, jobs: 1 });
-  const naive = { perCase: [] as number[], workloadBoot: [] as number[], recoveryBoot: [] as number[], statuses: new Map<string, string>() };
+  const naive = {
+    perCase: [] as number[],
+    workloadBoot: [] as number[],
+    recoveryBoot: [] as number[],
+    statuses: new Map<string, string>(),
+  };
   const naiveStart = performance.now();
   for (const [i, spec] of mix.entries()) {
     progress(`default mix, naive ${i + 1}/${mix.length}: ${spec.id}`);
@@ -246,7 +274,14 @@ async function benchDefaultMix(kernel: KernelInfo, jobs: number, n: number, tmp:
   // (b) qcrash run, as a user runs it (its defaults), on the same cases and seed.
   progress(`default mix, qcrash: ${mix.length} cases`);
   const fastStart = performance.now();
-  const { summary } = await runSuite({ inputs: files, kernel, jobs, seed, out: tmp.join('mix-qcrash'), filter: mix.map((c) => c.id) });
+  const { summary } = await runSuite({
+    inputs: files,
+    kernel,
+    jobs,
+    seed,
+    out: tmp.join('mix-qcrash'),
+    filter: mix.map((c) => c.id),
+  });
   const fastMs = performance.now() - fastStart;
   const byId = new Map(summary.cases.map((c) => [c.id, c]));
   const agree = mix.filter((c) => byId.get(c.id)?.status === naive.statuses.get(c.id)).length;
@@ -268,7 +303,15 @@ async function benchDefaultMix(kernel: KernelInfo, jobs: number, n: number, tmp:
       totalMs: Math.round(fastMs),
       casesPerMin: +perMin(mix.length, fastMs).toFixed(2),
       perCaseMedianMs: Math.round(median(summary.cases.map((c) => c.durationMs))),
-      phasesMedianMs: { machine: phase('machineMs'), workload: phase('workloadMs'), recoveryMachine: phase('recoveryMachineMs'), recoveryMount: phase('recoveryMountMs'), recovery: phase('recoveryMs'), oracles: phase('oraclesMs'), queued: phase('queuedMs') },
+      phasesMedianMs: {
+        machine: phase('machineMs'),
+        workload: phase('workloadMs'),
+        recoveryMachine: phase('recoveryMachineMs'),
+        recoveryMount: phase('recoveryMountMs'),
+        recovery: phase('recoveryMs'),
+        oracles: phase('oraclesMs'),
+        queued: phase('queuedMs'),
+      },
       passed: summary.counts.pass,
     },
     verdictsAgree: agree,
@@ -282,23 +325,44 @@ async function benchDefaultMix(kernel: KernelInfo, jobs: number, n: number, tmp:
  * boot of the kernel on another copy, mount, umount); the same oracles as
  * qcrash's on each.
  */
-async function naiveCase(spec: CaseSpec, env: CaseEnv, dir: string): Promise<{ ms: number; status: string; workloadBootMs: number; recoveryBootMs?: number }> {
+async function naiveCase(
+  spec: CaseSpec,
+  env: CaseEnv,
+  dir: string,
+): Promise<{ ms: number; status: string; workloadBootMs: number; recoveryBootMs?: number }> {
   const t0 = performance.now();
   await mkdir(dir, { recursive: true });
   let state: CrashState | undefined;
   for await (const s of crashStateSource(spec, env, dir).states()) state = s;
   if (!state) throw new Error(`${spec.id}: no crash state`);
-  const { findings, oracleContext: ctx } = await prepareStateCheck(state, spec, env.images.get(baseImageKey(spec.scenario))!, dir);
+  const { findings, oracleContext: ctx } = await prepareStateCheck(
+    state,
+    spec,
+    env.images.get(baseImageKey(spec.scenario))!,
+    dir,
+  );
   let recoveryBootMs: number | undefined;
   for (const mode of spec.scenario.recovery) {
     const work = join(dir, `${mode}.img`);
     const recovered: RecoveredImage =
-      mode === 'e2fsck' ? await recoverWithE2fsck(state.image, work) : await recoverWithKernel(state.image, work, { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(dir, 'recovery-') });
+      mode === 'e2fsck'
+        ? await recoverWithE2fsck(state.image, work)
+        : await recoverWithKernel(state.image, work, {
+            machines: env.machines,
+            kernel: env.kernel,
+            initrd: env.initrd,
+            artefactPrefix: join(dir, 'recovery-'),
+          });
     if (mode === 'kernel') recoveryBootMs = recovered.phases?.machineMs;
     findings.push(...(await runOracles(recovered, ctx)).findings);
   }
   const status = caseVerdict(findings, spec.scenario.allow, state.reached).status;
-  return { ms: performance.now() - t0, status, workloadBootMs: state.phases.machineMs ?? 0, ...(recoveryBootMs !== undefined ? { recoveryBootMs } : {}) };
+  return {
+    ms: performance.now() - t0,
+    status,
+    workloadBootMs: state.phases.machineMs ?? 0,
+    ...(recoveryBootMs !== undefined ? { recoveryBootMs } : {}),
+  };
 }
 
 /**
@@ -327,14 +391,27 @@ function oneFilePatch(stamp: string): string {
   ].join('\n');
 }
 
-async function benchValidate(jobs: number, tmp: TempDir, patch: string | undefined, progress: (line: string) => void): Promise<Record<string, unknown>> {
+async function benchValidate(
+  jobs: number,
+  tmp: TempDir,
+  patch: string | undefined,
+  progress: (line: string) => void,
+): Promise<Record<string, unknown>> {
   let file = patch;
   if (!file) {
     file = tmp.join('one-file.patch');
     await writeFile(file, oneFilePatch(`${new Date().toISOString()} ${process.pid}`));
   }
   const t0 = performance.now();
-  const r = await validatePatch({ patches: [file], scenarios: [join(scenariosDir, 'validate')], seed: 1, jobs, confirmRuns: 2, out: tmp.join('validate'), onProgress: progress });
+  const r = await validatePatch({
+    patches: [file],
+    scenarios: [join(scenariosDir, 'validate')],
+    seed: 1,
+    jobs,
+    confirmRuns: 2,
+    out: tmp.join('validate'),
+    onProgress: progress,
+  });
   const totalMs = Math.round(performance.now() - t0);
   if (!r.phases) throw new ConfigError('validate recorded no phases');
   const phases: ValidatePhases = r.phases;
@@ -384,7 +461,9 @@ export function writelogSummary(s: WritelogSuiteResult, naiveCasesPerMin?: numbe
 
 export function formatBench(r: Record<string, unknown>): string {
   const s = (ms: number | undefined) => `${((ms ?? 0) / 1000).toFixed(1)} s`;
-  const out = [`qcrash bench: ${r.accel}, ${r.cores} cores, jobs ${r.jobs}, QEMU ${r.qemu}, kernel ${r.kernel}, load average ${(r.loadAverage as number[]).join(' ')}`];
+  const out = [
+    `qcrash bench: ${r.accel}, ${r.cores} cores, jobs ${r.jobs}, QEMU ${r.qemu}, kernel ${r.kernel}, load average ${(r.loadAverage as number[]).join(' ')}`,
+  ];
   const e = r.e2fsck as Record<string, unknown> | undefined;
   if (e) {
     const a = e.naive as Record<string, number>;
@@ -400,7 +479,9 @@ export function formatBench(r: Record<string, unknown>): string {
   if (m) {
     const a = m.naive as Record<string, number>;
     const b = m.qcrash as Record<string, number> & { phasesMedianMs: Record<string, number> };
-    const kinds = Object.entries(m.kinds as Record<string, number>).map(([k, n]) => `${n} ${k}`).join(', ');
+    const kinds = Object.entries(m.kinds as Record<string, number>)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(', ');
     const p = b.phasesMedianMs;
     out.push(
       `default mix, ${m.cases} of its ${m.of} cases a side (${kinds}; recoveries ${(m.recoveries as string[]).join(', ')}):`,
@@ -410,7 +491,8 @@ export function formatBench(r: Record<string, unknown>): string {
       `default mix vs naive: ${(m.ratio as number).toFixed(2)}x`,
     );
   }
-  const v = r.validate as { patch: string; cases: number; introduced: number; totalMs: number; phases: ValidatePhases } | undefined;
+  const v = r.validate as
+    { patch: string; cases: number; introduced: number; totalMs: number; phases: ValidatePhases } | undefined;
   if (v) {
     const p = v.phases;
     out.push(

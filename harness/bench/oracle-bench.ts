@@ -78,7 +78,14 @@ export async function defaultLogScenarios(): Promise<string[]> {
 export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenchResult> {
   const files = o.scenarios ?? (await defaultLogScenarios());
   const { scenarios } = await loadScenarios(files, { recovery: ['e2fsck'] });
-  const { env } = await prepareRun({ scenarios, kernel: o.kernel, machines: o.machines, keep: 'all', snapshots: false, jobs: o.jobs });
+  const { env } = await prepareRun({
+    scenarios,
+    kernel: o.kernel,
+    machines: o.machines,
+    keep: 'all',
+    snapshots: false,
+    jobs: o.jobs,
+  });
   await using tmp = await TempDir.create('oracle-bench');
   const prepared: PreparedUnit[] = [];
   for (const unit of expandLogUnits(scenarios, o.seed ?? 1)) {
@@ -93,7 +100,10 @@ export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenc
   const statuses: Record<string, number> = {};
   for (const [i, p] of prepared.entries()) {
     o.onProgress?.(`full oracle: ${p.unit.id}, ${p.specs.length} states: full oracle and e2fsck -fn alone`);
-    const turns = [() => timeFullOracle(p, env, tmp.join(`cases-${i}`), full, statuses), () => timeFnLimit(p, env, tmp.join(`limit-${i}`), limit)];
+    const turns = [
+      () => timeFullOracle(p, env, tmp.join(`cases-${i}`), full, statuses),
+      () => timeFnLimit(p, env, tmp.join(`limit-${i}`), limit),
+    ];
     for (const turn of i % 2 ? turns.reverse() : turns) await turn();
   }
   const a = figures(full);
@@ -118,7 +128,13 @@ interface Tally {
 }
 
 function figures(t: Tally): OracleBenchFigures {
-  return { states: t.states, ms: Math.round(t.ms), statesPerMinute: Math.round((t.states / Math.max(1, t.ms)) * 60_000), cpuMsPerState: +(t.cpuMs / Math.max(1, t.states)).toFixed(1), toolCpuMsPerState: +(t.toolCpuMs / Math.max(1, t.states)).toFixed(1) };
+  return {
+    states: t.states,
+    ms: Math.round(t.ms),
+    statesPerMinute: Math.round((t.states / Math.max(1, t.ms)) * 60_000),
+    cpuMsPerState: +(t.cpuMs / Math.max(1, t.states)).toFixed(1),
+    toolCpuMsPerState: +(t.toolCpuMs / Math.max(1, t.states)).toFixed(1),
+  };
 }
 
 /**
@@ -146,26 +162,51 @@ async function timed(t: Tally, states: number, work: () => Promise<void>): Promi
 }
 
 /** Every state of the unit as `qcrash run` checks it (its case folders under `dir`, removed afterwards). */
-async function timeFullOracle(p: PreparedUnit, env: RunEnv, dir: string, t: Tally, statuses: Record<string, number>): Promise<void> {
+async function timeFullOracle(
+  p: PreparedUnit,
+  env: RunEnv,
+  dir: string,
+  t: Tally,
+  statuses: Record<string, number>,
+): Promise<void> {
   const results: CaseResult[] = [];
   await timed(t, p.specs.length, () =>
-    runLogUnit(p, env, (id) => join(dir, id), async (r) => {
-      results.push(r);
-      await mkdir(r.dir, { recursive: true });
-      await writeJsonAtomic(join(r.dir, 'case.json'), r);
-    }),
+    runLogUnit(
+      p,
+      env,
+      (id) => join(dir, id),
+      async (r) => {
+        results.push(r);
+        await mkdir(r.dir, { recursive: true });
+        await writeJsonAtomic(join(r.dir, 'case.json'), r);
+      },
+    ),
   );
   for (const r of results) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-  if (results.length !== p.specs.length) throw new InfraError(`full-oracle bench: ${p.unit.id} wrote ${results.length} of its ${p.specs.length} states`);
+  if (results.length !== p.specs.length)
+    throw new InfraError(`full-oracle bench: ${p.unit.id} wrote ${results.length} of its ${p.specs.length} states`);
   await rm(dir, { recursive: true, force: true });
 }
 
 /** `e2fsck -fn` alone on the unit's states, replayed in place as the full oracle's are. */
 async function timeFnLimit(p: PreparedUnit, env: RunEnv, workDir: string, t: Tally): Promise<void> {
   await mkdir(workDir, { recursive: true });
-  await using source = await WriteLogSource.open(p.unit.id, p.unitDir, p.recording, baseImageOf(env, p.unit.scenario).path, p.unit.crashStates, { workDir, jobs: env.jobs });
+  await using source = await WriteLogSource.open(
+    p.unit.id,
+    p.unitDir,
+    p.recording,
+    baseImageOf(env, p.unit.scenario).path,
+    p.unit.crashStates,
+    { workDir, jobs: env.jobs },
+  );
   await timed(t, source.plan.states.length, async () => {
-    const out = await forEachState(source.log, source.basePath, source.plan.states, { workDir, jobs: env.jobs, fork: 'in-place' }, (_s, image) => runE2fsck(image, 'check'));
+    const out = await forEachState(
+      source.log,
+      source.basePath,
+      source.plan.states,
+      { workDir, jobs: env.jobs, fork: 'in-place' },
+      (_s, image) => runE2fsck(image, 'check'),
+    );
     const failed = out.find((x) => x.error);
     if (failed) throw new InfraError(`full-oracle bench: e2fsck -fn on ${failed.state.name}: ${failed.error}`);
   });
@@ -181,7 +222,11 @@ async function copyRecording(from: string, to: string): Promise<void> {
 export function oracleBenchLines(r: OracleBenchResult): string[] {
   const what = `${r.fullOracle.states} states of ${r.units.length} recorded log(s) of the default suite, jobs ${r.jobs}`;
   return [
-    `full-oracle: ${r.fullOracle.statesPerMinute} states/min (${what}; ${r.fullOracle.cpuMsPerState} ms CPU a state, ${r.fullOracle.toolCpuMsPerState} ms of it in e2fsck and debugfs; ${Object.entries(r.statuses).map(([k, n]) => `${n} ${k}`).join(', ')})`,
+    `full-oracle: ${r.fullOracle.statesPerMinute} states/min (${what}; ${r.fullOracle.cpuMsPerState} ms CPU a state, ${r.fullOracle.toolCpuMsPerState} ms of it in e2fsck and debugfs; ${Object.entries(
+      r.statuses,
+    )
+      .map(([k, n]) => `${n} ${k}`)
+      .join(', ')})`,
     `e2fsck -fn alone, same states and jobs: ${r.fnLimit.statesPerMinute} states/min (${r.fnLimit.cpuMsPerState} ms CPU a state)`,
     `full oracle vs e2fsck -fn limit: ${r.fraction.toFixed(2)} (by CPU time: ${r.cpuFraction.toFixed(2)})`,
   ];

@@ -101,7 +101,12 @@ async function checkImage(image: string, position: number, scope?: CheckScope): 
 }
 
 function figures(states: number, ms: number): PathFigures {
-  return { states, ms: Math.round(ms), statesPerMinute: Math.round((states / ms) * 60_000 * 10) / 10, msPerState: Math.round((ms / Math.max(1, states)) * 10) / 10 };
+  return {
+    states,
+    ms: Math.round(ms),
+    statesPerMinute: Math.round((states / ms) * 60_000 * 10) / 10,
+    msPerState: Math.round((ms / Math.max(1, states)) * 10) / 10,
+  };
 }
 
 /**
@@ -128,10 +133,18 @@ class ReplayPool implements AsyncDisposable {
     const procs: Replayer[] = [];
     try {
       for (let i = 0; i < n; i++) {
-        const p = execaNode(entry, [logPath, basePath], { nodeOptions: ['--import', tsx], ipc: true, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe', reject: false });
+        const p = execaNode(entry, [logPath, basePath], {
+          nodeOptions: ['--import', tsx],
+          ipc: true,
+          stdin: 'ignore',
+          stdout: 'ignore',
+          stderr: 'pipe',
+          reject: false,
+        });
         procs.push(p);
         const ready = await p.getOneMessage().catch((e: unknown) => replayerDied(p, 'did not start', e));
-        if (!(ready as { ready?: boolean }).ready) throw new InfraError(`replay process said ${JSON.stringify(ready)} instead of ready`);
+        if (!(ready as { ready?: boolean }).ready)
+          throw new InfraError(`replay process said ${JSON.stringify(ready)} instead of ready`);
       }
     } catch (e) {
       for (const p of procs) p.kill('SIGKILL');
@@ -161,7 +174,12 @@ class ReplayPool implements AsyncDisposable {
     try {
       const id = this.next++;
       await w.sendMessage({ id, dest, count });
-      const m = (await w.getOneMessage().catch((e: unknown) => replayerDied(w, `died replaying ${count} entries onto ${dest}`, e))) as { id?: number; error?: string };
+      const m = (await w
+        .getOneMessage()
+        .catch((e: unknown) => replayerDied(w, `died replaying ${count} entries onto ${dest}`, e))) as {
+        id?: number;
+        error?: string;
+      };
       if (m.id !== id) throw new InfraError(`replay process answered ${JSON.stringify(m)} to request ${id}`);
       if (m.error) throw new InfraError(`replay process: ${m.error}`);
     } finally {
@@ -188,7 +206,11 @@ type Replayer = ResultPromise<{ ipc: true; stdin: 'ignore'; stdout: 'ignore'; st
 /** A replay process's message never came: wait for it to end, and say how it ended and what it wrote to stderr. */
 async function replayerDied(p: Replayer, what: string, e: unknown): Promise<never> {
   const r = await p;
-  throw new InfraError(`replay process ${what} (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '').trim().slice(-600)}`);
+  throw new InfraError(
+    `replay process ${what} (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '')
+      .trim()
+      .slice(-600)}`,
+  );
 }
 interface Slot {
   proc: Replayer;
@@ -213,7 +235,13 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
   const fb = figures(positions.length, tallies.copy.ms);
   const fc = figures(positions.length, tallies.inPlace.ms);
   return {
-    log: { path: o.log, entries: log.entries.length, flushes: log.entries.filter(isFlush).length, fuas: log.entries.filter(isFua).length, bytes: log.fileSize },
+    log: {
+      path: o.log,
+      entries: log.entries.length,
+      flushes: log.entries.filter(isFlush).length,
+      fuas: log.entries.filter(isFua).length,
+      bytes: log.fileSize,
+    },
     jobs,
     states: positions.length,
     rounds,
@@ -266,7 +294,11 @@ function interleavedSlices(positions: readonly number[], rounds: number): number
 async function timePathsInTurn(bench: BenchPaths, slices: readonly number[][]): Promise<PathTallies> {
   const tallies: PathTallies = { fstests: { results: [], ms: 0 }, copy: { results: [], ms: 0 }, inPlace: { results: [], ms: 0 } };
   for (const [r, slice] of slices.entries()) {
-    const turns = [() => timeFstestsLoop(bench, slice, tallies.fstests), () => timeIncremental(bench, 'copy', slice, tallies.copy), () => timeIncremental(bench, 'in-place', slice, tallies.inPlace)];
+    const turns = [
+      () => timeFstestsLoop(bench, slice, tallies.fstests),
+      () => timeIncremental(bench, 'copy', slice, tallies.copy),
+      () => timeIncremental(bench, 'in-place', slice, tallies.inPlace),
+    ];
     for (const turn of r % 2 ? turns.reverse() : turns) await turn();
   }
   return tallies;
@@ -293,11 +325,25 @@ async function timeFstestsLoop(bench: BenchPaths, slice: readonly number[], tall
 /** (b) and (c) The incremental path: the same states and checks, forked by copy or checked in place. */
 async function timeIncremental(bench: BenchPaths, fork: ForkMode, slice: readonly number[], tally: PathTally): Promise<void> {
   const { tmp, jobs } = bench;
-  const states: PlannedState[] = slice.map((p) => ({ name: `at-${p}`, kind: 'prefix', variant: 'flush', epoch: 0, position: p, base: p, apply: [], dropped: [], acksBefore: [], key: '' }));
+  const states: PlannedState[] = slice.map((p) => ({
+    name: `at-${p}`,
+    kind: 'prefix',
+    variant: 'flush',
+    epoch: 0,
+    position: p,
+    base: p,
+    apply: [],
+    dropped: [],
+    acksBefore: [],
+    key: '',
+  }));
   const t1 = performance.now();
-  const outcomes = await forEachState(bench.log, bench.base, states, { workDir: tmp.path, jobs, fork }, (s, image, scope) => checkImage(image, s.position, scope));
+  const outcomes = await forEachState(bench.log, bench.base, states, { workDir: tmp.path, jobs, fork }, (s, image, scope) =>
+    checkImage(image, s.position, scope),
+  );
   const failed = outcomes.find((x) => x.error);
-  if (failed) throw new InfraError(`bench: the incremental path (${fork}) failed at position ${failed.state.position}: ${failed.error}`);
+  if (failed)
+    throw new InfraError(`bench: the incremental path (${fork}) failed at position ${failed.state.position}: ${failed.error}`);
   await rm(tmp.join('work.img'), { force: true });
   for (let j = 0; j < jobs; j++) await rm(tmp.join(`work-${j}.img`), { force: true });
   tally.ms += performance.now() - t1;
@@ -308,7 +354,10 @@ async function timeIncremental(bench: BenchPaths, fork: ForkMode, slice: readonl
 function sameResultsOnEveryPath(tallies: PathTallies, states: number): boolean {
   const key = (c: StateCheck) => `${c.position}:${c.journalExit}:${c.checkExit}:${c.problems.join(',')}`;
   const a = new Set(tallies.fstests.results.map(key));
-  return tallies.fstests.results.length === states && [tallies.copy, tallies.inPlace].every((p) => p.results.length === states && p.results.every((x) => a.has(key(x))));
+  return (
+    tallies.fstests.results.length === states &&
+    [tallies.copy, tallies.inPlace].every((p) => p.results.length === states && p.results.every((x) => a.has(key(x))))
+  );
 }
 
 /** How many of the sample positions give the same image by a fresh replay and by a fork of the cursor. */
@@ -358,7 +407,15 @@ export function benchLogSteps(shape: BenchLogShape): Step[] {
   for (let i = 0; i < shape.rounds; i++) {
     steps.push({ kind: 'migrate', name: `migrate-${i}`, paths: [`/m/f${i}`], recursive: false });
     steps.push({ kind: 'fsync', name: `fsync-m-${i}`, path: `/m/f${i}` });
-    steps.push({ kind: 'write', name: `write-${i}`, path: '/data', size: shape.dataBytes, offset: 0, append: false, seed: 1000 + i });
+    steps.push({
+      kind: 'write',
+      name: `write-${i}`,
+      path: '/data',
+      size: shape.dataBytes,
+      offset: 0,
+      append: false,
+      seed: 1000 + i,
+    });
     steps.push({ kind: 'fsync', name: `fsync-${i}`, path: '/data' });
   }
   steps.push({ kind: 'umount', name: 'umount' });
@@ -368,23 +425,49 @@ export function benchLogSteps(shape: BenchLogShape): Step[] {
 export const benchLogRecipe = `${projectRoot}/vm-images/bench/log-1k.yaml`;
 
 /** Record one bench log on a sparse copy of `base` (the VM boots; the disk goes through blklogwrites). */
-export async function recordBenchLog(o: { machines: MachineLauncher; kernel: KernelInfo; initrd: string; base: BaseImage; shape: BenchLogShape; dest: string; workDir: string }): Promise<{ path: string; entries: number; flushes: number; bytes: number; recordMs: number }> {
+export async function recordBenchLog(o: {
+  machines: MachineLauncher;
+  kernel: KernelInfo;
+  initrd: string;
+  base: BaseImage;
+  shape: BenchLogShape;
+  dest: string;
+  workDir: string;
+}): Promise<{ path: string; entries: number; flushes: number; bytes: number; recordMs: number }> {
   const t0 = performance.now();
   const disk = await createCaseDisk(o.base.path, join(o.workDir, 'bench-disk.img'));
   try {
-    await using vm = await o.machines.launch({ role: 'bench', kernel: o.kernel, initrd: o.initrd, disk: { ...disk, writeLog: o.dest } });
+    await using vm = await o.machines.launch({
+      role: 'bench',
+      kernel: o.kernel,
+      initrd: o.initrd,
+      disk: { ...disk, writeLog: o.dest },
+    });
     const r = await runRecordedWorkload(vm, benchLogSteps(o.shape), 1, o.dest, { end: 'poweroff' });
     const failed = r.records.find((x) => x.exitCode !== 0);
-    if (failed) throw new InfraError(`bench log: step ${failed.name} failed in the guest (exit ${failed.exitCode}): ${failed.output?.trim() ?? ''}`);
+    if (failed)
+      throw new InfraError(
+        `bench log: step ${failed.name} failed in the guest (exit ${failed.exitCode}): ${failed.output?.trim() ?? ''}`,
+      );
   } finally {
     await rm(disk.path, { force: true });
   }
   await using log = await WriteLog.open(o.dest);
-  return { path: o.dest, entries: log.entries.length, flushes: log.flushCount, bytes: log.fileSize, recordMs: Math.round(performance.now() - t0) };
+  return {
+    path: o.dest,
+    entries: log.entries.length,
+    flushes: log.flushCount,
+    bytes: log.fileSize,
+    recordMs: Math.round(performance.now() - t0),
+  };
 }
 
 export interface WritelogSuiteResult {
-  logs: Array<{ shape: BenchLogShape; recorded: { entries: number; flushes: number; bytes: number; recordMs: number }; result: WritelogBenchResult }>;
+  logs: Array<{
+    shape: BenchLogShape;
+    recorded: { entries: number; flushes: number; bytes: number; recordMs: number };
+    result: WritelogBenchResult;
+  }>;
 }
 
 /**
@@ -394,20 +477,40 @@ export interface WritelogSuiteResult {
  * so that replaying the log, the work the fstests loop repeats for every
  * state, is a visible part of a state's cost on this image.
  */
-export async function benchWritelogSuite(o: { machines: MachineLauncher; kernel: KernelInfo; initrd: string; jobs: number; shapes?: BenchLogShape[]; onProgress?: (line: string) => void }): Promise<WritelogSuiteResult> {
+export async function benchWritelogSuite(o: {
+  machines: MachineLauncher;
+  kernel: KernelInfo;
+  initrd: string;
+  jobs: number;
+  shapes?: BenchLogShape[];
+  onProgress?: (line: string) => void;
+}): Promise<WritelogSuiteResult> {
   const shapes = o.shapes ?? defaultBenchShapes;
   const recipe = await loadRecipe(benchLogRecipe);
   // Each round migrates its own /m/f<i>: say so before minutes of recording, not at the first missing file.
   const files = recipe.entries.reduce((n, e) => n + (e.kind === 'small-files' && e.path === '/m' ? e.count : 0), 0);
   const tooLong = shapes.find((s) => s.rounds > files);
-  if (tooLong) throw new ConfigError(`bench log of ${tooLong.rounds} rounds: ${benchLogRecipe} has ${files} files under /m to migrate, one per round; raise its count`);
+  if (tooLong)
+    throw new ConfigError(
+      `bench log of ${tooLong.rounds} rounds: ${benchLogRecipe} has ${files} files under /m to migrate, one per round; raise its count`,
+    );
   const base = await buildImage(recipe);
   await using tmp = await TempDir.create('writelog-bench-logs');
   const logs: WritelogSuiteResult['logs'] = [];
   for (const [i, shape] of shapes.entries()) {
     o.onProgress?.(`recording a bench log: ${shape.rounds} rounds of migrate + ${shape.dataBytes >> 10} KiB rewrite + fsync`);
-    const recorded = await recordBenchLog({ machines: o.machines, kernel: o.kernel, initrd: o.initrd, base, shape, dest: tmp.join(`bench-${i}.log`), workDir: tmp.path });
-    o.onProgress?.(`recorded ${recorded.entries} entries, ${recorded.flushes} flushes, ${(recorded.bytes / (1 << 20)).toFixed(0)} MiB in ${(recorded.recordMs / 1000).toFixed(0)} s; running the three paths`);
+    const recorded = await recordBenchLog({
+      machines: o.machines,
+      kernel: o.kernel,
+      initrd: o.initrd,
+      base,
+      shape,
+      dest: tmp.join(`bench-${i}.log`),
+      workDir: tmp.path,
+    });
+    o.onProgress?.(
+      `recorded ${recorded.entries} entries, ${recorded.flushes} flushes, ${(recorded.bytes / (1 << 20)).toFixed(0)} MiB in ${(recorded.recordMs / 1000).toFixed(0)} s; running the three paths`,
+    );
     const result = await benchWritelog({ log: recorded.path, base: base.path, jobs: o.jobs });
     const { path: _p, ...rest } = recorded;
     logs.push({ shape, recorded: rest, result });

@@ -92,24 +92,43 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
   try {
     kernel = await buildKernel({ tree: o.tree, rev: o.rev ?? 'HEAD', ...(o.configs ? { configs: o.configs } : {}) });
   } catch (e) {
-    if (e instanceof KernelBuildError) return { verdict: 'skip', exitCode: 125, reason: `does not build: ${e.errorLines[0] ?? ''}`, ms: Date.now() - t0 };
+    if (e instanceof KernelBuildError)
+      return { verdict: 'skip', exitCode: 125, reason: `does not build: ${e.errorLines[0] ?? ''}`, ms: Date.now() - t0 };
     throw e;
   }
   const retries = Math.max(1, o.retries ?? 1);
   let seen = 0;
   let firstSig: Signature | undefined;
   let shard: StepShard | undefined;
-  const part = (v: Omit<StepVerdict, 'ms' | 'shard'>): StepVerdict => ({ ...v, ...(shard ? { shard } : {}), ms: Date.now() - t0 });
+  const part = (v: Omit<StepVerdict, 'ms' | 'shard'>): StepVerdict => ({
+    ...v,
+    ...(shard ? { shard } : {}),
+    ms: Date.now() - t0,
+  });
   for (let i = 0; i < retries; i++) {
     let summary: RunSummary;
     try {
       // The partition does not depend on the seed: every retry runs the same part.
-      ({ summary } = await runSuite({ inputs: o.scenarios, kernel, seed: (o.seed ?? 1) + i, keep: 'failed', ...(o.jobs ? { jobs: o.jobs } : {}), ...(o.out ? { out: join(o.out, `${kernel.id}-${i}${o.shard ? `-shard-${o.shard.index}of${o.shard.total}` : ''}`) } : {}), ...(o.shard ? { shard: o.shard } : {}) }));
+      ({ summary } = await runSuite({
+        inputs: o.scenarios,
+        kernel,
+        seed: (o.seed ?? 1) + i,
+        keep: 'failed',
+        ...(o.jobs ? { jobs: o.jobs } : {}),
+        ...(o.out ? { out: join(o.out, `${kernel.id}-${i}${o.shard ? `-shard-${o.shard.index}of${o.shard.total}` : ''}`) } : {}),
+        ...(o.shard ? { shard: o.shard } : {}),
+      }));
     } catch (e) {
       if (e instanceof InfraError) return part({ verdict: 'skip', exitCode: 125, reason: `could not run: ${e.message}` });
       throw e;
     }
-    if (summary.shard) shard = { index: summary.shard.index, total: summary.shard.total, caseListHash: summary.shard.caseListHash, partitionHash: summary.shard.partitionHash };
+    if (summary.shard)
+      shard = {
+        index: summary.shard.index,
+        total: summary.shard.total,
+        caseListHash: summary.shard.caseListHash,
+        partitionHash: summary.shard.partitionHash,
+      };
     const m = matchingSignatures(summary, o.finding);
     if (m.length) {
       seen++;
@@ -118,7 +137,8 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
       return part({ verdict: 'skip', exitCode: 125, reason: `${summary.counts.error} case(s) could not run (VM did not boot?)` });
     }
   }
-  if (seen) return part({ verdict: 'bad', exitCode: 1, reason: formatSignature(firstSig!), signature: firstSig!, flaky: seen < retries });
+  if (seen)
+    return part({ verdict: 'bad', exitCode: 1, reason: formatSignature(firstSig!), signature: firstSig!, flaky: seen < retries });
   return part({ verdict: 'good', exitCode: 0, reason: 'no matching finding' });
 }
 
@@ -132,21 +152,35 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
  * caller turns that into a skip, never a verdict.
  */
 export function combineStepReports(reports: readonly BisectStepReport[]): BisectStepReport {
-  if (!reports.length) throw new ConfigError('bisect-combine: no bisect-step report found (give the files the shards\' bisect-step printed on stdout)');
+  if (!reports.length)
+    throw new ConfigError(
+      "bisect-combine: no bisect-step report found (give the files the shards' bisect-step printed on stdout)",
+    );
   const commits = new Set(reports.map((r) => r.commit));
-  if (commits.size > 1) throw new ConfigError(`bisect-combine: the reports are of different revisions: ${[...commits].map((c) => c.slice(0, 12)).join(', ')}`);
+  if (commits.size > 1)
+    throw new ConfigError(
+      `bisect-combine: the reports are of different revisions: ${[...commits].map((c) => c.slice(0, 12)).join(', ')}`,
+    );
   const unsharded = reports.filter((r) => !r.shard);
-  if (unsharded.length) throw new ConfigError('bisect-combine: a report without a shard (bisect-step run without --shard) is a verdict of its own; combine only sharded steps');
+  if (unsharded.length)
+    throw new ConfigError(
+      'bisect-combine: a report without a shard (bisect-step run without --shard) is a verdict of its own; combine only sharded steps',
+    );
   const first = reports[0]!.shard!;
   for (const r of reports) {
     const s = r.shard!;
     if (s.total !== first.total || s.caseListHash !== first.caseListHash || s.partitionHash !== first.partitionHash) {
-      throw new ConfigError(`bisect-combine: shard ${s.index}/${s.total} split another case list or partition than shard ${first.index}/${first.total}: give every shard the same scenarios, --shard count and options`);
+      throw new ConfigError(
+        `bisect-combine: shard ${s.index}/${s.total} split another case list or partition than shard ${first.index}/${first.total}: give every shard the same scenarios, --shard count and options`,
+      );
     }
   }
   const byIndex = new Map<number, BisectStepReport>();
   for (const r of reports) {
-    if (byIndex.has(r.shard!.index)) throw new ConfigError(`bisect-combine: shard ${r.shard!.index}/${first.total} reported twice: give each shard's report once`);
+    if (byIndex.has(r.shard!.index))
+      throw new ConfigError(
+        `bisect-combine: shard ${r.shard!.index}/${first.total} reported twice: give each shard's report once`,
+      );
     byIndex.set(r.shard!.index, r);
   }
   const commit = reports[0]!.commit;
@@ -154,15 +188,41 @@ export function combineStepReports(reports: readonly BisectStepReport[]): Bisect
   const bad = [...byIndex.values()].filter((r) => r.verdict === 'bad').sort((a, b) => a.shard!.index - b.shard!.index);
   if (bad.length) {
     const b = bad[0]!;
-    return { qcrash: 'bisect-step', commit, verdict: 'bad', exitCode: 1, reason: `${b.reason} (shard ${b.shard!.index}/${first.total})`, ...(b.signature ? { signature: b.signature } : {}), flaky: bad.every((x) => x.flaky), seconds };
+    return {
+      qcrash: 'bisect-step',
+      commit,
+      verdict: 'bad',
+      exitCode: 1,
+      reason: `${b.reason} (shard ${b.shard!.index}/${first.total})`,
+      ...(b.signature ? { signature: b.signature } : {}),
+      flaky: bad.every((x) => x.flaky),
+      seconds,
+    };
   }
   const missing = Array.from({ length: first.total }, (_, i) => i + 1).filter((i) => !byIndex.has(i));
   const skipped = [...byIndex.values()].filter((r) => r.verdict !== 'good');
   if (missing.length || skipped.length) {
-    const why = [...(missing.length ? [`shard(s) ${missing.map((i) => `${i}/${first.total}`).join(', ')} reported nothing`] : []), ...skipped.map((r) => `shard ${r.shard!.index}/${first.total}: ${r.reason}`)];
-    return { qcrash: 'bisect-step', commit, verdict: 'skip', exitCode: 125, reason: `not every part was judged: ${why.join('; ')}`, seconds };
+    const why = [
+      ...(missing.length ? [`shard(s) ${missing.map((i) => `${i}/${first.total}`).join(', ')} reported nothing`] : []),
+      ...skipped.map((r) => `shard ${r.shard!.index}/${first.total}: ${r.reason}`),
+    ];
+    return {
+      qcrash: 'bisect-step',
+      commit,
+      verdict: 'skip',
+      exitCode: 125,
+      reason: `not every part was judged: ${why.join('; ')}`,
+      seconds,
+    };
   }
-  return { qcrash: 'bisect-step', commit, verdict: 'good', exitCode: 0, reason: `no matching finding in any of the ${first.total} shards`, seconds };
+  return {
+    qcrash: 'bisect-step',
+    commit,
+    verdict: 'good',
+    exitCode: 0,
+    reason: `no matching finding in any of the ${first.total} shards`,
+    seconds,
+  };
 }
 
 export interface BisectOptions extends Omit<StepOptions, 'rev'> {
@@ -204,8 +264,19 @@ export async function bisect(o: BisectOptions): Promise<BisectResult> {
   // Built in place (no second clone); its object dir starts empty, but ccache hits across trees.
   await markOwnedTree(clone);
   const stepArgs = (extra: string[] = []) => [
-    'bisect-step', '--tree', clone, ...(o.finding ? ['--finding', o.finding] : []), '--retries', String(o.retries ?? 1),
-    '--seed', String(o.seed ?? 1), ...(o.jobs ? ['--jobs', String(o.jobs)] : []), ...(o.out ? ['--out', resolve(o.out)] : []), ...(o.configs ?? []).flatMap((c) => ['--config', c]), ...extra, ...o.scenarios.map((s) => resolve(s)),
+    'bisect-step',
+    '--tree',
+    clone,
+    ...(o.finding ? ['--finding', o.finding] : []),
+    '--retries',
+    String(o.retries ?? 1),
+    '--seed',
+    String(o.seed ?? 1),
+    ...(o.jobs ? ['--jobs', String(o.jobs)] : []),
+    ...(o.out ? ['--out', resolve(o.out)] : []),
+    ...(o.configs ?? []).flatMap((c) => ['--config', c]),
+    ...extra,
+    ...o.scenarios.map((s) => resolve(s)),
   ];
   const subject = async (c: string) => (await git(clone, ['log', '-1', '--format=%s', c])).stdout.trim();
   const tested: BisectResult['tested'] = [];
@@ -214,7 +285,8 @@ export async function bisect(o: BisectOptions): Promise<BisectResult> {
     const v = await bisectStep({ ...o, tree: clone, rev: 'HEAD' });
     tested.push({ commit: c, subject: await subject(c), verdict: v.verdict, reason: v.reason, seconds: Math.round(v.ms / 1000) });
     progress(`${c.slice(0, 12)} ${v.verdict}: ${v.reason}`);
-    if (v.verdict !== want) throw new ConfigError(`--${want} ${want === 'bad' ? o.bad : o.good} is ${v.verdict} (${v.reason}): nothing to bisect`);
+    if (v.verdict !== want)
+      throw new ConfigError(`--${want} ${want === 'bad' ? o.bad : o.good} is ${v.verdict} (${v.reason}): nothing to bisect`);
     return v;
   };
   const badVerdict = await check(bad, 'bad');
@@ -225,10 +297,20 @@ export async function bisect(o: BisectOptions): Promise<BisectResult> {
     await git(clone, ['bisect', 'start', bad, good]);
     const node = process.execPath;
     const bin = join(projectRoot, 'bin', 'qcrash.js');
-    const r = await run(await import('../util/tools.ts').then((m) => m.tool('git')), ['bisect', 'run', node, bin, ...stepArgs()], { cwd: clone, timeoutMs: 24 * 3600_000 });
+    const r = await run(
+      await import('../util/tools.ts').then((m) => m.tool('git')),
+      ['bisect', 'run', node, bin, ...stepArgs()],
+      { cwd: clone, timeoutMs: 24 * 3600_000 },
+    );
     const log = r.stdout + r.stderr;
     for (const step of parseStepReports(log)) {
-      tested.push({ commit: step.commit, subject: await subject(step.commit), verdict: step.verdict, reason: step.reason, seconds: step.seconds });
+      tested.push({
+        commit: step.commit,
+        subject: await subject(step.commit),
+        verdict: step.verdict,
+        reason: step.reason,
+        seconds: step.seconds,
+      });
     }
     const first = /^([0-9a-f]{40}) is the first bad commit/m.exec(log)?.[1];
     if (!first) throw new QcrashError(`git bisect run did not name a first bad commit:\n${log.slice(-2000)}`);
@@ -240,12 +322,16 @@ export async function bisect(o: BisectOptions): Promise<BisectResult> {
 }
 
 export function formatBisect(r: BisectResult): string {
-  return [
-    `first bad commit: ${r.firstBad.commit} ${r.firstBad.subject}`,
-    `finding: ${r.finding}`,
-    'tested:',
-    ...r.tested.map((t) => `  ${t.commit.slice(0, 12)} ${t.verdict.padEnd(4)} ${String(t.seconds).padStart(4)}s  ${t.subject}  (${t.reason})`),
-  ].join('\n') + '\n';
+  return (
+    [
+      `first bad commit: ${r.firstBad.commit} ${r.firstBad.subject}`,
+      `finding: ${r.finding}`,
+      'tested:',
+      ...r.tested.map(
+        (t) => `  ${t.commit.slice(0, 12)} ${t.verdict.padEnd(4)} ${String(t.seconds).padStart(4)}s  ${t.subject}  (${t.reason})`,
+      ),
+    ].join('\n') + '\n'
+  );
 }
 
 export const bisectExit = { good: ExitCode.pass, bad: ExitCode.failed, skip: ExitCode.bisectSkip } as const;

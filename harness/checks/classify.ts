@@ -50,7 +50,10 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
       if (isTemp) {
         cls = 'leak';
         why = 'the temporary inode of an interrupted migration';
-      } else why = ctx.manifestInodes.has(p.ino!) ? 'a recipe file lost its links' : 'a second leaked inode: one migration leaks at most one';
+      } else
+        why = ctx.manifestInodes.has(p.ino!)
+          ? 'a recipe file lost its links'
+          : 'a second leaked inode: one migration leaks at most one';
     } else if (p.code === 0x010068) {
       if (isTemp) {
         cls = 'leak';
@@ -61,7 +64,11 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
       if (v && v.is > v.should && p.ino !== undefined && ctx.migratedInodes.has(p.ino)) {
         cls = 'leak';
         why = `i_blocks ${v.is} > ${v.should} on the migrated inode: index blocks counted but freed`;
-      } else if (v) why = v.is < v.should ? `i_blocks ${v.is} < ${v.should}: blocks in use are not counted` : `i_blocks ${v.is} > ${v.should} on an inode that was not migrated`;
+      } else if (v)
+        why =
+          v.is < v.should
+            ? `i_blocks ${v.is} < ${v.should}: blocks in use are not counted`
+            : `i_blocks ${v.is} > ${v.should} on an inode that was not migrated`;
     } else if (unownedInUse.has(p.code) || summaryCounts.has(p.code)) {
       cls = 'leak';
     } else if (inodeMarkedUnused.has(p.code)) {

@@ -10,7 +10,11 @@ import type { Finding, RecoveryMode } from '../findings/finding.ts';
  */
 const patterns: Array<{ code: string; re: RegExp; trace: boolean }> = [
   { code: 'kernel-panic', re: /Kernel panic - not syncing/, trace: true },
-  { code: 'soft-lockup', re: /soft lockup|hard LOCKUP|rcu_sched self-detected stall|rcu: INFO: rcu_\w+ (self-)?detected stall/, trace: true },
+  {
+    code: 'soft-lockup',
+    re: /soft lockup|hard LOCKUP|rcu_sched self-detected stall|rcu: INFO: rcu_\w+ (self-)?detected stall/,
+    trace: true,
+  },
   { code: 'lockdep', re: /WARNING: possible (circular|recursive) locking|inconsistent lock state/, trace: true },
   { code: 'oops', re: /\bOops\b|general protection fault|BUG: unable to handle/, trace: true },
   { code: 'bug', re: /\bBUG: |kernel BUG at/, trace: true },
@@ -35,15 +39,59 @@ const continuation = /^\s*(\[\s*\d+\.\d+\]\s*)?(Oops:|#PF:|PGD |RIP:|Code:|CPU: 
 const boringFrame = new RegExp(
   '^(' +
     [
-      'dump_stack(_lvl)?', '__warn', 'warn_slowpath_fmt', 'report_bug', 'handle_bug', 'exc_invalid_op', 'asm_exc_invalid_op',
-      'panic', '__die(_body)?', 'die', 'oops_end', 'page_fault_oops', 'do_user_addr_fault', 'exc_page_fault', 'asm_exc_page_fault',
-      'kernelmode_fixup_or_oops', '__bad_area_nosemaphore', 'no_context', 'exc_general_protection', 'asm_exc_general_protection',
-      '__schedule', 'schedule', 'schedule_timeout', 'schedule_preempt_disabled', 'io_schedule(_timeout)?', 'bit_wait(_io)?',
-      '__wait_on_bit(_lock)?', 'out_of_line_wait_on_bit(_lock)?', 'wait_for_completion(_\\w+)?', 'rwsem_down_\\w+', 'down_(read|write)(_\\w+)?',
-      'mutex_lock(_\\w+)?', '__mutex_lock(_\\w+)?', 'do_syscall_64', 'entry_SYSCALL_64(_after_hwframe)?', '__x64_sys_\\w+', '__do_sys_\\w+',
-      'ret_from_fork', 'kthread', 'worker_thread', 'process_one_work', 'sysvec_\\w+', 'asm_sysvec_\\w+', 'irq_exit_rcu', '__irq_exit_rcu',
-      'watchdog_timer_fn', '__hrtimer_run_queues', 'hrtimer_interrupt', 'lock_acquire', '__lock_acquire', 'check_noncircular',
-      'print_circular_bug', 'validate_chain',
+      'dump_stack(_lvl)?',
+      '__warn',
+      'warn_slowpath_fmt',
+      'report_bug',
+      'handle_bug',
+      'exc_invalid_op',
+      'asm_exc_invalid_op',
+      'panic',
+      '__die(_body)?',
+      'die',
+      'oops_end',
+      'page_fault_oops',
+      'do_user_addr_fault',
+      'exc_page_fault',
+      'asm_exc_page_fault',
+      'kernelmode_fixup_or_oops',
+      '__bad_area_nosemaphore',
+      'no_context',
+      'exc_general_protection',
+      'asm_exc_general_protection',
+      '__schedule',
+      'schedule',
+      'schedule_timeout',
+      'schedule_preempt_disabled',
+      'io_schedule(_timeout)?',
+      'bit_wait(_io)?',
+      '__wait_on_bit(_lock)?',
+      'out_of_line_wait_on_bit(_lock)?',
+      'wait_for_completion(_\\w+)?',
+      'rwsem_down_\\w+',
+      'down_(read|write)(_\\w+)?',
+      'mutex_lock(_\\w+)?',
+      '__mutex_lock(_\\w+)?',
+      'do_syscall_64',
+      'entry_SYSCALL_64(_after_hwframe)?',
+      '__x64_sys_\\w+',
+      '__do_sys_\\w+',
+      'ret_from_fork',
+      'kthread',
+      'worker_thread',
+      'process_one_work',
+      'sysvec_\\w+',
+      'asm_sysvec_\\w+',
+      'irq_exit_rcu',
+      '__irq_exit_rcu',
+      'watchdog_timer_fn',
+      '__hrtimer_run_queues',
+      'hrtimer_interrupt',
+      'lock_acquire',
+      '__lock_acquire',
+      'check_noncircular',
+      'print_circular_bug',
+      'validate_chain',
     ].join('|') +
     ')$',
 );
@@ -102,7 +150,9 @@ export function consoleTitle(code: string, line: string, trace: readonly string[
     case 'kernel-panic':
       return `kernel panic: ${normalize(text.replace(/^.*Kernel panic - not syncing:\s*/, ''))}`;
     case 'soft-lockup':
-      return inFrame(/hard LOCKUP/.test(text) ? 'BUG: hard lockup' : /stall/.test(text) ? 'INFO: rcu detected stall' : 'BUG: soft lockup');
+      return inFrame(
+        /hard LOCKUP/.test(text) ? 'BUG: hard lockup' : /stall/.test(text) ? 'INFO: rcu detected stall' : 'BUG: soft lockup',
+      );
     case 'lockdep':
       return inFrame(/inconsistent lock state/.test(text) ? 'inconsistent lock state' : 'possible deadlock', false);
     case 'hung-task':
@@ -112,7 +162,10 @@ export function consoleTitle(code: string, line: string, trace: readonly string[
       // "EXT4-fs error (device vda): ext4_lookup:1855: inode #2: comm ls: deleted inode referenced: 13"
       const m = /EXT4-fs (error|warning) \([^)]*\): ([\w.]+):\d+: (.*)$/.exec(text);
       if (!m) return normalize(text.replace(/ \(device [^)]*\)/, ''));
-      const msg = m[3]!.replace(/^inode #\d+: /, '').replace(/^block \d+: /, '').replace(/^comm [^:]*: /, '');
+      const msg = m[3]!
+        .replace(/^inode #\d+: /, '')
+        .replace(/^block \d+: /, '')
+        .replace(/^comm [^:]*: /, '');
       return `EXT4-fs ${m[1]} in ${m[2]}: ${normalize(msg)}`;
     }
     case 'jbd2-error':

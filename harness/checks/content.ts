@@ -46,7 +46,8 @@ export async function checkContent(
   for (const h of extra) {
     const s = states.get(h.path);
     if (!h.unchecked) findings.push(...history(h, s));
-    else if (!s?.exists && h.durable > 0) findings.push(make('missing', h.path, 'file written and made durable by the workload is missing'));
+    else if (!s?.exists && h.durable > 0)
+      findings.push(make('missing', h.path, 'file written and made durable by the workload is missing'));
   }
   findings.push(...mappingFindings(exp, states, make));
   return findings;
@@ -56,7 +57,10 @@ type ManifestEntry = Manifest['entries'][number];
 type MakeFinding = (code: string, path: string, message: string, detail?: string, ino?: number, offset?: number) => Finding;
 
 /** The write history of a manifest entry: by its path, or (hard links: a user's image may have them) by its inode, written through another name. */
-function historyLookup(manifest: Manifest, exp: DurabilityExpectations): (e: Pick<ManifestEntry, 'path' | 'ino' | 'type'>) => FileExpectation | undefined {
+function historyLookup(
+  manifest: Manifest,
+  exp: DurabilityExpectations,
+): (e: Pick<ManifestEntry, 'path' | 'ino' | 'type'>) => FileExpectation | undefined {
   const histories = new Map(exp.files.map((f) => [f.path, f]));
   const inoOf = new Map(manifest.entries.map((e) => [e.path, e.ino]));
   const historyByIno = new Map(exp.files.flatMap((f) => (inoOf.has(f.path) ? [[inoOf.get(f.path)!, f] as const] : [])));
@@ -74,11 +78,20 @@ async function readStates(
   const paths = [...manifest.entries.map((e) => e.path), ...extra.map((f) => f.path)];
   const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks])].filter((p) => !paths.includes(p));
   // Bytes are kept only for files held to a history; the rest are compared by hash.
-  const keepBytes = new Set(manifest.entries.filter((e) => { const h = historyOf(e); return h && !h.unchecked; }).map((e) => e.path));
+  const keepBytes = new Set(
+    manifest.entries
+      .filter((e) => {
+        const h = historyOf(e);
+        return h && !h.unchecked;
+      })
+      .map((e) => e.path),
+  );
   for (const f of exp.files) if (!f.unchecked) keepBytes.add(f.path);
   // Sizes bound each debugfs run's dumps (files the map cannot serve): a user's image may hold more data than the temp folder has room for.
   const sizes = new Map(manifest.entries.filter((e) => e.type === 'file').map((e) => [e.path, e.size]));
-  return new Map((await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, sizes, via: 'map' })).map((s) => [s.path, s]));
+  return new Map(
+    (await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, sizes, via: 'map' })).map((s) => [s.path, s]),
+  );
 }
 
 function findingMaker(recovery: RecoveryMode | undefined): MakeFinding {
@@ -111,7 +124,15 @@ function entryFindings(
     if (s.size !== e.size) {
       findings.push(make('size-changed', e.path, `size ${s.size}, expected ${e.size}`, undefined, s.stat.ino));
     } else if (e.sha256 && s.sha256 !== e.sha256) {
-      findings.push(make('content-changed', e.path, 'bytes differ from before the migration', `expected sha256 ${e.sha256}\nactual   sha256 ${s.sha256 ?? '(unreadable)'}`, s.stat.ino));
+      findings.push(
+        make(
+          'content-changed',
+          e.path,
+          'bytes differ from before the migration',
+          `expected sha256 ${e.sha256}\nactual   sha256 ${s.sha256 ?? '(unreadable)'}`,
+          s.stat.ino,
+        ),
+      );
     }
   }
   if (!['blocks', 'extents', 'none', 'fast-symlink', 'inline'].includes(s.stat.mapping)) {
@@ -122,13 +143,21 @@ function entryFindings(
   // the workload wrote may have gained blocks: their bytes are checked instead.
   if (e.blockMap && e.type !== 'dir' && !h) {
     const diff = diffDataMaps(e.blockMap, parseBlockMap(s.stat.map));
-    if (diff) findings.push(make('mapping-changed', e.path, `physical mapping changed: ${diff}`, s.stat.map.slice(0, 2000), s.stat.ino));
+    if (diff)
+      findings.push(make('mapping-changed', e.path, `physical mapping changed: ${diff}`, s.stat.map.slice(0, 2000), s.stat.ino));
   }
   return findings;
 }
 
 /** A file the workload wrote, held to its history: present unless it may be missing, its size in range, each sector old or new bytes. */
-function historyFindings(h: FileExpectation, s: EntryState | undefined, name: string, origin: FileOrigin, blockSize: number, make: MakeFinding): Finding[] {
+function historyFindings(
+  h: FileExpectation,
+  s: EntryState | undefined,
+  name: string,
+  origin: FileOrigin,
+  blockSize: number,
+  make: MakeFinding,
+): Finding[] {
   let v;
   try {
     v = checkFileHistory(h, origin, s?.exists ? (s.bytes ?? Buffer.alloc(0)) : undefined, { blockSize });
@@ -136,7 +165,8 @@ function historyFindings(h: FileExpectation, s: EntryState | undefined, name: st
     if (e instanceof HistoryModelError) throw new InfraError(`cannot check ${name}: ${e.message}`);
     throw e;
   }
-  if (!s?.exists) return v.mayBeMissing ? [] : [make('missing', name, 'file written and made durable by the workload is missing')];
+  if (!s?.exists)
+    return v.mayBeMissing ? [] : [make('missing', name, 'file written and made durable by the workload is missing')];
   const ino = s.stat?.ino;
   const findings: Finding[] = [];
   const size = s.bytes?.length ?? s.size ?? 0;
@@ -170,15 +200,34 @@ function mappingFindings(exp: DurabilityExpectations, states: ReadonlyMap<string
   for (const p of exp.mustBeExtents) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping !== 'extents') {
-      findings.push(make('not-durable', p, `the kernel converted it and a sync, fsync or umount completed after, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
+      findings.push(
+        make(
+          'not-durable',
+          p,
+          `the kernel converted it and a sync, fsync or umount completed after, but the ${s.stat.type === 'directory' ? 'directory' : 'file'} is ${s.stat.mapping}-mapped`,
+          `flags 0x${s.stat.flags.toString(16)}`,
+          s.stat.ino,
+        ),
+      );
     }
   }
   for (const p of exp.mustBeBlocks) {
     const s = states.get(p);
     if (s?.stat && s.stat.mapping === 'extents') {
       const r = exp.migrations.findLast((m) => m.path === p);
-      const said = r?.ret === 0 ? 'the ioctl returned 0 but the kernel read the file back block-mapped' : `the ioctl refused the migration${r ? ` (errno ${r.errno})` : ''}`;
-      findings.push(make('migrated-despite-error', p, `${said}, but the file is extent-mapped after recovery`, `flags 0x${s.stat.flags.toString(16)}`, s.stat.ino));
+      const said =
+        r?.ret === 0
+          ? 'the ioctl returned 0 but the kernel read the file back block-mapped'
+          : `the ioctl refused the migration${r ? ` (errno ${r.errno})` : ''}`;
+      findings.push(
+        make(
+          'migrated-despite-error',
+          p,
+          `${said}, but the file is extent-mapped after recovery`,
+          `flags 0x${s.stat.flags.toString(16)}`,
+          s.stat.ino,
+        ),
+      );
     }
   }
   return findings;
@@ -187,12 +236,17 @@ function mappingFindings(exp: DurabilityExpectations, states: ReadonlyMap<string
 /** The file before the workload: regenerated from the recipe (checked against the manifest), or nothing. */
 function originOf(h: FileExpectation, manifest: Manifest, recipe: Recipe | undefined): FileOrigin {
   if (h.origin === 'new') return { bytes: Buffer.alloc(0), data: [] };
-  if (!recipe) throw new InfraError(`cannot check ${h.path}: the workload wrote into a file of the image and its recipe, which holds the original bytes, is not known here`);
+  if (!recipe)
+    throw new InfraError(
+      `cannot check ${h.path}: the workload wrote into a file of the image and its recipe, which holds the original bytes, is not known here`,
+    );
   const f = recipeFile(recipe, h.path);
   const e = manifest.entries.find((x) => x.path === h.path);
   if (!f) throw new InfraError(`cannot check ${h.path}: recipe ${recipe.name} has no regular file there`);
   if (e?.sha256 && sha256(f.bytes) !== e.sha256) {
-    throw new InfraError(`cannot check ${h.path}: its bytes regenerated from recipe ${recipe.name} do not match the image's manifest (sha256 ${sha256(f.bytes)}, manifest ${e.sha256}): the base image or the generator changed`);
+    throw new InfraError(
+      `cannot check ${h.path}: its bytes regenerated from recipe ${recipe.name} do not match the image's manifest (sha256 ${sha256(f.bytes)}, manifest ${e.sha256}): the base image or the generator changed`,
+    );
   }
   return f;
 }

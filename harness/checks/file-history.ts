@@ -62,7 +62,13 @@ class Version {
     origin.bytes.copy(bytes);
     const alloc = new Uint8Array(Math.ceil(cap / blockSize) + 1);
     for (const [a, b] of origin.data) for (let blk = Math.floor(a / blockSize); blk * blockSize < b; blk++) alloc[blk] = 1;
-    return new Version(bytes, origin.bytes.length, new Uint8Array(cap / SECTOR).fill(1), new Int16Array(cap / SECTOR).fill(-1), alloc);
+    return new Version(
+      bytes,
+      origin.bytes.length,
+      new Uint8Array(cap / SECTOR).fill(1),
+      new Int16Array(cap / SECTOR).fill(-1),
+      alloc,
+    );
   }
 
   clone(): Version {
@@ -207,11 +213,17 @@ export interface CheckHistoryOptions {
  * The size is judged by the caller from `sizes`; here every sector of the
  * bytes present is judged.
  */
-export function checkFileHistory(exp: FileExpectation, origin: FileOrigin, actual: Buffer | undefined, opts: CheckHistoryOptions): HistoryVerdict {
+export function checkFileHistory(
+  exp: FileExpectation,
+  origin: FileOrigin,
+  actual: Buffer | undefined,
+  opts: CheckHistoryOptions,
+): HistoryVerdict {
   const B = opts.blockSize;
   const limit = opts.limit ?? 8;
   let cap = Math.max(origin.bytes.length, actual?.length ?? 0);
-  for (const op of exp.ops) cap = Math.max(cap, op.kind === 'write' ? op.offset + op.size : op.kind === 'writer' ? rewriterSectors(op).end * SECTOR : 0);
+  for (const op of exp.ops)
+    cap = Math.max(cap, op.kind === 'write' ? op.offset + op.size : op.kind === 'writer' ? rewriterSectors(op).end * SECTOR : 0);
   cap = Math.ceil(cap / PAGE) * PAGE || PAGE;
 
   let exactState = Version.initial(origin, cap, B);
@@ -234,7 +246,10 @@ export function checkFileHistory(exp: FileExpectation, origin: FileOrigin, actua
       return origin.data.some(([a, b]) => off < b && off + SECTOR > a) ? "the recipe's bytes" : 'zeros (a hole of the recipe)';
     }
     const op = exp.ops[w]!;
-    if (op.kind === 'writer') return op.rounds !== undefined ? `round ${op.rounds - 1} of writer step "${op.step}"` : `a round of writer step "${op.step}"`;
+    if (op.kind === 'writer')
+      return op.rounds !== undefined
+        ? `round ${op.rounds - 1} of writer step "${op.step}"`
+        : `a round of writer step "${op.step}"`;
     if (op.kind === 'mmap-holes') return `the store of mmap-holes step "${op.step}"`;
     return `the bytes of write step "${op.step}"`;
   };
@@ -246,7 +261,8 @@ export function checkFileHistory(exp: FileExpectation, origin: FileOrigin, actua
       const intact = w && a.equals(writerSector(w.seed, h.round, h.index).subarray(0, a.length));
       return `a writer's sector of round ${h.round} for offset ${h.index * SECTOR}${w && !intact ? ' with other bytes after its header' : ''}`;
     }
-    if (exp.origin === 'recipe' && a.equals(origin.bytes.subarray(s * SECTOR, s * SECTOR + a.length))) return "the recipe's original bytes";
+    if (exp.origin === 'recipe' && a.equals(origin.bytes.subarray(s * SECTOR, s * SECTOR + a.length)))
+      return "the recipe's original bytes";
     return `other bytes (${a.subarray(0, 16).toString('hex')}...)`;
   };
 

@@ -100,12 +100,21 @@ export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext)
     });
   }
   if (recovered.umount && recovered.umount.exitCode !== 0) {
-    findings.push({ class: 'kernel', source: 'console', code: 'umount-failed', name: 'umount-failed', message: `umount failed: ${recovered.umount.output.trim()}`, recovery: mode });
+    findings.push({
+      class: 'kernel',
+      source: 'console',
+      code: 'umount-failed',
+      name: 'umount-failed',
+      message: `umount failed: ${recovered.umount.output.trim()}`,
+      recovery: mode,
+    });
   }
-  if (recovered.console !== undefined) findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
+  if (recovered.console !== undefined)
+    findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
   const ms: OracleTimes = { contentMs: 0, checkMs: 0, repairMs: 0, recheckMs: 0 };
   let t0 = performance.now();
-  if (ctx.manifest) findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode, ctx.recipe, ctx.imageFiles)));
+  if (ctx.manifest)
+    findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode, ctx.recipe, ctx.imageFiles)));
   ms.contentMs = performance.now() - t0;
 
   const entries = ctx.manifest?.entries ?? [];

@@ -1,7 +1,14 @@
 import type { Command } from 'commander';
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { bisect, bisectStep, combineStepReports, formatBisect, parseStepReports, type BisectStepReport } from '../bisect/bisect.ts';
+import {
+  bisect,
+  bisectStep,
+  combineStepReports,
+  formatBisect,
+  parseStepReports,
+  type BisectStepReport,
+} from '../bisect/bisect.ts';
 import { ConfigError, QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
@@ -30,12 +37,31 @@ export function registerBisect(program: Command): void {
     finding: 'substring of the finding signature (scenario | point | recovery | class | code)',
     retries: 'runs per revision; a finding on any of them is present (reported flaky if not on all)',
     config: 'config fragments (default: kernels/configs/minimal.config) (repeatable)',
-    out: 'keep each tested revision\'s run under this folder (default: results/)',
-  })
-    .action(async (scenarios: string[], o: { tree: string; good: string; bad: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string }) => {
-      const r = await bisect({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}), onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`) });
+    out: "keep each tested revision's run under this folder (default: results/)",
+  }).action(
+    async (
+      scenarios: string[],
+      o: {
+        tree: string;
+        good: string;
+        bad: string;
+        finding?: string;
+        retries: number;
+        config?: string[];
+        seed: number;
+        jobs?: number;
+        out?: string;
+      },
+    ) => {
+      const r = await bisect({
+        ...o,
+        scenarios,
+        ...(o.config ? { configs: o.config } : {}),
+        onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`),
+      });
       process.stdout.write(formatBisect(r));
-    });
+    },
+  );
 
   const stepCommand = program
     .command('bisect-step')
@@ -48,56 +74,93 @@ export function registerBisect(program: Command): void {
     config: 'config fragments (repeatable)',
     out: 'keep the run under this folder (default: results/)',
   })
-    .option('--shard <I/N>', 'judge only the I-th of N parts of the cases (one machine of several); join the parts\' lines with qcrash bisect-combine', parseShardSpec)
-    .action(returnsExitCode(async (scenarios: string[], o: { tree: string; finding?: string; retries: number; config?: string[]; seed: number; jobs?: number; out?: string; shard?: ShardSpec }) => {
-      let head = '';
-      try {
-        head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: o.tree, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-      } catch {
-        /* reported by the step itself */
-      }
-      const report = (v: Omit<BisectStepReport, 'qcrash' | 'commit'>) => {
-        // One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr.
-        process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
-        process.stderr.write(`qcrash bisect-step: ${head.slice(0, 12)}${v.shard ? ` shard ${v.shard.index}/${v.shard.total}` : ''} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
-      };
-      try {
-        const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
-        report({ ...v, seconds: Math.round(ms / 1000) });
-        return v.exitCode;
-      } catch (e) {
-        // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
-        report({ verdict: 'skip', exitCode: 125, reason: e instanceof Error ? e.message.split('\n')[0]! : String(e), seconds: 0 });
-        if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
-        return 125;
-      }
-    }));
+    .option(
+      '--shard <I/N>',
+      "judge only the I-th of N parts of the cases (one machine of several); join the parts' lines with qcrash bisect-combine",
+      parseShardSpec,
+    )
+    .action(
+      returnsExitCode(
+        async (
+          scenarios: string[],
+          o: {
+            tree: string;
+            finding?: string;
+            retries: number;
+            config?: string[];
+            seed: number;
+            jobs?: number;
+            out?: string;
+            shard?: ShardSpec;
+          },
+        ) => {
+          let head = '';
+          try {
+            head = execFileSync('git', ['rev-parse', 'HEAD'], {
+              cwd: o.tree,
+              encoding: 'utf8',
+              stdio: ['ignore', 'pipe', 'ignore'],
+            }).trim();
+          } catch {
+            /* reported by the step itself */
+          }
+          const report = (v: Omit<BisectStepReport, 'qcrash' | 'commit'>) => {
+            // One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr.
+            process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
+            process.stderr.write(
+              `qcrash bisect-step: ${head.slice(0, 12)}${v.shard ? ` shard ${v.shard.index}/${v.shard.total}` : ''} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`,
+            );
+          };
+          try {
+            const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
+            report({ ...v, seconds: Math.round(ms / 1000) });
+            return v.exitCode;
+          } catch (e) {
+            // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
+            report({
+              verdict: 'skip',
+              exitCode: 125,
+              reason: e instanceof Error ? e.message.split('\n')[0]! : String(e),
+              seconds: 0,
+            });
+            if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
+            return 125;
+          }
+        },
+      ),
+    );
 }
 
 export function registerBisectCombine(program: Command): void {
   program
     .command('bisect-combine')
-    .description('for git bisect run over several machines: one verdict on a revision from its shards\' bisect-step --shard lines (exit 1 if any part found it, 0 only if every part ran clean, else 125)')
-    .argument('<files...>', 'files holding what each shard\'s bisect-step printed on stdout')
-    .action(returnsExitCode(async (files: string[]) => {
-      try {
-        const reports: BisectStepReport[] = [];
-        for (const f of files) {
-          const text = await readFile(f, 'utf8').catch(() => {
-            throw new ConfigError(`bisect-combine: cannot read ${f}`);
-          });
-          const found = parseStepReports(text);
-          if (!found.length) throw new ConfigError(`bisect-combine: ${f} holds no bisect-step line`);
-          reports.push(...found);
+    .description(
+      "for git bisect run over several machines: one verdict on a revision from its shards' bisect-step --shard lines (exit 1 if any part found it, 0 only if every part ran clean, else 125)",
+    )
+    .argument('<files...>', "files holding what each shard's bisect-step printed on stdout")
+    .action(
+      returnsExitCode(async (files: string[]) => {
+        try {
+          const reports: BisectStepReport[] = [];
+          for (const f of files) {
+            const text = await readFile(f, 'utf8').catch(() => {
+              throw new ConfigError(`bisect-combine: cannot read ${f}`);
+            });
+            const found = parseStepReports(text);
+            if (!found.length) throw new ConfigError(`bisect-combine: ${f} holds no bisect-step line`);
+            reports.push(...found);
+          }
+          const v = combineStepReports(reports);
+          process.stdout.write(`${JSON.stringify(v)}\n`);
+          process.stderr.write(
+            `qcrash bisect-combine: ${v.commit.slice(0, 12)} ${v.verdict}: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`,
+          );
+          return v.exitCode;
+        } catch (e) {
+          // Under git bisect run any other exit code would be taken as "bad".
+          process.stderr.write(`qcrash bisect-combine: skip: ${e instanceof Error ? e.message : String(e)}\n`);
+          return 125;
         }
-        const v = combineStepReports(reports);
-        process.stdout.write(`${JSON.stringify(v)}\n`);
-        process.stderr.write(`qcrash bisect-combine: ${v.commit.slice(0, 12)} ${v.verdict}: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`);
-        return v.exitCode;
-      } catch (e) {
-        // Under git bisect run any other exit code would be taken as "bad".
-        process.stderr.write(`qcrash bisect-combine: skip: ${e instanceof Error ? e.message : String(e)}\n`);
-        return 125;
-      }
-    }));
+      }),
+    );
 }

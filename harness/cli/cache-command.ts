@@ -43,21 +43,35 @@ export function registerCache(program: Command): void {
     .command('verify')
     .description('check every cache entry against the checksums recorded when it was made; exit 1 if any is bad')
     .option('--json', 'print the verdicts as JSON')
-    .action(returnsExitCode(async (o: { json?: boolean }) => {
-      const verdicts = await verifyAll();
-      const bad = verdicts.filter((v) => !v.ok);
-      if (o.json) {
-        const rows = await Promise.all(verdicts.map(async (v) => ({ kind: v.item.kind, path: v.item.path, ok: v.ok, ...(v.reason ? { reason: v.reason } : {}), bytes: await itemBytes(v.item) })));
-        process.stdout.write(JSON.stringify({ root: cacheRoot(), entries: rows, bad: bad.length }, null, 2) + '\n');
-      } else {
-        for (const v of verdicts) {
-          const size = formatBytes(await itemBytes(v.item));
-          process.stdout.write(`${v.ok ? 'ok ' : 'bad'}  ${cacheLabel(v.item.path)}  (${size})${v.reason ? `: ${v.reason}` : ''}\n`);
+    .action(
+      returnsExitCode(async (o: { json?: boolean }) => {
+        const verdicts = await verifyAll();
+        const bad = verdicts.filter((v) => !v.ok);
+        if (o.json) {
+          const rows = await Promise.all(
+            verdicts.map(async (v) => ({
+              kind: v.item.kind,
+              path: v.item.path,
+              ok: v.ok,
+              ...(v.reason ? { reason: v.reason } : {}),
+              bytes: await itemBytes(v.item),
+            })),
+          );
+          process.stdout.write(JSON.stringify({ root: cacheRoot(), entries: rows, bad: bad.length }, null, 2) + '\n');
+        } else {
+          for (const v of verdicts) {
+            const size = formatBytes(await itemBytes(v.item));
+            process.stdout.write(
+              `${v.ok ? 'ok ' : 'bad'}  ${cacheLabel(v.item.path)}  (${size})${v.reason ? `: ${v.reason}` : ''}\n`,
+            );
+          }
+          process.stdout.write(
+            `${verdicts.length} entr${verdicts.length === 1 ? 'y' : 'ies'} in ${cacheRoot()}: ${verdicts.length - bad.length} ok, ${bad.length} bad${bad.length ? ' (qcrash rebuilds a bad entry when it next needs it; `qcrash cache clean --bad` removes them now)' : ''}\n`,
+          );
         }
-        process.stdout.write(`${verdicts.length} entr${verdicts.length === 1 ? 'y' : 'ies'} in ${cacheRoot()}: ${verdicts.length - bad.length} ok, ${bad.length} bad${bad.length ? ' (qcrash rebuilds a bad entry when it next needs it; `qcrash cache clean --bad` removes them now)' : ''}\n`);
-      }
-      return bad.length ? ExitCode.failed : ExitCode.pass;
-    }));
+        return bad.length ? ExitCode.failed : ExitCode.pass;
+      }),
+    );
   cache
     .command('clean')
     .description('remove cache entries (they are rebuilt when next needed); says what it removed, with sizes')
@@ -78,7 +92,9 @@ export function registerCache(program: Command): void {
       if (o.builds) for (const k of buildKinds) kinds.add(k);
       if (o.accel) kinds.add('accel');
       if (!kinds.size && !o.bad) {
-        throw new ConfigError('say what to remove: --all, --bad, --images, --snapshots, --initramfs, --kernels, --symbols, --builds or --accel (see qcrash cache clean --help)');
+        throw new ConfigError(
+          'say what to remove: --all, --bad, --images, --snapshots, --initramfs, --kernels, --symbols, --builds or --accel (see qcrash cache clean --help)',
+        );
       }
       let chosen: CacheItem[] = [];
       for (const k of kinds) chosen.push(...(await listKind(k)));
@@ -99,6 +115,8 @@ export function registerCache(program: Command): void {
         removed++;
         process.stdout.write(`removed  ${cacheLabel(item.path)}  (${formatBytes(bytes)})\n`);
       }
-      process.stdout.write(`removed ${removed} item${removed === 1 ? '' : 's'} from ${cacheRoot()}, freed ${formatBytes(freed)}\n`);
+      process.stdout.write(
+        `removed ${removed} item${removed === 1 ? '' : 's'} from ${cacheRoot()}, freed ${formatBytes(freed)}\n`,
+      );
     });
 }

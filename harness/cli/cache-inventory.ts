@@ -30,7 +30,10 @@ async function names(dir: string): Promise<string[]> {
 }
 
 async function isDir(p: string): Promise<boolean> {
-  return stat(p).then((s) => s.isDirectory(), () => false);
+  return stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 }
 
 /** The entries of one sealed kind, partial files included. Temp files of atomic writes (`.x.tmp`) are not listed. */
@@ -50,11 +53,13 @@ export async function listSealed(kind: SealedKind): Promise<CacheItem[]> {
     if (n.startsWith('.')) continue;
     switch (kind) {
       case 'images':
-        if (await isDir(p)) items.push({ what: 'entry', kind, path: p, entry: CacheEntry.folder('base image', p, imageEntryFiles) });
+        if (await isDir(p))
+          items.push({ what: 'entry', kind, path: p, entry: CacheEntry.folder('base image', p, imageEntryFiles) });
         break;
       case 'user-images':
         // What qcrash read from a user's image (its manifest), never the image itself.
-        if (await isDir(p)) items.push({ what: 'entry', kind, path: p, entry: CacheEntry.folder('user image manifest', p, userImageEntryFiles) });
+        if (await isDir(p))
+          items.push({ what: 'entry', kind, path: p, entry: CacheEntry.folder('user image manifest', p, userImageEntryFiles) });
         break;
       case 'initramfs':
         if (await isDir(p)) {
@@ -75,7 +80,12 @@ export async function listSealed(kind: SealedKind): Promise<CacheItem[]> {
         const want = kind === 'snapshots' ? '.state' : '.kallsyms';
         if (!data.endsWith(want)) break;
         if (data !== n && present.has(data)) break;
-        items.push({ what: 'entry', kind, path: join(dir, data), entry: CacheEntry.file(kind === 'snapshots' ? 'saved VM state' : 'kernel symbol table', join(dir, data)) });
+        items.push({
+          what: 'entry',
+          kind,
+          path: join(dir, data),
+          entry: CacheEntry.file(kind === 'snapshots' ? 'saved VM state' : 'kernel symbol table', join(dir, data)),
+        });
         break;
       }
     }

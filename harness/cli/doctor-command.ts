@@ -9,14 +9,16 @@ export function registerDoctor(program: Command): void {
     .description('check the programs qcrash needs, with versions and the Debian package for each missing one')
     .option('--install', 'install missing Debian packages with apt-get (root only)')
     .option('--json', 'print the checks as JSON')
-    .action(returnsExitCode(async (opts: { install?: boolean; json?: boolean }) => {
-      let r = await runDoctor();
-      if (opts.install && r.checks.some((c) => !c.ok)) {
-        await installPackages();
-        r = await runDoctor();
-      }
-      process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : formatDoctor(r) + '\n');
-      const missingForRun = r.checks.some((c) => !c.ok && c.neededFor === 'run');
-      return missingForRun ? ExitCode.infrastructure : ExitCode.pass;
-    }));
+    .action(
+      returnsExitCode(async (opts: { install?: boolean; json?: boolean }) => {
+        let r = await runDoctor();
+        if (opts.install && r.checks.some((c) => !c.ok)) {
+          await installPackages();
+          r = await runDoctor();
+        }
+        process.stdout.write(opts.json ? JSON.stringify(r, null, 2) + '\n' : formatDoctor(r) + '\n');
+        const missingForRun = r.checks.some((c) => !c.ok && c.neededFor === 'run');
+        return missingForRun ? ExitCode.infrastructure : ExitCode.pass;
+      }),
+    );
 }

@@ -6,7 +6,9 @@ export function registerImage(program: Command): void {
   const image = program.command('image').description('crash images kept by runs');
   image
     .command('export')
-    .description("write a case's raw crash image (a run keeps it compressed as crash.qcow2 over its images/ folder); prints the file written")
+    .description(
+      "write a case's raw crash image (a run keeps it compressed as crash.qcow2 over its images/ folder); prints the file written",
+    )
     .argument('<caseDir>', 'a case folder: RUN_DIR/cases/<scenario>/<point>/r<N>')
     .option('-o, --out <file>', 'where to write the raw image (default: CASE_DIR/crash.img)')
     .action(async (caseDir: string, o: { out?: string }) => {

@@ -10,7 +10,9 @@ import { returnsExitCode } from './exit-code.ts';
 export function registerNightly(program: Command): void {
   program
     .command('nightly')
-    .description("build a branch's head (fetching nothing), run the suite, compare with the branch's last night in the history; exit 1 only on findings new since last night that come back on a rerun")
+    .description(
+      "build a branch's head (fetching nothing), run the suite, compare with the branch's last night in the history; exit 1 only on findings new since last night that come back on a rerun",
+    )
     .argument('[scenarios...]', 'scenario files or directories (default: scenarios/)')
     .requiredOption('--tree <dir>', 'kernel git tree (already fetched)')
     .requiredOption('--branch <ref>', 'the branch (or any ref) of --tree to follow; the history keys nights by this name')
@@ -20,22 +22,38 @@ export function registerNightly(program: Command): void {
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
     .option('--confirm <n>', 'reruns of a new finding before it fails the night', intArg('--confirm', 1), 1)
     .option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel')
-    .action(returnsExitCode(async (scenarios: string[], o: { tree: string; branch: string; history: string; config?: string[]; seed: number; jobs?: number; confirm: number; recovery?: string }) => {
-      const r = await nightly({
-        tree: o.tree,
-        branch: o.branch,
-        history: o.history,
-        scenarios,
-        seed: o.seed,
-        confirmRuns: o.confirm,
-        ...(o.config ? { configs: o.config } : {}),
-        ...(o.jobs ? { jobs: o.jobs } : {}),
-        ...(o.recovery ? { recovery: parseRecovery(o.recovery) } : {}),
-        reporters: [new ProgressReporter()],
-        onProgress: streamProgressSink(process.stderr, 'qcrash: '),
-      });
-      process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
-      process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
-      return r.exitCode;
-    }));
+    .action(
+      returnsExitCode(
+        async (
+          scenarios: string[],
+          o: {
+            tree: string;
+            branch: string;
+            history: string;
+            config?: string[];
+            seed: number;
+            jobs?: number;
+            confirm: number;
+            recovery?: string;
+          },
+        ) => {
+          const r = await nightly({
+            tree: o.tree,
+            branch: o.branch,
+            history: o.history,
+            scenarios,
+            seed: o.seed,
+            confirmRuns: o.confirm,
+            ...(o.config ? { configs: o.config } : {}),
+            ...(o.jobs ? { jobs: o.jobs } : {}),
+            ...(o.recovery ? { recovery: parseRecovery(o.recovery) } : {}),
+            reporters: [new ProgressReporter()],
+            onProgress: streamProgressSink(process.stderr, 'qcrash: '),
+          });
+          process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
+          process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
+          return r.exitCode;
+        },
+      ),
+    );
 }

@@ -65,7 +65,9 @@ function suiteOptions(inputs: string[], o: RunCommandOptions): SuiteOptions {
 function printCaseList({ cases, units }: CaseSelection): number {
   const lines = [
     ...cases.map((c) => c.id),
-    ...units.map((u) => `${u.id}  (write-log recording: up to ${u.scenario.crashStates?.budget ?? 0} crash states, known once recorded)`),
+    ...units.map(
+      (u) => `${u.id}  (write-log recording: up to ${u.scenario.crashStates?.budget ?? 0} crash states, known once recorded)`,
+    ),
   ];
   const states = units.reduce((n, u) => n + (u.scenario.crashStates?.budget ?? 0), 0);
   lines.push(`${cases.length} kill case(s) and ${units.length} write-log recording(s) of up to ${states} crash state(s)`);
@@ -77,46 +79,77 @@ export function registerRun(program: Command): void {
   program
     .command('run')
     .description('run scenarios (default: scenarios/*.yaml) on a kernel and report findings')
-    .argument('[scenarios...]', 'scenario files or directories (a directory runs its *.yaml; scenarios/known-bugs/ runs only when named)')
-    .option('--image <file>', 'run on a copy of this block-mapped ext3/ext4 filesystem image of your own (never written); with no scenario named, the built-in set for it')
+    .argument(
+      '[scenarios...]',
+      'scenario files or directories (a directory runs its *.yaml; scenarios/known-bugs/ runs only when named)',
+    )
+    .option(
+      '--image <file>',
+      'run on a copy of this block-mapped ext3/ext4 filesystem image of your own (never written); with no scenario named, the built-in set for it',
+    )
     .option('--kernel <spec>', 'stock, a built kernel id (qcrash kernel list), or a bzImage path', 'stock')
-    .addOption(new Option('-j, --jobs <n>', 'VMs at once').argParser(intArg('--jobs', 1)).default(jobsOrDefault(), 'one per core, as many as free memory holds'))
+    .addOption(
+      new Option('-j, --jobs <n>', 'VMs at once')
+        .argParser(intArg('--jobs', 1))
+        .default(jobsOrDefault(), 'one per core, as many as free memory holds'),
+    )
     .option('--seed <n>', 'run seed (cases derive theirs from it and their id)', intArg('--seed'))
     .option('-o, --out <dir>', 'result directory (default: results/<run-id>)')
-    .addOption(new Option('--keep <what>', 'crash images to keep in the case folders').choices(['failed', 'all', 'none']).default(defaultKeep))
+    .addOption(
+      new Option('--keep <what>', 'crash images to keep in the case folders')
+        .choices(['failed', 'all', 'none'])
+        .default(defaultKeep),
+    )
     .option('--resume <dir>', 'resume an interrupted run: cases already written are not run again')
     .addOption(new Option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel'))
     .option('--filter <text>', 'only cases whose id contains one of these (repeatable)', collect)
     .option('--no-snapshot', 'boot every workload VM instead of restoring the saved agent-ready state')
     .addOption(new Option('--format <fmt>', 'what to print on stdout').choices([...stdoutFormats]).default('text'))
-    .option('--shard <I/N>', 'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge', parseShardSpec)
-    .option('--durations <runDir>', 'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)')
+    .option(
+      '--shard <I/N>',
+      'run only the I-th of N parts of the cases (I from 1), the same partition on every machine; join the parts with qcrash merge',
+      parseShardSpec,
+    )
+    .option(
+      '--durations <runDir>',
+      'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)',
+    )
     .option('--list', 'print the cases the command would run, with their count, and exit 0: builds, boots and writes nothing')
-    .action(returnsExitCode(async (inputs: string[], o: RunCommandOptions, cmd: Command) => {
-      if (o.resume) {
-        // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
-        const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
-        if (inputs.length || given.length) {
-          throw new ConfigError(`--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`);
+    .action(
+      returnsExitCode(async (inputs: string[], o: RunCommandOptions, cmd: Command) => {
+        if (o.resume) {
+          // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
+          const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter(
+            (k) => cmd.getOptionValueSource(k) === 'cli',
+          );
+          if (inputs.length || given.length) {
+            throw new ConfigError(
+              `--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`,
+            );
+          }
         }
-      }
-      checkJobs(o.jobs);
-      if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
-      const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
-      const { summary, dir, reporterFailures } = await runSuite({ ...suiteOptions(inputs, o), reporters });
-      if (summary.shard && !summary.cases.length) {
-        const s = summary.shard;
-        process.stderr.write(`qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`);
-      }
-      process.stderr.write(`qcrash: results in ${dir}\n`);
-      const code = exitCodeFor(summary);
-      if (reporterFailures.length && code === ExitCode.pass) {
-        // An output that could not be written is not a green run.
-        process.stderr.write(`qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`);
-        return ExitCode.infrastructure;
-      }
-      return code;
-    }));
+        checkJobs(o.jobs);
+        if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
+        const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
+        const { summary, dir, reporterFailures } = await runSuite({ ...suiteOptions(inputs, o), reporters });
+        if (summary.shard && !summary.cases.length) {
+          const s = summary.shard;
+          process.stderr.write(
+            `qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`,
+          );
+        }
+        process.stderr.write(`qcrash: results in ${dir}\n`);
+        const code = exitCodeFor(summary);
+        if (reporterFailures.length && code === ExitCode.pass) {
+          // An output that could not be written is not a green run.
+          process.stderr.write(
+            `qcrash: ${reporterFailures.map((f) => `${f.reporter} output missing (${f.error})`).join('; ')}\n`,
+          );
+          return ExitCode.infrastructure;
+        }
+        return code;
+      }),
+    );
 }
 
 /**
@@ -126,12 +159,15 @@ export function registerRun(program: Command): void {
 export function checkJobs(jobs: number): void {
   const max = Math.min(memorySlots(), availableParallelism() * 8);
   if (jobs > max) {
-    throw new ConfigError(`--jobs ${jobs}: this machine holds at most ${max} VMs at once (${availableParallelism()} cores, free memory for ${memorySlots()} at ${vmMemoryMiB} MiB each); give --jobs ${Math.min(max, availableParallelism())} or leave it out`);
+    throw new ConfigError(
+      `--jobs ${jobs}: this machine holds at most ${max} VMs at once (${availableParallelism()} cores, free memory for ${memorySlots()} at ${vmMemoryMiB} MiB each); give --jobs ${Math.min(max, availableParallelism())} or leave it out`,
+    );
   }
 }
 
 export function parseRecovery(v: string): RecoveryMode[] {
   const modes = v.split(',').map((x) => x.trim());
-  for (const m of modes) if (m !== 'e2fsck' && m !== 'kernel') throw new ConfigError(`--recovery: unknown mode "${m}" (e2fsck, kernel)`);
+  for (const m of modes)
+    if (m !== 'e2fsck' && m !== 'kernel') throw new ConfigError(`--recovery: unknown mode "${m}" (e2fsck, kernel)`);
   return modes as RecoveryMode[];
 }

@@ -72,7 +72,9 @@ export function compareRuns(a: RunSummary, b: RunSummary, opts: { failingOnly?: 
     gone: [...sa].filter((x) => !sb.has(x)).sort(),
     unchanged: [...sa].filter((x) => sb.has(x)).sort(),
     statusChanges: changes,
-    worse: changes.filter((c) => (c.to !== 'not-reached' && badness[c.to] > badness[c.from]) || (c.from === 'fail' && c.to === 'error')),
+    worse: changes.filter(
+      (c) => (c.to !== 'not-reached' && badness[c.to] > badness[c.from]) || (c.from === 'fail' && c.to === 'error'),
+    ),
     lostCoverage: changes.filter((c) => c.to === 'not-reached').map(({ id, from }) => ({ id, from })),
     onlyInA: [...casesA.keys()].filter((k) => !casesB.has(k)).sort(),
     onlyInB: [...casesB.keys()].filter((k) => !casesA.has(k)).sort(),
@@ -98,10 +100,22 @@ export function formatComparison(c: Comparison): string {
   section('NEW findings', c.added);
   section('GONE findings', c.gone);
   section('unchanged findings', c.unchanged);
-  if (c.worse.length) section('WORSE cases', c.worse.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
+  if (c.worse.length)
+    section(
+      'WORSE cases',
+      c.worse.map((s) => `${s.id}: ${s.from} -> ${s.to}`),
+    );
   if (c.onlyInA.length) section(`MISSING cases (in ${c.a}, not in ${c.b})`, c.onlyInA);
-  if (c.lostCoverage.length) section('lost coverage (crash point not reached)', c.lostCoverage.map((s) => `${s.id}: ${s.from} -> not-reached`));
-  if (c.statusChanges.length) section('status changes', c.statusChanges.map((s) => `${s.id}: ${s.from} -> ${s.to}`));
+  if (c.lostCoverage.length)
+    section(
+      'lost coverage (crash point not reached)',
+      c.lostCoverage.map((s) => `${s.id}: ${s.from} -> not-reached`),
+    );
+  if (c.statusChanges.length)
+    section(
+      'status changes',
+      c.statusChanges.map((s) => `${s.id}: ${s.from} -> ${s.to}`),
+    );
   if (c.onlyInB.length) section(`cases only in ${c.b}`, c.onlyInB);
   return out.join('\n') + '\n';
 }

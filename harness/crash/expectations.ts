@@ -1,6 +1,14 @@
 import type { Step } from '../scenario/model.ts';
 import type { Manifest } from '../image/manifest.ts';
-import { migrationOutcome, parseMigrateOutput, parseWriterOutput, readbackExtents, type MigrationResult, type RewriterMode, type StepReport } from './step-report.ts';
+import {
+  migrationOutcome,
+  parseMigrateOutput,
+  parseWriterOutput,
+  readbackExtents,
+  type MigrationResult,
+  type RewriterMode,
+  type StepReport,
+} from './step-report.ts';
 
 /**
  * What the workload made durable before the kill, derived from the steps
@@ -226,7 +234,12 @@ class DurabilityLedger {
   /** A writer's stop reports what it did: the rounds, or the hole pages it stored into. */
   private writerStop(step: StepOf<'writer'>, r: StepRecord): void {
     const f = this.files.get(step.path);
-    const op = f?.ops.findLast((o) => o.kind === (step.mode === 'mmap-holes' ? 'mmap-holes' : 'writer') && !opComplete(o) && (o.kind !== 'writer' || o.mode === step.mode));
+    const op = f?.ops.findLast(
+      (o) =>
+        o.kind === (step.mode === 'mmap-holes' ? 'mmap-holes' : 'writer') &&
+        !opComplete(o) &&
+        (o.kind !== 'writer' || o.mode === step.mode),
+    );
     const report = stepReport(step, r);
     if (!op || !report) return;
     if (op.kind === 'writer' && report.kind === 'writer') {

@@ -64,9 +64,15 @@ async function readGuestKallsyms(machines: MachineLauncher, kernel: KernelInfo, 
 export const commitFunction = 'jbd2_journal_commit_transaction';
 
 /** Check every kernel crash point's symbol before any workload VM boots: unknown symbols are exit 2 with suggestions. */
-export async function validateKernelPoints(machines: MachineLauncher, kernel: KernelInfo, initrd: string, points: Array<{ point: CrashPoint; file: string; line?: number }>): Promise<void> {
+export async function validateKernelPoints(
+  machines: MachineLauncher,
+  kernel: KernelInfo,
+  initrd: string,
+  points: Array<{ point: CrashPoint; file: string; line?: number }>,
+): Promise<void> {
   const needed = points.filter((p) => p.point.kind === 'kernel' || p.point.kind === 'commit');
   if (!needed.length) return;
   const syms = await kernelSymbols(machines, kernel, initrd);
-  for (const { point, file, line } of needed) syms.resolve(point.kind === 'kernel' ? point.symbol : commitFunction, { file, ...(line !== undefined ? { line } : {}) });
+  for (const { point, file, line } of needed)
+    syms.resolve(point.kind === 'kernel' ? point.symbol : commitFunction, { file, ...(line !== undefined ? { line } : {}) });
 }

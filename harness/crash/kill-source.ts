@@ -65,15 +65,21 @@ export class KillPointSource implements CrashStateSource {
     } finally {
       await kernelDriver?.[Symbol.asyncDispose]();
       await holdDriver?.[Symbol.asyncDispose]();
-      if (kernelDriver) await writeFile(join(this.caseDir, 'workload-gdb.log'), (kernelDriver.transcript ?? []).join('\n') + '\n');
-      if (holdDriver) await writeFile(join(this.caseDir, 'workload-hold-gdb.log'), (holdDriver.transcript ?? []).join('\n') + '\n');
+      if (kernelDriver)
+        await writeFile(join(this.caseDir, 'workload-gdb.log'), (kernelDriver.transcript ?? []).join('\n') + '\n');
+      if (holdDriver)
+        await writeFile(join(this.caseDir, 'workload-hold-gdb.log'), (holdDriver.transcript ?? []).join('\n') + '\n');
     }
   }
 
   async *states(): AsyncIterable<CrashState> {
     const image = join(this.caseDir, 'crash.img');
     const overlay = this.env.base.caseDisk === 'qcow2';
-    const disk = await createCaseDisk(this.env.base.path, overlay ? join(this.caseDir, 'disk.qcow2') : image, overlay ? 'qcow2' : 'raw');
+    const disk = await createCaseDisk(
+      this.env.base.path,
+      overlay ? join(this.caseDir, 'disk.qcow2') : image,
+      overlay ? 'qcow2' : 'raw',
+    );
     const needsGdb = this.point.kind === 'kernel' || this.point.kind === 'commit' || this.env.hold !== undefined;
     const t0 = performance.now();
     let machineMs = 0;

@@ -24,7 +24,18 @@ export function stepCommand(step: Step, caseSeed: number): [string, AgentArg[]] 
       return ['sync-loop', [step.action]];
     case 'writer':
       // The agent passes the third value through to qcrash-io: a size, or for mmap-holes the pace; then a rewriter's offset, when not 0.
-      return ['writer', [step.name.replace(/-(start|stop)$/, ''), step.mode, step.path, step.mode === 'mmap-holes' ? step.paceUs : step.size, step.action, caseSeed, ...(step.offset ? [step.offset] : [])]];
+      return [
+        'writer',
+        [
+          step.name.replace(/-(start|stop)$/, ''),
+          step.mode,
+          step.path,
+          step.mode === 'mmap-holes' ? step.paceUs : step.size,
+          step.action,
+          caseSeed,
+          ...(step.offset ? [step.offset] : []),
+        ],
+      ];
     case 'sleep':
       return ['sleep', [step.ms]];
     case 'flush-loop':

@@ -93,7 +93,10 @@ export type StepReport = MigrateReport | WriterReport | HolesReport;
 
 /** The %XX escapes qcrash-io puts in paths. */
 function unescapePath(p: string): string {
-  return Buffer.from(p.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
+  return Buffer.from(
+    p.replace(/%([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  ).toString('utf8');
 }
 
 /** "0x80000" or "24": a value; "e5": the errno of the call that failed. */
@@ -107,7 +110,14 @@ export function parseMigrateOutput(step: string, output: string): MigrateReport 
     let m = /^migrate (file|dir) (-?\d+) (\d+) (\S+)(?: flags=(0x[0-9a-f]+|e\d+) blocks=(\d+|e\d+))?$/.exec(line);
     if (m) {
       const readback = m[5] !== undefined ? { readback: { flags: readbackValue(m[5]), blocks: readbackValue(m[6]!) } } : {};
-      report.files.push({ step, path: unescapePath(m[4]!), type: m[1] as 'file' | 'dir', ret: Number(m[2]), errno: Number(m[3]), ...readback });
+      report.files.push({
+        step,
+        path: unescapePath(m[4]!),
+        type: m[1] as 'file' | 'dir',
+        ret: Number(m[2]),
+        errno: Number(m[3]),
+        ...readback,
+      });
       continue;
     }
     m = /^skip (\S+) (\S+)$/.exec(line);

@@ -35,7 +35,13 @@ export const defaultStepTimeoutMs = stepTimeoutMs;
  * every step and powers off cleanly. A mount that fails in the guest is an
  * infrastructure error (nothing after it means anything).
  */
-export async function runWorkload(machine: Machine, steps: readonly Step[], point: CrashPoint, caseSeed: number, opts: WorkloadOptions = {}): Promise<WorkloadOutcome> {
+export async function runWorkload(
+  machine: Machine,
+  steps: readonly Step[],
+  point: CrashPoint,
+  caseSeed: number,
+  opts: WorkloadOptions = {},
+): Promise<WorkloadOutcome> {
   // A write-log state is replayed from a log on the host, never driven to by a workload.
   if (point.kind === 'log') throw new InfraError(`runWorkload: ${point.state} is a write-log crash state, not a kill point`);
   const stepTimeoutMs = opts.stepTimeoutMs ?? defaultStepTimeoutMs;
@@ -49,7 +55,12 @@ export async function runWorkload(machine: Machine, steps: readonly Step[], poin
   };
   const end = async (fired: FiredPoint, reached = true): Promise<WorkloadOutcome> => {
     const ev = await machine.kill();
-    return { records, ending: 'killed', fired: { ...fired, ...(ev ? { shutdownEvent: ev } : {}), ...(await heldRecord()) }, reached };
+    return {
+      records,
+      ending: 'killed',
+      fired: { ...fired, ...(ev ? { shutdownEvent: ev } : {}), ...(await heldRecord()) },
+      reached,
+    };
   };
 
   for (const step of steps) {
@@ -57,14 +68,25 @@ export async function runWorkload(machine: Machine, steps: readonly Step[], poin
     if (strategy?.killBeforeSend) return end(strategy.killBeforeSend());
 
     const hold = opts.hold && opts.hold.point.step === step.name ? opts.hold : undefined;
-    if (hold && strategy?.hold) throw new InfraError(`step "${step.name}": the hold point and the ${point.kind} point both need the gdbstub; put the kill point on another step`);
+    if (hold && strategy?.hold)
+      throw new InfraError(
+        `step "${step.name}": the hold point and the ${point.kind} point both need the gdbstub; put the kill point on another step`,
+      );
     const [cmd, args] = stepCommand(step, caseSeed);
     // A hold that waits for writer stores has the writers report them on the console.
-    const progress = opts.hold?.point.until?.marker === 'stores' && step.kind === 'writer' && step.action === 'start' ? { progress: 1 } : {};
-    const sent = machine.agent.send(cmd, args, { hold: (strategy?.hold ?? false) || hold !== undefined, ...(step.cpu !== undefined ? { cpu: step.cpu } : {}), ...progress });
+    const progress =
+      opts.hold?.point.until?.marker === 'stores' && step.kind === 'writer' && step.action === 'start' ? { progress: 1 } : {};
+    const sent = machine.agent.send(cmd, args, {
+      hold: (strategy?.hold ?? false) || hold !== undefined,
+      ...(step.cpu !== undefined ? { cpu: step.cpu } : {}),
+      ...progress,
+    });
     const record: StepRecord = { name: step.name, kind: step.kind };
     records.push(record);
-    void sent.started.then((t) => (record.startedAtMs = t - t0), () => {});
+    void sent.started.then(
+      (t) => (record.startedAtMs = t - t0),
+      () => {},
+    );
     const finished = sent.done.then((r: AgentReply) => {
       record.exitCode = r.exitCode;
       record.output = r.output;
@@ -74,29 +96,50 @@ export async function runWorkload(machine: Machine, steps: readonly Step[], poin
     finished.catch(() => {});
 
     if (hold) {
-      await withTimeout(sent.held, stepTimeoutMs, () => new InfraError(`step "${step.name}" was not held within ${stepTimeoutMs / 1000} s`));
+      await withTimeout(
+        sent.held,
+        stepTimeoutMs,
+        () => new InfraError(`step "${step.name}" was not held within ${stepTimeoutMs / 1000} s`),
+      );
       await hold.driver.arm(hold.point);
       sent.go();
       // Bounded like a step: the driver's own limit ends the hold, this only catches a driver that never returns.
-      holding = withTimeout(hold.driver.run(finished), stepTimeoutMs, () => new InfraError(`step "${step.name}": the hold did not end within ${stepTimeoutMs / 1000} s`));
+      holding = withTimeout(
+        hold.driver.run(finished),
+        stepTimeoutMs,
+        () => new InfraError(`step "${step.name}": the hold did not end within ${stepTimeoutMs / 1000} s`),
+      );
       holding.catch(() => {});
     }
 
     if (strategy) {
-      const r = await strategy.atTarget({ step, sent, finished }, { seed: caseSeed, stepTimeoutMs, ...(opts.kernelDriver ? { kernelDriver: opts.kernelDriver } : {}) });
+      const r = await strategy.atTarget(
+        { step, sent, finished },
+        { seed: caseSeed, stepTimeoutMs, ...(opts.kernelDriver ? { kernelDriver: opts.kernelDriver } : {}) },
+      );
       if ('fired' in r) return end(r.fired);
       // The step finished without the point firing: the workload never reached it.
       return end({ kind: 'not-reached', step: step.name, why: r.notReached }, false);
     }
 
-    const reply = await withTimeout(finished, stepTimeoutMs, () => new InfraError(`step "${step.name}" did not finish within ${stepTimeoutMs / 1000} s`));
+    const reply = await withTimeout(
+      finished,
+      stepTimeoutMs,
+      () => new InfraError(`step "${step.name}" did not finish within ${stepTimeoutMs / 1000} s`),
+    );
     if (hold) await holding;
     if (step.kind === 'mount' && reply.exitCode !== 0) {
       throw new InfraError(`mount failed in the guest (exit ${reply.exitCode}): ${reply.output.trim()}`);
     }
   }
 
-  if (point.kind !== 'none') return end({ kind: 'not-reached', step: point.step, why: `no step named "${point.step}" ran` }, false);
+  if (point.kind !== 'none')
+    return end({ kind: 'not-reached', step: point.step, why: `no step named "${point.step}" ran` }, false);
   const ev = await machine.powerOff();
-  return { records, ending: 'clean', fired: { kind: 'none', ...(ev ? { shutdownEvent: ev } : {}), ...(await heldRecord()) }, reached: true };
+  return {
+    records,
+    ending: 'clean',
+    fired: { kind: 'none', ...(ev ? { shutdownEvent: ev } : {}), ...(await heldRecord()) },
+    reached: true,
+  };
 }

@@ -36,19 +36,54 @@ const versionArgs: Partial<Record<HostTool, string[]>> = {
   ccache: ['--version'],
 };
 
-const runTools: HostTool[] = ['qemu-system-x86_64', 'qemu-img', 'e2fsck', 'debugfs', 'mkfs.ext4', 'tune2fs', 'dumpe2fs', 'busybox', 'cpio', 'setpriv'];
+const runTools: HostTool[] = [
+  'qemu-system-x86_64',
+  'qemu-img',
+  'e2fsck',
+  'debugfs',
+  'mkfs.ext4',
+  'tune2fs',
+  'dumpe2fs',
+  'busybox',
+  'cpio',
+  'setpriv',
+];
 const buildTools: HostTool[] = ['git', 'make', 'gcc', 'bc', 'flex', 'bison', 'ccache'];
 
 /** Every Debian package the project uses: `doctor --install` and .ci/run install this list. */
 export const debianPackages = [
-  'qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'busybox-static', 'cpio', 'util-linux',
-  'linux-image-cloud-amd64', 'linux-source-6.1', 'build-essential', 'bc', 'flex', 'bison',
-  'libelf-dev', 'libssl-dev', 'ccache', 'git', 'xz-utils', 'kmod', 'perl', 'make', 'gcc', 'chromium', 'python3',
-  'libext2fs-dev', 'comerr-dev',
+  'qemu-system-x86',
+  'qemu-utils',
+  'e2fsprogs',
+  'busybox-static',
+  'cpio',
+  'util-linux',
+  'linux-image-cloud-amd64',
+  'linux-source-6.1',
+  'build-essential',
+  'bc',
+  'flex',
+  'bison',
+  'libelf-dev',
+  'libssl-dev',
+  'ccache',
+  'git',
+  'xz-utils',
+  'kmod',
+  'perl',
+  'make',
+  'gcc',
+  'chromium',
+  'python3',
+  'libext2fs-dev',
+  'comerr-dev',
 ];
 
 function firstVersionLine(text: string): string | undefined {
-  const line = text.split('\n').map((l) => l.trim()).find((l) => /\d+\.\d+/.test(l));
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => /\d+\.\d+/.test(l));
   return line?.slice(0, 100);
 }
 
@@ -68,7 +103,12 @@ async function checkTool(t: HostTool, neededFor: DoctorCheck['neededFor']): Prom
 }
 
 async function checkStockKernel(): Promise<DoctorCheck> {
-  const base: DoctorCheck = { name: 'stock kernel (vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', ok: false, neededFor: 'run' };
+  const base: DoctorCheck = {
+    name: 'stock kernel (vmlinuz-*-cloud-amd64)',
+    debianPackage: 'linux-image-cloud-amd64',
+    ok: false,
+    neededFor: 'run',
+  };
   const boot = await readdir('/boot').catch(() => [] as string[]);
   const images = boot.filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f)).sort();
   const newest = images.at(-1);
@@ -81,14 +121,30 @@ async function checkStockKernel(): Promise<DoctorCheck> {
 
 /** Recipes with a physical layout compile qcrash-layout against libext2fs at build time. */
 async function checkLayoutHeaders(): Promise<DoctorCheck[]> {
-  return Promise.all(layoutToolHeaders.map(async (h) => {
-    const ok = await access(h.header).then(() => true, () => false);
-    return { name: `${h.header.replace('/usr/include/', '')} (layout recipes)`, debianPackage: h.debianPackage, ok, neededFor: 'run' as const, ...(ok ? { path: h.header } : {}) };
-  }));
+  return Promise.all(
+    layoutToolHeaders.map(async (h) => {
+      const ok = await access(h.header).then(
+        () => true,
+        () => false,
+      );
+      return {
+        name: `${h.header.replace('/usr/include/', '')} (layout recipes)`,
+        debianPackage: h.debianPackage,
+        ok,
+        neededFor: 'run' as const,
+        ...(ok ? { path: h.header } : {}),
+      };
+    }),
+  );
 }
 
 async function checkKernelSource(): Promise<DoctorCheck> {
-  const base: DoctorCheck = { name: 'linux-source-6.1 tarball', debianPackage: 'linux-source-6.1', ok: false, neededFor: 'kernel-build' };
+  const base: DoctorCheck = {
+    name: 'linux-source-6.1 tarball',
+    debianPackage: 'linux-source-6.1',
+    ok: false,
+    neededFor: 'kernel-build',
+  };
   const src = await readdir('/usr/src').catch(() => [] as string[]);
   const tar = src.find((f) => /^linux-source-6\.1\.tar\.xz$/.test(f));
   return tar ? { ...base, ok: true, path: `/usr/src/${tar}` } : base;
@@ -96,7 +152,12 @@ async function checkKernelSource(): Promise<DoctorCheck> {
 
 /** Headless Chromium, driven by playwright-core, renders the HTML reports in the tests; runs never need it. */
 async function checkChromium(): Promise<DoctorCheck> {
-  const base: DoctorCheck = { name: 'chromium (HTML report tests)', debianPackage: 'chromium', ok: false, neededFor: 'browser-tests' };
+  const base: DoctorCheck = {
+    name: 'chromium (HTML report tests)',
+    debianPackage: 'chromium',
+    ok: false,
+    neededFor: 'browser-tests',
+  };
   const path = await findProgram('chromium');
   if (!path) return base;
   const r = await run(path, ['--version'], { timeoutMs: 20_000 });
@@ -146,9 +207,13 @@ export async function installPackages(packages: readonly string[] = debianPackag
     throw new Error(`qcrash doctor --install needs root. Run: sudo apt-get install ${packages.join(' ')}`);
   }
   const env = { DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-q'], ['install', '-y', '-q', '--no-install-recommends', ...packages]]) {
+  for (const args of [
+    ['update', '-q'],
+    ['install', '-y', '-q', '--no-install-recommends', ...packages],
+  ]) {
     const r = await run('apt-get', args, { env, timeoutMs: 30 * 60_000 });
     process.stderr.write(r.stdout.split('\n').slice(-5).join('\n'));
-    if (r.failed) throw new Error(`apt-get ${args[0]} failed (exit ${r.exitCode}):\n${r.stderr.trim().split('\n').slice(-10).join('\n')}`);
+    if (r.failed)
+      throw new Error(`apt-get ${args[0]} failed (exit ${r.exitCode}):\n${r.stderr.trim().split('\n').slice(-10).join('\n')}`);
   }
 }

@@ -51,7 +51,13 @@ function mul64(ah: number, al: number, bh: number, bl: number): [number, number]
   const p10 = a1 * b0;
   const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
   const lo = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
-  const hi = a1 * b1 + Math.floor(p01 / 0x10000) + Math.floor(p10 / 0x10000) + Math.floor(mid / 0x10000) + Math.imul(ah, bl) + Math.imul(al, bh);
+  const hi =
+    a1 * b1 +
+    Math.floor(p01 / 0x10000) +
+    Math.floor(p10 / 0x10000) +
+    Math.floor(mid / 0x10000) +
+    Math.imul(ah, bl) +
+    Math.imul(al, bh);
   return [hi >>> 0, lo];
 }
 

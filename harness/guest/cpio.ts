@@ -10,7 +10,10 @@ import { tool } from '../util/tools.ts';
  * gives the same archive.
  */
 export async function writeNewcArchive(root: string, out: string): Promise<void> {
-  const entries = (await listTree(root)).map((p) => relative(root, p)).filter(Boolean).sort();
+  const entries = (await listTree(root))
+    .map((p) => relative(root, p))
+    .filter(Boolean)
+    .sort();
   await runOk(await tool('cpio'), ['-o', '-H', 'newc', '-R', '0:0', '--reproducible', '--quiet', '-O', out], {
     cwd: root,
     input: entries.join('\n') + '\n',

@@ -115,5 +115,8 @@ async function makeArchive(path: string, { kernel, userland, gcc, modular, modul
 }
 
 async function exists(p: string): Promise<boolean> {
-  return access(p).then(() => true, () => false);
+  return access(p).then(
+    () => true,
+    () => false,
+  );
 }

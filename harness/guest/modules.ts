@@ -15,10 +15,7 @@ export async function resolveModules(modulesDir: string, wanted = guestModules):
     throw new InfraError(`cannot read ${modulesDir}/modules.dep: reinstall the kernel package or run depmod`);
   });
   const builtin = new Set(
-    (await readFile(`${modulesDir}/modules.builtin`, 'utf8').catch(() => ''))
-      .split('\n')
-      .filter(Boolean)
-      .map(moduleName),
+    (await readFile(`${modulesDir}/modules.builtin`, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(moduleName),
   );
   const deps = new Map<string, string[]>();
   const byName = new Map<string, string>();

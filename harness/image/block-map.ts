@@ -39,7 +39,8 @@ export function parseBlockMap(text: string): BlockMap {
     const a = Number(r[1]);
     const b = r[2] === undefined ? a : Number(r[2]);
     const run: DataRun = [a, p, b - a + 1];
-    if (m[3] !== undefined && Number(m[3]) - p !== b - a) throw new Error(`debugfs map entry ${m[0]} has different logical and physical lengths`);
+    if (m[3] !== undefined && Number(m[3]) - p !== b - a)
+      throw new Error(`debugfs map entry ${m[0]} has different logical and physical lengths`);
     appendRun(r[3] ? unwritten : data, run);
   }
   return { data, ...(unwritten.length ? { unwritten } : {}), index };

@@ -92,7 +92,11 @@ type LateFile = { entry: Extract<RecipeEntry, { kind: 'file' }>; host: string };
  * layout go in empty (qcrash-layout gives them their blocks) and fragmented
  * files are left out (added after mkfs): their bytes wait in `hostFiles`.
  */
-async function stageEntries(recipe: Recipe, stage: string, hostFiles: string): Promise<{ late: LateFile[]; layouts: LayoutSource[]; shapes: Map<string, string> }> {
+async function stageEntries(
+  recipe: Recipe,
+  stage: string,
+  hostFiles: string,
+): Promise<{ late: LateFile[]; layouts: LayoutSource[]; shapes: Map<string, string> }> {
   await mkdir(stage, { recursive: true });
   await mkdir(hostFiles, { recursive: true });
   const late: LateFile[] = [];
@@ -109,7 +113,14 @@ async function stageEntries(recipe: Recipe, stage: string, hostFiles: string): P
           const host = join(hostFiles, `layout-${layouts.length}`);
           await writeSparse(host, recipe, e);
           await writeFile(target, '');
-          layouts.push({ entry: index, path: e.path, size: fileSize(recipe, e), data: dataRanges(recipe, e), layout: e.layout, host });
+          layouts.push({
+            entry: index,
+            path: e.path,
+            size: fileSize(recipe, e),
+            data: dataRanges(recipe, e),
+            layout: e.layout,
+            host,
+          });
         } else if (e.fragmented) {
           const host = join(hostFiles, `late-${late.length}`);
           await writeSparse(host, recipe, e);
@@ -119,16 +130,20 @@ async function stageEntries(recipe: Recipe, stage: string, hostFiles: string): P
       }
       case 'dir':
         // Long names so that the directory needs several blocks of its own.
-        for (let i = 0; i < e.entries; i++) await writeFile(join(target, `entry-${String(i).padStart(5, '0')}-${'x'.repeat(40)}`), '');
+        for (let i = 0; i < e.entries; i++)
+          await writeFile(join(target, `entry-${String(i).padStart(5, '0')}-${'x'.repeat(40)}`), '');
         break;
       case 'symlink': {
-        const t = `/${recipeBytes(recipe.seed, e.path, e.target_length).toString('hex').slice(0, e.target_length - 1)}`;
+        const t = `/${recipeBytes(recipe.seed, e.path, e.target_length)
+          .toString('hex')
+          .slice(0, e.target_length - 1)}`;
         await symlink(t, target);
         break;
       }
       case 'small-files':
         await mkdir(target, { recursive: true });
-        for (let i = 0; i < e.count; i++) await writeFile(join(target, `f${i}`), recipeBytes(recipe.seed, `${e.path}/${i}`, e.size));
+        for (let i = 0; i < e.count; i++)
+          await writeFile(join(target, `f${i}`), recipeBytes(recipe.seed, `${e.path}/${i}`, e.size));
         break;
     }
   }
@@ -137,14 +152,33 @@ async function stageEntries(recipe: Recipe, stage: string, hostFiles: string): P
 
 /** mkfs.ext4 of the recipe's style from the staged tree, block-mapped (the extent feature comes after the files); returns the -O features. */
 async function mkfs(recipe: Recipe, stage: string, img: string): Promise<string[]> {
-  const features = ['^extent', '^64bit', ...(recipe.style === 'ext3' ? ['^metadata_csum', '^metadata_csum_seed', '^orphan_file'] : ['metadata_csum'])];
+  const features = [
+    '^extent',
+    '^64bit',
+    ...(recipe.style === 'ext3' ? ['^metadata_csum', '^metadata_csum_seed', '^orphan_file'] : ['metadata_csum']),
+  ];
   if (recipe.flexBg === false) features.push('^flex_bg');
-  await runOk(await tool('mkfs.ext4'), [
-    '-F', '-q', '-b', String(recipe.blockSize), '-I', recipe.style === 'ext3' ? '128' : '256',
-    '-O', features.join(','), '-E', 'root_owner=0:0,nodiscard',
-    ...(typeof recipe.flexBg === 'number' ? ['-G', String(recipe.flexBg)] : []),
-    '-d', stage, img, `${recipe.sizeMb}M`,
-  ], { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } });
+  await runOk(
+    await tool('mkfs.ext4'),
+    [
+      '-F',
+      '-q',
+      '-b',
+      String(recipe.blockSize),
+      '-I',
+      recipe.style === 'ext3' ? '128' : '256',
+      '-O',
+      features.join(','),
+      '-E',
+      'root_owner=0:0,nodiscard',
+      ...(typeof recipe.flexBg === 'number' ? ['-G', String(recipe.flexBg)] : []),
+      '-d',
+      stage,
+      img,
+      `${recipe.sizeMb}M`,
+    ],
+    { env: { MKE2FS_CONFIG: '/etc/mke2fs.conf' } },
+  );
   return features;
 }
 
@@ -195,7 +229,9 @@ async function writeSparse(path: string, recipe: Recipe, e: Extract<RecipeEntry,
   const B = recipe.blockSize;
   const blocks = resolveBlocks(e.blocks, B);
   const size = blocks * B + (e.extra_bytes ?? 0);
-  const ranges = (e.data ?? [[0, blocks + (e.extra_bytes ? 1 : 0)]]).map(([a, b]) => [resolveBlocks(a, B), resolveBlocks(b, B)] as const);
+  const ranges = (e.data ?? [[0, blocks + (e.extra_bytes ? 1 : 0)]]).map(
+    ([a, b]) => [resolveBlocks(a, B), resolveBlocks(b, B)] as const,
+  );
   const fh = await open(path, 'w');
   try {
     await fh.truncate(size);
@@ -220,7 +256,12 @@ async function writeSparse(path: string, recipe: Recipe, e: Extract<RecipeEntry,
  * free the remaining fillers. Done while the extent feature is still off,
  * so debugfs writes block-mapped inodes.
  */
-async function addFragmented(img: string, hostDir: string, late: Array<{ entry: { path: string }; host: string }>, B: number): Promise<void> {
+async function addFragmented(
+  img: string,
+  hostDir: string,
+  late: Array<{ entry: { path: string }; host: string }>,
+  B: number,
+): Promise<void> {
   const filler = join(hostDir, 'filler');
   await writeFile(filler, recipeBytes(0, 'filler', B));
   for (const { entry, host } of late) {

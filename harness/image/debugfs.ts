@@ -86,7 +86,14 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
   await writeFile(cmdfile, commands.join('\n') + '\n');
   const args = [...(opts.write ? ['-w'] : []), '-f', cmdfile, image];
   const r = await runSpawned(await tool('debugfs'), args);
-  if (r.failed) throw new CommandError(`debugfs ${args.join(' ')} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}):\n${(r.stderr || r.stdout).trim().split('\n').slice(-15).join('\n')}`, r.argv, r.exitCode, r.stdout, r.stderr);
+  if (r.failed)
+    throw new CommandError(
+      `debugfs ${args.join(' ')} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}):\n${(r.stderr || r.stdout).trim().split('\n').slice(-15).join('\n')}`,
+      r.argv,
+      r.exitCode,
+      r.stdout,
+      r.stderr,
+    );
   // debugfs echoes each command as "debugfs: CMD" before its output.
   const text = r.stdout;
   const parts = text.split(/^debugfs: /m).slice(1);
@@ -100,14 +107,16 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
 /** `debugfs -R 'icheck B...'`: block -> owning inode (undefined for "<block not found>"). */
 export function parseIcheck(text: string): Map<number, number | undefined> {
   const out = new Map<number, number | undefined>();
-  for (const m of text.matchAll(/^(\d+)\s+(\d+|<block not found>)\s*$/gm)) out.set(Number(m[1]), m[2]!.startsWith('<') ? undefined : Number(m[2]));
+  for (const m of text.matchAll(/^(\d+)\s+(\d+|<block not found>)\s*$/gm))
+    out.set(Number(m[1]), m[2]!.startsWith('<') ? undefined : Number(m[2]));
   return out;
 }
 
 /** `debugfs -R 'ncheck I...'`: inode -> first path (debugfs prints "//dir" for a directory under the root: normalised). */
 export function parseNcheck(text: string): Map<number, string> {
   const out = new Map<number, string>();
-  for (const m of text.matchAll(/^(\d+)\s+(\/.*?)\s*$/gm)) if (!out.has(Number(m[1]))) out.set(Number(m[1]), m[2]!.replace(/^\/\/+/, '/'));
+  for (const m of text.matchAll(/^(\d+)\s+(\/.*?)\s*$/gm))
+    if (!out.has(Number(m[1]))) out.set(Number(m[1]), m[2]!.replace(/^\/\/+/, '/'));
   return out;
 }
 
@@ -136,7 +145,10 @@ export class UnaddressablePathError extends ConfigError {
 }
 
 export async function statPaths(image: string, paths: string[]): Promise<Map<string, InodeStat | undefined>> {
-  const outs = await debugfsBatch(image, paths.map((p) => `stat ${debugfsPath(p)}`));
+  const outs = await debugfsBatch(
+    image,
+    paths.map((p) => `stat ${debugfsPath(p)}`),
+  );
   return new Map(paths.map((p, i) => [p, parseDebugfsStat(outs[i]!)]));
 }
 
@@ -179,20 +191,27 @@ export interface ReadEntryOptions {
  */
 export const dumpBatchBytes = 256 << 20;
 
-
 /**
  * Read files' current state from an image without mounting it: each debugfs
  * run stats and dumps a batch of paths (a run costs about 30 ms, so small
  * images take one), hashes are computed on the host as each dump is read
  * and the dumps removed batch by batch; or the stats only, with `via: 'map'`.
  */
-export async function readEntryState(image: string, paths: string[], types?: Map<string, string>, opts: ReadEntryOptions = {}): Promise<EntryState[]> {
+export async function readEntryState(
+  image: string,
+  paths: string[],
+  types?: Map<string, string>,
+  opts: ReadEntryOptions = {},
+): Promise<EntryState[]> {
   if (opts.via === 'map') return readEntryStateViaMap(image, paths, types, opts);
   await using tmp = await TempDir.create('dump');
   const byPath = new Map<string, EntryState>();
   for (const batch of dumpBatches(paths, opts.sizes)) {
     const dumps = new Map(batch.map((p, i) => [p, join(tmp.path, `f${i}`)]));
-    const outs = await debugfsBatch(image, batch.flatMap((p) => [`stat ${debugfsPath(p)}`, `dump ${debugfsPath(p)} ${dumps.get(p)}`]));
+    const outs = await debugfsBatch(
+      image,
+      batch.flatMap((p) => [`stat ${debugfsPath(p)}`, `dump ${debugfsPath(p)} ${dumps.get(p)}`]),
+    );
     for (const [i, p] of batch.entries()) {
       const st = parseDebugfsStat(outs[2 * i]!);
       if (!st) {
@@ -256,8 +275,16 @@ async function hashFile(file: string, keep: boolean): Promise<{ size: number; sh
 }
 
 /** `readEntryState` with `via: 'map'`: stats from debugfs, bytes through the block map, debugfs dumps only what the map cannot serve. */
-async function readEntryStateViaMap(image: string, paths: string[], types: Map<string, string> | undefined, opts: ReadEntryOptions): Promise<EntryState[]> {
-  const outs = await debugfsBatch(image, paths.map((p) => `stat ${debugfsPath(p)}`));
+async function readEntryStateViaMap(
+  image: string,
+  paths: string[],
+  types: Map<string, string> | undefined,
+  opts: ReadEntryOptions,
+): Promise<EntryState[]> {
+  const outs = await debugfsBatch(
+    image,
+    paths.map((p) => `stat ${debugfsPath(p)}`),
+  );
   const stats = new Map(paths.map((p, i) => [p, parseDebugfsStat(outs[i]!)]));
   const fh = await open(image, 'r');
   const out: EntryState[] = [];
@@ -272,7 +299,13 @@ async function readEntryStateViaMap(image: string, paths: string[], types: Map<s
       }
       const regular = (types?.get(p) ?? st.type) === 'regular';
       if (!regular) {
-        out.push({ path: p, exists: true, stat: st, size: st.size, ...(st.fastLinkTarget !== undefined ? { sha256: sha256(st.fastLinkTarget) } : {}) });
+        out.push({
+          path: p,
+          exists: true,
+          stat: st,
+          size: st.size,
+          ...(st.fastLinkTarget !== undefined ? { sha256: sha256(st.fastLinkTarget) } : {}),
+        });
         continue;
       }
       const read = geometry ? await readThroughMap(fh, st, geometry, opts.keepBytes?.has(p) ?? false) : undefined;
@@ -281,7 +314,14 @@ async function readEntryStateViaMap(image: string, paths: string[], types: Map<s
         out.push({ path: p, exists: true, stat: st });
         continue;
       }
-      out.push({ path: p, exists: true, stat: st, size: st.size, sha256: read.sha256, ...(read.bytes ? { bytes: read.bytes } : {}) });
+      out.push({
+        path: p,
+        exists: true,
+        stat: st,
+        size: st.size,
+        sha256: read.sha256,
+        ...(read.bytes ? { bytes: read.bytes } : {}),
+      });
     }
   } finally {
     await fh.close();
@@ -311,7 +351,12 @@ const mapReadChunk = 1 << 20;
  * Undefined when the map cannot be trusted to say it all (inline data, a
  * map that does not parse, blocks beyond the image): debugfs reads those.
  */
-async function readThroughMap(fh: FileHandle, st: InodeStat, g: { blockSize: number; imageBytes: number }, keepBytes: boolean): Promise<{ sha256: string; bytes?: Buffer } | undefined> {
+async function readThroughMap(
+  fh: FileHandle,
+  st: InodeStat,
+  g: { blockSize: number; imageBytes: number },
+  keepBytes: boolean,
+): Promise<{ sha256: string; bytes?: Buffer } | undefined> {
   if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
   let runs: Array<[number, number, number]>;
   try {
@@ -341,7 +386,7 @@ async function readThroughMap(fh: FileHandle, st: InodeStat, g: { blockSize: num
     if (start < at) return undefined;
     feedZeros(start);
     const end = Math.min(start + n * B, st.size);
-    for (let off = start; off < end; ) {
+    for (let off = start; off < end;) {
       const len = Math.min(mapReadChunk, end - off);
       const { bytesRead } = await fh.read(buf, 0, len, p * B + (off - start));
       if (bytesRead !== len) return undefined;
@@ -356,7 +401,11 @@ async function readThroughMap(fh: FileHandle, st: InodeStat, g: { blockSize: num
 }
 
 /** A manifest entry from what debugfs read of a path (stat, and the sha256 of its bytes). */
-export function manifestEntry(s: EntryState & { stat: NonNullable<EntryState['stat']> }, type: ManifestEntry['type'], shape?: string): ManifestEntry {
+export function manifestEntry(
+  s: EntryState & { stat: NonNullable<EntryState['stat']> },
+  type: ManifestEntry['type'],
+  shape?: string,
+): ManifestEntry {
   return {
     path: s.path,
     type,

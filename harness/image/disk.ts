@@ -11,7 +11,11 @@ import { tool } from '../util/tools.ts';
  * afterwards (about 100 ms). A user's image, which may be large, gets an
  * overlay: QEMU opens a backing file read-only.
  */
-export async function createCaseDisk(basePath: string, dest: string, format: 'qcow2' | 'raw' = 'raw'): Promise<{ path: string; format: 'qcow2' | 'raw' }> {
+export async function createCaseDisk(
+  basePath: string,
+  dest: string,
+  format: 'qcow2' | 'raw' = 'raw',
+): Promise<{ path: string; format: 'qcow2' | 'raw' }> {
   if (format === 'qcow2') {
     // An absolute backing path: the overlay is opened from another directory than it was made in.
     await runOk(await tool('qemu-img'), ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', resolve(basePath), dest]);

@@ -63,7 +63,9 @@ export class E2fsckCannotCheckError extends InfraError {
     /** stdout and stderr as e2fsck printed them. */
     readonly output: string,
   ) {
-    super(`e2fsck ${argv.join(' ')} could not check the image (exit ${exitStatus}):\n${output.trim().split('\n').slice(-10).join('\n')}`);
+    super(
+      `e2fsck ${argv.join(' ')} could not check the image (exit ${exitStatus}):\n${output.trim().split('\n').slice(-10).join('\n')}`,
+    );
   }
 }
 
@@ -103,7 +105,13 @@ export async function runE2fsck(image: string, mode: E2fsckMode, opts: { undoFil
   }
 }
 
-async function runWith(tmp: TempDir, n: number, image: string, mode: E2fsckMode, opts: { undoFile?: string }): Promise<E2fsckRun> {
+async function runWith(
+  tmp: TempDir,
+  n: number,
+  image: string,
+  mode: E2fsckMode,
+  opts: { undoFile?: string },
+): Promise<E2fsckRun> {
   const log = tmp.join(`problems-${n}.xml`);
   const conf = tmp.join(`e2fsck-${n}.conf`);
   // broken_system_clock: the guest's clock is not the host's, and a
@@ -155,9 +163,12 @@ function releaseScratch(): void {
     if (active > 0 || !scratch) return;
     const s = scratch;
     scratch = undefined;
-    const r: Promise<void> = s.then((d) => d.remove()).catch(() => {}).finally(() => {
-      if (removing === r) removing = undefined;
-    });
+    const r: Promise<void> = s
+      .then((d) => d.remove())
+      .catch(() => {})
+      .finally(() => {
+        if (removing === r) removing = undefined;
+      });
     removing = r;
   });
 }
@@ -168,7 +179,11 @@ export async function e2fsckScratchSettled(): Promise<void> {
   await removing;
 }
 
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (name) => name === 'problem' || name === 'header' });
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '',
+  isArray: (name) => name === 'problem' || name === 'header',
+});
 
 /** Parse e2fsck's problem log (problem_log_filename). An empty log means no problems. */
 export function parseProblemLog(xml: string): Problem[] {

@@ -126,7 +126,10 @@ function freeRanges(chunks: string[]): Array<[number, number]> {
   for (const chunk of chunks) {
     const f = /^[ \t]+Free blocks: (.*)$/m.exec(chunk);
     if (!f) continue;
-    for (const part of f[1]!.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const part of f[1]!
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const [a, b] = range(part);
       const last = free.at(-1);
       if (last && last[1] + 1 === a) last[1] = b;
@@ -138,7 +141,8 @@ function freeRanges(chunks: string[]): Array<[number, number]> {
 
 /** What holds block `b` after mkfs, in words, for an error message. */
 export function describeBlock(geo: FsGeometry, b: number): string {
-  if (b < geo.firstDataBlock || b >= geo.blocksCount) return `outside the filesystem (blocks ${geo.firstDataBlock}-${geo.blocksCount - 1})`;
+  if (b < geo.firstDataBlock || b >= geo.blocksCount)
+    return `outside the filesystem (blocks ${geo.firstDataBlock}-${geo.blocksCount - 1})`;
   for (const g of geo.groups) for (const m of g.metadata) if (b >= m.first && b <= m.last) return m.what;
   const group = geo.groups.find((g) => b >= g.first && b <= g.last);
   return `in use after mkfs in group ${group?.index ?? '?'} (the journal, a directory or another file of the recipe)`;
@@ -146,5 +150,7 @@ export function describeBlock(geo: FsGeometry, b: number): string {
 
 /** Groups that hold a superblock copy (sparse_super: 0, 1 and powers of 3, 5 and 7). */
 export function backupGroups(geo: FsGeometry): number[] {
-  return geo.groups.filter((g) => g.metadata.some((m) => /superblock/.test(m.what) && m.first >= g.first && m.first <= g.last)).map((g) => g.index);
+  return geo.groups
+    .filter((g) => g.metadata.some((m) => /superblock/.test(m.what) && m.first >= g.first && m.first <= g.last))
+    .map((g) => g.index);
 }

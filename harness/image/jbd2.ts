@@ -11,7 +11,14 @@ import type { FsGeometry } from './geometry.ts';
  */
 
 export const JBD2_MAGIC = 0xc03b3998;
-export const jbd2BlockTypes = { 1: 'descriptor', 2: 'commit', 3: 'superblock-v1', 4: 'superblock-v2', 5: 'revoke', 6: 'fast-commit' } as const;
+export const jbd2BlockTypes = {
+  1: 'descriptor',
+  2: 'commit',
+  3: 'superblock-v1',
+  4: 'superblock-v2',
+  5: 'revoke',
+  6: 'fast-commit',
+} as const;
 const INCOMPAT_64BIT = 0x2;
 const INCOMPAT_CSUM_V2 = 0x8;
 const INCOMPAT_CSUM_V3 = 0x10;

@@ -21,7 +21,13 @@ export const layoutToolHeaders = [
  */
 export async function layoutTool(): Promise<string> {
   for (const h of layoutToolHeaders) {
-    if (!(await access(h.header).then(() => true, () => false))) throw new MissingToolError(h.header, h.debianPackage);
+    if (
+      !(await access(h.header).then(
+        () => true,
+        () => false,
+      ))
+    )
+      throw new MissingToolError(h.header, h.debianPackage);
   }
   const gcc = await tool('gcc');
   const src = await readFile(layoutToolSource);
@@ -29,7 +35,13 @@ export async function layoutTool(): Promise<string> {
   const hash = hashJson({ src: sha256(src), gcc, headers }).slice(0, 16);
   const dir = cacheDir('tools', `qcrash-layout-${hash}`);
   const bin = join(dir, 'qcrash-layout');
-  if (await access(bin).then(() => true, () => false)) return bin;
+  if (
+    await access(bin).then(
+      () => true,
+      () => false,
+    )
+  )
+    return bin;
   await mkdir(dir, { recursive: true });
   const partial = `${bin}.${process.pid}.partial`;
   await runOk(gcc, ['-O2', '-Wall', '-o', partial, layoutToolSource, '-lext2fs', '-lcom_err']);

@@ -58,7 +58,8 @@ interface Placement {
 }
 
 export function planLayouts(recipe: Recipe, geo: FsGeometry, files: LayoutFile[]): PlannedFile[] {
-  const err: ErrorAt = (where, message) => (recipe.source ? recipe.source.error(where, message) : new ConfigError(`${recipe.file}: ${message}`));
+  const err: ErrorAt = (where, message) =>
+    recipe.source ? recipe.source.error(where, message) : new ConfigError(`${recipe.file}: ${message}`);
   // Which index blocks each data block needs first, top-down.
   const needs = files.map((f) => indexNeeds(f, geo.blockSize / 4));
   const partnerOf = interleavePartners(files, err);
@@ -81,7 +82,11 @@ function interleavePartners(files: readonly LayoutFile[], err: ErrorAt): Map<num
     if (partnerOf.has(j) || partnerOf.has(i)) throw err(at, `${f.path}: ${il.with} is already interleaved with another file`);
     const g = files[j]!.layout;
     for (const k of ['start', 'runs', 'split', 'interleave'] as const) {
-      if (g[k] !== undefined) throw err(['entries', files[j]!.entry, 'layout', k], `${il.with} is interleaved with ${f.path}, which decides where it goes: remove its "${k}"`);
+      if (g[k] !== undefined)
+        throw err(
+          ['entries', files[j]!.entry, 'layout', k],
+          `${il.with} is interleaved with ${f.path}, which decides where it goes: remove its "${k}"`,
+        );
     }
     partnerOf.set(j, i);
     partnerOf.set(i, j);
@@ -90,14 +95,25 @@ function interleavePartners(files: readonly LayoutFile[], err: ErrorAt): Map<num
 }
 
 /** The units file `i` places (none for the later file of an interleaved pair: it goes with its partner). */
-function fileUnits(i: number, files: readonly LayoutFile[], needs: ReadonlyArray<Map<number, IndexKey[]>>, partnerOf: ReadonlyMap<number, number>, err: ErrorAt): Unit[] {
+function fileUnits(
+  i: number,
+  files: readonly LayoutFile[],
+  needs: ReadonlyArray<Map<number, IndexKey[]>>,
+  partnerOf: ReadonlyMap<number, number>,
+  err: ErrorAt,
+): Unit[] {
   if (partnerOf.has(i) && partnerOf.get(i)! < i) return [];
   const f = files[i]!;
   const base: Where = ['entries', f.entry, 'layout'];
   let runs: Run[];
   if (f.layout.interleave) {
     const j = partnerOf.get(i)!;
-    runs = [{ items: interleave(streamOf(i, files[i]!, needs[i]!), streamOf(j, files[j]!, needs[j]!), f.layout.interleave.blocks), gap: 0 }];
+    runs = [
+      {
+        items: interleave(streamOf(i, files[i]!, needs[i]!), streamOf(j, files[j]!, needs[j]!), f.layout.interleave.blocks),
+        gap: 0,
+      },
+    ];
   } else {
     runs = dataRuns(i, f, needs[i]!, (w, m) => err([...base, ...w], m));
   }
@@ -145,11 +161,16 @@ function indirectUnit(k: number, g: LayoutFile, needs: Map<number, IndexKey[]>):
 /** Place every unit: anchored ones exactly, the others first-fit after the previous one. */
 function placeUnits(units: readonly Unit[], geo: FsGeometry, recipe: Recipe, nFiles: number, err: ErrorAt): Placement {
   const free = new FreeSpace(geo.free);
-  const placed: Placement = { indexPhys: Array.from({ length: nFiles }, () => new Map<string, number>()), dataRuns: Array.from({ length: nFiles }, () => []) };
+  const placed: Placement = {
+    indexPhys: Array.from({ length: nFiles }, () => new Map<string, number>()),
+    dataRuns: Array.from({ length: nFiles }, () => []),
+  };
   let cursor = 0;
   for (const u of units) {
     const layoutOf = unitLayout(u);
-    const start = u.at ? anchoredStart(u, u.at, layoutOf.occupied, free, geo, err) : firstFitStart(u, layoutOf.span, cursor, free, geo, recipe, err);
+    const start = u.at
+      ? anchoredStart(u, u.at, layoutOf.occupied, free, geo, err)
+      : firstFitStart(u, layoutOf.span, cursor, free, geo, recipe, err);
     for (const [off, len] of layoutOf.occupied) free.claim(start + off, len, u.what);
     cursor = start + layoutOf.span;
     let pos = start;
@@ -168,7 +189,14 @@ function placeUnits(units: readonly Unit[], geo: FsGeometry, recipe: Recipe, nFi
 }
 
 /** A unit anchored at a block: every block it occupies there must be free. */
-function anchoredStart(u: Unit, at: { block: number; where: Where }, occupied: ReadonlyArray<[number, number]>, free: FreeSpace, geo: FsGeometry, err: ErrorAt): number {
+function anchoredStart(
+  u: Unit,
+  at: { block: number; where: Where },
+  occupied: ReadonlyArray<[number, number]>,
+  free: FreeSpace,
+  geo: FsGeometry,
+  err: ErrorAt,
+): number {
   const start = at.block;
   for (const [off, len] of occupied) {
     const bad = free.firstTaken(start + off, len);
@@ -181,20 +209,41 @@ function anchoredStart(u: Unit, at: { block: number; where: Where }, occupied: R
 }
 
 /** The first free stretch long enough, after `cursor` if there is one there, else from the start. */
-function firstFitStart(u: Unit, span: number, cursor: number, free: FreeSpace, geo: FsGeometry, recipe: Recipe, err: ErrorAt): number {
+function firstFitStart(
+  u: Unit,
+  span: number,
+  cursor: number,
+  free: FreeSpace,
+  geo: FsGeometry,
+  recipe: Recipe,
+  err: ErrorAt,
+): number {
   const s = free.firstFit(span, cursor) ?? free.firstFit(span, 0);
   if (s === undefined) throw err(u.where, `${u.what}: ${whyNoRoom(geo, free, span, recipe)}`);
   return s;
 }
 
 /** A file's plan: its expected block map, and the qcrash-layout records in allocation order. */
-function plannedFile(f: LayoutFile, needAt: Map<number, IndexKey[]>, indexPhys: Map<string, number>, placedRuns: DataRun[]): PlannedFile {
+function plannedFile(
+  f: LayoutFile,
+  needAt: Map<number, IndexKey[]>,
+  indexPhys: Map<string, number>,
+  placedRuns: DataRun[],
+): PlannedFile {
   const runs = placedRuns.sort((a, b) => a[0] - b[0]);
   const data: DataRun[] = [];
   for (const r of runs) appendRun(data, r);
   const order = [...needAt.entries()].sort((a, b) => a[0] - b[0]);
-  const index: Array<[string, number]> = order.flatMap(([, ks]) => ks.map((k) => [k.level, indexPhys.get(k.key)!] as [string, number]));
-  return { entry: f.entry, path: f.path, size: f.size, records: allocationRecords(runs, needAt, indexPhys), expected: { data, index } };
+  const index: Array<[string, number]> = order.flatMap(([, ks]) =>
+    ks.map((k) => [k.level, indexPhys.get(k.key)!] as [string, number]),
+  );
+  return {
+    entry: f.entry,
+    path: f.path,
+    size: f.size,
+    records: allocationRecords(runs, needAt, indexPhys),
+    expected: { data, index },
+  };
 }
 
 /** Records in allocation order: before each data block, the index blocks it needs first. */
@@ -271,7 +320,12 @@ function pushData(items: Item[], file: number, lblk: number, count: number, need
 }
 
 /** Cut a file's data (logical order, holes skipped) into its physical runs. */
-function dataRuns(file: number, f: LayoutFile, needs: Map<number, IndexKey[]>, err: (where: Where, m: string) => ConfigError): Run[] {
+function dataRuns(
+  file: number,
+  f: LayoutFile,
+  needs: Map<number, IndexKey[]>,
+  err: (where: Where, m: string) => ConfigError,
+): Run[] {
   const L = f.layout;
   const defaultGap = L.contiguous === false ? 1 : 0;
   const total = f.data.reduce((n, [a, b]) => n + b - a, 0);
@@ -287,7 +341,8 @@ function dataRuns(file: number, f: LayoutFile, needs: Map<number, IndexKey[]>, e
     const sum = sizes.reduce((n, s) => n + s.blocks, 0);
     if (sum !== total) throw err(['runs'], `${f.path}: the runs add up to ${sum} blocks, but the file has ${total} data blocks`);
   } else if (L.split) {
-    for (let n = 0; n < total; n += L.split.blocks) sizes.push({ blocks: Math.min(L.split.blocks, total - n), gap: L.split.gap ?? 1, where: ['split'] });
+    for (let n = 0; n < total; n += L.split.blocks)
+      sizes.push({ blocks: Math.min(L.split.blocks, total - n), gap: L.split.gap ?? 1, where: ['split'] });
   } else {
     for (const [a, b] of f.data) sizes.push({ blocks: b - a, gap: defaultGap, where: [] });
   }
@@ -309,7 +364,11 @@ function dataRuns(file: number, f: LayoutFile, needs: Map<number, IndexKey[]>, e
         off = 0;
       }
     }
-    runs.push({ items, gap: s.gap, ...(s.at !== undefined ? { at: { block: s.at, where: ['entries', f.entry, 'layout', ...s.where, 'at'] } } : {}) });
+    runs.push({
+      items,
+      gap: s.gap,
+      ...(s.at !== undefined ? { at: { block: s.at, where: ['entries', f.entry, 'layout', ...s.where, 'at'] } } : {}),
+    });
   }
   return runs;
 }
@@ -359,7 +418,15 @@ function whyNoRoom(geo: FsGeometry, free: FreeSpace, span: number, recipe: Recip
   const longest = lb >= la ? lb - la + 1 : 0;
   const base = `no free stretch of ${span} blocks is left (the longest is ${longest} blocks${longest ? `, ${la}-${lb}` : ''})`;
   // Without flex_bg a group's own bitmaps and inode table sit inside it: no stretch is longer than the emptiest group's free part.
-  const groupRoom = Math.max(...geo.groups.map((g) => g.last - g.first + 1 - g.metadata.reduce((n, m) => n + (m.first >= g.first && m.last <= g.last ? m.last - m.first + 1 : 0), 0)));
+  const groupRoom = Math.max(
+    ...geo.groups.map(
+      (g) =>
+        g.last -
+        g.first +
+        1 -
+        g.metadata.reduce((n, m) => n + (m.first >= g.first && m.last <= g.last ? m.last - m.first + 1 : 0), 0),
+    ),
+  );
   if (geo.flexBgSize === 0 && span > groupRoom) {
     return `${base}: impossible without flex_bg, where every block group (${geo.blocksPerGroup} blocks) starts with its own bitmaps and inode table, so no run can be longer than ${groupRoom} blocks here. A run this long needs flex_bg (drop "flex_bg: false" or set flex_bg: N) and groups without backup superblocks.`;
   }

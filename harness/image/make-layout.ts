@@ -29,7 +29,10 @@ export async function makeLayouts(image: string, recipe: Recipe, files: LayoutSo
 
   const geo = await readGeometry(image);
   const plan = planLayouts(recipe, geo, files);
-  const inodes = await statPaths(image, files.map((f) => f.path));
+  const inodes = await statPaths(
+    image,
+    files.map((f) => f.path),
+  );
   const lines: string[] = [];
   const byIno = new Map<number, LayoutFile>();
   plan.forEach((p: PlannedFile, i) => {
@@ -50,7 +53,10 @@ export async function makeLayouts(image: string, recipe: Recipe, files: LayoutSo
     throw fail(f, `the layout could not be made: ${msg}`);
   }
 
-  const back = await statPaths(image, files.map((f) => f.path));
+  const back = await statPaths(
+    image,
+    files.map((f) => f.path),
+  );
   const maps = new Map<string, BlockMap>();
   plan.forEach((p, i) => {
     const got = parseBlockMap(back.get(p.path)?.map ?? '');
@@ -58,10 +64,17 @@ export async function makeLayouts(image: string, recipe: Recipe, files: LayoutSo
     if (diff) throw fail(files[i]!, `${p.path}: the block map read back differs from the layout asked for: ${diff}`);
     maps.set(p.path, got);
   });
-  const states = await readEntryState(image, files.map((f) => f.path));
+  const states = await readEntryState(
+    image,
+    files.map((f) => f.path),
+  );
   for (const [i, s] of states.entries()) {
     const want = sha256(await readFile(files[i]!.host));
-    if (s.sha256 !== want || s.size !== files[i]!.size) throw fail(files[i]!, `${s.path}: the bytes read back differ from the recipe's (${s.size} bytes, sha256 ${s.sha256}; expected ${files[i]!.size} bytes, ${want})`);
+    if (s.sha256 !== want || s.size !== files[i]!.size)
+      throw fail(
+        files[i]!,
+        `${s.path}: the bytes read back differ from the recipe's (${s.size} bytes, sha256 ${s.sha256}; expected ${files[i]!.size} bytes, ${want})`,
+      );
   }
   return maps;
 }
@@ -71,12 +84,14 @@ function compareMaps(want: BlockMap, got: BlockMap): string | undefined {
   for (let i = 0; i < Math.max(want.data.length, got.data.length); i++) {
     const a = want.data[i];
     const b = got.data[i];
-    if (!a || !b || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2]) return `data run ${i + 1}: planned ${fmt(a)}, read back ${fmt(b)}`;
+    if (!a || !b || a[0] !== b[0] || a[1] !== b[1] || a[2] !== b[2])
+      return `data run ${i + 1}: planned ${fmt(a)}, read back ${fmt(b)}`;
   }
   for (let i = 0; i < Math.max(want.index.length, got.index.length); i++) {
     const a = want.index[i];
     const b = got.index[i];
-    if (!a || !b || a[0] !== b[0] || a[1] !== b[1]) return `index block ${i + 1}: planned ${a ? `${a[0]} at ${a[1]}` : 'nothing'}, read back ${b ? `${b[0]} at ${b[1]}` : 'nothing'}`;
+    if (!a || !b || a[0] !== b[0] || a[1] !== b[1])
+      return `index block ${i + 1}: planned ${a ? `${a[0]} at ${a[1]}` : 'nothing'}, read back ${b ? `${b[0]} at ${b[1]}` : 'nothing'}`;
   }
   if (got.unwritten?.length) return 'unwritten extents read back';
   return undefined;

@@ -35,7 +35,9 @@ function sparseFile(recipe: Recipe, e: FileEntry): RecipeFile {
   const B = recipe.blockSize;
   const blocks = resolveBlocks(e.blocks, B);
   const size = blocks * B + (e.extra_bytes ?? 0);
-  const ranges = (e.data ?? [[0, blocks + (e.extra_bytes ? 1 : 0)]]).map(([a, b]) => [resolveBlocks(a, B), resolveBlocks(b, B)] as const);
+  const ranges = (e.data ?? [[0, blocks + (e.extra_bytes ? 1 : 0)]]).map(
+    ([a, b]) => [resolveBlocks(a, B), resolveBlocks(b, B)] as const,
+  );
   const bytes = Buffer.alloc(size);
   const data: Array<[number, number]> = [];
   for (const [a, b] of ranges) {

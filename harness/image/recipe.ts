@@ -13,7 +13,15 @@ import { YamlSource } from '../util/yaml-source.ts';
  * (`ind-last`, `dind-first`, `tind-first`, `+N`/`-N`), so one recipe text
  * means the same boundary on 1 KiB and 4 KiB blocks.
  */
-const blockCount = z.union([z.number().int().nonnegative(), z.string().regex(/^(direct|ind-first|ind-last|dind-first|dind-last|tind-first)([+-]\d+)?$|^\d+$/, 'a block count: a number or direct|ind-first|ind-last|dind-first|dind-last|tind-first, optionally +N/-N')]);
+const blockCount = z.union([
+  z.number().int().nonnegative(),
+  z
+    .string()
+    .regex(
+      /^(direct|ind-first|ind-last|dind-first|dind-last|tind-first)([+-]\d+)?$|^\d+$/,
+      'a block count: a number or direct|ind-first|ind-last|dind-first|dind-last|tind-first, optionally +N/-N',
+    ),
+]);
 const range = z.tuple([blockCount, blockCount]);
 const path = z.string().regex(/^\/[A-Za-z0-9._/-]+$/, 'an absolute path of letters, digits, ".", "_", "-"');
 
@@ -69,7 +77,12 @@ const entry = z.discriminatedUnion('kind', [
   }),
   z.strictObject({ kind: z.literal('dir'), path, entries: z.number().int().nonnegative() }),
   z.strictObject({ kind: z.literal('symlink'), path, target_length: z.number().int().positive().max(4000) }),
-  z.strictObject({ kind: z.literal('small-files'), path, count: z.number().int().positive().max(10000), size: z.number().int().positive() }),
+  z.strictObject({
+    kind: z.literal('small-files'),
+    path,
+    count: z.number().int().positive().max(10000),
+    size: z.number().int().positive(),
+  }),
 ]);
 
 export const recipeSchema = z.strictObject({
@@ -85,7 +98,17 @@ export const recipeSchema = z.strictObject({
      * ext3); N: pack the metadata of N groups together (mkfs -G N). Default:
      * mke2fs's (flex_bg, 16).
      */
-    flex_bg: z.union([z.literal(false), z.number().int().min(2).max(1 << 20).refine((n) => (n & (n - 1)) === 0, 'a power of two')]).optional(),
+    flex_bg: z
+      .union([
+        z.literal(false),
+        z
+          .number()
+          .int()
+          .min(2)
+          .max(1 << 20)
+          .refine((n) => (n & (n - 1)) === 0, 'a power of two'),
+      ])
+      .optional(),
   }),
   seed: z.number().int().nonnegative().optional(),
   entries: z.array(entry).min(1),
@@ -137,7 +160,11 @@ export function parseRecipe(file: string, text: string): Recipe {
   d.entries.forEach((e, i) => {
     if (paths.has(e.path)) throw src.error(['entries', i, 'path'], `duplicate path ${e.path}`);
     paths.add(e.path);
-    if (e.kind === 'file' && e.layout && e.fragmented) throw src.error(['entries', i, 'layout'], `${e.path}: a file has either "fragmented" or "layout", not both (layout: { split: ... } scatters it exactly)`);
+    if (e.kind === 'file' && e.layout && e.fragmented)
+      throw src.error(
+        ['entries', i, 'layout'],
+        `${e.path}: a file has either "fragmented" or "layout", not both (layout: { split: ... } scatters it exactly)`,
+      );
   });
   return {
     name: basename(file, extname(file)),
@@ -176,7 +203,10 @@ export function resolveBlocks(v: number | string, blockSize: number): number {
 /** The recipes there are: vm-images/recipes/*.yaml by name. */
 export async function listRecipeNames(): Promise<string[]> {
   try {
-    return (await readdir(recipesDir)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -5)).sort();
+    return (await readdir(recipesDir))
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => f.slice(0, -5))
+      .sort();
   } catch {
     return [];
   }

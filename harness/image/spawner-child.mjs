@@ -8,7 +8,14 @@ const running = new Set();
 
 process.on('message', async (m) => {
   // An argument array, never a shell; the output as bytes, decoded once.
-  const child = execa(m.file, m.args, { env: m.env, stdin: 'ignore', reject: false, encoding: 'utf8', stripFinalNewline: false, ...(m.timeoutMs ? { timeout: m.timeoutMs, killSignal: 'SIGKILL' } : {}) });
+  const child = execa(m.file, m.args, {
+    env: m.env,
+    stdin: 'ignore',
+    reject: false,
+    encoding: 'utf8',
+    stripFinalNewline: false,
+    ...(m.timeoutMs ? { timeout: m.timeoutMs, killSignal: 'SIGKILL' } : {}),
+  });
   running.add(child);
   const r = await child;
   running.delete(child);

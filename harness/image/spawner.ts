@@ -31,7 +31,16 @@ interface Reply {
 
 const childPath = fileURLToPath(new URL('./spawner-child.mjs', import.meta.url));
 /** Plain node, no TypeScript loader: the helper starts in a few tens of milliseconds. */
-const launchHelper = () => execaNode(childPath, [], { nodeOptions: [], ipc: true, serialization: 'advanced', stdin: 'ignore', stdout: 'ignore', stderr: 'inherit', reject: false });
+const launchHelper = () =>
+  execaNode(childPath, [], {
+    nodeOptions: [],
+    ipc: true,
+    serialization: 'advanced',
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'inherit',
+    reject: false,
+  });
 type Helper = ReturnType<typeof launchHelper>;
 let helper: Helper | undefined;
 let nextId = 1;
@@ -53,7 +62,9 @@ function start(): Helper {
   c.on('exit', (code, signal) => {
     drop();
     if (helper === c) helper = undefined;
-    const e = new InfraError(`the tool spawner process ended (${signal ?? `exit ${code}`}) with ${pending.size} program(s) running`);
+    const e = new InfraError(
+      `the tool spawner process ended (${signal ?? `exit ${code}`}) with ${pending.size} program(s) running`,
+    );
     for (const p of pending.values()) p.reject(e);
     pending.clear();
   });
@@ -89,7 +100,16 @@ export async function runSpawned(file: string, args: readonly string[], opts: Sp
     });
   });
   // As execa reports a program that could not start: no exit code, the reason as its stderr.
-  if (reply.spawnError !== undefined) return { argv: [file, ...args], exitCode: undefined, signal: undefined, stdout: '', stderr: reply.spawnError, failed: true, durationMs: performance.now() - started };
+  if (reply.spawnError !== undefined)
+    return {
+      argv: [file, ...args],
+      exitCode: undefined,
+      signal: undefined,
+      stdout: '',
+      stderr: reply.spawnError,
+      failed: true,
+      durationMs: performance.now() - started,
+    };
   return {
     argv: [file, ...args],
     exitCode: reply.exitCode,

@@ -33,7 +33,9 @@ export class UndoFileError extends InfraError {
     readonly found: string,
     readonly expected: string,
   ) {
-    super(`undo file ${file}: ${found}, expected ${expected}; the image it was made for cannot be put back from it (e2undo would refuse it too)`);
+    super(
+      `undo file ${file}: ${found}, expected ${expected}; the image it was made for cannot be put back from it (e2undo would refuse it too)`,
+    );
   }
 }
 
@@ -67,7 +69,12 @@ export function crc32cLe(b: Uint8Array, seed = 0xffffffff): number {
 function readAt(fd: number, file: string, length: number, position: number, what: string): Buffer {
   const b = Buffer.alloc(length);
   const got = readFullySync(fd, b, position);
-  if (got < length) throw new UndoFileError(file, `the file ends at byte ${position + got} inside ${what}`, `${length} bytes of ${what} at ${position}`);
+  if (got < length)
+    throw new UndoFileError(
+      file,
+      `the file ends at byte ${position + got} inside ${what}`,
+      `${length} bytes of ${what} at ${position}`,
+    );
   return b;
 }
 
@@ -80,7 +87,8 @@ export function readUndoFile(file: string): UndoFile {
     const m = h.subarray(0, 8).toString('latin1');
     if (m !== magic) throw new UndoFileError(file, `magic ${JSON.stringify(m)}`, JSON.stringify(magic));
     const headerCrc = h.readUInt32LE(headerBytes - 4);
-    if (crc32cLe(h.subarray(0, headerBytes - 4)) !== headerCrc) throw new UndoFileError(file, 'a header checksum that does not match', 'the crc32c e2fsck wrote');
+    if (crc32cLe(h.subarray(0, headerBytes - 4)) !== headerCrc)
+      throw new UndoFileError(file, 'a header checksum that does not match', 'the crc32c e2fsck wrote');
     const numKeys = Number(h.readBigUInt64LE(8));
     const keyOffset = Number(h.readBigUInt64LE(24));
     const blockSize = h.readUInt32LE(32);
@@ -90,19 +98,36 @@ export function readUndoFile(file: string): UndoFile {
     const incompat = h.readUInt32LE(52);
     const rocompat = h.readUInt32LE(56);
     const fsOffset = compat & featureFsOffset ? Number(h.readBigUInt64LE(64)) : 0;
-    if (blockSize < 1024 || blockSize > 1 << 20 || fsBlockSize === 0) throw new UndoFileError(file, `block size ${blockSize}, fs block size ${fsBlockSize}`, 'an undo block size from 1 KiB to 1 MiB and a non-zero fs block size');
-    if (incompat || rocompat) throw new UndoFileError(file, `feature flags incompat 0x${incompat.toString(16)} rocompat 0x${rocompat.toString(16)}`, 'none (this reader knows E2UNDO02 without features)');
+    if (blockSize < 1024 || blockSize > 1 << 20 || fsBlockSize === 0)
+      throw new UndoFileError(
+        file,
+        `block size ${blockSize}, fs block size ${fsBlockSize}`,
+        'an undo block size from 1 KiB to 1 MiB and a non-zero fs block size',
+      );
+    if (incompat || rocompat)
+      throw new UndoFileError(
+        file,
+        `feature flags incompat 0x${incompat.toString(16)} rocompat 0x${rocompat.toString(16)}`,
+        'none (this reader knows E2UNDO02 without features)',
+      );
     // An unfinished undo file is one whose writer died: e2undo then forces a fsck. Here it means the check crashed.
-    if (!(state & stateFinished)) throw new UndoFileError(file, 'an unfinished undo record (its writer did not close it)', 'a finished one');
+    if (!(state & stateFinished))
+      throw new UndoFileError(file, 'an unfinished undo record (its writer did not close it)', 'a finished one');
     const keysPerBlock = blockSize / 16 - 1;
     const extents: UndoFile['extents'] = [];
     let lblk = keyOffset;
     for (let i = 0; i < numKeys; i += keysPerBlock) {
       const kb = readAt(fd, file, blockSize, lblk * blockSize, `key block ${lblk}`);
-      if (kb.readUInt32LE(0) !== keyBlockMagic) throw new UndoFileError(file, `key block ${lblk} magic 0x${kb.readUInt32LE(0).toString(16)}`, `0x${keyBlockMagic.toString(16)}`);
+      if (kb.readUInt32LE(0) !== keyBlockMagic)
+        throw new UndoFileError(
+          file,
+          `key block ${lblk} magic 0x${kb.readUInt32LE(0).toString(16)}`,
+          `0x${keyBlockMagic.toString(16)}`,
+        );
       const crc = kb.readUInt32LE(4);
       kb.writeUInt32LE(0, 4);
-      if (crc32cLe(kb) !== crc) throw new UndoFileError(file, `key block ${lblk} with a checksum that does not match`, 'the crc32c e2fsck wrote');
+      if (crc32cLe(kb) !== crc)
+        throw new UndoFileError(file, `key block ${lblk} with a checksum that does not match`, 'the crc32c e2fsck wrote');
       lblk++;
       const n = Math.min(keysPerBlock, numKeys - i);
       for (let j = 0; j < n; j++) {
@@ -110,9 +135,19 @@ export function readUndoFile(file: string): UndoFile {
         const fsBlock = Number(kb.readBigUInt64LE(at));
         const blkCrc = kb.readUInt32LE(at + 8);
         const bytes = kb.readUInt32LE(at + 12);
-        if (bytes > maxExtentBlocks * blockSize) throw new UndoFileError(file, `a key of ${bytes} bytes for fs block ${fsBlock}`, `at most ${maxExtentBlocks * blockSize}`);
+        if (bytes > maxExtentBlocks * blockSize)
+          throw new UndoFileError(
+            file,
+            `a key of ${bytes} bytes for fs block ${fsBlock}`,
+            `at most ${maxExtentBlocks * blockSize}`,
+          );
         const data = readAt(fd, file, bytes, lblk * blockSize, `the data of fs block ${fsBlock}`);
-        if (crc32cLe(data) !== blkCrc) throw new UndoFileError(file, `saved bytes of fs block ${fsBlock} with a checksum that does not match`, 'the crc32c e2fsck wrote');
+        if (crc32cLe(data) !== blkCrc)
+          throw new UndoFileError(
+            file,
+            `saved bytes of fs block ${fsBlock} with a checksum that does not match`,
+            'the crc32c e2fsck wrote',
+          );
         extents.push({ fsBlock, bytes: data });
         lblk += Math.ceil(bytes / blockSize);
       }

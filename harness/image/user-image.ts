@@ -59,8 +59,12 @@ export async function inspectImage(path: string): Promise<ImageSuperblock> {
   const st = await stat(path).catch((e: NodeJS.ErrnoException) => {
     throw new UserImageError(e.code === 'ENOENT' ? 'no such file' : `cannot read it: ${e.message}`);
   });
-  if (st.isDirectory()) throw new UserImageError('is a directory: give the filesystem image file (e.g. made with dd from the device)');
-  if (!st.isFile()) throw new UserImageError(`not a regular file: copy the filesystem into an image file first (dd if=DEVICE of=FILE.img bs=4M), and never test a device that is in use`);
+  if (st.isDirectory())
+    throw new UserImageError('is a directory: give the filesystem image file (e.g. made with dd from the device)');
+  if (!st.isFile())
+    throw new UserImageError(
+      `not a regular file: copy the filesystem into an image file first (dd if=DEVICE of=FILE.img bs=4M), and never test a device that is in use`,
+    );
   await access(path, constants.R_OK).catch((e: NodeJS.ErrnoException) => {
     throw new UserImageError(`cannot read it (${e.code ?? e.message}): qcrash needs to read the image (it never writes it)`);
   });
@@ -68,20 +72,41 @@ export async function inspectImage(path: string): Promise<ImageSuperblock> {
   const sb = r.exitCode === 0 ? parseSuperblock(r.stdout) : undefined;
   if (!sb) {
     const format = await imageFormat(path);
-    if (format && format !== 'raw') throw new UserImageError(`a ${format} image, not a raw filesystem image: convert it with \`qemu-img convert -O raw ${path} FILE.img\` and give FILE.img`);
-    const why = (r.stderr || r.stdout).trim().split('\n').filter((l) => !/^dumpe2fs \d/.test(l)).pop() ?? `dumpe2fs exit ${r.exitCode}`;
-    throw new UserImageError(`not an ext2/ext3/ext4 filesystem (${why.replace(/^dumpe2fs: /, '').replace(` while trying to open ${path}`, '')}): qcrash tests a block-mapped ext3/ext4 filesystem image, the whole filesystem and nothing around it (not a disk with a partition table)`);
+    if (format && format !== 'raw')
+      throw new UserImageError(
+        `a ${format} image, not a raw filesystem image: convert it with \`qemu-img convert -O raw ${path} FILE.img\` and give FILE.img`,
+      );
+    const why =
+      (r.stderr || r.stdout)
+        .trim()
+        .split('\n')
+        .filter((l) => !/^dumpe2fs \d/.test(l))
+        .pop() ?? `dumpe2fs exit ${r.exitCode}`;
+    throw new UserImageError(
+      `not an ext2/ext3/ext4 filesystem (${why.replace(/^dumpe2fs: /, '').replace(` while trying to open ${path}`, '')}): qcrash tests a block-mapped ext3/ext4 filesystem image, the whole filesystem and nothing around it (not a disk with a partition table)`,
+    );
   }
   const has = (f: string) => sb.features.includes(f);
   const missing: string[] = [];
   if (!has('has_journal')) missing.push(`it has no journal (an ext2 filesystem): add one with \`tune2fs -j ${path}\``);
-  else if (!sb.internalJournal) missing.push('its journal is on an external device: qcrash gives the guest one disk; test a copy with an internal journal (`tune2fs -O ^has_journal` then `tune2fs -j`)');
-  if (!has('extent')) missing.push(`the extent feature is off, and chattr +e needs it: turn it on with \`tune2fs -O extent ${path}\` (the step before converting: it rewrites no file, existing files stay block-mapped)`);
+  else if (!sb.internalJournal)
+    missing.push(
+      'its journal is on an external device: qcrash gives the guest one disk; test a copy with an internal journal (`tune2fs -O ^has_journal` then `tune2fs -j`)',
+    );
+  if (!has('extent'))
+    missing.push(
+      `the extent feature is off, and chattr +e needs it: turn it on with \`tune2fs -O extent ${path}\` (the step before converting: it rewrites no file, existing files stay block-mapped)`,
+    );
   if (missing.length) throw new UserImageError(`cannot be migrated as it is: ${missing.join('; ')}`);
   if (has('needs_recovery')) {
-    throw new UserImageError(`the journal needs recovery (the filesystem is mounted, or was not unmounted cleanly): unmount it, or replay the journal with \`e2fsck -E journal_only ${path}\`, then run again`);
+    throw new UserImageError(
+      `the journal needs recovery (the filesystem is mounted, or was not unmounted cleanly): unmount it, or replay the journal with \`e2fsck -E journal_only ${path}\`, then run again`,
+    );
   }
-  if (sb.blockSize > 4096) throw new UserImageError(`it has ${sb.blockSize}-byte blocks; the x86-64 guest kernel mounts block sizes up to its 4096-byte page`);
+  if (sb.blockSize > 4096)
+    throw new UserImageError(
+      `it has ${sb.blockSize}-byte blocks; the x86-64 guest kernel mounts block sizes up to its 4096-byte page`,
+    );
   return sb;
 }
 
@@ -143,8 +168,13 @@ async function readUserImage(path: string): Promise<BaseImage> {
     // before the migration would have its old problems blamed on it.
     const fsck = await runE2fsck(path, 'check');
     if (fsck.exit.code !== 0) {
-      const lines = fsck.text.split('\n').map((l) => l.trim()).filter((l) => l && !/^(Pass \d|e2fsck \d|\S+: \d+\/\d+ files)/.test(l) && !/^Checking /.test(l));
-      throw new UserImageError(`not clean: e2fsck -fn exits ${fsck.exit.code} (${lines.slice(0, 3).join(' / ') || 'see e2fsck -fn'}); qcrash would blame these problems on the migration. Repair the filesystem first (\`e2fsck -fy ${path}\`, on a copy if the image matters), then run again`);
+      const lines = fsck.text
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !/^(Pass \d|e2fsck \d|\S+: \d+\/\d+ files)/.test(l) && !/^Checking /.test(l));
+      throw new UserImageError(
+        `not clean: e2fsck -fn exits ${fsck.exit.code} (${lines.slice(0, 3).join(' / ') || 'see e2fsck -fn'}); qcrash would blame these problems on the migration. Repair the filesystem first (\`e2fsck -fy ${path}\`, on a copy if the image matters), then run again`,
+      );
     }
     const manifest = await readImageManifest(path, sb, key);
     await using tmp = await TempDir.create('user-image');
@@ -194,7 +224,7 @@ export function parseLsP(text: string): { entries: ListedEntry[]; bad: string[] 
 
 const S_IFMT = 0o170000;
 const typeOfMode = (mode: number): ManifestEntry['type'] | undefined =>
-  ({ [0o040000]: 'dir', [0o100000]: 'file', [0o120000]: 'symlink' } as Record<number, ManifestEntry['type']>)[mode & S_IFMT];
+  (({ [0o040000]: 'dir', [0o100000]: 'file', [0o120000]: 'symlink' }) as Record<number, ManifestEntry['type']>)[mode & S_IFMT];
 
 /**
  * Every file, directory and symlink of the image with its size, sha256,
@@ -208,16 +238,24 @@ export async function readImageManifest(path: string, sb: ImageSuperblock, key: 
   const sizes = new Map<string, number>();
   let level = ['/'];
   while (level.length) {
-    const outs = await debugfsBatch(path, level.map((d) => `ls -p ${addressable(d)}`));
+    const outs = await debugfsBatch(
+      path,
+      level.map((d) => `ls -p ${addressable(d)}`),
+    );
     const next: string[] = [];
     for (const [i, dir] of level.entries()) {
       const { entries, bad } = parseLsP(outs[i]!);
       if (bad.length) {
-        throw new UserImageError(`debugfs lists ${dir} in a form qcrash cannot read (${JSON.stringify(bad[0]!.slice(0, 120))}): a name with a newline in it? Rename it (or remove it from the copy you test) and run again`);
+        throw new UserImageError(
+          `debugfs lists ${dir} in a form qcrash cannot read (${JSON.stringify(bad[0]!.slice(0, 120))}): a name with a newline in it? Rename it (or remove it from the copy you test) and run again`,
+        );
       }
       for (const e of entries) {
         const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
-        if (p.includes('\uFFFD')) throw new UserImageError(`a name in ${dir} is not valid UTF-8 (${JSON.stringify(p)}): qcrash names files by UTF-8 paths; rename it in the copy you test`);
+        if (p.includes('\uFFFD'))
+          throw new UserImageError(
+            `a name in ${dir} is not valid UTF-8 (${JSON.stringify(p)}): qcrash names files by UTF-8 paths; rename it in the copy you test`,
+          );
         addressable(p);
         const type = typeOfMode(e.mode);
         if (!type) continue;
@@ -228,7 +266,12 @@ export async function readImageManifest(path: string, sb: ImageSuperblock, key: 
     }
     level = next;
   }
-  const states = await readEntryState(path, listed.map((e) => e.path), undefined, { sizes });
+  const states = await readEntryState(
+    path,
+    listed.map((e) => e.path),
+    undefined,
+    { sizes },
+  );
   const entries: ManifestEntry[] = states.map((s, i) => {
     if (!s.exists || !s.stat) throw new InfraError(`${path}: debugfs listed ${s.path} but cannot stat it`);
     return manifestEntry({ ...s, stat: s.stat }, listed[i]!.type);
@@ -241,14 +284,19 @@ function addressable(p: string): string {
   try {
     return debugfsPath(p);
   } catch (e) {
-    if (e instanceof UnaddressablePathError) throw new UserImageError(`the image holds ${JSON.stringify(p)}, a name with a newline, which debugfs cannot be given: rename it (or remove it from the copy you test) and run again`);
+    if (e instanceof UnaddressablePathError)
+      throw new UserImageError(
+        `the image holds ${JSON.stringify(p)}, a name with a newline, which debugfs cannot be given: rename it (or remove it from the copy you test) and run again`,
+      );
     throw e;
   }
 }
 
 /** Entries the built-in set migrates: block-mapped files and directories (an empty one too: it has no extent flag yet). */
 export function blockMapped(manifest: Manifest): ManifestEntry[] {
-  return manifest.entries.filter((e) => (e.type === 'file' || e.type === 'dir') && (e.mapping === 'blocks' || e.mapping === 'none'));
+  return manifest.entries.filter(
+    (e) => (e.type === 'file' || e.type === 'dir') && (e.mapping === 'blocks' || e.mapping === 'none'),
+  );
 }
 
 /** A file's bytes as the image holds them and the byte ranges its blocks hold (the rest are holes). */
@@ -270,8 +318,13 @@ export async function imageFileOrigins(base: BaseImage, paths: string[]): Promis
   const out = new Map<string, ImageFile>();
   for (const s of states) {
     const e = entries.get(s.path)!;
-    if (!s.bytes || s.sha256 !== e.sha256) throw new InfraError(`${base.path}: ${s.path} does not read back as its manifest recorded it (sha256 ${s.sha256 ?? 'unreadable'}, manifest ${e.sha256}): the image changed during the run`);
-    const data = (e.blockMap?.data ?? []).map(([l, , n]) => [l * B, Math.min((l + n) * B, e.size)] as [number, number]).filter(([a, b]) => b > a);
+    if (!s.bytes || s.sha256 !== e.sha256)
+      throw new InfraError(
+        `${base.path}: ${s.path} does not read back as its manifest recorded it (sha256 ${s.sha256 ?? 'unreadable'}, manifest ${e.sha256}): the image changed during the run`,
+      );
+    const data = (e.blockMap?.data ?? [])
+      .map(([l, , n]) => [l * B, Math.min((l + n) * B, e.size)] as [number, number])
+      .filter(([a, b]) => b > a);
     out.set(s.path, { bytes: s.bytes, data });
   }
   return out;

@@ -56,7 +56,10 @@ export async function readBuildStats(configHash: string): Promise<BuildStats | u
   }
 }
 
-export async function recordBuildStats(configHash: string, update: Partial<Omit<BuildStats, 'configHash' | 'updatedAt'>>): Promise<void> {
+export async function recordBuildStats(
+  configHash: string,
+  update: Partial<Omit<BuildStats, 'configHash' | 'updatedAt'>>,
+): Promise<void> {
   const prev = await readBuildStats(configHash);
   await writeJsonAtomic(statsFile(configHash), { ...prev, ...update, configHash, updatedAt: new Date().toISOString() });
 }
@@ -88,7 +91,8 @@ export function parseCmdFile(text: string): CmdFileDeps | undefined {
     }
   }
   // The object also depends on objtool, which rewrites it after compiling.
-  for (const m of text.matchAll(new RegExp(`^${target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\$\\(wildcard (\\S+)\\)$`, 'gm'))) deps.push({ path: m[1]!, optional: true });
+  for (const m of text.matchAll(new RegExp(`^${target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\$\\(wildcard (\\S+)\\)$`, 'gm')))
+    deps.push({ path: m[1]!, optional: true });
   return { target, source: source[2]!, deps };
 }
 
@@ -122,7 +126,10 @@ export async function staleObjects(objDir: string): Promise<{ stale: string[]; o
     const abs = isAbsolute(p) ? p : join(objDir, p);
     let m = mtimes.get(abs);
     if (!m) {
-      m = stat(abs).then((s) => s.mtimeMs, () => undefined);
+      m = stat(abs).then(
+        (s) => s.mtimeMs,
+        () => undefined,
+      );
       mtimes.set(abs, m);
     }
     return m;
@@ -157,7 +164,11 @@ export async function staleObjects(objDir: string): Promise<{ stale: string[]; o
  * objtool's output directory is created so the dry run gets past it into the
  * kernel's own directories.
  */
-export async function dryRunCompileCount(make: string, argv: string[], opts: { env: Record<string, string>; objDir: string }): Promise<{ planned: number; builtNow: number }> {
+export async function dryRunCompileCount(
+  make: string,
+  argv: string[],
+  opts: { env: Record<string, string>; objDir: string },
+): Promise<{ planned: number; builtNow: number }> {
   await mkdir(join(opts.objDir, 'tools', 'objtool'), { recursive: true });
   const child = execa(make, ['-n', '-k', ...argv], { env: opts.env, reject: false, all: true, buffer: false, stdin: 'ignore' });
   let planned = 0;
@@ -197,15 +208,29 @@ export async function estimateBuild(o: {
     const { stale } = await staleObjects(o.objDir);
     const relink = stats?.relinkObjects ?? defaultRelinkObjects;
     const objects = stale.length ? stale.length + relink : 0;
-    return { estimate: { objects, source: `${stale.length} changed since the last build here${stale.length ? ` + ${relink} relinking` : ''}` }, stale: stale.length };
+    return {
+      estimate: {
+        objects,
+        source: `${stale.length} changed since the last build here${stale.length ? ` + ${relink} relinking` : ''}`,
+      },
+      stale: stale.length,
+    };
   }
   if (stats?.fullBuildObjects) {
     // An object dir without vmlinux may still hold the objects of a build that failed half way.
     const { stale, objects } = await staleObjects(o.objDir);
     const upToDate = objects - stale.length;
-    return { estimate: { objects: Math.max(0, stats.fullBuildObjects - upToDate), source: `an earlier build of this config${upToDate ? `, less ${upToDate} already built` : ''}` } };
+    return {
+      estimate: {
+        objects: Math.max(0, stats.fullBuildObjects - upToDate),
+        source: `an earlier build of this config${upToDate ? `, less ${upToDate} already built` : ''}`,
+      },
+    };
   }
   const { planned, builtNow } = await o.dryRun();
   if (planned <= 0) return { estimate: undefined, builtByDryRun: builtNow };
-  return { estimate: { objects: planned + dryRunMisses, source: `make -n lists ${planned}, + ${dryRunMisses} it cannot see` }, builtByDryRun: builtNow };
+  return {
+    estimate: { objects: planned + dryRunMisses, source: `make -n lists ${planned}, + ${dryRunMisses} it cannot see` },
+    builtByDryRun: builtNow,
+  };
 }

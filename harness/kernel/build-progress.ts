@@ -106,7 +106,11 @@ export class BuildProgress {
     this.ttyIntervalMs = opts.ttyIntervalMs ?? 250;
     this.heartbeatMs = opts.heartbeatMs ?? 30_000;
     this.start = this.now();
-    this.sink(estimate ? `kernel build: about ${estimate.objects} object${estimate.objects === 1 ? '' : 's'} to compile (${estimate.source})` : 'kernel build: no estimate of the objects to compile');
+    this.sink(
+      estimate
+        ? `kernel build: about ${estimate.objects} object${estimate.objects === 1 ? '' : 's'} to compile (${estimate.source})`
+        : 'kernel build: no estimate of the objects to compile',
+    );
     this.emit(true);
   }
 
@@ -132,7 +136,11 @@ export class BuildProgress {
     this.done = true;
     const elapsed = formatDuration(this.now() - this.start);
     if (ok) this.sink(`kernel build: ${this.compiledCount}/${this.compiledCount} objects (100%), ${elapsed}`, 'log');
-    else this.sink(`kernel build: failed after ${this.compiledCount}${this.estimate ? ` of about ${this.estimate.objects}` : ''} objects, ${elapsed}`, 'log');
+    else
+      this.sink(
+        `kernel build: failed after ${this.compiledCount}${this.estimate ? ` of about ${this.estimate.objects}` : ''} objects, ${elapsed}`,
+        'log',
+      );
   }
 
   /** The progress line as it stands. */
@@ -162,7 +170,8 @@ export class BuildProgress {
     }
     // Plain lines: each tenth of the estimate, or a heartbeat when compiling has moved on.
     const d = this.decile();
-    const due = first || d > this.lastDecile || (t - this.lastEmit >= this.heartbeatMs && this.compiledCount !== this.lastEmittedCount);
+    const due =
+      first || d > this.lastDecile || (t - this.lastEmit >= this.heartbeatMs && this.compiledCount !== this.lastEmittedCount);
     if (!due) return;
     this.lastEmit = t;
     this.lastDecile = d;

@@ -18,12 +18,19 @@ import { dryRunCompileCount, estimateBuild, recordBuildStats } from './build-est
 const BUILDER_VERSION = 1;
 
 async function exists(p: string): Promise<boolean> {
-  return access(p).then(() => true, () => false);
+  return access(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** A tree that does not build: keeps the compiler's error lines and the log. */
 export class KernelBuildError extends ConfigError {
-  constructor(message: string, readonly errorLines: string[], readonly logPath: string) {
+  constructor(
+    message: string,
+    readonly errorLines: string[],
+    readonly logPath: string,
+  ) {
     super(`${message}\n${errorLines.slice(0, 20).join('\n')}\n(full log: ${logPath})`);
   }
 }
@@ -56,7 +63,13 @@ async function readPatch(file: string): Promise<Patch> {
   } catch {
     throw new ConfigError(`patch not found: ${file}`);
   }
-  const subject = /^Subject:\s*(.+)$/m.exec(text)?.[1]?.trim() ?? text.split('\n').find((l) => l.trim())?.trim() ?? basename(file);
+  const subject =
+    /^Subject:\s*(.+)$/m.exec(text)?.[1]?.trim() ??
+    text
+      .split('\n')
+      .find((l) => l.trim())
+      ?.trim() ??
+    basename(file);
   return { file: resolve(file), subject, sha256: sha256(text), text };
 }
 
@@ -126,7 +139,9 @@ export function builtKernelEntry(dir: string): CacheEntry {
 export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
   const source: KernelSource = o.tree ? await gitTreeSource(o.tree, o.rev) : await tarballSource();
   const patches = await Promise.all((o.patches ?? []).map(readPatch));
-  const fragFiles = (o.configs?.length ? o.configs : [join(kernelConfigsDir, 'minimal.config')]).map((f) => resolve(f.includes('/') || f.endsWith('.config') ? f : join(kernelConfigsDir, `${f}.config`)));
+  const fragFiles = (o.configs?.length ? o.configs : [join(kernelConfigsDir, 'minimal.config')]).map((f) =>
+    resolve(f.includes('/') || f.endsWith('.config') ? f : join(kernelConfigsDir, `${f}.config`)),
+  );
   const fragments = await Promise.all(fragFiles.map(readFragment));
   const fragTexts = await Promise.all(fragFiles.map((f) => readFile(f, 'utf8')));
   const id = `build-${hashJson({ BUILDER_VERSION, source: source.id, base: source.base, patches: patches.map((p) => p.sha256), fragTexts }).slice(0, 16)}`;
@@ -158,7 +173,9 @@ async function buildLocked(
   const make = await KernelMake.create(source);
   await configure(make, source, fragFiles, options);
   await compile(make, source, String(o.jobs ?? availableParallelism()), progress);
-  const release = (await execa(make.make, ['-s', '-C', source.work, `O=${source.obj}`, 'kernelrelease'], { reject: false })).stdout.trim();
+  const release = (
+    await execa(make.make, ['-s', '-C', source.work, `O=${source.obj}`, 'kernelrelease'], { reject: false })
+  ).stdout.trim();
   const info = await installBuild(source, { id, out, release, patches, fragFiles, buildLog: make.logPath });
   progress(`built ${id} (${info.release})`);
   return info;
@@ -180,7 +197,9 @@ async function applyPatches(source: KernelSource, patches: readonly Patch[], pro
     if (r.failed) {
       await git(w, ['am', '--abort'], false);
       await git(w, ['checkout', '-q', '-f', source.base]);
-      throw new ConfigError(`patch does not apply: ${p.file} ("${p.subject}")\n${(r.stderr || r.stdout).trim().split('\n').slice(0, 15).join('\n')}`);
+      throw new ConfigError(
+        `patch does not apply: ${p.file} ("${p.subject}")\n${(r.stderr || r.stdout).trim().split('\n').slice(0, 15).join('\n')}`,
+      );
     }
     progress(`applied ${basename(p.file)}: ${p.subject}`);
   }
@@ -203,7 +222,13 @@ class KernelMake {
   ) {
     this.logPath = join(source.obj, 'build.log');
     // CCACHE_BASEDIR: any absolute path left under the work tree is hashed as a relative one.
-    this.env = { CCACHE_DIR: cacheDir('ccache'), CCACHE_BASEDIR: source.work, KBUILD_BUILD_TIMESTAMP: '2026-01-01', KBUILD_BUILD_USER: 'qcrash', KBUILD_BUILD_HOST: 'qcrash' };
+    this.env = {
+      CCACHE_DIR: cacheDir('ccache'),
+      CCACHE_BASEDIR: source.work,
+      KBUILD_BUILD_TIMESTAMP: '2026-01-01',
+      KBUILD_BUILD_USER: 'qcrash',
+      KBUILD_BUILD_HOST: 'qcrash',
+    };
   }
 
   static async create(source: KernelSource): Promise<KernelMake> {
@@ -236,7 +261,11 @@ class KernelMake {
     await writeFile(this.logPath, this.log.join('\n') + '\n');
     if (r.exitCode !== 0) {
       const errs = this.log.filter((l) => /\berror\b|Error \d+/.test(l));
-      throw new KernelBuildError(`kernel ${what} failed (make exit ${r.exitCode})`, errs.length ? errs : this.log.slice(-20), this.logPath);
+      throw new KernelBuildError(
+        `kernel ${what} failed (make exit ${r.exitCode})`,
+        errs.length ? errs : this.log.slice(-20),
+        this.logPath,
+      );
     }
   }
 
@@ -247,10 +276,19 @@ class KernelMake {
 }
 
 /** .config from tinyconfig and the fragments; every fragment option must have come through. */
-async function configure(make: KernelMake, source: KernelSource, fragFiles: readonly string[], options: FragmentOption[]): Promise<void> {
+async function configure(
+  make: KernelMake,
+  source: KernelSource,
+  fragFiles: readonly string[],
+  options: FragmentOption[],
+): Promise<void> {
   const w = source.work;
   await make.run(['tinyconfig'], 'tinyconfig');
-  const merge = await execa(join(w, 'scripts/kconfig/merge_config.sh'), ['-m', '-O', source.obj, join(source.obj, '.config'), ...fragFiles], { cwd: w, reject: false, all: true });
+  const merge = await execa(
+    join(w, 'scripts/kconfig/merge_config.sh'),
+    ['-m', '-O', source.obj, join(source.obj, '.config'), ...fragFiles],
+    { cwd: w, reject: false, all: true },
+  );
   if (merge.exitCode !== 0) throw new InfraError(`merge_config.sh failed:\n${String(merge.all).slice(-2000)}`);
   await make.run(['olddefconfig'], 'olddefconfig');
   await verifyConfig(join(source.obj, '.config'), options, w);
@@ -334,9 +372,15 @@ async function verifyConfig(dotConfig: string, options: FragmentOption[], tree: 
     const bare = opt.name.slice('CONFIG_'.length);
     if (!known.has(bare)) {
       const m = closeMatches(bare, known, 5).map((x) => `CONFIG_${x}`);
-      throw new ConfigError(`unknown kernel config option ${opt.name}${m.length ? `. Close matches: ${m.join(', ')}` : ''}`, { file: opt.file, line: opt.line });
+      throw new ConfigError(`unknown kernel config option ${opt.name}${m.length ? `. Close matches: ${m.join(', ')}` : ''}`, {
+        file: opt.file,
+        line: opt.line,
+      });
     }
-    throw new ConfigError(`${opt.name}=${opt.value} was dropped by Kconfig (it is ${got === 'n' ? 'not set' : got}); a dependency is missing`, { file: opt.file, line: opt.line });
+    throw new ConfigError(
+      `${opt.name}=${opt.value} was dropped by Kconfig (it is ${got === 'n' ? 'not set' : got}); a dependency is missing`,
+      { file: opt.file, line: opt.line },
+    );
   }
 }
 
@@ -345,7 +389,10 @@ async function kconfigSymbols(tree: string): Promise<Set<string>> {
   let s = kconfigCache.get(tree);
   if (s) return s;
   s = new Set<string>();
-  const r = await execa('git', ['grep', '-h', '-E', '^\\s*(menu)?config [A-Z0-9_]+', '--', '*Kconfig*'], { cwd: tree, reject: false });
+  const r = await execa('git', ['grep', '-h', '-E', '^\\s*(menu)?config [A-Z0-9_]+', '--', '*Kconfig*'], {
+    cwd: tree,
+    reject: false,
+  });
   for (const l of String(r.stdout).split('\n')) {
     const m = /^\s*(?:menu)?config ([A-Z0-9_]+)/.exec(l);
     if (m) s.add(m[1]!);
@@ -355,5 +402,7 @@ async function kconfigSymbols(tree: string): Promise<Set<string>> {
 }
 
 export async function listKernelIds(): Promise<string[]> {
-  return (await readdir(cacheDir('kernels')).catch(() => [] as string[])).filter((d) => d.startsWith('build-') && !d.includes('.tmp-'));
+  return (await readdir(cacheDir('kernels')).catch(() => [] as string[])).filter(
+    (d) => d.startsWith('build-') && !d.includes('.tmp-'),
+  );
 }

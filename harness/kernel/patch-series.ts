@@ -80,7 +80,12 @@ export function patchSubject(text: string, fallback: string): string {
   const head = headerBlock(text);
   const m = head ? /^Subject:[ \t]*(.*(?:\r?\n[ \t].*)*)/m.exec(head) : undefined;
   if (m) return m[1]!.replace(/\r?\n[ \t]+/g, ' ').trim() || fallback;
-  return text.split('\n').find((l) => l.trim() && !postmark.test(l))?.trim() ?? fallback;
+  return (
+    text
+      .split('\n')
+      .find((l) => l.trim() && !postmark.test(l))
+      ?.trim() ?? fallback
+  );
 }
 
 /** A unified or git diff: a "---"/"+++" file header pair, or a git diff header (also binary and mode-only changes). */
@@ -136,7 +141,9 @@ export async function readPatchSeries(files: string[], piecesDir: string): Promi
     }
   }
   if (!patches.length) {
-    throw new ConfigError(`no patch in ${files.join(', ')}: ${skipped.length ? `only mails without a diff (${skipped.map((s) => `"${s.subject}"`).join(', ')})` : 'the files are empty'}`);
+    throw new ConfigError(
+      `no patch in ${files.join(', ')}: ${skipped.length ? `only mails without a diff (${skipped.map((s) => `"${s.subject}"`).join(', ')})` : 'the files are empty'}`,
+    );
   }
   return { patches, skipped };
 }

@@ -48,7 +48,10 @@ async function objDir(work: string): Promise<string> {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return access(p).then(() => true, () => false);
+  return access(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function fileHash(p: string): Promise<string> {
@@ -57,7 +60,12 @@ async function fileHash(p: string): Promise<string> {
   return h.digest('hex');
 }
 
-const gitEnv = { GIT_AUTHOR_NAME: 'qcrash', GIT_AUTHOR_EMAIL: 'qcrash@localhost', GIT_COMMITTER_NAME: 'qcrash', GIT_COMMITTER_EMAIL: 'qcrash@localhost' };
+const gitEnv = {
+  GIT_AUTHOR_NAME: 'qcrash',
+  GIT_AUTHOR_EMAIL: 'qcrash@localhost',
+  GIT_COMMITTER_NAME: 'qcrash',
+  GIT_COMMITTER_EMAIL: 'qcrash@localhost',
+};
 
 export async function git(cwd: string, args: string[], ok = true) {
   const g = await tool('git');
@@ -84,7 +92,10 @@ export async function tarballSource(tarball = defaultTarball): Promise<KernelSou
     // kernel built from it has the same id on every machine (shards of one
     // validate, built on several machines, are then known to be one kernel).
     const date = '2026-01-01T00:00:00Z';
-    await runOk(await tool('git'), ['commit', '-q', '-m', `base: ${top} from ${tarball}`], { cwd: src, env: { ...gitEnv, GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } });
+    await runOk(await tool('git'), ['commit', '-q', '-m', `base: ${top} from ${tarball}`], {
+      cwd: src,
+      env: { ...gitEnv, GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date },
+    });
     await runOk('touch', [join(src, '.git', 'qcrash-ready')]);
     await mkdir(cacheDir('kernel-work'), { recursive: true });
     await rename(src, work).catch(async (e) => {
@@ -116,11 +127,22 @@ export async function markOwnedTree(work: string): Promise<void> {
  * the objects that remain and the build directory stay.
  */
 export async function dropRefsToLostObjects(work: string): Promise<string[]> {
-  const refs = (await git(work, ['for-each-ref', '--format=%(objectname) %(refname)'])).stdout.split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]);
+  const refs = (await git(work, ['for-each-ref', '--format=%(objectname) %(refname)'])).stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(' ') as [string, string]);
   const dropped: string[] = [];
   if (refs.length) {
-    const check = await run(await tool('git'), ['cat-file', '--batch-check'], { cwd: work, input: refs.map(([sha]) => sha).join('\n') + '\n' });
-    const missing = new Set(check.stdout.split('\n').filter((l) => l.endsWith(' missing')).map((l) => l.split(' ')[0]));
+    const check = await run(await tool('git'), ['cat-file', '--batch-check'], {
+      cwd: work,
+      input: refs.map(([sha]) => sha).join('\n') + '\n',
+    });
+    const missing = new Set(
+      check.stdout
+        .split('\n')
+        .filter((l) => l.endsWith(' missing'))
+        .map((l) => l.split(' ')[0]),
+    );
     for (const [sha, ref] of refs) {
       if (!missing.has(sha)) continue;
       await git(work, ['update-ref', '--no-deref', '-d', ref]);

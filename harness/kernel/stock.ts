@@ -10,7 +10,10 @@ import type { KernelInfo } from './kernel.ts';
  */
 export async function stockKernel(): Promise<KernelInfo> {
   const boot = await readdir('/boot').catch(() => [] as string[]);
-  const newest = boot.filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f)).sort(compareRelease).at(-1);
+  const newest = boot
+    .filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f))
+    .sort(compareRelease)
+    .at(-1);
   if (!newest) throw new MissingToolError('the stock kernel (/boot/vmlinuz-*-cloud-amd64)', 'linux-image-cloud-amd64');
   const release = newest.slice('vmlinuz-'.length);
   const modulesDir = `/lib/modules/${release}`;

@@ -8,7 +8,15 @@ import type { KernelInfo } from '../kernel/kernel.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
 import type { RunSummary } from '../results/run.ts';
-import { addRun, historyEntry, historyFileName, loadHistory, saveHistory, type HistoryIndex, type HistoryRun } from '../results/history.ts';
+import {
+  addRun,
+  historyEntry,
+  historyFileName,
+  loadHistory,
+  saveHistory,
+  type HistoryIndex,
+  type HistoryRun,
+} from '../results/history.ts';
 import { signatureRates } from '../results/history-stats.ts';
 import { loadSummary, newRunId } from '../results/store.ts';
 import type { Reporter } from '../report/reporter.ts';
@@ -108,8 +116,15 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
   // Last night's run is read before tonight's is made: a history that lost it is said now, not after an hour of cases.
   const lastNight = previous ? await loadPrevious(history, previous) : undefined;
 
-  progress(`nightly ${o.branch} at ${revision.slice(0, 12)}${previous ? `; last night ${previous.revision?.slice(0, 12) ?? '?'} (${previous.runId})` : '; first night of this branch in the history'}`);
-  const kernel: KernelInfo = await (o.build ?? buildKernel)({ tree: o.tree, rev: revision, ...(o.configs ? { configs: o.configs } : {}), onProgress: progress });
+  progress(
+    `nightly ${o.branch} at ${revision.slice(0, 12)}${previous ? `; last night ${previous.revision?.slice(0, 12) ?? '?'} (${previous.runId})` : '; first night of this branch in the history'}`,
+  );
+  const kernel: KernelInfo = await (o.build ?? buildKernel)({
+    tree: o.tree,
+    rev: revision,
+    ...(o.configs ? { configs: o.configs } : {}),
+    onProgress: progress,
+  });
   const dir = join(history, runFolder(o.branch));
   const run = suiteRunner(o, kernel);
   const tonight = await run(dir);
@@ -122,14 +137,27 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
   const night = lastNight ? compareNights(lastNight, tonight) : undefined;
   const fresh = lastNight && night ? await confirmFresh(o, { night, lastNight, index, kernel, dir, run }) : [];
   const errors = tonight.cases.filter((x) => x.status === 'error').map((x) => x.id);
-  const exitCode = fresh.some((f) => f.verdict === 'new') ? ExitCode.failed : errors.length ? ExitCode.infrastructure : ExitCode.pass;
+  const exitCode = fresh.some((f) => f.verdict === 'new')
+    ? ExitCode.failed
+    : errors.length
+      ? ExitCode.infrastructure
+      : ExitCode.pass;
   const result: NightlyResult = {
     branch: o.branch,
     revision,
     kernel: { id: kernel.id, release: kernel.release },
     runId: tonight.runId,
     dir,
-    ...(previous ? { previous: { runId: previous.runId, ...(previous.revision ? { revision: previous.revision } : {}), dir: join(history, previous.dir), startedAt: previous.startedAt } } : {}),
+    ...(previous
+      ? {
+          previous: {
+            runId: previous.runId,
+            ...(previous.revision ? { revision: previous.revision } : {}),
+            dir: join(history, previous.dir),
+            startedAt: previous.startedAt,
+          },
+        }
+      : {}),
     sameRevision: previous?.revision === revision,
     fresh,
     known: night?.known ?? [],
@@ -147,7 +175,10 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
 /** The commit the branch is at tonight; nightly fetches nothing, so a branch the tree lacks is the user's to fetch. */
 async function branchHead(o: NightlyOptions): Promise<string> {
   const head = await git(resolve(o.tree), ['rev-parse', '--verify', '--end-of-options', `${o.branch}^{commit}`], false);
-  if (head.failed) throw new ConfigError(`--branch ${o.branch} is not a revision of ${o.tree} (${head.stderr.trim() || 'git rev-parse failed'}); nightly fetches nothing: fetch the branch first (scripts/nightly.mjs does)`);
+  if (head.failed)
+    throw new ConfigError(
+      `--branch ${o.branch} is not a revision of ${o.tree} (${head.stderr.trim() || 'git rev-parse failed'}); nightly fetches nothing: fetch the branch first (scripts/nightly.mjs does)`,
+    );
   return head.stdout.trim();
 }
 
@@ -236,7 +267,9 @@ async function loadPrevious(history: string, previous: HistoryRun): Promise<RunS
   try {
     return await loadSummary(dir);
   } catch (e) {
-    throw new ConfigError(`the last night of this branch in the history (${previous.runId}, ${dir}) cannot be read: ${(e as Error).message}. Restore that folder, or remove it and rebuild the index with: qcrash history ${history}`);
+    throw new ConfigError(
+      `the last night of this branch in the history (${previous.runId}, ${dir}) cannot be read: ${(e as Error).message}. Restore that folder, or remove it and rebuild the index with: qcrash history ${history}`,
+    );
   }
 }
 
@@ -244,11 +277,17 @@ async function loadPrevious(history: string, previous: HistoryRun): Promise<RunS
 export function nightlyReport(r: NightlyResult, tonight: RunSummary): string {
   const out: string[] = [];
   out.push(`qcrash nightly: ${r.branch} at ${r.revision.slice(0, 12)} (${r.kernel.release}, ${r.kernel.id})`);
-  out.push(`run ${r.runId}: ${tonight.counts.total} case(s), ${tonight.counts.pass} passed, ${tonight.counts.fail} failed, ${tonight.counts.error} errors, ${tonight.counts.notReached} not reached; seed ${tonight.seed}`);
+  out.push(
+    `run ${r.runId}: ${tonight.counts.total} case(s), ${tonight.counts.pass} passed, ${tonight.counts.fail} failed, ${tonight.counts.error} errors, ${tonight.counts.notReached} not reached; seed ${tonight.seed}`,
+  );
   if (!r.previous) {
-    out.push('first night of this branch in the history: nothing to compare with; its failing findings are the baseline for tomorrow');
+    out.push(
+      'first night of this branch in the history: nothing to compare with; its failing findings are the baseline for tomorrow',
+    );
   } else {
-    out.push(`last night: ${r.previous.runId} at ${r.previous.revision?.slice(0, 12) ?? '?'}${r.sameRevision ? ' (the same revision)' : ''}`);
+    out.push(
+      `last night: ${r.previous.runId} at ${r.previous.revision?.slice(0, 12) ?? '?'}${r.sameRevision ? ' (the same revision)' : ''}`,
+    );
   }
   out.push('');
   const section = (title: string, items: string[]) => {
@@ -261,10 +300,20 @@ export function nightlyReport(r: NightlyResult, tonight: RunSummary): string {
   section('flaky (new since last night, not seen on every rerun)', r.fresh.filter((f) => f.verdict === 'flaky').map(fmt));
   section('still failing (as last night)', r.known);
   section('gone since last night', r.gone);
-  if (r.lostCoverage.length) section('lost coverage (crash point no longer reached; not a regression)', r.lostCoverage.map((x) => `${x.id}: ${x.from} -> not-reached`));
+  if (r.lostCoverage.length)
+    section(
+      'lost coverage (crash point no longer reached; not a regression)',
+      r.lostCoverage.map((x) => `${x.id}: ${x.from} -> not-reached`),
+    );
   if (r.missingCases.length) section('cases of last night not run tonight (the suite changed)', r.missingCases);
   if (r.errors.length) section('ERRORS (cases that could not run)', r.errors);
   out.push('');
-  out.push(r.exitCode === ExitCode.failed ? 'Result: NEW FINDINGS since last night (exit 1).' : r.exitCode === ExitCode.infrastructure ? 'Result: no new finding, but cases could not run (exit 3).' : 'Result: nothing new since last night.');
+  out.push(
+    r.exitCode === ExitCode.failed
+      ? 'Result: NEW FINDINGS since last night (exit 1).'
+      : r.exitCode === ExitCode.infrastructure
+        ? 'Result: no new finding, but cases could not run (exit 3).'
+        : 'Result: nothing new since last night.',
+  );
   return out.join('\n') + '\n';
 }

@@ -53,7 +53,9 @@ export async function recoverWithKernel(crashImage: string, workCopy: string, en
     const flush = await machine.agent.call('flushbufs', [], 60_000);
     if (flush.exitCode !== 0) {
       await machine.saveArtefacts(env.artefactPrefix);
-      throw new InfraError(`kernel recovery: the restored guest could not drop its buffers for the test disk (blockdev --flushbufs exit ${flush.exitCode}): ${flush.output.trim()}`);
+      throw new InfraError(
+        `kernel recovery: the restored guest could not drop its buffers for the test disk (blockdev --flushbufs exit ${flush.exitCode}): ${flush.output.trim()}`,
+      );
     }
   }
   const m0 = performance.now();

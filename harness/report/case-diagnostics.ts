@@ -11,11 +11,22 @@ export function shownFindings(r: CaseResult): Finding[] {
 
 /** What the TAP formats put in a case's YAML block; plain data, so each format serializes it its own way. */
 export function caseDiagnostics(r: CaseResult): Record<string, unknown> {
-  const diag: Record<string, unknown> = { status: r.status, scenario: r.scenario, point: r.pointLabel, seed: r.seed, duration_ms: r.durationMs };
+  const diag: Record<string, unknown> = {
+    status: r.status,
+    scenario: r.scenario,
+    point: r.pointLabel,
+    seed: r.seed,
+    duration_ms: r.durationMs,
+  };
   if (r.error) diag.error = r.error;
   if (r.fired) {
     const f = firedSummary(r.fired);
-    diag.fired = { kind: f.kind, ...(f.atMs !== undefined ? { at_ms: Math.round(f.atMs) } : {}), ...(f.symbol ? { symbol: f.symbol } : {}), ...(f.hits ? { hits: f.hits } : {}) };
+    diag.fired = {
+      kind: f.kind,
+      ...(f.atMs !== undefined ? { at_ms: Math.round(f.atMs) } : {}),
+      ...(f.symbol ? { symbol: f.symbol } : {}),
+      ...(f.hits ? { hits: f.hits } : {}),
+    };
   }
   const shown = shownFindings(r);
   if (shown.length) {

@@ -13,7 +13,9 @@ function esc(s: string): string {
 function caseXml(c: CaseResult): string {
   const name = c.id.slice(c.scenario.length + 1);
   const open = `    <testcase classname="${esc(c.suite)}.${esc(c.scenario)}" name="${esc(name)}" time="${(c.durationMs / 1000).toFixed(3)}"`;
-  const findings = (c.failing.length ? c.failing : c.findings).map((f) => `${f.class} ${f.code} ${f.name}${f.recovery ? ` [${f.recovery}]` : ''}: ${f.message}`).join('\n');
+  const findings = (c.failing.length ? c.failing : c.findings)
+    .map((f) => `${f.class} ${f.code} ${f.name}${f.recovery ? ` [${f.recovery}]` : ''}: ${f.message}`)
+    .join('\n');
   if (c.status === 'pass') return `${open}/>`;
   if (c.status === 'fail') {
     return `${open}>\n      <failure message="${esc(`${c.failing.length} finding(s) outside the allowance`)}" type="finding">${esc(findings)}</failure>\n    </testcase>`;

@@ -123,11 +123,20 @@ function readProvenance(p: Record<string, unknown> | undefined): Provenance {
     ? (p.patches as unknown[]).flatMap((x) => {
         const o = x as Record<string, unknown>;
         const sha = str(o?.sha256);
-        return sha && /^[0-9a-f]{64}$/.test(sha) ? [{ subject: str(o.subject) ?? '', sha256: sha, ...(str(o.file) ? { file: basename(str(o.file)!) } : {}) }] : [];
+        return sha && /^[0-9a-f]{64}$/.test(sha)
+          ? [{ subject: str(o.subject) ?? '', sha256: sha, ...(str(o.file) ? { file: basename(str(o.file)!) } : {}) }]
+          : [];
       })
     : [];
   const configs = Array.isArray(p?.configs) ? (p.configs as unknown[]).flatMap((c) => (str(c) ? [basename(str(c)!)] : [])) : [];
-  return { source: str(p?.source), base: str(p?.base), patches, configs, configHash: str(p?.configHash), package: str(p?.package) };
+  return {
+    source: str(p?.source),
+    base: str(p?.base),
+    patches,
+    configs,
+    configHash: str(p?.configHash),
+    package: str(p?.package),
+  };
 }
 
 function checkoutFor(s: RunSummary, p: Provenance): KcidbCheckout {
@@ -142,7 +151,9 @@ function checkoutFor(s: RunSummary, p: Provenance): KcidbCheckout {
     return {
       id: `${kcidbOrigin}:${baseLabel}${ps ? `+${ps}` : ''}`,
       origin: kcidbOrigin,
-      comment: text(`${p.source ?? 'kernel source'}${p.patches.length ? ` + ${p.patches.length} patch(es): ${p.patches.map((x) => x.subject).join('; ')}` : ''}`),
+      comment: text(
+        `${p.source ?? 'kernel source'}${p.patches.length ? ` + ${p.patches.length} patch(es): ${p.patches.map((x) => x.subject).join('; ')}` : ''}`,
+      ),
       ...(fromGitTree ? { git_commit_hash: p.base } : {}),
       patchset_hash: ps,
       valid: true,
@@ -160,7 +171,13 @@ function checkoutFor(s: RunSummary, p: Provenance): KcidbCheckout {
     };
   }
   // A bzImage given by path: all that is known is the file qcrash booted.
-  return { id: `${kcidbOrigin}:kernel/${k.id}`, origin: kcidbOrigin, comment: text(`kernel ${k.id} (${k.release})`), valid: true, misc: { kind: k.kind, release: k.release } };
+  return {
+    id: `${kcidbOrigin}:kernel/${k.id}`,
+    origin: kcidbOrigin,
+    comment: text(`kernel ${k.id} (${k.release})`),
+    valid: true,
+    misc: { kind: k.kind, release: k.release },
+  };
 }
 
 function buildFor(s: RunSummary, p: Provenance, checkoutId: string): KcidbBuild {
@@ -171,7 +188,11 @@ function buildFor(s: RunSummary, p: Provenance, checkoutId: string): KcidbBuild 
     origin: kcidbOrigin,
     comment: text(`${k.release} (${k.kind})`),
     architecture: 'x86_64',
-    ...(p.configs.length ? { config_name: text(p.configs.join('+')) } : k.kind === 'stock' ? { config_name: 'debian-cloud-amd64' } : {}),
+    ...(p.configs.length
+      ? { config_name: text(p.configs.join('+')) }
+      : k.kind === 'stock'
+        ? { config_name: 'debian-cloud-amd64' }
+        : {}),
     // The kernel booted and ran the cases: that is all a build status can say here.
     status: 'PASS',
     misc: { kernel_id: k.id, release: k.release, kind: k.kind, ...(p.configHash ? { config_hash: p.configHash } : {}) },
@@ -182,7 +203,10 @@ function caseExcerpt(c: CaseResult): string | undefined {
   if (c.status === 'pass') return undefined;
   const lines: string[] = [];
   if (c.error) lines.push(c.error);
-  for (const f of c.failing) lines.push(`${f.class} ${f.code} ${f.name}${f.recovery ? ` [${f.recovery}]` : ''}: ${f.message}${f.detail ? `\n${f.detail}` : ''}`);
+  for (const f of c.failing)
+    lines.push(
+      `${f.class} ${f.code} ${f.name}${f.recovery ? ` [${f.recovery}]` : ''}: ${f.message}${f.detail ? `\n${f.detail}` : ''}`,
+    );
   return lines.length ? excerpt(lines.join('\n')) : undefined;
 }
 
@@ -211,7 +235,12 @@ function testFor(s: RunSummary, c: CaseResult, buildId: string): KcidbTest {
       seed: c.seed,
       qcrash_status: c.status,
       findings: c.findings.length,
-      failing: c.failing.map((f) => ({ class: f.class, code: f.code, name: f.name, ...(f.recovery ? { recovery: f.recovery } : {}) })),
+      failing: c.failing.map((f) => ({
+        class: f.class,
+        code: f.code,
+        name: f.name,
+        ...(f.recovery ? { recovery: f.recovery } : {}),
+      })),
       ...(c.fired ? { fired: c.fired.kind } : {}),
     },
   };

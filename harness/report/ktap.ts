@@ -46,7 +46,13 @@ export function ktapCaseName(r: Pick<CaseResult, 'id' | 'scenario'>): string {
 }
 
 function findingLine(f: Finding): string {
-  const where = [f.recovery ? `${f.recovery} recovery` : '', f.ino !== undefined ? `ino ${f.ino}` : '', f.block !== undefined ? `block ${f.block}` : ''].filter(Boolean).join(', ');
+  const where = [
+    f.recovery ? `${f.recovery} recovery` : '',
+    f.ino !== undefined ? `ino ${f.ino}` : '',
+    f.block !== undefined ? `block ${f.block}` : '',
+  ]
+    .filter(Boolean)
+    .join(', ');
   return `${f.class} ${f.code} ${f.name}${where ? ` (${where})` : ''}: ${f.message}`;
 }
 
@@ -58,7 +64,9 @@ export function ktapCaseLines(n: number, r: CaseResult): string[] {
   if (r.status === 'pass') {
     if (shown.length) diag.push(`${name}: allowed: ${shown.map((f) => `${f.class} ${f.name}`).join(', ')}`);
   } else {
-    diag.push(`${name}: ${r.status}, seed ${r.seed}${r.fired ? `, fired ${r.fired.kind}${'symbol' in r.fired ? ` at ${r.fired.symbol}` : ''}` : ''}, ${(r.durationMs / 1000).toFixed(1)} s`);
+    diag.push(
+      `${name}: ${r.status}, seed ${r.seed}${r.fired ? `, fired ${r.fired.kind}${'symbol' in r.fired ? ` at ${r.fired.symbol}` : ''}` : ''}, ${(r.durationMs / 1000).toFixed(1)} s`,
+    );
     for (const l of (r.error ?? '').split('\n').filter((x) => x.trim())) diag.push(`${name}: ${l}`);
     for (const f of shown) diag.push(`${name}: ${findingLine(f)}`);
     if (r.dir) diag.push(`${name}: artefacts in ${r.dir}`);

@@ -33,7 +33,10 @@ export class ReporterHub {
     return [...this.broken].map(([reporter, error]) => ({ reporter, error }));
   }
 
-  private async call<K extends Exclude<keyof Reporter, 'name'>>(hook: K, ...args: Parameters<NonNullable<Reporter[K]>>): Promise<void> {
+  private async call<K extends Exclude<keyof Reporter, 'name'>>(
+    hook: K,
+    ...args: Parameters<NonNullable<Reporter[K]>>
+  ): Promise<void> {
     for (const r of this.reporters) {
       if (this.broken.has(r.name)) continue;
       const fn = r[hook] as ((...a: unknown[]) => unknown) | undefined;

@@ -47,7 +47,8 @@ export class StdoutReporter implements Reporter {
 
   onRunEnd(s: RunSummary, dir: string) {
     if (this.stream) return this.stream.onRunEnd?.(s, dir);
-    if (this.format === 'text' || this.format === 'markdown') this.out.write(textReport(s, { markdown: this.format === 'markdown' }));
+    if (this.format === 'text' || this.format === 'markdown')
+      this.out.write(textReport(s, { markdown: this.format === 'markdown' }));
     else if (this.format === 'junit') this.out.write(junitDocument(s));
     else if (this.format === 'json') this.out.write(jsonDocument(s));
     else if (this.format === 'kcidb') this.out.write(JSON.stringify(kcidbDocument(s), null, 2) + '\n');

@@ -15,7 +15,12 @@ export function tap14Case(n: number, r: CaseResult): string {
   const lines = [`${r.status === 'pass' ? 'ok' : 'not ok'} ${n} - ${r.id}`];
   if (hasDiagnostics(r)) {
     lines.push('  ---');
-    lines.push(...stringify(caseDiagnostics(r), { lineWidth: 0 }).trimEnd().split('\n').map((l) => `  ${l}`));
+    lines.push(
+      ...stringify(caseDiagnostics(r), { lineWidth: 0 })
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
     lines.push('  ...');
   }
   return lines.join('\n') + '\n';

@@ -12,7 +12,10 @@ import { yamlishBlock, type YamlishValue } from './yamlish.ts';
 
 /** A description may not carry an unescaped "#": TAP would read the rest as a directive. */
 export function tapDescription(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/#/g, '\\#').replace(/[\r\n]+/g, ' ');
+  return s
+    .replace(/\\/g, '\\\\')
+    .replace(/#/g, '\\#')
+    .replace(/[\r\n]+/g, ' ');
 }
 
 /** One case: errors and not-reached cases are `not ok`, never skipped. */

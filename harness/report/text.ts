@@ -17,32 +17,54 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   out.push(`e2fsprogs: ${s.versions.e2fsprogs}`);
   out.push(`seed:      ${s.seed}`);
   out.push(`scenarios: ${s.scenarios.map((x) => x.name).join(', ')}`);
-  if (s.shard) out.push(`shard:     ${s.shard.index}/${s.shard.total} of a run of ${s.shard.assignment.flat().length} case(s) (case list ${s.shard.caseListHash.slice(0, 12)})`);
-  if (s.merged) out.push(`shards:    ${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` (MISSING: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})` : ''}, from ${[...new Set(s.merged.shards.map((x) => x.host))].join(', ')}`);
+  if (s.shard)
+    out.push(
+      `shard:     ${s.shard.index}/${s.shard.total} of a run of ${s.shard.assignment.flat().length} case(s) (case list ${s.shard.caseListHash.slice(0, 12)})`,
+    );
+  if (s.merged)
+    out.push(
+      `shards:    ${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` (MISSING: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})` : ''}, from ${[...new Set(s.merged.shards.map((x) => x.host))].join(', ')}`,
+    );
   const c = s.counts;
   out.push(`cases:     ${c.total} total, ${c.pass} passed, ${c.fail} failed, ${c.error} errors, ${c.notReached} not reached`);
   const log = logStateCounts(s.cases);
-  if (log.states) out.push(`write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}`);
+  if (log.states)
+    out.push(
+      `write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}`,
+    );
   const held = heldCounts(s.cases);
-  if (held.asked) out.push(`held:      ${held.ran} interleaving(s) held at a kernel point, ${held.markerReached} reached their marker${held.limit ? `, ${held.limit} ended at their limit` : ''}${held.notHit ? `; ${held.notHit} case(s) never hit the hold point` : ''}`);
+  if (held.asked)
+    out.push(
+      `held:      ${held.ran} interleaving(s) held at a kernel point, ${held.markerReached} reached their marker${held.limit ? `, ${held.limit} ended at their limit` : ''}${held.notHit ? `; ${held.notHit} case(s) never hit the hold point` : ''}`,
+    );
   const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
   if (leaks) out.push(`allowed:   ${leaks} leak finding(s) (what an interrupted migration may leave)`);
   // Findings a scenario's `allow:` lets pass beyond leaks (a known bug covered elsewhere): counted, never hidden.
   const otherAllowed = new Map<string, number>();
   for (const x of s.cases) {
     const failing = new Set(x.failing.map((f) => JSON.stringify(f)));
-    for (const f of x.findings) if (f.class !== 'leak' && !failing.has(JSON.stringify(f))) otherAllowed.set(f.code, (otherAllowed.get(f.code) ?? 0) + 1);
+    for (const f of x.findings)
+      if (f.class !== 'leak' && !failing.has(JSON.stringify(f))) otherAllowed.set(f.code, (otherAllowed.get(f.code) ?? 0) + 1);
   }
-  if (otherAllowed.size) out.push(`allowed:   ${[...otherAllowed].map(([code, n]) => `${n} ${code}`).join(', ')} (by the scenarios' allow:)`);
+  if (otherAllowed.size)
+    out.push(`allowed:   ${[...otherAllowed].map(([code, n]) => `${n} ${code}`).join(', ')} (by the scenarios' allow:)`);
   for (const rep of fileReports(s)) {
     // A user's image: the answer per file, in short; files.txt has every file.
     const fc = rep.counts;
     out.push('');
     h(`Files of ${rep.image} (${rep.scenario})`);
-    out.push(`ioctl:     ${fc.migrated} migrated, ${fc.refused} refused, ${fc.skipped} skipped${fc.badReturn ? `, ${fc.badReturn} bad return` : ''}${rep.reference ? ` (${rep.reference})` : ' (no migration completed)'}`);
-    out.push(`no crash:  ${rep.rows.some((r) => r.noCrash) ? (fc.noCrashDamaged ? `${fc.noCrashDamaged} file(s) changed by the migration itself` : 'bytes, blocks and mapping as expected for every file') : 'did not complete'}`);
-    out.push(`crashes:   ${rep.crashCases} case(s), ${fc.crashDamaged ? `${fc.crashDamaged} file(s) damaged` : 'no file damaged'}`);
-    const notable = rep.rows.filter((r) => r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length || r.noCrash?.codes.length);
+    out.push(
+      `ioctl:     ${fc.migrated} migrated, ${fc.refused} refused, ${fc.skipped} skipped${fc.badReturn ? `, ${fc.badReturn} bad return` : ''}${rep.reference ? ` (${rep.reference})` : ' (no migration completed)'}`,
+    );
+    out.push(
+      `no crash:  ${rep.rows.some((r) => r.noCrash) ? (fc.noCrashDamaged ? `${fc.noCrashDamaged} file(s) changed by the migration itself` : 'bytes, blocks and mapping as expected for every file') : 'did not complete'}`,
+    );
+    out.push(
+      `crashes:   ${rep.crashCases} case(s), ${fc.crashDamaged ? `${fc.crashDamaged} file(s) damaged` : 'no file damaged'}`,
+    );
+    const notable = rep.rows.filter(
+      (r) => r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length || r.noCrash?.codes.length,
+    );
     for (const r of notable.slice(0, 20)) out.push(`${md ? '- ' : '  '}${fileRowText(r, rep.crashCases)}`);
     if (notable.length > 20) out.push(`  ... ${notable.length - 20} more`);
     out.push(`every file: files.txt in the run folder`);
@@ -65,7 +87,13 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
 }
 
 /** How many write-log crash states a run checked, by kind. */
-export function logStateCounts(cases: RunSummary['cases']): { states: number; units: number; prefix: number; powerLoss: number; failed: number } {
+export function logStateCounts(cases: RunSummary['cases']): {
+  states: number;
+  units: number;
+  prefix: number;
+  powerLoss: number;
+  failed: number;
+} {
   const units = new Set<string>();
   const c = { states: 0, units: 0, prefix: 0, powerLoss: 0, failed: 0 };
   for (const x of cases) {
@@ -90,5 +118,8 @@ export function groupFindings(fs: readonly Finding[]): string[] {
     if (e) e.n++;
     else m.set(k, { f, n: 1 });
   }
-  return [...m.values()].map(({ f, n }) => `${f.class} ${f.code === f.name ? f.name : `${f.name} (${f.code})`}${n > 1 ? ` x${n}` : ''}${f.recovery ? ` [${f.recovery}]` : ''}: ${f.message.slice(0, 100)}`);
+  return [...m.values()].map(
+    ({ f, n }) =>
+      `${f.class} ${f.code === f.name ? f.name : `${f.name} (${f.code})`}${n > 1 ? ` x${n}` : ''}${f.recovery ? ` [${f.recovery}]` : ''}: ${f.message.slice(0, 100)}`,
+  );
 }

@@ -9,7 +9,17 @@
  */
 export type YamlishValue = string | number | boolean | null | undefined | YamlishValue[] | { [key: string]: YamlishValue };
 
-const escapes: Record<string, string> = { '\\': '\\\\', '"': '\\"', '\n': '\\n', '\t': '\\t', '\r': '\\r', '\x1b': '\\e', '\x07': '\\a', '\f': '\\f', '\v': '\\v' };
+const escapes: Record<string, string> = {
+  '\\': '\\\\',
+  '"': '\\"',
+  '\n': '\\n',
+  '\t': '\\t',
+  '\r': '\\r',
+  '\x1b': '\\e',
+  '\x07': '\\a',
+  '\f': '\\f',
+  '\v': '\\v',
+};
 
 export function yamlishString(s: string): string {
   return `"${s.replace(/[\\"\u0000-\u001f\u007f]/g, (c) => escapes[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)}"`;

@@ -81,22 +81,30 @@ export function baseImageOf(env: CaseEnv, scenario: CaseSpec['scenario']): BaseI
 
 /** Where a kill case's crash state comes from: the kill point's VM run (write-log states come from their unit, run/log-unit.ts). */
 export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string): CrashStateSource {
-  if (spec.crashPoint.kind === 'log') throw new InfraError(`${spec.id} is a write-log state: its unit replays it from the recorded log`);
+  if (spec.crashPoint.kind === 'log')
+    throw new InfraError(`${spec.id} is a write-log state: its unit replays it from the recorded log`);
   const { scenario } = spec;
   const base = baseImageOf(env, scenario);
   const restoreFrom = env.snapshots?.get(machineStateKey(scenario));
-  if (scenario.hold && !env.holdDriver) throw new InfraError(`${spec.id}: the scenario holds an interleaving, and this run has no gdbstub driver for it`);
-  return new KillPointSource(scenario.steps, spec.crashPoint, spec.seed, {
-    machines: env.machines,
-    kernel: env.kernel,
-    initrd: env.initrd,
-    base,
-    ...(restoreFrom ? { restoreFrom } : {}),
-    ...(env.kernelDriver ? { kernelDriver: env.kernelDriver } : {}),
-    ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
-    ...(scenario.cpus && scenario.cpus !== 1 ? { cpus: scenario.cpus } : {}),
-    ...(scenario.hold && env.holdDriver ? { hold: { point: scenario.hold, driver: env.holdDriver } } : {}),
-  }, caseDir);
+  if (scenario.hold && !env.holdDriver)
+    throw new InfraError(`${spec.id}: the scenario holds an interleaving, and this run has no gdbstub driver for it`);
+  return new KillPointSource(
+    scenario.steps,
+    spec.crashPoint,
+    spec.seed,
+    {
+      machines: env.machines,
+      kernel: env.kernel,
+      initrd: env.initrd,
+      base,
+      ...(restoreFrom ? { restoreFrom } : {}),
+      ...(env.kernelDriver ? { kernelDriver: env.kernelDriver } : {}),
+      ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
+      ...(scenario.cpus && scenario.cpus !== 1 ? { cpus: scenario.cpus } : {}),
+      ...(scenario.hold && env.holdDriver ? { hold: { point: scenario.hold, driver: env.holdDriver } } : {}),
+    },
+    caseDir,
+  );
 }
 
 /**
@@ -124,7 +132,13 @@ export async function runCase(spec: CaseSpec, env: CaseEnv, caseDir: string): Pr
     const t0 = performance.now();
     const keep = env.keep === 'all' || (env.keep === 'failed' && result.status !== 'pass');
     if (!keep) await rm(crashPath, { force: true });
-    else if (env.crashImages && (await access(crashPath).then(() => true, () => false))) {
+    else if (
+      env.crashImages &&
+      (await access(crashPath).then(
+        () => true,
+        () => false,
+      ))
+    ) {
       await env.crashImages.keep(crashPath, baseImageOf(env, spec.scenario), caseDir);
       result.phases = { ...result.phases, keepMs: Math.round(performance.now() - t0) };
     }
@@ -185,20 +199,42 @@ export interface StateCheck {
  * folder): the same for every way of recovering it (the bench's naive loop
  * uses it too).
  */
-export async function prepareStateCheck(state: CrashState, spec: CaseSpec, base: BaseImage, caseDir: string, opts: Pick<CheckOptions, 'workloadFindings'> = {}): Promise<StateCheck> {
+export async function prepareStateCheck(
+  state: CrashState,
+  spec: CaseSpec,
+  base: BaseImage,
+  caseDir: string,
+  opts: Pick<CheckOptions, 'workloadFindings'> = {},
+): Promise<StateCheck> {
   const findings: Finding[] = [];
   if (opts.workloadFindings !== false) {
     for (const c of state.consoles) findings.push(...scanConsole(c.text, { boot: c.boot }));
     findings.push(...workloadFindings(spec.scenario.steps, state.records));
   }
-  const { expectations, migrated } = deriveExpectations(spec.scenario.steps, state.records, base.manifest, state.ending === 'clean', { caseSeed: spec.seed });
+  const { expectations, migrated } = deriveExpectations(
+    spec.scenario.steps,
+    state.records,
+    base.manifest,
+    state.ending === 'clean',
+    { caseSeed: spec.seed },
+  );
   await writeFile(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
   // Only a write into a file of the image needs its original bytes: regenerated from the recipe, or read from the user's image.
   const written = expectations.files.filter((f) => f.origin === 'recipe').map((f) => f.path);
   const recipe = written.length && spec.scenario.recipe ? await loadRecipe(spec.scenario.recipe) : undefined;
   const imageFiles = written.length && base.source === 'image' ? await imageFileOrigins(base, written) : undefined;
   const inPlace = state.inPlace;
-  return { findings, oracleContext: { manifest: base.manifest, migrated, expectations, ...(recipe ? { recipe } : {}), ...(imageFiles ? { imageFiles } : {}), ...(inPlace ? { undoFile: () => inPlace.undoFile() } : {}) } };
+  return {
+    findings,
+    oracleContext: {
+      manifest: base.manifest,
+      migrated,
+      expectations,
+      ...(recipe ? { recipe } : {}),
+      ...(imageFiles ? { imageFiles } : {}),
+      ...(inPlace ? { undoFile: () => inPlace.undoFile() } : {}),
+    },
+  };
 }
 
 /** One recovery of a crash state and what the oracles found on its image. */
@@ -226,11 +262,20 @@ interface RecoveryContext {
  * in place on a shared working image when `state.inPlace` says so: the
  * e2fsck recovery and repair then record undo files instead of copying).
  */
-export async function checkCrashState(state: CrashState, spec: CaseSpec, env: CaseEnv, caseDir: string, opts: CheckOptions = {}): Promise<Partial<CaseResult>> {
+export async function checkCrashState(
+  state: CrashState,
+  spec: CaseSpec,
+  env: CaseEnv,
+  caseDir: string,
+  opts: CheckOptions = {},
+): Promise<Partial<CaseResult>> {
   const modes = opts.recovery ?? spec.scenario.recovery;
   const inPlace = state.inPlace;
   // A kernel recovery copies the image: beside an e2fsck recovery changing the same shared image in place, it would copy a half-repaired one.
-  if (inPlace && modes.includes('kernel')) throw new InfraError('a shared (in-place) crash image is recovered by e2fsck only: the kernel recovery works on a copy of a state of its own');
+  if (inPlace && modes.includes('kernel'))
+    throw new InfraError(
+      'a shared (in-place) crash image is recovered by e2fsck only: the kernel recovery works on a copy of a state of its own',
+    );
   await using tmp = await TempDir.create('case');
   if (env.beforeOracle) {
     if (inPlace) throw new InfraError('beforeOracle damages the crash image: a shared (in-place) image cannot take it');
@@ -238,7 +283,15 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
   }
   const { findings, oracleContext } = await prepareStateCheck(state, spec, baseImageOf(env, spec.scenario), caseDir, opts);
   const restoreFrom = env.snapshots?.get(baseImageKey(spec.scenario));
-  const done = await recoverAll(modes, { state, env, caseDir, tmp, oracleContext, uncheckableIsFinding: opts.uncheckableIsFinding ?? false, restoreFrom });
+  const done = await recoverAll(modes, {
+    state,
+    env,
+    caseDir,
+    tmp,
+    oracleContext,
+    uncheckableIsFinding: opts.uncheckableIsFinding ?? false,
+    restoreFrom,
+  });
   // Scenario order: findings read the same whichever recovery finished first.
   for (const d of done) findings.push(...d.outcome.findings);
   const kernelRecovery = done.find((d) => d.recovered?.mode === 'kernel')?.recovered;
@@ -249,7 +302,11 @@ export async function checkCrashState(state: CrashState, spec: CaseSpec, env: Ca
     findings,
     failing: verdict.failing,
     status: verdict.status,
-    ...(verdict.status === 'not-reached' ? { error: `crash point ${spec.pointLabel} never fired: ${state.fired.kind === 'not-reached' ? state.fired.why : 'the workload did not reach it'}` } : {}),
+    ...(verdict.status === 'not-reached'
+      ? {
+          error: `crash point ${spec.pointLabel} never fired: ${state.fired.kind === 'not-reached' ? state.fired.why : 'the workload did not reach it'}`,
+        }
+      : {}),
     phases: checkPhases(state, done, kernelRecovery),
     ...(kernelRecovery?.machine ? { recoveryMachine: kernelRecovery.machine } : {}),
   };
@@ -291,8 +348,17 @@ async function recoverAndCheck(mode: RecoveryMode, rc: RecoveryContext): Promise
 
 function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImage> {
   const { state, env } = rc;
-  if (mode === 'e2fsck') return state.inPlace ? recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile()) : recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
-  return recoverWithKernel(state.image, rc.tmp.join('kernel.img'), { machines: env.machines, kernel: env.kernel, initrd: env.initrd, artefactPrefix: join(rc.caseDir, 'recovery-'), ...(rc.restoreFrom ? { restoreFrom: rc.restoreFrom } : {}) });
+  if (mode === 'e2fsck')
+    return state.inPlace
+      ? recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile())
+      : recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
+  return recoverWithKernel(state.image, rc.tmp.join('kernel.img'), {
+    machines: env.machines,
+    kernel: env.kernel,
+    initrd: env.initrd,
+    artefactPrefix: join(rc.caseDir, 'recovery-'),
+    ...(rc.restoreFrom ? { restoreFrom: rc.restoreFrom } : {}),
+  });
 }
 
 /** Where a case's time went: the state's machine and workload, the recoveries, the oracles, the waits for a slot. */
@@ -311,7 +377,9 @@ function checkPhases(state: CrashState, done: readonly Recovery[], kernelRecover
     recoveryMs: Math.round(recoveryMs),
     oraclesMs: Math.round(oraclesMs),
     queuedMs: Math.round(queuedMs),
-    ...(kernelRecovery?.phases?.machineMs !== undefined ? { recoveryMachineMs: Math.round(kernelRecovery.phases.machineMs) } : {}),
+    ...(kernelRecovery?.phases?.machineMs !== undefined
+      ? { recoveryMachineMs: Math.round(kernelRecovery.phases.machineMs) }
+      : {}),
     ...(kernelRecovery?.phases?.mountMs !== undefined ? { recoveryMountMs: Math.round(kernelRecovery.phases.mountMs) } : {}),
   };
 }

@@ -32,7 +32,11 @@ export function selectCases(scenarios: Scenario[], run: ResolvedRun): CaseSelect
 }
 
 /** The scenarios' cases and units that --filter keeps; none is an error that costs no kernel, image or VM. */
-export function filteredCases(scenarios: Scenario[], seed: number, filter: readonly string[] = []): { cases: CaseSpec[]; units: LogUnitSpec[] } {
+export function filteredCases(
+  scenarios: Scenario[],
+  seed: number,
+  filter: readonly string[] = [],
+): { cases: CaseSpec[]; units: LogUnitSpec[] } {
   let cases = expandCases(scenarios, seed);
   let units = expandLogUnits(scenarios, seed);
   const all = `${cases.length} case(s)${units.length ? ` and ${units.length} write-log recording(s)` : ''}`;
@@ -41,7 +45,9 @@ export function filteredCases(scenarios: Scenario[], seed: number, filter: reado
     units = units.filter((u) => filter.some((f) => unitFilter(u, f) !== 'no'));
   }
   if (!cases.length && !units.length) {
-    throw new ConfigError(`nothing to run: ${filter.length ? `--filter ${filter.join(', ')} matched none of the ${all}` : 'the scenarios expand to no case'} of ${scenarios.map((s) => s.name).join(', ')}`);
+    throw new ConfigError(
+      `nothing to run: ${filter.length ? `--filter ${filter.join(', ')} matched none of the ${all}` : 'the scenarios expand to no case'} of ${scenarios.map((s) => s.name).join(', ')}`,
+    );
   }
   return { cases, units };
 }
@@ -58,7 +64,9 @@ function shardOf(cases: CaseSpec[], units: LogUnitSpec[], spec: NonNullable<RunC
   const recordedShard = resumed?.store.meta.shard;
   if (resumed && recordedShard) {
     if (recordedShard.caseListHash !== whole) {
-      throw new ConfigError(`${resumed.named} is shard ${spec.index}/${spec.total} of another case list (hash ${recordedShard.caseListHash.slice(0, 12)}; the scenarios now give ${whole.slice(0, 12)}): finishing it would mix two runs; start a new run`);
+      throw new ConfigError(
+        `${resumed.named} is shard ${spec.index}/${spec.total} of another case list (hash ${recordedShard.caseListHash.slice(0, 12)}; the scenarios now give ${whole.slice(0, 12)}): finishing it would mix two runs; start a new run`,
+      );
     }
     const { runKey: _key, ...rest } = recordedShard;
     return rest;
@@ -80,7 +88,9 @@ function checkScenariosUnchanged(meta: RunMeta, scenarios: Scenario[], dir: stri
   for (const s of scenarios) {
     const was = meta.scenarios.find((x) => x.file === resolve(s.file));
     if (was && was.hash !== s.hash) {
-      throw new ConfigError(`${s.file} changed since the run in ${dir} started: finishing it would mix two versions of the scenario; start a new run`);
+      throw new ConfigError(
+        `${s.file} changed since the run in ${dir} started: finishing it would mix two versions of the scenario; start a new run`,
+      );
     }
   }
 }
@@ -93,7 +103,10 @@ function checkScenariosUnchanged(meta: RunMeta, scenarios: Scenario[], dir: stri
  * whose ids contain it), else `no`. A state's name depends on the log the
  * run records, so a unit is recorded whenever any of its states may match.
  */
-export function unitFilter(u: Pick<LogUnitSpec, 'id' | 'repetition'> & { scenario: { name: string } }, f: string): 'all' | 'some' | 'no' {
+export function unitFilter(
+  u: Pick<LogUnitSpec, 'id' | 'repetition'> & { scenario: { name: string } },
+  f: string,
+): 'all' | 'some' | 'no' {
   if (u.id.includes(f)) return 'all';
   const prefix = `${u.scenario.name}/log/`;
   if (!f.startsWith(prefix)) return 'no';

@@ -27,7 +27,11 @@ export async function checkImage(image: string, opts: { manifestFile?: string } 
   try {
     const recovered = await recoverWithE2fsck(image, work);
     // Whoever made the image may have migrated any file on it.
-    return await runOracles(recovered, { ...(manifest ? { manifest } : {}), migrated: [{ path: '/', recursive: true }], expectations: noExpectations });
+    return await runOracles(recovered, {
+      ...(manifest ? { manifest } : {}),
+      migrated: [{ path: '/', recursive: true }],
+      expectations: noExpectations,
+    });
   } catch (e) {
     // e2fsck names the temporary copy it ran on; the user knows their own file.
     if (e instanceof InfraError) throw new InfraError(e.message.split(work).join(image), { cause: e });
@@ -44,7 +48,10 @@ export async function checkImage(image: string, opts: { manifestFile?: string } 
 async function checkIsCrashImage(image: string): Promise<void> {
   const st = await stat(image).catch(() => undefined);
   if (!st) throw new ConfigError(`${image}: no such file`);
-  if (st.isDirectory()) throw new ConfigError(`${image} is a directory: qcrash check takes an image file (e.g. a case's crash.img, which \`qcrash image export CASE_DIR\` writes from a kept crash.qcow2)`);
+  if (st.isDirectory())
+    throw new ConfigError(
+      `${image} is a directory: qcrash check takes an image file (e.g. a case's crash.img, which \`qcrash image export CASE_DIR\` writes from a kept crash.qcow2)`,
+    );
   const fh = await open(image, 'r');
   let sb: Buffer;
   try {
@@ -53,9 +60,13 @@ async function checkIsCrashImage(image: string): Promise<void> {
   } finally {
     await fh.close();
   }
-  if (sb.readUInt16LE(0x38) !== 0xef53) throw new ConfigError(`${image} is not an ext2/3/4 image (no superblock magic 0xEF53 at byte 1080)`);
+  if (sb.readUInt16LE(0x38) !== 0xef53)
+    throw new ConfigError(`${image} is not an ext2/3/4 image (no superblock magic 0xEF53 at byte 1080)`);
   const hasJournal = (sb.readUInt32LE(0x5c) & 0x4) !== 0;
-  if (!hasJournal) throw new ConfigError(`${image} has no journal (an ext2 filesystem?): qcrash check judges ext3/ext4 crash images, whose journal a crash leaves to replay`);
+  if (!hasJournal)
+    throw new ConfigError(
+      `${image} has no journal (an ext2 filesystem?): qcrash check judges ext3/ext4 crash images, whose journal a crash leaves to replay`,
+    );
 }
 
 /** One line per kind of finding, with how many: a badly damaged image can have thousands. */

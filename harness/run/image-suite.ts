@@ -26,7 +26,9 @@ export function imageSuiteYaml(base: BaseImage): string {
   const m = base.manifest;
   const todo = blockMapped(m);
   if (!todo.length) {
-    throw new ConfigError(`--image ${base.path}: nothing in it is block-mapped (every file and directory already has extents, or holds inline data): there is nothing for chattr +e to migrate`);
+    throw new ConfigError(
+      `--image ${base.path}: nothing in it is block-mapped (every file and directory already has extents, or holds inline data): there is nothing for chattr +e to migrate`,
+    );
   }
   // Hard links name one inode more than once; the second ioctl finds it migrated already.
   const inodes = new Set(todo.map((e) => e.ino)).size;
@@ -35,7 +37,11 @@ export function imageSuiteYaml(base: BaseImage): string {
   const mid = Math.ceil(inodes / 2);
   // The migration of n inodes under TCG takes a few ms each (more for large maps): the seeded time falls inside it, or soon after.
   const window = Math.min(2000, Math.max(100, inodes * 5));
-  const name = `image-${basename(base.path, extname(base.path)).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^[^A-Za-z0-9]+/, '') || 'user'}`;
+  const name = `image-${
+    basename(base.path, extname(base.path))
+      .replace(/[^A-Za-z0-9._-]/g, '_')
+      .replace(/^[^A-Za-z0-9]+/, '') || 'user'
+  }`;
   const lines = [
     `# Made by qcrash run --image for ${base.path}`,
     `# (${m.entries.length} entries, ${files.length} files; ${todo.length} block-mapped files and directories, ${inodes} inodes).`,
@@ -59,7 +65,12 @@ export function imageSuiteYaml(base: BaseImage): string {
     '  - kernel: { step: migrate, symbol: ext4_ext_migrate, hit: 1 }',
     ...(mid > 1 ? [`  - kernel: { step: migrate, symbol: ext4_ext_migrate, hit: ${mid} }`] : []),
     ...(has('IND') ? ['  - kernel: { step: migrate, symbol: update_ind_extent_range, hit: 1 }'] : []),
-    ...(has('DIND') ? ['  - kernel: { step: migrate, symbol: update_dind_extent_range, hit: 1 }', '  - kernel: { step: migrate, symbol: free_dind_blocks, hit: 1 }'] : []),
+    ...(has('DIND')
+      ? [
+          '  - kernel: { step: migrate, symbol: update_dind_extent_range, hit: 1 }',
+          '  - kernel: { step: migrate, symbol: free_dind_blocks, hit: 1 }',
+        ]
+      : []),
     '  - commit: { step: sync, k: 1 }',
   ];
   return lines.join('\n') + '\n';

@@ -59,36 +59,72 @@ export interface PreparedUnit {
 
 function stateSpec(unit: LogUnitSpec, s: Pick<PlannedState, 'name' | 'kind'>): CaseSpec {
   const id = logStateCaseId(unit.scenario.name, s.name, unit.repetition);
-  return { id, scenario: unit.scenario, crashPoint: { kind: 'log', stateKind: s.kind, state: s.name }, pointLabel: `log-${s.kind}`, repetition: unit.repetition, seed: unit.seed };
+  return {
+    id,
+    scenario: unit.scenario,
+    crashPoint: { kind: 'log', stateKind: s.kind, state: s.name },
+    pointLabel: `log-${s.kind}`,
+    repetition: unit.repetition,
+    seed: unit.seed,
+  };
 }
 
 /**
  * Record the unit's workload, or reuse the recording its folder holds
  * (`reuse`, for --resume), and plan its states.
  */
-export async function prepareLogUnit(unit: LogUnitSpec, env: CaseEnv, unitDir: string, opts: { reuse: boolean }): Promise<PreparedUnit> {
+export async function prepareLogUnit(
+  unit: LogUnitSpec,
+  env: CaseEnv,
+  unitDir: string,
+  opts: { reuse: boolean },
+): Promise<PreparedUnit> {
   await mkdir(unitDir, { recursive: true });
   const base = baseImageOf(env, unit.scenario);
   let recording = opts.reuse ? await loadRecording(unitDir) : undefined;
   // Another unit's recording, or one made with another seed (the bytes its steps wrote differ): record again.
   if (recording && (recording.unit !== unit.id || recording.seed !== unit.seed)) recording = undefined;
   const recorded = !recording;
-  recording ??= await recordWorkload(unit.id, unit.scenario.steps, unit.seed, unit.crashStates.end, {
-    machines: env.machines,
-    kernel: env.kernel,
-    initrd: env.initrd,
-    base,
-    ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
-  }, unitDir);
+  recording ??= await recordWorkload(
+    unit.id,
+    unit.scenario.steps,
+    unit.seed,
+    unit.crashStates.end,
+    {
+      machines: env.machines,
+      kernel: env.kernel,
+      initrd: env.initrd,
+      base,
+      ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
+    },
+    unitDir,
+  );
   await using tmp = await TempDir.create('log-plan');
-  await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, { workDir: tmp.path, jobs: 1 });
+  await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, {
+    workDir: tmp.path,
+    jobs: 1,
+  });
   const plan = source.plan;
   await writeJsonAtomic(join(unitDir, 'states.json'), {
     unit: unit.id,
-    log: { entries: source.log.entries.length, flushes: source.flushes, bytes: source.log.fileSize, tornTail: source.log.torn ?? null },
+    log: {
+      entries: source.log.entries.length,
+      flushes: source.flushes,
+      bytes: source.log.fileSize,
+      tornTail: source.log.torn ?? null,
+    },
     counts: plan.counts,
     epochs: plan.epochs,
-    states: plan.states.map((s) => ({ name: s.name, kind: s.kind, variant: s.variant, epoch: s.epoch, position: s.position, base: s.base, dropped: s.dropped.map((d) => d.id), key: s.key })),
+    states: plan.states.map((s) => ({
+      name: s.name,
+      kind: s.kind,
+      variant: s.variant,
+      epoch: s.epoch,
+      position: s.position,
+      base: s.base,
+      dropped: s.dropped.map((d) => d.id),
+      key: s.key,
+    })),
   });
   return {
     unit,
@@ -118,12 +154,18 @@ export async function unitFinished(unit: LogUnitSpec, unitDir: string, done: Rea
 
 /** A seeded choice of n states: the same names for the same seed on every machine. */
 function sample<T extends { name: string }>(xs: readonly T[], n: number, seed: number): Set<string> {
-  return new Set([...xs].sort((a, b) => sha(seed, a.name).localeCompare(sha(seed, b.name))).slice(0, n).map((x) => x.name));
+  return new Set(
+    [...xs]
+      .sort((a, b) => sha(seed, a.name).localeCompare(sha(seed, b.name)))
+      .slice(0, n)
+      .map((x) => x.name),
+  );
 }
 const sha = (seed: number, name: string) => sha256(`${seed}/${name}`);
 
 /** What a failing finding's signature is made of, without the case (the same within one unit's state kind). */
-const findingKey = (f: Pick<Finding, 'recovery' | 'class' | 'code' | 'title'>) => `${f.recovery ?? '-'}|${f.class}|${f.code}|${f.title ?? ''}`;
+const findingKey = (f: Pick<Finding, 'recovery' | 'class' | 'code' | 'title'>) =>
+  `${f.recovery ?? '-'}|${f.class}|${f.code}|${f.title ?? ''}`;
 
 /** One state of the unit in this session: its case as it builds up. */
 interface StateWork {
@@ -210,12 +252,19 @@ class UnitCheck {
   }
 
   /** One pass: check each state the source yields, up to `jobs` at once (the source holds the rest back). */
-  async pass(chosen: readonly StateWork[], fork: 'in-place' | 'copy', check: (w: StateWork, st: CrashState) => Promise<void>): Promise<void> {
+  async pass(
+    chosen: readonly StateWork[],
+    fork: 'in-place' | 'copy',
+    check: (w: StateWork, st: CrashState) => Promise<void>,
+  ): Promise<void> {
     if (!chosen.length) return;
     const byName = new Map(chosen.map((w) => [w.planned.name, w]));
     const running = new Set<Promise<void>>();
     try {
-      for await (const st of this.source.statesOf(chosen.map((w) => w.planned), fork)) {
+      for await (const st of this.source.statesOf(
+        chosen.map((w) => w.planned),
+        fork,
+      )) {
         const w = byName.get(st.label);
         if (!w) throw new InfraError(`the write log yielded state ${st.label}, which this pass did not ask for`);
         const p = this.checkOne(w, st, check);
@@ -266,7 +315,10 @@ export async function runLogUnit(
   const { unit, unitDir, recording } = prepared;
   const base = baseImageOf(env, unit.scenario);
   await using tmp = await TempDir.create('log-unit');
-  await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, { workDir: tmp.path, jobs: env.jobs });
+  await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, {
+    workDir: tmp.path,
+    jobs: env.jobs,
+  });
   const check = new UnitCheck(prepared, env, source, statesToCheck(prepared, source, caseDir, opts), write);
   const kernelSample = kernelSampleOf(unit, check.states);
   await checkWithE2fsck(check, kernelSample);
@@ -280,7 +332,12 @@ export async function runLogUnit(
 }
 
 /** The plan's states this session checks, each with its case begun. */
-function statesToCheck(prepared: PreparedUnit, source: WriteLogSource, caseDir: (id: string) => string, opts: { wanted?: (id: string) => boolean; done?: ReadonlySet<string> }): StateWork[] {
+function statesToCheck(
+  prepared: PreparedUnit,
+  source: WriteLogSource,
+  caseDir: (id: string) => string,
+  opts: { wanted?: (id: string) => boolean; done?: ReadonlySet<string> },
+): StateWork[] {
   const states: StateWork[] = [];
   for (const planned of source.plan.states) {
     const spec = stateSpec(prepared.unit, planned);
@@ -297,7 +354,11 @@ function kernelSampleOf(unit: LogUnitSpec, states: readonly StateWork[]): Set<st
   const modes = unit.scenario.recovery;
   if (!modes.includes('kernel')) return new Set();
   if (!modes.includes('e2fsck')) return new Set(states.map((w) => w.planned.name));
-  return sample(states.map((w) => w.planned), unit.crashStates.kernelSample, unit.seed);
+  return sample(
+    states.map((w) => w.planned),
+    unit.crashStates.kernelSample,
+    unit.seed,
+  );
 }
 
 /** 1. e2fsck recovery and the oracles, in place (a beforeOracle test seam damages images: those get copies). */
@@ -318,24 +379,54 @@ async function checkWithE2fsck(check: UnitCheck, kernelSample: ReadonlySet<strin
 async function checkWithKernel(check: UnitCheck, kernelSample: ReadonlySet<string>): Promise<void> {
   const modes = check.prepared.unit.scenario.recovery;
   if (!modes.includes('kernel')) return;
-  const chosen = check.heldStates().filter((w) => w.result.status !== 'error' && (kernelSample.has(w.planned.name) || w.result.status === 'fail'));
+  const chosen = check
+    .heldStates()
+    .filter((w) => w.result.status !== 'error' && (kernelSample.has(w.planned.name) || w.result.status === 'fail'));
   await check.pass(chosen, 'copy', async (w, st) => {
-    check.merge(w, await checkCrashState(st, w.spec, check.env, w.dir, { recovery: ['kernel'], workloadFindings: !modes.includes('e2fsck'), uncheckableIsFinding: true }));
+    check.merge(
+      w,
+      await checkCrashState(st, w.spec, check.env, w.dir, {
+        recovery: ['kernel'],
+        workloadFindings: !modes.includes('e2fsck'),
+        uncheckableIsFinding: true,
+      }),
+    );
   });
 }
 
 /** 3. Minimise failing power-loss states, one per failing signature first, within the unit's budget. */
 async function minimizeFailing(check: UnitCheck, failing: readonly StateWork[], base: BaseImage, workDir: string): Promise<void> {
   const { unit, recording } = check.prepared;
-  const candidates = failing.filter((w) => w.planned.kind === 'power-loss' && w.planned.dropped.length > 0 && !w.planned.torn && w.result.failing.some((f) => f.recovery === 'e2fsck'));
-  const order = roundRobin(candidates, (w) => w.result.failing.filter((f) => f.recovery === 'e2fsck').map(findingKey).sort().join(' '));
+  const candidates = failing.filter(
+    (w) =>
+      w.planned.kind === 'power-loss' &&
+      w.planned.dropped.length > 0 &&
+      !w.planned.torn &&
+      w.result.failing.some((f) => f.recovery === 'e2fsck'),
+  );
+  const order = roundRobin(candidates, (w) =>
+    w.result.failing
+      .filter((f) => f.recovery === 'e2fsck')
+      .map(findingKey)
+      .sort()
+      .join(' '),
+  );
   if (!order.length) return;
   const scenario = unit.scenario;
   // The original bytes of files the workload writes into: from the recipe, or read from the user's image.
   const recipe = scenario.recipe ? await loadRecipe(scenario.recipe) : undefined;
   const writtenPaths = [...new Set(scenario.steps.flatMap((s) => (s.kind === 'write' || s.kind === 'writer' ? [s.path] : [])))];
   const imageFiles = base.source === 'image' && writtenPaths.length ? await imageFileOrigins(base, writtenPaths) : undefined;
-  const ctx: StateOracleContext = { manifest: base.manifest, ...(recipe ? { recipe } : {}), ...(imageFiles ? { imageFiles } : {}), steps: scenario.steps, records: recording.records, acks: check.source.acks, allow: scenario.allow, caseSeed: unit.seed };
+  const ctx: StateOracleContext = {
+    manifest: base.manifest,
+    ...(recipe ? { recipe } : {}),
+    ...(imageFiles ? { imageFiles } : {}),
+    steps: scenario.steps,
+    records: recording.records,
+    acks: check.source.acks,
+    allow: scenario.allow,
+    caseSeed: unit.seed,
+  };
   for (const w of order.slice(0, unit.crashStates.minimize)) {
     try {
       await minimizeState(w, check.source, ctx, unit.crashStates.minimizeTests, workDir);
@@ -356,7 +447,9 @@ async function keepImages(check: UnitCheck, failing: readonly StateWork[], base:
   if (check.env.crashImages) await compressImages(check.env.crashImages, reps, base);
   for (const w of failing) {
     if (reps.has(w)) continue;
-    const rep = [...covered.entries()].find(([sig]) => w.result.failing.some((f) => formatSignature(signatureOf(w.result, f)) === sig))?.[1];
+    const rep = [...covered.entries()].find(([sig]) =>
+      w.result.failing.some((f) => formatSignature(signatureOf(w.result, f)) === sig),
+    )?.[1];
     if (rep) w.fired.keptImageIn = rep.spec.id;
   }
 }
@@ -383,7 +476,13 @@ async function saveRepresentativeImages(check: UnitCheck, reps: ReadonlySet<Stat
     if (w.minimizedImage) {
       await moveImage(w.minimizedImage, join(w.dir, rawImageName));
       w.minimizedImage = undefined;
-      await writeJsonAtomic(join(w.dir, 'crash-state.json'), { unit: unit.id, log, note: 'the minimised state: the epoch with only the minimal set of writes lost', epochBase: w.planned.base, lost: w.fired.minimized?.dropped ?? [] });
+      await writeJsonAtomic(join(w.dir, 'crash-state.json'), {
+        unit: unit.id,
+        log,
+        note: 'the minimised state: the epoch with only the minimal set of writes lost',
+        epochBase: w.planned.base,
+        lost: w.fired.minimized?.dropped ?? [],
+      });
     } else toBuild.push(w);
   }
   const dirs = new Map(toBuild.map((w) => [w.planned.name, w.dir]));
@@ -393,8 +492,19 @@ async function saveRepresentativeImages(check: UnitCheck, reps: ReadonlySet<Stat
     return join(dir, rawImageName);
   };
   try {
-    await check.source.saveImages(toBuild.map((w) => w.planned), imageOf);
-    for (const w of toBuild) await writeJsonAtomic(join(w.dir, 'crash-state.json'), { unit: unit.id, log, note: 'the state as planned', base: w.planned.base, apply: w.planned.apply, dropped: w.planned.dropped.map((d) => d.id) });
+    await check.source.saveImages(
+      toBuild.map((w) => w.planned),
+      imageOf,
+    );
+    for (const w of toBuild)
+      await writeJsonAtomic(join(w.dir, 'crash-state.json'), {
+        unit: unit.id,
+        log,
+        note: 'the state as planned',
+        base: w.planned.base,
+        apply: w.planned.apply,
+        dropped: w.planned.dropped.map((d) => d.id),
+      });
   } catch (e) {
     for (const w of toBuild) w.result.error = `crash image not kept: ${errorMessage(e)}`;
   }
@@ -403,7 +513,13 @@ async function saveRepresentativeImages(check: UnitCheck, reps: ReadonlySet<Stat
 async function compressImages(store: CrashImageStore, reps: ReadonlySet<StateWork>, base: BaseImage): Promise<void> {
   for (const w of reps) {
     const raw = join(w.dir, rawImageName);
-    if (!(await access(raw).then(() => true, () => false))) continue;
+    if (
+      !(await access(raw).then(
+        () => true,
+        () => false,
+      ))
+    )
+      continue;
     try {
       await store.keep(raw, base, w.dir);
     } catch (e) {
@@ -423,7 +539,8 @@ async function dropLogOnceChecked(check: UnitCheck, failing: readonly StateWork[
   const { env, source, states, prepared } = check;
   const wholePlan = states.length === source.plan.states.length;
   const allPassed = states.every((w) => w.result.status === 'pass');
-  if ((env.keep === 'none' && !failing.length) || (env.keep === 'failed' && wholePlan && allPassed)) await rm(join(prepared.unitDir, prepared.recording.log), { force: true });
+  if ((env.keep === 'none' && !failing.length) || (env.keep === 'failed' && wholePlan && allPassed))
+    await rm(join(prepared.unitDir, prepared.recording.log), { force: true });
 }
 
 /** Items in turns over their groups: one of each group before a second of any. */
@@ -441,10 +558,18 @@ function roundRobin<T>(xs: readonly T[], group: (x: T) => string): T[] {
  * oracles at the state's position), asking for any of the state's failing
  * e2fsck-recovery findings; then what each write that matters held.
  */
-async function minimizeState(w: StateWork, source: WriteLogSource, ctx: StateOracleContext, maxTests: number, workDir: string): Promise<void> {
+async function minimizeState(
+  w: StateWork,
+  source: WriteLogSource,
+  ctx: StateOracleContext,
+  maxTests: number,
+  workDir: string,
+): Promise<void> {
   const keys = new Set(w.result.failing.filter((f) => f.recovery === 'e2fsck').map(findingKey));
   await using epoch = await source.epochStates(w.planned);
-  const fails = epoch.oracle(async (image) => (await e2fsckVerdict(w.planned, image, `${image}.recovery`, ctx)).failing.some((f) => keys.has(findingKey(f))));
+  const fails = epoch.oracle(async (image) =>
+    (await e2fsckVerdict(w.planned, image, `${image}.recovery`, ctx)).failing.some((f) => keys.has(findingKey(f))),
+  );
   const m = await minimizeDropped(w.planned.dropped, epoch.epochWrites, fails, { maxTests });
   const image = await epoch.image(m.dropped);
   const keep = join(workDir, `minimized-${sha256(w.spec.id).slice(0, 12)}.img`);
@@ -458,19 +583,36 @@ async function minimizeState(w: StateWork, source: WriteLogSource, ctx: StateOra
   } catch (e) {
     notes = new Map([...m.dropped, ...m.needed].map((x) => [x.index, `not explained: ${errorMessage(e)}`]));
   }
-  const note = (r: WriteRef): WriteNote => ({ id: r.id, index: r.index, ...(notes.get(r.index) ? { summary: notes.get(r.index)! } : {}) });
-  const minimized: MinimizedState = { dropped: m.dropped.map(note), needed: m.needed.map(note), tests: m.tests, exhausted: m.exhausted };
+  const note = (r: WriteRef): WriteNote => ({
+    id: r.id,
+    index: r.index,
+    ...(notes.get(r.index) ? { summary: notes.get(r.index)! } : {}),
+  });
+  const minimized: MinimizedState = {
+    dropped: m.dropped.map(note),
+    needed: m.needed.map(note),
+    tests: m.tests,
+    exhausted: m.exhausted,
+  };
   w.fired.minimized = minimized;
   const lines = [
     `${w.spec.id}: ${w.planned.dropped.length} write(s) of flush epoch ${w.planned.epoch} lost; minimised in ${m.tests} oracle call(s)${m.exhausted ? ' (budget ran out: maybe not 1-minimal)' : ''} to:`,
     ...minimized.dropped.map((d) => `  lost   ${d.id} (log entry ${d.index}): ${d.summary ?? ''}`),
     ...minimized.needed.map((d) => `  landed ${d.id} (log entry ${d.index}): ${d.summary ?? ''}`),
-    ...(minimized.dropped.length ? [] : ['  no lost write: the state fails with every write of the epoch landed (the prefix state at its flush fails too), so this is no write-ordering failure']),
-    ...(minimized.dropped.length || minimized.needed.length ? [] : ['  and no write of the epoch is needed for it: what fails was on the disk before the epoch began']),
+    ...(minimized.dropped.length
+      ? []
+      : [
+          '  no lost write: the state fails with every write of the epoch landed (the prefix state at its flush fails too), so this is no write-ordering failure',
+        ]),
+    ...(minimized.dropped.length || minimized.needed.length
+      ? []
+      : ['  and no write of the epoch is needed for it: what fails was on the disk before the epoch began']),
   ];
   const text = lines.join('\n');
   await writeFile(join(w.dir, 'writes-that-matter.txt'), text + '\n');
   await writeJsonAtomic(join(w.dir, 'minimized.json'), minimized);
   // The findings carry it too: what turns a finding into a bug report.
-  for (const f of w.result.findings) if (f.recovery === 'e2fsck' && keys.has(findingKey(f))) f.detail = `${f.detail ? `${f.detail}\n\n` : ''}Writes that matter (minimised power-loss state):\n${text}`;
+  for (const f of w.result.findings)
+    if (f.recovery === 'e2fsck' && keys.has(findingKey(f)))
+      f.detail = `${f.detail ? `${f.detail}\n\n` : ''}Writes that matter (minimised power-loss state):\n${text}`;
 }

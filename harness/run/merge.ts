@@ -43,7 +43,13 @@ async function copyRunImages(dirs: string[], out: string): Promise<void> {
     const names = await readdir(join(d, runImagesDir)).catch(() => [] as string[]);
     for (const n of names.filter((x) => !x.startsWith('.'))) {
       const to = join(out, runImagesDir, n);
-      if (await access(to).then(() => true, () => false)) continue;
+      if (
+        await access(to).then(
+          () => true,
+          () => false,
+        )
+      )
+        continue;
       await copyCaseDir(join(d, runImagesDir, n), to);
     }
   }
@@ -62,8 +68,15 @@ export async function mergeShards(o: { out: string; dirs: string[]; reporters?: 
   const out = resolve(o.out);
   const dirs = o.dirs.map((d) => resolve(d));
   if (dirs.includes(out)) throw new ConfigError(`merge: the output folder ${o.out} is one of the shards; choose another OUT`);
-  if (await access(join(out, 'run.json')).then(() => true, () => false)) {
-    throw new ConfigError(`merge: ${o.out} already holds a run; choose another OUT (merging again gives the same run id, so nothing is lost by removing it first)`);
+  if (
+    await access(join(out, 'run.json')).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    throw new ConfigError(
+      `merge: ${o.out} already holds a run; choose another OUT (merging again gives the same run id, so nothing is lost by removing it first)`,
+    );
   }
   const plan = planMerge(await Promise.all(dirs.map(loadShardRun)));
   await checkOutDir(out);
@@ -91,7 +104,9 @@ export async function unionRuns(o: { out: string; dirs: string[] }): Promise<Run
   const first = summaries[0]!;
   for (const [i, s] of summaries.entries()) {
     if (s.kernel.id !== first.kernel.id || s.seed !== first.seed) {
-      throw new ConfigError(`cannot join ${o.dirs[0]} and ${o.dirs[i]}: they ran on different kernels or seeds (${first.kernel.id} seed ${first.seed}, ${s.kernel.id} seed ${s.seed})`);
+      throw new ConfigError(
+        `cannot join ${o.dirs[0]} and ${o.dirs[i]}: they ran on different kernels or seeds (${first.kernel.id} seed ${first.seed}, ${s.kernel.id} seed ${s.seed})`,
+      );
     }
   }
   const owner = new Map<string, string>();
@@ -103,12 +118,24 @@ export async function unionRuns(o: { out: string; dirs: string[] }): Promise<Run
     }
   }
   const { cases: _c, counts: _n, finishedAt: _f, ...meta } = first;
-  const store = await RunStore.create(resolve(o.out), { ...(meta as RunMeta), runId: `${first.runId}-joined`, host: [...new Set(summaries.map((s) => s.host))].join(', ') });
+  const store = await RunStore.create(resolve(o.out), {
+    ...(meta as RunMeta),
+    runId: `${first.runId}-joined`,
+    host: [...new Set(summaries.map((s) => s.host))].join(', '),
+  });
   const cases = summaries.flatMap((s) => s.cases).sort((a, b) => compareIds(a.id, b.id));
   for (const c of cases) await copyCaseDir(join(owner.get(c.id)!, caseRelDir(c.id)), store.caseDir(c.id));
   await copyRunImages([...new Set(owner.values())], store.dir);
-  const finished = summaries.map((s) => s.finishedAt).filter((x): x is string => !!x).sort();
-  const summary: RunSummary = { ...store.meta, ...(finished.length ? { finishedAt: finished.at(-1)! } : {}), counts: countStatuses(cases), cases };
+  const finished = summaries
+    .map((s) => s.finishedAt)
+    .filter((x): x is string => !!x)
+    .sort();
+  const summary: RunSummary = {
+    ...store.meta,
+    ...(finished.length ? { finishedAt: finished.at(-1)! } : {}),
+    counts: countStatuses(cases),
+    cases,
+  };
   await store.writeSummary(summary);
   const hub = new ReporterHub([new RunFilesReporter(), new HtmlReportReporter()]);
   await hub.onRunEnd(summary, store.dir);

@@ -23,7 +23,10 @@ const pseudoFilesystems: Record<number, string> = {
 };
 
 async function exists(p: string): Promise<boolean> {
-  return access(p).then(() => true, () => false);
+  return access(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -36,7 +39,10 @@ export async function checkOutDir(dir: string): Promise<void> {
   while (!(await exists(nearest)) && dirname(nearest) !== nearest) nearest = dirname(nearest);
   const fs = await statfs(nearest).catch(() => undefined);
   const pseudo = fs ? pseudoFilesystems[Number(fs.type)] : undefined;
-  if (pseudo) throw new ConfigError(`--out ${dir} is on ${pseudo}, not a real filesystem: choose a folder on a disk (default: results/<run-id>)`);
+  if (pseudo)
+    throw new ConfigError(
+      `--out ${dir} is on ${pseudo}, not a real filesystem: choose a folder on a disk (default: results/<run-id>)`,
+    );
   const st = await stat(dir).catch(() => undefined);
   if (st && !st.isDirectory()) throw new ConfigError(`--out ${dir} is a file, not a folder: choose another --out`);
   try {
@@ -45,7 +51,9 @@ export async function checkOutDir(dir: string): Promise<void> {
     await writeFile(probe, 'ok');
     await rm(probe, { force: true });
   } catch (e) {
-    throw new ConfigError(`--out ${dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): choose a folder you can write`);
+    throw new ConfigError(
+      `--out ${dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): choose a folder you can write`,
+    );
   }
 }
 
@@ -62,7 +70,10 @@ export async function freeBytes(dir: string): Promise<number> {
  * each kept case changed (4-200 KiB for the default suite: counted as 1
  * MiB), and every case writes about a MiB of logs.
  */
-export async function checkOutSpace(dir: string, o: { cases: number; inFlight: number; keep: 'all' | 'failed' | 'none'; imageBytes: number }): Promise<void> {
+export async function checkOutSpace(
+  dir: string,
+  o: { cases: number; inFlight: number; keep: 'all' | 'failed' | 'none'; imageBytes: number },
+): Promise<void> {
   const logs = 1 << 20;
   const delta = Math.min(o.imageBytes, 1 << 20);
   const kept = o.keep === 'none' ? 0 : o.imageBytes + (o.keep === 'all' ? o.cases * delta : 0);

@@ -35,7 +35,10 @@ export interface LoadOptions {
  * before anything is built (a user's image is read: its manifest is what
  * the steps' paths are checked against).
  */
-export async function loadScenarios(inputs: string[], opts: LoadOptions = {}): Promise<{ scenarios: Scenario[]; imageSuite?: { file: string; text: string } }> {
+export async function loadScenarios(
+  inputs: string[],
+  opts: LoadOptions = {},
+): Promise<{ scenarios: Scenario[]; imageSuite?: { file: string; text: string } }> {
   let scenarios: Scenario[];
   let imageSuite: { file: string; text: string } | undefined;
   if (opts.image && !inputs.length) {
@@ -47,7 +50,9 @@ export async function loadScenarios(inputs: string[], opts: LoadOptions = {}): P
   } else {
     const files = await findScenarioFiles(inputs.length ? inputs : [scenariosDir]);
     if (opts.image) await openImageArg(opts.image);
-    scenarios = await Promise.all(files.map((f) => loadScenario(f.file, { suite: f.suite, ...(opts.image ? { image: opts.image } : {}) })));
+    scenarios = await Promise.all(
+      files.map((f) => loadScenario(f.file, { suite: f.suite, ...(opts.image ? { image: opts.image } : {}) })),
+    );
   }
   if (opts.recovery) scenarios = scenarios.map((s) => ({ ...s, recovery: opts.recovery! }));
   return { scenarios, ...(imageSuite ? { imageSuite } : {}) };
@@ -91,9 +96,23 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     if (!images.has(key)) images.set(key, s.image ? await openUserImage(s.image) : await buildImage(await loadRecipe(s.recipe!)));
   }
   await opts.beforeMachines?.(images);
-  await validateKernelPoints(opts.machines, kernel, initrd, scenarios.flatMap((s) => s.crashPoints.map((point, i) => ({ point, file: s.file, ...(s.pointLines?.[i] !== undefined ? { line: s.pointLines[i] } : {}) }))));
+  await validateKernelPoints(
+    opts.machines,
+    kernel,
+    initrd,
+    scenarios.flatMap((s) =>
+      s.crashPoints.map((point, i) => ({
+        point,
+        file: s.file,
+        ...(s.pointLines?.[i] !== undefined ? { line: s.pointLines[i] } : {}),
+      })),
+    ),
+  );
   await validateHoldPoints(opts.machines, kernel, initrd, scenarios);
-  const snapshots = opts.snapshots !== false ? await saveMachineStates(opts.machines, kernel, initrd, images, scenarios) : new Map<string, string>();
+  const snapshots =
+    opts.snapshots !== false
+      ? await saveMachineStates(opts.machines, kernel, initrd, images, scenarios)
+      : new Map<string, string>();
   const symbols = () => kernelSymbols(opts.machines, kernel, initrd);
   const env: RunEnv = {
     machines: opts.machines,
@@ -112,7 +131,12 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
 }
 
 /** A hold's symbol (and the function it holds after a call of) must be in the kernel: refused at the scenario's `hold:` line before any case runs. */
-async function validateHoldPoints(machines: MachineLauncher, kernel: KernelInfo, initrd: string, scenarios: readonly Scenario[]): Promise<void> {
+async function validateHoldPoints(
+  machines: MachineLauncher,
+  kernel: KernelInfo,
+  initrd: string,
+  scenarios: readonly Scenario[],
+): Promise<void> {
   const held = scenarios.filter((s) => s.hold);
   if (!held.length) return;
   const syms = await kernelSymbols(machines, kernel, initrd);
@@ -130,7 +154,13 @@ async function validateHoldPoints(machines: MachineLauncher, kernel: KernelInfo,
  * first time (a new kernel: every one), as many at once as the pool allows.
  * A write-log recording boots (its disk is set up differently).
  */
-async function saveMachineStates(machines: MachineLauncher, kernel: KernelInfo, initrd: string, images: ReadonlyMap<string, BaseImage>, scenarios: readonly Scenario[]): Promise<Map<string, string>> {
+async function saveMachineStates(
+  machines: MachineLauncher,
+  kernel: KernelInfo,
+  initrd: string,
+  images: ReadonlyMap<string, BaseImage>,
+  scenarios: readonly Scenario[],
+): Promise<Map<string, string>> {
   const accel = (await detectAccel()).accel;
   const qemu = (await toolVersions(kernel.release)).qemu;
   const wanted = new Map<string, { base: BaseImage; cpus: number }>();
@@ -139,7 +169,12 @@ async function saveMachineStates(machines: MachineLauncher, kernel: KernelInfo, 
     wanted.set(baseImageKey(s), { base, cpus: 1 });
     wanted.set(machineStateKey(s), { base, cpus: s.cpus ?? 1 });
   }
-  const saved = await Promise.all([...wanted].map(async ([key, { base, cpus }]) => [key, await agentReadySnapshot(machines, kernel, initrd, base, accel, qemu, { cpus })] as const));
+  const saved = await Promise.all(
+    [...wanted].map(
+      async ([key, { base, cpus }]) =>
+        [key, await agentReadySnapshot(machines, kernel, initrd, base, accel, qemu, { cpus })] as const,
+    ),
+  );
   return new Map(saved);
 }
 

@@ -60,11 +60,17 @@ async function findFilesystem(parsed: ParsedScenario, opts: ResolveOptions): Pro
     return { runsOn: { image: arg }, paths: await imagePaths(arg, (m) => new ConfigError(`--image ${arg}: ${m}`)) };
   }
   if (recipe !== undefined && image !== undefined) {
-    throw source.error(['image'], 'a scenario runs on a recipe\'s image or on an image file: give "recipe:" or "image:", not both');
+    throw source.error(
+      ['image'],
+      'a scenario runs on a recipe\'s image or on an image file: give "recipe:" or "image:", not both',
+    );
   }
   if (image !== undefined) return imageFile(parsed, image);
   if (recipe !== undefined) return recipeFilesystem(parsed, recipe);
-  throw source.error([], 'a scenario names the filesystem it runs on: "recipe: NAME" (vm-images/recipes/), "image: FILE.img" (an image of your own, relative to this file), or run it with --image FILE.img');
+  throw source.error(
+    [],
+    'a scenario names the filesystem it runs on: "recipe: NAME" (vm-images/recipes/), "image: FILE.img" (an image of your own, relative to this file), or run it with --image FILE.img',
+  );
 }
 
 /** `image:`, an image file of one's own, relative to the scenario file. */
@@ -83,14 +89,20 @@ async function recipeFilesystem(parsed: ParsedScenario, written: string): Promis
   } else {
     const recipes = await listRecipeNames();
     if (!recipes.includes(written)) {
-      throw parsed.source.error(['recipe'], `unknown recipe "${written}" (recipes live in vm-images/recipes/, or give a path ending in .yaml).${didYouMean(written, recipes)}`);
+      throw parsed.source.error(
+        ['recipe'],
+        `unknown recipe "${written}" (recipes live in vm-images/recipes/, or give a path ending in .yaml).${didYouMean(written, recipes)}`,
+      );
     }
   }
-  return { runsOn: { recipe }, paths: { ...recipePaths(await loadRecipe(recipe)), label: 'the recipe\'s filesystem' } };
+  return { runsOn: { recipe }, paths: { ...recipePaths(await loadRecipe(recipe)), label: "the recipe's filesystem" } };
 }
 
 function isFile(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isFile(), () => false);
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 /** A user's image, opened (checked, manifest read) once per process; its bad-input errors say where it was named. */
@@ -158,16 +170,24 @@ function pathProblem(step: Step, view: FsView): PathProblem | undefined {
       return view.exists(step.path) ? undefined : { at: ['path'], message: `fsync: ${view.missing(step.path)}` };
     case 'write':
       if (fs.dirs.has(step.path)) return { at: ['path'], message: `write: "${step.path}" is a directory` };
-      if (!fs.dirs.has(parentOf(step.path))) return { at: ['path'], message: `write: the directory "${parentOf(step.path)}" is not in ${fs.label} (write creates files, not directories)` };
+      if (!fs.dirs.has(parentOf(step.path)))
+        return {
+          at: ['path'],
+          message: `write: the directory "${parentOf(step.path)}" is not in ${fs.label} (write creates files, not directories)`,
+        };
       created.add(step.path);
       return undefined;
     case 'writer':
       if (step.action !== 'start') return undefined;
       if (step.mode === 'mmap-holes') {
         if (fs.files.has(step.path) || created.has(step.path)) return undefined;
-        return { at: ['path'], message: `writer mmap-holes: ${view.missing(step.path)} (it stores into the holes of an existing file)` };
+        return {
+          at: ['path'],
+          message: `writer mmap-holes: ${view.missing(step.path)} (it stores into the holes of an existing file)`,
+        };
       }
-      if (!fs.dirs.has(parentOf(step.path))) return { at: ['path'], message: `writer: the directory "${parentOf(step.path)}" is not in ${fs.label}` };
+      if (!fs.dirs.has(parentOf(step.path)))
+        return { at: ['path'], message: `writer: the directory "${parentOf(step.path)}" is not in ${fs.label}` };
       created.add(step.path);
       return undefined;
     default:
@@ -178,7 +198,8 @@ function pathProblem(step: Step, view: FsView): PathProblem | undefined {
 function migratePathProblem(paths: readonly string[], view: FsView): PathProblem | undefined {
   for (const [j, p] of paths.entries()) {
     if (!view.exists(p)) return { at: ['paths', j], message: `migrate: ${view.missing(p)}` };
-    if (view.fs.symlinks.has(p)) return { at: ['paths', j], message: `migrate: "${p}" is a symlink; chattr +e does not migrate symlinks` };
+    if (view.fs.symlinks.has(p))
+      return { at: ['paths', j], message: `migrate: "${p}" is a symlink; chattr +e does not migrate symlinks` };
   }
   return undefined;
 }

@@ -76,16 +76,22 @@ export async function resolveRunConfig(opts: SuiteOptions, build: string): Promi
 export async function resumedRun(dir: string, build: string): Promise<ResolvedRun> {
   const store = await RunStore.open(dir);
   const meta = store.meta;
-  if (!meta.config || !meta.qcrash) throw new ConfigError(`${dir} was made by a qcrash that did not record its configuration: it cannot be resumed; start a new run`);
+  if (!meta.config || !meta.qcrash)
+    throw new ConfigError(
+      `${dir} was made by a qcrash that did not record its configuration: it cannot be resumed; start a new run`,
+    );
   if (meta.qcrash.build !== build) {
-    throw new ConfigError(`${dir} was made by another qcrash build (${meta.qcrash.build}; this one is ${build}): finishing it would mix the results of two builds; start a new run`);
+    throw new ConfigError(
+      `${dir} was made by another qcrash build (${meta.qcrash.build}; this one is ${build}): finishing it would mix the results of two builds; start a new run`,
+    );
   }
   return { config: meta.config, seed: meta.seed, runId: meta.runId, dir: store.dir, resumed: { store, named: dir } };
 }
 
 /** A new run: its configuration (paths absolute), a seed, an id and a folder. */
 export async function newRun(opts: SuiteOptions): Promise<ResolvedRun> {
-  if (opts.durationsFrom && !opts.shard) throw new ConfigError(`--durations ${opts.durationsFrom} balances shards: give it together with --shard I/N`);
+  if (opts.durationsFrom && !opts.shard)
+    throw new ConfigError(`--durations ${opts.durationsFrom} balances shards: give it together with --shard I/N`);
   const earlier = opts.durationsFrom ? await loadSummary(opts.durationsFrom) : undefined;
   const durationsFrom = opts.durationsFrom && earlier ? { dir: resolve(opts.durationsFrom), runId: earlier.runId } : undefined;
   const config: RunConfig = {
@@ -120,20 +126,36 @@ function kernelSpec(k: string | KernelInfo): string {
  * image with the content the run started on; either changed would mix two
  * runs in one folder.
  */
-export function checkResumedInputs(resumed: ResumedRun, config: RunConfig, scenarios: readonly Scenario[], kernel: KernelInfo, images?: ReadonlyMap<string, BaseImage>): void {
+export function checkResumedInputs(
+  resumed: ResumedRun,
+  config: RunConfig,
+  scenarios: readonly Scenario[],
+  kernel: KernelInfo,
+  images?: ReadonlyMap<string, BaseImage>,
+): void {
   const meta = resumed.store.meta;
   if (images) checkImagesUnchanged(meta, scenarios, images, resumed.named);
   if (meta.kernel.id !== kernel.id) {
-    throw new ConfigError(`${resumed.named} ran on kernel ${meta.kernel.id}; --kernel ${config.kernel} is now ${kernel.id}: finishing it would mix two kernels; start a new run`);
+    throw new ConfigError(
+      `${resumed.named} ran on kernel ${meta.kernel.id}; --kernel ${config.kernel} is now ${kernel.id}: finishing it would mix two kernels; start a new run`,
+    );
   }
 }
 
 /** --resume on a user's image: the image must be the one the run started on, by content. */
-function checkImagesUnchanged(meta: RunMeta, scenarios: readonly Scenario[], images: ReadonlyMap<string, BaseImage>, dir: string): void {
+function checkImagesUnchanged(
+  meta: RunMeta,
+  scenarios: readonly Scenario[],
+  images: ReadonlyMap<string, BaseImage>,
+  dir: string,
+): void {
   for (const s of scenarios) {
     if (!s.image) continue;
     const was = meta.scenarios.find((x) => x.file === resolve(s.file))?.imageDigest;
     const now = images.get(baseImageKey(s))?.digest;
-    if (was && now && was !== now) throw new ConfigError(`${s.image} changed since the run in ${dir} started (its content differs): finishing it would mix two filesystems; start a new run`);
+    if (was && now && was !== now)
+      throw new ConfigError(
+        `${s.image} changed since the run in ${dir} started (its content differs): finishing it would mix two filesystems; start a new run`,
+      );
   }
 }

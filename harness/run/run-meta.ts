@@ -34,13 +34,25 @@ export async function runMeta(run: ResolvedRun, facts: RunFacts): Promise<RunMet
     runId: run.runId,
     startedAt: new Date().toISOString(),
     host: hostname(),
-    kernel: { id: kernel.id, release: kernel.release, kind: kernel.kind, ...(kernel.provenance ? { provenance: kernel.provenance } : {}) },
+    kernel: {
+      id: kernel.id,
+      release: kernel.release,
+      kind: kernel.kind,
+      ...(kernel.provenance ? { provenance: kernel.provenance } : {}),
+    },
     versions: await toolVersions(kernel.release),
     seed: run.seed,
     accel: (await detectAccel()).accel,
     scenarios: facts.scenarios.map((s) => {
       const digest = s.image ? facts.images?.get(baseImageKey(s))?.digest : undefined;
-      return { name: s.name, file: resolve(s.file), hash: s.hash, suite: s.suite, ...(s.image ? { image: s.image } : {}), ...(digest ? { imageDigest: digest } : {}) };
+      return {
+        name: s.name,
+        file: resolve(s.file),
+        hash: s.hash,
+        suite: s.suite,
+        ...(s.image ? { image: s.image } : {}),
+        ...(digest ? { imageDigest: digest } : {}),
+      };
     }),
     config: run.config,
     qcrash: { version: qcrashVersion, build: facts.build },

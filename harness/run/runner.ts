@@ -55,7 +55,15 @@ export async function runSuite(opts: SuiteOptions): Promise<RunOutcome> {
   const jobs = jobsOrDefault(opts.jobs ?? (opts.machines ? 1 : undefined));
   const { kernel, env } = await prepareSuite(opts, run, selection, scenarios, jobs);
   if (run.resumed) checkResumedInputs(run.resumed, run.config, scenarios, kernel, env?.images);
-  const store = run.resumed?.store ?? (await createRunFolder(run, { build, scenarios, kernel, ...(env ? { images: env.images } : {}), ...(selection.shard ? { shard: selection.shard } : {}) }));
+  const store =
+    run.resumed?.store ??
+    (await createRunFolder(run, {
+      build,
+      scenarios,
+      kernel,
+      ...(env ? { images: env.images } : {}),
+      ...(selection.shard ? { shard: selection.shard } : {}),
+    }));
   // The built-in set for --image is a scenario file like any other, kept with the run: rerun it, or copy it to start one's own.
   if (imageSuite) await writeFileAtomic(imageSuite.file, imageSuite.text);
   return checkAndReport(store, opts, { env, selection, scenarios, filter: run.config.filter ?? [] });
@@ -86,7 +94,13 @@ function loadRunScenarios(run: ResolvedRun): ReturnType<typeof loadScenarios> {
  * nothing (more shards than units): it still writes its folder, so that
  * merge sees every shard, but builds and boots nothing.
  */
-async function prepareSuite(opts: SuiteOptions, run: ResolvedRun, selection: CaseSelection, scenarios: Scenario[], jobs: number): Promise<{ kernel: KernelInfo; env?: RunEnv }> {
+async function prepareSuite(
+  opts: SuiteOptions,
+  run: ResolvedRun,
+  selection: CaseSelection,
+  scenarios: Scenario[],
+  jobs: number,
+): Promise<{ kernel: KernelInfo; env?: RunEnv }> {
   // A resumed run takes its kernel from run.json, unless the caller hands one already resolved (checked against it afterwards).
   const kernel = opts.resume && typeof opts.kernel === 'string' ? run.config.kernel : opts.kernel;
   const { cases, units } = selection;
@@ -110,11 +124,24 @@ async function prepareSuite(opts: SuiteOptions, run: ResolvedRun, selection: Cas
 }
 
 /** Record and check the cases, then the summary, every output through the reporters. */
-async function checkAndReport(store: RunStore, opts: SuiteOptions, work: { env: RunEnv | undefined; selection: CaseSelection; scenarios: Scenario[]; filter: readonly string[] }): Promise<RunOutcome> {
-  const stopHint = onInterrupt(() => process.stderr.write(`qcrash: the cases written so far are kept; finish the run with: qcrash run --resume ${store.dir}\n`));
+async function checkAndReport(
+  store: RunStore,
+  opts: SuiteOptions,
+  work: { env: RunEnv | undefined; selection: CaseSelection; scenarios: Scenario[]; filter: readonly string[] },
+): Promise<RunOutcome> {
+  const stopHint = onInterrupt(() =>
+    process.stderr.write(`qcrash: the cases written so far are kept; finish the run with: qcrash run --resume ${store.dir}\n`),
+  );
   const hub = new ReporterHub([...(opts.reporters ?? []), new RunFilesReporter(), new HtmlReportReporter()]);
   try {
-    const results = await recordAndCheck({ run: store, hub, ...(work.env ? { env: work.env } : {}), selection: work.selection, filter: work.filter, resuming: !!opts.resume });
+    const results = await recordAndCheck({
+      run: store,
+      hub,
+      ...(work.env ? { env: work.env } : {}),
+      selection: work.selection,
+      filter: work.filter,
+      resuming: !!opts.resume,
+    });
     await warnChangedImages(work.scenarios);
     const summary = store.summary(results, true);
     await store.writeSummary(summary);
@@ -130,6 +157,9 @@ async function checkAndReport(store: RunStore, opts: SuiteOptions, work: { env: 
 /** A user's image that something else wrote to during the run: its cases may describe two filesystems. */
 async function warnChangedImages(scenarios: readonly Scenario[]): Promise<void> {
   for (const image of new Set(scenarios.flatMap((s) => (s.image ? [s.image] : [])))) {
-    if (await userImageChanged(image)) process.stderr.write(`qcrash: ${image} changed during the run (not by qcrash, which only reads it): its cases may describe two filesystems; run again on an image nothing writes to\n`);
+    if (await userImageChanged(image))
+      process.stderr.write(
+        `qcrash: ${image} changed during the run (not by qcrash, which only reads it): its cases may describe two filesystems; run again on an image nothing writes to\n`,
+      );
   }
 }

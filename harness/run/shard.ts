@@ -67,11 +67,15 @@ export const estimatedStateCostMs = 300;
 /** Parse "I/N" (1 <= I <= N); anything else is a usage error that says what was expected. */
 export function parseShardSpec(text: string): ShardSpec {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
-  if (!m) throw new ConfigError(`--shard ${JSON.stringify(text)}: expected I/N, e.g. --shard 2/3 (I counts from 1; Kubernetes' JOB_COMPLETION_INDEX counts from 0: pass $((JOB_COMPLETION_INDEX+1))/N)`);
+  if (!m)
+    throw new ConfigError(
+      `--shard ${JSON.stringify(text)}: expected I/N, e.g. --shard 2/3 (I counts from 1; Kubernetes' JOB_COMPLETION_INDEX counts from 0: pass $((JOB_COMPLETION_INDEX+1))/N)`,
+    );
   const index = Number(m[1]);
   const total = Number(m[2]);
   if (total < 1) throw new ConfigError(`--shard ${text}: the number of shards must be at least 1`);
-  if (index < 1 || index > total) throw new ConfigError(`--shard ${text}: the shard index must be between 1 and ${total} (it counts from 1)`);
+  if (index < 1 || index > total)
+    throw new ConfigError(`--shard ${text}: the shard index must be between 1 and ${total} (it counts from 1)`);
   return { index, total };
 }
 
@@ -165,8 +169,13 @@ export interface ShardPlan {
  * in exactly one shard; the most and least loaded shards differ by at most
  * the dearest unit's cost.
  */
-export function assignShards(units: readonly ShardUnit[], total: number, recorded?: ReadonlyMap<string, number>): { shardOf: Map<string, number>; loads: number[]; costs: Map<string, number> } {
-  if (!Number.isInteger(total) || total < 1) throw new ConfigError(`the number of shards must be a positive integer (got ${total})`);
+export function assignShards(
+  units: readonly ShardUnit[],
+  total: number,
+  recorded?: ReadonlyMap<string, number>,
+): { shardOf: Map<string, number>; loads: number[]; costs: Map<string, number> } {
+  if (!Number.isInteger(total) || total < 1)
+    throw new ConfigError(`the number of shards must be a positive integer (got ${total})`);
   checkUnits(units);
   const costs = unitCosts(units, recorded);
   const order = [...units].sort((a, b) => costs.get(b.id)! - costs.get(a.id)! || compareIds(a.id, b.id));
@@ -182,7 +191,8 @@ export function assignShards(units: readonly ShardUnit[], total: number, recorde
 }
 
 export function planShard(units: readonly ShardUnit[], spec: ShardSpec, recorded?: ReadonlyMap<string, number>): ShardPlan {
-  if (spec.index < 1 || spec.index > spec.total) throw new ConfigError(`shard ${spec.index}/${spec.total}: the index must be between 1 and ${spec.total}`);
+  if (spec.index < 1 || spec.index > spec.total)
+    throw new ConfigError(`shard ${spec.index}/${spec.total}: the index must be between 1 and ${spec.total}`);
   const { shardOf, loads, costs } = assignShards(units, spec.total, recorded);
   const mine = units.filter((u) => shardOf.get(u.id) === spec.index);
   return {
@@ -190,7 +200,9 @@ export function planShard(units: readonly ShardUnit[], spec: ShardSpec, recorded
     unitIds: mine.map((u) => u.id),
     caseIds: mine.flatMap((u) => u.caseIds),
     loads,
-    assignment: Array.from({ length: spec.total }, (_, i) => units.filter((u) => shardOf.get(u.id) === i + 1).flatMap((u) => u.caseIds)),
+    assignment: Array.from({ length: spec.total }, (_, i) =>
+      units.filter((u) => shardOf.get(u.id) === i + 1).flatMap((u) => u.caseIds),
+    ),
     caseListHash: caseListHash(units.flatMap((u) => u.caseIds)),
     partitionHash: partitionHash(units, costs, spec.total),
   };

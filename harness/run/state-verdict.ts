@@ -40,23 +40,45 @@ export interface StateVerdict {
 }
 
 export function expectationsAt(ctx: StateOracleContext, position: number): ReturnType<typeof deriveExpectations> {
-  return deriveExpectations(ctx.steps, recordsAt(ctx.acks, ctx.records, position), ctx.manifest, false, ctx.caseSeed !== undefined ? { caseSeed: ctx.caseSeed } : {});
+  return deriveExpectations(
+    ctx.steps,
+    recordsAt(ctx.acks, ctx.records, position),
+    ctx.manifest,
+    false,
+    ctx.caseSeed !== undefined ? { caseSeed: ctx.caseSeed } : {},
+  );
 }
 
 /** Run the e2fsck recovery on a copy of `image` (at `workCopy`, removed afterwards) and judge the findings. */
-export async function e2fsckVerdict(state: Pick<PlannedState, 'position'>, image: string, workCopy: string, ctx: StateOracleContext): Promise<StateVerdict> {
+export async function e2fsckVerdict(
+  state: Pick<PlannedState, 'position'>,
+  image: string,
+  workCopy: string,
+  ctx: StateOracleContext,
+): Promise<StateVerdict> {
   const { expectations, migrated } = expectationsAt(ctx, state.position);
   try {
     let outcome: OracleOutcome;
     try {
       const recovered = await recoverWithE2fsck(image, workCopy);
-      outcome = await runOracles(recovered, { manifest: ctx.manifest, migrated, expectations, ...(ctx.recipe ? { recipe: ctx.recipe } : {}), ...(ctx.imageFiles ? { imageFiles: ctx.imageFiles } : {}) });
+      outcome = await runOracles(recovered, {
+        manifest: ctx.manifest,
+        migrated,
+        expectations,
+        ...(ctx.recipe ? { recipe: ctx.recipe } : {}),
+        ...(ctx.imageFiles ? { imageFiles: ctx.imageFiles } : {}),
+      });
     } catch (e) {
       // On a crash state an image e2fsck cannot check is the worst finding, not an error of the harness.
       if (!(e instanceof E2fsckCannotCheckError)) throw e;
       outcome = { findings: [cannotCheckFinding(e, 'e2fsck')], runs: [] };
     }
-    return { findings: outcome.findings, failing: outcome.findings.filter((f) => !isAllowed(f, ctx.allow)), expectations, outcome };
+    return {
+      findings: outcome.findings,
+      failing: outcome.findings.filter((f) => !isAllowed(f, ctx.allow)),
+      expectations,
+      outcome,
+    };
   } finally {
     await rm(workCopy, { force: true });
   }

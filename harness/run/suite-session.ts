@@ -112,7 +112,14 @@ export async function recordAndCheck(s: SessionInput): Promise<CaseResult[]> {
   // Write-log units first: their cases (one per crash state) exist once the log is
   // recorded, and every reporter gets the whole case list before the first result.
   // A resumed run reuses a unit's recording, so it plans the same states again.
-  const recorded = await recordUnits(s.selection.units, { env, caseDir: (id) => s.run.caseDir(id), limit, resuming: s.resuming, earlierDone, note: (text) => s.hub.onNote(text) });
+  const recorded = await recordUnits(s.selection.units, {
+    env,
+    caseDir: (id) => s.run.caseDir(id),
+    limit,
+    resuming: s.resuming,
+    earlierDone,
+    note: (text) => s.hub.onNote(text),
+  });
   const plan = planChecks(s.selection.cases, recorded, earlier, earlierDone, s.filter);
   recorder.results.push(...plan.previous);
   const specs = [...plan.cases, ...plan.states, ...recorded.errors.map((x) => recordingSpec(x.unit))];
@@ -129,10 +136,18 @@ export async function recordAndCheck(s: SessionInput): Promise<CaseResult[]> {
  * case, is a configuration error), less the cases an earlier session of
  * the run finished.
  */
-export function planChecks(cases: readonly CaseSpec[], recorded: RecordedUnits, earlier: readonly CaseResult[], earlierDone: ReadonlySet<string>, filter: readonly string[] = []): CheckPlan {
+export function planChecks(
+  cases: readonly CaseSpec[],
+  recorded: RecordedUnits,
+  earlier: readonly CaseResult[],
+  earlierDone: ReadonlySet<string>,
+  filter: readonly string[] = [],
+): CheckPlan {
   const states = recorded.prepared.flatMap((p) => p.specs.filter((spec) => stateFilter(p.unit, filter)?.(spec.id) ?? true));
   if (filter.length && !cases.length && !states.length && !recorded.errors.length) {
-    throw new ConfigError(`nothing to run: --filter ${filter.join(', ')} matched no crash state of the recorded log(s) ${recorded.prepared.map((p) => p.unit.id).join(', ')}`);
+    throw new ConfigError(
+      `nothing to run: --filter ${filter.join(', ')} matched no crash state of the recorded log(s) ${recorded.prepared.map((p) => p.unit.id).join(', ')}`,
+    );
   }
   const known = new Set([...cases, ...states].map((c) => c.id));
   for (const c of earlier) if (recorded.finished.has(logUnitIdOf(c.id) ?? '')) known.add(c.id);
@@ -141,7 +156,13 @@ export function planChecks(cases: readonly CaseSpec[], recorded: RecordedUnits, 
   return { previous, done, cases: cases.filter((c) => !done.has(c.id)), states: states.filter((c) => !done.has(c.id)) };
 }
 
-async function checkKillCases(cases: readonly CaseSpec[], env: RunEnv, s: SessionInput, recorder: CaseRecorder, limit: LimitFunction): Promise<void> {
+async function checkKillCases(
+  cases: readonly CaseSpec[],
+  env: RunEnv,
+  s: SessionInput,
+  recorder: CaseRecorder,
+  limit: LimitFunction,
+): Promise<void> {
   await Promise.all(
     cases.map((spec) =>
       limit(async () => {
@@ -153,7 +174,13 @@ async function checkKillCases(cases: readonly CaseSpec[], env: RunEnv, s: Sessio
   );
 }
 
-async function checkLogStates(prepared: readonly PreparedUnit[], env: RunEnv, s: SessionInput, recorder: CaseRecorder, done: ReadonlySet<string>): Promise<void> {
+async function checkLogStates(
+  prepared: readonly PreparedUnit[],
+  env: RunEnv,
+  s: SessionInput,
+  recorder: CaseRecorder,
+  done: ReadonlySet<string>,
+): Promise<void> {
   for (const p of prepared) {
     if (recorder.stopped) break;
     const wanted = stateFilter(p.unit, s.filter);

@@ -88,5 +88,12 @@ function recordingError(u: LogUnitSpec, e: unknown, dir: string): CaseResult {
 
 /** The case a unit's recording error stands as, for the reporters' case list. */
 export function recordingSpec(u: LogUnitSpec): CaseSpec {
-  return { id: u.id, scenario: u.scenario, crashPoint: { kind: 'log', stateKind: 'prefix', state: 'recording' }, pointLabel: 'log-recording', repetition: u.repetition, seed: u.seed };
+  return {
+    id: u.id,
+    scenario: u.scenario,
+    crashPoint: { kind: 'log', stateKind: 'prefix', state: 'recording' },
+    pointLabel: 'log-recording',
+    repetition: u.repetition,
+    seed: u.seed,
+  };
 }

@@ -49,7 +49,10 @@ function checkDistinctIds(scenarios: readonly Scenario[]): void {
   for (const s of scenarios) {
     const other = byName.get(s.name);
     // Two scenarios with one id would write the same case folders (and race on them with --jobs > 1).
-    if (other) throw new ConfigError(`two scenarios have the id "${s.name}": ${other.file} and ${s.file}; give one of them a distinct \`name:\``);
+    if (other)
+      throw new ConfigError(
+        `two scenarios have the id "${s.name}": ${other.file} and ${s.file}; give one of them a distinct \`name:\``,
+      );
     byName.set(s.name, s);
   }
 }

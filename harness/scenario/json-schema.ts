@@ -1,5 +1,14 @@
 import { z } from 'zod';
-import { crashStatesArgs, holdArgs, killPointSchemas, pointScalarKey, powerLossArgs, scenarioTop, stepScalarKey, stepSchemas } from './schema.ts';
+import {
+  crashStatesArgs,
+  holdArgs,
+  killPointSchemas,
+  pointScalarKey,
+  powerLossArgs,
+  scenarioTop,
+  stepScalarKey,
+  stepSchemas,
+} from './schema.ts';
 
 /**
  * The scenario file format as a JSON Schema (draft 2020-12), built from the
@@ -36,7 +45,10 @@ function keywordItems(table: Record<string, z.ZodType>, scalarKeys: Partial<Reco
     required: [k],
     additionalProperties: false,
   }));
-  return { description: `a ${what}: a keyword (${bare.join(', ')}) or a one-key map such as { ${Object.keys(table)[0]}: ... }`, anyOf: [{ enum: bare }, ...maps] };
+  return {
+    description: `a ${what}: a keyword (${bare.join(', ')}) or a one-key map such as { ${Object.keys(table)[0]}: ... }`,
+    anyOf: [{ enum: bare }, ...maps],
+  };
 }
 
 function crashStatesSchema(): JsonSchema {
@@ -56,7 +68,8 @@ export function scenarioJsonSchema(): JsonSchema {
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     title: 'qcrash scenario',
-    description: 'A qcrash scenario file (scenarios/*.yaml): an image, the steps the guest runs, and where crash states come from.',
+    description:
+      'A qcrash scenario file (scenarios/*.yaml): an image, the steps the guest runs, and where crash states come from.',
     ...top,
     properties: props,
   };

@@ -28,7 +28,16 @@ export type Step = StepCommon &
      * store into each hole page of an existing file, `paceUs` apart (block
      * allocation racing chattr).
      */
-    | { kind: 'writer'; name: string; mode: WriterMode; path: string; size: number; offset?: number; paceUs: number; action: 'start' | 'stop' }
+    | {
+        kind: 'writer';
+        name: string;
+        mode: WriterMode;
+        path: string;
+        size: number;
+        offset?: number;
+        paceUs: number;
+        action: 'start' | 'stop';
+      }
     | { kind: 'sleep'; name: string; ms: number }
     /**
      * A background loop writing back the disk's dirty buffers (qcrash-writeback):
@@ -273,4 +282,3 @@ export function logUnitIdOf(caseId: string): string | undefined {
   const m = /^(.+)\/log\/([^/]+)\/r(\d+)$/.exec(caseId);
   return m ? `${m[1]}/log/r${m[3]}` : undefined;
 }
-

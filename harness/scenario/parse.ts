@@ -6,7 +6,15 @@ import { scenariosDir } from '../util/paths.ts';
 import { closeMatches, didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
 import { defaultAllowance } from '../findings/finding.ts';
-import { stepTimeoutMs, type CrashStatesSpec, type HoldPoint, type KillPoint, type RecoveryMode, type Scenario, type Step } from './model.ts';
+import {
+  stepTimeoutMs,
+  type CrashStatesSpec,
+  type HoldPoint,
+  type KillPoint,
+  type RecoveryMode,
+  type Scenario,
+  type Step,
+} from './model.ts';
 import { YamlSource } from '../util/yaml-source.ts';
 import {
   crashStatesArgs,
@@ -71,7 +79,10 @@ export async function readScenarioFile(file: string): Promise<string> {
     const st = await stat(file);
     if (st.isDirectory()) throw new ConfigError('is a directory, not a scenario file', { file });
     if (st.size > maxScenarioBytes) {
-      throw new ConfigError(`scenario file is ${(st.size / (1 << 20)).toFixed(1)} MiB; the limit is ${maxScenarioBytes >> 20} MiB (a scenario is a page of YAML)`, { file });
+      throw new ConfigError(
+        `scenario file is ${(st.size / (1 << 20)).toFixed(1)} MiB; the limit is ${maxScenarioBytes >> 20} MiB (a scenario is a page of YAML)`,
+        { file },
+      );
     }
     return await readFile(file, 'utf8');
   } catch (e) {
@@ -88,7 +99,8 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
   const { steps, stepPaths } = parseSteps(src, top.steps, name, top.sysctl);
   const { crashPoints, pointLines } = parseKillList(src, top.kill ?? [], steps);
   const held = parseHeld(src, top, steps, stepPaths, crashPoints);
-  const recovery: RecoveryMode[] = top.recovery === undefined ? ['e2fsck', 'kernel'] : Array.isArray(top.recovery) ? top.recovery : [top.recovery];
+  const recovery: RecoveryMode[] =
+    top.recovery === undefined ? ['e2fsck', 'kernel'] : Array.isArray(top.recovery) ? top.recovery : [top.recovery];
   const scenario: ParsedScenario['scenario'] = {
     name,
     file,
@@ -120,7 +132,10 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
 function parseTop(src: YamlSource): z.output<typeof scenarioTop> {
   const raw = src.value();
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw src.error([], 'a scenario file is a YAML map with at least "recipe" (or "image"), "steps" and "kill" (or "crash-states")');
+    throw src.error(
+      [],
+      'a scenario file is a YAML map with at least "recipe" (or "image"), "steps" and "kill" (or "crash-states")',
+    );
   }
   const top = check(src, [], scenarioTop, raw);
   if (top.kill === undefined && top['crash-states'] === undefined) {
@@ -139,7 +154,8 @@ function check<S extends z.ZodType>(src: YamlSource, at: Path, schema: S, value:
   if (issue.code === 'unrecognized_keys') {
     const known = allowedKeys(schema);
     const [first = ''] = issue.keys;
-    const message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` +
+    const message =
+      `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` +
       (known.length ? `; allowed here: ${known.join(', ')}.${didYouMean(first, known)}` : '');
     return fail(src, [...path, first], message);
   }
@@ -168,7 +184,11 @@ function splitKeyword(src: YamlSource, at: Path, item: unknown, what: string): [
   if (item && typeof item === 'object' && !Array.isArray(item)) {
     const [entry, ...more] = Object.entries(item);
     if (entry && !more.length) return entry;
-    fail(src, at, `a ${what} is one keyword with its arguments, e.g. "- sync" or "- migrate: /f"; found keys ${Object.keys(item).join(', ')}`);
+    fail(
+      src,
+      at,
+      `a ${what} is one keyword with its arguments, e.g. "- sync" or "- migrate: /f"; found keys ${Object.keys(item).join(', ')}`,
+    );
   }
   return fail(src, at, `a ${what} is a keyword such as "sync" or a one-key map, not ${JSON.stringify(item)}`);
 }
@@ -186,7 +206,12 @@ function argsObject(kindScalarKey: string | undefined, value: unknown): unknown 
  * `sysctl`: the settings reach the guest per case, also one restored from
  * the agent-ready state (which was saved without them).
  */
-function parseSteps(src: YamlSource, items: unknown[], scenarioName: string, sysctl: unknown): { steps: Step[]; stepPaths: YamlPath[] } {
+function parseSteps(
+  src: YamlSource,
+  items: unknown[],
+  scenarioName: string,
+  sysctl: unknown,
+): { steps: Step[]; stepPaths: YamlPath[] } {
   const used = new Map<string, number>();
   const names = new Set<string>();
   const steps: Step[] = [];
@@ -218,7 +243,11 @@ function parseStep(src: YamlSource, at: Path, item: unknown): { draft: StepDraft
   const argPath = typeof item === 'string' ? at : [...at, kind];
   const draft = check(src, argPath, stepSchemas[kind], argsObject(stepScalarKey[kind], value));
   if (draft.kind === 'sleep' && draft.ms >= stepTimeoutMs) {
-    fail(src, [...argPath, 'ms'], `a sleep of ${draft.ms} ms would outlast the step timeout (${stepTimeoutMs / 1000} s): the case would end as an error`);
+    fail(
+      src,
+      [...argPath, 'ms'],
+      `a sleep of ${draft.ms} ms would outlast the step timeout (${stepTimeoutMs / 1000} s): the case would end as an error`,
+    );
   }
   return { draft, at: argPath };
 }
@@ -240,7 +269,11 @@ function named(draft: StepDraft, name: string, scenarioName: string): Step {
 function parseCrashStates(src: YamlSource, value: unknown): CrashStatesSpec {
   const at: Path = ['crash-states'];
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    fail(src, at, 'crash-states is a map, e.g. { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }');
+    fail(
+      src,
+      at,
+      'crash-states is a map, e.g. { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }',
+    );
   }
   const a = check(src, at, crashStatesArgs, value);
   const pl = a['power-loss'];
@@ -259,13 +292,21 @@ function parseCrashStates(src: YamlSource, value: unknown): CrashStatesSpec {
     end: a.end ?? 'poweroff',
   };
   if (spec.prefixes === 'none' && spec.perEpoch === 0) {
-    fail(src, at, 'crash-states asks for no state: prefixes none and no power-loss states (give prefixes: all, or power-loss: { per-epoch: N })');
+    fail(
+      src,
+      at,
+      'crash-states asks for no state: prefixes none and no power-loss states (give prefixes: all, or power-loss: { per-epoch: N })',
+    );
   }
   return spec;
 }
 
 /** The `kill:` list, generators expanded, with the line each point was written on. */
-function parseKillList(src: YamlSource, items: unknown[], steps: Step[]): { crashPoints: KillPoint[]; pointLines: Array<number | undefined> } {
+function parseKillList(
+  src: YamlSource,
+  items: unknown[],
+  steps: Step[],
+): { crashPoints: KillPoint[]; pointLines: Array<number | undefined> } {
   const stepNames = new Set(steps.map((s) => s.name));
   const pointLines: Array<number | undefined> = [];
   const crashPoints = items.flatMap((item, i) => {
@@ -289,7 +330,11 @@ function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], ste
   if (unknown !== undefined) {
     const names = steps.map((s) => s.name);
     const m = closeMatches(unknown, names);
-    fail(src, [...argPath, 'step'], `kill point refers to unknown step "${unknown}".${m.length ? ` Did you mean: ${m.join(', ')}?` : ''} Steps of this scenario: ${names.join(', ')}`);
+    fail(
+      src,
+      [...argPath, 'step'],
+      `kill point refers to unknown step "${unknown}".${m.length ? ` Did you mean: ${m.join(', ')}?` : ''} Steps of this scenario: ${names.join(', ')}`,
+    );
   }
   return points;
 }
@@ -300,28 +345,63 @@ function parsePoint(src: YamlSource, at: Path, item: unknown, steps: Step[], ste
  * scenario that no kernel or commit point uses (both need the gdbstub), and
  * kill points (write-log recording does not hold).
  */
-function parseHeld(src: YamlSource, top: z.output<typeof scenarioTop>, steps: Step[], stepPaths: YamlPath[], points: KillPoint[]): { cpus?: number; hold?: HoldPoint; holdLine?: number } {
+function parseHeld(
+  src: YamlSource,
+  top: z.output<typeof scenarioTop>,
+  steps: Step[],
+  stepPaths: YamlPath[],
+  points: KillPoint[],
+): { cpus?: number; hold?: HoldPoint; holdLine?: number } {
   const cpus = top.cpus ?? 1;
   steps.forEach((step, i) => {
     if (step.cpu === undefined) return;
     const at = [...stepPaths[i]!, 'cpu'];
-    if (cpus < 2) fail(src, at, `step "${step.name}" is pinned to vCPU ${step.cpu}, but the guest has 1 vCPU: add "cpus: 2" (or more) at the top of the scenario`);
-    if (step.cpu >= cpus) fail(src, at, `step "${step.name}" is pinned to vCPU ${step.cpu}, but the guest has ${cpus} (cpus: ${cpus}: vCPUs 0 to ${cpus - 1})`);
+    if (cpus < 2)
+      fail(
+        src,
+        at,
+        `step "${step.name}" is pinned to vCPU ${step.cpu}, but the guest has 1 vCPU: add "cpus: 2" (or more) at the top of the scenario`,
+      );
+    if (step.cpu >= cpus)
+      fail(
+        src,
+        at,
+        `step "${step.name}" is pinned to vCPU ${step.cpu}, but the guest has ${cpus} (cpus: ${cpus}: vCPUs 0 to ${cpus - 1})`,
+      );
   });
   if (top.hold === undefined) return top.cpus !== undefined ? { cpus } : {};
   if (top.hold === null || typeof top.hold !== 'object' || Array.isArray(top.hold)) {
-    fail(src, ['hold'], 'hold is a map, e.g. { step: migrate, symbol: ext4_ext_migrate, after-call: finish_range, until: { stores: 8 }, limit-ms: 3000 }');
+    fail(
+      src,
+      ['hold'],
+      'hold is a map, e.g. { step: migrate, symbol: ext4_ext_migrate, after-call: finish_range, until: { stores: 8 }, limit-ms: 3000 }',
+    );
   }
   const hold = check(src, ['hold'], holdArgs, top.hold);
-  if (cpus < 2) fail(src, ['hold'], 'a hold stops one vCPU while another runs: add "cpus: 2" (or more) at the top of the scenario');
+  if (cpus < 2)
+    fail(src, ['hold'], 'a hold stops one vCPU while another runs: add "cpus: 2" (or more) at the top of the scenario');
   const names = steps.map((s) => s.name);
   if (!names.includes(hold.step)) {
     const m = closeMatches(hold.step, names);
-    fail(src, ['hold', 'step'], `hold refers to unknown step "${hold.step}".${m.length ? ` Did you mean: ${m.join(', ')}?` : ''} Steps of this scenario: ${names.join(', ')}`);
+    fail(
+      src,
+      ['hold', 'step'],
+      `hold refers to unknown step "${hold.step}".${m.length ? ` Did you mean: ${m.join(', ')}?` : ''} Steps of this scenario: ${names.join(', ')}`,
+    );
   }
   const clash = points.find((p) => (p.kind === 'kernel' || p.kind === 'commit') && p.step === hold.step);
-  if (clash) fail(src, ['hold', 'step'], `the hold and a ${clash.kind} kill point are both on step "${hold.step}", and both need the gdbstub: put the kill point on another step`);
-  if (top['crash-states'] !== undefined) fail(src, ['hold'], 'a held scenario takes its crash states from "kill:" points: a write-log recording (crash-states:) does not hold');
+  if (clash)
+    fail(
+      src,
+      ['hold', 'step'],
+      `the hold and a ${clash.kind} kill point are both on step "${hold.step}", and both need the gdbstub: put the kill point on another step`,
+    );
+  if (top['crash-states'] !== undefined)
+    fail(
+      src,
+      ['hold'],
+      'a held scenario takes its crash states from "kill:" points: a write-log recording (crash-states:) does not hold',
+    );
   const line = src.lineOf(['hold']);
   return { cpus, hold, ...(line !== undefined ? { holdLine: line } : {}) };
 }

@@ -22,7 +22,10 @@ const absPath = z
 /** What migrate may name: a path as above, or "/" for the whole filesystem (chattr -R +e / on the mount point). */
 const migratePath = z
   .string()
-  .regex(/^(\/|(\/[^/\0]+)+)$/, 'must be an absolute path inside the test filesystem (e.g. /shapes/f, or / for all of it), without "//" or a trailing "/"')
+  .regex(
+    /^(\/|(\/[^/\0]+)+)$/,
+    'must be an absolute path inside the test filesystem (e.g. /shapes/f, or / for all of it), without "//" or a trailing "/"',
+  )
   .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
 
@@ -55,11 +58,15 @@ export const sysctlSettings = z
   .superRefine((m, ctx) => {
     const known: readonly string[] = guestSysctls;
     for (const k of Object.keys(m)) {
-      if (!known.includes(k)) ctx.addIssue({ code: 'custom', path: [k], message: `unknown setting "${k}".${didYouMean(k, known)} Settings: ${known.join(', ')}` });
+      if (!known.includes(k))
+        ctx.addIssue({
+          code: 'custom',
+          path: [k],
+          message: `unknown setting "${k}".${didYouMean(k, known)} Settings: ${known.join(', ')}`,
+        });
     }
   })
   .refine((m) => Object.keys(m).length > 0, 'give at least one setting, e.g. { vm.dirty_expire_centisecs: 100 }');
-
 
 /** Omit over each member of a union, which stays a union. */
 type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -72,17 +79,29 @@ type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 export type StepDraft = OmitEach<Step, 'name' | 'seed'> & { name?: string };
 
 /** `name:` when given; `mayFail` only when true, so that `may_fail: false` is the default, not recorded; `cpu` when given. */
-function draftCommon(a: { name?: string | undefined; may_fail?: boolean | undefined; cpu?: number | undefined }): { name?: string; mayFail?: boolean; cpu?: number } {
-  return { ...(a.name !== undefined ? { name: a.name } : {}), ...(a.may_fail ? { mayFail: true } : {}), ...(a.cpu !== undefined ? { cpu: a.cpu } : {}) };
+function draftCommon(a: { name?: string | undefined; may_fail?: boolean | undefined; cpu?: number | undefined }): {
+  name?: string;
+  mayFail?: boolean;
+  cpu?: number;
+} {
+  return {
+    ...(a.name !== undefined ? { name: a.name } : {}),
+    ...(a.may_fail ? { mayFail: true } : {}),
+    ...(a.cpu !== undefined ? { cpu: a.cpu } : {}),
+  };
 }
 
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
 /** Each step's arguments, and the step they make. */
 export const stepSchemas = {
-  mount: z
-    .strictObject({ ...common, options: z.union([mountOption, z.array(mountOption)]).optional() })
-    .transform((a) => ({ ...draftCommon(a), kind: 'mount' as const, options: list(a.options).flatMap((o) => o.split(',')).filter(Boolean) })),
+  mount: z.strictObject({ ...common, options: z.union([mountOption, z.array(mountOption)]).optional() }).transform((a) => ({
+    ...draftCommon(a),
+    kind: 'mount' as const,
+    options: list(a.options)
+      .flatMap((o) => o.split(','))
+      .filter(Boolean),
+  })),
   umount: z.strictObject({ ...common }).transform((a) => ({ ...draftCommon(a), kind: 'umount' as const })),
   migrate: z
     .strictObject({
@@ -99,8 +118,17 @@ export const stepSchemas = {
       offset: nonNegInt.optional(),
       append: z.boolean().optional(),
     })
-    .transform((a) => ({ ...draftCommon(a), kind: 'write' as const, path: a.path, size: a.size, offset: a.offset ?? 0, append: Boolean(a.append) })),
-  fsync: z.strictObject({ ...common, path: absPath }).transform((a) => ({ ...draftCommon(a), kind: 'fsync' as const, path: a.path })),
+    .transform((a) => ({
+      ...draftCommon(a),
+      kind: 'write' as const,
+      path: a.path,
+      size: a.size,
+      offset: a.offset ?? 0,
+      append: Boolean(a.append),
+    })),
+  fsync: z
+    .strictObject({ ...common, path: absPath })
+    .transform((a) => ({ ...draftCommon(a), kind: 'fsync' as const, path: a.path })),
   sync: z.strictObject({ ...common }).transform((a) => ({ ...draftCommon(a), kind: 'sync' as const })),
   'drop-caches': z.strictObject({ ...common }).transform((a) => ({ ...draftCommon(a), kind: 'drop-caches' as const })),
   'sync-loop': z
@@ -118,7 +146,10 @@ export const stepSchemas = {
       pace_us: nonNegInt.optional(),
       action: z.enum(['start', 'stop']),
     })
-    .refine((a) => !(a.mode === 'mmap-holes' && a.offset), { message: 'mmap-holes stores into every hole page: it takes no offset', path: ['offset'] })
+    .refine((a) => !(a.mode === 'mmap-holes' && a.offset), {
+      message: 'mmap-holes stores into every hole page: it takes no offset',
+      path: ['offset'],
+    })
     .transform((a) => ({
       ...draftCommon(a),
       kind: 'writer' as const,
@@ -138,8 +169,16 @@ export const stepSchemas = {
       device_flush: z.boolean().optional(),
       pause_ms: nonNegInt.max(10_000).optional(),
     })
-    .transform((a) => ({ ...draftCommon(a), kind: 'flush-loop' as const, action: a.action, deviceFlush: a.device_flush ?? true, pauseMs: a.pause_ms ?? 10 })),
-  sysctl: z.strictObject({ ...common, settings: sysctlSettings }).transform((a) => ({ ...draftCommon(a), kind: 'sysctl' as const, settings: a.settings })),
+    .transform((a) => ({
+      ...draftCommon(a),
+      kind: 'flush-loop' as const,
+      action: a.action,
+      deviceFlush: a.device_flush ?? true,
+      pauseMs: a.pause_ms ?? 10,
+    })),
+  sysctl: z
+    .strictObject({ ...common, settings: sysctlSettings })
+    .transform((a) => ({ ...draftCommon(a), kind: 'sysctl' as const, settings: a.settings })),
 } satisfies { [K in StepKind]: z.ZodType<Extract<StepDraft, { kind: K }>> };
 
 /** What a bare scalar after a step keyword means (`- migrate: /f`, `- sleep: 50`). */
@@ -152,15 +191,21 @@ export const stepScalarKey: Partial<Record<StepKind, string>> = {
   'flush-loop': 'action',
 };
 
-const kernelSymbol = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*(\+(0x[0-9a-fA-F]+|[0-9]+))?$/, 'a kernel symbol, optionally +offset');
+const kernelSymbol = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_.]*(\+(0x[0-9a-fA-F]+|[0-9]+))?$/, 'a kernel symbol, optionally +offset');
 
 /** Each kill point's arguments, and the points they make (a generator makes several). */
 export const killPointSchemas = {
   none: z.strictObject({}).transform((): KillPoint[] => [{ kind: 'none' }]),
   before: z.strictObject({ step: name }).transform(({ step }): KillPoint[] => [{ kind: 'before', step }]),
   after: z.strictObject({ step: name }).transform(({ step }): KillPoint[] => [{ kind: 'after', step }]),
-  delay: z.strictObject({ step: name, ms: nonNegInt }).transform(({ step, ms }): KillPoint[] => [{ kind: 'delay', step, delayMs: ms }]),
-  during: z.strictObject({ step: name, window_ms: posInt }).transform(({ step, window_ms }): KillPoint[] => [{ kind: 'during', step, windowMs: window_ms }]),
+  delay: z
+    .strictObject({ step: name, ms: nonNegInt })
+    .transform(({ step, ms }): KillPoint[] => [{ kind: 'delay', step, delayMs: ms }]),
+  during: z
+    .strictObject({ step: name, window_ms: posInt })
+    .transform(({ step, window_ms }): KillPoint[] => [{ kind: 'during', step, windowMs: window_ms }]),
   kernel: z
     .strictObject({
       step: name,
@@ -215,7 +260,11 @@ function kernelHits(a: { step: string; symbol: string; first: number; sample?: n
 /** A stable sample: the same scenario expands to the same hits on every machine. */
 function seededSample(items: number[], n: number, key: string): number[] {
   const scored = items.map((v) => [parseInt(sha256(`${key}/${v}`).slice(0, 8), 16), v] as const);
-  return scored.sort((a, b) => a[0] - b[0]).slice(0, n).map(([, v]) => v).sort((a, b) => a - b);
+  return scored
+    .sort((a, b) => a[0] - b[0])
+    .slice(0, n)
+    .map(([, v]) => v)
+    .sort((a, b) => a - b);
 }
 
 export const recoveryModes = ['e2fsck', 'kernel'] as const;
@@ -233,7 +282,10 @@ export const holdArgs = z
     step: name,
     symbol: kernelSymbol,
     /** Hold where `symbol` returns from its last direct call of this function. */
-    'after-call': z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'a kernel function name').optional(),
+    'after-call': z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'a kernel function name')
+      .optional(),
     hit: posInt.optional(),
     /** `stores: K`: until the background writers have reported K more stores (or rounds); absent: for the whole limit. */
     until: z.strictObject({ stores: posInt }).optional(),

@@ -128,7 +128,14 @@ export class CacheEntry {
   async seal(): Promise<void> {
     const files: Record<string, SealedFile> = {};
     for (const f of this.files) files[f] = await digestOnce(join(this.folder, f));
-    const seal: Seal = { schema: SEAL_SCHEMA, algorithm: DIGEST_ALGORITHM, kind: this.kind, sealedAt: new Date().toISOString(), files, ...(this.inputs ? { inputs: { ...this.inputs } } : {}) };
+    const seal: Seal = {
+      schema: SEAL_SCHEMA,
+      algorithm: DIGEST_ALGORITHM,
+      kind: this.kind,
+      sealedAt: new Date().toISOString(),
+      files,
+      ...(this.inputs ? { inputs: { ...this.inputs } } : {}),
+    };
     await writeJsonAtomic(this.sealPath, seal);
   }
 
@@ -146,7 +153,10 @@ export class CacheEntry {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
         if (!present.some(Boolean) && !(await exists(this.path))) return { state: 'absent' };
-        return { state: 'bad', reason: `no ${basename(this.sealPath)}: made by a qcrash that did not record checksums, or left half made` };
+        return {
+          state: 'bad',
+          reason: `no ${basename(this.sealPath)}: made by a qcrash that did not record checksums, or left half made`,
+        };
       }
       return { state: 'bad', reason: `${basename(this.sealPath)} is unreadable: ${errorMessage(e)}` };
     }
@@ -155,18 +165,29 @@ export class CacheEntry {
     }
     for (const [name, digest] of Object.entries(this.inputs ?? {})) {
       const was = seal.inputs?.[name];
-      if (was !== digest) return { state: 'bad', reason: was ? `made from another ${name}: ${was.slice(0, 12)}, now ${digest.slice(0, 12)}` : `no record of the ${name} it was made from` };
+      if (was !== digest)
+        return {
+          state: 'bad',
+          reason: was
+            ? `made from another ${name}: ${was.slice(0, 12)}, now ${digest.slice(0, 12)}`
+            : `no record of the ${name} it was made from`,
+        };
     }
     for (const f of this.files) {
       const want = seal.files[f];
       if (!want) return { state: 'bad', reason: `${f} is not in ${basename(this.sealPath)}` };
       const st = await stat(join(this.folder, f)).catch(() => undefined);
       if (!st) return { state: 'bad', reason: `${f} is missing` };
-      if (st.size !== want.size) return { state: 'bad', reason: `${f} is ${st.size < want.size ? 'truncated' : 'longer'}: ${st.size} bytes, ${want.size} when it was made` };
+      if (st.size !== want.size)
+        return {
+          state: 'bad',
+          reason: `${f} is ${st.size < want.size ? 'truncated' : 'longer'}: ${st.size} bytes, ${want.size} when it was made`,
+        };
     }
     for (const f of this.files) {
       const got = await digestOnce(join(this.folder, f));
-      if (got.digest !== seal.files[f]!.digest) return { state: 'bad', reason: `${f} changed since it was made: its content digest differs` };
+      if (got.digest !== seal.files[f]!.digest)
+        return { state: 'bad', reason: `${f} changed since it was made: its content digest differs` };
     }
     return { state: 'ok' };
   }
@@ -180,7 +201,10 @@ export class CacheEntry {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** How a lookup ended: used as it was, made because it was absent, or made again because it was bad. */

@@ -46,9 +46,7 @@ export class MissingToolError extends InfraError {
     readonly program: string,
     readonly debianPackage: string,
   ) {
-    super(
-      `${program} not found. Install it with: apt-get install ${debianPackage}  (or run: qcrash doctor --install)`,
-    );
+    super(`${program} not found. Install it with: apt-get install ${debianPackage}  (or run: qcrash doctor --install)`);
   }
 }
 

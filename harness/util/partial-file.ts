@@ -82,7 +82,14 @@ export async function findStalePartials(root = cacheRoot()): Promise<StalePartia
       const pid = partialOwner(n);
       if (pid !== undefined) {
         if (!processAlive(pid)) found.push({ path: p, pid, bytes: await diskUsage(p) });
-      } else if (depth > 0 && (await stat(p).then((s) => s.isDirectory(), () => false))) await visit(p, depth - 1);
+      } else if (
+        depth > 0 &&
+        (await stat(p).then(
+          (s) => s.isDirectory(),
+          () => false,
+        ))
+      )
+        await visit(p, depth - 1);
     }
   };
   for (const f of sweptFolders) await visit(join(root, f), 1);

@@ -60,7 +60,7 @@ function alive(pid: number): boolean {
 async function killPidfilesIn(dir: string): Promise<void> {
   let names: string[];
   try {
-    names = await readdir(dir, { recursive: true }) as string[];
+    names = (await readdir(dir, { recursive: true })) as string[];
   } catch {
     return;
   }
@@ -89,7 +89,9 @@ export async function sweepStaleTempDirs(): Promise<string[]> {
   const partials = await sweepStalePartials();
   if (partials.length) {
     const mb = partials.reduce((n, p) => n + p.bytes, 0) / 2 ** 20;
-    cacheNotice(`removed ${partials.length} partial file(s) left by interrupted qcrash processes (${mb.toFixed(1)} MiB): ${partials.map((p) => p.path).join(', ')}`);
+    cacheNotice(
+      `removed ${partials.length} partial file(s) left by interrupted qcrash processes (${mb.toFixed(1)} MiB): ${partials.map((p) => p.path).join(', ')}`,
+    );
   }
   const removed: string[] = partials.map((p) => p.path);
   let entries: string[];

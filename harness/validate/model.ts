@@ -46,7 +46,6 @@ export interface ValidatePhases {
   totalMs: number;
 }
 
-
 /** A patch of a validated series, as the report names it. */
 export interface SeriesPatchRef {
   /** 1-based position in the series. */

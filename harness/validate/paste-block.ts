@@ -12,7 +12,11 @@ function names(items: readonly string[], indent: string): string[] {
 /** Per suite, the scenarios' names when there are few ("known-bugs (2): chattr-eagain-lost, extent-len-32769-1k"), else how many ("default (31), limits (3)"). */
 function scenarioLine(s: RunSummary): string {
   const bySuite = new Map<string, string[]>();
-  for (const x of s.scenarios) bySuite.set(x.suite, [...(bySuite.get(x.suite) ?? []), x.name.startsWith(`${x.suite}/`) ? x.name.slice(x.suite.length + 1) : x.name]);
+  for (const x of s.scenarios)
+    bySuite.set(x.suite, [
+      ...(bySuite.get(x.suite) ?? []),
+      x.name.startsWith(`${x.suite}/`) ? x.name.slice(x.suite.length + 1) : x.name,
+    ]);
   const few = s.scenarios.length <= named;
   return [...bySuite].map(([suite, n]) => `${suite} (${n.length})${few ? `: ${n.join(', ')}` : ''}`).join(', ');
 }
@@ -45,7 +49,10 @@ export function pasteBlock(r: ValidateResult): string[] {
   if (r.shard || r.problems?.length) return [];
   const b = r.baseline.summary;
   const p = r.patched.summary;
-  const states = b.counts.total === p.counts.total ? `${p.counts.total} on each kernel` : `${b.counts.total} without the patch, ${p.counts.total} with it`;
+  const states =
+    b.counts.total === p.counts.total
+      ? `${p.counts.total} on each kernel`
+      : `${b.counts.total} without the patch, ${p.counts.total} with it`;
   const out = [
     'qcrash validate (ext4 block-map to extent migration, chattr +e):',
     `  kernels: ${r.baseline.kernel.release} (${r.baseline.kernel.id}) without the patch, ${r.patched.kernel.release} (${r.patched.kernel.id}) with it`,
@@ -56,9 +63,16 @@ export function pasteBlock(r: ValidateResult): string[] {
     `  introduced by the patch: ${r.introduced.length || 'none'}`,
     ...names(byCase(r.introduced.map((v) => v.signature)), '    '),
   ];
-  if (r.flaky.length) out.push(`  new but not on every rerun (flaky): ${r.flaky.length}`, ...names(byCase(r.flaky.map((v) => v.signature)), '    '));
+  if (r.flaky.length)
+    out.push(
+      `  new but not on every rerun (flaky): ${r.flaky.length}`,
+      ...names(byCase(r.flaky.map((v) => v.signature)), '    '),
+    );
   if (r.unchanged.length) out.push(`  left as they were: ${r.unchanged.length}`);
   const notJudged = r.notJudged.baseline.length + r.notJudged.patched.length;
-  if (notJudged) out.push(`  cases that judged nothing (error or not reached): ${r.notJudged.baseline.length} without the patch, ${r.notJudged.patched.length} with it`);
+  if (notJudged)
+    out.push(
+      `  cases that judged nothing (error or not reached): ${r.notJudged.baseline.length} without the patch, ${r.notJudged.patched.length} with it`,
+    );
   return out;
 }

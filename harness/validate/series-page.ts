@@ -15,7 +15,9 @@ import { loadRuns, reportLink, sigList, verdictTable } from './validate-page.ts'
  */
 
 function stepVerdict(s: SeriesStep): string {
-  return s.introduced.length ? verdictBadge('fail', { text: `introduced ${s.introduced.length}` }) : verdictBadge('pass', { text: 'Tested-by' });
+  return s.introduced.length
+    ? verdictBadge('fail', { text: `introduced ${s.introduced.length}` })
+    : verdictBadge('pass', { text: 'Tested-by' });
 }
 
 /** validate.html's content for a series; `text` is seriesReport(result). */
@@ -32,7 +34,10 @@ export async function seriesHtml(r: SeriesResult, text: string): Promise<string>
   const bad = r.steps.filter((s) => s.introduced.length);
 
   const patchRows = r.steps
-    .map((s, i) => `<tr data-patch="${s.patch.index}" data-introduced="${s.introduced.length}"><td class="num">${s.patch.index}/${total}</td><td>${esc(s.patch.subject)}<br><span class="muted mono">${esc(s.kernel.id)}</span></td><td><a href="${esc(stepLinks[i])}">${esc(s.summary.runId)}</a></td><td class="num">${s.summary.counts.pass} / ${s.summary.counts.fail} / ${s.summary.counts.error + s.summary.counts.notReached}</td><td class="num">${s.introduced.length}</td><td class="num">${s.flaky.length}</td><td class="num">${s.removed.length}</td><td class="num">${s.unchanged.length}</td><td>${stepVerdict(s)}</td></tr>`)
+    .map(
+      (s, i) =>
+        `<tr data-patch="${s.patch.index}" data-introduced="${s.introduced.length}"><td class="num">${s.patch.index}/${total}</td><td>${esc(s.patch.subject)}<br><span class="muted mono">${esc(s.kernel.id)}</span></td><td><a href="${esc(stepLinks[i])}">${esc(s.summary.runId)}</a></td><td class="num">${s.summary.counts.pass} / ${s.summary.counts.fail} / ${s.summary.counts.error + s.summary.counts.notReached}</td><td class="num">${s.introduced.length}</td><td class="num">${s.flaky.length}</td><td class="num">${s.removed.length}</td><td class="num">${s.unchanged.length}</td><td>${stepVerdict(s)}</td></tr>`,
+    )
     .join('');
   const patches = `<section id="patches"><h2>Patches, each built on the ones before it</h2>
 <p>Baseline ${esc(r.baseline.kernel.release)} (<span class="mono">${esc(r.baseline.kernel.id)}</span>): <a href="${esc(baseLink)}">${esc(r.baseline.summary.runId)}</a>. Each patch's kernel is judged against the kernel before it, with the same cases and seed (<code>${esc(r.baseline.summary.seed)}</code>).</p>
@@ -44,14 +49,25 @@ ${r.skipped.length ? `<p id="skipped" class="muted">Skipped (no diff): ${r.skipp
   const findingRows = r.findings
     .map((f) => {
       const h = f.hidden;
-      const hid = h ? (h.absentIn === h.reruns ? verdictBadge('fail', { text: `patch ${h.by} (absent from ${h.absentIn}/${h.reruns} reruns)` }) : verdictBadge('error', { text: `not hidden: seen on ${h.reruns - h.absentIn}/${h.reruns} reruns of patch ${h.by}` })) : '';
+      const hid = h
+        ? h.absentIn === h.reruns
+          ? verdictBadge('fail', { text: `patch ${h.by} (absent from ${h.absentIn}/${h.reruns} reruns)` })
+          : verdictBadge('error', { text: `not hidden: seen on ${h.reruns - h.absentIn}/${h.reruns} reruns of patch ${h.by}` })
+        : '';
       return `<tr data-signature="${esc(f.signature)}" data-introduced-by="${f.introducedBy ?? ''}" data-hidden-by="${h && h.absentIn === h.reruns ? h.by : ''}"><td class="mono">${esc(f.signature)}</td>${f.seen
-        .map((x, i) => `<td data-seen="${x}">${x ? verdictBadge('fail', { text: 'seen', href: `${i === 0 ? baseLink : stepLinks[i - 1]}` }) : '<span class="muted">-</span>'}</td>`)
-        .join('')}<td>${f.introducedBy ? esc(`patch ${f.introducedBy}/${total}`) : '<span class="muted">none confirmed</span>'}</td><td>${hid}</td></tr>`;
+        .map(
+          (x, i) =>
+            `<td data-seen="${x}">${x ? verdictBadge('fail', { text: 'seen', href: `${i === 0 ? baseLink : stepLinks[i - 1]}` }) : '<span class="muted">-</span>'}</td>`,
+        )
+        .join(
+          '',
+        )}<td>${f.introducedBy ? esc(`patch ${f.introducedBy}/${total}`) : '<span class="muted">none confirmed</span>'}</td><td>${hid}</td></tr>`;
     })
     .join('');
   const findings = `<section id="findings"><h2>Findings along the series</h2><p class="muted">Each failing signature on the baseline and after each patch; a signature new after a patch and seen again on every rerun is introduced by it. One that a later patch makes go away is rechecked on that patch's kernel: hidden when no rerun shows it.</p>${
-    r.findings.length ? `<div class="scroll"><table id="series-findings"><thead><tr>${head}</tr></thead><tbody>${findingRows}</tbody></table></div>` : '<p id="series-findings" class="muted">No failing finding on any kernel.</p>'
+    r.findings.length
+      ? `<div class="scroll"><table id="series-findings"><thead><tr>${head}</tr></thead><tbody>${findingRows}</tbody></table></div>`
+      : '<p id="series-findings" class="muted">No failing finding on any kernel.</p>'
   }</section>`;
 
   const stepSections: string[] = [];
@@ -77,7 +93,12 @@ ${findings}
 <section id="result"><h2>Result</h2><p id="validate-result">${esc(resultLine)}</p>${hiddenLine ? `<p id="validate-hidden">${esc(hiddenLine)}</p>` : ''}
 ${testedBy.length ? `<div id="tested-by">${testedBy.map((t) => `<p class="tested-by mono"><span class="muted">${esc(t.patch)}</span><br>${esc(t.line)}</p>`).join('')}</div>` : '<p class="muted">No Tested-by: every patch introduced a finding.</p>'}</section>
 <section id="text"><h2>Text report</h2><details><summary>validate.txt</summary><pre>${esc(text)}</pre></details></section>`;
-  return renderPage({ title: `qcrash validate --series: ${r.steps[0]?.patch.subject ?? ''}${total > 1 ? ` (+${total - 1})` : ''}`, body, data: {}, scripts: [] });
+  return renderPage({
+    title: `qcrash validate --series: ${r.steps[0]?.patch.subject ?? ''}${total > 1 ? ` (+${total - 1})` : ''}`,
+    body,
+    data: {},
+    scripts: [],
+  });
 }
 
 /** Write `<result dir>/validate.html` atomically (and the runs' report.html where missing). */

@@ -7,7 +7,14 @@ import { readPatchSeries } from '../kernel/patch-series.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { RunSummary } from '../results/run.ts';
 import { newRunId } from '../results/store.ts';
-import { failingSignatures, judgeAndConfirm, notJudged, suiteRunner, type SuiteSettings, type ValidateOptions } from './validate.ts';
+import {
+  failingSignatures,
+  judgeAndConfirm,
+  notJudged,
+  suiteRunner,
+  type SuiteSettings,
+  type ValidateOptions,
+} from './validate.ts';
 import { writeSeriesPage } from './series-page.ts';
 import type { SeriesFinding, SeriesPatchRef, SeriesResult, SeriesStep } from './model.ts';
 
@@ -28,7 +35,9 @@ export interface SeriesKernels {
   skipped?: SeriesResult['skipped'];
 }
 
-export type SeriesRunOptions = SuiteSettings & Pick<ValidateOptions, 'confirmRuns' | 'onProgress'> & SeriesKernels & { out: string };
+export type SeriesRunOptions = SuiteSettings &
+  Pick<ValidateOptions, 'confirmRuns' | 'onProgress'> &
+  SeriesKernels & { out: string };
 
 /** Read the series (splitting mboxes, skipping cover letters), build every prefix, then judge them. */
 export async function validateSeries(o: ValidateOptions): Promise<SeriesResult> {
@@ -48,10 +57,18 @@ export async function validateSeries(o: ValidateOptions): Promise<SeriesResult> 
       kernel = await buildKernel({ ...common, patches: series.patches.slice(0, p.index).map((x) => x.file) });
     } catch (e) {
       // A series must build at every patch (bisectability): say at which one it stops.
-      if (e instanceof KernelBuildError) throw new ConfigError(`the series does not build at patch ${p.index}/${total} ("${p.subject}"): ${e.message}`, undefined, { cause: e });
+      if (e instanceof KernelBuildError)
+        throw new ConfigError(
+          `the series does not build at patch ${p.index}/${total} ("${p.subject}"): ${e.message}`,
+          undefined,
+          { cause: e },
+        );
       throw e;
     }
-    steps.push({ patch: { index: p.index, total, subject: p.subject, file: p.file, origin: p.origin, sha256: p.sha256 }, kernel });
+    steps.push({
+      patch: { index: p.index, total, subject: p.subject, file: p.file, origin: p.origin, sha256: p.sha256 },
+      kernel,
+    });
   }
   return validateSeriesKernels({ ...o, out: dir, baseline, steps, skipped: series.skipped });
 }
@@ -98,9 +115,13 @@ export async function validateSeriesKernels(o: SeriesRunOptions): Promise<Series
     f.hidden = { by, absentIn: 0, reruns, dirs: [] };
   }
   for (const [by, group] of [...gone].sort((a, b) => a[0] - b[0])) {
-    const ids = [...new Set(group.flatMap((f) => steps[f.introducedBy! - 1]!.introduced.find((v) => v.signature === f.signature)!.caseIds))];
+    const ids = [
+      ...new Set(group.flatMap((f) => steps[f.introducedBy! - 1]!.introduced.find((v) => v.signature === f.signature)!.caseIds)),
+    ];
     for (let i = 0; i < reruns; i++) {
-      progress(`patch ${by}/${total}: rechecking ${group.length} finding(s) of earlier patches that are gone with it (${i + 1}/${reruns})`);
+      progress(
+        `patch ${by}/${total}: rechecking ${group.length} finding(s) of earlier patches that are gone with it (${i + 1}/${reruns})`,
+      );
       const c = await run(steps[by - 1]!.kernel, join(o.out, `${stepDirName(by, total)}-recheck-${i + 1}`), ids);
       const seen = failingSignatures(c.summary);
       for (const f of group) {
@@ -130,7 +151,10 @@ export async function validateSeriesKernels(o: SeriesRunOptions): Promise<Series
 }
 
 /** Every failing signature of the main runs, followed from the baseline through each patch, with the first patch that introduced it. */
-export function followSignatures(baseline: RunSummary, steps: Array<Pick<SeriesStep, 'summary' | 'introduced'>>): SeriesFinding[] {
+export function followSignatures(
+  baseline: RunSummary,
+  steps: Array<Pick<SeriesStep, 'summary' | 'introduced'>>,
+): SeriesFinding[] {
   const seenSets = [baseline, ...steps.map((s) => s.summary)].map((s) => failingSignatures(s));
   const all = new Set(seenSets.flatMap((m) => [...m.keys()]));
   const out: SeriesFinding[] = [];
@@ -139,7 +163,9 @@ export function followSignatures(baseline: RunSummary, steps: Array<Pick<SeriesS
     const first = steps.findIndex((s) => s.introduced.some((v) => v.signature === signature));
     out.push({ signature, seen, ...(first >= 0 ? { introducedBy: first + 1 } : {}) });
   }
-  return out.sort((a, b) => (a.introducedBy ?? Infinity) - (b.introducedBy ?? Infinity) || a.signature.localeCompare(b.signature));
+  return out.sort(
+    (a, b) => (a.introducedBy ?? Infinity) - (b.introducedBy ?? Infinity) || a.signature.localeCompare(b.signature),
+  );
 }
 
 /** Does the patch get a Tested-by: it introduced no finding (flaky ones do not count, as for a single patch). */
@@ -156,14 +182,17 @@ export function findingFate(f: SeriesFinding, total: number): string {
   const seenOn = f.seen.flatMap((x, i) => (x ? [i === 0 ? 'baseline' : String(i)] : []));
   const where = `seen on: ${seenOn.join(', ')}`;
   if (f.introducedBy === undefined) {
-    if (f.seen[0]) return `on the baseline already${f.seen[total] ? '' : `, gone after patch ${f.seen.lastIndexOf(true) + 1}/${total}`} (${where})`;
+    if (f.seen[0])
+      return `on the baseline already${f.seen[total] ? '' : `, gone after patch ${f.seen.lastIndexOf(true) + 1}/${total}`} (${where})`;
     return `never confirmed on rerun (${where})`;
   }
   const intro = `INTRODUCED by patch ${f.introducedBy}/${total}`;
   if (f.seen[total]) return `${intro}, still there after patch ${total}/${total} (${where})`;
   const h = f.hidden;
-  if (h && h.absentIn === h.reruns) return `${intro}, HIDDEN by patch ${h.by}/${total}: absent from its run and ${h.absentIn}/${h.reruns} rerun(s), so the whole series does not show it (${where})`;
-  if (h) return `${intro}, missing from the run of patch ${h.by}/${total} but seen again on ${h.reruns - h.absentIn}/${h.reruns} rerun(s) there: not hidden, intermittent (${where})`;
+  if (h && h.absentIn === h.reruns)
+    return `${intro}, HIDDEN by patch ${h.by}/${total}: absent from its run and ${h.absentIn}/${h.reruns} rerun(s), so the whole series does not show it (${where})`;
+  if (h)
+    return `${intro}, missing from the run of patch ${h.by}/${total} but seen again on ${h.reruns - h.absentIn}/${h.reruns} rerun(s) there: not hidden, intermittent (${where})`;
   return `${intro}, absent from the whole series' run (${where})`;
 }
 
@@ -175,11 +204,15 @@ export function seriesReport(r: SeriesResult): string {
   out.push('qcrash validate --series: ext4 block-map -> extent migration crash test, patch by patch');
   out.push('');
   out.push(`baseline: ${r.baseline.kernel.release} (${r.baseline.kernel.id})`);
-  out.push(`series: ${total} patch(es), each built on top of the ones before it${r.skipped.length ? `; skipped ${r.skipped.length} mail(s) without a diff` : ''}`);
+  out.push(
+    `series: ${total} patch(es), each built on top of the ones before it${r.skipped.length ? `; skipped ${r.skipped.length} mail(s) without a diff` : ''}`,
+  );
   for (const s of r.steps) out.push(`  ${s.patch.index}/${total} ${s.patch.subject}  (${s.kernel.id})`);
   for (const s of r.skipped) out.push(`  skipped (${s.why}): ${s.subject}`);
   out.push(`scenarios: ${last.scenarios.map((x) => x.name).join(', ')}`);
-  out.push(`cases: ${[...new Set([r.baseline.summary, ...r.steps.map((x) => x.summary)].map((x) => x.counts.total))].join(' or ')} per kernel, seed ${last.seed}, qemu ${last.versions.qemu} (${last.accel}), e2fsprogs ${last.versions.e2fsprogs}`);
+  out.push(
+    `cases: ${[...new Set([r.baseline.summary, ...r.steps.map((x) => x.summary)].map((x) => x.counts.total))].join(' or ')} per kernel, seed ${last.seed}, qemu ${last.versions.qemu} (${last.accel}), e2fsprogs ${last.versions.e2fsprogs}`,
+  );
   out.push(`baseline: ${counts(r.baseline.summary)}`);
   for (const s of r.steps) {
     out.push('');
@@ -189,12 +222,23 @@ export function seriesReport(r: SeriesResult): string {
       out.push(`  ${title}: ${items.length}`);
       for (const i of items) out.push(`    ${i}`);
     };
-    section(s.introduced.length ? 'INTRODUCED by this patch (confirmed on rerun)' : 'introduced by this patch', s.introduced.map((v) => `${v.signature}  [${v.caseIds.join(', ')}]`));
-    section('flaky (new, not seen on every rerun)', s.flaky.map((v) => `${v.signature}  (${v.confirmed}/${v.reruns} reruns)`));
-    section('removed by this patch', s.removed.map((sig) => {
-      const f = r.findings.find((x) => x.signature === sig);
-      return f?.introducedBy !== undefined && f.introducedBy < s.patch.index ? `${sig}  (introduced by patch ${f.introducedBy}/${total})` : sig;
-    }));
+    section(
+      s.introduced.length ? 'INTRODUCED by this patch (confirmed on rerun)' : 'introduced by this patch',
+      s.introduced.map((v) => `${v.signature}  [${v.caseIds.join(', ')}]`),
+    );
+    section(
+      'flaky (new, not seen on every rerun)',
+      s.flaky.map((v) => `${v.signature}  (${v.confirmed}/${v.reruns} reruns)`),
+    );
+    section(
+      'removed by this patch',
+      s.removed.map((sig) => {
+        const f = r.findings.find((x) => x.signature === sig);
+        return f?.introducedBy !== undefined && f.introducedBy < s.patch.index
+          ? `${sig}  (introduced by patch ${f.introducedBy}/${total})`
+          : sig;
+      }),
+    );
     section('left as they were', s.unchanged);
     if (s.notJudged.length) section('not judged (error or not reached)', s.notJudged);
   }
@@ -204,20 +248,32 @@ export function seriesReport(r: SeriesResult): string {
   out.push('');
   const bad = r.steps.filter((s) => !patchPassed(s));
   const hidden = r.findings.filter((f) => f.hidden && f.hidden.absentIn === f.hidden.reruns);
-  if (!bad.length) out.push(`Result: no regression. ${total} patch(es), ${last.counts.total} crash cases on each, ${last.scenarios.length} scenario(s), seed ${last.seed}.`);
+  if (!bad.length)
+    out.push(
+      `Result: no regression. ${total} patch(es), ${last.counts.total} crash cases on each, ${last.scenarios.length} scenario(s), seed ${last.seed}.`,
+    );
   else {
-    out.push(`Result: REGRESSION: ${bad.map((s) => `patch ${s.patch.index}/${total}`).join(', ')} introduced findings (see above).`);
-    if (hidden.length) out.push(`${hidden.length} finding(s) introduced on the way are hidden by a later patch: the kernel with the whole series does not show them.`);
+    out.push(
+      `Result: REGRESSION: ${bad.map((s) => `patch ${s.patch.index}/${total}`).join(', ')} introduced findings (see above).`,
+    );
+    if (hidden.length)
+      out.push(
+        `${hidden.length} finding(s) introduced on the way are hidden by a later patch: the kernel with the whole series does not show them.`,
+      );
   }
   const good = r.steps.filter(patchPassed);
   out.push('');
   if (!good.length) out.push('No Tested-by: every patch introduced a finding.');
   else {
-    out.push(`Tested-by, for the patch(es) that introduced nothing (${good.map((s) => `${s.patch.index}/${total}`).join(', ')}):`);
+    out.push(
+      `Tested-by, for the patch(es) that introduced nothing (${good.map((s) => `${s.patch.index}/${total}`).join(', ')}):`,
+    );
     for (const s of good) {
       out.push('');
       out.push(`patch ${s.patch.index}/${total}: ${s.patch.subject}`);
-      out.push(`Tested-by: qcrash (${s.summary.counts.total} crash states of ext4_ext_migrate, on top of ${s.patch.index > 2 ? `patches 1-${s.patch.index - 1} and ` : s.patch.index === 2 ? 'patch 1 and ' : ''}baseline ${r.baseline.kernel.release})`);
+      out.push(
+        `Tested-by: qcrash (${s.summary.counts.total} crash states of ext4_ext_migrate, on top of ${s.patch.index > 2 ? `patches 1-${s.patch.index - 1} and ` : s.patch.index === 2 ? 'patch 1 and ' : ''}baseline ${r.baseline.kernel.release})`,
+      );
     }
   }
   return out.join('\n') + '\n';

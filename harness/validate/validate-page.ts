@@ -28,7 +28,9 @@ export interface ConfirmationRun {
 
 /** The confirm-N run folders validate leaves in its output folder, in rerun order. */
 export async function loadConfirmationRuns(dir: string): Promise<ConfirmationRun[]> {
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^confirm-\d+$/.test(n)).sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
+  const names = (await readdir(dir).catch(() => [] as string[]))
+    .filter((n) => /^confirm-\d+$/.test(n))
+    .sort((a, b) => Number(a.slice(8)) - Number(b.slice(8)));
   return loadRuns(names.map((name) => join(dir, name)));
 }
 
@@ -38,7 +40,12 @@ export async function loadRuns(dirs: string[]): Promise<ConfirmationRun[]> {
   for (const dir of dirs) {
     const summary = await loadSummary(dir).catch(() => undefined);
     if (!summary) continue;
-    out.push({ name: basename(dir), dir, summary, signatures: new Set(summary.cases.flatMap((c) => (c.failing ?? []).map((f) => findingSignature(c, f)))) });
+    out.push({
+      name: basename(dir),
+      dir,
+      summary,
+      signatures: new Set(summary.cases.flatMap((c) => (c.failing ?? []).map((f) => findingSignature(c, f)))),
+    });
   }
   return out;
 }
@@ -56,23 +63,40 @@ export async function reportLink(fromDir: string, runDir: string): Promise<strin
 }
 
 function sideSection(title: string, side: ValidateResult['baseline'], link: string, id: string): string {
-  const facts = kernelFacts({ id: side.kernel.id, release: side.kernel.release, kind: side.kernel.kind, ...(side.kernel.provenance ? { provenance: side.kernel.provenance } : {}) });
+  const facts = kernelFacts({
+    id: side.kernel.id,
+    release: side.kernel.release,
+    kind: side.kernel.kind,
+    ...(side.kernel.provenance ? { provenance: side.kernel.provenance } : {}),
+  });
   return `<section id="${id}"><h2>${esc(title)}</h2><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}<dt>run</dt><dd><a class="run-report" href="${esc(link)}">${esc(side.summary.runId)}</a></dd></dl>${countsTable(side.summary.counts, `${id}-counts`)}</section>`;
 }
 
-export function verdictTable(vs: SignatureVerdict[], confirms: ConfirmationRun[], links: string[], id: string, caseHref: (caseId: string) => string): string {
+export function verdictTable(
+  vs: SignatureVerdict[],
+  confirms: ConfirmationRun[],
+  links: string[],
+  id: string,
+  caseHref: (caseId: string) => string,
+): string {
   if (!vs.length) return `<p id="${esc(id)}" class="muted">None.</p>`;
   return `<div class="scroll"><table id="${esc(id)}"><thead><tr><th>signature</th><th>cases</th><th class="num">confirmed</th>${confirms.map((c, i) => `<th><a href="${esc(links[i])}">${esc(c.name)}</a></th>`).join('')}</tr></thead><tbody>${vs
     .map(
-      (v) => `<tr data-signature="${esc(v.signature)}"><td class="mono">${esc(v.signature)}</td><td>${v.caseIds.map((c) => `<a href="${esc(caseHref(c))}">${esc(c)}</a>`).join('<br>')}</td><td class="num">${v.confirmed} / ${v.reruns}</td>${confirms
-        .map((c) => `<td>${c.signatures.has(v.signature) ? verdictBadge('fail', { text: 'seen again' }) : verdictBadge('pass', { text: 'not seen' })}</td>`)
-        .join('')}</tr>`,
+      (v) =>
+        `<tr data-signature="${esc(v.signature)}"><td class="mono">${esc(v.signature)}</td><td>${v.caseIds.map((c) => `<a href="${esc(caseHref(c))}">${esc(c)}</a>`).join('<br>')}</td><td class="num">${v.confirmed} / ${v.reruns}</td>${confirms
+          .map(
+            (c) =>
+              `<td>${c.signatures.has(v.signature) ? verdictBadge('fail', { text: 'seen again' }) : verdictBadge('pass', { text: 'not seen' })}</td>`,
+          )
+          .join('')}</tr>`,
     )
     .join('')}</tbody></table></div>`;
 }
 
 export function sigList(sigs: string[], id: string): string {
-  return sigs.length ? `<ul id="${esc(id)}">${sigs.map((s) => `<li class="mono">${esc(s)}</li>`).join('')}</ul>` : `<p id="${esc(id)}" class="muted">None.</p>`;
+  return sigs.length
+    ? `<ul id="${esc(id)}">${sigs.map((s) => `<li class="mono">${esc(s)}</li>`).join('')}</ul>`
+    : `<p id="${esc(id)}" class="muted">None.</p>`;
 }
 
 /** validate.html's content; `text` is validateReport(result), the mail-ready text. */
@@ -91,7 +115,12 @@ export async function validateHtml(r: ValidateResult, text: string): Promise<str
   const ids = [...new Set([...r.baseline.summary.cases.map((c) => c.id), ...r.patched.summary.cases.map((c) => c.id)])];
   const patched = new Map(r.patched.summary.cases.map((c) => [c.id, c.status]));
   const rank = (s?: string) => (s ? verdictOrder.indexOf(s as (typeof verdictOrder)[number]) : 9);
-  ids.sort((a, b) => Number(base.get(b) !== patched.get(b)) - Number(base.get(a) !== patched.get(a)) || rank(patched.get(a)) - rank(patched.get(b)) || a.localeCompare(b));
+  ids.sort(
+    (a, b) =>
+      Number(base.get(b) !== patched.get(b)) - Number(base.get(a) !== patched.get(a)) ||
+      rank(patched.get(a)) - rank(patched.get(b)) ||
+      a.localeCompare(b),
+  );
   const casesTable = `<div class="scroll"><table id="validate-cases"><thead><tr><th>case</th><th>baseline</th><th>patched</th></tr></thead><tbody>${ids
     .map((id) => {
       const b = base.get(id);

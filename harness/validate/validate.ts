@@ -78,11 +78,17 @@ export function failingSignatures(s: RunSummary): Map<string, SignatureCases> {
 }
 
 export function notJudged(s: RunSummary): string[] {
-  return s.cases.filter((c) => c.status === 'error' || c.status === 'not-reached').map((c) => c.id).sort();
+  return s.cases
+    .filter((c) => c.status === 'error' || c.status === 'not-reached')
+    .map((c) => c.id)
+    .sort();
 }
 
 /** Baseline against patched, by signature: new on the patched kernel, gone from it, or on both. */
-export function judge(baseline: RunSummary, patched: RunSummary): { fresh: SignatureCases[]; removed: string[]; unchanged: string[] } {
+export function judge(
+  baseline: RunSummary,
+  patched: RunSummary,
+): { fresh: SignatureCases[]; removed: string[]; unchanged: string[] } {
   const before = failingSignatures(baseline);
   const after = failingSignatures(patched);
   return {
@@ -97,7 +103,11 @@ export function judge(baseline: RunSummary, patched: RunSummary): { fresh: Signa
  * kernel: seen on every rerun it is `introduced`, on some of them `flaky`.
  * With no reruns, every new signature counts as introduced.
  */
-export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (caseIds: string[], i: number) => Promise<RunSummary>): Promise<SignatureVerdict[]> {
+export async function confirm(
+  fresh: SignatureCases[],
+  reruns: number,
+  rerun: (caseIds: string[], i: number) => Promise<RunSummary>,
+): Promise<SignatureVerdict[]> {
   const verdicts: SignatureVerdict[] = fresh.map((f) => ({ ...f, confirmed: 0, reruns, verdict: 'introduced' }));
   if (!fresh.length) return verdicts;
   for (let i = 0; i < reruns; i++) {
@@ -109,7 +119,10 @@ export async function confirm(fresh: SignatureCases[], reruns: number, rerun: (c
 }
 
 /** What every run of one validation shares: scenarios, seed, jobs, reporters, machines. */
-export type SuiteSettings = Pick<ValidateOptions, 'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots' | 'shard'>;
+export type SuiteSettings = Pick<
+  ValidateOptions,
+  'scenarios' | 'seed' | 'jobs' | 'reporters' | 'machines' | 'snapshots' | 'shard'
+>;
 
 /** A run of the validate suite on a kernel into a folder, optionally only some cases (write-log states by their whole unit: rerunFilter): the same cases and seed every time. */
 export type SuiteRun = (kernel: KernelInfo, out: string, filter?: string[]) => Promise<RunOutcome>;
@@ -139,7 +152,12 @@ export async function judgeAndConfirm(
 ): Promise<{ introduced: SignatureVerdict[]; flaky: SignatureVerdict[]; removed: string[]; unchanged: string[] }> {
   const j = judge(parent, patched);
   const verdicts = await confirm(j.fresh, reruns, rerun);
-  return { introduced: verdicts.filter((v) => v.verdict === 'introduced'), flaky: verdicts.filter((v) => v.verdict === 'flaky'), removed: j.removed, unchanged: j.unchanged };
+  return {
+    introduced: verdicts.filter((v) => v.verdict === 'introduced'),
+    flaky: verdicts.filter((v) => v.verdict === 'flaky'),
+    removed: j.removed,
+    unchanged: j.unchanged,
+  };
 }
 
 /**
@@ -157,7 +175,14 @@ export function rerunFilter(caseIds: readonly string[]): string[] {
  * same seed on each, judged per finding signature, new ones confirmed by
  * rerunning them on the patched kernel.
  */
-export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & { baseline: KernelInfo; patched: KernelInfo; buildPhases?: Pick<ValidatePhases, 'buildBaselineMs' | 'buildPatchedMs'>; startedAt?: number }): Promise<ValidateResult> {
+export async function validateKernels(
+  o: Omit<ValidateOptions, 'patches' | 'tree' | 'configs'> & {
+    baseline: KernelInfo;
+    patched: KernelInfo;
+    buildPhases?: Pick<ValidatePhases, 'buildBaselineMs' | 'buildPatchedMs'>;
+    startedAt?: number;
+  },
+): Promise<ValidateResult> {
   const started = o.startedAt ?? performance.now();
   const progress = o.onProgress ?? (() => {});
   const dir = o.out ?? join(defaultResultsDir, `validate-${newRunId()}`);
@@ -200,12 +225,17 @@ export async function validateKernels(o: Omit<ValidateOptions, 'patches' | 'tree
       reruns,
       baseline: o.baseline,
       patched: o.patched,
-      confirms: judged.introduced.length + judged.flaky.length ? Array.from({ length: reruns }, (_, i) => `confirm-${i + 1}`) : [],
+      confirms:
+        judged.introduced.length + judged.flaky.length ? Array.from({ length: reruns }, (_, i) => `confirm-${i + 1}`) : [],
     };
     await writeJsonAtomic(join(dir, validateShardFile), record);
     return result;
   }
-  await writeJsonAtomic(join(dir, 'validate.json'), { ...result, baseline: { kernel: o.baseline, dir: baseline.dir }, patched: { kernel: o.patched, dir: patched.dir } });
+  await writeJsonAtomic(join(dir, 'validate.json'), {
+    ...result,
+    baseline: { kernel: o.baseline, dir: baseline.dir },
+    patched: { kernel: o.patched, dir: patched.dir },
+  });
   await writeFileAtomic(join(dir, 'validate.txt'), validateReport(result));
   await writeValidateReport(result, validateReport(result));
   return result;
@@ -217,7 +247,9 @@ async function readShardRecord(dir: string): Promise<ValidateShardRecord> {
   try {
     r = JSON.parse(await readFile(file, 'utf8')) as ValidateShardRecord;
   } catch (e) {
-    throw new ConfigError(`merge: ${file} cannot be read (${(e as Error).message}): is ${dir} the --out of a qcrash validate --shard?`);
+    throw new ConfigError(
+      `merge: ${file} cannot be read (${(e as Error).message}): is ${dir} the --out of a qcrash validate --shard?`,
+    );
   }
   if (r?.schema !== 'qcrash-validate-shard/1' || !r.shard || !r.baseline?.id || !r.patched?.id || !Array.isArray(r.confirms)) {
     throw new ConfigError(`merge: ${file} is not a validate shard record (qcrash-validate-shard/1)`);
@@ -235,14 +267,33 @@ async function readShardRecord(dir: string): Promise<ValidateShardRecord> {
  * has rerun its cases. Exit: 1 when a finding was introduced, 3 when a part
  * is missing (the result is incomplete, never a Tested-by), else 0.
  */
-export async function mergeValidateShards(o: { out: string; dirs: string[] }): Promise<{ result: ValidateResult; problems: string[]; warnings: string[]; exitCode: number }> {
+export async function mergeValidateShards(o: {
+  out: string;
+  dirs: string[];
+}): Promise<{ result: ValidateResult; problems: string[]; warnings: string[]; exitCode: number }> {
   const out = resolve(o.out);
-  if (await access(join(out, 'validate.json')).then(() => true, () => false)) throw new ConfigError(`merge: ${o.out} already holds a validate result; choose another OUT`);
+  if (
+    await access(join(out, 'validate.json')).then(
+      () => true,
+      () => false,
+    )
+  )
+    throw new ConfigError(`merge: ${o.out} already holds a validate result; choose another OUT`);
   const records = await Promise.all(o.dirs.map(readShardRecord));
   const r0 = records[0]!;
   for (const [i, r] of records.entries()) {
-    const differs = r.baseline.id !== r0.baseline.id ? `baseline kernels (${r0.baseline.id} vs ${r.baseline.id})` : r.patched.id !== r0.patched.id ? `patched kernels (${r0.patched.id} vs ${r.patched.id})` : r.reruns !== r0.reruns ? `--confirm counts (${r0.reruns} vs ${r.reruns})` : undefined;
-    if (differs) throw new ConfigError(`merge: ${o.dirs[0]} and ${o.dirs[i]} are shards of different validations, with different ${differs}`);
+    const differs =
+      r.baseline.id !== r0.baseline.id
+        ? `baseline kernels (${r0.baseline.id} vs ${r.baseline.id})`
+        : r.patched.id !== r0.patched.id
+          ? `patched kernels (${r0.patched.id} vs ${r.patched.id})`
+          : r.reruns !== r0.reruns
+            ? `--confirm counts (${r0.reruns} vs ${r.reruns})`
+            : undefined;
+    if (differs)
+      throw new ConfigError(
+        `merge: ${o.dirs[0]} and ${o.dirs[i]} are shards of different validations, with different ${differs}`,
+      );
   }
   const baseline = await mergeShards({ out: join(out, 'baseline'), dirs: o.dirs.map((d) => join(d, 'baseline')) });
   const patched = await mergeShards({ out: join(out, 'patched'), dirs: o.dirs.map((d) => join(d, 'patched')) });
@@ -254,7 +305,9 @@ export async function mergeValidateShards(o: { out: string; dirs: string[] }): P
     if (!parts.length) return { ...patched.summary, cases: [] };
     return unionRuns({ out: join(out, name), dirs: parts });
   });
-  const problems = [...new Set([...baseline.problems.map((p) => `baseline: ${p}`), ...patched.problems.map((p) => `patched: ${p}`)])];
+  const problems = [
+    ...new Set([...baseline.problems.map((p) => `baseline: ${p}`), ...patched.problems.map((p) => `patched: ${p}`)]),
+  ];
   const result: ValidateResult = {
     baseline: { kernel: r0.baseline, summary: baseline.summary, dir: baseline.dir },
     patched: { kernel: r0.patched, summary: patched.summary, dir: patched.dir },
@@ -266,7 +319,12 @@ export async function mergeValidateShards(o: { out: string; dirs: string[] }): P
     dir: out,
     ...(problems.length ? { problems } : {}),
   };
-  await writeJsonAtomic(join(out, 'validate.json'), { ...result, baseline: { kernel: r0.baseline, dir: baseline.dir }, patched: { kernel: r0.patched, dir: patched.dir }, shards: o.dirs.map((d) => resolve(d)) });
+  await writeJsonAtomic(join(out, 'validate.json'), {
+    ...result,
+    baseline: { kernel: r0.baseline, dir: baseline.dir },
+    patched: { kernel: r0.patched, dir: patched.dir },
+    shards: o.dirs.map((d) => resolve(d)),
+  });
   await writeFileAtomic(join(out, 'validate.txt'), validateReport(result));
   await writeValidateReport(result, validateReport(result));
   const exitCode = result.introduced.length ? ExitCode.failed : problems.length ? ExitCode.infrastructure : ExitCode.pass;
@@ -300,16 +358,26 @@ export function validateReport(r: ValidateResult): string {
   out.push(`scenarios: ${s.scenarios.map((x) => x.name).join(', ')}`);
   // Write-log states come from each kernel's own log: the two runs may check different numbers of them.
   const b = r.baseline.summary.counts.total;
-  out.push(`cases: ${b === s.counts.total ? `${b} per kernel` : `${b} on the baseline, ${s.counts.total} patched (write-log states come from each kernel's own log)`}, seed ${s.seed}, qemu ${s.versions.qemu} (${s.accel}), e2fsprogs ${s.versions.e2fsprogs}`);
-  out.push(`baseline: ${r.baseline.summary.counts.pass} passed, ${r.baseline.summary.counts.fail} failed, ${r.baseline.summary.counts.error + r.baseline.summary.counts.notReached} not run/reached`);
+  out.push(
+    `cases: ${b === s.counts.total ? `${b} per kernel` : `${b} on the baseline, ${s.counts.total} patched (write-log states come from each kernel's own log)`}, seed ${s.seed}, qemu ${s.versions.qemu} (${s.accel}), e2fsprogs ${s.versions.e2fsprogs}`,
+  );
+  out.push(
+    `baseline: ${r.baseline.summary.counts.pass} passed, ${r.baseline.summary.counts.fail} failed, ${r.baseline.summary.counts.error + r.baseline.summary.counts.notReached} not run/reached`,
+  );
   out.push(`patched:  ${s.counts.pass} passed, ${s.counts.fail} failed, ${s.counts.error + s.counts.notReached} not run/reached`);
   out.push('');
   const section = (title: string, items: string[]) => {
     out.push(`${title}: ${items.length}`);
     for (const i of items) out.push(`  ${i}`);
   };
-  section('INTRODUCED by the patch (confirmed on rerun)', r.introduced.map((v) => `${v.signature}  [${v.caseIds.join(', ')}]`));
-  section('flaky (new, not seen on every rerun)', r.flaky.map((v) => `${v.signature}  (${v.confirmed}/${v.reruns} reruns)`));
+  section(
+    'INTRODUCED by the patch (confirmed on rerun)',
+    r.introduced.map((v) => `${v.signature}  [${v.caseIds.join(', ')}]`),
+  );
+  section(
+    'flaky (new, not seen on every rerun)',
+    r.flaky.map((v) => `${v.signature}  (${v.confirmed}/${v.reruns} reruns)`),
+  );
   section('removed by the patch', r.removed);
   section('unchanged', r.unchanged);
   if (r.notJudged.patched.length) section('not judged on the patched kernel (error or not reached)', r.notJudged.patched);

@@ -55,7 +55,12 @@ export abstract class SocketChannel {
   }
 
   /** Open the socket (retrying until QEMU listens, see connectUnix); the subclass does its handshake, then calls markRunning(). */
-  protected async open(path: string, timeoutMs: number, signal: AbortSignal | undefined, encoding: BufferEncoding): Promise<void> {
+  protected async open(
+    path: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    encoding: BufferEncoding,
+  ): Promise<void> {
     if (this.runState !== 'idle') throw this.stateError(`connect() on a ${this.protocol} client in state ${this.runState}`);
     this.runState = 'connecting';
     let socket: Socket;
@@ -100,7 +105,13 @@ export abstract class SocketChannel {
    * `timeoutMs`; a timed-out request is forgotten, so a late answer is only
    * kept in the transcript.
    */
-  protected track<T>(key: string | number, what: string, send: () => void, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+  protected track<T>(
+    key: string | number,
+    what: string,
+    send: () => void,
+    timeoutMs: number,
+    onTimeout: () => Error,
+  ): Promise<T> {
     const answer = new Promise<T>((resolve, reject) => {
       this.pending.set(key, { what, fail: reject, resolve } as PendingRequest & { resolve: (v: T) => void });
     });

@@ -40,12 +40,14 @@ export class Transcript {
 
   /** "<wall ms> > line" per entry: what a person greps in a case folder. */
   toText(maxLine = 300): string {
-    return this.entries
-      .map((e) => {
-        const body = e.note !== undefined ? `(${e.note})` : e.raw ?? JSON.stringify(e.msg);
-        return `${e.t} ${e.dir === 'send' ? '>' : '<'} ${body.length > maxLine ? `${body.slice(0, maxLine)}...` : body}`;
-      })
-      .join('\n') + (this.entries.length ? '\n' : '');
+    return (
+      this.entries
+        .map((e) => {
+          const body = e.note !== undefined ? `(${e.note})` : (e.raw ?? JSON.stringify(e.msg));
+          return `${e.t} ${e.dir === 'send' ? '>' : '<'} ${body.length > maxLine ? `${body.slice(0, maxLine)}...` : body}`;
+        })
+        .join('\n') + (this.entries.length ? '\n' : '')
+    );
   }
 
   async save(path: string, format: 'jsonl' | 'text' = 'jsonl'): Promise<void> {

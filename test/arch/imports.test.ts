@@ -42,8 +42,16 @@ const harness = join(projectRoot, 'harness');
 // image (recipes) -> scenario) are not repeated.
 export const forbiddenPairs: ReadonlyArray<{ from: string; to: string; why: string }> = [
   { from: 'vm', to: 'kernel', why: 'the machine layer boots a bzImage (vm/machine/boot-kernel.ts), it knows no kernel build' },
-  { from: 'checks', to: 'recovery', why: 'the oracles read an image and its logs (checks/oracle.ts ImageUnderCheck), not the recovery' },
-  { from: 'scenario', to: 'image', why: 'a scenario file parses to the model on its own; run/resolve-scenario.ts finds its recipe or image' },
+  {
+    from: 'checks',
+    to: 'recovery',
+    why: 'the oracles read an image and its logs (checks/oracle.ts ImageUnderCheck), not the recovery',
+  },
+  {
+    from: 'scenario',
+    to: 'image',
+    why: 'a scenario file parses to the model on its own; run/resolve-scenario.ts finds its recipe or image',
+  },
 ];
 
 function within(rel: string, folder: string): boolean {
@@ -51,13 +59,18 @@ function within(rel: string, folder: string): boolean {
 }
 
 /** Every import of `graph` (absolute paths under `root`) that crosses one of `pairs`. */
-export function forbiddenCrossings(graph: ReadonlyMap<string, readonly string[]>, root: string, pairs = forbiddenPairs): string[] {
+export function forbiddenCrossings(
+  graph: ReadonlyMap<string, readonly string[]>,
+  root: string,
+  pairs = forbiddenPairs,
+): string[] {
   const found: string[] = [];
   for (const [f, deps] of graph) {
     const from = relative(root, f);
     for (const d of deps) {
       const to = relative(root, d);
-      for (const p of pairs) if (within(from, p.from) && within(to, p.to)) found.push(`${from} -> ${to} (${p.from} -> ${p.to}: ${p.why})`);
+      for (const p of pairs)
+        if (within(from, p.from) && within(to, p.to)) found.push(`${from} -> ${to} (${p.from} -> ${p.to}: ${p.why})`);
     }
   }
   return found;
@@ -94,16 +107,25 @@ export function importsOf(text: string): string[] {
 
 const files = await sources(harness);
 const graph = new Map<string, string[]>();
-for (const f of files) graph.set(f, importsOf(await readFile(f, 'utf8')).map((s) => resolve(dirname(f), s)));
+for (const f of files)
+  graph.set(
+    f,
+    importsOf(await readFile(f, 'utf8')).map((s) => resolve(dirname(f), s)),
+  );
 
 t.test('the import scanner sees every kind of import', async (t) => {
-  t.same(importsOf(`import { a } from './a.ts';\nimport type { B } from '../b.ts';\nexport { c } from './c.ts';\nimport './d.ts';\nconst e = await import('./e.ts');\nimport x from 'node:fs';`), [
-    './a.ts', '../b.ts', './c.ts', './d.ts', './e.ts',
-  ]);
+  t.same(
+    importsOf(
+      `import { a } from './a.ts';\nimport type { B } from '../b.ts';\nexport { c } from './c.ts';\nimport './d.ts';\nconst e = await import('./e.ts');\nimport x from 'node:fs';`,
+    ),
+    ['./a.ts', '../b.ts', './c.ts', './d.ts', './e.ts'],
+  );
 });
 
 t.test('every import resolves to a file of the tree', async (t) => {
-  const missing = [...graph].flatMap(([f, deps]) => deps.filter((d) => !graph.has(d)).map((d) => `${relative(harness, f)} -> ${relative(harness, d)}`));
+  const missing = [...graph].flatMap(([f, deps]) =>
+    deps.filter((d) => !graph.has(d)).map((d) => `${relative(harness, f)} -> ${relative(harness, d)}`),
+  );
   t.same(missing, []);
 });
 
@@ -123,8 +145,14 @@ t.test('no import goes from a lower stage to a higher one', async (t) => {
 t.test('no import crosses a forbidden stage pair', async (t) => {
   t.same(forbiddenCrossings(graph, harness), [], 'forbidden imports');
   for (const p of forbiddenPairs) {
-    t.ok(files.some((f) => within(relative(harness, f), p.from)), `${p.from} exists`);
-    t.ok(files.some((f) => within(relative(harness, f), p.to)), `${p.to} exists`);
+    t.ok(
+      files.some((f) => within(relative(harness, f), p.from)),
+      `${p.from} exists`,
+    );
+    t.ok(
+      files.some((f) => within(relative(harness, f), p.to)),
+      `${p.to} exists`,
+    );
   }
 });
 
@@ -146,7 +174,10 @@ t.test('the module graph has no cycle', async (t) => {
 });
 
 t.test('the check itself catches an upward import and a cycle', async (t) => {
-  t.ok(stageOf(join(harness, 'vm/machine/vm.ts')).rank < stageOf(join(harness, 'scenario/model.ts')).rank, 'vm is below scenario');
+  t.ok(
+    stageOf(join(harness, 'vm/machine/vm.ts')).rank < stageOf(join(harness, 'scenario/model.ts')).rank,
+    'vm is below scenario',
+  );
   t.ok(stageOf(join(harness, 'report/tap.ts')).rank < stageOf(join(harness, 'run/runner.ts')).rank, 'report is below run');
   t.throws(() => stageOf(join(harness, 'nowhere/x.ts')), /in no stage/);
 });
@@ -161,11 +192,21 @@ t.test('the check itself catches a forbidden pair the ranking allows', async (t)
     [h('scenario/parse.ts'), [h('image/recipe.ts'), h('util/yaml-source.ts')]],
     [h('run/resolve-scenario.ts'), [h('image/user-image.ts'), h('scenario/parse.ts')]],
   ]);
-  for (const [f, deps] of synthetic) for (const d of deps) t.ok(stageOf(d).rank <= stageOf(f).rank, `the ranking alone allows ${relative(harness, f)} -> ${relative(harness, d)}`);
+  for (const [f, deps] of synthetic)
+    for (const d of deps)
+      t.ok(stageOf(d).rank <= stageOf(f).rank, `the ranking alone allows ${relative(harness, f)} -> ${relative(harness, d)}`);
   t.same(
     forbiddenCrossings(synthetic, harness).map((c) => c.split(' (')[0]),
-    ['vm/machine/argv.ts -> kernel/kernel.ts', 'checks/oracle.ts -> recovery/recovery.ts', 'scenario/parse.ts -> image/recipe.ts'],
+    [
+      'vm/machine/argv.ts -> kernel/kernel.ts',
+      'checks/oracle.ts -> recovery/recovery.ts',
+      'scenario/parse.ts -> image/recipe.ts',
+    ],
     'only the three crossings are flagged: guest -> kernel, run -> recovery and run -> image stay allowed',
   );
-  t.same(forbiddenCrossings(new Map([[h('vmx/a.ts'), [h('kernelx/b.ts')]]]), harness), [], 'a folder whose name only starts like a pair is not in it');
+  t.same(
+    forbiddenCrossings(new Map([[h('vmx/a.ts'), [h('kernelx/b.ts')]]]), harness),
+    [],
+    'a folder whose name only starts like a pair is not in it',
+  );
 });

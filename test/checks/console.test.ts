@@ -14,7 +14,12 @@ t.test('a clean boot has no findings', async (t) => {
 t.test('an ext4 error is titled by its function and message, numbers stripped', async (t) => {
   const [f, ...rest] = scanConsole(await fixture('stock-6.1-ext4-error.log'), { boot: 'recovery boot', recovery: 'kernel' });
   t.same(rest, []);
-  t.match(f, { class: 'kernel', code: 'ext4-error', recovery: 'kernel', title: 'EXT4-fs error in ext4_lookup: deleted inode referenced: N' });
+  t.match(f, {
+    class: 'kernel',
+    code: 'ext4-error',
+    recovery: 'kernel',
+    title: 'EXT4-fs error in ext4_lookup: deleted inode referenced: N',
+  });
   t.match(f!.message, /^recovery boot: EXT4-fs error \(device vda\): ext4_lookup:1862/);
 });
 
@@ -28,7 +33,9 @@ t.test('a panic is titled by its message; its trace is kept, the frames of the p
 });
 
 t.test('the same report on two boots has one signature; different functions have two', async (t) => {
-  const a = (await fixture('stock-6.1-ext4-error.log')).replace(/\[\s*[\d.]+\]/g, '[   9.999999]').replace('inode #12', 'inode #40');
+  const a = (await fixture('stock-6.1-ext4-error.log'))
+    .replace(/\[\s*[\d.]+\]/g, '[   9.999999]')
+    .replace('inode #12', 'inode #40');
   const b = (await fixture('stock-6.1-ext4-error.log')).replace('ext4_lookup:1862', 'ext4_iget:4902');
   const c = { scenario: 's', pointLabel: 'p' };
   const sig = (log: string) => formatSignature(signatureOf(c, scanConsole(log)[0]!));

@@ -3,8 +3,19 @@ import { generatedBytes, generatedBytesReference, writerSector } from '../../har
 
 // The fast splitmix64 must give the guest's bytes: the BigInt form is the one held to qcrash-io.c (writer-content.test.ts).
 t.test('the 32-bit splitmix64 gives the same bytes as the 64-bit reference', async (t) => {
-  const seeds: Array<number | bigint> = [0, 1, 7, 1000, 0xffffffff, 2 ** 40 + 3, 2n ** 64n - 1n, 0x9e3779b97f4a7c15n, 123456789012345n];
-  for (let i = 0; i < 200; i++) seeds.push(BigInt(Math.floor(Math.random() * 2 ** 32)) * 0x100000000n + BigInt(Math.floor(Math.random() * 2 ** 32)));
+  const seeds: Array<number | bigint> = [
+    0,
+    1,
+    7,
+    1000,
+    0xffffffff,
+    2 ** 40 + 3,
+    2n ** 64n - 1n,
+    0x9e3779b97f4a7c15n,
+    123456789012345n,
+  ];
+  for (let i = 0; i < 200; i++)
+    seeds.push(BigInt(Math.floor(Math.random() * 2 ** 32)) * 0x100000000n + BigInt(Math.floor(Math.random() * 2 ** 32)));
   for (const seed of seeds) {
     for (const size of [1, 7, 8, 13, 64, 496]) {
       if (!generatedBytes(seed, size).equals(generatedBytesReference(seed, size))) t.fail(`seed ${seed} size ${size} differs`);

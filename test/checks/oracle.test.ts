@@ -59,7 +59,10 @@ t.test('two files claiming one block are multiply-claimed: corruption', async (t
   const c = codes(r.findings, 'corruption');
   t.ok(c.includes('PR_1B_DUP_BLOCK') || c.includes('PR_1B_DUP_RANGE'), `multiply-claimed block reported: ${c.join(', ')}`);
   t.ok(c.includes('PR_1D_DUP_FILE'), 'pass 1D names the files sharing it');
-  t.ok(r.findings.some((f) => f.class === 'data' && f.path === '/shapes/ind-13' && f.code === 'content-changed'), 'the content oracle sees ind-13 changed');
+  t.ok(
+    r.findings.some((f) => f.class === 'data' && f.path === '/shapes/ind-13' && f.code === 'content-changed'),
+    'the content oracle sees ind-13 changed',
+  );
 });
 
 t.test("overwriting a file's data is a data finding with path and hashes", async (t) => {
@@ -83,18 +86,25 @@ t.test('a leaked temporary inode, as an interrupted migration leaves it, is only
   // what ext4_ext_migrate's temp inode looks like on disk after a crash.
   const img = await damaged('leak', []);
   execFileSync('debugfs', ['-w', '-f', '-', img], {
-    input: 'write /dev/null /tmpleak\nset_inode_field /tmpleak block[0] 7000\nsetb 7000\nset_inode_field /tmpleak i_blocks 8\nset_inode_field /tmpleak size 4096\nset_inode_field /tmpleak links_count 0\nunlink /tmpleak\n',
+    input:
+      'write /dev/null /tmpleak\nset_inode_field /tmpleak block[0] 7000\nsetb 7000\nset_inode_field /tmpleak i_blocks 8\nset_inode_field /tmpleak size 4096\nset_inode_field /tmpleak links_count 0\nunlink /tmpleak\n',
     stdio: ['pipe', 'ignore', 'ignore'],
   });
   const r = await checkImage(img, { manifestFile });
   t.same(codes(r.findings, 'corruption'), [], 'no corruption');
   t.same(codes(r.findings, 'data'), [], 'no data finding');
   t.ok(codes(r.findings, 'leak').includes('PR_1_ZERO_DTIME'), 'the temp inode is a leak');
-  t.ok(codes(r.findings, 'leak').some((c) => c === 'PR_5_BLOCK_UNUSED' || c === 'PR_5_BLOCK_RANGE_UNUSED'), "its block becomes a '-' difference");
+  t.ok(
+    codes(r.findings, 'leak').some((c) => c === 'PR_5_BLOCK_UNUSED' || c === 'PR_5_BLOCK_RANGE_UNUSED'),
+    "its block becomes a '-' difference",
+  );
 });
 
 t.test('i_blocks too high on a migrated inode is a leak, too low is corruption', async (t) => {
-  const img = await damaged('iblocks', ['set_inode_field /shapes/direct-12 i_blocks 200', 'set_inode_field /shapes/ind-13 i_blocks 8']);
+  const img = await damaged('iblocks', [
+    'set_inode_field /shapes/direct-12 i_blocks 200',
+    'set_inode_field /shapes/ind-13 i_blocks 8',
+  ]);
   const r = await checkImage(img, { manifestFile });
   const high = r.findings.find((f) => f.name === 'PR_1_BAD_I_BLOCKS' && f.path === '/shapes/direct-12');
   const low = r.findings.find((f) => f.name === 'PR_1_BAD_I_BLOCKS' && f.path === '/shapes/ind-13');

@@ -17,7 +17,11 @@ for (const name of await listRecipeNames()) {
       const f = recipeFile(recipe, e.path);
       return !f || f.bytes.length !== e.size || sha256(f.bytes) !== e.sha256;
     });
-    t.same(wrong.map((e) => e.path), [], `${files.length} files`);
+    t.same(
+      wrong.map((e) => e.path),
+      [],
+      `${files.length} files`,
+    );
     t.equal(recipeFile(recipe, '/no/such/file'), undefined);
   });
 }

@@ -3,7 +3,9 @@ import { runSpawned, spawnerCpuMs } from '../../harness/image/spawner.ts';
 
 // The tool spawner returns what execa's run returned: exit code, both streams, the environment asked for.
 t.test('a program run through the spawner: exit code, stdout, stderr, env', async (t) => {
-  const r = await runSpawned('/bin/sh', ['-c', 'echo out; echo err >&2; echo "$QCRASH_T"; exit 3'], { env: { QCRASH_T: 'here' } });
+  const r = await runSpawned('/bin/sh', ['-c', 'echo out; echo err >&2; echo "$QCRASH_T"; exit 3'], {
+    env: { QCRASH_T: 'here' },
+  });
   t.equal(r.exitCode, 3);
   t.equal(r.stdout, 'out\nhere\n');
   t.equal(r.stderr, 'err\n');
@@ -26,5 +28,8 @@ t.test('a timeout kills the program', async (t) => {
 
 t.test('many at once each get their own answer', async (t) => {
   const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => runSpawned('/bin/sh', ['-c', `echo ${i}`])));
-  t.same(rs.map((r) => r.stdout.trim()), Array.from({ length: 20 }, (_, i) => String(i)));
+  t.same(
+    rs.map((r) => r.stdout.trim()),
+    Array.from({ length: 20 }, (_, i) => String(i)),
+  );
 });

@@ -43,20 +43,29 @@ t.test('unknown step: line and close matches', async (t) => {
 });
 
 t.test('negative delay: line', async (t) => {
-  const r = await runScenario('delay.yaml', 'recipe: small-4k\nsteps:\n  - migrate: /shapes/direct-12\nkill:\n  - delay: { step: migrate, ms: -10 }\n');
+  const r = await runScenario(
+    'delay.yaml',
+    'recipe: small-4k\nsteps:\n  - migrate: /shapes/direct-12\nkill:\n  - delay: { step: migrate, ms: -10 }\n',
+  );
   t.equal(r.code, 2);
   t.match(r.stderr, /delay\.yaml:5: .*>=0/);
 });
 
 t.test('unknown kernel symbol: exit 2 with suggestions', async (t) => {
-  const r = await runScenario('sym.yaml', 'recipe: small-4k\nsteps:\n  - mount\n  - migrate: /shapes/direct-12\nkill:\n  - kernel: { step: migrate, symbol: ext4_migrate }\n');
+  const r = await runScenario(
+    'sym.yaml',
+    'recipe: small-4k\nsteps:\n  - mount\n  - migrate: /shapes/direct-12\nkill:\n  - kernel: { step: migrate, symbol: ext4_migrate }\n',
+  );
   t.equal(r.code, 2);
   t.match(r.stderr, /sym\.yaml:6: unknown kernel symbol "ext4_migrate"/, 'with the line of its kill point');
   t.match(r.stderr, /Close matches: .*ext4_ext_migrate/);
 });
 
 t.test('an inlined static function is refused the same way', async (t) => {
-  const r = await runScenario('inlined.yaml', 'recipe: small-4k\nsteps:\n  - migrate: /shapes/direct-12\nkill:\n  - kernel: { step: migrate, symbol: ext4_ext_swap_inode_data }\n');
+  const r = await runScenario(
+    'inlined.yaml',
+    'recipe: small-4k\nsteps:\n  - migrate: /shapes/direct-12\nkill:\n  - kernel: { step: migrate, symbol: ext4_ext_swap_inode_data }\n',
+  );
   t.equal(r.code, 2);
   t.match(r.stderr, /unknown kernel symbol "ext4_ext_swap_inode_data".*inlined/);
 });
@@ -72,7 +81,21 @@ t.test('bisect: bad trees and revisions are exit 2 with what is wrong', async (t
   const repo = join(dir, 'history');
   const git = (args: string[]) =>
     new Promise<string>((resolve, reject) =>
-      execFile('git', args, { cwd: repo, env: { ...process.env, GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@b', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@b' } }, (e, out) => (e ? reject(e) : resolve(out.trim()))),
+      execFile(
+        'git',
+        args,
+        {
+          cwd: repo,
+          env: {
+            ...process.env,
+            GIT_AUTHOR_NAME: 'a',
+            GIT_AUTHOR_EMAIL: 'a@b',
+            GIT_COMMITTER_NAME: 'a',
+            GIT_COMMITTER_EMAIL: 'a@b',
+          },
+        },
+        (e, out) => (e ? reject(e) : resolve(out.trim())),
+      ),
     );
   await mkdir(repo);
   await git(['init', '-q']);

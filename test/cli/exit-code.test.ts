@@ -12,7 +12,10 @@ function program(): Command {
   const p = new Command('p').exitOverride();
   p.command('fails').action(returnsExitCode(async () => 1));
   p.command('plain').action(async () => {});
-  p.command('group').command('leaf').argument('<n>').action(returnsExitCode(async (n: string) => Number(n)));
+  p.command('group')
+    .command('leaf')
+    .argument('<n>')
+    .action(returnsExitCode(async (n: string) => Number(n)));
   return p;
 }
 

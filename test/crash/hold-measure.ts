@@ -13,7 +13,9 @@ for (const mode of modes) {
     const o = mode === 'free1' ? { cpus: 1, paceUs: 200, seed: i + 1 } : { cpus: 2, paceUs: 2000, seed: i + 1 };
     const r = await runRace(env, tmp, `${mode}-${i}`, o);
     if (r.raceHit) hits++;
-    rows.push(`${mode} run ${i + 1}: ret=${r.ret} errno=${r.errno} mapping=${r.mapping} hit=${r.raceHit} ${Math.round(r.ms)} ms; writer: ${r.outcome.records.find((x) => x.name === 'holes-stop')?.output?.trim()}`);
+    rows.push(
+      `${mode} run ${i + 1}: ret=${r.ret} errno=${r.errno} mapping=${r.mapping} hit=${r.raceHit} ${Math.round(r.ms)} ms; writer: ${r.outcome.records.find((x) => x.name === 'holes-stop')?.output?.trim()}`,
+    );
     console.log(rows.at(-1));
   }
   console.log(`${mode}: race hit in ${hits} of ${n} runs`);

@@ -64,11 +64,29 @@ export function raceSteps(opts: { cpus: number; paceUs: number; held?: boolean }
   const pin = (cpu: number) => (opts.cpus > 1 ? { cpu } : {});
   return [
     { kind: 'mount', name: 'mount', options: ['nodelalloc', opts.held ? 'commit=60' : 'commit=5'] },
-    { kind: 'writer', name: 'holes-start', mode: 'mmap-holes', path: file, size: 0, paceUs: opts.paceUs, action: 'start', ...pin(1) },
+    {
+      kind: 'writer',
+      name: 'holes-start',
+      mode: 'mmap-holes',
+      path: file,
+      size: 0,
+      paceUs: opts.paceUs,
+      action: 'start',
+      ...pin(1),
+    },
     ...(opts.held ? [{ kind: 'sleep' as const, name: 'writer-settles', ms: 300 }] : []),
     { kind: 'drop-caches', name: 'drop-caches' },
     { kind: 'migrate', name: 'migrate', paths: [file], recursive: false, ...pin(0) },
-    { kind: 'writer', name: 'holes-stop', mode: 'mmap-holes', path: file, size: 0, paceUs: opts.paceUs, action: 'stop', mayFail: true },
+    {
+      kind: 'writer',
+      name: 'holes-stop',
+      mode: 'mmap-holes',
+      path: file,
+      size: 0,
+      paceUs: opts.paceUs,
+      action: 'stop',
+      mayFail: true,
+    },
     { kind: 'umount', name: 'umount' },
   ];
 }
@@ -78,7 +96,14 @@ async function raceKernel() {
   const stock = await stockKernel();
   const release = process.env.QCRASH_TEST_STOCK_RELEASE;
   if (!release || release === stock.release) return stock;
-  return { ...stock, id: `stock-${release}`, release, bzImage: `/boot/vmlinuz-${release}`, modulesDir: `/lib/modules/${release}`, provenance: { ...stock.provenance, release } };
+  return {
+    ...stock,
+    id: `stock-${release}`,
+    release,
+    bzImage: `/boot/vmlinuz-${release}`,
+    modulesDir: `/lib/modules/${release}`,
+    provenance: { ...stock.provenance, release },
+  };
 }
 
 export async function raceSetup(opts: { snapshotCpus?: number } = {}) {
@@ -89,21 +114,47 @@ export async function raceSetup(opts: { snapshotCpus?: number } = {}) {
   const holdDriver = gdbHoldDriverFactory(() => kernelSymbols(machines, kernel, initrd));
   // An agent-ready state saved with that many vCPUs: the held runs restore it instead of booting.
   const snapshot = opts.snapshotCpus
-    ? { cpus: opts.snapshotCpus, file: await agentReadySnapshot(machines, kernel, initrd, base, (await detectAccel()).accel, (await toolVersions(kernel.release)).qemu, { cpus: opts.snapshotCpus }) }
+    ? {
+        cpus: opts.snapshotCpus,
+        file: await agentReadySnapshot(
+          machines,
+          kernel,
+          initrd,
+          base,
+          (await detectAccel()).accel,
+          (await toolVersions(kernel.release)).qemu,
+          { cpus: opts.snapshotCpus },
+        ),
+      }
     : undefined;
   return { kernel, initrd, base, holdDriver, machines, snapshot };
 }
 
-export async function runRace(env: Awaited<ReturnType<typeof raceSetup>>, tmp: TempDir, name: string, o: { cpus: number; paceUs: number; hold?: HoldPoint; seed?: number }): Promise<RaceRun> {
+export async function runRace(
+  env: Awaited<ReturnType<typeof raceSetup>>,
+  tmp: TempDir,
+  name: string,
+  o: { cpus: number; paceUs: number; hold?: HoldPoint; seed?: number },
+): Promise<RaceRun> {
   const t0 = performance.now();
   const disk = await createCaseDisk(env.base.path, tmp.join(`${name}.img`));
   let outcome: WorkloadOutcome;
   {
     const restoreFrom = env.snapshot?.cpus === o.cpus ? { restoreFrom: env.snapshot.file } : {};
-    await using vm = await launchRestoring(env.machines, { role: 'test', kernel: env.kernel, initrd: env.initrd, disk, gdb: o.hold !== undefined, cpus: o.cpus, ...restoreFrom });
+    await using vm = await launchRestoring(env.machines, {
+      role: 'test',
+      kernel: env.kernel,
+      initrd: env.initrd,
+      disk,
+      gdb: o.hold !== undefined,
+      cpus: o.cpus,
+      ...restoreFrom,
+    });
     if (o.hold) {
       await using driver = await env.holdDriver(vm);
-      outcome = await runWorkload(vm, raceSteps({ ...o, held: true }), { kind: 'none' }, o.seed ?? 1, { hold: { point: o.hold, driver } });
+      outcome = await runWorkload(vm, raceSteps({ ...o, held: true }), { kind: 'none' }, o.seed ?? 1, {
+        hold: { point: o.hold, driver },
+      });
     } else {
       outcome = await runWorkload(vm, raceSteps(o), { kind: 'none' }, o.seed ?? 1);
     }
@@ -115,5 +166,12 @@ export async function runRace(env: Awaited<ReturnType<typeof raceSetup>>, tmp: T
   const ret = m ? Number(m[1]) : NaN;
   const errno = m ? Number(m[2]) : NaN;
   const mapping = state?.stat?.mapping ?? '?';
-  return { outcome, ret, errno, mapping, raceHit: (ret === -1 && errno === 11) || (ret === 0 && mapping === 'blocks'), ms: performance.now() - t0 };
+  return {
+    outcome,
+    ret,
+    errno,
+    mapping,
+    raceHit: (ret === -1 && errno === 11) || (ret === 0 && mapping === 'blocks'),
+    ms: performance.now() - t0,
+  };
 }

@@ -28,14 +28,39 @@ const tmp = await TempDir.create('shapes-after-sync');
 t.teardown(() => tmp.remove());
 
 t.test('shapes-4k/after-sync expects every migrated regular file and directory extent-mapped', async (t) => {
-  const result = await runCase(spec!, { machines: new MachinePool({ slots: 1 }), kernel, initrd, images: new Map([['shapes-4k', base]]), keep: 'none' }, tmp.path);
+  const result = await runCase(
+    spec!,
+    { machines: new MachinePool({ slots: 1 }), kernel, initrd, images: new Map([['shapes-4k', base]]), keep: 'none' },
+    tmp.path,
+  );
   t.equal(result.status, 'pass', result.error ?? result.failing.map((f) => f.message).join('; '));
   const exp = JSON.parse(await readFile(join(tmp.path, 'expectations.json'), 'utf8')) as DurabilityExpectations;
-  const filesAndDirs = ['/shapes', ...base.manifest.entries.filter((e) => e.type === 'file' || e.type === 'dir').map((e) => e.path)];
-  t.same(filesAndDirs.filter((p) => !exp.mustBeExtents.includes(p)), [], `all ${filesAndDirs.length} of the recipe's regular files and directories (and /shapes) are expected extent-mapped`);
-  t.ok(exp.migrations.length >= filesAndDirs.length && exp.migrations.every((m) => m.ret === 0), `the ioctl returned 0 for each of the ${exp.migrations.length} paths`);
-  t.same(exp.mustBeExtents.length, exp.migrations.length, 'every path the ioctl migrated is expected extent-mapped after the sync');
-  t.notOk(result.findings.some((f) => f.code === 'not-durable' || f.class === 'data'), 'and the recovered image has them all so, with their bytes');
+  const filesAndDirs = [
+    '/shapes',
+    ...base.manifest.entries.filter((e) => e.type === 'file' || e.type === 'dir').map((e) => e.path),
+  ];
+  t.same(
+    filesAndDirs.filter((p) => !exp.mustBeExtents.includes(p)),
+    [],
+    `all ${filesAndDirs.length} of the recipe's regular files and directories (and /shapes) are expected extent-mapped`,
+  );
+  t.ok(
+    exp.migrations.length >= filesAndDirs.length && exp.migrations.every((m) => m.ret === 0),
+    `the ioctl returned 0 for each of the ${exp.migrations.length} paths`,
+  );
+  t.same(
+    exp.mustBeExtents.length,
+    exp.migrations.length,
+    'every path the ioctl migrated is expected extent-mapped after the sync',
+  );
+  t.notOk(
+    result.findings.some((f) => f.code === 'not-durable' || f.class === 'data'),
+    'and the recovered image has them all so, with their bytes',
+  );
   const migrate = result.steps?.find((s) => s.name === 'migrate');
-  t.match(migrate, { exitCode: 0, report: { kind: 'migrate', skipped: [{ type: 'symlink' }, { type: 'symlink' }], errors: [] } }, 'case.json keeps the per-file results; the two symlinks are skipped');
+  t.match(
+    migrate,
+    { exitCode: 0, report: { kind: 'migrate', skipped: [{ type: 'symlink' }, { type: 'symlink' }], errors: [] } },
+    'case.json keeps the per-file results; the two symlinks are skipped',
+  );
 });

@@ -27,7 +27,10 @@ t.test('none: every step runs, then a clean power-off', async (t) => {
   t.equal(out.ending, 'clean');
   t.equal(out.reached, true);
   t.equal(out.fired.kind, 'none');
-  t.same(out.records.map((r) => r.exitCode), [0, 0, 0]);
+  t.same(
+    out.records.map((r) => r.exitCode),
+    [0, 0, 0],
+  );
   t.equal(m.ended, 'powered-off');
 });
 
@@ -35,7 +38,10 @@ t.test('before: the target step is never sent, every earlier one was acknowledge
   const m = machine();
   const out = await runWorkload(m, steps, { kind: 'before', step: 'migrate' }, 1);
   t.same(m.commands, ['mount'], 'migrate never reached the agent');
-  t.same(out.records.map((r) => [r.name, r.exitCode]), [['mount', 0]]);
+  t.same(
+    out.records.map((r) => [r.name, r.exitCode]),
+    [['mount', 0]],
+  );
   t.match(out.fired, { kind: 'before', step: 'migrate', atMs: 0, shutdownEvent: { event: 'SHUTDOWN' } });
   t.equal(m.ended, 'killed');
 });
@@ -102,11 +108,22 @@ function fakeDriver(fire: FiredPoint | undefined, m: FakeMachine) {
   return { driver, calls };
 }
 
-const kernelPoint: CrashPoint = { kind: 'kernel', step: 'migrate', symbol: 'ext4_ext_migrate', offset: 0, hit: 1, thenHits: 0, delayMs: 0 };
+const kernelPoint: CrashPoint = {
+  kind: 'kernel',
+  step: 'migrate',
+  symbol: 'ext4_ext_migrate',
+  offset: 0,
+  hit: 1,
+  thenHits: 0,
+  delayMs: 0,
+};
 
 t.test('kernel: armed while the step is held, then the kill at the stop', async (t) => {
   const m = machine();
-  const { driver, calls } = fakeDriver({ kind: 'kernel', step: 'migrate', symbol: 'ext4_ext_migrate', hits: 1, rip: '0xffffffff81000000' }, m);
+  const { driver, calls } = fakeDriver(
+    { kind: 'kernel', step: 'migrate', symbol: 'ext4_ext_migrate', hits: 1, rip: '0xffffffff81000000' },
+    m,
+  );
   const out = await runWorkload(m, steps, kernelPoint, 1, { kernelDriver: driver });
   t.same(calls, ['arm kernel held=true started=false', 'wait']);
   t.equal(m.agent.seen[1]?.hold, true, 'migrate was sent held');
@@ -132,13 +149,21 @@ t.test('kernel points without a driver are an infrastructure error', async (t) =
 
 t.test('a mount that fails in the guest ends the workload with its output', async (t) => {
   const m = machine((cmd) => (cmd === 'mount' ? { exitCode: 32, output: 'mount: /mnt: wrong fs type' } : {}));
-  await t.rejects(runWorkload(m, steps, { kind: 'after', step: 'sync' }, 1), { message: /mount failed in the guest \(exit 32\): mount: \/mnt: wrong fs type/ });
+  await t.rejects(runWorkload(m, steps, { kind: 'after', step: 'sync' }, 1), {
+    message: /mount failed in the guest \(exit 32\): mount: \/mnt: wrong fs type/,
+  });
 });
 
 t.test('a step that never finishes is bounded by the step timeout', async (t) => {
   const m = machine((cmd) => (cmd === 'migrate' ? { hang: true } : {}));
-  await t.rejects(runWorkload(m, steps, { kind: 'after', step: 'sync' }, 1, { stepTimeoutMs: 200 }), { message: /step "migrate" did not finish within 0.2 s/ });
+  await t.rejects(runWorkload(m, steps, { kind: 'after', step: 'sync' }, 1, { stepTimeoutMs: 200 }), {
+    message: /step "migrate" did not finish within 0.2 s/,
+  });
   const m2 = machine((cmd) => (cmd === 'migrate' ? { hang: true } : {}));
   const { driver } = fakeDriver(undefined, m2);
-  await t.rejects(runWorkload(m2, steps, kernelPoint, 1, { kernelDriver: driver, stepTimeoutMs: 200 }), { message: /waiting for the kernel point/ }, 'and so is a kernel point that neither fires nor lets the step end');
+  await t.rejects(
+    runWorkload(m2, steps, kernelPoint, 1, { kernelDriver: driver, stepTimeoutMs: 200 }),
+    { message: /waiting for the kernel point/ },
+    'and so is a kernel point that neither fires nor lets the step end',
+  );
 });

@@ -30,14 +30,24 @@ t.test('a stale copy is caught', async (t) => {
     await writeFile(join(dir, file), text);
   }
   t.same(await staleReferenceFiles(dir), [], 'a fresh copy is current');
-  await writeFile(join(dir, 'docs/reference/cli.md'), `${await readFile(join(dir, 'docs/reference/cli.md'), 'utf8')}\n## qcrash gone\n`);
+  await writeFile(
+    join(dir, 'docs/reference/cli.md'),
+    `${await readFile(join(dir, 'docs/reference/cli.md'), 'utf8')}\n## qcrash gone\n`,
+  );
   await rm(join(dir, 'schemas/recipe.schema.json'));
-  t.same(await staleReferenceFiles(dir), ['docs/reference/cli.md', 'schemas/recipe.schema.json'], 'an edited and a missing file are stale');
+  t.same(
+    await staleReferenceFiles(dir),
+    ['docs/reference/cli.md', 'schemas/recipe.schema.json'],
+    'an edited and a missing file are stale',
+  );
 });
 
 async function yamlFiles(dir: string): Promise<string[]> {
   const entries = await readdir(join(projectRoot, dir), { withFileTypes: true, recursive: true });
-  return entries.filter((e) => e.isFile() && e.name.endsWith('.yaml')).map((e) => join(e.parentPath, e.name)).sort();
+  return entries
+    .filter((e) => e.isFile() && e.name.endsWith('.yaml'))
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
 }
 
 const shipped = {
@@ -53,7 +63,11 @@ for (const [kind, files] of Object.entries(shipped)) {
     for (const f of files) {
       const text = await readFile(f, 'utf8');
       const first = text.split('\n', 1)[0];
-      t.equal(first, `# yaml-language-server: $schema=${relative(dirname(f), schemaFile)}`, `${relative(projectRoot, f)} names its schema`);
+      t.equal(
+        first,
+        `# yaml-language-server: $schema=${relative(dirname(f), schemaFile)}`,
+        `${relative(projectRoot, f)} names its schema`,
+      );
       t.ok(validate(parseYaml(text)), `${relative(projectRoot, f)} passes: ${ajv.errorsText(validate.errors)}`);
     }
   });
@@ -62,8 +76,14 @@ for (const [kind, files] of Object.entries(shipped)) {
 // The same text to the parser and to the schema: both accept it, or both refuse it.
 const scenarioExamples: Array<[string, string]> = [
   ['bare keywords', 'recipe: small-4k\nsteps: [mount, sync, umount]\nkill: [none]\n'],
-  ['scalar and map arguments', 'recipe: small-4k\nsteps:\n  - mount: [commit=1]\n  - migrate: /shapes\n  - migrate: { paths: [/shapes], recursive: true }\n  - sleep: 5\nkill:\n  - after: migrate\n  - kernel: { step: migrate, symbol: ext4_ext_migrate+0x10, hit: 2 }\n  - commits: { step: migrate, max: 3 }\n'],
-  ['write-log states', 'recipe: small-4k\nsteps: [mount, sync]\ncrash-states: { from: log, prefixes: all, power-loss: { per-epoch: 4, seed: 1 }, budget: 40 }\n'],
+  [
+    'scalar and map arguments',
+    'recipe: small-4k\nsteps:\n  - mount: [commit=1]\n  - migrate: /shapes\n  - migrate: { paths: [/shapes], recursive: true }\n  - sleep: 5\nkill:\n  - after: migrate\n  - kernel: { step: migrate, symbol: ext4_ext_migrate+0x10, hit: 2 }\n  - commits: { step: migrate, max: 3 }\n',
+  ],
+  [
+    'write-log states',
+    'recipe: small-4k\nsteps: [mount, sync]\ncrash-states: { from: log, prefixes: all, power-loss: { per-epoch: 4, seed: 1 }, budget: 40 }\n',
+  ],
   ['power-loss none', 'recipe: small-4k\nsteps: [mount, sync]\ncrash-states: { from: log, power-loss: none }\n'],
   ['an unknown top-level key', 'recipe: small-4k\nsteps: [mount]\nkills: [none]\n'],
   ['an unknown step', 'recipe: small-4k\nsteps: [mount, snyc]\n'],
@@ -98,7 +118,8 @@ t.test('the scenario schema and the parser agree', async (t) => {
   t.ok(verdicts.includes(true) && verdicts.includes(false), 'the examples hold both good and bad files');
 });
 
-const recipeOk = 'filesystem: { block_size: 4096, style: modern, size_mb: 32 }\nentries:\n  - { kind: file, path: /f, blocks: ind-last }\n';
+const recipeOk =
+  'filesystem: { block_size: 4096, style: modern, size_mb: 32 }\nentries:\n  - { kind: file, path: /f, blocks: ind-last }\n';
 const recipeExamples: Array<[string, string]> = [
   ['a plain recipe', recipeOk],
   ['a layout', recipeOk.replace('blocks: ind-last }', 'blocks: 40, layout: { split: { blocks: 4 } } }')],

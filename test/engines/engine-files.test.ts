@@ -21,8 +21,12 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const read = (p: string) => readFile(join(root, p), 'utf8');
 // @actions/workflow-parser imports its JSON schema without an import attribute,
 // which plain Node 20 refuses; tsx's loader accepts it (as for bin/qcrash.js), scoped to this import.
-const { parseWorkflow, convertWorkflowTemplate, NoOperationTraceWriter } = (await tsImport('@actions/workflow-parser', import.meta.url)) as typeof import('@actions/workflow-parser');
-const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (a: Ajv) => Ajv;
+const { parseWorkflow, convertWorkflowTemplate, NoOperationTraceWriter } = (await tsImport(
+  '@actions/workflow-parser',
+  import.meta.url,
+)) as typeof import('@actions/workflow-parser');
+const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ??
+  addFormatsModule) as unknown as (a: Ajv) => Ajv;
 
 // ---------------------------------------------------------------- GitHub Actions
 
@@ -46,7 +50,10 @@ t.test('the GitHub workflow passes GitHub’s own workflow parser', async (t) =>
   t.match(runStep.run, '--out results/shard-${{ matrix.shard }}');
   t.match(runStep.run, '--format none');
   t.match(runStep.run, '--seed "$QCRASH_SEED"', 'every shard gets the same seed');
-  t.ok(wf.jobs.shard.steps.some((s: { run?: string }) => s.run === 'bash .ci/install'), 'shards run .ci/install');
+  t.ok(
+    wf.jobs.shard.steps.some((s: { run?: string }) => s.run === 'bash .ci/install'),
+    'shards run .ci/install',
+  );
   const upload = wf.jobs.shard.steps.find((s: { uses?: string }) => s.uses?.startsWith('actions/upload-artifact@'));
   t.equal(upload.with.path, 'results/shard-${{ matrix.shard }}');
   t.equal(upload.if, 'always()', 'a shard with failing cases still uploads its results');
@@ -65,11 +72,19 @@ t.test('the GitHub workflow passes GitHub’s own workflow parser', async (t) =>
 t.test('GitHub’s parser rejects broken copies of the workflow', async (t) => {
   const text = await read('.github/workflows/qcrash.yml');
   const broken: Array<[string, string, RegExp]> = [
-    ['no runs-on', text.replace(/^ {4}runs-on: ubuntu-24.04\n {4}# \.ci\/install/m, '    # .ci/install'), /Required property is missing: runs-on/],
+    [
+      'no runs-on',
+      text.replace(/^ {4}runs-on: ubuntu-24.04\n {4}# \.ci\/install/m, '    # .ci/install'),
+      /Required property is missing: runs-on/,
+    ],
     ['a bad expression', text.replace('--shard ${{ matrix.shard }}/3', '--shard ${{ matrix.shard ) }}/3'), /Unexpected symbol/],
     ['needs: an unknown job', text.replace('needs: shard', 'needs: shards'), /depends on unknown job 'shards'/],
     ['a misspelt key', text.replace('timeout-minutes: 180', 'timeout-minute: 180'), /Unexpected value 'timeout-minute'/],
-    ['a dispatch input of an unknown type', text.replace('        type: string\n        default: stock', '        type: text\n        default: stock'), /Unexpected value 'text'/],
+    [
+      'a dispatch input of an unknown type',
+      text.replace('        type: string\n        default: stock', '        type: text\n        default: stock'),
+      /Unexpected value 'text'/,
+    ],
   ];
   for (const [what, copy, message] of broken) {
     t.not(copy, text, `${what}: the copy differs`);
@@ -85,7 +100,13 @@ const gitlabSchema = JSON.parse(await read('schemas/gitlab-ci/ci.json'));
 // Unknown keywords stay errors (strictSchema); Ajv's extra checks on how a schema
 // is written (required properties not declared beside them, type unions) are
 // off: GitLab writes its schema for plain draft-07 validators.
-const gitlabAjv = new Ajv({ allErrors: true, strictSchema: true, strictRequired: false, strictTypes: false, strictTuples: false });
+const gitlabAjv = new Ajv({
+  allErrors: true,
+  strictSchema: true,
+  strictRequired: false,
+  strictTypes: false,
+  strictTuples: false,
+});
 // GitLab's schema carries Markdown descriptions for its editor: a keyword with no validation meaning.
 gitlabAjv.addKeyword('markdownDescription');
 addFormats(gitlabAjv);
@@ -111,7 +132,11 @@ t.test('GitLab’s CI schema rejects broken copies', async (t) => {
   const broken: Array<[string, (c: any) => void, RegExp]> = [
     ['parallel as text', (c) => (c.shard.parallel = 'three'), /parallel must be integer/],
     ['more parallel jobs than GitLab allows', (c) => (c.shard.parallel = 500), /parallel must be <= 200/],
-    ['a misspelt script', (c) => ((c.shard.scirpt = c.shard.script), delete c.shard.script), /must NOT have additional properties/],
+    [
+      'a misspelt script',
+      (c) => ((c.shard.scirpt = c.shard.script), delete c.shard.script),
+      /must NOT have additional properties/,
+    ],
     ['a JUnit report that is a number', (c) => (c.merge.artifacts.reports.junit = 5), /junit must be string/],
     ['an unknown when', (c) => (c.merge.when = 'sometimes'), /when must be equal to one of the allowed values/],
   ];
@@ -193,26 +218,48 @@ t.test('the Kubernetes manifests pass the Kubernetes OpenAPI schema and agree wi
   t.match(qcrash.args[0], '--shard "$shard/$QCRASH_SHARDS"');
   t.match(qcrash.args[0], '--out "$out"');
   t.match(qcrash.args[0], '--seed "$QCRASH_SEED"');
-  t.equal(shards.spec.podFailurePolicy.rules[0].onExitCodes.containerName, 'qcrash', 'the failure policy names the real container');
+  t.equal(
+    shards.spec.podFailurePolicy.rules[0].onExitCodes.containerName,
+    'qcrash',
+    'the failure policy names the real container',
+  );
   // Requests hold QCRASH_JOBS qcrash VMs (harness/vm/machine/pool.ts) and the harness.
   const jobs = Number(env(qcrash, 'QCRASH_JOBS'));
-  t.ok(mebibytes(qcrash.resources.requests.memory) >= jobs * vmMemoryMiB, `${qcrash.resources.requests.memory} holds ${jobs} VMs of ${vmMemoryMiB} MiB`);
+  t.ok(
+    mebibytes(qcrash.resources.requests.memory) >= jobs * vmMemoryMiB,
+    `${qcrash.resources.requests.memory} holds ${jobs} VMs of ${vmMemoryMiB} MiB`,
+  );
   t.ok(Number(qcrash.resources.requests.cpu) >= jobs, 'a core per VM');
   // Every pod mounts the same claim, and the merge reads where the shards write.
   for (const job of [shards, merge]) {
     const vols = job.spec.template.spec.volumes;
-    t.same(vols.map((v: Manifest) => v.persistentVolumeClaim?.claimName), [pvc.metadata.name], `${job.metadata.name} mounts ${pvc.metadata.name}`);
+    t.same(
+      vols.map((v: Manifest) => v.persistentVolumeClaim?.claimName),
+      [pvc.metadata.name],
+      `${job.metadata.name} mounts ${pvc.metadata.name}`,
+    );
     for (const c of [...(job.spec.template.spec.initContainers ?? []), ...job.spec.template.spec.containers]) {
-      for (const vm of c.volumeMounts) t.ok(vols.some((v: Manifest) => v.name === vm.name), `${c.name} mounts a declared volume (${vm.name})`);
+      for (const vm of c.volumeMounts)
+        t.ok(
+          vols.some((v: Manifest) => v.name === vm.name),
+          `${c.name} mounts a declared volume (${vm.name})`,
+        );
       t.equal(env(c, 'QCRASH_RUN'), env(qcrash, 'QCRASH_RUN'), `${c.name} uses the shards' run folder`);
     }
   }
   const mergeContainer = merge.spec.template.spec.containers[0];
   t.match(mergeContainer.args[0], 'node bin/qcrash.js merge "/data/runs/$QCRASH_RUN/merged" /data/runs/"$QCRASH_RUN"/shard-*');
   t.equal(env(merge.spec.template.spec.initContainers[0], 'QCRASH_SHARDS'), String(n), 'the merge waits for every shard');
-  t.equal(merge.spec.podFailurePolicy.rules[0].onExitCodes.containerName, mergeContainer.name, 'the merge\'s failure policy names its container');
+  t.equal(
+    merge.spec.podFailurePolicy.rules[0].onExitCodes.containerName,
+    mergeContainer.name,
+    "the merge's failure policy names its container",
+  );
   t.same(merge.spec.podFailurePolicy.rules[0].onExitCodes.values, [1, 2], 'failing cases and refused shards are not retried');
-  t.ok(mergeContainer.args[0].indexOf('rm -rf "/data/runs/$QCRASH_RUN/merged"') < mergeContainer.args[0].indexOf('qcrash.js merge'), 'a retried merge starts from a clean folder (merge refuses one that holds a run)');
+  t.ok(
+    mergeContainer.args[0].indexOf('rm -rf "/data/runs/$QCRASH_RUN/merged"') < mergeContainer.args[0].indexOf('qcrash.js merge'),
+    'a retried merge starts from a clean folder (merge refuses one that holds a run)',
+  );
 
   const kvmKustomization = parseYaml(await read('deploy/kubernetes/kvm/kustomization.yaml'));
   t.same(kvmKustomization.resources, ['..']);
@@ -230,12 +277,32 @@ t.test('the Kubernetes schema rejects broken copies', async (t) => {
   const [shards] = await manifests('deploy/kubernetes/shard-job.yaml');
   const [pvc] = await manifests('deploy/kubernetes/pvc.yaml');
   const broken: Array<[string, Manifest, (m: Manifest) => void, RegExp]> = [
-    ['a misspelt completion mode', shards!, (m) => (m.spec.completionMode = 'Indexd'), /completionMode must be equal to one of the allowed values/],
+    [
+      'a misspelt completion mode',
+      shards!,
+      (m) => (m.spec.completionMode = 'Indexd'),
+      /completionMode must be equal to one of the allowed values/,
+    ],
     ['completions as text', shards!, (m) => (m.spec.completions = 'three'), /completions must be integer/],
-    ['a container without a name', shards!, (m) => delete m.spec.template.spec.containers[0].name, /must have required property name/],
+    [
+      'a container without a name',
+      shards!,
+      (m) => delete m.spec.template.spec.containers[0].name,
+      /must have required property name/,
+    ],
     ['a Job without a pod template', shards!, (m) => delete m.spec.template, /must have required property template/],
-    ['an exit-code rule with an unknown operator', shards!, (m) => (m.spec.podFailurePolicy.rules[0].onExitCodes.operator = 'Equals'), /operator must be equal to one of the allowed values/],
-    ['a claim whose access modes are not a list', pvc!, (m) => (m.spec.accessModes = 'ReadWriteMany'), /accessModes must be array/],
+    [
+      'an exit-code rule with an unknown operator',
+      shards!,
+      (m) => (m.spec.podFailurePolicy.rules[0].onExitCodes.operator = 'Equals'),
+      /operator must be equal to one of the allowed values/,
+    ],
+    [
+      'a claim whose access modes are not a list',
+      pvc!,
+      (m) => (m.spec.accessModes = 'ReadWriteMany'),
+      /accessModes must be array/,
+    ],
   ];
   for (const [what, original, breakIt, message] of broken) {
     const copy = structuredClone(original);
@@ -270,11 +337,19 @@ t.test('the Dockerfile passes the linter and installs through .ci/install', asyn
 t.test('the Dockerfile linter rejects broken copies', async (t) => {
   const text = await read('Dockerfile');
   const broken: Array<[string, string, RegExp]> = [
-    ['an unknown instruction', text.replace('RUN node bin/qcrash.js doctor', 'RUNN node bin/qcrash.js doctor'), /Unknown instruction: RUNN/],
+    [
+      'an unknown instruction',
+      text.replace('RUN node bin/qcrash.js doctor', 'RUNN node bin/qcrash.js doctor'),
+      /Unknown instruction: RUNN/,
+    ],
     ['no FROM before the first build step', text.replace('FROM ${BASE}\n', ''), /FROM/],
     ['a WORKDIR without a path', text.replace('WORKDIR /opt/qcrash', 'WORKDIR'), /Instruction has no arguments/],
     ['a COPY without a destination', text.replace('COPY . .', 'COPY .'), /COPY requires at least two arguments/],
-    ['a second CMD', text.replace('CMD ["run", "--help"]', 'CMD ["run", "--help"]\nCMD ["doctor"]'), /There can only be one CMD instruction/],
+    [
+      'a second CMD',
+      text.replace('CMD ["run", "--help"]', 'CMD ["run", "--help"]\nCMD ["doctor"]'),
+      /There can only be one CMD instruction/,
+    ],
   ];
   for (const [what, copy, message] of broken) {
     t.not(copy, text, `${what}: the copy differs`);
@@ -296,8 +371,17 @@ const { registerRun } = await import('../../harness/cli/run-command.ts');
 const { registerMerge } = await import('../../harness/cli/merge-command.ts');
 
 const engineVars: Record<string, string> = {
-  QCRASH_SCENARIOS: 'scenarios', QCRASH_KERNEL: 'stock', QCRASH_SEED: '42', QCRASH_RUN: 'sweep-1', QCRASH_SHARDS: '3', QCRASH_JOBS: '2',
-  CI_NODE_INDEX: '2', CI_NODE_TOTAL: '3', shard: '2', out: '/data/runs/sweep-1/shard-2', '{{ matrix.shard }}': '2',
+  QCRASH_SCENARIOS: 'scenarios',
+  QCRASH_KERNEL: 'stock',
+  QCRASH_SEED: '42',
+  QCRASH_RUN: 'sweep-1',
+  QCRASH_SHARDS: '3',
+  QCRASH_JOBS: '2',
+  CI_NODE_INDEX: '2',
+  CI_NODE_TOTAL: '3',
+  shard: '2',
+  out: '/data/runs/sweep-1/shard-2',
+  '{{ matrix.shard }}': '2',
 };
 
 /** The qcrash invocations in a shell script: `node bin/qcrash.js ...` up to `||`, `;` or the end, continuation lines joined. */
@@ -308,11 +392,15 @@ function qcrashInvocations(script: string): string[][] {
   for (const m of text.matchAll(/node bin\/qcrash\.js ([^\n|;]*)/g)) {
     const words: string[] = [];
     for (const w of m[1]!.matchAll(/(?:"[^"]*"|[^\s"]+)+/g)) {
-      words.push(w[0].replace(/\$(\w+)|\$\{(\w+)\}/g, (_, a, b) => {
-        const v = engineVars[a ?? b];
-        if (v === undefined) throw new Error(`unknown variable $${a ?? b} in: ${m[0]}`);
-        return v;
-      }).replace(/"/g, ''));
+      words.push(
+        w[0]
+          .replace(/\$(\w+)|\$\{(\w+)\}/g, (_, a, b) => {
+            const v = engineVars[a ?? b];
+            if (v === undefined) throw new Error(`unknown variable $${a ?? b} in: ${m[0]}`);
+            return v;
+          })
+          .replace(/"/g, ''),
+      );
     }
     out.push(words.flatMap((w) => (w === 'scenarios' ? [w] : w.split(/\s+/).filter(Boolean))));
   }
@@ -338,11 +426,18 @@ async function parseQcrash(argv: string[]): Promise<{ command: string; opts: Rec
 t.test('every qcrash command the engine files run is one the CLI accepts', async (t) => {
   const wf = parseYaml(await read('.github/workflows/qcrash.yml'));
   const ci = parseYaml(await read('.gitlab-ci.yml'));
-  const k8s = [...(await manifests('deploy/kubernetes/shard-job.yaml')), ...(await manifests('deploy/kubernetes/merge-job.yaml'))];
+  const k8s = [
+    ...(await manifests('deploy/kubernetes/shard-job.yaml')),
+    ...(await manifests('deploy/kubernetes/merge-job.yaml')),
+  ];
   const scripts: Array<[string, string]> = [
-    ...Object.entries(wf.jobs).flatMap(([job, j]: [string, any]) => j.steps.filter((s: any) => s.run).map((s: any) => [`GitHub ${job}`, s.run] as [string, string])),
+    ...Object.entries(wf.jobs).flatMap(([job, j]: [string, any]) =>
+      j.steps.filter((s: any) => s.run).map((s: any) => [`GitHub ${job}`, s.run] as [string, string]),
+    ),
     ...['shard', 'merge'].flatMap((job) => ci[job].script.map((l: string) => [`GitLab ${job}`, l] as [string, string])),
-    ...k8s.flatMap((m) => m.spec.template.spec.containers.map((c: Manifest) => [`Kubernetes ${m.metadata.name}`, c.args[0]] as [string, string])),
+    ...k8s.flatMap((m) =>
+      m.spec.template.spec.containers.map((c: Manifest) => [`Kubernetes ${m.metadata.name}`, c.args[0]] as [string, string]),
+    ),
   ];
   const seen: string[] = [];
   for (const [where, script] of scripts) {
@@ -351,13 +446,23 @@ t.test('every qcrash command the engine files run is one the CLI accepts', async
       t.notOk(r instanceof Error, `${where}: qcrash ${argv.join(' ')}${r instanceof Error ? `: ${r.message}` : ''}`);
       if (r instanceof Error) continue;
       seen.push(`${where}: ${r.command}`);
-      if (r.command === 'run' && !r.opts.resume) t.same(r.opts.shard, { index: 2, total: 3 }, `${where}: --shard parses to shard 2 of 3`);
+      if (r.command === 'run' && !r.opts.resume)
+        t.same(r.opts.shard, { index: 2, total: 3 }, `${where}: --shard parses to shard 2 of 3`);
     }
   }
-  t.same(seen.sort(), [
-    'GitHub merge: merge', 'GitHub shard: run', 'GitLab merge: merge', 'GitLab shard: run',
-    'Kubernetes qcrash-merge: merge', 'Kubernetes qcrash-shards: run', 'Kubernetes qcrash-shards: run',
-  ], 'a shard run and a merge per engine (and the Kubernetes retry\'s --resume)');
+  t.same(
+    seen.sort(),
+    [
+      'GitHub merge: merge',
+      'GitHub shard: run',
+      'GitLab merge: merge',
+      'GitLab shard: run',
+      'Kubernetes qcrash-merge: merge',
+      'Kubernetes qcrash-shards: run',
+      'Kubernetes qcrash-shards: run',
+    ],
+    "a shard run and a merge per engine (and the Kubernetes retry's --resume)",
+  );
   // The check can fail: an option qcrash does not have, and a shard index from 0.
   await t.rejects(parseQcrash(['run', 'scenarios', '--shards', '2/3']), /unknown option '--shards'/);
   await t.rejects(parseQcrash(['run', 'scenarios', '--shard', '0/3']), /counts from 1/);

@@ -5,12 +5,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { kcidbDocument, kcidbStatus, kcidbTestPath, kcidbVersion, patchsetHash, type KcidbDocument } from '../../harness/report/kcidb.ts';
+import {
+  kcidbDocument,
+  kcidbStatus,
+  kcidbTestPath,
+  kcidbVersion,
+  patchsetHash,
+  type KcidbDocument,
+} from '../../harness/report/kcidb.ts';
 import { sha256 } from '../../harness/util/hash.ts';
 import type { RunSummary } from '../../harness/results/run.ts';
 
 // ajv-formats is CommonJS: under ESM its function is the default export's default.
-const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (a: Ajv) => Ajv;
+const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ??
+  addFormatsModule) as unknown as (a: Ajv) => Ajv;
 
 const schemaPath = new URL('../../schemas/kcidb/kcidb.v5.3.schema.json', import.meta.url);
 const schema = JSON.parse(await readFile(schemaPath, 'utf8')) as Record<string, any>;
@@ -21,7 +29,9 @@ const validate = ajv.compile(schema);
 
 // A real run (stock kernel, scenarios/durability.yaml, e2fsck recovery, 4 cases), and the
 // trimmed real run of the default suite the reporter tests use (a fail and an error).
-const stockRun = JSON.parse(await readFile(new URL('../fixtures/engines/summary-durability.json', import.meta.url), 'utf8')) as RunSummary;
+const stockRun = JSON.parse(
+  await readFile(new URL('../fixtures/engines/summary-durability.json', import.meta.url), 'utf8'),
+) as RunSummary;
 const mixedRun = JSON.parse(await readFile(new URL('../fixtures/report/summary.json', import.meta.url), 'utf8')) as RunSummary;
 
 /** What a consumer reads: the JSON text, not the in-memory object. */
@@ -38,7 +48,10 @@ const dir = await mkdtemp(join(tmpdir(), 'kcidb-test-'));
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 
 // A kernel built from a git tree with two patches, as harness/kernel/build.ts records it.
-const patchTexts = ['From: A <a@b>\nSubject: [PATCH 1/2] ext4: mark the inode dirty after the swap\n\n--- a/x\n+++ b/x\n', 'Subject: [PATCH 2/2] ext4: keep EXT4_STATE_EXT_MIGRATE until the end\n\n--- a/y\n+++ b/y\n'];
+const patchTexts = [
+  'From: A <a@b>\nSubject: [PATCH 1/2] ext4: mark the inode dirty after the swap\n\n--- a/x\n+++ b/x\n',
+  'Subject: [PATCH 2/2] ext4: keep EXT4_STATE_EXT_MIGRATE until the end\n\n--- a/y\n+++ b/y\n',
+];
 const patchFiles = [join(dir, '0001-a.patch'), join(dir, '0002-b.patch')];
 await Promise.all(patchFiles.map((f, i) => writeFile(f, patchTexts[i]!)));
 const base = '0123456789abcdef0123456789abcdef01234567';
@@ -52,7 +65,11 @@ function builtRun(source: string): RunSummary {
       provenance: {
         source,
         base,
-        patches: patchTexts.map((text, i) => ({ file: patchFiles[i], subject: /^Subject:\s*(.+)$/m.exec(text)![1], sha256: sha256(text) })),
+        patches: patchTexts.map((text, i) => ({
+          file: patchFiles[i],
+          subject: /^Subject:\s*(.+)$/m.exec(text)![1],
+          sha256: sha256(text),
+        })),
         configs: ['/work/qcrash/kernels/configs/minimal.config'],
         configHash: 'a1b2c3d4e5f60718',
       },
@@ -82,7 +99,12 @@ t.test('a real stock-kernel run is valid KCIDB with one checkout, one build and 
     t.match(test.path, /^ext4\.migrate\.durability\.[A-Za-z0-9_-]+$/);
     t.equal(test.status, 'PASS');
   }
-  t.same(doc.tests.map((x: any) => x.path).sort(), ['ext4.migrate.durability.after-fsync', 'ext4.migrate.durability.after-fsync-written', 'ext4.migrate.durability.after-sync', 'ext4.migrate.durability.no-kill']);
+  t.same(doc.tests.map((x: any) => x.path).sort(), [
+    'ext4.migrate.durability.after-fsync',
+    'ext4.migrate.durability.after-fsync-written',
+    'ext4.migrate.durability.after-sync',
+    'ext4.migrate.durability.no-kill',
+  ]);
   t.notOk('git_commit_hash' in doc.checkouts[0], 'a Debian package has no commit to name');
 });
 
@@ -92,7 +114,10 @@ t.test('fail and error cases map to FAIL and ERROR with what went wrong in the e
   const byCase = new Map(doc.tests.map((x: any) => [x.misc.case_id, x]));
   const failed = byCase.get('commit-sweep/commit-migrate-1/r1') as any;
   t.equal(failed.status, 'FAIL');
-  t.equal(failed.log_excerpt.split('\n')[0].split(' ').slice(0, 2).join(' '), `${mixedRun.cases[1]!.failing[0]!.class} ${mixedRun.cases[1]!.failing[0]!.code}`);
+  t.equal(
+    failed.log_excerpt.split('\n')[0].split(' ').slice(0, 2).join(' '),
+    `${mixedRun.cases[1]!.failing[0]!.class} ${mixedRun.cases[1]!.failing[0]!.code}`,
+  );
   const errored = byCase.get('shapes-4k/after-sync/r1') as any;
   t.equal(errored.status, 'ERROR');
   t.match(errored.log_excerpt, /VM did not start/);
@@ -105,7 +130,10 @@ t.test('fail and error cases map to FAIL and ERROR with what went wrong in the e
 t.test('a crash point that never fired is never a PASS', async (t) => {
   t.equal(kcidbStatus('not-reached'), 'MISS');
   t.equal(kcidbStatus('skipped-by-a-newer-qcrash'), 'MISS', 'an unknown status is not a pass either');
-  const run: RunSummary = { ...stockRun, cases: stockRun.cases.map((c, i) => (i === 0 ? { ...c, status: 'not-reached', error: 'commit point 3 never fired' } : c)) };
+  const run: RunSummary = {
+    ...stockRun,
+    cases: stockRun.cases.map((c, i) => (i === 0 ? { ...c, status: 'not-reached', error: 'commit point 3 never fired' } : c)),
+  };
   const doc = asWritten(kcidbDocument(run));
   t.ok(validate(doc), errorsOf(doc));
   t.equal(doc.tests[0].status, 'MISS');
@@ -117,14 +145,21 @@ t.test('a built kernel carries its base commit and patch identity', async (t) =>
   t.ok(validate(doc), errorsOf(doc));
   const co = doc.checkouts[0];
   // KCIDB's own recipe: sha256sum *.patch | cut -c-64 | sha256sum | cut -c-64
-  const perPatch = execFileSync('sha256sum', patchFiles, { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => `${l.slice(0, 64)}\n`).join('');
+  const perPatch = execFileSync('sha256sum', patchFiles, { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => `${l.slice(0, 64)}\n`)
+    .join('');
   const expected = execFileSync('sha256sum', { input: perPatch, encoding: 'utf8' }).slice(0, 64);
   t.equal(co.patchset_hash, expected, 'patchset_hash is what sha256sum computes from the patch files');
   t.equal(co.patchset_hash, patchsetHash(patchTexts.map((x) => sha256(x))));
   t.equal(co.git_commit_hash, base);
   t.equal(co.id, `qcrash:${base}+${expected}`);
   t.match(co.comment, /mark the inode dirty after the swap; .*EXT4_STATE_EXT_MIGRATE/);
-  t.same(co.misc.patches.map((p: any) => p.file), ['0001-a.patch', '0002-b.patch']);
+  t.same(
+    co.misc.patches.map((p: any) => p.file),
+    ['0001-a.patch', '0002-b.patch'],
+  );
   t.equal(doc.builds[0].id, 'qcrash:build-5c0ffee5c0ffee00');
   t.equal(doc.builds[0].config_name, 'minimal.config');
   t.equal(doc.builds[0].misc.config_hash, 'a1b2c3d4e5f60718');
@@ -133,15 +168,26 @@ t.test('a built kernel carries its base commit and patch identity', async (t) =>
   t.ok(validate(tar), errorsOf(tar));
   t.notOk('git_commit_hash' in tar.checkouts[0], "the commit qcrash made of Debian's tarball is not a commit anyone else has");
   t.equal(tar.checkouts[0].id, `qcrash:linux-source-6.1.tar.xz@${base.slice(0, 12)}+${expected}`);
-  const unpatched = asWritten(kcidbDocument({ ...builtRun('/usr/src/linux-source-6.1.tar.xz'), kernel: { ...builtRun('x').kernel, provenance: { ...builtRun('x').kernel.provenance, patches: [] } } }));
+  const unpatched = asWritten(
+    kcidbDocument({
+      ...builtRun('/usr/src/linux-source-6.1.tar.xz'),
+      kernel: { ...builtRun('x').kernel, provenance: { ...builtRun('x').kernel.provenance, patches: [] } },
+    }),
+  );
   t.ok(validate(unpatched), errorsOf(unpatched));
   t.equal(unpatched.checkouts[0].patchset_hash, '', 'no patches: the empty patchset hash');
 });
 
 t.test('test paths stay inside KCIDB path syntax whatever the point label holds', async (t) => {
-  t.equal(kcidbTestPath({ scenario: 'shapes-4k', pointLabel: 'kernel-migrate-ext4_ext_migrate+0x1c-hit2' }), 'ext4.migrate.shapes-4k.kernel-migrate-ext4_ext_migrate_0x1c-hit2');
+  t.equal(
+    kcidbTestPath({ scenario: 'shapes-4k', pointLabel: 'kernel-migrate-ext4_ext_migrate+0x1c-hit2' }),
+    'ext4.migrate.shapes-4k.kernel-migrate-ext4_ext_migrate_0x1c-hit2',
+  );
   t.equal(kcidbTestPath({ scenario: 'v1.2', pointLabel: '' }), 'ext4.migrate.v1_2._');
-  const run: RunSummary = { ...stockRun, cases: [{ ...stockRun.cases[0]!, pointLabel: 'kernel-migrate-ext4_ext_migrate+0x1c-hit2' }] };
+  const run: RunSummary = {
+    ...stockRun,
+    cases: [{ ...stockRun.cases[0]!, pointLabel: 'kernel-migrate-ext4_ext_migrate+0x1c-hit2' }],
+  };
   const doc = asWritten(kcidbDocument(run));
   t.ok(validate(doc), errorsOf(doc));
 });
@@ -172,7 +218,10 @@ t.test('the schema rejects broken documents (the check can fail)', async (t) => 
 // kcidb-io itself validates with python-jsonschema (draft-07, format checking): where that
 // library is installed, check the same documents with it too, an independent implementation.
 const probe = spawnSync('python3', ['-c', 'import jsonschema'], { encoding: 'utf8' });
-const noPythonJsonschema = probe.error || probe.status !== 0 ? `python3 with jsonschema is not installed (${probe.error ? probe.error.message : probe.stderr.trim().split('\n').at(-1)}); ajv's verdict above stands alone` : false;
+const noPythonJsonschema =
+  probe.error || probe.status !== 0
+    ? `python3 with jsonschema is not installed (${probe.error ? probe.error.message : probe.stderr.trim().split('\n').at(-1)}); ajv's verdict above stands alone`
+    : false;
 t.test('python-jsonschema agrees, where it is installed', { skip: noPythonJsonschema }, async (t) => {
   const check = `
 import json, sys, jsonschema
@@ -188,7 +237,10 @@ for path in sys.argv[2:]:
   const broken = asWritten(kcidbDocument(mixedRun));
   broken.tests[0].status = 'not-reached';
   await writeFile(bad, JSON.stringify(broken));
-  const out = execFileSync('python3', ['-c', check, schemaPath.pathname, good, bad], { encoding: 'utf8' }).trim().split('\n').map((l) => JSON.parse(l) as string[]);
+  const out = execFileSync('python3', ['-c', check, schemaPath.pathname, good, bad], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as string[]);
   t.same(out[0], [], 'the built-kernel document is valid');
   t.equal(out[1]!.length, 1);
   t.match(out[1]![0], /'not-reached' is not one of/);

@@ -19,7 +19,9 @@ await mkdir(tmp);
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 const env = { QCRASH_TMPDIR: tmp };
 const scenario = join(dir, 'sharded.yaml');
-await writeFile(scenario, `description: Every kill point fires; run whole and as shards.
+await writeFile(
+  scenario,
+  `description: Every kill point fires; run whole and as shards.
 recipe: small-4k
 recovery: [e2fsck]
 steps:
@@ -33,8 +35,23 @@ kill:
   - after: migrate
   - after: sync
 repeat: 2
-`);
-const runArgs = (extra: string[]) => ['run', scenario, '--kernel', 'stock', '--seed', '7', '--keep', 'failed', '--jobs', '1', '--format', 'none', ...extra];
+`,
+);
+const runArgs = (extra: string[]) => [
+  'run',
+  scenario,
+  '--kernel',
+  'stock',
+  '--seed',
+  '7',
+  '--keep',
+  'failed',
+  '--jobs',
+  '1',
+  '--format',
+  'none',
+  ...extra,
+];
 const summary = async (d: string) => JSON.parse(await readFile(join(d, 'summary.json'), 'utf8')) as RunSummary;
 const verdicts = (s: RunSummary) => s.cases.map((c) => [c.id, c.status]);
 
@@ -46,11 +63,20 @@ t.test('three shards in three processes merge into the unsharded run', { timeout
   t.equal(wholeSummary.counts.total, 8);
 
   const shards = [1, 2, 3].map((i) => join(dir, `shard-${i}`));
-  const runs = await Promise.all(shards.map((out, i) => qcrash(runArgs(['--shard', `${i + 1}/3`, '--out', out]), { env, timeoutMs: 900_000 })));
+  const runs = await Promise.all(
+    shards.map((out, i) => qcrash(runArgs(['--shard', `${i + 1}/3`, '--out', out]), { env, timeoutMs: 900_000 })),
+  );
   runs.forEach((r, i) => t.equal(r.code, 0, `shard ${i + 1}/3 exits 0: ${r.stderr.slice(-600)}`));
   const parts = await Promise.all(shards.map(summary));
-  t.same(parts.map((p) => p.counts.total).reduce((a, b) => a + b, 0), 8, `the parts hold every case once: ${parts.map((p) => p.counts.total).join(' + ')}`);
-  t.ok(parts.every((p) => p.counts.total > 0), 'every shard ran some');
+  t.same(
+    parts.map((p) => p.counts.total).reduce((a, b) => a + b, 0),
+    8,
+    `the parts hold every case once: ${parts.map((p) => p.counts.total).join(' + ')}`,
+  );
+  t.ok(
+    parts.every((p) => p.counts.total > 0),
+    'every shard ran some',
+  );
   t.equal(new Set(parts.map((p) => p.shard!.caseListHash)).size, 1, 'every shard records the same case list');
 
   const merged = join(dir, 'merged');
@@ -60,15 +86,24 @@ t.test('three shards in three processes merge into the unsharded run', { timeout
   t.match(m.stdout, /shards: +3 of 3 merged/, 'the text report on stdout says where the run came from');
   t.match(m.stdout, /cases: +8 total, 8 passed/);
   const mergedSummary = await summary(merged);
-  t.same(mergedSummary.cases.map((c) => c.id), wholeSummary.cases.map((c) => c.id), 'the merged case set is the unsharded run\'s');
+  t.same(
+    mergedSummary.cases.map((c) => c.id),
+    wholeSummary.cases.map((c) => c.id),
+    "the merged case set is the unsharded run's",
+  );
   t.same(verdicts(mergedSummary), verdicts(wholeSummary), 'and so are the verdicts');
-  for (const f of ['junit.xml', 'results.tap', 'results.ktap', 'report.txt', 'report.html']) t.ok((await readdir(merged)).includes(f), `${f} in the merged run`);
+  for (const f of ['junit.xml', 'results.tap', 'results.ktap', 'report.txt', 'report.html'])
+    t.ok((await readdir(merged)).includes(f), `${f} in the merged run`);
 
   const missing = await qcrash(['merge', join(dir, 'merged-missing'), shards[0]!, shards[2]!], { env });
   t.equal(missing.code, 3, 'a missing shard: exit 3, never 0');
   t.match(missing.stderr, /shard 2\/3 was not given: its \d+ case\(s\) are errors/);
   const missingSummary = await summary(join(dir, 'merged-missing'));
-  t.same(missingSummary.cases.filter((c) => c.status === 'error').map((c) => c.id), parts[1]!.cases.map((c) => c.id), 'its cases are errors in the merged run');
+  t.same(
+    missingSummary.cases.filter((c) => c.status === 'error').map((c) => c.id),
+    parts[1]!.cases.map((c) => c.id),
+    'its cases are errors in the merged run',
+  );
 
   const twice = await qcrash(['merge', join(dir, 'merged-twice'), ...shards, shards[1]!], { env });
   t.equal(twice.code, 2, 'a duplicated shard: exit 2, nothing merged');

@@ -57,7 +57,11 @@ t.test('every unit lands in exactly one shard, for every shard count', async (t)
 t.test('a write-log unit keeps its recording and states together', async (t) => {
   const withLog: ShardUnit[] = [
     ...units,
-    { id: 'durability/log/r1', kind: 'write-log', caseIds: ['durability/log/flush-1/r1', 'durability/log/flush-2/r1', 'durability/log/flush-2-drop-3a9f/r1'] },
+    {
+      id: 'durability/log/r1',
+      kind: 'write-log',
+      caseIds: ['durability/log/flush-1/r1', 'durability/log/flush-2/r1', 'durability/log/flush-2-drop-3a9f/r1'],
+    },
   ];
   const plans = everyShard(withLog, 4);
   const holders = plans.filter((p) => p.caseIds.some((c) => c.startsWith('durability/log/')));
@@ -76,10 +80,16 @@ t.test('balance: greedy LPT bounds hold with estimated and with recorded costs',
       const min = Math.min(...loads);
       const label = `${total} shards, ${recorded ? 'recorded' : 'estimated'} costs`;
       t.ok(Math.abs(loads.reduce((a, b) => a + b, 0) - sum) < 1e-6, `${label}: loads add up to the total cost`);
-      t.ok(max - min <= dearest + 1e-6, `${label}: max ${max.toFixed(0)} - min ${min.toFixed(0)} <= dearest unit ${dearest.toFixed(0)}`);
+      t.ok(
+        max - min <= dearest + 1e-6,
+        `${label}: max ${max.toFixed(0)} - min ${min.toFixed(0)} <= dearest unit ${dearest.toFixed(0)}`,
+      );
       // Graham: LPT is within 4/3 - 1/(3N) of the optimum, and the optimum is at least the mean and the dearest unit.
       const lower = Math.max(sum / total, dearest);
-      t.ok(max <= (4 / 3 - 1 / (3 * total)) * lower + 1e-6, `${label}: makespan ${max.toFixed(0)} within Graham's bound of ${lower.toFixed(0)}`);
+      t.ok(
+        max <= (4 / 3 - 1 / (3 * total)) * lower + 1e-6,
+        `${label}: makespan ${max.toFixed(0)} within Graham's bound of ${lower.toFixed(0)}`,
+      );
     }
   }
 });
@@ -95,20 +105,34 @@ t.test('recorded durations move units; unmeasured ones are rescaled to the same 
   t.not(costs.get(unmeasuredAfter.id), estimatedCostMs.after, 'estimate rescaled');
   const estimatedAfter = costs.get(unmeasuredAfter.id)!;
   const estimatedKernel = costs.get(units.find((u) => !recorded.has(u.id) && u.kind === 'kernel')!.id)!;
-  t.ok(Math.abs(estimatedKernel / estimatedAfter - estimatedCostMs.kernel / estimatedCostMs.after) < 1e-9, 'kinds keep their ratio');
+  t.ok(
+    Math.abs(estimatedKernel / estimatedAfter - estimatedCostMs.kernel / estimatedCostMs.after) < 1e-9,
+    'kinds keep their ratio',
+  );
   // A single very slow recorded case changes the partition.
   const outlier = units.find((u) => !recorded.has(u.id))!;
   const slow = new Map(recorded);
   slow.set(outlier.id, 10 * 60_000);
-  t.not(planShard(units, { index: 1, total: 3 }, slow).partitionHash, planShard(units, { index: 1, total: 3 }, recorded).partitionHash);
+  t.not(
+    planShard(units, { index: 1, total: 3 }, slow).partitionHash,
+    planShard(units, { index: 1, total: 3 }, recorded).partitionHash,
+  );
   const { shardOf, loads } = assignShards(units, 3, slow);
   const alone = shardOf.get(outlier.id)!;
-  t.equal([...shardOf.values()].filter((s) => s === alone).length, 1, 'a unit dearer than a third of the run gets a shard of its own');
+  t.equal(
+    [...shardOf.values()].filter((s) => s === alone).length,
+    1,
+    'a unit dearer than a third of the run gets a shard of its own',
+  );
   t.ok(loads[alone - 1]! >= 10 * 60_000);
 });
 
 t.test('one outlier does not rescale the estimates of every unmeasured unit', async (t) => {
-  const us: ShardUnit[] = Array.from({ length: 12 }, (_, i) => ({ id: `s/after-${String(i).padStart(2, '0')}/r1`, kind: 'after', caseIds: [`s/after-${String(i).padStart(2, '0')}/r1`] }));
+  const us: ShardUnit[] = Array.from({ length: 12 }, (_, i) => ({
+    id: `s/after-${String(i).padStart(2, '0')}/r1`,
+    kind: 'after',
+    caseIds: [`s/after-${String(i).padStart(2, '0')}/r1`],
+  }));
   const recorded = new Map(us.slice(0, 9).map((u) => [u.id, 2 * estimatedCostMs.after] as const));
   recorded.set(us[9]!.id, 10 * 60_000);
   const costs = unitCosts(us, recorded);
@@ -124,7 +148,11 @@ t.test('the plan does not depend on input order, locale or process', async (t) =
     t.equal(reversed[i]!.caseListHash, forward[i]!.caseListHash);
     t.equal(reversed[i]!.partitionHash, forward[i]!.partitionHash);
   }
-  t.same(forward[1]!.unitIds, units.map((u) => u.id).filter((id) => forward[1]!.unitIds.includes(id)), 'a shard keeps the expansion order');
+  t.same(
+    forward[1]!.unitIds,
+    units.map((u) => u.id).filter((id) => forward[1]!.unitIds.includes(id)),
+    'a shard keeps the expansion order',
+  );
   // Another process, another locale and time zone: the same plan, byte for byte.
   const script = `
     import { findScenarioFiles } from './harness/scenario/parse.ts';
@@ -160,7 +188,17 @@ t.test('the case-list hash changes when the case list changes, and only then', a
 
 t.test('bad units are refused before anything runs', async (t) => {
   t.throws(() => assignShards([...units, units[0]!], 2), /two shard units have the id/);
-  t.throws(() => assignShards([{ id: 'a', kind: 'none', caseIds: ['x'] }, { id: 'b', kind: 'none', caseIds: ['x'] }], 2), /belongs to two shard units/);
+  t.throws(
+    () =>
+      assignShards(
+        [
+          { id: 'a', kind: 'none', caseIds: ['x'] },
+          { id: 'b', kind: 'none', caseIds: ['x'] },
+        ],
+        2,
+      ),
+    /belongs to two shard units/,
+  );
   t.throws(() => assignShards(units, 0), ConfigError);
   t.throws(() => planShard(units, { index: 4, total: 3 }), ConfigError);
 });

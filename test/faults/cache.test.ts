@@ -21,7 +21,9 @@ process.env.QCRASH_TMPDIR = tmp;
 const env = { ...process.env, QCRASH_CACHE: cache, QCRASH_TMPDIR: tmp };
 
 const scenario = join(root, 'faults.yaml');
-await writeFile(scenario, `description: One quick case for the cache fault tests.
+await writeFile(
+  scenario,
+  `description: One quick case for the cache fault tests.
 recipe: small-4k
 steps:
   - mount: [commit=1]
@@ -29,7 +31,8 @@ steps:
   - sync
 kill:
   - after: sync
-`);
+`,
+);
 
 interface Exit {
   code: number | null;
@@ -68,7 +71,9 @@ function expectLines(t: Test, lines: string[], patterns: RegExp[]): void {
 }
 
 async function caseFiles(dir: string): Promise<string[]> {
-  return ((await readdir(join(dir, 'cases'), { recursive: true }).catch(() => [])) as string[]).filter((f) => f.endsWith('case.json'));
+  return ((await readdir(join(dir, 'cases'), { recursive: true }).catch(() => [])) as string[]).filter((f) =>
+    f.endsWith('case.json'),
+  );
 }
 
 /** The run passed its one case, and nothing is lost or left behind. */
@@ -89,7 +94,8 @@ async function only(dir: string, pattern: RegExp): Promise<string> {
 }
 
 /** A rebuilt image is another disk: the saved state booted with the old one is saved anew. */
-const stateRemade = /^qcrash: cache: saved VM state snapshots\/[0-9a-f]+\.state was bad \(made from another base image: [0-9a-f]{12}, now [0-9a-f]{12}\); rebuilt it$/;
+const stateRemade =
+  /^qcrash: cache: saved VM state snapshots\/[0-9a-f]+\.state was bad \(made from another base image: [0-9a-f]{12}, now [0-9a-f]{12}\); rebuilt it$/;
 
 const imageDir = () => only(join(cache, 'images'), /^small-4k-[0-9a-f]+$/);
 const stateFile = () => only(join(cache, 'snapshots'), /^[0-9a-f]+\.state$/);
@@ -121,7 +127,12 @@ t.test('a cold cache is built and every entry sealed; verify says ok', async (t)
 t.test('image data changed on disk: rebuilt, not a data finding', async (t) => {
   const img = join(await imageDir(), 'base.img');
   // A data block of a file of the recipe, as a disk error or a stray write would change it.
-  const blk = Number(execFileSync('debugfs', ['-R', 'bmap /shapes/direct-12 0', img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+  const blk = Number(
+    execFileSync('debugfs', ['-R', 'bmap /shapes/direct-12 0', img], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim(),
+  );
   t.ok(blk > 0, `/shapes/direct-12 starts at block ${blk}`);
   await flipByte(img, blk * 4096 + 100);
   const v = await qcrash(['cache', 'verify']);
@@ -129,14 +140,20 @@ t.test('image data changed on disk: rebuilt, not a data finding', async (t) => {
   t.match(v.stdout, /^bad {2}images\/small-4k-[0-9a-f]+ .*: base\.img changed since it was made/m);
   const r = await run();
   await passedCleanly(t, r, 'run after the change');
-  expectLines(t, cacheLines(r.stderr), [/^qcrash: cache: base image images\/small-4k-[0-9a-f]+ was bad \(base\.img changed since it was made: its content digest differs\); rebuilt it$/, stateRemade]);
+  expectLines(t, cacheLines(r.stderr), [
+    /^qcrash: cache: base image images\/small-4k-[0-9a-f]+ was bad \(base\.img changed since it was made: its content digest differs\); rebuilt it$/,
+    stateRemade,
+  ]);
 });
 
 t.test('base.img deleted: rebuilt', async (t) => {
   await unlink(join(await imageDir(), 'base.img'));
   const r = await run();
   await passedCleanly(t, r, 'run after the deletion');
-  expectLines(t, cacheLines(r.stderr), [/base image images\/small-4k-[0-9a-f]+ was bad \(base\.img is missing\); rebuilt it$/, stateRemade]);
+  expectLines(t, cacheLines(r.stderr), [
+    /base image images\/small-4k-[0-9a-f]+ was bad \(base\.img is missing\); rebuilt it$/,
+    stateRemade,
+  ]);
   t.ok((await stat(join(await imageDir(), 'base.img'))).size > 0, 'base.img is back');
 });
 
@@ -145,7 +162,10 @@ t.test('manifest truncated: rebuilt', async (t) => {
   await truncate(manifest, 100);
   const r = await run();
   await passedCleanly(t, r, 'run after the truncation');
-  expectLines(t, cacheLines(r.stderr), [/base image images\/small-4k-[0-9a-f]+ was bad \(manifest\.json is truncated: 100 bytes, \d+ when it was made\); rebuilt it$/, stateRemade]);
+  expectLines(t, cacheLines(r.stderr), [
+    /base image images\/small-4k-[0-9a-f]+ was bad \(manifest\.json is truncated: 100 bytes, \d+ when it was made\); rebuilt it$/,
+    stateRemade,
+  ]);
   JSON.parse(await readFile(manifest, 'utf8'));
 });
 
@@ -153,7 +173,10 @@ t.test('an entry made before checksums were recorded is rebuilt once', async (t)
   await unlink(join(await imageDir(), 'checksums.json'));
   const first = await run();
   await passedCleanly(t, first, 'first run');
-  expectLines(t, cacheLines(first.stderr), [/base image images\/small-4k-[0-9a-f]+ was bad \(no checksums\.json: made by a qcrash that did not record checksums, or left half made\); rebuilt it$/, stateRemade]);
+  expectLines(t, cacheLines(first.stderr), [
+    /base image images\/small-4k-[0-9a-f]+ was bad \(no checksums\.json: made by a qcrash that did not record checksums, or left half made\); rebuilt it$/,
+    stateRemade,
+  ]);
   // Once: the runs of the next tests name only what they damaged.
 });
 
@@ -163,7 +186,11 @@ t.test('saved VM state truncated: saved anew, cases restore', async (t) => {
   await truncate(state, Math.floor(size / 2));
   const r = await run();
   await passedCleanly(t, r, 'run after the truncation');
-  expectLines(t, cacheLines(r.stderr), [new RegExp(`saved VM state snapshots/[0-9a-f]+\\.state was bad \\([0-9a-f]+\\.state is truncated: ${Math.floor(size / 2)} bytes, ${size} when it was made\\); rebuilt it$`)]);
+  expectLines(t, cacheLines(r.stderr), [
+    new RegExp(
+      `saved VM state snapshots/[0-9a-f]+\\.state was bad \\([0-9a-f]+\\.state is truncated: ${Math.floor(size / 2)} bytes, ${size} when it was made\\); rebuilt it$`,
+    ),
+  ]);
   t.ok((await stat(await stateFile())).size > size / 2, 'the state is whole again');
 });
 
@@ -172,7 +199,9 @@ t.test('saved VM state with one bit flipped in guest memory (QEMU would load it 
   await flipByte(state, Math.floor((await stat(state)).size / 2));
   const r = await run();
   await passedCleanly(t, r, 'run after the flip');
-  expectLines(t, cacheLines(r.stderr), [/saved VM state snapshots\/[0-9a-f]+\.state was bad \([0-9a-f]+\.state changed since it was made: its content digest differs\); rebuilt it$/]);
+  expectLines(t, cacheLines(r.stderr), [
+    /saved VM state snapshots\/[0-9a-f]+\.state was bad \([0-9a-f]+\.state changed since it was made: its content digest differs\); rebuilt it$/,
+  ]);
 });
 
 t.test('a saved state that fails to load in QEMU is discarded and saved anew; the case boots', async (t) => {
@@ -203,16 +232,26 @@ t.test('a saved state that fails to load in QEMU is discarded and saved anew; th
   }) as typeof process.stderr.write;
   let outcome;
   try {
-    outcome = await runSuite({ inputs: [scenario], kernel: 'stock', out: join(root, 'out-restore'), recovery: ['e2fsck'], machines });
+    outcome = await runSuite({
+      inputs: [scenario],
+      kernel: 'stock',
+      out: join(root, 'out-restore'),
+      recovery: ['e2fsck'],
+      machines,
+    });
   } finally {
     process.stderr.write = write;
   }
   t.equal(truncated.length, 1, 'the state was damaged before its restore');
   t.same(outcome.summary.counts, { total: 1, pass: 1, fail: 0, error: 0, notReached: 0 }, 'the case passed (booted instead)');
   t.equal((await caseFiles(outcome.dir)).length, 1, 'its case.json is written');
-  expectLines(t, lines.filter((l) => l.startsWith('qcrash: cache: ')), [
-    /^qcrash: cache: saved VM state snapshots\/[0-9a-f]+\.state did not load \(qemu: load of migration failed: .*\); discarded it and saved it anew; this case boots instead\n$/,
-  ]);
+  expectLines(
+    t,
+    lines.filter((l) => l.startsWith('qcrash: cache: ')),
+    [
+      /^qcrash: cache: saved VM state snapshots\/[0-9a-f]+\.state did not load \(qemu: load of migration failed: .*\); discarded it and saved it anew; this case boots instead\n$/,
+    ],
+  );
   t.equal(pool.busy, 0, 'every machine was given back');
   t.same(qemuPids(tmp), [], 'no QEMU left');
   t.same(await qcrashTempDirs(tmp), [], 'no temp dir left');
@@ -235,7 +274,13 @@ t.test('a restore from a file that is not a VM state, or is gone, is a VmRestore
     ['not a migration stream', notState, /Not a migration stream/],
     ['missing', join(root, 'no-such.state'), /cannot read the saved VM state .*no-such\.state/],
   ] as const) {
-    const e = await Vm.launch({ kernel, initrd, disk: { path: disk, format: 'raw' }, restoreFrom: file, bootTimeoutMs: 60_000 }).then(
+    const e = await Vm.launch({
+      kernel,
+      initrd,
+      disk: { path: disk, format: 'raw' },
+      restoreFrom: file,
+      bootTimeoutMs: 60_000,
+    }).then(
       async (vm) => {
         await vm.shutdown();
         return undefined;
@@ -251,13 +296,21 @@ t.test('a restore from a file that is not a VM state, or is gone, is a VmRestore
 });
 
 /** Start a run with no saved state and interrupt it while the state is being written. */
-async function interruptSave(t: Test, signal: 'SIGINT' | 'SIGKILL'): Promise<{ exit: Exit; partial: string; partialBytes: number }> {
+async function interruptSave(
+  t: Test,
+  signal: 'SIGINT' | 'SIGKILL',
+): Promise<{ exit: Exit; partial: string; partialBytes: number }> {
   const snapshots = join(cache, 'snapshots');
   const states = async () => (await readdir(snapshots).catch(() => [] as string[])).filter((n) => n.endsWith('.state'));
   const had = (await states()).length;
   const clean = await qcrash(['cache', 'clean', '--snapshots']);
   t.equal(clean.code, 0, 'cache clean --snapshots exits 0');
-  if (had) t.match(clean.stdout, /^removed {2}snapshots\/[0-9a-f]+\.state {2}\(\d+\.\d MiB\)$/m, 'and says what it removed, with its size');
+  if (had)
+    t.match(
+      clean.stdout,
+      /^removed {2}snapshots\/[0-9a-f]+\.state {2}\(\d+\.\d MiB\)$/m,
+      'and says what it removed, with its size',
+    );
   else t.match(clean.stdout, /^removed 0 items from /m, 'there was no state to remove');
   t.same(await states(), [], 'the run starts without a saved state');
   let partial = '';
@@ -289,8 +342,18 @@ t.test('Ctrl-C while a VM state is being saved removes the partial file', async 
   const { exit, partial } = await interruptSave(t, 'SIGINT');
   t.equal(exit.code, 130, 'exits 130');
   t.match(exit.stderr, /SIGINT received, stopping VMs/);
-  t.notOk(await stat(partial).then(() => true, () => false), 'the partial file is gone');
-  t.same((await readdir(join(cache, 'snapshots'))).filter((n) => n.endsWith('.state')), [], 'no state was left as if complete');
+  t.notOk(
+    await stat(partial).then(
+      () => true,
+      () => false,
+    ),
+    'the partial file is gone',
+  );
+  t.same(
+    (await readdir(join(cache, 'snapshots'))).filter((n) => n.endsWith('.state')),
+    [],
+    'no state was left as if complete',
+  );
   t.same(qemuPids(tmp), [], 'no QEMU left');
   t.same(await qcrashTempDirs(tmp), [], 'no temp dir left');
   // The run after it is the next test's, which starts from the same empty state.
@@ -302,13 +365,27 @@ t.test('SIGKILL while a VM state is being saved: the next run removes the partia
   const end = Date.now() + 10_000;
   while (qemuPids(tmp).length && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
   t.same(qemuPids(tmp), [], 'QEMU died with it (parent-death signal)');
-  t.ok(await stat(partial).then(() => true, () => false), 'a killed process cannot remove its partial file');
+  t.ok(
+    await stat(partial).then(
+      () => true,
+      () => false,
+    ),
+    'a killed process cannot remove its partial file',
+  );
   const v = await qcrash(['cache', 'verify']);
   t.equal(v.code, 1, 'cache verify exits 1');
   t.match(v.stdout, /^bad {2}snapshots\/[0-9a-f]+\.state\.\d+\.partial .*: left by an interrupted save \(pid \d+ is gone\)$/m);
   const r = await run();
-  expectLines(t, cacheLines(r.stderr), [/^qcrash: cache: removed 1 partial file\(s\) left by interrupted qcrash processes \(\d+\.\d MiB\): .*\.partial$/]);
-  t.notOk(await stat(partial).then(() => true, () => false), 'the partial file is gone');
+  expectLines(t, cacheLines(r.stderr), [
+    /^qcrash: cache: removed 1 partial file\(s\) left by interrupted qcrash processes \(\d+\.\d MiB\): .*\.partial$/,
+  ]);
+  t.notOk(
+    await stat(partial).then(
+      () => true,
+      () => false,
+    ),
+    'the partial file is gone',
+  );
   await passedCleanly(t, r, 'the next run');
 });
 
@@ -320,7 +397,17 @@ t.test('a built kernel whose bzImage changed is refused with what to do', async 
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'bzImage'), Buffer.alloc(1 << 20, 7));
   await writeFile(join(dir, 'System.map'), 'ffffffff81000000 T _text\n');
-  await writeFile(join(dir, 'kernel.json'), JSON.stringify({ id, kind: 'built', release: 'fake', bzImage: join(dir, 'bzImage'), systemMap: join(dir, 'System.map'), builtinDrivers: true }));
+  await writeFile(
+    join(dir, 'kernel.json'),
+    JSON.stringify({
+      id,
+      kind: 'built',
+      release: 'fake',
+      bzImage: join(dir, 'bzImage'),
+      systemMap: join(dir, 'System.map'),
+      builtinDrivers: true,
+    }),
+  );
   await builtKernelEntry(dir).seal();
   t.same(await builtKernelEntry(dir).check(), { state: 'ok' }, 'the fake entry verifies');
   await flipByte(join(dir, 'bzImage'), 600);
@@ -329,13 +416,24 @@ t.test('a built kernel whose bzImage changed is refused with what to do', async 
   t.match(v.stdout, new RegExp(`^bad {2}kernels/${id} .*: bzImage changed since it was made`, 'm'));
   const r = await run(['--kernel', id]);
   t.equal(r.code, 3, 'the run exits 3');
-  t.match(r.stderr, new RegExp(`built kernel ${id} in the cache is damaged \\(bzImage changed since it was made: its content digest differs\\): build it again with the same \`qcrash kernel build\` options, or remove it with \`qcrash cache clean --kernels\``));
+  t.match(
+    r.stderr,
+    new RegExp(
+      `built kernel ${id} in the cache is damaged \\(bzImage changed since it was made: its content digest differs\\): build it again with the same \`qcrash kernel build\` options, or remove it with \`qcrash cache clean --kernels\``,
+    ),
+  );
   t.same(qemuPids(tmp), [], 'no QEMU was started');
   t.same(await qcrashTempDirs(tmp), [], 'no temp dir left');
   const clean = await qcrash(['cache', 'clean', '--bad']);
   t.equal(clean.code, 0);
   t.match(clean.stdout, new RegExp(`^removed {2}kernels/${id} {2}\\(`, 'm'), 'cache clean --bad removes it');
-  t.notOk(await stat(dir).then(() => true, () => false), 'it is gone');
+  t.notOk(
+    await stat(dir).then(
+      () => true,
+      () => false,
+    ),
+    'it is gone',
+  );
 });
 
 t.test('cache clean needs to be told what to remove; --all empties the cache', async (t) => {

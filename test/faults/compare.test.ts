@@ -28,7 +28,12 @@ const night1 = await runDir('night-1', passing);
 const compare = (...args: string[]) => qcrash(['compare', ...args]);
 
 t.test('a night where a passing case errors is a failed night', async (t) => {
-  const worse = await runDir('worse', passing.map((c, i) => (i === 1 ? { ...c, status: 'error' as const, error: 'VM did not start', findings: [], failing: [] } : c)));
+  const worse = await runDir(
+    'worse',
+    passing.map((c, i) =>
+      i === 1 ? { ...c, status: 'error' as const, error: 'VM did not start', findings: [], failing: [] } : c,
+    ),
+  );
   const r = await compare(night1, worse);
   t.equal(r.code, 1);
   t.match(r.stdout, /NEW findings: 0/, 'no new finding signature');
@@ -43,7 +48,10 @@ t.test('a case that vanished is a failed night', async (t) => {
 });
 
 t.test('a case that no longer reaches its point is lost coverage: listed, and a failure with --strict', async (t) => {
-  const lost = await runDir('lost', passing.map((c, i) => (i === 0 ? { ...c, status: 'not-reached' as const } : c)));
+  const lost = await runDir(
+    'lost',
+    passing.map((c, i) => (i === 0 ? { ...c, status: 'not-reached' as const } : c)),
+  );
   const r = await compare(night1, lost);
   t.equal(r.code, 0);
   t.match(r.stdout, /lost coverage \(crash point not reached\): 1/);

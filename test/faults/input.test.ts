@@ -26,9 +26,20 @@ const ok = 'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - sync\nk
 
 /** Nothing left behind: no temp dir of ours, no QEMU, no half-made results folder. */
 async function clean(t: Test, out?: string) {
-  t.same((await readdir(tmp)).filter((f) => f.startsWith('qcrash-')), [], 'no temp dir left');
+  t.same(
+    (await readdir(tmp)).filter((f) => f.startsWith('qcrash-')),
+    [],
+    'no temp dir left',
+  );
   t.same(qemuPids(tmp), [], 'no QEMU left');
-  if (out) t.notOk(await stat(join(out, 'run.json')).then(() => true, () => false), 'no run folder started');
+  if (out)
+    t.notOk(
+      await stat(join(out, 'run.json')).then(
+        () => true,
+        () => false,
+      ),
+      'no run folder started',
+    );
 }
 
 t.test('a filter that matches nothing is exit 2, not a green run of zero cases', async (t) => {
@@ -59,10 +70,18 @@ t.test('two scenarios with one id are exit 2 before anything runs; the shipped s
   await writeFile(b, ok);
   const r = await run(a, b);
   t.equal(r.code, 2);
-  t.match(r.stderr, /two scenarios have the id "durability": .*a\/durability\.yaml and .*b\/durability\.yaml; give one of them a distinct `name:`/);
+  t.match(
+    r.stderr,
+    /two scenarios have the id "durability": .*a\/durability\.yaml and .*b\/durability\.yaml; give one of them a distinct `name:`/,
+  );
   // The shipped suites now have ids from their paths: durability and validate/durability. A filter that
   // matches nothing still proves both parsed and expanded without colliding.
-  const shipped = await run(join(scenariosDir, 'durability.yaml'), join(scenariosDir, 'validate', 'durability.yaml'), '--filter', 'NOMATCH');
+  const shipped = await run(
+    join(scenariosDir, 'durability.yaml'),
+    join(scenariosDir, 'validate', 'durability.yaml'),
+    '--filter',
+    'NOMATCH',
+  );
   t.equal(shipped.code, 2);
   t.match(shipped.stderr, /matched none of the \d+ case\(s\) of durability, validate\/durability/);
   await clean(t);
@@ -101,7 +120,7 @@ t.test('a sleep longer than the step timeout is exit 2 at its line', async (t) =
   t.match(r.stderr, /sleep\.yaml:5: a sleep of 500000 ms would outlast the step timeout/);
 });
 
-t.test('--kernel naming a file that is not a bzImage is exit 2 in our words, not QEMU\'s', async (t) => {
+t.test("--kernel naming a file that is not a bzImage is exit 2 in our words, not QEMU's", async (t) => {
   const notKernel = join(dir, 'bzImage');
   await writeFile(notKernel, 'this is not a kernel\n'.repeat(100));
   const r = await run(join(dir, 'out.yaml'), '--kernel', notKernel);
@@ -116,7 +135,7 @@ t.test('--jobs beyond what the machine holds is exit 2', async (t) => {
   t.match(r.stderr, /--jobs 99999: this machine holds at most \d+ VMs at once/);
 });
 
-t.test('check on what is not a crash image: exit 2 naming the user\'s file', async (t) => {
+t.test("check on what is not a crash image: exit 2 naming the user's file", async (t) => {
   const text = join(dir, 'notes.txt');
   await writeFile(text, 'hello\n'.repeat(1000));
   const notImage = await qcrash(['check', text], { env });
@@ -154,7 +173,10 @@ t.test('a copy of the shipped durability suite under another name runs beside it
   const copy = join(dir, 'mine');
   await mkdir(copy);
   await copyFile(join(scenariosDir, 'durability.yaml'), join(copy, 'durability.yaml'));
-  await writeFile(join(copy, 'durability.yaml'), `name: my-durability\n${await (await import('node:fs/promises')).readFile(join(copy, 'durability.yaml'), 'utf8')}`);
+  await writeFile(
+    join(copy, 'durability.yaml'),
+    `name: my-durability\n${await (await import('node:fs/promises')).readFile(join(copy, 'durability.yaml'), 'utf8')}`,
+  );
   const r = await run(join(scenariosDir, 'durability.yaml'), join(copy, 'durability.yaml'), '--filter', 'NOMATCH');
   t.match(r.stderr, /of durability, my-durability/);
 });

@@ -28,7 +28,11 @@ async function scenario(name: string, text: string): Promise<string> {
 }
 
 async function clean(t: Test) {
-  t.same((await readdir(tmp)).filter((f) => f.startsWith('qcrash-')), [], 'no temp dir left');
+  t.same(
+    (await readdir(tmp)).filter((f) => f.startsWith('qcrash-')),
+    [],
+    'no temp dir left',
+  );
   t.same(qemuPids(tmp), [], 'no QEMU left');
 }
 
@@ -40,7 +44,11 @@ async function cases(out: string): Promise<Array<{ id: string; status: string; e
 /** Wait until the run has prepared (its folder exists) and a case's QEMU runs. */
 async function caseVmRunning(out: string): Promise<void> {
   const deadline = Date.now() + 300_000;
-  const started = () => stat(join(out, 'run.json')).then(() => true, () => false);
+  const started = () =>
+    stat(join(out, 'run.json')).then(
+      () => true,
+      () => false,
+    );
   while (!((await started()) && qemuPids(tmp).length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
 }
 
@@ -58,7 +66,10 @@ repeat: 2
 t.test('a QEMU killed under a case makes it an error; --resume runs just that case again', async (t) => {
   const f = await scenario('two.yaml', two);
   const out = join(dir, 'killed');
-  const child = spawn(process.execPath, [qcrashBin, 'run', f, '--jobs', '1', '--out', out, '--format', 'none'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [qcrashBin, 'run', f, '--jobs', '1', '--out', out, '--format', 'none'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child.on('exit', r));
@@ -72,11 +83,19 @@ t.test('a QEMU killed under a case makes it an error; --resume runs just that ca
   t.equal(await exited, 3, 'exit 3: a case could not run');
   const first = await cases(out);
   t.same(first.map((c) => c.status).sort(), ['error', 'pass'], 'one case errored, the other ran');
-  t.match(first.find((c) => c.status === 'error')!.error, /agent channel closed|QEMU exited|killed by SIGKILL/, 'the error says the VM died');
+  t.match(
+    first.find((c) => c.status === 'error')!.error,
+    /agent channel closed|QEMU exited|killed by SIGKILL/,
+    'the error says the VM died',
+  );
   const again = await qcrash(['run', '--resume', out, '--format', 'none'], { env });
   t.equal(again.code, 0, `resume: ${again.stderr.slice(-500)}`);
   t.match(again.stderr, /: 1 case\(s\) on /, 'only the errored case ran again');
-  t.same((await cases(out)).map((c) => c.status), ['pass', 'pass'], 'both cases pass now, neither result lost');
+  t.same(
+    (await cases(out)).map((c) => c.status),
+    ['pass', 'pass'],
+    'both cases pass now, neither result lost',
+  );
   const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
   t.equal(summary.counts.total, 2);
   await clean(t);
@@ -111,7 +130,10 @@ t.test('--resume runs the run as run.json has it: other options and changed scen
 t.test('Ctrl-C says how to finish the run', async (t) => {
   const f = await scenario('long.yaml', two.replace('sleep: 4000', 'sleep: 60000'));
   const out = join(dir, 'interrupted');
-  const child = spawn(process.execPath, [qcrashBin, 'run', f, '--jobs', '1', '--out', out], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [qcrashBin, 'run', f, '--jobs', '1', '--out', out], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => child.on('exit', r));
@@ -135,22 +157,30 @@ t.test("the VM's private dir and sockets are closed to other users", async (t) =
 });
 
 const notRoot = process.getuid?.() !== 0 ? 'mounting a small tmpfs needs root' : false;
-t.test('a results folder that fills while the guest writes: the case ends at once, the run says how to resume', { skip: notRoot }, async (t) => {
-  const base = await buildImage(await loadRecipe('small-4k'));
-  const imageBytes = (await stat(base.path)).blocks * 512;
-  const mnt = join(dir, 'small');
-  await mkdir(mnt);
-  // Room for the run's estimate (the case disk and the run's copy of the base, each the image's allocated
-  // size, a MiB for the kept case's changed blocks, a MiB of logs), not for what the guest writes:
-  // the case disk is a sparse copy (the journal's zeros are holes), plus 20 MiB of new data.
-  const sizeMiB = Math.ceil((2 * imageBytes + (2 << 20)) / (1 << 20)) + 1;
-  const probe = join(dir, 'probe.img');
-  execFileSync('cp', ['--sparse=always', base.path, probe]);
-  const copyBytes = (await stat(probe)).blocks * 512;
-  t.ok(copyBytes + (20 << 20) > sizeMiB << 20, `the guest's writes (${copyBytes >> 20} MiB copy + 20 MiB) exceed the ${sizeMiB} MiB folder`);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m`, 'tmpfs', mnt]);
-  t.teardown(() => void execFileSync('umount', ['-l', mnt]));
-  const f = await scenario('fill.yaml', `recipe: small-4k
+t.test(
+  'a results folder that fills while the guest writes: the case ends at once, the run says how to resume',
+  { skip: notRoot },
+  async (t) => {
+    const base = await buildImage(await loadRecipe('small-4k'));
+    const imageBytes = (await stat(base.path)).blocks * 512;
+    const mnt = join(dir, 'small');
+    await mkdir(mnt);
+    // Room for the run's estimate (the case disk and the run's copy of the base, each the image's allocated
+    // size, a MiB for the kept case's changed blocks, a MiB of logs), not for what the guest writes:
+    // the case disk is a sparse copy (the journal's zeros are holes), plus 20 MiB of new data.
+    const sizeMiB = Math.ceil((2 * imageBytes + (2 << 20)) / (1 << 20)) + 1;
+    const probe = join(dir, 'probe.img');
+    execFileSync('cp', ['--sparse=always', base.path, probe]);
+    const copyBytes = (await stat(probe)).blocks * 512;
+    t.ok(
+      copyBytes + (20 << 20) > sizeMiB << 20,
+      `the guest's writes (${copyBytes >> 20} MiB copy + 20 MiB) exceed the ${sizeMiB} MiB folder`,
+    );
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m`, 'tmpfs', mnt]);
+    t.teardown(() => void execFileSync('umount', ['-l', mnt]));
+    const f = await scenario(
+      'fill.yaml',
+      `recipe: small-4k
 recovery: [e2fsck]
 steps:
   - mount
@@ -158,22 +188,34 @@ steps:
   - sync
 kill:
   - after: sync
-`);
-  const out = join(mnt, 'run');
-  const started = Date.now();
-  const r = await qcrash(['run', f, '--out', out, '--format', 'none', '--keep', 'all'], { env });
-  const secs = (Date.now() - started) / 1000;
-  t.equal(r.code, 3, 'exit 3');
-  t.ok(secs < 100, `ended in ${Math.round(secs)} s, not after the 120 s step timeout`);
-  t.match(r.stderr, /disk is full|host disk full/, 'says the disk is full');
-  t.match(r.stderr, new RegExp(`qcrash run --resume ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), 'and how to finish the run');
-  t.notMatch(r.stderr, /internal error|\n\s+at /, 'no stack trace');
-  const written = await readdir(join(out, 'cases'), { recursive: true }).catch(() => [] as string[]);
-  t.notOk((written as string[]).some((x) => /\.tmp$/.test(x)), 'no half-written result file');
-  // Make room and finish: the case runs again and now passes.
-  execFileSync('mount', ['-o', 'remount,size=256m', mnt]);
-  const resumed = await qcrash(['run', '--resume', out, '--format', 'none'], { env });
-  t.equal(resumed.code, 0, resumed.stderr.slice(-400));
-  t.same((await cases(out)).map((c) => c.status), ['pass']);
-  await clean(t);
-});
+`,
+    );
+    const out = join(mnt, 'run');
+    const started = Date.now();
+    const r = await qcrash(['run', f, '--out', out, '--format', 'none', '--keep', 'all'], { env });
+    const secs = (Date.now() - started) / 1000;
+    t.equal(r.code, 3, 'exit 3');
+    t.ok(secs < 100, `ended in ${Math.round(secs)} s, not after the 120 s step timeout`);
+    t.match(r.stderr, /disk is full|host disk full/, 'says the disk is full');
+    t.match(
+      r.stderr,
+      new RegExp(`qcrash run --resume ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`),
+      'and how to finish the run',
+    );
+    t.notMatch(r.stderr, /internal error|\n\s+at /, 'no stack trace');
+    const written = await readdir(join(out, 'cases'), { recursive: true }).catch(() => [] as string[]);
+    t.notOk(
+      (written as string[]).some((x) => /\.tmp$/.test(x)),
+      'no half-written result file',
+    );
+    // Make room and finish: the case runs again and now passes.
+    execFileSync('mount', ['-o', 'remount,size=256m', mnt]);
+    const resumed = await qcrash(['run', '--resume', out, '--format', 'none'], { env });
+    t.equal(resumed.code, 0, resumed.stderr.slice(-400));
+    t.same(
+      (await cases(out)).map((c) => c.status),
+      ['pass'],
+    );
+    await clean(t);
+  },
+);

@@ -37,7 +37,12 @@ t.test('the agent protocol carries a pin and a progress request before the comma
 
 t.test('writer progress on the console: the last count per mode, summed', async (t) => {
   t.equal(writerProgress('boot\n'), 0);
-  t.equal(writerProgress('[ 3.1] qcrash-io: mmap-holes stored=4\n[ 3.2] qcrash-io: mmap-holes stored=5\n[ 3.3] qcrash-io: odirect rounds=2\n'), 7);
+  t.equal(
+    writerProgress(
+      '[ 3.1] qcrash-io: mmap-holes stored=4\n[ 3.2] qcrash-io: mmap-holes stored=5\n[ 3.3] qcrash-io: odirect rounds=2\n',
+    ),
+    7,
+  );
 });
 
 /** A scripted two-vCPU gdbstub: every packet seen, and what the interrupt byte did. */
@@ -70,7 +75,11 @@ async function stub(tmp: TempDir, reply: (payload: string) => string | undefined
     path,
     seen,
     push: (payload: string) => sock?.write(encodePacket(payload)),
-    close: () => new Promise((r) => { for (const x of all) x.destroy(); server.close(r); }),
+    close: () =>
+      new Promise((r) => {
+        for (const x of all) x.destroy();
+        server.close(r);
+      }),
   };
 }
 
@@ -82,7 +91,15 @@ const regs = (rip: bigint) => {
   b.writeBigUInt64LE(rip, 16 * 8);
   return b.toString('hex');
 };
-const point = (over: Partial<HoldPoint> = {}): HoldPoint => ({ step: 'migrate', symbol: 'ext4_ext_migrate', offset: 0x566, hit: 1, until: { marker: 'stores', count: 8 }, limitMs: 300, ...over });
+const point = (over: Partial<HoldPoint> = {}): HoldPoint => ({
+  step: 'migrate',
+  symbol: 'ext4_ext_migrate',
+  offset: 0x566,
+  hit: 1,
+  until: { marker: 'stores', count: 8 },
+  limitMs: 300,
+  ...over,
+});
 
 /**
  * A guest of `threads` vCPUs whose thread 1 hits the breakpoint `hits`
@@ -112,7 +129,10 @@ async function guest(tmp: TempDir, o: { threads?: number[]; storesPerTick?: numb
         // ext4_ext_migrate's code: a call of `other` at +0x10 and +0x40 (the last one counts), a stray E8 at +0x80.
         const at = BigInt(`0x${m[1]}`) - 0xffffffff81000000n;
         const code = Buffer.alloc(0x1000, 0x90);
-        for (const off of [0x10, 0x40]) { code[off] = 0xe8; code.writeInt32LE(0x1000 - (off + 5), off + 1); }
+        for (const off of [0x10, 0x40]) {
+          code[off] = 0xe8;
+          code.writeInt32LE(0x1000 - (off + 5), off + 1);
+        }
         code[0x80] = 0xe8;
         code.writeInt32LE(0x1234, 0x81);
         return code.subarray(Number(at), Number(at) + parseInt(m[2]!, 16)).toString('hex');
@@ -129,7 +149,10 @@ async function guest(tmp: TempDir, o: { threads?: number[]; storesPerTick?: numb
       return 'T02thread:02;';
     },
   );
-  const machine = { gdbSocket: s.path, consoleText: async () => `qcrash-io: mmap-holes stored=${stores}\n` } as unknown as Machine;
+  const machine = {
+    gdbSocket: s.path,
+    consoleText: async () => `qcrash-io: mmap-holes stored=${stores}\n`,
+  } as unknown as Machine;
   return { s, machine, stores: () => stores };
 }
 
@@ -140,11 +163,22 @@ t.test('a hold: only the other vCPU runs until the writer reaches the marker, th
   await using driver = new GdbHoldDriver(g.machine, syms, { pollMs: 5, gdbTimeoutMs: 1000 });
   await driver.arm(point());
   const h = await driver.run(new Promise(() => {}));
-  t.match(h, { reached: true, ended: 'marker', markerReached: true, heldCpu: 0, ranCpus: [1], symbol: 'ext4_ext_migrate+0x566', progress: { before: 4, wanted: 12 } });
+  t.match(h, {
+    reached: true,
+    ended: 'marker',
+    markerReached: true,
+    heldCpu: 0,
+    ranCpus: [1],
+    symbol: 'ext4_ext_migrate+0x566',
+    progress: { before: 4, wanted: 12 },
+  });
   t.ok(h.progress!.after >= 12, 'the writer got to the marker');
   const seen = g.s.seen.filter((p) => !p.startsWith('qSupported'));
-  t.same(seen, ['Z0,ffffffff81000566,1', 'c', 'g', 'z0,ffffffff81000566,1', 'qfThreadInfo', 'qsThreadInfo', 'vCont;c:2', '^C', 'D'],
-    'breakpoint out before the others run; only thread 2 resumed; an interrupt and a detach end the hold');
+  t.same(
+    seen,
+    ['Z0,ffffffff81000566,1', 'c', 'g', 'z0,ffffffff81000566,1', 'qfThreadInfo', 'qsThreadInfo', 'vCont;c:2', '^C', 'D'],
+    'breakpoint out before the others run; only thread 2 resumed; an interrupt and a detach end the hold',
+  );
   t.match(h.line, /^vCPU 0 held at ext4_ext_migrate\+0x566 for \d+ ms while vCPU 1 ran: marker reached/);
   await g.s.close();
 });
@@ -199,7 +233,10 @@ t.test('one vCPU: nothing to run beside the held one, so nothing is held', async
   await driver.arm(point());
   const h = await driver.run(new Promise(() => {}));
   t.match(h, { reached: true, ended: 'no-other-cpu', markerReached: false });
-  t.notOk(g.s.seen.some((p) => p.startsWith('vCont')), 'no vCont: an empty one would resume every vCPU');
+  t.notOk(
+    g.s.seen.some((p) => p.startsWith('vCont')),
+    'no vCont: an empty one would resume every vCPU',
+  );
   t.equal(g.s.seen.at(-1), 'D');
   await g.s.close();
 });
@@ -211,8 +248,15 @@ t.test('after a call: the return site of the last direct call of the callee', as
   await using driver = new GdbHoldDriver(g.machine, syms, { pollMs: 5, gdbTimeoutMs: 1000 });
   await driver.arm(point({ offset: 0, afterCall: 'other' }));
   t.equal(g.s.seen.filter((p) => p.startsWith('m')).length, 4, 'the function read up to the next symbol, 1 KiB at a time');
-  t.equal(g.s.seen.find((p) => p.startsWith('Z0')), 'Z0,ffffffff81000045,1', 'after the second call (+0x40, 5 bytes), not the first, nor a stray E8');
-  await t.rejects(new GdbHoldDriver(g.machine, syms).arm(point({ afterCall: 'ext4_ext_migrate' })), /no direct call of ext4_ext_migrate/);
+  t.equal(
+    g.s.seen.find((p) => p.startsWith('Z0')),
+    'Z0,ffffffff81000045,1',
+    'after the second call (+0x40, 5 bytes), not the first, nor a stray E8',
+  );
+  await t.rejects(
+    new GdbHoldDriver(g.machine, syms).arm(point({ afterCall: 'ext4_ext_migrate' })),
+    /no direct call of ext4_ext_migrate/,
+  );
   await g.s.close();
 });
 
@@ -236,7 +280,34 @@ t.test('the client refuses an empty vCont and reads the current thread', async (
 
 t.test('describeHold: one line per ending', async (t) => {
   const base = { step: 'migrate', point: 'f+0x1', hit: 1 };
-  t.equal(describeHold({ ...base, reached: false, ended: 'not-hit', markerReached: false }), 'hold at f+0x1 (hit 1): not hit, the step finished first');
-  t.match(describeHold({ ...base, reached: true, ended: 'limit', markerReached: false, heldCpu: 0, ranCpus: [1], heldMs: 3000, progress: { before: 2, after: 2, wanted: 10 } }), /ended at its limit \(writer progress 2 -> 2, marker at 10: the other vCPU made no progress/);
-  t.match(describeHold({ ...base, reached: true, ended: 'limit', markerReached: false, heldCpu: 1, ranCpus: [0], heldMs: 500, progress: { before: 2, after: 9 } }), /held for its whole limit/);
+  t.equal(
+    describeHold({ ...base, reached: false, ended: 'not-hit', markerReached: false }),
+    'hold at f+0x1 (hit 1): not hit, the step finished first',
+  );
+  t.match(
+    describeHold({
+      ...base,
+      reached: true,
+      ended: 'limit',
+      markerReached: false,
+      heldCpu: 0,
+      ranCpus: [1],
+      heldMs: 3000,
+      progress: { before: 2, after: 2, wanted: 10 },
+    }),
+    /ended at its limit \(writer progress 2 -> 2, marker at 10: the other vCPU made no progress/,
+  );
+  t.match(
+    describeHold({
+      ...base,
+      reached: true,
+      ended: 'limit',
+      markerReached: false,
+      heldCpu: 1,
+      ranCpus: [0],
+      heldMs: 500,
+      progress: { before: 2, after: 9 },
+    }),
+    /held for its whole limit/,
+  );
 });

@@ -44,7 +44,15 @@ async function crashAt(name: string, point: CrashPoint) {
 }
 
 t.test('a breakpoint at ext4_ext_migrate (hit 1) stops the VM before the file is converted', async (t) => {
-  const r = await crashAt('entry', { kind: 'kernel', step: 'migrate', symbol: 'ext4_ext_migrate', offset: 0, hit: 1, thenHits: 0, delayMs: 0 });
+  const r = await crashAt('entry', {
+    kind: 'kernel',
+    step: 'migrate',
+    symbol: 'ext4_ext_migrate',
+    offset: 0,
+    hit: 1,
+    thenHits: 0,
+    delayMs: 0,
+  });
   t.equal(r.outcome.reached, true);
   t.equal(r.outcome.fired?.kind, 'kernel');
   t.match(r.outcome.fired, { kind: 'kernel', symbol: 'ext4_ext_migrate' }, 'the guest stopped exactly at the symbol');
@@ -60,7 +68,15 @@ t.test('a kill at the end of the jbd2 commit forced by sync leaves the file exte
 });
 
 t.test('a point the workload never reaches is reported as not reached', async (t) => {
-  const r = await crashAt('never', { kind: 'kernel', step: 'sync', symbol: 'ext4_ext_migrate', offset: 0, hit: 1, thenHits: 0, delayMs: 0 });
+  const r = await crashAt('never', {
+    kind: 'kernel',
+    step: 'sync',
+    symbol: 'ext4_ext_migrate',
+    offset: 0,
+    hit: 1,
+    thenHits: 0,
+    delayMs: 0,
+  });
   t.equal(r.outcome.reached, false);
   t.equal(r.outcome.fired?.kind, 'not-reached');
 });

@@ -1,7 +1,15 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
-import { checksum, decodePayload, encodePacket, escapeBinary, PacketParser, parseStop, type Frame } from '../../harness/vm/gdb/packet.ts';
+import {
+  checksum,
+  decodePayload,
+  encodePacket,
+  escapeBinary,
+  PacketParser,
+  parseStop,
+  type Frame,
+} from '../../harness/vm/gdb/packet.ts';
 import { GdbClient } from '../../harness/vm/gdb/client.ts';
 import { GdbDisconnectedError, GdbProtocolError, GdbStateError } from '../../harness/vm/gdb/errors.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
@@ -14,7 +22,10 @@ const session = (await readFile(new URL('../fixtures/vm/gdb-session-qemu-7.2.txt
   .trim()
   .split('\n')
   .map((l) => JSON.parse(l) as { dir: 'send' | 'recv'; data: string });
-const inbound = session.filter((r) => r.dir === 'recv').map((r) => r.data).join('');
+const inbound = session
+  .filter((r) => r.dir === 'recv')
+  .map((r) => r.data)
+  .join('');
 
 t.test('checksums, escapes and run-length encoding', async (t) => {
   t.equal(checksum('OK'), '9a');
@@ -30,12 +41,28 @@ t.test('checksums, escapes and run-length encoding', async (t) => {
 t.test('the real session parses into the same frames however the stream is cut', async (t) => {
   const whole = new PacketParser().push(inbound);
   const packets = whole.filter((f): f is Extract<Frame, { kind: 'packet' }> => f.kind === 'packet');
-  t.ok(packets.every((p) => p.valid), 'every checksum from QEMU verifies');
-  t.same(packets.map((p) => p.payload.slice(0, 3)), ['T02', 'Pac', 'T05', '40a', '488', 'OK', 'OK', 'T02', 'OK']);
+  t.ok(
+    packets.every((p) => p.valid),
+    'every checksum from QEMU verifies',
+  );
+  t.same(
+    packets.map((p) => p.payload.slice(0, 3)),
+    ['T02', 'Pac', 'T05', '40a', '488', 'OK', 'OK', 'T02', 'OK'],
+  );
   t.equal(parseStop(packets[0]!.payload).signal, 2, 'the attach stop: SIGINT');
   t.equal(parseStop(packets[2]!.payload).signal, 5, "'?' after the attach: SIGTRAP");
   t.equal(packets[3]!.payload.length % 2, 0, "the 'g' reply is whole bytes of hex");
-  t.equal(whole.filter((f) => f.kind === 'ack').length, (inbound.match(/\+/g) ?? []).length - (packets.map((p) => p.raw).join('').match(/\+/g) ?? []).length, 'every ack outside a packet is seen');
+  t.equal(
+    whole.filter((f) => f.kind === 'ack').length,
+    (inbound.match(/\+/g) ?? []).length -
+      (
+        packets
+          .map((p) => p.raw)
+          .join('')
+          .match(/\+/g) ?? []
+      ).length,
+    'every ack outside a packet is seen',
+  );
   for (let cut = 1; cut < inbound.length; cut += 7) {
     const p = new PacketParser();
     const frames = [...p.push(inbound.slice(0, cut)), ...p.push(inbound.slice(cut))];
@@ -61,14 +88,23 @@ async function stub(tmp: TempDir, reply: (payload: string, sock: Socket) => stri
     s.setEncoding('latin1');
     const parser = new PacketParser();
     s.on('data', (d: string) => {
-      for (const f of parser.push(d)) if (f.kind === 'packet') {
-        const r = reply(f.payload, s);
-        if (r !== undefined) s.write(`+${r}`);
-      }
+      for (const f of parser.push(d))
+        if (f.kind === 'packet') {
+          const r = reply(f.payload, s);
+          if (r !== undefined) s.write(`+${r}`);
+        }
     });
   });
   await new Promise<void>((r) => server.listen(path, r));
-  return { path, push: (raw: string) => sock.write(raw), close: () => new Promise((r) => { sock?.destroy(); server.close(r); }) };
+  return {
+    path,
+    push: (raw: string) => sock.write(raw),
+    close: () =>
+      new Promise((r) => {
+        sock?.destroy();
+        server.close(r);
+      }),
+  };
 }
 
 t.test('the client: attach stop aside, requests refused while the target runs, stops on their own channel', async (t) => {
@@ -76,7 +112,8 @@ t.test('the client: attach stop aside, requests refused while the target runs, s
   t.teardown(() => tmp.remove());
   const s = await stub(tmp, (p) => {
     // QEMU's habit, as captured: the attach stop and the qSupported answer in one write.
-    if (p.startsWith('qSupported')) return `${encodePacket('T02thread:01;')}${encodePacket('PacketSize=1000;qXfer:features:read+')}`;
+    if (p.startsWith('qSupported'))
+      return `${encodePacket('T02thread:01;')}${encodePacket('PacketSize=1000;qXfer:features:read+')}`;
     if (p === 'g') return encodePacket('00'.repeat(8 * 17));
     if (p === 'c') return '';
     return encodePacket('OK');

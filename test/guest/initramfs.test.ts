@@ -20,7 +20,11 @@ async function listing(archive: string): Promise<Map<string, string>> {
   const r = await runOk(await tool('cpio'), ['-itv', '--quiet', '-F', archive]);
   const out = new Map<string, string>();
   for (const line of r.stdout.split('\n').filter(Boolean)) {
-    const name = line.split(/\s+/).slice(8).join(' ').replace(/ -> .*$/, '');
+    const name = line
+      .split(/\s+/)
+      .slice(8)
+      .join(' ')
+      .replace(/ -> .*$/, '');
     out.set(name, line);
   }
   return out;
@@ -39,13 +43,20 @@ t.test('the stock kernel initramfs has busybox, e2fsprogs with libraries, the ag
   const files = await listing(initrd.path);
 
   t.match(files.get('bin/busybox'), /^-rwx/, 'busybox is a regular file');
-  t.equal(sha256(await extract(initrd.path, 'bin/busybox')), sha256(await readFile(await tool('busybox'))), 'and still busybox (not overwritten through an applet link)');
+  t.equal(
+    sha256(await extract(initrd.path, 'bin/busybox')),
+    sha256(await readFile(await tool('busybox'))),
+    'and still busybox (not overwritten through an applet link)',
+  );
   t.match(files.get('bin/sh'), /^l.* -> busybox$/, 'applets are links to busybox');
   for (const p of ['chattr', 'lsattr', 'filefrag']) {
     t.match(files.get(`bin/${p}`), /^-rwx/, `${p} is e2fsprogs' program, not a link`);
   }
   const libs = await sharedLibraries(['/usr/bin/chattr', '/usr/sbin/filefrag']);
-  t.ok(libs.some((l) => l.includes('ld-linux')), 'ldd names the dynamic loader');
+  t.ok(
+    libs.some((l) => l.includes('ld-linux')),
+    'ldd names the dynamic loader',
+  );
   for (const l of libs) t.ok(files.has(l.slice(1)), `${l} is in the archive`);
   t.match(files.get('init'), /^-rwx/);
   t.match(files.get('bin/qcrash-agent'), /^-rwx/);
@@ -70,6 +81,9 @@ t.test('a kernel with the drivers built in gets no modules', async (t) => {
   const initrd = await buildInitramfs(builtin);
   t.same(initrd.modules, []);
   const files = await listing(initrd.path);
-  t.notOk([...files.keys()].some((f) => f.startsWith('lib/modules/')), 'no module directory');
+  t.notOk(
+    [...files.keys()].some((f) => f.startsWith('lib/modules/')),
+    'no module directory',
+  );
   t.not(initrd.hash, (await buildInitramfs(kernel)).hash, 'a different archive from the modular one');
 });

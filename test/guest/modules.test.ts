@@ -18,8 +18,14 @@ t.test('modules resolved from modules.dep match modprobe --show-depends', async 
   t.ok(theirs.length > 0, 'modprobe lists modules to load');
   t.same(ours, theirs, 'same files in the same order');
   t.match(r.stdout, /^builtin ext4$/m, 'ext4 is built into the stock kernel');
-  t.notOk(ours.some((m) => m.includes('/ext4')), 'so it is not among the modules');
-  t.ok(ours.indexOf('kernel/drivers/virtio/virtio_ring.ko') < ours.indexOf('kernel/drivers/virtio/virtio.ko'), 'virtio_ring loads before virtio');
+  t.notOk(
+    ours.some((m) => m.includes('/ext4')),
+    'so it is not among the modules',
+  );
+  t.ok(
+    ours.indexOf('kernel/drivers/virtio/virtio_ring.ko') < ours.indexOf('kernel/drivers/virtio/virtio.ko'),
+    'virtio_ring loads before virtio',
+  );
 });
 
 t.test('a module that is neither built in nor known is an error naming it', async (t) => {

@@ -12,8 +12,14 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
  */
 export const chromiumPath = '/usr/bin/chromium';
 export const chromiumFlags = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
 ];
 
 export interface Browser extends AsyncDisposable {

@@ -8,7 +8,10 @@ export interface CliResult {
 }
 
 /** Run the qcrash CLI as a user does, in a child process. */
-export async function qcrash(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function qcrash(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
   const r = await execa(process.execPath, [qcrashBin, ...args], {
     reject: false,
     env: { ...process.env, ...opts.env },

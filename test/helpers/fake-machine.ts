@@ -52,9 +52,19 @@ class FakeAgent implements AgentPort {
   closed = false;
   constructor(private readonly machine: FakeMachine) {}
 
-  send(command: string, args: readonly AgentArg[] = [], opts: { hold?: boolean; cpu?: number; progress?: number } = {}): AgentCommand {
+  send(
+    command: string,
+    args: readonly AgentArg[] = [],
+    opts: { hold?: boolean; cpu?: number; progress?: number } = {},
+  ): AgentCommand {
     const id = this.nextId++;
-    const seen: SeenCommand = { command, args: args.map(String), hold: opts.hold ?? false, ...(opts.cpu !== undefined ? { cpu: opts.cpu } : {}), ...(opts.progress !== undefined ? { progress: opts.progress } : {}) };
+    const seen: SeenCommand = {
+      command,
+      args: args.map(String),
+      hold: opts.hold ?? false,
+      ...(opts.cpu !== undefined ? { cpu: opts.cpu } : {}),
+      ...(opts.progress !== undefined ? { progress: opts.progress } : {}),
+    };
     this.seen.push(seen);
     let go!: () => void;
     const released = new Promise<void>((r) => (go = r));
@@ -63,9 +73,11 @@ class FakeAgent implements AgentPort {
     failed.catch(() => {});
     this.failers.add(fail);
     const race = <T>(p: Promise<T>) => Promise.race([p, failed]);
-    const held = race(Promise.resolve().then(() => {
-      if (seen.hold) seen.heldAt = performance.now();
-    }));
+    const held = race(
+      Promise.resolve().then(() => {
+        if (seen.hold) seen.heldAt = performance.now();
+      }),
+    );
     const started = race(
       (async () => {
         await held;
@@ -114,7 +126,12 @@ export class FakeMachine implements Machine {
     readonly options: FakeMachineOptions = {},
   ) {
     this.agent = new FakeAgent(this);
-    this.hello = { release: 'fake', uptime: 1, bootMs: 1, phases: { qmp: 0, agentPort: 0, ...(spec.restoreFrom ? { restored: 1 } : {}), ready: 1 } };
+    this.hello = {
+      release: 'fake',
+      uptime: 1,
+      bootMs: 1,
+      phases: { qmp: 0, agentPort: 0, ...(spec.restoreFrom ? { restored: 1 } : {}), ready: 1 },
+    };
   }
 
   get gdbSocket(): string | undefined {

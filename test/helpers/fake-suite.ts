@@ -16,6 +16,20 @@ export async function writeStepsScenario(file: string, opts: { none?: 'first' | 
   const kills = ['after: mount', 'after: sync', 'after: drop-caches'];
   if (opts.none === 'first') kills.unshift('none');
   if (opts.none === 'last') kills.push('none');
-  await writeFile(file, ['recipe: small-4k', 'recovery: [e2fsck]', 'steps:', '  - mount', '  - sync', '  - drop-caches', 'kill:', ...kills.map((k) => `  - ${k}`), ...(opts.repeat ? [`repeat: ${opts.repeat}`] : []), ''].join('\n'));
+  await writeFile(
+    file,
+    [
+      'recipe: small-4k',
+      'recovery: [e2fsck]',
+      'steps:',
+      '  - mount',
+      '  - sync',
+      '  - drop-caches',
+      'kill:',
+      ...kills.map((k) => `  - ${k}`),
+      ...(opts.repeat ? [`repeat: ${opts.repeat}`] : []),
+      '',
+    ].join('\n'),
+  );
   return file;
 }

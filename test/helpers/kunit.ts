@@ -24,12 +24,22 @@ export interface KunitTest {
  * extracted from Debian's tarball into a temp dir (only that folder; about
  * 15 s of xz on one core). Dispose to remove the temp dir.
  */
-export async function kunitTools(opts: { fromTarball?: boolean } = {}): Promise<{ dir: string; origin: string } & AsyncDisposable> {
+export async function kunitTools(
+  opts: { fromTarball?: boolean } = {},
+): Promise<{ dir: string; origin: string } & AsyncDisposable> {
   if (!opts.fromTarball) {
     const work = cacheDir('kernel-work');
-    for (const d of (await readdir(work).catch(() => [] as string[])).filter((x) => x.startsWith('tar-') && !x.endsWith('.lock'))) {
+    for (const d of (await readdir(work).catch(() => [] as string[])).filter(
+      (x) => x.startsWith('tar-') && !x.endsWith('.lock'),
+    )) {
       const dir = join(work, d, 'tools', 'testing', 'kunit');
-      if (await access(join(dir, 'kunit_parser.py')).then(() => true, () => false)) return { dir, origin: dir, [Symbol.asyncDispose]: async () => {} };
+      if (
+        await access(join(dir, 'kunit_parser.py')).then(
+          () => true,
+          () => false,
+        )
+      )
+        return { dir, origin: dir, [Symbol.asyncDispose]: async () => {} };
     }
   }
   const tmp = await TempDir.create('kunit-tools');
@@ -37,7 +47,11 @@ export async function kunitTools(opts: { fromTarball?: boolean } = {}): Promise<
     await run('tar', ['-xJf', defaultTarball, '-C', tmp.path, '--wildcards', '*/tools/testing/kunit/*'], { maxBuffer: 1 << 20 });
     const top = (await readdir(tmp.path)).find((x) => x.startsWith('linux'));
     if (!top) throw new Error(`${defaultTarball} has no linux-* folder`);
-    return { dir: join(tmp.path, top, 'tools', 'testing', 'kunit'), origin: defaultTarball, [Symbol.asyncDispose]: () => tmp.remove() };
+    return {
+      dir: join(tmp.path, top, 'tools', 'testing', 'kunit'),
+      origin: defaultTarball,
+      [Symbol.asyncDispose]: () => tmp.remove(),
+    };
   } catch (e) {
     await tmp.remove();
     throw e;

@@ -15,20 +15,36 @@ import { qcrashBin } from '../helpers/env.ts';
 // the plan), and the images are clean under e2fsck -fn.
 const dir = join(projectRoot, 'test', 'fixtures', 'image', 'layouts');
 const kinds = await buildImage(await loadRecipe(join(dir, 'kinds-1k.yaml')));
-const stats = await statPaths(kinds.path, kinds.manifest.entries.map((e) => e.path));
+const stats = await statPaths(
+  kinds.path,
+  kinds.manifest.entries.map((e) => e.path),
+);
 const map = (p: string): BlockMap => parseBlockMap(stats.get(p)!.map);
 const runsOf = (p: string): DataRun[] => map(p).data;
 
 t.test('the image is clean and the manifest records what debugfs reads back', async (t) => {
   const fsck = await run('e2fsck', ['-fn', kinds.path]);
   t.equal(fsck.exitCode, 0, fsck.stdout);
-  for (const e of kinds.manifest.entries) if (e.type === 'file' && e.size) t.same(e.blockMap?.data, map(e.path).data, `${e.path}: manifest block map`);
+  for (const e of kinds.manifest.entries)
+    if (e.type === 'file' && e.size) t.same(e.blockMap?.data, map(e.path).data, `${e.path}: manifest block map`);
 });
 
 t.test('start: the first data block is where the recipe says; inline indirect blocks sit in the stream', async (t) => {
   const m = map('/k/start');
-  t.same(m.data, [[0, 20000, 12], [12, 20013, 256], [268, 20271, 32]]);
-  t.same(m.index, [['IND', 20012], ['DIND', 20269], ['IND', 20270]], 'as libext2fs and the kernel place them');
+  t.same(m.data, [
+    [0, 20000, 12],
+    [12, 20013, 256],
+    [268, 20271, 32],
+  ]);
+  t.same(
+    m.index,
+    [
+      ['IND', 20012],
+      ['DIND', 20269],
+      ['IND', 20270],
+    ],
+    'as libext2fs and the kernel place them',
+  );
 });
 
 t.test('next + separate: 9000 contiguous blocks, longer than a block group, then the indirect blocks', async (t) => {
@@ -36,7 +52,11 @@ t.test('next + separate: 9000 contiguous blocks, longer than a block group, then
   t.equal(m.data.length, 1);
   t.equal(m.data[0]![2], 9000);
   const end = m.data[0]![1] + 9000;
-  t.same(m.index.map(([, b]) => b), Array.from({ length: m.index.length }, (_, i) => end + i), 'indirect blocks right after the data');
+  t.same(
+    m.index.map(([, b]) => b),
+    Array.from({ length: m.index.length }, (_, i) => end + i),
+    'indirect blocks right after the data',
+  );
   t.equal(m.index.length, 1 + 1 + Math.ceil((9000 - 12 - 256) / 256), 'IND, DIND and its INDs');
 });
 
@@ -52,9 +72,13 @@ t.test('contiguous sparse runs touch across the hole; contiguous: false leaves o
 t.test('split: runs of 3 blocks 2 apart; explicit runs with a gap and an anchored run', async (t) => {
   const s = runsOf('/k/split');
   t.equal(s.length, 10);
-  for (let i = 1; i < s.length; i++) t.ok(s[i]![1] - (s[i - 1]![1] + s[i - 1]![2]) >= 2, `run ${i} is at least 2 blocks after the previous`);
+  for (let i = 1; i < s.length; i++)
+    t.ok(s[i]![1] - (s[i - 1]![1] + s[i - 1]![2]) >= 2, `run ${i} is at least 2 blocks after the previous`);
   const r = runsOf('/k/runs');
-  t.same(r.map((x) => x[2]), [100, 200, 200]);
+  t.same(
+    r.map((x) => x[2]),
+    [100, 200, 200],
+  );
   t.equal(r[1]![1], r[0]![1] + 100 + 7, 'gap: 7');
   t.equal(r[2]![1], 45000, 'at: 45000');
 });
@@ -62,8 +86,16 @@ t.test('split: runs of 3 blocks 2 apart; explicit runs with a gap and an anchore
 t.test('interleave: the two files alternate in runs of 4 blocks', async (t) => {
   const a = runsOf('/k/a');
   const b = runsOf('/k/b');
-  t.same(a.map((r) => r[2]), [4, 4, 4, 4, 4, 4, 4, 4, 8], 'a: 4-block runs until b runs out, then the rest of a in one run');
-  t.same(b.map((r) => r[2]), [4, 4, 4, 4, 4, 4, 4, 3], 'b: 31 blocks (a partial last one) in runs of 4');
+  t.same(
+    a.map((r) => r[2]),
+    [4, 4, 4, 4, 4, 4, 4, 4, 8],
+    'a: 4-block runs until b runs out, then the rest of a in one run',
+  );
+  t.same(
+    b.map((r) => r[2]),
+    [4, 4, 4, 4, 4, 4, 4, 3],
+    'b: 31 blocks (a partial last one) in runs of 4',
+  );
   const bInd = map('/k/b').index[0]![1];
   for (let i = 0; i < b.length; i++) {
     const aEnd = a[i]![1] + a[i]![2];
@@ -83,17 +115,30 @@ t.test('the shipped tree recipe: each file has the extents its name says', async
 });
 
 t.test('a layout that cannot be made: ConfigError at the recipe line', async (t) => {
-  const err = await buildImage(await loadRecipe(join(dir, 'ext3-long-run.yaml'))).then(() => undefined, (e: unknown) => e);
+  const err = await buildImage(await loadRecipe(join(dir, 'ext3-long-run.yaml'))).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.type(err, ConfigError);
-  t.match((err as Error).message, /ext3-long-run\.yaml:9: \/f\/long: no free stretch of 9000 blocks .*impossible without flex_bg/);
-  const sb = await buildImage(await loadRecipe(join(dir, 'on-superblock.yaml'))).then(() => undefined, (e: unknown) => e);
-  t.match((sb as Error).message, /on-superblock\.yaml:8: \/f\/x: cannot be placed at block 8193: block 8193 is group 1's backup superblock/);
+  t.match(
+    (err as Error).message,
+    /ext3-long-run\.yaml:9: \/f\/long: no free stretch of 9000 blocks .*impossible without flex_bg/,
+  );
+  const sb = await buildImage(await loadRecipe(join(dir, 'on-superblock.yaml'))).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.match(
+    (sb as Error).message,
+    /on-superblock\.yaml:8: \/f\/x: cannot be placed at block 8193: block 8193 is group 1's backup superblock/,
+  );
 });
 
 t.test('qcrash run on a scenario whose recipe cannot be made: exit 2, recipe file:line', async (t) => {
   const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
     execFile(process.execPath, [qcrashBin, 'run', join(dir, 'bad-layout-run.yaml'), '--format', 'none'], (e, _out, stderr) =>
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stderr }));
+      resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stderr }),
+    );
   });
   t.equal(r.code, 2, r.stderr);
   t.match(r.stderr, /ext3-long-run\.yaml:9: \/f\/long: .*impossible without flex_bg/);

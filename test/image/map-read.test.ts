@@ -45,8 +45,14 @@ for (const name of ['shapes-4k', 'shapes-1k', 'fragmented-4k']) {
     // e2fsck -E bmap2extent rewrites every block map as an extent tree (the
     // large fragmented files get extent tree blocks), data in place.
     execFileSync('e2fsck', ['-fy', '-E', 'bmap2extent', img], { stdio: 'ignore' });
-    const stats = await statPaths(img, base.manifest.entries.filter((e) => e.type === 'file').map((e) => e.path));
-    t.ok([...stats.values()].some((s) => s?.mapping === 'extents'), 'files are extent-mapped now');
+    const stats = await statPaths(
+      img,
+      base.manifest.entries.filter((e) => e.type === 'file').map((e) => e.path),
+    );
+    t.ok(
+      [...stats.values()].some((s) => s?.mapping === 'extents'),
+      'files are extent-mapped now',
+    );
     await same(t, img, paths);
   });
 }

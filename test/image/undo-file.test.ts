@@ -49,7 +49,7 @@ t.test('crc32c as e2fsprogs computes it (seed ~0, no final inversion)', async (t
   t.equal(crc32cLe(Buffer.alloc(0)), 0xffffffff);
 });
 
-t.test("e2fsck -fy -z: our undo puts the image back as e2undo does", async (t) => {
+t.test('e2fsck -fy -z: our undo puts the image back as e2undo does', async (t) => {
   const { u } = await undoneEqualsOriginal(t, 'fsck', async (image, undo) => {
     const r = await run(await tool('e2fsck'), ['-fy', '-z', undo, image], { env: { LANG: 'C' } });
     t.equal(r.exitCode, 1, `e2fsck repaired (exit 1):\n${r.stdout}`);
@@ -65,7 +65,10 @@ t.test('mke2fs -z over the image: keys that each cover a run of blocks', async (
     await runOk(await tool('mkfs.ext4'), ['-q', '-F', '-b', '1024', '-N', '2048', '-z', undo, image]);
   });
   t.ok(u.extents.length > 1, `${u.extents.length} keys`);
-  t.ok(u.extents.some((x) => x.bytes.length > u.fsBlockSize), `a key spans several fs blocks (largest ${Math.max(...u.extents.map((x) => x.bytes.length))} bytes)`);
+  t.ok(
+    u.extents.some((x) => x.bytes.length > u.fsBlockSize),
+    `a key spans several fs blocks (largest ${Math.max(...u.extents.map((x) => x.bytes.length))} bytes)`,
+  );
 });
 
 t.test('a damaged undo file is refused whole, and says where', async (t) => {

@@ -26,7 +26,14 @@ export const userImageFiles: Record<string, Buffer> = {
   '/data/empty': Buffer.alloc(0),
 };
 /** A sparse file: data at its start and at 200 KiB, a hole between. */
-export const sparseFile = { path: '/data/sparse', size: 300 * 1024, data: [[0, 4096], [200 * 1024, 208 * 1024]] as Array<[number, number]> };
+export const sparseFile = {
+  path: '/data/sparse',
+  size: 300 * 1024,
+  data: [
+    [0, 4096],
+    [200 * 1024, 208 * 1024],
+  ] as Array<[number, number]>,
+};
 
 export function bytes(name: string, n: number): Buffer {
   const out = Buffer.alloc(n);
@@ -71,7 +78,24 @@ export async function makeUserImage(dir: string, name: string, opts: UserImageOp
   );
   const img = join(dir, `${name}.img`);
   const features = ['^extent', '^64bit', ...(opts.journal === false ? ['^has_journal'] : [])];
-  await runOk('mkfs.ext4', ['-q', '-F', '-b', '1024', '-U', FIXED, '-E', `hash_seed=${FIXED},root_owner=0:0,nodiscard`, '-O', features.join(','), img, '16M'], { env });
+  await runOk(
+    'mkfs.ext4',
+    [
+      '-q',
+      '-F',
+      '-b',
+      '1024',
+      '-U',
+      FIXED,
+      '-E',
+      `hash_seed=${FIXED},root_owner=0:0,nodiscard`,
+      '-O',
+      features.join(','),
+      img,
+      '16M',
+    ],
+    { env },
+  );
   const cmdfile = join(host, 'cmds');
   await writeFile(cmdfile, cmds.join('\n') + '\n');
   await runOk('debugfs', ['-w', '-f', cmdfile, img], { env });

@@ -25,7 +25,19 @@ t.teardown(async () => {
 
 const env = { GIT_INDEX_FILE: join(dir, 'index') };
 const g = async (args: string[], input?: string) =>
-  (await execa('git', args, { cwd: repo, env: { ...env, GIT_AUTHOR_NAME: 'Dev', GIT_AUTHOR_EMAIL: 'dev@example.org', GIT_COMMITTER_NAME: 'Dev', GIT_COMMITTER_EMAIL: 'dev@example.org' }, ...(input === undefined ? {} : { input }) })).stdout.trim();
+  (
+    await execa('git', args, {
+      cwd: repo,
+      env: {
+        ...env,
+        GIT_AUTHOR_NAME: 'Dev',
+        GIT_AUTHOR_EMAIL: 'dev@example.org',
+        GIT_COMMITTER_NAME: 'Dev',
+        GIT_COMMITTER_EMAIL: 'dev@example.org',
+      },
+      ...(input === undefined ? {} : { input }),
+    })
+  ).stdout.trim();
 
 /** Commit the index as it is now on top of HEAD. */
 async function commit(subject: string): Promise<string> {
@@ -48,27 +60,78 @@ t.test('qcrash bisect names the planted commit and skips the one that does not b
   await g(['read-tree', 'HEAD']);
   const base = await g(['rev-parse', 'HEAD']);
   const migrate = 'fs/ext4/migrate.c';
-  const original = await g(['show', `HEAD:${migrate}`]) + '\n';
-  const harmless = original.replace('// SPDX-License-Identifier: LGPL-2.1\n', '// SPDX-License-Identifier: LGPL-2.1\n/* a comment that changes nothing */\n');
+  const original = (await g(['show', `HEAD:${migrate}`])) + '\n';
+  const harmless = original.replace(
+    '// SPDX-License-Identifier: LGPL-2.1\n',
+    '// SPDX-License-Identifier: LGPL-2.1\n/* a comment that changes nothing */\n',
+  );
   const c1 = await commitFile(migrate, harmless, 'ext4: comment the migration code');
   await g(['apply', '--cached', mutant]);
   const planted = await commit('ext4: migrate: skip marking the inode dirty after the swap');
-  const mutated = await g(['show', `HEAD:${migrate}`]) + '\n';
-  const broken = await commitFile(migrate, mutated.replace('#include "ext4_extents.h"\n', '#include "ext4_extents.h"\n#error "this commit does not build"\n'), 'ext4: a commit that does not build');
+  const mutated = (await g(['show', `HEAD:${migrate}`])) + '\n';
+  const broken = await commitFile(
+    migrate,
+    mutated.replace('#include "ext4_extents.h"\n', '#include "ext4_extents.h"\n#error "this commit does not build"\n'),
+    'ext4: a commit that does not build',
+  );
   const fixed = await commitFile(migrate, mutated, 'ext4: fix the build');
-  const later = await commitFile(migrate, mutated.replace('#include <linux/slab.h>\n', '#include <linux/slab.h>\n/* a later comment */\n'), 'ext4: a later comment');
-  const head = await commitFile(migrate, mutated.replace('#include <linux/slab.h>\n', '#include <linux/slab.h>\n/* the latest comment */\n'), 'ext4: the latest comment');
+  const later = await commitFile(
+    migrate,
+    mutated.replace('#include <linux/slab.h>\n', '#include <linux/slab.h>\n/* a later comment */\n'),
+    'ext4: a later comment',
+  );
+  const head = await commitFile(
+    migrate,
+    mutated.replace('#include <linux/slab.h>\n', '#include <linux/slab.h>\n/* the latest comment */\n'),
+    'ext4: the latest comment',
+  );
   t.not(harmless, original, 'the harmless commit changes the file');
-  t.ok((await readFile(mutant, 'utf8')).includes('ext4_mark_inode_dirty'), 'the mutant patch is the one that drops a mark_inode_dirty');
+  t.ok(
+    (await readFile(mutant, 'utf8')).includes('ext4_mark_inode_dirty'),
+    'the mutant patch is the one that drops a mark_inode_dirty',
+  );
   const out = join(dir, 'out');
-  const r = await execa(process.execPath, [join(projectRoot, 'bin/qcrash.js'), 'bisect', '--tree', repo, '--good', base, '--bad', head,
-    '--finding', 'not-durable', '--out', out, join(scenariosDir, 'validate', 'durability.yaml')], { reject: false, all: true });
+  const r = await execa(
+    process.execPath,
+    [
+      join(projectRoot, 'bin/qcrash.js'),
+      'bisect',
+      '--tree',
+      repo,
+      '--good',
+      base,
+      '--bad',
+      head,
+      '--finding',
+      'not-durable',
+      '--out',
+      out,
+      join(scenariosDir, 'validate', 'durability.yaml'),
+    ],
+    { reject: false, all: true },
+  );
   t.equal(r.exitCode, 0, `bisect succeeded:\n${r.all?.slice(-3000)}`);
-  t.match(r.stdout, new RegExp(`^first bad commit: ${planted} ext4: migrate: skip marking the inode dirty after the swap$`, 'm'), 'names the planted commit and its subject');
-  t.match(r.stdout, /^finding: validate\/durability \| .* \| not-durable/m, 'and the finding that marked it (the scenario named by its path below scenarios/)');
-  t.match(r.stdout, new RegExp(`^  ${broken.slice(0, 12)} skip .*\\(does not build: .*this commit does not build`, 'm'), 'the commit that does not build was skipped, with the compiler\'s error');
+  t.match(
+    r.stdout,
+    new RegExp(`^first bad commit: ${planted} ext4: migrate: skip marking the inode dirty after the swap$`, 'm'),
+    'names the planted commit and its subject',
+  );
+  t.match(
+    r.stdout,
+    /^finding: validate\/durability \| .* \| not-durable/m,
+    'and the finding that marked it (the scenario named by its path below scenarios/)',
+  );
+  t.match(
+    r.stdout,
+    new RegExp(`^  ${broken.slice(0, 12)} skip .*\\(does not build: .*this commit does not build`, 'm'),
+    "the commit that does not build was skipped, with the compiler's error",
+  );
   t.match(r.stdout, new RegExp(`^  ${head.slice(0, 12)} bad `, 'm'), 'the bad end was verified');
-  t.notMatch(r.stdout, new RegExp(`^  (${fixed.slice(0, 12)}|${later.slice(0, 12)}) good `, 'm'), 'no commit carrying the bug is judged good');
+  t.notMatch(
+    r.stdout,
+    new RegExp(`^  (${fixed.slice(0, 12)}|${later.slice(0, 12)}) good `, 'm'),
+    'no commit carrying the bug is judged good',
+  );
   t.match(r.stdout, new RegExp(`^  ${base.slice(0, 12)} good `, 'm'), 'the good end was verified');
   t.notMatch(r.stdout, new RegExp(`^  ${c1.slice(0, 12)} bad `, 'm'), 'the harmless commit is never judged bad');
   await t.rejects(access(join(bisectClone, '.git', 'BISECT_LOG')), 'the bisect state is reset afterwards');

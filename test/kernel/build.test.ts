@@ -30,11 +30,16 @@ const makeOutput = /^\s+(CC|AS|HOSTCC|LD|AR|GEN|OBJCOPY|BUILD)\s/;
 function checkProgress(t: Test, lines: string[], what: string): void {
   const cached = lines.find((l) => /taken from the cache/.test(l));
   if (cached) {
-    t.pass(`${what}: progress line not checked`, { skip: `no build ran (${cached}); remove that kernel from ~/.cache/qcrash/kernels to check it` });
+    t.pass(`${what}: progress line not checked`, {
+      skip: `no build ran (${cached}); remove that kernel from ~/.cache/qcrash/kernels to check it`,
+    });
     return;
   }
   t.comment(`${what}, progress as printed:\n${lines.join('\n')}`);
-  t.notOk(lines.some((l) => makeOutput.test(l)), `${what}: no CC lines`);
+  t.notOk(
+    lines.some((l) => makeOutput.test(l)),
+    `${what}: no CC lines`,
+  );
   const meter = lines.filter((l) => /^kernel build: \d+(\/\d+\+?)? objects/.test(l));
   t.ok(meter.length >= 2, `${what}: a progress line while it compiles (${meter.length})`);
   t.match(meter.at(-1), /^kernel build: (\d+)\/\1 objects \(100%\), /, `${what}: the progress line reaches 100%`);
@@ -61,10 +66,15 @@ t.test('the default tree builds with the minimal fragment, boots, and migrates a
   {
     await using vm = await Vm.launch({ kernel: k, initrd, disk });
     t.equal(vm.hello?.release, k.release, 'the built kernel boots to the agent');
-    const out = await runWorkload(vm, [
-      { kind: 'mount', name: 'mount', options: [] },
-      { kind: 'migrate', name: 'migrate', paths: ['/shapes/ind-13'], recursive: false },
-    ], { kind: 'none' }, 1);
+    const out = await runWorkload(
+      vm,
+      [
+        { kind: 'mount', name: 'mount', options: [] },
+        { kind: 'migrate', name: 'migrate', paths: ['/shapes/ind-13'], recursive: false },
+      ],
+      { kind: 'none' },
+      1,
+    );
     t.equal(out.ending, 'clean');
   }
   const [s] = await readEntryState(await flattenToRaw(disk, join(dir, 'd.raw')), ['/shapes/ind-13']);
@@ -84,7 +94,10 @@ t.test('a one-file patch rebuilds incrementally', { timeout: 1800_000 }, async (
 
 t.test('a patch that does not apply is a ConfigError naming it', async (t) => {
   const bad = join(dir, 'bad.patch');
-  await writeFile(bad, '--- a/fs/ext4/migrate.c\n+++ b/fs/ext4/migrate.c\n@@ -1,3 +1,3 @@\n-this line is not there\n+nor this\n context\n');
+  await writeFile(
+    bad,
+    '--- a/fs/ext4/migrate.c\n+++ b/fs/ext4/migrate.c\n@@ -1,3 +1,3 @@\n-this line is not there\n+nor this\n context\n',
+  );
   const e = await buildKernel({ patches: [bad] }).catch((x: unknown) => x);
   t.ok(e instanceof ConfigError);
   t.match((e as Error).message, /patch does not apply: .*bad\.patch/);
@@ -94,23 +107,31 @@ t.test('a patch that does not apply is a ConfigError naming it', async (t) => {
 t.test('a fragment with an unknown option names it, its line, and close matches', async (t) => {
   const frag = join(dir, 'typo.config');
   await writeFile(frag, '# typo\nCONFIG_64BIT=y\nCONFIG_VIRTIO_BLKK=y\n');
-  const e = await buildKernel({ configs: [join(process.cwd(), 'kernels/configs/minimal.config'), frag] }).catch((x: unknown) => x);
+  const e = await buildKernel({ configs: [join(process.cwd(), 'kernels/configs/minimal.config'), frag] }).catch(
+    (x: unknown) => x,
+  );
   t.ok(e instanceof ConfigError);
-  t.match((e as Error).message, /typo\.config:3: unknown kernel config option CONFIG_VIRTIO_BLKK\. Close matches: .*CONFIG_VIRTIO_BLK/);
+  t.match(
+    (e as Error).message,
+    /typo\.config:3: unknown kernel config option CONFIG_VIRTIO_BLKK\. Close matches: .*CONFIG_VIRTIO_BLK/,
+  );
 });
 
 t.test('a tree that does not build is a KernelBuildError with the compiler error', { timeout: 1800_000 }, async (t) => {
   const broken = join(dir, 'broken.patch');
-  await writeFile(broken, [
-    '--- a/fs/ext4/migrate.c',
-    '+++ b/fs/ext4/migrate.c',
-    '@@ -1,3 +1,4 @@',
-    ' // SPDX-License-Identifier: LGPL-2.1',
-    '+this is not C;',
-    ' /*',
-    '  * Copyright IBM Corporation, 2007',
-    '',
-  ].join('\n'));
+  await writeFile(
+    broken,
+    [
+      '--- a/fs/ext4/migrate.c',
+      '+++ b/fs/ext4/migrate.c',
+      '@@ -1,3 +1,4 @@',
+      ' // SPDX-License-Identifier: LGPL-2.1',
+      '+this is not C;',
+      ' /*',
+      '  * Copyright IBM Corporation, 2007',
+      '',
+    ].join('\n'),
+  );
   const e = await buildKernel({ patches: [broken] }).catch((x: unknown) => x);
   t.ok(e instanceof KernelBuildError, String(e));
   t.match((e as Error).message, /migrate\.c:\d+:\d+: error/);

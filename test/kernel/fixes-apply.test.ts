@@ -22,14 +22,17 @@ async function tree(src: string, name: string): Promise<string> {
   return dir;
 }
 
-const apply = (dir: string, args: string[]) => execa('git', ['apply', ...args], { cwd: dir, reject: false, env: { GIT_DIR: join(dir, 'no-git') } });
+const apply = (dir: string, args: string[]) =>
+  execa('git', ['apply', ...args], { cwd: dir, reject: false, env: { GIT_DIR: join(dir, 'no-git') } });
 
 t.ok(patches.length >= 2, `kernels/fixes/ holds the fixes (${patches.join(', ')})`);
 
 for (const [line, tarball] of Object.entries(linuxSources)) {
   t.test(`linux-source-${line}`, async (t) => {
     const src = await linuxSourceFiles(tarball).catch((e: Error) => {
-      throw new Error(`linux-source-${line} is needed (.ci/install installs it: apt-get install linux-source-${line}): ${e.message}`);
+      throw new Error(
+        `linux-source-${line} is needed (.ci/install installs it: apt-get install linux-source-${line}): ${e.message}`,
+      );
     });
     for (const p of patches) {
       const dir = await tree(src, `${line}-${p}`);
@@ -41,7 +44,10 @@ for (const [line, tarball] of Object.entries(linuxSources)) {
       t.not(again.exitCode, 0, `${p} does not apply a second time: the check can fail`);
     }
     const series = await tree(src, `${line}-series`);
-    const r = await apply(series, patches.map((p) => join(fixesDir, p)));
+    const r = await apply(
+      series,
+      patches.map((p) => join(fixesDir, p)),
+    );
     t.equal(r.exitCode, 0, 'the series applies in order', { stderr: r.stderr });
   });
 }

@@ -29,7 +29,14 @@ interface Checked {
 }
 
 async function checkpatch(scripts: string, patch: string, ignore: string[]): Promise<Checked> {
-  const args = [join(scripts, 'checkpatch.pl'), '--no-tree', '--show-types', '--no-color', ...(ignore.length ? ['--ignore', ignore.join(',')] : []), patch];
+  const args = [
+    join(scripts, 'checkpatch.pl'),
+    '--no-tree',
+    '--show-types',
+    '--no-color',
+    ...(ignore.length ? ['--ignore', ignore.join(',')] : []),
+    patch,
+  ];
   const r = await execa('perl', args, { cwd: work, reject: false, env: { GIT_DIR: join(work, 'no-git') } });
   const total = /total: (\d+) errors, (\d+) warnings/.exec(r.stdout);
   if (!total) throw new Error(`checkpatch printed no total for ${patch}:\n${r.stdout}\n${r.stderr}`);
@@ -53,15 +60,27 @@ for (const p of patches) {
 for (const [line, tarball] of Object.entries(linuxSources)) {
   t.test(`checkpatch.pl of linux-source-${line}`, async (t) => {
     const src = await linuxSourceFiles(tarball).catch((e: Error) => {
-      throw new Error(`linux-source-${line} is needed (.ci/install installs it: apt-get install linux-source-${line}): ${e.message}`);
+      throw new Error(
+        `linux-source-${line} is needed (.ci/install installs it: apt-get install linux-source-${line}): ${e.message}`,
+      );
     });
     const scripts = join(src, 'scripts');
     for (const p of patches) {
       const r = await checkpatch(scripts, join(fixesDir, p), allowed);
-      t.same({ errors: r.errors, warnings: r.warnings }, { errors: 0, warnings: 0 }, `${p}: clean apart from ${allowed.join(', ')}`, { output: r.output });
+      t.same(
+        { errors: r.errors, warnings: r.warnings },
+        { errors: 0, warnings: 0 },
+        `${p}: clean apart from ${allowed.join(', ')}`,
+        { output: r.output },
+      );
       const all = await checkpatch(scripts, join(fixesDir, p), []);
       t.ok(all.types.includes('MISSING_SIGN_OFF'), `${p}: without --ignore, checkpatch sees the missing sign-off`);
-      t.same(all.types.filter((x) => !allowed.includes(x)), [], `${p}: and nothing else but ${allowed.join(', ')}`, { output: all.output });
+      t.same(
+        all.types.filter((x) => !allowed.includes(x)),
+        [],
+        `${p}: and nothing else but ${allowed.join(', ')}`,
+        { output: all.output },
+      );
     }
 
     // The same check on a copy with a style error must fail: trailing

@@ -11,7 +11,12 @@ export const linuxSources = {
 } as const;
 
 /** What the fixes' tests read from a source package: checkpatch with its data files, and the file the fixes change. */
-export const fixFiles = ['scripts/checkpatch.pl', 'scripts/spelling.txt', 'scripts/const_structs.checkpatch', 'fs/ext4/migrate.c'];
+export const fixFiles = [
+  'scripts/checkpatch.pl',
+  'scripts/spelling.txt',
+  'scripts/const_structs.checkpatch',
+  'fs/ext4/migrate.c',
+];
 
 /**
  * A few files of a linux-source tarball, extracted once into the cache (a
@@ -23,7 +28,13 @@ export const fixFiles = ['scripts/checkpatch.pl', 'scripts/spelling.txt', 'scrip
 export async function linuxSourceFiles(tarball: string, files: readonly string[] = fixFiles): Promise<string> {
   const st = await stat(tarball);
   const dir = cacheDir('linux-source-files', hashJson({ tarball, size: st.size, mtime: st.mtimeMs, files }).slice(0, 16));
-  if (await access(join(dir, '.complete')).then(() => true, () => false)) return dir;
+  if (
+    await access(join(dir, '.complete')).then(
+      () => true,
+      () => false,
+    )
+  )
+    return dir;
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });

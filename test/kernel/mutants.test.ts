@@ -32,17 +32,34 @@ for (const [file, scenario, expected] of [
     // Either way it is a finding the baseline does not have.
     const fresh = [...r.introduced, ...r.flaky].map((v) => v.signature);
     t.ok(fresh.length > 0, `new findings: ${fresh.join('; ')}`);
-    t.ok(fresh.some((s) => expected.test(s)), `a new finding matching ${expected}`);
-    if (!file.startsWith('02')) t.ok(r.introduced.some((v) => expected.test(v.signature)), 'confirmed on rerun');
+    t.ok(
+      fresh.some((s) => expected.test(s)),
+      `a new finding matching ${expected}`,
+    );
+    if (!file.startsWith('02'))
+      t.ok(
+        r.introduced.some((v) => expected.test(v.signature)),
+        'confirmed on rerun',
+      );
     const baselineFindings = r.baseline.summary.cases.flatMap((c) => c.failing);
     t.same(baselineFindings, [], 'the baseline kernel has no failing finding');
     if (file.startsWith('03')) {
       // The page validate wrote for this real run, in a real browser: what it says is what validate judged.
       await using browser = await launchBrowser();
       const p = await openFile(browser.context, join(r.dir, 'validate.html'));
-      t.same([...p.consoleErrors, ...p.pageErrors, ...p.failedRequests], [], 'validate.html loads with no error and no failed request');
-      const shown = await p.page.locator('#introduced tr[data-signature]').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-signature')));
-      t.same(shown.sort(), r.introduced.map((v) => v.signature).sort(), 'the page lists the introduced signatures validate confirmed');
+      t.same(
+        [...p.consoleErrors, ...p.pageErrors, ...p.failedRequests],
+        [],
+        'validate.html loads with no error and no failed request',
+      );
+      const shown = await p.page
+        .locator('#introduced tr[data-signature]')
+        .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-signature')));
+      t.same(
+        shown.sort(),
+        r.introduced.map((v) => v.signature).sort(),
+        'the page lists the introduced signatures validate confirmed',
+      );
       t.match(await p.page.textContent('#patch-subjects'), /Mutant 03/i, 'and the patch subject');
       t.equal(await p.page.locator('#tested-by').count(), 0, 'no Tested-by line: the patch regressed');
       await p.page.screenshot({ path: join(dir, 'validate-mutant-03.png'), fullPage: true });
@@ -54,7 +71,17 @@ t.test('a comment-only patch comes out clean, three times over', { timeout: 1800
   const patch = join(dir, 'comment.patch');
   await writeFile(patch, commentOnlyPatch);
   for (const seed of [1, 2, 3]) {
-    const r = await validatePatch({ patches: [patch], scenarios: [validateDir], seed, confirmRuns: 1, out: join(dir, `comment-${seed}`) });
-    t.same(r.introduced.map((v) => v.signature), [], `seed ${seed}: nothing introduced`);
+    const r = await validatePatch({
+      patches: [patch],
+      scenarios: [validateDir],
+      seed,
+      confirmRuns: 1,
+      out: join(dir, `comment-${seed}`),
+    });
+    t.same(
+      r.introduced.map((v) => v.signature),
+      [],
+      `seed ${seed}: nothing introduced`,
+    );
   }
 });

@@ -39,7 +39,7 @@ t.test('the tarball base commit is the same in every cache', async (t) => {
 // branch that is rebased and the user's tree is gc'd: our clone is then left
 // with a checked-out commit and a remote ref that exist nowhere, and git
 // refuses to fetch into it ("bad object"). The next build must still work.
-t.test('a clone whose refs name objects the user\'s tree pruned fetches again', async (t) => {
+t.test("a clone whose refs name objects the user's tree pruned fetches again", async (t) => {
   await using tmp = await TempDir.create('source-pruned');
   const saved = process.env.QCRASH_CACHE;
   process.env.QCRASH_CACHE = join(tmp.path, 'cache');
@@ -48,7 +48,12 @@ t.test('a clone whose refs name objects the user\'s tree pruned fetches again', 
     else process.env.QCRASH_CACHE = saved;
   });
   const user = join(tmp.path, 'linux');
-  const env = { GIT_AUTHOR_NAME: 'Dev', GIT_AUTHOR_EMAIL: 'dev@example.org', GIT_COMMITTER_NAME: 'Dev', GIT_COMMITTER_EMAIL: 'dev@example.org' };
+  const env = {
+    GIT_AUTHOR_NAME: 'Dev',
+    GIT_AUTHOR_EMAIL: 'dev@example.org',
+    GIT_COMMITTER_NAME: 'Dev',
+    GIT_COMMITTER_EMAIL: 'dev@example.org',
+  };
   const u = async (...args: string[]) => (await execa('git', args, { cwd: user, env })).stdout.trim();
   await execa('git', ['init', '-q', '-b', 'main', user]);
   await writeFile(join(user, 'migrate.c'), 'one\n');

@@ -29,7 +29,12 @@ const fixture = JSON.parse(await readFile(new URL('../fixtures/report/summary.js
 
 // A tiny git tree: nightly reads its branch head, the build seam names a kernel after it.
 const tree = join(tmp.path, 'tree');
-const gitEnv = { GIT_AUTHOR_NAME: 'Dev', GIT_AUTHOR_EMAIL: 'dev@example.org', GIT_COMMITTER_NAME: 'Dev', GIT_COMMITTER_EMAIL: 'dev@example.org' };
+const gitEnv = {
+  GIT_AUTHOR_NAME: 'Dev',
+  GIT_AUTHOR_EMAIL: 'dev@example.org',
+  GIT_COMMITTER_NAME: 'Dev',
+  GIT_COMMITTER_EMAIL: 'dev@example.org',
+};
 const g = async (...args: string[]) => (await execa('git', args, { cwd: tree, env: gitEnv })).stdout.trim();
 await execa('git', ['init', '-q', '-b', 'main', tree]);
 async function commit(text: string): Promise<string> {
@@ -72,15 +77,26 @@ t.test('three nights: nothing, a new finding and a flaky one, then the same head
   const second = await night();
   t.equal(second.previous?.runId, first.runId, 'compared with last night');
   t.equal(second.revision, badRevision);
-  t.same(second.fresh.map((f) => [f.signature, f.verdict, f.confirmed, f.reruns]), [
-    ['nights | after-sync | e2fsck | corruption | 0x050005', 'new', 1, 1],
-    ['nights | after-mount | e2fsck | corruption | 0x050005', 'flaky', 0, 1],
-  ].sort(), 'after-sync is new and came back on the rerun; after-mount did not');
-  t.same(second.fresh.find((f) => f.verdict === 'new')!.nights, { seen: 1, ran: 2 }, 'seen on one of the two nights that ran its case');
+  t.same(
+    second.fresh.map((f) => [f.signature, f.verdict, f.confirmed, f.reruns]),
+    [
+      ['nights | after-sync | e2fsck | corruption | 0x050005', 'new', 1, 1],
+      ['nights | after-mount | e2fsck | corruption | 0x050005', 'flaky', 0, 1],
+    ].sort(),
+    'after-sync is new and came back on the rerun; after-mount did not',
+  );
+  t.same(
+    second.fresh.find((f) => f.verdict === 'new')!.nights,
+    { seen: 1, ran: 2 },
+    'seen on one of the two nights that ran its case',
+  );
   t.equal(second.exitCode, ExitCode.failed, 'exit 1: a new finding that reproduced');
   const text = await readFile(join(second.dir, 'nightly.txt'), 'utf8');
   t.match(text, /NEW since last night \(reproduced on rerun\): 1\n  nights \| after-sync/);
-  t.match(text, /flaky \(new since last night, not seen on every rerun\): 1\n  nights \| after-mount .* rerun 0\/1, seen on 1 of 2 night/);
+  t.match(
+    text,
+    /flaky \(new since last night, not seen on every rerun\): 1\n  nights \| after-mount .* rerun 0\/1, seen on 1 of 2 night/,
+  );
 
   const third = await night();
   t.ok(third.sameRevision, 'the branch did not move');
@@ -90,13 +106,30 @@ t.test('three nights: nothing, a new finding and a flaky one, then the same head
   t.equal(third.exitCode, ExitCode.pass);
 
   const index = await loadHistory(join(history, 'history.json'));
-  t.same(index.runs.map((r) => [r.branch, r.revision]), [['main', good], ['main', badRevision], ['main', badRevision]], 'the index keeps each night with its branch and revision');
-  t.ok(await readFile(join(history, 'history.html')).then(() => true, () => false), 'history.html written');
+  t.same(
+    index.runs.map((r) => [r.branch, r.revision]),
+    [
+      ['main', good],
+      ['main', badRevision],
+      ['main', badRevision],
+    ],
+    'the index keeps each night with its branch and revision',
+  );
+  t.ok(
+    await readFile(join(history, 'history.html')).then(
+      () => true,
+      () => false,
+    ),
+    'history.html written',
+  );
   t.same(built, [good, badRevision, badRevision], 'each night builds the branch head');
 });
 
 t.test('a branch the tree does not have is a usage error that says to fetch it', async (t) => {
-  await t.rejects(nightly({ tree, branch: 'no-such-branch', history, scenarios: [scenario], machines, build }), { exitCode: ExitCode.usage, message: /fetch the branch first/ });
+  await t.rejects(nightly({ tree, branch: 'no-such-branch', history, scenarios: [scenario], machines, build }), {
+    exitCode: ExitCode.usage,
+    message: /fetch the branch first/,
+  });
 });
 
 t.test('a case that no longer reaches its point is lost coverage, not a new finding', async (t) => {
@@ -108,14 +141,30 @@ t.test('a case that no longer reaches its point is lost coverage, not a new find
       c.id === 'durability/after-fsync/r1'
         ? { ...c, status: 'not-reached', error: 'crash point never fired' }
         : c.id === 'commit-sweep/after-sync/r1'
-          ? { ...c, status: 'fail', failing: [{ ...fixture.cases[1]!.failing[0]!, code: '0x050005' }], findings: [...c.findings, { ...fixture.cases[1]!.failing[0]!, code: '0x050005' }] }
+          ? {
+              ...c,
+              status: 'fail',
+              failing: [{ ...fixture.cases[1]!.failing[0]!, code: '0x050005' }],
+              findings: [...c.findings, { ...fixture.cases[1]!.failing[0]!, code: '0x050005' }],
+            }
           : c,
     ),
   };
   const n = compareNights(lastNight, tonight);
-  t.same(n.added.map((a) => [a.signature, a.caseIds]), [['commit-sweep | after-sync | e2fsck | corruption | 0x050005', ['commit-sweep/after-sync/r1']]].map(([s, ids]) => [String(s).replace(' | e2fsck', ` | ${fixture.cases[1]!.failing[0]!.recovery ?? '-'}`), ids]), 'only the failing case\'s signature is new');
+  t.same(
+    n.added.map((a) => [a.signature, a.caseIds]),
+    [['commit-sweep | after-sync | e2fsck | corruption | 0x050005', ['commit-sweep/after-sync/r1']]].map(([s, ids]) => [
+      String(s).replace(' | e2fsck', ` | ${fixture.cases[1]!.failing[0]!.recovery ?? '-'}`),
+      ids,
+    ]),
+    "only the failing case's signature is new",
+  );
   t.same(n.lostCoverage, [{ id: 'durability/after-fsync/r1', from: 'pass' }], 'the unreached case is lost coverage');
-  t.same(n.known, ['commit-sweep | commit-migrate-1 | ' + `${fixture.cases[1]!.failing[0]!.recovery ?? '-'} | corruption | 0x00003d`], 'the failure of both nights is known');
+  t.same(
+    n.known,
+    ['commit-sweep | commit-migrate-1 | ' + `${fixture.cases[1]!.failing[0]!.recovery ?? '-'} | corruption | 0x00003d`],
+    'the failure of both nights is known',
+  );
   t.same(n.gone, []);
   const fewer = compareNights(lastNight, { ...tonight, cases: tonight.cases.slice(1) });
   t.same(fewer.missingCases, [fixture.cases[0]!.id], 'a case the suite lost is listed');

@@ -30,8 +30,17 @@ const tree = cacheDir('kernel-work', 'nightly-test-tree');
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 
 const date = '2026-03-01T02:00:00Z';
-const env = { GIT_INDEX_FILE: join(dir, 'index'), GIT_AUTHOR_NAME: 'Dev', GIT_AUTHOR_EMAIL: 'dev@example.org', GIT_COMMITTER_NAME: 'Dev', GIT_COMMITTER_EMAIL: 'dev@example.org', GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date };
-const g = async (args: string[], input?: string) => (await execa('git', args, { cwd: upstream, env, ...(input === undefined ? {} : { input }) })).stdout.trim();
+const env = {
+  GIT_INDEX_FILE: join(dir, 'index'),
+  GIT_AUTHOR_NAME: 'Dev',
+  GIT_AUTHOR_EMAIL: 'dev@example.org',
+  GIT_COMMITTER_NAME: 'Dev',
+  GIT_COMMITTER_EMAIL: 'dev@example.org',
+  GIT_AUTHOR_DATE: date,
+  GIT_COMMITTER_DATE: date,
+};
+const g = async (args: string[], input?: string) =>
+  (await execa('git', args, { cwd: upstream, env, ...(input === undefined ? {} : { input }) })).stdout.trim();
 
 async function commit(parent: string, subject: string): Promise<string> {
   const treeId = await g(['write-tree']);
@@ -41,8 +50,25 @@ async function commit(parent: string, subject: string): Promise<string> {
 }
 
 async function night(): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await execa(process.execPath, [join(projectRoot, 'scripts', 'nightly.mjs'), '--tree', tree, '--remote', upstream, '--branch', 'main', '--history', join(dir, 'history'), '--',
-    join(scenariosDir, 'validate', 'durability.yaml'), '--jobs', '1'], { reject: false, env: { ...process.env, QCRASH_TMPDIR: tmp }, stdin: 'ignore' });
+  const r = await execa(
+    process.execPath,
+    [
+      join(projectRoot, 'scripts', 'nightly.mjs'),
+      '--tree',
+      tree,
+      '--remote',
+      upstream,
+      '--branch',
+      'main',
+      '--history',
+      join(dir, 'history'),
+      '--',
+      join(scenariosDir, 'validate', 'durability.yaml'),
+      '--jobs',
+      '1',
+    ],
+    { reject: false, env: { ...process.env, QCRASH_TMPDIR: tmp }, stdin: 'ignore' },
+  );
   return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
@@ -50,7 +76,10 @@ async function night(): Promise<{ code: number; stdout: string; stderr: string }
 function section(stdout: string, title: string): string[] {
   const m = new RegExp(`^${title.replace(/[()]/g, '\\$&')}: (\\d+)\\n((?:  .*\\n)*)`, 'm').exec(stdout);
   if (!m) throw new Error(`no section "${title}" in:\n${stdout}`);
-  return m[2]!.split('\n').filter(Boolean).map((l) => l.trim().split('  [')[0]!);
+  return m[2]!
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.trim().split('  [')[0]!);
 }
 
 t.test('three nights of one branch: nothing, the mutant reported once, nothing new', { timeout: 2400_000 }, async (t) => {
@@ -60,7 +89,13 @@ t.test('three nights of one branch: nothing, the mutant reported once, nothing n
   await g(['read-tree', src.base]);
   const migrate = 'fs/ext4/migrate.c';
   const original = (await g(['show', `${src.base}:${migrate}`])) + '\n';
-  const blob = await g(['hash-object', '-w', '--stdin'], original.replace('// SPDX-License-Identifier: LGPL-2.1\n', '// SPDX-License-Identifier: LGPL-2.1\n/* nightly test: a comment */\n'));
+  const blob = await g(
+    ['hash-object', '-w', '--stdin'],
+    original.replace(
+      '// SPDX-License-Identifier: LGPL-2.1\n',
+      '// SPDX-License-Identifier: LGPL-2.1\n/* nightly test: a comment */\n',
+    ),
+  );
   await g(['update-index', '--cacheinfo', `100644,${blob},${migrate}`]);
   const harmless = await commit(src.base, 'ext4: comment the migration code');
   // The tree qcrash is pointed at: a clone of its own that the cron script fetches into.
@@ -78,7 +113,10 @@ t.test('three nights of one branch: nothing, the mutant reported once, nothing n
   t.match(second.stderr, new RegExp(`main is at ${planted}`), 'the script fetched the new head');
   const fresh = section(second.stdout, 'NEW since last night (reproduced on rerun)');
   t.ok(fresh.length > 0, `the mutant's findings are new: ${fresh.join('; ')}`);
-  t.ok(fresh.every((s) => s.startsWith('validate/durability | ') && s.includes('not-durable')), 'and they are the lost durability of mutant 03');
+  t.ok(
+    fresh.every((s) => s.startsWith('validate/durability | ') && s.includes('not-durable')),
+    'and they are the lost durability of mutant 03',
+  );
   t.match(second.stdout, /rerun 1\/1/, 'each came back on its rerun');
   t.same(section(second.stdout, 'flaky (new since last night, not seen on every rerun)'), []);
 
@@ -86,10 +124,28 @@ t.test('three nights of one branch: nothing, the mutant reported once, nothing n
   t.equal(third.code, 0, `night 3 (unchanged): ${third.stderr.slice(-1500)}`);
   t.match(third.stdout, /\(the same revision\)/);
   t.same(section(third.stdout, 'NEW since last night (reproduced on rerun)'), [], 'nothing new on an unchanged night');
-  t.same(section(third.stdout, 'still failing (as last night)'), [...fresh].sort(), 'the finding is still there, not reported again');
+  t.same(
+    section(third.stdout, 'still failing (as last night)'),
+    [...fresh].sort(),
+    'the finding is still there, not reported again',
+  );
 
   const index = await loadHistory(join(dir, 'history', 'history.json'));
-  t.same(index.runs.map((r) => [r.branch, r.revision]), [['qcrash-nightly/main', harmless], ['qcrash-nightly/main', planted], ['qcrash-nightly/main', planted]], 'the history keeps the three nights of the branch');
-  t.ok(await readFile(join(dir, 'history', 'history.html')).then(() => true, () => false), 'and its page');
+  t.same(
+    index.runs.map((r) => [r.branch, r.revision]),
+    [
+      ['qcrash-nightly/main', harmless],
+      ['qcrash-nightly/main', planted],
+      ['qcrash-nightly/main', planted],
+    ],
+    'the history keeps the three nights of the branch',
+  );
+  t.ok(
+    await readFile(join(dir, 'history', 'history.html')).then(
+      () => true,
+      () => false,
+    ),
+    'and its page',
+  );
   t.same(qemuPids(tmp), [], 'no QEMU left');
 });

@@ -23,12 +23,28 @@ async function runDirWith(name: string, image: string): Promise<string> {
   const r = await checkImage(image, { manifestFile });
   const failing = r.findings.filter((f) => !isAllowed(f, defaultAllowance));
   const c: CaseResult = {
-    id: 'nightly/after-sync/r1', scenario: 'nightly', suite: 'default', pointLabel: 'after-sync', repetition: 1, seed: 1,
-    status: failing.length ? 'fail' : 'pass', findings: r.findings, failing, allow: defaultAllowance, durationMs: 1, dir: '',
+    id: 'nightly/after-sync/r1',
+    scenario: 'nightly',
+    suite: 'default',
+    pointLabel: 'after-sync',
+    repetition: 1,
+    seed: 1,
+    status: failing.length ? 'fail' : 'pass',
+    findings: r.findings,
+    failing,
+    allow: defaultAllowance,
+    durationMs: 1,
+    dir: '',
   };
   const store = await RunStore.create(join(dir, name), {
-    schema: 'qcrash-run/1', runId: name, startedAt: new Date().toISOString(), host: 'test', seed: 1, accel: 'tcg',
-    kernel: { id: 'stock', release: 'x', kind: 'stock' }, versions: { qemu: 'x', e2fsprogs: 'x', kernel: 'x', node: process.version },
+    schema: 'qcrash-run/1',
+    runId: name,
+    startedAt: new Date().toISOString(),
+    host: 'test',
+    seed: 1,
+    accel: 'tcg',
+    kernel: { id: 'stock', release: 'x', kind: 'stock' },
+    versions: { qemu: 'x', e2fsprogs: 'x', kernel: 'x', node: process.version },
     scenarios: [{ name: 'nightly', file: 'nightly.yaml', hash: 'x', suite: 'default' }],
   });
   await store.writeCase(c);
@@ -40,11 +56,15 @@ t.test('compare shows the finding a damaged image adds as new', async (t) => {
   const clean = await runDirWith('night-1', base.path);
   const img = join(dir, 'damaged.img');
   await copyFile(base.path, img);
-  const blk = /\((?:0|0-\d+)\):(\d+)/.exec(execFileSync('debugfs', ['-R', 'stat /shapes/ind-13', img], { encoding: 'utf8' }))![1]!;
+  const blk = /\((?:0|0-\d+)\):(\d+)/.exec(
+    execFileSync('debugfs', ['-R', 'stat /shapes/ind-13', img], { encoding: 'utf8' }),
+  )![1]!;
   execFileSync('debugfs', ['-w', '-R', `freeb ${blk}`, img], { stdio: 'ignore' });
   const damaged = await runDirWith('night-2', img);
   const out = await new Promise<{ code: number; stdout: string }>((resolve) =>
-    execFile(process.execPath, [qcrashBin, 'compare', clean, damaged], (err, stdout) => resolve({ code: err ? Number(err.code) : 0, stdout })),
+    execFile(process.execPath, [qcrashBin, 'compare', clean, damaged], (err, stdout) =>
+      resolve({ code: err ? Number(err.code) : 0, stdout }),
+    ),
   );
   t.equal(out.code, 1, 'exit 1: a new failing finding');
   t.match(out.stdout, /NEW findings: 1\n {2}nightly \| after-sync \| e2fsck \| corruption \| 0x050005/);

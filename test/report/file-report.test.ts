@@ -20,16 +20,38 @@ const migrate: MigrateReport = {
   skipped: [{ path: '/l', type: 'symlink' }],
   errors: [],
 };
-const finding = (code: string, path: string, cls: Finding['class'] = 'data', recovery: Finding['recovery'] = 'e2fsck'): Finding => ({ class: cls, source: 'content', code, name: code, message: `${path}: ${code}`, path, recovery });
+const finding = (
+  code: string,
+  path: string,
+  cls: Finding['class'] = 'data',
+  recovery: Finding['recovery'] = 'e2fsck',
+): Finding => ({ class: cls, source: 'content', code, name: code, message: `${path}: ${code}`, path, recovery });
 function caseOf(point: string, findings: Finding[], failing = findings, steps = true): CaseResult {
   return {
-    id: `img/${point}/r1`, scenario: 'img', suite: 'image', pointLabel: point, repetition: 1, seed: 1, status: failing.length ? 'fail' : 'pass',
-    findings, failing, allow: { classes: ['leak'], codes: [] }, durationMs: 1, dir: '',
-    steps: [{ name: 'mount', kind: 'mount', exitCode: 0 }, { name: 'migrate', kind: 'migrate', ...(steps ? { exitCode: 0, report: migrate } : {}) }],
+    id: `img/${point}/r1`,
+    scenario: 'img',
+    suite: 'image',
+    pointLabel: point,
+    repetition: 1,
+    seed: 1,
+    status: failing.length ? 'fail' : 'pass',
+    findings,
+    failing,
+    allow: { classes: ['leak'], codes: [] },
+    durationMs: 1,
+    dir: '',
+    steps: [
+      { name: 'mount', kind: 'mount', exitCode: 0 },
+      { name: 'migrate', kind: 'migrate', ...(steps ? { exitCode: 0, report: migrate } : {}) },
+    ],
   };
 }
 
-const noKill = caseOf('no-kill', [finding('content-changed', '/a'), finding('mapping-changed', '/a', 'data', 'kernel'), finding('migrated-despite-error', '/e')]);
+const noKill = caseOf('no-kill', [
+  finding('content-changed', '/a'),
+  finding('mapping-changed', '/a', 'data', 'kernel'),
+  finding('migrated-despite-error', '/e'),
+]);
 const leak = finding('PR_1_ZERO_DTIME', '/b', 'leak');
 const crash1 = caseOf('before-migrate', [], [], false);
 const crash2 = caseOf('during-migrate-100ms', [finding('not-durable', '/b'), leak], [finding('not-durable', '/b')]);
@@ -39,16 +61,32 @@ const row = (p: string) => rep.rows.find((r) => r.path === p)!;
 
 t.test('what the ioctl said, from the run without a crash', async (t) => {
   t.equal(rep.reference, 'img/no-kill/r1');
-  t.same(rep.rows.map((r) => [r.path, r.ioctl, r.why]), [
-    ['/', 'migrated', undefined], ['/a', 'migrated', undefined], ['/b', 'migrated', undefined], ['/c', 'refused', 'EOPNOTSUPP (95)'],
-    ['/d', 'bad-return', 'returned 1'], ['/e', 'refused', 'EPERM (1)'], ['/l', 'skipped', undefined],
-  ]);
+  t.same(
+    rep.rows.map((r) => [r.path, r.ioctl, r.why]),
+    [
+      ['/', 'migrated', undefined],
+      ['/a', 'migrated', undefined],
+      ['/b', 'migrated', undefined],
+      ['/c', 'refused', 'EOPNOTSUPP (95)'],
+      ['/d', 'bad-return', 'returned 1'],
+      ['/e', 'refused', 'EPERM (1)'],
+      ['/l', 'skipped', undefined],
+    ],
+  );
   t.same(rep.counts, { migrated: 3, refused: 2, badReturn: 1, skipped: 1, notAsked: 0, noCrashDamaged: 2, crashDamaged: 1 });
 });
 
 t.test('what the migration without a crash did to each file', async (t) => {
-  t.same(row('/a').noCrash, { bytes: false, blocks: false, mapping: true, codes: ['content-changed', 'mapping-changed'] }, 'bytes and blocks, under either recovery');
-  t.same(row('/e').noCrash, { bytes: true, blocks: true, mapping: false, codes: ['migrated-despite-error'] }, 'refused yet extent-mapped');
+  t.same(
+    row('/a').noCrash,
+    { bytes: false, blocks: false, mapping: true, codes: ['content-changed', 'mapping-changed'] },
+    'bytes and blocks, under either recovery',
+  );
+  t.same(
+    row('/e').noCrash,
+    { bytes: true, blocks: true, mapping: false, codes: ['migrated-despite-error'] },
+    'refused yet extent-mapped',
+  );
   t.same(row('/c').noCrash, { bytes: true, blocks: true, mapping: true, codes: [] });
 });
 
@@ -60,7 +98,10 @@ t.test('crash cases: failing findings that name a file; leaks and errored cases 
 
 t.test('the text: one line per file', async (t) => {
   const text = fileReportText(rep);
-  t.match(text, /^\/a: migrated; BYTES CHANGED, BLOCKS MOVED, extents, findings: content-changed, mapping-changed; survived 2 crash cases$/m);
+  t.match(
+    text,
+    /^\/a: migrated; BYTES CHANGED, BLOCKS MOVED, extents, findings: content-changed, mapping-changed; survived 2 crash cases$/m,
+  );
   t.match(text, /^\/b: migrated; bytes ok, blocks ok, extents; DAMAGED in 1 of 2 crash cases \(not-durable \[e2fsck\]\)$/m);
   t.match(text, /^\/c: refused EOPNOTSUPP \(95\); bytes ok, blocks ok, still block-mapped; survived 2 crash cases$/m);
   t.match(text, /^\/e: refused EPERM \(1\); bytes ok, blocks ok, EXTENTS DESPITE REFUSAL, findings: migrated-despite-error/m);

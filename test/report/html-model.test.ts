@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { projectRoot } from '../../harness/util/paths.ts';
 import type { CaseResult } from '../../harness/results/case.ts';
 import type { RunSummary } from '../../harness/results/run.ts';
-import { buildMatrix, casePhases, crashPointRows, groupFindings, logStateRows, readFired } from '../../harness/report/html/run-model.ts';
+import {
+  buildMatrix,
+  casePhases,
+  crashPointRows,
+  groupFindings,
+  logStateRows,
+  readFired,
+} from '../../harness/report/html/run-model.ts';
 import { runReportHtml } from '../../harness/report/html/run-report.ts';
 import { jsonForScript, scriptSafe } from '../../harness/report/html/page.ts';
 
@@ -16,18 +23,34 @@ const summary = JSON.parse(await readFile(join(projectRoot, 'test/fixtures/repor
 t.test('crash points: commit indexes from the commit points, the step from the label', async (t) => {
   const rows = crashPointRows(summary.cases);
   const commits = rows.filter((r) => r.indexKind === 'jbd2 commit');
-  t.same(commits.map((r) => r.index), [1, 2, 3, 4, 5, 6]);
+  t.same(
+    commits.map((r) => r.index),
+    [1, 2, 3, 4, 5, 6],
+  );
   t.same([...new Set(commits.map((r) => r.step))], ['migrate']);
   t.equal(commits.find((r) => r.index === 1)!.verdict, 'fail');
   const after = rows.find((r) => r.caseId === 'durability/after-fsync/r1')!;
   const fsync = summary.cases.find((c) => c.id === after.caseId)!.steps!.find((s) => s.name === 'fsync')!;
   t.equal(after.atMs, fsync.durationMs, 'an "after" kill sits at the end of its step');
-  t.notOk(rows.some((r) => r.caseId === 'shapes-4k/after-sync/r1'), 'an error case without `fired` is not plotted');
+  t.notOk(
+    rows.some((r) => r.caseId === 'shapes-4k/after-sync/r1'),
+    'an error case without `fired` is not plotted',
+  );
 });
 
 t.test('fired is read defensively: the union to come, junk, nothing', async (t) => {
-  t.same(readFired({ kind: 'commit', hits: 3, symbol: 'kjournald2+0xa9' }), { kind: 'commit', hits: 3, symbol: 'kjournald2+0xa9', commit: 3 });
-  t.same(readFired({ kind: 'kernel+commit', hits: 2, commit: 1, rip: '0x1' }), { kind: 'kernel+commit', hits: 2, commit: 1, rip: '0x1' });
+  t.same(readFired({ kind: 'commit', hits: 3, symbol: 'kjournald2+0xa9' }), {
+    kind: 'commit',
+    hits: 3,
+    symbol: 'kjournald2+0xa9',
+    commit: 3,
+  });
+  t.same(readFired({ kind: 'kernel+commit', hits: 2, commit: 1, rip: '0x1' }), {
+    kind: 'kernel+commit',
+    hits: 2,
+    commit: 1,
+    rip: '0x1',
+  });
   t.same(readFired({ kind: 'log', epoch: 17 }), { kind: 'log', epoch: 17 });
   t.same(readFired({ atMs: 'soon' }), { kind: 'unknown' });
   t.equal(readFired(null), undefined);
@@ -37,13 +60,23 @@ t.test('phases when recorded, the total otherwise', async (t) => {
   const c = summary.cases[0]!;
   t.same(casePhases(c), [{ phase: 'total', ms: c.durationMs }]);
   const withPhases = { ...c, phases: { machineMs: 250, workloadMs: 900, recoveryMs: 60, oraclesMs: 140 } } as CaseResult;
-  t.same(casePhases(withPhases).map((p) => `${p.phase} ${p.ms}`), ['machine 250', 'workload 900', 'recovery 60', 'oracles 140']);
+  t.same(
+    casePhases(withPhases).map((p) => `${p.phase} ${p.ms}`),
+    ['machine 250', 'workload 900', 'recovery 60', 'oracles 140'],
+  );
 });
 
 t.test('write-log states: epoch and kind from ids named as the write-log issue names them', async (t) => {
   const base = summary.cases[0]!;
-  const states = ['w/log/flush-17/r1', 'w/log/flush-17-drop-3a9f/r1', 'w/log/flush-3/r1'].map((id) => ({ ...base, id, scenario: 'w' }));
-  t.same(logStateRows([...states, base]).map((r) => `${r.epoch} ${r.stateKind}`), ['17 prefix', '17 power-loss', '3 prefix']);
+  const states = ['w/log/flush-17/r1', 'w/log/flush-17-drop-3a9f/r1', 'w/log/flush-3/r1'].map((id) => ({
+    ...base,
+    id,
+    scenario: 'w',
+  }));
+  t.same(
+    logStateRows([...states, base]).map((r) => `${r.epoch} ${r.stateKind}`),
+    ['17 prefix', '17 power-loss', '3 prefix'],
+  );
 });
 
 t.test('matrix and findings of the captured run', async (t) => {
@@ -52,9 +85,21 @@ t.test('matrix and findings of the captured run', async (t) => {
   t.same(m.recoveries, ['e2fsck', 'kernel', '-'], 'recoveries from the findings; the error case went through none');
   const groups = groupFindings(summary.cases);
   const failing = groups.filter((g) => g.failing);
-  t.same(failing.map((g) => g.signature).sort(), [...new Set(summary.cases.flatMap((c) => c.failing.map((f) => `${c.scenario} | ${c.pointLabel} | ${f.recovery ?? '-'} | ${f.class} | ${f.code}`)))].sort());
+  t.same(
+    failing.map((g) => g.signature).sort(),
+    [
+      ...new Set(
+        summary.cases.flatMap((c) =>
+          c.failing.map((f) => `${c.scenario} | ${c.pointLabel} | ${f.recovery ?? '-'} | ${f.class} | ${f.code}`),
+        ),
+      ),
+    ].sort(),
+  );
   // The captured run's one failing finding has a code qcrash's table lacks: the page says so rather than nothing.
-  t.same(failing.map((g) => `${g.code}: ${g.meaning}`), ["0x00003d: e2fsck problem 0x00003d (not in qcrash's table)"]);
+  t.same(
+    failing.map((g) => `${g.code}: ${g.meaning}`),
+    ["0x00003d: e2fsck problem 0x00003d (not in qcrash's table)"],
+  );
   const leak = groups.find((g) => g.code === '0x05000f')!;
   t.equal(leak.meaning, 'free blocks count wrong', 'a known code has its meaning');
   t.notOk(leak.failing, 'leaks are allowed');

@@ -60,7 +60,10 @@ export async function writeScenarios(dir: string): Promise<string[]> {
 
 function damage(image: string, kind: Damage): void {
   if (kind === 'freeb') {
-    const stat = execFileSync('debugfs', ['-R', 'stat /shapes/ind-13', image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const stat = execFileSync('debugfs', ['-R', 'stat /shapes/ind-13', image], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const blk = /\((?:0|0-\d+)\):(\d+)/.exec(stat)?.[1];
     if (!blk) throw new Error(`no data block of /shapes/ind-13 in debugfs stat:\n${stat}`);
     execFileSync('debugfs', ['-w', '-R', `freeb ${blk}`, image], { stdio: 'ignore' });
@@ -77,7 +80,12 @@ export interface RealRun {
 let kernel: KernelInfo | undefined;
 
 /** One real run of `scenarios` with the planted damage per case id; report.html comes from the run's HTML reporter. */
-export async function realRun(scenarios: string[], out: string, plan: DamagePlan, opts: { filter?: string[]; seed?: number } = {}): Promise<RealRun> {
+export async function realRun(
+  scenarios: string[],
+  out: string,
+  plan: DamagePlan,
+  opts: { filter?: string[]; seed?: number } = {},
+): Promise<RealRun> {
   kernel ??= await stockKernel();
   const { summary, dir } = await runSuite({
     inputs: scenarios,

@@ -40,10 +40,18 @@ const sigZapUmount = 'html-clean | after-umount | e2fsck | data | content-change
 const sigZapDelay = 'html-kill | delay-migrate-30ms | e2fsck | data | content-changed';
 
 const night1 = await realRun(scenarios, join(resultsDir, 'night-1'), { [caseIds.noKill]: ['freeb'], [caseIds.delay]: ['zap'] });
-const night2 = await realRun(scenarios, join(resultsDir, 'night-2'), { [caseIds.noKill]: ['freeb'], [caseIds.afterUmount]: ['freeb', 'zap'] });
+const night2 = await realRun(scenarios, join(resultsDir, 'night-2'), {
+  [caseIds.noKill]: ['freeb'],
+  [caseIds.afterUmount]: ['freeb', 'zap'],
+});
 const night3 = await realRun(scenarios, join(resultsDir, 'night-3'), { [caseIds.noKill]: ['freeb'], [caseIds.delay]: ['zap'] });
 // validate reruns the cases whose findings are new on the patched kernel (night-2's after-umount).
-const confirm1 = await realRun(scenarios, join(validateDir, 'confirm-1'), { [caseIds.afterUmount]: ['freeb'] }, { filter: [caseIds.afterUmount] });
+const confirm1 = await realRun(
+  scenarios,
+  join(validateDir, 'confirm-1'),
+  { [caseIds.afterUmount]: ['freeb'] },
+  { filter: [caseIds.afterUmount] },
+);
 
 const browser = await launchBrowser();
 t.teardown(() => browser.close());
@@ -57,7 +65,11 @@ function assertCleanLoad(t: Test, p: LoadedPage): void {
   t.same(p.consoleErrors, [], 'no console errors');
   t.same(p.pageErrors, [], 'no uncaught page errors');
   t.same(p.failedRequests, [], 'no failed requests');
-  t.same(p.requests.filter((u) => !/^(file|data|about):/.test(u)), [], 'nothing requested from a network');
+  t.same(
+    p.requests.filter((u) => !/^(file|data|about):/.test(u)),
+    [],
+    'nothing requested from a network',
+  );
 }
 
 /** Every link to a file resolves to one that exists; every in-page link to an element that exists. */
@@ -76,7 +88,13 @@ async function assertLinksResolve(t: Test, page: Page): Promise<number> {
       missing.push(`${l.raw} (not a file link)`);
       continue;
     }
-    if (!(await access(fileURLToPath(url)).then(() => true, () => false))) missing.push(l.raw);
+    if (
+      !(await access(fileURLToPath(url)).then(
+        () => true,
+        () => false,
+      ))
+    )
+      missing.push(l.raw);
     // A link into another report's case must land on that case's section.
     if (url.hash) {
       const other = await browser.context.newPage();
@@ -102,7 +120,11 @@ t.test('report.html of a run with failing cases', async (t) => {
     t.equal(await page.textContent(`#counts td[data-count="${k}"]`), String(s.counts[k]), `count ${k} matches summary.json`);
   }
   t.match(await page.textContent('#run-verdict'), /FAIL: 2 failed/);
-  t.match(await page.textContent('#run'), new RegExp(s.kernel.release.replace(/\./g, '\\.')), 'the kernel release is in the header');
+  t.match(
+    await page.textContent('#run'),
+    new RegExp(s.kernel.release.replace(/\./g, '\\.')),
+    'the kernel release is in the header',
+  );
   t.match(await page.textContent('#reproduce'), new RegExp(`--seed ${s.seed}`), 'the command that reproduces the run');
 
   // A failing case's findings, as summary.json has them.
@@ -110,61 +132,130 @@ t.test('report.html of a run with failing cases', async (t) => {
   t.equal(failing.status, 'fail');
   const section = page.locator(`[id="case-${failing.id}"]`);
   t.equal(await section.getAttribute('open'), '', 'a failing case is open');
-  const shown = await section.locator('table.findings tr[data-failing="true"]').evaluateAll((trs) =>
-    trs.map((tr) => ({ code: tr.getAttribute('data-code'), message: tr.querySelector('.finding-message')!.textContent })),
-  );
+  const shown = await section
+    .locator('table.findings tr[data-failing="true"]')
+    .evaluateAll((trs) =>
+      trs.map((tr) => ({ code: tr.getAttribute('data-code'), message: tr.querySelector('.finding-message')!.textContent })),
+    );
   t.same(
     shown.map((x) => `${x.code} ${x.message}`).sort(),
     failing.failing.map((f) => `${f.code} ${f.message}`).sort(),
     'the failing findings of the case, code and message',
   );
-  t.ok(shown.some((x) => x.code === '0x050005') && shown.some((x) => x.code === 'content-changed'), 'both planted damages are among them');
-  t.equal(await section.locator('table.findings tr[data-failing="false"]').count(), failing.findings.length - failing.failing.length, 'and its allowed findings, set apart');
+  t.ok(
+    shown.some((x) => x.code === '0x050005') && shown.some((x) => x.code === 'content-changed'),
+    'both planted damages are among them',
+  );
+  t.equal(
+    await section.locator('table.findings tr[data-failing="false"]').count(),
+    failing.findings.length - failing.failing.length,
+    'and its allowed findings, set apart',
+  );
   const kinds = await section.locator('a.artefact').evaluateAll((as) => as.map((a) => a.getAttribute('data-kind')));
-  for (const k of ['console', 'qmp', 'agent', 'e2fsck-text', 'e2fsck-xml', 'crash-image']) t.ok(kinds.includes(k), `the case links its ${k}`);
+  for (const k of ['console', 'qmp', 'agent', 'e2fsck-text', 'e2fsck-xml', 'crash-image'])
+    t.ok(kinds.includes(k), `the case links its ${k}`);
 
   // Findings grouped by signature.
-  const groups = await page.locator('#findings-failing tr[data-signature]').evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-signature')} x${tr.getAttribute('data-cases')}`));
+  const groups = await page
+    .locator('#findings-failing tr[data-signature]')
+    .evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-signature')} x${tr.getAttribute('data-cases')}`));
   t.same(groups.sort(), [...failingSigs(s)].map((g) => `${g} x1`).sort(), 'failing signatures with their case counts');
   t.ok(await page.locator('#findings-allowed tr[data-signature*="| leak |"]').count(), 'allowed leaks are listed apart');
-  t.ok(await page.locator('#findings-failing tr', { hasText: "block used but not marked in the bitmap ('+')" }).count(), "the e2fsck code's meaning is shown");
+  t.ok(
+    await page.locator('#findings-failing tr', { hasText: "block used but not marked in the bitmap ('+')" }).count(),
+    "the e2fsck code's meaning is shown",
+  );
 
   // Charts drawn by Observable Plot with the run's points.
-  const timed = s.cases.filter((c) => c.fired && ['before', 'after', 'delay', 'during'].includes(c.fired.kind) && 'atMs' in c.fired && c.fired.atMs !== undefined).map((c) => c.id).sort();
+  const timed = s.cases
+    .filter(
+      (c) =>
+        c.fired &&
+        ['before', 'after', 'delay', 'during'].includes(c.fired.kind) &&
+        'atMs' in c.fired &&
+        c.fired.atMs !== undefined,
+    )
+    .map((c) => c.id)
+    .sort();
   t.equal(timed.length, 2, 'two cases were killed at a timed point');
-  const dots = await page.locator('#chart-crash-points svg g[aria-label="dot"] > *').evaluateAll((els) => els.map((e) => e.querySelector('title')?.textContent?.split('\n')[0]));
+  const dots = await page
+    .locator('#chart-crash-points svg g[aria-label="dot"] > *')
+    .evaluateAll((els) => els.map((e) => e.querySelector('title')?.textContent?.split('\n')[0]));
   t.same(dots.sort(), timed, 'one mark per killed case in the crash point chart');
   t.ok(await page.locator('#chart-crash-points svg g[aria-label="x-axis tick label"]').count(), 'with an x axis');
   const kernelCase = s.cases.find((c) => c.id === caseIds.kernel)!;
   t.equal(kernelCase.fired?.kind, 'kernel', 'the gdbstub point fired');
-  const indexDots = await page.locator('#chart-crash-index svg g[aria-label="dot"] > *').evaluateAll((els) => els.map((e) => e.querySelector('title')?.textContent));
-  t.same(indexDots, [`${caseIds.kernel}\n${kernelCase.status === 'pass' ? 'pass' : kernelCase.status} at kernel hit ${(kernelCase.fired as { hits: number }).hits}`], 'the kernel point in the index chart, at its hit');
+  const indexDots = await page
+    .locator('#chart-crash-index svg g[aria-label="dot"] > *')
+    .evaluateAll((els) => els.map((e) => e.querySelector('title')?.textContent));
+  t.same(
+    indexDots,
+    [
+      `${caseIds.kernel}\n${kernelCase.status === 'pass' ? 'pass' : kernelCase.status} at kernel hit ${(kernelCase.fired as { hits: number }).hits}`,
+    ],
+    'the kernel point in the index chart, at its hit',
+  );
   const fired = await page.locator(`[id="case-${caseIds.kernel}"] dl`).nth(1).textContent();
   t.match(fired, /kindkernel.*symbolext4_ext_migrate.*hit2/s, "what fired: the kernel point's symbol and hit");
-  const bars = await page.locator('#chart-phases svg g[aria-label="bar"] > rect').evaluateAll((els) => els.map((e) => e.querySelector('title')?.textContent?.split('\n')[0]));
+  const bars = await page
+    .locator('#chart-phases svg g[aria-label="bar"] > rect')
+    .evaluateAll((els) => els.map((e) => e.querySelector('title')?.textContent?.split('\n')[0]));
   // The bar stacks the disjoint phases; the kernel recovery's restore and mount are parts of `recovery`.
   const stacked = new Set(phaseNames.map((p) => `${p}Ms`));
-  const phaseBars = s.cases.flatMap((c) => Object.entries(c.phases ?? {}).filter(([k, ms]) => typeof ms === 'number' && stacked.has(k)).map(() => c.id));
+  const phaseBars = s.cases.flatMap((c) =>
+    Object.entries(c.phases ?? {})
+      .filter(([k, ms]) => typeof ms === 'number' && stacked.has(k))
+      .map(() => c.id),
+  );
   t.ok(phaseBars.length > s.cases.length, 'the cases recorded their phases');
   t.same(bars.sort(), phaseBars.sort(), 'one bar per recorded phase of each case');
 
   // Filtering the matrix.
-  const visibleRows = () => page.locator('#matrix tbody tr:not([hidden])').evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-scenario')} ${tr.children[1]!.textContent}`));
+  const visibleRows = () =>
+    page
+      .locator('#matrix tbody tr:not([hidden])')
+      .evaluateAll((trs) => trs.map((tr) => `${tr.getAttribute('data-scenario')} ${tr.children[1]!.textContent}`));
   const allRows = s.cases.map((c) => `${c.scenario} ${c.pointLabel}`).sort();
   t.same((await visibleRows()).sort(), allRows, 'every row shows at first');
   t.equal(await page.locator('#matrix a[data-verdict]').count(), s.cases.length, 'one cell link per case (one recovery)');
   const setVerdicts = async (keep: string[]) => {
-    for (const v of ['pass', 'fail', 'error', 'not-reached']) await page.setChecked(`#matrix-filter input[value="${v}"]`, keep.includes(v));
+    for (const v of ['pass', 'fail', 'error', 'not-reached'])
+      await page.setChecked(`#matrix-filter input[value="${v}"]`, keep.includes(v));
   };
   await setVerdicts(['fail']);
-  t.same((await visibleRows()).sort(), s.cases.filter((c) => c.status === 'fail').map((c) => `${c.scenario} ${c.pointLabel}`).sort(), 'verdict filter: fail');
+  t.same(
+    (await visibleRows()).sort(),
+    s.cases
+      .filter((c) => c.status === 'fail')
+      .map((c) => `${c.scenario} ${c.pointLabel}`)
+      .sort(),
+    'verdict filter: fail',
+  );
   t.equal(await page.textContent('#matrix-count'), `2 of ${s.cases.length} rows shown`);
-  t.equal(await page.locator('#matrix a[data-verdict="pass"]').filter({ visible: true }).count(), 0, 'and no pass cell is visible');
+  t.equal(
+    await page.locator('#matrix a[data-verdict="pass"]').filter({ visible: true }).count(),
+    0,
+    'and no pass cell is visible',
+  );
   await setVerdicts(['pass']);
-  t.same((await visibleRows()).sort(), s.cases.filter((c) => c.status === 'pass').map((c) => `${c.scenario} ${c.pointLabel}`).sort(), 'verdict filter: pass');
+  t.same(
+    (await visibleRows()).sort(),
+    s.cases
+      .filter((c) => c.status === 'pass')
+      .map((c) => `${c.scenario} ${c.pointLabel}`)
+      .sort(),
+    'verdict filter: pass',
+  );
   await setVerdicts(['pass', 'fail', 'error', 'not-reached']);
   await page.selectOption('#matrix-filter select[name="scenario"]', 'html-clean');
-  t.same((await visibleRows()).sort(), s.cases.filter((c) => c.scenario === 'html-clean').map((c) => `${c.scenario} ${c.pointLabel}`).sort(), 'scenario filter');
+  t.same(
+    (await visibleRows()).sort(),
+    s.cases
+      .filter((c) => c.scenario === 'html-clean')
+      .map((c) => `${c.scenario} ${c.pointLabel}`)
+      .sort(),
+    'scenario filter',
+  );
   await page.selectOption('#matrix-filter select[name="scenario"]', '');
 
   await assertLinksResolve(t, page);
@@ -183,7 +274,11 @@ t.test('report.html of a run with failing cases', async (t) => {
   const nojs = await openFile(browser.context, join(run.dir, 'report.html'), { javaScript: false });
   t.equal(await nojs.page.locator('#matrix tbody tr').count(), s.cases.length, 'no JS: the matrix');
   t.equal(await nojs.page.textContent('#counts td[data-count="fail"]'), '2', 'no JS: the counts');
-  t.equal(await nojs.page.locator('#chart-crash-points-data tbody tr').count(), 2, "no JS: the crash point chart's data as a table");
+  t.equal(
+    await nojs.page.locator('#chart-crash-points-data tbody tr').count(),
+    2,
+    "no JS: the crash point chart's data as a table",
+  );
   t.notOk(await nojs.page.isVisible('#matrix-filter'), 'no JS: no filter form');
   await nojs.page.close();
 });
@@ -192,13 +287,17 @@ t.test('qcrash report rewrites report.html of an existing run', async (t) => {
   const file = join(night1.dir, 'report.html');
   await rm(file);
   const out = await new Promise<{ code: number; stdout: string }>((resolve) =>
-    execFile(process.execPath, [qcrashBin, 'report', night1.dir], (err, stdout) => resolve({ code: err ? Number(err.code) : 0, stdout })),
+    execFile(process.execPath, [qcrashBin, 'report', night1.dir], (err, stdout) =>
+      resolve({ code: err ? Number(err.code) : 0, stdout }),
+    ),
   );
   t.equal(out.code, 0);
   t.equal(out.stdout.trim(), file);
   await access(file);
   const bad = await new Promise<{ code: number; stderr: string }>((resolve) =>
-    execFile(process.execPath, [qcrashBin, 'report', scenarios[0]!.replace(/\/[^/]+$/, '')], (err, _o, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr })),
+    execFile(process.execPath, [qcrashBin, 'report', scenarios[0]!.replace(/\/[^/]+$/, '')], (err, _o, stderr) =>
+      resolve({ code: err ? Number(err.code) : 0, stderr }),
+    ),
   );
   t.equal(bad.code, 2, 'a folder that is not a run: usage error');
   t.match(bad.stderr, /not a qcrash run folder \(no run\.json\)/);
@@ -206,20 +305,40 @@ t.test('qcrash report rewrites report.html of an existing run', async (t) => {
 
 t.test('history.html over three nightly runs', async (t) => {
   const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-    execFile(process.execPath, [qcrashBin, 'history', resultsDir], (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })),
+    execFile(process.execPath, [qcrashBin, 'history', resultsDir], (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+    ),
   );
   t.equal(out.code, 0, out.stderr);
   t.match(out.stderr, /3 run\(s\) in the history, 3 new/);
   const index = await loadHistory(join(resultsDir, historyFileName));
   const runs = [night1, night2, night3];
-  t.same(index.runs.map((r) => r.runId), runs.map((r) => r.summary.runId), 'the index has the three runs in order');
-  t.same(index.runs[1]!.cases.find((c) => c.id === caseIds.afterUmount)!.failing, [...failingSigs(night2.summary)].filter((x) => x.includes('after-umount')).sort(), 'failing signatures per case');
+  t.same(
+    index.runs.map((r) => r.runId),
+    runs.map((r) => r.summary.runId),
+    'the index has the three runs in order',
+  );
+  t.same(
+    index.runs[1]!.cases.find((c) => c.id === caseIds.afterUmount)!.failing,
+    [...failingSigs(night2.summary)].filter((x) => x.includes('after-umount')).sort(),
+    'failing signatures per case',
+  );
 
   const p = await openFile(browser.context, join(resultsDir, 'history.html'));
   const { page } = p;
   assertCleanLoad(t, p);
-  t.same(await page.locator('#history-runs tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run'))), runs.map((r) => r.summary.runId));
-  const grid = await page.locator('#history-scenarios [data-verdict]').evaluateAll((els) => els.map((e) => `${e.closest('tr')!.getAttribute('data-scenario')} ${e.getAttribute('data-run')} ${e.getAttribute('data-verdict')}`));
+  t.same(
+    await page.locator('#history-runs tbody tr').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run'))),
+    runs.map((r) => r.summary.runId),
+  );
+  const grid = await page
+    .locator('#history-scenarios [data-verdict]')
+    .evaluateAll((els) =>
+      els.map(
+        (e) =>
+          `${e.closest('tr')!.getAttribute('data-scenario')} ${e.getAttribute('data-run')} ${e.getAttribute('data-verdict')}`,
+      ),
+    );
   const expected = runs.flatMap((r) =>
     ['html-clean', 'html-kill'].map((sc) => {
       const cs = r.summary.cases.filter((c) => c.scenario === sc);
@@ -250,17 +369,26 @@ t.test('history.html over three nightly runs', async (t) => {
   await writeFile(join(broken, historyFileName), '{"schema":"qcrash-history/1","runs":[{"runId":');
   await t.rejects(loadHistory(join(broken, historyFileName)), ConfigError);
   await t.rejects(loadHistory(join(broken, historyFileName)), /corrupt .*move it away and run "qcrash history/);
-  await writeFile(join(broken, historyFileName), JSON.stringify({ schema: 'qcrash-history/1', updatedAt: 'x', runs: [{ runId: 1 }] }));
+  await writeFile(
+    join(broken, historyFileName),
+    JSON.stringify({ schema: 'qcrash-history/1', updatedAt: 'x', runs: [{ runId: 1 }] }),
+  );
   await t.rejects(loadHistory(join(broken, historyFileName)), /not a qcrash-history\/1 index \(at runs\.0\.runId/);
   const bad = await new Promise<{ code: number; stderr: string }>((resolve) =>
-    execFile(process.execPath, [qcrashBin, 'history', broken], (err, _o, stderr) => resolve({ code: err ? Number(err.code) : 0, stderr })),
+    execFile(process.execPath, [qcrashBin, 'history', broken], (err, _o, stderr) =>
+      resolve({ code: err ? Number(err.code) : 0, stderr }),
+    ),
   );
   t.equal(bad.code, 2, 'qcrash history on a damaged index exits 2');
   t.match(bad.stderr, /history index .* is not a qcrash-history\/1 index/);
 });
 
 /** ValidateResult from real runs, judged by validate's own functions: the confirmation runs stand for its reruns. */
-async function judgeRuns(baseline: RealRun, patched: RealRun, confirms: RealRun[]): Promise<Pick<ValidateResult, 'introduced' | 'flaky' | 'removed' | 'unchanged' | 'notJudged'>> {
+async function judgeRuns(
+  baseline: RealRun,
+  patched: RealRun,
+  confirms: RealRun[],
+): Promise<Pick<ValidateResult, 'introduced' | 'flaky' | 'removed' | 'unchanged' | 'notJudged'>> {
   const j = judge(baseline.summary, patched.summary);
   const verdicts = await confirm(j.fresh, confirms.length, async (_ids, i) => confirms[i]!.summary);
   return {
@@ -275,20 +403,35 @@ async function judgeRuns(baseline: RealRun, patched: RealRun, confirms: RealRun[
 t.test('validate.html from a baseline, a patched and a confirmation run', async (t) => {
   const kernel = await stockKernel();
   // The two runs are on the same stock kernel; the "patch" is the damage the test planted, named as such.
-  const patchedKernel = { ...kernel, provenance: { ...kernel.provenance, patches: [{ file: '0001-test-damage.patch', subject: 'test: debugfs damage planted after the kill (no kernel change)' }] } };
+  const patchedKernel = {
+    ...kernel,
+    provenance: {
+      ...kernel.provenance,
+      patches: [{ file: '0001-test-damage.patch', subject: 'test: debugfs damage planted after the kill (no kernel change)' }],
+    },
+  };
   const result: ValidateResult = {
     baseline: { kernel, summary: night1.summary, dir: night1.dir },
     patched: { kernel: patchedKernel, summary: night2.summary, dir: night2.dir },
     ...(await judgeRuns(night1, night2, [confirm1])),
     dir: validateDir,
   };
-  t.same(result.introduced.map((v) => v.signature), [sigFreebUmount], 'the rerun saw the freeb again: introduced');
-  t.same(result.flaky.map((v) => v.signature), [sigZapUmount], 'not the zap: flaky');
+  t.same(
+    result.introduced.map((v) => v.signature),
+    [sigFreebUmount],
+    'the rerun saw the freeb again: introduced',
+  );
+  t.same(
+    result.flaky.map((v) => v.signature),
+    [sigZapUmount],
+    'not the zap: flaky',
+  );
   const file = await writeValidateReport(result, validateReport(result));
   const p = await openFile(browser.context, file);
   const { page } = p;
   assertCleanLoad(t, p);
-  const sigs = (id: string) => page.locator(`#${id} tr[data-signature]`).evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-signature')));
+  const sigs = (id: string) =>
+    page.locator(`#${id} tr[data-signature]`).evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-signature')));
   t.same(await sigs('introduced'), [sigFreebUmount]);
   t.same(await sigs('flaky'), [sigZapUmount]);
   t.same(await page.locator('#removed li').allTextContents(), result.removed);
@@ -299,7 +442,11 @@ t.test('validate.html from a baseline, a patched and a confirmation run', async 
   t.match(await page.textContent('#validate-verdict'), /REGRESSION: 1 finding signature/);
   t.equal(await page.locator('#tested-by').count(), 0, 'no Tested-by line: the patch regressed');
   for (const side of ['baseline', 'patched'] as const) {
-    t.equal(await page.textContent(`#${side}-counts td[data-count="fail"]`), String(result[side].summary.counts.fail), `${side} counts`);
+    t.equal(
+      await page.textContent(`#${side}-counts td[data-count="fail"]`),
+      String(result[side].summary.counts.fail),
+      `${side} counts`,
+    );
   }
   t.equal(await page.locator('#validate-cases tr[data-changed="true"]').count(), 2, 'two cases changed verdict');
   await assertLinksResolve(t, page);
@@ -309,10 +456,18 @@ t.test('validate.html from a baseline, a patched and a confirmation run', async 
   // The same run on both sides, as a patch that changes nothing would give: the Tested-by line shows.
   const cleanDir = join(root, 'validate-clean');
   await mkdir(cleanDir);
-  const clean: ValidateResult = { baseline: result.baseline, patched: { ...result.patched, summary: night1.summary, dir: night1.dir }, ...(await judgeRuns(night1, night1, [])), dir: cleanDir };
+  const clean: ValidateResult = {
+    baseline: result.baseline,
+    patched: { ...result.patched, summary: night1.summary, dir: night1.dir },
+    ...(await judgeRuns(night1, night1, [])),
+    dir: cleanDir,
+  };
   const p2 = await openFile(browser.context, await writeValidateReport(clean, validateReport(clean)));
   assertCleanLoad(t, p2);
-  t.match(await p2.page.textContent('#tested-by'), new RegExp(`^Tested-by: qcrash \\(${night1.summary.counts.total} crash states`));
+  t.match(
+    await p2.page.textContent('#tested-by'),
+    new RegExp(`^Tested-by: qcrash \\(${night1.summary.counts.total} crash states`),
+  );
   t.match(await p2.page.textContent('#validate-verdict'), /no regression/);
   await p2.page.screenshot({ path: join(shots, 'validate-clean.png'), fullPage: true });
   await p2.page.close();

@@ -33,12 +33,27 @@ async function tapParserResult(tap: string) {
 }
 
 /** What Perl's TAP::Parser (prove's parser) read from a TAP file, YAML blocks included (test/helpers/tap-yaml.pl). */
-function perlTap(file: string): { version: number; tests: Array<{ number: number; ok: boolean; description: string; yaml?: unknown }>; parse_errors: string[]; passed: number[]; failed: number[] } {
-  return JSON.parse(execFileSync('perl', [new URL('../helpers/tap-yaml.pl', import.meta.url).pathname, file], { encoding: 'utf8' }));
+function perlTap(file: string): {
+  version: number;
+  tests: Array<{ number: number; ok: boolean; description: string; yaml?: unknown }>;
+  parse_errors: string[];
+  passed: number[];
+  failed: number[];
+} {
+  return JSON.parse(
+    execFileSync('perl', [new URL('../helpers/tap-yaml.pl', import.meta.url).pathname, file], { encoding: 'utf8' }),
+  );
 }
 
 /** Perl's YAMLish reader gives every scalar as a string. */
-const asStrings = (v: unknown): unknown => (Array.isArray(v) ? v.map(asStrings) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asStrings(x)])) : v === null ? null : String(v));
+const asStrings = (v: unknown): unknown =>
+  Array.isArray(v)
+    ? v.map(asStrings)
+    : v && typeof v === 'object'
+      ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asStrings(x)]))
+      : v === null
+        ? null
+        : String(v);
 
 t.test('TAP 13 (--format tap, results.tap) is accepted by tap-parser with the right counts', async (t) => {
   const tap = tap13Document(summary);
@@ -58,18 +73,24 @@ t.test("Perl's prove reads the TAP 13 file: counts, failing cases named, YAML bl
   t.equal(code, 1, 'prove exits 1: there are failing tests');
   t.notMatch(out, /Parse errors/);
   t.match(out, new RegExp(`Failed ${summary.counts.total - summary.counts.pass}/${summary.counts.total} subtests`));
-  for (const c of summary.cases.filter((x) => x.status !== 'pass')) t.match(out, `not ok ${summary.cases.indexOf(c) + 1} - ${c.id}\n`, `names ${c.status} case ${c.id}`);
+  for (const c of summary.cases.filter((x) => x.status !== 'pass'))
+    t.match(out, `not ok ${summary.cases.indexOf(c) + 1} - ${c.id}\n`, `names ${c.status} case ${c.id}`);
   t.match(out, /Result: FAIL/);
 
   const perl = perlTap(f);
   t.equal(perl.version, 13);
   t.same(perl.parse_errors, []);
   t.equal(perl.tests.length, summary.counts.total);
-  t.same(perl.failed, summary.cases.flatMap((c, i) => (c.status === 'pass' ? [] : [i + 1])), 'TAP::Parser counts exactly the non-passing cases as failed');
+  t.same(
+    perl.failed,
+    summary.cases.flatMap((c, i) => (c.status === 'pass' ? [] : [i + 1])),
+    'TAP::Parser counts exactly the non-passing cases as failed',
+  );
   summary.cases.forEach((c, i) => {
     const got = perl.tests[i]!;
     t.equal(got.description, `- ${c.id}`);
-    if (c.status !== 'pass' || c.findings.length) t.same(got.yaml, asStrings(caseDiagnostics(c)), `YAML of ${c.id} reads back as written`);
+    if (c.status !== 'pass' || c.findings.length)
+      t.same(got.yaml, asStrings(caseDiagnostics(c)), `YAML of ${c.id} reads back as written`);
     else t.equal(got.yaml, undefined);
   });
 });
@@ -77,7 +98,11 @@ t.test("Perl's prove reads the TAP 13 file: counts, failing cases named, YAML bl
 t.test('TAP 13 survives strings that YAMLish cannot read unquoted: multi-line errors, colons, quotes, "#"', async (t) => {
   // A real error case with the error text of a real QMP failure (a JSON reply spanning lines) and a "#" in its id.
   const err = summary.cases.find((c) => c.status === 'error')!;
-  const odd = { ...err, id: `${err.id}#2`, error: 'QMP error: {"class": "GenericError",\n  "desc": "it\'s - gone: #1"}\n\tat qmp.ts' };
+  const odd = {
+    ...err,
+    id: `${err.id}#2`,
+    error: 'QMP error: {"class": "GenericError",\n  "desc": "it\'s - gone: #1"}\n\tat qmp.ts',
+  };
   const f = join(dir, 'odd.tap');
   await writeFile(f, tap13Document({ ...summary, cases: [odd], counts: { ...summary.counts, total: 1 } }));
   const perl = perlTap(f);
@@ -99,7 +124,11 @@ t.test('the streaming TAP 13 reporter writes the plan first and cases as they fi
   await writeFile(f, text);
   const perl = perlTap(f);
   t.same(perl.parse_errors, []);
-  t.same(perl.tests.map((x) => x.description), finished.map((c) => `- ${c.id}`), 'numbered in completion order');
+  t.same(
+    perl.tests.map((x) => x.description),
+    finished.map((c) => `- ${c.id}`),
+    'numbered in completion order',
+  );
   t.match(prove(f).out, /Result: FAIL/);
 });
 
@@ -117,15 +146,27 @@ t.test("TAP 14 (--format tap14) stays as it was: tap-parser reads it, Debian's p
 
 t.test('JUnit XML parses and its counts match summary.json', async (t) => {
   const xml = junitDocument(summary);
-  const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '', isArray: (n) => n === 'testsuite' || n === 'testcase' }).parse(xml) as {
-    testsuites: { tests: string; failures: string; errors: string; testsuite: Array<{ name: string; tests: string; testcase: unknown[] }> };
+  const doc = new XMLParser({
+    ignoreAttributes: false,
+    attributeNamePrefix: '',
+    isArray: (n) => n === 'testsuite' || n === 'testcase',
+  }).parse(xml) as {
+    testsuites: {
+      tests: string;
+      failures: string;
+      errors: string;
+      testsuite: Array<{ name: string; tests: string; testcase: unknown[] }>;
+    };
   };
   t.equal(Number(doc.testsuites.tests), summary.counts.total);
   t.equal(Number(doc.testsuites.failures), summary.counts.fail);
   t.equal(Number(doc.testsuites.errors), summary.counts.error + summary.counts.notReached);
   const names = new Set(summary.cases.map((c) => c.scenario));
   t.same(doc.testsuites.testsuite.map((s) => s.name).sort(), [...names].sort(), 'one suite per scenario');
-  t.equal(doc.testsuites.testsuite.reduce((a, s) => a + s.testcase.length, 0), summary.counts.total);
+  t.equal(
+    doc.testsuites.testsuite.reduce((a, s) => a + s.testcase.length, 0),
+    summary.counts.total,
+  );
 });
 
 t.test('the text report fits a mail and names the failing findings', async (t) => {
@@ -138,11 +179,23 @@ t.test('the text report fits a mail and names the failing findings', async (t) =
 });
 
 t.test('compare shows findings present only in the newer run as new', async (t) => {
-  const clean: RunSummary = { ...summary, runId: 'A', cases: summary.cases.map((c) => ({ ...c, status: 'pass', failing: [], findings: c.findings.filter((f) => f.class === 'leak') })) };
+  const clean: RunSummary = {
+    ...summary,
+    runId: 'A',
+    cases: summary.cases.map((c) => ({
+      ...c,
+      status: 'pass',
+      failing: [],
+      findings: c.findings.filter((f) => f.class === 'leak'),
+    })),
+  };
   const c = compareRuns(clean, { ...summary, runId: 'B' });
   const failing = summary.cases.find((x) => x.status === 'fail')!;
   t.ok(c.added.length > 0);
-  t.ok(c.added.every((s) => s.startsWith(`${failing.scenario} | ${failing.pointLabel}`)), 'signature starts with scenario and crash point');
+  t.ok(
+    c.added.every((s) => s.startsWith(`${failing.scenario} | ${failing.pointLabel}`)),
+    'signature starts with scenario and crash point',
+  );
   t.ok(c.added.some((s) => s.endsWith(failing.failing[0]!.code)));
   t.same(c.gone, []);
   t.match(formatComparison(c), /NEW findings: [1-9]/);
@@ -152,7 +205,12 @@ t.test('compare shows findings present only in the newer run as new', async (t) 
 t.test('a failing reporter is disabled without stopping the others', async (t) => {
   const seen: string[] = [];
   const hub = new ReporterHub([
-    { name: 'broken', onCaseEnd: () => { throw new Error('boom'); } },
+    {
+      name: 'broken',
+      onCaseEnd: () => {
+        throw new Error('boom');
+      },
+    },
     { name: 'ok', onCaseEnd: (r) => void seen.push(r.id) },
   ]);
   const write = process.stderr.write;
@@ -173,7 +231,13 @@ t.test('the store resumes, rebuilds the summary from case files, and merges by r
   for (const c of cases.slice(0, 2)) await a.writeCase(c);
   // Interrupted: no summary.json. Reopen and ask what is done.
   const reopened = await RunStore.open(join(dir, 'a'));
-  t.same([...(await reopened.completedCaseIds())].sort(), cases.slice(0, 2).map((c) => c.id).sort());
+  t.same(
+    [...(await reopened.completedCaseIds())].sort(),
+    cases
+      .slice(0, 2)
+      .map((c) => c.id)
+      .sort(),
+  );
   const rebuilt = await loadSummary(join(dir, 'a'));
   t.equal(rebuilt.counts.total, 2, 'summary rebuilt from case.json files');
   const b = await RunStore.create(join(dir, 'b'), meta);

@@ -31,11 +31,30 @@ t.teardown(async () => {
 
 function qcrash(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) =>
-    execFile(process.execPath, [qcrashBin, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, stdout, stderr })),
+    execFile(process.execPath, [qcrashBin, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code) : 0, stdout, stderr }),
+    ),
   );
 }
 
-const runArgs = (out: string, format: string) => ['run', 'scenarios/durability.yaml', '--kernel', 'stock', '--recovery', 'e2fsck', '--filter', 'after-fsync', '--seed', '18', '--keep', 'all', '--out', out, '--format', format];
+const runArgs = (out: string, format: string) => [
+  'run',
+  'scenarios/durability.yaml',
+  '--kernel',
+  'stock',
+  '--recovery',
+  'e2fsck',
+  '--filter',
+  'after-fsync',
+  '--seed',
+  '18',
+  '--keep',
+  'all',
+  '--out',
+  out,
+  '--format',
+  format,
+];
 const caseName = (c: CaseResult) => c.id.slice(c.scenario.length + 1);
 
 const passDir = tmp.join('pass');
@@ -59,24 +78,30 @@ t.test('a passing run: prove says PASS on the streamed TAP and on results.tap', 
   }
 });
 
-t.test('a passing run: kunit_parser reads results.ktap and a --format ktap stream as one scenario of two passing cases', async (t) => {
-  const streamDir = tmp.join('pass-ktap');
-  const ktapRun = await qcrash(runArgs(streamDir, 'ktap'));
-  t.equal(ktapRun.code, 0, ktapRun.stderr);
-  t.match(ktapRun.stdout, /^KTAP version 1\n1\.\.1\n {2}KTAP version 1\n {2}# Subtest: durability\n {2}1\.\.2\n/);
-  const streamed = tmp.join('stream.ktap');
-  await writeFile(streamed, ktapRun.stdout);
-  for (const f of [join(passDir, 'results.ktap'), streamed]) {
-    const { test: main, printed } = await parseKtapFile(kunit.dir, f);
-    t.equal(main.counts.errors, 0, `no parse errors in ${f}`);
-    t.equal(main.status, 'SUCCESS');
-    t.same(main.counts, { passed: 2, failed: 0, crashed: 0, skipped: 0, errors: 0 });
-    t.same(main.subtests.map((s) => [s.name, s.status]), [['durability', 'SUCCESS']]);
-    t.same(main.subtests[0]!.subtests.map((c) => c.name).sort(), passSummary.cases.map(caseName).sort());
-    t.ok(main.subtests[0]!.subtests.every((c) => c.status === 'SUCCESS'));
-    t.match(printed, /Testing complete\. Ran 2 tests: passed: 2/);
-  }
-});
+t.test(
+  'a passing run: kunit_parser reads results.ktap and a --format ktap stream as one scenario of two passing cases',
+  async (t) => {
+    const streamDir = tmp.join('pass-ktap');
+    const ktapRun = await qcrash(runArgs(streamDir, 'ktap'));
+    t.equal(ktapRun.code, 0, ktapRun.stderr);
+    t.match(ktapRun.stdout, /^KTAP version 1\n1\.\.1\n {2}KTAP version 1\n {2}# Subtest: durability\n {2}1\.\.2\n/);
+    const streamed = tmp.join('stream.ktap');
+    await writeFile(streamed, ktapRun.stdout);
+    for (const f of [join(passDir, 'results.ktap'), streamed]) {
+      const { test: main, printed } = await parseKtapFile(kunit.dir, f);
+      t.equal(main.counts.errors, 0, `no parse errors in ${f}`);
+      t.equal(main.status, 'SUCCESS');
+      t.same(main.counts, { passed: 2, failed: 0, crashed: 0, skipped: 0, errors: 0 });
+      t.same(
+        main.subtests.map((s) => [s.name, s.status]),
+        [['durability', 'SUCCESS']],
+      );
+      t.same(main.subtests[0]!.subtests.map((c) => c.name).sort(), passSummary.cases.map(caseName).sort());
+      t.ok(main.subtests[0]!.subtests.every((c) => c.status === 'SUCCESS'));
+      t.match(printed, /Testing complete\. Ran 2 tests: passed: 2/);
+    }
+  },
+);
 
 t.test('a failing run: prove says FAIL and names the failing case; kunit_parser counts one failure', async (t) => {
   // Damage the real crash image of after-fsync: free a block a file still owns.
@@ -84,7 +109,10 @@ t.test('a failing run: prove says FAIL and names the failing case; kunit_parser 
   const img = tmp.join('damaged.img');
   // Kept compressed (crash.qcow2 over the run's images/): export gives the raw image back.
   await exportCrashImage(join(passDir, caseRelDir(victim.id)), img);
-  const stat = execFileSync('debugfs', ['-R', 'stat /shapes/ind-13', img], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const stat = execFileSync('debugfs', ['-R', 'stat /shapes/ind-13', img], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const blk = /\((?:0|0-\d+)\):(\d+)/.exec(stat)![1]!;
   execFileSync('debugfs', ['-w', '-R', `freeb ${blk}`, img], { stdio: 'ignore' });
   const base = await buildImage(await loadRecipe('small-4k'));
@@ -92,7 +120,10 @@ t.test('a failing run: prove says FAIL and names the failing case; kunit_parser 
   const failing = checked.findings.filter((f) => !isAllowed(f, victim.allow));
   const damaged: CaseResult = { ...victim, findings: checked.findings, failing, status: failing.length ? 'fail' : 'pass' };
   t.equal(damaged.status, 'fail', 'e2fsck finds the freed block');
-  t.ok(failing.some((f) => f.code === '0x050005'), 'block in use but marked free');
+  t.ok(
+    failing.some((f) => f.code === '0x050005'),
+    'block in use but marked free',
+  );
 
   const { cases: _c, counts: _n, finishedAt: _f, ...meta } = passSummary;
   const store = await RunStore.create(tmp.join('fail'), { ...meta, runId: `${meta.runId}-damaged` });
@@ -106,7 +137,11 @@ t.test('a failing run: prove says FAIL and names the failing case; kunit_parser 
   t.equal(code, 1, 'prove exits 1');
   t.notMatch(out, /Parse errors/);
   const n = summary.cases.findIndex((c) => c.id === victim.id) + 1;
-  t.match(out, new RegExp(`\\nnot ok ${n} - ${victim.id}\\n {2}---\\n(.*\\n)*? {2}status: "fail"\\n(.*\\n)*? {6}code: "0x050005"\\n`), 'the failing case is named, with its finding');
+  t.match(
+    out,
+    new RegExp(`\\nnot ok ${n} - ${victim.id}\\n {2}---\\n(.*\\n)*? {2}status: "fail"\\n(.*\\n)*? {6}code: "0x050005"\\n`),
+    'the failing case is named, with its finding',
+  );
   t.match(out, /Failed 1\/2 subtests/);
   t.match(out, new RegExp(`Failed test: {2}${n}\\n`));
   t.match(out, /Result: FAIL/);

@@ -17,8 +17,20 @@ import { FakeMachine } from '../helpers/fake-machine.ts';
 // case's machine holds the slot.
 const tmp = await TempDir.create('overlap-test');
 t.teardown(() => tmp.remove());
-const kernel: KernelInfo = { id: 'fake', kind: 'path', release: 'fake', bzImage: '/nonexistent', builtinDrivers: true, acpi: true };
-const spec = (role: MachineSpec['role']): MachineSpec => ({ role, kernel, initrd: '/nonexistent', disk: { path: '/nonexistent', format: 'raw' } });
+const kernel: KernelInfo = {
+  id: 'fake',
+  kind: 'path',
+  release: 'fake',
+  bzImage: '/nonexistent',
+  builtinDrivers: true,
+  acpi: true,
+};
+const spec = (role: MachineSpec['role']): MachineSpec => ({
+  role,
+  kernel,
+  initrd: '/nonexistent',
+  disk: { path: '/nonexistent', format: 'raw' },
+});
 
 t.test('a freed slot goes to a waiting recovery first, then to waiting launches in order', async (t) => {
   const pool = new MachinePool({ slots: 1, launch: async (s) => new FakeMachine(s) });
@@ -41,7 +53,7 @@ t.test('a freed slot goes to a waiting recovery first, then to waiting launches 
   t.equal(first.queuedMs, 0, 'a launch with a free slot does not wait');
 });
 
-t.test('the runner overlaps a case\'s checks with the next case\'s machine, within the slots', async (t) => {
+t.test("the runner overlaps a case's checks with the next case's machine, within the slots", async (t) => {
   const launches: Array<{ at: number; role: string }> = [];
   const pool = new MachinePool({
     slots: 1,
@@ -51,7 +63,10 @@ t.test('the runner overlaps a case\'s checks with the next case\'s machine, with
     },
   });
   const scenario = join(tmp.path, 'overlap.yaml');
-  await writeFile(scenario, 'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - sync\n  - drop-caches\nkill:\n  - after: mount\n  - after: sync\n  - after: drop-caches\n  - none\n');
+  await writeFile(
+    scenario,
+    'recipe: small-4k\nrecovery: [e2fsck]\nsteps:\n  - mount\n  - sync\n  - drop-caches\nkill:\n  - after: mount\n  - after: sync\n  - after: drop-caches\n  - none\n',
+  );
   const ends: number[] = [];
   const { summary } = await runSuite({
     inputs: [scenario],
@@ -62,15 +77,24 @@ t.test('the runner overlaps a case\'s checks with the next case\'s machine, with
     snapshots: false,
     reporters: [{ name: 'ends', onCaseEnd: () => void ends.push(performance.now()) }],
   });
-  t.same(summary.cases.map((c) => c.status), ['pass', 'pass', 'pass', 'pass']);
+  t.same(
+    summary.cases.map((c) => c.status),
+    ['pass', 'pass', 'pass', 'pass'],
+  );
   t.equal(casesInFlight(1), 2, 'two cases in flight for one slot');
   t.equal(pool.peak, 1, 'one machine at a time, as the budget says');
   const workloads = launches.filter((l) => l.role === 'workload').map((l) => l.at);
   t.equal(workloads.length, 4);
   // The second case's machine started before the first case was done: the
   // first was checking its crash image on the host meanwhile.
-  t.ok(workloads[1]! < ends[0]!, `second machine at ${Math.round(workloads[1]!)} ms, first case done at ${Math.round(ends[0]!)} ms`);
-  t.ok(summary.cases.every((c) => c.phases?.queuedMs !== undefined), 'every case records its slot wait');
+  t.ok(
+    workloads[1]! < ends[0]!,
+    `second machine at ${Math.round(workloads[1]!)} ms, first case done at ${Math.round(ends[0]!)} ms`,
+  );
+  t.ok(
+    summary.cases.every((c) => c.phases?.queuedMs !== undefined),
+    'every case records its slot wait',
+  );
 });
 
 t.test('the bench samples the default mix systematically', async (t) => {

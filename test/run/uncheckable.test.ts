@@ -14,7 +14,10 @@ t.teardown(() => tmp.remove());
 t.test('e2fsck on an image with no filesystem throws E2fsckCannotCheckError', async (t) => {
   const image = tmp.join('zeros.img');
   await writeFile(image, Buffer.alloc(1 << 20));
-  const e = await runE2fsck(image, 'check').then(() => undefined, (x: unknown) => x);
+  const e = await runE2fsck(image, 'check').then(
+    () => undefined,
+    (x: unknown) => x,
+  );
   t.ok(e instanceof E2fsckCannotCheckError, `thrown: ${String(e)}`);
   t.ok(e instanceof InfraError, 'an infrastructure error wherever it is not a finding');
   const err = e as E2fsckCannotCheckError;
@@ -24,6 +27,13 @@ t.test('e2fsck on an image with no filesystem throws E2fsckCannotCheckError', as
   t.match(err.message, /^e2fsck -f -n .* could not check the image \(exit \d+\):/);
 
   const f = cannotCheckFinding(err, 'kernel');
-  t.match(f, { class: 'corruption', source: 'e2fsck', code: 'e2fsck-cannot-check', name: 'e2fsck-cannot-check', recovery: 'kernel', message: 'e2fsck could not check the image recovered by kernel' });
+  t.match(f, {
+    class: 'corruption',
+    source: 'e2fsck',
+    code: 'e2fsck-cannot-check',
+    name: 'e2fsck-cannot-check',
+    recovery: 'kernel',
+    message: 'e2fsck could not check the image recovered by kernel',
+  });
   t.equal(f.detail, err.message.slice(0, 4000));
 });

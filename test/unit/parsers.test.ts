@@ -31,19 +31,40 @@ t.test('i_blocks values come from the text, classification uses them', async (t)
   const text = await fx('checks/e2fsck-fn-iblocks.txt');
   t.same(iBlocksFromText(text).get(14), { is: 200, should: 96 });
   const ps = parseProblemLog(await fx('checks/problem-log-iblocks.xml'));
-  const f = classifyProblems(ps, text, { manifestInodes: new Map([[14, '/a'], [15, '/b']]), migratedInodes: new Set([14, 15]) });
-  t.same(f.map((x) => `${x.ino}:${x.class}`), ['14:leak', '15:corruption']);
+  const f = classifyProblems(ps, text, {
+    manifestInodes: new Map([
+      [14, '/a'],
+      [15, '/b'],
+    ]),
+    migratedInodes: new Set([14, 15]),
+  });
+  t.same(
+    f.map((x) => `${x.ino}:${x.class}`),
+    ['14:leak', '15:corruption'],
+  );
 });
 
 t.test('e2fsck exit bitmask', async (t) => {
-  t.same(decodeExit(5), { code: 5, fixed: true, reboot: false, uncorrected: true, operationalError: false, usageError: false, cancelled: false, libraryError: false });
+  t.same(decodeExit(5), {
+    code: 5,
+    fixed: true,
+    reboot: false,
+    uncorrected: true,
+    operationalError: false,
+    usageError: false,
+    cancelled: false,
+    libraryError: false,
+  });
   t.equal(decodeExit(8).operationalError, true);
   t.equal(decodeExit(128).libraryError, true);
 });
 
 t.test('debugfs stat: block map, indirect levels, fast symlink, extents', async (t) => {
   const text = await fx('image/debugfs-stat-blockmapped.txt');
-  const parts = text.split(/^debugfs: /m).slice(1).map((p) => p.slice(p.indexOf('\n') + 1));
+  const parts = text
+    .split(/^debugfs: /m)
+    .slice(1)
+    .map((p) => p.slice(p.indexOf('\n') + 1));
   const [a, b, l, d] = parts.map(parseDebugfsStat);
   t.equal(a!.mapping, 'blocks');
   t.equal(a!.dataBlocks, 8);
@@ -71,13 +92,18 @@ t.test('console oracle: a clean real boot has no findings; kernel messages becom
     '[    6.0] normal line',
   ].join('\n');
   const f = scanConsole(log, { boot: 'workload boot' });
-  t.same(f.map((x) => x.code), ['ext4-error', 'warning']);
+  t.same(
+    f.map((x) => x.code),
+    ['ext4-error', 'warning'],
+  );
   t.ok(f.every((x) => x.class === 'kernel'));
   t.match(f[1]!.detail!, /Call Trace:[\s\S]*end trace/, 'the trace is kept');
 });
 
 t.test('symbol table: resolve, symbolize, close matches for unknown names', async (t) => {
-  const s = SymbolTable.parse('ffffffff81000000 T _text\nffffffff8143fac0 T ext4_ext_migrate\nffffffff8143f4b0 t finish_range\nffffffff81440470 T ext4_ind_migrate\n');
+  const s = SymbolTable.parse(
+    'ffffffff81000000 T _text\nffffffff8143fac0 T ext4_ext_migrate\nffffffff8143f4b0 t finish_range\nffffffff81440470 T ext4_ind_migrate\n',
+  );
   t.equal(s.resolve('ext4_ext_migrate'), 0xffffffff8143fac0n);
   t.equal(s.symbolize(0xffffffff8143fac4n), 'ext4_ext_migrate+0x4');
   t.throws(() => s.resolve('ext4_migrate'), /Close matches: .*ext4_ext_migrate/);

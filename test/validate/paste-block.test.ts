@@ -8,7 +8,13 @@ import { formatSignature, type Signature } from '../../harness/results/signature
 // validate's text report ends with a block the patch's author pastes under
 // the mail's `---` line: kernels, scenarios, crash states checked, seed, and
 // what the patch removed or introduced. Built here on constructed results.
-const kernel = (id: string): KernelInfo => ({ id, kind: 'built', release: '6.1.192+', bzImage: `/k/${id}/bzImage`, builtinDrivers: true });
+const kernel = (id: string): KernelInfo => ({
+  id,
+  kind: 'built',
+  release: '6.1.192+',
+  bzImage: `/k/${id}/bzImage`,
+  builtinDrivers: true,
+});
 
 function summary(k: KernelInfo, scenarios: Array<[string, string]>, total: number, seed = 7): RunSummary {
   return {
@@ -20,17 +26,31 @@ function summary(k: KernelInfo, scenarios: Array<[string, string]>, total: numbe
     versions: { qemu: '7.2.0', e2fsprogs: '1.47.0' } as RunSummary['versions'],
     seed,
     accel: 'tcg',
-    scenarios: scenarios.map(([suite, name]) => ({ name: `${suite}/${name}`, file: `scenarios/${suite}/${name}.yaml`, hash: name, suite })),
+    scenarios: scenarios.map(([suite, name]) => ({
+      name: `${suite}/${name}`,
+      file: `scenarios/${suite}/${name}.yaml`,
+      hash: name,
+      suite,
+    })),
     counts: { total, pass: total, fail: 0, error: 0, notReached: 0 },
     cases: [],
   };
 }
 
-const sig = (scenario: string, code: string): string => formatSignature({ scenario, point: 'no-kill', recovery: 'e2fsck', class: 'durability', code } satisfies Signature);
-const verdict = (s: string, confirmed: number): SignatureVerdict => ({ signature: s, sig: { scenario: 'x', point: 'p', recovery: '-', class: 'c', code: 'k' }, caseIds: ['x/p/r1'], confirmed, reruns: 2, verdict: confirmed === 2 ? 'introduced' : 'flaky' });
+const sig = (scenario: string, code: string): string =>
+  formatSignature({ scenario, point: 'no-kill', recovery: 'e2fsck', class: 'durability', code } satisfies Signature);
+const verdict = (s: string, confirmed: number): SignatureVerdict => ({
+  signature: s,
+  sig: { scenario: 'x', point: 'p', recovery: '-', class: 'c', code: 'k' },
+  caseIds: ['x/p/r1'],
+  confirmed,
+  reruns: 2,
+  verdict: confirmed === 2 ? 'introduced' : 'flaky',
+});
 
 function result(o: Partial<ValidateResult> & { scenarios: Array<[string, string]>; totals?: [number, number] }): ValidateResult {
-  const b = kernel('build-aaaa'), p = kernel('build-bbbb');
+  const b = kernel('build-aaaa'),
+    p = kernel('build-bbbb');
   const [tb, tp] = o.totals ?? [9, 9];
   return {
     baseline: { kernel: b, summary: summary(b, o.scenarios, tb), dir: '/r/baseline' },
@@ -53,11 +73,20 @@ function block(text: string): string[] {
   return at < 0 ? [] : lines.slice(at + 2);
 }
 
-const knownBugs: Array<[string, string]> = [['known-bugs', 'chattr-eagain-lost'], ['known-bugs', 'extent-len-32769-1k']];
+const knownBugs: Array<[string, string]> = [
+  ['known-bugs', 'chattr-eagain-lost'],
+  ['known-bugs', 'extent-len-32769-1k'],
+];
 
 t.test('a fix: what it removed (by scenario and point), nothing introduced, the block last', async (t) => {
-  const removed = [sig('known-bugs/chattr-eagain-lost', 'not-durable'), sig('known-bugs/extent-len-65536-1k', 'ext4-error'), sig('known-bugs/extent-len-65536-1k', 'not-durable')];
-  const text = validateReport(result({ scenarios: knownBugs, removed, unchanged: [sig('known-bugs/extent-len-32769-1k', 'content-changed')] }));
+  const removed = [
+    sig('known-bugs/chattr-eagain-lost', 'not-durable'),
+    sig('known-bugs/extent-len-65536-1k', 'ext4-error'),
+    sig('known-bugs/extent-len-65536-1k', 'not-durable'),
+  ];
+  const text = validateReport(
+    result({ scenarios: knownBugs, removed, unchanged: [sig('known-bugs/extent-len-32769-1k', 'content-changed')] }),
+  );
   t.same(block(text), [
     'qcrash validate (ext4 block-map to extent migration, chattr +e):',
     '  kernels: 6.1.192+ (build-aaaa) without the patch, 6.1.192+ (build-bbbb) with it',
@@ -73,18 +102,29 @@ t.test('a fix: what it removed (by scenario and point), nothing introduced, the 
 });
 
 t.test('a regression: introduced and flaky named, state counts per kernel, cases that judged nothing', async (t) => {
-  const text = validateReport(result({
-    scenarios: knownBugs,
-    totals: [9, 11],
-    introduced: [verdict('known-bugs/extent-len-32769-1k | no-kill | e2fsck | corruption | 0x050005', 2)],
-    flaky: [verdict('known-bugs/chattr-eagain-lost | no-kill | - | kernel | ext4-error', 1)],
-    notJudged: { baseline: [], patched: ['known-bugs/chattr-eagain-lost/no-kill/r2'] },
-  }));
+  const text = validateReport(
+    result({
+      scenarios: knownBugs,
+      totals: [9, 11],
+      introduced: [verdict('known-bugs/extent-len-32769-1k | no-kill | e2fsck | corruption | 0x050005', 2)],
+      flaky: [verdict('known-bugs/chattr-eagain-lost | no-kill | - | kernel | ext4-error', 1)],
+      notJudged: { baseline: [], patched: ['known-bugs/chattr-eagain-lost/no-kill/r2'] },
+    }),
+  );
   const lines = block(text);
   t.ok(lines.includes('  crash states checked: 9 without the patch, 11 with it, seed 7'));
   t.ok(lines.includes('  removed by the patch: none'));
-  t.same(lines.slice(lines.indexOf('  introduced by the patch: 1'), lines.indexOf('  introduced by the patch: 1') + 2), ['  introduced by the patch: 1', '    known-bugs/extent-len-32769-1k no-kill: 0x050005']);
-  t.same(lines.slice(lines.indexOf('  new but not on every rerun (flaky): 1'), lines.indexOf('  new but not on every rerun (flaky): 1') + 2), ['  new but not on every rerun (flaky): 1', '    known-bugs/chattr-eagain-lost no-kill: ext4-error']);
+  t.same(lines.slice(lines.indexOf('  introduced by the patch: 1'), lines.indexOf('  introduced by the patch: 1') + 2), [
+    '  introduced by the patch: 1',
+    '    known-bugs/extent-len-32769-1k no-kill: 0x050005',
+  ]);
+  t.same(
+    lines.slice(
+      lines.indexOf('  new but not on every rerun (flaky): 1'),
+      lines.indexOf('  new but not on every rerun (flaky): 1') + 2,
+    ),
+    ['  new but not on every rerun (flaky): 1', '    known-bugs/chattr-eagain-lost no-kill: ext4-error'],
+  );
   t.ok(lines.includes('  cases that judged nothing (error or not reached): 0 without the patch, 1 with it'));
 });
 

@@ -39,10 +39,32 @@ const machines = new FakeLauncher((spec: MachineSpec) => ({
 }));
 
 t.test('new, gone, shared and intermittent findings are told apart', async (t) => {
-  const r = await validateKernels({ baseline, patched, scenarios: [scenario], seed: 1, jobs: 1, confirmRuns: 2, out: join(tmp.path, 'out'), machines, snapshots: false });
-  t.same(r.introduced.map((v) => [v.sig.point, v.sig.code, v.confirmed, v.reruns]), [['after-sync', '0x050005', 2, 2]], 'after-sync: new and seen on every rerun');
-  t.same(r.flaky.map((v) => [v.sig.point, v.confirmed, v.reruns]), [['after-mount', 1, 2]], 'after-mount: new but seen on one rerun of two');
-  t.match(r.removed, [/^judge \| after-drop-caches \| e2fsck \| corruption \| 0x050005$/], 'after-drop-caches: only the baseline has it');
+  const r = await validateKernels({
+    baseline,
+    patched,
+    scenarios: [scenario],
+    seed: 1,
+    jobs: 1,
+    confirmRuns: 2,
+    out: join(tmp.path, 'out'),
+    machines,
+    snapshots: false,
+  });
+  t.same(
+    r.introduced.map((v) => [v.sig.point, v.sig.code, v.confirmed, v.reruns]),
+    [['after-sync', '0x050005', 2, 2]],
+    'after-sync: new and seen on every rerun',
+  );
+  t.same(
+    r.flaky.map((v) => [v.sig.point, v.confirmed, v.reruns]),
+    [['after-mount', 1, 2]],
+    'after-mount: new but seen on one rerun of two',
+  );
+  t.match(
+    r.removed,
+    [/^judge \| after-drop-caches \| e2fsck \| corruption \| 0x050005$/],
+    'after-drop-caches: only the baseline has it',
+  );
   t.same(r.unchanged, []);
   t.same(r.notJudged, { baseline: [], patched: [] });
   t.same(r.introduced[0]!.caseIds, ['judge/after-sync/r1']);
@@ -53,7 +75,17 @@ t.test('new, gone, shared and intermittent findings are told apart', async (t) =
 
 t.test('cases that could not run judge nothing: not introduced, listed apart', async (t) => {
   const broken = new FakeLauncher((spec: MachineSpec) => (spec.kernel.id === 'patched' ? new Error('no machine for you') : {}));
-  const r = await validateKernels({ baseline, patched, scenarios: [scenario], seed: 1, jobs: 1, confirmRuns: 1, out: join(tmp.path, 'out2'), machines: broken, snapshots: false });
+  const r = await validateKernels({
+    baseline,
+    patched,
+    scenarios: [scenario],
+    seed: 1,
+    jobs: 1,
+    confirmRuns: 1,
+    out: join(tmp.path, 'out2'),
+    machines: broken,
+    snapshots: false,
+  });
   t.same(r.introduced, []);
   t.same(r.flaky, []);
   t.equal(r.notJudged.patched.length, 3);

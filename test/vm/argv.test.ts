@@ -17,8 +17,11 @@ const smp = (o: Partial<QemuArgvOptions>) => {
   return argv[argv.indexOf('-smp') + 1];
 };
 
-t.test('-smp: one vCPU as before; more, each a socket of its own (the MP table a kernel without ACPI reads lists one CPU per package)', async (t) => {
-  t.equal(smp({}), '1');
-  t.equal(smp({ cpus: 1 }), '1');
-  t.equal(smp({ cpus: 2 }), '2,sockets=2,cores=1,threads=1');
-});
+t.test(
+  '-smp: one vCPU as before; more, each a socket of its own (the MP table a kernel without ACPI reads lists one CPU per package)',
+  async (t) => {
+    t.equal(smp({}), '1');
+    t.equal(smp({ cpus: 1 }), '1');
+    t.equal(smp({ cpus: 2 }), '2,sockets=2,cores=1,threads=1');
+  },
+);

@@ -16,7 +16,11 @@ t.teardown(() => tmp.remove());
 const disk = { path: tmp.join('empty.img'), format: 'raw' as const };
 await writeFile(disk.path, Buffer.alloc(4 << 20));
 
-const gone = (p: string) => access(p).then(() => false, () => true);
+const gone = (p: string) =>
+  access(p).then(
+    () => false,
+    () => true,
+  );
 
 t.test('boot to agent ready; QMP kill returns the SHUTDOWN event; nothing is left behind', async (t) => {
   let dir = '';
@@ -28,11 +32,22 @@ t.test('boot to agent ready; QMP kill returns the SHUTDOWN event; nothing is lef
     t.comment(`boot to agent ready (${vm.accel}): ${Math.round(vm.hello!.bootMs)} ms, guest uptime ${vm.hello!.uptime} s`);
     t.equal(vm.hello?.release, kernel.release, 'the agent runs on the booted kernel');
     t.ok(vm.hello!.uptime > 0 && vm.hello!.bootMs > 0);
-    t.equal(Number((await readFile(vm.paths.pidfile, 'utf8')).trim()), pid, 'the pidfile in the private dir names the QEMU we started');
+    t.equal(
+      Number((await readFile(vm.paths.pidfile, 'utf8')).trim()),
+      pid,
+      'the pidfile in the private dir names the QEMU we started',
+    );
     t.same(qemuPids(dir), [pid], 'exactly one QEMU for this VM');
     t.equal(vm.argv[vm.argv.indexOf('-accel') + 1], vm.accel, 'the accelerator it chose is on the command line');
-    t.ok(vm.argv.some((a) => a.includes('cache=writeback')), 'the test disk is cache=writeback');
-    t.match(await vm.consoleText(), new RegExp(`qcrash-init: kernel ${kernel.release}, agent on /dev/vport`), 'the console log has the guest init');
+    t.ok(
+      vm.argv.some((a) => a.includes('cache=writeback')),
+      'the test disk is cache=writeback',
+    );
+    t.match(
+      await vm.consoleText(),
+      new RegExp(`qcrash-init: kernel ${kernel.release}, agent on /dev/vport`),
+      'the console log has the guest init',
+    );
     t.notMatch(await vm.consoleText(), /insmod .* failed/, 'every module loaded');
 
     const ev = await vm.kill();
@@ -52,7 +67,10 @@ t.test('shutdown escalates to SIGTERM when QMP is unusable', async (t) => {
   const dir = vm.dir.path;
   vm.qmp.close();
   const started = performance.now();
-  const err = await vm.shutdown().then(() => undefined, (e: unknown) => e);
+  const err = await vm.shutdown().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.type(err, AbnormalShutdownError, 'the teardown says QEMU had to be stopped hard');
   t.equal((err as AbnormalShutdownError).escalation, 'SIGTERM');
   t.match((err as Error).message, /did not exit on QMP quit and was stopped with SIGTERM/);
@@ -66,20 +84,32 @@ t.test('a graceful shutdown powers the guest off first', async (t) => {
   const vm = await Vm.launch({ kernel, initrd, disk });
   await vm.powerOff();
   await vm.shutdown();
-  t.match(vm.qmp.eventLog.find((e) => e.event === 'SHUTDOWN'), { data: { guest: true } }, 'the guest shut itself down');
-  t.notOk(vm.qmp.transcript.entries.some((e) => e.dir === 'send' && (e.msg as { execute: string }).execute === 'quit'), 'no quit was needed');
+  t.match(
+    vm.qmp.eventLog.find((e) => e.event === 'SHUTDOWN'),
+    { data: { guest: true } },
+    'the guest shut itself down',
+  );
+  t.notOk(
+    vm.qmp.transcript.entries.some((e) => e.dir === 'send' && (e.msg as { execute: string }).execute === 'quit'),
+    'no quit was needed',
+  );
   t.equal(vm.exitCode, 0);
 });
 
 t.test('a VM whose QEMU cannot start throws VmLaunchError with exit code, argv and stderr', async (t) => {
   const missing = tmp.join('no-such-disk.qcow2');
   const started = performance.now();
-  const err = (await Vm.launch({ kernel, initrd, disk: { path: missing, format: 'qcow2' } }).catch((e: unknown) => e)) as VmLaunchError;
+  const err = (await Vm.launch({ kernel, initrd, disk: { path: missing, format: 'qcow2' } }).catch(
+    (e: unknown) => e,
+  )) as VmLaunchError;
   // QEMU may leave its QMP socket file behind: the launch must not keep retrying it until the boot timeout.
   t.ok(performance.now() - started < 10_000, `failed in ${Math.round(performance.now() - started)} ms, not at the boot timeout`);
   t.type(err, VmLaunchError);
   t.equal(err.qemuExitCode, 1);
-  t.ok(err.argv.some((a) => a.includes(missing)), 'argv is kept');
+  t.ok(
+    err.argv.some((a) => a.includes(missing)),
+    'argv is kept',
+  );
   t.match(err.stderr, /no-such-disk\.qcow2/, "QEMU's complaint is kept");
   t.same(qemuPids(tmp.path), []);
 });

@@ -52,7 +52,11 @@ export async function fileBytes(tmp: TempDir, image: string, path: string): Prom
 }
 
 /** A copy of a crash image with its journal replayed by e2fsck, as a recovery would. */
-export async function replayedCopy(tmp: TempDir, image: string, name: string): Promise<{ path: string; exitCode: number | undefined; output: string }> {
+export async function replayedCopy(
+  tmp: TempDir,
+  image: string,
+  name: string,
+): Promise<{ path: string; exitCode: number | undefined; output: string }> {
   const path = tmp.join(`${name}-replayed.img`);
   await copyFile(image, path);
   const r = await run(await tool('e2fsck'), ['-E', 'journal_only', '-y', path]);

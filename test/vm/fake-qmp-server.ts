@@ -19,12 +19,17 @@ export interface FakeQmpOptions {
   onCommand?: (msg: { execute: string; arguments?: Record<string, unknown>; id?: unknown }, conn: FakeConnection) => void;
 }
 
-export const fakeGreeting = { QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'fake' }, capabilities: ['oob'] } };
+export const fakeGreeting = {
+  QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'fake' }, capabilities: ['oob'] },
+};
 
 export class FakeQmpServer {
   readonly received: unknown[] = [];
   connection?: FakeConnection;
-  private constructor(private readonly server: Server, readonly path: string) {}
+  private constructor(
+    private readonly server: Server,
+    readonly path: string,
+  ) {}
 
   static async listen(path: string, opts: FakeQmpOptions = {}): Promise<FakeQmpServer> {
     const server = createServer();

@@ -21,12 +21,21 @@ t.test(`held after the walk, the race is hit in ${runs} of ${runs} runs`, async 
   let hit = 0;
   let marker = 0;
   for (let i = 0; i < runs; i++) {
-    const r = await runRace(env, tmp, `held-${i}`, { cpus: 2, paceUs: 2000, seed: i + 1, hold: { step: 'migrate', ...afterWalk, hit: 1, until: { marker: 'stores', count: 8 }, limitMs: 3000 } });
+    const r = await runRace(env, tmp, `held-${i}`, {
+      cpus: 2,
+      paceUs: 2000,
+      seed: i + 1,
+      hold: { step: 'migrate', ...afterWalk, hit: 1, until: { marker: 'stores', count: 8 }, limitMs: 3000 },
+    });
     const h = r.outcome.fired.held;
     t.comment(`run ${i + 1}: ret=${r.ret} errno=${r.errno} mapping=${r.mapping} ${Math.round(r.ms)} ms; ${h?.line}`);
     if (r.raceHit) hit++;
     if (h?.markerReached) marker++;
-    t.match(h, { reached: true, heldCpu: 0, ranCpus: [1], symbol: /^ext4_ext_migrate\+0x[0-9a-f]+$/ }, `run ${i + 1}: chattr's vCPU held after the walk, the writer's ran`);
+    t.match(
+      h,
+      { reached: true, heldCpu: 0, ranCpus: [1], symbol: /^ext4_ext_migrate\+0x[0-9a-f]+$/ },
+      `run ${i + 1}: chattr's vCPU held after the walk, the writer's ran`,
+    );
   }
   t.comment(`held interleavings: ${runs}, reached marker: ${marker}, race hit: ${hit}`);
   t.equal(hit, runs, 'every held run hit the race (-EAGAIN, or 0 leaving the file block-mapped)');
@@ -34,11 +43,18 @@ t.test(`held after the walk, the race is hit in ${runs} of ${runs} runs`, async 
 });
 
 t.test('a marker that cannot be reached ends the hold at its limit, and the case goes on', async (t) => {
-  const r = await runRace(env, tmp, 'limit', { cpus: 2, paceUs: 2000, hold: { step: 'migrate', ...afterWalk, hit: 1, until: { marker: 'stores', count: 100_000 }, limitMs: 1000 } });
+  const r = await runRace(env, tmp, 'limit', {
+    cpus: 2,
+    paceUs: 2000,
+    hold: { step: 'migrate', ...afterWalk, hit: 1, until: { marker: 'stores', count: 100_000 }, limitMs: 1000 },
+  });
   const h = r.outcome.fired.held;
   t.comment(h?.line ?? '');
   t.match(h, { reached: true, ended: 'limit', markerReached: false });
   t.ok(h!.heldMs! >= 1000 && h!.heldMs! < 5000, `held for its limit (${Math.round(h!.heldMs!)} ms)`);
   t.equal(r.outcome.ending, 'clean', 'every step ran after the hold, then a clean power-off');
-  t.ok(r.outcome.records.every((x) => x.exitCode === 0), 'every step succeeded');
+  t.ok(
+    r.outcome.records.every((x) => x.exitCode === 0),
+    'every step succeeded',
+  );
 });

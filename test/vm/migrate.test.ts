@@ -42,14 +42,32 @@ t.test('chattr +e, sync and a clean poweroff: extent-mapped, same bytes, e2fsck 
     t.equal((await run(mount)).exitCode, 0, 'mounted');
     const one = await run(migrate);
     t.equal(one.exitCode, 0, 'migrating /f succeeded');
-    t.match(one.output, /^migrate file 0 0 \/f flags=0x[0-9a-f]+ blocks=\d+\n$/, 'and the ioctl returned 0 for it, with the readback after it');
+    t.match(
+      one.output,
+      /^migrate file 0 0 \/f flags=0x[0-9a-f]+ blocks=\d+\n$/,
+      'and the ioctl returned 0 for it, with the readback after it',
+    );
     const [f] = parseMigrateOutput('migrate', one.output).files;
     t.equal(f && readbackVerdict(f), 'truthful', 'FS_IOC_GETFLAGS right after says extent-mapped');
-    t.ok(f?.readback?.blocks && 'value' in f.readback.blocks && f.readback.blocks.value >= 2 * 200, 'and st_blocks counts the data (512-byte units)');
+    t.ok(
+      f?.readback?.blocks && 'value' in f.readback.blocks && f.readback.blocks.value >= 2 * 200,
+      'and st_blocks counts the data (512-byte units)',
+    );
     const tree = await run({ kind: 'migrate', name: 'tree', paths: ['/tree'], recursive: true });
     t.equal(tree.exitCode, 0, 'migrating /tree recursively succeeded');
-    t.same(tree.output.trim().split('\n').map((l) => l.replace(/ flags=.*/, '')).sort(), ['migrate dir 0 0 /tree', 'migrate dir 0 0 /tree/sub', 'migrate file 0 0 /tree/a', 'migrate file 0 0 /tree/sub/b'], 'one result per file and directory');
-    t.ok(parseMigrateOutput('tree', tree.output).files.every((m) => readbackVerdict(m) === 'truthful'), 'each read back extent-mapped');
+    t.same(
+      tree.output
+        .trim()
+        .split('\n')
+        .map((l) => l.replace(/ flags=.*/, ''))
+        .sort(),
+      ['migrate dir 0 0 /tree', 'migrate dir 0 0 /tree/sub', 'migrate file 0 0 /tree/a', 'migrate file 0 0 /tree/sub/b'],
+      'one result per file and directory',
+    );
+    t.ok(
+      parseMigrateOutput('tree', tree.output).files.every((m) => readbackVerdict(m) === 'truthful'),
+      'each read back extent-mapped',
+    );
     t.match((await vm.agent.call('lsattr', ['/f'])).output, /^-+e-* \/mnt\/f$/m, 'lsattr in the guest shows the e flag');
     t.equal((await run(sync)).exitCode, 0);
     const ev = await vm.powerOff();
@@ -72,8 +90,16 @@ t.test('a kill exactly before the migrate step leaves the file block-mapped', as
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
     const out = await runWorkload(vm, [mount, migrate], { kind: 'before', step: 'migrate' }, 7);
-    t.match(out.fired, { kind: 'before', step: 'migrate', shutdownEvent: { event: 'SHUTDOWN', data: { reason: 'host-qmp-quit' } } });
-    t.same(out.records.map((r) => [r.name, r.exitCode]), [['mount', 0]], 'mount was acknowledged and migrate never sent');
+    t.match(out.fired, {
+      kind: 'before',
+      step: 'migrate',
+      shutdownEvent: { event: 'SHUTDOWN', data: { reason: 'host-qmp-quit' } },
+    });
+    t.same(
+      out.records.map((r) => [r.name, r.exitCode]),
+      [['mount', 0]],
+      'mount was acknowledged and migrate never sent',
+    );
     t.notMatch(vm.agent.transcript.toText(), / migrate /, 'the agent never saw the migrate step');
     transcript = vm.qmpTranscript();
   }
@@ -96,12 +122,20 @@ t.test('a kill right after migrate-then-sync leaves the file extent-mapped once 
     await using vm = await Vm.launch({ kernel, initrd, disk: { path: img.path, format: 'raw' } });
     dir = vm.dir.path;
     const out = await runWorkload(vm, [mount, migrate, sync], { kind: 'after', step: 'sync' }, 7);
-    t.same(out.records.map((r) => r.exitCode), [0, 0, 0], 'mount, chattr and sync finished before the kill');
+    t.same(
+      out.records.map((r) => r.exitCode),
+      [0, 0, 0],
+      'mount, chattr and sync finished before the kill',
+    );
     t.equal(out.fired.kind, 'after');
     transcript = vm.qmpTranscript();
   }
   t.same(qemuPids(dir), [], 'no QEMU left');
-  t.match(transcript, /"execute":"stop"[^\n]*\n(.*\n)*.*"execute":"quit"[^\n]*\n(.*\n)*.*"event":"SHUTDOWN"/, 'stop, quit, SHUTDOWN in that order');
+  t.match(
+    transcript,
+    /"execute":"stop"[^\n]*\n(.*\n)*.*"execute":"quit"[^\n]*\n(.*\n)*.*"event":"SHUTDOWN"/,
+    'stop, quit, SHUTDOWN in that order',
+  );
   t.ok(await needsRecovery(img.path), 'the crash image needs journal recovery');
   const replayed = await replayedCopy(tmp, img.path, 'after-sync');
   t.ok(replayed.exitCode === 0 || replayed.exitCode === 1, `journal replayed: ${replayed.output.trim()}`);

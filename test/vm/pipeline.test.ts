@@ -67,7 +67,11 @@ t.test('chattr +e migrates the file: extent-mapped, bytes unchanged', async (t) 
     await using vm = await Vm.launch({ kernel, initrd, disk });
     const out = await runWorkload(vm, steps, { kind: 'none' }, 1);
     t.equal(out.ending, 'clean');
-    t.same(out.records.map((r) => r.exitCode), [0, 0, 0], 'mount, chattr and sync succeeded');
+    t.same(
+      out.records.map((r) => r.exitCode),
+      [0, 0, 0],
+      'mount, chattr and sync succeeded',
+    );
   }
   const raw = await flattenToRaw(disk, tmp.join('migrate.raw'));
   const [s] = await readEntryState(raw, [file]);

@@ -34,13 +34,18 @@ t.test('connect reads the greeting and negotiates capabilities', async (t) => {
   t.equal(qmp.state, 'running');
   t.equal(qmp.greeting?.QMP.version.qemu.major, 7);
   t.match(server.received, [{ execute: 'qmp_capabilities' }]);
-  const entries = qmp.transcriptJsonl().trim().split('\n').map((l) => JSON.parse(l));
+  const entries = qmp
+    .transcriptJsonl()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   t.match(entries, [
     { dir: 'recv', msg: { QMP: {} } },
     { dir: 'send', msg: { execute: 'qmp_capabilities' } },
     { dir: 'recv', msg: { return: {} } },
   ]);
-  for (const e of entries) t.ok(typeof e.t === 'number' && typeof e.mono === 'number', 'every entry has wall and monotonic times');
+  for (const e of entries)
+    t.ok(typeof e.t === 'number' && typeof e.mono === 'number', 'every entry has wall and monotonic times');
   await t.rejects(qmp.connect(server.path, 100), QmpStateError, 'a client connects once');
 });
 

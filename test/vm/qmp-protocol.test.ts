@@ -15,7 +15,20 @@ const received = (await readFile(fixture, 'utf8'))
 
 t.test('every line of a real QEMU session is classified', async (t) => {
   const kinds = received.map((l) => parseQmpLine(l).kind);
-  t.same(kinds, ['greeting', 'return', 'return', 'error', 'error', 'event', 'return', 'return', 'event', 'return', 'event', 'return']);
+  t.same(kinds, [
+    'greeting',
+    'return',
+    'return',
+    'error',
+    'error',
+    'event',
+    'return',
+    'return',
+    'event',
+    'return',
+    'event',
+    'return',
+  ]);
   const errors = received.map(parseQmpLine).filter((m) => m.kind === 'error');
   t.match(errors[0], { id: 'qcrash-3', error: { class: 'CommandNotFound' } });
   const shutdown = received.map(parseQmpLine).find((m) => m.kind === 'event' && m.event.event === 'SHUTDOWN');

@@ -11,10 +11,25 @@ import { qemuPids } from '../helpers/env.ts';
 t.test('real QEMU: status, errors, STOP/RESUME, and quit with a SHUTDOWN event', async (t) => {
   await using tmp = await TempDir.create('qmp-real-test');
   const sock = tmp.join('qmp.sock');
-  const qemu = execa(await tool('qemu-system-x86_64'), [
-    '-machine', 'q35', '-accel', 'tcg', '-nodefaults', '-no-user-config', '-display', 'none', '-S',
-    '-chardev', `socket,id=qmp,path=${sock},server=on,wait=off`, '-mon', 'chardev=qmp,mode=control',
-  ], { reject: false, stdin: 'ignore' });
+  const qemu = execa(
+    await tool('qemu-system-x86_64'),
+    [
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg',
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-S',
+      '-chardev',
+      `socket,id=qmp,path=${sock},server=on,wait=off`,
+      '-mon',
+      'chardev=qmp,mode=control',
+    ],
+    { reject: false, stdin: 'ignore' },
+  );
   t.teardown(() => {
     qemu.kill('SIGKILL');
   });

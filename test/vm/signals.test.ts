@@ -23,10 +23,16 @@ async function startRun(t: { teardown(fn: () => unknown): void; equal(...a: any[
   const file = join(tmp, 'long.yaml');
   await writeFile(file, scenario);
   const env = { ...process.env, QCRASH_TMPDIR: tmp };
-  const child = spawn(process.execPath, [qcrashBin, 'run', file, '--jobs', '2', '--out', join(tmp, 'out'), '--recovery', 'e2fsck'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [qcrashBin, 'run', file, '--jobs', '2', '--out', join(tmp, 'out'), '--recovery', 'e2fsck'],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((r) =>
+    child.on('exit', (code, signal) => r({ code, signal })),
+  );
   // Wait until both VMs of the run are up.
   const deadline = Date.now() + 120_000;
   while (qemuPids(tmp).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
@@ -57,7 +63,7 @@ t.test('SIGINT in the middle of a run stops every VM and removes the temp dirs',
   t.match(run.stderr(), /SIGINT received, stopping VMs/);
 });
 
-t.test('SIGKILL of the harness takes its VMs down; the next run removes the dead run\'s temp dirs', async (t) => {
+t.test("SIGKILL of the harness takes its VMs down; the next run removes the dead run's temp dirs", async (t) => {
   const run = await startRun(t);
   run.child.kill('SIGKILL');
   await run.exited;

@@ -14,7 +14,9 @@ const { kernel, initrd, base, machines, snapshot } = await stockSmall4kWithSnaps
 const tmp = await TempDir.create('snapshot-test');
 t.teardown(() => tmp.remove());
 
-const scenario = await parseScenario('snapshot.yaml', `recipe: small-4k
+const scenario = await parseScenario(
+  'snapshot.yaml',
+  `recipe: small-4k
 recovery: [e2fsck]
 steps:
   - mount: [commit=5]
@@ -22,13 +24,21 @@ steps:
   - sync
 kill:
   - after: sync
-`);
+`,
+);
 const [spec] = expandCases([scenario], 3);
 const paths = base.manifest.entries.map((e) => e.path);
 
 async function run(name: string, snapshots?: Map<string, string>) {
   const dir = join(tmp.path, name);
-  const env = { machines, kernel, initrd, images: new Map([['small-4k', base]]), keep: 'all' as const, ...(snapshots ? { snapshots } : {}) };
+  const env = {
+    machines,
+    kernel,
+    initrd,
+    images: new Map([['small-4k', base]]),
+    keep: 'all' as const,
+    ...(snapshots ? { snapshots } : {}),
+  };
   const r = await runCase(spec!, env, dir);
   const img = join(dir, 'crash.img');
   await runE2fsck(img, 'journal-only');
@@ -42,6 +52,13 @@ t.test('a case restored from the snapshot equals the same case booted from scrat
   t.equal(booted.r.status, 'pass', booted.r.error ?? '');
   t.equal(restored.r.status, 'pass', restored.r.error ?? '');
   t.same(restored.maps, booted.maps, 'identical block maps and mapping kinds for every file');
-  t.ok(booted.maps.some((m) => m.startsWith('/shapes/dind-first extents')), 'the migrated file is extent-mapped in both');
-  t.same(restored.r.findings.map((f) => f.code), booted.r.findings.map((f) => f.code), 'identical findings');
+  t.ok(
+    booted.maps.some((m) => m.startsWith('/shapes/dind-first extents')),
+    'the migrated file is extent-mapped in both',
+  );
+  t.same(
+    restored.r.findings.map((f) => f.code),
+    booted.r.findings.map((f) => f.code),
+    'identical findings',
+  );
 });

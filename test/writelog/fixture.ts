@@ -10,7 +10,10 @@ export function fixtureLog(dest: string): string {
 }
 
 export function fixtureAcks(): { acks: StepAck[]; records: StepRecord[] } {
-  return JSON.parse(readFileSync(new URL('../fixtures/writelog/small-4k-workload.acks.json', import.meta.url), 'utf8')) as { acks: StepAck[]; records: StepRecord[] };
+  return JSON.parse(readFileSync(new URL('../fixtures/writelog/small-4k-workload.acks.json', import.meta.url), 'utf8')) as {
+    acks: StepAck[];
+    records: StepRecord[];
+  };
 }
 
 export function fixtureText(name: string): string {

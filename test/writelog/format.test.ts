@@ -1,7 +1,14 @@
 import t from 'tap';
 import { copyFileSync, truncateSync, appendFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { WriteLog, WriteLogFormatError, entryKind, isFlush, writeWriteLog, LogFlag } from '../../harness/crash/writelog/format.ts';
+import {
+  WriteLog,
+  WriteLogFormatError,
+  entryKind,
+  isFlush,
+  writeWriteLog,
+  LogFlag,
+} from '../../harness/crash/writelog/format.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { damagedCopy } from '../helpers/damaged-copy.ts';
 import { fixtureAcks, fixtureLog } from './fixture.ts';
@@ -35,10 +42,20 @@ t.test('a recorded log: every entry indexed, data read on demand', async (t) => 
   const kinds = log.entries.map(entryKind);
   t.equal(kinds.filter((k) => k === 'write').length, 25);
   t.notOk(kinds.includes('discard') || kinds.includes('mark'), 'no discards (discard=off) and no marks');
-  t.ok(log.entries.every((e) => e.flags === 0 || e.flags === LogFlag.flush), 'QEMU logs plain writes and flushes only (no FUA from virtio-blk)');
-  t.ok(log.entries.filter(isFlush).every((e) => e.nrSectors === 0 && e.dataBytes === 0), 'flushes carry no data');
+  t.ok(
+    log.entries.every((e) => e.flags === 0 || e.flags === LogFlag.flush),
+    'QEMU logs plain writes and flushes only (no FUA from virtio-blk)',
+  );
+  t.ok(
+    log.entries.filter(isFlush).every((e) => e.nrSectors === 0 && e.dataBytes === 0),
+    'flushes carry no data',
+  );
   const first = log.entries[0]!;
-  t.same([first.sector, first.nrSectors, first.offset, first.dataOffset], [0, 8, 512, 1024], 'the mount writes the ext4 superblock first, logged right after the log superblock');
+  t.same(
+    [first.sector, first.nrSectors, first.offset, first.dataOffset],
+    [0, 8, 512, 1024],
+    'the mount writes the ext4 superblock first, logged right after the log superblock',
+  );
   const data = await log.readData(first);
   t.equal(data.length, 4096);
   t.equal(data.readUInt16LE(1024 + 0x38), 0xef53, 'its data is an ext4 superblock (magic at 1024+0x38)');
@@ -51,7 +68,10 @@ t.test('a recorded log: every entry indexed, data read on demand', async (t) => 
 t.test('a log cut inside an entry ends at that entry: a torn tail, not an error', async (t) => {
   await using whole = await WriteLog.open(real);
   const e = whole.entries.find((x) => x.index >= 20 && x.dataBytes > 0)!;
-  for (const [what, at] of [['its data', e.dataOffset + 100], ['its header', e.offset + 100]] as const) {
+  for (const [what, at] of [
+    ['its data', e.dataOffset + 100],
+    ['its header', e.offset + 100],
+  ] as const) {
     const p = tmp.join(`cut-${e.index}-${at}.log`);
     copyFileSync(real, p);
     truncateSync(p, at);
@@ -77,9 +97,24 @@ t.test('a damaged log is a WriteLogFormatError that says where and what', async 
   const cases: Array<[string, string, RegExp, Partial<WriteLogFormatError>]> = [
     ['bad magic', damaged('magic.log', 0, Buffer.from('notalog!')), /magic/, { offset: 0 }],
     ['bad version', damaged('version.log', 8, u64(7)), /version 7/, { offset: 8 }],
-    ['unknown flags in the middle', damaged('flags.log', mid.offset + 16, u64(0x40)), /flags 0x40/, { offset: mid.offset + 16, entryIndex: 10 }],
-    ['a blank header before the superblock count', damaged('blank.log', mid.offset, Buffer.alloc(32)), /blank entry header/, { offset: mid.offset, entryIndex: 10 }],
-    ['garbage after a header', damaged('padding.log', mid.offset + 100, Buffer.from([1])), /non-zero bytes after the entry header/, { entryIndex: 10 }],
+    [
+      'unknown flags in the middle',
+      damaged('flags.log', mid.offset + 16, u64(0x40)),
+      /flags 0x40/,
+      { offset: mid.offset + 16, entryIndex: 10 },
+    ],
+    [
+      'a blank header before the superblock count',
+      damaged('blank.log', mid.offset, Buffer.alloc(32)),
+      /blank entry header/,
+      { offset: mid.offset, entryIndex: 10 },
+    ],
+    [
+      'garbage after a header',
+      damaged('padding.log', mid.offset + 100, Buffer.from([1])),
+      /non-zero bytes after the entry header/,
+      { entryIndex: 10 },
+    ],
     ['data_len on a write', damaged('datalen.log', mid.offset + 24, u64(5)), /data_len 5/, { entryIndex: 10 }],
   ];
   for (const [what, path, message, fields] of cases) {
@@ -109,7 +144,14 @@ t.test('an empty log (nothing written yet) has no entries; a file that is not a 
 
 t.test('writeWriteLog writes what the reader reads back', async (t) => {
   await using log = await WriteLog.open(real);
-  const entries = await Promise.all(log.entries.map(async (e) => ({ sector: e.sector, nrSectors: e.nrSectors, flags: e.flags, ...(e.dataBytes ? { data: await log.readData(e) } : {}) })));
+  const entries = await Promise.all(
+    log.entries.map(async (e) => ({
+      sector: e.sector,
+      nrSectors: e.nrSectors,
+      flags: e.flags,
+      ...(e.dataBytes ? { data: await log.readData(e) } : {}),
+    })),
+  );
   const copy = tmp.join('copy.log');
   await writeWriteLog(copy, 512, entries);
   await using again = await WriteLog.open(copy);

@@ -26,7 +26,10 @@ t.test('a single cause, a failure that needs nothing dropped, and order kept', a
 });
 
 t.test('a set that does not fail is refused; a budget stops early and says so', async (t) => {
-  await t.rejects(ddmin(items, async () => false), NotFailingError);
+  await t.rejects(
+    ddmin(items, async () => false),
+    NotFailingError,
+  );
   const r = await ddmin(items, async (s) => s.includes(3) && s.includes(31), { maxTests: 4 });
   t.equal(r.exhausted, true);
   t.ok(r.minimal.includes(3) && r.minimal.includes(31), 'what it returns still fails');
@@ -42,7 +45,13 @@ t.test('minimizeDropped: the lost writes that matter and the landed writes the f
     return lost.has(107) && !lost.has(101);
   };
   const r = await minimizeDropped([ref(103), ref(105), ref(107), ref(108), ref(109)], epoch, fails);
-  t.same(r.dropped.map((d) => d.id), ['w107']);
-  t.same(r.needed.map((d) => d.id), ['w101']);
+  t.same(
+    r.dropped.map((d) => d.id),
+    ['w107'],
+  );
+  t.same(
+    r.needed.map((d) => d.id),
+    ['w101'],
+  );
   t.equal(r.exhausted, false);
 });

@@ -1,4 +1,11 @@
-import { entryKind, isFlush, writeWriteLog, type LogEntry, type NewLogEntry, type WriteLog } from '../../harness/crash/writelog/format.ts';
+import {
+  entryKind,
+  isFlush,
+  writeWriteLog,
+  type LogEntry,
+  type NewLogEntry,
+  type WriteLog,
+} from '../../harness/crash/writelog/format.ts';
 import { staticRole } from '../../harness/crash/writelog/explain.ts';
 import { readGeometry, type FsGeometry } from '../../harness/image/geometry.ts';
 import { parseJournalBlock, readJournalLocation, type JournalSuperblock } from '../../harness/image/jbd2.ts';
@@ -43,7 +50,12 @@ export async function journalMap(image: string): Promise<JournalMap & { layout: 
  * which gives the minimiser something to discard. (It is an ordering bug
  * of its own: checkpoint writes that may land while their commit does not.)
  */
-export async function plantCommitBeforeJournalBlock(log: WriteLog, baseImage: string, dest: string, opts: { mergeNext?: boolean } = {}): Promise<PlantedLog> {
+export async function plantCommitBeforeJournalBlock(
+  log: WriteLog,
+  baseImage: string,
+  dest: string,
+  opts: { mergeNext?: boolean } = {},
+): Promise<PlantedLog> {
   const jm = await journalMap(baseImage);
   const bs = jm.blockSize;
   const perBlock = bs / log.sectorSize;
@@ -60,7 +72,8 @@ export async function plantCommitBeforeJournalBlock(log: WriteLog, baseImage: st
       if (jb === undefined) return;
       journalBlockEntry.set(b, e);
       const p = parseJournalBlock(data.subarray(k * bs, (k + 1) * bs), jm.jsb);
-      if (p?.type === 'descriptor') descriptors.push({ entry: e, jblock: jb, sequence: p.sequence, homes: p.tags.map((t) => t.homeBlock) });
+      if (p?.type === 'descriptor')
+        descriptors.push({ entry: e, jblock: jb, sequence: p.sequence, homes: p.tags.map((t) => t.homeBlock) });
       if (p?.type === 'commit' && !commits.has(p.sequence)) commits.set(p.sequence, { entry: e, block: b });
     });
   }
@@ -96,7 +109,12 @@ export async function plantCommitBeforeJournalBlock(log: WriteLog, baseImage: st
       }
       if (cut > 0) out.push({ sector: e.sector, nrSectors: cut, flags: e.flags, data: data.subarray(0, cut * log.sectorSize) });
       out.push({ sector: c.entry.sector, nrSectors: c.entry.nrSectors, flags: c.entry.flags, data: await log.readData(c.entry) });
-      out.push({ sector: e.sector + cut, nrSectors: e.nrSectors - cut, flags: e.flags, data: data.subarray(cut * log.sectorSize) });
+      out.push({
+        sector: e.sector + cut,
+        nrSectors: e.nrSectors - cut,
+        flags: e.flags,
+        data: data.subarray(cut * log.sectorSize),
+      });
     }
     await writeWriteLog(dest, log.sectorSize, out);
     return { path: dest, transaction: d.sequence, journalBlock: victimBlock, homeBlock: d.homes[pick]!, commitBlock: c.block };

@@ -16,7 +16,9 @@ const kernel = fakeKernel('fake', 'fake');
 
 t.test('a recording that fails is an error case named after its unit; the kill cases still run', async (t) => {
   const scenario = join(tmp.path, 'nolog.yaml');
-  await writeFile(scenario, `recipe: small-4k
+  await writeFile(
+    scenario,
+    `recipe: small-4k
 recovery: [e2fsck]
 steps:
   - mount
@@ -24,13 +26,29 @@ steps:
 kill:
   - after: sync
 crash-states: { from: log, budget: 10 }
-`);
+`,
+  );
   // The logged machine's mount fails in the guest; the kill case's machine (restored or not) mounts fine.
-  const machines = new FakeLauncher((spec) => ({ script: (cmd) => (cmd === 'mount' && spec.disk.writeLog ? { exitCode: 32, output: 'mount: wrong fs type' } : undefined) }));
-  const { summary } = await runSuite({ inputs: [scenario], kernel, jobs: 1, seed: 1, out: join(tmp.path, 'out'), keep: 'none', machines, snapshots: false });
+  const machines = new FakeLauncher((spec) => ({
+    script: (cmd) => (cmd === 'mount' && spec.disk.writeLog ? { exitCode: 32, output: 'mount: wrong fs type' } : undefined),
+  }));
+  const { summary } = await runSuite({
+    inputs: [scenario],
+    kernel,
+    jobs: 1,
+    seed: 1,
+    out: join(tmp.path, 'out'),
+    keep: 'none',
+    machines,
+    snapshots: false,
+  });
   const byId = new Map(summary.cases.map((c) => [c.id, c]));
   t.same([...byId.keys()].sort(), ['nolog/after-sync/r1', 'nolog/log/r1']);
-  t.match(byId.get('nolog/log/r1'), { status: 'error', pointLabel: 'log-recording', error: /the workload could not be recorded: mount failed in the guest \(exit 32\)/ });
+  t.match(byId.get('nolog/log/r1'), {
+    status: 'error',
+    pointLabel: 'log-recording',
+    error: /the workload could not be recorded: mount failed in the guest \(exit 32\)/,
+  });
   t.equal(byId.get('nolog/after-sync/r1')?.status, 'pass');
   t.equal(exitCodeFor(summary), 3, 'a run with a unit that could not be recorded is an infrastructure error');
 });

@@ -45,20 +45,34 @@ const recorded = await (async () => {
 const log = await WriteLog.open(logPath);
 t.teardown(() => log.close());
 const acks = ackPositions(log, recorded.acks);
-const ctx: StateOracleContext = { manifest: base.manifest, steps: recordedSteps, records: recorded.records, acks, allow: defaultAllowance };
+const ctx: StateOracleContext = {
+  manifest: base.manifest,
+  steps: recordedSteps,
+  records: recorded.records,
+  acks,
+  allow: defaultAllowance,
+};
 
 t.test('the run is recorded: every step succeeded, QEMU is gone, the log reads back whole', async (t) => {
-  t.same(recorded.acks.map((a) => a.exitCode), recordedSteps.map(() => 0), 'every step exited 0');
+  t.same(
+    recorded.acks.map((a) => a.exitCode),
+    recordedSteps.map(() => 0),
+    'every step exited 0',
+  );
   t.same(qemuPids(vmDir), [], 'no QEMU left');
   t.ok(log.entries.length > 20, `${log.entries.length} entries`);
   t.equal(log.tornTail, false, 'stop + quit drains the I/O: no torn tail');
   t.equal(log.superblockEntries, log.entries.length);
   t.ok(log.flushCount >= 5, `${log.flushCount} flushes: each sync, fsync and the umount flush`);
-  t.ok(log.entries.every((e) => entryKind(e) === 'write' || entryKind(e) === 'flush'), 'writes and flushes only: no discard, no FUA, no write-zeroes interleaving');
+  t.ok(
+    log.entries.every((e) => entryKind(e) === 'write' || entryKind(e) === 'flush'),
+    'writes and flushes only: no discard, no FUA, no write-zeroes interleaving',
+  );
 });
 
 t.test('step acks map to log positions after the flushes the steps waited for', async (t) => {
-  for (let i = 1; i < acks.length; i++) t.ok(acks[i]!.position >= acks[i - 1]!.position, `${acks[i]!.name} is not before ${acks[i - 1]!.name}`);
+  for (let i = 1; i < acks.length; i++)
+    t.ok(acks[i]!.position >= acks[i - 1]!.position, `${acks[i]!.name} is not before ${acks[i - 1]!.name}`);
   for (const name of ['sync', 'fsync-ind', 'fsync-new', 'umount']) {
     const a = acks.find((x) => x.name === name)!;
     const flushes = log.entries.slice(a.startPosition, a.position).filter(isFlush);
@@ -78,18 +92,26 @@ t.test('every flush prefix passes the e2fsck recovery with only leak findings', 
   const flushes = plan.states.filter((s) => s.variant === 'flush');
   t.ok(flushes.length >= 5, `${flushes.length} distinct flush states`);
   const started = performance.now();
-  const out = await forEachState(log, base.path, flushes, { workDir: tmp.path, jobs: 2 }, (s, image) => e2fsckVerdict(s, image, `${image}.recovery`, ctx));
+  const out = await forEachState(log, base.path, flushes, { workDir: tmp.path, jobs: 2 }, (s, image) =>
+    e2fsckVerdict(s, image, `${image}.recovery`, ctx),
+  );
   t.comment(`${flushes.length} flush states checked in ${Math.round(performance.now() - started)} ms (2 jobs)`);
   for (const o of out) {
     t.equal(o.error, undefined, `${o.state.name}: checked`);
-    t.same(o.result?.failing.map((f) => `${f.class}:${f.code}`), [], `${o.state.name}: nothing outside the allowance`);
+    t.same(
+      o.result?.failing.map((f) => `${f.class}:${f.code}`),
+      [],
+      `${o.state.name}: nothing outside the allowance`,
+    );
   }
   // The durability oracle is live: states after the sync ack must show dind-first migrated.
   const afterSync = out.filter((o) => o.state.acksBefore.includes('sync'));
   t.ok(afterSync.length > 0);
-  for (const o of afterSync) t.ok(o.result?.expectations.mustBeExtents.includes('/shapes/dind-first'), `${o.state.name}: expects the synced migration`);
+  for (const o of afterSync)
+    t.ok(o.result?.expectations.mustBeExtents.includes('/shapes/dind-first'), `${o.state.name}: expects the synced migration`);
   const beforeSync = out.filter((o) => !o.state.acksBefore.includes('sync'));
-  for (const o of beforeSync) t.notOk(o.result?.expectations.mustBeExtents.includes('/shapes/dind-first'), `${o.state.name}: expects nothing of it yet`);
+  for (const o of beforeSync)
+    t.notOk(o.result?.expectations.mustBeExtents.includes('/shapes/dind-first'), `${o.state.name}: expects nothing of it yet`);
 });
 
 t.test('explain names what the recorded writes held: journal blocks, fixed metadata, file data, directories', async (t) => {
@@ -99,10 +121,27 @@ t.test('explain names what the recorded writes held: journal blocks, fixed metad
   const ex = await explainer.explain(all);
   const parts = ex.flatMap((e) => e.parts);
   const kinds = new Set(parts.map((p) => p.role.kind));
-  for (const k of ['jbd2-superblock', 'jbd2-descriptor', 'jbd2-commit', 'journal-data', 'superblock', 'block-bitmap', 'inode-table', 'data', 'directory'] as const) t.ok(kinds.has(k), `some write holds a ${k} block`);
-  t.ok(parts.some((p) => p.role.kind === 'data' && p.role.path === '/new-file'), 'the new file\'s data, named by path (icheck + ncheck)');
+  for (const k of [
+    'jbd2-superblock',
+    'jbd2-descriptor',
+    'jbd2-commit',
+    'journal-data',
+    'superblock',
+    'block-bitmap',
+    'inode-table',
+    'data',
+    'directory',
+  ] as const)
+    t.ok(kinds.has(k), `some write holds a ${k} block`);
+  t.ok(
+    parts.some((p) => p.role.kind === 'data' && p.role.path === '/new-file'),
+    "the new file's data, named by path (icheck + ncheck)",
+  );
   t.notOk(kinds.has('unowned'), 'every block is accounted for');
-  t.ok(parts.filter((p) => p.role.kind === 'journal-data').every((p) => p.role.home !== undefined), 'every journal copy names its home block');
+  t.ok(
+    parts.filter((p) => p.role.kind === 'journal-data').every((p) => p.role.home !== undefined),
+    'every journal copy names its home block',
+  );
 });
 
 t.test('checks in place (e2undo) see the same images and give the same verdicts as checks on copies', async (t) => {
@@ -130,12 +169,22 @@ t.test('the write-log bench runs its three paths on the same states with the sam
   t.equal(r.sameResults, true, 'e2fsck exit codes and problem codes agree state by state');
   t.same(r.imagesVerified, { checked: 3, identical: 3 }, 'the fstests loop and the cursor build the same images');
   for (const p of [r.fstestsLoop, r.incremental, r.inPlace]) t.ok(p.statesPerMinute > 0 && p.states === 6);
-  t.comment(JSON.stringify({ fstests: r.fstestsLoop, copy: r.incremental, inPlace: r.inPlace, ratio: r.ratio, ratioInPlace: r.ratioInPlace }));
+  t.comment(
+    JSON.stringify({
+      fstests: r.fstestsLoop,
+      copy: r.incremental,
+      inPlace: r.inPlace,
+      ratio: r.ratio,
+      ratioInPlace: r.ratioInPlace,
+    }),
+  );
 });
 
 t.test('a planted ordering bug is found by a power-loss state, minimised to the writes that matter and explained', async (t) => {
   const planted = await plantCommitBeforeJournalBlock(log, base.path, tmp.join('planted.log'), { mergeNext: true });
-  t.comment(`planted: commit block ${planted.commitBlock} of transaction ${planted.transaction} before journal block ${planted.journalBlock} (copy of block ${planted.homeBlock})`);
+  t.comment(
+    `planted: commit block ${planted.commitBlock} of transaction ${planted.transaction} before journal block ${planted.journalBlock} (copy of block ${planted.homeBlock})`,
+  );
   await using plog = await WriteLog.open(planted.path);
   const digest = await digestLog(plog, base.path);
   const plan = generateStates(digest, [], { perEpoch: 16, prefixes: 'none' });
@@ -147,31 +196,75 @@ t.test('a planted ordering bug is found by a power-loss state, minimised to the 
   t.ok(candidates.length >= 3, `${candidates.length} power-loss states in that epoch`);
   // No acks: a power-loss state is judged by e2fsck and the content oracle alone here.
   const noAcks: StateOracleContext = { ...ctx, acks: [], records: recorded.records.map(({ name, kind }) => ({ name, kind })) };
-  const out = await forEachState(plog, base.path, candidates, { workDir: tmp.path, jobs: 2 }, (s, image) => e2fsckVerdict(s, image, `${image}.recovery`, noAcks));
+  const out = await forEachState(plog, base.path, candidates, { workDir: tmp.path, jobs: 2 }, (s, image) =>
+    e2fsckVerdict(s, image, `${image}.recovery`, noAcks),
+  );
   const failing = out.filter((o) => (o.result?.failing.length ?? 0) > 0);
-  t.comment(out.map((o) => `${o.state.name}: ${o.error ?? ([...new Set(o.result!.failing.map((f) => `${f.class}:${f.code}`))].join(', ') || 'pass')}`).join('\n'));
+  t.comment(
+    out
+      .map(
+        (o) =>
+          `${o.state.name}: ${o.error ?? ([...new Set(o.result!.failing.map((f) => `${f.class}:${f.code}`))].join(', ') || 'pass')}`,
+      )
+      .join('\n'),
+  );
   // Merging the next epoch (mergeNext) also lets the checkpoint writes land without their commit: a
   // seeded subset that loses the commit but keeps a checkpoint write may fail too. The planted bug's
   // states are those that lost the journal block and kept the commit.
-  const plantedFailures = failing.filter((o) => o.state.dropped.some((d) => d.index === victim.index) && !o.state.dropped.some((d) => d.index === commitEntry.index));
+  const plantedFailures = failing.filter(
+    (o) => o.state.dropped.some((d) => d.index === victim.index) && !o.state.dropped.some((d) => d.index === commitEntry.index),
+  );
   t.ok(plantedFailures.length > 0, 'a power-loss state that lost the journal block but kept the commit fails the oracle');
-  t.ok(plantedFailures[0]!.result!.failing.some((f) => f.class === 'corruption'), 'e2fsck reports corruption after replaying the incomplete transaction');
+  t.ok(
+    plantedFailures[0]!.result!.failing.some((f) => f.class === 'corruption'),
+    'e2fsck reports corruption after replaying the incomplete transaction',
+  );
 
   const state = plantedFailures.sort((a, b) => b.state.dropped.length - a.state.dropped.length)[0]!.state;
-  t.ok(state.dropped.length >= 3, `${state.name} lost ${state.dropped.length} writes: the checkpoint writes after the journal block too`);
+  t.ok(
+    state.dropped.length >= 3,
+    `${state.name} lost ${state.dropped.length} writes: the checkpoint writes after the journal block too`,
+  );
   const writes = epochWrites(digest, epoch);
   await using epochStates = await EpochStates.create(plog, base.path, epoch.base, writes, tmp.path);
-  const fails = epochStates.oracle(async (image) => (await e2fsckVerdict(state, image, `${image}.recovery`, noAcks)).failing.length > 0);
+  const fails = epochStates.oracle(
+    async (image) => (await e2fsckVerdict(state, image, `${image}.recovery`, noAcks)).failing.length > 0,
+  );
   const m = await minimizeDropped(state.dropped, writes, fails);
   t.comment(`minimised ${state.name} (${state.dropped.length} dropped) in ${m.tests} oracle calls`);
-  t.same(m.dropped.map((d) => d.index), [victim.index], 'minimal: only the journal block that never arrived');
-  t.ok(m.needed.some((w) => w.index === commitEntry.index), 'and the commit block that did arrive is needed');
+  t.same(
+    m.dropped.map((d) => d.index),
+    [victim.index],
+    'minimal: only the journal block that never arrived',
+  );
+  t.ok(
+    m.needed.some((w) => w.index === commitEntry.index),
+    'and the commit block that did arrive is needed',
+  );
 
   const image = await epochStates.image(m.dropped);
   const explainer = await WriteExplainer.create(plog, image, base.path);
   const [lost, ...needed] = await explainer.explain([...m.dropped, ...m.needed]);
   t.comment(`lost: ${lost!.summary}\n${needed.map((n) => `needed: ${n.summary}`).join('\n')}`);
-  t.match(lost!.parts, [{ role: { kind: 'journal-data', transaction: planted.transaction, home: { block: planted.homeBlock, role: { kind: 'block-bitmap' } } } }], 'the lost write: transaction T’s copy of the block bitmap');
-  t.ok(needed.some((n) => n.parts.some((p) => p.role.kind === 'jbd2-commit' && p.role.transaction === planted.transaction)), 'a needed write: the commit block of T');
-  t.ok(needed.some((n) => n.parts.some((p) => p.role.kind === 'jbd2-descriptor' && p.role.transaction === planted.transaction)), 'a needed write: the descriptor of T');
+  t.match(
+    lost!.parts,
+    [
+      {
+        role: {
+          kind: 'journal-data',
+          transaction: planted.transaction,
+          home: { block: planted.homeBlock, role: { kind: 'block-bitmap' } },
+        },
+      },
+    ],
+    'the lost write: transaction T’s copy of the block bitmap',
+  );
+  t.ok(
+    needed.some((n) => n.parts.some((p) => p.role.kind === 'jbd2-commit' && p.role.transaction === planted.transaction)),
+    'a needed write: the commit block of T',
+  );
+  t.ok(
+    needed.some((n) => n.parts.some((p) => p.role.kind === 'jbd2-descriptor' && p.role.transaction === planted.transaction)),
+    'a needed write: the descriptor of T',
+  );
 });

@@ -7,7 +7,11 @@ import type { PointContext, PointResult, PointStrategy, TargetStep } from './str
  * finished by then. Shared by the fixed delay and the seeded window.
  */
 export async function killAfterStart(target: TargetStep, ctx: PointContext, delayMs: number): Promise<number> {
-  const started = await withTimeout(target.sent.started, ctx.stepTimeoutMs, () => new InfraError(`step "${target.step.name}" did not start within ${ctx.stepTimeoutMs / 1000} s`));
+  const started = await withTimeout(
+    target.sent.started,
+    ctx.stepTimeoutMs,
+    () => new InfraError(`step "${target.step.name}" did not start within ${ctx.stepTimeoutMs / 1000} s`),
+  );
   await sleepAtLeast(delayMs - (performance.now() - started));
   return performance.now() - started;
 }

@@ -22,7 +22,10 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
   /** Every packet exchanged with the gdbstub, kept with the case. */
   readonly transcript: string[] = [];
 
-  constructor(private readonly machine: Machine, private readonly syms: SymbolTable) {}
+  constructor(
+    private readonly machine: Machine,
+    private readonly syms: SymbolTable,
+  ) {}
 
   async arm(point: CrashPoint): Promise<void> {
     if (!this.machine.gdbSocket) throw new InfraError('the VM was started without a gdbstub');
@@ -39,7 +42,10 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
   async wait(stepDone: Promise<unknown>): Promise<FiredPoint | undefined> {
     const gdb = this.gdb!;
     const point = this.point!;
-    const settled = stepDone.then(() => 'done' as const, () => 'done' as const);
+    const settled = stepDone.then(
+      () => 'done' as const,
+      () => 'done' as const,
+    );
     const stop = async (): Promise<StopReply | 'done'> => Promise.race([gdb.waitStop(24 * 3600_000), settled]);
     if (point.kind === 'kernel') {
       const wanted = point.hit + point.thenHits;
@@ -51,7 +57,14 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
           await gdb.continueFrom([this.bp!], rip);
           continue;
         }
-        const fired = { kind: 'kernel' as const, step: point.step, hits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip), atMs: performance.now() - this.armedAt };
+        const fired = {
+          kind: 'kernel' as const,
+          step: point.step,
+          hits,
+          rip: `0x${rip.toString(16)}`,
+          symbol: this.syms.symbolize(rip),
+          atMs: performance.now() - this.armedAt,
+        };
         if (point.thenCommits) {
           // Make the state at the stop durable: run on until that many commits
           // complete, then kill (the stop alone only exposes older commits).
@@ -63,7 +76,9 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
           // the step returns: wait for it regardless, within a bound.
           const bound = new Promise<'done'>((r) => setTimeout(() => r('done'), 60_000).unref());
           const done = await this.waitCommits(point.step, point.thenCommits, bound);
-          return done ? { ...fired, thenCommit: { symbol: done.kind === 'commit' ? done.symbol : '?', commits: point.thenCommits } } : undefined;
+          return done
+            ? { ...fired, thenCommit: { symbol: done.kind === 'commit' ? done.symbol : '?', commits: point.thenCommits } }
+            : undefined;
         }
         if (point.delayMs) {
           await gdb.continueFrom([this.bp!], rip);
@@ -100,7 +115,15 @@ export class GdbPointDriver implements KernelPointDriver, AsyncDisposable {
         commits++;
         await gdb.removeBreakpoint(this.returnBp);
         this.returnBp = undefined;
-        if (commits >= k) return { kind: 'commit', step, k: commits, rip: `0x${rip.toString(16)}`, symbol: this.syms.symbolize(rip), atMs: performance.now() - this.armedAt };
+        if (commits >= k)
+          return {
+            kind: 'commit',
+            step,
+            k: commits,
+            rip: `0x${rip.toString(16)}`,
+            symbol: this.syms.symbolize(rip),
+            atMs: performance.now() - this.armedAt,
+          };
       }
       await gdb.continueFrom([this.bp!], rip);
     }

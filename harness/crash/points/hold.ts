@@ -35,7 +35,10 @@ export function holdPointName(p: Pick<HoldPoint, 'symbol' | 'offset' | 'afterCal
 /** The hold in one line. */
 export function describeHold(h: Omit<HeldInterleaving, 'line'>): string {
   const at = `${h.point} (hit ${h.hit})`;
-  if (!h.reached) return h.ended === 'vm-gone' ? `hold at ${at}: the VM ended before the point was hit` : `hold at ${at}: not hit, the step finished first`;
+  if (!h.reached)
+    return h.ended === 'vm-gone'
+      ? `hold at ${at}: the VM ended before the point was hit`
+      : `hold at ${at}: not hit, the step finished first`;
   const cpus = `vCPU ${h.heldCpu} held at ${h.symbol ?? h.point} for ${Math.round(h.heldMs ?? 0)} ms while vCPU ${(h.ranCpus ?? []).join(', ') || 'none'} ran`;
   const p = h.progress;
   const writes = p ? `writer progress ${p.before} -> ${p.after}${p.wanted !== undefined ? `, marker at ${p.wanted}` : ''}` : '';
@@ -83,7 +86,11 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
   private point?: HoldPoint;
   readonly transcript: string[] = [];
 
-  constructor(private readonly machine: Machine, private readonly syms: SymbolTable, private readonly opts: GdbHoldOptions = {}) {}
+  constructor(
+    private readonly machine: Machine,
+    private readonly syms: SymbolTable,
+    private readonly opts: GdbHoldOptions = {},
+  ) {}
 
   async arm(point: HoldPoint): Promise<void> {
     if (!this.machine.gdbSocket) throw new InfraError('the VM was started without a gdbstub');
@@ -92,7 +99,8 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
     await this.gdb.connect(this.machine.gdbSocket);
     try {
       const start = this.syms.resolve(point.symbol);
-      this.bp = (point.afterCall ? await this.returnSiteOfLastCall(start, point.symbol, point.afterCall) : start) + BigInt(point.offset);
+      this.bp =
+        (point.afterCall ? await this.returnSiteOfLastCall(start, point.symbol, point.afterCall) : start) + BigInt(point.offset);
       await this.gdb.insertBreakpoint(this.bp);
     } catch (e) {
       // Not armed: let the guest go on as if no debugger had come (detach resumes it).
@@ -108,7 +116,15 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
     } catch (e) {
       // The VM was killed under the hold (a kill point timed inside the held step): the connection is gone, not broken.
       const point = this.point!;
-      if (this.gdb?.closed) return record({ step: point.step, point: holdPointName(point), hit: point.hit, reached: false, ended: 'vm-gone', markerReached: false });
+      if (this.gdb?.closed)
+        return record({
+          step: point.step,
+          point: holdPointName(point),
+          hit: point.hit,
+          reached: false,
+          ended: 'vm-gone',
+          markerReached: false,
+        });
       throw e;
     }
   }
@@ -119,7 +135,10 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
     if (!gdb || !point || this.bp === undefined) throw new InfraError('hold: run() before arm()');
     const bp = this.bp;
     const base = { step: point.step, point: holdPointName(point), hit: point.hit };
-    const settled = stepDone.then(() => 'done' as const, () => 'done' as const);
+    const settled = stepDone.then(
+      () => 'done' as const,
+      () => 'done' as const,
+    );
     const gone = () => record({ ...base, reached: false, ended: 'vm-gone', markerReached: false });
     let stop: StopReply;
     for (let hits = 1; ; hits++) {
@@ -152,10 +171,22 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
     const cpuOf = (t: number) => t - 1;
     const before = writerProgress(await this.machine.consoleText());
     const wanted = point.until ? before + point.until.count : undefined;
-    const held = { ...base, reached: true, heldCpu: heldThread !== undefined ? cpuOf(heldThread) : undefined, ranCpus: others.map(cpuOf), symbol };
+    const held = {
+      ...base,
+      reached: true,
+      heldCpu: heldThread !== undefined ? cpuOf(heldThread) : undefined,
+      ranCpus: others.map(cpuOf),
+      symbol,
+    };
     if (!others.length) {
       await this.detach();
-      return record({ ...held, ended: 'no-other-cpu', markerReached: false, heldMs: 0, progress: { before, after: before, ...(wanted !== undefined ? { wanted } : {}) } });
+      return record({
+        ...held,
+        ended: 'no-other-cpu',
+        markerReached: false,
+        heldMs: 0,
+        progress: { before, after: before, ...(wanted !== undefined ? { wanted } : {}) },
+      });
     }
     const t0 = performance.now();
     gdb.continueThreads(others);
@@ -185,7 +216,13 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
       after = writerProgress(await this.machine.consoleText());
       await this.detach();
     }
-    return record({ ...held, ended, markerReached: ended === 'marker', heldMs, progress: { before, after, ...(wanted !== undefined ? { wanted } : {}) } });
+    return record({
+      ...held,
+      ended,
+      markerReached: ended === 'marker',
+      heldMs,
+      progress: { before, after, ...(wanted !== undefined ? { wanted } : {}) },
+    });
   }
 
   /**
@@ -202,7 +239,8 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
     const len = Number(end - start);
     if (len <= 0 || len > 0x10000) throw new InfraError(`hold: cannot tell where ${symbol} ends (${len} bytes)`);
     const chunks: Buffer[] = [];
-    for (let off = 0; off < len; off += 1024) chunks.push(await this.gdb!.readMemory(start + BigInt(off), Math.min(1024, len - off)));
+    for (let off = 0; off < len; off += 1024)
+      chunks.push(await this.gdb!.readMemory(start + BigInt(off), Math.min(1024, len - off)));
     const code = Buffer.concat(chunks);
     let site: bigint | undefined;
     for (let i = 0; i + 5 <= code.length; i++) {
@@ -210,7 +248,10 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
       const next = start + BigInt(i + 5);
       if (next + BigInt(code.readInt32LE(i + 1)) === target) site = next;
     }
-    if (site === undefined) throw new InfraError(`hold: ${symbol} has no direct call of ${callee} in this kernel (inlined, or called through another function)`);
+    if (site === undefined)
+      throw new InfraError(
+        `hold: ${symbol} has no direct call of ${callee} in this kernel (inlined, or called through another function)`,
+      );
     return site;
   }
 

@@ -16,8 +16,16 @@ export const beforeStep = (step: string): PointStrategy => ({
 export const afterStep = (step: string): PointStrategy => ({
   hold: false,
   async atTarget(target, ctx) {
-    const started = await withTimeout(target.sent.started, ctx.stepTimeoutMs, () => new InfraError(`step "${step}" did not start within ${ctx.stepTimeoutMs / 1000} s`));
-    await withTimeout(target.finished, ctx.stepTimeoutMs, () => new InfraError(`step "${step}" did not finish within ${ctx.stepTimeoutMs / 1000} s`));
+    const started = await withTimeout(
+      target.sent.started,
+      ctx.stepTimeoutMs,
+      () => new InfraError(`step "${step}" did not start within ${ctx.stepTimeoutMs / 1000} s`),
+    );
+    await withTimeout(
+      target.finished,
+      ctx.stepTimeoutMs,
+      () => new InfraError(`step "${step}" did not finish within ${ctx.stepTimeoutMs / 1000} s`),
+    );
     return { fired: { kind: 'after', step, atMs: performance.now() - started } };
   },
 });

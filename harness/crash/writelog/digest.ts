@@ -45,7 +45,6 @@ function sectorHash(sector: number, bytes: Buffer): bigint {
   return (d.readBigUInt64BE(0) << 64n) | d.readBigUInt64BE(8);
 }
 
-
 /** Hash every write of the log and the base sectors they cover. One pass over the log's data. */
 export async function digestLog(log: WriteLog, basePath: string): Promise<LogDigest> {
   const ss = log.sectorSize;
@@ -61,7 +60,8 @@ export async function digestLog(log: WriteLog, basePath: string): Promise<LogDig
       const data = Buffer.alloc(kind === 'write' ? e.dataBytes : 0);
       if (kind === 'write') readFullySync(logFd, data, e.dataOffset);
       const sectorHashes: bigint[] = [];
-      for (let i = 0; i < e.nrSectors; i++) sectorHashes.push(sectorHash(e.sector + i, kind === 'write' ? data.subarray(i * ss, (i + 1) * ss) : zero));
+      for (let i = 0; i < e.nrSectors; i++)
+        sectorHashes.push(sectorHash(e.sector + i, kind === 'write' ? data.subarray(i * ss, (i + 1) * ss) : zero));
       const id = createHash('sha256');
       const head = Buffer.alloc(9);
       head.writeBigUInt64LE(BigInt(e.sector));
@@ -77,7 +77,8 @@ export async function digestLog(log: WriteLog, basePath: string): Promise<LogDig
         const b = Buffer.alloc(e.nrSectors * ss);
         // Past the base image's end reads as zeros (the buffer is zero-filled).
         readFullySync(baseFd, b, e.sector * ss);
-        for (let i = 0; i < e.nrSectors; i++) if (!base.has(e.sector + i)) base.set(e.sector + i, sectorHash(e.sector + i, b.subarray(i * ss, (i + 1) * ss)));
+        for (let i = 0; i < e.nrSectors; i++)
+          if (!base.has(e.sector + i)) base.set(e.sector + i, sectorHash(e.sector + i, b.subarray(i * ss, (i + 1) * ss)));
       }
     }
   } finally {

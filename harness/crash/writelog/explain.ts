@@ -1,7 +1,13 @@
 import { debugfsBatch, parseDebugfsStat, parseIcheck, parseNcheck } from '../../image/debugfs.ts';
 import { parseBlockMap, type BlockMap } from '../../image/block-map.ts';
 import { readGeometry, type FsGeometry } from '../../image/geometry.ts';
-import { parseJournalBlock, readJournalLocation, taggedJournalBlock, type JournalBlock, type JournalLocation } from '../../image/jbd2.ts';
+import {
+  parseJournalBlock,
+  readJournalLocation,
+  taggedJournalBlock,
+  type JournalBlock,
+  type JournalLocation,
+} from '../../image/jbd2.ts';
 import { entryKind, type LogEntry, type WriteLog } from './format.ts';
 import type { WriteRef } from './states.ts';
 
@@ -55,16 +61,32 @@ export function staticRole(layout: FsGeometry, block: number): BlockRole | undef
   if (block < layout.firstDataBlock) return { kind: 'superblock', text: 'boot block / primary superblock' };
   // Not only the block's own group: with flex_bg a group's bitmaps and table live in another group's range.
   for (const g of layout.groups) {
-    if (g.superblock === block) return { kind: 'superblock', text: `${g.index === 0 ? 'primary' : 'backup'} superblock (group ${g.index})`, group: g.index };
-    if (g.gdt && block >= g.gdt[0] && block <= g.gdt[1]) return { kind: 'group-descriptors', text: `group descriptor table${g.index ? ` (backup in group ${g.index})` : ''}`, group: g.index };
-    if (g.reservedGdt && block >= g.reservedGdt[0] && block <= g.reservedGdt[1]) return { kind: 'reserved-gdt', text: `reserved GDT block (group ${g.index})`, group: g.index };
+    if (g.superblock === block)
+      return {
+        kind: 'superblock',
+        text: `${g.index === 0 ? 'primary' : 'backup'} superblock (group ${g.index})`,
+        group: g.index,
+      };
+    if (g.gdt && block >= g.gdt[0] && block <= g.gdt[1])
+      return {
+        kind: 'group-descriptors',
+        text: `group descriptor table${g.index ? ` (backup in group ${g.index})` : ''}`,
+        group: g.index,
+      };
+    if (g.reservedGdt && block >= g.reservedGdt[0] && block <= g.reservedGdt[1])
+      return { kind: 'reserved-gdt', text: `reserved GDT block (group ${g.index})`, group: g.index };
     if (g.blockBitmap === block) return { kind: 'block-bitmap', text: `block bitmap of group ${g.index}`, group: g.index };
     if (g.inodeBitmap === block) return { kind: 'inode-bitmap', text: `inode bitmap of group ${g.index}`, group: g.index };
     if (block >= g.inodeTable[0] && block <= g.inodeTable[1]) {
       const perBlock = layout.blockSize / layout.inodeSize;
       const a = g.index * layout.inodesPerGroup + (block - g.inodeTable[0]) * perBlock + 1;
       const inodes: [number, number] = [a, a + perBlock - 1];
-      return { kind: 'inode-table', text: `inode table of group ${g.index} (inodes ${inodes[0]}-${inodes[1]})`, group: g.index, inodes };
+      return {
+        kind: 'inode-table',
+        text: `inode table of group ${g.index} (inodes ${inodes[0]}-${inodes[1]})`,
+        group: g.index,
+        inodes,
+      };
     }
   }
   return undefined;
@@ -126,9 +148,15 @@ export class WriteExplainer {
     const pending: PendingBlock[] = [];
     for (const ref of refs) pending.push(...(await this.classify(ref)));
     const owned = await this.owners(this.blocksToLookUp(pending));
-    const roleOf = (b: number) => staticRole(this.layout, b) ?? owned.get(b) ?? { kind: 'unowned' as const, text: `block ${b}, owned by no inode` };
+    const roleOf = (b: number) =>
+      staticRole(this.layout, b) ?? owned.get(b) ?? { kind: 'unowned' as const, text: `block ${b}, owned by no inode` };
     const resolved = pending.map((p) => ({ ref: p.ref, block: p.block, role: this.resolvedRole(p, roleOf) }));
-    return refs.map((ref) => explanation(ref, resolved.filter((x) => x.ref === ref)));
+    return refs.map((ref) =>
+      explanation(
+        ref,
+        resolved.filter((x) => x.ref === ref),
+      ),
+    );
   }
 
   private fsBlocks(e: LogEntry): [number, number] {
@@ -203,7 +231,8 @@ export class WriteExplainer {
     const map = new Map<number, DescriptorTag[]>();
     if (this.journal) {
       for (const e of this.log.entries) {
-        for (const [target, tag] of await this.descriptorTagsIn(e, this.journal)) map.set(target, [...(map.get(target) ?? []), tag]);
+        for (const [target, tag] of await this.descriptorTagsIn(e, this.journal))
+          map.set(target, [...(map.get(target) ?? []), tag]);
       }
     }
     this.descriptorsByJournalBlock = map;
@@ -223,7 +252,9 @@ export class WriteExplainer {
       if (jb === undefined || !bytes) continue;
       const parsed = parseJournalBlock(bytes, j.jsb);
       if (parsed?.type !== 'descriptor') continue;
-      parsed.tags.forEach((t, k) => out.push([taggedJournalBlock(j.jsb, jb, k), { index: e.index, sequence: parsed.sequence, home: t.homeBlock }]));
+      parsed.tags.forEach((t, k) =>
+        out.push([taggedJournalBlock(j.jsb, jb, k), { index: e.index, sequence: parsed.sequence, home: t.homeBlock }]),
+      );
     }
     return out;
   }
@@ -268,7 +299,8 @@ function ownedRole(b: number, ino: number, path: string | undefined, stat: strin
   const index = mapBlockKind(map, b);
   let role: BlockRole;
   if (index && /^(IND|DIND|TIND)$/.test(index)) role = { kind: 'indirect', text: `${index} block of ${who}${where}`, ino };
-  else if (index?.startsWith('ETB')) role = { kind: 'extent-index', text: `extent tree block (level ${index.slice(3)}) of ${who}${where}`, ino };
+  else if (index?.startsWith('ETB'))
+    role = { kind: 'extent-index', text: `extent tree block (level ${index.slice(3)}) of ${who}${where}`, ino };
   else if (st?.type === 'directory') role = { kind: 'directory', text: `directory block of ${who}${where}`, ino };
   else {
     const run = map.data.find(([, physical, count]) => b >= physical && b < physical + count);
@@ -288,10 +320,21 @@ function explanation(ref: WriteRef, blocks: ReadonlyArray<{ block: number; role:
   const parts: WritePart[] = [];
   for (const p of blocks) {
     const prev = parts.at(-1);
-    if (prev && prev.role.kind === p.role.kind && prev.role.kind !== 'journal-data' && prev.role.text === p.role.text && prev.blocks[1] + 1 === p.block) prev.blocks[1] = p.block;
+    if (
+      prev &&
+      prev.role.kind === p.role.kind &&
+      prev.role.kind !== 'journal-data' &&
+      prev.role.text === p.role.text &&
+      prev.blocks[1] + 1 === p.block
+    )
+      prev.blocks[1] = p.block;
     else parts.push({ blocks: [p.block, p.block], role: p.role });
   }
-  const summary = parts.map((p) => `${p.blocks[0] === p.blocks[1] ? `block ${p.blocks[0]}` : `blocks ${p.blocks[0]}-${p.blocks[1]}`}: ${p.role.text}`).join('; ');
+  const summary = parts
+    .map(
+      (p) => `${p.blocks[0] === p.blocks[1] ? `block ${p.blocks[0]}` : `blocks ${p.blocks[0]}-${p.blocks[1]}`}: ${p.role.text}`,
+    )
+    .join('; ');
   return { ref, parts, summary };
 }
 
@@ -304,9 +347,17 @@ function journalRole(p: JournalBlock, jb: number): BlockRole {
         transaction: p.sequence,
       };
     case 'commit':
-      return { kind: 'jbd2-commit', text: `jbd2 commit block (journal block ${jb}, transaction ${p.sequence})`, transaction: p.sequence };
+      return {
+        kind: 'jbd2-commit',
+        text: `jbd2 commit block (journal block ${jb}, transaction ${p.sequence})`,
+        transaction: p.sequence,
+      };
     case 'revoke':
-      return { kind: 'jbd2-revoke', text: `jbd2 revoke block (journal block ${jb}, transaction ${p.sequence}, revokes ${p.revoked.join(', ') || 'nothing'})`, transaction: p.sequence };
+      return {
+        kind: 'jbd2-revoke',
+        text: `jbd2 revoke block (journal block ${jb}, transaction ${p.sequence}, revokes ${p.revoked.join(', ') || 'nothing'})`,
+        transaction: p.sequence,
+      };
     case 'superblock':
       return { kind: 'jbd2-superblock', text: `jbd2 superblock (journal block ${jb})` };
     case 'fast-commit':

@@ -187,7 +187,10 @@ export class WriteLog implements AsyncDisposable {
     let done = 0;
     while (done < b.length) {
       const { bytesRead } = await this.fh.read(b, done, b.length - done, offset + done);
-      if (bytesRead === 0) throw new InfraError(`write log ${this.path}: unexpected end of file at ${offset + done} (was the file truncated after it was opened?)`);
+      if (bytesRead === 0)
+        throw new InfraError(
+          `write log ${this.path}: unexpected end of file at ${offset + done} (was the file truncated after it was opened?)`,
+        );
       done += bytesRead;
     }
   }
@@ -242,7 +245,8 @@ class Window {
 
 function u64(b: Buffer, at: number, what: string, path: string, offset: number, index?: number): number {
   const v = b.readBigUInt64LE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new WriteLogFormatError(path, offset + at, `${what} 0x${v.toString(16)}`, `a ${what} below 2^53`, index);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new WriteLogFormatError(path, offset + at, `${what} 0x${v.toString(16)}`, `a ${what} below 2^53`, index);
   return Number(v);
 }
 
@@ -266,7 +270,14 @@ async function scan(path: string, fh: FileHandle, opts: OpenOptions): Promise<Sc
   const sb = await win.at(0, 512);
   if (fileSize === 0) {
     // blklogwrites writes nothing until the guest's first request: an empty log has no entries.
-    return { sectorSize: opts.fallbackSectorSize ?? 512, superblockEntries: 0, superblockMissing: true, entries: [], fileSize: 0, torn: undefined };
+    return {
+      sectorSize: opts.fallbackSectorSize ?? 512,
+      superblockEntries: 0,
+      superblockMissing: true,
+      entries: [],
+      fileSize: 0,
+      torn: undefined,
+    };
   }
   if (sb.length < 28) throw new WriteLogFormatError(path, 0, `${fileSize} bytes`, 'a superblock of at least 28 bytes');
   const head = logSuperblock(path, sb, opts);
@@ -275,13 +286,18 @@ async function scan(path: string, fh: FileHandle, opts: OpenOptions): Promise<Sc
 }
 
 /** The log's superblock: sector size and entry count, or the fallback sector size when it is blank. */
-function logSuperblock(path: string, sb: Buffer, opts: OpenOptions): Pick<ScanResult, 'sectorSize' | 'superblockEntries' | 'superblockMissing'> {
+function logSuperblock(
+  path: string,
+  sb: Buffer,
+  opts: OpenOptions,
+): Pick<ScanResult, 'sectorSize' | 'superblockEntries' | 'superblockMissing'> {
   if (isZero(sb.subarray(0, 28))) {
     // Written after the first entry (blklogwrites rewrites it after the entry): a kill in between leaves it blank.
     return { sectorSize: opts.fallbackSectorSize ?? 512, superblockEntries: 0, superblockMissing: true };
   }
   const magic = sb.readBigUInt64LE(0);
-  if (magic !== WRITE_LOG_MAGIC) throw new WriteLogFormatError(path, 0, `magic 0x${magic.toString(16)}`, `magic 0x${WRITE_LOG_MAGIC.toString(16)}`);
+  if (magic !== WRITE_LOG_MAGIC)
+    throw new WriteLogFormatError(path, 0, `magic 0x${magic.toString(16)}`, `magic 0x${WRITE_LOG_MAGIC.toString(16)}`);
   const version = sb.readBigUInt64LE(8);
   if (version !== WRITE_LOG_VERSION) throw new WriteLogFormatError(path, 8, `version ${version}`, `version ${WRITE_LOG_VERSION}`);
   const superblockEntries = u64(sb, 16, 'entry count', path, 0);
@@ -293,7 +309,13 @@ function logSuperblock(path: string, sb: Buffer, opts: OpenOptions): Pick<ScanRe
 }
 
 /** Every whole entry after the superblock, up to the file's end or a torn tail (a cut or blank entry past the superblock's count). */
-async function scanEntries(path: string, win: Window, fileSize: number, sectorSize: number, superEntries: number): Promise<{ entries: LogEntry[]; torn: TornTail | undefined }> {
+async function scanEntries(
+  path: string,
+  win: Window,
+  fileSize: number,
+  sectorSize: number,
+  superEntries: number,
+): Promise<{ entries: LogEntry[]; torn: TornTail | undefined }> {
   const entries: LogEntry[] = [];
   let offset = sectorSize;
   const tear = (reason: string) => ({ entries, torn: { offset, index: entries.length, reason } });
@@ -308,12 +330,19 @@ async function scanEntries(path: string, win: Window, fileSize: number, sectorSi
     if (flags === 0 && nrSectors === 0 && dataLen === 0) {
       // A slot reserved for an entry whose write never landed (or was never made).
       if (index < superEntries) {
-        throw new WriteLogFormatError(path, offset, 'a blank entry header', `entry ${index} of the ${superEntries} the superblock counts`, index);
+        throw new WriteLogFormatError(
+          path,
+          offset,
+          'a blank entry header',
+          `entry ${index} of the ${superEntries} the superblock counts`,
+          index,
+        );
       }
       return tear('blank entry header (reserved, never written)');
     }
     const dataBytes = checkedDataBytes(path, h, offset, index, { nrSectors, flags, dataLen }, sectorSize);
-    if (offset + sectorSize + dataBytes > fileSize) return tear(`the file ends ${fileSize - offset - sectorSize} bytes into the entry's ${dataBytes} bytes of data`);
+    if (offset + sectorSize + dataBytes > fileSize)
+      return tear(`the file ends ${fileSize - offset - sectorSize} bytes into the entry's ${dataBytes} bytes of data`);
     entries.push({ index, sector, nrSectors, flags, dataLen, offset, dataOffset: offset + sectorSize, dataBytes });
     offset += sectorSize + dataBytes;
   }
@@ -321,18 +350,47 @@ async function scanEntries(path: string, win: Window, fileSize: number, sectorSi
 }
 
 /** An entry header's flags, mark length and padding checked; the bytes of data that follow it. */
-function checkedDataBytes(path: string, h: Buffer, offset: number, index: number, e: { nrSectors: number; flags: number; dataLen: number }, sectorSize: number): number {
+function checkedDataBytes(
+  path: string,
+  h: Buffer,
+  offset: number,
+  index: number,
+  e: { nrSectors: number; flags: number; dataLen: number },
+  sectorSize: number,
+): number {
   const { nrSectors, flags, dataLen } = e;
-  if (flags & ~knownFlags) throw new WriteLogFormatError(path, offset + 16, `flags 0x${flags.toString(16)}`, `flags within 0x${knownFlags.toString(16)} (FLUSH|FUA|DISCARD|MARK|METADATA)`, index);
+  if (flags & ~knownFlags)
+    throw new WriteLogFormatError(
+      path,
+      offset + 16,
+      `flags 0x${flags.toString(16)}`,
+      `flags within 0x${knownFlags.toString(16)} (FLUSH|FUA|DISCARD|MARK|METADATA)`,
+      index,
+    );
   const isMark = (flags & LogFlag.mark) !== 0;
-  if (!isMark && dataLen !== 0) throw new WriteLogFormatError(path, offset + 24, `data_len ${dataLen}`, 'data_len 0 on a non-MARK entry', index);
-  if (isMark && dataLen > sectorSize - headerBytes) throw new WriteLogFormatError(path, offset + 24, `mark length ${dataLen}`, `at most ${sectorSize - headerBytes}`, index);
+  if (!isMark && dataLen !== 0)
+    throw new WriteLogFormatError(path, offset + 24, `data_len ${dataLen}`, 'data_len 0 on a non-MARK entry', index);
+  if (isMark && dataLen > sectorSize - headerBytes)
+    throw new WriteLogFormatError(path, offset + 24, `mark length ${dataLen}`, `at most ${sectorSize - headerBytes}`, index);
   if (!isZero(h.subarray(headerBytes + (isMark ? dataLen : 0)))) {
-    throw new WriteLogFormatError(path, offset + headerBytes, 'non-zero bytes after the entry header', 'a zero-padded header sector', index);
+    throw new WriteLogFormatError(
+      path,
+      offset + headerBytes,
+      'non-zero bytes after the entry header',
+      'a zero-padded header sector',
+      index,
+    );
   }
   const carriesData = !(flags & LogFlag.discard) && !isMark;
   const dataBytes = carriesData ? nrSectors * sectorSize : 0;
-  if (dataBytes > maxDataBytes) throw new WriteLogFormatError(path, offset + 8, `${nrSectors} sectors of data`, `at most ${maxDataBytes} bytes per entry`, index);
+  if (dataBytes > maxDataBytes)
+    throw new WriteLogFormatError(
+      path,
+      offset + 8,
+      `${nrSectors} sectors of data`,
+      `at most ${maxDataBytes} bytes per entry`,
+      index,
+    );
   return dataBytes;
 }
 
@@ -361,7 +419,8 @@ export async function writeWriteLog(path: string, sectorSize: number, entries: I
       header.writeBigUInt64LE(BigInt(e.flags), 16);
       const data = e.data ?? Buffer.alloc(0);
       const carriesData = !(e.flags & (LogFlag.discard | LogFlag.mark));
-      if (carriesData && data.length !== e.nrSectors * sectorSize) throw new InfraError(`writeWriteLog: entry ${n} has ${data.length} bytes for ${e.nrSectors} sectors of ${sectorSize}`);
+      if (carriesData && data.length !== e.nrSectors * sectorSize)
+        throw new InfraError(`writeWriteLog: entry ${n} has ${data.length} bytes for ${e.nrSectors} sectors of ${sectorSize}`);
       await fh.write(header, 0, sectorSize, offset);
       offset += sectorSize;
       if (carriesData && data.length) {

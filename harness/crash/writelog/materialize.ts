@@ -83,7 +83,14 @@ export async function forEachState<T>(
   if (!Number.isInteger(jobs) || jobs < 1) throw new InfraError(`forEachState: jobs must be a positive integer, not ${jobs}`);
   const order = [...states].sort((a, b) => a.base - b.base);
   let n = 0;
-  const pass: StatePass<T> = { log, basePath, opts, check, outcomes: new Map(), nextImage: () => join(opts.workDir, `state-${n++}.img`) };
+  const pass: StatePass<T> = {
+    log,
+    basePath,
+    opts,
+    check,
+    outcomes: new Map(),
+    nextImage: () => join(opts.workDir, `state-${n++}.img`),
+  };
   if ((opts.fork ?? 'copy') === 'copy') await checkCopies(pass, order, jobs);
   else await checkInPlace(pass, order, jobs);
   // In the caller's order.
@@ -91,11 +98,20 @@ export async function forEachState<T>(
 }
 
 function applyOf(log: WriteLog, state: PlannedState): Array<{ entry: LogEntry; keepSectors?: number }> {
-  return state.apply.map((a) => ({ entry: log.entries[a.index]!, ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}) }));
+  return state.apply.map((a) => ({
+    entry: log.entries[a.index]!,
+    ...(a.keepSectors !== undefined ? { keepSectors: a.keepSectors } : {}),
+  }));
 }
 
 /** Run the check; an error it throws is its outcome. */
-async function runCheck<T>(pass: StatePass<T>, state: PlannedState, image: string, scope: CheckScope, started: number): Promise<StateOutcome<T>> {
+async function runCheck<T>(
+  pass: StatePass<T>,
+  state: PlannedState,
+  image: string,
+  scope: CheckScope,
+  started: number,
+): Promise<StateOutcome<T>> {
   const out: StateOutcome<T> = { state, ms: 0 };
   try {
     out.result = await pass.check(state, image, scope);
@@ -132,10 +148,17 @@ async function checkCopies<T>(pass: StatePass<T>, order: readonly PlannedState[]
 /** In place: each job takes the next state in base order, so its own cursor only moves forward. */
 async function checkInPlace<T>(pass: StatePass<T>, order: readonly PlannedState[], jobs: number): Promise<void> {
   const queue = { next: 0 };
-  await Promise.all(Array.from({ length: Math.min(jobs, Math.max(1, order.length)) }, (_, j) => inPlaceJob(pass, order, queue, j)));
+  await Promise.all(
+    Array.from({ length: Math.min(jobs, Math.max(1, order.length)) }, (_, j) => inPlaceJob(pass, order, queue, j)),
+  );
 }
 
-async function inPlaceJob<T>(pass: StatePass<T>, order: readonly PlannedState[], queue: { next: number }, j: number): Promise<void> {
+async function inPlaceJob<T>(
+  pass: StatePass<T>,
+  order: readonly PlannedState[],
+  queue: { next: number },
+  j: number,
+): Promise<void> {
   let cursor = await ReplayCursor.create(pass.log, pass.basePath, join(pass.opts.workDir, `work-${j}.img`));
   try {
     while (queue.next < order.length) cursor = await checkOneInPlace(pass, cursor, order[queue.next++]!, j);
@@ -149,7 +172,12 @@ async function inPlaceJob<T>(pass: StatePass<T>, order: readonly PlannedState[],
  * state's base. Returns the cursor to go on with: a new one when what the
  * check wrote could not be undone and the working image was rebuilt.
  */
-async function checkOneInPlace<T>(pass: StatePass<T>, cursor: ReplayCursor, state: PlannedState, j: number): Promise<ReplayCursor> {
+async function checkOneInPlace<T>(
+  pass: StatePass<T>,
+  cursor: ReplayCursor,
+  state: PlannedState,
+  j: number,
+): Promise<ReplayCursor> {
   const started = performance.now();
   await cursor.advanceTo(state.base);
   const saved = cursor.applySaved(applyOf(pass.log, state));
@@ -191,7 +219,13 @@ async function undoCheckWrites(cursor: ReplayCursor, undoFiles: readonly string[
   try {
     for (const f of [...undoFiles].reverse()) {
       // A program that never opened its undo file wrote nothing.
-      if (!(await access(f).then(() => true, () => false))) continue;
+      if (
+        !(await access(f).then(
+          () => true,
+          () => false,
+        ))
+      )
+        continue;
       // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
       cursor.putBack(readUndoFile(f));
     }
@@ -217,7 +251,13 @@ export class EpochStates implements AsyncDisposable {
     readonly epochWrites: readonly WriteRef[],
   ) {}
 
-  static async create(log: WriteLog, basePath: string, base: number, epochWrites: readonly WriteRef[], workDir: string): Promise<EpochStates> {
+  static async create(
+    log: WriteLog,
+    basePath: string,
+    base: number,
+    epochWrites: readonly WriteRef[],
+    workDir: string,
+  ): Promise<EpochStates> {
     const cursor = await ReplayCursor.create(log, basePath, join(workDir, 'epoch-work.img'));
     await cursor.advanceTo(base);
     return new EpochStates(log, cursor, workDir, epochWrites);
@@ -226,9 +266,14 @@ export class EpochStates implements AsyncDisposable {
   /** Fork a state with exactly `dropped` of the epoch's writes lost; the caller removes the image. */
   async image(dropped: readonly WriteRef[]): Promise<string> {
     const lost = new Set(dropped.map((d) => d.index));
-    for (const d of dropped) if (!this.epochWrites.some((w) => w.index === d.index)) throw new InfraError(`write ${d.id} (entry ${d.index}) is not in this epoch`);
+    for (const d of dropped)
+      if (!this.epochWrites.some((w) => w.index === d.index))
+        throw new InfraError(`write ${d.id} (entry ${d.index}) is not in this epoch`);
     const dest = join(this.workDir, `epoch-state-${this.n++}.img`);
-    await this.cursor.fork(dest, this.epochWrites.filter((w) => !lost.has(w.index)).map((w) => ({ entry: this.log.entries[w.index]! })));
+    await this.cursor.fork(
+      dest,
+      this.epochWrites.filter((w) => !lost.has(w.index)).map((w) => ({ entry: this.log.entries[w.index]! })),
+    );
     return dest;
   }
 

@@ -24,7 +24,11 @@ export class NotFailingError extends InfraError {
   }
 }
 
-export async function ddmin<T>(items: readonly T[], stillFails: StillFails<T>, opts: { maxTests?: number } = {}): Promise<DdminResult<T>> {
+export async function ddmin<T>(
+  items: readonly T[],
+  stillFails: StillFails<T>,
+  opts: { maxTests?: number } = {},
+): Promise<DdminResult<T>> {
   const maxTests = opts.maxTests ?? 200;
   const position = new Map(items.map((x, i) => [x, i]));
   const cache = new Map<string, boolean>();

@@ -59,7 +59,13 @@ function logSize(path: string): number {
  * synchronously in the message's callback, so nothing else runs between the
  * message and the stat).
  */
-export async function runRecordedWorkload(vm: Machine, steps: readonly Step[], caseSeed: number, logPath: string, opts: RecordOptions = {}): Promise<RecordedWorkload> {
+export async function runRecordedWorkload(
+  vm: Machine,
+  steps: readonly Step[],
+  caseSeed: number,
+  logPath: string,
+  opts: RecordOptions = {},
+): Promise<RecordedWorkload> {
   const records: StepRecord[] = [];
   const acks: StepAck[] = [];
   const timeoutMs = opts.stepTimeoutMs ?? 120_000;
@@ -70,21 +76,35 @@ export async function runRecordedWorkload(vm: Machine, steps: readonly Step[], c
     records.push(record);
     let startBytes: number | undefined;
     const sent = vm.agent.send(cmd, args);
-    void sent.started.then((t) => {
-      startBytes = logSize(logPath);
-      record.startedAtMs = t - t0;
-    }, () => {});
+    void sent.started.then(
+      (t) => {
+        startBytes = logSize(logPath);
+        record.startedAtMs = t - t0;
+      },
+      () => {},
+    );
     const ack = sent.done.then((r) => ({ r, ackBytes: logSize(logPath) }));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new InfraError(`step "${step.name}" did not finish within ${timeoutMs / 1000} s`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new InfraError(`step "${step.name}" did not finish within ${timeoutMs / 1000} s`)),
+        timeoutMs,
+      );
     });
     const { r, ackBytes } = await Promise.race([ack, timeout]).finally(() => clearTimeout(timer));
     record.exitCode = r.exitCode;
     record.output = r.output;
     record.durationMs = performance.now() - t0 - (record.startedAtMs ?? 0);
-    acks.push({ name: step.name, kind: step.kind, exitCode: r.exitCode, output: r.output, ...(startBytes !== undefined ? { startBytes } : {}), ackBytes });
-    if (step.kind === 'mount' && r.exitCode !== 0) throw new InfraError(`mount failed in the guest (exit ${r.exitCode}): ${r.output.trim()}`);
+    acks.push({
+      name: step.name,
+      kind: step.kind,
+      exitCode: r.exitCode,
+      output: r.output,
+      ...(startBytes !== undefined ? { startBytes } : {}),
+      ackBytes,
+    });
+    if (step.kind === 'mount' && r.exitCode !== 0)
+      throw new InfraError(`mount failed in the guest (exit ${r.exitCode}): ${r.output.trim()}`);
   }
   if ((opts.end ?? 'kill') === 'kill') {
     await vm.kill();

@@ -100,7 +100,9 @@ export async function applyRange(log: WriteLog, fd: number, from: number, to: nu
         readAll(logFd, buf, first.offset, log.path);
         for (let k = i; k <= j; k++) {
           const e = log.entries[k]!;
-          const data = e.dataBytes ? buf.subarray(e.dataOffset - first.offset, e.dataOffset - first.offset + e.dataBytes) : undefined;
+          const data = e.dataBytes
+            ? buf.subarray(e.dataOffset - first.offset, e.dataOffset - first.offset + e.dataBytes)
+            : undefined;
           applyOne(fd, log, e, data);
         }
       } finally {
@@ -180,8 +182,10 @@ export class ReplayCursor implements Disposable {
 
   async advanceTo(position: number): Promise<void> {
     if (this.fd === undefined) throw new InfraError('replay cursor is closed');
-    if (position < this.pos) throw new InfraError(`replay cursor cannot go back from ${this.pos} to ${position}: states must come in log order`);
-    if (position > this.log.entries.length) throw new InfraError(`replay position ${position} is past the log's ${this.log.entries.length} entries`);
+    if (position < this.pos)
+      throw new InfraError(`replay cursor cannot go back from ${this.pos} to ${position}: states must come in log order`);
+    if (position > this.log.entries.length)
+      throw new InfraError(`replay position ${position} is past the log's ${this.log.entries.length} entries`);
     await applyRange(this.log, this.fd, this.pos, position);
     this.pos = position;
   }

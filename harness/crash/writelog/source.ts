@@ -60,7 +60,14 @@ export interface RecordEnv {
  * positions, end as the scenario says, keep the console and transcripts in
  * `unitDir` (`workload-*`), write recording.json last.
  */
-export async function recordWorkload(unit: string, steps: readonly Step[], seed: number, end: CrashStatesSpec['end'], env: RecordEnv, unitDir: string): Promise<Recording> {
+export async function recordWorkload(
+  unit: string,
+  steps: readonly Step[],
+  seed: number,
+  end: CrashStatesSpec['end'],
+  env: RecordEnv,
+  unitDir: string,
+): Promise<Recording> {
   const logPath = join(unitDir, logFile);
   await rm(logPath, { force: true });
   const diskPath = join(unitDir, 'disk.img');
@@ -69,10 +76,18 @@ export async function recordWorkload(unit: string, steps: readonly Step[], seed:
   let machineMs = 0;
   let recorded;
   try {
-    await using machine = await env.machines.launch({ role: 'workload', kernel: env.kernel, initrd: env.initrd, disk: { ...disk, writeLog: logPath } });
+    await using machine = await env.machines.launch({
+      role: 'workload',
+      kernel: env.kernel,
+      initrd: env.initrd,
+      disk: { ...disk, writeLog: logPath },
+    });
     machineMs = performance.now() - t0;
     try {
-      recorded = await runRecordedWorkload(machine, steps, seed, logPath, { end: end === 'kill' ? 'kill' : 'poweroff', ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}) });
+      recorded = await runRecordedWorkload(machine, steps, seed, logPath, {
+        end: end === 'kill' ? 'kill' : 'poweroff',
+        ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
+      });
     } finally {
       await machine.saveArtefacts(join(unitDir, 'workload-'));
     }
@@ -104,7 +119,8 @@ export async function loadRecording(unitDir: string): Promise<Recording | undefi
   } catch {
     return undefined;
   }
-  if (r?.schema !== 'qcrash-recording/1' || !Array.isArray(r.acks) || !Array.isArray(r.records) || typeof r.log !== 'string') return undefined;
+  if (r?.schema !== 'qcrash-recording/1' || !Array.isArray(r.acks) || !Array.isArray(r.records) || typeof r.log !== 'string')
+    return undefined;
   return r;
 }
 
@@ -117,7 +133,14 @@ export interface SourceOptions {
 
 /** The planner's options for a scenario's `crash-states:`. */
 export function planOptions(spec: CrashStatesSpec): Parameters<typeof generateStates>[2] {
-  return { seed: spec.seed, prefixes: spec.prefixes, perEpoch: spec.perEpoch, total: spec.budget, randomSubsets: spec.subsets, torn: spec.torn };
+  return {
+    seed: spec.seed,
+    prefixes: spec.prefixes,
+    perEpoch: spec.perEpoch,
+    total: spec.budget,
+    randomSubsets: spec.subsets,
+    torn: spec.torn,
+  };
 }
 
 export class WriteLogSource implements CrashStateSource, AsyncDisposable {
@@ -135,7 +158,14 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
   ) {}
 
   /** Open a unit's recorded log and plan its states (deterministic for a given log, acks and spec). */
-  static async open(unit: string, unitDir: string, recording: Recording, basePath: string, spec: CrashStatesSpec, opts: SourceOptions): Promise<WriteLogSource> {
+  static async open(
+    unit: string,
+    unitDir: string,
+    recording: Recording,
+    basePath: string,
+    spec: CrashStatesSpec,
+    opts: SourceOptions,
+  ): Promise<WriteLogSource> {
     const log = await WriteLog.open(join(unitDir, recording.log));
     try {
       const digest = await digestLog(log, basePath);
@@ -211,23 +241,30 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
     let wake: (() => void) | undefined;
     let finished = false;
     let failure: unknown;
-    const done = forEachState(this.log, this.basePath, chosen, { workDir: this.opts.workDir, jobs: this.opts.jobs, fork }, (s, image, scope) =>
-      new Promise<void>((settle) => {
-        ready.push(this.crashState(s, image, settle, fork === 'in-place' ? { undoFile: () => scope.undoFile() } : undefined));
+    const done = forEachState(
+      this.log,
+      this.basePath,
+      chosen,
+      { workDir: this.opts.workDir, jobs: this.opts.jobs, fork },
+      (s, image, scope) =>
+        new Promise<void>((settle) => {
+          ready.push(this.crashState(s, image, settle, fork === 'in-place' ? { undoFile: () => scope.undoFile() } : undefined));
+          wake?.();
+        }),
+    )
+      .then(
+        (outcomes) => {
+          const bad = outcomes.find((o) => o.error);
+          if (bad) failure = new InfraError(`write log ${this.unit}: state ${bad.state.name}: ${bad.error}`);
+        },
+        (e: unknown) => {
+          failure = e;
+        },
+      )
+      .finally(() => {
+        finished = true;
         wake?.();
-      }),
-    ).then(
-      (outcomes) => {
-        const bad = outcomes.find((o) => o.error);
-        if (bad) failure = new InfraError(`write log ${this.unit}: state ${bad.state.name}: ${bad.error}`);
-      },
-      (e: unknown) => {
-        failure = e;
-      },
-    ).finally(() => {
-      finished = true;
-      wake?.();
-    });
+      });
     for (;;) {
       const next = ready.shift();
       if (next) {
@@ -258,9 +295,16 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
   /** Write the images of chosen states to `dest(state)` (sparse copies), in one pass over the log. */
   async saveImages(chosen: readonly PlannedState[], dest: (s: PlannedState) => string): Promise<void> {
     if (!chosen.length) return;
-    const out = await forEachState(this.log, this.basePath, chosen, { workDir: this.opts.workDir, jobs: 1, fork: 'copy', keep: () => true }, async () => undefined);
+    const out = await forEachState(
+      this.log,
+      this.basePath,
+      chosen,
+      { workDir: this.opts.workDir, jobs: 1, fork: 'copy', keep: () => true },
+      async () => undefined,
+    );
     for (const o of out) {
-      if (o.error || !o.image) throw new InfraError(`write log ${this.unit}: could not build the image of ${o.state.name}: ${o.error ?? 'no image'}`);
+      if (o.error || !o.image)
+        throw new InfraError(`write log ${this.unit}: could not build the image of ${o.state.name}: ${o.error ?? 'no image'}`);
       await moveImage(o.image, dest(o.state));
     }
   }

@@ -167,7 +167,8 @@ function budgetOf(opts: GenerateOptions): Budget {
     unit: opts.tornUnitSectors ?? 8,
     dedupe: opts.dedupe ?? true,
   };
-  if (b.perEpoch < 0 || b.total < 0 || b.subsets < 0 || b.unit < 1) throw new ConfigError('crash-state budgets must be non-negative (and the torn unit at least one sector)');
+  if (b.perEpoch < 0 || b.total < 0 || b.subsets < 0 || b.unit < 1)
+    throw new ConfigError('crash-state budgets must be non-negative (and the torn unit at least one sector)');
   return b;
 }
 
@@ -278,13 +279,18 @@ function keptWrites(ep: Epoch, from: number, upTo: number): Array<{ index: numbe
 }
 
 /** Where an epoch's prefix states stop, in log order: acks and FUA writes inside, then the closing flush (or the end). */
-function prefixStops(ep: Epoch, entries: WriteLog['entries'], ackAt: Map<number, AckPosition[]>): Array<{ position: number; variant: StateVariant; name: string }> {
+function prefixStops(
+  ep: Epoch,
+  entries: WriteLog['entries'],
+  ackAt: Map<number, AckPosition[]>,
+): Array<{ position: number; variant: StateVariant; name: string }> {
   const { base, end, closed, label } = ep.info;
   const stops: Array<{ position: number; variant: StateVariant; name: string }> = [];
   for (let p = base + 1; p <= end; p++) {
     for (const a of ackAt.get(p) ?? []) stops.push({ position: p, variant: 'ack', name: `ack-${a.name}` });
     const e = entries[p - 1]!;
-    if (p - 1 >= base && p - 1 < end && isFua(e)) stops.push({ position: p, variant: 'fua', name: `fua-${ep.refs.get(p - 1)?.id ?? p - 1}` });
+    if (p - 1 >= base && p - 1 < end && isFua(e))
+      stops.push({ position: p, variant: 'fua', name: `fua-${ep.refs.get(p - 1)?.id ?? p - 1}` });
   }
   if (closed) {
     // A flush that carries data (REQ_PREFLUSH with a payload: a jbd2 commit block) may crash after its preflush,
@@ -297,14 +303,32 @@ function prefixStops(ep: Epoch, entries: WriteLog['entries'], ackAt: Map<number,
 }
 
 /** The epoch's prefix states whose images are not planned yet. */
-function prefixCandidates(ep: Epoch, entries: WriteLog['entries'], ackAt: Map<number, AckPosition[]>, identity: ImageIdentity, planned: PlannedKeys): Candidate[] {
+function prefixCandidates(
+  ep: Epoch,
+  entries: WriteLog['entries'],
+  ackAt: Map<number, AckPosition[]>,
+  identity: ImageIdentity,
+  planned: PlannedKeys,
+): Candidate[] {
   const { base, end, epoch } = ep.info;
   const out: Candidate[] = [];
   for (const s of prefixStops(ep, entries, ackAt)) {
     const upTo = Math.min(s.position, end);
-    const k = identity.keyWith(keptWrites(ep, base, upTo).concat(ep.flushCarriesData && s.position > end ? [{ index: end }] : []));
+    const k = identity.keyWith(
+      keptWrites(ep, base, upTo).concat(ep.flushCarriesData && s.position > end ? [{ index: end }] : []),
+    );
     if (!planned.fresh(k, s.position)) continue;
-    out.push({ name: s.name, kind: 'prefix', variant: s.variant, epoch, position: s.position, base: s.position, apply: [], dropped: [], keyBig: k });
+    out.push({
+      name: s.name,
+      kind: 'prefix',
+      variant: s.variant,
+      epoch,
+      position: s.position,
+      base: s.position,
+      apply: [],
+      dropped: [],
+      keyBig: k,
+    });
   }
   return out;
 }
@@ -330,7 +354,12 @@ interface PowerLossSpec {
 function powerLossSpecs(ep: Epoch, entries: WriteLog['entries'], budget: Budget): PowerLossSpec[] {
   const droppable = ep.writeIdx.filter((i) => !isFua(entries[i]!));
   if (budget.perEpoch <= 0 || !droppable.length) return [];
-  return [...cutSpecs(ep), ...dropSpecs(ep, droppable), ...subsetSpecs(ep, droppable, budget), ...(budget.torn ? tornSpecs(ep, ep.writeIdx, entries, budget.unit) : [])];
+  return [
+    ...cutSpecs(ep),
+    ...dropSpecs(ep, droppable),
+    ...subsetSpecs(ep, droppable, budget),
+    ...(budget.torn ? tornSpecs(ep, ep.writeIdx, entries, budget.unit) : []),
+  ];
 }
 
 /** cut: power fails just before write i (a FUA write too: it had not completed); everything from i on is lost. */
@@ -338,13 +367,27 @@ function cutSpecs(ep: Epoch): PowerLossSpec[] {
   const { base } = ep.info;
   const w = ep.writeIdx;
   // Cutting before the epoch's first write leaves nothing: the previous flush's prefix.
-  return w.filter((i) => i !== w[0]).map((i) => ({ variant: 'cut', suffix: `cut-${ep.refs.get(i)!.id}`, position: i, apply: () => keptWrites(ep, base, i), dropped: () => w.filter((j) => j >= i) }));
+  return w
+    .filter((i) => i !== w[0])
+    .map((i) => ({
+      variant: 'cut',
+      suffix: `cut-${ep.refs.get(i)!.id}`,
+      position: i,
+      apply: () => keptWrites(ep, base, i),
+      dropped: () => w.filter((j) => j >= i),
+    }));
 }
 
 /** drop: one write lost, the rest of the epoch landed. */
 function dropSpecs(ep: Epoch, droppable: number[]): PowerLossSpec[] {
   const w = ep.writeIdx;
-  return droppable.map((i) => ({ variant: 'drop', suffix: `drop-${ep.refs.get(i)!.id}`, position: ep.info.end, apply: () => w.filter((j) => j !== i).map((index) => ({ index })), dropped: () => [i] }));
+  return droppable.map((i) => ({
+    variant: 'drop',
+    suffix: `drop-${ep.refs.get(i)!.id}`,
+    position: ep.info.end,
+    apply: () => w.filter((j) => j !== i).map((index) => ({ index })),
+    dropped: () => [i],
+  }));
 }
 
 /** subset: seeded random sets, each write lost with probability 1/2. */
@@ -356,7 +399,13 @@ function subsetSpecs(ep: Epoch, droppable: number[], budget: Budget): PowerLossS
     const lost = new Set(droppable.filter(() => rnd() < 0.5));
     if (lost.size === 0 || lost.size === droppable.length) continue;
     const lostIds = [...lost].map((i) => ep.refs.get(i)!.id).sort();
-    out.push({ variant: 'subset', suffix: `subset-${sha256(lostIds.join(',')).slice(0, 8)}`, position: ep.info.end, apply: () => w.filter((j) => !lost.has(j)).map((index) => ({ index })), dropped: () => [...lost] });
+    out.push({
+      variant: 'subset',
+      suffix: `subset-${sha256(lostIds.join(',')).slice(0, 8)}`,
+      position: ep.info.end,
+      apply: () => w.filter((j) => !lost.has(j)).map((index) => ({ index })),
+      dropped: () => [...lost],
+    });
   }
   return out;
 }
@@ -386,9 +435,20 @@ function tornSpecs(ep: Epoch, writes: number[], entries: WriteLog['entries'], un
  * to a state already planned (a prefix, or another candidate) is skipped for the next.
  * `unexamined` counts the candidates left over (some may have been duplicates).
  */
-function choosePowerLoss(ep: Epoch, specs: PowerLossSpec[], budget: Budget, identity: ImageIdentity, planned: PlannedKeys): { chosen: Candidate[]; unexamined: number } {
+function choosePowerLoss(
+  ep: Epoch,
+  specs: PowerLossSpec[],
+  budget: Budget,
+  identity: ImageIdentity,
+  planned: PlannedKeys,
+): { chosen: Candidate[]; unexamined: number } {
   const { epoch, label, base } = ep.info;
-  const byVariant = (['drop', 'cut', 'subset', 'torn'] as const).map((v) => shuffled(specs.filter((c) => c.variant === v), prng(budget.seed + epoch * 7919 + v.length)));
+  const byVariant = (['drop', 'cut', 'subset', 'torn'] as const).map((v) =>
+    shuffled(
+      specs.filter((c) => c.variant === v),
+      prng(budget.seed + epoch * 7919 + v.length),
+    ),
+  );
   const chosen: Candidate[] = [];
   while (chosen.length < budget.perEpoch && byVariant.some((l) => l.length)) {
     for (const list of byVariant) {
@@ -442,7 +502,12 @@ function roundRobin(byEpoch: Candidate[][], room: number): Candidate[] {
 
 /** The chosen states in log order, named uniquely (`~2` for a repeated name), with the acks before each. */
 function plannedStates(chosen: Candidate[], acks: readonly AckPosition[]): PlannedState[] {
-  const all = [...chosen].sort((a, b) => a.base - b.base || a.position - b.position || (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'prefix' ? -1 : 1));
+  const all = [...chosen].sort(
+    (a, b) =>
+      a.base - b.base ||
+      a.position - b.position ||
+      (a.kind === b.kind ? a.name.localeCompare(b.name) : a.kind === 'prefix' ? -1 : 1),
+  );
   const names = new Map<string, number>();
   return all.map(({ keyBig, ...c }) => {
     const n = (names.get(c.name) ?? 0) + 1;
@@ -492,5 +557,9 @@ export function generateStates(digest: LogDigest, acks: readonly AckPosition[], 
   const powerLoss = roundRobin(powerLossByEpoch, Math.max(0, budget.total - prefix.length));
   overBudget += prefixStates.length - prefix.length + powerLossByEpoch.reduce((n, q) => n + q.length, 0) - powerLoss.length;
   const states = plannedStates([...prefix, ...powerLoss], acks);
-  return { states, epochs, counts: { prefix: prefix.length, powerLoss: powerLoss.length, duplicates: planned.duplicates, overBudget } };
+  return {
+    states,
+    epochs,
+    counts: { prefix: prefix.length, powerLoss: powerLoss.length, duplicates: planned.duplicates, overBudget },
+  };
 }

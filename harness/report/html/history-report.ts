@@ -42,17 +42,39 @@ export async function historyHtml(index: HistoryIndex, resultsDir: string, opts:
 
   const timelines = scenarioTimelines(view);
   const scenarioTable = `<div class="scroll"><table id="history-scenarios"><thead><tr><th>scenario</th>${view.runs.map((r, i) => `<th title="${esc(runTitle(r))}"><a href="${esc(links[i])}">${label(i)}</a></th>`).join('')}</tr></thead><tbody>${timelines
-    .map((t) => `<tr data-scenario="${esc(t.scenario)}"><th scope="row">${esc(t.scenario)}</th>${t.cells.map((c) => `<td>${c ? verdictBadge(c.verdict, { text: `${c.pass}/${c.total}`, attrs: `data-verdict="${esc(c.verdict)}" data-run="${esc(c.runId)}"` }) : '<span class="muted" title="not run">·</span>'}</td>`).join('')}</tr>`)
+    .map(
+      (t) =>
+        `<tr data-scenario="${esc(t.scenario)}"><th scope="row">${esc(t.scenario)}</th>${t.cells.map((c) => `<td>${c ? verdictBadge(c.verdict, { text: `${c.pass}/${c.total}`, attrs: `data-verdict="${esc(c.verdict)}" data-run="${esc(c.runId)}"` }) : '<span class="muted" title="not run">·</span>'}</td>`).join('')}</tr>`,
+    )
     .join('')}</tbody></table></div>`;
-  const cells = timelines.flatMap((t) => t.cells.flatMap((c, i) => (c ? [{ run: label(i), runId: c.runId, scenario: t.scenario, verdict: c.verdict, text: `${verdictStyle(c.verdict).symbol} ${c.pass}/${c.total}` }] : [])));
+  const cells = timelines.flatMap((t) =>
+    t.cells.flatMap((c, i) =>
+      c
+        ? [
+            {
+              run: label(i),
+              runId: c.runId,
+              scenario: t.scenario,
+              verdict: c.verdict,
+              text: `${verdictStyle(c.verdict).symbol} ${c.pass}/${c.total}`,
+            },
+          ]
+        : [],
+    ),
+  );
 
   const changes = runChanges(view).reverse();
-  const sigList = (sigs: string[], cls: string) => (sigs.length ? `<ul class="${cls}">${sigs.map((s) => `<li class="mono">${esc(s)}</li>`).join('')}</ul>` : '<p class="muted">none</p>');
+  const sigList = (sigs: string[], cls: string) =>
+    sigs.length
+      ? `<ul class="${cls}">${sigs.map((s) => `<li class="mono">${esc(s)}</li>`).join('')}</ul>`
+      : '<p class="muted">none</p>';
   const idx = new Map(view.runs.map((r, i) => [r.runId, label(i)]));
   const changeHtml = changes.length
     ? changes
         .map(
-          (c) => `<section class="run-change" data-from="${esc(c.from)}" data-to="${esc(c.to)}"><h3>${idx.get(c.from)} → ${idx.get(c.to)} <span class="muted mono">${esc(c.from)} → ${esc(c.to)}</span></h3>
+          (
+            c,
+          ) => `<section class="run-change" data-from="${esc(c.from)}" data-to="${esc(c.to)}"><h3>${idx.get(c.from)} → ${idx.get(c.to)} <span class="muted mono">${esc(c.from)} → ${esc(c.to)}</span></h3>
 <h4>${verdictBadge('fail', { text: `appeared (${c.appeared.length})` })}</h4>${sigList(c.appeared, 'appeared')}
 <h4>${verdictBadge('pass', { text: `went away (${c.gone.length})` })}</h4>${sigList(c.gone, 'gone')}
 ${c.statusChanges.length ? `<h4>cases whose verdict changed (${c.statusChanges.length})</h4><ul class="status-changes">${c.statusChanges.map((s) => `<li><span class="mono">${esc(s.id)}</span>: ${verdictBadge(s.from)} → ${verdictBadge(s.to)}</li>`).join('')}</ul>` : ''}</section>`,
@@ -62,10 +84,17 @@ ${c.statusChanges.length ? `<h4>cases whose verdict changed (${c.statusChanges.l
 
   const rates = signatureRates(view);
   const patternCell = (p: boolean | undefined, i: number) =>
-    p === true ? `<span title="${label(i)}: seen" class="v-fail"><span class="sym" style="color:var(--v)">✗</span></span>` : p === false ? `<span title="${label(i)}: ran, not seen" class="v-pass"><span class="sym" style="color:var(--v)">✓</span></span>` : `<span title="${label(i)}: case not run" class="muted">·</span>`;
+    p === true
+      ? `<span title="${label(i)}: seen" class="v-fail"><span class="sym" style="color:var(--v)">✗</span></span>`
+      : p === false
+        ? `<span title="${label(i)}: ran, not seen" class="v-pass"><span class="sym" style="color:var(--v)">✓</span></span>`
+        : `<span title="${label(i)}: case not run" class="muted">·</span>`;
   const ratesTable = rates.length
     ? `<div class="scroll"><table id="history-signatures"><thead><tr><th>signature</th><th>trend</th><th class="num">seen / ran</th><th class="num">rate</th><th>per run (✗ seen, ✓ ran and not seen, · not run)</th></tr></thead><tbody>${rates
-        .map((r) => `<tr data-signature="${esc(r.signature)}" data-trend="${esc(r.trend)}"><td class="mono">${esc(r.signature)}</td><td>${r.trend === 'flaky' ? '<strong>flaky</strong>' : esc(r.trend)}</td><td class="num">${r.seen} / ${r.ran}</td><td class="num">${Math.round(r.rate * 100)}%</td><td class="mono">${r.pattern.map(patternCell).join(' ')}</td></tr>`)
+        .map(
+          (r) =>
+            `<tr data-signature="${esc(r.signature)}" data-trend="${esc(r.trend)}"><td class="mono">${esc(r.signature)}</td><td>${r.trend === 'flaky' ? '<strong>flaky</strong>' : esc(r.trend)}</td><td class="num">${r.seen} / ${r.ran}</td><td class="num">${Math.round(r.rate * 100)}%</td><td class="mono">${r.pattern.map(patternCell).join(' ')}</td></tr>`,
+        )
         .join('')}</tbody></table></div>`
     : '<p class="muted">No failing findings in these runs.</p>';
 
@@ -80,11 +109,20 @@ ${c.statusChanges.length ? `<h4>cases whose verdict changed (${c.statusChanges.l
 ${scenarioTable}</section>
 <section id="changes"><h2>Changes between consecutive runs</h2><p class="muted">Failing finding signatures (scenario | crash point | recovery | class | code) new or gone from one run to the next, among cases both runs ran; newest first.</p>${changeHtml}</section>
 <section id="signatures"><h2>Signatures across runs</h2><p class="muted">How often each failing signature showed among the runs that ran its case: flaky ones first.</p>${ratesTable}</section>`;
-  return renderPage({ title: 'qcrash history', body, data: { cells, runs: view.runs.map((r, i) => ({ run: label(i), runId: r.runId })) }, scripts: ['common', 'history'], charts: true });
+  return renderPage({
+    title: 'qcrash history',
+    body,
+    data: { cells, runs: view.runs.map((r, i) => ({ run: label(i), runId: r.runId })) },
+    scripts: ['common', 'history'],
+    charts: true,
+  });
 }
 
 /** Update `<resultsDir>/history.json` from the run folders and write `history.html` beside it. */
-export async function writeHistoryReport(resultsDir: string, opts: { maxRuns?: number } = {}): Promise<{ html: string; index: string; added: string[]; runs: number }> {
+export async function writeHistoryReport(
+  resultsDir: string,
+  opts: { maxRuns?: number } = {},
+): Promise<{ html: string; index: string; added: string[]; runs: number }> {
   const { index, file, added } = await updateHistory(resultsDir);
   const html = join(resultsDir, 'history.html');
   await writeFileAtomic(html, await historyHtml(index, resultsDir, opts));

@@ -32,7 +32,10 @@ export function scriptSafe(code: string): string {
 
 /** JSON for a `<script type="application/json">` block; `<` escaped so no string can end the element. */
 export function jsonForScript(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return JSON.stringify(value)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 }
 
 const require = createRequire(import.meta.url);

@@ -82,7 +82,8 @@ export function casePhases(c: CaseResult): Array<{ phase: PhaseName | 'total'; m
   return [{ phase: 'total', ms: num(c.durationMs) ?? 0 }];
 }
 
-export type ArtefactKind = 'console' | 'qmp' | 'gdb' | 'agent' | 'e2fsck-text' | 'e2fsck-xml' | 'crash-image' | 'record' | 'other';
+export type ArtefactKind =
+  'console' | 'qmp' | 'gdb' | 'agent' | 'e2fsck-text' | 'e2fsck-xml' | 'crash-image' | 'record' | 'other';
 export const artefactKindLabels: Record<ArtefactKind, string> = {
   console: 'console log',
   qmp: 'QMP transcript',
@@ -94,7 +95,17 @@ export const artefactKindLabels: Record<ArtefactKind, string> = {
   record: 'result record',
   other: 'other',
 };
-const artefactOrder: ArtefactKind[] = ['console', 'qmp', 'gdb', 'agent', 'e2fsck-text', 'e2fsck-xml', 'crash-image', 'record', 'other'];
+const artefactOrder: ArtefactKind[] = [
+  'console',
+  'qmp',
+  'gdb',
+  'agent',
+  'e2fsck-text',
+  'e2fsck-xml',
+  'crash-image',
+  'record',
+  'other',
+];
 
 export interface Artefact {
   name: string;
@@ -178,7 +189,11 @@ export function buildMatrix(cases: readonly CaseResult[], artefacts: ReadonlyMap
     if (!modes.length) modes = ['-'];
     for (const m of modes) {
       recoveries.add(m);
-      (row.cells[m] ??= []).push({ caseId: c.id, repetition: c.repetition, verdict: m === '-' ? c.status : recoveryVerdict(c, m) });
+      (row.cells[m] ??= []).push({
+        caseId: c.id,
+        repetition: c.repetition,
+        verdict: m === '-' ? c.status : recoveryVerdict(c, m),
+      });
     }
   }
   const order = ['e2fsck', 'kernel'];
@@ -227,10 +242,27 @@ export function groupFindings(cases: readonly CaseResult[]): FindingGroup[] {
       let g = groups.get(signature);
       if (!g) {
         const meaning = e2fsckMeaning(f.code);
-        groups.set(signature, (g = {
-          signature, scenario: c.scenario, point: c.pointLabel, recovery: f.recovery ?? '-', class: f.class, code: f.code, name: f.name,
-          ...(meaning ? { meaning } : {}), sources: [], message: f.message, inodes: [], blocks: [], paths: [], caseIds: [], count: 0, failing: false,
-        }));
+        groups.set(
+          signature,
+          (g = {
+            signature,
+            scenario: c.scenario,
+            point: c.pointLabel,
+            recovery: f.recovery ?? '-',
+            class: f.class,
+            code: f.code,
+            name: f.name,
+            ...(meaning ? { meaning } : {}),
+            sources: [],
+            message: f.message,
+            inodes: [],
+            blocks: [],
+            paths: [],
+            caseIds: [],
+            count: 0,
+            failing: false,
+          }),
+        );
       }
       g.count++;
       if (failing.has(JSON.stringify(f))) g.failing = true;
@@ -243,7 +275,11 @@ export function groupFindings(cases: readonly CaseResult[]): FindingGroup[] {
   }
   const classRank = ['kernel', 'corruption', 'data', 'api', 'leak'];
   return [...groups.values()].sort(
-    (a, b) => Number(b.failing) - Number(a.failing) || classRank.indexOf(a.class) - classRank.indexOf(b.class) || b.caseIds.length - a.caseIds.length || a.signature.localeCompare(b.signature),
+    (a, b) =>
+      Number(b.failing) - Number(a.failing) ||
+      classRank.indexOf(a.class) - classRank.indexOf(b.class) ||
+      b.caseIds.length - a.caseIds.length ||
+      a.signature.localeCompare(b.signature),
   );
 }
 
@@ -298,7 +334,9 @@ export interface PhaseRow {
 }
 
 export function phaseRows(cases: readonly CaseResult[]): PhaseRow[] {
-  return cases.flatMap((c) => casePhases(c).map((p) => ({ caseId: c.id, verdict: c.status, phase: phaseLabels[p.phase], ms: p.ms })));
+  return cases.flatMap((c) =>
+    casePhases(c).map((p) => ({ caseId: c.id, verdict: c.status, phase: phaseLabels[p.phase], ms: p.ms })),
+  );
 }
 
 export interface LogStateRow {
@@ -334,7 +372,12 @@ export function logStateRows(cases: readonly CaseResult[]): LogStateRow[] {
 
 /** How to run the same cases again: the scenario files, the kernel and the seed. */
 export function reproduceCommand(s: RunSummary, caseId?: string): string {
-  const kernel = s.kernel.kind === 'stock' ? 'stock' : s.kernel.kind === 'path' ? String((s.kernel.provenance as { path?: string } | undefined)?.path ?? s.kernel.id) : s.kernel.id;
+  const kernel =
+    s.kernel.kind === 'stock'
+      ? 'stock'
+      : s.kernel.kind === 'path'
+        ? String((s.kernel.provenance as { path?: string } | undefined)?.path ?? s.kernel.id)
+        : s.kernel.id;
   const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
   const args = ['qcrash', 'run', ...s.scenarios.map((x) => x.file), '--kernel', kernel, '--seed', String(s.seed)];
   // --image with scenarios named: they ran on that image, not the one they name. (The built-in set's file names its image itself.)

@@ -11,8 +11,20 @@ import type { Reporter } from '../reporter.ts';
 import { esc, relHref, renderPage } from './page.ts';
 import { verdictOrder, verdictStyle } from './verdict.ts';
 import {
-  artefactKindLabels, buildMatrix, crashPointRows, e2fsckMeaning, groupFindings, isFailingFinding, listArtefacts, logStateRows,
-  phaseRows, readFired, reproduceCommand, type Artefact, type FindingGroup, type Matrix,
+  artefactKindLabels,
+  buildMatrix,
+  crashPointRows,
+  e2fsckMeaning,
+  groupFindings,
+  isFailingFinding,
+  listArtefacts,
+  logStateRows,
+  phaseRows,
+  readFired,
+  reproduceCommand,
+  type Artefact,
+  type FindingGroup,
+  type Matrix,
 } from './run-model.ts';
 
 /** The anchor of a case's section; case ids have no spaces, but a point label could. */
@@ -30,8 +42,10 @@ export function verdictBadge(status: string, opts: { href?: string; text?: strin
     : `<span class="${cls}" ${title} ${opts.attrs ?? ''}>${inner}</span>`;
 }
 
-const fmtMs = (ms: number | undefined) => (ms === undefined ? '' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`);
-const fmtBytes = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+const fmtMs = (ms: number | undefined) =>
+  ms === undefined ? '' : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+const fmtBytes = (n: number) =>
+  n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`;
 
 function wallTime(s: RunSummary): string {
   if (!s.finishedAt) return 'unfinished (summary rebuilt from the case files)';
@@ -44,12 +58,17 @@ function wallTime(s: RunSummary): string {
 /** Release, source, patches, config hash: whatever the kernel's provenance records. */
 export function kernelFacts(k: RunSummary['kernel']): Array<[string, string]> {
   const p = (k.provenance ?? {}) as Record<string, unknown>;
-  const facts: Array<[string, string]> = [['kernel', `${esc(k.release)} <span class="muted">(${esc(k.kind)}, id ${esc(k.id)})</span>`]];
+  const facts: Array<[string, string]> = [
+    ['kernel', `${esc(k.release)} <span class="muted">(${esc(k.kind)}, id ${esc(k.id)})</span>`],
+  ];
   const source = p.source ?? p.package;
   if (source !== undefined) facts.push(['source', esc(String(source))]);
   if (p.base !== undefined) facts.push(['base', `<code>${esc(String(p.base))}</code>`]);
   const patches = Array.isArray(p.patches) ? (p.patches as Array<{ subject?: string; file?: string }>) : [];
-  facts.push(['patches', patches.length ? `<ul>${patches.map((x) => `<li>${esc(x.subject ?? x.file ?? '?')}</li>`).join('')}</ul>` : 'none']);
+  facts.push([
+    'patches',
+    patches.length ? `<ul>${patches.map((x) => `<li>${esc(x.subject ?? x.file ?? '?')}</li>`).join('')}</ul>` : 'none',
+  ]);
   if (p.configHash !== undefined) facts.push(['config hash', `<code>${esc(String(p.configHash))}</code>`]);
   if (Array.isArray(p.configs) && p.configs.length) facts.push(['config fragments', esc((p.configs as unknown[]).join(', '))]);
   return facts;
@@ -61,7 +80,11 @@ function factsList(facts: Array<[string, string]>): string {
 
 export function countsTable(c: RunSummary['counts'], id = 'counts'): string {
   const cols: Array<[string, keyof RunSummary['counts'], string]> = [
-    ['total', 'total', ''], ['passed', 'pass', 'pass'], ['failed', 'fail', 'fail'], ['errors', 'error', 'error'], ['not reached', 'notReached', 'not-reached'],
+    ['total', 'total', ''],
+    ['passed', 'pass', 'pass'],
+    ['failed', 'fail', 'fail'],
+    ['errors', 'error', 'error'],
+    ['not reached', 'notReached', 'not-reached'],
   ];
   return `<div class="scroll"><table id="${esc(id)}"><thead><tr>${cols.map(([l, , v]) => `<th class="num">${v ? `<span class="v-${v}"><span class="sym" style="color:var(--v)" aria-hidden="true">${verdictStyle(v).symbol}</span></span> ` : ''}${esc(l)}</th>`).join('')}</tr></thead><tbody><tr>${cols.map(([, k]) => `<td class="num" data-count="${k}">${c[k] ?? 0}</td>`).join('')}</tr></tbody></table></div>`;
 }
@@ -76,18 +99,49 @@ function header(s: RunSummary): string {
     ['host', esc(s.host)],
     ['started', esc(s.startedAt)],
     ['wall time', esc(wallTime(s))],
-    ...(s.counts.held ? [['held', `<span id="held-counts">${s.counts.held.ran} interleaving(s) held at a kernel point, ${s.counts.held.markerReached} reached their marker${s.counts.held.limit ? `, ${s.counts.held.limit} ended at their limit` : ''}${s.counts.held.notHit ? `; ${s.counts.held.notHit} case(s) never hit the hold point` : ''}</span>`] as [string, string]] : []),
+    ...(s.counts.held
+      ? [
+          [
+            'held',
+            `<span id="held-counts">${s.counts.held.ran} interleaving(s) held at a kernel point, ${s.counts.held.markerReached} reached their marker${s.counts.held.limit ? `, ${s.counts.held.limit} ended at their limit` : ''}${s.counts.held.notHit ? `; ${s.counts.held.notHit} case(s) never hit the hold point` : ''}</span>`,
+          ] as [string, string],
+        ]
+      : []),
     ['scenarios', s.scenarios.map((x) => `<code>${esc(x.name)}</code> <span class="muted">${esc(x.file)}</span>`).join('<br>')],
-    ...(s.shard ? [['shard', `${s.shard.index}/${s.shard.total} <span class="muted">of a run of ${s.shard.assignment.flat().length} cases (case list <code>${esc(s.shard.caseListHash.slice(0, 12))}</code>); qcrash merge joins the shards</span>`] as [string, string]] : []),
+    ...(s.shard
+      ? [
+          [
+            'shard',
+            `${s.shard.index}/${s.shard.total} <span class="muted">of a run of ${s.shard.assignment.flat().length} cases (case list <code>${esc(s.shard.caseListHash.slice(0, 12))}</code>); qcrash merge joins the shards</span>`,
+          ] as [string, string],
+        ]
+      : []),
     ...(s.merged
-      ? [['shards', `${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` <strong>(missing: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})</strong>` : ''}<br>${s.merged.shards.map((x) => `${x.index}/${s.merged!.total}: <span class="mono">${esc(x.runId)}</span> on ${esc(x.host)}, ${x.counts.total} case(s)`).join('<br>')}`] as [string, string]]
+      ? [
+          [
+            'shards',
+            `${s.merged.shards.length} of ${s.merged.total} merged${s.merged.missing.length ? ` <strong>(missing: ${s.merged.missing.map((i) => `${i}/${s.merged!.total}`).join(', ')})</strong>` : ''}<br>${s.merged.shards.map((x) => `${x.index}/${s.merged!.total}: <span class="mono">${esc(x.runId)}</span> on ${esc(x.host)}, ${x.counts.total} case(s)`).join('<br>')}`,
+          ] as [string, string],
+        ]
       : []),
   ];
   return `<header class="page">
 <h1>qcrash run <span class="mono">${esc(s.runId)}</span></h1>
-<p>${s.counts.total === 0 && s.shard
-    ? verdictBadge('not-reached', { text: `EMPTY SHARD: ${s.shard.index}/${s.shard.total} was given no case (the merged run has the verdict)`, cls: 'banner', attrs: 'id="run-verdict"' })
-    : verdictBadge(bad ? 'fail' : 'pass', { text: bad ? `FAIL: ${s.counts.fail} failed, ${s.counts.error} errors, ${s.counts.notReached} not reached of ${s.counts.total}` : `PASS: all ${s.counts.total} cases passed`, cls: 'banner', attrs: 'id="run-verdict"' })}</p>
+<p>${
+    s.counts.total === 0 && s.shard
+      ? verdictBadge('not-reached', {
+          text: `EMPTY SHARD: ${s.shard.index}/${s.shard.total} was given no case (the merged run has the verdict)`,
+          cls: 'banner',
+          attrs: 'id="run-verdict"',
+        })
+      : verdictBadge(bad ? 'fail' : 'pass', {
+          text: bad
+            ? `FAIL: ${s.counts.fail} failed, ${s.counts.error} errors, ${s.counts.notReached} not reached of ${s.counts.total}`
+            : `PASS: all ${s.counts.total} cases passed`,
+          cls: 'banner',
+          attrs: 'id="run-verdict"',
+        })
+  }</p>
 <nav class="toc" aria-label="sections"><a href="#run">Run</a><a href="#matrix-section">Matrix</a><a href="#charts">Charts</a><a href="#findings">Findings</a>${fileReports(s).length ? '<a href="#files">Files</a>' : ''}<a href="#cases">Cases</a></nav>
 </header>
 <section id="run"><h2>Run</h2>
@@ -106,7 +160,10 @@ function matrixSection(m: Matrix, scenarios: string[]): string {
     .map((row) => {
       const all = Object.values(row.cells).flat();
       const cells = m.recoveries
-        .map((r) => `<td>${(row.cells[r] ?? []).map((c) => verdictBadge(c.verdict, { href: `#${caseAnchor(c.caseId)}`, text: `${verdictStyle(c.verdict).label} r${c.repetition}`, attrs: `data-verdict="${esc(c.verdict)}" data-case="${esc(c.caseId)}"` })).join(' ') || '<span class="muted">—</span>'}</td>`)
+        .map(
+          (r) =>
+            `<td>${(row.cells[r] ?? []).map((c) => verdictBadge(c.verdict, { href: `#${caseAnchor(c.caseId)}`, text: `${verdictStyle(c.verdict).label} r${c.repetition}`, attrs: `data-verdict="${esc(c.verdict)}" data-case="${esc(c.caseId)}"` })).join(' ') || '<span class="muted">—</span>'}</td>`,
+        )
         .join('');
       return `<tr data-scenario="${esc(row.scenario)}" data-verdicts="${esc([...new Set(all.map((c) => c.verdict))].join(' '))}"><th scope="row">${esc(row.scenario)}</th><td class="mono">${esc(row.point)}</td>${cells}</tr>`;
     })
@@ -136,15 +193,47 @@ function chartsSection(s: RunSummary): { html: string; data: unknown } {
   const counted = points.filter((p) => p.index !== undefined);
   const figures: string[] = [];
   figures.push(`<figure class="chart" id="chart-crash-points" data-points="${timed.length}"><figcaption>Where the kills landed: milliseconds after the start marker of the step named in the crash point (an "after" point at the step's end), one mark per case; shape and colour give the verdict. ${timed.length ? '' : 'No timed crash points in this run.'}</figcaption><div class="plot-host"></div>
-${dataTable(['case', 'step', 'ms', 'verdict'], timed.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.step), esc(p.atMs), verdictBadge(p.verdict)]), 'chart-crash-points-data')}</figure>`);
+${dataTable(
+  ['case', 'step', 'ms', 'verdict'],
+  timed.map((p) => [
+    `<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`,
+    esc(p.step),
+    esc(p.atMs),
+    verdictBadge(p.verdict),
+  ]),
+  'chart-crash-points-data',
+)}</figure>`);
   if (counted.length)
     figures.push(`<figure class="chart" id="chart-crash-index" data-points="${counted.length}"><figcaption>Kernel points: the breakpoint hit or jbd2 commit at which each case was killed, inside its step.</figcaption><div class="plot-host"></div>
-${dataTable(['case', 'step', 'index', 'of', 'verdict'], counted.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.step), esc(p.index), esc(p.indexKind), verdictBadge(p.verdict)]), 'chart-crash-index-data')}</figure>`);
+${dataTable(
+  ['case', 'step', 'index', 'of', 'verdict'],
+  counted.map((p) => [
+    `<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`,
+    esc(p.step),
+    esc(p.index),
+    esc(p.indexKind),
+    verdictBadge(p.verdict),
+  ]),
+  'chart-crash-index-data',
+)}</figure>`);
   figures.push(`<figure class="chart" id="chart-phases" data-points="${phases.length}"><figcaption>Time per case by phase (waiting for a VM slot, machine, workload, recovery, oracles, keeping the crash image; a case's two recoveries run at once); a run that recorded no phases shows each case's total.</figcaption><div class="plot-host"></div>
-${dataTable(['case', 'phase', 'ms'], phases.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.phase), esc(p.ms)]), 'chart-phases-data')}</figure>`);
+${dataTable(
+  ['case', 'phase', 'ms'],
+  phases.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.phase), esc(p.ms)]),
+  'chart-phases-data',
+)}</figure>`);
   if (states.length)
     figures.push(`<figure class="chart" id="chart-log-epochs" data-points="${states.length}"><figcaption>Write-log crash states per flush epoch: one mark per state (prefix or power-loss), shape and colour give the verdict.</figcaption><div class="plot-host"></div>
-${dataTable(['case', 'epoch', 'state', 'verdict'], states.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.epoch), esc(p.stateKind), verdictBadge(p.verdict)]), 'chart-log-epochs-data')}</figure>`);
+${dataTable(
+  ['case', 'epoch', 'state', 'verdict'],
+  states.map((p) => [
+    `<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`,
+    esc(p.epoch),
+    esc(p.stateKind),
+    verdictBadge(p.verdict),
+  ]),
+  'chart-log-epochs-data',
+)}</figure>`);
   const html = `<section id="charts"><h2>Charts</h2><noscript><p>The charts need JavaScript; each has its data as a table below it.</p></noscript>${figures.join('\n')}</section>`;
   return { html, data: { crashPoints: timed, crashIndex: counted, phases, logStates: states } };
 }
@@ -162,7 +251,8 @@ function filesSection(s: RunSummary): string {
   if (!reports.length) return '';
   const parts = reports.map((rep) => {
     const c = rep.counts;
-    const notable = (r: FileRow) => r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length > 0 || (r.noCrash?.codes.length ?? 0) > 0;
+    const notable = (r: FileRow) =>
+      r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length > 0 || (r.noCrash?.codes.length ?? 0) > 0;
     const rows = [...rep.rows].sort((a, b) => Number(notable(b)) - Number(notable(a)));
     const shown = rows.slice(0, maxFileRows);
     const cell = (ok: boolean, yes: string, no: string) => (ok ? esc(yes) : verdictBadge('fail', { text: no }));
@@ -170,17 +260,39 @@ function filesSection(s: RunSummary): string {
       .map((r) => {
         const nc = r.noCrash;
         const dir = r.type === 'dir';
-        const ioctl = r.ioctl === 'migrated' ? 'migrated' : r.ioctl === 'refused' ? `refused: ${esc(r.why ?? '')}` : r.ioctl === 'bad-return' ? verdictBadge('fail', { text: `bad return: ${r.why ?? ''}` }) : esc(r.ioctl);
+        const ioctl =
+          r.ioctl === 'migrated'
+            ? 'migrated'
+            : r.ioctl === 'refused'
+              ? `refused: ${esc(r.why ?? '')}`
+              : r.ioctl === 'bad-return'
+                ? verdictBadge('fail', { text: `bad return: ${r.why ?? ''}` })
+                : esc(r.ioctl);
         const after = !nc
           ? '<span class="muted">no no-crash case</span>'
           : [
-              dir ? cell(nc.bytes, 'present', 'missing') : `${cell(nc.bytes, 'bytes ok', 'bytes changed')}, ${cell(nc.blocks, 'blocks ok', 'blocks moved')}`,
-              cell(nc.mapping, r.ioctl === 'migrated' ? 'extents' : r.ioctl === 'refused' ? 'still block-mapped' : 'mapping ok', r.ioctl === 'refused' ? 'extents despite refusal' : 'not extent-mapped'),
+              dir
+                ? cell(nc.bytes, 'present', 'missing')
+                : `${cell(nc.bytes, 'bytes ok', 'bytes changed')}, ${cell(nc.blocks, 'blocks ok', 'blocks moved')}`,
+              cell(
+                nc.mapping,
+                r.ioctl === 'migrated' ? 'extents' : r.ioctl === 'refused' ? 'still block-mapped' : 'mapping ok',
+                r.ioctl === 'refused' ? 'extents despite refusal' : 'not extent-mapped',
+              ),
               ...(nc.codes.length ? [verdictBadge('fail', { text: nc.codes.join(', ') })] : []),
             ].join(', ');
-        const crashes = r.ioctl === 'skipped' ? '<span class="muted">not migrated</span>' : r.damaged.length
-          ? r.damaged.slice(0, 6).map((d) => `<a href="#${esc(caseAnchor(d.case))}">${esc(d.case)}</a> ${esc(d.code)}${d.recovery ? ` [${esc(d.recovery)}]` : ''}`).join('<br>') + (r.damaged.length > 6 ? `<br><span class="muted">and ${r.damaged.length - 6} more</span>` : '')
-          : `survived ${rep.crashCases}`;
+        const crashes =
+          r.ioctl === 'skipped'
+            ? '<span class="muted">not migrated</span>'
+            : r.damaged.length
+              ? r.damaged
+                  .slice(0, 6)
+                  .map(
+                    (d) =>
+                      `<a href="#${esc(caseAnchor(d.case))}">${esc(d.case)}</a> ${esc(d.code)}${d.recovery ? ` [${esc(d.recovery)}]` : ''}`,
+                  )
+                  .join('<br>') + (r.damaged.length > 6 ? `<br><span class="muted">and ${r.damaged.length - 6} more</span>` : '')
+              : `survived ${rep.crashCases}`;
         return `<tr data-path="${esc(r.path)}" data-ioctl="${esc(r.ioctl)}" data-damaged="${r.damaged.length > 0 || (nc?.codes.length ?? 0) > 0}"><td><code>${esc(r.path)}</code></td><td>${esc(r.type ?? '')}</td><td>${ioctl}</td><td>${after}</td><td>${crashes}</td></tr>`;
       })
       .join('\n');
@@ -197,12 +309,23 @@ ${parts.join('\n')}
 }
 
 function findingGroupRow(g: FindingGroup): string {
-  const links = g.caseIds.slice(0, 12).map((id) => `<a href="#${esc(caseAnchor(id))}">${esc(id)}</a>`).join('<br>') + (g.caseIds.length > 12 ? `<br><span class="muted">and ${g.caseIds.length - 12} more</span>` : '');
+  const links =
+    g.caseIds
+      .slice(0, 12)
+      .map((id) => `<a href="#${esc(caseAnchor(id))}">${esc(id)}</a>`)
+      .join('<br>') + (g.caseIds.length > 12 ? `<br><span class="muted">and ${g.caseIds.length - 12} more</span>` : '');
   const where = [
     g.inodes.length ? `inode ${g.inodes.slice(0, 6).join(', ')}${g.inodes.length > 6 ? ', …' : ''}` : '',
     g.blocks.length ? `block ${g.blocks.slice(0, 6).join(', ')}${g.blocks.length > 6 ? ', …' : ''}` : '',
-    g.paths.length ? g.paths.slice(0, 4).map((p) => `<code>${esc(p)}</code>`).join(' ') : '',
-  ].filter(Boolean).join('<br>');
+    g.paths.length
+      ? g.paths
+          .slice(0, 4)
+          .map((p) => `<code>${esc(p)}</code>`)
+          .join(' ')
+      : '',
+  ]
+    .filter(Boolean)
+    .join('<br>');
   return `<tr data-signature="${esc(g.signature)}" data-cases="${g.caseIds.length}"><td>${esc(g.class)}</td><td class="mono">${esc(g.code)}${g.name !== g.code ? `<br><span class="muted">${esc(g.name)}</span>` : ''}</td><td>${esc(g.meaning ?? '')}<div class="muted">${esc(g.message)}</div></td><td>${where}</td><td>${esc(g.scenario)}<br><span class="mono">${esc(g.point)}</span><br>recovery: ${esc(g.recovery)}</td><td class="num">${g.caseIds.length}</td><td>${links}</td></tr>`;
 }
 
@@ -229,7 +352,14 @@ function findingRows(c: CaseResult, fs: readonly Finding[]): string {
     .map((f) => {
       const failing = isFailingFinding(c, f);
       const meaning = e2fsckMeaning(f.code);
-      const where = [f.ino !== undefined ? `inode ${f.ino}` : '', f.block !== undefined ? `block ${f.block}` : '', f.group !== undefined ? `group ${f.group}` : '', f.path ? `<code>${esc(f.path)}</code>` : ''].filter(Boolean).join(', ');
+      const where = [
+        f.ino !== undefined ? `inode ${f.ino}` : '',
+        f.block !== undefined ? `block ${f.block}` : '',
+        f.group !== undefined ? `group ${f.group}` : '',
+        f.path ? `<code>${esc(f.path)}</code>` : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
       return `<tr data-code="${esc(f.code)}" data-failing="${failing}" class="${failing ? '' : 'allowed'}"><td>${failing ? verdictBadge('fail', { text: 'failing' }) : '<span class="muted">allowed</span>'}</td><td>${esc(f.class)}</td><td class="mono">${esc(f.code)}${f.name !== f.code ? `<br><span class="muted">${esc(f.name)}</span>` : ''}</td><td>${esc(meaning ?? '')}${meaning ? '<br>' : ''}<span class="finding-message">${esc(f.message)}</span>${f.detail ? `<details><summary>detail</summary><pre>${esc(f.detail)}</pre></details>` : ''}</td><td>${where}</td><td>${esc(f.recovery ?? '-')}</td><td>${esc(f.source)}</td></tr>`;
     })
     .join('\n');
@@ -239,7 +369,9 @@ function artefactList(arts: readonly Artefact[]): string {
   if (!arts.length) return '<p class="muted">No files in the case folder.</p>';
   // A kept crash image is stored as what the crash changed over the run's copy of the base: say how to get the raw image.
   const exportHint = (a: Artefact) =>
-    a.name === keptImageName ? ` <span class="muted">(qcow2 over the run's <code>${runImagesDir}/</code>; the raw image, in the run folder: <code>qcrash image export ${esc(dirname(a.rel))}</code>)</span>` : '';
+    a.name === keptImageName
+      ? ` <span class="muted">(qcow2 over the run's <code>${runImagesDir}/</code>; the raw image, in the run folder: <code>qcrash image export ${esc(dirname(a.rel))}</code>)</span>`
+      : '';
   return `<ul class="artefacts">${arts.map((a) => `<li><a class="artefact" data-kind="${a.kind}" href="${esc(relHref(a.rel))}">${esc(a.name)}</a> <span class="muted">${esc(artefactKindLabels[a.kind])}, ${fmtBytes(a.bytes)}</span>${exportHint(a)}</li>`).join('')}</ul>`;
 }
 
@@ -253,7 +385,9 @@ function caseSection(s: RunSummary, c: CaseResult, arts: readonly Artefact[]): s
         ...(f.commit !== undefined ? [['commit', esc(f.commit)] as [string, string]] : []),
         ...(f.epoch !== undefined ? [['flush epoch', esc(f.epoch)] as [string, string]] : []),
         ...(f.rip ? [['rip', `<code>${esc(f.rip)}</code>`] as [string, string]] : []),
-        ...(f.atMs !== undefined ? [['at', `${esc(Math.round(f.atMs * 10) / 10)} ms after the step's start marker`] as [string, string]] : []),
+        ...(f.atMs !== undefined
+          ? [['at', `${esc(Math.round(f.atMs * 10) / 10)} ms after the step's start marker`] as [string, string]]
+          : []),
       ]
     : [['kind', '<span class="muted">not recorded</span>']];
   firedFacts.push(...logStateFacts(c.fired));
@@ -274,9 +408,22 @@ function caseSection(s: RunSummary, c: CaseResult, arts: readonly Artefact[]): s
     ['repetition', esc(c.repetition)],
     ['seed', `<code>${esc(c.seed)}</code>`],
     ['duration', esc(fmtMs(c.durationMs))],
-    ...(phases && typeof phases === 'object' ? [['phases', esc(Object.entries(phases).map(([k, v]) => `${k.replace(/Ms$/, '')} ${fmtMs(Number(v))}`).join(', '))] as [string, string]] : []),
+    ...(phases && typeof phases === 'object'
+      ? [
+          [
+            'phases',
+            esc(
+              Object.entries(phases)
+                .map(([k, v]) => `${k.replace(/Ms$/, '')} ${fmtMs(Number(v))}`)
+                .join(', '),
+            ),
+          ] as [string, string],
+        ]
+      : []),
     ...(c.error ? [['error', `<pre>${esc(c.error)}</pre>`] as [string, string]] : []),
-    ...(typeof (c as { errorKind?: unknown }).errorKind === 'string' ? [['error kind', esc((c as { errorKind?: string }).errorKind)] as [string, string]] : []),
+    ...(typeof (c as { errorKind?: unknown }).errorKind === 'string'
+      ? [['error kind', esc((c as { errorKind?: string }).errorKind)] as [string, string]]
+      : []),
   ];
   const findings = c.findings ?? [];
   const sorted = [...findings].sort((a, b) => Number(isFailingFinding(c, b)) - Number(isFailingFinding(c, a)));
@@ -296,13 +443,40 @@ ${findings.length ? `<div class="scroll"><table class="findings"><thead><tr><th>
 function logStateFacts(fired: unknown): Array<[string, string]> {
   const f = fired as Partial<LogStateFired> | undefined;
   if (f?.kind !== 'log') return [];
-  const notes = (ws: readonly WriteNote[] | undefined) => (ws ?? []).map((w) => `<code>${esc(w.id)}</code> (entry ${esc(w.index)})${w.summary ? `: ${esc(w.summary)}` : ''}`).join('<br>');
+  const notes = (ws: readonly WriteNote[] | undefined) =>
+    (ws ?? [])
+      .map((w) => `<code>${esc(w.id)}</code> (entry ${esc(w.index)})${w.summary ? `: ${esc(w.summary)}` : ''}`)
+      .join('<br>');
   return [
     ['state', `<code>${esc(f.state ?? '')}</code> (${esc(f.stateKind ?? '')}, ${esc(f.variant ?? '')})`],
-    ['log position', `${esc(f.position ?? '')} of ${esc(f.entries ?? '')} entries, recorded by <code>${esc(f.unit ?? '')}</code>`],
-    ...(f.dropped?.length ? [['writes lost', `${f.dropped.length}: ${f.dropped.map((d) => `<code>${esc(d.id)}</code>`).join(' ')}`] as [string, string]] : []),
-    ...(f.minimized ? [['writes that matter', `lost:<br>${notes(f.minimized.dropped) || '<span class="muted">none</span>'}<br>landed and needed:<br>${notes(f.minimized.needed) || '<span class="muted">none</span>'}<br><span class="muted">${esc(f.minimized.tests)} oracle calls${f.minimized.exhausted ? ', budget ran out' : ''}</span>`] as [string, string]] : []),
-    ...(f.keptImageIn ? [['crash image', `kept once for its signature, in <a href="#${esc(caseAnchor(f.keptImageIn))}">${esc(f.keptImageIn)}</a>`] as [string, string]] : []),
+    [
+      'log position',
+      `${esc(f.position ?? '')} of ${esc(f.entries ?? '')} entries, recorded by <code>${esc(f.unit ?? '')}</code>`,
+    ],
+    ...(f.dropped?.length
+      ? [
+          ['writes lost', `${f.dropped.length}: ${f.dropped.map((d) => `<code>${esc(d.id)}</code>`).join(' ')}`] as [
+            string,
+            string,
+          ],
+        ]
+      : []),
+    ...(f.minimized
+      ? [
+          [
+            'writes that matter',
+            `lost:<br>${notes(f.minimized.dropped) || '<span class="muted">none</span>'}<br>landed and needed:<br>${notes(f.minimized.needed) || '<span class="muted">none</span>'}<br><span class="muted">${esc(f.minimized.tests)} oracle calls${f.minimized.exhausted ? ', budget ran out' : ''}</span>`,
+          ] as [string, string],
+        ]
+      : []),
+    ...(f.keptImageIn
+      ? [
+          [
+            'crash image',
+            `kept once for its signature, in <a href="#${esc(caseAnchor(f.keptImageIn))}">${esc(f.keptImageIn)}</a>`,
+          ] as [string, string],
+        ]
+      : []),
   ];
 }
 
@@ -323,7 +497,13 @@ export async function runReportHtml(s: RunSummary, runDir: string): Promise<stri
     `<section id="cases"><h2>Cases (${s.cases.length})</h2><p class="muted">Failing, erroring and unreached cases first, opened.</p>${cases.map((c) => caseSection(s, c, artefacts.get(c.id) ?? [])).join('\n')}</section>`,
     `<footer class="muted"><p>Written by qcrash from ${esc('summary.json')} of run ${esc(s.runId)}. Links to artefacts are relative to this file: keep it in its run folder.</p></footer>`,
   ].join('\n');
-  return renderPage({ title: `qcrash run ${s.runId}`, body, data: { runId: s.runId, ...(charts.data as object) }, scripts: ['common', 'run-report'], charts: true });
+  return renderPage({
+    title: `qcrash run ${s.runId}`,
+    body,
+    data: { runId: s.runId, ...(charts.data as object) },
+    scripts: ['common', 'run-report'],
+    charts: true,
+  });
 }
 
 /** Write `<runDir>/report.html` atomically; loads summary.json when no summary is given. */

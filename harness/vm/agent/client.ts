@@ -87,7 +87,12 @@ export class AgentClient extends SocketChannel implements AgentPort {
 
   protected disconnected(what: string | undefined, cause: Error | undefined): Error {
     const why = cause ? `: ${cause.message}` : '';
-    return new AgentError(what ? `agent channel closed during "${what}"${why}` : `agent channel closed (the VM stopped or the guest died)${why}`, what, undefined, cause ? { cause } : undefined);
+    return new AgentError(
+      what ? `agent channel closed during "${what}"${why}` : `agent channel closed (the VM stopped or the guest died)${why}`,
+      what,
+      undefined,
+      cause ? { cause } : undefined,
+    );
   }
 
   protected stateError(message: string): Error {
@@ -181,6 +186,10 @@ export class AgentClient extends SocketChannel implements AgentPort {
 
   /** Send and wait for completion, failing after timeoutMs. */
   async call(command: string, args: readonly AgentArg[] = [], timeoutMs = 60_000): Promise<AgentReply> {
-    return withTimeout(this.send(command, args).done, timeoutMs, () => new AgentTimeoutError(`reply to "${command}"`, timeoutMs, command));
+    return withTimeout(
+      this.send(command, args).done,
+      timeoutMs,
+      () => new AgentTimeoutError(`reply to "${command}"`, timeoutMs, command),
+    );
   }
 }

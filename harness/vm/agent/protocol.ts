@@ -38,8 +38,12 @@ export interface StepOptions {
 
 export function encodeCommand(id: number, command: string, args: readonly AgentArg[], opts: boolean | StepOptions): string {
   const o: StepOptions = typeof opts === 'boolean' ? { hold: opts } : opts;
-  for (const [k, v] of [['cpu', o.cpu], ['progress', o.progress]] as const) {
-    if (v !== undefined && (!Number.isInteger(v) || v < (k === 'cpu' ? 0 : 1))) throw new RangeError(`agent: ${k}=${v} is not a valid value`);
+  for (const [k, v] of [
+    ['cpu', o.cpu],
+    ['progress', o.progress],
+  ] as const) {
+    if (v !== undefined && (!Number.isInteger(v) || v < (k === 'cpu' ? 0 : 1)))
+      throw new RangeError(`agent: ${k}=${v} is not a valid value`);
   }
   const encoded = args.map((a) => Buffer.from(String(a)).toString('base64') || '=');
   return [
@@ -65,7 +69,8 @@ export function parseAgentLine(line: string): AgentMessage {
   const id = Number(first);
   if (!Number.isInteger(id) || id <= 0) return { kind: 'unknown', line };
   if (kind === 'held' || kind === 'start') return { kind, id };
-  if (kind === 'done' && code !== undefined && /^\d+$/.test(code)) return { kind: 'done', id, exitCode: Number(code), output: decode(b64) };
+  if (kind === 'done' && code !== undefined && /^\d+$/.test(code))
+    return { kind: 'done', id, exitCode: Number(code), output: decode(b64) };
   return { kind: 'unknown', line };
 }
 

@@ -1,5 +1,14 @@
 import { SocketChannel } from '../channel.ts';
-import { encodePacket, isStopReply, leHex, PacketParser, parseStop, parseThreadList, threadId, type StopReply } from './packet.ts';
+import {
+  encodePacket,
+  isStopReply,
+  leHex,
+  PacketParser,
+  parseStop,
+  parseThreadList,
+  threadId,
+  type StopReply,
+} from './packet.ts';
 import { GdbDisconnectedError, GdbError, GdbProtocolError, GdbStateError, GdbTimeoutError } from './errors.ts';
 
 export type { StopReply } from './packet.ts';
@@ -64,7 +73,12 @@ export class GdbClient extends SocketChannel {
   attachStop?: StopReply;
 
   protected disconnected(what: string | undefined, cause: Error | undefined): Error {
-    return new GdbDisconnectedError(`gdbstub connection closed${what ? ` while waiting for ${what}` : ''}`, what, undefined, cause ? { cause } : undefined);
+    return new GdbDisconnectedError(
+      `gdbstub connection closed${what ? ` while waiting for ${what}` : ''}`,
+      what,
+      undefined,
+      cause ? { cause } : undefined,
+    );
   }
 
   protected stateError(message: string): Error {
@@ -127,11 +141,24 @@ export class GdbClient extends SocketChannel {
   }
 
   protected override onClosed(cause: Error | undefined): void {
-    this.stops.close(new GdbDisconnectedError('gdbstub connection closed while waiting for a stop', undefined, undefined, cause ? { cause } : undefined));
+    this.stops.close(
+      new GdbDisconnectedError(
+        'gdbstub connection closed while waiting for a stop',
+        undefined,
+        undefined,
+        cause ? { cause } : undefined,
+      ),
+    );
   }
 
   private request0(key: number, what: string, send: () => void, timeoutMs: number): Promise<string> {
-    return this.track<string>(key, what, send, timeoutMs, () => new GdbTimeoutError(`gdbstub: no reply to "${what}" within ${timeoutMs} ms`, what));
+    return this.track<string>(
+      key,
+      what,
+      send,
+      timeoutMs,
+      () => new GdbTimeoutError(`gdbstub: no reply to "${what}" within ${timeoutMs} ms`, what),
+    );
   }
 
   /**
@@ -140,8 +167,16 @@ export class GdbClient extends SocketChannel {
    */
   async request(data: string, timeoutMs = 10_000): Promise<string> {
     this.ensureRunning(`"${data}"`);
-    if (this.target === 'running') throw new GdbStateError(`cannot send "${data}": the target is running (QEMU drops packets sent while the guest runs)`, data);
-    if (this.pending.size) throw new GdbStateError(`cannot send "${data}": "${[...this.pending.values()][0]!.what}" is still waiting for its reply`, data);
+    if (this.target === 'running')
+      throw new GdbStateError(
+        `cannot send "${data}": the target is running (QEMU drops packets sent while the guest runs)`,
+        data,
+      );
+    if (this.pending.size)
+      throw new GdbStateError(
+        `cannot send "${data}": "${[...this.pending.values()][0]!.what}" is still waiting for its reply`,
+        data,
+      );
     const reply = await this.request0(++this.seq, data, () => this.write(encodePacket(data), { text: data }), timeoutMs);
     if (/^E[0-9a-fA-F]{2}$/.test(reply)) throw new GdbError(`gdbstub refused "${data}": ${reply}`, data, reply);
     if (data !== '?' && data !== 's' && isStopReply(reply)) {

@@ -2,7 +2,12 @@ import { ChannelError } from '../channel.ts';
 
 /** GDB remote protocol failures keep the packet sent and what came back. */
 export class GdbError extends ChannelError {
-  constructor(message: string, readonly sent?: string, readonly received?: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly sent?: string,
+    readonly received?: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }

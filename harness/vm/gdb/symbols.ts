@@ -8,7 +8,10 @@ import { closeMatches } from '../../util/suggest.ts';
  * no symbol at all: resolving them fails up front with close matches.
  */
 export class SymbolTable {
-  private constructor(private readonly addrs: Map<string, bigint>, private readonly sorted: Array<[bigint, string]>) {}
+  private constructor(
+    private readonly addrs: Map<string, bigint>,
+    private readonly sorted: Array<[bigint, string]>,
+  ) {}
 
   static parse(text: string): SymbolTable {
     const addrs = new Map<string, bigint>();
@@ -18,7 +21,9 @@ export class SymbolTable {
       const name = m[3]!;
       if (!addrs.has(name)) addrs.set(name, BigInt(`0x${m[1]}`));
     }
-    const sorted = [...addrs.entries()].map(([n, a]) => [a, n] as [bigint, string]).sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+    const sorted = [...addrs.entries()]
+      .map(([n, a]) => [a, n] as [bigint, string])
+      .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
     return new SymbolTable(addrs, sorted);
   }
 

@@ -108,30 +108,55 @@ export function kernelCommandLine(extra: readonly string[] = []): string {
 export function qemuArgv(o: QemuArgvOptions): string[] {
   const profile = machineProfiles[o.machine ?? 'q35'];
   const argv = [
-    '-name', o.name,
-    '-machine', profile.machine,
-    '-accel', o.accel,
+    '-name',
+    o.name,
+    '-machine',
+    profile.machine,
+    '-accel',
+    o.accel,
     ...(o.accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-m', String(o.memoryMb),
-    '-smp', (o.cpus ?? 1) === 1 ? '1' : `${o.cpus},sockets=${o.cpus},cores=1,threads=1`,
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-kernel', o.kernel.bzImage,
-    '-initrd', o.initrd,
-    '-append', kernelCommandLine(o.append),
-    '-chardev', `file,id=con,path=${optValue(o.paths.console)}`,
-    '-serial', 'chardev:con',
-    '-chardev', `socket,id=qmp,path=${optValue(o.paths.qmp)},server=on,wait=off`,
-    '-mon', 'chardev=qmp,mode=control',
-    '-device', `${profile.serialBus},id=vser0`,
-    '-chardev', `socket,id=agent,path=${optValue(o.paths.agent)},server=on,wait=off`,
-    '-device', 'virtserialport,bus=vser0.0,chardev=agent,name=qcrash.agent',
-    ...(o.disk.writeLog ? loggedDiskArgv(o.disk, o.disk.writeLog, profile.blockDevice) : [
-      '-drive', `file=${optValue(o.disk.path)},format=${o.disk.format},if=none,id=disk0,cache=writeback,discard=unmap`,
-      '-device', `${profile.blockDevice},drive=disk0`,
-    ]),
-    '-pidfile', o.paths.pidfile,
+    '-m',
+    String(o.memoryMb),
+    '-smp',
+    (o.cpus ?? 1) === 1 ? '1' : `${o.cpus},sockets=${o.cpus},cores=1,threads=1`,
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-kernel',
+    o.kernel.bzImage,
+    '-initrd',
+    o.initrd,
+    '-append',
+    kernelCommandLine(o.append),
+    '-chardev',
+    `file,id=con,path=${optValue(o.paths.console)}`,
+    '-serial',
+    'chardev:con',
+    '-chardev',
+    `socket,id=qmp,path=${optValue(o.paths.qmp)},server=on,wait=off`,
+    '-mon',
+    'chardev=qmp,mode=control',
+    '-device',
+    `${profile.serialBus},id=vser0`,
+    '-chardev',
+    `socket,id=agent,path=${optValue(o.paths.agent)},server=on,wait=off`,
+    '-device',
+    'virtserialport,bus=vser0.0,chardev=agent,name=qcrash.agent',
+    ...(o.disk.writeLog
+      ? loggedDiskArgv(o.disk, o.disk.writeLog, profile.blockDevice)
+      : [
+          '-drive',
+          `file=${optValue(o.disk.path)},format=${o.disk.format},if=none,id=disk0,cache=writeback,discard=unmap`,
+          '-device',
+          `${profile.blockDevice},drive=disk0`,
+        ]),
+    '-pidfile',
+    o.paths.pidfile,
   ];
-  if (o.paths.gdb) argv.push('-chardev', `socket,id=gdb0,path=${optValue(o.paths.gdb)},server=on,wait=off`, '-gdb', 'chardev:gdb0');
+  if (o.paths.gdb)
+    argv.push('-chardev', `socket,id=gdb0,path=${optValue(o.paths.gdb)},server=on,wait=off`, '-gdb', 'chardev:gdb0');
   // A restoring QEMU reports the end of the load as a MIGRATION event (snapshot.ts finishRestore).
   if (o.incoming) argv.push('-incoming', o.incoming, ...restoreEventArgs);
   if (o.startStopped) argv.push('-S');
@@ -154,10 +179,15 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
  */
 function loggedDiskArgv(disk: VmDisk, log: string, blockDevice: string): string[] {
   return [
-    '-blockdev', `driver=file,node-name=disk0-file,filename=${optValue(disk.path)},cache.direct=off,cache.no-flush=off`,
-    '-blockdev', `driver=${disk.format},node-name=disk0-format,file=disk0-file`,
-    '-blockdev', `driver=file,node-name=disk0-log,filename=${optValue(log)},cache.direct=off,cache.no-flush=on`,
-    '-blockdev', 'driver=blklogwrites,node-name=disk0,file=disk0-format,log=disk0-log,log-sector-size=512,log-super-update-interval=1',
-    '-device', `${blockDevice},drive=disk0,write-cache=on,discard=off,write-zeroes=off`,
+    '-blockdev',
+    `driver=file,node-name=disk0-file,filename=${optValue(disk.path)},cache.direct=off,cache.no-flush=off`,
+    '-blockdev',
+    `driver=${disk.format},node-name=disk0-format,file=disk0-file`,
+    '-blockdev',
+    `driver=file,node-name=disk0-log,filename=${optValue(log)},cache.direct=off,cache.no-flush=on`,
+    '-blockdev',
+    'driver=blklogwrites,node-name=disk0,file=disk0-format,log=disk0-log,log-sector-size=512,log-super-update-interval=1',
+    '-device',
+    `${blockDevice},drive=disk0,write-cache=on,discard=off,write-zeroes=off`,
   ];
 }

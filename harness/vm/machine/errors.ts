@@ -64,7 +64,10 @@ export class AbnormalShutdownError extends InfraError {
  * ends at once with this as its cause.
  */
 export class VmFaultError extends InfraError {
-  constructor(message: string, readonly event: unknown) {
+  constructor(
+    message: string,
+    readonly event: unknown,
+  ) {
     super(message);
   }
 }

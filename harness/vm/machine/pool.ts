@@ -31,7 +31,14 @@ export function memorySlots(): number {
  * the next case's VM), recoveries going first keep the cases in flight few
  * and finish them in order.
  */
-const rolePriority: Record<MachineSpec['role'], number> = { recovery: 0, snapshot: 1, symbols: 1, workload: 2, bench: 2, test: 2 };
+const rolePriority: Record<MachineSpec['role'], number> = {
+  recovery: 0,
+  snapshot: 1,
+  symbols: 1,
+  workload: 2,
+  bench: 2,
+  test: 2,
+};
 
 /**
  * The machine layer's front door: every VM of a run (workloads, kernel

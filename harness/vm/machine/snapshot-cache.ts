@@ -37,12 +37,31 @@ const savedStates = new Map<string, SavedState>();
  * truncated or changed state is saved anew, never restored (QEMU loads a
  * flipped bit in guest memory without a word).
  */
-export async function agentReadySnapshot(machines: MachineLauncher, kernel: BootKernel, initrd: string, base: BaseImage, accel: Accel, qemuVersion: string, opts: { cpus?: number } = {}): Promise<string> {
+export async function agentReadySnapshot(
+  machines: MachineLauncher,
+  kernel: BootKernel,
+  initrd: string,
+  base: BaseImage,
+  accel: Accel,
+  qemuVersion: string,
+  opts: { cpus?: number } = {},
+): Promise<string> {
   const cpus = opts.cpus ?? 1;
   // The command line is part of the saved guest (the kernel parsed it at boot).
   // A user's image gets its own state, keyed by its content (recipeHash), on the disk format its cases use.
   const diskFormat = base.caseDisk ?? 'raw';
-  const key = hashJson({ MACHINE_VERSION, kernel: kernel.id, bz: kernel.bzImage, initrd, image: base.recipeHash, accel, qemuVersion, cmdline: kernelCommandLine(), ...(diskFormat !== 'raw' ? { diskFormat } : {}), ...(cpus !== 1 ? { cpus, topology: 'sockets' } : {}) }).slice(0, 16);
+  const key = hashJson({
+    MACHINE_VERSION,
+    kernel: kernel.id,
+    bz: kernel.bzImage,
+    initrd,
+    image: base.recipeHash,
+    accel,
+    qemuVersion,
+    cmdline: kernelCommandLine(),
+    ...(diskFormat !== 'raw' ? { diskFormat } : {}),
+    ...(cpus !== 1 ? { cpus, topology: 'sockets' } : {}),
+  }).slice(0, 16);
   const file = join(cacheDir('snapshots'), `${key}.state`);
   // A rebuilt base image (mkfs picks new UUIDs) is another disk: the state
   // records the image it was booted with and is saved anew for another one.
@@ -52,7 +71,14 @@ export async function agentReadySnapshot(machines: MachineLauncher, kernel: Boot
     // The format the cases' disks have: the saved device state then matches theirs exactly.
     const disk = await createCaseDisk(base.path, tmp.join(diskFormat === 'raw' ? 'disk.img' : 'disk.qcow2'), diskFormat);
     {
-      await using machine = await machines.launch({ role: 'snapshot', kernel, initrd, disk, accel, ...(cpus !== 1 ? { cpus } : {}) });
+      await using machine = await machines.launch({
+        role: 'snapshot',
+        kernel,
+        initrd,
+        disk,
+        accel,
+        ...(cpus !== 1 ? { cpus } : {}),
+      });
       await machine.saveState(file);
     }
     await entry.seal();
@@ -111,7 +137,9 @@ async function recoverSavedState(file: string, error: VmRestoreError, generation
   if (s.generation > 1) {
     s.unusable = true;
     await s.entry.discard();
-    cacheNotice(`saved VM state ${name} did not load again after it was saved anew (${why}); discarded it, the remaining cases boot`);
+    cacheNotice(
+      `saved VM state ${name} did not load again after it was saved anew (${why}); discarded it, the remaining cases boot`,
+    );
     return;
   }
   s.recovery = saveAnew(s, name, why);
@@ -125,12 +153,18 @@ async function saveAnew(s: SavedState, name: string, why: string): Promise<void>
     cacheNotice(`saved VM state ${name} did not load (${why}); discarded it and saved it anew; this case boots instead`);
   } catch (e) {
     s.unusable = true;
-    cacheNotice(`saved VM state ${name} did not load (${why}); discarded it, saving it anew failed (${errorMessage(e).split('\n')[0]}); cases boot instead`);
+    cacheNotice(
+      `saved VM state ${name} did not load (${why}); discarded it, saving it anew failed (${errorMessage(e).split('\n')[0]}); cases boot instead`,
+    );
   }
 }
 
 /** QEMU's own words when it gave any ("load of migration failed: Input/output error"), else the first line of the error. */
 function restoreFailureReason(e: VmRestoreError): string {
-  const qemu = e.stderr.split('\n').map((l) => l.trim()).filter(Boolean).pop();
+  const qemu = e.stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .pop();
   return (qemu ?? e.message.split('\n')[0] ?? 'unknown').replace(/^qemu-system-\S+: /, 'qemu: ');
 }

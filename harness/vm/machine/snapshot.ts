@@ -45,7 +45,8 @@ export async function saveVmState(qmp: QmpClient, file: string): Promise<void> {
     for (;;) {
       const s = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
       if (s.status === 'completed') break;
-      if (s.status === 'failed' || s.status === 'cancelled') throw new InfraError(`saving the VM state failed: ${s['error-desc'] ?? s.status}`);
+      if (s.status === 'failed' || s.status === 'cancelled')
+        throw new InfraError(`saving the VM state failed: ${s['error-desc'] ?? s.status}`);
       await new Promise((r) => setTimeout(r, 20));
     }
     await received;
@@ -92,7 +93,8 @@ export async function finishRestore(qmp: QmpClient, file: string, timeoutMs = 60
     for (;;) {
       const left = deadline - performance.now();
       const e = await qmp.waitEvent('MIGRATION', Math.max(1, left), since).catch((err: unknown) => {
-        if (err instanceof QmpTimeoutError) throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`, { cause: err });
+        if (err instanceof QmpTimeoutError)
+          throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`, { cause: err });
         throw err;
       });
       since = qmp.eventLog.indexOf(e) + 1;
@@ -103,11 +105,13 @@ export async function finishRestore(qmp: QmpClient, file: string, timeoutMs = 60
     // would be swallowed (it only sets autostart, and the restored run state
     // is the saved one: paused).
     while ((await qmp.execute<{ status: string }>('query-status')).status === 'inmigrate') {
-      if (performance.now() > deadline) throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`);
+      if (performance.now() > deadline)
+        throw new InfraError(`restoring the VM state from ${file} did not finish in ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 1));
     }
   }
   const m = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-  if (m.status && m.status !== 'completed') throw new InfraError(`restoring the VM state from ${file} failed: ${m['error-desc'] ?? m.status}`);
+  if (m.status && m.status !== 'completed')
+    throw new InfraError(`restoring the VM state from ${file} failed: ${m['error-desc'] ?? m.status}`);
   await qmp.execute('cont');
 }

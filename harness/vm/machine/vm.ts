@@ -92,7 +92,15 @@ export class Vm implements Machine {
     // Opened before the VM's temp dir exists, so a missing state file leaves nothing behind.
     const state = spec.restoreFrom
       ? await open(spec.restoreFrom, 'r').catch((e: Error) => {
-          throw new VmRestoreError(`cannot read the saved VM state ${spec.restoreFrom}: ${e.message}`, spec.restoreFrom!, [], undefined, '', '', e);
+          throw new VmRestoreError(
+            `cannot read the saved VM state ${spec.restoreFrom}: ${e.message}`,
+            spec.restoreFrom!,
+            [],
+            undefined,
+            '',
+            '',
+            e,
+          );
         })
       : undefined;
     // blklogwrites neither creates its log file nor cuts an old one short: start empty.
@@ -175,7 +183,7 @@ export class Vm implements Machine {
     if (restoreFrom) {
       this.restoreStage = 'loading the state';
       await finishRestore(this.qmp, restoreFrom, left());
-      this.restoreStage = 'waiting for the restored guest\'s agent';
+      this.restoreStage = "waiting for the restored guest's agent";
     }
     const restoredAt = performance.now() - this.startedAt;
     if (!waitAgent) {
@@ -186,7 +194,11 @@ export class Vm implements Machine {
     const info = restoreFrom ? await this.agent.hello(left()) : await this.agent.waitReady(left());
     this.restoreStage = undefined;
     const bootMs = performance.now() - this.startedAt;
-    this.hello = { ...info, bootMs, phases: { qmp: qmpAt, agentPort: agentAt, ...(restoreFrom ? { restored: restoredAt } : {}), ready: bootMs } };
+    this.hello = {
+      ...info,
+      bootMs,
+      phases: { qmp: qmpAt, agentPort: agentAt, ...(restoreFrom ? { restored: restoredAt } : {}), ready: bootMs },
+    };
   }
 
   /**
@@ -215,7 +227,13 @@ export class Vm implements Machine {
   private async waitForSocket(path: string, deadline: number): Promise<void> {
     while (performance.now() < deadline) {
       if (this.exitInfo) throw new InfraError(`QEMU exited (${this.exitDescription()}) before it opened ${path}`);
-      if (await access(path).then(() => true, () => false)) return;
+      if (
+        await access(path).then(
+          () => true,
+          () => false,
+        )
+      )
+        return;
       // Short polls: QEMU creates its sockets within milliseconds, and a
       // restored VM is ready in a few hundred.
       await new Promise((r) => setTimeout(r, 2));
@@ -231,7 +249,15 @@ export class Vm implements Machine {
     // QEMU reads the state from its first moment, so a bad file surfaces as
     // QEMU exiting with a load error on stderr, whatever the harness was waiting for.
     if (restoreFrom && (this.restoreStage !== undefined || restoreLoadFailure.test(this.stderrText))) {
-      return new VmRestoreError(`${message} (restoring ${restoreFrom}${this.restoreStage ? `, ${this.restoreStage}` : ''})`, restoreFrom, this.argv, this.exitInfo?.exitCode, await this.consoleTail(), this.stderrText, cause);
+      return new VmRestoreError(
+        `${message} (restoring ${restoreFrom}${this.restoreStage ? `, ${this.restoreStage}` : ''})`,
+        restoreFrom,
+        this.argv,
+        this.exitInfo?.exitCode,
+        await this.consoleTail(),
+        this.stderrText,
+        cause,
+      );
     }
     return new VmLaunchError(message, this.argv, this.exitInfo?.exitCode, await this.consoleTail(), this.stderrText, cause);
   }
@@ -365,7 +391,13 @@ export class Vm implements Machine {
             this.proc.kill('SIGKILL');
             await this.waitExit(5000);
           }
-          abnormal = new AbnormalShutdownError(this.pid, escalation, this.stderrText, quitFailure ?? (this.qmp.closed ? this.qmp.disconnectCause ?? new Error('the QMP connection was closed') : undefined));
+          abnormal = new AbnormalShutdownError(
+            this.pid,
+            escalation,
+            this.stderrText,
+            quitFailure ??
+              (this.qmp.closed ? (this.qmp.disconnectCause ?? new Error('the QMP connection was closed')) : undefined),
+          );
         }
       } finally {
         this.qmp.close();

@@ -111,10 +111,16 @@ export class QmpClient extends SocketChannel {
     const id = `qcrash-${this.nextId++}`;
     const msg = commandMessage(id, command, args);
     this.sentCommands.set(id, { command, args });
-    return this.track<T>(id, `the reply to ${command}`, () => this.write(encodeMessage(msg), { msg }), timeoutMs, () => {
-      this.sentCommands.delete(id);
-      return new QmpTimeoutError(`reply to ${command}`, timeoutMs);
-    });
+    return this.track<T>(
+      id,
+      `the reply to ${command}`,
+      () => this.write(encodeMessage(msg), { msg }),
+      timeoutMs,
+      () => {
+        this.sentCommands.delete(id);
+        return new QmpTimeoutError(`reply to ${command}`, timeoutMs);
+      },
+    );
   }
 
   /** Wait for an event at or after log position `since` (default 0: one already received counts). */

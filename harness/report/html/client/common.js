@@ -11,23 +11,43 @@ window.qcrash = (function () {
 
   /** Colour and shape scales for verdicts, with a legend that shows the word and symbol. */
   function verdictScales(present) {
-    var domain = vDomain.filter(function (k) { return !present || present.indexOf(k) >= 0; });
-    var label = function (k) { return verdicts[k] ? verdicts[k].symbol + ' ' + verdicts[k].label : k; };
+    var domain = vDomain.filter(function (k) {
+      return !present || present.indexOf(k) >= 0;
+    });
+    var label = function (k) {
+      return verdicts[k] ? verdicts[k].symbol + ' ' + verdicts[k].label : k;
+    };
     return {
-      color: { domain: domain, range: domain.map(function (k) { return verdicts[k].color; }) },
-      symbol: { domain: domain, range: domain.map(function (k) { return verdicts[k].plotSymbol; }), legend: true, tickFormat: label },
+      color: {
+        domain: domain,
+        range: domain.map(function (k) {
+          return verdicts[k].color;
+        }),
+      },
+      symbol: {
+        domain: domain,
+        range: domain.map(function (k) {
+          return verdicts[k].plotSymbol;
+        }),
+        legend: true,
+        tickFormat: label,
+      },
     };
   }
 
   function present(rows, key) {
     var seen = [];
-    rows.forEach(function (r) { if (seen.indexOf(r[key]) < 0) seen.push(r[key]); });
+    rows.forEach(function (r) {
+      if (seen.indexOf(r[key]) < 0) seen.push(r[key]);
+    });
     return seen;
   }
 
   /** Longest label in pixels, roughly, for a left margin that fits the lane names. */
   function marginFor(labels, width) {
-    var n = labels.reduce(function (m, s) { return Math.max(m, String(s).length); }, 0);
+    var n = labels.reduce(function (m, s) {
+      return Math.max(m, String(s).length);
+    }, 0);
     return Math.min(360, (width || 800) * 0.45, 12 + n * 6.8);
   }
 
@@ -56,7 +76,11 @@ window.qcrash = (function () {
   var timer;
   window.addEventListener('resize', function () {
     clearTimeout(timer);
-    timer = setTimeout(function () { redraws.forEach(function (r) { r(); }); }, 150);
+    timer = setTimeout(function () {
+      redraws.forEach(function (r) {
+        r();
+      });
+    }, 150);
   });
 
   return { data: data, verdicts: verdicts, verdictScales: verdictScales, present: present, marginFor: marginFor, draw: draw };

@@ -11,7 +11,9 @@
     form.hidden = false;
     var rows = Array.prototype.slice.call(document.querySelectorAll('#matrix tbody tr'));
     var apply = function () {
-      var wanted = Array.prototype.slice.call(form.querySelectorAll('input[name=verdict]:checked')).map(function (i) { return i.value; });
+      var wanted = Array.prototype.slice.call(form.querySelectorAll('input[name=verdict]:checked')).map(function (i) {
+        return i.value;
+      });
       var scenario = form.elements.scenario.value;
       var shown = 0;
       rows.forEach(function (tr) {
@@ -28,26 +30,51 @@
       document.getElementById('matrix-count').textContent = shown + ' of ' + rows.length + ' rows shown';
     };
     form.addEventListener('change', apply);
-    form.addEventListener('submit', function (e) { e.preventDefault(); });
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+    });
     apply();
   }
 
   // ---- charts ----
-  var caseTitle = function (r, extra) { return r.caseId + '\n' + (q.verdicts[r.verdict] ? q.verdicts[r.verdict].label : r.verdict) + extra; };
+  var caseTitle = function (r, extra) {
+    return r.caseId + '\n' + (q.verdicts[r.verdict] ? q.verdicts[r.verdict].label : r.verdict) + extra;
+  };
 
   if (d.crashPoints && d.crashPoints.length) {
     q.draw('chart-crash-points', function (width) {
-      var lane = function (r) { return r.scenario + ': ' + r.step; };
-      var lanes = q.present(d.crashPoints.map(function (r) { return { l: lane(r) }; }), 'l');
+      var lane = function (r) {
+        return r.scenario + ': ' + r.step;
+      };
+      var lanes = q.present(
+        d.crashPoints.map(function (r) {
+          return { l: lane(r) };
+        }),
+        'l',
+      );
       var s = q.verdictScales(q.present(d.crashPoints, 'verdict'));
       return Plot.plot({
-        width: width, height: 70 + 32 * lanes.length, marginLeft: q.marginFor(lanes, width), style: { fontSize: '12px' },
+        width: width,
+        height: 70 + 32 * lanes.length,
+        marginLeft: q.marginFor(lanes, width),
+        style: { fontSize: '12px' },
         x: { label: "ms after the step's start marker", grid: true, zero: true },
         y: { label: null, domain: lanes },
-        color: s.color, symbol: s.symbol,
+        color: s.color,
+        symbol: s.symbol,
         marks: [
           Plot.ruleX([0], { stroke: '#999' }),
-          Plot.dot(d.crashPoints, { x: 'atMs', y: lane, stroke: 'verdict', symbol: 'verdict', r: 6, strokeWidth: 2, title: function (r) { return caseTitle(r, ' at ' + r.atMs + ' ms'); } }),
+          Plot.dot(d.crashPoints, {
+            x: 'atMs',
+            y: lane,
+            stroke: 'verdict',
+            symbol: 'verdict',
+            r: 6,
+            strokeWidth: 2,
+            title: function (r) {
+              return caseTitle(r, ' at ' + r.atMs + ' ms');
+            },
+          }),
         ],
       });
     });
@@ -55,16 +82,50 @@
 
   if (d.crashIndex && d.crashIndex.length) {
     q.draw('chart-crash-index', function (width) {
-      var lane = function (r) { return r.scenario + ': ' + r.step + ' (' + r.indexKind + ')'; };
-      var maxIndex = Math.max.apply(null, d.crashIndex.map(function (r) { return r.index; }));
-      var lanes = q.present(d.crashIndex.map(function (r) { return { l: lane(r) }; }), 'l');
+      var lane = function (r) {
+        return r.scenario + ': ' + r.step + ' (' + r.indexKind + ')';
+      };
+      var maxIndex = Math.max.apply(
+        null,
+        d.crashIndex.map(function (r) {
+          return r.index;
+        }),
+      );
+      var lanes = q.present(
+        d.crashIndex.map(function (r) {
+          return { l: lane(r) };
+        }),
+        'l',
+      );
       var s = q.verdictScales(q.present(d.crashIndex, 'verdict'));
       return Plot.plot({
-        width: width, height: 70 + 32 * lanes.length, marginLeft: q.marginFor(lanes, width), style: { fontSize: '12px' },
-        x: { label: 'breakpoint hit / jbd2 commit index', grid: true, domain: [0, maxIndex + 1], ticks: Math.min(maxIndex + 1, 10), tickFormat: 'd' },
+        width: width,
+        height: 70 + 32 * lanes.length,
+        marginLeft: q.marginFor(lanes, width),
+        style: { fontSize: '12px' },
+        x: {
+          label: 'breakpoint hit / jbd2 commit index',
+          grid: true,
+          domain: [0, maxIndex + 1],
+          ticks: Math.min(maxIndex + 1, 10),
+          tickFormat: 'd',
+        },
         y: { label: null, domain: lanes },
-        color: s.color, symbol: s.symbol,
-        marks: [Plot.dot(d.crashIndex, { x: 'index', y: lane, stroke: 'verdict', symbol: 'verdict', r: 6, strokeWidth: 2, title: function (r) { return caseTitle(r, ' at ' + r.indexKind + ' ' + r.index); } })],
+        color: s.color,
+        symbol: s.symbol,
+        marks: [
+          Plot.dot(d.crashIndex, {
+            x: 'index',
+            y: lane,
+            stroke: 'verdict',
+            symbol: 'verdict',
+            r: 6,
+            strokeWidth: 2,
+            title: function (r) {
+              return caseTitle(r, ' at ' + r.indexKind + ' ' + r.index);
+            },
+          }),
+        ],
       });
     });
   }
@@ -73,16 +134,35 @@
     q.draw('chart-phases', function (width) {
       var cases = q.present(d.phases, 'caseId');
       var totals = {};
-      d.phases.forEach(function (r) { totals[r.caseId] = (totals[r.caseId] || 0) + r.ms; });
-      var max = Math.max.apply(null, Object.keys(totals).map(function (k) { return totals[k]; }));
-      var abbr = function (r) { return r.ms >= max * 0.15 ? r.phase.split(' ')[0] : ''; };
+      d.phases.forEach(function (r) {
+        totals[r.caseId] = (totals[r.caseId] || 0) + r.ms;
+      });
+      var max = Math.max.apply(
+        null,
+        Object.keys(totals).map(function (k) {
+          return totals[k];
+        }),
+      );
+      var abbr = function (r) {
+        return r.ms >= max * 0.15 ? r.phase.split(' ')[0] : '';
+      };
       return Plot.plot({
-        width: width, height: 70 + 26 * cases.length, marginLeft: q.marginFor(cases, width), style: { fontSize: '12px' },
+        width: width,
+        height: 70 + 26 * cases.length,
+        marginLeft: q.marginFor(cases, width),
+        style: { fontSize: '12px' },
         x: { label: 'ms', grid: true },
         y: { label: null, domain: cases },
         color: { legend: true, scheme: 'tableau10' },
         marks: [
-          Plot.barX(d.phases, { x: 'ms', y: 'caseId', fill: 'phase', title: function (r) { return r.caseId + '\n' + r.phase + ': ' + Math.round(r.ms) + ' ms'; } }),
+          Plot.barX(d.phases, {
+            x: 'ms',
+            y: 'caseId',
+            fill: 'phase',
+            title: function (r) {
+              return r.caseId + '\n' + r.phase + ': ' + Math.round(r.ms) + ' ms';
+            },
+          }),
           Plot.text(d.phases, Plot.stackX({ x: 'ms', y: 'caseId', z: 'phase', text: abbr, fill: 'white' })),
           Plot.ruleX([0]),
         ],
@@ -94,12 +174,33 @@
     q.draw('chart-log-epochs', function (width) {
       var s = q.verdictScales(q.present(d.logStates, 'verdict'));
       return Plot.plot({
-        width: width, height: 320, style: { fontSize: '12px' },
+        width: width,
+        height: 320,
+        style: { fontSize: '12px' },
         x: { label: 'flush epoch', grid: true, tickFormat: 'd' },
         y: { label: 'states', grid: true },
         fy: { label: null },
-        color: s.color, symbol: s.symbol,
-        marks: [Plot.dot(d.logStates, Plot.stackY2({ x: 'epoch', y: function () { return 1; }, fy: 'stateKind', stroke: 'verdict', symbol: 'verdict', r: 4, strokeWidth: 1.5, title: function (r) { return caseTitle(r, ', ' + r.stateKind + ' state of epoch ' + r.epoch); } }))],
+        color: s.color,
+        symbol: s.symbol,
+        marks: [
+          Plot.dot(
+            d.logStates,
+            Plot.stackY2({
+              x: 'epoch',
+              y: function () {
+                return 1;
+              },
+              fy: 'stateKind',
+              stroke: 'verdict',
+              symbol: 'verdict',
+              r: 4,
+              strokeWidth: 1.5,
+              title: function (r) {
+                return caseTitle(r, ', ' + r.stateKind + ' state of epoch ' + r.epoch);
+              },
+            }),
+          ),
+        ],
       });
     });
   }

@@ -1,6 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KillPoint, Step } from '../scenario/model.ts';
+import type { HoldPoint, KillPoint, Step } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import { createCaseDisk, flattenToRaw } from '../image/disk.ts';
@@ -9,6 +9,7 @@ import { launchRestoring } from '../vm/machine/snapshot-cache.ts';
 import type { CrashState, CrashStateSource } from './crash-state.ts';
 import { runWorkload, type WorkloadOutcome } from './workload.ts';
 import type { KernelPointDriver } from './points/index.ts';
+import type { HoldDriver } from './points/hold.ts';
 
 export interface KillRunEnv {
   machines: MachineLauncher;
@@ -20,6 +21,10 @@ export interface KillRunEnv {
   /** Makes the gdbstub driver for kernel and commit points. */
   kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
   stepTimeoutMs?: number;
+  /** vCPUs of the workload VM (default 1); `restoreFrom` must have been saved with as many. */
+  cpus?: number;
+  /** An interleaving held at a kernel point, and the gdbstub driver that holds it. */
+  hold?: { point: HoldPoint; driver: (machine: Machine) => Promise<HoldDriver & AsyncDisposable> };
 }
 
 /**
@@ -40,6 +45,33 @@ export class KillPointSource implements CrashStateSource {
     private readonly caseDir: string,
   ) {}
 
+  /**
+   * The workload on the launched machine, with the gdbstub drivers its kill
+   * point and its hold need (one connection at a time: the hold's ends with
+   * its step, a kill point's is armed at its own step). Their transcripts go
+   * to the case folder.
+   */
+  private async runOn(machine: Machine): Promise<WorkloadOutcome> {
+    const opts = this.env.stepTimeoutMs ? { stepTimeoutMs: this.env.stepTimeoutMs } : {};
+    const needsKernel = this.point.kind === 'kernel' || this.point.kind === 'commit';
+    const kernelDriver = needsKernel && this.env.kernelDriver ? await this.env.kernelDriver(machine) : undefined;
+    const holdDriver = this.env.hold ? await this.env.hold.driver(machine) : undefined;
+    try {
+      return await runWorkload(machine, this.steps, this.point, this.seed, {
+        ...opts,
+        ...(kernelDriver ? { kernelDriver } : {}),
+        ...(holdDriver ? { hold: { point: this.env.hold!.point, driver: holdDriver } } : {}),
+      });
+    } finally {
+      await kernelDriver?.[Symbol.asyncDispose]();
+      await holdDriver?.[Symbol.asyncDispose]();
+      if (kernelDriver)
+        await writeFile(join(this.caseDir, 'workload-gdb.log'), (kernelDriver.transcript ?? []).join('\n') + '\n');
+      if (holdDriver)
+        await writeFile(join(this.caseDir, 'workload-hold-gdb.log'), (holdDriver.transcript ?? []).join('\n') + '\n');
+    }
+  }
+
   async *states(): AsyncIterable<CrashState> {
     const image = join(this.caseDir, 'crash.img');
     const overlay = this.env.base.caseDisk === 'qcow2';
@@ -48,7 +80,7 @@ export class KillPointSource implements CrashStateSource {
       overlay ? join(this.caseDir, 'disk.qcow2') : image,
       overlay ? 'qcow2' : 'raw',
     );
-    const needsGdb = this.point.kind === 'kernel' || this.point.kind === 'commit';
+    const needsGdb = this.point.kind === 'kernel' || this.point.kind === 'commit' || this.env.hold !== undefined;
     const t0 = performance.now();
     let machineMs: number;
     let queuedMs: number;
@@ -61,23 +93,13 @@ export class KillPointSource implements CrashStateSource {
           initrd: this.env.initrd,
           disk,
           gdb: needsGdb,
+          ...(this.env.cpus && this.env.cpus !== 1 ? { cpus: this.env.cpus } : {}),
           ...(this.env.restoreFrom ? { restoreFrom: this.env.restoreFrom } : {}),
         });
         queuedMs = machine.queuedMs ?? 0;
         machineMs = performance.now() - t0 - queuedMs;
         try {
-          const opts = this.env.stepTimeoutMs ? { stepTimeoutMs: this.env.stepTimeoutMs } : {};
-          if (needsGdb && this.env.kernelDriver) {
-            const driver = await this.env.kernelDriver(machine);
-            try {
-              outcome = await runWorkload(machine, this.steps, this.point, this.seed, { ...opts, kernelDriver: driver });
-            } finally {
-              await driver[Symbol.asyncDispose]();
-              await writeFile(join(this.caseDir, 'workload-gdb.log'), (driver.transcript ?? []).join('\n') + '\n');
-            }
-          } else {
-            outcome = await runWorkload(machine, this.steps, this.point, this.seed, opts);
-          }
+          outcome = await this.runOn(machine);
         } finally {
           await machine.saveArtefacts(join(this.caseDir, 'workload-'));
         }

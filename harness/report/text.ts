@@ -1,5 +1,5 @@
 import type { Finding } from '../findings/finding.ts';
-import type { RunSummary } from '../results/run.ts';
+import { heldCounts, type RunSummary } from '../results/run.ts';
 import { logPhaseLines, logPhaseSummary } from '../results/log-phases.ts';
 import { fileReports, fileRowText } from '../results/file-report.ts';
 import { progressLine } from '../results/plan.ts';
@@ -36,6 +36,11 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   if (log.states)
     out.push(
       `write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}`,
+    );
+  const held = heldCounts(s.cases);
+  if (held.asked)
+    out.push(
+      `held:      ${held.ran} interleaving(s) held at a kernel point, ${held.markerReached} reached their marker${held.limit ? `, ${held.limit} ended at their limit` : ''}${held.notHit ? `; ${held.notHit} case(s) never hit the hold point` : ''}`,
     );
   const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
   if (leaks) out.push(`allowed:   ${leaks} leak finding(s) (what an interrupted migration may leave)`);
@@ -79,6 +84,7 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     for (const x of bad) {
       out.push(`${md ? '- ' : ''}${x.status.toUpperCase()} ${x.id}`);
       if (x.error) out.push(`    ${x.error.split('\n')[0]}`);
+      if (x.fired?.held) out.push(`    held: ${x.fired.held.line}`);
       for (const line of groupFindings(x.failing).slice(0, opts.maxFindings ?? 8)) out.push(`    ${line}`);
     }
   }

@@ -126,7 +126,7 @@ export interface RunSummary {
   plan?: RunPlan;
   /** Set when some of the plan never ran (the run was interrupted): how far it got and how to finish it. */
   interrupted?: PlanProgress;
-  counts: { total: number; pass: number; fail: number; error: number; notReached: number; notRun: number };
+  counts: { total: number; pass: number; fail: number; error: number; notReached: number; notRun: number; held?: HeldCounts };
   /** Where the write-log states' time went, per state (results/log-phases.ts); absent without such states. */
   logPhases?: LogPhaseSummary;
   cases: CaseResult[];
@@ -143,6 +143,35 @@ export function countStatuses(cases: readonly CaseResult[]): RunSummary['counts'
     else if (r.status === 'error') c.error++;
     else if (r.status === 'not-run') c.notRun++;
     else c.notReached++;
+  }
+  const held = heldCounts(cases);
+  return held.asked ? { ...c, held } : c;
+}
+
+/**
+ * Interleavings held at a kernel point (a scenario's `hold:`), over the
+ * cases whose run asked for one: how many held a vCPU (`ran`), how many of
+ * those ended at their marker rather than their limit, and how many were
+ * never hit (the step finished first, or the VM ended).
+ */
+export interface HeldCounts {
+  asked: number;
+  ran: number;
+  markerReached: number;
+  limit: number;
+  notHit: number;
+}
+
+export function heldCounts(cases: readonly CaseResult[]): HeldCounts {
+  const c: HeldCounts = { asked: 0, ran: 0, markerReached: 0, limit: 0, notHit: 0 };
+  for (const x of cases) {
+    const h = x.fired?.held;
+    if (!h) continue;
+    c.asked++;
+    if (!h.reached) c.notHit++;
+    else c.ran++;
+    if (h.markerReached) c.markerReached++;
+    if (h.ended === 'limit') c.limit++;
   }
   return c;
 }

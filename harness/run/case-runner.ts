@@ -1,6 +1,6 @@
 import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { baseImageKey, type CaseSpec, type RecoveryMode } from '../scenario/model.ts';
+import { baseImageKey, machineStateKey, type CaseSpec, type RecoveryMode } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { BaseImage } from '../image/build.ts';
 import type { Finding } from '../findings/finding.ts';
@@ -11,6 +11,7 @@ import type { CrashState, CrashStateSource } from '../crash/crash-state.ts';
 import { KillPointSource } from '../crash/kill-source.ts';
 import { deriveExpectations, stepReport } from '../crash/expectations.ts';
 import type { KernelPointDriver } from '../crash/points/index.ts';
+import type { HoldDriver } from '../crash/points/hold.ts';
 import { recoverWithE2fsck, recoverWithE2fsckInPlace } from '../recovery/e2fsck.ts';
 import { recoverWithKernel } from '../recovery/kernel.ts';
 import type { RecoveredImage } from '../recovery/recovery.ts';
@@ -47,7 +48,11 @@ export interface CaseEnv {
   readonly initrd: string;
   readonly images: ReadonlyMap<string, BaseImage>;
   readonly keep: KeepPolicy;
-  /** Saved "agent ready" VM states by recipe: workload and kernel recovery VMs restore instead of booting. */
+  /**
+   * Saved "agent ready" VM states by machineStateKey (the base image, and the
+   * vCPU count when not 1): workload and kernel recovery VMs (1 vCPU)
+   * restore instead of booting.
+   */
   readonly snapshots?: ReadonlyMap<string, string>;
   /**
    * Where kept crash images are stored compressed (the run folder's); without
@@ -59,6 +64,8 @@ export interface CaseEnv {
   readonly kernelDriver?: (machine: Machine) => Promise<KernelPointDriver & AsyncDisposable>;
   /** Kill points' functions this kernel lacks, with why: their cases are not judged here (see validateKernelPoints). */
   readonly unresolvedSymbols?: ReadonlyMap<string, string>;
+  /** Creates the gdbstub driver for a scenario's `hold:` (absent: a held scenario is an error). */
+  readonly holdDriver?: (machine: Machine) => Promise<HoldDriver & AsyncDisposable>;
   /**
    * Fault injection for tests: alter a crash image before any recovery
    * (e.g. damage it with debugfs) to prove the oracles and reports see it.
@@ -78,10 +85,13 @@ export function baseImageOf(env: CaseEnv, scenario: CaseSpec['scenario']): BaseI
 export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string): CrashStateSource {
   if (spec.crashPoint.kind === 'log')
     throw new InfraError(`${spec.id} is a write-log state: its unit replays it from the recorded log`);
-  const base = baseImageOf(env, spec.scenario);
-  const restoreFrom = env.snapshots?.get(baseImageKey(spec.scenario));
+  const { scenario } = spec;
+  const base = baseImageOf(env, scenario);
+  const restoreFrom = env.snapshots?.get(machineStateKey(scenario));
+  if (scenario.hold && !env.holdDriver)
+    throw new InfraError(`${spec.id}: the scenario holds an interleaving, and this run has no gdbstub driver for it`);
   return new KillPointSource(
-    spec.scenario.steps,
+    scenario.steps,
     spec.crashPoint,
     spec.seed,
     {
@@ -92,6 +102,8 @@ export function crashStateSource(spec: CaseSpec, env: CaseEnv, caseDir: string):
       ...(restoreFrom ? { restoreFrom } : {}),
       ...(env.kernelDriver ? { kernelDriver: env.kernelDriver } : {}),
       ...(env.stepTimeoutMs ? { stepTimeoutMs: env.stepTimeoutMs } : {}),
+      ...(scenario.cpus && scenario.cpus !== 1 ? { cpus: scenario.cpus } : {}),
+      ...(scenario.hold && env.holdDriver ? { hold: { point: scenario.hold, driver: env.holdDriver } } : {}),
     },
     caseDir,
   );

@@ -3,7 +3,7 @@ import { scenariosDir } from '../util/paths.ts';
 import { ConfigError } from '../util/errors.ts';
 import { findScenarioFiles } from '../scenario/parse.ts';
 import { loadScenario, parseScenario } from './resolve-scenario.ts';
-import { baseImageKey, type RecoveryMode, type Scenario } from '../scenario/model.ts';
+import { baseImageKey, machineStateKey, type RecoveryMode, type Scenario } from '../scenario/model.ts';
 import { resolveKernel } from '../kernel/resolve.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import { buildInitramfs } from '../guest/initramfs.ts';
@@ -16,6 +16,7 @@ import { detectAccel } from '../vm/machine/accel.ts';
 import { agentReadySnapshot } from '../vm/machine/snapshot-cache.ts';
 import { kernelSymbols, validateKernelPoints, type MissingSymbolPolicy } from '../crash/kernel-symbols.ts';
 import { gdbDriverFactory } from '../crash/points/gdb-driver.ts';
+import { gdbHoldDriverFactory } from '../crash/points/hold.ts';
 import { toolVersions } from './versions.ts';
 import type { CaseEnv, KeepPolicy } from './case-runner.ts';
 import type { RunEnv } from './log-unit.ts';
@@ -105,18 +106,12 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     })),
   );
   const unresolvedSymbols = await validateKernelPoints(opts.machines, kernel, initrd, points, opts.missingSymbols);
-  const snapshots = new Map<string, string>();
-  if (opts.snapshots !== false) {
-    const accel = (await detectAccel()).accel;
-    const qemu = (await toolVersions(kernel.release)).qemu;
-    // One boot per image the first time (a new kernel: every image), as many at once as the pool allows.
-    // Only kill cases restore: a write-log recording boots (its disk is set up differently).
-    const keys = [...images].filter(([key]) => scenarios.some((s) => baseImageKey(s) === key && s.crashPoints.length));
-    const saved = await Promise.all(
-      keys.map(async ([key, base]) => [key, await agentReadySnapshot(opts.machines, kernel, initrd, base, accel, qemu)] as const),
-    );
-    for (const [key, file] of saved) snapshots.set(key, file);
-  }
+  await validateHoldPoints(opts.machines, kernel, initrd, scenarios);
+  const snapshots =
+    opts.snapshots !== false
+      ? await saveMachineStates(opts.machines, kernel, initrd, images, scenarios)
+      : new Map<string, string>();
+  const symbols = () => kernelSymbols(opts.machines, kernel, initrd);
   const env: RunEnv = {
     machines: opts.machines,
     kernel,
@@ -124,13 +119,62 @@ export async function prepareRun(opts: PrepareOptions): Promise<{ kernel: Kernel
     images,
     keep: opts.keep,
     snapshots,
-    kernelDriver: gdbDriverFactory(() => kernelSymbols(opts.machines, kernel, initrd)),
+    kernelDriver: gdbDriverFactory(symbols),
+    holdDriver: gdbHoldDriverFactory(symbols),
     ...(unresolvedSymbols.size ? { unresolvedSymbols } : {}),
     jobs: opts.jobs,
     ...(opts.crashImages ? { crashImages: opts.crashImages } : {}),
     ...(opts.beforeOracle ? { beforeOracle: opts.beforeOracle } : {}),
   };
   return { kernel, env };
+}
+
+/** A hold's symbol (and the function it holds after a call of) must be in the kernel: refused at the scenario's `hold:` line before any case runs. */
+async function validateHoldPoints(
+  machines: MachineLauncher,
+  kernel: KernelInfo,
+  initrd: string,
+  scenarios: readonly Scenario[],
+): Promise<void> {
+  const held = scenarios.filter((s) => s.hold);
+  if (!held.length) return;
+  const syms = await kernelSymbols(machines, kernel, initrd);
+  for (const s of held) {
+    const where = { file: s.file, ...(s.holdLine !== undefined ? { line: s.holdLine } : {}) };
+    syms.resolve(s.hold!.symbol, where);
+    if (s.hold!.afterCall) syms.resolve(s.hold!.afterCall, where);
+  }
+}
+
+/**
+ * The agent-ready states kill cases restore, by machineStateKey: one per
+ * image and vCPU count its kill cases use, and a 1-vCPU one per image
+ * besides for the kernel recoveries (they run on 1 vCPU). One boot each the
+ * first time (a new kernel: every one), as many at once as the pool allows.
+ * A write-log recording boots (its disk is set up differently).
+ */
+async function saveMachineStates(
+  machines: MachineLauncher,
+  kernel: KernelInfo,
+  initrd: string,
+  images: ReadonlyMap<string, BaseImage>,
+  scenarios: readonly Scenario[],
+): Promise<Map<string, string>> {
+  const accel = (await detectAccel()).accel;
+  const qemu = (await toolVersions(kernel.release)).qemu;
+  const wanted = new Map<string, { base: BaseImage; cpus: number }>();
+  for (const s of scenarios.filter((x) => x.crashPoints.length)) {
+    const base = images.get(baseImageKey(s))!;
+    wanted.set(baseImageKey(s), { base, cpus: 1 });
+    wanted.set(machineStateKey(s), { base, cpus: s.cpus ?? 1 });
+  }
+  const saved = await Promise.all(
+    [...wanted].map(
+      async ([key, { base, cpus }]) =>
+        [key, await agentReadySnapshot(machines, kernel, initrd, base, accel, qemu, { cpus })] as const,
+    ),
+  );
+  return new Map(saved);
 }
 
 /** Bytes a base image takes on disk (it is sparse): what each case's disk costs. */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   crashStatesArgs,
+  holdArgs,
   killPointSchemas,
   pointScalarKey,
   powerLossArgs,
@@ -63,6 +64,7 @@ export function scenarioJsonSchema(): JsonSchema {
   props.steps = { type: 'array', minItems: 1, items: keywordItems(stepSchemas, stepScalarKey, 'step') };
   props.kill = { type: 'array', minItems: 1, items: keywordItems(killPointSchemas, pointScalarKey, 'kill point') };
   props['crash-states'] = crashStatesSchema();
+  props.hold = inputSchema(holdArgs);
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     title: 'qcrash scenario',

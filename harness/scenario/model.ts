@@ -200,6 +200,8 @@ export interface Scenario {
   cpus?: number;
   /** An interleaving held at a kernel point in every case of the scenario. */
   hold?: HoldPoint;
+  /** The line of `hold:` (for an unknown kernel symbol found later). */
+  holdLine?: number;
 }
 
 /** The key a scenario's base image goes by in a run (its recipe, or its image file): cases of one key share the image and its saved VM state. */
@@ -207,6 +209,16 @@ export function baseImageKey(s: Pick<Scenario, 'recipe' | 'image'>): string {
   if (s.image) return `image:${s.image}`;
   if (!s.recipe) throw new Error('a scenario has neither a recipe nor an image');
   return s.recipe;
+}
+
+/**
+ * The key a saved agent-ready state goes by in a run: the base image's, and
+ * the vCPU count when it is not 1 (a state restores only into a machine
+ * with as many vCPUs as the one that saved it).
+ */
+export function machineStateKey(s: Pick<Scenario, 'recipe' | 'image' | 'cpus'>): string {
+  const cpus = s.cpus ?? 1;
+  return cpus === 1 ? baseImageKey(s) : `${baseImageKey(s)}#cpus=${cpus}`;
 }
 
 /**

@@ -6,11 +6,20 @@ import { scenariosDir } from '../util/paths.ts';
 import { closeMatches, didYouMean } from '../util/suggest.ts';
 import { sha256 } from '../util/hash.ts';
 import { defaultAllowance } from '../findings/finding.ts';
-import { stepTimeoutMs, type CrashStatesSpec, type KillPoint, type RecoveryMode, type Scenario, type Step } from './model.ts';
+import {
+  stepTimeoutMs,
+  type CrashStatesSpec,
+  type HoldPoint,
+  type KillPoint,
+  type RecoveryMode,
+  type Scenario,
+  type Step,
+} from './model.ts';
 import { YamlSource } from '../util/yaml-source.ts';
 import { maxCasesPerScenario } from './limits.ts';
 import {
   crashStatesArgs,
+  holdArgs,
   killPointCount,
   killPointSchemas,
   powerLossArgs,
@@ -124,6 +133,7 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
   const { steps, stepPaths } = parseSteps(src, top.steps, name, top.sysctl);
   const budget = new CaseBudget(src, top.repeat ?? 1, opts.maxCases ?? maxCasesPerScenario());
   const { crashPoints, pointLines } = parseKillList(src, top.kill ?? [], steps, budget);
+  const held = parseHeld(src, top, steps, stepPaths, crashPoints);
   const recovery: RecoveryMode[] =
     top.recovery === undefined ? ['e2fsck', 'kernel'] : Array.isArray(top.recovery) ? top.recovery : [top.recovery];
   const scenario: ParsedScenario['scenario'] = {
@@ -143,6 +153,7 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
       codes: top.allow?.codes ?? defaultAllowance.codes,
     },
     suite: top.suite ?? opts.suite ?? 'default',
+    ...held,
   };
   return {
     scenario,
@@ -379,6 +390,73 @@ function parsePoint(
     );
   }
   return points;
+}
+
+/**
+ * `cpus:`, the steps' `cpu:` pins and `hold:`, checked together: a pin or a
+ * hold needs a second vCPU, a pin a vCPU that exists, a hold a step of the
+ * scenario that no kernel or commit point uses (both need the gdbstub), and
+ * kill points (write-log recording does not hold).
+ */
+function parseHeld(
+  src: YamlSource,
+  top: z.output<typeof scenarioTop>,
+  steps: Step[],
+  stepPaths: YamlPath[],
+  points: KillPoint[],
+): { cpus?: number; hold?: HoldPoint; holdLine?: number } {
+  const cpus = top.cpus ?? 1;
+  steps.forEach((step, i) => {
+    if (step.cpu === undefined) return;
+    const at = [...stepPaths[i]!, 'cpu'];
+    if (cpus < 2)
+      fail(
+        src,
+        at,
+        `step "${step.name}" is pinned to vCPU ${step.cpu}, but the guest has 1 vCPU: add "cpus: 2" (or more) at the top of the scenario`,
+      );
+    if (step.cpu >= cpus)
+      fail(
+        src,
+        at,
+        `step "${step.name}" is pinned to vCPU ${step.cpu}, but the guest has ${cpus} (cpus: ${cpus}: vCPUs 0 to ${cpus - 1})`,
+      );
+  });
+  if (top.hold === undefined) return top.cpus !== undefined ? { cpus } : {};
+  if (top.hold === null || typeof top.hold !== 'object' || Array.isArray(top.hold)) {
+    fail(
+      src,
+      ['hold'],
+      'hold is a map, e.g. { step: migrate, symbol: ext4_ext_migrate, after-call: finish_range, until: { stores: 8 }, limit-ms: 3000 }',
+    );
+  }
+  const hold = check(src, ['hold'], holdArgs, top.hold);
+  if (cpus < 2)
+    fail(src, ['hold'], 'a hold stops one vCPU while another runs: add "cpus: 2" (or more) at the top of the scenario');
+  const names = steps.map((s) => s.name);
+  if (!names.includes(hold.step)) {
+    const m = closeMatches(hold.step, names);
+    fail(
+      src,
+      ['hold', 'step'],
+      `hold refers to unknown step "${hold.step}".${m.length ? ` Did you mean: ${m.join(', ')}?` : ''} Steps of this scenario: ${names.join(', ')}`,
+    );
+  }
+  const clash = points.find((p) => (p.kind === 'kernel' || p.kind === 'commit') && p.step === hold.step);
+  if (clash)
+    fail(
+      src,
+      ['hold', 'step'],
+      `the hold and a ${clash.kind} kill point are both on step "${hold.step}", and both need the gdbstub: put the kill point on another step`,
+    );
+  if (top['crash-states'] !== undefined)
+    fail(
+      src,
+      ['hold'],
+      'a held scenario takes its crash states from "kill:" points: a write-log recording (crash-states:) does not hold',
+    );
+  const line = src.lineOf(['hold']);
+  return { cpus, hold, ...(line !== undefined ? { holdLine: line } : {}) };
 }
 
 function stepOf(p: KillPoint): string | undefined {

@@ -3,7 +3,7 @@ import { findingClasses } from '../findings/finding.ts';
 import { sha256 } from '../util/hash.ts';
 import { maxSampledHits } from './limits.ts';
 import { didYouMean } from '../util/suggest.ts';
-import { writerModes, type KillPoint, type Step, type StepKind } from './model.ts';
+import { stepTimeoutMs, writerModes, type HoldPoint, type KillPoint, type Step, type StepKind } from './model.ts';
 
 /**
  * The scenario file format. Steps and crash points are written as
@@ -29,6 +29,12 @@ const migratePath = z
   )
   .refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not contain "." or ".." parts');
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
+
+/** Most vCPUs a scenario may ask for (the guest kernels are built with NR_CPUS=4). */
+export const maxCpus = 4;
+
+/** Every step takes a name, `may_fail: true` (a failure in the guest is then no finding) and `cpu: N` (pinned to vCPU N; parse.ts checks it against `cpus:`). */
+const common = { name: name.optional(), may_fail: z.boolean().optional(), cpu: nonNegInt.max(maxCpus - 1).optional() };
 
 /**
  * The guest settings a scenario may change (`sysctl:`): writeback timing and
@@ -63,9 +69,6 @@ export const sysctlSettings = z
   })
   .refine((m) => Object.keys(m).length > 0, 'give at least one setting, e.g. { vm.dirty_expire_centisecs: 100 }');
 
-/** Every step takes a name and `may_fail: true` (a failure in the guest is then no finding). */
-const common = { name: name.optional(), may_fail: z.boolean().optional() };
-
 /** Omit over each member of a union, which stays a union. */
 type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -76,9 +79,17 @@ type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
  */
 export type StepDraft = OmitEach<Step, 'name' | 'seed'> & { name?: string };
 
-/** `name:` when given; `mayFail` only when true, so that `may_fail: false` is the default, not recorded. */
-function draftCommon(a: { name?: string | undefined; may_fail?: boolean | undefined }): { name?: string; mayFail?: boolean } {
-  return { ...(a.name !== undefined ? { name: a.name } : {}), ...(a.may_fail ? { mayFail: true } : {}) };
+/** `name:` when given; `mayFail` only when true, so that `may_fail: false` is the default, not recorded; `cpu` when given. */
+function draftCommon(a: { name?: string | undefined; may_fail?: boolean | undefined; cpu?: number | undefined }): {
+  name?: string;
+  mayFail?: boolean;
+  cpu?: number;
+} {
+  return {
+    ...(a.name !== undefined ? { name: a.name } : {}),
+    ...(a.may_fail ? { mayFail: true } : {}),
+    ...(a.cpu !== undefined ? { cpu: a.cpu } : {}),
+  };
 }
 
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
@@ -291,6 +302,37 @@ function seededSample(items: number[], n: number, key: string): number[] {
 
 const recoveryModes = ['e2fsck', 'kernel'] as const;
 
+/** A hold's default time limit. */
+export const defaultHoldLimitMs = 3000;
+
+/**
+ * `hold: { step: migrate, symbol: ext4_ext_migrate, after-call: finish_range, hit: 1, until: { stores: 8 }, limit-ms: 3000 }`:
+ * an interleaving held at a kernel point (model.ts HoldPoint). parse.ts
+ * checks it against the steps, `cpus:` and the kill points.
+ */
+export const holdArgs = z
+  .strictObject({
+    step: name,
+    symbol: kernelSymbol,
+    /** Hold where `symbol` returns from its last direct call of this function. */
+    'after-call': z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_.]*$/, 'a kernel function name')
+      .optional(),
+    hit: posInt.optional(),
+    /** `stores: K`: until the background writers have reported K more stores (or rounds); absent: for the whole limit. */
+    until: z.strictObject({ stores: posInt }).optional(),
+    'limit-ms': posInt.max(stepTimeoutMs / 2).optional(),
+  })
+  .transform((a): HoldPoint => ({
+    step: a.step,
+    ...splitSymbol(a.symbol),
+    ...(a['after-call'] !== undefined ? { afterCall: a['after-call'] } : {}),
+    hit: a.hit ?? 1,
+    ...(a.until ? { until: { marker: 'stores' as const, count: a.until.stores } } : {}),
+    limitMs: a['limit-ms'] ?? defaultHoldLimitMs,
+  }));
+
 /**
  * `crash-states: { from: log, prefixes: all, power-loss: { per-epoch: 8, seed: 1 }, budget: 2000 }`:
  * crash states replayed from one recorded write log per repetition.
@@ -331,6 +373,9 @@ export const scenarioTop = z.strictObject({
   /** Guest settings applied before the first step of every case (an implicit `sysctl` step). */
   sysctl: z.unknown().optional(),
   steps: z.array(z.unknown()).min(1),
+  /** vCPUs of the guest (default 1); `hold:` and a step's `cpu:` need 2 or more. */
+  cpus: posInt.max(maxCpus).optional(),
+  hold: z.unknown().optional(),
   kill: z.array(z.unknown()).min(1).optional(),
   'crash-states': z.unknown().optional(),
   repeat: posInt.max(1000).optional(),

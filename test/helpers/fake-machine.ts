@@ -36,6 +36,9 @@ interface SeenCommand {
   command: string;
   args: string[];
   hold: boolean;
+  /** The vCPU the step was pinned to, and the writers' progress interval, as sent. */
+  cpu?: number;
+  progress?: number;
   /** Host times (performance.now()) of the markers. */
   heldAt?: number;
   startedAt?: number;
@@ -49,9 +52,19 @@ class FakeAgent implements AgentPort {
   closed = false;
   constructor(private readonly machine: FakeMachine) {}
 
-  send(command: string, args: readonly AgentArg[] = [], opts: { hold?: boolean } = {}): AgentCommand {
+  send(
+    command: string,
+    args: readonly AgentArg[] = [],
+    opts: { hold?: boolean; cpu?: number; progress?: number } = {},
+  ): AgentCommand {
     const id = this.nextId++;
-    const seen: SeenCommand = { command, args: args.map(String), hold: opts.hold ?? false };
+    const seen: SeenCommand = {
+      command,
+      args: args.map(String),
+      hold: opts.hold ?? false,
+      ...(opts.cpu !== undefined ? { cpu: opts.cpu } : {}),
+      ...(opts.progress !== undefined ? { progress: opts.progress } : {}),
+    };
     this.seen.push(seen);
     let go!: () => void;
     const released = new Promise<void>((r) => (go = r));

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { join } from 'node:path';
-import { access, copyFile, stat } from 'node:fs/promises';
+import { access, copyFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
 import { parseScenario } from '../../harness/run/resolve-scenario.ts';
@@ -239,5 +239,80 @@ t.test(
     await t.rejects(access(join(passed.dir, 'crash.img')));
     await t.rejects(access(join(passed.dir, 'crash.qcow2')));
     await t.rejects(exportCrashImage(passed.dir), /holds no crash image/);
+  },
+);
+
+t.test(
+  'a held scenario runs on its vCPUs with the gdbstub, restores its own saved state, pins its steps and records the hold',
+  async (t) => {
+    const { agentReadySnapshot } = await import('../../harness/vm/machine/snapshot-cache.ts');
+    const { describeHold } = await import('../../harness/crash/points/hold.ts');
+    // States saved through the snapshot cache (into a cache of the test's own), as prepareRun saves them: one per vCPU count.
+    const cache = process.env.QCRASH_CACHE;
+    process.env.QCRASH_CACHE = tmp.join('cache');
+    await mkdir(tmp.join('cache', 'snapshots'), { recursive: true });
+    const saver = new FakeLauncher();
+    const [one, two] = [
+      await agentReadySnapshot(saver, kernel, '/nonexistent', base, 'tcg', 'fake'),
+      await agentReadySnapshot(saver, kernel, '/nonexistent', base, 'tcg', 'fake', { cpus: 2 }),
+    ];
+    if (cache === undefined) delete process.env.QCRASH_CACHE;
+    else process.env.QCRASH_CACHE = cache;
+    t.not(one, two, 'a 2-vCPU state is saved apart from the 1-vCPU one');
+    t.same(
+      saver.machines.map((m) => m.spec.cpus),
+      [undefined, 2],
+    );
+    const armed: unknown[] = [];
+    const held = {
+      step: 'sync',
+      point: 'ext4_sync_fs',
+      hit: 1,
+      reached: true,
+      ended: 'marker' as const,
+      markerReached: true,
+      heldCpu: 1,
+      ranCpus: [0],
+      heldMs: 40,
+      progress: { before: 0, after: 8, wanted: 8 },
+    };
+    const holdDriver = async () => ({
+      arm: async (p: unknown) => void armed.push(p),
+      run: async (done: Promise<unknown>) => (await done, { ...held, line: describeHold(held) }),
+      transcript: ['$vCont;c:1#00'],
+      [Symbol.asyncDispose]: async () => {},
+    });
+    const yaml = `recovery: [kernel]\ncpus: 2\nsteps:\n  - mount\n  - sync: { cpu: 1 }\nhold: { step: sync, symbol: ext4_sync_fs, until: { stores: 8 } }\nkill:\n  - after: sync\n`;
+    const { result, machines, dir } = await caseOf(yaml, () => ({}), {
+      snapshots: new Map([
+        ['small-4k', one],
+        ['small-4k#cpus=2', two],
+      ]),
+      holdDriver,
+    });
+    t.equal(result.status, 'pass', result.error ?? '');
+    const [workload, recovery] = machines.machines;
+    t.match(
+      workload!.spec,
+      { cpus: 2, gdb: true, restoreFrom: two },
+      'the workload machine has 2 vCPUs, a gdbstub, and restores the 2-vCPU state',
+    );
+    t.equal(recovery!.spec.cpus, undefined, 'the kernel recovery runs on 1 vCPU');
+    t.equal(recovery!.spec.restoreFrom, one, 'and restores the 1-vCPU state');
+    t.match(
+      workload!.agent.seen.find((c) => c.command === 'sync'),
+      { cpu: 1, hold: true },
+      'the held step is pinned and announced',
+    );
+    t.match(armed, [{ step: 'sync', symbol: 'ext4_sync_fs', hit: 1, until: { marker: 'stores', count: 8 } }]);
+    t.match(result.fired, {
+      kind: 'after',
+      step: 'sync',
+      held: { reached: true, markerReached: true, line: /vCPU 1 held at .* while vCPU 0 ran: marker reached/ },
+    });
+    t.match(await readFile(join(dir, 'workload-hold-gdb.log'), 'utf8'), /vCont;c:1/, "the hold's gdb transcript is kept");
+    const noDriver = await caseOf(yaml);
+    t.equal(noDriver.result.status, 'error');
+    t.match(noDriver.result.error, /holds an interleaving, and this run has no gdbstub driver/);
   },
 );

@@ -171,6 +171,91 @@ t.test('a rewriter takes an offset (a multiple of the page size) and a buffered 
   t.match(holes.message, /bad\.yaml:3: .*mmap-holes .* takes no offset/);
 });
 
+const held = `recipe: sparse-dind-1k
+cpus: 2
+steps:
+  - mount: [nodelalloc, commit=60]
+  - writer: { mode: mmap-holes, path: /big/sparse, pace_us: 2000, action: start, name: holes-start, cpu: 1 }
+  - migrate: { paths: /big/sparse, cpu: 0 }
+  - writer: { mode: mmap-holes, path: /big/sparse, action: stop, name: holes-stop }
+hold: { step: migrate, symbol: ext4_ext_migrate, after-call: finish_range, until: { stores: 8 }, limit-ms: 2500 }
+kill:
+  - none
+`;
+
+t.test('cpus, a step pinned to a vCPU and a hold parse into the model', async (t) => {
+  const s = await parseScenario('scenarios/held.yaml', held);
+  t.equal(s.cpus, 2);
+  t.equal(s.steps[1]!.cpu, 1, 'the writer is pinned to vCPU 1');
+  t.equal(s.steps[2]!.cpu, 0, 'the migration to vCPU 0');
+  t.equal(s.steps[3]!.cpu, undefined, 'a step without cpu: is not pinned');
+  t.same(s.hold, {
+    step: 'migrate',
+    symbol: 'ext4_ext_migrate',
+    offset: 0,
+    afterCall: 'finish_range',
+    hit: 1,
+    until: { marker: 'stores', count: 8 },
+    limitMs: 2500,
+  });
+  const bare = await parseScenario(
+    'scenarios/held.yaml',
+    held.replace(/hold: .*\n/, 'hold: { step: migrate, symbol: ext4_ext_migrate+0x566 }\n'),
+  );
+  t.same(
+    bare.hold,
+    { step: 'migrate', symbol: 'ext4_ext_migrate', offset: 0x566, hit: 1, limitMs: 3000 },
+    'no marker: held for the default limit',
+  );
+  const one = await parseScenario('scenarios/one.yaml', 'recipe: small-4k\nsteps:\n  - sync\nkill:\n  - none\n');
+  t.equal(one.cpus, undefined, 'no cpus: the default single vCPU');
+  t.equal(one.hold, undefined);
+});
+
+t.test(
+  'a pin or a hold without a second vCPU, a vCPU that does not exist, a hold on an unknown step are refused at their line',
+  async (t) => {
+    const noCpus = await errorOf(held.replace('cpus: 2\n', ''));
+    t.match(
+      noCpus.message,
+      /^scenarios\/bad\.yaml:4(:\d+)?: step "holes-start" is pinned to vCPU 1, but the guest has 1 vCPU: add "cpus: 2"/,
+    );
+    const holdOnly = await errorOf(held.replace('cpus: 2\n', '').replace(', cpu: 1', '').replace(', cpu: 0', ''));
+    t.match(holdOnly.message, /bad\.yaml:7(:\d+)?: a hold stops one vCPU while another runs: add "cpus: 2"/);
+    const beyond = await errorOf(held.replace('cpu: 1 }', 'cpu: 2 }'));
+    t.match(
+      beyond.message,
+      /bad\.yaml:5(:\d+)?: step "holes-start" is pinned to vCPU 2, but the guest has 2 \(cpus: 2: vCPUs 0 to 1\)/,
+    );
+    const step = await errorOf(held.replace('step: migrate,', 'step: migrat,'));
+    t.match(step.message, /bad\.yaml:8(:\d+)?: hold refers to unknown step "migrat"\. Did you mean: migrate\?/);
+    const key = await errorOf(held.replace('limit-ms:', 'limit_ms:'));
+    t.match(key.message, /bad\.yaml:8(:\d+)?: unknown key "limit_ms".*Did you mean: limit-ms\?/);
+    const many = await errorOf(held.replace('cpus: 2', 'cpus: 16'));
+    t.match(many.message, /bad\.yaml:2(:\d+)?: .*<=4/);
+  },
+);
+
+t.test(
+  'a hold and a kernel or commit kill point on one step are refused (both need the gdbstub); a write log does not hold',
+  async (t) => {
+    const kernel = await errorOf(held.replace('  - none\n', '  - kernel: { step: migrate, symbol: ext4_ext_migrate }\n'));
+    t.match(
+      kernel.message,
+      /bad\.yaml:8(:\d+)?: the hold and a kernel kill point are both on step "migrate", and both need the gdbstub/,
+    );
+    const commit = await errorOf(held.replace('  - none\n', '  - commit: { step: migrate, k: 1 }\n'));
+    t.match(commit.message, /a commit kill point are both on step "migrate"/);
+    const other = await parseScenario(
+      'scenarios/ok.yaml',
+      held.replace('  - none\n', '  - kernel: { step: holes-stop, symbol: ext4_ext_migrate }\n  - after: migrate\n'),
+    );
+    t.equal(other.crashPoints.length, 2, 'a kernel point on another step, an agent point on the held step: fine');
+    const log = await errorOf(held.replace('kill:\n  - none\n', 'crash-states: { from: log }\n'));
+    t.match(log.message, /bad\.yaml:8(:\d+)?: a held scenario takes its crash states from "kill:" points/);
+  },
+);
+
 t.test('sysctl: settings become the first step, applied per case', async (t) => {
   const s = await parseScenario(
     'scenarios/demo.yaml',

@@ -127,6 +127,14 @@ function header(s: RunSummary): string {
     ['host', esc(s.host)],
     ['started', esc(s.startedAt)],
     ['wall time', esc(wallTime(s))],
+    ...(s.counts.held
+      ? [
+          [
+            'held',
+            `<span id="held-counts">${s.counts.held.ran} interleaving(s) held at a kernel point, ${s.counts.held.markerReached} reached their marker${s.counts.held.limit ? `, ${s.counts.held.limit} ended at their limit` : ''}${s.counts.held.notHit ? `; ${s.counts.held.notHit} case(s) never hit the hold point` : ''}</span>`,
+          ] as [string, string],
+        ]
+      : []),
     ['scenarios', s.scenarios.map((x) => `<code>${esc(x.name)}</code> <span class="muted">${esc(x.file)}</span>`).join('<br>')],
     ...(s.shard
       ? [

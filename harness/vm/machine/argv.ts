@@ -40,7 +40,12 @@ export interface QemuArgvOptions {
   paths: VmPaths;
   accel: Accel;
   memoryMb: number;
-  /** vCPUs (-smp); default 1. More than one lets a hold point stop one vCPU while another runs. */
+  /**
+   * vCPUs (-smp); default 1. More than one lets a hold point stop one vCPU
+   * while another runs. Each is a socket of its own: SeaBIOS's MP table
+   * lists one CPU per package, and a kernel without ACPI (the minimal
+   * config) finds its CPUs only there.
+   */
   cpus?: number;
   name: string;
   machine?: MachineName;
@@ -113,7 +118,7 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
     '-m',
     String(o.memoryMb),
     '-smp',
-    String(o.cpus ?? 1),
+    (o.cpus ?? 1) === 1 ? '1' : `${o.cpus},sockets=${o.cpus},cores=1,threads=1`,
     '-nodefaults',
     '-no-user-config',
     '-display',

@@ -60,7 +60,7 @@ export async function agentReadySnapshot(
     qemuVersion,
     cmdline: kernelCommandLine(),
     ...(diskFormat !== 'raw' ? { diskFormat } : {}),
-    ...(cpus !== 1 ? { cpus } : {}),
+    ...(cpus !== 1 ? { cpus, topology: 'sockets' } : {}),
   }).slice(0, 16);
   const file = join(cacheDir('snapshots'), `${key}.state`);
   // A rebuilt base image (mkfs picks new UUIDs) is another disk: the state

@@ -4,7 +4,7 @@ import { qemuArgv, type QemuArgvOptions } from '../../harness/vm/machine/argv.ts
 // A pure function of its options: no QEMU runs here (test/vm/hold.test.ts
 // boots 2 vCPUs for real).
 const base: QemuArgvOptions = {
-  kernel: { id: 'k', bzImage: '/k/bzImage' } as QemuArgvOptions['kernel'],
+  kernel: { id: 'k', bzImage: '/k/bzImage' },
   initrd: '/k/initrd',
   disk: { path: '/d.img', format: 'raw' },
   paths: { qmp: '/s/qmp', agent: '/s/agent', console: '/s/console', pidfile: '/s/pid' },

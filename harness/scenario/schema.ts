@@ -31,7 +31,7 @@ const migratePath = z
 const mountOption = z.string().regex(/^[A-Za-z0-9_=.,-]+$/, 'mount options are words like commit=1 or noatime');
 
 /** Most vCPUs a scenario may ask for (the guest kernels are built with NR_CPUS=4). */
-export const maxCpus = 4;
+const maxCpus = 4;
 
 /** Every step takes a name, `may_fail: true` (a failure in the guest is then no finding) and `cpu: N` (pinned to vCPU N; parse.ts checks it against `cpus:`). */
 const common = { name: name.optional(), may_fail: z.boolean().optional(), cpu: nonNegInt.max(maxCpus - 1).optional() };
@@ -303,7 +303,7 @@ function seededSample(items: number[], n: number, key: string): number[] {
 const recoveryModes = ['e2fsck', 'kernel'] as const;
 
 /** A hold's default time limit. */
-export const defaultHoldLimitMs = 3000;
+const defaultHoldLimitMs = 3000;
 
 /**
  * `hold: { step: migrate, symbol: ext4_ext_migrate, after-call: finish_range, hit: 1, until: { stores: 8 }, limit-ms: 3000 }`:

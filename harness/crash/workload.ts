@@ -72,45 +72,14 @@ export async function runWorkload(
       throw new InfraError(
         `step "${step.name}": the hold point and the ${point.kind} point both need the gdbstub; put the kill point on another step`,
       );
-    const [cmd, args] = stepCommand(step, caseSeed);
-    // A hold that waits for writer stores has the writers report them on the console.
-    const progress =
-      opts.hold?.point.until?.marker === 'stores' && step.kind === 'writer' && step.action === 'start' ? { progress: 1 } : {};
-    const sent = machine.agent.send(cmd, args, {
+    const { sent, finished } = sendStep(machine, step, caseSeed, {
       hold: (strategy?.hold ?? false) || hold !== undefined,
-      ...(step.cpu !== undefined ? { cpu: step.cpu } : {}),
-      ...progress,
+      reportStores: opts.hold?.point.until?.marker === 'stores',
+      t0,
+      records,
     });
-    const record: StepRecord = { name: step.name, kind: step.kind };
-    records.push(record);
-    void sent.started.then(
-      (t) => (record.startedAtMs = t - t0),
-      () => {},
-    );
-    const finished = sent.done.then((r: AgentReply) => {
-      record.exitCode = r.exitCode;
-      record.output = r.output;
-      record.durationMs = performance.now() - t0 - (record.startedAtMs ?? 0);
-      return r;
-    });
-    finished.catch(() => {});
 
-    if (hold) {
-      await withTimeout(
-        sent.held,
-        stepTimeoutMs,
-        () => new InfraError(`step "${step.name}" was not held within ${stepTimeoutMs / 1000} s`),
-      );
-      await hold.driver.arm(hold.point);
-      sent.go();
-      // Bounded like a step: the driver's own limit ends the hold, this only catches a driver that never returns.
-      holding = withTimeout(
-        hold.driver.run(finished),
-        stepTimeoutMs,
-        () => new InfraError(`step "${step.name}": the hold did not end within ${stepTimeoutMs / 1000} s`),
-      );
-      holding.catch(() => {});
-    }
+    if (hold) ({ holding } = await startHold(sent, finished, hold, step.name, stepTimeoutMs));
 
     if (strategy) {
       const r = await strategy.atTarget(
@@ -142,4 +111,59 @@ export async function runWorkload(
     fired: { kind: 'none', ...(ev ? { shutdownEvent: ev } : {}), ...(await heldRecord()) },
     reached: true,
   };
+}
+
+/** Send one step to the agent, recording when it started, how it ended and what it said. */
+function sendStep(
+  machine: Machine,
+  step: Step,
+  caseSeed: number,
+  o: { hold: boolean; reportStores: boolean; t0: number; records: StepRecord[] },
+): { sent: ReturnType<Machine['agent']['send']>; finished: Promise<AgentReply> } {
+  const [cmd, args] = stepCommand(step, caseSeed);
+  // A hold that waits for writer stores has the writers report them on the console.
+  const progress = o.reportStores && step.kind === 'writer' && step.action === 'start' ? { progress: 1 } : {};
+  const sent = machine.agent.send(cmd, args, { hold: o.hold, ...(step.cpu !== undefined ? { cpu: step.cpu } : {}), ...progress });
+  const record: StepRecord = { name: step.name, kind: step.kind };
+  o.records.push(record);
+  void sent.started.then(
+    (t) => (record.startedAtMs = t - o.t0),
+    () => {},
+  );
+  const finished = sent.done.then((r: AgentReply) => {
+    record.exitCode = r.exitCode;
+    record.output = r.output;
+    record.durationMs = performance.now() - o.t0 - (record.startedAtMs ?? 0);
+    return r;
+  });
+  finished.catch(() => {});
+  return { sent, finished };
+}
+
+/**
+ * Arm the hold while the agent holds its step at the start marker, let the
+ * step go, and follow the hold beside it: the promise of what the hold did.
+ */
+async function startHold(
+  sent: ReturnType<Machine['agent']['send']>,
+  finished: Promise<AgentReply>,
+  hold: NonNullable<WorkloadOptions['hold']>,
+  stepName: string,
+  stepTimeoutMs: number,
+): Promise<{ holding: Promise<HeldInterleaving | undefined> }> {
+  await withTimeout(
+    sent.held,
+    stepTimeoutMs,
+    () => new InfraError(`step "${stepName}" was not held within ${stepTimeoutMs / 1000} s`),
+  );
+  await hold.driver.arm(hold.point);
+  sent.go();
+  // Bounded like a step: the driver's own limit ends the hold, this only catches a driver that never returns.
+  const holding = withTimeout(
+    hold.driver.run(finished),
+    stepTimeoutMs,
+    () => new InfraError(`step "${stepName}": the hold did not end within ${stepTimeoutMs / 1000} s`),
+  );
+  holding.catch(() => {});
+  return { holding };
 }

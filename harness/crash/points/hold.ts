@@ -135,39 +135,12 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
     if (!gdb || !point || this.bp === undefined) throw new InfraError('hold: run() before arm()');
     const bp = this.bp;
     const base = { step: point.step, point: holdPointName(point), hit: point.hit };
-    const settled = stepDone.then(
-      () => 'done' as const,
-      () => 'done' as const,
-    );
-    const gone = () => record({ ...base, reached: false, ended: 'vm-gone', markerReached: false });
-    let stop: StopReply;
-    for (let hits = 1; ; hits++) {
-      let s: StopReply | 'done';
-      try {
-        s = await Promise.race([gdb.waitStop(24 * 3600_000), settled]);
-      } catch {
-        return gone();
-      }
-      if (s === 'done') {
-        gdb.abandonStopWaits();
-        await this.release();
-        return record({ ...base, reached: false, ended: 'not-hit', markerReached: false });
-      }
-      if (s.kind !== 'signal') return gone();
-      const { rip } = await gdb.registers();
-      if (rip !== bp || hits < point.hit) {
-        if (rip !== bp) hits--; // a stop that is not ours (the attach, an interrupt) is no hit
-        await gdb.continueFrom([bp], rip);
-        continue;
-      }
-      stop = s;
-      break;
-    }
+    const stop = await this.waitForHit(gdb, point, bp, stepDone);
+    if (stop === 'not-hit' || stop === 'vm-gone') return record({ ...base, reached: false, ended: stop, markerReached: false });
     const heldThread = stop.thread ?? (await gdb.currentThread());
     const symbol = this.syms.symbolize(bp);
     await gdb.removeBreakpoint(bp);
-    const threads = await gdb.threads();
-    const others = threads.filter((t) => t !== heldThread);
+    const others = (await gdb.threads()).filter((t) => t !== heldThread);
     const cpuOf = (t: number) => t - 1;
     const before = writerProgress(await this.machine.consoleText());
     const wanted = point.until ? before + point.until.count : undefined;
@@ -180,14 +153,60 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
     };
     if (!others.length) {
       await this.detach();
-      return record({
-        ...held,
-        ended: 'no-other-cpu',
-        markerReached: false,
-        heldMs: 0,
-        progress: { before, after: before, ...(wanted !== undefined ? { wanted } : {}) },
-      });
+      const progress = { before, after: before, ...(wanted !== undefined ? { wanted } : {}) };
+      return record({ ...held, ended: 'no-other-cpu', markerReached: false, heldMs: 0, progress });
     }
+    const { ended, heldMs, after } = await this.runOthers(gdb, others, point.limitMs, before, wanted);
+    const progress = { before, after, ...(wanted !== undefined ? { wanted } : {}) };
+    return record({ ...held, ended, markerReached: ended === 'marker', heldMs, progress });
+  }
+
+  /**
+   * Wait for the point's n-th hit by the held step's task: the stop that
+   * holds it, or why there is none (the step finished first, or the VM went).
+   */
+  private async waitForHit(
+    gdb: GdbClient,
+    point: HoldPoint,
+    bp: bigint,
+    stepDone: Promise<unknown>,
+  ): Promise<StopReply | 'not-hit' | 'vm-gone'> {
+    const settled = stepDone.then(
+      () => 'done' as const,
+      () => 'done' as const,
+    );
+    for (let hits = 1; ; hits++) {
+      let s: StopReply | 'done';
+      try {
+        s = await Promise.race([gdb.waitStop(24 * 3600_000), settled]);
+      } catch {
+        return 'vm-gone';
+      }
+      if (s === 'done') {
+        gdb.abandonStopWaits();
+        await this.release();
+        return 'not-hit';
+      }
+      if (s.kind !== 'signal') return 'vm-gone';
+      const { rip } = await gdb.registers();
+      if (rip === bp && hits >= point.hit) return s;
+      if (rip !== bp) hits--; // a stop that is not ours (the attach, an interrupt) is no hit
+      await gdb.continueFrom([bp], rip);
+    }
+  }
+
+  /**
+   * Let every other vCPU run, the held one stopped, until the writers have
+   * reported `wanted` progress, the limit passes, the guest stops or the VM
+   * goes; then stop them and detach, which lets every vCPU run on.
+   */
+  private async runOthers(
+    gdb: GdbClient,
+    others: number[],
+    limitMs: number,
+    before: number,
+    wanted: number | undefined,
+  ): Promise<{ ended: HoldEnd; heldMs: number; after: number }> {
     const t0 = performance.now();
     gdb.continueThreads(others);
     let ended: HoldEnd = 'limit';
@@ -207,7 +226,7 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
         ended = 'marker';
         break;
       }
-      if (performance.now() - t0 >= point.limitMs) break;
+      if (performance.now() - t0 >= limitMs) break;
     }
     const heldMs = performance.now() - t0;
     if (ended !== 'vm-gone') {
@@ -216,13 +235,7 @@ export class GdbHoldDriver implements HoldDriver, AsyncDisposable {
       after = writerProgress(await this.machine.consoleText());
       await this.detach();
     }
-    return record({
-      ...held,
-      ended,
-      markerReached: ended === 'marker',
-      heldMs,
-      progress: { before, after, ...(wanted !== undefined ? { wanted } : {}) },
-    });
+    return { ended, heldMs, after };
   }
 
   /**

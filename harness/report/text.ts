@@ -1,7 +1,7 @@
 import type { Finding } from '../findings/finding.ts';
 import { heldCounts, type RunSummary } from '../results/run.ts';
 import { logPhaseLines, logPhaseSummary } from '../results/log-phases.ts';
-import { fileReports, fileRowText } from '../results/file-report.ts';
+import { fileReports, fileRowText, type FileReport } from '../results/file-report.ts';
 import { progressLine } from '../results/plan.ts';
 
 /**
@@ -11,14 +11,31 @@ import { progressLine } from '../results/plan.ts';
  */
 export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFindings?: number } = {}): string {
   const md = opts.markdown ?? false;
-  const out: string[] = [];
-  const h = (t: string) => out.push(md ? `### ${t}` : t, ...(md ? [] : ['-'.repeat(Math.min(t.length, 72))]));
-  h(`qcrash run ${s.runId}`);
-  out.push(`kernel:    ${s.kernel.release} (${s.kernel.id})`);
-  out.push(`qemu:      ${s.versions.qemu} (${s.accel})`);
-  out.push(`e2fsprogs: ${s.versions.e2fsprogs}`);
-  out.push(`seed:      ${s.seed}`);
-  out.push(`scenarios: ${s.scenarios.map((x) => x.name).join(', ')}`);
+  const out = [...heading(`qcrash run ${s.runId}`, md), ...runFacts(s), ...allowedAndKnown(s)];
+  for (const rep of fileReports(s)) out.push('', ...imageFileLines(rep, md));
+  out.push(...failingCaseLines(s, md, opts.maxFindings ?? 8), ...notRunLines(s, md));
+  out.push('');
+  // Where the write-log states' time went, last: the pace of a run of many states.
+  const logPhases = s.logPhases ?? logPhaseSummary(s.cases);
+  if (logPhases) out.push(...logPhaseLines(logPhases));
+  out.push(resultLine(s));
+  return out.join('\n') + '\n';
+}
+
+/** A section title: a markdown heading, or the text underlined. */
+function heading(t: string, md: boolean): string[] {
+  return md ? [`### ${t}`] : [t, '-'.repeat(Math.min(t.length, 72))];
+}
+
+/** What ran where: kernel, tools, seed, scenarios, shards, the counts and the write-log states. */
+function runFacts(s: RunSummary): string[] {
+  const out = [
+    `kernel:    ${s.kernel.release} (${s.kernel.id})`,
+    `qemu:      ${s.versions.qemu} (${s.accel})`,
+    `e2fsprogs: ${s.versions.e2fsprogs}`,
+    `seed:      ${s.seed}`,
+    `scenarios: ${s.scenarios.map((x) => x.name).join(', ')}`,
+  ];
   if (s.shard)
     out.push(
       `shard:     ${s.shard.index}/${s.shard.total} of a run of ${s.shard.assignment.flat().length} case(s) (case list ${s.shard.caseListHash.slice(0, 12)})`,
@@ -37,11 +54,20 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
     out.push(
       `write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}`,
     );
+<<<<<<< HEAD
   const held = heldCounts(s.cases);
   if (held.asked)
     out.push(
       `held:      ${held.ran} interleaving(s) held at a kernel point, ${held.markerReached} reached their marker${held.limit ? `, ${held.limit} ended at their limit` : ''}${held.notHit ? `; ${held.notHit} case(s) never hit the hold point` : ''}`,
     );
+=======
+  return out;
+}
+
+/** Findings let pass (leaks, a scenario's allow:), the known bugs checked, and kill points that hit a clone. */
+function allowedAndKnown(s: RunSummary): string[] {
+  const out: string[] = [];
+>>>>>>> w-fn-report
   const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
   if (leaks) out.push(`allowed:   ${leaks} leak finding(s) (what an interrupted migration may leave)`);
   // Findings a scenario's `allow:` lets pass beyond leaks (a known bug covered elsewhere): counted, never hidden.
@@ -56,28 +82,31 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
   for (const k of knownBugNotes(s)) out.push(`known bug: ${k}`);
   const clones = cloneNotes(s.cases);
   if (clones.length) out.push(`clones:    ${clones.join(', ')} (kill points stopped in the compiler's clone of their function)`);
-  for (const rep of fileReports(s)) {
-    // A user's image: the answer per file, in short; files.txt has every file.
-    const fc = rep.counts;
-    out.push('');
-    h(`Files of ${rep.image} (${rep.scenario})`);
-    out.push(
-      `ioctl:     ${fc.migrated} migrated, ${fc.refused} refused, ${fc.skipped} skipped${fc.badReturn ? `, ${fc.badReturn} bad return` : ''}${rep.reference ? ` (${rep.reference})` : ' (no migration completed)'}`,
-    );
-    out.push(
-      `no crash:  ${rep.rows.some((r) => r.noCrash) ? (fc.noCrashDamaged ? `${fc.noCrashDamaged} file(s) changed by the migration itself` : 'bytes, blocks and mapping as expected for every file') : 'did not complete'}`,
-    );
-    out.push(
-      `crashes:   ${rep.crashCases} case(s), ${fc.crashDamaged ? `${fc.crashDamaged} file(s) damaged` : 'no file damaged'}`,
-    );
-    const notable = rep.rows.filter(
-      (r) => r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length || r.noCrash?.codes.length,
-    );
-    for (const r of notable.slice(0, 20)) out.push(`${md ? '- ' : '  '}${fileRowText(r, rep.crashCases)}`);
-    if (notable.length > 20) out.push(`  ... ${notable.length - 20} more`);
-    out.push(`every file: files.txt in the run folder`);
-  }
+  return out;
+}
+
+/** A user's image: the answer per file, in short; files.txt has every file. */
+function imageFileLines(rep: FileReport, md: boolean): string[] {
+  const fc = rep.counts;
+  const out = [
+    ...heading(`Files of ${rep.image} (${rep.scenario})`, md),
+    `ioctl:     ${fc.migrated} migrated, ${fc.refused} refused, ${fc.skipped} skipped${fc.badReturn ? `, ${fc.badReturn} bad return` : ''}${rep.reference ? ` (${rep.reference})` : ' (no migration completed)'}`,
+    `no crash:  ${rep.rows.some((r) => r.noCrash) ? (fc.noCrashDamaged ? `${fc.noCrashDamaged} file(s) changed by the migration itself` : 'bytes, blocks and mapping as expected for every file') : 'did not complete'}`,
+    `crashes:   ${rep.crashCases} case(s), ${fc.crashDamaged ? `${fc.crashDamaged} file(s) damaged` : 'no file damaged'}`,
+  ];
+  const notable = rep.rows.filter(
+    (r) => r.ioctl === 'refused' || r.ioctl === 'bad-return' || r.damaged.length || r.noCrash?.codes.length,
+  );
+  for (const r of notable.slice(0, 20)) out.push(`${md ? '- ' : '  '}${fileRowText(r, rep.crashCases)}`);
+  if (notable.length > 20) out.push(`  ... ${notable.length - 20} more`);
+  out.push(`every file: files.txt in the run folder`);
+  return out;
+}
+
+/** Each case that failed, errored or was not reached, with its first error line and its findings grouped. */
+function failingCaseLines(s: RunSummary, md: boolean, maxFindings: number): string[] {
   const bad = s.cases.filter((x) => x.status !== 'pass' && x.status !== 'not-run');
+<<<<<<< HEAD
   if (bad.length) {
     out.push('');
     h('Failing cases');
@@ -87,25 +116,37 @@ export function textReport(s: RunSummary, opts: { markdown?: boolean; maxFinding
       if (x.fired?.held) out.push(`    held: ${x.fired.held.line}`);
       for (const line of groupFindings(x.failing).slice(0, opts.maxFindings ?? 8)) out.push(`    ${line}`);
     }
+=======
+  if (!bad.length) return [];
+  const out = ['', ...heading('Failing cases', md)];
+  for (const x of bad) {
+    out.push(`${md ? '- ' : ''}${x.status.toUpperCase()} ${x.id}`);
+    if (x.error) out.push(`    ${x.error.split('\n')[0]}`);
+    for (const line of groupFindings(x.failing).slice(0, maxFindings)) out.push(`    ${line}`);
+>>>>>>> w-fn-report
   }
+  return out;
+}
+
+/** The first 20 cases an interrupted run never reached. */
+function notRunLines(s: RunSummary, md: boolean): string[] {
   const notRun = s.cases.filter((x) => x.status === 'not-run');
-  if (notRun.length) {
-    out.push('');
-    h(`Not run (${notRun.length})`);
-    for (const x of notRun.slice(0, 20))
-      out.push(
-        `${md ? '- ' : '  '}${x.id}${x.plannedStates !== undefined ? ` (write log not recorded: up to ${x.plannedStates} states)` : ''}`,
-      );
-    if (notRun.length > 20) out.push(`  ... ${notRun.length - 20} more`);
-  }
-  out.push('');
-  // Where the write-log states' time went, last: the pace of a run of many states.
-  const logPhases = s.logPhases ?? logPhaseSummary(s.cases);
-  if (logPhases) out.push(...logPhaseLines(logPhases));
-  if (c.total === 0 && s.shard) out.push('Result: nothing to run in this shard (the merged run has the verdict)');
-  else if (c.fail + c.error + c.notReached === 0 && c.notRun) out.push(`Result: INTERRUPTED (${c.notRun} not run)`);
-  else out.push(c.total > 0 && c.fail + c.error + c.notReached + c.notRun === 0 ? 'Result: PASS' : 'Result: FAIL');
-  return out.join('\n') + '\n';
+  if (!notRun.length) return [];
+  const out = ['', ...heading(`Not run (${notRun.length})`, md)];
+  for (const x of notRun.slice(0, 20))
+    out.push(
+      `${md ? '- ' : '  '}${x.id}${x.plannedStates !== undefined ? ` (write log not recorded: up to ${x.plannedStates} states)` : ''}`,
+    );
+  if (notRun.length > 20) out.push(`  ... ${notRun.length - 20} more`);
+  return out;
+}
+
+/** The verdict, last: a shard with no cases defers to the merged run; a run stopped with nothing failed is interrupted, not failed. */
+function resultLine(s: RunSummary): string {
+  const c = s.counts;
+  if (c.total === 0 && s.shard) return 'Result: nothing to run in this shard (the merged run has the verdict)';
+  if (c.fail + c.error + c.notReached === 0 && c.notRun) return `Result: INTERRUPTED (${c.notRun} not run)`;
+  return c.total > 0 && c.fail + c.error + c.notReached + c.notRun === 0 ? 'Result: PASS' : 'Result: FAIL';
 }
 
 /** "chattr-eagain-lost: confirmed on 6.1, 6.12 (this run: 6.12)": the known bugs a run checks and the lines they were confirmed on. */

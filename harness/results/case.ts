@@ -1,6 +1,7 @@
 import type { Finding, Allowance } from '../findings/finding.ts';
 import type { FiredPoint } from '../crash/crash-state.ts';
 import type { StepReport } from '../crash/step-report.ts';
+import type { PlannedCase } from './run.ts';
 
 export type { FiredPoint } from '../crash/crash-state.ts';
 
@@ -50,13 +51,8 @@ export interface CasePhases {
   recheckMs?: number;
 }
 
-export interface CaseResult {
-  id: string;
-  scenario: string;
-  suite: string;
-  pointLabel: string;
-  repetition: number;
-  seed: number;
+/** A case's result: the case as planned, then what running it found. */
+export interface CaseResult extends PlannedCase {
   status: CaseStatus;
   findings: Finding[];
   /** Findings that made the case fail (outside the allowance). */

@@ -84,11 +84,36 @@ export async function prepareLogUnit(
 ): Promise<PreparedUnit> {
   await mkdir(unitDir, { recursive: true });
   const base = baseImageOf(env, unit.scenario);
-  let recording = opts.reuse ? await loadRecording(unitDir) : undefined;
-  // Another unit's recording, or one made with another seed (the bytes its steps wrote differ): record again.
-  if (recording && (recording.unit !== unit.id || recording.seed !== unit.seed)) recording = undefined;
-  const recorded = !recording;
-  recording ??= await recordWorkload(
+  const reused = opts.reuse ? await reusableRecording(unit, unitDir) : undefined;
+  const recording = reused ?? (await recordUnit(unit, env, base, unitDir));
+  await using tmp = await TempDir.create('log-plan');
+  await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, {
+    workDir: tmp.path,
+    jobs: 1,
+  });
+  const plan = source.plan;
+  const fastCommits = await countFastCommits(source.log, base.path);
+  await writeStatesFile(unit, unitDir, source);
+  return {
+    unit,
+    unitDir,
+    recording,
+    specs: plan.states.map((s) => stateSpec(unit, s)),
+    counts: { ...plan.counts, epochs: plan.epochs.length, entries: source.log.entries.length },
+    ...(fastCommits.blockWrites ? { fastCommits } : {}),
+    recorded: !reused,
+  };
+}
+
+/** The recording the unit's folder holds, unless it is another unit's or made with another seed (the bytes its steps wrote differ). */
+async function reusableRecording(unit: LogUnitSpec, unitDir: string): Promise<Recording | undefined> {
+  const recording = await loadRecording(unitDir);
+  return recording && recording.unit === unit.id && recording.seed === unit.seed ? recording : undefined;
+}
+
+/** Run the unit's workload with its disk's writes logged. */
+function recordUnit(unit: LogUnitSpec, env: CaseEnv, base: BaseImage, unitDir: string): Promise<Recording> {
+  return recordWorkload(
     unit.id,
     unit.scenario.steps,
     unit.seed,
@@ -102,13 +127,11 @@ export async function prepareLogUnit(
     },
     unitDir,
   );
-  await using tmp = await TempDir.create('log-plan');
-  await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, {
-    workDir: tmp.path,
-    jobs: 1,
-  });
+}
+
+/** states.json: the log's size and the planned states, which --resume reads back (unitFinished). */
+async function writeStatesFile(unit: LogUnitSpec, unitDir: string, source: WriteLogSource): Promise<void> {
   const plan = source.plan;
-  const fastCommits = await countFastCommits(source.log, base.path);
   await writeJsonAtomic(join(unitDir, 'states.json'), {
     unit: unit.id,
     log: {
@@ -130,15 +153,6 @@ export async function prepareLogUnit(
       key: s.key,
     })),
   });
-  return {
-    unit,
-    unitDir,
-    recording,
-    specs: plan.states.map((s) => stateSpec(unit, s)),
-    counts: { ...plan.counts, epochs: plan.epochs.length, entries: source.log.entries.length },
-    ...(fastCommits.blockWrites ? { fastCommits } : {}),
-    recorded,
-  };
 }
 
 /**

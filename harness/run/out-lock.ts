@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../util/errors.ts';
 import { onCleanup } from '../util/cleanup.ts';
+import { processAlive } from '../util/partial-file.ts';
 
 /** The lock file in a results folder while a run writes it. */
 export const outLockFile = '.qcrash-lock';
@@ -11,15 +12,6 @@ interface LockOwner {
   pid: number;
   host: string;
   startedAt: string;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function readOwner(file: string): Promise<LockOwner | undefined> {
@@ -60,7 +52,7 @@ export class OutDirLock implements AsyncDisposable {
         `--out ${dir} has a lock file without an owner (${file}): a run was killed while taking it; if no qcrash runs there, remove ${file} and run again`,
       );
     }
-    if (owner.host !== hostname() || alive(owner.pid))
+    if (owner.host !== hostname() || processAlive(owner.pid))
       throw inUse(
         dir,
         `qcrash pid ${owner.pid} on ${owner.host}${owner.startedAt ? ` (since ${owner.startedAt})` : ''}`,

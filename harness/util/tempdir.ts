@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onCleanup, shuttingDown } from './cleanup.ts';
-import { sweepStalePartials } from './partial-file.ts';
+import { processAlive, sweepStalePartials } from './partial-file.ts';
 import { cacheNotice } from './cache-entry.ts';
 
 const PREFIX = 'qcrash-';
@@ -76,15 +76,6 @@ async function roomIn(dir: string, bytes: number): Promise<boolean> {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Kill processes whose pidfiles (QEMU's -pidfile) lie in dir; only if their cmdline mentions dir. */
 async function killPidfilesIn(dir: string): Promise<void> {
   let names: string[];
@@ -95,7 +86,7 @@ async function killPidfilesIn(dir: string): Promise<void> {
   }
   for (const n of names.filter((x) => x.endsWith('.pid') && !x.endsWith(OWNER_FILE))) {
     const pid = Number((await readFile(join(dir, n), 'utf8').catch(() => '')).trim());
-    if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) continue;
+    if (!Number.isInteger(pid) || pid <= 1 || !processAlive(pid)) continue;
     // Guard against pid reuse: only kill a process that refers to our dir.
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     if (cmdline.includes(dir)) {
@@ -152,7 +143,7 @@ async function isStale(dir: string): Promise<boolean> {
   if (!st?.isDirectory()) return false;
   const named = OWNED_NAME.exec(dir)?.[1];
   const owner = Number(named ?? (await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim());
-  if (Number.isInteger(owner) && owner > 0) return !alive(owner);
+  if (Number.isInteger(owner) && owner > 0) return !processAlive(owner);
   // Left by an older qcrash between mkdtemp and its owner file, or by hand.
   return Date.now() - st.mtimeMs > ownerlessGraceMs;
 }

@@ -199,6 +199,14 @@ function dataTable(headers: string[], rows: string[][], id: string): string {
   return `<details class="data"><summary>the same data as a table (${rows.length} rows)</summary><div class="scroll"><table id="${esc(id)}"><thead><tr>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('')}</tbody></table></div></details>`;
 }
 
+/** A chart's figure: its caption, the host the browser script draws into, and its data as a table for readers without scripts. */
+function chartFigure(id: string, points: number, caption: string, headers: string[], rows: string[][]): string {
+  return `<figure class="chart" id="${id}" data-points="${points}"><figcaption>${caption}</figcaption><div class="plot-host"></div>
+${dataTable(headers, rows, `${id}-data`)}</figure>`;
+}
+
+const caseLink = (caseId: string) => `<a href="#${esc(caseAnchor(caseId))}">${esc(caseId)}</a>`;
+
 function chartsSection(s: RunSummary): { html: string; data: unknown } {
   const points = crashPointRows(s.cases);
   const phases = phaseRows(s.cases);
@@ -206,36 +214,34 @@ function chartsSection(s: RunSummary): { html: string; data: unknown } {
   const timed = points.filter((p) => p.atMs !== undefined);
   const counted = points.filter((p) => p.index !== undefined);
   const figures: string[] = [];
-  figures.push(`<figure class="chart" id="chart-crash-points" data-points="${timed.length}"><figcaption>Where the kills landed: milliseconds after the start marker of the step named in the crash point (an "after" point at the step's end), one mark per case; shape and colour give the verdict. ${timed.length ? '' : 'No timed crash points in this run.'}</figcaption><div class="plot-host"></div>
-${dataTable(
-  ['case', 'step', 'ms', 'verdict'],
-  timed.map((p) => [
-    `<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`,
-    esc(p.step),
-    esc(p.atMs),
-    verdictBadge(p.verdict),
-  ]),
-  'chart-crash-points-data',
-)}</figure>`);
+  figures.push(
+    chartFigure(
+      'chart-crash-points',
+      timed.length,
+      `Where the kills landed: milliseconds after the start marker of the step named in the crash point (an "after" point at the step's end), one mark per case; shape and colour give the verdict. ${timed.length ? '' : 'No timed crash points in this run.'}`,
+      ['case', 'step', 'ms', 'verdict'],
+      timed.map((p) => [caseLink(p.caseId), esc(p.step), esc(p.atMs), verdictBadge(p.verdict)]),
+    ),
+  );
   if (counted.length)
-    figures.push(`<figure class="chart" id="chart-crash-index" data-points="${counted.length}"><figcaption>Kernel points: the breakpoint hit or jbd2 commit at which each case was killed, inside its step.</figcaption><div class="plot-host"></div>
-${dataTable(
-  ['case', 'step', 'index', 'of', 'verdict'],
-  counted.map((p) => [
-    `<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`,
-    esc(p.step),
-    esc(p.index),
-    esc(p.indexKind),
-    verdictBadge(p.verdict),
-  ]),
-  'chart-crash-index-data',
-)}</figure>`);
-  figures.push(`<figure class="chart" id="chart-phases" data-points="${phases.length}"><figcaption>Time per case by phase (waiting for a VM slot, machine, workload, recovery, oracles, keeping the crash image; a case's two recoveries run at once); a run that recorded no phases shows each case's total.</figcaption><div class="plot-host"></div>
-${dataTable(
-  ['case', 'phase', 'ms'],
-  phases.map((p) => [`<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`, esc(p.phase), esc(p.ms)]),
-  'chart-phases-data',
-)}</figure>`);
+    figures.push(
+      chartFigure(
+        'chart-crash-index',
+        counted.length,
+        'Kernel points: the breakpoint hit or jbd2 commit at which each case was killed, inside its step.',
+        ['case', 'step', 'index', 'of', 'verdict'],
+        counted.map((p) => [caseLink(p.caseId), esc(p.step), esc(p.index), esc(p.indexKind), verdictBadge(p.verdict)]),
+      ),
+    );
+  figures.push(
+    chartFigure(
+      'chart-phases',
+      phases.length,
+      "Time per case by phase (waiting for a VM slot, machine, workload, recovery, oracles, keeping the crash image; a case's two recoveries run at once); a run that recorded no phases shows each case's total.",
+      ['case', 'phase', 'ms'],
+      phases.map((p) => [caseLink(p.caseId), esc(p.phase), esc(p.ms)]),
+    ),
+  );
   const logPhases = s.logPhases ?? logPhaseSummary(s.cases);
   if (logPhases) {
     const m = logPhases.perStateMs;
@@ -254,17 +260,15 @@ ${dataTable(
     );
   }
   if (states.length)
-    figures.push(`<figure class="chart" id="chart-log-epochs" data-points="${states.length}"><figcaption>Write-log crash states per flush epoch: one mark per state (prefix or power-loss), shape and colour give the verdict.</figcaption><div class="plot-host"></div>
-${dataTable(
-  ['case', 'epoch', 'state', 'verdict'],
-  states.map((p) => [
-    `<a href="#${esc(caseAnchor(p.caseId))}">${esc(p.caseId)}</a>`,
-    esc(p.epoch),
-    esc(p.stateKind),
-    verdictBadge(p.verdict),
-  ]),
-  'chart-log-epochs-data',
-)}</figure>`);
+    figures.push(
+      chartFigure(
+        'chart-log-epochs',
+        states.length,
+        'Write-log crash states per flush epoch: one mark per state (prefix or power-loss), shape and colour give the verdict.',
+        ['case', 'epoch', 'state', 'verdict'],
+        states.map((p) => [caseLink(p.caseId), esc(p.epoch), esc(p.stateKind), verdictBadge(p.verdict)]),
+      ),
+    );
   const html = `<section id="charts"><h2>Charts</h2><noscript><p>The charts need JavaScript; each has its data as a table below it.</p></noscript>${figures.join('\n')}</section>`;
   return { html, data: { crashPoints: timed, crashIndex: counted, phases, logStates: states } };
 }
@@ -318,10 +322,7 @@ function filesSection(s: RunSummary): string {
             : r.damaged.length
               ? r.damaged
                   .slice(0, 6)
-                  .map(
-                    (d) =>
-                      `<a href="#${esc(caseAnchor(d.case))}">${esc(d.case)}</a> ${esc(d.code)}${d.recovery ? ` [${esc(d.recovery)}]` : ''}`,
-                  )
+                  .map((d) => `${caseLink(d.case)} ${esc(d.code)}${d.recovery ? ` [${esc(d.recovery)}]` : ''}`)
                   .join('<br>') + (r.damaged.length > 6 ? `<br><span class="muted">and ${r.damaged.length - 6} more</span>` : '')
               : `survived ${rep.crashCases}`;
         return `<tr data-path="${esc(r.path)}" data-ioctl="${esc(r.ioctl)}" data-damaged="${r.damaged.length > 0 || (nc?.codes.length ?? 0) > 0}"><td><code>${esc(r.path)}</code></td><td>${esc(r.type ?? '')}</td><td>${ioctl}</td><td>${after}</td><td>${crashes}</td></tr>`;
@@ -341,10 +342,8 @@ ${parts.join('\n')}
 
 function findingGroupRow(g: FindingGroup): string {
   const links =
-    g.caseIds
-      .slice(0, 12)
-      .map((id) => `<a href="#${esc(caseAnchor(id))}">${esc(id)}</a>`)
-      .join('<br>') + (g.caseIds.length > 12 ? `<br><span class="muted">and ${g.caseIds.length - 12} more</span>` : '');
+    g.caseIds.slice(0, 12).map(caseLink).join('<br>') +
+    (g.caseIds.length > 12 ? `<br><span class="muted">and ${g.caseIds.length - 12} more</span>` : '');
   const where = [
     g.inodes.length ? `inode ${g.inodes.slice(0, 6).join(', ')}${g.inodes.length > 6 ? ', …' : ''}` : '',
     g.blocks.length ? `block ${g.blocks.slice(0, 6).join(', ')}${g.blocks.length > 6 ? ', …' : ''}` : '',

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { run } from '../../util/exec.ts';
 import { cacheDir } from '../../util/paths.ts';
 import { findProgram } from '../../util/tools.ts';
+import { bareMachineArgs } from './argv.ts';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -54,11 +55,7 @@ function probeKvm(): Promise<{ accel: Accel; reason: string }> {
         'q35,accel=kvm',
         '-m',
         '128',
-        '-nodefaults',
-        '-no-user-config',
-        '-display',
-        'none',
-        '-no-reboot',
+        ...bareMachineArgs,
         '-kernel',
         join('/boot', kernel),
         '-append',

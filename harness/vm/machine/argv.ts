@@ -90,6 +90,9 @@ export function kernelCommandLine(extra: readonly string[] = []): string {
   ].join(' ');
 }
 
+/** No default devices, no config files, no display, and an exit where the guest would reboot: the VMs and the KVM probe alike. */
+export const bareMachineArgs = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'];
+
 /**
  * QEMU's argv for one qcrash VM. Every path is an argument of its own (no
  * shell is involved) with commas doubled inside option values.
@@ -119,11 +122,7 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
     String(o.memoryMb),
     '-smp',
     (o.cpus ?? 1) === 1 ? '1' : `${o.cpus},sockets=${o.cpus},cores=1,threads=1`,
-    '-nodefaults',
-    '-no-user-config',
-    '-display',
-    'none',
-    '-no-reboot',
+    ...bareMachineArgs,
     '-kernel',
     o.kernel.bzImage,
     '-initrd',

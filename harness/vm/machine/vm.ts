@@ -1,5 +1,5 @@
 import { execa, type ResultPromise } from 'execa';
-import { readFile, access, copyFile, writeFile, open } from 'node:fs/promises';
+import { readFile, access, copyFile, writeFile, open, type FileHandle } from 'node:fs/promises';
 import { InfraError } from '../../util/errors.ts';
 import { onCleanup } from '../../util/cleanup.ts';
 import { TempDir } from '../../util/tempdir.ts';
@@ -22,6 +22,58 @@ const restoreLoadFailure = /load of migration failed|Not a migration stream|erro
 
 /** `Vm.launch` takes a machine spec; the role defaults to a test machine for direct use. */
 export type VmOptions = Omit<MachineSpec, 'role'> & { role?: MachineSpec['role']; name?: string };
+
+/** The saved state a restore reads, opened for QEMU to inherit; undefined for a fresh boot. */
+async function openSavedState(spec: MachineSpec): Promise<FileHandle | undefined> {
+  if (!spec.restoreFrom) return undefined;
+  const file = spec.restoreFrom;
+  return open(file, 'r').catch((e: Error) => {
+    throw new VmRestoreError(`cannot read the saved VM state ${file}: ${e.message}`, file, [], undefined, '', '', e);
+  });
+}
+
+/** QEMU's arguments for a machine spec (without the QEMU binary). */
+function vmArgv(spec: MachineSpec, paths: VmPaths, accel: Accel, name: string): string[] {
+  return qemuArgv({
+    kernel: spec.kernel,
+    initrd: spec.initrd,
+    disk: spec.disk,
+    paths,
+    accel,
+    memoryMb: spec.memoryMb ?? 256,
+    ...(spec.cpus && spec.cpus !== 1 ? { cpus: spec.cpus } : {}),
+    name,
+    ...(spec.append ? { append: spec.append } : {}),
+    ...(spec.extraArgs ? { extraArgs: spec.extraArgs } : {}),
+    // A restore reads the saved state from an inherited descriptor while
+    // QEMU starts, and stays paused (-S) until the agent's port is connected.
+    ...(spec.restoreFrom ? { incoming: `fd:${incomingFd}`, startStopped: true } : {}),
+    ...(spec.startStopped ? { startStopped: true } : {}),
+  });
+}
+
+/** Start QEMU under `setpriv --pdeathsig KILL`, handing it the saved state's descriptor if there is one. */
+function spawnQemu(setpriv: string, argv: string[], state: FileHandle | undefined): ResultPromise {
+  // execa hands a descriptor number to the child as is (node's spawn does);
+  // its types only admit numbers for fds 0-2.
+  const inherited = (state ? [state.fd] : []) as unknown as Array<'ignore'>;
+  // QEMU creates its sockets and console log with the umask it inherits:
+  // 077, so nothing in the VM's private dir is open to other users even
+  // for a moment. spawn() is synchronous, so the umask is back at once.
+  const umask = process.umask(0o077);
+  try {
+    // setpriv execs QEMU, so the child's pid is QEMU's.
+    return execa(setpriv, ['--pdeathsig', 'KILL', '--', ...argv], {
+      reject: false,
+      stdio: ['ignore', 'ignore', 'pipe', ...inherited],
+      encoding: 'utf8',
+      buffer: false,
+      cleanup: true,
+    });
+  } finally {
+    process.umask(umask);
+  }
+}
 
 /**
  * One QEMU VM, the real Machine. `launch` builds argv, starts QEMU under
@@ -90,19 +142,7 @@ export class Vm implements Machine {
     const qemu = await tool('qemu-system-x86_64');
     const setpriv = await tool('setpriv');
     // Opened before the VM's temp dir exists, so a missing state file leaves nothing behind.
-    const state = spec.restoreFrom
-      ? await open(spec.restoreFrom, 'r').catch((e: Error) => {
-          throw new VmRestoreError(
-            `cannot read the saved VM state ${spec.restoreFrom}: ${e.message}`,
-            spec.restoreFrom!,
-            [],
-            undefined,
-            '',
-            '',
-            e,
-          );
-        })
-      : undefined;
+    const state = await openSavedState(spec);
     // blklogwrites neither creates its log file nor cuts an old one short: start empty.
     if (spec.disk.writeLog) await writeFile(spec.disk.writeLog, '');
     const dir = await TempDir.create('vm');
@@ -113,46 +153,9 @@ export class Vm implements Machine {
       pidfile: dir.join('qemu.pid'),
       ...(spec.gdb ? { gdb: dir.join('gdb.sock') } : {}),
     };
-    const argv = [
-      qemu,
-      ...qemuArgv({
-        kernel: spec.kernel,
-        initrd: spec.initrd,
-        disk: spec.disk,
-        paths,
-        accel,
-        memoryMb: spec.memoryMb ?? 256,
-        ...(spec.cpus && spec.cpus !== 1 ? { cpus: spec.cpus } : {}),
-        name: o.name ?? `qcrash-${spec.role}`,
-        ...(spec.append ? { append: spec.append } : {}),
-        ...(spec.extraArgs ? { extraArgs: spec.extraArgs } : {}),
-        // A restore reads the saved state from an inherited descriptor while
-        // QEMU starts, and stays paused (-S) until the agent's port is connected.
-        ...(spec.restoreFrom ? { incoming: `fd:${incomingFd}`, startStopped: true } : {}),
-        ...(spec.startStopped ? { startStopped: true } : {}),
-      }),
-    ];
-    // execa hands a descriptor number to the child as is (node's spawn does);
-    // its types only admit numbers for fds 0-2.
-    const inherited = (state ? [state.fd] : []) as unknown as Array<'ignore'>;
+    const argv = [qemu, ...vmArgv(spec, paths, accel, o.name ?? `qcrash-${spec.role}`)];
     const startedAt = performance.now();
-    // QEMU creates its sockets and console log with the umask it inherits:
-    // 077, so nothing in the VM's private dir is open to other users even
-    // for a moment. spawn() is synchronous, so the umask is back at once.
-    const umask = process.umask(0o077);
-    let proc: ResultPromise;
-    try {
-      // setpriv execs QEMU, so the child's pid is QEMU's.
-      proc = execa(setpriv, ['--pdeathsig', 'KILL', '--', ...argv], {
-        reject: false,
-        stdio: ['ignore', 'ignore', 'pipe', ...inherited],
-        encoding: 'utf8',
-        buffer: false,
-        cleanup: true,
-      });
-    } finally {
-      process.umask(umask);
-    }
+    const proc = spawnQemu(setpriv, argv, state);
     // QEMU holds its own copy of the descriptor.
     await state?.close();
     const vm = new Vm(spec, argv, dir, paths, accel, proc, startedAt);

@@ -41,91 +41,70 @@
     return r.caseId + '\n' + (q.verdicts[r.verdict] ? q.verdicts[r.verdict].label : r.verdict) + extra;
   };
 
+  // One lane per scenario step, one dot per case, shape and colour its verdict:
+  // the crash-point charts differ only in their x axis and titles.
+  var laneDots = function (width, rows, o) {
+    var lanes = q.present(
+      rows.map(function (r) {
+        return { l: o.lane(r) };
+      }),
+      'l',
+    );
+    var s = q.verdictScales(q.present(rows, 'verdict'));
+    return Plot.plot({
+      width: width,
+      height: 70 + 32 * lanes.length,
+      marginLeft: q.marginFor(lanes, width),
+      style: { fontSize: '12px' },
+      x: o.axis,
+      y: { label: null, domain: lanes },
+      color: s.color,
+      symbol: s.symbol,
+      marks: (o.under || []).concat([
+        Plot.dot(rows, { x: o.x, y: o.lane, stroke: 'verdict', symbol: 'verdict', r: 6, strokeWidth: 2, title: o.title }),
+      ]),
+    });
+  };
+
   if (d.crashPoints && d.crashPoints.length) {
     q.draw('chart-crash-points', function (width) {
-      var lane = function (r) {
-        return r.scenario + ': ' + r.step;
-      };
-      var lanes = q.present(
-        d.crashPoints.map(function (r) {
-          return { l: lane(r) };
-        }),
-        'l',
-      );
-      var s = q.verdictScales(q.present(d.crashPoints, 'verdict'));
-      return Plot.plot({
-        width: width,
-        height: 70 + 32 * lanes.length,
-        marginLeft: q.marginFor(lanes, width),
-        style: { fontSize: '12px' },
-        x: { label: "ms after the step's start marker", grid: true, zero: true },
-        y: { label: null, domain: lanes },
-        color: s.color,
-        symbol: s.symbol,
-        marks: [
-          Plot.ruleX([0], { stroke: '#999' }),
-          Plot.dot(d.crashPoints, {
-            x: 'atMs',
-            y: lane,
-            stroke: 'verdict',
-            symbol: 'verdict',
-            r: 6,
-            strokeWidth: 2,
-            title: function (r) {
-              return caseTitle(r, ' at ' + r.atMs + ' ms');
-            },
-          }),
-        ],
+      return laneDots(width, d.crashPoints, {
+        lane: function (r) {
+          return r.scenario + ': ' + r.step;
+        },
+        x: 'atMs',
+        axis: { label: "ms after the step's start marker", grid: true, zero: true },
+        under: [Plot.ruleX([0], { stroke: '#999' })],
+        title: function (r) {
+          return caseTitle(r, ' at ' + r.atMs + ' ms');
+        },
       });
     });
   }
 
   if (d.crashIndex && d.crashIndex.length) {
     q.draw('chart-crash-index', function (width) {
-      var lane = function (r) {
-        return r.scenario + ': ' + r.step + ' (' + r.indexKind + ')';
-      };
       var maxIndex = Math.max.apply(
         null,
         d.crashIndex.map(function (r) {
           return r.index;
         }),
       );
-      var lanes = q.present(
-        d.crashIndex.map(function (r) {
-          return { l: lane(r) };
-        }),
-        'l',
-      );
-      var s = q.verdictScales(q.present(d.crashIndex, 'verdict'));
-      return Plot.plot({
-        width: width,
-        height: 70 + 32 * lanes.length,
-        marginLeft: q.marginFor(lanes, width),
-        style: { fontSize: '12px' },
-        x: {
+      return laneDots(width, d.crashIndex, {
+        lane: function (r) {
+          return r.scenario + ': ' + r.step + ' (' + r.indexKind + ')';
+        },
+        x: 'index',
+        axis: {
           label: 'breakpoint hit / jbd2 commit index',
           grid: true,
           domain: [0, maxIndex + 1],
           ticks: Math.min(maxIndex + 1, 10),
           tickFormat: 'd',
         },
-        y: { label: null, domain: lanes },
-        color: s.color,
-        symbol: s.symbol,
-        marks: [
-          Plot.dot(d.crashIndex, {
-            x: 'index',
-            y: lane,
-            stroke: 'verdict',
-            symbol: 'verdict',
-            r: 6,
-            strokeWidth: 2,
-            title: function (r) {
-              return caseTitle(r, ' at ' + r.indexKind + ' ' + r.index);
-            },
-          }),
-        ],
+        title: function (r) {
+          return caseTitle(r, ' at ' + r.indexKind + ' ' + r.index);
+        },
       });
     });
   }

@@ -54,20 +54,17 @@ function runFacts(s: RunSummary): string[] {
     out.push(
       `write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}`,
     );
-<<<<<<< HEAD
   const held = heldCounts(s.cases);
   if (held.asked)
     out.push(
       `held:      ${held.ran} interleaving(s) held at a kernel point, ${held.markerReached} reached their marker${held.limit ? `, ${held.limit} ended at their limit` : ''}${held.notHit ? `; ${held.notHit} case(s) never hit the hold point` : ''}`,
     );
-=======
   return out;
 }
 
 /** Findings let pass (leaks, a scenario's allow:), the known bugs checked, and kill points that hit a clone. */
 function allowedAndKnown(s: RunSummary): string[] {
   const out: string[] = [];
->>>>>>> w-fn-report
   const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
   if (leaks) out.push(`allowed:   ${leaks} leak finding(s) (what an interrupted migration may leave)`);
   // Findings a scenario's `allow:` lets pass beyond leaks (a known bug covered elsewhere): counted, never hidden.
@@ -106,24 +103,13 @@ function imageFileLines(rep: FileReport, md: boolean): string[] {
 /** Each case that failed, errored or was not reached, with its first error line and its findings grouped. */
 function failingCaseLines(s: RunSummary, md: boolean, maxFindings: number): string[] {
   const bad = s.cases.filter((x) => x.status !== 'pass' && x.status !== 'not-run');
-<<<<<<< HEAD
-  if (bad.length) {
-    out.push('');
-    h('Failing cases');
-    for (const x of bad) {
-      out.push(`${md ? '- ' : ''}${x.status.toUpperCase()} ${x.id}`);
-      if (x.error) out.push(`    ${x.error.split('\n')[0]}`);
-      if (x.fired?.held) out.push(`    held: ${x.fired.held.line}`);
-      for (const line of groupFindings(x.failing).slice(0, opts.maxFindings ?? 8)) out.push(`    ${line}`);
-    }
-=======
   if (!bad.length) return [];
   const out = ['', ...heading('Failing cases', md)];
   for (const x of bad) {
     out.push(`${md ? '- ' : ''}${x.status.toUpperCase()} ${x.id}`);
     if (x.error) out.push(`    ${x.error.split('\n')[0]}`);
+    if (x.fired?.held) out.push(`    held: ${x.fired.held.line}`);
     for (const line of groupFindings(x.failing).slice(0, maxFindings)) out.push(`    ${line}`);
->>>>>>> w-fn-report
   }
   return out;
 }

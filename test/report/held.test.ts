@@ -54,7 +54,7 @@ t.test(
     t.equal(countStatuses(base.cases).held, undefined, 'a run with no hold has no held counts');
     t.same(
       Object.keys(countStatuses(base.cases)),
-      ['total', 'pass', 'fail', 'error', 'notReached'],
+      ['total', 'pass', 'fail', 'error', 'notReached', 'notRun'],
       'and its counts are as before',
     );
   },

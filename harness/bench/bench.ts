@@ -513,7 +513,7 @@ export function formatBench(r: Record<string, unknown>): string {
   const out = [
     `qcrash bench: ${top.accel}, ${top.cores} cores, jobs ${top.jobs}, QEMU ${top.qemu}, kernel ${top.kernel}, load average ${top.loadAverage.join(' ')}`,
   ];
-  const e = r.e2fsck as E2fsckFigures | undefined;
+  const e = r.e2fsck as SideBySide | undefined;
   if (e) out.push(...e2fsckLines(e));
   const m = r.mix as MixFigures | undefined;
   if (m) out.push(...mixLines(m));
@@ -528,14 +528,15 @@ export function formatBench(r: Record<string, unknown>): string {
   return out.join('\n') + '\n';
 }
 
-interface E2fsckFigures {
+/** A part measured two ways: its cases, each side's figures and the ratio of their throughputs. */
+interface SideBySide {
   cases: number;
   ratio: number;
   naive: unknown;
   qcrash: unknown;
 }
 
-function e2fsckLines(e: E2fsckFigures): string[] {
+function e2fsckLines(e: SideBySide): string[] {
   const a = e.naive as Record<string, number>;
   const b = e.qcrash as Record<string, number>;
   return [
@@ -546,15 +547,11 @@ function e2fsckLines(e: E2fsckFigures): string[] {
   ];
 }
 
-interface MixFigures {
-  cases: number;
+interface MixFigures extends SideBySide {
   of: number;
   kinds: unknown;
   recoveries: string[];
   verdictsAgree: number;
-  ratio: number;
-  naive: unknown;
-  qcrash: unknown;
 }
 
 function mixLines(m: MixFigures): string[] {

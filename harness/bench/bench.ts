@@ -5,13 +5,13 @@ import { stockKernel } from '../kernel/stock.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import { buildInitramfs } from '../guest/initramfs.ts';
 import { loadRecipe } from '../image/recipe.ts';
-import { buildImage } from '../image/build.ts';
+import { buildImage, type BaseImage } from '../image/build.ts';
 import { createCaseDisk } from '../image/disk.ts';
 import { MachinePool, jobsOrDefault } from '../vm/machine/pool.ts';
 import { runWorkload } from '../crash/workload.ts';
 import { runE2fsck } from '../image/e2fsck.ts';
 import { expandCases } from '../scenario/expand.ts';
-import { baseImageKey, type CaseSpec, type CrashPoint, type Step } from '../scenario/model.ts';
+import { baseImageKey, type CaseSpec, type CrashPoint, type Scenario, type Step } from '../scenario/model.ts';
 import type { CrashState } from '../crash/crash-state.ts';
 import { recoverWithE2fsck } from '../recovery/e2fsck.ts';
 import { recoverWithKernel } from '../recovery/kernel.ts';
@@ -25,7 +25,7 @@ import { loadScenarios, prepareRun } from '../run/prepare.ts';
 import { validatePatch } from '../validate/validate.ts';
 import type { ValidatePhases } from '../validate/model.ts';
 import { agentReadySnapshot } from '../vm/machine/snapshot-cache.ts';
-import { detectAccel } from '../vm/machine/accel.ts';
+import { detectAccel, type Accel } from '../vm/machine/accel.ts';
 import { toolVersions } from '../run/versions.ts';
 import { TempDir } from '../util/tempdir.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
@@ -133,22 +133,61 @@ export async function runBench(o: BenchOptions = {}): Promise<Record<string, unk
   return { ...result, file };
 }
 
+/** What both sides of the e2fsck-only comparison run on. */
+interface E2fsckBench {
+  kernel: KernelInfo;
+  initrd: string;
+  base: BaseImage;
+  accel: Accel;
+  points: CrashPoint[];
+  /** The naive loop and the restore measurements run one machine at a time. */
+  one: MachinePool;
+  tmp: TempDir;
+}
+
 async function benchE2fsckOnly(kernel: KernelInfo, jobs: number, n: number, tmp: TempDir): Promise<Record<string, unknown>> {
   const initrd = (await buildInitramfs(kernel)).path;
   const recipe = await loadRecipe('small-4k');
   const base = await buildImage(recipe);
   const accel = (await detectAccel()).accel;
   const versions = await toolVersions(kernel.release);
+  const points: CrashPoint[] = Array.from({ length: n }, (_, i) => ({ kind: 'delay', step: 'migrate', delayMs: i * 10 }));
+  const bench: E2fsckBench = { kernel, initrd, base, accel, points, one: new MachinePool({ slots: 1 }), tmp };
+
+  const naive = await naiveE2fsckLoop(bench);
+  const { restore, restorePhases } = await measureRestores(bench, versions.qemu);
+  const fast = await qcrashE2fsckRun(bench, jobs);
+
+  return {
+    cases: n,
+    naive: {
+      totalMs: Math.round(naive.ms),
+      casesPerMin: +perMin(n, naive.ms).toFixed(2),
+      bootToReadyMedianMs: Math.round(median(naive.boot)),
+      perCaseMedianMs: Math.round(median(naive.perCase)),
+      e2fsckMedianMs: Math.round(median(naive.e2fsck)),
+    },
+    qcrash: {
+      totalMs: Math.round(fast.ms),
+      casesPerMin: +perMin(n, fast.ms).toFixed(2),
+      restoreToReadyMedianMs: Math.round(median(restore)),
+      // Where a restore's time goes: QEMU up to QMP, the saved state loaded, then the agent's answer.
+      restoreQmpMedianMs: Math.round(median(restorePhases.map((p) => p.qmp))),
+      restoreLoadedMedianMs: Math.round(median(restorePhases.map((p) => p.restored))),
+      perCaseMedianMs: Math.round(median(fast.summary.cases.map((c) => c.durationMs))),
+      passed: fast.summary.counts.pass,
+    },
+    ratio: +(perMin(n, fast.ms) / perMin(n, naive.ms)).toFixed(2),
+  };
+}
+
+/** (a) the naive loop: per case a full image copy, a boot from scratch, the workload, the kill, e2fsck. */
+async function naiveE2fsckLoop({ kernel, initrd, base, accel, points, one, tmp }: E2fsckBench) {
   const steps: Step[] = [
     { kind: 'mount', name: 'mount', options: ['commit=1'] },
     { kind: 'migrate', name: 'migrate', paths: ['/shapes'], recursive: true },
     { kind: 'sync', name: 'sync' },
   ];
-  const points: CrashPoint[] = Array.from({ length: n }, (_, i) => ({ kind: 'delay', step: 'migrate', delayMs: i * 10 }));
-  // The naive loop and the restore measurements run one machine at a time.
-  const one = new MachinePool({ slots: 1 });
-
-  // (a) the naive loop.
   const naive = { boot: [] as number[], e2fsck: [] as number[], perCase: [] as number[] };
   const naiveStart = performance.now();
   for (const [i, point] of points.entries()) {
@@ -166,10 +205,12 @@ async function benchE2fsckOnly(kernel: KernelInfo, jobs: number, n: number, tmp:
     naive.e2fsck.push(performance.now() - f0);
     naive.perCase.push(performance.now() - t0);
   }
-  const naiveMs = performance.now() - naiveStart;
+  return { ...naive, ms: performance.now() - naiveStart };
+}
 
-  // Snapshot restore time, measured on its own (the runner builds or reuses the same snapshot).
-  const snap = await agentReadySnapshot(one, kernel, initrd, base, accel, versions.qemu);
+/** Snapshot restore time, measured on its own (the runner builds or reuses the same snapshot). */
+async function measureRestores({ kernel, initrd, base, accel, one, tmp }: E2fsckBench, qemu: string) {
+  const snap = await agentReadySnapshot(one, kernel, initrd, base, accel, qemu);
   const restore: number[] = [];
   const restorePhases: Array<{ qmp: number; restored: number }> = [];
   for (let i = 0; i < 5; i++) {
@@ -178,8 +219,11 @@ async function benchE2fsckOnly(kernel: KernelInfo, jobs: number, n: number, tmp:
     restore.push(vm.hello!.bootMs);
     restorePhases.push({ qmp: vm.hello!.phases.qmp, restored: vm.hello!.phases.restored ?? 0 });
   }
+  return { restore, restorePhases };
+}
 
-  // (b) qcrash's path: the runner, restored VMs, cases overlapping.
+/** (b) qcrash's path: the runner, restored VMs, cases overlapping. */
+async function qcrashE2fsckRun({ kernel, points, tmp }: E2fsckBench, jobs: number) {
   const scenario = tmp.join('bench.yaml');
   await writeFile(
     scenario,
@@ -205,29 +249,7 @@ async function benchE2fsckOnly(kernel: KernelInfo, jobs: number, n: number, tmp:
     keep: 'none',
     snapshots: true,
   });
-  const fastMs = performance.now() - fastStart;
-
-  return {
-    cases: n,
-    naive: {
-      totalMs: Math.round(naiveMs),
-      casesPerMin: +perMin(n, naiveMs).toFixed(2),
-      bootToReadyMedianMs: Math.round(median(naive.boot)),
-      perCaseMedianMs: Math.round(median(naive.perCase)),
-      e2fsckMedianMs: Math.round(median(naive.e2fsck)),
-    },
-    qcrash: {
-      totalMs: Math.round(fastMs),
-      casesPerMin: +perMin(n, fastMs).toFixed(2),
-      restoreToReadyMedianMs: Math.round(median(restore)),
-      // Where a restore's time goes: QEMU up to QMP, the saved state loaded, then the agent's answer.
-      restoreQmpMedianMs: Math.round(median(restorePhases.map((p) => p.qmp))),
-      restoreLoadedMedianMs: Math.round(median(restorePhases.map((p) => p.restored))),
-      perCaseMedianMs: Math.round(median(summary.cases.map((c) => c.durationMs))),
-      passed: summary.counts.pass,
-    },
-    ratio: +(perMin(n, fastMs) / perMin(n, naiveMs)).toFixed(2),
-  };
+  return { summary, ms: performance.now() - fastStart };
 }
 
 /** Every k-th case of the list, k = total/n: the sample keeps the list's proportions of scenarios and point kinds. */
@@ -251,7 +273,49 @@ async function benchDefaultMix(
   const kinds = new Map<string, number>();
   for (const c of mix) kinds.set(c.crashPoint.kind, (kinds.get(c.crashPoint.kind) ?? 0) + 1);
 
-  // (a) the naive loop: booted machines, one case at a time, each recovery after the other.
+  const naive = await naiveMixLoop(scenarios, kernel, mix, tmp, progress);
+
+  // (b) qcrash run, as a user runs it (its defaults), on the same cases and seed.
+  progress(`default mix, qcrash: ${mix.length} cases`);
+  const fastStart = performance.now();
+  const { summary } = await runSuite({
+    inputs: files,
+    kernel,
+    jobs,
+    seed,
+    out: tmp.join('mix-qcrash'),
+    filter: mix.map((c) => c.id),
+  });
+  const fastMs = performance.now() - fastStart;
+  const byId = new Map(summary.cases.map((c) => [c.id, c]));
+  const agree = mix.filter((c) => byId.get(c.id)?.status === naive.statuses.get(c.id)).length;
+  return {
+    cases: mix.length,
+    of: all.length,
+    kinds: Object.fromEntries(kinds),
+    recoveries: [...new Set(scenarios.flatMap((s) => s.recovery))],
+    naive: {
+      totalMs: Math.round(naive.ms),
+      casesPerMin: +perMin(mix.length, naive.ms).toFixed(2),
+      perCaseMedianMs: Math.round(median(naive.perCase)),
+      workloadBootMedianMs: Math.round(median(naive.workloadBoot)),
+      recoveryBootMedianMs: Math.round(median(naive.recoveryBoot)),
+      passed: [...naive.statuses.values()].filter((s) => s === 'pass').length,
+    },
+    qcrash: mixQcrashFigures(mix.length, summary.cases, summary.counts.pass, fastMs),
+    verdictsAgree: agree,
+    ratio: +(perMin(mix.length, fastMs) / perMin(mix.length, naive.ms)).toFixed(2),
+  };
+}
+
+/** (a) the naive loop: booted machines, one case at a time, each recovery after the other. */
+async function naiveMixLoop(
+  scenarios: Scenario[],
+  kernel: KernelInfo,
+  mix: CaseSpec[],
+  tmp: TempDir,
+  progress: (line: string) => void,
+) {
   const one = new MachinePool({ slots: 1 });
   const { env } = await prepareRun({ scenarios, kernel, machines: one, keep: 'none', snapshots: false, jobs: 1 });
   const naive = {
@@ -269,53 +333,26 @@ async function benchDefaultMix(
     if (r.recoveryBootMs !== undefined) naive.recoveryBoot.push(r.recoveryBootMs);
     naive.statuses.set(spec.id, r.status);
   }
-  const naiveMs = performance.now() - naiveStart;
+  return { ...naive, ms: performance.now() - naiveStart };
+}
 
-  // (b) qcrash run, as a user runs it (its defaults), on the same cases and seed.
-  progress(`default mix, qcrash: ${mix.length} cases`);
-  const fastStart = performance.now();
-  const { summary } = await runSuite({
-    inputs: files,
-    kernel,
-    jobs,
-    seed,
-    out: tmp.join('mix-qcrash'),
-    filter: mix.map((c) => c.id),
-  });
-  const fastMs = performance.now() - fastStart;
-  const byId = new Map(summary.cases.map((c) => [c.id, c]));
-  const agree = mix.filter((c) => byId.get(c.id)?.status === naive.statuses.get(c.id)).length;
-  const phase = (k: keyof NonNullable<CaseResult['phases']>) => Math.round(median(summary.cases.map((c) => c.phases?.[k] ?? 0)));
+/** The qcrash side of the mix: throughput, and the median of each phase of a case. */
+function mixQcrashFigures(n: number, cases: CaseResult[], passed: number, ms: number) {
+  const phase = (k: keyof NonNullable<CaseResult['phases']>) => Math.round(median(cases.map((c) => c.phases?.[k] ?? 0)));
   return {
-    cases: mix.length,
-    of: all.length,
-    kinds: Object.fromEntries(kinds),
-    recoveries: [...new Set(scenarios.flatMap((s) => s.recovery))],
-    naive: {
-      totalMs: Math.round(naiveMs),
-      casesPerMin: +perMin(mix.length, naiveMs).toFixed(2),
-      perCaseMedianMs: Math.round(median(naive.perCase)),
-      workloadBootMedianMs: Math.round(median(naive.workloadBoot)),
-      recoveryBootMedianMs: Math.round(median(naive.recoveryBoot)),
-      passed: [...naive.statuses.values()].filter((s) => s === 'pass').length,
+    totalMs: Math.round(ms),
+    casesPerMin: +perMin(n, ms).toFixed(2),
+    perCaseMedianMs: Math.round(median(cases.map((c) => c.durationMs))),
+    phasesMedianMs: {
+      machine: phase('machineMs'),
+      workload: phase('workloadMs'),
+      recoveryMachine: phase('recoveryMachineMs'),
+      recoveryMount: phase('recoveryMountMs'),
+      recovery: phase('recoveryMs'),
+      oracles: phase('oraclesMs'),
+      queued: phase('queuedMs'),
     },
-    qcrash: {
-      totalMs: Math.round(fastMs),
-      casesPerMin: +perMin(mix.length, fastMs).toFixed(2),
-      perCaseMedianMs: Math.round(median(summary.cases.map((c) => c.durationMs))),
-      phasesMedianMs: {
-        machine: phase('machineMs'),
-        workload: phase('workloadMs'),
-        recoveryMachine: phase('recoveryMachineMs'),
-        recoveryMount: phase('recoveryMountMs'),
-        recovery: phase('recoveryMs'),
-        oracles: phase('oraclesMs'),
-        queued: phase('queuedMs'),
-      },
-      passed: summary.counts.pass,
-    },
-    verdictsAgree: agree,
-    ratio: +(perMin(mix.length, fastMs) / perMin(mix.length, naiveMs)).toFixed(2),
+    passed,
   };
 }
 
@@ -459,8 +496,10 @@ function writelogSummary(s: WritelogSuiteResult, naiveCasesPerMin?: number) {
   };
 }
 
+/** A duration in seconds, as the bench prints them. */
+const seconds = (ms: number | undefined) => `${((ms ?? 0) / 1000).toFixed(1)} s`;
+
 export function formatBench(r: Record<string, unknown>): string {
-  const s = (ms: number | undefined) => `${((ms ?? 0) / 1000).toFixed(1)} s`;
   // The JSON the bench wrote: each part's figures, read back as the parts wrote them.
   const top = r as {
     accel: string;
@@ -474,72 +513,93 @@ export function formatBench(r: Record<string, unknown>): string {
   const out = [
     `qcrash bench: ${top.accel}, ${top.cores} cores, jobs ${top.jobs}, QEMU ${top.qemu}, kernel ${top.kernel}, load average ${top.loadAverage.join(' ')}`,
   ];
-  const e = r.e2fsck as { cases: number; ratio: number; naive: unknown; qcrash: unknown } | undefined;
-  if (e) {
-    const a = e.naive as Record<string, number>;
-    const b = e.qcrash as Record<string, number>;
-    out.push(
-      `e2fsck recovery only, ${e.cases} crash cases a side:`,
-      `  naive loop   : ${a.casesPerMin} cases/min  (total ${s(a.totalMs)}, boot-to-ready ${a.bootToReadyMedianMs} ms, per case ${a.perCaseMedianMs} ms, e2fsck ${a.e2fsckMedianMs} ms)`,
-      `  qcrash       : ${b.casesPerMin} cases/min  (total ${s(b.totalMs)}, restore-to-ready ${b.restoreToReadyMedianMs} ms [QMP up ${b.restoreQmpMedianMs} ms, state loaded ${b.restoreLoadedMedianMs} ms], per case ${b.perCaseMedianMs} ms, ${b.passed}/${e.cases} passed)`,
-      `  ratio        : ${e.ratio}x`,
-    );
-  }
-  const m = r.mix as
-    | {
-        cases: number;
-        of: number;
-        kinds: unknown;
-        recoveries: string[];
-        verdictsAgree: number;
-        ratio: number;
-        naive: unknown;
-        qcrash: unknown;
-      }
-    | undefined;
-  if (m) {
-    const a = m.naive as Record<string, number>;
-    const b = m.qcrash as Record<string, number> & { phasesMedianMs: Record<string, number> };
-    const kinds = Object.entries(m.kinds as Record<string, number>)
-      .map(([k, n]) => `${n} ${k}`)
-      .join(', ');
-    const p = b.phasesMedianMs;
-    out.push(
-      `default mix, ${m.cases} of its ${m.of} cases a side (${kinds}; recoveries ${m.recoveries.join(', ')}):`,
-      `  naive loop   : ${a.casesPerMin} cases/min  (total ${s(a.totalMs)}, per case ${a.perCaseMedianMs} ms, boot-to-ready ${a.workloadBootMedianMs} ms workload, ${a.recoveryBootMedianMs} ms recovery, ${a.passed} passed)`,
-      `  qcrash       : ${b.casesPerMin} cases/min  (total ${s(b.totalMs)}, per case ${b.perCaseMedianMs} ms, ${b.passed} passed; medians: restore ${p.machine} ms, workload ${p.workload} ms, recovery restore ${p.recoveryMachine} ms, mount ${p.recoveryMount} ms, oracles ${p.oracles} ms, slot wait ${p.queued} ms)`,
-      `  verdicts agree on ${m.verdictsAgree}/${m.cases} cases`,
-      `default mix vs naive: ${m.ratio.toFixed(2)}x`,
-    );
-  }
-  const v = r.validate as
-    { patch: string; cases: number; introduced: number; totalMs: number; phases: ValidatePhases } | undefined;
-  if (v) {
-    const p = v.phases;
-    out.push(
-      `validate of a one-file patch (${v.patch}; ${v.cases} cases a kernel, ${v.introduced} introduced): ${s(v.totalMs)} end to end`,
-      `  build baseline ${s(p.buildBaselineMs)}, build patched ${s(p.buildPatchedMs)}, baseline run ${s(p.baselineRunMs)}, patched run ${s(p.patchedRunMs)}, confirmation reruns ${s(p.confirmMs)}`,
-    );
-  }
+  const e = r.e2fsck as SideBySide | undefined;
+  if (e) out.push(...e2fsckLines(e));
+  const m = r.mix as MixFigures | undefined;
+  if (m) out.push(...mixLines(m));
+  const v = r.validate as ValidateFigures | undefined;
+  if (v) out.push(...validateLines(v));
   const w = r.writeLog as ReturnType<typeof writelogSummary> | undefined;
-  if (w) {
-    for (const l of w.logs) {
-      out.push(
-        `write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, jobs ${l.jobs}${l.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
-        `  fstests loop (copy + replay 0..k per state): ${l.fstestsLoop.statesPerMinute} states/min (${l.fstestsLoop.msPerState} ms/state)`,
-        `  incremental, fork by copy                  : ${l.forkByCopy.statesPerMinute} states/min (${l.forkByCopy.msPerState} ms/state)  ${l.ratioForkByCopy.toFixed(2)}x`,
-        `  incremental, in place (undo file)          : ${l.inPlace.statesPerMinute} states/min (${l.inPlace.msPerState} ms/state)  ${l.ratioInPlace.toFixed(2)}x`,
-      );
-    }
-    out.push(
-      `write-log vs fstests loop: ${w.headline.vsFstestsLoop.toFixed(2)}x`,
-      ...(w.headline.vsNaiveLoop !== undefined ? [`write-log vs naive loop: ${w.headline.vsNaiveLoop.toFixed(2)}x`] : []),
-      `  (write-log: incremental replay checked in place, on the ${w.headline.flushes}-epoch log; fork by copy: ${w.headline.vsFstestsLoopForkByCopy.toFixed(2)}x the fstests loop)`,
-    );
-  }
+  if (w) out.push(...writeLogLines(w));
   const fo = r.fullOracle as OracleBenchResult | undefined;
   if (fo) out.push(...oracleBenchLines(fo));
   out.push(`harness peak RSS: ${top.harnessPeakRssMiB} MiB`);
   if (typeof r.file === 'string') out.push(`JSON: ${r.file}`);
   return out.join('\n') + '\n';
+}
+
+/** A part measured two ways: its cases, each side's figures and the ratio of their throughputs. */
+interface SideBySide {
+  cases: number;
+  ratio: number;
+  naive: unknown;
+  qcrash: unknown;
+}
+
+function e2fsckLines(e: SideBySide): string[] {
+  const a = e.naive as Record<string, number>;
+  const b = e.qcrash as Record<string, number>;
+  return [
+    `e2fsck recovery only, ${e.cases} crash cases a side:`,
+    `  naive loop   : ${a.casesPerMin} cases/min  (total ${seconds(a.totalMs)}, boot-to-ready ${a.bootToReadyMedianMs} ms, per case ${a.perCaseMedianMs} ms, e2fsck ${a.e2fsckMedianMs} ms)`,
+    `  qcrash       : ${b.casesPerMin} cases/min  (total ${seconds(b.totalMs)}, restore-to-ready ${b.restoreToReadyMedianMs} ms [QMP up ${b.restoreQmpMedianMs} ms, state loaded ${b.restoreLoadedMedianMs} ms], per case ${b.perCaseMedianMs} ms, ${b.passed}/${e.cases} passed)`,
+    `  ratio        : ${e.ratio}x`,
+  ];
+}
+
+interface MixFigures extends SideBySide {
+  of: number;
+  kinds: unknown;
+  recoveries: string[];
+  verdictsAgree: number;
+}
+
+function mixLines(m: MixFigures): string[] {
+  const a = m.naive as Record<string, number>;
+  const b = m.qcrash as Record<string, number> & { phasesMedianMs: Record<string, number> };
+  const kinds = Object.entries(m.kinds as Record<string, number>)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(', ');
+  const p = b.phasesMedianMs;
+  return [
+    `default mix, ${m.cases} of its ${m.of} cases a side (${kinds}; recoveries ${m.recoveries.join(', ')}):`,
+    `  naive loop   : ${a.casesPerMin} cases/min  (total ${seconds(a.totalMs)}, per case ${a.perCaseMedianMs} ms, boot-to-ready ${a.workloadBootMedianMs} ms workload, ${a.recoveryBootMedianMs} ms recovery, ${a.passed} passed)`,
+    `  qcrash       : ${b.casesPerMin} cases/min  (total ${seconds(b.totalMs)}, per case ${b.perCaseMedianMs} ms, ${b.passed} passed; medians: restore ${p.machine} ms, workload ${p.workload} ms, recovery restore ${p.recoveryMachine} ms, mount ${p.recoveryMount} ms, oracles ${p.oracles} ms, slot wait ${p.queued} ms)`,
+    `  verdicts agree on ${m.verdictsAgree}/${m.cases} cases`,
+    `default mix vs naive: ${m.ratio.toFixed(2)}x`,
+  ];
+}
+
+interface ValidateFigures {
+  patch: string;
+  cases: number;
+  introduced: number;
+  totalMs: number;
+  phases: ValidatePhases;
+}
+
+function validateLines(v: ValidateFigures): string[] {
+  const p = v.phases;
+  return [
+    `validate of a one-file patch (${v.patch}; ${v.cases} cases a kernel, ${v.introduced} introduced): ${seconds(v.totalMs)} end to end`,
+    `  build baseline ${seconds(p.buildBaselineMs)}, build patched ${seconds(p.buildPatchedMs)}, baseline run ${seconds(p.baselineRunMs)}, patched run ${seconds(p.patchedRunMs)}, confirmation reruns ${seconds(p.confirmMs)}`,
+  ];
+}
+
+function writeLogLines(w: ReturnType<typeof writelogSummary>): string[] {
+  const out: string[] = [];
+  for (const l of w.logs) {
+    out.push(
+      `write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, jobs ${l.jobs}${l.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
+      `  fstests loop (copy + replay 0..k per state): ${l.fstestsLoop.statesPerMinute} states/min (${l.fstestsLoop.msPerState} ms/state)`,
+      `  incremental, fork by copy                  : ${l.forkByCopy.statesPerMinute} states/min (${l.forkByCopy.msPerState} ms/state)  ${l.ratioForkByCopy.toFixed(2)}x`,
+      `  incremental, in place (undo file)          : ${l.inPlace.statesPerMinute} states/min (${l.inPlace.msPerState} ms/state)  ${l.ratioInPlace.toFixed(2)}x`,
+    );
+  }
+  out.push(
+    `write-log vs fstests loop: ${w.headline.vsFstestsLoop.toFixed(2)}x`,
+    ...(w.headline.vsNaiveLoop !== undefined ? [`write-log vs naive loop: ${w.headline.vsNaiveLoop.toFixed(2)}x`] : []),
+    `  (write-log: incremental replay checked in place, on the ${w.headline.flushes}-epoch log; fork by copy: ${w.headline.vsFstestsLoopForkByCopy.toFixed(2)}x the fstests loop)`,
+  );
+  return out;
 }

@@ -14,6 +14,27 @@ import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 import { returnsExitCode } from './exit-code.ts';
 
+/** What revisionRunOptions adds to a command's options. */
+interface RevisionRunOptions {
+  finding?: string;
+  retries: number;
+  config?: string[];
+  seed: number;
+  jobs?: number;
+  out?: string;
+}
+
+interface BisectOptions extends RevisionRunOptions {
+  tree: string;
+  good: string;
+  bad: string;
+}
+
+interface BisectStepOptions extends RevisionRunOptions {
+  tree: string;
+  shard?: ShardSpec;
+}
+
 /** The options bisect and bisect-step share to judge a revision; each command words their help for itself. */
 function revisionRunOptions(cmd: Command, help: { finding: string; retries: string; config: string; out: string }): Command {
   return cmd
@@ -38,30 +59,7 @@ export function registerBisect(program: Command): void {
     retries: 'runs per revision; a finding on any of them is present (reported flaky if not on all)',
     config: 'config fragments (default: kernels/configs/minimal.config) (repeatable)',
     out: "keep each tested revision's run under this folder (default: results/)",
-  }).action(
-    async (
-      scenarios: string[],
-      o: {
-        tree: string;
-        good: string;
-        bad: string;
-        finding?: string;
-        retries: number;
-        config?: string[];
-        seed: number;
-        jobs?: number;
-        out?: string;
-      },
-    ) => {
-      const r = await bisect({
-        ...o,
-        scenarios,
-        ...(o.config ? { configs: o.config } : {}),
-        onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`),
-      });
-      process.stdout.write(formatBisect(r));
-    },
-  );
+  }).action(runBisect);
 
   const stepCommand = program
     .command('bisect-step')
@@ -79,56 +77,58 @@ export function registerBisect(program: Command): void {
       "judge only the I-th of N parts of the cases (one machine of several); join the parts' lines with qcrash bisect-combine",
       parseShardSpec,
     )
-    .action(
-      returnsExitCode(
-        async (
-          scenarios: string[],
-          o: {
-            tree: string;
-            finding?: string;
-            retries: number;
-            config?: string[];
-            seed: number;
-            jobs?: number;
-            out?: string;
-            shard?: ShardSpec;
-          },
-        ) => {
-          let head = '';
-          try {
-            head = execFileSync('git', ['rev-parse', 'HEAD'], {
-              cwd: o.tree,
-              encoding: 'utf8',
-              stdio: ['ignore', 'pipe', 'ignore'],
-            }).trim();
-          } catch {
-            /* reported by the step itself */
-          }
-          const report = (v: Omit<BisectStepReport, 'qcrash' | 'commit'>) => {
-            // One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr.
-            process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
-            process.stderr.write(
-              `qcrash bisect-step: ${head.slice(0, 12)}${v.shard ? ` shard ${v.shard.index}/${v.shard.total}` : ''} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`,
-            );
-          };
-          try {
-            const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
-            report({ ...v, seconds: Math.round(ms / 1000) });
-            return v.exitCode;
-          } catch (e) {
-            // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
-            report({
-              verdict: 'skip',
-              exitCode: 125,
-              reason: e instanceof Error ? e.message.split('\n')[0]! : String(e),
-              seconds: 0,
-            });
-            if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
-            return 125;
-          }
-        },
-      ),
-    );
+    .action(returnsExitCode(runBisectStep));
+}
+
+async function runBisect(scenarios: string[], o: BisectOptions): Promise<void> {
+  const r = await bisect({
+    ...o,
+    scenarios,
+    ...(o.config ? { configs: o.config } : {}),
+    onProgress: (l) => process.stderr.write(`qcrash: ${l}\n`),
+  });
+  process.stdout.write(formatBisect(r));
+}
+
+/** The commit checked out in `tree`, or '' when there is none to name. */
+function headCommit(tree: string): string {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], {
+      cwd: tree,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
+  } catch {
+    /* reported by the step itself */
+    return '';
+  }
+}
+
+/** One JSON line on stdout for qcrash bisect (and scripts); a line for people on stderr. */
+function reportStep(head: string, v: Omit<BisectStepReport, 'qcrash' | 'commit'>): void {
+  process.stdout.write(`${JSON.stringify({ qcrash: 'bisect-step', commit: head, ...v })}\n`);
+  process.stderr.write(
+    `qcrash bisect-step: ${head.slice(0, 12)}${v.shard ? ` shard ${v.shard.index}/${v.shard.total}` : ''} ${v.verdict} ${v.seconds}s: ${v.reason}${v.flaky ? ' (flaky)' : ''}\n`,
+  );
+}
+
+async function runBisectStep(scenarios: string[], o: BisectStepOptions): Promise<number> {
+  const head = headCommit(o.tree);
+  try {
+    const { ms, ...v } = await bisectStep({ ...o, scenarios, ...(o.config ? { configs: o.config } : {}) });
+    reportStep(head, { ...v, seconds: Math.round(ms / 1000) });
+    return v.exitCode;
+  } catch (e) {
+    // Under git bisect run anything that stops a revision from being judged is a skip, never good or bad.
+    reportStep(head, {
+      verdict: 'skip',
+      exitCode: 125,
+      reason: e instanceof Error ? e.message.split('\n')[0]! : String(e),
+      seconds: 0,
+    });
+    if (e instanceof QcrashError && e.exitCode === 2 && !head) throw e;
+    return 125;
+  }
 }
 
 export function registerBisectCombine(program: Command): void {

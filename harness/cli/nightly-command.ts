@@ -24,40 +24,35 @@ export function registerNightly(program: Command): void {
     .option('--confirm <n>', 'reruns of a new finding before it fails the night', intArg('--confirm', 1), 1)
     .option('--recovery <modes>', 'override recovery modes: e2fsck, kernel or e2fsck,kernel')
     .option('--max-cases <n>', maxCasesHelp, maxCasesArg)
-    .action(
-      returnsExitCode(
-        signalIsTheCause(
-          async (
-            scenarios: string[],
-            o: {
-              tree: string;
-              branch: string;
-              history: string;
-              config?: string[];
-              seed: number;
-              jobs?: number;
-              confirm: number;
-              recovery?: string;
-            },
-          ) => {
-            const r = await nightly({
-              tree: o.tree,
-              branch: o.branch,
-              history: o.history,
-              scenarios,
-              seed: o.seed,
-              confirmRuns: o.confirm,
-              ...(o.config ? { configs: o.config } : {}),
-              ...(o.jobs ? { jobs: o.jobs } : {}),
-              ...(o.recovery ? { recovery: parseRecovery(o.recovery) } : {}),
-              reporters: [new ProgressReporter()],
-              onProgress: streamProgressSink(process.stderr, 'qcrash: '),
-            });
-            process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
-            process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
-            return r.exitCode;
-          },
-        ),
-      ),
-    );
+    .action(returnsExitCode(signalIsTheCause(runNightly)));
+}
+
+interface NightlyCommandOptions {
+  tree: string;
+  branch: string;
+  history: string;
+  config?: string[];
+  seed: number;
+  jobs?: number;
+  confirm: number;
+  recovery?: string;
+}
+
+async function runNightly(scenarios: string[], o: NightlyCommandOptions): Promise<number> {
+  const r = await nightly({
+    tree: o.tree,
+    branch: o.branch,
+    history: o.history,
+    scenarios,
+    seed: o.seed,
+    confirmRuns: o.confirm,
+    ...(o.config ? { configs: o.config } : {}),
+    ...(o.jobs ? { jobs: o.jobs } : {}),
+    ...(o.recovery ? { recovery: parseRecovery(o.recovery) } : {}),
+    reporters: [new ProgressReporter()],
+    onProgress: streamProgressSink(process.stderr, 'qcrash: '),
+  });
+  process.stdout.write(nightlyReport(r, await loadSummary(r.dir)));
+  process.stderr.write(`qcrash: night in ${r.dir}; history in ${o.history}\n`);
+  return r.exitCode;
 }

@@ -134,51 +134,42 @@ export function registerRun(program: Command): void {
       'with --shard: balance the parts by the case durations of this earlier run (give every shard the same one)',
     )
     .option('--list', 'print the cases the command would run, with their count, and exit 0: builds, boots and writes nothing')
-    .action(
-      returnsExitCode(
-        signalIsTheCause(async (inputs: string[], o: RunCommandOptions, cmd: Command) => {
-          if (o.resume) {
-            // A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in.
-            const given = [
-              'image',
-              'kernel',
-              'seed',
-              'out',
-              'keep',
-              'recovery',
-              'filter',
-              'snapshot',
-              'shard',
-              'durations',
-            ].filter((k) => cmd.getOptionValueSource(k) === 'cli');
-            if (inputs.length || given.length) {
-              throw new ConfigError(
-                `--resume ${o.resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`,
-              );
-            }
-          }
-          checkJobs(o.jobs);
-          if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
-          const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
-          const suite = suiteOptions(inputs, o);
-          const kernels = o.resume ? [o.kernel] : splitKernelList(o.kernel);
-          // JSON on stdout stays one document: the matrix with every kernel's summary.
-          if (kernels.length > 1) {
-            const { kernel: _k, out: _o, resume: _r, ...common } = suite;
-            return runMatrix(common, kernels, o.out, o.format === 'json' ? [reporters[0]!] : reporters, o.format === 'json');
-          }
-          const { summary, dir, reporterFailures } = await runSuite({ ...suite, reporters });
-          if (summary.shard && !summary.cases.length) {
-            const s = summary.shard;
-            process.stderr.write(
-              `qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`,
-            );
-          }
-          process.stderr.write(`qcrash: results in ${dir}\n`);
-          return runExitCode(summary, reporterFailures);
-        }),
-      ),
+    .action(returnsExitCode(signalIsTheCause(runScenarios)));
+}
+
+async function runScenarios(inputs: string[], o: RunCommandOptions, cmd: Command): Promise<number> {
+  if (o.resume) refuseResumeChanges(o.resume, inputs, cmd);
+  checkJobs(o.jobs);
+  if (o.list) return printCaseList(await listSuite(suiteOptions(inputs, o)));
+  const reporters = [new ProgressReporter(), new StdoutReporter(o.format)];
+  const suite = suiteOptions(inputs, o);
+  const kernels = o.resume ? [o.kernel] : splitKernelList(o.kernel);
+  // JSON on stdout stays one document: the matrix with every kernel's summary.
+  if (kernels.length > 1) {
+    const { kernel: _k, out: _o, resume: _r, ...common } = suite;
+    return runMatrix(common, kernels, o.out, o.format === 'json' ? [reporters[0]!] : reporters, o.format === 'json');
+  }
+  const { summary, dir, reporterFailures } = await runSuite({ ...suite, reporters });
+  if (summary.shard && !summary.cases.length) {
+    const s = summary.shard;
+    process.stderr.write(
+      `qcrash: shard ${s.index}/${s.total} has no case: the partition gave all ${s.assignment.flat().length} case(s) to the other shards (more shards than units). Its folder records that; merge counts it as present.\n`,
     );
+  }
+  process.stderr.write(`qcrash: results in ${dir}\n`);
+  return runExitCode(summary, reporterFailures);
+}
+
+/** A resumed run is the run run.json describes: options that would change what it tests are refused, not mixed in. */
+function refuseResumeChanges(resume: string, inputs: string[], cmd: Command): void {
+  const given = ['image', 'kernel', 'seed', 'out', 'keep', 'recovery', 'filter', 'snapshot', 'shard', 'durations'].filter(
+    (k) => cmd.getOptionValueSource(k) === 'cli',
+  );
+  if (inputs.length || given.length) {
+    throw new ConfigError(
+      `--resume ${resume} finishes the run as its run.json configured it; ${[...(inputs.length ? ['scenario arguments'] : []), ...given.map((k) => `--${k === 'snapshot' ? 'no-snapshot' : k}`)].join(', ')} cannot change it (only --jobs and --format may be given)`,
+    );
+  }
 }
 
 /** A run's exit code; an output that could not be written is not a green run. */

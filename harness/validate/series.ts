@@ -196,86 +196,102 @@ function findingFate(f: SeriesFinding, total: number): string {
 /** The mail text: per patch what it introduced, removed or left; each finding's first patch; a Tested-by for each patch that introduced nothing. */
 export function seriesReport(r: SeriesResult): string {
   const total = r.steps.length;
-  const out: string[] = [];
+  const out = [
+    ...seriesHeader(r),
+    ...r.steps.flatMap((s) => patchSection(r, s)),
+    '',
+    `Findings, by the patch that first introduced them: ${r.findings.length}`,
+    ...r.findings.map((f) => `  ${f.signature}: ${findingFate(f, total)}`),
+    '',
+    ...seriesResult(r),
+    '',
+    ...testedBy(r),
+  ];
+  return out.join('\n') + '\n';
+}
+
+/** What was tested: the baseline, the patches in order, the suite and the machine. */
+function seriesHeader(r: SeriesResult): string[] {
+  const total = r.steps.length;
   const last = r.steps.at(-1)!.summary;
-  out.push('qcrash validate --series: ext4 block-map -> extent migration crash test, patch by patch');
-  out.push('');
-  out.push(`baseline: ${r.baseline.kernel.release} (${r.baseline.kernel.id})`);
-  out.push(
+  return [
+    'qcrash validate --series: ext4 block-map -> extent migration crash test, patch by patch',
+    '',
+    `baseline: ${r.baseline.kernel.release} (${r.baseline.kernel.id})`,
     `series: ${total} patch(es), each built on top of the ones before it${r.skipped.length ? `; skipped ${r.skipped.length} mail(s) without a diff` : ''}`,
-  );
-  for (const s of r.steps) out.push(`  ${s.patch.index}/${total} ${s.patch.subject}  (${s.kernel.id})`);
-  for (const s of r.skipped) out.push(`  skipped (${s.why}): ${s.subject}`);
-  out.push(`scenarios: ${last.scenarios.map((x) => x.name).join(', ')}`);
-  out.push(
+    ...r.steps.map((s) => `  ${s.patch.index}/${total} ${s.patch.subject}  (${s.kernel.id})`),
+    ...r.skipped.map((s) => `  skipped (${s.why}): ${s.subject}`),
+    `scenarios: ${last.scenarios.map((x) => x.name).join(', ')}`,
     `cases: ${[...new Set([r.baseline.summary, ...r.steps.map((x) => x.summary)].map((x) => x.counts.total))].join(' or ')} per kernel, seed ${last.seed}, qemu ${last.versions.qemu} (${last.accel}), e2fsprogs ${last.versions.e2fsprogs}`,
+    `baseline: ${counts(r.baseline.summary)}`,
+  ];
+}
+
+/** One patch's section: what it introduced, made flaky, removed or left, and which run it was judged against. */
+function patchSection(r: SeriesResult, s: SeriesStep): string[] {
+  const total = r.steps.length;
+  const out = ['', `patch ${s.patch.index}/${total}: ${s.patch.subject}`, `  cases: ${counts(s.summary)}`];
+  const section = (title: string, items: string[]) => {
+    out.push(`  ${title}: ${items.length}`);
+    for (const i of items) out.push(`    ${i}`);
+  };
+  section(
+    s.introduced.length ? 'INTRODUCED by this patch (confirmed on rerun)' : 'introduced by this patch',
+    s.introduced.map((v) => `${v.signature}  [${v.caseIds.join(', ')}]`),
   );
-  out.push(`baseline: ${counts(r.baseline.summary)}`);
-  for (const s of r.steps) {
-    out.push('');
-    out.push(`patch ${s.patch.index}/${total}: ${s.patch.subject}`);
-    out.push(`  cases: ${counts(s.summary)}`);
-    const section = (title: string, items: string[]) => {
-      out.push(`  ${title}: ${items.length}`);
-      for (const i of items) out.push(`    ${i}`);
-    };
-    section(
-      s.introduced.length ? 'INTRODUCED by this patch (confirmed on rerun)' : 'introduced by this patch',
-      s.introduced.map((v) => `${v.signature}  [${v.caseIds.join(', ')}]`),
-    );
-    section(
-      'flaky (new, not seen on every rerun)',
-      s.flaky.map((v) => `${v.signature}  (${v.confirmed}/${v.reruns} reruns)`),
-    );
-    section(
-      'removed by this patch',
-      s.removed.map((sig) => {
-        const f = r.findings.find((x) => x.signature === sig);
-        return f?.introducedBy !== undefined && f.introducedBy < s.patch.index
-          ? `${sig}  (introduced by patch ${f.introducedBy}/${total})`
-          : sig;
-      }),
-    );
-    section('left as they were', s.unchanged);
-    if (s.notJudged.length) section('not judged (error or not reached)', s.notJudged);
-    // The baseline runs once per series: patch 1 is judged against it, every later patch against the run of the patch before it.
-    out.push(
-      `  judged against: ${s.patch.index === 1 ? `the baseline run ${r.baseline.dir}` : `patch ${s.patch.index - 1}/${total}'s run ${r.steps[s.patch.index - 2]?.dir ?? '?'}`}`,
-    );
-  }
-  out.push('');
-  out.push(`Findings, by the patch that first introduced them: ${r.findings.length}`);
-  for (const f of r.findings) out.push(`  ${f.signature}: ${findingFate(f, total)}`);
-  out.push('');
+  section(
+    'flaky (new, not seen on every rerun)',
+    s.flaky.map((v) => `${v.signature}  (${v.confirmed}/${v.reruns} reruns)`),
+  );
+  section(
+    'removed by this patch',
+    s.removed.map((sig) => {
+      const f = r.findings.find((x) => x.signature === sig);
+      return f?.introducedBy !== undefined && f.introducedBy < s.patch.index
+        ? `${sig}  (introduced by patch ${f.introducedBy}/${total})`
+        : sig;
+    }),
+  );
+  section('left as they were', s.unchanged);
+  if (s.notJudged.length) section('not judged (error or not reached)', s.notJudged);
+  // The baseline runs once per series: patch 1 is judged against it, every later patch against the run of the patch before it.
+  out.push(
+    `  judged against: ${s.patch.index === 1 ? `the baseline run ${r.baseline.dir}` : `patch ${s.patch.index - 1}/${total}'s run ${r.steps[s.patch.index - 2]?.dir ?? '?'}`}`,
+  );
+  return out;
+}
+
+/** The verdict on the series: no regression, or the patches that introduced findings and how many a later patch hides. */
+function seriesResult(r: SeriesResult): string[] {
+  const total = r.steps.length;
+  const last = r.steps.at(-1)!.summary;
   const bad = r.steps.filter((s) => !patchPassed(s));
   const hidden = r.findings.filter((f) => f.hidden && f.hidden.absentIn === f.hidden.reruns);
   if (!bad.length)
-    out.push(
+    return [
       `Result: no regression. ${total} patch(es), ${last.counts.total} crash cases on each, ${last.scenarios.length} scenario(s), seed ${last.seed}.`,
-    );
-  else {
-    out.push(
-      `Result: REGRESSION: ${bad.map((s) => `patch ${s.patch.index}/${total}`).join(', ')} introduced findings (see above).`,
-    );
-    if (hidden.length)
-      out.push(
-        `${hidden.length} finding(s) introduced on the way are hidden by a later patch: the kernel with the whole series does not show them.`,
-      );
-  }
+    ];
+  return [
+    `Result: REGRESSION: ${bad.map((s) => `patch ${s.patch.index}/${total}`).join(', ')} introduced findings (see above).`,
+    ...(hidden.length
+      ? [
+          `${hidden.length} finding(s) introduced on the way are hidden by a later patch: the kernel with the whole series does not show them.`,
+        ]
+      : []),
+  ];
+}
+
+/** A Tested-by for each patch that introduced nothing, naming what it was tested on top of. */
+function testedBy(r: SeriesResult): string[] {
+  const total = r.steps.length;
   const good = r.steps.filter(patchPassed);
-  out.push('');
-  if (!good.length) out.push('No Tested-by: every patch introduced a finding.');
-  else {
-    out.push(
-      `Tested-by, for the patch(es) that introduced nothing (${good.map((s) => `${s.patch.index}/${total}`).join(', ')}):`,
-    );
-    for (const s of good) {
-      out.push('');
-      out.push(`patch ${s.patch.index}/${total}: ${s.patch.subject}`);
-      out.push(
-        `Tested-by: qcrash (${s.summary.counts.total} crash states of ext4_ext_migrate, on top of ${s.patch.index > 2 ? `patches 1-${s.patch.index - 1} and ` : s.patch.index === 2 ? 'patch 1 and ' : ''}baseline ${r.baseline.kernel.release})`,
-      );
-    }
-  }
-  return out.join('\n') + '\n';
+  if (!good.length) return ['No Tested-by: every patch introduced a finding.'];
+  return [
+    `Tested-by, for the patch(es) that introduced nothing (${good.map((s) => `${s.patch.index}/${total}`).join(', ')}):`,
+    ...good.flatMap((s) => [
+      '',
+      `patch ${s.patch.index}/${total}: ${s.patch.subject}`,
+      `Tested-by: qcrash (${s.summary.counts.total} crash states of ext4_ext_migrate, on top of ${s.patch.index > 2 ? `patches 1-${s.patch.index - 1} and ` : s.patch.index === 2 ? 'patch 1 and ' : ''}baseline ${r.baseline.kernel.release})`,
+    ]),
+  ];
 }

@@ -42,8 +42,9 @@ export function shuttingDown(): boolean {
  * What a command reports for an error that ended it: after a signal, the
  * signal (an InterruptedError, exit 128+N), never what the teardown broke on
  * its way down (a QEMU it killed while a state was being saved).
+ * @public (test/faults/signal-exit.test.ts imports it in a script of its own)
  */
-function causeOf(e: unknown): unknown {
+export function causeOf(e: unknown): unknown {
   return received ? new InterruptedError(received) : e;
 }
 

@@ -1,7 +1,6 @@
 import type { Finding, Allowance } from '../findings/finding.ts';
 import type { FiredPoint } from '../crash/crash-state.ts';
 import type { StepReport } from '../crash/step-report.ts';
-import type { PlannedCase } from './run.ts';
 
 export type { FiredPoint } from '../crash/crash-state.ts';
 
@@ -49,6 +48,16 @@ export interface CasePhases {
   fnCheckMs?: number;
   repairMs?: number;
   recheckMs?: number;
+}
+
+/** A kill case as run.json plans it: enough to report it when it never ran. */
+export interface PlannedCase {
+  id: string;
+  scenario: string;
+  suite: string;
+  pointLabel: string;
+  repetition: number;
+  seed: number;
 }
 
 /** A case's result: the case as planned, then what running it found. */

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaultAllowance } from '../findings/finding.ts';
 import { logStateCaseId } from '../scenario/model.ts';
-import type { CaseResult } from './case.ts';
-import type { PlanProgress, PlannedCase, PlannedUnit, RunMeta } from './run.ts';
+import type { CaseResult, PlannedCase } from './case.ts';
+import type { PlanProgress, PlannedUnit, RunMeta } from './run.ts';
 import { caseRelDir } from './case-dir.ts';
 
 export type { PlanProgress,   RunPlan } from './run.ts';

@@ -1,16 +1,6 @@
-import type { CaseResult } from './case.ts';
+import type { CaseResult, PlannedCase } from './case.ts';
 import type { LogPhaseSummary } from './log-phases.ts';
 import type { RecoveryMode } from '../scenario/model.ts';
-
-/** A kill case as run.json plans it: enough to report it when it never ran. */
-export interface PlannedCase {
-  id: string;
-  scenario: string;
-  suite: string;
-  pointLabel: string;
-  repetition: number;
-  seed: number;
-}
 
 /**
  * A write-log unit as run.json plans it. Its states are named only once its

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { run } from '../../util/exec.ts';
 import { cacheDir } from '../../util/paths.ts';
 import { findProgram } from '../../util/tools.ts';
-import { bareMachineArgs } from './argv.ts';
+import { bareMachineArgs } from './bare-machine.ts';
 
 export type Accel = 'kvm' | 'tcg';
 

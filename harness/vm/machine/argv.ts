@@ -1,6 +1,7 @@
 import type { BootKernel } from './boot-kernel.ts';
 import type { Accel } from './accel.ts';
 import { restoreEventArgs } from './snapshot.ts';
+import { bareMachineArgs } from './bare-machine.ts';
 
 export interface VmPaths {
   qmp: string;
@@ -89,9 +90,6 @@ export function kernelCommandLine(extra: readonly string[] = []): string {
     ...extra,
   ].join(' ');
 }
-
-/** No default devices, no config files, no display, and an exit where the guest would reboot: the VMs and the KVM probe alike. */
-export const bareMachineArgs = ['-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot'];
 
 /**
  * QEMU's argv for one qcrash VM. Every path is an argument of its own (no

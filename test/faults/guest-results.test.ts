@@ -10,6 +10,7 @@ import { runCase, type CaseEnv } from '../../harness/run/case-runner.ts';
 import type { KernelInfo } from '../../harness/kernel/kernel.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeScript } from '../helpers/fake-machine.ts';
+import { fakeKernel } from '../helpers/fake-suite.ts';
 
 // What the guest reports per step, through the whole case: a scripted agent
 // answers with the lines the real one prints (test/fixtures/guest/), the
@@ -19,14 +20,7 @@ import { FakeLauncher, type FakeScript } from '../helpers/fake-machine.ts';
 const base = await buildImage(await loadRecipe('small-4k'));
 const tmp = await TempDir.create('guest-results');
 t.teardown(() => tmp.remove());
-const kernel: KernelInfo = {
-  id: 'fake',
-  kind: 'path',
-  release: 'fake',
-  bzImage: '/nonexistent',
-  builtinDrivers: true,
-  acpi: true,
-};
+const kernel: KernelInfo = fakeKernel('fake', 'fake');
 const refusal = (await readFile(new URL('../fixtures/guest/migrate-no-extent-feature.txt', import.meta.url), 'utf8')).replace(
   '/f',
   '/shapes/direct-12',

@@ -13,6 +13,7 @@ import { FakeLauncher, type FakeMachineOptions } from '../helpers/fake-machine.t
 import { freeBlockInUse } from '../helpers/damage.ts';
 import { CrashImageStore, exportCrashImage } from '../../harness/results/crash-images.ts';
 import { sha256File } from '../../harness/util/hash.ts';
+import { fakeKernel } from '../helpers/fake-suite.ts';
 
 // The case runner's verdicts with a scripted machine: the crash image is a
 // real copy of a real base image, and the recoveries and oracles are the
@@ -20,14 +21,7 @@ import { sha256File } from '../../harness/util/hash.ts';
 const base = await buildImage(await loadRecipe('small-4k'));
 const tmp = await TempDir.create('case-runner-test');
 t.teardown(() => tmp.remove());
-const kernel: KernelInfo = {
-  id: 'fake',
-  kind: 'path',
-  release: 'fake',
-  bzImage: '/nonexistent',
-  builtinDrivers: true,
-  acpi: true,
-};
+const kernel: KernelInfo = fakeKernel('fake', 'fake');
 
 async function caseOf(
   yaml: string,

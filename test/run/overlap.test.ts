@@ -9,6 +9,7 @@ import { casesInFlight } from '../../harness/run/suite-session.ts';
 import { systematicSample } from '../../harness/bench/bench.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeMachine } from '../helpers/fake-machine.ts';
+import { fakeKernel } from '../helpers/fake-suite.ts';
 
 // The machine budget and the runner's overlap, with scripted machines: the
 // pool hands a free slot to a waiting recovery before waiting workloads,
@@ -17,14 +18,7 @@ import { FakeMachine } from '../helpers/fake-machine.ts';
 // case's machine holds the slot.
 const tmp = await TempDir.create('overlap-test');
 t.teardown(() => tmp.remove());
-const kernel: KernelInfo = {
-  id: 'fake',
-  kind: 'path',
-  release: 'fake',
-  bzImage: '/nonexistent',
-  builtinDrivers: true,
-  acpi: true,
-};
+const kernel: KernelInfo = fakeKernel('fake', 'fake');
 const spec = (role: MachineSpec['role']): MachineSpec => ({
   role,
   kernel,

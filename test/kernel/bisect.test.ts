@@ -57,8 +57,12 @@ t.test('qcrash bisect names the planted commit and skips the one that does not b
   // Setup inside the test: tap ends the root test (and runs its teardown) once it has nothing pending.
   const src = await tarballSource();
   await git(dir, ['clone', '-q', '--shared', '--no-checkout', src.work, repo]);
+  // The cached work tree's HEAD is wherever the last build left it (a build
+  // with a mail-format patch commits it with git am): start from the pristine base.
+  await g(['update-ref', 'HEAD', src.base]);
   await g(['read-tree', 'HEAD']);
   const base = await g(['rev-parse', 'HEAD']);
+  t.equal(base, src.base, 'the history starts at the pristine source');
   const migrate = 'fs/ext4/migrate.c';
   const original = (await g(['show', `HEAD:${migrate}`])) + '\n';
   const harmless = original.replace(

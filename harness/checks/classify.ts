@@ -56,6 +56,31 @@ function quotaFinding(p: Problem, text: string, ctx: ClassifyContext): Finding {
   };
 }
 
+/** PR_1B_DUP_BLOCK: e2fsck reports every multiply-claimed block of an inode as a problem of its own. */
+const dupBlockCode = 0x011002;
+
+/**
+ * The multiply-claimed blocks of each inode, and the problem that stands
+ * for them: one finding per inode, not one per block (a crash state with a
+ * duplicated tree made 3192 findings, and megabytes of report, out of one).
+ */
+function duplicateBlocksByInode(problems: readonly Problem[]): Map<number | undefined, { first: Problem; blocks: number[] }> {
+  const byInode = new Map<number | undefined, { first: Problem; blocks: number[] }>();
+  for (const p of problems) {
+    if (p.code !== dupBlockCode) continue;
+    const entry = byInode.get(p.ino) ?? { first: p, blocks: [] };
+    if (p.blk !== undefined) entry.blocks.push(p.blk);
+    byInode.set(p.ino, entry);
+  }
+  return byInode;
+}
+
+function dupBlocksSummary(blocks: readonly number[]): string {
+  if (blocks.length <= 1) return '';
+  const shown = blocks.slice(0, 8).join(', ');
+  return `${blocks.length} multiply-claimed blocks: ${shown}${blocks.length > 8 ? ', ...' : ''}`;
+}
+
 /**
  * Turn the problem log of `e2fsck -fn` into findings. `leak` is narrow:
  * exactly what one interrupted migration may leave (the 2011 linux-ext4
@@ -77,7 +102,9 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
     }
   }
 
+  const dupBlocks = duplicateBlocksByInode(problems);
   for (const p of problems) {
+    if (p.code === dupBlockCode && dupBlocks.get(p.ino)?.first !== p) continue;
     if (quotaCodes.has(p.code)) {
       findings.push(quotaFinding(p, text, ctx));
       continue;
@@ -120,6 +147,7 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
       // Orphan processing of a valid orphan list is what a crash mid-truncate leaves.
       cls = 'leak';
     }
+    if (p.code === dupBlockCode) why = dupBlocksSummary(dupBlocks.get(p.ino)!.blocks);
     const path = p.ino !== undefined ? ctx.manifestInodes.get(p.ino) : undefined;
     // For count problems e2fsck puts the two counts in blk/blk2: they are not block numbers.
     const isCount = summaryCounts.has(p.code);

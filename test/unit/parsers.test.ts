@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 
 // Parsers on output captured from real e2fsck, debugfs and kernel runs (test/fixtures/).
 const fx = (p: string) => readFile(new URL(`../fixtures/${p}`, import.meta.url), 'utf8');
@@ -25,6 +26,27 @@ t.test('e2fsck problem log: codes and context attributes', async (t) => {
   const range = ps.find((p) => p.code === 0x050014)!;
   t.same([range.blk, range.blk2], [2333, 2344], "the '-' range");
   t.same(parseProblemLog(''), [], 'an empty log is no problems');
+});
+
+const fxGz = async (p: string) => gunzipSync(await readFile(new URL(`../fixtures/${p}`, import.meta.url))).toString('utf8');
+
+t.test('multiply-claimed blocks: one finding per inode, not one per block', async (t) => {
+  // A real crash state (planted bug 02, a power-loss state of validate/log-free-restart):
+  // inodes 14 and 16 share 1596 blocks, and e2fsck logs every block of each.
+  const ps = parseProblemLog(await fxGz('checks/problem-log-dup-blocks.xml.gz'));
+  t.equal(ps.filter((p) => p.code === 0x011002).length, 3192, 'e2fsck reports 3192 multiply-claimed blocks');
+  const f = classifyProblems(ps, await fxGz('checks/e2fsck-fn-dup-blocks.txt.gz'), {
+    manifestInodes: new Map([[16, '/big/dind']]),
+    migratedInodes: new Set([16]),
+  });
+  const dup = f.filter((x) => x.code === '0x011002');
+  t.same(
+    dup.map((x) => x.ino),
+    [14, 16],
+    'one finding for each inode',
+  );
+  t.match(dup[0]!.message, /1596 multiply-claimed blocks: 5884, 5886, /, 'which says how many blocks, and the first ones');
+  t.ok(f.length < 20, `a handful of findings in all (${f.length})`);
 });
 
 t.test('i_blocks values come from the text, classification uses them', async (t) => {

@@ -4,7 +4,7 @@
 // system, podman imports it as the base image, and podman builds the
 // repository's Dockerfile on it (which runs .ci/install inside).
 //
-//   npm run image:build -- [--tag localhost/qcrash:latest] [--mirror URL] [--isolation chroot|oci] [--no-host-cas]
+//   npm run image:build -- [--tag localhost/qcrash:latest] [--mirror URL] [--mode root|unshare|...] [--isolation chroot|oci] [--no-host-cas]
 //
 // Debian 12 ships Node.js 18 and qcrash needs 20, so the Node.js running this
 // script (and its npm) is copied into the base. The base is cached per suite,
@@ -23,6 +23,16 @@ const mirror = argv.mirror;
 // runtime: it works where crun cannot set up a container (here crun fails to
 // set RLIMIT_NPROC), and on ordinary hosts too. --isolation oci for the default.
 const isolation = argv.isolation ?? process.env.QCRASH_IMAGE_ISOLATION ?? 'chroot';
+// mmdebstrap's root mode mounts /proc, /sys and /dev inside its temporary
+// chroot (under $TMPDIR) while it installs and runs the hooks. In the host's
+// mount namespace any other process that sits in one of them (a `grep -r` or
+// `find` over /tmp, a shell cd'd there) makes mmdebstrap's umount fail with
+// "target is busy", then its `rm` of the temporary chroot, and the mount stays
+// behind. As root, run it in a private mount namespace: only mmdebstrap sees
+// those mounts, and they go with it. --mode passes another mode to mmdebstrap
+// as it is (unshare needs /etc/subuid and /etc/subgid entries for the user).
+const mode = argv.mode;
+const mmdebstrapIn = mode === undefined && process.getuid?.() === 0 ? ['unshare', '--mount', '--propagation', 'private'] : [];
 // What .ci/install needs before it can run: bash, and certificates for npm's https.
 const basePackages = ['bash', 'ca-certificates'];
 // Certificate authorities this host added to its trust store (Debian keeps
@@ -92,7 +102,7 @@ if (!(await fs.pathExists(baseTar))) {
   process.once('SIGTERM', () => (cleanUp(), process.exit(143)));
   try {
     // --format=tar: mmdebstrap guesses the format from the name, and a partial name does not end in .tar.
-    await $`mmdebstrap --variant=apt --format=tar --include=${basePackages.join(',')} ${[
+    await $`${mmdebstrapIn} mmdebstrap ${mode ? [`--mode=${mode}`] : []} --variant=apt --format=tar --include=${basePackages.join(',')} ${[
       `--customize-hook=copy-in ${process.execPath} /usr/local/bin`,
       '--customize-hook=mkdir -p "$1/usr/local/lib/node_modules"',
       `--customize-hook=copy-in ${npmDir} /usr/local/lib/node_modules`,

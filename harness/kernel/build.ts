@@ -85,7 +85,7 @@ interface FragmentOption {
 }
 
 /** One option per line of a fragment, with its line for error messages. */
-async function readFragment(file: string): Promise<FragmentOption[]> {
+export async function readFragment(file: string): Promise<FragmentOption[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -139,6 +139,20 @@ export function builtKernelEntry(dir: string): CacheEntry {
  * holds bzImage, System.map, .config, build.log and kernel.json, sealed by
  * content (a changed bzImage is rebuilt, never booted).
  */
+/**
+ * A built kernel's id: its source, patches and the options its fragments set.
+ * The options, not the fragments' text: a comment edited in a fragment is
+ * the same kernel, and is not built again.
+ */
+export function kernelBuildId(
+  source: Pick<KernelSource, 'id' | 'base'>,
+  patches: readonly Pick<Patch, 'sha256'>[],
+  fragments: readonly (readonly Pick<FragmentOption, 'name' | 'value'>[])[],
+): string {
+  const options = fragments.map((f) => f.map((o) => `${o.name}=${o.value}`));
+  return `build-${hashJson({ BUILDER_VERSION, source: source.id, base: source.base, patches: patches.map((p) => p.sha256), options }).slice(0, 16)}`;
+}
+
 export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
   const line = o.line ? kernelLine(o.line) : defaultLine;
   const source: KernelSource = o.tree ? await gitTreeSource(o.tree, o.rev) : await tarballSource(line.tarball);
@@ -149,8 +163,7 @@ export async function buildKernel(o: BuildOptions = {}): Promise<KernelInfo> {
     ),
   );
   const fragments = await Promise.all(fragFiles.map(readFragment));
-  const fragTexts = await Promise.all(fragFiles.map((f) => readFile(f, 'utf8')));
-  const id = `build-${hashJson({ BUILDER_VERSION, source: source.id, base: source.base, patches: patches.map((p) => p.sha256), fragTexts }).slice(0, 16)}`;
+  const id = kernelBuildId(source, patches, fragments);
   const out = cacheDir('kernels', id);
   const outcome = await useCacheEntry(builtKernelEntry(out), async () => {
     const unlock = await lock(source.work);

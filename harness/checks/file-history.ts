@@ -158,6 +158,11 @@ function rewriterSectors(op: Rewriter): { first: number; end: number } {
   return { first, end: first + op.size / SECTOR };
 }
 
+/** Whether sector `s` lies inside version `v`'s size (a partial last sector counts). */
+function holds(v: Version, s: number): boolean {
+  return s * SECTOR < v.size;
+}
+
 function isZero(b: Buffer): boolean {
   for (const x of b) if (x) return false;
   return true;
@@ -301,15 +306,21 @@ export function checkFileHistory(
   for (let s = 0; s < sectors; s++) {
     const len = Math.min(SECTOR, actual.length - s * SECTOR);
     const a = actual.subarray(s * SECTOR, s * SECTOR + len);
-    if (a.equals(exactState.sector(s, len))) continue;
+    // A version explains a sector only inside its own size: past its end of
+    // file it holds nothing, not zeros. A file whose size grew (a write past
+    // EOF made durable) with zeros where the write's bytes belong is no state
+    // of its history: the size of one version with the bytes of another.
+    if (holds(exactState, s) && a.equals(exactState.sector(s, len))) continue;
     let ok = false;
     if (!exact) {
-      for (let k = 1; k < versions.length && !ok; k++) ok = versions[k]!.known[s] === 1 && a.equals(versions[k]!.sector(s, len));
+      for (let k = 1; k < versions.length && !ok; k++)
+        ok = holds(versions[k]!, s) && versions[k]!.known[s] === 1 && a.equals(versions[k]!.sector(s, len));
       for (let k = 1; k < versions.length && !ok; k++) {
         const op = exp.ops[exp.durable + k - 1]!;
         const before = versions[k - 1]!;
         if (op.kind === 'writer' && s >= rewriterSectors(op).first && s < rewriterSectors(op).end) {
-          ok = roundSector(op, s, a) !== undefined || tornSector(op, s, a, before);
+          // A rewriter grows the file with ftruncate before its first round: zeros past the old end are a state.
+          ok = roundSector(op, s, a) !== undefined || tornSector(op, s, a, before) || (!holds(before, s) && isZero(a));
         }
       }
     }

@@ -347,3 +347,24 @@ t.test(
     );
   },
 );
+
+t.test('an append not made durable: the old size and bytes, or the new ones, never the new size with zeros', async (t) => {
+  // Planted bug 14's signature: the swap published i_size as the on-disk size
+  // while the appended (delayed) blocks were not allocated.
+  const old = generatedBytes(7, 3 * B);
+  const origin: FileOrigin = { bytes: old, data: [[0, 3 * B]] };
+  const append: FileOp = { kind: 'write', step: 'append', offset: 3 * B, size: 2 * B, seed: 8, complete: true };
+  const exp = history([append], 0, 'recipe');
+  t.equal(check(exp, old, origin).badCount, 0, 'the old file');
+  t.equal(check(exp, Buffer.concat([old, generatedBytes(8, 2 * B)]), origin).badCount, 0, 'the file with the append');
+  const zeros = check(exp, Buffer.concat([old, Buffer.alloc(2 * B)]), origin);
+  t.equal(zeros.badCount, 16, 'the new size with zeros: every sector of the append is wrong');
+  t.match(zeros.bad[0], { offset: 3 * B, found: 'zeros' });
+  // A rewriter grows the file with ftruncate before its first round: there, zeros past the old end are a state.
+  const grown = check(
+    history([{ ...odirect(undefined, 2 * B), offset: 3 * B }], 0, 'recipe'),
+    Buffer.concat([old, Buffer.alloc(2 * B)]),
+    origin,
+  );
+  t.equal(grown.badCount, 0, "a rewriter's ftruncate before its first round");
+});

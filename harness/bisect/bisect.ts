@@ -16,6 +16,8 @@ export interface StepOptions {
   tree: string;
   rev?: string;
   scenarios: string[];
+  /** Kernel line ("6.1", "6.12") whose config fragments to build --tree with (default 6.1). */
+  line?: string;
   configs?: string[];
   /** Substring of a finding signature ("scenario | point | recovery | class | code"); default: any failing finding. */
   finding?: string;
@@ -90,7 +92,12 @@ export async function bisectStep(o: StepOptions): Promise<StepVerdict> {
   const t0 = Date.now();
   let kernel;
   try {
-    kernel = await buildKernel({ tree: o.tree, rev: o.rev ?? 'HEAD', ...(o.configs ? { configs: o.configs } : {}) });
+    kernel = await buildKernel({
+      tree: o.tree,
+      rev: o.rev ?? 'HEAD',
+      ...(o.line ? { line: o.line } : {}),
+      ...(o.configs ? { configs: o.configs } : {}),
+    });
   } catch (e) {
     if (e instanceof KernelBuildError)
       return { verdict: 'skip', exitCode: 125, reason: `does not build: ${e.errorLines[0] ?? ''}`, ms: Date.now() - t0 };
@@ -274,6 +281,7 @@ export async function bisect(o: BisectOptions): Promise<BisectResult> {
     String(o.seed ?? 1),
     ...(o.jobs ? ['--jobs', String(o.jobs)] : []),
     ...(o.out ? ['--out', resolve(o.out)] : []),
+    ...(o.line ? ['--line', o.line] : []),
     ...(o.configs ?? []).flatMap((c) => ['--config', c]),
     ...extra,
     ...o.scenarios.map((s) => resolve(s)),

@@ -13,11 +13,13 @@ import { ConfigError, QcrashError } from '../util/errors.ts';
 import { collect, intArg } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 import { returnsExitCode } from './exit-code.ts';
+import { kernelLine } from '../kernel/lines.ts';
 
 /** What revisionRunOptions adds to a command's options. */
 interface RevisionRunOptions {
   finding?: string;
   retries: number;
+  line?: string;
   config?: string[];
   seed: number;
   jobs?: number;
@@ -40,6 +42,11 @@ function revisionRunOptions(cmd: Command, help: { finding: string; retries: stri
   return cmd
     .option('--finding <signature>', help.finding)
     .option('--retries <n>', help.retries, intArg('--retries', 1), 1)
+    .option(
+      '--line <line>',
+      'kernel line (6.1 or 6.12) whose config fragments to use (kernels/configs/<line>/ before kernels/configs/)',
+      (v: string) => kernelLine(v).name,
+    )
     .option('--config <frag>', help.config, collect)
     .option('--seed <n>', 'seed', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))

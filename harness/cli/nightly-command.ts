@@ -7,6 +7,7 @@ import { streamProgressSink } from '../kernel/build-progress.ts';
 import { defaultResultsDir } from '../util/paths.ts';
 import { collect, intArg, parseRecovery, maxCasesArg, maxCasesHelp } from './run-command.ts';
 import { returnsExitCode } from './exit-code.ts';
+import { kernelLine } from '../kernel/lines.ts';
 
 export function registerNightly(program: Command): void {
   program
@@ -18,6 +19,11 @@ export function registerNightly(program: Command): void {
     .requiredOption('--tree <dir>', 'kernel git tree (already fetched)')
     .requiredOption('--branch <ref>', 'the branch (or any ref) of --tree to follow; the history keys nights by this name')
     .option('--history <dir>', 'folder of the nights and their index (history.json, history.html)', defaultResultsDir)
+    .option(
+      '--line <line>',
+      'kernel line (6.1 or 6.12) whose config fragments to use (kernels/configs/<line>/ before kernels/configs/)',
+      (v: string) => kernelLine(v).name,
+    )
     .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
     .option('--seed <n>', 'seed (the same every night, so nights compare)', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
@@ -31,6 +37,7 @@ interface NightlyCommandOptions {
   tree: string;
   branch: string;
   history: string;
+  line?: string;
   config?: string[];
   seed: number;
   jobs?: number;
@@ -46,6 +53,7 @@ async function runNightly(scenarios: string[], o: NightlyCommandOptions): Promis
     scenarios,
     seed: o.seed,
     confirmRuns: o.confirm,
+    ...(o.line ? { line: o.line } : {}),
     ...(o.config ? { configs: o.config } : {}),
     ...(o.jobs ? { jobs: o.jobs } : {}),
     ...(o.recovery ? { recovery: parseRecovery(o.recovery) } : {}),

@@ -16,6 +16,7 @@ import { ExitCode, ConfigError } from '../util/errors.ts';
 import { collect, intArg, maxCasesArg, maxCasesHelp } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 import { returnsExitCode } from './exit-code.ts';
+import { defaultLine, kernelLine } from '../kernel/lines.ts';
 
 export function registerValidate(program: Command): void {
   program
@@ -30,7 +31,12 @@ export function registerValidate(program: Command): void {
       'judge each patch on its own: build the baseline and every prefix (1, 1-2, 1-3, ...), name the patch that introduced each finding; a --patch may be an mbox of several patches (git format-patch, b4 am), mails without a diff (cover letters) are skipped',
     )
     .option('--mutants <dir>', 'validate every *.patch in DIR, one at a time (e.g. ../shared/mutants)')
-    .option('--tree <dir>', 'kernel git tree (default: Debian linux-source-6.1)')
+    .option(
+      '--line <line>',
+      "kernel line: 6.1 or 6.12; the baseline and patched kernels come from its Debian linux-source tarball (or --tree) with that line's config fragments",
+      '6.1',
+    )
+    .option('--tree <dir>', "kernel git tree (default: the --line's Debian linux-source tarball)")
     .option('--config <frag>', 'config fragments (default: kernels/configs/minimal.config) (repeatable)', collect)
     .option('--seed <n>', 'seed for both runs', intArg('--seed'), 1)
     .option('-j, --jobs <n>', 'VMs at once', intArg('--jobs', 1))
@@ -53,6 +59,7 @@ interface ValidateCommandOptions {
   patch?: string[];
   series?: boolean;
   mutants?: string;
+  line: string;
   tree?: string;
   config?: string[];
   seed: number;
@@ -71,6 +78,7 @@ async function runValidate(scenarios: string[], o: ValidateCommandOptions, cmd: 
     scenarios,
     seed: o.seed,
     confirmRuns: o.confirm,
+    ...(o.line !== defaultLine.name ? { line: kernelLine(o.line).name } : {}),
     ...(o.tree ? { tree: o.tree } : {}),
     ...(o.config ? { configs: o.config } : {}),
     ...(o.jobs ? { jobs: o.jobs } : {}),
@@ -84,7 +92,7 @@ async function runValidate(scenarios: string[], o: ValidateCommandOptions, cmd: 
 
 /** --resume OUT: finish with the inputs OUT records; an input given again is refused, not mixed in. */
 async function resumeValidate(out: string, scenarios: string[], shared: SharedInputs, cmd: Command): Promise<number> {
-  const given = ['patch', 'series', 'mutants', 'tree', 'config', 'seed', 'confirm', 'out', 'shard'].filter(
+  const given = ['patch', 'series', 'mutants', 'line', 'tree', 'config', 'seed', 'confirm', 'out', 'shard'].filter(
     (k) => cmd.getOptionValueSource(k) === 'cli',
   );
   if (scenarios.length || given.length)

@@ -44,6 +44,8 @@ export interface NightlyOptions {
   /** The folder of the history: tonight's run goes into a subfolder, the index beside it. */
   history: string;
   scenarios: string[];
+  /** Kernel line ("6.1", "6.12") whose config fragments to build --tree with (default 6.1). */
+  line?: string;
   configs?: string[];
   seed?: number;
   jobs?: number;
@@ -122,6 +124,7 @@ export async function nightly(o: NightlyOptions): Promise<NightlyResult> {
   const kernel: KernelInfo = await (o.build ?? buildKernel)({
     tree: o.tree,
     rev: revision,
+    ...(o.line ? { line: o.line } : {}),
     ...(o.configs ? { configs: o.configs } : {}),
     onProgress: progress,
   });

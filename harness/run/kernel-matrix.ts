@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.ts';
 import { defaultResultsDir } from '../util/paths.ts';
 import { newRunId } from '../results/store.ts';
 import { stockLineOf } from '../kernel/lines.ts';
-import { buildMatrix, matrixText, type Matrix, type MatrixRun } from '../report/matrix.ts';
+import { buildMatrix, type Matrix, type MatrixRun } from '../report/matrix.ts';
+import { writeMatrixReports } from '../report/matrix-reports.ts';
 import { runSuite, type RunOutcome, type SuiteOptions } from './runner.ts';
 
 /** The folder of one kernel's run in a matrix run: its --kernel spec, made a file name ("stock:6.12" is "stock-6.12"). */
@@ -22,7 +22,7 @@ export interface MatrixOutcome {
  * run is a whole run folder of its own (<dir>/<kernel>/, so case ids stay
  * those of a one-kernel run and compare, history, merge and --resume work
  * on it unchanged, never mixing kernels), then the kernel x scenario
- * matrix beside them (matrix.txt, matrix.json). A kill point one kernel
+ * matrix beside them (matrix.txt, .json, .html, -junit.xml, -kcidb.json). A kill point one kernel
  * lacks leaves that kernel's cases not judged; the other kernels run on.
  */
 export async function runKernelMatrix(
@@ -38,7 +38,6 @@ export async function runKernelMatrix(
     runs.push({ label, dir: outcome.dir, summary: outcome.summary, outcome });
   }
   const matrix = buildMatrix(runs);
-  await writeJsonAtomic(join(dir, 'matrix.json'), matrix);
-  await writeFileAtomic(join(dir, 'matrix.txt'), matrixText(matrix));
+  await writeMatrixReports(dir, matrix, runs);
   return { dir, runs, matrix };
 }

@@ -10,6 +10,7 @@ import { newRunId } from '../results/store.ts';
 import {
   failingSignatures,
   judgeAndConfirm,
+  kernelSourceOptions,
   notJudged,
   suiteRunner,
   type SuiteSettings,
@@ -46,15 +47,16 @@ export async function validateSeries(o: ValidateOptions): Promise<SeriesResult> 
   const series = await readPatchSeries(o.patches, join(dir, 'patches'));
   for (const s of series.skipped) progress(`skipped ${s.why}: ${s.subject} (${s.origin})`);
   const total = series.patches.length;
-  const common = { ...(o.tree ? { tree: o.tree } : {}), ...(o.configs ? { configs: o.configs } : {}), onProgress: progress };
-  progress('building the baseline kernel');
-  const baseline = await buildKernel(common);
+  const build = o.build ?? buildKernel;
+  const common = { ...kernelSourceOptions(o), onProgress: progress };
+  progress(`building the baseline kernel${o.line ? ` (line ${o.line})` : ''}`);
+  const baseline = await build(common);
   const steps: SeriesKernels['steps'] = [];
   for (const p of series.patches) {
     progress(`building the kernel with patch${p.index > 1 ? `es 1-${p.index}` : ' 1'} of ${total}: ${p.subject}`);
     let kernel: KernelInfo;
     try {
-      kernel = await buildKernel({ ...common, patches: series.patches.slice(0, p.index).map((x) => x.file) });
+      kernel = await build({ ...common, patches: series.patches.slice(0, p.index).map((x) => x.file) });
     } catch (e) {
       // A series must build at every patch (bisectability): say at which one it stops.
       if (e instanceof KernelBuildError)

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../util/atomic.ts';
 import { ConfigError, ExitCode } from '../util/errors.ts';
 import { defaultResultsDir } from '../util/paths.ts';
-import { buildKernel } from '../kernel/build.ts';
+import { buildKernel, type BuildOptions } from '../kernel/build.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import type { RunSummary } from '../results/run.ts';
@@ -22,6 +22,12 @@ export type { SignatureCases, SignatureVerdict, ValidatePhases, ValidateResult }
 
 export interface ValidateOptions {
   patches: string[];
+  /**
+   * Kernel line ("6.1", "6.12", harness/kernel/lines.ts): the baseline and
+   * patched kernels come from its Debian linux-source tarball (unless `tree`
+   * is given) with its config fragments. Default 6.1.
+   */
+  line?: string;
   tree?: string;
   configs?: string[];
   scenarios: string[];
@@ -49,6 +55,17 @@ export interface ValidateOptions {
   shard?: ShardSpec;
   /** Finish the validation in `out` (qcrash validate --resume): finished runs are kept, interrupted ones resumed. */
   resume?: boolean;
+  /** Test seam: how the baseline and patched kernels are built (default buildKernel). */
+  build?: (o: BuildOptions) => Promise<KernelInfo>;
+}
+
+/** The build options validate's kernels share: the line, the tree, the config fragments. */
+export function kernelSourceOptions(o: Pick<ValidateOptions, 'line' | 'tree' | 'configs'>): BuildOptions {
+  return {
+    ...(o.line ? { line: o.line } : {}),
+    ...(o.tree ? { tree: o.tree } : {}),
+    ...(o.configs ? { configs: o.configs } : {}),
+  };
 }
 
 /** What a validate shard leaves beside its runs, for `qcrash merge` (validate-shard.json). */
@@ -374,7 +391,10 @@ export async function mergeValidateShards(o: {
 }
 
 /** What `qcrash validate --resume OUT` needs to finish a validation: its inputs, kept in OUT/validate-args.json. */
-export type ValidateArgs = Pick<ValidateOptions, 'patches' | 'tree' | 'configs' | 'scenarios' | 'seed' | 'confirmRuns' | 'shard'>;
+export type ValidateArgs = Pick<
+  ValidateOptions,
+  'patches' | 'line' | 'tree' | 'configs' | 'scenarios' | 'seed' | 'confirmRuns' | 'shard'
+>;
 const validateArgsFile = 'validate-args.json';
 
 export async function readValidateArgs(dir: string): Promise<ValidateArgs> {
@@ -397,6 +417,7 @@ export async function validatePatch(o: ValidateOptions): Promise<ValidateResult>
     const args: ValidateArgs = {
       patches: o.patches.map((p) => resolve(p)),
       scenarios: o.scenarios.map((s) => resolve(s)),
+      ...(o.line ? { line: o.line } : {}),
       ...(o.tree ? { tree: resolve(o.tree) } : {}),
       ...(o.configs ? { configs: o.configs.map((c) => resolve(c)) } : {}),
       ...(o.seed !== undefined ? { seed: o.seed } : {}),
@@ -410,13 +431,14 @@ export async function validatePatch(o: ValidateOptions): Promise<ValidateResult>
 
 async function buildAndValidate(o: ValidateOptions): Promise<ValidateResult> {
   const progress = o.onProgress ?? (() => {});
-  const common = { ...(o.tree ? { tree: o.tree } : {}), ...(o.configs ? { configs: o.configs } : {}), onProgress: progress };
+  const build = o.build ?? buildKernel;
+  const common = { ...kernelSourceOptions(o), onProgress: progress };
   const startedAt = performance.now();
-  progress('building the baseline kernel');
-  const baseline = await buildKernel(common);
+  progress(`building the baseline kernel${o.line ? ` (line ${o.line})` : ''}`);
+  const baseline = await build(common);
   const buildBaselineMs = Math.round(performance.now() - startedAt);
   progress('building the patched kernel');
-  const patched = await buildKernel({ ...common, patches: o.patches });
+  const patched = await build({ ...common, patches: o.patches });
   const buildPatchedMs = Math.round(performance.now() - startedAt - buildBaselineMs);
   return validateKernels({ ...o, baseline, patched, buildPhases: { buildBaselineMs, buildPatchedMs }, startedAt });
 }

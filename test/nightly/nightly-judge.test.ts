@@ -169,3 +169,23 @@ t.test('a case that no longer reaches its point is lost coverage, not a new find
   const fewer = compareNights(lastNight, { ...tonight, cases: tonight.cases.slice(1) });
   t.same(fewer.missingCases, [fixture.cases[0]!.id], 'a case the suite lost is listed');
 });
+
+t.test('nightly --line 6.12 builds the head with the 6.12 line (its config fragments)', async (t) => {
+  const lines: Array<string | undefined> = [];
+  const lineBuild = async (o: { rev?: string; line?: string }): Promise<KernelInfo> => {
+    lines.push(o.line);
+    return build(o);
+  };
+  await nightly({
+    tree,
+    branch: 'main',
+    history: join(tmp.path, 'history-6.12'),
+    scenarios: [scenario],
+    jobs: 1,
+    machines,
+    build: lineBuild,
+    confirmRuns: 1,
+    line: '6.12',
+  });
+  t.same(lines, ['6.12']);
+});

@@ -18,6 +18,8 @@ import { launchBrowser, openFile, type LoadedPage } from '../helpers/browser.ts'
 import { qcrashBin } from '../helpers/env.ts';
 import { caseIds, realRun, writeScenarios, type RealRun } from './html-runs.ts';
 import { phaseNames } from '../../harness/report/html/run-model.ts';
+import { buildMatrix } from '../../harness/report/matrix.ts';
+import { writeMatrixReports } from '../../harness/report/matrix-reports.ts';
 
 // The HTML reports of real runs, opened from file:// in Debian's headless
 // chromium. Four small runs on the stock kernel (small-4k recipe, e2fsck
@@ -399,6 +401,44 @@ async function judgeRuns(
     notJudged: { baseline: notJudged(baseline.summary), patched: notJudged(patched.summary) },
   };
 }
+
+t.test('matrix.html of a multi-kernel run: night-1 and night-2 as two kernels', async (t) => {
+  const runs = [
+    { label: 'night-1', dir: night1.dir, summary: night1.summary },
+    { label: 'night-2', dir: night2.dir, summary: night2.summary },
+  ];
+  const m = buildMatrix(runs);
+  const dir = join(root, 'matrix');
+  await mkdir(dir, { recursive: true });
+  await writeMatrixReports(dir, m, runs);
+  const p = await openFile(browser.context, join(dir, 'matrix.html'));
+  const { page } = p;
+  assertCleanLoad(t, p);
+  await assertLinksResolve(t, page);
+  t.same(await page.locator('#kernel-matrix thead th').allTextContents(), ['scenario', 'night-1', 'night-2']);
+  const cells = await page
+    .locator('#kernel-matrix [data-kernel]')
+    .evaluateAll((els) =>
+      els.map((e) => `${e.closest('tr')!.getAttribute('data-scenario')} ${e.getAttribute('data-kernel')} ${e.className}`),
+    );
+  const expected = runs.flatMap((r) =>
+    ['html-clean', 'html-kill'].map((sc) => {
+      const fails = r.summary.cases.filter((c) => c.scenario === sc && c.status === 'fail').length;
+      return `${sc} ${r.label} verdict v-${fails ? 'fail' : 'pass'}`;
+    }),
+  );
+  t.same(cells.sort(), expected.sort(), 'a cell per scenario and kernel, failing where that kernel failed');
+  const [one, two] = [failingSigs(night1.summary), failingSigs(night2.summary)];
+  const onlyOn = (a: Set<string>, b: Set<string>, on: string, off: string) =>
+    [...a].filter((x) => !b.has(x)).map((x) => `only on ${on} (not on ${off}): ${x}`);
+  t.same(
+    (await page.locator('#findings-split li').allTextContents()).sort(),
+    [...onlyOn(one, two, 'night-1', 'night-2'), ...onlyOn(two, one, 'night-2', 'night-1')].sort(),
+    'a finding on one kernel and not the other says so',
+  );
+  t.same((await page.locator('#findings-shared li').allTextContents()).sort(), [...one].filter((x) => two.has(x)).sort());
+  await page.screenshot({ path: join(shots, 'matrix.png'), fullPage: true });
+});
 
 t.test('validate.html from a baseline, a patched and a confirmation run', async (t) => {
   const kernel = await stockKernel();

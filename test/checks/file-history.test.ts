@@ -362,7 +362,7 @@ t.test('an append not made durable: the old size and bytes, or the new ones, nev
   t.match(zeros.bad[0], { offset: 3 * B, found: 'zeros' });
   // A rewriter grows the file with ftruncate before its first round: there, zeros past the old end are a state.
   const grown = check(
-    history([{ ...odirect(undefined, 2 * B), offset: 3 * B }], 0, 'recipe'),
+    history([{ kind: 'writer', step: 'w-start', mode: 'odirect', offset: 3 * B, size: 2 * B, seed: SEED }], 0, 'recipe'),
     Buffer.concat([old, Buffer.alloc(2 * B)]),
     origin,
   );

@@ -49,7 +49,7 @@ t.test('quota-owner-1k', async (t) => {
   const img = await buildImage(await loadRecipe('quota-owner-1k'));
   const fsck = await runOk(await tool('e2fsck'), ['-fn', img.path], { okExitCodes: [0, 4] });
   t.equal(fsck.exitCode, 0, 'e2fsck -fn clean, quota usage included');
-  const [stat] = await debugfsBatch(img.path, ['stat /q/fragmented-uid']);
+  const stat = (await debugfsBatch(img.path, ['stat /q/fragmented-uid']))[0] ?? '';
   t.match(stat, /User:\s+1006\s+Group:\s+2006\s+Project:\s+0\s/, 'owner, and project 0');
   const runs = [...stat.matchAll(/\((\d+)\):(\d+)/g)].map((m) => Number(m[2]) - Number(m[1]));
   t.ok(new Set(runs).size > 4, `${new Set(runs).size} discontiguous runs: more than the 4 extents an inode holds`);

@@ -9,6 +9,7 @@ import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
 import type { ManifestEntry, MappingKind } from './manifest.ts';
 import { parseBlockMap } from './block-map.ts';
+import { readFullySync } from '../util/fd-io.ts';
 
 /** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses. */
 export interface InodeStat {
@@ -166,6 +167,15 @@ export interface ReadEntryOptions {
   /** Paths whose bytes are returned (`EntryState.bytes`), not only hashed. */
   keepBytes?: ReadonlySet<string>;
   /**
+   * With `via: 'map'`: the base image the image was made from and its
+   * manifest entries by path. A regular file whose block map and size are
+   * its manifest entry's, and whose bytes on those blocks are the base's
+   * (compared, not hashed), gets the manifest's sha256: hashing would read
+   * the same bytes. The manifest's sha256 is first checked once against the
+   * base's bytes through that map; a file that fails either check is hashed.
+   */
+  base?: { path: string; entries: ReadonlyMap<string, ManifestEntry> };
+  /**
    * How a regular file's bytes are read. `dump` (the default): debugfs dumps
    * every file (what manifests are made with). `map`: one debugfs run stats
    * every path, and the bytes are read straight from the image through the
@@ -289,6 +299,7 @@ async function readEntryStateViaMap(
   const fh = await open(image, 'r');
   const out: EntryState[] = [];
   const unserved: string[] = [];
+  await using base = opts.base ? await BaseReader.open(opts.base.path) : undefined;
   try {
     const geometry = await imageGeometry(fh);
     for (const p of paths) {
@@ -308,7 +319,10 @@ async function readEntryStateViaMap(
         });
         continue;
       }
-      const read = geometry ? await readThroughMap(fh, st, geometry, opts.keepBytes?.has(p) ?? false) : undefined;
+      const keep = opts.keepBytes?.has(p) ?? false;
+      const entry = opts.base?.entries.get(p);
+      const unchanged = !keep && entry && geometry && base ? await base.unchanged(fh, geometry, st, entry) : undefined;
+      const read = unchanged ?? (geometry ? await readThroughMap(fh, st, geometry, keep) : undefined);
       if (!read) {
         unserved.push(p);
         out.push({ path: p, exists: true, stat: st });
@@ -398,6 +412,112 @@ async function readThroughMap(
   }
   feedZeros(st.size);
   return { sha256: hash.digest('hex'), ...(bytes ? { bytes } : {}) };
+}
+
+/**
+ * Per manifest entry (its path, sha256 and map) and base image: whether the
+ * base's bytes through that map hash to that sha256. Checked once a run.
+ */
+const baseHashChecked = new WeakMap<ManifestEntry, Map<string, boolean>>();
+
+/** Two block maps' data runs are the same runs. */
+function sameRuns(
+  a: ReadonlyArray<readonly [number, number, number]>,
+  b: ReadonlyArray<readonly [number, number, number]>,
+): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x[0] !== y[0] || x[1] !== y[1] || x[2] !== y[2]) return false;
+  }
+  return true;
+}
+
+/** The base image of a state, open for comparing a file's blocks with (ReadEntryOptions.base). */
+class BaseReader implements AsyncDisposable {
+  private readonly a = Buffer.allocUnsafe(mapReadChunk);
+  private readonly b = Buffer.allocUnsafe(mapReadChunk);
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly geometry: { blockSize: number; imageBytes: number } | undefined,
+  ) {}
+
+  static async open(path: string): Promise<BaseReader> {
+    const fh = await open(path, 'r');
+    return new BaseReader(path, fh, await imageGeometry(fh).catch(() => undefined));
+  }
+
+  /**
+   * The manifest's sha256 when the file at `st` on the image open as `fh`
+   * has the entry's map and size and the base's bytes on every block of that
+   * map; undefined otherwise (the caller reads and hashes the file).
+   */
+  async unchanged(
+    fh: FileHandle,
+    g: { blockSize: number; imageBytes: number },
+    st: InodeStat,
+    e: ManifestEntry,
+  ): Promise<{ sha256: string; bytes?: Buffer } | undefined> {
+    const bg = this.geometry;
+    if (!bg || bg.blockSize !== g.blockSize || !e.sha256 || !e.blockMap || e.size !== st.size) return undefined;
+    if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
+    let runs: Array<[number, number, number]>;
+    try {
+      runs = parseBlockMap(st.map).data;
+    } catch {
+      return undefined;
+    }
+    if (!sameRuns(runs, e.blockMap.data)) return undefined;
+    let checked = baseHashChecked.get(e);
+    if (!checked) baseHashChecked.set(e, (checked = new Map<string, boolean>()));
+    let hashed = checked.get(this.path);
+    if (hashed === undefined) {
+      hashed = (await readThroughMap(this.fh, st, bg, false))?.sha256 === e.sha256;
+      checked.set(this.path, hashed);
+    }
+    if (!hashed) return undefined;
+    return this.sameBytes(fh, g, runs, st.size) ? { sha256: e.sha256 } : undefined;
+  }
+
+  /**
+   * Every byte readThroughMap would read through `runs` is the same on the
+   * image and the base (and it would read them all). Synchronous preads: a
+   * fragmented file is thousands of small runs, and a read through libuv's
+   * thread pool costs several times the syscall.
+   */
+  private sameBytes(
+    fh: FileHandle,
+    g: { blockSize: number; imageBytes: number },
+    runs: ReadonlyArray<[number, number, number]>,
+    size: number,
+  ): boolean {
+    const B = g.blockSize;
+    const bytesOfBase = this.geometry!.imageBytes;
+    for (const [, p, n] of runs) if (p <= 0 || (p + n) * B > g.imageBytes || (p + n) * B > bytesOfBase) return false;
+    let at = 0;
+    for (const [l, p, n] of runs) {
+      const start = l * B;
+      if (start >= size) break;
+      if (start < at) return false;
+      const end = Math.min(start + n * B, size);
+      for (let off = start; off < end;) {
+        const len = Math.min(mapReadChunk, end - off);
+        const pos = p * B + (off - start);
+        const a = this.a.subarray(0, len);
+        const b = this.b.subarray(0, len);
+        if (readFullySync(fh.fd, a, pos) !== len || readFullySync(this.fh.fd, b, pos) !== len || !a.equals(b)) return false;
+        off += len;
+      }
+      at = end;
+    }
+    return true;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.fh.close();
+  }
 }
 
 /** A manifest entry from what debugfs read of a path (stat, and the sha256 of its bytes). */

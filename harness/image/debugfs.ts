@@ -321,8 +321,8 @@ async function readEntryStateViaMap(
       }
       const keep = opts.keepBytes?.has(p) ?? false;
       const entry = opts.base?.entries.get(p);
-      const unchanged = !keep && entry && geometry && base ? await base.unchanged(fh, geometry, st, entry) : undefined;
-      const read = unchanged ?? (geometry ? await readThroughMap(fh, st, geometry, keep) : undefined);
+      const unchanged = !keep && entry && geometry && base ? base.unchanged(fh, geometry, st, entry) : undefined;
+      const read = unchanged ?? (geometry ? readThroughMap(fh, st, geometry, keep) : undefined);
       if (!read) {
         unserved.push(p);
         out.push({ path: p, exists: true, stat: st });
@@ -358,6 +358,15 @@ async function imageGeometry(fh: FileHandle): Promise<{ blockSize: number; image
 }
 
 const mapReadChunk = 1 << 20;
+/**
+ * Buffers of the map reads, one each for the whole process: the reads are
+ * synchronous (no other read runs between a fill and its use), and a fresh
+ * 1 MiB or two per file of every state was most of what the collector had
+ * to do in a write-log run. `mapZeros` is only ever read (holes).
+ */
+const mapScratch = Buffer.allocUnsafe(mapReadChunk);
+const baseScratch = Buffer.allocUnsafe(mapReadChunk);
+const mapZeros = Buffer.alloc(mapReadChunk);
 
 /**
  * A regular file's bytes read through its block map: each data run from its
@@ -365,12 +374,12 @@ const mapReadChunk = 1 << 20;
  * Undefined when the map cannot be trusted to say it all (inline data, a
  * map that does not parse, blocks beyond the image): debugfs reads those.
  */
-async function readThroughMap(
+function readThroughMap(
   fh: FileHandle,
   st: InodeStat,
   g: { blockSize: number; imageBytes: number },
   keepBytes: boolean,
-): Promise<{ sha256: string; bytes?: Buffer } | undefined> {
+): { sha256: string; bytes?: Buffer } | undefined {
   if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
   let runs: Array<[number, number, number]>;
   try {
@@ -382,8 +391,8 @@ async function readThroughMap(
   for (const [, p, n] of runs) if (p <= 0 || (p + n) * B > g.imageBytes) return undefined;
   const hash = createHash('sha256');
   const bytes = keepBytes ? Buffer.alloc(st.size) : undefined;
-  const zeros = Buffer.alloc(Math.min(mapReadChunk, Math.max(st.size, 1)));
-  const buf = Buffer.allocUnsafe(mapReadChunk);
+  const zeros = mapZeros;
+  const buf = mapScratch;
   let at = 0;
   const feedZeros = (until: number) => {
     while (at < until) {
@@ -402,8 +411,7 @@ async function readThroughMap(
     const end = Math.min(start + n * B, st.size);
     for (let off = start; off < end;) {
       const len = Math.min(mapReadChunk, end - off);
-      const { bytesRead } = await fh.read(buf, 0, len, p * B + (off - start));
-      if (bytesRead !== len) return undefined;
+      if (readFullySync(fh.fd, buf.subarray(0, len), p * B + (off - start)) !== len) return undefined;
       hash.update(buf.subarray(0, len));
       if (bytes) buf.copy(bytes, off, 0, len);
       off += len;
@@ -436,8 +444,6 @@ function sameRuns(
 
 /** The base image of a state, open for comparing a file's blocks with (ReadEntryOptions.base). */
 class BaseReader implements AsyncDisposable {
-  private readonly a = Buffer.allocUnsafe(mapReadChunk);
-  private readonly b = Buffer.allocUnsafe(mapReadChunk);
   private constructor(
     readonly path: string,
     private readonly fh: FileHandle,
@@ -454,12 +460,12 @@ class BaseReader implements AsyncDisposable {
    * has the entry's map and size and the base's bytes on every block of that
    * map; undefined otherwise (the caller reads and hashes the file).
    */
-  async unchanged(
+  unchanged(
     fh: FileHandle,
     g: { blockSize: number; imageBytes: number },
     st: InodeStat,
     e: ManifestEntry,
-  ): Promise<{ sha256: string; bytes?: Buffer } | undefined> {
+  ): { sha256: string; bytes?: Buffer } | undefined {
     const bg = this.geometry;
     if (!bg || bg.blockSize !== g.blockSize || !e.sha256 || !e.blockMap || e.size !== st.size) return undefined;
     if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
@@ -474,7 +480,7 @@ class BaseReader implements AsyncDisposable {
     if (!checked) baseHashChecked.set(e, (checked = new Map<string, boolean>()));
     let hashed = checked.get(this.path);
     if (hashed === undefined) {
-      hashed = (await readThroughMap(this.fh, st, bg, false))?.sha256 === e.sha256;
+      hashed = readThroughMap(this.fh, st, bg, false)?.sha256 === e.sha256;
       checked.set(this.path, hashed);
     }
     if (!hashed) return undefined;
@@ -505,8 +511,8 @@ class BaseReader implements AsyncDisposable {
       for (let off = start; off < end;) {
         const len = Math.min(mapReadChunk, end - off);
         const pos = p * B + (off - start);
-        const a = this.a.subarray(0, len);
-        const b = this.b.subarray(0, len);
+        const a = mapScratch.subarray(0, len);
+        const b = baseScratch.subarray(0, len);
         if (readFullySync(fh.fd, a, pos) !== len || readFullySync(this.fh.fd, b, pos) !== len || !a.equals(b)) return false;
         off += len;
       }

@@ -1,9 +1,8 @@
-import { execaNode, type ResultPromise } from 'execa';
-import { createRequire } from 'node:module';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { runE2fsck } from '../image/e2fsck.ts';
+import { runSpawned } from '../image/spawner.ts';
+import { replayLogTool } from '../image/layout-tool.ts';
 import { WriteLog, isFlush, isFua } from '../crash/writelog/format.ts';
 import { runRecordedWorkload } from '../crash/writelog/record.ts';
 import type { Step } from '../scenario/model.ts';
@@ -13,10 +12,9 @@ import { loadRecipe } from '../image/recipe.ts';
 import { createCaseDisk } from '../image/disk.ts';
 import type { MachineLauncher } from '../vm/machine/machine.ts';
 import { forEachState, type CheckScope, type ForkMode } from '../crash/writelog/materialize.ts';
-import { replayPrefix, ReplayCursor } from '../crash/writelog/replay.ts';
+import { ReplayCursor } from '../crash/writelog/replay.ts';
 import type { PlannedState } from '../crash/writelog/states.ts';
-import { ConfigError, InfraError, errorMessage } from '../util/errors.ts';
-import { onCleanup } from '../util/cleanup.ts';
+import { ConfigError, InfraError } from '../util/errors.ts';
 import { sha256File } from '../util/hash.ts';
 import { projectRoot } from '../util/paths.ts';
 import { TempDir } from '../util/tempdir.ts';
@@ -28,16 +26,19 @@ import { TempDir } from '../util/tempdir.ts';
  *
  * (a) the fstests loop as common/dmlogwrites and generic/482 run it: for
  *     each boundary k, a fresh copy of the base, entries 0..k replayed onto
- *     it (replay-log --limit k+1), then the checks. Each job replays in its
- *     own process, as each replay-log is.
+ *     it (replay-log --limit k+1), then the checks. The replay is a process
+ *     per state of vm-images/tools/qcrash-replay-log.c, which has the I/O
+ *     pattern of fstests' replay-log (headers read from entry 0, a pwrite
+ *     per entry, an fsync at the end); the copy is `cp`, as a script's is.
  * (b) qcrash's incremental path: one working image advanced along the log,
  *     a sparse copy of it forked at each boundary, the checks on the fork
  *     (materialize.ts forEachState, fork 'copy').
  * (c) the same without copies: a working image per job, each state checked
  *     in place and put back from e2fsck's undo file (fork 'in-place').
  *
- * All replay with the same code (replay.ts); (a) and (b) copy with the same
- * `cp`. (a) replays O(k) entries per state, (b) and (c) each entry once (c:
+ * (b) and (c) replay with replay.ts, (a) with that C replayer (the test
+ * test/writelog/replay-log-tool.test.ts shows both make the same images);
+ * (a) and (b) copy with the same `cp`. (a) replays O(k) entries per state, (b) and (c) each entry once (c:
  * once per job and round). Per state each path records e2fsck's exit codes
  * and problem codes, which must agree. The paths take turns on interleaved
  * slices of the states, so that load from other work on the machine falls
@@ -67,6 +68,8 @@ interface PathFigures {
   ms: number;
   statesPerMinute: number;
   msPerState: number;
+  /** The fstests loop only: wall time of its replay process (qcrash-replay-log) per state, start to exit. */
+  replayMsPerState?: number;
 }
 
 export interface WritelogBenchResult {
@@ -109,113 +112,6 @@ function figures(states: number, ms: number): PathFigures {
   };
 }
 
-/**
- * A pool of replay processes (writelog-replay-worker.ts), each with the
- * log opened once: fstests' replay-log is a process per replay, and out of
- * this process its buffers do not make this process's spawns dearer.
- */
-class ReplayPool implements AsyncDisposable {
-  private next = 1;
-  private readonly idle: Slot[] = [];
-  private readonly queue: Array<(w: Slot) => void> = [];
-  private readonly dropCleanup: () => void;
-
-  private constructor(private readonly procs: Replayer[]) {
-    this.idle.push(...procs.map((proc) => ({ proc })));
-    // Ctrl-C or a fatal error while the bench runs: the replayers go too.
-    this.dropCleanup = onCleanup(() => this.stop());
-  }
-
-  static async create(n: number, logPath: string, basePath: string): Promise<ReplayPool> {
-    // The child loads TypeScript through tsx, as bin/qcrash.js does (by URL: the bench may run from any folder).
-    const tsx = pathToFileURL(createRequire(`${projectRoot}/package.json`).resolve('tsx/esm')).href;
-    const entry = `${projectRoot}/harness/bench/writelog-replay-worker.ts`;
-    const procs: Replayer[] = [];
-    try {
-      for (let i = 0; i < n; i++) {
-        const p = execaNode(entry, [logPath, basePath], {
-          nodeOptions: ['--import', tsx],
-          ipc: true,
-          stdin: 'ignore',
-          stdout: 'ignore',
-          stderr: 'pipe',
-          reject: false,
-        });
-        procs.push(p);
-        const ready = await p.getOneMessage().catch((e: unknown) => replayerDied(p, 'did not start', e));
-        if (!(ready as { ready?: boolean }).ready)
-          throw new InfraError(`replay process said ${JSON.stringify(ready)} instead of ready`);
-      }
-    } catch (e) {
-      for (const p of procs) p.kill('SIGKILL');
-      await Promise.allSettled(procs);
-      throw e;
-    }
-    return new ReplayPool(procs);
-  }
-
-  // Slots, not the subprocesses: an execa subprocess is a promise, and awaiting one would wait for its exit.
-  private async acquire(): Promise<Slot> {
-    const w = this.idle.pop();
-    if (w) return w;
-    return new Promise((r) => this.queue.push(r));
-  }
-
-  private release(w: Slot): void {
-    const q = this.queue.shift();
-    if (q) q(w);
-    else this.idle.push(w);
-  }
-
-  /** Copy the base to `dest` and replay entries [0, count) onto it, in a replay process. */
-  async replay(dest: string, count: number): Promise<void> {
-    const slot = await this.acquire();
-    const w = slot.proc;
-    try {
-      const id = this.next++;
-      await w.sendMessage({ id, dest, count });
-      const m = (await w
-        .getOneMessage()
-        .catch((e: unknown) => replayerDied(w, `died replaying ${count} entries onto ${dest}`, e))) as {
-        id?: number;
-        error?: string;
-      };
-      if (m.id !== id) throw new InfraError(`replay process answered ${JSON.stringify(m)} to request ${id}`);
-      if (m.error) throw new InfraError(`replay process: ${m.error}`);
-    } finally {
-      this.release(slot);
-    }
-  }
-
-  private async stop(): Promise<void> {
-    // Disconnecting ends the child's message loop; one that does not end is killed.
-    for (const p of this.procs) if (p.connected) p.disconnect();
-    const killer = setTimeout(() => this.procs.forEach((p) => p.kill('SIGKILL')), 5000);
-    await Promise.allSettled(this.procs);
-    clearTimeout(killer);
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.dropCleanup();
-    await this.stop();
-  }
-}
-
-type Replayer = ResultPromise<{ ipc: true; stdin: 'ignore'; stdout: 'ignore'; stderr: 'pipe'; reject: false }>;
-
-/** A replay process's message never came: wait for it to end, and say how it ended and what it wrote to stderr. */
-async function replayerDied(p: Replayer, what: string, e: unknown): Promise<never> {
-  const r = await p;
-  throw new InfraError(
-    `replay process ${what} (${errorMessage(e)}; exit ${r.exitCode ?? r.signal}): ${String(r.stderr ?? '')
-      .trim()
-      .slice(-600)}`,
-  );
-}
-interface Slot {
-  proc: Replayer;
-}
-
 export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBenchResult> {
   if (!Number.isInteger(o.jobs) || o.jobs < 1) throw new ConfigError(`bench jobs must be a positive integer, not ${o.jobs}`);
   const jobs = o.jobs;
@@ -223,15 +119,17 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
   const positions = benchPositions(log, o);
   await using tmp = await TempDir.create('writelog-bench');
   const rounds = Math.max(1, Math.min(o.rounds ?? 4, positions.length));
-  await using pool = await ReplayPool.create(jobs, o.log, o.base);
-  const bench: BenchPaths = { log, base: o.base, tmp, jobs, pool };
+  const bench: BenchPaths = { log, base: o.base, tmp, jobs, replayer: await replayLogTool() };
   const tallies = await timePathsInTurn(bench, interleavedSlices(positions, rounds));
   const sameResults = sameResultsOnEveryPath(tallies, positions.length);
   // Outside the timings: a few states built both ways must be the same bytes.
   const sample = pickEvenly(positions, o.verifyImages ?? 3);
   const identical = await identicalImages(bench, sample);
 
-  const fa = figures(positions.length, tallies.fstests.ms);
+  const fa = {
+    ...figures(positions.length, tallies.fstests.ms),
+    replayMsPerState: Math.round((tallies.fstests.replayMs / positions.length) * 10) / 10,
+  };
   const fb = figures(positions.length, tallies.copy.ms);
   const fc = figures(positions.length, tallies.inPlace.ms);
   return {
@@ -269,13 +167,16 @@ interface BenchPaths {
   base: string;
   tmp: TempDir;
   jobs: number;
-  pool: ReplayPool;
+  /** The compiled qcrash-replay-log. */
+  replayer: string;
 }
 
 /** One path's checks and the time they took. */
 interface PathTally {
   results: StateCheck[];
   ms: number;
+  /** Time in replay processes (the fstests loop). */
+  replayMs: number;
 }
 
 type PathTallies = Record<'fstests' | 'copy' | 'inPlace', PathTally>;
@@ -292,7 +193,8 @@ function interleavedSlices(positions: readonly number[], rounds: number): number
  * its last state: counted against them.
  */
 async function timePathsInTurn(bench: BenchPaths, slices: readonly number[][]): Promise<PathTallies> {
-  const tallies: PathTallies = { fstests: { results: [], ms: 0 }, copy: { results: [], ms: 0 }, inPlace: { results: [], ms: 0 } };
+  const tally = (): PathTally => ({ results: [], ms: 0, replayMs: 0 });
+  const tallies: PathTallies = { fstests: tally(), copy: tally(), inPlace: tally() };
   for (const [r, slice] of slices.entries()) {
     const turns = [
       () => timeFstestsLoop(bench, slice, tallies.fstests),
@@ -313,13 +215,28 @@ async function timeFstestsLoop(bench: BenchPaths, slice: readonly number[], tall
       while (next < slice.length) {
         const position = slice[next++]!;
         const img = bench.tmp.join(`fstests-${j}.img`);
-        await bench.pool.replay(img, position);
+        tally.replayMs += await fstestsReplay(bench, img, position);
         tally.results.push(await checkImage(img, position));
         await rm(img, { force: true });
       }
     }),
   );
   tally.ms += performance.now() - t0;
+}
+
+/**
+ * One state as fstests makes it: a copy of the base, then a replay process
+ * (qcrash-replay-log --limit) from entry 0; both started from the tool
+ * spawner, as e2fsck is, not by forking the harness. Returns the replay
+ * process's wall time.
+ */
+async function fstestsReplay(bench: BenchPaths, img: string, position: number): Promise<number> {
+  const cp = await runSpawned('cp', ['--sparse=always', '--reflink=auto', '--', bench.base, img]);
+  if (cp.exitCode !== 0) throw new InfraError(`bench: cp ${bench.base} ${img}: ${cp.stderr.trim()}`);
+  const r = await runSpawned(bench.replayer, ['--log', bench.log.path, '--replay', img, '--limit', String(position)]);
+  if (r.exitCode !== 0)
+    throw new InfraError(`bench: qcrash-replay-log --limit ${position}: exit ${r.exitCode}: ${r.stderr.trim()}`);
+  return r.durationMs;
 }
 
 /** (b) and (c) The incremental path: the same states and checks, forked by copy or checked in place. */
@@ -360,13 +277,13 @@ function sameResultsOnEveryPath(tallies: PathTallies, states: number): boolean {
   );
 }
 
-/** How many of the sample positions give the same image by a fresh replay and by a fork of the cursor. */
+/** How many of the sample positions give the same image by the fstests loop's replay and by a fork of the cursor. */
 async function identicalImages(bench: BenchPaths, sample: readonly number[]): Promise<number> {
   const { log, base, tmp } = bench;
   let identical = 0;
   using cursor = await ReplayCursor.create(log, base, tmp.join('verify-work.img'));
   for (const p of sample) {
-    await replayPrefix(log, base, tmp.join('verify-a.img'), p);
+    await fstestsReplay(bench, tmp.join('verify-a.img'), p);
     await cursor.advanceTo(p);
     await cursor.fork(tmp.join('verify-b.img'));
     if ((await sha256File(tmp.join('verify-a.img'))) === (await sha256File(tmp.join('verify-b.img')))) identical++;

@@ -23,6 +23,8 @@ const PAGE = 4096;
  * `recipe` regenerates the original bytes of recipe files the workload
  * wrote into; `imageFiles` holds them for a user's image (read from it);
  * without either such files cannot be checked and that is an error.
+ * `basePath`: the base image the crash image was made from and the
+ * manifest describes (readEntryState's `base`).
  */
 export async function checkContent(
   image: string,
@@ -31,12 +33,13 @@ export async function checkContent(
   recovery?: RecoveryMode,
   recipe?: Recipe,
   imageFiles?: ReadonlyMap<string, FileOrigin>,
+  basePath?: string,
 ): Promise<Finding[]> {
   const historyOf = historyLookup(manifest, exp);
   const inManifest = new Set(manifest.entries.map((e) => e.path));
   // Files the workload wrote that the manifest does not list: new files.
   const extra = exp.files.filter((f) => !inManifest.has(f.path));
-  const states = await readStates(image, manifest, exp, extra, historyOf);
+  const states = await readStates(image, manifest, exp, extra, historyOf, basePath);
   const make = findingMaker(recovery);
   /** `name`: the path the bytes were read through (another name of the inode the history was written through). */
   const history = (h: FileExpectation, s: EntryState | undefined, name = h.path) =>
@@ -74,6 +77,7 @@ async function readStates(
   exp: DurabilityExpectations,
   extra: readonly FileExpectation[],
   historyOf: (e: ManifestEntry) => FileExpectation | undefined,
+  basePath: string | undefined,
 ): Promise<Map<string, EntryState>> {
   const paths = [...manifest.entries.map((e) => e.path), ...extra.map((f) => f.path)];
   const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks, ...(exp.mustBeDemigrated ?? [])])].filter(
@@ -92,7 +96,15 @@ async function readStates(
   // Sizes bound each debugfs run's dumps (files the map cannot serve): a user's image may hold more data than the temp folder has room for.
   const sizes = new Map(manifest.entries.filter((e) => e.type === 'file').map((e) => [e.path, e.size]));
   return new Map(
-    (await readEntryState(image, [...paths, ...mapped], undefined, { keepBytes, sizes, via: 'map' })).map((s) => [s.path, s]),
+    (
+      await readEntryState(image, [...paths, ...mapped], undefined, {
+        keepBytes,
+        sizes,
+        via: 'map',
+        // A file whose map, size and blocks are the base's has the manifest's sha256 without hashing it again.
+        ...(basePath ? { base: { path: basePath, entries: new Map(manifest.entries.map((e) => [e.path, e])) } } : {}),
+      })
+    ).map((s) => [s.path, s]),
   );
 }
 

@@ -38,6 +38,8 @@ export interface OracleContext {
   recipe?: Recipe;
   /** For a user's image: the original bytes of its files the workload wrote into, read from the image. */
   imageFiles?: ReadonlyMap<string, FileOrigin>;
+  /** The base image the crash image was made from, which the manifest describes: files left as they were there are compared, not hashed. */
+  basePath?: string;
   /** The recovered image is shared (checked in place): the repair records what it overwrites in this undo file (e2fsck -z). */
   undoFile?: () => string | undefined;
 }
@@ -114,7 +116,9 @@ export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext)
   const ms: OracleTimes = { contentMs: 0, checkMs: 0, repairMs: 0, recheckMs: 0 };
   let t0 = performance.now();
   if (ctx.manifest)
-    findings.push(...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode, ctx.recipe, ctx.imageFiles)));
+    findings.push(
+      ...(await checkContent(recovered.image, ctx.manifest, ctx.expectations, mode, ctx.recipe, ctx.imageFiles, ctx.basePath)),
+    );
   ms.contentMs = performance.now() - t0;
 
   const entries = ctx.manifest?.entries ?? [];

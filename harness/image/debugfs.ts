@@ -9,6 +9,7 @@ import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
 import type { ManifestEntry, MappingKind } from './manifest.ts';
 import { parseBlockMap } from './block-map.ts';
+import { readFullySync } from '../util/fd-io.ts';
 
 /** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses. */
 export interface InodeStat {
@@ -166,6 +167,15 @@ export interface ReadEntryOptions {
   /** Paths whose bytes are returned (`EntryState.bytes`), not only hashed. */
   keepBytes?: ReadonlySet<string>;
   /**
+   * With `via: 'map'`: the base image the image was made from and its
+   * manifest entries by path. A regular file whose block map and size are
+   * its manifest entry's, and whose bytes on those blocks are the base's
+   * (compared, not hashed), gets the manifest's sha256: hashing would read
+   * the same bytes. The manifest's sha256 is first checked once against the
+   * base's bytes through that map; a file that fails either check is hashed.
+   */
+  base?: { path: string; entries: ReadonlyMap<string, ManifestEntry> };
+  /**
    * How a regular file's bytes are read. `dump` (the default): debugfs dumps
    * every file (what manifests are made with). `map`: one debugfs run stats
    * every path, and the bytes are read straight from the image through the
@@ -289,6 +299,7 @@ async function readEntryStateViaMap(
   const fh = await open(image, 'r');
   const out: EntryState[] = [];
   const unserved: string[] = [];
+  await using base = opts.base ? await BaseReader.open(opts.base.path) : undefined;
   try {
     const geometry = await imageGeometry(fh);
     for (const p of paths) {
@@ -308,7 +319,10 @@ async function readEntryStateViaMap(
         });
         continue;
       }
-      const read = geometry ? await readThroughMap(fh, st, geometry, opts.keepBytes?.has(p) ?? false) : undefined;
+      const keep = opts.keepBytes?.has(p) ?? false;
+      const entry = opts.base?.entries.get(p);
+      const unchanged = !keep && entry && geometry && base ? base.unchanged(fh, geometry, st, entry) : undefined;
+      const read = unchanged ?? (geometry ? readThroughMap(fh, st, geometry, keep) : undefined);
       if (!read) {
         unserved.push(p);
         out.push({ path: p, exists: true, stat: st });
@@ -344,6 +358,15 @@ async function imageGeometry(fh: FileHandle): Promise<{ blockSize: number; image
 }
 
 const mapReadChunk = 1 << 20;
+/**
+ * Buffers of the map reads, one each for the whole process: the reads are
+ * synchronous (no other read runs between a fill and its use), and a fresh
+ * 1 MiB or two per file of every state was most of what the collector had
+ * to do in a write-log run. `mapZeros` is only ever read (holes).
+ */
+const mapScratch = Buffer.allocUnsafe(mapReadChunk);
+const baseScratch = Buffer.allocUnsafe(mapReadChunk);
+const mapZeros = Buffer.alloc(mapReadChunk);
 
 /**
  * A regular file's bytes read through its block map: each data run from its
@@ -351,12 +374,12 @@ const mapReadChunk = 1 << 20;
  * Undefined when the map cannot be trusted to say it all (inline data, a
  * map that does not parse, blocks beyond the image): debugfs reads those.
  */
-async function readThroughMap(
+function readThroughMap(
   fh: FileHandle,
   st: InodeStat,
   g: { blockSize: number; imageBytes: number },
   keepBytes: boolean,
-): Promise<{ sha256: string; bytes?: Buffer } | undefined> {
+): { sha256: string; bytes?: Buffer } | undefined {
   if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
   let runs: Array<[number, number, number]>;
   try {
@@ -368,8 +391,8 @@ async function readThroughMap(
   for (const [, p, n] of runs) if (p <= 0 || (p + n) * B > g.imageBytes) return undefined;
   const hash = createHash('sha256');
   const bytes = keepBytes ? Buffer.alloc(st.size) : undefined;
-  const zeros = Buffer.alloc(Math.min(mapReadChunk, Math.max(st.size, 1)));
-  const buf = Buffer.allocUnsafe(mapReadChunk);
+  const zeros = mapZeros;
+  const buf = mapScratch;
   let at = 0;
   const feedZeros = (until: number) => {
     while (at < until) {
@@ -388,8 +411,7 @@ async function readThroughMap(
     const end = Math.min(start + n * B, st.size);
     for (let off = start; off < end;) {
       const len = Math.min(mapReadChunk, end - off);
-      const { bytesRead } = await fh.read(buf, 0, len, p * B + (off - start));
-      if (bytesRead !== len) return undefined;
+      if (readFullySync(fh.fd, buf.subarray(0, len), p * B + (off - start)) !== len) return undefined;
       hash.update(buf.subarray(0, len));
       if (bytes) buf.copy(bytes, off, 0, len);
       off += len;
@@ -398,6 +420,110 @@ async function readThroughMap(
   }
   feedZeros(st.size);
   return { sha256: hash.digest('hex'), ...(bytes ? { bytes } : {}) };
+}
+
+/**
+ * Per manifest entry (its path, sha256 and map) and base image: whether the
+ * base's bytes through that map hash to that sha256. Checked once a run.
+ */
+const baseHashChecked = new WeakMap<ManifestEntry, Map<string, boolean>>();
+
+/** Two block maps' data runs are the same runs. */
+function sameRuns(
+  a: ReadonlyArray<readonly [number, number, number]>,
+  b: ReadonlyArray<readonly [number, number, number]>,
+): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x[0] !== y[0] || x[1] !== y[1] || x[2] !== y[2]) return false;
+  }
+  return true;
+}
+
+/** The base image of a state, open for comparing a file's blocks with (ReadEntryOptions.base). */
+class BaseReader implements AsyncDisposable {
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly geometry: { blockSize: number; imageBytes: number } | undefined,
+  ) {}
+
+  static async open(path: string): Promise<BaseReader> {
+    const fh = await open(path, 'r');
+    return new BaseReader(path, fh, await imageGeometry(fh).catch(() => undefined));
+  }
+
+  /**
+   * The manifest's sha256 when the file at `st` on the image open as `fh`
+   * has the entry's map and size and the base's bytes on every block of that
+   * map; undefined otherwise (the caller reads and hashes the file).
+   */
+  unchanged(
+    fh: FileHandle,
+    g: { blockSize: number; imageBytes: number },
+    st: InodeStat,
+    e: ManifestEntry,
+  ): { sha256: string; bytes?: Buffer } | undefined {
+    const bg = this.geometry;
+    if (!bg || bg.blockSize !== g.blockSize || !e.sha256 || !e.blockMap || e.size !== st.size) return undefined;
+    if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
+    let runs: Array<[number, number, number]>;
+    try {
+      runs = parseBlockMap(st.map).data;
+    } catch {
+      return undefined;
+    }
+    if (!sameRuns(runs, e.blockMap.data)) return undefined;
+    let checked = baseHashChecked.get(e);
+    if (!checked) baseHashChecked.set(e, (checked = new Map<string, boolean>()));
+    let hashed = checked.get(this.path);
+    if (hashed === undefined) {
+      hashed = readThroughMap(this.fh, st, bg, false)?.sha256 === e.sha256;
+      checked.set(this.path, hashed);
+    }
+    if (!hashed) return undefined;
+    return this.sameBytes(fh, g, runs, st.size) ? { sha256: e.sha256 } : undefined;
+  }
+
+  /**
+   * Every byte readThroughMap would read through `runs` is the same on the
+   * image and the base (and it would read them all). Synchronous preads: a
+   * fragmented file is thousands of small runs, and a read through libuv's
+   * thread pool costs several times the syscall.
+   */
+  private sameBytes(
+    fh: FileHandle,
+    g: { blockSize: number; imageBytes: number },
+    runs: ReadonlyArray<[number, number, number]>,
+    size: number,
+  ): boolean {
+    const B = g.blockSize;
+    const bytesOfBase = this.geometry!.imageBytes;
+    for (const [, p, n] of runs) if (p <= 0 || (p + n) * B > g.imageBytes || (p + n) * B > bytesOfBase) return false;
+    let at = 0;
+    for (const [l, p, n] of runs) {
+      const start = l * B;
+      if (start >= size) break;
+      if (start < at) return false;
+      const end = Math.min(start + n * B, size);
+      for (let off = start; off < end;) {
+        const len = Math.min(mapReadChunk, end - off);
+        const pos = p * B + (off - start);
+        const a = mapScratch.subarray(0, len);
+        const b = baseScratch.subarray(0, len);
+        if (readFullySync(fh.fd, a, pos) !== len || readFullySync(this.fh.fd, b, pos) !== len || !a.equals(b)) return false;
+        off += len;
+      }
+      at = end;
+    }
+    return true;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.fh.close();
+  }
 }
 
 /** A manifest entry from what debugfs read of a path (stat, and the sha256 of its bytes). */

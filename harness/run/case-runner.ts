@@ -249,6 +249,8 @@ export async function prepareStateCheck(
       manifest: base.manifest,
       migrated,
       expectations,
+      // A recipe's base is sealed in the cache; a user's image is theirs, and may change under a run.
+      ...(base.source !== 'image' ? { basePath: base.path } : {}),
       ...(recipe ? { recipe } : {}),
       ...(imageFiles ? { imageFiles } : {}),
       ...(inPlace ? { undoFile: () => inPlace.undoFile() } : {}),

@@ -76,9 +76,10 @@ t.test('needsRepair: counts alone with exit 0 are done; any other problem, or a 
 });
 
 // Every finding kind the full oracle reports, planted on one image, survives
-// the shortcuts: the -fn that ends the check early, and the content oracle's
+// the shortcuts: the -fn that ends the check early, the content oracle's
 // versions and origins built once per run (the second check of the same
-// state is served from them and must say the same).
+// state is served from them and must say the same), and files compared with
+// the base image instead of hashed.
 t.test("each finding kind survives the shortcuts and the content oracle's caches", async (t) => {
   const recipe = await loadRecipe('small-4k');
   const direct = base.manifest.entries.find((e) => e.path === '/shapes/direct-12')!;
@@ -111,13 +112,22 @@ t.test("each finding kind survives the shortcuts and the content oracle's caches
   // The same state twice (the repair changes the image it runs on): the second check is served from the caches.
   const again = tmp.join('kinds-again.img');
   await copyFile(img, again);
-  const run = (image: string) =>
+  const unshortened = tmp.join('kinds-hashed.img');
+  await copyFile(img, unshortened);
+  const run = (image: string, basePath: string | undefined = base.path) =>
     runOracles(
       { mode: 'e2fsck', image, runs: [], console: '[    1.0] kernel BUG at fs/ext4/migrate.c:100!\n' },
-      { manifest: base.manifest, migrated: [], expectations, recipe },
+      // The base given: files left as on it are compared with it, not hashed (content.ts, debugfs.ts readEntryState's `base`).
+      { manifest: base.manifest, migrated: [], expectations, recipe, ...(basePath ? { basePath } : {}) },
     );
   const first = await run(img);
   const second = await run(again);
+  const hashed = await run(unshortened, undefined);
+  t.same(
+    first.findings.map((f) => [f.source, f.code, f.path, f.message, f.detail]),
+    hashed.findings.map((f) => [f.source, f.code, f.path, f.message, f.detail]),
+    'the same findings, details included, as with every file hashed',
+  );
   const kinds = (r: typeof first) => [...new Set(r.findings.map((f) => `${f.source}:${f.code}`))].sort();
   for (const k of ['console:bug', 'content:content-changed', 'durability:not-durable'])
     t.ok(kinds(first).includes(k), `${k} reported`);

@@ -71,3 +71,53 @@ t.test('unwritten extents and blocks past i_size read as debugfs reads them', as
   t.match(st?.map, /\[u\]/, `the map has an unwritten extent: ${st?.map}`);
   await same(t, img, [file.path]);
 });
+
+// With the base image given, a file whose map, size and blocks are the
+// base's gets the manifest's sha256 without being hashed: every state must
+// read exactly as it reads without the base (hashing every file).
+t.test('files left as on the base: compared with it, and the same sizes and hashes as hashing them', async (t) => {
+  for (const name of ['shapes-1k', 'fragmented-4k']) {
+    const base = await buildImage(await loadRecipe(name));
+    const entries = new Map(base.manifest.entries.map((e) => [e.path, e]));
+    const paths = [...entries.keys(), '/no-such-file'];
+    const files = base.manifest.entries.filter((e) => e.type === 'file' && e.size >= 8192 && e.blockMap?.data.length);
+    t.ok(files.length >= 2, `${name}: ${files.length} files with data`);
+    const check = async (img: string, what: string, withEntries = entries) => {
+      const hashed = await readEntryState(img, paths, undefined, { via: 'map' });
+      const compared = await readEntryState(img, paths, undefined, {
+        via: 'map',
+        base: { path: base.path, entries: withEntries },
+      });
+      t.same(
+        compared.map((s) => [s.path, s.exists, s.size, s.sha256]),
+        hashed.map((s) => [s.path, s.exists, s.size, s.sha256]),
+        `${name}, ${what}: the same as hashing every file`,
+      );
+      return compared;
+    };
+    const img = tmp.join(`${name}-vs-base.img`);
+    await copyImage(base.path, img);
+    const plain = await check(img, 'a copy of the base');
+    for (const e of files) t.equal(plain.find((s) => s.path === e.path)?.sha256, e.sha256, `${e.path}: the manifest's hash`);
+    // A block in the middle of a file overwritten: its bytes are not the base's any more.
+    const victim = files[1]!;
+    const [, p] = victim.blockMap!.data.at(-1)!;
+    execFileSync(
+      'dd',
+      ['if=/dev/urandom', `of=${img}`, `bs=${base.manifest.blockSize}`, `seek=${p}`, 'count=1', 'conv=notrunc'],
+      {
+        stdio: 'ignore',
+      },
+    );
+    const changed = await check(img, 'one block of a file overwritten');
+    t.not(changed.find((s) => s.path === victim.path)?.sha256, victim.sha256, `${victim.path}: not the manifest's hash`);
+    // A manifest whose hash is not the base's bytes: the file is hashed, never given that hash.
+    const wrong = new Map(entries);
+    wrong.set(files[0]!.path, { ...files[0]!, sha256: '0'.repeat(64) });
+    const told = await check(img, "a manifest hash that is not the base's", wrong);
+    t.equal(told.find((s) => s.path === files[0]!.path)?.sha256, files[0]!.sha256);
+    // Converted to extents (data in place, so the same runs): still compared, still the same.
+    execFileSync('e2fsck', ['-fy', '-E', 'bmap2extent', img], { stdio: 'ignore' });
+    await check(img, 'after bmap2extent');
+  }
+});

@@ -246,6 +246,30 @@ export interface CheckHistoryOptions {
 }
 
 /**
+ * Whether some version of the history explains sector `s` holding `a`:
+ * versions[0] is the durable state, versions[k] follows op durable+k-1.
+ * A version explains a sector only inside its own size: past its end of
+ * file it holds nothing, not zeros. A file whose size grew (a write past EOF
+ * made durable) with zeros where the write's bytes belong is no state of its
+ * history: the size of one version with the bytes of another.
+ */
+function sectorExplained(exp: FileExpectation, versions: readonly Version[], exact: boolean, s: number, a: Buffer): boolean {
+  const len = a.length;
+  if (holds(versions[0]!, s) && a.equals(versions[0]!.sector(s, len))) return true;
+  if (exact) return false;
+  for (let k = 1; k < versions.length; k++)
+    if (holds(versions[k]!, s) && versions[k]!.known[s] === 1 && a.equals(versions[k]!.sector(s, len))) return true;
+  for (let k = 1; k < versions.length; k++) {
+    const op = exp.ops[exp.durable + k - 1]!;
+    const before = versions[k - 1]!;
+    if (op.kind !== 'writer' || s < rewriterSectors(op).first || s >= rewriterSectors(op).end) continue;
+    // A rewriter grows the file with ftruncate before its first round: zeros past the old end are a state.
+    if (roundSector(op, s, a) !== undefined || tornSector(op, s, a, before) || (!holds(before, s) && isZero(a))) return true;
+  }
+  return false;
+}
+
+/**
  * Check a file's bytes (undefined: the file is missing) against its history.
  * The size is judged by the caller from `sizes`; here every sector of the
  * bytes present is judged.
@@ -306,25 +330,7 @@ export function checkFileHistory(
   for (let s = 0; s < sectors; s++) {
     const len = Math.min(SECTOR, actual.length - s * SECTOR);
     const a = actual.subarray(s * SECTOR, s * SECTOR + len);
-    // A version explains a sector only inside its own size: past its end of
-    // file it holds nothing, not zeros. A file whose size grew (a write past
-    // EOF made durable) with zeros where the write's bytes belong is no state
-    // of its history: the size of one version with the bytes of another.
-    if (holds(exactState, s) && a.equals(exactState.sector(s, len))) continue;
-    let ok = false;
-    if (!exact) {
-      for (let k = 1; k < versions.length && !ok; k++)
-        ok = holds(versions[k]!, s) && versions[k]!.known[s] === 1 && a.equals(versions[k]!.sector(s, len));
-      for (let k = 1; k < versions.length && !ok; k++) {
-        const op = exp.ops[exp.durable + k - 1]!;
-        const before = versions[k - 1]!;
-        if (op.kind === 'writer' && s >= rewriterSectors(op).first && s < rewriterSectors(op).end) {
-          // A rewriter grows the file with ftruncate before its first round: zeros past the old end are a state.
-          ok = roundSector(op, s, a) !== undefined || tornSector(op, s, a, before) || (!holds(before, s) && isZero(a));
-        }
-      }
-    }
-    if (ok) continue;
+    if (sectorExplained(exp, versions, exact, s, a)) continue;
     verdict.badCount++;
     if (verdict.bad.length < limit) {
       const expected = exact

@@ -368,6 +368,16 @@ const mapScratch = Buffer.allocUnsafe(mapReadChunk);
 const baseScratch = Buffer.allocUnsafe(mapReadChunk);
 const mapZeros = Buffer.alloc(mapReadChunk);
 
+/** The data runs of a file's block map, or undefined for inline data and a map that does not parse. */
+function mappedDataRuns(st: InodeStat): Array<[number, number, number]> | undefined {
+  if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
+  try {
+    return parseBlockMap(st.map).data;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A regular file's bytes read through its block map: each data run from its
  * physical blocks, holes and unwritten extents as zeros, up to i_size.
@@ -380,13 +390,8 @@ function readThroughMap(
   g: { blockSize: number; imageBytes: number },
   keepBytes: boolean,
 ): { sha256: string; bytes?: Buffer } | undefined {
-  if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
-  let runs: Array<[number, number, number]>;
-  try {
-    runs = parseBlockMap(st.map).data;
-  } catch {
-    return undefined;
-  }
+  const runs = mappedDataRuns(st);
+  if (!runs) return undefined;
   const B = g.blockSize;
   for (const [, p, n] of runs) if (p <= 0 || (p + n) * B > g.imageBytes) return undefined;
   const hash = createHash('sha256');
@@ -468,14 +473,8 @@ class BaseReader implements AsyncDisposable {
   ): { sha256: string; bytes?: Buffer } | undefined {
     const bg = this.geometry;
     if (!bg || bg.blockSize !== g.blockSize || !e.sha256 || !e.blockMap || e.size !== st.size) return undefined;
-    if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
-    let runs: Array<[number, number, number]>;
-    try {
-      runs = parseBlockMap(st.map).data;
-    } catch {
-      return undefined;
-    }
-    if (!sameRuns(runs, e.blockMap.data)) return undefined;
+    const runs = mappedDataRuns(st);
+    if (!runs || !sameRuns(runs, e.blockMap.data)) return undefined;
     let checked = baseHashChecked.get(e);
     if (!checked) baseHashChecked.set(e, (checked = new Map<string, boolean>()));
     let hashed = checked.get(this.path);

@@ -632,9 +632,9 @@ async function minimizeState(
   await writeFile(join(w.dir, 'writes-that-matter.txt'), text + '\n');
   await writeJsonAtomic(join(w.dir, 'minimized.json'), minimized);
   // The findings carry it too: what turns a finding into a bug report.
-  // Once per signature: a state with thousands of findings of one kind must not copy it thousands of times.
-  const told = new Set<string>();
+  // Once per signature (each key is used up as it is told): a state with thousands of
+  // findings of one kind must not copy it thousands of times. The oracle above is done with keys.
   for (const f of w.result.findings)
-    if (f.recovery === 'e2fsck' && keys.has(findingKey(f)) && !told.has(findingKey(f)) && told.add(findingKey(f)))
+    if (f.recovery === 'e2fsck' && keys.delete(findingKey(f)))
       f.detail = `${f.detail ? `${f.detail}\n\n` : ''}Writes that matter (minimised power-loss state):\n${text}`;
 }

@@ -44,14 +44,35 @@ export interface Finding {
   detail?: string;
 }
 
+/**
+ * Findings a known kernel bug explains, allowed only on the kernel lines
+ * where its `scenarios/known-bugs/` entry reproduces it: a bug of one line
+ * must not hide the same finding on another, where it would be new.
+ */
+interface KnownBugAllowance {
+  /** The `scenarios/known-bugs/` entry (file name without `.yaml`) that explains them. */
+  entry: string;
+  codes: string[];
+  /** Kernel lines ("6.12"); the entry's `confirmed-on:` must include each. */
+  lines: string[];
+}
+
 /** What a scenario tolerates. The default allows only `leak`. */
 export interface Allowance {
   classes: FindingClass[];
   /** e2fsck problem codes or oracle codes allowed regardless of class. */
   codes: string[];
+  /** Codes allowed on some kernel lines only (`allowanceOnLine` folds them into `codes`). */
+  knownBugs?: KnownBugAllowance[];
 }
 
 export const defaultAllowance: Allowance = { classes: ['leak'], codes: [] };
+
+/** The allowance on one kernel line: a known bug's codes join `codes` where its entry reproduces on that line. */
+export function allowanceOnLine(allow: Allowance, line: string | undefined): Allowance {
+  const extra = (allow.knownBugs ?? []).filter((k) => line !== undefined && k.lines.includes(line)).flatMap((k) => k.codes);
+  return extra.length ? { ...allow, codes: [...new Set([...allow.codes, ...extra])] } : allow;
+}
 
 export function isAllowed(f: Finding, allow: Allowance): boolean {
   return allow.classes.includes(f.class) || allow.codes.includes(f.code) || allow.codes.includes(f.name);

@@ -4,6 +4,7 @@ import { onInterrupt } from '../util/cleanup.ts';
 import type { Scenario } from '../scenario/model.ts';
 import { userImageChanged } from '../image/user-image.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
+import { allowanceOnLine } from '../findings/finding.ts';
 import { jobsOrDefault, MachinePool } from '../vm/machine/pool.ts';
 import type { RunSummary } from '../results/run.ts';
 import type { RunStore } from '../results/store.ts';
@@ -56,6 +57,9 @@ export async function runSuite(opts: SuiteOptions): Promise<RunOutcome> {
   // A caller's own launcher (a test's fake) runs one job unless told otherwise.
   const jobs = jobsOrDefault(opts.jobs ?? (opts.machines ? 1 : undefined));
   const { kernel, env } = await prepareSuite(opts, run, selection, scenarios, jobs);
+  // Known bugs are allowed on the lines they were confirmed on, so the
+  // allowance is final only now: every case is judged after this point.
+  for (const s of scenarios) s.allow = allowanceOnLine(s.allow, kernel.line);
   if (run.resumed) checkResumedInputs(run.resumed, run.config, scenarios, kernel, env?.images);
   const store =
     run.resumed?.store ??

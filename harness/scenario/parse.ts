@@ -151,6 +151,7 @@ export function parseScenarioText(file: string, text: string, opts: ParseOptions
     allow: {
       classes: top.allow?.classes ?? defaultAllowance.classes,
       codes: top.allow?.codes ?? defaultAllowance.codes,
+      ...(top.allow?.['known-bugs'] ? { knownBugs: top.allow['known-bugs'] } : {}),
     },
     suite: top.suite ?? opts.suite ?? 'default',
     ...held,

@@ -384,6 +384,16 @@ export const scenarioTop = z.strictObject({
     .strictObject({
       classes: z.array(z.enum(findingClasses)).optional(),
       codes: z.array(z.string()).optional(),
+      /** Codes a known bug explains, allowed only on the kernel lines its scenarios/known-bugs/ entry was confirmed on. */
+      'known-bugs': z
+        .array(
+          z.strictObject({
+            entry: name,
+            codes: z.array(z.string()).min(1),
+            lines: z.array(z.string().regex(/^\d+\.\d+$/, 'a kernel line such as 6.1 or 6.12')).min(1),
+          }),
+        )
+        .optional(),
     })
     .optional(),
 });

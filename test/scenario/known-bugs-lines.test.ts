@@ -6,6 +6,8 @@ import { loadScenario } from '../../harness/run/resolve-scenario.ts';
 import { kernelLines } from '../../harness/kernel/lines.ts';
 import { knownBugNotes } from '../../harness/report/text.ts';
 import { parseScenarioText } from '../../harness/scenario/parse.ts';
+import { allowanceOnLine, isAllowed } from '../../harness/findings/finding.ts';
+import { loadScenarios } from '../../harness/run/prepare.ts';
 
 // Every known bug states the kernel lines it was confirmed on, each a line qcrash knows.
 const dir = join(scenariosDir, 'known-bugs');
@@ -39,4 +41,36 @@ t.test('a run shows each known bug with its lines, and says when its own line is
   t.same(knownBugNotes({ scenarios, kernel: { id: 'k', release: 'r', kind: 'stock', line: '6.12' } }), [
     'kb: confirmed on 6.1 (this run: 6.12, NOT confirmed on this line yet)',
   ]);
+});
+
+t.test('a known bug allowed in another scenario is allowed only on the lines its entry was confirmed on', async (t) => {
+  const allow = {
+    classes: ['leak' as const],
+    codes: ['quota-usage-inconsistent'],
+    knownBugs: [{ entry: 'chattr-restart-lost', codes: ['ioctl-lied'], lines: ['6.12'] }],
+  };
+  const lied = { class: 'api' as const, source: 'workload' as const, code: 'ioctl-lied', name: 'ioctl-lied', message: 'm' };
+  t.ok(isAllowed(lied, allowanceOnLine(allow, '6.12')), 'allowed on 6.12');
+  t.notOk(isAllowed(lied, allowanceOnLine(allow, '6.1')), 'a failure on 6.1, where the entry does not reproduce');
+  t.notOk(isAllowed(lied, allowanceOnLine(allow, undefined)), 'a failure on a kernel of no known line');
+  t.same(allowanceOnLine(allow, '6.12').codes, ['quota-usage-inconsistent', 'ioctl-lied'], 'the scenario codes kept');
+  t.throws(
+    () =>
+      parseScenarioText(
+        'x.yaml',
+        'recipe: small-4k\nsteps: [mount]\nallow:\n  known-bugs: [{ entry: a, codes: [ioctl-lied], line: ["6.12"] }]\n',
+      ),
+    /x\.yaml:4/,
+    'a misspelt key is named at its line',
+  );
+});
+
+t.test('every shipped allowance of a known bug names an entry confirmed on each of its lines', async (t) => {
+  const { scenarios } = await loadScenarios([scenariosDir]);
+  const uses = scenarios.flatMap((s) => (s.allow.knownBugs ?? []).map((k) => ({ s, k })));
+  t.ok(uses.length >= 7, `${uses.length} allowances of known bugs in the default suite`);
+  for (const { s, k } of uses) {
+    const entry = await loadScenario(join(dir, `${k.entry}.yaml`), { suite: 'known-bugs' });
+    for (const l of k.lines) t.ok(entry.confirmedOn?.includes(l), `${s.name}: ${k.entry} is confirmed on ${l}`);
+  }
 });

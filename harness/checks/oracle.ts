@@ -6,6 +6,7 @@ import { runE2fsck, type E2fsckRun } from '../image/e2fsck.ts';
 import { coveredBy, type DurabilityExpectations, type MigrateTarget } from '../crash/expectations.ts';
 import { classifyProblems } from './classify.ts';
 import { checkContent } from './content.ts';
+import { journalRecoveryFindings } from './journal-recovery.ts';
 import type { FileOrigin } from './file-history.ts';
 import { problemInfo } from './problem-codes.ts';
 import { scanConsole } from './console.ts';
@@ -113,6 +114,7 @@ export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext)
   }
   if (recovered.console !== undefined)
     findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
+  findings.push(...journalRecoveryFindings(recovered.runs, mode));
   const ms: OracleTimes = { contentMs: 0, checkMs: 0, repairMs: 0, recheckMs: 0 };
   let t0 = performance.now();
   if (ctx.manifest)

@@ -98,6 +98,8 @@ const rows = `
 0x050016  PR_5_INODE_RANGE_UNUSED            finding  inode range not used but marked in the bitmap ('-')
 0x050017  PR_5_INODE_RANGE_USED              finding  inode range used but not marked in the bitmap ('+')
 0x050019  PR_5_GROUP_FLAG_INCONSISTENT       finding  group descriptor flags inconsistent
+0x05001a  PR_5_INODE_BITMAP_CSUM_INVALID     finding  inode bitmap does not match its checksum in the group descriptor
+0x05001b  PR_5_BLOCK_BITMAP_CSUM_INVALID     finding  block bitmap does not match its checksum in the group descriptor
 0x000041  PR_0_HIDE_QUOTA                    finding  quota inode is a visible file, not hidden
 0x00004c  PR_0_QUOTA_INIT_CTX                finding  error initialising the quota context
 0x00004f  PR_0_INVALID_QUOTA_INO             finding  invalid quota inode number in the superblock

@@ -113,6 +113,8 @@ export interface LogStateFired {
   acksBefore: string[];
   /** The recording this state came from (`<scenario>/log/r<rep>`): its folder holds the log. */
   unit: string;
+  /** Fast commits the recording wrote (TAIL tags in the journal's fast-commit area, writelog/fast-commits.ts), when any. */
+  fastCommits?: number;
   minimized?: MinimizedState;
   /** A failing state whose crash image is not kept: the case that keeps one for the same signature. */
   keptImageIn?: string;

@@ -85,8 +85,17 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
   await using tmp = await TempDir.create('debugfs');
   const cmdfile = tmp.join('cmds');
   await writeFile(cmdfile, commands.join('\n') + '\n');
-  const args = [...(opts.write ? ['-w'] : []), '-f', cmdfile, image];
-  const r = await runSpawned(await tool('debugfs'), args);
+  let args = [...(opts.write ? ['-w'] : []), '-f', cmdfile, image];
+  let r = await runSpawned(await tool('debugfs'), args);
+  // A bitmap that does not match its checksum (a crash state, a failed
+  // journal replay) makes debugfs refuse to open the filesystem, and every
+  // command then answers "Filesystem not open": read it without the bitmaps
+  // (-c, read-only) rather than see every file missing. The kernel mounts
+  // such a filesystem and reads the files.
+  if (!opts.write && !r.failed && bitmapsUnreadable(r.stdout + r.stderr)) {
+    args = ['-c', ...args];
+    r = await runSpawned(await tool('debugfs'), args);
+  }
   if (r.failed)
     throw new CommandError(
       `debugfs ${args.join(' ')} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}):\n${(r.stderr || r.stdout).trim().split('\n').slice(-15).join('\n')}`,
@@ -103,6 +112,11 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
     const nl = p.indexOf('\n');
     return nl >= 0 ? p.slice(nl + 1) : '';
   });
+}
+
+/** debugfs could not open the filesystem because its allocation bitmaps did not read (a checksum mismatch). */
+export function bitmapsUnreadable(output: string): boolean {
+  return /while reading allocation bitmaps/.test(output) && /Filesystem not open/.test(output);
 }
 
 /** `debugfs -R 'icheck B...'`: block -> owning inode (undefined for "<block not found>"). */

@@ -52,7 +52,7 @@ function runFacts(s: RunSummary): string[] {
   const log = logStateCounts(s.cases);
   if (log.states)
     out.push(
-      `write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}`,
+      `write-log: ${log.states} crash states from ${log.units} recorded run(s): ${log.prefix} prefix, ${log.powerLoss} power-loss${log.failed ? ` (${log.failed} failed)` : ''}${log.fastCommits ? `; the logs hold ${log.fastCommits} fast commit(s)` : ''}`,
     );
   const held = heldCounts(s.cases);
   if (held.asked)
@@ -164,19 +164,22 @@ function logStateCounts(cases: RunSummary['cases']): {
   prefix: number;
   powerLoss: number;
   failed: number;
+  fastCommits: number;
 } {
-  const units = new Set<string>();
-  const c = { states: 0, units: 0, prefix: 0, powerLoss: 0, failed: 0 };
+  // A unit's fast commits, told by each of its states: counted once per unit.
+  const units = new Map<string, number>();
+  const c = { states: 0, units: 0, prefix: 0, powerLoss: 0, failed: 0, fastCommits: 0 };
   for (const x of cases) {
     const f = x.fired;
     if (f?.kind !== 'log') continue;
     c.states++;
-    units.add(f.unit);
+    units.set(f.unit, Math.max(units.get(f.unit) ?? 0, f.fastCommits ?? 0));
     if (f.stateKind === 'prefix') c.prefix++;
     else c.powerLoss++;
     if (x.status === 'fail') c.failed++;
   }
   c.units = units.size;
+  for (const n of units.values()) c.fastCommits += n;
   return c;
 }
 

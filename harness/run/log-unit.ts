@@ -363,7 +363,8 @@ function statesToCheck(
     const spec = stateSpec(prepared.unit, planned);
     if (opts.done?.has(spec.id) || (opts.wanted && !opts.wanted(spec.id))) continue;
     const dir = caseDir(spec.id);
-    const fired = source.fired(planned);
+    const fc = prepared.fastCommits?.commits;
+    const fired = { ...source.fired(planned), ...(fc ? { fastCommits: fc } : {}) };
     states.push({ planned, spec, dir, result: { ...emptyResult(spec, dir), fired }, fired, started: 0 });
   }
   return states;

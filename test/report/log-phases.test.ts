@@ -86,6 +86,32 @@ t.test('the text report ends with the states per minute, just before the verdict
   t.match(lines.at(-1)!, /^Result: PASS/);
 });
 
+t.test('the write-log line says how many fast commits the recorded logs hold, once per unit', async (t) => {
+  const withFc = (id: string, unit: string, fastCommits?: number) => {
+    const c = logCase(id, 30, { materialiseMs: 3 });
+    return { ...c, fired: { ...c.fired, unit, ...(fastCommits !== undefined ? { fastCommits } : {}) } } as CaseResult;
+  };
+  const s = {
+    schema: 'qcrash-run/1',
+    runId: 'r',
+    startedAt: '',
+    host: 'h',
+    kernel: { id: 'k', release: 'k', kind: 'stock' },
+    versions: { qemu: '', e2fsprogs: '', kernel: '', node: '' },
+    seed: 1,
+    accel: 'tcg',
+    scenarios: [],
+    counts: { total: 4, pass: 4, fail: 0, error: 0, notReached: 0, notRun: 0 },
+    cases: [withFc('a', 'fc/log/r1', 4), withFc('b', 'fc/log/r1', 4), withFc('c', 'fc2/log/r1', 1), withFc('d', 'plain/log/r1')],
+  } as unknown as RunSummary;
+  const line = textReport(s)
+    .split('\n')
+    .find((l) => l.startsWith('write-log:'));
+  t.match(line, /4 crash states from 3 recorded run\(s\): 4 prefix, 0 power-loss; the logs hold 5 fast commit\(s\)$/);
+  const none = { ...s, cases: [withFc('d', 'plain/log/r1')] } satisfies RunSummary;
+  t.notMatch(textReport(none), /fast commit/, 'no fast commit, nothing said');
+});
+
 t.test("an in-memory temp dir lives on /dev/shm when it has room, and a dead owner's is swept", async (t) => {
   const d = await TempDir.create('mem-test', { inMemory: 1 << 20 });
   t.ok(d.path.startsWith('/dev/shm/'), d.path);

@@ -45,16 +45,20 @@ export interface Finding {
 }
 
 /**
- * Findings a known kernel bug explains, allowed only on the kernel lines
- * where its `scenarios/known-bugs/` entry reproduces it: a bug of one line
- * must not hide the same finding on another, where it would be new.
+ * Findings a known bug explains, allowed only where its `scenarios/known-bugs/`
+ * entry reproduces it: on its kernel lines (a bug of one line must not hide
+ * the same finding on another, where it would be new) and after the
+ * recoveries it shows under (an e2fsck bug must not hide a loss the kernel's
+ * own recovery makes).
  */
 interface KnownBugAllowance {
   /** The `scenarios/known-bugs/` entry (file name without `.yaml`) that explains them. */
   entry: string;
   codes: string[];
-  /** Kernel lines ("6.12"); the entry's `confirmed-on:` must include each. */
-  lines: string[];
+  /** Kernel lines ("6.12"), each in the entry's `confirmed-on:`; absent: every line (an e2fsprogs bug). */
+  lines?: string[];
+  /** Recoveries after which the findings are allowed; absent: any. */
+  recovery?: RecoveryMode[];
 }
 
 /** What a scenario tolerates. The default allows only `leak`. */
@@ -62,18 +66,25 @@ export interface Allowance {
   classes: FindingClass[];
   /** e2fsck problem codes or oracle codes allowed regardless of class. */
   codes: string[];
-  /** Codes allowed on some kernel lines only (`allowanceOnLine` folds them into `codes`). */
+  /** Known bugs' findings as the scenario declares them, for every line. */
   knownBugs?: KnownBugAllowance[];
+  /** Those of `knownBugs` that hold on this run's kernel line (`allowanceOnLine`): only these allow a finding. */
+  knownBugsHere?: KnownBugAllowance[];
 }
 
 export const defaultAllowance: Allowance = { classes: ['leak'], codes: [] };
 
-/** The allowance on one kernel line: a known bug's codes join `codes` where its entry reproduces on that line. */
+/** The allowance on one kernel line: the known bugs whose entry reproduces on that line. */
 export function allowanceOnLine(allow: Allowance, line: string | undefined): Allowance {
-  const extra = (allow.knownBugs ?? []).filter((k) => line !== undefined && k.lines.includes(line)).flatMap((k) => k.codes);
-  return extra.length ? { ...allow, codes: [...new Set([...allow.codes, ...extra])] } : allow;
+  const here = (allow.knownBugs ?? []).filter((k) => !k.lines || (line !== undefined && k.lines.includes(line)));
+  return { ...allow, knownBugsHere: here };
 }
 
 export function isAllowed(f: Finding, allow: Allowance): boolean {
-  return allow.classes.includes(f.class) || allow.codes.includes(f.code) || allow.codes.includes(f.name);
+  if (allow.classes.includes(f.class) || allow.codes.includes(f.code) || allow.codes.includes(f.name)) return true;
+  return (allow.knownBugsHere ?? []).some(
+    (k) =>
+      (k.codes.includes(f.code) || k.codes.includes(f.name)) &&
+      (!k.recovery || (f.recovery !== undefined && k.recovery.includes(f.recovery))),
+  );
 }

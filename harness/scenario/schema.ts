@@ -390,7 +390,11 @@ export const scenarioTop = z.strictObject({
           z.strictObject({
             entry: name,
             codes: z.array(z.string()).min(1),
-            lines: z.array(z.string().regex(/^\d+\.\d+$/, 'a kernel line such as 6.1 or 6.12')).min(1),
+            lines: z
+              .array(z.string().regex(/^\d+\.\d+$/, 'a kernel line such as 6.1 or 6.12'))
+              .min(1)
+              .optional(),
+            recovery: z.array(z.enum(recoveryModes)).min(1).optional(),
           }),
         )
         .optional(),

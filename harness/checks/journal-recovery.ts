@@ -10,7 +10,7 @@ import type { E2fsckRun } from '../image/e2fsck.ts';
  * then see only the consequences (files missing, bitmaps that do not match
  * their checksums); this says why. Seen with fast commits (e2fsprogs
  * 1.47.0): "Invalid argument" for a stale fast commit whose HEAD names the
- * last committed transaction (known-bugs/e2fsck-fc-stale-head-4k), "Bad
+ * last committed transaction (known-bugs/e2fsck-fc-stale-head-1k), "Bad
  * address" for a fast commit that adds a range to a block-mapped inode
  * (known-bugs/fc-blockmapped-fsync-1k).
  */

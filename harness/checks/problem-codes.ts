@@ -70,6 +70,7 @@ const rows = `
 0x020003  PR_2_UNUSED_INODE                  finding  directory entry points to a deleted or unused inode
 0x020013  PR_2_DIR_CORRUPTED                 finding  directory corrupted
 0x020015  PR_2_DIRECTORY_HOLE                finding  directory has a hole
+0x020028  PR_2_BAD_FILETYPE                  finding  directory entry's file type does not match its inode
 0x020031  PR_2_INVALID_SYMLINK               finding  invalid symlink
 0x02004d  PR_2_LEAF_NODE_ONLY_CSUM_INVALID   finding  directory leaf passes checks but its checksum does not match
 0x030000  PR_3_PASS_HEADER                   header   pass 3 header

@@ -3,7 +3,7 @@ import { journalRecoveryFindings } from '../../harness/checks/journal-recovery.t
 import type { E2fsckRun } from '../../harness/image/e2fsck.ts';
 
 // e2fsck 1.47.0 prints why its journal replay failed and still exits 0 with
-// -E journal_only: the texts are from real runs (known-bugs/e2fsck-fc-stale-head-4k
+// -E journal_only: the texts are from real runs (known-bugs/e2fsck-fc-stale-head-1k
 // flush-7, fc-blockmapped-fsync-1k flush-6).
 
 const run = (mode: E2fsckRun['mode'], text: string): E2fsckRun =>

@@ -28,6 +28,25 @@ t.test('e2fsck problem log: codes and context attributes', async (t) => {
   t.same(parseProblemLog(''), [], 'an empty log is no problems');
 });
 
+t.test('a torn checkpoint: an entry whose file type no longer matches its inode has its e2fsprogs name', async (t) => {
+  // A real crash state (known-bugs/e2fsck-fc-stale-head-1k, a power-loss state inside the
+  // checkpoint, after e2fsck reset the journal): /neighbours's directory block landed, the
+  // inode table blocks of its new entries did not.
+  const ps = parseProblemLog(await fx('checks/problem-log-torn-checkpoint.xml'));
+  const f = classifyProblems(ps, await fx('checks/e2fsck-fn-torn-checkpoint.txt'), {
+    manifestInodes: new Map(),
+    migratedInodes: new Set(),
+  });
+  t.same(
+    f.map((x) => x.name),
+    ['PR_2_UNUSED_INODE', 'PR_2_BAD_FILETYPE', 'PR_2_UNUSED_INODE'],
+  );
+  t.ok(
+    f.every((x) => x.class === 'corruption'),
+    'corruption',
+  );
+});
+
 const fxGz = async (p: string) => gunzipSync(await readFile(new URL(`../fixtures/${p}`, import.meta.url))).toString('utf8');
 
 t.test('multiply-claimed blocks: one finding per inode, not one per block', async (t) => {

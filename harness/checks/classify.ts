@@ -152,7 +152,7 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
     // For count problems e2fsck puts the two counts in blk/blk2: they are not block numbers.
     const isCount = summaryCounts.has(p.code);
     const where = isCount
-      ? ` (${p.blk ?? p.ino}, counted=${p.blk2 ?? p.ino2})${p.group !== undefined ? ` group ${p.group}` : ''}`
+      ? ` (${countOf(p.blk) ?? p.ino}, counted=${countOf(p.blk2) ?? p.ino2})${p.group !== undefined ? ` group ${p.group}` : ''}`
       : `${p.ino !== undefined ? ` (inode ${p.ino}${path ? ` ${path}` : ''})` : ''}${p.blk !== undefined ? ` block ${p.blk}${p.blk2 !== undefined ? `-${p.blk2}` : ''}` : ''}`;
     findings.push({
       class: cls,
@@ -168,4 +168,12 @@ export function classifyProblems(problems: readonly Problem[], text: string, ctx
     });
   }
   return findings;
+}
+
+/**
+ * A count e2fsck left in blk/blk2, or undefined where it filled the field
+ * with -1 (2^64 - 1 as unsigned; the inode counts are in ino/ino2 then).
+ */
+function countOf(v: number | undefined): number | undefined {
+  return v === undefined || v >= 2 ** 63 ? undefined : v;
 }

@@ -47,6 +47,21 @@ t.test('a torn checkpoint: an entry whose file type no longer matches its inode 
   );
 });
 
+t.test('a count e2fsck gives in ino/ino2 is reported as such, not the -1 it leaves in blk', async (t) => {
+  // A real problem log (log-fast-commit, a power-loss state): PR_5_FREE_INODE_COUNT
+  // carries the counts in ino/ino2 and blk="18446744073709551615".
+  const ps = parseProblemLog(await fx('checks/problem-log-inode-count.xml'));
+  const f = classifyProblems(ps, await fx('checks/e2fsck-fn-inode-count.txt'), {
+    manifestInodes: new Map(),
+    migratedInodes: new Set(),
+  });
+  const count = f.find((x) => x.code === '0x05000d');
+  t.match(count?.message, /\(8155, counted=8153\)/, 'the inode counts');
+  t.notMatch(count?.message, /1844674407370955/, 'not 2^64');
+  const blocks = f.find((x) => x.code === '0x05000f');
+  t.match(blocks?.message, /\(26000, counted=25986\) group 0/, 'a block count in blk/blk2 as before');
+});
+
 const fxGz = async (p: string) => gunzipSync(await readFile(new URL(`../fixtures/${p}`, import.meta.url))).toString('utf8');
 
 t.test('multiply-claimed blocks: one finding per inode, not one per block', async (t) => {

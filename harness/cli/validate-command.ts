@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import {
   readValidateArgs,
   validatePatch,
+  validateExitCode,
   validateReport,
   type ValidateOptions,
   type ValidateResult,
@@ -22,7 +23,7 @@ export function registerValidate(program: Command): void {
   program
     .command('validate')
     .description(
-      'build baseline and patched kernels, run the same cases on both, report what the patch (or, with --series, each patch of a series) changed (exit 1 if one introduced a finding)',
+      'build baseline and patched kernels, run the same cases on both, report what the patch (or, with --series, each patch of a series) changed (exit 1 if one introduced a finding, 3 if a case could not be judged on the patched kernel)',
     )
     .argument('[scenarios...]', 'scenario files or directories (default: scenarios/)')
     .option('--patch <file>', 'patches to test, applied in order (repeatable); judged together unless --series', collect)
@@ -102,7 +103,7 @@ async function resumeValidate(out: string, scenarios: string[], shared: SharedIn
   const r = await validatePatch({ ...shared, ...(await readValidateArgs(out)), out, resume: true });
   process.stdout.write(validateReport(r));
   process.stderr.write(`qcrash: validate results in ${r.dir}\n`);
-  return r.shard ? ExitCode.pass : r.introduced.length ? ExitCode.failed : ExitCode.pass;
+  return validateExitCode(r);
 }
 
 /** --series: each prefix of the --patch series judged on its own kernel. */
@@ -162,7 +163,12 @@ async function validatePatchSets(sets: string[][], o: ValidateCommandOptions, sh
       process.stdout.write(`MISSED: ${patches[0]} introduced no finding\n`);
       code = ExitCode.failed;
     }
-    if (!o.mutants && r.introduced.length) code = ExitCode.failed;
+    if (!o.mutants) code = worseExit(code, validateExitCode(r));
   }
   return code;
+}
+
+/** Of two exit codes, the one to report: a finding (1) beats a gap (3), which beats a pass. */
+function worseExit(a: number, b: number): number {
+  return a === ExitCode.failed || b === ExitCode.failed ? ExitCode.failed : Math.max(a, b);
 }

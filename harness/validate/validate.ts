@@ -102,6 +102,18 @@ export function failingSignatures(s: RunSummary): Map<string, SignatureCases> {
   return m;
 }
 
+/**
+ * A plain validate's exit code: 1 when the patch introduced a finding;
+ * otherwise 3 when a case could not be judged on the patched kernel (an
+ * error, a point not reached): a regression could hide there, so the
+ * result is not green; otherwise 0. A shard has no verdict of its own.
+ */
+export function validateExitCode(r: Pick<ValidateResult, 'introduced' | 'notJudged' | 'shard'>): number {
+  if (r.shard) return ExitCode.pass;
+  if (r.introduced.length) return ExitCode.failed;
+  return r.notJudged.patched.length ? ExitCode.infrastructure : ExitCode.pass;
+}
+
 export function notJudged(s: RunSummary): string[] {
   return s.cases
     .filter((c) => c.status === 'error' || c.status === 'not-reached' || c.status === 'not-run')
@@ -386,7 +398,7 @@ export async function mergeValidateShards(o: {
   });
   await writeFileAtomic(join(out, 'validate.txt'), validateReport(result));
   await writeValidateReport(result, validateReport(result));
-  const exitCode = result.introduced.length ? ExitCode.failed : problems.length ? ExitCode.infrastructure : ExitCode.pass;
+  const exitCode = result.introduced.length || !problems.length ? validateExitCode(result) : ExitCode.infrastructure;
   return { result, problems, warnings: [...baseline.warnings, ...patched.warnings], exitCode };
 }
 
@@ -486,6 +498,10 @@ export function validateReport(r: ValidateResult): string {
     out.push(`Result: shard ${r.shard.index}/${r.shard.total} only; the verdict is qcrash merge's over every shard.`);
   } else if (!r.introduced.length && r.problems?.length) {
     out.push('Result: INCOMPLETE: parts of the validation are missing (see above); no verdict.');
+  } else if (!r.introduced.length && r.notJudged.patched.length) {
+    out.push(
+      `Result: INCOMPLETE: no finding introduced in the cases judged, but ${r.notJudged.patched.length} case(s) could not be judged on the patched kernel (listed above): nothing is claimed for them; rerun them (--resume, or run those scenarios again).`,
+    );
   } else if (!r.introduced.length) {
     out.push(`Result: no regression. ${s.counts.total} crash cases, ${s.scenarios.length} scenario(s), seed ${s.seed}:`);
     out.push(`Tested-by: qcrash (${s.counts.total} crash states of ext4_ext_migrate, baseline ${r.baseline.kernel.release})`);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { join } from 'node:path';
-import { validateKernels } from '../../harness/validate/validate.ts';
+import { validateExitCode, validateKernels, validateReport } from '../../harness/validate/validate.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher, type FakeMachine } from '../helpers/fake-machine.ts';
@@ -90,4 +90,16 @@ t.test('cases that could not run judge nothing: not introduced, listed apart', a
   t.same(r.flaky, []);
   t.equal(r.notJudged.patched.length, 3);
   t.equal(r.patched.summary.counts.error, 3);
+  // Nothing introduced, but a regression could hide in what was not judged: never green.
+  t.equal(validateExitCode(r), 3, 'exit 3, not 0');
+  t.match(
+    validateReport(r),
+    /Result: INCOMPLETE: no finding introduced in the cases judged, but 3 case\(s\) could not be judged/,
+  );
+  t.notMatch(validateReport(r), /Tested-by:/, 'no Tested-by for a partial result');
+  t.equal(
+    validateExitCode({ ...r, notJudged: { baseline: r.notJudged.patched, patched: [] } }),
+    0,
+    'gaps on the baseline only: 0',
+  );
 });

@@ -1,4 +1,4 @@
-import { writeFile, readFile, rm, open, type FileHandle } from 'node:fs/promises';
+import { readFile, rm, open, type FileHandle } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -77,16 +77,15 @@ function countDataBlocks(map: string): number {
 }
 
 /**
- * Run many debugfs requests in one process (`-f cmdfile`): one process per
+ * Run many debugfs requests in one process (`-f -`, the commands on its
+ * stdin: no command file, so no temp folder per state): one process per
  * file would dominate a check's time. Returns each command's output.
  */
 export async function debugfsBatch(image: string, commands: string[], opts: { write?: boolean } = {}): Promise<string[]> {
   if (!commands.length) return [];
-  await using tmp = await TempDir.create('debugfs');
-  const cmdfile = tmp.join('cmds');
-  await writeFile(cmdfile, commands.join('\n') + '\n');
-  let args = [...(opts.write ? ['-w'] : []), '-f', cmdfile, image];
-  let r = await runSpawned(await tool('debugfs'), args);
+  const input = commands.join('\n') + '\n';
+  let args = [...(opts.write ? ['-w'] : []), '-f', '-', image];
+  let r = await runSpawned(await tool('debugfs'), args, { input });
   // A bitmap that does not match its checksum (a crash state, a failed
   // journal replay) makes debugfs refuse to open the filesystem, and every
   // command then answers "Filesystem not open": read it without the bitmaps
@@ -94,7 +93,7 @@ export async function debugfsBatch(image: string, commands: string[], opts: { wr
   // such a filesystem and reads the files.
   if (!opts.write && !r.failed && bitmapsUnreadable(r.stdout + r.stderr)) {
     args = ['-c', ...args];
-    r = await runSpawned(await tool('debugfs'), args);
+    r = await runSpawned(await tool('debugfs'), args, { input });
   }
   if (r.failed)
     throw new CommandError(

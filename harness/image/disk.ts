@@ -1,5 +1,7 @@
 import { resolve } from 'node:path';
 import { runOk } from '../util/exec.ts';
+import { CommandError } from '../util/errors.ts';
+import { runSpawned } from './spawner.ts';
 import { tool } from '../util/tools.ts';
 
 /**
@@ -32,7 +34,16 @@ export async function createCaseDisk(
  * image with 2 MiB of data took 64 MiB per copy.)
  */
 export async function copyImage(src: string, dest: string): Promise<string> {
-  await runOk('cp', ['--sparse=always', '--reflink=auto', '--', src, dest]);
+  // From the tool spawner: a fork of the harness itself costs it 10-20 ms at its size in a write-log run.
+  const r = await runSpawned('cp', ['--sparse=always', '--reflink=auto', '--', src, dest]);
+  if (r.failed)
+    throw new CommandError(
+      `cp ${src} ${dest} failed (${r.signal ? `signal ${r.signal}` : `exit ${r.exitCode}`}): ${r.stderr.trim()}`,
+      r.argv,
+      r.exitCode,
+      r.stdout,
+      r.stderr,
+    );
   return dest;
 }
 

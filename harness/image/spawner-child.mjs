@@ -10,7 +10,7 @@ process.on('message', async (m) => {
   // An argument array, never a shell; the output as bytes, decoded once.
   const child = execa(m.file, m.args, {
     env: m.env,
-    stdin: 'ignore',
+    ...(m.input !== undefined ? { input: m.input } : { stdin: 'ignore' }),
     reject: false,
     encoding: 'utf8',
     stripFinalNewline: false,

@@ -18,6 +18,8 @@ export interface SpawnOptions {
   /** Added to the helper's environment (which is the harness's as it started it). */
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** The program's stdin (default: none). */
+  input?: string;
 }
 
 interface Reply {
@@ -93,7 +95,7 @@ export async function runSpawned(file: string, args: readonly string[], opts: Sp
   const reply = await new Promise<Reply>((resolve, reject) => {
     pending.set(id, { resolve, reject });
     busy(c);
-    c.send({ id, file, args: [...args], env: opts.env ?? {}, timeoutMs: opts.timeoutMs }, (e) => {
+    c.send({ id, file, args: [...args], env: opts.env ?? {}, timeoutMs: opts.timeoutMs, input: opts.input }, (e) => {
       if (!e) return;
       pending.delete(id);
       reject(new InfraError(`cannot reach the tool spawner process: ${e.message}`));

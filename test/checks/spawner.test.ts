@@ -33,3 +33,10 @@ t.test('many at once each get their own answer', async (t) => {
     Array.from({ length: 20 }, (_, i) => String(i)),
   );
 });
+
+t.test('input: the program reads it on its stdin (debugfs -f - takes its commands this way)', async (t) => {
+  const r = await runSpawned('/bin/sh', ['-c', 'cat; echo done'], { input: 'stat /\nstat /a\n' });
+  t.equal(r.stdout, 'stat /\nstat /a\ndone\n');
+  const none = await runSpawned('/bin/sh', ['-c', 'cat; echo done']);
+  t.equal(none.stdout, 'done\n', 'without input, stdin is empty');
+});

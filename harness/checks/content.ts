@@ -24,7 +24,8 @@ const PAGE = 4096;
  * wrote into; `imageFiles` holds them for a user's image (read from it);
  * without either such files cannot be checked and that is an error.
  * `basePath`: the base image the crash image was made from and the
- * manifest describes (readEntryState's `base`).
+ * manifest describes (readEntryState's `base`); `unchangedFromBase`, the
+ * byte ranges of `image` nothing wrote since it was the base's copy.
  */
 export async function checkContent(
   image: string,
@@ -34,12 +35,14 @@ export async function checkContent(
   recipe?: Recipe,
   imageFiles?: ReadonlyMap<string, FileOrigin>,
   basePath?: string,
+  unchangedFromBase?: (offset: number, length: number) => boolean,
 ): Promise<Finding[]> {
   const historyOf = historyLookup(manifest, exp);
   const inManifest = new Set(manifest.entries.map((e) => e.path));
   // Files the workload wrote that the manifest does not list: new files.
   const extra = exp.files.filter((f) => !inManifest.has(f.path));
-  const states = await readStates(image, manifest, exp, extra, historyOf, basePath);
+  const base = basePath ? { path: basePath, ...(unchangedFromBase ? { unchanged: unchangedFromBase } : {}) } : undefined;
+  const states = await readStates(image, manifest, exp, extra, historyOf, base);
   const make = findingMaker(recovery);
   /** `name`: the path the bytes were read through (another name of the inode the history was written through). */
   const history = (h: FileExpectation, s: EntryState | undefined, name = h.path) =>
@@ -77,7 +80,7 @@ async function readStates(
   exp: DurabilityExpectations,
   extra: readonly FileExpectation[],
   historyOf: (e: ManifestEntry) => FileExpectation | undefined,
-  basePath: string | undefined,
+  base: { path: string; unchanged?: (offset: number, length: number) => boolean } | undefined,
 ): Promise<Map<string, EntryState>> {
   const paths = [...manifest.entries.map((e) => e.path), ...extra.map((f) => f.path)];
   const mapped = [...new Set([...exp.mustBeExtents, ...exp.mustBeBlocks, ...(exp.mustBeDemigrated ?? [])])].filter(
@@ -102,7 +105,7 @@ async function readStates(
         sizes,
         via: 'map',
         // A file whose map, size and blocks are the base's has the manifest's sha256 without hashing it again.
-        ...(basePath ? { base: { path: basePath, entries: new Map(manifest.entries.map((e) => [e.path, e])) } } : {}),
+        ...(base ? { base: { ...base, entries: new Map(manifest.entries.map((e) => [e.path, e])) } } : {}),
       })
     ).map((s) => [s.path, s]),
   );

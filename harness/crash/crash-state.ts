@@ -146,7 +146,11 @@ export interface CrashState {
    * checked in place): nothing may write it except a program given an undo
    * file from here (`e2fsck -z`); what it changed is undone after `settle`.
    */
-  inPlace?: { undoFile(): string | undefined };
+  inPlace?: {
+    undoFile(): string | undefined;
+    /** Which byte ranges still hold the base image's bytes as of now (materialize.ts CheckScope.unchangedFromBase). */
+    unchangedFromBase?(): ((offset: number, length: number) => boolean) | undefined;
+  };
   /** Call once the checks are done with `image` (a write-log source then restores or removes it). */
   settle?(): void;
 }

@@ -187,7 +187,12 @@ export interface ReadEntryOptions {
    * the same bytes. The manifest's sha256 is first checked once against the
    * base's bytes through that map; a file that fails either check is hashed.
    */
-  base?: { path: string; entries: ReadonlyMap<string, ManifestEntry> };
+  base?: {
+    path: string;
+    entries: ReadonlyMap<string, ManifestEntry>;
+    /** Byte ranges of the image known to hold the base's bytes (nothing wrote them since it was copied): not read to compare. */
+    unchanged?: (offset: number, length: number) => boolean;
+  };
   /**
    * How a regular file's bytes are read. `dump` (the default): debugfs dumps
    * every file (what manifests are made with). `map`: one debugfs run stats
@@ -312,7 +317,7 @@ async function readEntryStateViaMap(
   const fh = await open(image, 'r');
   const out: EntryState[] = [];
   const unserved: string[] = [];
-  await using base = opts.base ? await BaseReader.open(opts.base.path) : undefined;
+  await using base = opts.base ? await BaseReader.open(opts.base.path, opts.base.unchanged) : undefined;
   try {
     const geometry = await imageGeometry(fh);
     for (const p of paths) {
@@ -466,11 +471,12 @@ class BaseReader implements AsyncDisposable {
     readonly path: string,
     private readonly fh: FileHandle,
     private readonly geometry: { blockSize: number; imageBytes: number } | undefined,
+    private readonly known: ((offset: number, length: number) => boolean) | undefined,
   ) {}
 
-  static async open(path: string): Promise<BaseReader> {
+  static async open(path: string, unchanged?: (offset: number, length: number) => boolean): Promise<BaseReader> {
     const fh = await open(path, 'r');
-    return new BaseReader(path, fh, await imageGeometry(fh).catch(() => undefined));
+    return new BaseReader(path, fh, await imageGeometry(fh).catch(() => undefined), unchanged);
   }
 
   /**
@@ -523,6 +529,11 @@ class BaseReader implements AsyncDisposable {
       for (let off = start; off < end;) {
         const len = Math.min(mapReadChunk, end - off);
         const pos = p * B + (off - start);
+        // Nothing wrote these bytes since the image was the base's copy: the same bytes, not read.
+        if (this.known?.(pos, len)) {
+          off += len;
+          continue;
+        }
         const a = mapScratch.subarray(0, len);
         const b = baseScratch.subarray(0, len);
         if (readFullySync(fh.fd, a, pos) !== len || readFullySync(this.fh.fd, b, pos) !== len || !a.equals(b)) return false;

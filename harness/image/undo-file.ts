@@ -168,3 +168,56 @@ export function readUndoFile(file: string): UndoFile {
 export function applyUndo(undo: UndoFile, imageFd: number): void {
   for (const x of undo.extents) writeFullySync(imageFd, x.bytes, undo.fsOffset + x.fsBlock * undo.fsBlockSize);
 }
+
+/**
+ * Where the program that wrote `file` wrote the image: [byte offset, length]
+ * per key, read from the header and key blocks only (their checksums
+ * checked, the saved data not read). Undefined when the file is not a
+ * finished, readable undo file: the caller then knows nothing of what was
+ * written. A file that does not exist: nothing was written.
+ */
+export function undoFileRanges(file: string): Array<[number, number]> | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    // Never opened: the program wrote nothing (materialize.ts undoes the same way).
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? [] : undefined;
+  }
+  try {
+    const h = readAt(fd, file, headerBytes, 0, 'the header');
+    if (
+      h.subarray(0, 8).toString('latin1') !== magic ||
+      crc32cLe(h.subarray(0, headerBytes - 4)) !== h.readUInt32LE(headerBytes - 4)
+    )
+      return undefined;
+    const numKeys = Number(h.readBigUInt64LE(8));
+    const keyOffset = Number(h.readBigUInt64LE(24));
+    const blockSize = h.readUInt32LE(32);
+    const fsBlockSize = h.readUInt32LE(36);
+    const compat = h.readUInt32LE(48);
+    const fsOffset = compat & featureFsOffset ? Number(h.readBigUInt64LE(64)) : 0;
+    if (!(h.readUInt32LE(44) & stateFinished) || h.readUInt32LE(52) || h.readUInt32LE(56)) return undefined;
+    if (blockSize < 1024 || blockSize > 1 << 20 || fsBlockSize === 0) return undefined;
+    const keysPerBlock = blockSize / 16 - 1;
+    const out: Array<[number, number]> = [];
+    let lblk = keyOffset;
+    for (let i = 0; i < numKeys; i += keysPerBlock) {
+      const kb = readAt(fd, file, blockSize, lblk * blockSize, `key block ${lblk}`);
+      const crc = kb.readUInt32LE(4);
+      kb.writeUInt32LE(0, 4);
+      if (kb.readUInt32LE(0) !== keyBlockMagic || crc32cLe(kb) !== crc) return undefined;
+      lblk++;
+      for (let j = 0; j < Math.min(keysPerBlock, numKeys - i); j++) {
+        const bytes = kb.readUInt32LE(16 + j * 16 + 12);
+        out.push([fsOffset + Number(kb.readBigUInt64LE(16 + j * 16)) * fsBlockSize, bytes]);
+        lblk += Math.ceil(bytes / blockSize);
+      }
+    }
+    return out;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -371,7 +371,14 @@ async function recoverAndCheck(mode: RecoveryMode, rc: RecoveryContext): Promise
 
 function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImage> {
   const { state, env } = rc;
-  if (mode === 'e2fsck' && state.inPlace) return recoverWithE2fsckInPlace(state.image, state.inPlace.undoFile());
+  if (mode === 'e2fsck' && state.inPlace) {
+    const inPlace = state.inPlace;
+    // What the replay wrote is in its undo file by now: the content oracle then reads only what changed from the base.
+    return recoverWithE2fsckInPlace(state.image, inPlace.undoFile()).then((r) => {
+      const unchanged = inPlace.unchangedFromBase?.();
+      return unchanged ? { ...r, unchangedFromBase: unchanged } : r;
+    });
+  }
   if (!rc.tmp) throw new InfraError(`${mode} recovery of an in-place state: it needs a copy of the image`);
   if (mode === 'e2fsck') return recoverWithE2fsck(state.image, rc.tmp.join('e2fsck.img'));
   return recoverWithKernel(state.image, rc.tmp.join('kernel.img'), {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { copyFile } from 'node:fs/promises';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { loadRecipe } from '../../harness/image/recipe.ts';
 import { buildImage } from '../../harness/image/build.ts';
@@ -22,6 +22,17 @@ async function image(name: string, debugfsCommands: string[]): Promise<string> {
   await copyFile(base.path, img);
   for (const c of debugfsCommands) execFileSync('debugfs', ['-w', '-R', c, img], { stdio: 'ignore' });
   return img;
+}
+
+/** The 1 KiB units of `image` equal to the base's: what an in-place state's WrittenMap promises at most. */
+function sameAsBase(image: string): (offset: number, length: number) => boolean {
+  const a = readFileSync(image);
+  const b = readFileSync(base.path);
+  const same = (u: number) => a.subarray(u * 1024, u * 1024 + 1024).equals(b.subarray(u * 1024, u * 1024 + 1024));
+  return (offset, length) => {
+    for (let u = Math.floor(offset / 1024); u * 1024 < offset + length; u++) if (!same(u)) return false;
+    return true;
+  };
 }
 
 const ctx = { manifest: base.manifest, migrated: [], expectations: noExpectations };
@@ -114,19 +125,38 @@ t.test("each finding kind survives the shortcuts and the content oracle's caches
   await copyFile(img, again);
   const unshortened = tmp.join('kinds-hashed.img');
   await copyFile(img, unshortened);
-  const run = (image: string, basePath: string | undefined = base.path) =>
+  const told = tmp.join('kinds-told.img');
+  await copyFile(img, told);
+  const run = (
+    image: string,
+    basePath: string | undefined = base.path,
+    unchangedFromBase?: (offset: number, length: number) => boolean,
+  ) =>
     runOracles(
-      { mode: 'e2fsck', image, runs: [], console: '[    1.0] kernel BUG at fs/ext4/migrate.c:100!\n' },
+      {
+        mode: 'e2fsck',
+        image,
+        runs: [],
+        console: '[    1.0] kernel BUG at fs/ext4/migrate.c:100!\n',
+        ...(unchangedFromBase ? { unchangedFromBase } : {}),
+      },
       // The base given: files left as on it are compared with it, not hashed (content.ts, debugfs.ts readEntryState's `base`).
       { manifest: base.manifest, migrated: [], expectations, recipe, ...(basePath ? { basePath } : {}) },
     );
   const first = await run(img);
   const second = await run(again);
   const hashed = await run(unshortened, undefined);
+  // As an in-place write-log state is checked: told which ranges nothing wrote since the base (here: those equal to it).
+  const toldRun = await run(told, base.path, sameAsBase(told));
   t.same(
     first.findings.map((f) => [f.source, f.code, f.path, f.message, f.detail]),
     hashed.findings.map((f) => [f.source, f.code, f.path, f.message, f.detail]),
     'the same findings, details included, as with every file hashed',
+  );
+  t.same(
+    toldRun.findings.map((f) => [f.source, f.code, f.path, f.message, f.detail]),
+    hashed.findings.map((f) => [f.source, f.code, f.path, f.message, f.detail]),
+    'the same findings when told which ranges still hold the base bytes',
   );
   const kinds = (r: typeof first) => [...new Set(r.findings.map((f) => `${f.source}:${f.code}`))].sort();
   for (const k of ['console:bug', 'content:content-changed', 'durability:not-durable'])

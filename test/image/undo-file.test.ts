@@ -5,7 +5,7 @@ import { tool } from '../../harness/util/tools.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { sha256File } from '../../harness/util/hash.ts';
 import { damagedCopy } from '../helpers/damaged-copy.ts';
-import { readUndoFile, applyUndo, crc32cLe, UndoFileError } from '../../harness/image/undo-file.ts';
+import { readUndoFile, applyUndo, crc32cLe, UndoFileError, undoFileRanges } from '../../harness/image/undo-file.ts';
 
 // The in-process undo (what the write-log's in-place checks use instead of
 // an e2undo per state) against undo files written by the real e2fsprogs,
@@ -100,4 +100,21 @@ t.test('a damaged undo file is refused whole, and says where', async (t) => {
   truncateSync(cut, size - good.blockSize);
   t.throws(() => readUndoFile(cut), /the file ends at byte \d+ inside the data of fs block/);
   t.throws(() => readUndoFile(tmp.join('missing.undo')), /ENOENT/);
+});
+
+t.test('undoFileRanges: where the program wrote, from the key blocks alone', async (t) => {
+  const { undo, u } = await undoneEqualsOriginal(t, 'ranges', async (image, undo) => {
+    await runOk(await tool('mkfs.ext4'), ['-q', '-F', '-b', '1024', '-N', '2048', '-z', undo, image]);
+  });
+  t.same(
+    [...(undoFileRanges(undo) ?? [])].sort((a, b) => a[0] - b[0]),
+    u.extents.map((x) => [u.fsOffset + x.fsBlock * u.fsBlockSize, x.bytes.length]),
+    'the same ranges readUndoFile puts back',
+  );
+  t.same(undoFileRanges(tmp.join('never-written.undo')), [], 'no file: the program wrote nothing');
+  t.equal(
+    undoFileRanges(damagedCopy(undo, tmp.join('ranges-bad.undo'), 8, Buffer.from([0x7f]))),
+    undefined,
+    'a damaged header: unknown',
+  );
 });

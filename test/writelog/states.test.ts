@@ -1,5 +1,5 @@
 import t from 'tap';
-import { openSync, closeSync, writeSync, ftruncateSync, writeFileSync } from 'node:fs';
+import { openSync, closeSync, writeSync, ftruncateSync, writeFileSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { WriteLog, isFlush, writeWriteLog } from '../../harness/crash/writelog/format.ts';
@@ -273,3 +273,48 @@ t.test('in place: a check whose writes cannot be undone costs a rebuilt working 
     'no undo file left',
   );
 });
+
+t.test('in place: what unchangedFromBase calls unchanged holds the base bytes, in every state', async (t) => {
+  const plan = generateStates(digest, acks, { perEpoch: 4 });
+  const picked = plan.states.slice(0, 40);
+  const baseBytes = readFileSync(base);
+  const unit = 1024;
+  let claimed = 0;
+  let wrong = 0;
+  let noAnswer = 0;
+  await forEachState(log, base, picked, { workDir: tmp.path, jobs: 2, fork: 'in-place' }, async (s, image, scope) => {
+    const same = scope.unchangedFromBase?.();
+    if (!same) {
+      noAnswer++;
+      return;
+    }
+    const bytes = readFileSync(image);
+    for (let off = 0; off + unit <= bytes.length; off += unit) {
+      if (!same(off, unit)) continue;
+      claimed++;
+      if (!bytes.subarray(off, off + unit).equals(baseBytes.subarray(off, off + unit))) wrong++;
+    }
+    // Nor across units: a range is unchanged only if each of its units is.
+    if (same(0, bytes.length)) t.ok(bytes.equals(baseBytes), `${s.name}: the whole image unchanged only if it is the base`);
+  });
+  t.equal(noAnswer, 0, 'every in-place state answers');
+  t.equal(wrong, 0, 'no range called unchanged differs from the base');
+  t.ok(claimed > 0, `and it calls most of the image unchanged (${claimed} KiB over ${picked.length} states)`);
+});
+
+t.test(
+  'in place: a program that wrote with an undo file marks what it wrote; an unreadable undo file gives no answer',
+  async (t) => {
+    const plan = generateStates(digest, acks, { perEpoch: 0 });
+    const picked = plan.states.slice(0, 2);
+    const answers: Array<boolean | undefined> = [];
+    await forEachState(log, base, picked, { workDir: tmp.path, jobs: 1, fork: 'in-place' }, async (s, image, scope) => {
+      const before = scope.unchangedFromBase?.();
+      t.ok(before?.(16 << 20, 4096), `${s.name}: a range the log never writes is unchanged`);
+      // A program that writes 4 KiB there (e2fsck -z would record it), with an undo file that does not verify.
+      writeFileSync(scope.undoFile()!, 'not an undo file');
+      answers.push(scope.unchangedFromBase?.()?.(16 << 20, 4096));
+    });
+    t.same(answers, [undefined, undefined], 'unknown, never "unchanged", once an undo file cannot be read');
+  },
+);

@@ -1,7 +1,7 @@
 import { access, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InfraError, errorMessage } from '../../util/errors.ts';
-import { readUndoFile } from '../../image/undo-file.ts';
+import { readUndoFile, undoFileRanges } from '../../image/undo-file.ts';
 import type { LogEntry, WriteLog } from './format.ts';
 import { ReplayCursor, forkImage } from './replay.ts';
 import type { PlannedState, WriteRef } from './states.ts';
@@ -48,6 +48,14 @@ export interface CheckScope {
   undoFile(): string | undefined;
   /** Milliseconds spent making the state before its check began (advancing the working image, applying the state's writes, or forking a copy). */
   readonly materialiseMs: number;
+  /**
+   * In place only: which byte ranges of the image hold the base's bytes as
+   * of now, the writes of the programs given undo files so far included
+   * (read from those files). True means nothing wrote there since the base
+   * was copied; false, something may have. Undefined with `copy`, or when
+   * an undo file cannot be read for it.
+   */
+  unchangedFromBase?(): ((offset: number, length: number) => boolean) | undefined;
 }
 
 export interface StateOutcome<T> {
@@ -191,6 +199,7 @@ async function checkOneInPlace<T>(
       return f;
     },
     materialiseMs: performance.now() - started,
+    unchangedFromBase: () => unchangedFromBase(cursor, undoFiles),
   };
   const out = await runCheck(pass, state, cursor.workPath, scope, started);
   const undoFailure = await undoCheckWrites(cursor, undoFiles);
@@ -215,6 +224,20 @@ async function checkOneInPlace<T>(
   if (undone) cursor.restore(saved);
   pass.outcomes.set(state, out);
   return cursor;
+}
+
+/** CheckScope.unchangedFromBase on a working image: what the cursor wrote and what the undo files so far say their programs wrote, marked as written. */
+function unchangedFromBase(
+  cursor: ReplayCursor,
+  undoFiles: readonly string[],
+): ((offset: number, length: number) => boolean) | undefined {
+  for (const f of undoFiles) {
+    const ranges = undoFileRanges(f);
+    if (!ranges) return undefined;
+    for (const [offset, length] of ranges) cursor.written.mark(offset, length);
+  }
+  const written = cursor.written;
+  return (offset, length) => written.clean(offset, length);
 }
 
 /** Put back what the check wrote, newest undo file first; the error message if that cannot be done. The undo files are removed. */

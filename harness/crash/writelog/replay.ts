@@ -61,14 +61,57 @@ function zeroRange(fd: number, position: number, length: number): void {
  * zeros (what QEMU's raw file does when it punches the hole); flushes and
  * marks change nothing.
  */
-function applyOne(fd: number, log: WriteLog, e: LogEntry, data: Buffer | undefined, keepSectors?: number): void {
+function applyOne(
+  fd: number,
+  log: WriteLog,
+  e: LogEntry,
+  data: Buffer | undefined,
+  keepSectors?: number,
+  written?: WrittenMap,
+): void {
   const kind = entryKind(e);
   const at = e.sector * log.sectorSize;
   if (kind === 'write') {
     const bytes = keepSectors === undefined ? e.dataBytes : Math.min(e.dataBytes, keepSectors * log.sectorSize);
     writeFullySync(fd, data!.subarray(0, bytes), at);
+    written?.mark(at, bytes);
   } else if (kind === 'discard') {
     zeroRange(fd, at, e.nrSectors * log.sectorSize);
+    written?.mark(at, e.nrSectors * log.sectorSize);
+  }
+}
+
+/**
+ * Which parts of a working image anything has written since it was copied
+ * from the base, in 1 KiB units (the smallest ext4 block): never cleared,
+ * so a part not marked holds the base's bytes (a part marked may too, after
+ * a restore). The content oracle reads only marked parts to tell a file
+ * left as on the base from one that changed (debugfs.ts readEntryState's
+ * `base.unchanged`).
+ */
+class WrittenMap {
+  static readonly unit = 1024;
+  private bits = new Uint8Array(0);
+
+  mark(offset: number, length: number): void {
+    if (length <= 0) return;
+    const first = Math.floor(offset / WrittenMap.unit);
+    const last = Math.floor((offset + length - 1) / WrittenMap.unit);
+    if (last >= this.bits.length) {
+      const grown = new Uint8Array(Math.max(last + 1, this.bits.length * 2));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    this.bits.fill(1, first, last + 1);
+  }
+
+  /** Nothing in [offset, offset + length) was written since the base. */
+  clean(offset: number, length: number): boolean {
+    if (length <= 0) return true;
+    const first = Math.floor(offset / WrittenMap.unit);
+    const last = Math.min(Math.floor((offset + length - 1) / WrittenMap.unit), this.bits.length - 1);
+    for (let i = first; i <= last; i++) if (this.bits[i]) return false;
+    return true;
   }
 }
 
@@ -81,7 +124,7 @@ function openLog(log: WriteLog): number {
  * Apply entries [from, to) of the log, in order, to the image open as `fd`:
  * the log is read sequentially in chunks of up to 8 MiB, each holding whole entries.
  */
-async function applyRange(log: WriteLog, fd: number, from: number, to: number): Promise<void> {
+async function applyRange(log: WriteLog, fd: number, from: number, to: number, written?: WrittenMap): Promise<void> {
   if (from >= to) return;
   const logFd = openLog(log);
   try {
@@ -103,7 +146,7 @@ async function applyRange(log: WriteLog, fd: number, from: number, to: number): 
           const data = e.dataBytes
             ? buf.subarray(e.dataOffset - first.offset, e.dataOffset - first.offset + e.dataBytes)
             : undefined;
-          applyOne(fd, log, e, data);
+          applyOne(fd, log, e, data, undefined, written);
         }
       } finally {
         giveChunk(chunk);
@@ -117,7 +160,7 @@ async function applyRange(log: WriteLog, fd: number, from: number, to: number): 
 }
 
 /** Apply chosen writes (any subset, log order as given) to the image open as `fd`. */
-function applyWrites(log: WriteLog, fd: number, writes: readonly ApplyWrite[]): void {
+function applyWrites(log: WriteLog, fd: number, writes: readonly ApplyWrite[], written?: WrittenMap): void {
   if (!writes.length) return;
   const logFd = openLog(log);
   try {
@@ -127,7 +170,7 @@ function applyWrites(log: WriteLog, fd: number, writes: readonly ApplyWrite[]): 
         data = Buffer.allocUnsafe(w.entry.dataBytes);
         readAll(logFd, data, w.entry.dataOffset, log.path);
       }
-      applyOne(fd, log, w.entry, data, w.keepSectors);
+      applyOne(fd, log, w.entry, data, w.keepSectors, written);
     }
   } finally {
     closeSync(logFd);
@@ -161,6 +204,8 @@ export async function replayPrefix(log: WriteLog, basePath: string, dest: string
 export class ReplayCursor implements Disposable {
   private fd: number | undefined;
   private pos = 0;
+  /** What has been written on the working image since it was the base's copy (by the replay, a state's writes, or a program's, as told). */
+  readonly written = new WrittenMap();
 
   private constructor(
     readonly log: WriteLog,
@@ -186,7 +231,7 @@ export class ReplayCursor implements Disposable {
       throw new InfraError(`replay cursor cannot go back from ${this.pos} to ${position}: states must come in log order`);
     if (position > this.log.entries.length)
       throw new InfraError(`replay position ${position} is past the log's ${this.log.entries.length} entries`);
-    await applyRange(this.log, this.fd, this.pos, position);
+    await applyRange(this.log, this.fd, this.pos, position, this.written);
     this.pos = position;
   }
 
@@ -220,7 +265,7 @@ export class ReplayCursor implements Disposable {
       const before = Buffer.alloc(sectors * ss);
       readFullySync(this.fd, before, w.entry.sector * ss);
       saved.push({ offset: w.entry.sector * ss, bytes: before });
-      applyWrites(this.log, this.fd, [w]);
+      applyWrites(this.log, this.fd, [w], this.written);
     }
     return saved;
   }

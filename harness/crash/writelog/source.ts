@@ -260,7 +260,9 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
               image,
               settle,
               scope.materialiseMs,
-              fork === 'in-place' ? { undoFile: () => scope.undoFile() } : undefined,
+              fork === 'in-place'
+                ? { undoFile: () => scope.undoFile(), unchangedFromBase: () => scope.unchangedFromBase?.() }
+                : undefined,
             ),
           );
           wake?.();

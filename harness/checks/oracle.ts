@@ -83,6 +83,57 @@ export function needsRepair(check: Pick<E2fsckRun, 'problems' | 'exit'>): boolea
   return check.problems.some((p) => !problemInfo(p.code).header && !summaryCountsOnly.has(p.code));
 }
 
+async function timed<T>(work: () => Promise<T>, done: (ms: number) => void): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await work();
+  } finally {
+    done(performance.now() - t0);
+  }
+}
+
+/**
+ * The content oracle and e2fsck -fn: both only read the image as the
+ * recovery left it, so they run at once (e2fsck in its own process while
+ * the content oracle reads the image here); the caller tells their findings
+ * in the same order as ever, content first. Nothing is thrown before the
+ * -fn has ended: the image must not change under it.
+ */
+async function contentAndCheck(
+  recovered: ImageUnderCheck,
+  ctx: OracleContext,
+  ms: OracleTimes,
+): Promise<{ content: Finding[]; check: E2fsckRun }> {
+  const checking = timed(
+    () => runE2fsck(recovered.image, 'check'),
+    (t) => (ms.checkMs = t),
+  );
+  void checking.catch(() => undefined);
+  let content: Finding[] = [];
+  try {
+    const manifest = ctx.manifest;
+    if (manifest)
+      content = await timed(
+        () =>
+          checkContent(
+            recovered.image,
+            manifest,
+            ctx.expectations,
+            recovered.mode,
+            ctx.recipe,
+            ctx.imageFiles,
+            ctx.basePath,
+            recovered.unchangedFromBase,
+          ),
+        (t) => (ms.contentMs = t),
+      );
+  } catch (e) {
+    await checking.catch(() => undefined);
+    throw e;
+  }
+  return { content, check: await checking };
+}
+
 /**
  * Every oracle on one recovered image, in order: what the recovery itself
  * showed (a mount the kernel refused, the recovery boot's console), the
@@ -122,32 +173,15 @@ export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext)
     findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
   findings.push(...journalRecoveryFindings(recovered.runs, mode));
   const ms: OracleTimes = { contentMs: 0, checkMs: 0, repairMs: 0, recheckMs: 0 };
-  let t0 = performance.now();
-  if (ctx.manifest)
-    findings.push(
-      ...(await checkContent(
-        recovered.image,
-        ctx.manifest,
-        ctx.expectations,
-        mode,
-        ctx.recipe,
-        ctx.imageFiles,
-        ctx.basePath,
-        recovered.unchangedFromBase,
-      )),
-    );
-  ms.contentMs = performance.now() - t0;
-
   const entries = ctx.manifest?.entries ?? [];
   const manifestInodes = new Map(entries.map((e) => [e.ino, e.path]));
   const migratedInodes = new Set(entries.filter((e) => ctx.migrated.some((t) => coveredBy(e.path, t))).map((e) => e.ino));
-  t0 = performance.now();
-  const check = await runE2fsck(recovered.image, 'check');
-  ms.checkMs = performance.now() - t0;
+  const { content, check } = await contentAndCheck(recovered, ctx, ms);
+  findings.push(...content);
   runs.push(check);
   findings.push(...classifyProblems(check.problems, check.text, { manifestInodes, migratedInodes, recovery: mode }));
   if (needsRepair(check)) {
-    t0 = performance.now();
+    let t0 = performance.now();
     runs.push(await runE2fsck(recovered.image, 'repair', { undoFile: ctx.undoFile?.() }));
     ms.repairMs = performance.now() - t0;
     t0 = performance.now();

@@ -31,8 +31,9 @@ import { TempDir } from '../util/tempdir.ts';
 import { writeJsonAtomic } from '../util/atomic.ts';
 import { defaultResultsDir, scenariosDir } from '../util/paths.ts';
 import { ConfigError } from '../util/errors.ts';
-import { benchWritelogSuite, type WritelogSuiteResult } from './writelog-bench.ts';
-import { benchFullOracle, oracleBenchLines, type OracleBenchResult } from './oracle-bench.ts';
+import { benchWritelogLogs, benchWritelogSuite, type WritelogLogsResult, type WritelogSuiteResult } from './writelog-bench.ts';
+import { benchFullOracle, oracleBenchLines, recordSuiteLogs, type OracleBenchResult } from './oracle-bench.ts';
+import { baseImageOf } from '../run/case-runner.ts';
 
 /** What `qcrash bench` measures; all of them by default. */
 export const benchParts = ['e2fsck', 'mix', 'validate', 'writelog', 'oracle'] as const;
@@ -116,16 +117,38 @@ export async function runBench(o: BenchOptions = {}): Promise<Record<string, unk
     progress('validate of a one-file patch');
     result.validate = await benchValidate(jobs, tmp, o.validatePatch, progress);
   }
+  let suiteRecordings: Map<string, string> | undefined;
   if (parts.has('writelog')) {
     progress('write-log crash states: the fstests loop, then the incremental replay');
     const initrd = (await buildInitramfs(kernel)).path;
     const w = await benchWritelogSuite({ machines: new MachinePool({ slots: 1 }), kernel, initrd, jobs, onProgress: progress });
     const naive = (result.e2fsck as { naive?: { casesPerMin?: number } } | undefined)?.naive?.casesPerMin;
     result.writeLog = writelogSummary(w, naive);
+    progress("write-log crash states on the default suite's own recorded logs: the same three paths");
+    const suite = await recordSuiteLogs(
+      { machines: new MachinePool({ slots: 1 }), kernel, jobs, onProgress: (l) => progress(`suite logs: ${l}`) },
+      tmp.join('suite-logs'),
+    );
+    result.writeLogSuite = await benchWritelogLogs(
+      suite.prepared.map((p) => ({
+        unit: p.unit.id,
+        log: join(p.unitDir, p.recording.log),
+        base: baseImageOf(suite.env, p.unit.scenario).path,
+      })),
+      jobs,
+    );
+    // The oracle part checks the same recordings: not recorded again.
+    suiteRecordings = new Map(suite.prepared.map((p) => [p.unit.id, p.unitDir]));
   }
   if (parts.has('oracle')) {
     progress("full oracle: the default suite's write-log states, then e2fsck -fn alone on them");
-    result.fullOracle = await benchFullOracle({ machines: new MachinePool({ slots: 1 }), kernel, jobs, onProgress: progress });
+    result.fullOracle = await benchFullOracle({
+      machines: new MachinePool({ slots: 1 }),
+      kernel,
+      jobs,
+      onProgress: progress,
+      ...(suiteRecordings ? { recordings: suiteRecordings } : {}),
+    });
   }
   result.harnessPeakRssMiB = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
   const file = o.out ?? join(defaultResultsDir, `bench-${(result.date as string).replace(/[:.]/g, '')}.json`);
@@ -521,6 +544,8 @@ export function formatBench(r: Record<string, unknown>): string {
   if (v) out.push(...validateLines(v));
   const w = r.writeLog as ReturnType<typeof writelogSummary> | undefined;
   if (w) out.push(...writeLogLines(w));
+  const ws = r.writeLogSuite as WritelogLogsResult | undefined;
+  if (ws) out.push(...writeLogSuiteLines(ws));
   const fo = r.fullOracle as OracleBenchResult | undefined;
   if (fo) out.push(...oracleBenchLines(fo));
   out.push(`harness peak RSS: ${top.harnessPeakRssMiB} MiB`);
@@ -583,6 +608,17 @@ function validateLines(v: ValidateFigures): string[] {
   return [
     `validate of a one-file patch (${v.patch}; ${v.cases} cases a kernel, ${v.introduced} introduced): ${seconds(v.totalMs)} end to end`,
     `  build baseline ${seconds(p.buildBaselineMs)}, build patched ${seconds(p.buildPatchedMs)}, baseline run ${seconds(p.baselineRunMs)}, patched run ${seconds(p.patchedRunMs)}, confirmation reruns ${seconds(p.confirmMs)}`,
+  ];
+}
+
+function writeLogSuiteLines(w: WritelogLogsResult): string[] {
+  const flushes = w.logs.reduce((n, l) => n + l.flushes, 0);
+  const mib = (w.logs.reduce((n, l) => n + l.bytes, 0) / (1 << 20)).toFixed(1);
+  return [
+    `write-log, the default suite's own ${w.logs.length} recorded logs (${flushes} flush epochs, ${mib} MiB in all, ${w.states} prefix states, jobs ${w.jobs}${w.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
+    `  fstests loop (copy + replay 0..k per state): ${w.fstestsLoop.statesPerMinute} states/min (${w.fstestsLoop.msPerState} ms/state; its replay-log process ${w.fstestsLoop.replayMsPerState ?? '?'} ms of it)`,
+    `  incremental, fork by copy                  : ${w.incremental.statesPerMinute} states/min (${w.incremental.msPerState} ms/state)  ${w.ratio.toFixed(2)}x`,
+    `  incremental, in place (undo file)          : ${w.inPlace.statesPerMinute} states/min (${w.inPlace.msPerState} ms/state)  ${w.ratioInPlace.toFixed(2)}x`,
   ];
 }
 

@@ -75,7 +75,11 @@ async function defaultLogScenarios(): Promise<string[]> {
   return scenarios.filter((s) => s.crashStates && s.suite === 'default').map((s) => s.file);
 }
 
-export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenchResult> {
+/** The default suite's write-log units, each recorded (or copied from `recordings`) into a folder under `dir` and planned. */
+export async function recordSuiteLogs(
+  o: Omit<OracleBenchOptions, 'onProgress'> & { onProgress?: (line: string) => void },
+  dir: string,
+): Promise<{ env: RunEnv; prepared: PreparedUnit[] }> {
   const files = o.scenarios ?? (await defaultLogScenarios());
   const { scenarios } = await loadScenarios(files, { recovery: ['e2fsck'] });
   const { env } = await prepareRun({
@@ -86,15 +90,23 @@ export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenc
     snapshots: false,
     jobs: o.jobs,
   });
-  await using tmp = await TempDir.create('oracle-bench');
   const prepared: PreparedUnit[] = [];
   for (const unit of expandLogUnits(scenarios, o.seed ?? 1)) {
-    const unitDir = tmp.join(unit.id.replace(/\//g, '_'));
+    const unitDir = join(dir, unit.id.replace(/\//g, '_'));
     const earlier = o.recordings?.get(unit.id);
     if (earlier) await copyRecording(earlier, unitDir);
-    else o.onProgress?.(`full oracle: recording ${unit.id}`);
+    else o.onProgress?.(`recording ${unit.id}`);
     prepared.push(await prepareLogUnit(unit, env, unitDir, { reuse: !!earlier }));
   }
+  return { env, prepared };
+}
+
+export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenchResult> {
+  await using tmp = await TempDir.create('oracle-bench');
+  const { env, prepared } = await recordSuiteLogs(
+    { ...o, onProgress: (line) => o.onProgress?.(`full oracle: ${line}`) },
+    tmp.path,
+  );
   const full: Tally = { states: 0, ms: 0, cpuMs: 0, toolCpuMs: 0 };
   const limit: Tally = { states: 0, ms: 0, cpuMs: 0, toolCpuMs: 0 };
   const statuses: Record<string, number> = {};

@@ -424,3 +424,55 @@ export async function benchWritelogSuite(o: {
  * to the next.
  */
 const defaultBenchShapes: BenchLogShape[] = [{ rounds: 50 }, { rounds: 500 }];
+
+/** The three paths over several logs: states and time summed over the logs. */
+export interface WritelogLogsResult {
+  logs: Array<{ unit: string; entries: number; flushes: number; bytes: number; states: number }>;
+  jobs: number;
+  states: number;
+  fstestsLoop: PathFigures;
+  incremental: PathFigures;
+  inPlace: PathFigures;
+  ratio: number;
+  ratioInPlace: number;
+  sameResults: boolean;
+}
+
+/**
+ * The three paths of benchWritelog on logs users record (the default
+ * suite's), each log benched in turn, their states and times added up.
+ */
+export async function benchWritelogLogs(
+  logs: ReadonlyArray<{ unit: string; log: string; base: string }>,
+  jobs: number,
+): Promise<WritelogLogsResult> {
+  const per: Array<{ unit: string; r: WritelogBenchResult }> = [];
+  for (const l of logs) per.push({ unit: l.unit, r: await benchWritelog({ log: l.log, base: l.base, jobs }) });
+  const sum = (pick: (r: WritelogBenchResult) => PathFigures): PathFigures =>
+    figures(
+      per.reduce((n, p) => n + pick(p.r).states, 0),
+      per.reduce((n, p) => n + pick(p.r).ms, 0),
+    );
+  const replayMs = per.reduce((n, p) => n + (p.r.fstestsLoop.replayMsPerState ?? 0) * p.r.fstestsLoop.states, 0);
+  const fa = sum((r) => r.fstestsLoop);
+  fa.replayMsPerState = Math.round((replayMs / Math.max(1, fa.states)) * 10) / 10;
+  const fb = sum((r) => r.incremental);
+  const fc = sum((r) => r.inPlace);
+  return {
+    logs: per.map((p) => ({
+      unit: p.unit,
+      entries: p.r.log.entries,
+      flushes: p.r.log.flushes,
+      bytes: p.r.log.bytes,
+      states: p.r.states,
+    })),
+    jobs,
+    states: fa.states,
+    fstestsLoop: fa,
+    incremental: fb,
+    inPlace: fc,
+    ratio: Math.round((fb.statesPerMinute / fa.statesPerMinute) * 100) / 100,
+    ratioInPlace: Math.round((fc.statesPerMinute / fa.statesPerMinute) * 100) / 100,
+    sameResults: per.every((p) => p.r.sameResults),
+  };
+}

@@ -149,9 +149,11 @@ async function validateHoldPoints(
 /**
  * The agent-ready states kill cases restore, by machineStateKey: one per
  * image and vCPU count its kill cases use, and a 1-vCPU one per image
- * besides for the kernel recoveries (they run on 1 vCPU). One boot each the
- * first time (a new kernel: every one), as many at once as the pool allows.
- * A write-log recording boots (its disk is set up differently).
+ * besides for the kernel recoveries (they run on 1 vCPU), and that 1-vCPU
+ * one for every image a write-log scenario's kernel recoveries use. One
+ * boot each the first time (a new kernel: every one), as many at once as
+ * the pool allows. A write-log recording boots (its disk is set up
+ * differently).
  */
 async function saveMachineStates(
   machines: MachineLauncher,
@@ -163,10 +165,14 @@ async function saveMachineStates(
   const accel = (await detectAccel()).accel;
   const qemu = (await toolVersions(kernel.release)).qemu;
   const wanted = new Map<string, { base: BaseImage; cpus: number }>();
-  for (const s of scenarios.filter((x) => x.crashPoints.length)) {
+  for (const s of scenarios) {
     const base = images.get(baseImageKey(s))!;
-    wanted.set(baseImageKey(s), { base, cpus: 1 });
-    wanted.set(machineStateKey(s), { base, cpus: s.cpus ?? 1 });
+    if (s.crashPoints.length) {
+      wanted.set(baseImageKey(s), { base, cpus: 1 });
+      wanted.set(machineStateKey(s), { base, cpus: s.cpus ?? 1 });
+    }
+    // A write-log scenario's kernel-recovery sample restores too: it booted, 4-5 s a state, where no kill case shared its image.
+    if (s.crashStates && s.recovery.includes('kernel')) wanted.set(baseImageKey(s), { base, cpus: 1 });
   }
   const saved = await Promise.all(
     [...wanted].map(

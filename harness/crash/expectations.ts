@@ -92,6 +92,8 @@ export interface StepRecord {
   output?: string;
   startedAtMs?: number;
   durationMs?: number;
+  /** A write-log state that precedes the step's start: nothing of the step can be on the disk. */
+  notStarted?: true;
 }
 
 /** What a completed step's output says it did (migrate per file, writer stops), if it is a step that reports. */
@@ -189,7 +191,10 @@ class DurabilityLedger {
    */
   private migrate(step: StepOf<'migrate'>, r: StepRecord): void {
     const report = stepReport(step, r);
-    if (report?.kind !== 'migrate') return;
+    if (report?.kind !== 'migrate') {
+      if (step.to === 'blocks' && r.exitCode === undefined && !r.notStarted) this.demigrateUnfinished(step);
+      return;
+    }
     for (const res of report.files) {
       this.migrations.push(res);
       if (res.to === 'blocks') {
@@ -219,6 +224,18 @@ class DurabilityLedger {
     this.pendingExtents.delete(res.path);
     this.durableExtents.delete(res.path);
     this.pendingBlocks.add(res.path);
+  }
+
+  /**
+   * chattr -e started and not acknowledged: each file it names may already
+   * be block-mapped on the disk (its transaction committed before the ack)
+   * or still extent-mapped, so the extents a sync made durable before are
+   * no longer owed. Its bytes and blocks are still held by the other checks.
+   */
+  private demigrateUnfinished(step: StepOf<'migrate'>): void {
+    const targets = step.paths.map((path) => ({ path, recursive: step.recursive }));
+    for (const set of [this.pendingExtents, this.durableExtents])
+      for (const p of [...set]) if (targets.some((t) => coveredBy(p, t))) set.delete(p);
   }
 
   private fsync(path: string): void {

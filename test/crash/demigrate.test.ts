@@ -1,5 +1,6 @@
 import t from 'tap';
 import { deriveExpectations } from '../../harness/crash/expectations.ts';
+import { recordsAt } from '../../harness/crash/writelog/record.ts';
 import { parseMigrateOutput, readbackVerdict } from '../../harness/crash/step-report.ts';
 import { stepCommand } from '../../harness/crash/step-command.ts';
 import { workloadFindings } from '../../harness/checks/steps.ts';
@@ -57,4 +58,24 @@ t.test('a demigrate that returned 0 with EXTENTS_FL still set is ioctl-lied', as
     ['ioctl-lied'],
   );
   t.match(f[0]!.message, /-EXTENTS_FL\) returned 0.*not block-mapped/);
+});
+
+t.test('a chattr -e not yet acknowledged may have reached the disk: its files are owed neither map', async (t) => {
+  // A write-log state (log-quota-demigrate flush-36) inside the demigrate step: the sync
+  // made /q/a's extents durable, then the conversion back committed before its ack.
+  const acks = [
+    { name: 'migrate', kind: 'migrate' as const, exitCode: 0, position: 10 },
+    { name: 'sync', kind: 'sync' as const, exitCode: 0, position: 20 },
+    { name: 'demigrate', kind: 'migrate' as const, exitCode: 0, startPosition: 25, position: 40 },
+  ];
+  const recs = [
+    { name: 'migrate', kind: 'migrate' as const, exitCode: 0, output: out.fwd },
+    { name: 'sync', kind: 'sync' as const, exitCode: 0 },
+    { name: 'demigrate', kind: 'migrate' as const, exitCode: 0, output: out.back },
+  ];
+  const at = (position: number) =>
+    deriveExpectations([fwd, sync, back], recordsAt(acks, recs, position), undefined, false).expectations;
+  t.same(at(22).mustBeExtents, ['/q/a', '/q/long'], 'before chattr -e began: both still owed their extents');
+  t.same(at(30).mustBeExtents, [], 'while it runs: either map');
+  t.same(at(40).mustBeExtents, ['/q/long'], 'acknowledged: the refused file owed its extents again');
 });

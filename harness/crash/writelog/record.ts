@@ -141,9 +141,11 @@ export function ackPositions(log: WriteLog, acks: readonly StepAck[]): AckPositi
  */
 export function recordsAt(acks: readonly AckPosition[], records: readonly StepRecord[], position: number): StepRecord[] {
   const acked = new Set(acks.filter((a) => a.position <= position).map((a) => a.name));
+  // A step whose start marker came after the state had not begun: nothing of it is on the disk.
+  const notStarted = new Set(acks.filter((a) => a.startPosition !== undefined && a.startPosition > position).map((a) => a.name));
   return records.map((r) => {
     if (acked.has(r.name)) return { ...r };
     const { exitCode: _e, output: _o, durationMs: _d, ...rest } = r;
-    return rest;
+    return notStarted.has(r.name) ? { ...rest, notStarted: true as const } : rest;
   });
 }

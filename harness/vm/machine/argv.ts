@@ -173,6 +173,20 @@ export function qemuArgv(o: QemuArgvOptions): string[] {
  * flush per guest flush would only slow the run. The log superblock's entry
  * count is rewritten after every entry (log-super-update-interval=1), so a
  * reader can tell a torn tail from an entry damaged in the middle.
+ *
+ * The device does not merge requests (request-merging=off). QEMU 7.2's
+ * blklogwrites writes each entry to the log as one pwritev of the guest's
+ * buffers plus 2 of its own (the entry header and its padding), but
+ * advertises the IOV_MAX (1024) of the file under it as its own max_iov.
+ * virtio-blk merges adjacent queued writes up to that many buffers
+ * (virtio_blk_submit_multireq), so a merged write of 1023 or 1024 buffers
+ * reaches the log file as 1025 or 1026 and Linux's pwritev fails it with
+ * EINVAL: the guest sees an I/O error and the recording is lost. A minimal
+ * 6.12 guest writing a large file back (runs of 254-page and 2-page writes)
+ * hits it. Unmerged, a write carries at most the device's seg-max buffers
+ * (queue-size - 2 = 254), 256 with the header. The cost: one log entry and
+ * one pwritev per guest write instead of per merged run (a 512-byte header
+ * more each), and the log follows the guest's requests one for one.
  */
 function loggedDiskArgv(disk: VmDisk, log: string, blockDevice: string): string[] {
   return [
@@ -185,6 +199,23 @@ function loggedDiskArgv(disk: VmDisk, log: string, blockDevice: string): string[
     '-blockdev',
     'driver=blklogwrites,node-name=disk0,file=disk0-format,log=disk0-log,log-sector-size=512,log-super-update-interval=1',
     '-device',
-    `${blockDevice},drive=disk0,write-cache=on,discard=off,write-zeroes=off`,
+    `${blockDevice},drive=disk0,write-cache=on,discard=off,write-zeroes=off,request-merging=off`,
   ];
+}
+
+/**
+ * What an EINVAL on a write-logged disk most likely is: QEMU 7.2's
+ * blklogwrites writes an entry as the guest's buffers plus 2 of its own in one
+ * pwritev while it advertises IOV_MAX (1024) buffers a request, so a write of
+ * 1023 or more fails (block/blklogwrites.c blk_log_writes_co_log). The
+ * recording's device merges no requests (loggedDiskArgv), which keeps every write
+ * far below that; this names the cause should a setup still get there.
+ */
+export function writeLogErrorHint(disk: { writeLog?: string }, reason: string | undefined): string {
+  if (!disk.writeLog || reason !== 'Invalid argument') return '';
+  return (
+    `; the disk is behind QEMU's blklogwrites (log ${disk.writeLog}), whose log pwritev fails with EINVAL when a write ` +
+    `carries more than 1022 buffers (QEMU 7.2 adds 2 to the IOV_MAX of 1024 it lets virtio-blk merge up to): ` +
+    `keep request-merging=off on the recorded disk's device (harness/vm/machine/argv.ts) or use a QEMU whose blklogwrites lowers its max_iov`
+  );
 }

@@ -9,7 +9,7 @@ import type { QmpEvent } from '../qmp/protocol.ts';
 import { QmpDisconnectedError } from '../qmp/errors.ts';
 import { AgentClient } from '../agent/client.ts';
 import { detectAccel, type Accel } from './accel.ts';
-import { qemuArgv, type VmPaths } from './argv.ts';
+import { qemuArgv, writeLogErrorHint, type VmPaths } from './argv.ts';
 import { finishRestore, incomingFd, saveVmState } from './snapshot.ts';
 import { AbnormalShutdownError, VmFaultError, VmLaunchError, VmRestoreError } from './errors.ts';
 import type { AgentHello, Machine, MachineSpec, ShutdownEvent } from './machine.ts';
@@ -218,7 +218,7 @@ export class Vm implements Machine {
       this.fault = new VmFaultError(
         d.nospace
           ? `host disk full: QEMU could not ${d.operation ?? 'write'} ${where} (${d.reason ?? 'No space left on device'}) and paused the VM; free space under ${where.slice(0, where.lastIndexOf('/')) || '/'}`
-          : `QEMU could not ${d.operation ?? 'write'} the test disk ${where}: ${d.reason ?? 'I/O error'} (action ${d.action ?? '?'})`,
+          : `QEMU could not ${d.operation ?? 'write'} the test disk ${where}: ${d.reason ?? 'I/O error'} (action ${d.action ?? '?'})${writeLogErrorHint(this.spec.disk, d.reason)}`,
         e,
       );
     } else if (e.event === 'STOP' && !this.spec.gdb && this.hello) {

@@ -82,9 +82,14 @@ export function allowanceOnLine(allow: Allowance, line: string | undefined): All
 
 export function isAllowed(f: Finding, allow: Allowance): boolean {
   if (allow.classes.includes(f.class) || allow.codes.includes(f.code) || allow.codes.includes(f.name)) return true;
-  return (allow.knownBugsHere ?? []).some(
+  return knownBugAllowing(f, allow) !== undefined;
+}
+
+/** The known-bugs entry whose allowance on this line lets `f` pass, if one does. */
+export function knownBugAllowing(f: Finding, allow: Allowance): string | undefined {
+  return (allow.knownBugsHere ?? []).find(
     (k) =>
       (k.codes.includes(f.code) || k.codes.includes(f.name)) &&
       (!k.recovery || (f.recovery !== undefined && k.recovery.includes(f.recovery))),
-  );
+  )?.entry;
 }

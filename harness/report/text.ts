@@ -1,4 +1,5 @@
 import type { Finding } from '../findings/finding.ts';
+import { knownBugAllowing } from '../findings/finding.ts';
 import { heldCounts, type RunSummary } from '../results/run.ts';
 import { logPhaseLines, logPhaseSummary } from '../results/log-phases.ts';
 import { fileReports, fileRowText, type FileReport } from '../results/file-report.ts';
@@ -68,14 +69,23 @@ function allowedAndKnown(s: RunSummary): string[] {
   const leaks = s.cases.reduce((a, x) => a + x.findings.filter((f) => f.class === 'leak').length, 0);
   if (leaks) out.push(`allowed:   ${leaks} leak finding(s) (what an interrupted migration may leave)`);
   // Findings a scenario's `allow:` lets pass beyond leaks (a known bug covered elsewhere): counted, never hidden.
+  // Those a known bug's allowance let pass are counted under its entry, so a reader sees why.
   const otherAllowed = new Map<string, number>();
+  const byKnownBug = new Map<string, Map<string, number>>();
   for (const x of s.cases) {
     const failing = new Set(x.failing.map((f) => JSON.stringify(f)));
-    for (const f of x.findings)
-      if (f.class !== 'leak' && !failing.has(JSON.stringify(f))) otherAllowed.set(f.code, (otherAllowed.get(f.code) ?? 0) + 1);
+    for (const f of x.findings) {
+      if (f.class === 'leak' || failing.has(JSON.stringify(f))) continue;
+      const codes = x.allow?.codes ?? [];
+      const plain = !!x.allow?.classes?.includes(f.class) || codes.includes(f.code) || codes.includes(f.name);
+      const entry = plain || !x.allow ? undefined : knownBugAllowing(f, x.allow);
+      const counts = entry ? (byKnownBug.get(entry) ?? byKnownBug.set(entry, new Map()).get(entry)!) : otherAllowed;
+      counts.set(f.code, (counts.get(f.code) ?? 0) + 1);
+    }
   }
-  if (otherAllowed.size)
-    out.push(`allowed:   ${[...otherAllowed].map(([code, n]) => `${n} ${code}`).join(', ')} (by the scenarios' allow:)`);
+  const list = (m: Map<string, number>) => [...m].map(([code, n]) => `${n} ${code}`).join(', ');
+  if (otherAllowed.size) out.push(`allowed:   ${list(otherAllowed)} (by the scenarios' allow:)`);
+  for (const [entry, m] of byKnownBug) out.push(`allowed:   ${list(m)} (explained by known-bugs/${entry})`);
   for (const k of knownBugNotes(s)) out.push(`known bug: ${k}`);
   const clones = cloneNotes(s.cases);
   if (clones.length) out.push(`clones:    ${clones.join(', ')} (kill points stopped in the compiler's clone of their function)`);

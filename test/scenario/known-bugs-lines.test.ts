@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { scenariosDir } from '../../harness/util/paths.ts';
 import { loadScenario } from '../../harness/run/resolve-scenario.ts';
 import { kernelLines } from '../../harness/kernel/lines.ts';
-import { knownBugNotes } from '../../harness/report/text.ts';
+import { knownBugNotes, textReport } from '../../harness/report/text.ts';
+import type { RunSummary } from '../../harness/results/run.ts';
 import { parseScenarioText } from '../../harness/scenario/parse.ts';
 import { allowanceOnLine, isAllowed } from '../../harness/findings/finding.ts';
 import { loadScenarios } from '../../harness/run/prepare.ts';
@@ -87,4 +88,38 @@ t.test('every shipped allowance of a known bug names an entry confirmed on each 
     t.ok(entry.description, `${s.name}: ${k.entry} is a known-bugs entry`);
     for (const l of k.lines ?? []) t.ok(entry.confirmedOn?.includes(l), `${s.name}: ${k.entry} is confirmed on ${l}`);
   }
+});
+
+t.test("the text report counts what a known bug's allowance let pass under that entry", async (t) => {
+  const allow = {
+    classes: ['leak' as const],
+    codes: ['quota-usage-inconsistent'],
+    knownBugs: [{ entry: 'chattr-restart-lost', codes: ['ioctl-lied'], lines: ['6.12'] }],
+  };
+  const lied = { class: 'api' as const, source: 'workload' as const, code: 'ioctl-lied', name: 'ioctl-lied', message: 'm' };
+  const quota = { ...lied, class: 'data' as const, code: 'quota-usage-inconsistent', name: 'quota-usage-inconsistent' };
+  const report = (line: string) => {
+    const a = allowanceOnLine(allow, line);
+    const findings = [lied, quota];
+    const failing = findings.filter((f) => !isAllowed(f, a));
+    const c = { id: 'c', scenario: 's', status: failing.length ? 'fail' : 'pass', findings, failing, allow: a, fired: {} };
+    const s = {
+      schema: 'qcrash-run/1',
+      runId: 'r',
+      kernel: { id: 'k', release: 'k', kind: 'stock', line },
+      versions: { qemu: '', e2fsprogs: '', kernel: '', node: '' },
+      seed: 1,
+      scenarios: [],
+      counts: { total: 1, pass: failing.length ? 0 : 1, fail: failing.length ? 1 : 0, error: 0, notReached: 0, notRun: 0 },
+      cases: [c],
+    } as unknown as RunSummary;
+    return textReport(s)
+      .split('\n')
+      .filter((l) => l.startsWith('allowed:'));
+  };
+  t.same(report('6.12'), [
+    "allowed:   1 quota-usage-inconsistent (by the scenarios' allow:)",
+    'allowed:   1 ioctl-lied (explained by known-bugs/chattr-restart-lost)',
+  ]);
+  t.same(report('6.1'), ["allowed:   1 quota-usage-inconsistent (by the scenarios' allow:)"], 'on 6.1 it fails instead');
 });

@@ -81,12 +81,22 @@ export function allowanceOnLine(allow: Allowance, line: string | undefined): All
 }
 
 export function isAllowed(f: Finding, allow: Allowance): boolean {
-  if (allow.classes.includes(f.class) || allow.codes.includes(f.code) || allow.codes.includes(f.name)) return true;
-  return knownBugAllowing(f, allow) !== undefined;
+  return allowedByScenario(f, allow) || knownBugEntry(f, allow) !== undefined;
 }
 
-/** The known-bugs entry whose allowance on this line lets `f` pass, if one does. */
+/**
+ * The known-bugs entry that lets `f` pass on this line, when the scenario's
+ * own classes and codes do not already: the reports count those under it.
+ */
 export function knownBugAllowing(f: Finding, allow: Allowance): string | undefined {
+  return allowedByScenario(f, allow) ? undefined : knownBugEntry(f, allow);
+}
+
+function allowedByScenario(f: Finding, allow: Allowance): boolean {
+  return allow.classes.includes(f.class) || allow.codes.includes(f.code) || allow.codes.includes(f.name);
+}
+
+function knownBugEntry(f: Finding, allow: Allowance): string | undefined {
   return (allow.knownBugsHere ?? []).find(
     (k) =>
       (k.codes.includes(f.code) || k.codes.includes(f.name)) &&

@@ -76,9 +76,7 @@ function allowedAndKnown(s: RunSummary): string[] {
     const failing = new Set(x.failing.map((f) => JSON.stringify(f)));
     for (const f of x.findings) {
       if (f.class === 'leak' || failing.has(JSON.stringify(f))) continue;
-      const codes = x.allow?.codes ?? [];
-      const plain = !!x.allow?.classes?.includes(f.class) || codes.includes(f.code) || codes.includes(f.name);
-      const entry = plain || !x.allow ? undefined : knownBugAllowing(f, x.allow);
+      const entry = knownBugAllowing(f, x.allow);
       const counts = entry ? (byKnownBug.get(entry) ?? byKnownBug.set(entry, new Map()).get(entry)!) : otherAllowed;
       counts.set(f.code, (counts.get(f.code) ?? 0) + 1);
     }

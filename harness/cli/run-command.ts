@@ -6,7 +6,7 @@ import { jobsOrDefault, memorySlots, vmMemoryMiB } from '../vm/machine/pool.ts';
 import { listSuite, runSuite, type SuiteOptions } from '../run/runner.ts';
 import type { CaseSelection } from '../run/case-selection.ts';
 import { defaultKeep } from '../run/case-runner.ts';
-import { exitCodeFor } from '../results/verdict.ts';
+import { exitCodeFor, worstExitCode } from '../results/verdict.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { StdoutReporter, stdoutFormats, type StdoutFormat } from '../report/stdout.ts';
 import { ConfigError, ExitCode } from '../util/errors.ts';
@@ -198,7 +198,7 @@ async function runMatrix(
   else process.stdout.write(`\n${matrixText(m.matrix)}`);
   process.stderr.write(`qcrash: results in ${m.dir} (one run folder per kernel, matrix.txt and matrix.json beside them)\n`);
   const codes = m.runs.map((r) => runExitCode(r.summary, r.outcome.reporterFailures));
-  return codes.includes(ExitCode.failed) ? ExitCode.failed : Math.max(...codes);
+  return worstExitCode(codes);
 }
 
 /**

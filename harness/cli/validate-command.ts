@@ -17,6 +17,7 @@ import { ExitCode, ConfigError } from '../util/errors.ts';
 import { collect, intArg, maxCasesArg, maxCasesHelp } from './run-command.ts';
 import { parseShardSpec, type ShardSpec } from '../run/shard.ts';
 import { returnsExitCode } from './exit-code.ts';
+import { worstExitCode } from '../results/verdict.ts';
 import { defaultLine, kernelLine } from '../kernel/lines.ts';
 
 export function registerValidate(program: Command): void {
@@ -163,12 +164,7 @@ async function validatePatchSets(sets: string[][], o: ValidateCommandOptions, sh
       process.stdout.write(`MISSED: ${patches[0]} introduced no finding\n`);
       code = ExitCode.failed;
     }
-    if (!o.mutants) code = worseExit(code, validateExitCode(r));
+    if (!o.mutants) code = worstExitCode([code, validateExitCode(r)]);
   }
   return code;
-}
-
-/** Of two exit codes, the one to report: a finding (1) beats a gap (3), which beats a pass. */
-function worseExit(a: number, b: number): number {
-  return a === ExitCode.failed || b === ExitCode.failed ? ExitCode.failed : Math.max(a, b);
 }

@@ -29,3 +29,11 @@ export function exitCodeFor(s: RunSummary): number {
   if (s.counts.error > 0 || s.counts.notReached > 0 || s.counts.notRun > 0) return ExitCode.infrastructure;
   return ExitCode.pass;
 }
+
+/**
+ * One exit code for several results (kernels of a matrix, patch sets of a
+ * validate): a finding (1) beats a gap (3), which beats a pass (0).
+ */
+export function worstExitCode(codes: readonly number[]): number {
+  return codes.includes(ExitCode.failed) ? ExitCode.failed : Math.max(ExitCode.pass, ...codes);
+}

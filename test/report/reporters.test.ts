@@ -13,7 +13,7 @@ import { textReport } from '../../harness/report/text.ts';
 import { compareRuns, formatComparison } from '../../harness/compare/compare.ts';
 import { ReporterHub } from '../../harness/report/reporter.ts';
 import { RunStore, loadSummary, mergeRuns } from '../../harness/results/store.ts';
-import { exitCodeFor } from '../../harness/results/verdict.ts';
+import { exitCodeFor, worstExitCode } from '../../harness/results/verdict.ts';
 import type { RunSummary } from '../../harness/results/run.ts';
 import { prove } from '../helpers/prove.ts';
 
@@ -248,4 +248,10 @@ t.test('the store resumes, rebuilds the summary from case files, and merges by r
   t.equal(merged.summary.counts.total, cases.length);
   t.same(merged.conflicts, []);
   t.equal(exitCodeFor(merged.summary), 1, 'a failed case makes exit 1');
+});
+
+t.test('several results, one exit code: a finding beats a gap, a gap beats a pass', async (t) => {
+  t.equal(worstExitCode([0, 3, 1]), 1);
+  t.equal(worstExitCode([3, 0]), 3);
+  t.equal(worstExitCode([0, 0]), 0);
 });

@@ -2,6 +2,7 @@ import t from 'tap';
 import { access } from 'node:fs/promises';
 import { logPhaseLines, logPhaseSummary } from '../../harness/results/log-phases.ts';
 import { textReport } from '../../harness/report/text.ts';
+import { summaryOf } from '../helpers/run-summary.ts';
 import { TempDir, sweepStaleTempDirs } from '../../harness/util/tempdir.ts';
 import type { CaseResult } from '../../harness/results/case.ts';
 import type { RunSummary } from '../../harness/results/run.ts';
@@ -67,19 +68,7 @@ t.test('write-log time per phase: means per state and states per minute of case 
 });
 
 t.test('the text report ends with the states per minute, just before the verdict', async (t) => {
-  const s = {
-    schema: 'qcrash-run/1',
-    runId: 'r',
-    startedAt: '',
-    host: 'h',
-    kernel: { id: 'k', release: 'k', kind: 'stock' },
-    versions: { qemu: '', e2fsprogs: '', kernel: '', node: '' },
-    seed: 1,
-    accel: 'tcg',
-    scenarios: [],
-    counts: { total: 1, pass: 1, fail: 0, error: 0, notReached: 0, notRun: 0 },
-    cases: [logCase('a', 30, { materialiseMs: 3 })],
-  } as unknown as RunSummary;
+  const s = summaryOf([logCase('a', 30, { materialiseMs: 3 })]);
   const lines = textReport(s).trimEnd().split('\n');
   t.match(lines.at(-3)!, /^Write-log states: 1 checked, 2000 states per minute/);
   t.match(lines.at(-2)!, /materialise 3 ms/);
@@ -91,19 +80,12 @@ t.test('the write-log line says how many fast commits the recorded logs hold, on
     const c = logCase(id, 30, { materialiseMs: 3 });
     return { ...c, fired: { ...c.fired, unit, ...(fastCommits !== undefined ? { fastCommits } : {}) } } as CaseResult;
   };
-  const s = {
-    schema: 'qcrash-run/1',
-    runId: 'r',
-    startedAt: '',
-    host: 'h',
-    kernel: { id: 'k', release: 'k', kind: 'stock' },
-    versions: { qemu: '', e2fsprogs: '', kernel: '', node: '' },
-    seed: 1,
-    accel: 'tcg',
-    scenarios: [],
-    counts: { total: 4, pass: 4, fail: 0, error: 0, notReached: 0, notRun: 0 },
-    cases: [withFc('a', 'fc/log/r1', 4), withFc('b', 'fc/log/r1', 4), withFc('c', 'fc2/log/r1', 1), withFc('d', 'plain/log/r1')],
-  } as unknown as RunSummary;
+  const s = summaryOf([
+    withFc('a', 'fc/log/r1', 4),
+    withFc('b', 'fc/log/r1', 4),
+    withFc('c', 'fc2/log/r1', 1),
+    withFc('d', 'plain/log/r1'),
+  ]);
   const line = textReport(s)
     .split('\n')
     .find((l) => l.startsWith('write-log:'));

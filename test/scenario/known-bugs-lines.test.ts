@@ -5,7 +5,8 @@ import { scenariosDir } from '../../harness/util/paths.ts';
 import { loadScenario } from '../../harness/run/resolve-scenario.ts';
 import { kernelLines } from '../../harness/kernel/lines.ts';
 import { knownBugNotes, textReport } from '../../harness/report/text.ts';
-import type { RunSummary } from '../../harness/results/run.ts';
+import type { CaseResult } from '../../harness/results/case.ts';
+import { summaryOf } from '../helpers/run-summary.ts';
 import { parseScenarioText } from '../../harness/scenario/parse.ts';
 import { allowanceOnLine, isAllowed } from '../../harness/findings/finding.ts';
 import { loadScenarios } from '../../harness/run/prepare.ts';
@@ -44,13 +45,15 @@ t.test('a run shows each known bug with its lines, and says when its own line is
   ]);
 });
 
+// A scenario's allowance of the 6.12-only known bug, and the finding it explains.
+const allow = {
+  classes: ['leak' as const],
+  codes: ['quota-usage-inconsistent'],
+  knownBugs: [{ entry: 'chattr-restart-lost', codes: ['ioctl-lied'], lines: ['6.12'] }],
+};
+const lied = { class: 'api' as const, source: 'workload' as const, code: 'ioctl-lied', name: 'ioctl-lied', message: 'm' };
+
 t.test('a known bug allowed in another scenario is allowed only on the lines its entry was confirmed on', async (t) => {
-  const allow = {
-    classes: ['leak' as const],
-    codes: ['quota-usage-inconsistent'],
-    knownBugs: [{ entry: 'chattr-restart-lost', codes: ['ioctl-lied'], lines: ['6.12'] }],
-  };
-  const lied = { class: 'api' as const, source: 'workload' as const, code: 'ioctl-lied', name: 'ioctl-lied', message: 'm' };
   t.ok(isAllowed(lied, allowanceOnLine(allow, '6.12')), 'allowed on 6.12');
   t.notOk(isAllowed(lied, allowanceOnLine(allow, '6.1')), 'a failure on 6.1, where the entry does not reproduce');
   t.notOk(isAllowed(lied, allowanceOnLine(allow, undefined)), 'a failure on a kernel of no known line');
@@ -91,28 +94,13 @@ t.test('every shipped allowance of a known bug names an entry confirmed on each 
 });
 
 t.test("the text report counts what a known bug's allowance let pass under that entry", async (t) => {
-  const allow = {
-    classes: ['leak' as const],
-    codes: ['quota-usage-inconsistent'],
-    knownBugs: [{ entry: 'chattr-restart-lost', codes: ['ioctl-lied'], lines: ['6.12'] }],
-  };
-  const lied = { class: 'api' as const, source: 'workload' as const, code: 'ioctl-lied', name: 'ioctl-lied', message: 'm' };
   const quota = { ...lied, class: 'data' as const, code: 'quota-usage-inconsistent', name: 'quota-usage-inconsistent' };
   const report = (line: string) => {
     const a = allowanceOnLine(allow, line);
     const findings = [lied, quota];
     const failing = findings.filter((f) => !isAllowed(f, a));
     const c = { id: 'c', scenario: 's', status: failing.length ? 'fail' : 'pass', findings, failing, allow: a, fired: {} };
-    const s = {
-      schema: 'qcrash-run/1',
-      runId: 'r',
-      kernel: { id: 'k', release: 'k', kind: 'stock', line },
-      versions: { qemu: '', e2fsprogs: '', kernel: '', node: '' },
-      seed: 1,
-      scenarios: [],
-      counts: { total: 1, pass: failing.length ? 0 : 1, fail: failing.length ? 1 : 0, error: 0, notReached: 0, notRun: 0 },
-      cases: [c],
-    } as unknown as RunSummary;
+    const s = summaryOf([c as unknown as CaseResult], { kernel: { id: 'k', release: 'k', kind: 'stock', line } });
     return textReport(s)
       .split('\n')
       .filter((l) => l.startsWith('allowed:'));

@@ -8,6 +8,7 @@ import { compareRuns, comparisonExitCode } from '../../harness/compare/compare.t
 import { matchingSignatures } from '../../harness/bisect/bisect.ts';
 import { unitFilter } from '../../harness/run/case-selection.ts';
 import { logUnitIdOf, logStateCaseId } from '../../harness/scenario/model.ts';
+import { summaryOf } from '../helpers/run-summary.ts';
 
 // validate, bisect-step and compare judge write-log states as they judge
 // kill cases: by finding signature, which names the state's kind, never its
@@ -80,27 +81,7 @@ function killCase(id: string, status: CaseStatus = 'pass', failing: Finding[] = 
 }
 
 function run(runId: string, cases: CaseResult[]): RunSummary {
-  const counts = {
-    total: cases.length,
-    pass: cases.filter((c) => c.status === 'pass').length,
-    fail: cases.filter((c) => c.status === 'fail').length,
-    error: 0,
-    notReached: 0,
-    notRun: 0,
-  };
-  return {
-    schema: 'qcrash-run/1',
-    runId,
-    startedAt: '2026-12-02T00:00:00Z',
-    host: 'h',
-    kernel: { id: runId, release: runId, kind: 'built' },
-    versions: { qemu: 'q', e2fsprogs: 'e', kernel: 'k', node: 'n' },
-    seed: 1,
-    accel: 'tcg',
-    scenarios: [],
-    counts,
-    cases,
-  };
+  return summaryOf(cases, { runId, kernel: { id: runId, release: runId, kind: 'built' } });
 }
 
 t.test('ids: a state case belongs to its unit; the point label is the state kind', async (t) => {

@@ -427,16 +427,11 @@ export async function benchWritelogSuite(o: {
 const defaultBenchShapes: BenchLogShape[] = [{ rounds: 34 }, { rounds: 480 }];
 
 /** The three paths over several logs: states and time summed over the logs. */
-export interface WritelogLogsResult {
+export interface WritelogLogsResult extends Pick<
+  WritelogBenchResult,
+  'jobs' | 'states' | 'fstestsLoop' | 'incremental' | 'inPlace' | 'ratio' | 'ratioInPlace' | 'sameResults'
+> {
   logs: Array<{ unit: string; entries: number; flushes: number; bytes: number; states: number }>;
-  jobs: number;
-  states: number;
-  fstestsLoop: PathFigures;
-  incremental: PathFigures;
-  inPlace: PathFigures;
-  ratio: number;
-  ratioInPlace: number;
-  sameResults: boolean;
 }
 
 /**

@@ -108,10 +108,10 @@ export function failingSignatures(s: RunSummary): Map<string, SignatureCases> {
  * error, a point not reached): a regression could hide there, so the
  * result is not green; otherwise 0. A shard has no verdict of its own.
  */
-export function validateExitCode(r: Pick<ValidateResult, 'introduced' | 'notJudged' | 'shard'>): number {
+export function validateExitCode(r: Pick<ValidateResult, 'introduced' | 'notJudged' | 'shard' | 'problems'>): number {
   if (r.shard) return ExitCode.pass;
   if (r.introduced.length) return ExitCode.failed;
-  return r.notJudged.patched.length ? ExitCode.infrastructure : ExitCode.pass;
+  return r.notJudged.patched.length || r.problems?.length ? ExitCode.infrastructure : ExitCode.pass;
 }
 
 export function notJudged(s: RunSummary): string[] {
@@ -398,7 +398,7 @@ export async function mergeValidateShards(o: {
   });
   await writeFileAtomic(join(out, 'validate.txt'), validateReport(result));
   await writeValidateReport(result, validateReport(result));
-  const exitCode = result.introduced.length || !problems.length ? validateExitCode(result) : ExitCode.infrastructure;
+  const exitCode = validateExitCode(result);
   return { result, problems, warnings: [...baseline.warnings, ...patched.warnings], exitCode };
 }
 

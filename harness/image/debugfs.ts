@@ -177,7 +177,7 @@ export interface EntryState {
 }
 
 export interface ReadEntryOptions {
-  /** Paths whose bytes are returned (`EntryState.bytes`), not only hashed. */
+  /** Paths whose bytes are returned (`EntryState.bytes`): with `via: 'map'` instead of a sha256, with `dump` beside it. */
   keepBytes?: ReadonlySet<string>;
   /**
    * With `via: 'map'`: the base image the image was made from and its
@@ -351,7 +351,7 @@ async function readEntryStateViaMap(
         exists: true,
         stat: st,
         size: st.size,
-        sha256: read.sha256,
+        ...(read.sha256 ? { sha256: read.sha256 } : {}),
         ...(read.bytes ? { bytes: read.bytes } : {}),
       });
     }
@@ -401,26 +401,29 @@ function mappedDataRuns(st: InodeStat): Array<[number, number, number]> | undefi
  * physical blocks, holes and unwritten extents as zeros, up to i_size.
  * Undefined when the map cannot be trusted to say it all (inline data, a
  * map that does not parse, blocks beyond the image): debugfs reads those.
+ * A file whose bytes are kept is not hashed: its caller compares the bytes
+ * (a file held to its write history), and hashing a writer's file of
+ * several MiB on every state cost more than reading it.
  */
 function readThroughMap(
   fh: FileHandle,
   st: InodeStat,
   g: { blockSize: number; imageBytes: number },
   keepBytes: boolean,
-): { sha256: string; bytes?: Buffer } | undefined {
+): { sha256?: string; bytes?: Buffer } | undefined {
   const runs = mappedDataRuns(st);
   if (!runs) return undefined;
   const B = g.blockSize;
   for (const [, p, n] of runs) if (p <= 0 || (p + n) * B > g.imageBytes) return undefined;
-  const hash = createHash('sha256');
   const bytes = keepBytes ? Buffer.alloc(st.size) : undefined;
+  const hash = bytes ? undefined : createHash('sha256');
   const zeros = mapZeros;
   const buf = mapScratch;
   let at = 0;
   const feedZeros = (until: number) => {
     while (at < until) {
       const n = Math.min(zeros.length, until - at);
-      hash.update(zeros.subarray(0, n));
+      hash?.update(zeros.subarray(0, n));
       at += n;
     }
   };
@@ -435,14 +438,15 @@ function readThroughMap(
     for (let off = start; off < end;) {
       const len = Math.min(mapReadChunk, end - off);
       if (readFullySync(fh.fd, buf.subarray(0, len), p * B + (off - start)) !== len) return undefined;
-      hash.update(buf.subarray(0, len));
       if (bytes) buf.copy(bytes, off, 0, len);
+      else hash!.update(buf.subarray(0, len));
       off += len;
       at = off;
     }
   }
-  feedZeros(st.size);
-  return { sha256: hash.digest('hex'), ...(bytes ? { bytes } : {}) };
+  // The kept buffer is zero-filled: its holes and tail need no feeding.
+  if (hash) feedZeros(st.size);
+  return bytes ? { bytes } : { sha256: hash!.digest('hex') };
 }
 
 /**

@@ -93,49 +93,33 @@ const modeArgs: Record<E2fsckMode, string[]> = {
  * XML problem log; findings come from that log, not from scraping the text.
  */
 export async function runE2fsck(image: string, mode: E2fsckMode, opts: { undoFile?: string } = {}): Promise<E2fsckRun> {
-  // One scratch folder while e2fsck runs follow each other, a config and a
-  // log file per run: a write-log check runs e2fsck hundreds of times, and a
-  // folder per run cost more than e2fsck itself on a small image.
-  const n = ++runs;
-  const tmp = await acquireScratch();
+  const slot = await acquireSlot();
   try {
-    return await runWith(tmp, n, image, mode, opts);
+    return await runIn(slot, image, mode, opts);
   } finally {
-    releaseScratch();
+    releaseSlot(slot);
   }
 }
 
-async function runWith(
-  tmp: TempDir,
-  n: number,
-  image: string,
-  mode: E2fsckMode,
-  opts: { undoFile?: string },
-): Promise<E2fsckRun> {
-  const log = tmp.join(`problems-${n}.xml`);
-  const conf = tmp.join(`e2fsck-${n}.conf`);
-  // broken_system_clock: the guest's clock is not the host's, and a
-  // superblock "written in the future" says nothing about the migration.
-  // Synchronous: two small files in the scratch folder per run, where a promise-based open, write and close cost more than e2fsck -fn's own work here.
-  writeFileSync(conf, `[options]\n\tproblem_log_filename = ${log}\n\tbroken_system_clock = true\n`);
+async function runIn(slot: Slot, image: string, mode: E2fsckMode, opts: { undoFile?: string }): Promise<E2fsckRun> {
+  const log = slot.log;
   // -z: record what e2fsck overwrites, so that the image can be put back (undo-file.ts; writelog's in-place checks).
   const argv = [...modeArgs[mode], ...(opts.undoFile ? ['-z', opts.undoFile] : []), image];
   let r;
-  try {
-    r = await runSpawned(await tool('e2fsck'), argv, {
-      env: { E2FSCK_CONFIG: conf, LANG: 'C', LC_ALL: 'C' },
-      timeoutMs: 10 * 60_000,
-    });
-  } finally {
-    rmSync(conf, { force: true });
-  }
   let xml = '';
   try {
+    r = await runSpawned(await tool('e2fsck'), argv, {
+      env: { E2FSCK_CONFIG: slot.conf, LANG: 'C', LC_ALL: 'C' },
+      timeoutMs: 10 * 60_000,
+    });
     xml = readFileSync(log, 'utf8');
-  } catch {
+  } catch (e) {
     // No problem log: e2fsck found nothing to log (or never started).
+    if (!r) throw e;
+  } finally {
+    // The slot's next run must not read this run's log.
+    rmSync(log, { force: true });
   }
-  rmSync(log, { force: true });
   const code = r.exitCode ?? 8;
   const exit = decodeExit(code);
   const text = r.stdout + (r.stderr ? `\n${r.stderr}` : '');
@@ -145,32 +129,65 @@ async function runWith(
   return { mode, argv: ['e2fsck', ...argv], exit, text, xml, problems: parseProblemLog(xml) };
 }
 
-let scratch: Promise<TempDir> | undefined;
-let active = 0;
-let removing: Promise<void> | undefined;
-let runs = 0;
-
 /**
- * The scratch folder of the e2fsck runs in progress. It goes once no run
- * has used it for a turn of the event loop (a run that follows another
- * keeps it), so that a run of qcrash inside a longer-lived process (tests,
- * validate, nightly) leaves no temp dir behind; a SIGKILL leaves it to the
- * next run's sweep.
+ * Where one e2fsck run writes its problem log, and the config that names
+ * it: slot k of the scratch folder. A write-log check runs e2fsck hundreds
+ * of times, and a folder, or even a config file written, per run cost more
+ * than e2fsck -fn's own work on a small image: a slot's config is written
+ * once and serves every run that takes the slot after it (one run at a
+ * time: runs in parallel take different slots).
  */
-function acquireScratch(): Promise<TempDir> {
-  active++;
-  scratch ??= TempDir.create('e2fsck');
-  return scratch;
+interface Slot {
+  conf: string;
+  log: string;
+  owner: Scratch;
 }
 
-function releaseScratch(): void {
+interface Scratch {
+  dir: TempDir;
+  free: Slot[];
+  made: number;
+}
+
+let scratch: Promise<Scratch> | undefined;
+let active = 0;
+let removing: Promise<void> | undefined;
+
+async function acquireSlot(): Promise<Slot> {
+  active++;
+  try {
+    scratch ??= TempDir.create('e2fsck').then((dir) => ({ dir, free: [], made: 0 }));
+    const s = await scratch;
+    const reused = s.free.pop();
+    if (reused) return reused;
+    const index = s.made++;
+    const slot = { conf: s.dir.join(`e2fsck-${index}.conf`), log: s.dir.join(`problems-${index}.xml`), owner: s };
+    // broken_system_clock: the guest's clock is not the host's, and a
+    // superblock "written in the future" says nothing about the migration.
+    // Synchronous: a promise-based open, write and close cost more than the write.
+    writeFileSync(slot.conf, `[options]\n\tproblem_log_filename = ${slot.log}\n\tbroken_system_clock = true\n`);
+    return slot;
+  } catch (e) {
+    releaseSlot(undefined);
+    throw e;
+  }
+}
+
+/**
+ * The scratch folder goes once no run has used it for a turn of the event
+ * loop (a run that follows another keeps it), so that a run of qcrash
+ * inside a longer-lived process (tests, validate, nightly) leaves no temp
+ * dir behind; a SIGKILL leaves it to the next run's sweep.
+ */
+function releaseSlot(slot: Slot | undefined): void {
+  slot?.owner.free.push(slot);
   if (--active > 0) return;
   setImmediate(() => {
     if (active > 0 || !scratch) return;
     const s = scratch;
     scratch = undefined;
     const r: Promise<void> = s
-      .then((d) => d.remove())
+      .then((d) => d.dir.remove())
       .catch(() => {})
       .finally(() => {
         if (removing === r) removing = undefined;

@@ -165,8 +165,21 @@ export async function loadRecipe(nameOrPath: string): Promise<Recipe> {
     const names = await listRecipeNames();
     throw new ConfigError(`unknown recipe "${nameOrPath}".${didYouMean(nameOrPath, names)} Recipes: ${names.join(', ')}`);
   }
-  return parseRecipe(file, text);
+  // A write-log run loads its recipe for every state it checks: parsed once per text, a copy handed out each time.
+  const known = parsedRecipes.get(file);
+  if (known?.text === text) return copyRecipe(known.recipe);
+  const recipe = parseRecipe(file, text);
+  parsedRecipes.set(file, { text, recipe: copyRecipe(recipe) });
+  return recipe;
 }
+
+/** A copy a caller may change: the data cloned, the parsed YAML (never changed once parsed) shared. */
+function copyRecipe({ source, ...data }: Recipe): Recipe {
+  return { ...structuredClone(data), ...(source ? { source } : {}) };
+}
+
+/** The last text of each recipe file parsed, and what it parsed to: a file edited since is parsed again. */
+const parsedRecipes = new Map<string, { text: string; recipe: Recipe }>();
 
 export function parseRecipe(file: string, text: string): Recipe {
   const src = YamlSource.parse(file, text);

@@ -79,6 +79,8 @@ export const debianPackages = [
   'gcc',
   'chromium',
   'python3',
+  // The tests check KCIDB documents with python-jsonschema too, as kcidb-io itself does.
+  'python3-jsonschema',
   'libext2fs-dev',
   'comerr-dev',
 ];

@@ -20,12 +20,30 @@ export function onCleanup(fn: Cleanup): () => void {
   return () => cleanups.delete(fn);
 }
 
+/** The teardown in progress, which every caller of runAllCleanups waits for. */
+let teardown: Promise<void> | undefined;
+
 /**
  * Run every registered cleanup, newest first, each isolated from the
  * others' failures; again for any registered meanwhile (a VM that was
  * waiting for the slot a killed VM freed starts while the teardown runs).
+ * A call while a teardown runs waits for that one: the CLI's own call, on
+ * its way to process.exit after a Ctrl-C, used to find the set already
+ * emptied by the signal's teardown and return at once, and the process
+ * exited while a VM's temp dir was still being removed.
  */
-export async function runAllCleanups(): Promise<void> {
+export function runAllCleanups(): Promise<void> {
+  if (teardown) return teardown;
+  // Cleared in a callback (a later microtask), never before it is set: a
+  // teardown with nothing to do must not leave a settled promise behind.
+  const running = drainCleanups().finally(() => {
+    teardown = undefined;
+  });
+  teardown = running;
+  return running;
+}
+
+async function drainCleanups(): Promise<void> {
   while (cleanups.size) {
     const all = [...cleanups].reverse();
     cleanups.clear();

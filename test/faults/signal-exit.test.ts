@@ -84,6 +84,55 @@ t.test("a command that exits 3 on what the teardown broke still exits with the s
   t.equal(r.code, 143);
 });
 
+t.test("the command's own teardown waits for the signal's: nothing is left half removed at exit", async (t) => {
+  // main.ts ends every command with runAllCleanups() and bin/qcrash.js then
+  // calls process.exit. After a Ctrl-C the signal's teardown has taken
+  // every cleanup already; the command's call must wait for them, not find
+  // none and exit while a VM's folder is still being removed (what
+  // test/faults/run.test.ts's Ctrl-C case once saw: a qcrash-vm-* dir left).
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const done = join(dir, 'cleanup-finished');
+  const script = join(dir, 'join-teardown.mjs');
+  await writeFile(
+    script,
+    `import { register } from ${JSON.stringify(tsx)};
+register();
+const { onCleanup, runAllCleanups, causeOf } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/cleanup.ts')).href)});
+const { InfraError } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/errors.ts')).href)});
+const { writeFileSync } = await import('node:fs');
+const { spawn } = await import('node:child_process');
+const qemu = spawn('sleep', ['60'], { stdio: 'ignore' });
+const died = new Promise((r) => qemu.on('exit', r));
+onCleanup(async () => {
+  qemu.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 1500));
+  writeFileSync(${JSON.stringify(done)}, 'removed');
+});
+process.stdout.write('ready\\n');
+await died;
+let code;
+try {
+  throw causeOf(new InfraError('QEMU killed by SIGKILL'));
+} catch (e) {
+  code = e.exitCode;
+} finally {
+  await runAllCleanups();
+}
+process.exit(code);
+`,
+  );
+  const r = await spawnNode([script], {}, (child) => child.stdout!.once('data', () => child.kill('SIGINT')));
+  t.equal(r.code, 130, r.stderr);
+  t.equal(
+    await stat(done).then(
+      () => true,
+      () => false,
+    ),
+    true,
+    'the cleanup the signal started had finished before the process exited',
+  );
+});
+
 t.test('Ctrl-C while a real run saves the agent-ready state: exit 130, not 3', async (t) => {
   // An empty cache: the run builds its image, boots the guest and saves its state before any case.
   const cache = join(dir, 'cache');

@@ -33,36 +33,55 @@ function spawnNode(
 }
 
 /**
- * The error layer with the real cleanup module: a cleanup kills a child the
- * main flow waits for (and then takes its time, as removing VM files does),
- * so the main flow fails on that death first and exits with its error's
- * code, as the CLI does. `raw`: a command that does not ask causeOf, and
- * exits 3 with QEMU's death as its error.
+ * A script on the real cleanup module: a cleanup kills a child the main
+ * flow waits for, then takes `cleanupMs` (as removing VM files does) and
+ * runs `cleanupEnd`; the main flow, woken by that death, runs `ending`
+ * (what the command does on its error path). Prints "ready" once set up.
  */
-async function teardownRace(signal: NodeJS.Signals, raw = false): Promise<Exit> {
+async function raceScript(name: string, o: { cleanupMs: number; cleanupEnd?: string; ending: string }): Promise<string> {
   const tsx = import.meta.resolve('tsx/esm/api');
-  const script = join(dir, `race-${signal}.mjs`);
+  const script = join(dir, `${name}.mjs`);
   await writeFile(
     script,
     `import { register } from ${JSON.stringify(tsx)};
 register();
-const { onCleanup, causeOf } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/cleanup.ts')).href)});
+const { onCleanup, runAllCleanups, causeOf } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/cleanup.ts')).href)});
 const { InfraError } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/errors.ts')).href)});
+const { writeFileSync } = await import('node:fs');
 const { spawn } = await import('node:child_process');
 const qemu = spawn('sleep', ['60'], { stdio: 'ignore' });
 const died = new Promise((r) => qemu.on('exit', r));
 onCleanup(async () => {
   qemu.kill('SIGKILL');
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, ${o.cleanupMs}));
+  ${o.cleanupEnd ?? ''}
 });
 process.stdout.write('ready\\n');
 await died;
-const e = ${raw ? '' : 'causeOf'}(new InfraError('QEMU killed by SIGKILL'));
-process.stderr.write('qcrash: ' + e.message + '\\n');
-process.exit(e.exitCode);
+${o.ending}
 `,
   );
+  return script;
+}
+
+/** `signal` to a race script once it is ready. */
+function interrupt(script: string, signal: NodeJS.Signals): Promise<Exit> {
   return spawnNode([script], {}, (child) => child.stdout!.once('data', () => child.kill(signal)));
+}
+
+/**
+ * The main flow fails on the death the teardown caused first and exits with
+ * its error's code, as the CLI does. `raw`: a command that does not ask
+ * causeOf, and exits 3 with QEMU's death as its error.
+ */
+async function teardownRace(signal: NodeJS.Signals, raw = false): Promise<Exit> {
+  const script = await raceScript(`race-${signal}`, {
+    cleanupMs: 3000,
+    ending: `const e = ${raw ? '' : 'causeOf'}(new InfraError('QEMU killed by SIGKILL'));
+process.stderr.write('qcrash: ' + e.message + '\\n');
+process.exit(e.exitCode);`,
+  });
+  return interrupt(script, signal);
 }
 
 for (const [signal, code] of [
@@ -90,27 +109,11 @@ t.test("the command's own teardown waits for the signal's: nothing is left half 
   // every cleanup already; the command's call must wait for them, not find
   // none and exit while a VM's folder is still being removed (what
   // test/faults/run.test.ts's Ctrl-C case once saw: a qcrash-vm-* dir left).
-  const tsx = import.meta.resolve('tsx/esm/api');
   const done = join(dir, 'cleanup-finished');
-  const script = join(dir, 'join-teardown.mjs');
-  await writeFile(
-    script,
-    `import { register } from ${JSON.stringify(tsx)};
-register();
-const { onCleanup, runAllCleanups, causeOf } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/cleanup.ts')).href)});
-const { InfraError } = await import(${JSON.stringify(pathToFileURL(join(projectRoot, 'harness/util/errors.ts')).href)});
-const { writeFileSync } = await import('node:fs');
-const { spawn } = await import('node:child_process');
-const qemu = spawn('sleep', ['60'], { stdio: 'ignore' });
-const died = new Promise((r) => qemu.on('exit', r));
-onCleanup(async () => {
-  qemu.kill('SIGKILL');
-  await new Promise((r) => setTimeout(r, 1500));
-  writeFileSync(${JSON.stringify(done)}, 'removed');
-});
-process.stdout.write('ready\\n');
-await died;
-let code;
+  const script = await raceScript('join-teardown', {
+    cleanupMs: 1500,
+    cleanupEnd: `writeFileSync(${JSON.stringify(done)}, 'removed');`,
+    ending: `let code;
 try {
   throw causeOf(new InfraError('QEMU killed by SIGKILL'));
 } catch (e) {
@@ -118,10 +121,9 @@ try {
 } finally {
   await runAllCleanups();
 }
-process.exit(code);
-`,
-  );
-  const r = await spawnNode([script], {}, (child) => child.stdout!.once('data', () => child.kill('SIGINT')));
+process.exit(code);`,
+  });
+  const r = await interrupt(script, 'SIGINT');
   t.equal(r.code, 130, r.stderr);
   t.equal(
     await stat(done).then(

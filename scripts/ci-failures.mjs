@@ -6,46 +6,33 @@
 // easy to miss and costs a whole second run to find. Prints nothing when
 // nothing failed. Usage: node scripts/ci-failures.mjs TAP_FILE
 import { fs } from 'zx';
+import { Parser } from 'tap-parser';
+import { stringify } from 'yaml';
 
 const file = process.argv[2];
 if (!file) {
   console.error('usage: node scripts/ci-failures.mjs TAP_FILE');
   process.exit(2);
 }
-const lines = (await fs.readFile(file, 'utf8')).split('\n');
-const indentOf = (line) => line.length - line.trimStart().length;
-/**
- * The subtests open at the current line: tap prints "# Subtest: NAME", the
- * subtest's own lines 4 columns deeper, then its summary ("ok N - NAME" or
- * "not ok N - NAME") at the comment's column.
- */
-const stack = [];
 const out = [];
-for (let i = 0; i < lines.length; i++) {
-  const line = lines[i];
-  const indent = indentOf(line);
-  const subtest = /^\s*# Subtest: (.*)$/.exec(line);
-  if (subtest) {
-    stack.push({ indent, name: subtest[1], failed: false });
-    continue;
-  }
-  const result = /^\s*(not ok|ok) \d+/.exec(line);
-  if (!result) continue;
-  // A summary line closes its subtest; a parent that failed because a child did is not repeated.
-  const closed = stack.at(-1)?.indent === indent ? stack.pop() : undefined;
-  if (result[1] === 'ok' || /# (TODO|SKIP)/i.test(line)) continue;
-  for (const s of stack) s.failed = true;
-  if (closed?.failed) continue;
-  const where = [...stack.map((s) => s.name), ...(closed ? [closed.name] : [])].join(' > ');
-  const block = [...(where ? [where] : []), `  ${line.trim()}`];
-  if (lines[i + 1]?.trim() === '---') {
-    for (let j = i + 2; j < lines.length && j < i + 60; j++) {
-      if (lines[j].trim() === '...') break;
-      block.push(`    ${lines[j].slice(indent + 2)}`);
-    }
-  }
-  out.push(block.join('\n'));
-}
+/** Subtests (by full name) a failure was already reported inside: their own failing summary line is not repeated. */
+const failedWithin = new Set();
+/** tap-parser reads every subtest with a child parser of its own: every level is watched. */
+const watch = (parser) => {
+  parser.on('child', watch);
+  parser.on('assert', (r) => {
+    if (r.ok || r.todo || r.skip || failedWithin.has(r.fullname)) return;
+    const path = r.fullname.split(' > ');
+    for (let i = 1; i < path.length; i++) failedWithin.add(path.slice(0, i).join(' > '));
+    const where = path.slice(0, -1).join(' > ');
+    // At most 58 lines of diagnostics each: a long diff or source excerpt stays in the log above.
+    const diag = r.diag ? stringify(r.diag).trimEnd().split('\n').slice(0, 58) : [];
+    out.push([...(where ? [where] : []), `  not ok ${r.id} - ${r.name}`, ...diag.map((l) => `    ${l}`)].join('\n'));
+  });
+};
+const parser = new Parser();
+watch(parser);
+parser.end(await fs.readFile(file, 'utf8'));
 if (out.length) {
   console.log(`\n# ${out.length} failing assertion(s), repeated here from the log above:\n`);
   console.log(out.join('\n\n'));

@@ -505,6 +505,7 @@ function writelogSummary(s: WritelogSuiteResult, naiveCasesPerMin?: number) {
     ratioInPlace: l.result.ratioInPlace,
     sameResults: l.result.sameResults,
     imagesVerified: l.result.imagesVerified,
+    storage: l.result.storage,
   }));
   const longest = [...logs].sort((a, b) => b.flushes - a.flushes)[0]!;
   return {
@@ -611,11 +612,14 @@ function validateLines(v: ValidateFigures): string[] {
   ];
 }
 
+/** Where a write-log bench's paths kept their images (older JSON has no field: on disk). */
+const storageWords = (s: 'memory' | 'disk' | undefined) => (s === 'memory' ? 'in memory' : 'on disk');
+
 function writeLogSuiteLines(w: WritelogLogsResult): string[] {
   const flushes = w.logs.reduce((n, l) => n + l.flushes, 0);
   const mib = (w.logs.reduce((n, l) => n + l.bytes, 0) / (1 << 20)).toFixed(1);
   return [
-    `write-log, the default suite's own ${w.logs.length} recorded logs (${flushes} flush epochs, ${mib} MiB in all, ${w.states} prefix states, jobs ${w.jobs}${w.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
+    `write-log, the default suite's own ${w.logs.length} recorded logs (${flushes} flush epochs, ${mib} MiB in all, ${w.states} prefix states, jobs ${w.jobs}, images ${storageWords(w.storage)}${w.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
     `  fstests loop (copy + replay 0..k per state): ${w.fstestsLoop.statesPerMinute} states/min (${w.fstestsLoop.msPerState} ms/state; its replay-log process ${w.fstestsLoop.replayMsPerState ?? '?'} ms of it)`,
     `  incremental, fork by copy                  : ${w.incremental.statesPerMinute} states/min (${w.incremental.msPerState} ms/state)  ${w.ratio.toFixed(2)}x`,
     `  incremental, in place (undo file)          : ${w.inPlace.statesPerMinute} states/min (${w.inPlace.msPerState} ms/state)  ${w.ratioInPlace.toFixed(2)}x`,
@@ -626,7 +630,7 @@ function writeLogLines(w: ReturnType<typeof writelogSummary>): string[] {
   const out: string[] = [];
   for (const l of w.logs) {
     out.push(
-      `write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, jobs ${l.jobs}${l.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
+      `write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, jobs ${l.jobs}, images ${storageWords(l.storage)}${l.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
       `  fstests loop (copy + replay 0..k per state): ${l.fstestsLoop.statesPerMinute} states/min (${l.fstestsLoop.msPerState} ms/state; its replay-log process ${l.fstestsLoop.replayMsPerState ?? '?'} ms of it)`,
       `  incremental, fork by copy                  : ${l.forkByCopy.statesPerMinute} states/min (${l.forkByCopy.msPerState} ms/state)  ${l.ratioForkByCopy.toFixed(2)}x`,
       `  incremental, in place (undo file)          : ${l.inPlace.statesPerMinute} states/min (${l.inPlace.msPerState} ms/state)  ${l.ratioInPlace.toFixed(2)}x`,

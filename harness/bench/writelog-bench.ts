@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runE2fsck } from '../image/e2fsck.ts';
 import { runSpawned } from '../image/spawner.ts';
@@ -90,6 +90,8 @@ export interface WritelogBenchResult {
   sameResults: boolean;
   /** Positions whose images both paths built byte-identical (sha256), out of those hashed. */
   imagesVerified: { checked: number; identical: number };
+  /** Where every path's images were: in memory (tmpfs) as `qcrash run` keeps a unit's working images when there is room, or on disk. */
+  storage: 'memory' | 'disk';
 }
 
 /** The boundaries fstests checks: just after every FLUSH entry and every FUA write. */
@@ -117,7 +119,13 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
   const jobs = o.jobs;
   await using log = await WriteLog.open(o.log);
   const positions = benchPositions(log, o);
-  await using tmp = await TempDir.create('writelog-bench');
+  // Every path's images where `qcrash run` keeps a unit's working images
+  // (run/log-unit.ts): in memory when there is room. The same place for all
+  // three, so that the storage's cost (cp, fsync, e2fsck's undo file) is
+  // not what the ratio measures. At most: a copy per job for the fstests
+  // loop and for each incremental path, their working images, the checks.
+  const imageBytes = (await stat(o.base)).size;
+  await using tmp = await TempDir.create('writelog-bench', { inMemory: (3 * jobs + 3) * imageBytes });
   const rounds = Math.max(1, Math.min(o.rounds ?? 4, positions.length));
   const bench: BenchPaths = { log, base: o.base, tmp, jobs, replayer: await replayLogTool() };
   const tallies = await timePathsInTurn(bench, interleavedSlices(positions, rounds));
@@ -150,6 +158,7 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
     ratioInPlace: Math.round((fc.statesPerMinute / fa.statesPerMinute) * 100) / 100,
     sameResults,
     imagesVerified: { checked: sample.length, identical },
+    storage: tmp.inMemory ? 'memory' : 'disk',
   };
 }
 
@@ -429,7 +438,7 @@ const defaultBenchShapes: BenchLogShape[] = [{ rounds: 34 }, { rounds: 480 }];
 /** The three paths over several logs: states and time summed over the logs. */
 export interface WritelogLogsResult extends Pick<
   WritelogBenchResult,
-  'jobs' | 'states' | 'fstestsLoop' | 'incremental' | 'inPlace' | 'ratio' | 'ratioInPlace' | 'sameResults'
+  'jobs' | 'states' | 'fstestsLoop' | 'incremental' | 'inPlace' | 'ratio' | 'ratioInPlace' | 'sameResults' | 'storage'
 > {
   logs: Array<{ unit: string; entries: number; flushes: number; bytes: number; states: number }>;
 }
@@ -470,5 +479,6 @@ export async function benchWritelogLogs(
     ratio: Math.round((fb.statesPerMinute / fa.statesPerMinute) * 100) / 100,
     ratioInPlace: Math.round((fc.statesPerMinute / fa.statesPerMinute) * 100) / 100,
     sameResults: per.every((p) => p.r.sameResults),
+    storage: per.every((p) => p.r.storage === 'memory') ? 'memory' : 'disk',
   };
 }

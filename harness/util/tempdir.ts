@@ -23,7 +23,11 @@ export const ownerlessGraceMs = 60_000;
  */
 export class TempDir implements AsyncDisposable {
   private unregister: () => void;
-  private constructor(readonly path: string) {
+  private constructor(
+    readonly path: string,
+    /** On /dev/shm (created with `inMemory` and there was room). */
+    readonly inMemory = false,
+  ) {
     this.unregister = onCleanup(() => this.remove());
   }
 
@@ -35,9 +39,8 @@ export class TempDir implements AsyncDisposable {
    * half again its time.
    */
   static async create(label = 'tmp', opts: { inMemory?: number } = {}): Promise<TempDir> {
-    const base =
-      process.env.QCRASH_TMPDIR ||
-      (opts.inMemory !== undefined && (await roomIn(memoryDir, 2 * opts.inMemory)) ? memoryDir : tmpdir());
+    const inMemory = !process.env.QCRASH_TMPDIR && opts.inMemory !== undefined && (await roomIn(memoryDir, 2 * opts.inMemory));
+    const base = process.env.QCRASH_TMPDIR || (inMemory ? memoryDir : tmpdir());
     const path = await mkdtemp(join(base, `${PREFIX}${label}-p${process.pid}-`));
     // The teardown may have run its cleanups while mkdtemp ran: this one would outlive it.
     if (shuttingDown()) {
@@ -45,7 +48,7 @@ export class TempDir implements AsyncDisposable {
       throw new Error('qcrash is stopping: no new temp dir');
     }
     await chmod(path, 0o700);
-    return new TempDir(path);
+    return new TempDir(path, inMemory);
   }
 
   join(...parts: string[]): string {

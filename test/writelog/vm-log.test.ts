@@ -1,4 +1,5 @@
 import t from 'tap';
+import { stat, statfs } from 'node:fs/promises';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { buildInitramfs } from '../../harness/guest/initramfs.ts';
 import { loadRecipe } from '../../harness/image/recipe.ts';
@@ -169,6 +170,16 @@ t.test('the write-log bench runs its three paths on the same states with the sam
   t.equal(r.sameResults, true, 'e2fsck exit codes and problem codes agree state by state');
   t.same(r.imagesVerified, { checked: 3, identical: 3 }, 'the fstests loop and the cursor build the same images');
   for (const p of [r.fstestsLoop, r.incremental, r.inPlace]) t.ok(p.statesPerMinute > 0 && p.states === 6);
+  // Where `qcrash run` keeps a unit's working images: in memory when /dev/shm has room and QCRASH_TMPDIR does not choose.
+  // TempDir asks for twice the bench's bound (3 images a job and 3 more) free.
+  const bound = 2 * (3 * 2 + 3) * (await stat(base.path)).size;
+  const shmRoom =
+    !process.env.QCRASH_TMPDIR &&
+    (await statfs('/dev/shm').then(
+      (f) => f.bavail * f.bsize >= bound,
+      () => false,
+    ));
+  t.equal(r.storage, shmRoom ? 'memory' : 'disk', 'every path kept its images where qcrash run keeps working images');
   t.comment(
     JSON.stringify({
       fstests: r.fstestsLoop,

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { openSync, closeSync, writeSync, ftruncateSync, writeFileSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { WriteLog, isFlush, writeWriteLog } from '../../harness/crash/writelog/format.ts';
 import { digestLog } from '../../harness/crash/writelog/digest.ts';
 import { generateStates, epochWrites, type PlannedState } from '../../harness/crash/writelog/states.ts';
@@ -358,5 +358,22 @@ t.test(
     // Another log's plan (a different number of entries) is never taken for this one.
     await using other = await open({ ...first.planned, entries: first.planned.entries + 1 });
     t.not(other.digest, first.digest, "another log's digest is not taken");
+  },
+);
+
+t.test(
+  'a sector hash is sha1 of the sector number (8 bytes, little-endian) and its bytes: the keys of states.json do not change',
+  async (t) => {
+    const w = [...digest.writes.values()].find((d) => d.entry.dataBytes >= 1024)!;
+    const data = await log.readData(w.entry);
+    for (const i of [0, w.sectorHashes.length - 1]) {
+      const n = Buffer.alloc(8);
+      n.writeBigUInt64LE(BigInt(w.entry.sector + i));
+      const d = createHash('sha1')
+        .update(n)
+        .update(data.subarray(i * 512, (i + 1) * 512))
+        .digest();
+      t.equal(w.sectorHashes[i], (d.readBigUInt64BE(0) << 64n) | d.readBigUInt64BE(8), `sector ${i} of entry ${w.entry.index}`);
+    }
   },
 );

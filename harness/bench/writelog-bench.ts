@@ -61,6 +61,8 @@ interface StateCheck {
   journalExit: number;
   checkExit: number;
   problems: string[];
+  /** Milliseconds of the two e2fsck runs, start to end (a job's time: other jobs run beside them). */
+  checkMs: number;
 }
 
 interface PathFigures {
@@ -70,6 +72,12 @@ interface PathFigures {
   msPerState: number;
   /** The fstests loop only: wall time of its replay process (qcrash-replay-log) per state, start to exit. */
   replayMsPerState?: number;
+  /**
+   * A job's time per state in the two e2fsck runs, which every path runs
+   * alike: the rest of a job's time (msPerState times jobs) is the path's
+   * own (copies, replays, undoing) or waiting.
+   */
+  checksMsPerState: number;
 }
 
 export interface WritelogBenchResult {
@@ -100,19 +108,32 @@ function flushBoundaries(log: WriteLog): number[] {
 }
 
 async function checkImage(image: string, position: number, scope?: CheckScope): Promise<StateCheck> {
+  const t0 = performance.now();
   const jo = await runE2fsck(image, 'journal-only', { undoFile: scope?.undoFile() });
   const fn = await runE2fsck(image, 'check');
-  return { position, journalExit: jo.exit.code, checkExit: fn.exit.code, problems: fn.problems.map((p) => p.codeHex).sort() };
+  return {
+    position,
+    journalExit: jo.exit.code,
+    checkExit: fn.exit.code,
+    problems: fn.problems.map((p) => p.codeHex).sort(),
+    checkMs: performance.now() - t0,
+  };
 }
 
-function figures(states: number, ms: number): PathFigures {
+const tenths = (x: number) => Math.round(x * 10) / 10;
+
+function figures(states: number, ms: number, checkMs: number): PathFigures {
   return {
     states,
     ms: Math.round(ms),
-    statesPerMinute: Math.round((states / ms) * 60_000 * 10) / 10,
-    msPerState: Math.round((ms / Math.max(1, states)) * 10) / 10,
+    statesPerMinute: tenths((states / ms) * 60_000),
+    msPerState: tenths(ms / Math.max(1, states)),
+    checksMsPerState: tenths(checkMs / Math.max(1, states)),
   };
 }
+
+/** The checks' time of a path's states. */
+const checkMsOf = (t: { results: readonly StateCheck[] }) => t.results.reduce((n, r) => n + r.checkMs, 0);
 
 export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBenchResult> {
   if (!Number.isInteger(o.jobs) || o.jobs < 1) throw new ConfigError(`bench jobs must be a positive integer, not ${o.jobs}`);
@@ -135,11 +156,11 @@ export async function benchWritelog(o: WritelogBenchOptions): Promise<WritelogBe
   const identical = await identicalImages(bench, sample);
 
   const fa = {
-    ...figures(positions.length, tallies.fstests.ms),
-    replayMsPerState: Math.round((tallies.fstests.replayMs / positions.length) * 10) / 10,
+    ...figures(positions.length, tallies.fstests.ms, checkMsOf(tallies.fstests)),
+    replayMsPerState: tenths(tallies.fstests.replayMs / positions.length),
   };
-  const fb = figures(positions.length, tallies.copy.ms);
-  const fc = figures(positions.length, tallies.inPlace.ms);
+  const fb = figures(positions.length, tallies.copy.ms, checkMsOf(tallies.copy));
+  const fc = figures(positions.length, tallies.inPlace.ms, checkMsOf(tallies.inPlace));
   return {
     log: {
       path: o.log,
@@ -457,6 +478,7 @@ export async function benchWritelogLogs(
     figures(
       per.reduce((n, p) => n + pick(p.r).states, 0),
       per.reduce((n, p) => n + pick(p.r).ms, 0),
+      per.reduce((n, p) => n + pick(p.r).checksMsPerState * pick(p.r).states, 0),
     );
   const replayMs = per.reduce((n, p) => n + (p.r.fstestsLoop.replayMsPerState ?? 0) * p.r.fstestsLoop.states, 0);
   const fa = sum((r) => r.fstestsLoop);

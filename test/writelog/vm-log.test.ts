@@ -169,7 +169,14 @@ t.test('the write-log bench runs its three paths on the same states with the sam
   t.equal(r.states, 6);
   t.equal(r.sameResults, true, 'e2fsck exit codes and problem codes agree state by state');
   t.same(r.imagesVerified, { checked: 3, identical: 3 }, 'the fstests loop and the cursor build the same images');
-  for (const p of [r.fstestsLoop, r.incremental, r.inPlace]) t.ok(p.statesPerMinute > 0 && p.states === 6);
+  for (const p of [r.fstestsLoop, r.incremental, r.inPlace]) {
+    t.ok(p.statesPerMinute > 0 && p.states === 6);
+    // The two e2fsck runs are timed inside a job's time for the state, which the wall time per state times the jobs bounds.
+    t.ok(
+      p.checksMsPerState > 0 && p.checksMsPerState <= p.msPerState * 2 + 0.1,
+      `checks ${p.checksMsPerState} ms of a job's ${p.msPerState * 2}`,
+    );
+  }
   // Where `qcrash run` keeps a unit's working images: in memory when /dev/shm has room and QCRASH_TMPDIR does not choose.
   // TempDir asks for twice the bench's bound (3 images a job and 3 more) free.
   const bound = 2 * (3 * 2 + 3) * (await stat(base.path)).size;

@@ -31,10 +31,6 @@ import { TempDir } from '../util/tempdir.ts';
  *   bench runs the e2fsck recovery only.
  * - the limit: `e2fsck -fn` alone on the same states (the same in-place
  *   replay), nothing else: what this machine cannot go faster than.
- *
- * Neither side's clock counts the recording or the plan: a run records and
- * plans a unit once when it prepares it (run/log-unit.ts prepareLogUnit),
- * and its check takes that plan (PreparedUnit.planned).
  */
 export interface OracleBenchOptions {
   machines: MachineLauncher;

@@ -10,14 +10,7 @@ import { logStateCaseId, type CaseSpec, type LogUnitSpec } from '../scenario/mod
 import { loadRecipe } from '../image/recipe.ts';
 import { imageFileOrigins } from '../image/user-image.ts';
 import type { CrashState, LogStateFired, MinimizedState, WriteNote } from '../crash/crash-state.ts';
-import {
-  loadRecording,
-  moveImage,
-  recordWorkload,
-  WriteLogSource,
-  type PlannedLog,
-  type Recording,
-} from '../crash/writelog/source.ts';
+import { loadRecording, moveImage, recordWorkload, WriteLogSource, type Recording } from '../crash/writelog/source.ts';
 import type { PlannedState, WriteRef } from '../crash/writelog/states.ts';
 import { minimizeDropped } from '../crash/writelog/minimize.ts';
 import { WriteExplainer } from '../crash/writelog/explain.ts';
@@ -65,12 +58,6 @@ export interface PreparedUnit {
   fastCommits?: FastCommitSummary;
   /** Recorded now (false: reused from the unit's folder). */
   recorded: boolean;
-  /**
-   * The log's digest and plan as the preparation made them, taken (and
-   * dropped, so that a run does not hold every unit's at once) by the
-   * unit's check: runLogUnit does not read and hash the log again.
-   */
-  planned?: PlannedLog;
 }
 
 function stateSpec(unit: LogUnitSpec, s: Pick<PlannedState, 'name' | 'kind'>): CaseSpec {
@@ -115,7 +102,6 @@ export async function prepareLogUnit(
     counts: { ...plan.counts, epochs: plan.epochs.length, entries: source.log.entries.length },
     ...(fastCommits.blockWrites ? { fastCommits } : {}),
     recorded: !reused,
-    planned: source.planned,
   };
 }
 
@@ -349,12 +335,9 @@ export async function runLogUnit(
   const base = baseImageOf(env, unit.scenario);
   // Working images (one per job) and e2fsck's undo files, rewritten for every state: in memory where there is room.
   await using tmp = await TempDir.create('log-unit', { inMemory: (env.jobs + 1) * (await stat(base.path)).size });
-  const planned = prepared.planned;
-  delete prepared.planned;
   await using source = await WriteLogSource.open(unit.id, unitDir, recording, base.path, unit.crashStates, {
     workDir: tmp.path,
     jobs: env.jobs,
-    ...(planned ? { planned } : {}),
   });
   const check = new UnitCheck(prepared, env, source, statesToCheck(prepared, source, caseDir, opts), write);
   const kernelSample = kernelSampleOf(unit, check.states);

@@ -10,8 +10,6 @@ import { forEachState } from '../../harness/crash/writelog/materialize.ts';
 import { replayPrefix } from '../../harness/crash/writelog/replay.ts';
 import { sha256File } from '../../harness/util/hash.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
-import { WriteLogSource, type PlannedLog, type Recording } from '../../harness/crash/writelog/source.ts';
-import type { CrashStatesSpec } from '../../harness/scenario/model.ts';
 import { fixtureAcks, fixtureLog } from './fixture.ts';
 
 // The generator on the recorded fixture log. The base is a stand-in (32 MiB
@@ -318,46 +316,6 @@ t.test(
       answers.push(scope.unchangedFromBase?.()?.(16 << 20, 4096));
     });
     t.same(answers, [undefined, undefined], 'unknown, never "unchanged", once an undo file cannot be read');
-  },
-);
-
-t.test(
-  "a source opened again takes the first open's digest and plan (a run plans a unit, then checks it), never another log's",
-  async (t) => {
-    const spec: CrashStatesSpec = {
-      from: 'log',
-      prefixes: 'all',
-      perEpoch: 2,
-      seed: 7,
-      subsets: 1,
-      torn: false,
-      budget: 40,
-      kernelSample: 0,
-      minimize: 0,
-      minimizeTests: 0,
-      end: 'poweroff',
-    };
-    const recording = { log: 'real.log', acks: fixtureAcks().acks, records: fixtureAcks().records } as unknown as Recording;
-    const open = (planned?: PlannedLog) =>
-      WriteLogSource.open('states/log/r1', tmp.path, recording, base, spec, {
-        workDir: tmp.path,
-        jobs: 1,
-        ...(planned ? { planned } : {}),
-      });
-    await using first = await open();
-    await using again = await open(first.planned);
-    t.equal(again.digest, first.digest, "the digest is the first open's, not computed again");
-    t.equal(again.plan, first.plan, 'and so is the plan');
-    await using fresh = await open();
-    t.not(fresh.digest, first.digest, 'without it the log is digested again');
-    t.same(
-      fresh.plan.states.map((s) => s.name),
-      first.plan.states.map((s) => s.name),
-      'to the same states: what the second open takes is what it would have computed',
-    );
-    // Another log's plan (a different number of entries) is never taken for this one.
-    await using other = await open({ ...first.planned, entries: first.planned.entries + 1 });
-    t.not(other.digest, first.digest, "another log's digest is not taken");
   },
 );
 

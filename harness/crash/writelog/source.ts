@@ -129,25 +129,6 @@ export interface SourceOptions {
   workDir: string;
   /** States materialised at once (the checks' parallelism). */
   jobs: number;
-  /** What an earlier open of the same log planned (WriteLogSource.planned): not digested and planned again. */
-  planned?: PlannedLog;
-}
-
-/**
- * What opening a source computes from the log before any state is made:
- * the log's digest (a hash of every sector it writes and of the base's
- * sectors under them), the acks' positions and the plan. A run plans a
- * unit when it prepares it (its case ids) and opens it again to check its
- * states; the second open takes the first one's instead of reading and
- * hashing the whole log again.
- */
-export interface PlannedLog {
-  logPath: string;
-  basePath: string;
-  entries: number;
-  digest: LogDigest;
-  acks: AckPosition[];
-  plan: StatePlan;
 }
 
 /** The planner's options for a scenario's `crash-states:`. */
@@ -187,11 +168,9 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
   ): Promise<WriteLogSource> {
     const log = await WriteLog.open(join(unitDir, recording.log));
     try {
-      const earlier = opts.planned;
-      const same = earlier?.logPath === log.path && earlier.basePath === basePath && earlier.entries === log.entries.length;
-      const digest = same ? earlier.digest : await digestLog(log, basePath);
-      const acks = same ? earlier.acks : ackPositions(log, recording.acks);
-      const plan = same ? earlier.plan : generateStates(digest, acks, planOptions(spec));
+      const digest = await digestLog(log, basePath);
+      const acks = ackPositions(log, recording.acks);
+      const plan = generateStates(digest, acks, planOptions(spec));
       const console = await readFile(join(unitDir, 'workload-console.log'), 'utf8').catch(() => '');
       return new WriteLogSource(unit, unitDir, recording, log, digest, acks, plan, basePath, console, opts);
     } catch (e) {
@@ -202,12 +181,6 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
 
   get logPath(): string {
     return this.log.path;
-  }
-
-  /** This open's digest and plan, for a later open of the same log with the same spec (SourceOptions.planned). */
-  get planned(): PlannedLog {
-    const { digest, acks, plan, basePath } = this;
-    return { logPath: this.log.path, basePath, entries: this.log.entries.length, digest, acks, plan };
   }
 
   /** What the case records about a state (its `fired`). */

@@ -638,14 +638,34 @@ function validateLines(v: ValidateFigures): string[] {
 /** Where a write-log bench's paths kept their images (older JSON has no field: on disk). */
 const storageWords = (s: 'memory' | 'disk' | undefined) => (s === 'memory' ? 'in memory' : 'on disk');
 
+/**
+ * The three paths' lines of one write-log bench (one log, or the suite's
+ * logs summed), under its header.
+ */
+function pathLines(
+  p: { fstests: WritelogPath; copy: WritelogPath; inPlace: WritelogPath; ratioCopy: number; ratioInPlace: number },
+  jobs: number,
+): string[] {
+  return [
+    `  fstests loop (copy + replay 0..k per state): ${p.fstests.statesPerMinute} states/min (${p.fstests.msPerState} ms/state; ${jobTime(p.fstests, jobs)})`,
+    `  incremental, fork by copy                  : ${p.copy.statesPerMinute} states/min (${p.copy.msPerState} ms/state; ${jobTime(p.copy, jobs)})  ${p.ratioCopy.toFixed(2)}x`,
+    `  incremental, in place (undo file)          : ${p.inPlace.statesPerMinute} states/min (${p.inPlace.msPerState} ms/state; ${jobTime(p.inPlace, jobs)})  ${p.ratioInPlace.toFixed(2)}x`,
+  ];
+}
+
+/** How a write-log bench's header ends: its jobs, where its images were, whether every path found the same. */
+const headerTail = (x: { jobs: number; storage?: 'memory' | 'disk'; sameResults: boolean }) =>
+  `jobs ${x.jobs}, images ${storageWords(x.storage)}${x.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}`;
+
 function writeLogSuiteLines(w: WritelogLogsResult): string[] {
   const flushes = w.logs.reduce((n, l) => n + l.flushes, 0);
   const mib = (w.logs.reduce((n, l) => n + l.bytes, 0) / (1 << 20)).toFixed(1);
   return [
-    `write-log, the default suite's own ${w.logs.length} recorded logs (${flushes} flush epochs, ${mib} MiB in all, ${w.states} prefix states, jobs ${w.jobs}, images ${storageWords(w.storage)}${w.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
-    `  fstests loop (copy + replay 0..k per state): ${w.fstestsLoop.statesPerMinute} states/min (${w.fstestsLoop.msPerState} ms/state; ${jobTime(w.fstestsLoop, w.jobs)})`,
-    `  incremental, fork by copy                  : ${w.incremental.statesPerMinute} states/min (${w.incremental.msPerState} ms/state; ${jobTime(w.incremental, w.jobs)})  ${w.ratio.toFixed(2)}x`,
-    `  incremental, in place (undo file)          : ${w.inPlace.statesPerMinute} states/min (${w.inPlace.msPerState} ms/state; ${jobTime(w.inPlace, w.jobs)})  ${w.ratioInPlace.toFixed(2)}x`,
+    `write-log, the default suite's own ${w.logs.length} recorded logs (${flushes} flush epochs, ${mib} MiB in all, ${w.states} prefix states, ${headerTail(w)}):`,
+    ...pathLines(
+      { fstests: w.fstestsLoop, copy: w.incremental, inPlace: w.inPlace, ratioCopy: w.ratio, ratioInPlace: w.ratioInPlace },
+      w.jobs,
+    ),
   ];
 }
 
@@ -653,10 +673,17 @@ function writeLogLines(w: ReturnType<typeof writelogSummary>): string[] {
   const out: string[] = [];
   for (const l of w.logs) {
     out.push(
-      `write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, jobs ${l.jobs}, images ${storageWords(l.storage)}${l.sameResults ? ', same e2fsck results on every path' : ', RESULTS DIFFER between paths'}):`,
-      `  fstests loop (copy + replay 0..k per state): ${l.fstestsLoop.statesPerMinute} states/min (${l.fstestsLoop.msPerState} ms/state; ${jobTime(l.fstestsLoop, l.jobs)})`,
-      `  incremental, fork by copy                  : ${l.forkByCopy.statesPerMinute} states/min (${l.forkByCopy.msPerState} ms/state; ${jobTime(l.forkByCopy, l.jobs)})  ${l.ratioForkByCopy.toFixed(2)}x`,
-      `  incremental, in place (undo file)          : ${l.inPlace.statesPerMinute} states/min (${l.inPlace.msPerState} ms/state; ${jobTime(l.inPlace, l.jobs)})  ${l.ratioInPlace.toFixed(2)}x`,
+      `write-log, ${l.flushes} flush epochs (${l.entries} entries, ${l.logMiB} MiB, ${l.states} prefix states, ${headerTail(l)}):`,
+      ...pathLines(
+        {
+          fstests: l.fstestsLoop,
+          copy: l.forkByCopy,
+          inPlace: l.inPlace,
+          ratioCopy: l.ratioForkByCopy,
+          ratioInPlace: l.ratioInPlace,
+        },
+        l.jobs,
+      ),
     );
   }
   out.push(

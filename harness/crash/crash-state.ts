@@ -150,6 +150,8 @@ export interface CrashState {
     undoFile(): string | undefined;
     /** Which byte ranges still hold the base image's bytes as of now (materialize.ts CheckScope.unchangedFromBase). */
     unchangedFromBase?(): ((offset: number, length: number) => boolean) | undefined;
+    /** The identity of the image's bytes as of now (materialize.ts CheckScope.identity): equal identities, equal images. */
+    identity?(): string | undefined;
   };
   /** Call once the checks are done with `image` (a write-log source then restores or removes it). */
   settle?(): void;

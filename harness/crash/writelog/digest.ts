@@ -34,6 +34,8 @@ export interface LogDigest {
   writes: Map<number, WriteDigest>;
   /** Hash of each touched sector's bytes in the base image. */
   baseSectorHash(sector: number): bigint;
+  /** The same, undefined for a sector the log never touches. */
+  knownBaseSectorHash(sector: number): bigint | undefined;
 }
 
 /** The sector's number (8 bytes, little-endian) and then its bytes: what sectorHash hashes, assembled in one buffer. */
@@ -102,7 +104,37 @@ export async function digestLog(log: WriteLog, basePath: string): Promise<LogDig
       if (h === undefined) throw new Error(`digest: sector ${s} is not written by the log`);
       return h;
     },
+    knownBaseSectorHash: (s) => base.get(s),
   };
+}
+
+/** A sector a program rewrote on an image: its bytes before and after. */
+export interface SectorChange {
+  sector: number;
+  before: Buffer;
+  after: Buffer;
+}
+
+/**
+ * The identity of an image after a program rewrote some of its sectors (e2fsck's
+ * journal replay, told by its undo file): the identity before (a state's key,
+ * ImageIdentity's sum) moved by each changed sector's hashes. A sector the log
+ * never touches held the base's bytes until the program wrote it, so its
+ * bytes before are the base's.
+ */
+export function identityAfter(
+  key: bigint,
+  changes: Iterable<SectorChange>,
+  knownBaseSectorHash: (sector: number) => bigint | undefined,
+): bigint {
+  let k = key;
+  for (const c of changes) {
+    const before = sectorHash(c.sector, c.before);
+    const after = sectorHash(c.sector, c.after);
+    const base = knownBaseSectorHash(c.sector) ?? before;
+    k += (after === base ? 0n : after) - (before === base ? 0n : before);
+  }
+  return ((k % hashModulus) + hashModulus) % hashModulus;
 }
 
 /**

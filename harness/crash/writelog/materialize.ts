@@ -1,7 +1,10 @@
 import { access, rm } from 'node:fs/promises';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { InfraError, errorMessage } from '../../util/errors.ts';
-import { readUndoFile, undoFileRanges } from '../../image/undo-file.ts';
+import { readFullySync } from '../../util/fd-io.ts';
+import { readUndoFile, undoFileRanges, type UndoFile } from '../../image/undo-file.ts';
+import { identityAfter, type SectorChange } from './digest.ts';
 import type { LogEntry, WriteLog } from './format.ts';
 import { ReplayCursor, forkImage } from './replay.ts';
 import type { PlannedState, WriteRef } from './states.ts';
@@ -36,6 +39,8 @@ export interface MaterializeOptions {
   fork?: ForkMode;
   /** Keep the state image (e.g. for a failing state): with copy, the image as the check left it; in place, a copy of the state once the check's writes are undone. */
   keep?: (state: PlannedState, result: unknown) => boolean;
+  /** The log digest's hash of a base sector it knows (LogDigest.knownBaseSectorHash): in place, it gives each check CheckScope.identity. */
+  knownBaseSectorHash?: (sector: number) => bigint | undefined;
 }
 
 /** What a check may need from the way its image was made. */
@@ -56,6 +61,15 @@ export interface CheckScope {
    * an undo file cannot be read for it.
    */
   unchangedFromBase?(): ((offset: number, length: number) => boolean) | undefined;
+  /**
+   * In place only (with MaterializeOptions.knownBaseSectorHash): the identity
+   * of the image's bytes as of now, as a state's key (hex; equal identities,
+   * equal bytes): the state's key moved by what the programs given undo
+   * files so far wrote. Two states whose images differ before e2fsck's
+   * journal replay may be the same image after it. Undefined when an undo
+   * file cannot be read for it.
+   */
+  identity?(): string | undefined;
 }
 
 export interface StateOutcome<T> {
@@ -191,15 +205,13 @@ async function checkOneInPlace<T>(
   const started = performance.now();
   await cursor.advanceTo(state.base);
   const saved = cursor.applySaved(applyOf(pass.log, state));
-  const undoFiles: string[] = [];
+  const undoFiles = new UndoFiles(join(pass.opts.workDir, `undo-${j}-`));
+  const known = pass.opts.knownBaseSectorHash;
   const scope: CheckScope = {
-    undoFile: () => {
-      const f = join(pass.opts.workDir, `undo-${j}-${undoFiles.length}`);
-      undoFiles.push(f);
-      return f;
-    },
+    undoFile: () => undoFiles.next(),
     materialiseMs: performance.now() - started,
-    unchangedFromBase: () => unchangedFromBase(cursor, undoFiles),
+    unchangedFromBase: () => unchangedFromBase(cursor, undoFiles.paths),
+    ...(known ? { identity: () => identityNow(state, cursor.workPath, undoFiles, pass.log.sectorSize, known) } : {}),
   };
   const out = await runCheck(pass, state, cursor.workPath, scope, started);
   const undoFailure = await undoCheckWrites(cursor, undoFiles);
@@ -240,10 +252,76 @@ function unchangedFromBase(
   return (offset, length) => written.clean(offset, length);
 }
 
-/** Put back what the check wrote, newest undo file first; the error message if that cannot be done. The undo files are removed. */
-async function undoCheckWrites(cursor: ReplayCursor, undoFiles: readonly string[]): Promise<string | undefined> {
+/** One in-place check's undo files, in the order given out; each read (and verified) once, when first asked for after its program ended. */
+class UndoFiles {
+  readonly paths: string[] = [];
+  private readonly read = new Map<string, UndoFile>();
+
+  constructor(private readonly prefix: string) {}
+
+  next(): string {
+    const f = `${this.prefix}${this.paths.length}`;
+    this.paths.push(f);
+    return f;
+  }
+
+  /** The undo file's content (throws UndoFileError when it does not verify). */
+  content(f: string): UndoFile {
+    let u = this.read.get(f);
+    if (!u) this.read.set(f, (u = readUndoFile(f)));
+    return u;
+  }
+}
+
+/**
+ * CheckScope.identity in place: the state's key moved by each sector the
+ * programs rewrote, its bytes before from the first undo file that holds it
+ * and its bytes now read from the image. Undefined when an undo file does
+ * not verify (what was written is then not known).
+ */
+function identityNow(
+  state: PlannedState,
+  image: string,
+  undoFiles: UndoFiles,
+  sectorSize: number,
+  known: (sector: number) => bigint | undefined,
+): string | undefined {
+  const before = new Map<number, Buffer>();
+  for (const f of undoFiles.paths) {
+    // Never opened: its program wrote nothing.
+    if (!existsSync(f)) continue;
+    let undo: UndoFile;
+    try {
+      undo = undoFiles.content(f);
+    } catch {
+      return undefined;
+    }
+    for (const x of undo.extents) {
+      const first = (undo.fsOffset + x.fsBlock * undo.fsBlockSize) / sectorSize;
+      for (let i = 0; (i + 1) * sectorSize <= x.bytes.length; i++)
+        if (!before.has(first + i)) before.set(first + i, x.bytes.subarray(i * sectorSize, (i + 1) * sectorSize));
+    }
+  }
+  const changes: SectorChange[] = [];
+  const fd = openSync(image, 'r');
   try {
-    for (const f of [...undoFiles].reverse()) {
+    for (const [sector, bytes] of before) {
+      const after = Buffer.alloc(sectorSize);
+      readFullySync(fd, after, sector * sectorSize);
+      changes.push({ sector, before: bytes, after });
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return identityAfter(BigInt(`0x${state.key}`), changes, known)
+    .toString(16)
+    .padStart(32, '0');
+}
+
+/** Put back what the check wrote, newest undo file first; the error message if that cannot be done. The undo files are removed. */
+async function undoCheckWrites(cursor: ReplayCursor, undoFiles: UndoFiles): Promise<string | undefined> {
+  try {
+    for (const f of [...undoFiles.paths].reverse()) {
       // A program that never opened its undo file wrote nothing.
       if (
         !(await access(f).then(
@@ -253,13 +331,13 @@ async function undoCheckWrites(cursor: ReplayCursor, undoFiles: readonly string[
       )
         continue;
       // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
-      cursor.putBack(readUndoFile(f));
+      cursor.putBack(undoFiles.content(f));
     }
     return undefined;
   } catch (e) {
     return errorMessage(e);
   } finally {
-    for (const f of undoFiles) await rm(f, { force: true });
+    for (const f of undoFiles.paths) await rm(f, { force: true });
   }
 }
 

@@ -251,7 +251,12 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
       this.log,
       this.basePath,
       chosen,
-      { workDir: this.opts.workDir, jobs: this.opts.jobs, fork },
+      {
+        workDir: this.opts.workDir,
+        jobs: this.opts.jobs,
+        fork,
+        knownBaseSectorHash: (sector) => this.digest.knownBaseSectorHash(sector),
+      },
       (s, image, scope) =>
         new Promise<void>((settle) => {
           ready.push(
@@ -261,7 +266,11 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
               settle,
               scope.materialiseMs,
               fork === 'in-place'
-                ? { undoFile: () => scope.undoFile(), unchangedFromBase: () => scope.unchangedFromBase?.() }
+                ? {
+                    undoFile: () => scope.undoFile(),
+                    unchangedFromBase: () => scope.unchangedFromBase?.(),
+                    identity: () => scope.identity?.(),
+                  }
                 : undefined,
             ),
           );

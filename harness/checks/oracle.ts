@@ -10,6 +10,7 @@ import { journalRecoveryFindings } from './journal-recovery.ts';
 import type { FileOrigin } from './file-history.ts';
 import { problemInfo } from './problem-codes.ts';
 import { scanConsole } from './console.ts';
+import { reusedRun, type CheckedImage, type CheckedImages } from './checked-images.ts';
 
 /**
  * The image the oracles judge and what its recovery left as evidence: an
@@ -34,6 +35,8 @@ export interface ImageUnderCheck {
    * oracle does not read those to compare a file with the base.
    */
   unchangedFromBase?: (offset: number, length: number) => boolean;
+  /** The identity of the image's bytes (equal keys, equal bytes) and the state it is: with OracleContext.checked, a state whose image was checked already is not checked again. */
+  identity?: { key: string; state: string };
 }
 
 export interface OracleContext {
@@ -49,6 +52,8 @@ export interface OracleContext {
   basePath?: string;
   /** The recovered image is shared (checked in place): the repair records what it overwrites in this undo file (e2fsck -z). */
   undoFile?: () => string | undefined;
+  /** The images already checked among the states this one belongs to (a write-log unit's), by identity. */
+  checked?: CheckedImages;
 }
 
 export interface OracleOutcome {
@@ -57,6 +62,8 @@ export interface OracleOutcome {
   runs: E2fsckRun[];
   /** Milliseconds each oracle took: content (and durability), e2fsck -fn, the -fy repair and the -fn after it (0 when not run). */
   ms?: OracleTimes;
+  /** The earlier state whose byte-identical image gave this one's e2fsck runs (and content findings, when held to the same expectations). */
+  sameImageAs?: string;
 }
 
 interface OracleTimes {
@@ -134,20 +141,10 @@ async function contentAndCheck(
   return { content, check: await checking };
 }
 
-/**
- * Every oracle on one recovered image, in order: what the recovery itself
- * showed (a mount the kernel refused, the recovery boot's console), the
- * content oracle (on the image as the recovery left it, before any repair:
- * what the kernel would see), `e2fsck -fn` for what the crash left, `-fy`
- * to repair, and a second `-fn` that must be clean: a repair that does not
- * converge is itself corruption. The repair and second -fn run only when
- * the first -fn left something to repair (needsRepair). Works on
- * `recovered.image` in place.
- */
-export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext): Promise<OracleOutcome> {
+/** What the recovery itself showed: a mount the kernel refused, a failed umount, the recovery boot's console, the journal replay's run. */
+function recoveryFindings(recovered: ImageUnderCheck): Finding[] {
   const mode = recovered.mode;
   const findings: Finding[] = [];
-  const runs = [...recovered.runs];
   if (recovered.mount && recovered.mount.exitCode !== 0) {
     findings.push({
       class: 'corruption',
@@ -172,22 +169,111 @@ export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext)
   if (recovered.console !== undefined)
     findings.push(...scanConsole(recovered.console, { boot: 'recovery boot', recovery: mode }));
   findings.push(...journalRecoveryFindings(recovered.runs, mode));
-  const ms: OracleTimes = { contentMs: 0, checkMs: 0, repairMs: 0, recheckMs: 0 };
-  const entries = ctx.manifest?.entries ?? [];
-  const manifestInodes = new Map(entries.map((e) => [e.ino, e.path]));
-  const migratedInodes = new Set(entries.filter((e) => ctx.migrated.some((t) => coveredBy(e.path, t))).map((e) => e.ino));
+  return findings;
+}
+
+/** What the image holds, checked: the content oracle and e2fsck -fn, then -fy and -fn again when the first left something to repair. */
+interface ImageChecks {
+  content: Finding[];
+  /** -fn, and the repair and the -fn after it when they ran. */
+  runs: E2fsckRun[];
+}
+
+/** The expectations a state's content findings were judged by, as a key: equal keys, equal findings on the same image. */
+function contentKey(ctx: OracleContext): string {
+  return JSON.stringify([ctx.expectations, ctx.migrated]);
+}
+
+async function checkImage(recovered: ImageUnderCheck, ctx: OracleContext, ms: OracleTimes): Promise<ImageChecks> {
   const { content, check } = await contentAndCheck(recovered, ctx, ms);
-  findings.push(...content);
-  runs.push(check);
-  findings.push(...classifyProblems(check.problems, check.text, { manifestInodes, migratedInodes, recovery: mode }));
+  const runs = [check];
   if (needsRepair(check)) {
     let t0 = performance.now();
     runs.push(await runE2fsck(recovered.image, 'repair', { undoFile: ctx.undoFile?.() }));
     ms.repairMs = performance.now() - t0;
     t0 = performance.now();
-    const again = await runE2fsck(recovered.image, 'check');
+    runs.push(await runE2fsck(recovered.image, 'check'));
     ms.recheckMs = performance.now() - t0;
-    runs.push(again);
+  }
+  return { content, runs };
+}
+
+/** A state whose recovered image an earlier state had: that state's runs, and its content findings when held to the same expectations (else the content oracle reads this image). */
+async function checkedBefore(
+  earlier: CheckedImage,
+  recovered: ImageUnderCheck,
+  ctx: OracleContext,
+  ms: OracleTimes,
+): Promise<ImageChecks> {
+  const runs = earlier.runs.map((r) => reusedRun(r, earlier, recovered.image));
+  if (earlier.content.key === contentKey(ctx)) return { content: structuredClone([...earlier.content.findings]), runs };
+  const manifest = ctx.manifest;
+  const content = manifest
+    ? await timed(
+        () =>
+          checkContent(
+            recovered.image,
+            manifest,
+            ctx.expectations,
+            recovered.mode,
+            ctx.recipe,
+            ctx.imageFiles,
+            ctx.basePath,
+            recovered.unchangedFromBase,
+          ),
+        (t) => (ms.contentMs = t),
+      )
+    : [];
+  return { content, runs };
+}
+
+/** This state's checks: an earlier state's with the same image (OracleContext.checked), or its own, then kept for the next. */
+async function checksOf(
+  recovered: ImageUnderCheck,
+  ctx: OracleContext,
+  ms: OracleTimes,
+): Promise<ImageChecks & { sameImageAs?: string }> {
+  const id = recovered.identity;
+  const claim = id && ctx.checked ? await ctx.checked.claim(id.key) : undefined;
+  if (claim && 'earlier' in claim)
+    return { ...(await checkedBefore(claim.earlier, recovered, ctx, ms)), sameImageAs: claim.earlier.state };
+  let done: ImageChecks | undefined;
+  try {
+    done = await checkImage(recovered, ctx, ms);
+  } finally {
+    claim?.settle(
+      done && id
+        ? { state: id.state, image: recovered.image, runs: done.runs, content: { key: contentKey(ctx), findings: done.content } }
+        : undefined,
+    );
+  }
+  return done;
+}
+
+/**
+ * Every oracle on one recovered image, in order: what the recovery itself
+ * showed (a mount the kernel refused, the recovery boot's console), the
+ * content oracle (on the image as the recovery left it, before any repair:
+ * what the kernel would see), `e2fsck -fn` for what the crash left, `-fy`
+ * to repair, and a second `-fn` that must be clean: a repair that does not
+ * converge is itself corruption. The repair and second -fn run only when
+ * the first -fn left something to repair (needsRepair). Works on
+ * `recovered.image` in place. With `ctx.checked` and an identity, an image
+ * already checked is not checked again (checked-images.ts): the findings
+ * are the same, read from the same runs.
+ */
+export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext): Promise<OracleOutcome> {
+  const mode = recovered.mode;
+  const findings = recoveryFindings(recovered);
+  const ms: OracleTimes = { contentMs: 0, checkMs: 0, repairMs: 0, recheckMs: 0 };
+  const entries = ctx.manifest?.entries ?? [];
+  const manifestInodes = new Map(entries.map((e) => [e.ino, e.path]));
+  const migratedInodes = new Set(entries.filter((e) => ctx.migrated.some((t) => coveredBy(e.path, t))).map((e) => e.ino));
+  const checks = await checksOf(recovered, ctx, ms);
+  findings.push(...checks.content);
+  const [check, , again] = checks.runs;
+  findings.push(...classifyProblems(check!.problems, check!.text, { manifestInodes, migratedInodes, recovery: mode }));
+  if (again) {
     const left = again.problems.filter((p) => !problemInfo(p.code).header);
     if (left.length || again.exit.uncorrected) {
       findings.push({
@@ -201,7 +287,12 @@ export async function runOracles(recovered: ImageUnderCheck, ctx: OracleContext)
       });
     }
   }
-  return { findings, runs, ms };
+  return {
+    findings,
+    runs: [...recovered.runs, ...checks.runs],
+    ms,
+    ...(checks.sameImageAs !== undefined ? { sameImageAs: checks.sameImageAs } : {}),
+  };
 }
 
 /** e2fsck's text and XML logs into the case folder: `${prefix}<mode>-<n>-<e2fsck mode>.txt|.xml`. */
@@ -210,7 +301,11 @@ export async function writeE2fsckLogs(mode: string, runs: readonly E2fsckRun[], 
   for (const r of runs) {
     i++;
     const base = `${prefix}${mode}-${i}-${r.mode}`;
-    await writeFile(`${base}.txt`, `$ ${r.argv.join(' ')}\n${r.text}\n(exit ${r.exit.code})\n`);
+    const reused =
+      r.reusedFrom !== undefined
+        ? `(not run for this state: its recovered image is byte-identical to state ${r.reusedFrom}'s, whose run this is)\n`
+        : '';
+    await writeFile(`${base}.txt`, `${reused}$ ${r.argv.join(' ')}\n${r.text}\n(exit ${r.exit.code})\n`);
     if (r.xml) await writeFile(`${base}.xml`, r.xml);
   }
 }

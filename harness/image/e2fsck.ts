@@ -79,6 +79,8 @@ export interface E2fsckRun {
   text: string;
   xml: string;
   problems: Problem[];
+  /** Not run here: the run of this state's (label), whose recovered image was byte-identical (checks/checked-images.ts). */
+  reusedFrom?: string;
 }
 
 const modeArgs: Record<E2fsckMode, string[]> = {

@@ -23,6 +23,8 @@ export interface RecoveredImage {
   /** Kernel recovery: whether its machine was restored from the saved state, and whether the guest dropped its buffers for the disk before the mount. */
   machine?: { restored: boolean; flushed: boolean };
   durationMs: number;
+  /** The identity of the recovered image's bytes (equal keys, equal bytes) and the state it is: a write-log state checked in place. */
+  identity?: { key: string; state: string };
   /** Where durationMs went: waiting for a machine slot, starting the machine, the mount and umount (kernel recovery). */
   phases?: { queuedMs?: number; machineMs?: number; mountMs?: number };
 }

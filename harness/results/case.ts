@@ -79,6 +79,13 @@ export interface CaseResult extends PlannedCase {
   /** Directory with this case's artefacts, relative to the run directory. */
   dir: string;
   steps?: StepSummary[];
+  /**
+   * A write-log state whose recovered image is byte-identical to that of an
+   * earlier state of its unit (this label): e2fsck -fn, its repair and the
+   * -fn after it were that state's runs (its e2fsck logs say so), and its
+   * content findings too when both were held to the same expectations.
+   */
+  sameImageAs?: string;
   /** A not-run write-log unit whose log was never recorded: the states it stands for (its budget). */
   plannedStates?: number;
 }

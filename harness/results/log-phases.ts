@@ -12,6 +12,8 @@ export interface LogPhaseSummary {
   perStateMs: { materialise: number; recovery: number; content: number; fnCheck: number; repair: number; recheck: number; oracles: number; queued: number; case: number };
   /** States per minute of case time (60000 over the mean case time). */
   statesPerMinute: number;
+  /** States whose recovered image an earlier state of their unit had: its e2fsck runs were theirs (CaseResult.sameImageAs). Absent in older summaries. */
+  sameImage?: number;
 }
 
 const keys: Array<[keyof LogPhaseSummary['perStateMs'], keyof CasePhases | 'case']> = [
@@ -38,7 +40,12 @@ export function logPhaseSummary(cases: readonly CaseResult[]): LogPhaseSummary |
     }
   }
   const perStateMs = Object.fromEntries(Object.entries(sum).map(([k, v]) => [k, +(v / states.length).toFixed(1)])) as LogPhaseSummary['perStateMs'];
-  return { states: states.length, perStateMs, statesPerMinute: perStateMs.case > 0 ? Math.round(60_000 / perStateMs.case) : 0 };
+  return {
+    states: states.length,
+    perStateMs,
+    statesPerMinute: perStateMs.case > 0 ? Math.round(60_000 / perStateMs.case) : 0,
+    sameImage: states.filter((c) => c.sameImageAs !== undefined).length,
+  };
 }
 
 /** The text report's lines for it. */
@@ -47,5 +54,8 @@ export function logPhaseLines(p: LogPhaseSummary): string[] {
   return [
     `Write-log states: ${p.states} checked, ${p.statesPerMinute} states per minute of case time (${m.case} ms a state)`,
     `  per state: materialise ${m.materialise} ms, recovery ${m.recovery} ms, oracles ${m.oracles} ms (content ${m.content}, e2fsck -fn ${m.fnCheck}, -fy ${m.repair}, -fn again ${m.recheck}), waiting for a slot ${m.queued} ms`,
+    ...(p.sameImage
+      ? [`  ${p.sameImage} of them had the recovered image of an earlier state of their unit: its e2fsck runs were theirs`]
+      : []),
   ];
 }

@@ -19,6 +19,7 @@ import { scanConsole } from '../checks/console.ts';
 import { runOracles, writeE2fsckLogs, type OracleContext, type OracleOutcome } from '../checks/oracle.ts';
 import { workloadFindings } from '../checks/steps.ts';
 import { cannotCheckFinding } from '../checks/uncheckable.ts';
+import type { CheckedImages } from '../checks/checked-images.ts';
 import { E2fsckCannotCheckError } from '../image/e2fsck.ts';
 import { loadRecipe } from '../image/recipe.ts';
 import { imageFileOrigins } from '../image/user-image.ts';
@@ -201,6 +202,8 @@ export interface CheckOptions {
    * images are what a lost write gives).
    */
   uncheckableIsFinding?: boolean;
+  /** The recovered images already checked among the states of the unit this one belongs to (a write-log unit checked in place): the same image is not checked twice. */
+  checked?: CheckedImages;
 }
 
 /** What a crash state is held to before any recovery runs. */
@@ -305,6 +308,7 @@ export async function checkCrashState(
     await env.beforeOracle(state.image, spec);
   }
   const { findings, oracleContext } = await prepareStateCheck(state, spec, baseImageOf(env, spec.scenario), caseDir, opts);
+  if (opts.checked) oracleContext.checked = opts.checked;
   const restoreFrom = env.snapshots?.get(baseImageKey(spec.scenario));
   const done = await recoverAll(modes, {
     state,
@@ -331,6 +335,7 @@ export async function checkCrashState(
         }
       : {}),
     phases: checkPhases(state, done, kernelRecovery),
+    ...sameImageAs(done),
     ...(kernelRecovery?.machine ? { recoveryMachine: kernelRecovery.machine } : {}),
   };
 }
@@ -374,9 +379,15 @@ function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImag
   if (mode === 'e2fsck' && state.inPlace) {
     const inPlace = state.inPlace;
     // What the replay wrote is in its undo file by now: the content oracle then reads only what changed from the base.
+    // What the replay wrote is in its undo file by now, which also tells the image's identity after it.
     return recoverWithE2fsckInPlace(state.image, inPlace.undoFile()).then((r) => {
       const unchanged = inPlace.unchangedFromBase?.();
-      return unchanged ? { ...r, unchangedFromBase: unchanged } : r;
+      const key = inPlace.identity?.();
+      return {
+        ...r,
+        ...(unchanged ? { unchangedFromBase: unchanged } : {}),
+        ...(key !== undefined ? { identity: { key, state: state.label } } : {}),
+      };
     });
   }
   if (!rc.tmp) throw new InfraError(`${mode} recovery of an in-place state: it needs a copy of the image`);
@@ -388,6 +399,12 @@ function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImag
     artefactPrefix: join(rc.caseDir, 'recovery-'),
     ...(rc.restoreFrom ? { restoreFrom: rc.restoreFrom } : {}),
   });
+}
+
+/** The earlier state whose byte-identical recovered image gave this one's e2fsck runs, when one did. */
+function sameImageAs(done: readonly Recovery[]): Pick<CaseResult, 'sameImageAs'> {
+  const earlier = done.find((d) => d.outcome.sameImageAs !== undefined)?.outcome.sameImageAs;
+  return earlier !== undefined ? { sameImageAs: earlier } : {};
 }
 
 /** Where a case's time went: the state's machine and workload, the recoveries, the oracles, the waits for a slot. */

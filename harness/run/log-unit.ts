@@ -20,6 +20,7 @@ import { caseVerdict } from '../results/verdict.ts';
 import { rawImageName, type CrashImageStore } from '../results/crash-images.ts';
 import { formatSignature, signatureOf } from '../results/signature.ts';
 import { baseImageOf, checkCrashState, emptyResult, type CaseEnv } from './case-runner.ts';
+import { CheckedImages } from '../checks/checked-images.ts';
 import { e2fsckVerdict, type StateOracleContext } from './state-verdict.ts';
 
 /**
@@ -389,8 +390,10 @@ async function checkWithE2fsck(check: UnitCheck, kernelSample: ReadonlySet<strin
     for (const w of check.states) check.hold(w);
     return;
   }
+  // States whose images are the same after the journal replay share one e2fsck check (checked-images.ts).
+  const checked = new CheckedImages();
   await check.pass(check.states, env.beforeOracle ? 'copy' : 'in-place', async (w, st) => {
-    check.merge(w, await checkCrashState(st, w.spec, env, w.dir, { recovery: ['e2fsck'], uncheckableIsFinding: true }));
+    check.merge(w, await checkCrashState(st, w.spec, env, w.dir, { recovery: ['e2fsck'], uncheckableIsFinding: true, checked }));
     if (w.result.status === 'pass' && !kernelSample.has(w.planned.name)) await check.finish(w);
     else check.hold(w);
   });

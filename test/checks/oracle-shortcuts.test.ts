@@ -8,6 +8,7 @@ import { runOracles, needsRepair } from '../../harness/checks/oracle.ts';
 import { decodeExit } from '../../harness/image/e2fsck.ts';
 import { noExpectations } from '../../harness/crash/expectations.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
+import { CheckedImages } from '../../harness/checks/checked-images.ts';
 
 // The oracle's shortcut (no -fy and no second -fn when the first -fn left
 // nothing to repair) on real images: it is taken where only the
@@ -205,3 +206,111 @@ t.test(
     t.match(f?.message ?? '', /the ioctl returned 0 but the kernel read the file back block-mapped/);
   },
 );
+
+t.test(
+  'an image already checked (same identity) is not checked again: the same findings, word for word, from its runs',
+  async (t) => {
+    const direct = base.manifest.entries.find((e) => e.path === '/shapes/direct-12')!;
+    const written = base.manifest.entries.find((e) => e.type === 'file' && e.path !== direct.path && e.size >= 8192)!;
+    const recipe = await loadRecipe('small-4k');
+    const first = await image('same-1', ['ssv free_blocks_count 17', `set_inode_field ${direct.path} links_count 0`]);
+    const second = tmp.join('same-2.img');
+    await copyFile(first, second);
+    const third = tmp.join('same-3.img');
+    await copyFile(first, third);
+    const unrelated = await image('same-other', ['ssv free_blocks_count 17']);
+    const held = {
+      mustBeExtents: [direct.path],
+      mustBeBlocks: [],
+      files: [
+        {
+          path: written.path,
+          origin: 'recipe' as const,
+          ops: [{ kind: 'write' as const, step: 'w', offset: 0, size: 4096, seed: 7, complete: true }],
+          durable: 1,
+        },
+      ],
+      migrations: [],
+    };
+    const checked = new CheckedImages();
+    const run = (img: string, key: string, state: string, expectations: typeof held | typeof noExpectations) =>
+      runOracles(
+        { mode: 'e2fsck', image: img, runs: [], identity: { key, state } },
+        { manifest: base.manifest, migrated: [], expectations, recipe, basePath: base.path, checked },
+      );
+    const a = await run(first, 'k1', 'flush-1', held);
+    const b = await run(second, 'k1', 'flush-2', held);
+    const c = await run(third, 'k1', 'flush-3', noExpectations);
+    const d = await run(unrelated, 'k2', 'flush-4', noExpectations);
+    const words = (r: typeof a) => r.findings.map((f) => [f.source, f.code, f.path, f.message, f.detail]);
+
+    t.same(
+      a.runs.map((r) => r.mode),
+      ['check', 'repair', 'check'],
+      'the first state with the image: -fn, the repair and -fn again ran',
+    );
+    t.equal(a.sameImageAs, undefined);
+    t.ok(
+      a.findings.some((f) => f.class === 'corruption' && f.source === 'e2fsck'),
+      'a problem code',
+    );
+    t.ok(
+      a.findings.some((f) => f.code === 'content-changed' && f.path === written.path),
+      'a content finding',
+    );
+    t.ok(
+      a.findings.some((f) => f.code === 'not-durable'),
+      'a durability finding',
+    );
+
+    t.equal(b.sameImageAs, 'flush-1', 'the second state says whose runs it has');
+    t.same(words(b), words(a), 'the same findings, details included');
+    t.same(
+      b.runs.map((r) => [r.mode, r.reusedFrom]),
+      [
+        ['check', 'flush-1'],
+        ['repair', 'flush-1'],
+        ['check', 'flush-1'],
+      ],
+    );
+    t.ok(
+      b.runs.every(
+        (r) => r.argv.includes(second) && !r.argv.includes(first) && !r.text.includes(first) && !r.xml.includes(first),
+      ),
+      "each run names this state's image, not the first one's",
+    );
+    t.equal(b.ms?.checkMs, 0, 'no e2fsck ran');
+
+    t.equal(c.sameImageAs, 'flush-1');
+    t.same(
+      c.findings.filter((f) => f.source === 'e2fsck' || f.source === 'repair').map((f) => f.message),
+      a.findings.filter((f) => f.source === 'e2fsck' || f.source === 'repair').map((f) => f.message),
+      "held to other expectations: the same image's e2fsck findings",
+    );
+    t.notOk(
+      c.findings.some((f) => f.source === 'content' || f.source === 'durability'),
+      'and its content judged again by its own expectations: nothing was promised, nothing is missing',
+    );
+    t.ok((c.ms?.contentMs ?? 0) > 0, 'the content oracle ran for it');
+
+    t.equal(d.sameImageAs, undefined, 'another identity: checked on its own');
+    t.same(
+      d.runs.map((r) => r.reusedFrom),
+      [undefined],
+    );
+  },
+);
+
+t.test('a check that failed leaves nothing to reuse: the next state with that image checks it itself', async (t) => {
+  const checked = new CheckedImages();
+  const claim = await checked.claim('k');
+  t.ok('settle' in claim, 'the first asks: it checks');
+  const waiting = checked.claim('k');
+  if ('settle' in claim) claim.settle(undefined);
+  const next = await waiting;
+  t.ok('settle' in next, 'a state waiting on it checks it itself');
+  const img = await image('after-failure', ['ssv free_blocks_count 17']);
+  if ('settle' in next) next.settle({ state: 's', image: img, runs: [], content: { key: '', findings: [] } });
+  const third = await checked.claim('k');
+  t.ok('earlier' in third && third.earlier.state === 's', 'once one succeeds, the next reuses it');
+});

@@ -63,8 +63,13 @@ t.test('write-log time per phase: means per state and states per minute of case 
     case: 30,
   });
   t.equal(p.statesPerMinute, 2000);
+  t.equal(p.sameImage, 0);
+  t.equal(logPhaseLines(p).length, 2, 'no state reused another one: nothing said of it');
   t.equal(logPhaseSummary([cases[2]!]), undefined, 'no write-log state, no summary');
   t.match(logPhaseLines(p)[0]!, /2 checked, 2000 states per minute of case time/);
+  const reused = logPhaseSummary([cases[0]!, { ...cases[1]!, sameImageAs: 'a' }])!;
+  t.equal(reused.sameImage, 1, 'a state with the image of an earlier one is counted');
+  t.match(logPhaseLines(reused)[2]!, /1 of them had the recovered image of an earlier state of their unit/);
 });
 
 t.test('the text report ends with the states per minute, just before the verdict', async (t) => {

@@ -256,7 +256,7 @@ function chartsSection(s: RunSummary): { html: string; data: unknown } {
       ['case (the check in all)', m.case],
     ];
     figures.push(
-      `<figure id="log-phases"><figcaption>Write-log states: where a state's time went, milliseconds per state on average over ${logPhases.states} states; ${logPhases.statesPerMinute} states per minute of case time.</figcaption><table id="log-phases-data"><thead><tr><th>phase</th><th>ms per state</th></tr></thead><tbody>${rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('')}</tbody></table></figure>`,
+      `<figure id="log-phases"><figcaption>Write-log states: where a state's time went, milliseconds per state on average over ${logPhases.states} states; ${logPhases.statesPerMinute} states per minute of case time${logPhases.sameImage ? `; ${logPhases.sameImage} states had the recovered image of an earlier state of their unit, whose e2fsck runs were theirs` : ''}.</figcaption><table id="log-phases-data"><thead><tr><th>phase</th><th>ms per state</th></tr></thead><tbody>${rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('')}</tbody></table></figure>`,
     );
   }
   if (states.length)

@@ -287,32 +287,38 @@ function identityNow(
   known: (sector: number) => bigint | undefined,
 ): string | undefined {
   const before = new Map<number, Buffer>();
-  for (const f of undoFiles.paths) {
-    // Never opened: its program wrote nothing.
-    if (!existsSync(f)) continue;
-    let undo: UndoFile;
-    try {
-      undo = undoFiles.content(f);
-    } catch {
-      return undefined;
-    }
-    for (const x of undo.extents) {
-      const first = (undo.fsOffset + x.fsBlock * undo.fsBlockSize) / sectorSize;
-      for (let i = 0; (i + 1) * sectorSize <= x.bytes.length; i++)
-        if (!before.has(first + i)) before.set(first + i, x.bytes.subarray(i * sectorSize, (i + 1) * sectorSize));
-    }
-  }
-  const changes: SectorChange[] = [];
+  const after = new Map<number, Buffer>();
   const fd = openSync(image, 'r');
   try {
-    for (const [sector, bytes] of before) {
-      const after = Buffer.alloc(sectorSize);
-      readFullySync(fd, after, sector * sectorSize);
-      changes.push({ sector, before: bytes, after });
+    for (const f of undoFiles.paths) {
+      // Never opened: its program wrote nothing.
+      if (!existsSync(f)) continue;
+      let undo: UndoFile;
+      try {
+        undo = undoFiles.content(f);
+      } catch {
+        return undefined;
+      }
+      for (const x of undo.extents) {
+        // The image's bytes there now, in one read per extent.
+        const offset = undo.fsOffset + x.fsBlock * undo.fsBlockSize;
+        const now = Buffer.alloc(x.bytes.length);
+        readFullySync(fd, now, offset);
+        for (let i = 0; (i + 1) * sectorSize <= x.bytes.length; i++) {
+          const s = offset / sectorSize + i;
+          if (before.has(s)) continue;
+          before.set(s, x.bytes.subarray(i * sectorSize, (i + 1) * sectorSize));
+          after.set(s, now.subarray(i * sectorSize, (i + 1) * sectorSize));
+        }
+      }
     }
   } finally {
     closeSync(fd);
   }
+  const changes: SectorChange[] = [];
+  // A sector written with the bytes it held does not move the identity: most of a block the replay rewrote.
+  for (const [sector, was] of before)
+    if (!was.equals(after.get(sector)!)) changes.push({ sector, before: was, after: after.get(sector)! });
   return identityAfter(BigInt(`0x${state.key}`), changes, known)
     .toString(16)
     .padStart(32, '0');

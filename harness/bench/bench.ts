@@ -57,6 +57,8 @@ export interface BenchOptions {
   parts?: readonly BenchPart[];
   /** The validate part's patch (default: a one-line change of fs/ext4/migrate.c, new on every bench run). */
   validatePatch?: string;
+  /** `--recordings DIR`: the default suite's write-log recordings reused from there (same kernel, base, steps) or recorded and kept there (recording-store.ts). */
+  recordings?: string;
   onProgress?: (line: string) => void;
 }
 
@@ -117,43 +119,74 @@ export async function runBench(o: BenchOptions = {}): Promise<Record<string, unk
     progress('validate of a one-file patch');
     result.validate = await benchValidate(jobs, tmp, o.validatePatch, progress);
   }
-  let suiteRecordings: Map<string, string> | undefined;
-  if (parts.has('writelog')) {
-    progress('write-log crash states: the fstests loop, then the incremental replay');
-    const initrd = (await buildInitramfs(kernel)).path;
-    const w = await benchWritelogSuite({ machines: new MachinePool({ slots: 1 }), kernel, initrd, jobs, onProgress: progress });
-    const naive = (result.e2fsck as { naive?: { casesPerMin?: number } } | undefined)?.naive?.casesPerMin;
-    result.writeLog = writelogSummary(w, naive);
-    progress("write-log crash states on the default suite's own recorded logs: the same three paths");
-    const suite = await recordSuiteLogs(
-      { machines: new MachinePool({ slots: 1 }), kernel, jobs, onProgress: (l) => progress(`suite logs: ${l}`) },
-      tmp.join('suite-logs'),
-    );
-    result.writeLogSuite = await benchWritelogLogs(
-      suite.prepared.map((p) => ({
-        unit: p.unit.id,
-        log: join(p.unitDir, p.recording.log),
-        base: baseImageOf(suite.env, p.unit.scenario).path,
-      })),
-      jobs,
-    );
-    // The oracle part checks the same recordings: not recorded again.
-    suiteRecordings = new Map(suite.prepared.map((p) => [p.unit.id, p.unitDir]));
-  }
+  const suiteRecordings = parts.has('writelog')
+    ? await benchWritelogPart(kernel, jobs, o.recordings, tmp, result, progress)
+    : undefined;
   if (parts.has('oracle')) {
     progress("full oracle: the default suite's write-log states, then e2fsck -fn alone on them");
-    result.fullOracle = await benchFullOracle({
+    const oracle = await benchFullOracle({
       machines: new MachinePool({ slots: 1 }),
       kernel,
       jobs,
       onProgress: progress,
       ...(suiteRecordings ? { recordings: suiteRecordings } : {}),
+      ...(o.recordings ? { store: o.recordings } : {}),
     });
+    result.fullOracle = oracle;
+    if (o.recordings && !suiteRecordings)
+      result.recordings = { dir: o.recordings, units: oracle.units.length, recorded: oracle.recorded };
   }
   result.harnessPeakRssMiB = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
   const file = o.out ?? join(defaultResultsDir, `bench-${(result.date as string).replace(/[:.]/g, '')}.json`);
   await writeJsonAtomic(file, result);
   return { ...result, file };
+}
+
+/**
+ * The writelog part: the two same-shape logs, then the default suite's own
+ * recorded logs (kept in or reused from `recordings` when given). Returns
+ * the suite's recordings by unit id, for the oracle part to check again.
+ */
+async function benchWritelogPart(
+  kernel: KernelInfo,
+  jobs: number,
+  recordings: string | undefined,
+  tmp: TempDir,
+  result: Record<string, unknown>,
+  progress: (line: string) => void,
+): Promise<Map<string, string>> {
+  progress('write-log crash states: the fstests loop, then the incremental replay');
+  const initrd = (await buildInitramfs(kernel)).path;
+  const w = await benchWritelogSuite({ machines: new MachinePool({ slots: 1 }), kernel, initrd, jobs, onProgress: progress });
+  const naive = (result.e2fsck as { naive?: { casesPerMin?: number } } | undefined)?.naive?.casesPerMin;
+  result.writeLog = writelogSummary(w, naive);
+  progress("write-log crash states on the default suite's own recorded logs: the same three paths");
+  const suite = await recordSuiteLogs(
+    {
+      machines: new MachinePool({ slots: 1 }),
+      kernel,
+      jobs,
+      onProgress: (l) => progress(`suite logs: ${l}`),
+      ...(recordings ? { store: recordings } : {}),
+    },
+    tmp.join('suite-logs'),
+  );
+  if (recordings)
+    result.recordings = {
+      dir: recordings,
+      units: suite.prepared.length,
+      recorded: suite.prepared.filter((p) => p.recorded).length,
+    };
+  result.writeLogSuite = await benchWritelogLogs(
+    suite.prepared.map((p) => ({
+      unit: p.unit.id,
+      log: join(p.unitDir, p.recording.log),
+      base: baseImageOf(suite.env, p.unit.scenario).path,
+    })),
+    jobs,
+  );
+  // The oracle part checks the same recordings: not recorded again.
+  return new Map(suite.prepared.map((p) => [p.unit.id, p.unitDir]));
 }
 
 /** What both sides of the e2fsck-only comparison run on. */
@@ -560,6 +593,11 @@ export function formatBench(r: Record<string, unknown>): string {
   const out = [
     `qcrash bench: ${top.accel}, ${top.cores} cores, jobs ${top.jobs}, QEMU ${top.qemu}, kernel ${top.kernel}, load average ${top.loadAverage.join(' ')}`,
   ];
+  const rec = r.recordings as { dir: string; units: number; recorded: number } | undefined;
+  if (rec)
+    out.push(
+      `suite recordings: ${rec.dir}: ${rec.units - rec.recorded} of ${rec.units} reused, ${rec.recorded} recorded by this run and kept there`,
+    );
   const e = r.e2fsck as SideBySide | undefined;
   if (e) out.push(...e2fsckLines(e));
   const m = r.mix as MixFigures | undefined;

@@ -15,6 +15,7 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { allowanceOnLine } from '../findings/finding.ts';
 import { InfraError } from '../util/errors.ts';
 import { scenariosDir } from '../util/paths.ts';
+import { recordingStamp, storeRecording, storedRecording } from './recording-store.ts';
 import { TempDir } from '../util/tempdir.ts';
 
 /**
@@ -40,6 +41,8 @@ export interface OracleBenchOptions {
   scenarios?: string[];
   /** Folders of earlier recordings by unit id (a unit folder holding recording.json and workload.log): not recorded again. */
   recordings?: ReadonlyMap<string, string>;
+  /** `--recordings DIR`: units recorded there with the same kernel, base and steps are reused, the others recorded and kept there (recording-store.ts). */
+  store?: string;
   /** The run seed the units' seeds derive from (a recording is reused only with its own). Default 1. */
   seed?: number;
   onProgress?: (line: string) => void;
@@ -68,6 +71,8 @@ export interface OracleBenchResult {
   statuses: Record<string, number>;
   /** This process's resident size at the end (a spawn's fork costs in proportion to it). */
   rssMiB: number;
+  /** How many of the units' logs were recorded by this bench run (the others were reused). */
+  recorded: number;
 }
 
 /** The default suite's scenarios that record a log. */
@@ -96,10 +101,14 @@ export async function recordSuiteLogs(
   const prepared: PreparedUnit[] = [];
   for (const unit of expandLogUnits(scenarios, o.seed ?? 1)) {
     const unitDir = join(dir, unit.id.replace(/\//g, '_'));
-    const earlier = o.recordings?.get(unit.id);
+    const stamp = o.store ? recordingStamp(unit, o.kernel, baseImageOf(env, unit.scenario)) : undefined;
+    const stored = o.store && stamp ? await storedRecording(o.store, stamp) : undefined;
+    const earlier = o.recordings?.get(unit.id) ?? (stored && 'dir' in stored ? stored.dir : undefined);
     if (earlier) await copyRecording(earlier, unitDir);
-    else o.onProgress?.(`recording ${unit.id}`);
-    prepared.push(await prepareLogUnit(unit, env, unitDir, { reuse: !!earlier }));
+    else o.onProgress?.(`recording ${unit.id}${stored && 'missing' in stored ? ` (${o.store}: ${stored.missing})` : ''}`);
+    const p = await prepareLogUnit(unit, env, unitDir, { reuse: !!earlier });
+    if (o.store && stamp && p.recorded) await storeRecording(o.store, unitDir, stamp);
+    prepared.push(p);
   }
   return { env, prepared };
 }
@@ -132,6 +141,7 @@ export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenc
     cpuFraction: +(b.cpuMsPerState / a.cpuMsPerState).toFixed(3),
     statuses,
     rssMiB: Math.round(process.memoryUsage().rss / (1 << 20)),
+    recorded: prepared.filter((p) => p.recorded).length,
   };
 }
 

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { runBench, formatBench, benchParts, type BenchPart } from '../bench/bench.ts';
 import { ConfigError } from '../util/errors.ts';
@@ -25,8 +26,20 @@ export function registerBench(program: Command): void {
     .option('--validate-patch <file>', 'the patch the validate part builds (default: a one-line change of fs/ext4/migrate.c)')
     .option('-j, --jobs <n>', 'VMs at once for qcrash', intArg('--jobs', 1))
     .option('-o, --out <file>', 'JSON output (default results/bench-<date>.json)')
+    .option(
+      '--recordings <dir>',
+      "keep the default suite's write-log recordings in DIR and reuse them in later runs (each unit's only while the kernel, base image and steps are the same): figures of two commits then compare on the same crash states",
+    )
     .action(
-      async (o: { cases: number; mixCases: number; parts: string; validatePatch?: string; jobs?: number; out?: string }) => {
+      async (o: {
+        cases: number;
+        mixCases: number;
+        parts: string;
+        validatePatch?: string;
+        jobs?: number;
+        out?: string;
+        recordings?: string;
+      }) => {
         const parts = o.parts
           .split(',')
           .map((p) => p.trim())
@@ -40,6 +53,7 @@ export function registerBench(program: Command): void {
           ...(o.validatePatch ? { validatePatch: o.validatePatch } : {}),
           ...(o.jobs ? { jobs: o.jobs } : {}),
           ...(o.out ? { out: o.out } : {}),
+          ...(o.recordings ? { recordings: resolve(o.recordings) } : {}),
           onProgress: (line) => process.stderr.write(`qcrash bench: ${line}\n`),
         });
         process.stdout.write(formatBench(r));

@@ -71,6 +71,8 @@ interface OracleTimes {
   checkMs: number;
   repairMs: number;
   recheckMs: number;
+  /** Waiting for another state's check of the same image (checked-images.ts): no work of this state's. */
+  waitMs?: number;
 }
 
 /**
@@ -234,7 +236,9 @@ async function checksOf(
   ms: OracleTimes,
 ): Promise<ImageChecks & { sameImageAs?: string }> {
   const id = recovered.identity;
+  const t0 = performance.now();
   const claim = id && ctx.checked ? await ctx.checked.claim(id.key) : undefined;
+  if (claim) ms.waitMs = performance.now() - t0;
   if (claim && 'earlier' in claim)
     return { ...(await checkedBefore(claim.earlier, recovered, ctx, ms)), sameImageAs: claim.earlier.state };
   let done: ImageChecks | undefined;

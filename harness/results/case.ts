@@ -34,7 +34,7 @@ export interface CasePhases {
   recoveryMs?: number;
   /** The oracles on every recovered image. */
   oraclesMs?: number;
-  /** Waiting for a machine slot, workload and kernel recovery machines together. */
+  /** Waiting for a machine slot, workload and kernel recovery machines together; a write-log state also waits here for another state's check of the same recovered image. */
   queuedMs?: number;
   /** Kernel recovery: restoring (or booting) its machine, and the mount and umount in it. */
   recoveryMachineMs?: number;

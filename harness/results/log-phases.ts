@@ -53,7 +53,7 @@ export function logPhaseLines(p: LogPhaseSummary): string[] {
   const m = p.perStateMs;
   return [
     `Write-log states: ${p.states} checked, ${p.statesPerMinute} states per minute of case time (${m.case} ms a state)`,
-    `  per state: materialise ${m.materialise} ms, recovery ${m.recovery} ms, oracles ${m.oracles} ms (content ${m.content}, e2fsck -fn ${m.fnCheck}, -fy ${m.repair}, -fn again ${m.recheck}), waiting for a slot ${m.queued} ms`,
+    `  per state: materialise ${m.materialise} ms, recovery ${m.recovery} ms, oracles ${m.oracles} ms (content ${m.content}, e2fsck -fn ${m.fnCheck}, -fy ${m.repair}, -fn again ${m.recheck}), waiting for a slot or a same-image check ${m.queued} ms`,
     ...(p.sameImage
       ? [`  ${p.sameImage} of them had the recovered image of an earlier state of their unit: its e2fsck runs were theirs`]
       : []),

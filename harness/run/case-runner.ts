@@ -414,9 +414,9 @@ function checkPhases(state: CrashState, done: readonly Recovery[], kernelRecover
   let queuedMs = state.phases.queuedMs ?? 0;
   const parts = { contentMs: 0, fnCheckMs: 0, repairMs: 0, recheckMs: 0 };
   for (const { recovered, oraclesMs: ms, outcome } of done) {
-    queuedMs += recovered?.phases?.queuedMs ?? 0;
+    queuedMs += (recovered?.phases?.queuedMs ?? 0) + (outcome.ms?.waitMs ?? 0);
     recoveryMs += (recovered?.durationMs ?? 0) - (recovered?.phases?.queuedMs ?? 0);
-    oraclesMs += ms;
+    oraclesMs += ms - (outcome.ms?.waitMs ?? 0);
     parts.contentMs += outcome.ms?.contentMs ?? 0;
     parts.fnCheckMs += outcome.ms?.checkMs ?? 0;
     parts.repairMs += outcome.ms?.repairMs ?? 0;

@@ -252,7 +252,7 @@ function chartsSection(s: RunSummary): { html: string; data: unknown } {
       ['e2fsck -fn', m.fnCheck],
       ['e2fsck -fy', m.repair],
       ['e2fsck -fn after the repair', m.recheck],
-      ['waiting for a slot', m.queued],
+      ['waiting for a slot, or for the check of a state with the same image', m.queued],
       ['case (the check in all)', m.case],
     ];
     figures.push(

@@ -101,6 +101,26 @@ async function timed<T>(work: () => Promise<T>, done: (ms: number) => void): Pro
   }
 }
 
+/** The content and durability oracle on the recovered image, timed into `ms.contentMs` (nothing without a manifest). */
+async function contentOracle(recovered: ImageUnderCheck, ctx: OracleContext, ms: OracleTimes): Promise<Finding[]> {
+  const manifest = ctx.manifest;
+  if (!manifest) return [];
+  return timed(
+    () =>
+      checkContent(
+        recovered.image,
+        manifest,
+        ctx.expectations,
+        recovered.mode,
+        ctx.recipe,
+        ctx.imageFiles,
+        ctx.basePath,
+        recovered.unchangedFromBase,
+      ),
+    (t) => (ms.contentMs = t),
+  );
+}
+
 /**
  * The content oracle and e2fsck -fn: both only read the image as the
  * recovery left it, so they run at once (e2fsck in its own process while
@@ -118,24 +138,9 @@ async function contentAndCheck(
     (t) => (ms.checkMs = t),
   );
   void checking.catch(() => undefined);
-  let content: Finding[] = [];
+  let content: Finding[];
   try {
-    const manifest = ctx.manifest;
-    if (manifest)
-      content = await timed(
-        () =>
-          checkContent(
-            recovered.image,
-            manifest,
-            ctx.expectations,
-            recovered.mode,
-            ctx.recipe,
-            ctx.imageFiles,
-            ctx.basePath,
-            recovered.unchangedFromBase,
-          ),
-        (t) => (ms.contentMs = t),
-      );
+    content = await contentOracle(recovered, ctx, ms);
   } catch (e) {
     await checking.catch(() => undefined);
     throw e;
@@ -209,24 +214,7 @@ async function checkedBefore(
 ): Promise<ImageChecks> {
   const runs = earlier.runs.map((r) => reusedRun(r, earlier, recovered.image));
   if (earlier.content.key === contentKey(ctx)) return { content: structuredClone([...earlier.content.findings]), runs };
-  const manifest = ctx.manifest;
-  const content = manifest
-    ? await timed(
-        () =>
-          checkContent(
-            recovered.image,
-            manifest,
-            ctx.expectations,
-            recovered.mode,
-            ctx.recipe,
-            ctx.imageFiles,
-            ctx.basePath,
-            recovered.unchangedFromBase,
-          ),
-        (t) => (ms.contentMs = t),
-      )
-    : [];
-  return { content, runs };
+  return { content: await contentOracle(recovered, ctx, ms), runs };
 }
 
 /** This state's checks: an earlier state's with the same image (OracleContext.checked), or its own, then kept for the next. */

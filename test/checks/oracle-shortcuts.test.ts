@@ -87,6 +87,28 @@ t.test('needsRepair: counts alone with exit 0 are done; any other problem, or a 
   t.equal(needsRepair({ exit: decodeExit(0), problems: [p(0x010004)] }), true);
 });
 
+/**
+ * What the workload promised about two files: `migrated` converted and made
+ * durable by a sync (a durability finding while it is still block-mapped),
+ * and `written` holding a completed, durable write (its history judges every
+ * sector: a content finding while the image holds other bytes).
+ */
+function promised(migrated: string, written: string) {
+  return {
+    mustBeExtents: [migrated],
+    mustBeBlocks: [],
+    files: [
+      {
+        path: written,
+        origin: 'recipe' as const,
+        ops: [{ kind: 'write' as const, step: 'w', offset: 0, size: 4096, seed: 7, complete: true }],
+        durable: 1,
+      },
+    ],
+    migrations: [],
+  };
+}
+
 // Every finding kind the full oracle reports, planted on one image, survives
 // the shortcuts: the -fn that ends the check early, the content oracle's
 // versions and origins built once per run (the second check of the same
@@ -106,21 +128,7 @@ t.test("each finding kind survives the shortcuts and the content oracle's caches
   const written = base.manifest.entries.find(
     (e) => e.type === 'file' && e.path !== direct.path && e.path !== victim.path && e.size >= 8192,
   )!;
-  const expectations = {
-    // Durability: a conversion a sync made durable, on a file that is still block-mapped.
-    mustBeExtents: [direct.path],
-    mustBeBlocks: [],
-    // A completed, durable write the image does not hold: its history judges every sector.
-    files: [
-      {
-        path: written.path,
-        origin: 'recipe' as const,
-        ops: [{ kind: 'write' as const, step: 'w', offset: 0, size: 4096, seed: 7, complete: true }],
-        durable: 1,
-      },
-    ],
-    migrations: [],
-  };
+  const expectations = promised(direct.path, written.path);
   // The same state twice (the repair changes the image it runs on): the second check is served from the caches.
   const again = tmp.join('kinds-again.img');
   await copyFile(img, again);
@@ -219,19 +227,7 @@ t.test(
     const third = tmp.join('same-3.img');
     await copyFile(first, third);
     const unrelated = await image('same-other', ['ssv free_blocks_count 17']);
-    const held = {
-      mustBeExtents: [direct.path],
-      mustBeBlocks: [],
-      files: [
-        {
-          path: written.path,
-          origin: 'recipe' as const,
-          ops: [{ kind: 'write' as const, step: 'w', offset: 0, size: 4096, seed: 7, complete: true }],
-          durable: 1,
-        },
-      ],
-      migrations: [],
-    };
+    const held = promised(direct.path, written.path);
     const checked = new CheckedImages();
     const run = (img: string, key: string, state: string, expectations: typeof held | typeof noExpectations) =>
       runOracles(

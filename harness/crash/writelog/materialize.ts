@@ -286,8 +286,8 @@ function identityNow(
   sectorSize: number,
   known: (sector: number) => bigint | undefined,
 ): string | undefined {
-  const before = new Map<number, Buffer>();
-  const after = new Map<number, Buffer>();
+  // By sector: its bytes before, from the first undo file that holds it, and now.
+  const rewritten = new Map<number, SectorChange>();
   const fd = openSync(image, 'r');
   try {
     for (const f of undoFiles.paths) {
@@ -305,20 +305,18 @@ function identityNow(
         const now = Buffer.alloc(x.bytes.length);
         readFullySync(fd, now, offset);
         for (let i = 0; (i + 1) * sectorSize <= x.bytes.length; i++) {
-          const s = offset / sectorSize + i;
-          if (before.has(s)) continue;
-          before.set(s, x.bytes.subarray(i * sectorSize, (i + 1) * sectorSize));
-          after.set(s, now.subarray(i * sectorSize, (i + 1) * sectorSize));
+          const sector = offset / sectorSize + i;
+          if (rewritten.has(sector)) continue;
+          const at = (b: Buffer) => b.subarray(i * sectorSize, (i + 1) * sectorSize);
+          rewritten.set(sector, { sector, before: at(x.bytes), after: at(now) });
         }
       }
     }
   } finally {
     closeSync(fd);
   }
-  const changes: SectorChange[] = [];
   // A sector written with the bytes it held does not move the identity: most of a block the replay rewrote.
-  for (const [sector, was] of before)
-    if (!was.equals(after.get(sector)!)) changes.push({ sector, before: was, after: after.get(sector)! });
+  const changes = [...rewritten.values()].filter((c) => !c.before.equals(c.after));
   return identityAfter(BigInt(`0x${state.key}`), changes, known)
     .toString(16)
     .padStart(32, '0');

@@ -15,7 +15,7 @@ import { writeJsonAtomic } from '../util/atomic.ts';
 import { allowanceOnLine } from '../findings/finding.ts';
 import { InfraError } from '../util/errors.ts';
 import { scenariosDir } from '../util/paths.ts';
-import { recordingStamp, storeRecording, storedRecording } from './recording-store.ts';
+import { recordingStamp, storeRecording, storedRecording, unitFolder } from './recording-store.ts';
 import { TempDir } from '../util/tempdir.ts';
 
 /**
@@ -100,7 +100,7 @@ export async function recordSuiteLogs(
   });
   const prepared: PreparedUnit[] = [];
   for (const unit of expandLogUnits(scenarios, o.seed ?? 1)) {
-    const unitDir = join(dir, unit.id.replace(/\//g, '_'));
+    const unitDir = unitFolder(dir, unit.id);
     const stamp = o.store ? recordingStamp(unit, o.kernel, baseImageOf(env, unit.scenario)) : undefined;
     const stored = o.store && stamp ? await storedRecording(o.store, stamp) : undefined;
     const earlier = o.recordings?.get(unit.id) ?? (stored && 'dir' in stored ? stored.dir : undefined);

@@ -38,14 +38,14 @@ export function recordingStamp(unit: LogUnitSpec, kernel: KernelInfo, base: Base
   };
 }
 
-/** The unit's folder in the store (its id with '/' as '_', as the bench names them). */
-export function storedUnitDir(store: string, unit: string): string {
-  return join(store, unit.replace(/\//g, '_'));
+/** A unit's folder under `dir`, as the bench names them: its id with '/' as '_' (the store and the bench's working folders alike). */
+export function unitFolder(dir: string, unit: string): string {
+  return join(dir, unit.replace(/\//g, '_'));
 }
 
 /** What the store holds for the unit: its folder when its stamp matches; otherwise why not (absent, or which part differs). */
 export async function storedRecording(store: string, stamp: RecordingStamp): Promise<{ dir: string } | { missing: string }> {
-  const dir = storedUnitDir(store, stamp.unit);
+  const dir = unitFolder(store, stamp.unit);
   let held: Partial<RecordingStamp>;
   try {
     held = JSON.parse(await readFile(join(dir, stampFile), 'utf8')) as Partial<RecordingStamp>;
@@ -59,7 +59,7 @@ export async function storedRecording(store: string, stamp: RecordingStamp): Pro
 /** Keep a unit's recording folder in the store, replacing what was there: copied beside it, then renamed into place. */
 export async function storeRecording(store: string, unitDir: string, stamp: RecordingStamp): Promise<void> {
   await mkdir(store, { recursive: true });
-  const dest = storedUnitDir(store, stamp.unit);
+  const dest = unitFolder(store, stamp.unit);
   const partial = `${dest}.partial`;
   await rm(partial, { recursive: true, force: true });
   await cp(unitDir, partial, { recursive: true });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { stockKernel } from '../../harness/kernel/stock.ts';
 import { MachinePool } from '../../harness/vm/machine/pool.ts';
 import { recordSuiteLogs } from '../../harness/bench/oracle-bench.ts';
-import { storedUnitDir } from '../../harness/bench/recording-store.ts';
+import { unitFolder } from '../../harness/bench/recording-store.ts';
 import type { MachineLauncher } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 
@@ -43,7 +43,7 @@ t.test('recorded once, then reused from the store with the same states; other st
   t.equal(a.prepared.length, 1);
   t.equal(a.prepared[0]!.recorded, true, 'the first run records the unit');
   t.match(first.join('\n'), /recording store\/log\/r1 \(.*: not recorded there yet\)/);
-  const unitDir = storedUnitDir(store, 'store/log/r1');
+  const unitDir = unitFolder(store, 'store/log/r1');
   const stamp = JSON.parse(await readFile(join(unitDir, 'bench-recording.json'), 'utf8')) as Record<string, unknown>;
   t.match(stamp, { unit: 'store/log/r1', kernel: kernel.id }, 'kept in the store with what it was recorded with');
 

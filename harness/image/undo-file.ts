@@ -1,6 +1,7 @@
 import { openSync, closeSync, fstatSync } from 'node:fs';
 import { InfraError } from '../util/errors.ts';
 import { readFullySync, writeFullySync } from '../util/fd-io.ts';
+import { crc32cLe } from '../util/crc32c.ts';
 
 /**
  * Putting an image back from an e2fsprogs undo file (`e2fsck -z FILE`), in
@@ -47,23 +48,6 @@ export interface UndoFile {
   fsOffset: number;
   /** The original bytes, keyed by where they go: applied in fs block order, as e2undo does. */
   extents: Array<{ fsBlock: number; bytes: Buffer }>;
-}
-
-const crcTable = (() => {
-  const t = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
-    t[i] = c >>> 0;
-  }
-  return t;
-})();
-
-/** ext2fs_crc32c_le(~0, buf, len): the CRC32C (Castagnoli) e2fsprogs uses, seeded with ~0 and not inverted after. */
-export function crc32cLe(b: Uint8Array, seed = 0xffffffff): number {
-  let c = seed >>> 0;
-  for (let i = 0; i < b.length; i++) c = crcTable[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
-  return c >>> 0;
 }
 
 function readAt(fd: number, file: string, length: number, position: number, what: string): Buffer {

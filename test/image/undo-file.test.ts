@@ -5,7 +5,8 @@ import { tool } from '../../harness/util/tools.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { sha256File } from '../../harness/util/hash.ts';
 import { damagedCopy } from '../helpers/damaged-copy.ts';
-import { readUndoFile, applyUndo, crc32cLe, UndoFileError, undoFileRanges } from '../../harness/image/undo-file.ts';
+import { readUndoFile, applyUndo, UndoFileError, undoFileRanges } from '../../harness/image/undo-file.ts';
+import { crc32cLe } from '../../harness/util/crc32c.ts';
 
 // The in-process undo (what the write-log's in-place checks use instead of
 // an e2undo per state) against undo files written by the real e2fsprogs,

@@ -13,8 +13,9 @@ const PAGE = 4096;
 
 /**
  * The content oracle: every manifest file reads back (on the host, without
- * mounting: debugfs's stat, and the bytes through the block map it prints,
- * see readEntryState's `via: 'map'`) with its size and sha256, fully block-mapped or
+ * mounting: each file's stat as debugfs would print it, read in process or
+ * by debugfs, and the bytes through its block map, see readEntryState's
+ * `via: 'map'`) with its size and sha256, fully block-mapped or
  * fully extent-mapped; a file the workload wrote is held to its history
  * sector by sector (checks/file-history.ts); what a completed sync made
  * durable survived; a file the ioctl refused is still block-mapped.

@@ -10,6 +10,7 @@ import { TempDir } from '../util/tempdir.ts';
 import type { ManifestEntry, MappingKind } from './manifest.ts';
 import { parseBlockMap } from './block-map.ts';
 import { readFullySync } from '../util/fd-io.ts';
+import { AskDebugfsError, InodeReader } from './inode-reader.ts';
 
 /** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses. */
 export interface InodeStat {
@@ -33,35 +34,63 @@ export interface InodeStat {
 const EXTENTS_FL = 0x80000;
 const INLINE_DATA_FL = 0x10000000;
 
+/**
+ * What an inode's `stat` says, before what qcrash derives from it: the
+ * fields parseDebugfsStat reads from debugfs's text, and what the in-process
+ * reader (inode-reader.ts) reads from the inode. One function (inodeStatOf)
+ * makes an InodeStat of either, so the two cannot derive differently.
+ */
+export interface StatFields {
+  ino: number;
+  /** The first word of debugfs's type ("regular", "directory", "symlink", ...). */
+  type: string;
+  flags: number;
+  size: number;
+  links: number;
+  blockcount: number;
+  fastLinkTarget?: string;
+  /** The BLOCKS: or EXTENTS: section: its heading and what follows it, up to the blank line that ends it. */
+  map?: { heading: 'BLOCKS' | 'EXTENTS'; body: string };
+}
+
 /** Parse one inode's `stat` output (debugfs 1.47). */
 export function parseDebugfsStat(text: string): InodeStat | undefined {
   const head = /Inode:\s*(\d+)\s+Type:\s*(\S+)\s+Mode:\s*\S+\s+Flags:\s*(0x[0-9a-f]+)/i.exec(text);
   if (!head) return undefined;
-  const flags = parseInt(head[3]!, 16);
-  const size = Number(/Size:\s*(\d+)/.exec(text)?.[1] ?? 0);
-  const links = Number(/Links:\s*(\d+)/.exec(text)?.[1] ?? 0);
-  const blockcount = Number(/Blockcount:\s*(\d+)/.exec(text)?.[1] ?? 0);
   const fast = /Fast link dest:\s*"(.*)"/.exec(text)?.[1];
   const mapMatch = /^(BLOCKS|EXTENTS):\s*\n?([\s\S]*?)(?:\n\s*\n|\n?$)/m.exec(text);
-  const map = mapMatch ? `${mapMatch[1]}:\n${mapMatch[2]!.trim()}` : '';
-  let mapping: MappingKind;
-  if (flags & INLINE_DATA_FL) mapping = 'inline';
-  else if (fast !== undefined) mapping = 'fast-symlink';
-  else if (flags & EXTENTS_FL) mapping = 'extents';
-  else if (mapMatch || blockcount === 0) mapping = blockcount === 0 && !mapMatch ? 'none' : 'blocks';
-  else mapping = 'blocks';
-  return {
+  return inodeStatOf({
     ino: Number(head[1]),
     type: head[2]!,
-    flags,
-    size,
-    links,
-    blockcount,
+    flags: parseInt(head[3]!, 16),
+    size: Number(/Size:\s*(\d+)/.exec(text)?.[1] ?? 0),
+    links: Number(/Links:\s*(\d+)/.exec(text)?.[1] ?? 0),
+    blockcount: Number(/Blockcount:\s*(\d+)/.exec(text)?.[1] ?? 0),
+    ...(fast !== undefined ? { fastLinkTarget: fast } : {}),
+    ...(mapMatch ? { map: { heading: mapMatch[1] as 'BLOCKS' | 'EXTENTS', body: mapMatch[2]! } } : {}),
+  });
+}
+
+/** An InodeStat from a stat's fields: the mapping kind, the map as reports show it, its data blocks and levels. */
+export function inodeStatOf(f: StatFields): InodeStat {
+  const map = f.map ? `${f.map.heading}:\n${f.map.body.trim()}` : '';
+  let mapping: MappingKind;
+  if (f.flags & INLINE_DATA_FL) mapping = 'inline';
+  else if (f.fastLinkTarget !== undefined) mapping = 'fast-symlink';
+  else if (f.flags & EXTENTS_FL) mapping = 'extents';
+  else mapping = f.blockcount === 0 && !f.map ? 'none' : 'blocks';
+  return {
+    ino: f.ino,
+    type: f.type,
+    flags: f.flags,
+    size: f.size,
+    links: f.links,
+    blockcount: f.blockcount,
     mapping,
     map,
-    dataBlocks: countDataBlocks(mapMatch?.[2] ?? ''),
+    dataBlocks: countDataBlocks(f.map?.body ?? ''),
     levels: { ind: /\(IND\)/.test(map), dind: /\(DIND\)/.test(map), tind: /\(TIND\)/.test(map) },
-    ...(fast !== undefined ? { fastLinkTarget: fast } : {}),
+    ...(f.fastLinkTarget !== undefined ? { fastLinkTarget: f.fastLinkTarget } : {}),
   };
 }
 
@@ -158,6 +187,32 @@ export class UnaddressablePathError extends ConfigError {
   }
 }
 
+/**
+ * How the stats of `readEntryState` via 'map' were read since the process
+ * began: images read in process (inode-reader.ts), and images debugfs read
+ * because the reader would not, with the last reason. The bench prints them.
+ */
+export const statReads = { inProcess: 0, debugfs: 0, lastReason: '' };
+
+/** Every path's stat read in this process, or undefined when the reader leaves the image to debugfs (AskDebugfsError). */
+function statInProcess(fd: number, image: string, paths: string[]): Map<string, InodeStat | undefined> | undefined {
+  try {
+    const reader = InodeReader.open(fd, image);
+    const stats = new Map(paths.map((p) => [p, statOf(reader.stat(p))]));
+    statReads.inProcess++;
+    return stats;
+  } catch (e) {
+    if (!(e instanceof AskDebugfsError)) throw e;
+    statReads.debugfs++;
+    statReads.lastReason = e.reason;
+    return undefined;
+  }
+}
+
+function statOf(f: StatFields | undefined): InodeStat | undefined {
+  return f && inodeStatOf(f);
+}
+
 export async function statPaths(image: string, paths: string[]): Promise<Map<string, InodeStat | undefined>> {
   const outs = await debugfsBatch(
     image,
@@ -195,9 +250,9 @@ export interface ReadEntryOptions {
   };
   /**
    * How a regular file's bytes are read. `dump` (the default): debugfs dumps
-   * every file (what manifests are made with). `map`: one debugfs run stats
-   * every path, and the bytes are read straight from the image through the
-   * block map that stat printed (data runs, holes and unwritten extents as
+   * every file (what manifests are made with). `map`: every path is stat'ed
+   * (in process, see `statWith`), and the bytes are read straight from the
+   * image through the block map the stat gives (data runs, holes and unwritten extents as
    * zeros, up to i_size): the content oracle's way, since dumping 15 MB
    * through debugfs took 170-250 ms per image here and reading them through
    * the map 20-40 ms. A file the map cannot serve (inline data, a map that
@@ -210,6 +265,12 @@ export interface ReadEntryOptions {
    * dumpBatchBytes. Without them every path goes into one debugfs run.
    */
   sizes?: ReadonlyMap<string, number>;
+  /**
+   * With `via: 'map'`: where the stats come from. By default the image is
+   * read in this process (inode-reader.ts) and debugfs reads any image the
+   * reader leaves to it; `debugfs` always asks debugfs (the tests compare).
+   */
+  statWith?: 'debugfs';
 }
 
 /**
@@ -309,16 +370,13 @@ async function readEntryStateViaMap(
   types: Map<string, string> | undefined,
   opts: ReadEntryOptions,
 ): Promise<EntryState[]> {
-  const outs = await debugfsBatch(
-    image,
-    paths.map((p) => `stat ${debugfsPath(p)}`),
-  );
-  const stats = new Map(paths.map((p, i) => [p, parseDebugfsStat(outs[i]!)]));
   const fh = await open(image, 'r');
   const out: EntryState[] = [];
   const unserved: string[] = [];
   await using base = opts.base ? await BaseReader.open(opts.base.path, opts.base.unchanged) : undefined;
   try {
+    const stats =
+      (opts.statWith === 'debugfs' ? undefined : statInProcess(fh.fd, image, paths)) ?? (await statPaths(image, paths));
     const geometry = await imageGeometry(fh);
     for (const p of paths) {
       const st = stats.get(p);

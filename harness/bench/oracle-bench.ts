@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { E2fsckCannotCheckError, runE2fsck } from '../image/e2fsck.ts';
+import { statReads } from '../image/debugfs.ts';
 import { spawnerCpuMs } from '../image/spawner.ts';
 import { expandLogUnits } from '../scenario/expand.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
@@ -69,6 +70,8 @@ export interface OracleBenchResult {
   cpuFraction: number;
   /** Every state of the full-oracle pass passed (the default suite on the stock kernel does). */
   statuses: Record<string, number>;
+  /** How the full-oracle pass read its files' stats: images read in process, and images left to debugfs (with the last reason). */
+  statReads: { inProcess: number; debugfs: number; lastReason?: string };
   /** This process's resident size at the end (a spawn's fork costs in proportion to it). */
   rssMiB: number;
   /** How many of the units' logs were recorded by this bench run (the others were reused). */
@@ -122,6 +125,7 @@ export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenc
   const full: Tally = { states: 0, ms: 0, cpuMs: 0, toolCpuMs: 0 };
   const limit: Tally = { states: 0, ms: 0, cpuMs: 0, toolCpuMs: 0 };
   const statuses: Record<string, number> = {};
+  const reads0 = { ...statReads };
   for (const [i, p] of prepared.entries()) {
     o.onProgress?.(`full oracle: ${p.unit.id}, ${p.specs.length} states: full oracle and e2fsck -fn alone`);
     const turns = [
@@ -138,6 +142,11 @@ export async function benchFullOracle(o: OracleBenchOptions): Promise<OracleBenc
     fullOracle: a,
     fnLimit: b,
     fraction: +(a.statesPerMinute / b.statesPerMinute).toFixed(3),
+    statReads: {
+      inProcess: statReads.inProcess - reads0.inProcess,
+      debugfs: statReads.debugfs - reads0.debugfs,
+      ...(statReads.debugfs > reads0.debugfs ? { lastReason: statReads.lastReason } : {}),
+    },
     cpuFraction: +(b.cpuMsPerState / a.cpuMsPerState).toFixed(3),
     statuses,
     rssMiB: Math.round(process.memoryUsage().rss / (1 << 20)),
@@ -256,11 +265,12 @@ async function copyRecording(from: string, to: string): Promise<void> {
 export function oracleBenchLines(r: OracleBenchResult): string[] {
   const what = `${r.fullOracle.states} states of ${r.units.length} recorded log(s) of the default suite, jobs ${r.jobs}`;
   return [
-    `full-oracle: ${r.fullOracle.statesPerMinute} states/min (${what}; ${r.fullOracle.cpuMsPerState} ms CPU a state, ${r.fullOracle.toolCpuMsPerState} ms of it in e2fsck and debugfs; ${Object.entries(
+    `full-oracle: ${r.fullOracle.statesPerMinute} states/min (${what}; ${r.fullOracle.cpuMsPerState} ms CPU a state, ${r.fullOracle.toolCpuMsPerState} ms of it in the tools (e2fsck, debugfs); ${Object.entries(
       r.statuses,
     )
       .map(([k, n]) => `${n} ${k}`)
       .join(', ')})`,
+    `  (stats read in process on ${r.statReads.inProcess} of ${r.statReads.inProcess + r.statReads.debugfs} images${r.statReads.debugfs ? `; debugfs read ${r.statReads.debugfs}, the last because of ${r.statReads.lastReason}` : ''})`,
     `e2fsck -fn alone, same states and jobs: ${r.fnLimit.statesPerMinute} states/min (${r.fnLimit.cpuMsPerState} ms CPU a state)`,
     `full oracle vs e2fsck -fn limit: ${r.fraction.toFixed(2)} (by CPU time: ${r.cpuFraction.toFixed(2)})`,
   ];

@@ -53,25 +53,20 @@ const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 let mulHi = 0;
 let mulLo = 0;
 
-/** (ah:al) * (bh:bl) mod 2^64 into mulHi:mulLo; every partial product stays exact in a double. */
+/**
+ * (ah:al) * (bh:bl) mod 2^64 into mulHi:mulLo. The low word is Math.imul's;
+ * the high word is al*bl's upper half from 16-bit halves (every partial sum
+ * stays below 2^32, so >>> is exact) plus the two cross products' low words.
+ */
 function mul64(ah: number, al: number, bh: number, bl: number): void {
   const a0 = al & 0xffff;
   const a1 = al >>> 16;
   const b0 = bl & 0xffff;
   const b1 = bl >>> 16;
-  const p00 = a0 * b0;
-  const p01 = a0 * b1;
-  const p10 = a1 * b0;
-  const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
-  mulLo = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
-  mulHi =
-    (a1 * b1 +
-      Math.floor(p01 / 0x10000) +
-      Math.floor(p10 / 0x10000) +
-      Math.floor(mid / 0x10000) +
-      Math.imul(ah, bl) +
-      Math.imul(al, bh)) >>>
-    0;
+  const u = a1 * b0 + ((a0 * b0) >>> 16);
+  const w = a0 * b1 + (u & 0xffff);
+  mulLo = Math.imul(al, bl) >>> 0;
+  mulHi = (a1 * b1 + (u >>> 16) + (w >>> 16) + Math.imul(ah, bl) + Math.imul(al, bh)) >>> 0;
 }
 
 /** The 64-bit BigInt form of generatedBytes: the reference the fast form is tested against. */
@@ -104,22 +99,33 @@ function sectorSeed(seed: number | bigint, round: number, index: number): bigint
 }
 
 /**
- * Sectors already made, by seed, round and index: a write-log run checks
- * the same rewriter files in hundreds of states, and making a sector
- * (62 rounds of 64-bit BigInt arithmetic) cost more than e2fsck's whole
- * check of the state. Bounded (oldest out first) at 64 MiB of sectors.
+ * Sectors already made, by seed, then round and index: a write-log run
+ * checks the same rewriter files in hundreds of states, and making a sector
+ * (62 rounds of the generator) cost more than e2fsck's whole check of the
+ * state. Keyed by numbers (round * 2^32 + index) under the seed's map: a
+ * string key per lookup was a measurable part of a state's history check.
+ * Bounded at 64 MiB of sectors (the seed cached first goes out first).
  */
-const sectorCache = new Map<string, Buffer>();
+const sectorCache = new Map<number | bigint, Map<number, Buffer>>();
+let sectorsCached = 0;
 const sectorCacheMax = 1 << 17;
 
 /** Sector `index` (file offset index*512) of round `round` of a rewriter seeded with `seed`. Shared: callers copy, never write into it. */
 export function writerSector(seed: number | bigint, round: number, index: number): Buffer {
-  const key = `${seed}/${round}/${index}`;
-  const known = sectorCache.get(key);
+  let bySeed = sectorCache.get(seed);
+  const key = round * 0x100000000 + index;
+  const known = bySeed?.get(key);
   if (known) return known;
   const b = makeWriterSector(seed, round, index);
-  if (sectorCache.size >= sectorCacheMax) sectorCache.delete(sectorCache.keys().next().value!);
-  sectorCache.set(key, b);
+  if (sectorsCached >= sectorCacheMax) {
+    const [oldest, sectors] = sectorCache.entries().next().value!;
+    sectorCache.delete(oldest);
+    sectorsCached -= sectors.size;
+    if (oldest === seed) bySeed = undefined;
+  }
+  if (!bySeed) sectorCache.set(seed, (bySeed = new Map<number, Buffer>()));
+  bySeed.set(key, b);
+  sectorsCached++;
   return b;
 }
 
@@ -141,7 +147,7 @@ export function writerRound(seed: number | bigint, round: number, size: number):
 
 /** The header of a rewriter's sector, when the bytes start with one (the body is not checked here). */
 export function sectorHeader(b: Buffer): { round: number; index: number } | undefined {
-  if (b.length < HEADER || !b.subarray(0, 4).equals(MAGIC)) return undefined;
+  if (b.length < HEADER || b[0] !== MAGIC[0] || b[1] !== MAGIC[1] || b[2] !== MAGIC[2] || b[3] !== MAGIC[3]) return undefined;
   return { round: b.readUInt32LE(4), index: Number(b.readBigUInt64LE(8)) };
 }
 

@@ -1,5 +1,5 @@
-import { readFile, rm, open, type FileHandle } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { closeSync, createReadStream, fstatSync, openSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CommandError, ConfigError } from '../util/errors.ts';
@@ -370,14 +370,14 @@ async function readEntryStateViaMap(
   types: Map<string, string> | undefined,
   opts: ReadEntryOptions,
 ): Promise<EntryState[]> {
-  const fh = await open(image, 'r');
+  using base = opts.base ? BaseReader.open(opts.base.path, opts.base.unchanged) : undefined;
+  // Synchronous open, reads and close: a state's few calls through libuv's thread pool cost more than the syscalls.
+  const fd = openSync(image, 'r');
   const out: EntryState[] = [];
   const unserved: string[] = [];
-  await using base = opts.base ? await BaseReader.open(opts.base.path, opts.base.unchanged) : undefined;
   try {
-    const stats =
-      (opts.statWith === 'debugfs' ? undefined : statInProcess(fh.fd, image, paths)) ?? (await statPaths(image, paths));
-    const geometry = await imageGeometry(fh);
+    const stats = (opts.statWith === 'debugfs' ? undefined : statInProcess(fd, image, paths)) ?? (await statPaths(image, paths));
+    const geometry = imageGeometry(fd);
     for (const p of paths) {
       const st = stats.get(p);
       if (!st) {
@@ -397,8 +397,8 @@ async function readEntryStateViaMap(
       }
       const keep = opts.keepBytes?.has(p) ?? false;
       const entry = opts.base?.entries.get(p);
-      const unchanged = !keep && entry && geometry && base ? base.unchanged(fh, geometry, st, entry) : undefined;
-      const read = unchanged ?? (geometry ? readThroughMap(fh, st, geometry, keep) : undefined);
+      const unchanged = !keep && entry && geometry && base ? base.unchanged(fd, geometry, st, entry) : undefined;
+      const read = unchanged ?? (geometry ? readThroughMap(fd, st, geometry, keep) : undefined);
       if (!read) {
         unserved.push(p);
         out.push({ path: p, exists: true, stat: st });
@@ -414,7 +414,7 @@ async function readEntryStateViaMap(
       });
     }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
   if (unserved.length) {
     const dumped = new Map((await readEntryState(image, unserved, types, { ...opts, via: 'dump' })).map((s) => [s.path, s]));
@@ -424,13 +424,12 @@ async function readEntryStateViaMap(
 }
 
 /** Block size and size in bytes of the ext2/3/4 filesystem in an image, from its superblock; undefined when there is none. */
-async function imageGeometry(fh: FileHandle): Promise<{ blockSize: number; imageBytes: number } | undefined> {
+function imageGeometry(fd: number): { blockSize: number; imageBytes: number } | undefined {
   const sb = Buffer.alloc(1024);
-  await fh.read(sb, 0, 1024, 1024);
-  if (sb.readUInt16LE(0x38) !== 0xef53) return undefined;
+  if (readFullySync(fd, sb, 1024) !== 1024 || sb.readUInt16LE(0x38) !== 0xef53) return undefined;
   const logBlockSize = sb.readUInt32LE(0x18);
   if (logBlockSize > 6) return undefined;
-  return { blockSize: 1024 << logBlockSize, imageBytes: (await fh.stat()).size };
+  return { blockSize: 1024 << logBlockSize, imageBytes: fstatSync(fd).size };
 }
 
 const mapReadChunk = 1 << 20;
@@ -464,7 +463,7 @@ function mappedDataRuns(st: InodeStat): Array<[number, number, number]> | undefi
  * several MiB on every state cost more than reading it.
  */
 function readThroughMap(
-  fh: FileHandle,
+  fd: number,
   st: InodeStat,
   g: { blockSize: number; imageBytes: number },
   keepBytes: boolean,
@@ -495,7 +494,7 @@ function readThroughMap(
     const end = Math.min(start + n * B, st.size);
     for (let off = start; off < end;) {
       const len = Math.min(mapReadChunk, end - off);
-      if (readFullySync(fh.fd, buf.subarray(0, len), p * B + (off - start)) !== len) return undefined;
+      if (readFullySync(fd, buf.subarray(0, len), p * B + (off - start)) !== len) return undefined;
       if (bytes) buf.copy(bytes, off, 0, len);
       else hash!.update(buf.subarray(0, len));
       off += len;
@@ -528,26 +527,26 @@ function sameRuns(
 }
 
 /** The base image of a state, open for comparing a file's blocks with (ReadEntryOptions.base). */
-class BaseReader implements AsyncDisposable {
+class BaseReader implements Disposable {
   private constructor(
     readonly path: string,
-    private readonly fh: FileHandle,
+    private readonly fd: number,
     private readonly geometry: { blockSize: number; imageBytes: number } | undefined,
     private readonly known: ((offset: number, length: number) => boolean) | undefined,
   ) {}
 
-  static async open(path: string, unchanged?: (offset: number, length: number) => boolean): Promise<BaseReader> {
-    const fh = await open(path, 'r');
-    return new BaseReader(path, fh, await imageGeometry(fh).catch(() => undefined), unchanged);
+  static open(path: string, unchanged?: (offset: number, length: number) => boolean): BaseReader {
+    const fd = openSync(path, 'r');
+    return new BaseReader(path, fd, imageGeometry(fd), unchanged);
   }
 
   /**
-   * The manifest's sha256 when the file at `st` on the image open as `fh`
+   * The manifest's sha256 when the file at `st` on the image open as `fd`
    * has the entry's map and size and the base's bytes on every block of that
    * map; undefined otherwise (the caller reads and hashes the file).
    */
   unchanged(
-    fh: FileHandle,
+    fd: number,
     g: { blockSize: number; imageBytes: number },
     st: InodeStat,
     e: ManifestEntry,
@@ -560,11 +559,11 @@ class BaseReader implements AsyncDisposable {
     if (!checked) baseHashChecked.set(e, (checked = new Map<string, boolean>()));
     let hashed = checked.get(this.path);
     if (hashed === undefined) {
-      hashed = readThroughMap(this.fh, st, bg, false)?.sha256 === e.sha256;
+      hashed = readThroughMap(this.fd, st, bg, false)?.sha256 === e.sha256;
       checked.set(this.path, hashed);
     }
     if (!hashed) return undefined;
-    return this.sameBytes(fh, g, runs, st.size) ? { sha256: e.sha256 } : undefined;
+    return this.sameBytes(fd, g, runs, st.size) ? { sha256: e.sha256 } : undefined;
   }
 
   /**
@@ -574,7 +573,7 @@ class BaseReader implements AsyncDisposable {
    * thread pool costs several times the syscall.
    */
   private sameBytes(
-    fh: FileHandle,
+    fd: number,
     g: { blockSize: number; imageBytes: number },
     runs: ReadonlyArray<[number, number, number]>,
     size: number,
@@ -598,7 +597,7 @@ class BaseReader implements AsyncDisposable {
         }
         const a = mapScratch.subarray(0, len);
         const b = baseScratch.subarray(0, len);
-        if (readFullySync(fh.fd, a, pos) !== len || readFullySync(this.fh.fd, b, pos) !== len || !a.equals(b)) return false;
+        if (readFullySync(fd, a, pos) !== len || readFullySync(this.fd, b, pos) !== len || !a.equals(b)) return false;
         off += len;
       }
       at = end;
@@ -606,8 +605,8 @@ class BaseReader implements AsyncDisposable {
     return true;
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.fh.close();
+  [Symbol.dispose](): void {
+    closeSync(this.fd);
   }
 }
 

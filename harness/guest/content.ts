@@ -6,67 +6,19 @@
  * function here has its twin in qcrash-io.c; test/checks/writer-content.test.ts
  * holds them to bytes the guest wrote.
  */
+import { splitmixBytes } from './splitmix.ts';
+
 const MASK = (1n << 64n) - 1n;
 const GAMMA = 0x9e3779b97f4a7c15n;
 
 /**
- * splitmix64 in 32-bit halves: the same bytes as the 64-bit BigInt form
- * (test/checks/generated-bytes.test.ts holds the two together), about 20
- * times faster; the content oracle makes every rewriter sector it checks.
+ * splitmix64 from `seed`, `size` bytes: made by WebAssembly (splitmix.ts),
+ * the same bytes as the 64-bit BigInt form below
+ * (test/checks/generated-bytes.test.ts holds the two together); the content
+ * oracle makes every rewriter sector it checks.
  */
 export function generatedBytes(seed: number | bigint, size: number): Buffer {
-  const out = Buffer.alloc(size);
-  const s0 = BigInt(seed) & MASK;
-  let sh = Number(s0 >> 32n);
-  let sl = Number(s0 & 0xffffffffn);
-  // Whole words straight into a 32-bit view (little-endian hosts; Buffer.alloc's memory is 8-byte aligned).
-  const words = littleEndian && out.byteOffset % 4 === 0 ? new Uint32Array(out.buffer, out.byteOffset, size >>> 2) : undefined;
-  for (let i = 0; i < size; i += 8) {
-    // s += GAMMA (0x9e3779b9_7f4a7c15)
-    const lo = sl + 0x7f4a7c15;
-    sl = lo >>> 0;
-    sh = (sh + 0x9e3779b9 + (lo > 0xffffffff ? 1 : 0)) >>> 0;
-    let zl = (sl ^ ((sl >>> 30) | (sh << 2))) >>> 0;
-    let zh = (sh ^ (sh >>> 30)) >>> 0;
-    mul64(zh, zl, 0xbf58476d, 0x1ce4e5b9);
-    zl = (mulLo ^ ((mulLo >>> 27) | (mulHi << 5))) >>> 0;
-    zh = (mulHi ^ (mulHi >>> 27)) >>> 0;
-    mul64(zh, zl, 0x94d049bb, 0x133111eb);
-    zl = (mulLo ^ ((mulLo >>> 31) | (mulHi << 1))) >>> 0;
-    zh = (mulHi ^ (mulHi >>> 31)) >>> 0;
-    if (i + 8 <= size) {
-      if (words) {
-        words[i >>> 2] = zl;
-        words[(i >>> 2) + 1] = zh;
-      } else {
-        out.writeUInt32LE(zl, i);
-        out.writeUInt32LE(zh, i + 4);
-      }
-    } else for (let j = 0; i + j < size; j++) out[i + j] = (j < 4 ? zl >>> (8 * j) : zh >>> (8 * (j - 4))) & 0xff;
-  }
-  return out;
-}
-
-const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
-/** mul64's result, high and low 32-bit halves: module variables rather than an array per call (the generator's loop made millions). */
-let mulHi = 0;
-let mulLo = 0;
-
-/**
- * (ah:al) * (bh:bl) mod 2^64 into mulHi:mulLo. The low word is Math.imul's;
- * the high word is al*bl's upper half from 16-bit halves (every partial sum
- * stays below 2^32, so >>> is exact) plus the two cross products' low words.
- */
-function mul64(ah: number, al: number, bh: number, bl: number): void {
-  const a0 = al & 0xffff;
-  const a1 = al >>> 16;
-  const b0 = bl & 0xffff;
-  const b1 = bl >>> 16;
-  const u = a1 * b0 + ((a0 * b0) >>> 16);
-  const w = a0 * b1 + (u & 0xffff);
-  mulLo = Math.imul(al, bl) >>> 0;
-  mulHi = (a1 * b1 + (u >>> 16) + (w >>> 16) + Math.imul(ah, bl) + Math.imul(al, bh)) >>> 0;
+  return splitmixBytes(BigInt(seed) & MASK, size);
 }
 
 /** The 64-bit BigInt form of generatedBytes: the reference the fast form is tested against. */

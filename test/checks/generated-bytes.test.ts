@@ -1,8 +1,8 @@
 import t from 'tap';
 import { generatedBytes, generatedBytesReference, writerSector } from '../../harness/guest/content.ts';
 
-// The fast splitmix64 must give the guest's bytes: the BigInt form is the one held to qcrash-io.c (writer-content.test.ts).
-t.test('the 32-bit splitmix64 gives the same bytes as the 64-bit reference', async (t) => {
+// The fast splitmix64 (WebAssembly, guest/splitmix.ts) must give the guest's bytes: the BigInt form is the one held to qcrash-io.c (writer-content.test.ts).
+t.test('the WebAssembly splitmix64 gives the same bytes as the 64-bit reference', async (t) => {
   const seeds: Array<number | bigint> = [
     0,
     1,
@@ -22,6 +22,14 @@ t.test('the 32-bit splitmix64 gives the same bytes as the 64-bit reference', asy
     }
   }
   t.pass(`${seeds.length} seeds agree`);
+  // Past the module's first 64 KiB page (its memory grows), then small again from the grown memory.
+  for (const [seed, size] of [
+    [5n, 0],
+    [9n, 65536 + 9],
+    [2n ** 63n + 11n, 300_001],
+    [3n, 13],
+  ] as const)
+    t.ok(generatedBytes(seed, size).equals(generatedBytesReference(seed, size)), `seed ${seed}, ${size} bytes`);
 });
 
 t.test('a writer sector made twice is the same bytes (the second from the cache)', async (t) => {

@@ -74,7 +74,7 @@ function historyLookup(
   return (e) => histories.get(e.path) ?? (e.type === 'file' ? historyByIno.get(e.ino) : undefined);
 }
 
-/** Every path the check reads, in one debugfs run: the manifest's, the new files', and those whose mapping the expectations judge. */
+/** Every path the check reads, in one pass over the image (or one debugfs run): the manifest's, the new files', and those whose mapping the expectations judge. */
 async function readStates(
   image: string,
   manifest: Manifest,

@@ -22,6 +22,7 @@ import { formatSignature, signatureOf } from '../results/signature.ts';
 import { baseImageOf, checkCrashState, emptyResult, type CaseEnv } from './case-runner.ts';
 import { CheckedImages } from '../checks/checked-images.ts';
 import { e2fsckVerdict, type StateOracleContext } from './state-verdict.ts';
+import { dropDigestFile } from '../crash/writelog/digest-file.ts';
 
 /**
  * A write-log unit (`<scenario>/log/r<rep>`): one recorded run of the
@@ -563,8 +564,10 @@ async function dropLogOnceChecked(check: UnitCheck, failing: readonly StateWork[
   const { env, source, states, prepared } = check;
   const wholePlan = states.length === source.plan.states.length;
   const allPassed = states.every((w) => w.result.status === 'pass');
-  if ((env.keep === 'none' && !failing.length) || (env.keep === 'failed' && wholePlan && allPassed))
+  if ((env.keep === 'none' && !failing.length) || (env.keep === 'failed' && wholePlan && allPassed)) {
     await rm(join(prepared.unitDir, prepared.recording.log), { force: true });
+    dropDigestFile(join(prepared.unitDir, prepared.recording.log));
+  }
 }
 
 /** Items in turns over their groups: one of each group before a second of any. */

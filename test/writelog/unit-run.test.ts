@@ -95,7 +95,8 @@ t.test('every state of the recorded log is a case named after its unit, labelled
 
 t.test('the unit folder holds the log, the recording and the plan; the disk image is gone', async (t) => {
   const files = await readdir(unitDir);
-  for (const f of ['workload.log', 'recording.json', 'states.json', 'workload-console.log']) t.ok(files.includes(f), f);
+  for (const f of ['workload.log', 'workload.log.digest', 'recording.json', 'states.json', 'workload-console.log'])
+    t.ok(files.includes(f), f);
   t.notOk(files.includes('disk.img'), 'the recorded disk is not kept (the states come from the base and the log)');
   const plan = JSON.parse(await readFile(join(unitDir, 'states.json'), 'utf8')) as { states: Array<{ name: string }> };
   t.same(
@@ -273,6 +274,7 @@ t.test(
     t.ok(results.length > 0 && results.every((r) => r.status === 'pass'), `${results.length} states, all passed`);
     const files = await readdir(passedUnit);
     t.notOk(files.includes('workload.log'), 'the log is gone');
+    t.notOk(files.includes('workload.log.digest'), 'and its digest');
     for (const f of ['recording.json', 'states.json']) t.ok(files.includes(f), `${f} stays`);
   },
 );

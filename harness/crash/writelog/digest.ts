@@ -16,7 +16,7 @@ import { entryKind, type LogEntry, type WriteLog } from './format.ts';
  */
 const hashModulus = 1n << 128n;
 
-interface WriteDigest {
+export interface WriteDigest {
   entry: LogEntry;
   /**
    * Short hash of the sector number and the data written: the same write
@@ -32,6 +32,8 @@ export interface LogDigest {
   log: WriteLog;
   /** By entry index; only writes and discards have one. */
   writes: Map<number, WriteDigest>;
+  /** The base image's hash of every sector the log touches (what the two functions below read). */
+  baseHashes: ReadonlyMap<number, bigint>;
   /** Hash of each touched sector's bytes in the base image. */
   baseSectorHash(sector: number): bigint;
   /** The same, undefined for a sector the log never touches. */
@@ -96,9 +98,15 @@ export async function digestLog(log: WriteLog, basePath: string): Promise<LogDig
     closeSync(logFd);
     closeSync(baseFd);
   }
+  return logDigest(log, writes, base);
+}
+
+/** A LogDigest of its parts: each write's digest by entry index, and the base's hash of every sector the log touches. */
+export function logDigest(log: WriteLog, writes: Map<number, WriteDigest>, base: Map<number, bigint>): LogDigest {
   return {
     log,
     writes,
+    baseHashes: base,
     baseSectorHash: (s) => {
       const h = base.get(s);
       if (h === undefined) throw new Error(`digest: sector ${s} is not written by the log`);

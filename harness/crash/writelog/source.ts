@@ -11,7 +11,8 @@ import type { CrashState, CrashStateSource, LogStateFired, WriteNote } from '../
 import type { StepRecord } from '../expectations.ts';
 import { WriteLog, isFlush } from './format.ts';
 import { ackPositions, recordsAt, runRecordedWorkload, type AckPosition, type StepAck } from './record.ts';
-import { digestLog, type LogDigest } from './digest.ts';
+import type { LogDigest } from './digest.ts';
+import { digestOf } from './digest-file.ts';
 import { epochWrites, generateStates, type PlannedState, type StatePlan, type WriteRef } from './states.ts';
 import { EpochStates, forEachState, type ForkMode } from './materialize.ts';
 import { forkImage } from './replay.ts';
@@ -168,7 +169,7 @@ export class WriteLogSource implements CrashStateSource, AsyncDisposable {
   ): Promise<WriteLogSource> {
     const log = await WriteLog.open(join(unitDir, recording.log));
     try {
-      const digest = await digestLog(log, basePath);
+      const digest = await digestOf(log, basePath);
       const acks = ackPositions(log, recording.acks);
       const plan = generateStates(digest, acks, planOptions(spec));
       const console = await readFile(join(unitDir, 'workload-console.log'), 'utf8').catch(() => '');

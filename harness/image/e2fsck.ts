@@ -157,6 +157,8 @@ let removing: Promise<void> | undefined;
 
 async function acquireSlot(): Promise<Slot> {
   active++;
+  clearTimeout(idleTimer);
+  idleTimer = undefined;
   try {
     scratch ??= TempDir.create('e2fsck').then((dir) => ({ dir, free: [], made: 0 }));
     const s = await scratch;
@@ -176,31 +178,50 @@ async function acquireSlot(): Promise<Slot> {
 }
 
 /**
- * The scratch folder goes once no run has used it for a turn of the event
- * loop (a run that follows another keeps it), so that a run of qcrash
- * inside a longer-lived process (tests, validate, nightly) leaves no temp
- * dir behind; a SIGKILL leaves it to the next run's sweep.
+ * The scratch folder goes once no run has used it for `idleMs`, so that a
+ * run of qcrash inside a longer-lived process (tests, validate, nightly)
+ * leaves no temp dir behind; a process that ends on its own removes an idle
+ * one first (beforeExit), the CLI's exit and a signal through the cleanup
+ * registry, and a SIGKILL leaves it to the next run's sweep. Not sooner: a
+ * write-log check runs e2fsck between stretches of its own work on each
+ * state, and a folder and config made again after every stretch (when it
+ * went after one turn of the event loop) cost about half a millisecond of
+ * the harness a state.
  */
+const idleMs = 1000;
+let idleTimer: ReturnType<typeof setTimeout> | undefined;
+
 function releaseSlot(slot: Slot | undefined): void {
   slot?.owner.free.push(slot);
   if (--active > 0) return;
-  setImmediate(() => {
-    if (active > 0 || !scratch) return;
-    const s = scratch;
-    scratch = undefined;
-    const r: Promise<void> = s
-      .then((d) => d.dir.remove())
-      .catch(() => {})
-      .finally(() => {
-        if (removing === r) removing = undefined;
-      });
-    removing = r;
-  });
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(removeIdleScratch, idleMs);
+  idleTimer.unref();
 }
 
-/** Wait until an idle scratch folder is removed (a caller about to report that it left no temp dir). */
+function removeIdleScratch(): void {
+  clearTimeout(idleTimer);
+  idleTimer = undefined;
+  if (active > 0 || !scratch) return;
+  const s = scratch;
+  scratch = undefined;
+  const r: Promise<void> = s
+    .then((d) => d.dir.remove())
+    .catch(() => {})
+    .finally(() => {
+      if (removing === r) removing = undefined;
+    });
+  removing = r;
+}
+
+process.on('beforeExit', () => {
+  if (idleTimer) removeIdleScratch();
+});
+
+/** Remove an idle scratch folder now and wait until it is gone (a caller about to report that it left no temp dir). */
 export async function e2fsckScratchSettled(): Promise<void> {
   await new Promise((r) => setImmediate(r));
+  if (idleTimer) removeIdleScratch();
   await removing;
 }
 

@@ -10,7 +10,7 @@ import { TempDir } from '../util/tempdir.ts';
 import type { ManifestEntry, MappingKind } from './manifest.ts';
 import { parseBlockMap } from './block-map.ts';
 import { readFullySync } from '../util/fd-io.ts';
-import { AskDebugfsError, InodeReader } from './inode-reader.ts';
+import { AskDebugfsError, InodeReader, type StatFields } from './inode-reader.ts';
 
 /** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses. */
 export interface InodeStat {
@@ -33,25 +33,6 @@ export interface InodeStat {
 
 const EXTENTS_FL = 0x80000;
 const INLINE_DATA_FL = 0x10000000;
-
-/**
- * What an inode's `stat` says, before what qcrash derives from it: the
- * fields parseDebugfsStat reads from debugfs's text, and what the in-process
- * reader (inode-reader.ts) reads from the inode. One function (inodeStatOf)
- * makes an InodeStat of either, so the two cannot derive differently.
- */
-export interface StatFields {
-  ino: number;
-  /** The first word of debugfs's type ("regular", "directory", "symlink", ...). */
-  type: string;
-  flags: number;
-  size: number;
-  links: number;
-  blockcount: number;
-  fastLinkTarget?: string;
-  /** The BLOCKS: or EXTENTS: section: its heading and what follows it, up to the blank line that ends it. */
-  map?: { heading: 'BLOCKS' | 'EXTENTS'; body: string };
-}
 
 /** Parse one inode's `stat` output (debugfs 1.47). */
 export function parseDebugfsStat(text: string): InodeStat | undefined {

@@ -1,7 +1,6 @@
 import { fstatSync } from 'node:fs';
 import { crc32cLe } from '../util/crc32c.ts';
 import { readFullySync } from '../util/fd-io.ts';
-import type { StatFields } from './debugfs.ts';
 
 /**
  * Inodes read from an ext2/3/4 image in this process, as `debugfs -R stat`
@@ -23,6 +22,25 @@ import type { StatFields } from './debugfs.ts';
  * wherever that was simpler; stricter only costs a debugfs run.
  * test/image/inode-reader.test.ts holds it to debugfs on real images.
  */
+/**
+ * What an inode's `stat` says, before what qcrash derives from it: the
+ * fields parseDebugfsStat (debugfs.ts) reads from debugfs's text, and what this
+ * reader reads from the inode. One function (inodeStatOf)
+ * makes an InodeStat of either, so the two cannot derive differently.
+ */
+export interface StatFields {
+  ino: number;
+  /** The first word of debugfs's type ("regular", "directory", "symlink", ...). */
+  type: string;
+  flags: number;
+  size: number;
+  links: number;
+  blockcount: number;
+  fastLinkTarget?: string;
+  /** The BLOCKS: or EXTENTS: section: its heading and what follows it, up to the blank line that ends it. */
+  map?: { heading: 'BLOCKS' | 'EXTENTS'; body: string };
+}
+
 export class AskDebugfsError extends Error {
   constructor(
     readonly image: string,

@@ -378,8 +378,8 @@ function recover(mode: RecoveryMode, rc: RecoveryContext): Promise<RecoveredImag
   const { state, env } = rc;
   if (mode === 'e2fsck' && state.inPlace) {
     const inPlace = state.inPlace;
-    // What the replay wrote is in its undo file by now: the content oracle then reads only what changed from the base.
-    // What the replay wrote is in its undo file by now, which also tells the image's identity after it.
+    // What the replay wrote is in its undo file by now: the content oracle then reads only what changed from the base,
+    // and the undo file also tells the image's identity after it.
     return recoverWithE2fsckInPlace(state.image, inPlace.undoFile()).then((r) => {
       const unchanged = inPlace.unchangedFromBase?.();
       const key = inPlace.identity?.();

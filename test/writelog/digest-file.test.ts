@@ -1,5 +1,5 @@
 import t from 'tap';
-import { existsSync, readFileSync, truncateSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, truncateSync, utimesSync } from 'node:fs';
 import { WriteLog } from '../../harness/crash/writelog/format.ts';
 import { digestLog, type LogDigest } from '../../harness/crash/writelog/digest.ts';
 import { digestFile, digestOf, dropDigestFile } from '../../harness/crash/writelog/digest-file.ts';
@@ -72,4 +72,8 @@ t.test("a file that is not this log's or is damaged is made again", async (t) =>
   t.same(flat(await digestOf(log, base.path)), flat(fresh), 'and back on the first base: its own again');
   dropDigestFile(log.path);
   t.notOk(existsSync(digestFile(log)), 'dropped with the log');
+  // A file that cannot be written (a folder in its place): the digest is made, and nothing fails.
+  mkdirSync(digestFile(log));
+  t.same(flat(await digestOf(log, base.path)), flat(fresh), 'the file cannot be written: made, and the check goes on');
+  rmSync(digestFile(log), { recursive: true });
 });

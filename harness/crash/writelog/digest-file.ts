@@ -46,7 +46,8 @@ export async function digestOf(log: WriteLog, basePath: string): Promise<LogDige
   const kept = readDigest(log, stamp);
   if (kept) return kept;
   const digest = await digestLog(log, basePath);
-  await writeFileAtomic(digestFile(log), encode(digest, stamp));
+  // A cache: a folder that cannot take the file (full, or something else in its place) costs the next check a digest, not the run.
+  await writeFileAtomic(digestFile(log), encode(digest, stamp)).catch(() => undefined);
   return digest;
 }
 

@@ -29,14 +29,18 @@ t.test('runs a moment apart share the folder; settled, it is gone', async (t) =>
   t.same(scratchDirs(process.pid), [], 'settled: no folder left');
 });
 
-t.test('a process that ends on its own after a run leaves no folder', async (t) => {
-  const script = tmp.join('child.mts');
-  writeFileSync(
-    script,
-    `import { runE2fsck } from ${JSON.stringify(new URL('../../harness/image/e2fsck.ts', import.meta.url).pathname)};\n` +
-      `await runE2fsck(${JSON.stringify(img)}, 'check');\nconsole.log(process.pid);\n`,
-  );
-  const pid = Number(execFileSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8' }).trim());
-  t.ok(pid > 0, `the child ran e2fsck (pid ${pid})`);
-  t.same(scratchDirs(pid), [], 'its scratch folder went before it exited');
-});
+for (const [how, end] of [
+  ['ends on its own', ''],
+  ['calls process.exit() at once', 'process.exit(0);\n'],
+] as const)
+  t.test(`a process that ${how} after a run leaves no folder`, async (t) => {
+    const script = tmp.join(`child-${end ? 'exit' : 'end'}.mts`);
+    writeFileSync(
+      script,
+      `import { runE2fsck } from ${JSON.stringify(new URL('../../harness/image/e2fsck.ts', import.meta.url).pathname)};\n` +
+        `await runE2fsck(${JSON.stringify(img)}, 'check');\nconsole.log(process.pid);\n${end}`,
+    );
+    const pid = Number(execFileSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8' }).trim());
+    t.ok(pid > 0, `the child ran e2fsck (pid ${pid})`);
+    t.same(scratchDirs(pid), [], 'its scratch folder went with it');
+  });

@@ -67,6 +67,7 @@ const roCompatKnown = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x400 | 0x2
 
 const EXTENTS_FL = 0x80000;
 const INLINE_DATA_FL = 0x10000000;
+const HUGE_FILE_FL = 0x40000;
 /** Encrypted and casefolded directories are looked up by other rules. */
 const LOOKUP_OTHERWISE_FL = 0x800 | 0x40000000;
 const ROOT_INO = 2;
@@ -195,6 +196,8 @@ export class InodeReader {
     const type = typeWords.get(inode.mode & S_IFMT);
     if (!type) throw this.ask(`inode ${ino}: a device or unknown file type`);
     if (inode.flags & INLINE_DATA_FL) throw this.ask(`inode ${ino}: inline data`);
+    // i_blocks counted in filesystem blocks, not sectors: how debugfs prints that is not held to it here.
+    if (inode.flags & HUGE_FILE_FL) throw this.ask(`inode ${ino}: huge_file block count`);
     const r = inode.raw;
     const fields: StatFields = {
       ino,

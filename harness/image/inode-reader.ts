@@ -267,7 +267,7 @@ export class InodeReader {
     if ((dir.mode & S_IFMT) !== 0x4000) throw this.ask(`inode ${dirIno} is looked in but is not a directory`);
     if (dir.flags & (INLINE_DATA_FL | LOOKUP_OTHERWISE_FL))
       throw this.ask(`directory ${dirIno}: inline, encrypted or casefolded`);
-    const map = dir.flags & EXTENTS_FL ? this.extentMap(dir) : this.blockMap(dir);
+    const map = dir.flags & EXTENTS_FL ? this.extentMap(dir, true) : this.blockMap(dir, true);
     if (map.unwritten) throw this.ask(`directory ${dirIno}: unwritten extents`);
     const byName = new Map<string, number>();
     for (const block of map.dataBlocks) this.dirBlockEntries(dir, block, byName);
@@ -303,10 +303,10 @@ export class InodeReader {
     return b;
   }
 
-  /** ext2fs_block_iterate3 over a block-mapped inode as debugfs's dump_blocks prints it. */
-  private blockMap(inode: Inode): MapListing {
+  /** ext2fs_block_iterate3 over a block-mapped inode as debugfs's dump_blocks prints it; `listBlocks`: its data blocks too (a directory's). */
+  private blockMap(inode: Inode, listBlocks = false): MapListing {
     const limit = this.g.blockSize / 4;
-    const out = new MapPrinter();
+    const out = new MapPrinter(listBlocks);
     const iBlock = (i: number) => inode.raw.readUInt32LE(0x28 + 4 * i);
     for (let i = 0; i < 12; i++) if (iBlock(i)) out.data(i, iBlock(i));
     const walk = (ptr: number, level: number, first: number, label: string): void => {
@@ -331,9 +331,9 @@ export class InodeReader {
     return out.blockListing();
   }
 
-  /** The extent tree as debugfs's dump_extents prints it: pre-order, index entries as (ETBlevel). */
-  private extentMap(inode: Inode): MapListing {
-    const out = new MapPrinter();
+  /** The extent tree as debugfs's dump_extents prints it: pre-order, index entries as (ETBlevel); `listBlocks` as blockMap's. */
+  private extentMap(inode: Inode, listBlocks = false): MapListing {
+    const out = new MapPrinter(listBlocks);
     const root = inode.raw.subarray(0x28, 0x28 + 60);
     const depth = this.extentHeader(root, 60, inode, 'i_block');
     if (depth > EXT_MAX_DEPTH) throw this.ask(`inode ${inode.ino}: extent depth ${depth}`);
@@ -388,7 +388,7 @@ function fastLink(reader: InodeReader, inode: Inode): string {
 interface MapListing {
   /** The section's body as debugfs prints it, without the heading. */
   text: string;
-  /** The data blocks in the order listed (directories are read in it). */
+  /** The data blocks in the order listed, when asked for (a directory is read in it; a file's, thousands a state, are not needed). */
   dataBlocks: number[];
   unwritten: boolean;
 }
@@ -397,11 +397,13 @@ interface MapListing {
 class MapPrinter {
   private readonly parts: string[] = [];
   private readonly listed: number[] = [];
+
+  constructor(private readonly listBlocks: boolean) {}
   private run: { l0: number; p0: number; l: number; p: number } | undefined;
   private unwritten = false;
 
   data(logical: number, physical: number): void {
-    this.listed.push(physical);
+    if (this.listBlocks) this.listed.push(physical);
     const r = this.run;
     if (r && r.p + 1 === physical && r.l + 1 === logical) {
       r.l = logical;
@@ -422,7 +424,7 @@ class MapPrinter {
     this.parts.push(
       len === 1 ? `(${logical}${u}):${physical}` : `(${logical}-${logical + len - 1}${u}):${physical}-${physical + len - 1}`,
     );
-    for (let i = 0; i < len; i++) this.listed.push(physical + i);
+    if (this.listBlocks) for (let i = 0; i < len; i++) this.listed.push(physical + i);
     if (unwritten) this.unwritten = true;
   }
 

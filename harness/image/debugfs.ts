@@ -10,17 +10,10 @@ import { TempDir } from '../util/tempdir.ts';
 import type { ManifestEntry, MappingKind } from './manifest.ts';
 import { parseBlockMap } from './block-map.ts';
 import { readFullySync } from '../util/fd-io.ts';
-import { AskDebugfsError, InodeReader, type StatFields } from './inode-reader.ts';
+import { AskDebugfsError, EXTENTS_FL, INLINE_DATA_FL, InodeReader, type StatFields } from './inode-reader.ts';
 
-/** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses. */
-export interface InodeStat {
-  ino: number;
-  type: string;
-  flags: number;
-  size: number;
-  links: number;
-  /** i_blocks in 512-byte units as debugfs prints "Blockcount". */
-  blockcount: number;
+/** What `debugfs -R 'stat PATH'` says about an inode, the parts qcrash uses: the stat's fields, and what is derived from its map. */
+export interface InodeStat extends Omit<StatFields, 'map'> {
   mapping: MappingKind;
   /** The raw "BLOCKS:"/"EXTENTS:" section, for reports. */
   map: string;
@@ -28,11 +21,7 @@ export interface InodeStat {
   dataBlocks: number;
   /** Map section mentions (IND)/(DIND)/(TIND). */
   levels: { ind: boolean; dind: boolean; tind: boolean };
-  fastLinkTarget?: string;
 }
-
-const EXTENTS_FL = 0x80000;
-const INLINE_DATA_FL = 0x10000000;
 
 /** Parse one inode's `stat` output (debugfs 1.47). */
 export function parseDebugfsStat(text: string): InodeStat | undefined {

@@ -35,6 +35,7 @@ export interface StatFields {
   flags: number;
   size: number;
   links: number;
+  /** i_blocks in 512-byte units as debugfs prints "Blockcount". */
   blockcount: number;
   fastLinkTarget?: string;
   /** The BLOCKS: or EXTENTS: section: its heading and what follows it, up to the blank line that ends it. */
@@ -65,8 +66,8 @@ const RO_COMPAT_METADATA_CSUM = 0x400;
 /** sparse_super, large_file, huge_file, gdt_csum, dir_nlink, extra_isize, quota, metadata_csum, project, orphan_present. */
 const roCompatKnown = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x400 | 0x2000 | 0x10000;
 
-const EXTENTS_FL = 0x80000;
-const INLINE_DATA_FL = 0x10000000;
+export const EXTENTS_FL = 0x80000;
+export const INLINE_DATA_FL = 0x10000000;
 const HUGE_FILE_FL = 0x40000;
 /** Encrypted and casefolded directories are looked up by other rules. */
 const LOOKUP_OTHERWISE_FL = 0x800 | 0x40000000;

@@ -565,8 +565,9 @@ async function dropLogOnceChecked(check: UnitCheck, failing: readonly StateWork[
   const wholePlan = states.length === source.plan.states.length;
   const allPassed = states.every((w) => w.result.status === 'pass');
   if ((env.keep === 'none' && !failing.length) || (env.keep === 'failed' && wholePlan && allPassed)) {
-    await rm(join(prepared.unitDir, prepared.recording.log), { force: true });
-    dropDigestFile(join(prepared.unitDir, prepared.recording.log));
+    const log = join(prepared.unitDir, prepared.recording.log);
+    await rm(log, { force: true });
+    dropDigestFile(log);
   }
 }
 

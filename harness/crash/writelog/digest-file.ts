@@ -36,8 +36,9 @@ function stampOf(log: WriteLog, basePath: string): Stamp {
   };
 }
 
-export function digestFile(log: WriteLog): string {
-  return `${log.path}.digest`;
+/** Where the digest of the log at `logPath` (or of the open `log`) is kept. */
+export function digestFile(log: WriteLog | string): string {
+  return `${typeof log === 'string' ? log : log.path}.digest`;
 }
 
 /** The log's digest from its file when that file is this log's and this base's, else computed and the file written. */
@@ -53,7 +54,7 @@ export async function digestOf(log: WriteLog, basePath: string): Promise<LogDige
 
 /** Remove the log's digest file (with the log: what it describes is gone). */
 export function dropDigestFile(logPath: string): void {
-  rmSync(`${logPath}.digest`, { force: true });
+  rmSync(digestFile(logPath), { force: true });
 }
 
 /**

@@ -15,6 +15,7 @@ import { ackPositions } from '../../harness/crash/writelog/record.ts';
 import { forEachState } from '../../harness/crash/writelog/materialize.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { fixtureAcks, fixtureLog } from '../writelog/fixture.ts';
+import { unwrittenExtentImage } from '../helpers/unwritten-extent.ts';
 
 // The content oracle stats every file of every crash state in process
 // (image/inode-reader.ts) and asks debugfs only for an image the reader
@@ -90,14 +91,9 @@ t.test('built images, block-mapped and converted to extents: every stat as debug
 });
 
 t.test('unwritten extents are printed as debugfs prints them', async (t) => {
-  const base = await buildImage(await loadRecipe('small-4k'));
   const img = tmp.join('unwritten.img');
-  await copyImage(base.path, img);
-  execFileSync('e2fsck', ['-fy', '-E', 'bmap2extent', img], { stdio: 'ignore' });
-  const file = base.manifest.entries.find((e) => e.type === 'file' && (e.size ?? 0) > 8192)!;
-  const blocks = Math.ceil(file.size / 4096);
-  execFileSync('debugfs', ['-w', '-R', `fallocate ${file.path} ${blocks} ${blocks + 7}`, img], { stdio: 'ignore' });
-  const stats = await sameAsDebugfs(t, img, [file.path], 'fallocated past the data');
+  const file = await unwrittenExtentImage(img);
+  const stats = await sameAsDebugfs(t, img, [file.path], 'fallocated past the data, the size inside the unwritten extents');
   t.match(stats.get(file.path)?.map, /\[u\]/, 'the map has an unwritten extent');
 });
 

@@ -5,6 +5,7 @@ import { buildImage } from '../../harness/image/build.ts';
 import { copyImage } from '../../harness/image/disk.ts';
 import { readEntryState, statPaths } from '../../harness/image/debugfs.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
+import { unwrittenExtentImage } from '../helpers/unwritten-extent.ts';
 
 // The content oracle reads file bytes through the block map debugfs prints
 // (readEntryState via 'map'); manifests are made with debugfs's own dump.
@@ -63,15 +64,9 @@ for (const name of ['shapes-4k', 'shapes-1k', 'fragmented-4k']) {
 }
 
 t.test('unwritten extents and blocks past i_size read as debugfs reads them', async (t) => {
-  const base = await buildImage(await loadRecipe('small-4k'));
   const img = tmp.join('unwritten.img');
-  await copyImage(base.path, img);
-  execFileSync('e2fsck', ['-fy', '-E', 'bmap2extent', img], { stdio: 'ignore' });
   // Unwritten extents past the data of a file, and a size that ends inside them.
-  const file = base.manifest.entries.find((e) => e.type === 'file' && (e.size ?? 0) > 8192)!;
-  const blocks = Math.ceil(file.size / 4096);
-  execFileSync('debugfs', ['-w', '-R', `fallocate ${file.path} ${blocks} ${blocks + 7}`, img], { stdio: 'ignore' });
-  execFileSync('debugfs', ['-w', '-R', `sif ${file.path} size ${file.size + 4096 * 3 + 100}`, img], { stdio: 'ignore' });
+  const file = await unwrittenExtentImage(img);
   const [st] = [...(await statPaths(img, [file.path])).values()];
   t.match(st?.map, /\[u\]/, `the map has an unwritten extent: ${st?.map}`);
   await same(t, img, [file.path]);

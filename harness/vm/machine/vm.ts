@@ -1,7 +1,7 @@
 import { execa, type ResultPromise } from 'execa';
 import { readFile, access, copyFile, writeFile, open, type FileHandle } from 'node:fs/promises';
 import { InfraError } from '../../util/errors.ts';
-import { onCleanup } from '../../util/cleanup.ts';
+import { onCleanup, shuttingDown } from '../../util/cleanup.ts';
 import { TempDir } from '../../util/tempdir.ts';
 import { tool } from '../../util/tools.ts';
 import { QmpClient } from '../qmp/client.ts';
@@ -154,11 +154,19 @@ export class Vm implements Machine {
       ...(spec.gdb ? { gdb: dir.join('gdb.sock') } : {}),
     };
     const argv = [qemu, ...vmArgv(spec, paths, accel, o.name ?? `qcrash-${spec.role}`)];
+    // A teardown that started during the dir's creation is removing it: QEMU
+    // must not start there, and would outlive the teardown (a parent-death
+    // signal stops it only once the harness is gone).
+    if (shuttingDown()) {
+      await state?.close();
+      throw new InfraError('qcrash is stopping: no new VM');
+    }
     const startedAt = performance.now();
     const proc = spawnQemu(setpriv, argv, state);
+    // Registered (its constructor) in the turn QEMU starts, so any later teardown takes it down.
+    const vm = new Vm(spec, argv, dir, paths, accel, proc, startedAt);
     // QEMU holds its own copy of the descriptor.
     await state?.close();
-    const vm = new Vm(spec, argv, dir, paths, accel, proc, startedAt);
     try {
       await vm.connect(spec.bootTimeoutMs ?? (accel === 'kvm' ? 30_000 : 120_000), spec.waitAgent ?? true, spec.restoreFrom);
     } catch (e) {

@@ -1,0 +1,103 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { projectRoot } from '../../harness/util/paths.ts';
+import { stockKernel } from '../../harness/kernel/stock.ts';
+import { buildInitramfs } from '../../harness/guest/initramfs.ts';
+import { qemuPids } from '../helpers/env.ts';
+
+// A Ctrl-C that lands while a temp dir or a VM is being made. CI once saw
+// the Ctrl-C fault test (test/faults/run.test.ts) leave an empty
+// qcrash-vm-* dir: the signal came between mkdtemp and the dir's cleanup
+// being registered, and the teardown, with nothing else to wait for,
+// exited first. Here the script signals itself the moment the dir shows
+// up in a watched folder. Before the fix that left a dir in about half the
+// tries (2 and 1 of 3 here, and 5 of 5 VM launches in a scratch loop), so
+// each case tries five times.
+const dir = await mkdtemp(join(tmpdir(), 'faults-teardown-race-'));
+t.teardown(() => rm(dir, { recursive: true, force: true }));
+
+const modules = {
+  tsx: import.meta.resolve('tsx/esm/api'),
+  tempdir: pathToFileURL(join(projectRoot, 'harness/util/tempdir.ts')).href,
+  vm: pathToFileURL(join(projectRoot, 'harness/vm/machine/vm.ts')).href,
+  cleanup: pathToFileURL(join(projectRoot, 'harness/util/cleanup.ts')).href,
+};
+
+/** A script that makes `what` and sends itself SIGINT as soon as a qcrash-* dir appears in QCRASH_TMPDIR. */
+async function raceScript(name: string, what: string): Promise<string> {
+  const script = join(dir, `${name}.mjs`);
+  await writeFile(
+    script,
+    `import { register } from ${JSON.stringify(modules.tsx)};
+import { watch } from 'node:fs';
+register();
+const { TempDir } = await import(${JSON.stringify(modules.tempdir)});
+const { Vm } = await import(${JSON.stringify(modules.vm)});
+const { onCleanup } = await import(${JSON.stringify(modules.cleanup)});
+// The handlers are installed with the first cleanup; a run has its out lock's by then.
+onCleanup(() => {});
+const w = watch(process.env.QCRASH_TMPDIR, (_event, name) => {
+  if (!String(name).startsWith('qcrash-')) return;
+  w.close();
+  process.kill(process.pid, 'SIGINT');
+});
+try {
+  await ${what};
+} catch {
+  /* the teardown's doing */
+}
+// The signal's teardown ends the process (exit 130); this only keeps it alive until then.
+await new Promise((r) => setTimeout(r, 20_000));
+process.exit(0);
+`,
+  );
+  return script;
+}
+
+async function interrupted(script: string, tmp: string): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [script], {
+    env: { ...process.env, QCRASH_TMPDIR: tmp },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  return { code, stderr };
+}
+
+async function leftIn(tmp: string): Promise<string[]> {
+  return (await readdir(tmp)).filter((f) => f.startsWith('qcrash-'));
+}
+
+t.test('Ctrl-C while a temp dir is being made: the teardown waits for it and removes it', async (t) => {
+  const script = await raceScript('tempdir', "TempDir.create('race')");
+  for (let i = 0; i < 5; i++) {
+    const tmp = join(dir, `tmp-${i}`);
+    await mkdir(tmp);
+    const r = await interrupted(script, tmp);
+    t.equal(r.code, 130, r.stderr);
+    t.match(r.stderr, /SIGINT received/);
+    t.same(await leftIn(tmp), [], `try ${i + 1}: no temp dir left`);
+  }
+});
+
+t.test('Ctrl-C while a VM is being launched: no QEMU started into a dir being removed, nothing left', async (t) => {
+  const kernel = await stockKernel();
+  const initrd = (await buildInitramfs(kernel)).path;
+  const disk = join(dir, 'empty.img');
+  await writeFile(disk, Buffer.alloc(1 << 20));
+  const spec = { kernel, initrd, disk: { path: disk, format: 'raw' }, waitAgent: false };
+  const script = await raceScript('vm', `Vm.launch(${JSON.stringify(spec)})`);
+  for (let i = 0; i < 5; i++) {
+    const tmp = join(dir, `vm-tmp-${i}`);
+    await mkdir(tmp);
+    const r = await interrupted(script, tmp);
+    t.equal(r.code, 130, r.stderr);
+    t.same(await leftIn(tmp), [], `try ${i + 1}: no temp dir left`);
+    t.same(qemuPids(tmp), [], `try ${i + 1}: no QEMU left`);
+  }
+});

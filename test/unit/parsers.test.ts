@@ -28,6 +28,25 @@ t.test('e2fsck problem log: codes and context attributes', async (t) => {
   t.same(parseProblemLog(''), [], 'an empty log is no problems');
 });
 
+t.test('e2fsck problem log: a clean run logs headers and no problem; a problem is found however it is laid out', async (t) => {
+  // A real clean e2fsck -fn (pass headers, its invocation and filesystem): parsed without the XML parser.
+  const clean = await fx('checks/problem-log-clean-fn.xml');
+  t.match(clean, /<header code="0x050000"\/>/);
+  t.same(parseProblemLog(clean), []);
+  // The shortcut looks for a <problem> element, not for e2fsck's spacing of one.
+  for (const [how, el] of [
+    ['a newline after its name', '<problem\ncode="0x010004" answer="0" ino="13"/>'],
+    ['a tab after its name', '<problem\tcode="0x010004" answer="0" ino="13"/>'],
+  ] as const) {
+    const ps = parseProblemLog(clean.replace('<header code="0x020000"/>', `${el}\n<header code="0x020000"/>`));
+    t.same(
+      ps.map((p) => [p.code, p.ino]),
+      [[0x010004, 13]],
+      how,
+    );
+  }
+});
+
 t.test('a torn checkpoint: an entry whose file type no longer matches its inode has its e2fsprogs name', async (t) => {
   // A real crash state (known-bugs/e2fsck-fc-stale-head-1k, a power-loss state inside the
   // checkpoint, after e2fsck reset the journal): /neighbours's directory block landed, the

@@ -1,4 +1,5 @@
-import { access, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseImageKey, machineStateKey, type CaseSpec, type RecoveryMode } from '../scenario/model.ts';
 import type { KernelInfo } from '../kernel/kernel.ts';
@@ -240,7 +241,8 @@ export async function prepareStateCheck(
     state.ending === 'clean',
     { caseSeed: spec.seed },
   );
-  await writeFile(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
+  // Synchronous, as the e2fsck logs (writeE2fsckLogs): a few KiB, every state.
+  writeFileSync(join(caseDir, 'expectations.json'), JSON.stringify(expectations, null, 2));
   // Only a write into a file of the image needs its original bytes: regenerated from the recipe, or read from the user's image.
   const written = expectations.files.filter((f) => f.origin === 'recipe').map((f) => f.path);
   const recipe = written.length && spec.scenario.recipe ? await loadRecipe(spec.scenario.recipe) : undefined;
@@ -370,7 +372,7 @@ async function recoverAndCheck(mode: RecoveryMode, rc: RecoveryContext): Promise
     if (!rc.uncheckableIsFinding || !(e instanceof E2fsckCannotCheckError)) throw e;
     outcome = { runs: recovered?.runs ?? [], findings: [cannotCheckFinding(e, mode)] };
   }
-  await writeE2fsckLogs(mode, outcome.runs, join(rc.caseDir, 'e2fsck-'));
+  writeE2fsckLogs(mode, outcome.runs, join(rc.caseDir, 'e2fsck-'));
   return { recovered, outcome, oraclesMs };
 }
 

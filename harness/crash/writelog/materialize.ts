@@ -1,5 +1,5 @@
-import { access, rm } from 'node:fs/promises';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { InfraError, errorMessage } from '../../util/errors.ts';
 import { readFullySync } from '../../util/fd-io.ts';
@@ -214,7 +214,7 @@ async function checkOneInPlace<T>(
     ...(known ? { identity: () => identityNow(state, cursor.workPath, undoFiles, pass.log.sectorSize, known) } : {}),
   };
   const out = await runCheck(pass, state, cursor.workPath, scope, started);
-  const undoFailure = await undoCheckWrites(cursor, undoFiles);
+  const undoFailure = undoCheckWrites(cursor, undoFiles);
   const undone = undoFailure === undefined;
   if (!undone) {
     // An e2fsck killed mid-run leaves an unfinished undo file: rebuild this
@@ -323,17 +323,13 @@ function identityNow(
 }
 
 /** Put back what the check wrote, newest undo file first; the error message if that cannot be done. The undo files are removed. */
-async function undoCheckWrites(cursor: ReplayCursor, undoFiles: UndoFiles): Promise<string | undefined> {
+function undoCheckWrites(cursor: ReplayCursor, undoFiles: UndoFiles): string | undefined {
   try {
     for (const f of [...undoFiles.paths].reverse()) {
-      // A program that never opened its undo file wrote nothing.
-      if (
-        !(await access(f).then(
-          () => true,
-          () => false,
-        ))
-      )
-        continue;
+      // A program that never opened its undo file wrote nothing. (Synchronous
+      // here and below: a few calls on a tmpfs file, every state, cost less
+      // than their trips through libuv's thread pool.)
+      if (!existsSync(f)) continue;
       // Read and verified whole before a byte is written (undo-file.ts): in this process, not an e2undo per state.
       cursor.putBack(undoFiles.content(f));
     }
@@ -341,7 +337,7 @@ async function undoCheckWrites(cursor: ReplayCursor, undoFiles: UndoFiles): Prom
   } catch (e) {
     return errorMessage(e);
   } finally {
-    for (const f of undoFiles.paths) await rm(f, { force: true });
+    for (const f of undoFiles.paths) rmSync(f, { force: true });
   }
 }
 

@@ -1,13 +1,13 @@
 import type { Finding, RecoveryMode } from '../findings/finding.ts';
 import type { Manifest } from '../image/manifest.ts';
 import type { Recipe } from '../image/recipe.ts';
-import { readEntryState, type EntryState } from '../image/debugfs.ts';
+import { blockMapOf, readEntryState, type EntryState } from '../image/debugfs.ts';
 import { recipeFile } from '../image/recipe-content.ts';
 import { sha256 } from '../util/hash.ts';
 import { InfraError } from '../util/errors.ts';
 import { noExpectations, type DurabilityExpectations, type FileExpectation } from '../crash/expectations.ts';
 import { checkFileHistory, HistoryModelError, type FileOrigin } from './file-history.ts';
-import { diffDataMaps, parseBlockMap } from '../image/block-map.ts';
+import { diffDataMaps } from '../image/block-map.ts';
 
 const PAGE = 4096;
 
@@ -160,7 +160,7 @@ function entryFindings(
   // stay on the physical block it had (block map or extents alike). Files
   // the workload wrote may have gained blocks: their bytes are checked instead.
   if (e.blockMap && e.type !== 'dir' && !h) {
-    const diff = diffDataMaps(e.blockMap, parseBlockMap(s.stat.map));
+    const diff = diffDataMaps(e.blockMap, blockMapOf(s.stat));
     if (diff)
       findings.push(make('mapping-changed', e.path, `physical mapping changed: ${diff}`, s.stat.map.slice(0, 2000), s.stat.ino));
   }

@@ -8,7 +8,7 @@ import { tool } from '../util/tools.ts';
 import { sha256 } from '../util/hash.ts';
 import { TempDir } from '../util/tempdir.ts';
 import type { ManifestEntry, MappingKind } from './manifest.ts';
-import { parseBlockMap } from './block-map.ts';
+import { parseBlockMap, type BlockMap } from './block-map.ts';
 import { readFullySync } from '../util/fd-io.ts';
 import { AskDebugfsError, EXTENTS_FL, INLINE_DATA_FL, InodeReader, type StatFields } from './inode-reader.ts';
 
@@ -417,10 +417,32 @@ const mapZeros = Buffer.alloc(mapReadChunk);
 function mappedDataRuns(st: InodeStat): Array<[number, number, number]> | undefined {
   if (st.mapping === 'inline' || (st.flags & INLINE_DATA_FL) !== 0) return undefined;
   try {
-    return parseBlockMap(st.map).data;
+    return blockMapOf(st).data;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Parsed maps by stat: a state's content check asked for the same file's
+ * map up to three times (the base comparison, the read, the mapping check),
+ * and parsing a fragmented file's map text is most of reading its stat.
+ */
+const parsedMaps = new WeakMap<InodeStat, BlockMap | Error>();
+
+/** parseBlockMap of `st.map`, parsed once per stat. Shared: callers must not change it. Throws as parseBlockMap does. */
+export function blockMapOf(st: InodeStat): BlockMap {
+  let m = parsedMaps.get(st);
+  if (m === undefined) {
+    try {
+      m = parseBlockMap(st.map);
+    } catch (e) {
+      m = e instanceof Error ? e : new Error(String(e));
+    }
+    parsedMaps.set(st, m);
+  }
+  if (m instanceof Error) throw m;
+  return m;
 }
 
 /**
@@ -464,9 +486,10 @@ function readThroughMap(
     const end = Math.min(start + n * B, st.size);
     for (let off = start; off < end;) {
       const len = Math.min(mapReadChunk, end - off);
-      if (readFullySync(fd, buf.subarray(0, len), p * B + (off - start)) !== len) return undefined;
-      if (bytes) buf.copy(bytes, off, 0, len);
-      else hash!.update(buf.subarray(0, len));
+      // Kept bytes are read into their place; hashed ones through the scratch buffer.
+      const into = bytes ? bytes.subarray(off, off + len) : buf.subarray(0, len);
+      if (readFullySync(fd, into, p * B + (off - start)) !== len) return undefined;
+      if (!bytes) hash!.update(into);
       off += len;
       at = off;
     }

@@ -6,7 +6,7 @@
  * function here has its twin in qcrash-io.c; test/checks/writer-content.test.ts
  * holds them to bytes the guest wrote.
  */
-import { splitmixBytes } from './splitmix.ts';
+import { splitmixBytes, splitmixInto, splitmixWord } from './splitmix.ts';
 
 const MASK = (1n << 64n) - 1n;
 const GAMMA = 0x9e3779b97f4a7c15n;
@@ -39,7 +39,7 @@ export function generatedBytesReference(seed: number | bigint, size: number): Bu
 
 /** One generator output from state x (qcrash-io's mix()). */
 function mix(x: bigint): bigint {
-  return generatedBytes(x, 8).readBigUInt64LE(0);
+  return splitmixWord(x & MASK);
 }
 
 export const SECTOR = 512;
@@ -82,11 +82,12 @@ export function writerSector(seed: number | bigint, round: number, index: number
 }
 
 function makeWriterSector(seed: number | bigint, round: number, index: number): Buffer {
-  const b = Buffer.alloc(SECTOR);
+  // Every byte is written below (header, then the body straight from the generator).
+  const b = Buffer.allocUnsafe(SECTOR);
   MAGIC.copy(b, 0);
   b.writeUInt32LE(round, 4);
   b.writeBigUInt64LE(BigInt(index), 8);
-  generatedBytes(sectorSeed(seed, round, index), SECTOR - HEADER).copy(b, HEADER);
+  splitmixInto(sectorSeed(seed, round, index) & MASK, b, HEADER, SECTOR - HEADER);
   return b;
 }
 

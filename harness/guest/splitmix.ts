@@ -108,11 +108,27 @@ const instance = new wasm.Instance(new wasm.Module(moduleBytes));
 const fill = instance.exports.fill as (s: bigint, ptr: number, n: number) => void;
 const memory = instance.exports.mem as { buffer: ArrayBuffer; grow(pages: number): number };
 
-/** `size` bytes of splitmix64 from state `seed` (a 64-bit value), little-endian words, the last one cut short. */
-export function splitmixBytes(seed: bigint, size: number): Buffer {
+/** The generator's words for `size` bytes, made in the module's memory: a view of them, valid until the next call. */
+function generate(seed: bigint, size: number): Uint8Array {
   const words = Math.ceil(size / 8);
   const need = words * 8 - memory.buffer.byteLength;
   if (need > 0) memory.grow(Math.ceil(need / 65536));
   fill(BigInt.asIntN(64, seed), 0, words);
-  return Buffer.from(new Uint8Array(memory.buffer, 0, size));
+  return new Uint8Array(memory.buffer, 0, size);
+}
+
+/** `size` bytes of splitmix64 from state `seed` (a 64-bit value), little-endian words, the last one cut short. */
+export function splitmixBytes(seed: bigint, size: number): Buffer {
+  return Buffer.from(generate(seed, size));
+}
+
+/** splitmixBytes(seed, size) written into `target` at `offset`, with no buffer of its own (a rewriter sector's body). */
+export function splitmixInto(seed: bigint, target: Uint8Array, offset: number, size: number): void {
+  target.set(generate(seed, size), offset);
+}
+
+/** The generator's first word from state `seed`: splitmixBytes(seed, 8) as an unsigned 64-bit value. */
+export function splitmixWord(seed: bigint): bigint {
+  generate(seed, 8);
+  return new BigUint64Array(memory.buffer, 0, 1)[0]!;
 }

@@ -368,3 +368,36 @@ t.test('an append not made durable: the old size and bytes, or the new ones, nev
   );
   t.equal(grown.badCount, 0, "a rewriter's ftruncate before its first round");
 });
+
+t.test('sectors compared a run at a time: every wrong sector is still found, wherever it falls in a run', async (t) => {
+  // A 200 KiB rewriter file (400 sectors: six runs of 64 and a part), durable at its last round.
+  const size = 200 * 1024;
+  const exp = history([odirect(3, size)], 1);
+  const good = writerRound(SEED, 2, size);
+  t.equal(check(exp, good).badCount, 0);
+  // First and last sector of a run, one in its middle, two next to each other, and the file's last.
+  const wrong = [0, 63, 64, 100, 101, 127, 128, 399];
+  const bad = Buffer.from(good);
+  for (const s of wrong) writerSector(SEED, 1, s).copy(bad, s * 512);
+  const v = check(exp, bad);
+  t.equal(v.badCount, wrong.length);
+  const all = checkFileHistory(exp, none, bad, { blockSize: B, limit: 100 });
+  t.same(
+    all.bad.map((b) => b.sector),
+    wrong,
+    'exactly the sectors written wrong',
+  );
+  // Bytes past the file's size in its last, cut short sector: judged as far as they go.
+  const cut = good.subarray(0, size - 100);
+  t.equal(check(exp, cut).badCount, 0, 'a last sector cut short is compared as far as it goes');
+  const cutBad = Buffer.from(cut);
+  cutBad.writeUInt8(cutBad.readUInt8(cutBad.length - 1) ^ 0xff, cutBad.length - 1);
+  t.same(
+    checkFileHistory(exp, none, cutBad, { blockSize: B, limit: 100 }).bad.map((b) => b.sector),
+    [399],
+    'a wrong byte in the last, cut short sector',
+  );
+  // Bytes past the version's size are no sector of it: a file longer than any version has them wrong.
+  const longer = Buffer.concat([good, Buffer.alloc(4096)]);
+  t.equal(check(exp, longer).badCount, 8, 'eight sectors past the end of every version');
+});

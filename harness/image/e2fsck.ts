@@ -152,8 +152,6 @@ interface Scratch {
 }
 
 let scratch: Promise<Scratch> | undefined;
-/** The scratch folder while it exists, for the exit hook (which cannot wait for a promise). */
-let scratchPath: string | undefined;
 let active = 0;
 let removing: Promise<void> | undefined;
 
@@ -162,10 +160,7 @@ async function acquireSlot(): Promise<Slot> {
   clearTimeout(idleTimer);
   idleTimer = undefined;
   try {
-    scratch ??= TempDir.create('e2fsck').then((dir) => {
-      scratchPath = dir.path;
-      return { dir, free: [], made: 0 };
-    });
+    scratch ??= TempDir.create('e2fsck').then((dir) => ({ dir, free: [], made: 0 }));
     const s = await scratch;
     const reused = s.free.pop();
     if (reused) return reused;
@@ -185,8 +180,8 @@ async function acquireSlot(): Promise<Slot> {
 /**
  * The scratch folder goes once no run has used it for `idleMs`, so that a
  * run of qcrash inside a longer-lived process (tests, validate, nightly)
- * leaves no temp dir behind; a process that exits removes it (the exit hook
- * below), a signal through the cleanup registry, and a SIGKILL leaves it to
+ * leaves no temp dir behind; a process that exits removes it (TempDir's exit
+ * hook), a signal through the cleanup registry, and a SIGKILL leaves it to
  * the next run's sweep. Not sooner: a
  * write-log check runs e2fsck between stretches of its own work on each
  * state, and a folder and config made again after every stretch (when it
@@ -211,23 +206,13 @@ function removeIdleScratch(): void {
   const s = scratch;
   scratch = undefined;
   const r: Promise<void> = s
-    .then((d) => {
-      if (scratchPath === d.dir.path) scratchPath = undefined;
-      return d.dir.remove();
-    })
+    .then((d) => d.dir.remove())
     .catch(() => {})
     .finally(() => {
       if (removing === r) removing = undefined;
     });
   removing = r;
 }
-
-// A process that ends, on its own or by process.exit() right after a run
-// (a script using the library), takes the folder with it: synchronously,
-// since nothing asynchronous runs once 'exit' is emitted.
-process.on('exit', () => {
-  if (scratchPath) rmSync(scratchPath, { recursive: true, force: true });
-});
 
 /** Remove an idle scratch folder now and wait until it is gone (a caller about to report that it left no temp dir). */
 export async function e2fsckScratchSettled(): Promise<void> {

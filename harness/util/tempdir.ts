@@ -1,5 +1,5 @@
 import { access, mkdtemp, rm, readdir, readFile, statfs, chmod, lstat } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { constants, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onCleanup, shuttingDown } from './cleanup.ts';
@@ -29,6 +29,7 @@ export class TempDir implements AsyncDisposable {
     readonly inMemory = false,
   ) {
     this.unregister = onCleanup(() => this.remove());
+    liveDirs.add(path);
   }
 
   /**
@@ -73,6 +74,7 @@ export class TempDir implements AsyncDisposable {
     this.unregister();
     await killPidfilesIn(this.path);
     await rm(this.path, { recursive: true, force: true });
+    liveDirs.delete(this.path);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -81,6 +83,25 @@ export class TempDir implements AsyncDisposable {
 }
 
 const memoryDir = '/dev/shm';
+
+/**
+ * Temp dirs of this process not removed yet. A process that ends without
+ * removing them (process.exit() from a script using the library, the
+ * teardown's hard deadline after a signal, an idle folder whose timer had
+ * not fired) removes them on 'exit', synchronously, since nothing
+ * asynchronous runs once 'exit' is emitted. QEMU processes in them end with
+ * the harness (their parent-death signal).
+ */
+const liveDirs = new Set<string>();
+process.on('exit', () => {
+  for (const dir of liveDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* exiting: nothing more to do */
+    }
+  }
+});
 
 /** The folder is writable and its filesystem has `bytes` free. */
 async function roomIn(dir: string, bytes: number): Promise<boolean> {

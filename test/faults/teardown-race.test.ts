@@ -101,3 +101,28 @@ t.test('Ctrl-C while a VM is being launched: no QEMU started into a dir being re
     t.same(qemuPids(tmp), [], `try ${i + 1}: no QEMU left`);
   }
 });
+
+t.test('a process that exits without removing its temp dirs leaves none (the exit hook)', async (t) => {
+  // process.exit() right after making dirs, with a file in one and a removal
+  // still running in another: what a script using the library may do, and
+  // what the teardown's hard deadline does after a signal.
+  const script = join(dir, 'exit-now.mjs');
+  await writeFile(
+    script,
+    `import { register } from ${JSON.stringify(modules.tsx)};
+import { writeFileSync } from 'node:fs';
+register();
+const { TempDir } = await import(${JSON.stringify(modules.tempdir)});
+const a = await TempDir.create('exit-a');
+writeFileSync(a.join('file'), 'x');
+const b = await TempDir.create('exit-b');
+void b.remove();
+process.exit(0);
+`,
+  );
+  const tmp = join(dir, 'exit-tmp');
+  await mkdir(tmp);
+  const r = await interrupted(script, tmp);
+  t.equal(r.code, 0, r.stderr);
+  t.same(await leftIn(tmp), [], 'no temp dir left');
+});

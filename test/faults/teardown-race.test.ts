@@ -25,6 +25,7 @@ const modules = {
   tempdir: pathToFileURL(join(projectRoot, 'harness/util/tempdir.ts')).href,
   vm: pathToFileURL(join(projectRoot, 'harness/vm/machine/vm.ts')).href,
   cleanup: pathToFileURL(join(projectRoot, 'harness/util/cleanup.ts')).href,
+  outLock: pathToFileURL(join(projectRoot, 'harness/run/out-lock.ts')).href,
 };
 
 /** A script that makes `what` and sends itself SIGINT as soon as a qcrash-* dir appears in QCRASH_TMPDIR. */
@@ -125,4 +126,42 @@ process.exit(0);
   const r = await interrupted(script, tmp);
   t.equal(r.code, 0, r.stderr);
   t.same(await leftIn(tmp), [], 'no temp dir left');
+});
+
+t.test("Ctrl-C while the results folder's lock is being taken: the lock does not stay behind", async (t) => {
+  // A lock left by a run that never started makes the next run in that folder refuse (a stale lock).
+  const script = join(dir, 'lock.mjs');
+  await writeFile(
+    script,
+    `import { register } from ${JSON.stringify(modules.tsx)};
+import { watch } from 'node:fs';
+register();
+const { onCleanup } = await import(${JSON.stringify(modules.cleanup)});
+const { OutDirLock } = await import(${JSON.stringify(modules.outLock)});
+onCleanup(() => {});
+const out = process.argv[2];
+const w = watch(out, (_event, name) => {
+  if (String(name) !== '.qcrash-lock') return;
+  w.close();
+  process.kill(process.pid, 'SIGINT');
+});
+try {
+  await OutDirLock.acquire(out, { resume: false });
+} catch {
+  /* the teardown's doing */
+}
+await new Promise((r) => setTimeout(r, 20_000));
+process.exit(0);
+`,
+  );
+  for (let i = 0; i < 5; i++) {
+    const out = join(dir, `out-${i}`);
+    await mkdir(out);
+    const child = spawn(process.execPath, [script, out], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    t.equal(code, 130, stderr);
+    t.same(await readdir(out), [], `try ${i + 1}: no lock left`);
+  }
 });

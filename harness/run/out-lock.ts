@@ -2,7 +2,7 @@ import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../util/errors.ts';
-import { onCleanup } from '../util/cleanup.ts';
+import { onCleanup, removedIfInterrupted } from '../util/cleanup.ts';
 import { processAlive } from '../util/partial-file.ts';
 
 /** The lock file in a results folder while a run writes it. */
@@ -42,7 +42,7 @@ export class OutDirLock implements AsyncDisposable {
 
   static async acquire(dir: string, opts: { resume: boolean }): Promise<OutDirLock> {
     const file = join(dir, outLockFile);
-    if (await OutDirLock.tryTake(file)) return OutDirLock.held(file);
+    if (await takeLock(file)) return OutDirLock.held(file);
     const owner = await readOwner(file);
     if (!owner) {
       // Created this instant by another run that has not written its pid yet, or left empty by one killed in between.
@@ -63,29 +63,10 @@ export class OutDirLock implements AsyncDisposable {
         `--out ${dir} has a stale lock: qcrash pid ${owner.pid} started a run there at ${owner.startedAt} and is no longer running (killed?). Finish that run with: qcrash run --resume ${dir} (which takes the lock over), or remove ${file} if the folder holds nothing of value, or choose another --out`,
       );
     }
-    if (!(await takeOver(file, owner)) || !(await OutDirLock.tryTake(file)))
+    if (!(await takeOver(file, owner)) || !(await takeLock(file)))
       throw inUse(dir, 'another qcrash run that took the stale lock over first');
     process.stderr.write(`qcrash: took over the stale lock of ${dir} (pid ${owner.pid} is no longer running)\n`);
     return OutDirLock.held(file);
-  }
-
-  /**
-   * tryCreate, with a Ctrl-C in the middle covered: the teardown waits for
-   * the attempt and removes a lock it made. (The lock was registered only
-   * once made and written, and a signal in between left it behind: the next
-   * run in the folder then refused it as stale.) The caller registers the
-   * taken lock (held) in the same turn as this resolves.
-   */
-  private static async tryTake(file: string): Promise<boolean> {
-    const attempt = tryCreate(file);
-    const unregister = onCleanup(async () => {
-      if (await attempt.catch(() => false)) await rm(file, { force: true });
-    });
-    try {
-      return await attempt;
-    } finally {
-      unregister();
-    }
   }
 
   private static held(file: string): OutDirLock {
@@ -101,6 +82,11 @@ export class OutDirLock implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
   }
+}
+
+/** tryCreate, and a lock made while a Ctrl-C's teardown ran is removed by it (else the next run in the folder refuses it as stale). */
+function takeLock(file: string): Promise<boolean> {
+  return removedIfInterrupted(tryCreate(file), async (created) => created && rm(file, { force: true }));
 }
 
 /** O_EXCL: exactly one process creates the file; false when it exists. */

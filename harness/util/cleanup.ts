@@ -20,6 +20,30 @@ export function onCleanup(fn: Cleanup): () => void {
   return () => cleanups.delete(fn);
 }
 
+/**
+ * `making` (a file or dir being created) with a Ctrl-C in the middle covered:
+ * until it settles, a teardown waits for it and runs `undo` on what it made.
+ * Registering only once it is made loses a race: a signal in between finds
+ * nothing to remove, and a teardown with little else to do exits first (an
+ * empty qcrash-vm-* dir in CI, a stale results lock). The caller registers
+ * what was made in the same turn as this resolves, checking shuttingDown()
+ * first: a teardown that started meanwhile holds the undo already.
+ */
+export async function removedIfInterrupted<T>(making: Promise<T>, undo: (made: T) => Promise<unknown>): Promise<T> {
+  const unregister = onCleanup(async () => {
+    const made = await making.then(
+      (m) => ({ m }),
+      () => undefined,
+    );
+    if (made) await undo(made.m);
+  });
+  try {
+    return await making;
+  } finally {
+    unregister();
+  }
+}
+
 /** The teardown in progress, which every caller of runAllCleanups waits for. */
 let teardown: Promise<void> | undefined;
 

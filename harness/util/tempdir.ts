@@ -2,7 +2,7 @@ import { access, mkdtemp, rm, readdir, readFile, statfs, chmod, lstat } from 'no
 import { constants, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { onCleanup, shuttingDown } from './cleanup.ts';
+import { onCleanup, removedIfInterrupted, shuttingDown } from './cleanup.ts';
 import { processAlive, sweepStalePartials } from './partial-file.ts';
 import { cacheNotice } from './cache-entry.ts';
 
@@ -43,23 +43,11 @@ export class TempDir implements AsyncDisposable {
     const inMemory = !process.env.QCRASH_TMPDIR && opts.inMemory !== undefined && (await roomIn(memoryDir, 2 * opts.inMemory));
     const base = process.env.QCRASH_TMPDIR || (inMemory ? memoryDir : tmpdir());
     if (shuttingDown()) throw new Error('qcrash is stopping: no new temp dir');
-    const made = mkdtemp(join(base, `${PREFIX}${label}-p${process.pid}-`));
-    // A teardown that starts while mkdtemp runs waits for it and removes what
-    // it made. Removing the dir here instead lost the race: a teardown with
-    // little else to do exits the process before this side's rm ran, and
-    // left an empty qcrash-vm-* dir (the Ctrl-C fault test saw one in CI).
-    const unregister = onCleanup(async () => {
-      const path = await made.catch(() => undefined);
-      if (path) await rm(path, { recursive: true, force: true });
-    });
-    const path = await made.catch((e: unknown) => {
-      unregister();
-      throw e;
-    });
-    // The signal handler takes the registered cleanups in the same turn as it
-    // sets shuttingDown: if it has, the placeholder above is among them.
+    const path = await removedIfInterrupted(mkdtemp(join(base, `${PREFIX}${label}-p${process.pid}-`)), (made) =>
+      rm(made, { recursive: true, force: true }),
+    );
+    // A teardown that started meanwhile holds the removal (removedIfInterrupted).
     if (shuttingDown()) throw new Error('qcrash is stopping: no new temp dir');
-    unregister();
     // Registered before the chmod's await, so no turn passes with the dir unowned.
     const dir = new TempDir(path, inMemory);
     await chmod(path, 0o700);

@@ -28,8 +28,12 @@ const modules = {
   outLock: pathToFileURL(join(projectRoot, 'harness/run/out-lock.ts')).href,
 };
 
-/** A script that makes `what` and sends itself SIGINT as soon as a qcrash-* dir appears in QCRASH_TMPDIR. */
-async function raceScript(name: string, what: string): Promise<string> {
+/**
+ * A script that makes `what` and sends itself SIGINT as soon as an entry
+ * `appears` (a JS test of \`name\`; default a qcrash-* dir) in the folder
+ * `watched` (a JS expression; default QCRASH_TMPDIR).
+ */
+async function raceScript(name: string, what: string, opts: { watched?: string; appears?: string } = {}): Promise<string> {
   const script = join(dir, `${name}.mjs`);
   await writeFile(
     script,
@@ -39,10 +43,11 @@ register();
 const { TempDir } = await import(${JSON.stringify(modules.tempdir)});
 const { Vm } = await import(${JSON.stringify(modules.vm)});
 const { onCleanup } = await import(${JSON.stringify(modules.cleanup)});
+const { OutDirLock } = await import(${JSON.stringify(modules.outLock)});
 // The handlers are installed with the first cleanup; a run has its out lock's by then.
 onCleanup(() => {});
-const w = watch(process.env.QCRASH_TMPDIR, (_event, name) => {
-  if (!String(name).startsWith('qcrash-')) return;
+const w = watch(${opts.watched ?? 'process.env.QCRASH_TMPDIR'}, (_event, name) => {
+  if (!(${opts.appears ?? "String(name).startsWith('qcrash-')"})) return;
   w.close();
   process.kill(process.pid, 'SIGINT');
 });
@@ -59,8 +64,8 @@ process.exit(0);
   return script;
 }
 
-async function interrupted(script: string, tmp: string): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [script], {
+async function interrupted(script: string, tmp: string, args: string[] = []): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [script, ...args], {
     env: { ...process.env, QCRASH_TMPDIR: tmp },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -130,38 +135,15 @@ process.exit(0);
 
 t.test("Ctrl-C while the results folder's lock is being taken: the lock does not stay behind", async (t) => {
   // A lock left by a run that never started makes the next run in that folder refuse (a stale lock).
-  const script = join(dir, 'lock.mjs');
-  await writeFile(
-    script,
-    `import { register } from ${JSON.stringify(modules.tsx)};
-import { watch } from 'node:fs';
-register();
-const { onCleanup } = await import(${JSON.stringify(modules.cleanup)});
-const { OutDirLock } = await import(${JSON.stringify(modules.outLock)});
-onCleanup(() => {});
-const out = process.argv[2];
-const w = watch(out, (_event, name) => {
-  if (String(name) !== '.qcrash-lock') return;
-  w.close();
-  process.kill(process.pid, 'SIGINT');
-});
-try {
-  await OutDirLock.acquire(out, { resume: false });
-} catch {
-  /* the teardown's doing */
-}
-await new Promise((r) => setTimeout(r, 20_000));
-process.exit(0);
-`,
-  );
+  const script = await raceScript('lock', 'OutDirLock.acquire(process.argv[2], { resume: false })', {
+    watched: 'process.argv[2]',
+    appears: "String(name) === '.qcrash-lock'",
+  });
   for (let i = 0; i < 5; i++) {
     const out = join(dir, `out-${i}`);
     await mkdir(out);
-    const child = spawn(process.execPath, [script, out], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += d));
-    const code = await new Promise<number | null>((r) => child.on('close', r));
-    t.equal(code, 130, stderr);
+    const r = await interrupted(script, dir, [out]);
+    t.equal(r.code, 130, r.stderr);
     t.same(await readdir(out), [], `try ${i + 1}: no lock left`);
   }
 });

@@ -11,6 +11,7 @@ import {
   type ValidateResult,
 } from '../validate/validate.ts';
 import { patchPassed, seriesReport, validateSeries } from '../validate/series.ts';
+import { mutantsSummary, type MutantOutcome } from '../validate/mutants-summary.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { streamProgressSink } from '../kernel/build-progress.ts';
 import { ExitCode, ConfigError } from '../util/errors.ts';
@@ -142,6 +143,7 @@ async function validatePatchSets(sets: string[][], o: ValidateCommandOptions, sh
   let code: number = ExitCode.pass;
   // --mutants: the baseline runs once; every later patch is judged against that run.
   let baselineRun: ValidateResult['baseline'] | undefined;
+  const mutants: MutantOutcome[] = [];
   for (const patches of sets) {
     const r = await validatePatch({
       ...shared,
@@ -160,11 +162,13 @@ async function validatePatchSets(sets: string[][], o: ValidateCommandOptions, sh
       );
       continue;
     }
+    if (o.mutants) mutants.push({ patch: patches[0]!, result: r });
     if (o.mutants && !r.introduced.length) {
       process.stdout.write(`MISSED: ${patches[0]} introduced no finding\n`);
       code = ExitCode.failed;
     }
     if (!o.mutants) code = worstExitCode([code, validateExitCode(r)]);
   }
+  process.stdout.write(mutantsSummary(mutants));
   return code;
 }

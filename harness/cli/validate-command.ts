@@ -33,7 +33,10 @@ export function registerValidate(program: Command): void {
       '--series',
       'judge each patch on its own: build the baseline and every prefix (1, 1-2, 1-3, ...), name the patch that introduced each finding; a --patch may be an mbox of several patches (git format-patch, b4 am), mails without a diff (cover letters) are skipped',
     )
-    .option('--mutants <dir>', 'validate every *.patch in DIR, one at a time (e.g. ../shared/mutants)')
+    .option(
+      '--mutants <dir>',
+      'validate every *.patch in DIR, one at a time (e.g. ../shared/mutants), against one baseline run; ends with a line per patch, flagged or MISSED (exit 1 if one is missed)',
+    )
     .option(
       '--line <line>',
       "kernel line: 6.1 or 6.12; the baseline and patched kernels come from its Debian linux-source tarball (or --tree) with that line's config fragments",

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { validateKernels, validateReport } from '../../harness/validate/validate.ts';
+import { mutantsSummary } from '../../harness/validate/mutants-summary.ts';
 import type { MachineSpec } from '../../harness/vm/machine/machine.ts';
 import { TempDir } from '../../harness/util/tempdir.ts';
 import { FakeLauncher } from '../helpers/fake-machine.ts';
@@ -49,4 +50,24 @@ t.test('a baseline run of another kernel is not reused', async (t) => {
   });
   t.not(other.baseline.dir, first.baseline.dir);
   t.notOk(other.baseline.shared);
+});
+
+t.test("the closing summary says which patch was flagged and which MISSED, under the shared baseline's result", async (t) => {
+  const harmless = await validateKernels({ ...common, patched: fakeKernel('mutant-1'), out: join(tmp.path, 's1') });
+  const plants = await validateKernels({
+    ...common,
+    patched: fakeKernel('mutant-2'),
+    out: join(tmp.path, 's2'),
+    baselineRun: harmless.baseline,
+  });
+  const text = mutantsSummary([
+    { patch: '/x/01-harmless.patch', result: harmless },
+    { patch: '/x/02-plants.patch', result: plants },
+  ]);
+  const lines = text.trim().split('\n');
+  t.equal(lines[0], 'Planted bugs: 1 of 2 flagged, each patch alone against one baseline run');
+  t.match(lines[1], /^ {2}baseline: base, 3 passed, 0 failed, 0 not run\/reached \(/);
+  t.match(lines[2], /^ {2}MISSED {3}01-harmless\.patch: 0 confirmed finding\(s\), 0 flaky {2}\(/);
+  t.match(lines[3], /^ {2}flagged {2}02-plants\.patch: 1 confirmed finding\(s\), 0 flaky {2}\(/);
+  t.equal(lines.length, 4, 'no warning about a baseline that passed');
 });
